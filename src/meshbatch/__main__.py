@@ -1,0 +1,3 @@
+from meshbatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""YAML -> validated, frozen Config, with every error reported at once with its path.
+
+Three passes, each collecting all its errors before the next runs:
+1. YAML syntax (with line numbers) and duplicate keys;
+2. shape and types (pydantic), unknown keys turned into "did you mean" hints;
+3. meaning: references between objects, unique names, names of extensions that exist.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from meshbatch.config.model import Config
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `problems` lists every error found, each with its path."""
+
+    def __init__(self, problems: Sequence[Problem], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# Each check gets the validated config and returns its problems. Other packages add theirs (extension names).
+SemanticCheck = Callable[[Config], Iterable[Problem]]
+_semantic_checks: list[SemanticCheck] = []
+
+
+def register_check(check: SemanticCheck) -> SemanticCheck:
+    _semantic_checks.append(check)
+    return check
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def format_path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_at(root: type[BaseModel], loc: Sequence[int | str], data: Any) -> type[BaseModel] | None:
+    """The model class that validated the mapping found at `loc` (walks field annotations and the data)."""
+    current: Any = root
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            current = _strip_list(current)
+            continue
+        model = _as_model(current, node)
+        if model is None or part not in model.model_fields:
+            return None
+        current = model.model_fields[part].annotation
+        node = node.get(part) if isinstance(node, dict) else None
+    return _as_model(current, node)
+
+
+def _strip_list(tp: Any) -> Any:
+    if get_origin(tp) is list:
+        return get_args(tp)[0]
+    for arg in get_args(tp):
+        if get_origin(arg) is list:
+            return get_args(arg)[0]
+    return tp
+
+
+def _as_model(tp: Any, node: Any) -> type[BaseModel] | None:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    candidates = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(candidates) == 1 and (node is None or isinstance(node, dict)):
+        return candidates[0]
+    for arg in get_args(tp):
+        found = _as_model(arg, node)
+        if found is not None:
+            return found
+    return None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+_MESSAGES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "greater_than_equal": lambda ctx: f"must be >= {ctx['ge']}",
+    "greater_than": lambda ctx: f"must be > {ctx['gt']}",
+    "less_than_equal": lambda ctx: f"must be <= {ctx['le']}",
+    "less_than": lambda ctx: f"must be < {ctx['lt']}",
+    "too_short": lambda ctx: f"must have at least {ctx['min_length']} item(s)",
+    "string_too_short": lambda ctx: "must not be empty",
+    "missing": lambda ctx: "is required",
+}
+
+
+def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
+    problems: dict[tuple[str, str], Problem] = {}
+    union_paths: dict[str, list[str]] = {}
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
+        path = format_path(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            parent = _model_at(Config, loc[:-1], data)
+            hint = did_you_mean(str(loc[-1]), parent.model_fields) if parent else ""
+            message = f"unknown key{hint}"
+        elif kind in _MESSAGES:
+            message = _MESSAGES[kind](err.get("ctx") or {})
+        elif kind == "value_error":
+            message = str(err["msg"]).removeprefix("Value error, ")
+        else:
+            message = str(err["msg"]).lower().replace("input should be", "must be")
+        if len(err["loc"]) != len(loc):  # an error inside one arm of a union: keep one line per path
+            union_paths.setdefault(path, []).append(message)
+            continue
+        problems[(path, message)] = Problem(path, message)
+    for path, messages in union_paths.items():
+        if not any(p.path == path for p in problems.values()):
+            problems[(path, messages[-1])] = Problem(path, messages[-1])
+    return list(problems.values())
+
+
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "EndpointSpec", "Adaptive", "Admin", "Batch"}
+
+
+def parse(text: str, source: str = "<config>") -> Config:
+    """Validate YAML text into a Config, or raise ConfigError listing every problem."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
+        raise ConfigError([Problem(where, str(exc.problem or exc.context or exc))], source) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem("yaml", str(exc))], source) from None
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("", "the config must be a YAML mapping at the top level")], source)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(exc, data), source) from None
+    problems = [p for check in _semantic_checks for p in check(config)]
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def load(path: str | Path) -> Config:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+    return parse(text, str(path))
+
+
+__all__ = ["ConfigError", "Problem", "did_you_mean", "format_path", "load", "parse", "register_check"]

@@ -1,0 +1,125 @@
+"""One error tree for everything the proxy answers itself, mapped to a status code, a reason and a flag.
+
+Reasons are stable snake_case strings: they appear in the JSON body `{"error", "reason"}`, in /metrics
+(`meshbatch_local_replies_total{reason=...}`) and in access logs. Flags follow Envoy's response flags.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import orjson
+
+
+class ProxyError(Exception):
+    """An error the proxy answers itself. Subclasses fix status and flag; the reason names the cause."""
+
+    status = 500
+    flag = "-"
+    default_reason = "internal_error"
+
+    def __init__(self, reason: str | None = None, detail: str = "") -> None:
+        self.reason = reason or self.default_reason
+        self.detail = detail
+        super().__init__(f"{self.reason}: {detail}" if detail else self.reason)
+
+    @property
+    def error(self) -> str:
+        return HTTPStatus(self.status).phrase.lower()
+
+    def body(self) -> bytes:
+        payload: dict[str, str] = {"error": self.error, "reason": self.reason}
+        if self.detail:
+            payload["detail"] = self.detail
+        return orjson.dumps(payload)
+
+
+class BadRequest(ProxyError):
+    status, flag, default_reason = 400, "DPE", "bad_request"
+
+
+class Forbidden(ProxyError):
+    status, flag, default_reason = 403, "UAEX", "denied"
+
+
+class NoRoute(ProxyError):
+    status, flag, default_reason = 404, "NR", "no_route"
+
+
+class RequestTimeout(ProxyError):
+    status, flag, default_reason = 408, "DT", "header_timeout"
+
+
+class PayloadTooLarge(ProxyError):
+    status, flag, default_reason = 413, "DPE", "body_too_large"
+
+
+class HeadersTooLarge(ProxyError):
+    status, flag, default_reason = 431, "DPE", "headers_too_large"
+
+
+class Overloaded(ProxyError):
+    """429: queue full or rate limited; carries a Retry-After in seconds."""
+
+    status, flag, default_reason = 429, "UO", "overloaded"
+
+    def __init__(self, reason: str | None = None, detail: str = "", retry_after: float = 1.0) -> None:
+        super().__init__(reason, detail)
+        self.retry_after = retry_after
+
+
+class BadGateway(ProxyError):
+    status, flag, default_reason = 502, "UPE", "bad_upstream_response"
+
+
+class UpstreamReset(BadGateway):
+    flag, default_reason = "UR", "upstream_reset"
+
+
+class Unavailable(ProxyError):
+    status, flag, default_reason = 503, "UH", "no_healthy_upstream"
+
+
+class ConnectFailed(Unavailable):
+    flag, default_reason = "UF", "upstream_connect_failed"
+
+
+class PoolOverflow(Unavailable):
+    flag, default_reason = "UO", "upstream_pool_overflow"
+
+
+class GatewayTimeout(ProxyError):
+    status, flag, default_reason = 504, "UT", "upstream_timeout"
+
+
+class ConnectTimeout(GatewayTimeout):
+    flag, default_reason = "UF", "connect_timeout"
+
+
+class DeadlineExceeded(GatewayTimeout):
+    flag, default_reason = "DX", "deadline_exceeded"
+
+
+class Draining(Unavailable):
+    flag, default_reason = "DC", "draining"
+
+
+__all__ = [
+    "BadGateway",
+    "BadRequest",
+    "ConnectFailed",
+    "ConnectTimeout",
+    "DeadlineExceeded",
+    "Draining",
+    "Forbidden",
+    "GatewayTimeout",
+    "HeadersTooLarge",
+    "NoRoute",
+    "Overloaded",
+    "PayloadTooLarge",
+    "PoolOverflow",
+    "ProxyError",
+    "RequestTimeout",
+    "Unavailable",
+    "UpstreamReset",
+]

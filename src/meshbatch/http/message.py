@@ -1,0 +1,94 @@
+"""The request and response objects every layer sees, and the handler types that compose them.
+
+Header names are lower-case bytes (HTTP/1.1 names are case-insensitive); values are raw bytes. Bodies are
+buffered up to the listener's limit: meshbatch serves many small RPC-style calls and batches them, and a
+buffered body can be replayed, retried and split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Request:
+    __slots__ = (
+        "body",
+        "client",
+        "context",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "received_at",
+        "request_id",
+        "scheme",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        body: bytes = b"",
+        *,
+        host: bytes = b"",
+        version: bytes = b"1.1",
+        keep_alive: bool = True,
+        client: str = "",
+        scheme: bytes = b"http",
+        request_id: bytes = b"",
+        received_at: float = 0.0,
+    ) -> None:
+        self.method = method
+        self.target = target
+        path, _, query = target.partition(b"?")
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.host = host
+        self.version = version
+        self.keep_alive = keep_alive
+        self.client = client
+        self.scheme = scheme
+        self.request_id = request_id
+        self.received_at = received_at
+        self.context: dict[str, Any] = {}
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header (name in lower case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method.decode()} {self.target.decode(errors='replace')} id={self.request_id.decode()}>"
+
+
+class Response:
+    __slots__ = ("body", "flag", "headers", "reason", "status", "upstream")
+
+    def __init__(self, status: int, headers: Headers | None = None, body: bytes = b"") -> None:
+        self.status = status
+        self.headers: Headers = headers if headers is not None else []
+        self.body = body
+        self.flag = "-"
+        self.reason = ""
+        self.upstream = ""
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)}B>"
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+Layer = Callable[[Handler], Handler]
+
+__all__ = ["Handler", "Headers", "Layer", "Request", "Response"]
