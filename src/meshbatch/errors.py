@@ -46,6 +46,10 @@ class NoRoute(ProxyError):
     status, flag, default_reason = 404, "NR", "no_route"
 
 
+class MethodNotAllowed(ProxyError):
+    status, flag, default_reason = 405, "-", "method_not_allowed"
+
+
 class RequestTimeout(ProxyError):
     status, flag, default_reason = 408, "DT", "header_timeout"
 
@@ -114,6 +118,7 @@ __all__ = [
     "Forbidden",
     "GatewayTimeout",
     "HeadersTooLarge",
+    "MethodNotAllowed",
     "NoRoute",
     "Overloaded",
     "PayloadTooLarge",

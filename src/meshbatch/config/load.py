@@ -165,7 +165,7 @@ _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "EndpointSpec", "A
 def parse(text: str, source: str = "<config>") -> Config:
     """Validate YAML text into a Config, or raise ConfigError listing every problem."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"

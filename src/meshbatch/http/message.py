@@ -26,6 +26,7 @@ class Request:
         "query",
         "received_at",
         "request_id",
+        "route",
         "scheme",
         "target",
         "version",
@@ -60,6 +61,7 @@ class Request:
         self.scheme = scheme
         self.request_id = request_id
         self.received_at = received_at
+        self.route = ""
         self.context: dict[str, Any] = {}
 
     def header(self, name: bytes) -> bytes | None:

@@ -24,19 +24,30 @@ class ItemRequest:
 
 
 class ItemResult:
-    """One caller's answer."""
+    """One caller's answer. Results are read-only once decoded: several callers may share one (dedup, failures).
 
-    __slots__ = ("body", "headers", "status")
+    `reason` is set when the proxy itself produced the answer (e.g. `upstream_status_503`), empty when the
+    status and body are the upstream's own.
+    """
 
-    def __init__(self, status: int, body: bytes, headers: Headers | None = None) -> None:
+    __slots__ = ("body", "headers", "reason", "status")
+
+    def __init__(self, status: int, body: bytes, headers: Headers | None = None, reason: str = "") -> None:
         self.status = status
         self.body = body
         self.headers: Headers = headers if headers is not None else []
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<ItemResult {self.status} {self.reason or len(self.body)}>"
 
 
 class Codec(Protocol):
     name: str
     content_type: bytes
+    # True when `encode` uses each item's method, path and headers (the envelope shape); the batcher then
+    # fills `ItemRequest.headers` with the caller's end-to-end headers, otherwise leaves them empty.
+    forwards_headers: bool
 
     def check_item(self, item: ItemRequest) -> str | None:
         """None if the item can be batched with this codec, else the reason it cannot (answered 400)."""

@@ -1,0 +1,89 @@
+"""Admin endpoints, served by the same HTTP server as the data plane on their own listener.
+
+GET /ready         200 "LIVE" while serving, 503 "DRAINING" once draining (for load balancers and probes)
+GET /metrics       Prometheus text exposition
+GET /config_dump   the active snapshot: version, load time, the config as JSON
+GET /clusters      endpoints with state, active requests, connections
+GET /batchers      each batching queue's live state
+GET /listeners     listeners with their addresses and connection counts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from meshbatch.errors import MethodNotAllowed, NoRoute
+from meshbatch.http.message import Request, Response
+from meshbatch.runtime.snapshot import Snapshot
+from meshbatch.telemetry.metrics import Registry
+
+
+class AdminTarget(Protocol):
+    """What the admin API reads from the running proxy."""
+
+    snapshot: Snapshot
+    metrics: Registry
+
+    @property
+    def draining(self) -> bool: ...
+
+    def listeners_summary(self) -> list[dict[str, Any]]: ...
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    body = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    return Response(status, [(b"content-type", b"application/json")], body)
+
+
+class AdminApi:
+    def __init__(self, target: AdminTarget) -> None:
+        self.target = target
+        self.routes: dict[bytes, Callable[[Request], Response]] = {
+            b"/ready": self.ready,
+            b"/metrics": self.metrics,
+            b"/stats/prometheus": self.metrics,
+            b"/config_dump": self.config_dump,
+            b"/clusters": self.clusters,
+            b"/batchers": self.batchers,
+            b"/listeners": self.listeners,
+            b"/": self.index,
+        }
+
+    async def __call__(self, request: Request) -> Response:
+        request.route = "admin"
+        endpoint = self.routes.get(request.path)
+        if endpoint is None:
+            raise NoRoute("no_admin_endpoint", f"known: {', '.join(p.decode() for p in self.routes)}")
+        if request.method not in (b"GET", b"HEAD"):
+            raise MethodNotAllowed("method_not_allowed", "admin endpoints are read-only (GET)")
+        return endpoint(request)
+
+    def index(self, request: Request) -> Response:
+        return _json({"endpoints": sorted(p.decode() for p in self.routes if p != b"/")})
+
+    def ready(self, request: Request) -> Response:
+        if self.target.draining:
+            return Response(503, [(b"content-type", b"text/plain")], b"DRAINING\n")
+        return Response(200, [(b"content-type", b"text/plain")], b"LIVE\n")
+
+    def metrics(self, request: Request) -> Response:
+        return Response(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], self.target.metrics.render())
+
+    def config_dump(self, request: Request) -> Response:
+        return _json(self.target.snapshot.dump())
+
+    def clusters(self, request: Request) -> Response:
+        return _json({"clusters": [c.summary() for c in self.target.snapshot.clusters.values()]})
+
+    def batchers(self, request: Request) -> Response:
+        return _json({"batchers": {name: b.summary() for name, b in self.target.snapshot.batchers.items()}})
+
+    def listeners(self, request: Request) -> Response:
+        return _json({"listeners": self.target.listeners_summary()})
+
+
+__all__ = ["AdminApi", "AdminTarget"]

@@ -1,0 +1,139 @@
+"""`envelope`: the JSON batching shape of Microsoft Graph / OData, with a status, headers and body per item.
+
+    request  {"requests":  [{"id": "1", "method": "POST", "url": "/orders", "headers": {...}, "body": ...}]}
+    answer   {"responses": [{"id": "1", "status": 201, "headers": {...}, "body": ...}]}
+
+Answers are matched by id in any order. A JSON item body (no content-type, or a JSON one) travels as JSON;
+any other body travels as a JSON string, so it must be UTF-8 text. An answer missing for one id fails only
+that caller (502 `missing_item_result`); a non-2xx or unreadable batch answer fails every caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult
+from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, json_error, upstream_status
+from meshbatch.http.message import Headers
+
+# Headers that describe one hop or the proxy's own controls: never copied into or out of an envelope item.
+HOP_HEADERS = frozenset({
+    b"connection", b"content-length", b"expect", b"host", b"keep-alive", b"proxy-authorization",
+    b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+_HOP_NAMES = frozenset(name.decode() for name in HOP_HEADERS)
+
+
+def end_to_end(headers: Headers) -> Headers:
+    """The caller's headers worth forwarding inside an envelope item."""
+    return [(n, v) for n, v in headers if n not in HOP_HEADERS and not n.startswith(b"x-meshbatch-")]
+
+
+def _is_json_type(content_type: bytes | str | None) -> bool:
+    if content_type is None:
+        return True
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode("latin-1")
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "" or media.endswith("/json") or media.endswith("+json")
+
+
+def _content_type(headers: Headers) -> bytes | None:
+    for name, value in headers:
+        if name == b"content-type":
+            return value
+    return None
+
+
+def _header_object(headers: Headers) -> bytes:
+    out: dict[str, str] = {}
+    for name, value in headers:
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return orjson.dumps(out)
+
+
+def _encode_item(item: ItemRequest) -> bytes:
+    head = b'{"id":' + orjson.dumps(item.id) + b',"method":' + orjson.dumps(item.method.decode("latin-1")) \
+        + b',"url":' + orjson.dumps(item.path.decode("latin-1")) + b',"headers":' + _header_object(item.headers)
+    if not item.body:
+        return head + b"}"
+    if _is_json_type(_content_type(item.headers)):
+        return head + b',"body":' + item.body + b"}"
+    return head + b',"body":' + orjson.dumps(item.body.decode("utf-8")) + b"}"
+
+
+def _result(entry: Any) -> ItemResult:
+    status = entry.get("status")
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        return failure("bad_item_status", f"response {entry.get('id')!r} has status {status!r}")
+    raw_headers = entry.get("headers") or {}
+    if not isinstance(raw_headers, dict):
+        return failure("bad_item_headers", f"response {entry.get('id')!r} has headers that are not an object")
+    headers: Headers = [(str(k).lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
+                        for k, v in raw_headers.items() if str(k).lower() not in _HOP_NAMES]
+    body = entry.get("body")
+    if body is None:
+        return ItemResult(status, b"", headers)
+    content_type = _content_type(headers)
+    if isinstance(body, str) and not _is_json_type(content_type):
+        return ItemResult(status, body.encode("utf-8"), headers)
+    if content_type is None:
+        headers.extend(JSON_HEADERS)
+    return ItemResult(status, orjson.dumps(body), headers)
+
+
+@CODECS.register("envelope")
+class EnvelopeCodec:
+    name = "envelope"
+    content_type = b"application/json"
+    forwards_headers = True
+
+    def check_item(self, item: ItemRequest) -> str | None:
+        if not item.body:
+            return None
+        if _is_json_type(_content_type(item.headers)):
+            try:
+                orjson.loads(item.body)
+            except orjson.JSONDecodeError as exc:
+                return f"the body is not valid JSON ({json_error(exc)})"
+            return None
+        try:
+            item.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "a non-JSON body must be UTF-8 text to travel in an envelope"
+        return None
+
+    def encode(self, items: Sequence[ItemRequest]) -> bytes:
+        return b'{"requests":[' + b",".join([_encode_item(item) for item in items]) + b"]}"
+
+    def decode(self, status: int, headers: Headers, body: bytes, items: Sequence[ItemRequest]) -> list[ItemResult]:
+        n = len(items)
+        if not 200 <= status < 300:
+            return for_all(upstream_status(status, headers), n)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return for_all(failure("upstream_not_json", f"the batch answer is not JSON ({json_error(exc)})"), n)
+        responses = data.get("responses") if isinstance(data, dict) else None
+        if not isinstance(responses, list):
+            return for_all(failure("upstream_not_envelope", 'the batch answer has no "responses" array'), n)
+        by_id: dict[str, Any] = {}
+        for entry in responses:
+            if isinstance(entry, dict) and "id" in entry:
+                by_id.setdefault(str(entry["id"]), entry)
+        out: list[ItemResult] = []
+        for item in items:
+            entry = by_id.get(item.id)
+            if entry is None:
+                out.append(failure("missing_item_result", f"the batch answer has no response with id {item.id!r}"))
+            else:
+                out.append(_result(entry))
+        return out
+
+
+__all__ = ["HOP_HEADERS", "EnvelopeCodec", "end_to_end"]

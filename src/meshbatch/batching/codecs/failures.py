@@ -1,0 +1,47 @@
+"""Results the proxy makes itself when an upstream batch answer cannot be split: one JSON reason per caller."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import orjson
+
+from meshbatch.batching.codecs.base import ItemResult
+from meshbatch.http.message import Headers
+
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
+
+
+def failure(reason: str, detail: str = "", status: int = 502, upstream_status: int | None = None,
+            extra_headers: Headers | None = None) -> ItemResult:
+    """A proxy-made error result with the JSON body `{"error", "reason", ["detail"], ["upstream_status"]}`."""
+    payload: dict[str, object] = {"error": HTTPStatus(status).phrase.lower(), "reason": reason}
+    if detail:
+        payload["detail"] = detail
+    if upstream_status is not None:
+        payload["upstream_status"] = upstream_status
+    headers = JSON_HEADERS if not extra_headers else [*JSON_HEADERS, *extra_headers]
+    return ItemResult(status, orjson.dumps(payload), headers, reason)
+
+
+def upstream_status(status: int, headers: Headers) -> ItemResult:
+    """The answer for every caller of a batch the upstream refused as a whole (a non-2xx batch answer)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "non-standard status"
+    retry = [(name, value) for name, value in headers if name == b"retry-after"]
+    return failure(f"upstream_status_{status}", f"the upstream answered the batch with {status} {phrase}",
+                   upstream_status=status, extra_headers=retry)
+
+
+def for_all(result: ItemResult, n: int) -> list[ItemResult]:
+    return [result] * n
+
+
+def json_error(exc: Exception) -> str:
+    """A short, single-line description of a JSON parse error."""
+    return str(exc).split("\n", 1)[0][:200]
+
+
+__all__ = ["JSON_HEADERS", "failure", "for_all", "json_error", "upstream_status"]

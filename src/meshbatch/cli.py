@@ -1,0 +1,108 @@
+"""The `meshbatch` command line: run, check, demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from meshbatch import __version__
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from meshbatch.config import ConfigError, load
+
+    try:
+        config = load(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.problems)} error(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    routes = sum(len(lst.routes) for lst in config.listeners)
+    batched = sum(1 for lst in config.listeners for r in lst.routes if r.batch is not None)
+    endpoints = sum(len(c.endpoints) for c in config.clusters)
+    print(f"{args.file}: ok: {len(config.listeners)} listener(s), {routes} route(s) ({batched} batching), "
+          f"{len(config.clusters)} cluster(s), {endpoints} endpoint(s)")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from meshbatch.config import ConfigError
+    from meshbatch.runtime.app import serve
+
+    import uvloop
+
+    try:
+        code: int = uvloop.run(serve(args.config))
+    except ConfigError as exc:
+        print(f"{args.config}: {len(exc.problems)} error(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"meshbatch: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from meshbatch.demo.cli import run_demo
+
+    return run_demo(args)
+
+
+def _cmd_bench(rest: list[str]) -> int:
+    from meshbatch.benchcli import main as bench_main
+
+    return bench_main(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshbatch", description="A service-mesh data plane with microbatching.")
+    parser.add_argument("--version", action="version", version=f"meshbatch {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the proxy from a YAML config (SIGTERM drains, SIGHUP reloads)")
+    run.add_argument("--config", "-c", required=True, help="the YAML config file")
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check", help="validate a config: every error with its path")
+    check.add_argument("file")
+    check.set_defaults(func=_cmd_check)
+
+    demo = sub.add_parser("demo", help="run the example mesh: producer, batching proxy, consumer, database")
+    demo.add_argument("--duration", type=float, default=8.0, help="seconds of load per run (default 8)")
+    demo.add_argument("--serve", action="store_true", help="keep the mesh running for curl after the runs")
+    demo.add_argument("--database", default=None, help="database URL (default: a SQLite file)")
+    demo.add_argument("--port", type=int, default=8080, help="the proxy's port (default 8080)")
+    demo.add_argument("--concurrency", type=int, default=64, help="producer connections (default 64)")
+    demo.add_argument("--plot", default=None, help="write a PNG plot of the two runs here")
+    demo.set_defaults(func=_cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks against peers (proxy, batching, ingest)", add_help=False)
+    bench.set_defaults(func=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # `bench` forwards everything after it to the benchmark harness's own parser.
+    for i, word in enumerate(argv):
+        if word == "bench":
+            logging.basicConfig(level=logging.WARNING)
+            return _cmd_bench(argv[i + 1:])
+        if not word.startswith("-"):
+            break
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""One upstream HTTP/1.1 connection: write a request, read one response into a `Response`.
+
+Responses are framed by Content-Length, chunked encoding, or the connection closing. A malformed response
+fails the exchange with 502; a connection that closes before any byte of the answer is a reset (the pool
+may replay an idempotent request on a fresh connection when the old one was reused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import httptools
+
+from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
+from meshbatch.http.message import Headers, Response
+
+MAX_HEADER_BYTES = 65_536
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_body",
+        "_body_len",
+        "_deadline",
+        "_head",
+        "_header_bytes",
+        "_headers",
+        "_loop",
+        "_parser",
+        "_received",
+        "_status",
+        "_timer",
+        "_timer_at",
+        "closed",
+        "keep_alive",
+        "max_response_bytes",
+        "pooled",
+        "transport",
+        "uses",
+        "waiter",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_response_bytes: int) -> None:
+        self._loop = loop
+        self.max_response_bytes = max_response_bytes
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[Response] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline = 0.0
+        self.closed = False
+        self.keep_alive = True
+        self.uses = 0
+        self.pooled = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._status = 0
+        self._headers: Headers = []
+        self._body: list[bytes] = []
+        self._body_len = 0
+        self._header_bytes = 0
+        self._received = False
+        self._head = False
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and self.keep_alive and self.waiter is None and \
+            self.transport is not None and not self.transport.is_closing()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            if self._status >= 200 and self._close_delimited():
+                self._finish()
+            elif not self._received:
+                self._fail(UpstreamReset("upstream_reset", "connection closed before any response"))
+            else:
+                self._fail(UpstreamReset("upstream_reset", "connection closed mid-response"))
+
+    # exchange ------------------------------------------------------------------------------------
+    def send(self, data: bytes, *, head: bool, deadline: float) -> asyncio.Future[Response]:
+        """Write one request; the future resolves with the response or fails with a ProxyError."""
+        assert self.transport is not None and self.waiter is None
+        self._reset()
+        self._head = head
+        self.uses += 1
+        waiter = self.waiter = self._loop.create_future()
+        self._deadline = deadline
+        # One lazily re-armed timer per connection, not one per request (a libuv timer costs ~2 us).
+        if self._timer is None or self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+        self.transport.write(data)
+        return waiter
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.waiter is None:
+            return
+        if self._loop.time() >= self._deadline:
+            self._fail(GatewayTimeout("upstream_timeout", "no response before the timeout"))
+        else:
+            self._timer_at = self._deadline
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+
+    def _fail(self, error: ProxyError) -> None:
+        self.keep_alive = False
+        waiter = self.waiter
+        self.waiter = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        self.close()
+
+    def _finish(self) -> None:
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        response = Response(self._status, self._headers, body)
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(response)
+
+    def abandon(self) -> None:
+        """The caller stopped waiting (cancelled): this connection is mid-exchange and cannot be reused."""
+        self.keep_alive = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.waiter = None
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # reading -------------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            # Bytes nobody asked for: the upstream is out of step with us; never reuse this connection.
+            self.keep_alive = False
+            self.close()
+            return
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, ProxyError) else BadGateway("bad_upstream_response", str(exc)))
+        except httptools.HttpParserError as exc:
+            self._fail(BadGateway("bad_upstream_response", str(exc).split(": ", 1)[-1]))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise BadGateway("upstream_headers_too_large")
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        self._status = parser.get_status_code()
+        if 100 <= self._status < 200:
+            return
+        if self._head:
+            # A HEAD answer has no body whatever its framing headers say; httptools cannot be told so,
+            # so finish now and do not reuse the connection.
+            self.keep_alive = False
+            self._finish()
+            return
+
+    def _close_delimited(self) -> bool:
+        """A response with neither Content-Length nor chunked framing ends when the connection closes."""
+        if self._status in (204, 304):
+            return False
+        return not any(n in (b"content-length", b"transfer-encoding") for n, _ in self._headers)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_len += len(body)
+        if self._body_len > self.max_response_bytes:
+            raise BadGateway("upstream_response_too_large", f"response exceeds {self.max_response_bytes} bytes")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self._status < 200:
+            self._reset()
+            self._received = True
+            return
+        if self.waiter is None:
+            return
+        self.keep_alive = self._parser.should_keep_alive()
+        self._finish()
+
+
+__all__ = ["UpstreamConnection"]

@@ -1,0 +1,191 @@
+"""The downstream HTTP/1.1 request reader: bytes in, complete requests (or one precise error) out. No I/O.
+
+llhttp (through httptools) is strict by default: it rejects Content-Length with Transfer-Encoding, duplicate
+Content-Length, bad chunk sizes, obs-fold, bare LF, invalid header characters and unknown transfer codings.
+On top of it this reader enforces what a proxy must add so that it and the upstream never disagree about
+where a request ends (request smuggling): one Host, Host required on HTTP/1.1, no Transfer-Encoding on
+HTTP/1.0, HTTP/1.0 and 1.1 only; and the listener's limits on header bytes and body bytes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import httptools
+
+from meshbatch.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, ProxyError
+from meshbatch.http.message import Headers, Request
+
+
+@dataclass(frozen=True, slots=True)
+class ParserLimits:
+    max_header_bytes: int = 65_536
+    max_body_bytes: int = 8_388_608
+
+
+class RequestParser:
+    """Feed bytes; collect `Request`s from `ready`. Raises `ProxyError` when the stream must be closed.
+
+    After an error the connection is unusable: the caller answers the error and closes.
+    """
+
+    __slots__ = (
+        "_body",
+        "_body_len",
+        "_error",
+        "_expect",
+        "_header_bytes",
+        "_headers",
+        "_host",
+        "_parser",
+        "_request_id",
+        "_te",
+        "_url",
+        "client",
+        "continue_wanted",
+        "headers_done",
+        "in_message",
+        "limits",
+        "now",
+        "ready",
+        "scheme",
+    )
+
+    def __init__(self, limits: ParserLimits, client: str = "", scheme: bytes = b"http") -> None:
+        self.limits = limits
+        self.client = client
+        self.scheme = scheme
+        self.ready: deque[Request] = deque()
+        self.in_message = False
+        self.headers_done = False
+        self.continue_wanted = False
+        self.now = 0.0
+        self._parser = httptools.HttpRequestParser(self)
+        self._error: ProxyError | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: Headers = []
+        self._body: list[bytes] = []
+        self._body_len = 0
+        self._header_bytes = 0
+        self._host: bytes | None = None
+        self._te = False
+        self._expect = False
+        self._request_id = b""
+
+    def feed(self, data: bytes, now: float = 0.0) -> None:
+        self.now = now
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise BadRequest("upgrade_not_supported", "protocol upgrades are not proxied") from None
+        except httptools.HttpParserCallbackError:
+            error = self._error or BadRequest("bad_request")
+            raise error from None
+        except httptools.HttpParserError as exc:
+            if self._error is not None:
+                raise self._error from None
+            raise BadRequest("malformed_request", _describe(exc)) from None
+
+    def _fail(self, error: ProxyError) -> None:
+        self._error = error
+        raise error
+
+    # httptools callbacks -------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._reset()
+        self.in_message = True
+        self.headers_done = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self.limits.max_header_bytes:
+            self._fail(HeadersTooLarge("headers_too_large", "request line too long"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            self._fail(HeadersTooLarge())
+        lname = name.lower()
+        if lname == b"host":
+            if self._host is not None:
+                self._fail(BadRequest("duplicate_host", "more than one Host header"))
+            self._host = value
+        elif lname == b"transfer-encoding":
+            self._te = True
+        elif lname == b"expect":
+            if value.lower() != b"100-continue":
+                self._fail(BadRequest("unsupported_expect", "only 'Expect: 100-continue' is supported"))
+            self._expect = True
+            return
+        elif lname == b"x-request-id":
+            self._request_id = value
+        self._headers.append((lname, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            self._fail(BadRequest("unsupported_version", f"HTTP/{version} is not supported"))
+        if version == "1.1" and self._host is None:
+            self._fail(BadRequest("missing_host", "HTTP/1.1 requires a Host header"))
+        if self._te and version == "1.0":
+            self._fail(BadRequest("te_on_http10", "Transfer-Encoding is not allowed on HTTP/1.0"))
+        limit = self.limits.max_body_bytes
+        declared = parser.content_length if hasattr(parser, "content_length") else None
+        if declared is None:
+            declared = _content_length(self._headers)
+        if declared is not None and declared > limit:
+            self._fail(PayloadTooLarge("body_too_large", f"body of {declared} bytes exceeds {limit}"))
+        self.headers_done = True
+        self.continue_wanted = self._expect and version == "1.1"
+
+    def on_body(self, body: bytes) -> None:
+        self._body_len += len(body)
+        if self._body_len > self.limits.max_body_bytes:
+            self._fail(PayloadTooLarge("body_too_large", f"body exceeds {self.limits.max_body_bytes} bytes"))
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        host = self._host or b""
+        if host[-1:] != b"]" and b":" in host:
+            host = host.rpartition(b":")[0]
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self.ready.append(
+            Request(
+                parser.get_method(),
+                self._url,
+                self._headers,
+                body,
+                host=host.lower(),
+                version=parser.get_http_version().encode(),
+                keep_alive=parser.should_keep_alive(),
+                client=self.client,
+                scheme=self.scheme,
+                request_id=self._request_id,
+                received_at=self.now,
+            )
+        )
+        self.in_message = False
+        self.headers_done = False
+        self.continue_wanted = False
+
+
+def _content_length(headers: Headers) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return None
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    return text.split(": ", 1)[-1] if text else "unparseable request"
+
+
+__all__ = ["ParserLimits", "RequestParser"]

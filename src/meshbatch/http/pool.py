@@ -1,0 +1,233 @@
+"""Keep-alive connections to one upstream endpoint, with limits.
+
+`max_connections` caps open connections; callers beyond it wait in a bounded queue (`max_pending`), beyond
+which the pool overflows (503). Idle connections are reused newest-first and closed after `idle_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from dataclasses import dataclass
+
+from meshbatch.errors import ConnectFailed, ConnectTimeout, GatewayTimeout, PoolOverflow, UpstreamReset
+from meshbatch.http.client import UpstreamConnection
+from meshbatch.http.message import Response
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    max_connections: int = 1024
+    max_pending: int = 1024
+    connect_timeout: float = 1.0
+    idle_timeout: float = 30.0
+    max_response_bytes: int = 67_108_864
+
+
+class EndpointPool:
+    __slots__ = (
+        "_idle",
+        "_idle_since",
+        "_loop",
+        "_reaper",
+        "_waiters",
+        "closed",
+        "connect_failures",
+        "connects",
+        "host",
+        "limits",
+        "opened",
+        "port",
+    )
+
+    def __init__(self, host: str, port: int, limits: PoolLimits, loop: asyncio.AbstractEventLoop) -> None:
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self._loop = loop
+        self._idle: list[UpstreamConnection] = []
+        self._idle_since: dict[UpstreamConnection, float] = {}
+        self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
+        self._reaper: asyncio.TimerHandle | None = None
+        self.opened = 0  # connections open or opening
+        self.connects = 0
+        self.connect_failures = 0
+        self.closed = False
+
+    # state ---------------------------------------------------------------------------------------
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @property
+    def active(self) -> int:
+        return self.opened - len(self._idle)
+
+    @property
+    def pending(self) -> int:
+        return len(self._waiters)
+
+    def __repr__(self) -> str:
+        return (f"<EndpointPool {self.host}:{self.port} open={self.opened} idle={self.idle} "
+                f"pending={self.pending}>")
+
+    # the exchange --------------------------------------------------------------------------------
+    async def request(self, method: bytes, data: bytes, deadline: float) -> Response:
+        """Send one encoded request; replay once on a fresh connection if a reused one was already dead."""
+        conn = self._take_idle()
+        if conn is None:
+            conn = await self._acquire(deadline)
+        try:
+            try:
+                response = await conn.send(data, head=method == b"HEAD", deadline=deadline)
+            except UpstreamReset:
+                if conn.uses <= 1 or method not in IDEMPOTENT or self._loop.time() >= deadline:
+                    raise
+                self._discard(conn)
+                conn = await self._acquire(deadline, fresh=True)
+                response = await conn.send(data, head=method == b"HEAD", deadline=deadline)
+        except asyncio.CancelledError:
+            conn.abandon()
+            self._discard(conn)
+            raise
+        except BaseException:
+            self._discard(conn)
+            raise
+        self._release(conn)
+        return response
+
+    def _take_idle(self) -> UpstreamConnection | None:
+        """The newest usable idle connection, without suspending (the hot path)."""
+        idle = self._idle
+        while idle and not self.closed:
+            conn = idle.pop()
+            del self._idle_since[conn]
+            if conn.usable:
+                return conn
+            conn.close()
+            if conn.pooled:
+                conn.pooled = False
+                self._slot_freed()
+        return None
+
+    async def _acquire(self, deadline: float, fresh: bool = False) -> UpstreamConnection:
+        if self.closed:
+            raise ConnectFailed("cluster_removed", "the endpoint was removed by a config reload")
+        if not fresh:
+            conn = self._take_idle()
+            if conn is not None:
+                return conn
+        if self.opened < self.limits.max_connections:
+            return await self._connect(deadline)
+        if len(self._waiters) >= self.limits.max_pending:
+            raise PoolOverflow("upstream_pool_overflow", f"{self.host}:{self.port} has no free connection")
+        waiter: asyncio.Future[UpstreamConnection | None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        timer = self._loop.call_at(deadline, _expire, waiter)
+        try:
+            conn = await waiter
+        finally:
+            timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        if conn is None:  # a slot freed up: open a connection of our own
+            return await self._connect(deadline)
+        return conn
+
+    async def _connect(self, deadline: float) -> UpstreamConnection:
+        self.opened += 1
+        self.connects += 1
+        timeout = min(self.limits.connect_timeout, max(deadline - self._loop.time(), 0.0))
+        try:
+            async with asyncio.timeout(timeout):
+                _, conn = await self._loop.create_connection(
+                    lambda: UpstreamConnection(self._loop, self.limits.max_response_bytes), self.host, self.port
+                )
+        except TimeoutError:
+            self._slot_freed()
+            self.connect_failures += 1
+            raise ConnectTimeout("connect_timeout", f"{self.host}:{self.port}") from None
+        except OSError as exc:
+            self._slot_freed()
+            self.connect_failures += 1
+            raise ConnectFailed("upstream_connect_failed", f"{self.host}:{self.port}: {exc.strerror or exc}") \
+                from None
+        except BaseException:
+            self._slot_freed()
+            raise
+        conn.pooled = True
+        transport = conn.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    # returning connections -----------------------------------------------------------------------
+    def _release(self, conn: UpstreamConnection) -> None:
+        if not conn.usable or self.closed:
+            self._discard(conn)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append(conn)
+        self._idle_since[conn] = self._loop.time()
+        if self._reaper is None:
+            self._reaper = self._loop.call_at(self._loop.time() + self.limits.idle_timeout, self._reap)
+
+    def _discard(self, conn: UpstreamConnection) -> None:
+        conn.close()
+        self._forget(conn)
+
+    def _forget(self, conn: UpstreamConnection) -> None:
+        if conn in self._idle_since:
+            del self._idle_since[conn]
+            self._idle.remove(conn)
+        if conn.pooled:  # counted in `opened` until forgotten, once
+            conn.pooled = False
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        self.opened -= 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _reap(self) -> None:
+        self._reaper = None
+        now = self._loop.time()
+        cutoff = now - self.limits.idle_timeout
+        for conn in [c for c, since in self._idle_since.items() if since <= cutoff or not c.usable]:
+            self._discard(conn)
+        if self._idle_since:
+            oldest = min(self._idle_since.values())
+            self._reaper = self._loop.call_at(oldest + self.limits.idle_timeout, self._reap)
+
+    def close(self) -> None:
+        """Close idle connections now; busy ones close when their exchange ends."""
+        self.closed = True
+        for conn in list(self._idle):
+            self._discard(conn)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(ConnectFailed("cluster_removed"))
+        self._waiters.clear()
+
+
+def _expire(waiter: asyncio.Future[UpstreamConnection | None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(GatewayTimeout("upstream_pool_timeout", "no connection became free in time"))
+
+
+__all__ = ["IDEMPOTENT", "EndpointPool", "PoolLimits"]

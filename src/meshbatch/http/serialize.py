@@ -1,0 +1,127 @@
+"""Bytes on the wire: response heads for downstream, request heads for upstream, local replies.
+
+Each message is built once and written with its body in a single `transport.write`: many small writes cost
+several times the throughput on loopback.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from meshbatch.errors import Overloaded, ProxyError
+from meshbatch.http.message import Headers, Response
+
+_STATUS_LINES: dict[int, bytes] = {
+    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus
+}
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and the ones the proxy always sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+        b"content-length",
+    }
+)
+
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} Unknown\r\n".encode()
+    return line
+
+
+def connection_tokens(headers: Headers) -> frozenset[bytes]:
+    """Header names listed in Connection: they are hop-by-hop too."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return frozenset(tokens)
+
+
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade"})
+
+
+def end_to_end(headers: Headers) -> Headers:
+    """The headers without hop-by-hop ones (including those named in Connection)."""
+    extra: frozenset[bytes] | None = None
+    out: Headers = []
+    for item in headers:
+        name = item[0]
+        if name in HOP_BY_HOP:
+            if name == b"connection" and item[1] not in _PLAIN_CONNECTION:
+                extra = connection_tokens(headers)
+            continue
+        out.append(item)
+    if extra:
+        out = [item for item in out if item[0] not in extra]
+    return out
+
+
+def encode_response(
+    response: Response, *, keep_alive: bool, head: bool = False, extra: Headers | None = None
+) -> bytes:
+    """Status line, headers, framing and body in one buffer. Always Content-Length framed."""
+    parts = [status_line(response.status)]
+    for name, value in response.headers:
+        parts += (name, b": ", value, b"\r\n")
+    if extra:
+        for name, value in extra:
+            parts += (name, b": ", value, b"\r\n")
+    status = response.status
+    if status not in NO_BODY_STATUSES and not 100 <= status < 200:
+        parts += (b"content-length: ", str(len(response.body)).encode(), b"\r\n")
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head and status not in NO_BODY_STATUSES:
+        parts.append(response.body)
+    return b"".join(parts)
+
+
+def encode_request(method: bytes, target: bytes, headers: Headers, body: bytes) -> bytes:
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
+        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+    parts.append(b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+JSON = (b"content-type", b"application/json")
+
+
+def local_reply(error: ProxyError) -> Response:
+    """The answer the proxy gives itself: status, a small JSON body, and the error's flag and reason."""
+    headers: Headers = [JSON]
+    if isinstance(error, Overloaded):
+        headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
+    response = Response(error.status, headers, error.body())
+    response.flag = error.flag
+    response.reason = error.reason
+    return response
+
+
+__all__ = [
+    "HOP_BY_HOP",
+    "JSON",
+    "encode_request",
+    "encode_response",
+    "end_to_end",
+    "local_reply",
+    "status_line",
+]

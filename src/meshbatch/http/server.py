@@ -1,0 +1,313 @@
+"""The downstream HTTP/1.1 connection: an asyncio Protocol around `RequestParser`.
+
+One Task per request runs the listener's handler; pipelined requests wait their turn (answers go out in
+order) up to `max_pipelined`, then reading pauses. One timer per connection (a watchdog re-armed lazily)
+enforces the header-read timeout (slowloris) and the idle timeout. A disconnect cancels the running handler,
+so a batcher can drop a caller whose batch is not yet sealed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from meshbatch.errors import ProxyError, RequestTimeout
+from meshbatch.http.message import Handler, Request, Response
+from meshbatch.http.parser import ParserLimits, RequestParser
+from meshbatch.http.serialize import encode_response, local_reply
+
+log = logging.getLogger("meshbatch.server")
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+Observer = Callable[[Request, Response, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """What a listener's connections need; replaced as a whole on reload (connections read it per request)."""
+
+    handler: Handler
+    parser_limits: ParserLimits = field(default_factory=ParserLimits)
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_connections: int = 10_000
+    max_pipelined: int = 32
+    request_id_in_response: bool = True
+    scheme: bytes = b"http"
+    observe: Observer | None = None
+
+
+@dataclass(slots=True)
+class ListenerState:
+    """Shared by all connections of one listener: the live settings, the open connections, drain state."""
+
+    settings: ServerSettings
+    connections: set[HttpServerProtocol] = field(default_factory=set)
+    draining: bool = False
+    rejected_connections: int = 0
+    accepted_connections: int = 0
+
+    def drain(self) -> None:
+        """Stop keep-alive: idle connections close now, busy ones after their current answer."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.close_if_idle()
+
+    @property
+    def active_requests(self) -> int:
+        return sum(1 for c in self.connections if c.busy)
+
+
+_random_bits = random.Random(int.from_bytes(os.urandom(16), "big")).getrandbits
+
+
+def _new_request_id() -> bytes:
+    # 128 random bits as 32 hex digits: unique enough to trace by, without a getrandom(2) syscall each.
+    return b"%032x" % _random_bits(128)
+
+
+class HttpServerProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_error",
+        "_head_started",
+        "_last_activity",
+        "_loop",
+        "_paused_reading",
+        "_paused_writing",
+        "_settings",
+        "_task",
+        "_watch_at",
+        "_watchdog",
+        "closed",
+        "parser",
+        "state",
+        "transport",
+    )
+
+    def __init__(self, state: ListenerState, loop: asyncio.AbstractEventLoop) -> None:
+        self.state = state
+        self._loop = loop
+        self._settings = state.settings
+        self.transport: asyncio.Transport | None = None
+        self.parser: RequestParser | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watch_at = 0.0
+        self._head_started = 0.0
+        self._paused_reading = False
+        self._paused_writing = False
+        self._last_activity = loop.time()
+        self._error: ProxyError | None = None
+        self.closed = False
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None or (self.parser is not None and (self.parser.in_message or
+                                                                          bool(self.parser.ready)))
+
+    # connection lifecycle ------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        state = self.state
+        if len(state.connections) >= self._settings.max_connections or state.draining:
+            state.rejected_connections += 1
+            self.closed = True
+            self.transport.abort()
+            return
+        state.connections.add(self)
+        state.accepted_connections += 1
+        peer = transport.get_extra_info("peername")
+        client = peer[0] if isinstance(peer, tuple) else ""
+        self.parser = RequestParser(self._settings.parser_limits, client, self._settings.scheme)
+        self._watch(self._loop.time() + self._settings.idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self.parser is not None:
+            self.parser.ready.clear()
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        self._next()
+
+    # reading -------------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None or self.closed:
+            return
+        now = self._loop.time()
+        self._last_activity = now
+        try:
+            parser.feed(data, now)
+        except ProxyError as error:
+            self._fail(error)
+            return
+        if parser.in_message and not parser.headers_done:
+            if not self._head_started:
+                self._head_started = now
+                self._watch(now + self._settings.header_timeout)
+        else:
+            self._head_started = 0.0
+        if parser.continue_wanted and self._task is None and not parser.ready:
+            parser.continue_wanted = False
+            assert self.transport is not None
+            self.transport.write(CONTINUE)
+        if parser.ready:
+            if self._task is None:
+                self._next()
+            if len(parser.ready) >= self._settings.max_pipelined and not self._paused_reading:
+                self._paused_reading = True
+                assert self.transport is not None
+                self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client still gets its pending answers; then we close.
+        if not self.busy:
+            self._close()
+        return True
+
+    def _next(self) -> None:
+        parser = self.parser
+        if self._task is not None or parser is None or not parser.ready or self._paused_writing or self.closed:
+            return
+        request = parser.ready.popleft()
+        if self._paused_reading and self._error is None and len(parser.ready) < self._settings.max_pipelined // 2:
+            self._paused_reading = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+        settings = self.state.settings
+        self._settings = settings
+        if not request.request_id:
+            request.request_id = _new_request_id()
+            request.headers.append((b"x-request-id", request.request_id))
+        self._task = self._loop.create_task(self._run(request, settings))
+
+    async def _run(self, request: Request, settings: ServerSettings) -> None:
+        try:
+            response = await settings.handler(request)
+        except ProxyError as error:
+            response = local_reply(error)
+        except asyncio.CancelledError:
+            return  # the client went away; nobody to answer
+        except Exception:
+            log.exception("handler failed for %r", request)
+            response = local_reply(ProxyError("internal_error"))
+        self._task = None
+        self._respond(request, response, settings)
+
+    # writing -------------------------------------------------------------------------------------
+    def _respond(self, request: Request, response: Response, settings: ServerSettings) -> None:
+        if self.closed or self.transport is None:
+            return
+        keep_alive = request.keep_alive and not self.state.draining
+        extra = [(b"x-request-id", request.request_id)] if settings.request_id_in_response else None
+        data = encode_response(response, keep_alive=keep_alive, head=request.method == b"HEAD", extra=extra)
+        self.transport.write(data)
+        now = self._loop.time()
+        self._last_activity = now
+        if settings.observe is not None:
+            settings.observe(request, response, now - request.received_at)
+        if not keep_alive:
+            self._close()
+            return
+        parser = self.parser
+        if parser is not None and parser.ready:
+            self._next()
+        elif self._error is not None:
+            self._answer_error()
+        elif parser is not None and parser.continue_wanted:
+            parser.continue_wanted = False
+            self.transport.write(CONTINUE)
+
+    def _fail(self, error: ProxyError) -> None:
+        """A protocol error: requests already read still get their answers, then the error, then close."""
+        self._error = error
+        if self.transport is not None and not self._paused_reading:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        if self._task is None and not (self.parser and self.parser.ready):
+            self._answer_error()
+
+    def _answer_error(self) -> None:
+        error = self._error
+        assert error is not None
+        response = local_reply(error)
+        if self.transport is not None and not self.closed:
+            self.transport.write(encode_response(response, keep_alive=False))
+            observe = self._settings.observe
+            if observe is not None:
+                client = self.parser.client if self.parser else ""
+                observe(Request(b"-", b"-", [], client=client, received_at=self._loop.time()), response, 0.0)
+        self._close()
+
+    def _close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+    def close_if_idle(self) -> None:
+        if not self.busy:
+            self._close()
+
+    # timers --------------------------------------------------------------------------------------
+    def _watch(self, at: float) -> None:
+        """Make sure the watchdog fires no later than `at`."""
+        if self._watchdog is not None:
+            if self._watch_at <= at:
+                return
+            self._watchdog.cancel()
+        self._watch_at = at
+        self._watchdog = self._loop.call_at(at, self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        self._watchdog = None
+        if self.closed:
+            return
+        settings = self._settings
+        now = self._loop.time()
+        parser = self.parser
+        if parser is not None and parser.in_message and not parser.headers_done and self._head_started:
+            deadline = self._head_started + settings.header_timeout
+            if now >= deadline:
+                self._fail(RequestTimeout("header_timeout", "request headers not received in time"))
+            else:
+                self._watch(deadline)
+            return
+        deadline = self._last_activity + settings.idle_timeout
+        if parser is not None and parser.in_message and self._task is None:
+            if now >= deadline:  # a body that stopped arriving
+                self._fail(RequestTimeout("body_timeout", "request body not received in time"))
+            else:
+                self._watch(deadline)
+            return
+        if self.busy:  # the handler has its own timeouts
+            self._watch(now + settings.idle_timeout)
+        elif now >= deadline:
+            self._close()
+        else:
+            self._watch(deadline)
+
+
+def protocol_factory(state: ListenerState, loop: asyncio.AbstractEventLoop) -> Callable[[], HttpServerProtocol]:
+    def make() -> HttpServerProtocol:
+        return HttpServerProtocol(state, loop)
+
+    return make
+
+
+__all__ = ["HttpServerProtocol", "ListenerState", "ServerSettings", "protocol_factory"]

@@ -1,0 +1,74 @@
+"""Forward a request to the route's cluster and shape the answer.
+
+Upstream headers: hop-by-hop ones removed (and those named in Connection), `x-forwarded-for` appended with
+the client address, `x-forwarded-proto` set, `via` appended, `x-request-id` passed on. Response headers:
+hop-by-hop removed, `via` appended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from meshbatch.http.message import Headers, Request, Response
+from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens, end_to_end
+from meshbatch.upstream.cluster import Cluster
+
+VIA = b"1.1 meshbatch"
+_DROP_UPSTREAM = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"via"}
+
+
+def upstream_headers(request: Request, via: bool = True) -> Headers:
+    """The end-to-end request headers plus the ones a proxy adds, in one pass."""
+    out: Headers = []
+    xff = b""
+    prior_via = b""
+    extra: frozenset[bytes] = frozenset()
+    for item in request.headers:
+        name = item[0]
+        if name in _DROP_UPSTREAM:
+            if name == b"x-forwarded-for":
+                xff = xff + b", " + item[1] if xff else item[1]
+            elif name == b"via":
+                prior_via = prior_via + b", " + item[1] if prior_via else item[1]
+            elif name == b"connection":
+                extra = connection_tokens(request.headers)
+            continue
+        out.append(item)
+    if extra:
+        out = [item for item in out if item[0] not in extra]
+    client = request.client.encode()
+    out.append((b"x-forwarded-for", xff + b", " + client if xff else client))
+    out.append((b"x-forwarded-proto", request.scheme))
+    if via:
+        out.append((b"via", prior_via + b", " + VIA if prior_via else VIA))
+    return out
+
+
+def downstream_headers(response: Response, via: bool = True) -> Headers:
+    headers = end_to_end(response.headers)
+    if via:
+        headers.append((b"via", VIA))
+    return headers
+
+
+class Forwarder:
+    """The handler of a plain (non-batching) route."""
+
+    __slots__ = ("cluster", "loop", "timeout", "via")
+
+    def __init__(self, cluster: Cluster, timeout: float, loop: asyncio.AbstractEventLoop, via: bool = True) -> None:
+        self.cluster = cluster
+        self.timeout = timeout
+        self.loop = loop
+        self.via = via
+
+    async def __call__(self, request: Request) -> Response:
+        deadline = request.received_at + self.timeout
+        response = await self.cluster.send(
+            request.method, request.target, upstream_headers(request, self.via), request.body, deadline
+        )
+        response.headers = downstream_headers(response, self.via)
+        return response
+
+
+__all__ = ["VIA", "Forwarder", "downstream_headers", "upstream_headers"]

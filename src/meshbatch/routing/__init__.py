@@ -1,0 +1,5 @@
+"""Route matching: pure, compiled once per config snapshot."""
+
+from meshbatch.routing.match import RouteMatcher, RouteTable
+
+__all__ = ["RouteMatcher", "RouteTable"]

@@ -1,0 +1,1 @@
+"""The running proxy: snapshots built from config, listeners, reload and drain."""

@@ -1,0 +1,223 @@
+"""The running proxy: listeners, the admin listener, reload (SIGHUP) and drain (SIGTERM).
+
+Reload builds a new snapshot from the file; a config with errors is rejected (its errors logged) and the old
+snapshot keeps serving. Listeners are kept by (name, listen address): a kept listener keeps its socket and
+its open connections, which pick up the new routes with their next request.
+
+Drain: stop accepting, answer /ready with 503, close idle keep-alive connections, flush batch queues, let
+requests in flight finish within `drain_timeout_ms`, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshbatch.admin.api import AdminApi
+from meshbatch.config import ConfigError, load, model
+from meshbatch.http.parser import ParserLimits
+from meshbatch.http.server import ListenerState, ServerSettings, protocol_factory
+from meshbatch.runtime.snapshot import Snapshot, build, retire
+from meshbatch.telemetry.metrics import Registry
+from meshbatch.telemetry.requests import RequestStats
+from meshbatch.upstream.endpoint import split_address
+
+log = logging.getLogger("meshbatch")
+
+
+@dataclass(slots=True)
+class OpenListener:
+    name: str
+    listen: str
+    state: ListenerState
+    server: asyncio.base_events.Server
+    address: str
+
+
+def _settings(listener: model.Listener, handler: Any, metrics: Registry) -> ServerSettings:
+    limits = listener.limits
+    return ServerSettings(
+        handler=handler,
+        parser_limits=ParserLimits(limits.max_header_bytes, limits.max_body_bytes),
+        header_timeout=limits.header_timeout_ms / 1000,
+        idle_timeout=limits.idle_timeout_ms / 1000,
+        max_connections=limits.max_connections,
+        max_pipelined=limits.max_pipelined,
+        request_id_in_response=listener.request_id_in_response,
+        observe=RequestStats(listener.name, metrics),
+    )
+
+
+class Proxy:
+    def __init__(self, config_path: str | Path, loop: asyncio.AbstractEventLoop,
+                 announce: Callable[[str], None] | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.loop = loop
+        self.metrics = Registry()
+        self.announce = announce or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.listeners: dict[tuple[str, str], OpenListener] = {}
+        self.admin: OpenListener | None = None
+        self._draining = False
+        self._done = asyncio.Event()
+        self._reloading = asyncio.Lock()
+        self.reloads = {"ok": 0, "rejected": 0}
+        self.snapshot: Snapshot = build(load(self.config_path), loop, self.metrics)
+        self.metrics.gauge("meshbatch_upstream_connections", "Open upstream connections by cluster and state.",
+                           ["cluster", "endpoint", "state"], self._connection_gauge)
+        self.metrics.gauge("meshbatch_downstream_connections", "Open downstream connections by listener.",
+                           ["listener"], lambda: [((o.name,), len(o.state.connections))
+                                                  for o in self.listeners.values()])
+        self.metrics.gauge("meshbatch_config_reloads", "Config reloads by result.", ["result"],
+                           lambda: [((k,), v) for k, v in self.reloads.items()])
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def _connection_gauge(self) -> list[tuple[tuple[str, ...], float]]:
+        out: list[tuple[tuple[str, ...], float]] = []
+        for cluster in self.snapshot.clusters.values():
+            for ep in cluster.endpoints:
+                out.append(((cluster.name, ep.address, "active"), ep.pool.active))
+                out.append(((cluster.name, ep.address, "idle"), ep.pool.idle))
+        return out
+
+    # start ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        config = self.snapshot.config
+        if config.admin is not None:
+            state = ListenerState(ServerSettings(handler=AdminApi(self), header_timeout=5, idle_timeout=30))
+            self.admin = await self._open("admin", config.admin.listen, state)
+        for listener in config.listeners:
+            await self._open_listener(listener)
+        self.announce(f"meshbatch: ready config={self.config_path} version={self.snapshot.version}")
+
+    async def _open_listener(self, listener: model.Listener) -> None:
+        router = self.snapshot.routers[listener.name]
+        state = ListenerState(_settings(listener, router, self.metrics))
+        self.listeners[(listener.name, listener.listen)] = await self._open(listener.name, listener.listen, state)
+
+    async def _open(self, name: str, listen: str, state: ListenerState) -> OpenListener:
+        host, port = split_address(listen)
+        server = await self.loop.create_server(protocol_factory(state, self.loop), host, port,
+                                               reuse_address=True, backlog=2048)
+        sock = server.sockets[0].getsockname()
+        address = f"[{sock[0]}]:{sock[1]}" if ":" in sock[0] else f"{sock[0]}:{sock[1]}"
+        self.announce(f"meshbatch: listening name={name} address={address}")
+        return OpenListener(name, listen, state, server, address)
+
+    def listeners_summary(self) -> list[dict[str, Any]]:
+        return [
+            {"name": o.name, "address": o.address, "connections": len(o.state.connections),
+             "accepted": o.state.accepted_connections, "rejected": o.state.rejected_connections}
+            for o in self.listeners.values()
+        ]
+
+    # reload --------------------------------------------------------------------------------------
+    async def reload(self) -> bool:
+        async with self._reloading:
+            if self._draining:
+                return False
+            try:
+                config = load(self.config_path)
+            except ConfigError as exc:
+                self.reloads["rejected"] += 1
+                log.error("reload rejected, the running config stays: %d error(s)", len(exc.problems))
+                for problem in exc.problems:
+                    log.error("  %s", problem)
+                self.announce(f"meshbatch: reload rejected errors={len(exc.problems)}")
+                return False
+            try:
+                await self._apply(config)
+            except OSError as exc:
+                self.reloads["rejected"] += 1
+                log.error("reload rejected: %s", exc)
+                self.announce(f"meshbatch: reload rejected error={exc}")
+                return False
+            self.reloads["ok"] += 1
+            self.announce(f"meshbatch: reloaded version={self.snapshot.version}")
+            return True
+
+    async def _apply(self, config: model.Config) -> None:
+        old = self.snapshot
+        new = build(config, self.loop, self.metrics, previous=old)
+        wanted = {(lst.name, lst.listen): lst for lst in config.listeners}
+        opened: list[OpenListener] = []
+        try:
+            for key, listener in wanted.items():
+                if key not in self.listeners:
+                    router = new.routers[listener.name]
+                    state = ListenerState(_settings(listener, router, self.metrics))
+                    opened.append(await self._open(listener.name, listener.listen, state))
+        except OSError:
+            for item in opened:
+                item.server.close()
+            raise
+        self.snapshot = new
+        for item in opened:
+            self.listeners[(item.name, item.listen)] = item
+        for key, item in list(self.listeners.items()):
+            if key in wanted:
+                item.state.settings = _settings(wanted[key], new.routers[item.name], self.metrics)
+            else:
+                del self.listeners[key]
+                item.server.close()
+                item.state.drain()
+        self.loop.create_task(retire(old, new, config.drain_timeout_ms / 1000))
+
+    # drain ---------------------------------------------------------------------------------------
+    async def drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        timeout = self.snapshot.config.drain_timeout_ms / 1000
+        self.announce(f"meshbatch: draining timeout={timeout}s")
+        deadline = self.loop.time() + timeout
+        for item in self.listeners.values():
+            item.server.close()
+            item.state.drain()
+        batchers = list(self.snapshot.batchers.values())
+        if batchers:
+            await asyncio.gather(*(b.drain(timeout) for b in batchers), return_exceptions=True)
+        # Requests in flight finish; their connections close after the answer (draining disables keep-alive).
+        while self.loop.time() < deadline:
+            busy = sum(len(item.state.connections) for item in self.listeners.values())
+            if not busy:
+                break
+            await asyncio.sleep(0.02)
+        left = sum(item.state.active_requests for item in self.listeners.values())
+        for item in self.listeners.values():
+            for conn in list(item.state.connections):
+                conn.close_if_idle()
+        if self.admin is not None:
+            self.admin.server.close()
+        for cluster in self.snapshot.clusters.values():
+            cluster.close()
+        self.announce(f"meshbatch: drained unfinished={left}")
+        self._done.set()
+
+    async def wait_closed(self) -> None:
+        await self._done.wait()
+
+    def install_signal_handlers(self) -> None:
+        self.loop.add_signal_handler(signal.SIGTERM, lambda: self.loop.create_task(self.drain()))
+        self.loop.add_signal_handler(signal.SIGINT, lambda: self.loop.create_task(self.drain()))
+        self.loop.add_signal_handler(signal.SIGHUP, lambda: self.loop.create_task(self.reload()))
+
+
+async def serve(config_path: str | Path) -> int:
+    loop = asyncio.get_running_loop()
+    proxy = Proxy(config_path, loop)
+    await proxy.start()
+    proxy.install_signal_handlers()
+    await proxy.wait_closed()
+    return 0
+
+
+__all__ = ["OpenListener", "Proxy", "serve"]
