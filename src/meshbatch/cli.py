@@ -29,10 +29,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import uvloop
+
     from meshbatch.config import ConfigError
     from meshbatch.runtime.app import serve
-
-    import uvloop
 
     try:
         code: int = uvloop.run(serve(args.config))

@@ -1,5 +1,8 @@
 """One upstream HTTP/1.1 connection: write a request, read one response into a `Response`.
 
+The response carries end-to-end headers only: hop-by-hop ones (and those named in Connection) are dropped
+while reading, so callers never see framing headers.
+
 Responses are framed by Content-Length, chunked encoding, or the connection closing. A malformed response
 fails the exchange with 502; a connection that closes before any byte of the answer is a reset (the pool
 may replay an idempotent request on a fresh connection when the old one was reused).
@@ -14,6 +17,7 @@ import httptools
 
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
 from meshbatch.http.message import Headers, Response
+from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 
 MAX_HEADER_BYTES = 65_536
 
@@ -23,10 +27,13 @@ class UpstreamConnection(asyncio.Protocol):
         "_body",
         "_body_len",
         "_deadline",
+        "_framed",
         "_head",
-        "_header_bytes",
+        "_head_buf",
         "_headers",
+        "_in_head",
         "_loop",
+        "_named",
         "_parser",
         "_received",
         "_status",
@@ -61,9 +68,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: Headers = []
         self._body: list[bytes] = []
         self._body_len = 0
-        self._header_bytes = 0
         self._received = False
         self._head = False
+        self._head_buf = b""
+        self._in_head = True
+        self._framed = False
+        self._named = b""
 
     @property
     def usable(self) -> bool:
@@ -124,7 +134,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _finish(self) -> None:
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        response = Response(self._status, self._headers, body)
+        headers = self._headers
+        if self._named:  # headers named in Connection are hop-by-hop too
+            named = connection_tokens([(b"connection", self._named)])
+            headers = [h for h in headers if h[0] not in named]
+        response = Response(self._status, headers, body)
         waiter = self.waiter
         self.waiter = None
         if waiter is not None and not waiter.done():
@@ -155,6 +169,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self._received = True
+        if self._in_head:
+            head = self._head_buf = self._head_buf + data if self._head_buf else data
+            if len(head) > MAX_HEADER_BYTES and head.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES) < 0:
+                self._fail(BadGateway("upstream_headers_too_large"))
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -163,17 +182,21 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(BadGateway("bad_upstream_response", str(exc).split(": ", 1)[-1]))
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > MAX_HEADER_BYTES:
-            raise BadGateway("upstream_headers_too_large")
-        self._headers.append((name.lower(), value))
-
     def on_headers_complete(self) -> None:
-        parser = self._parser
-        self._status = parser.get_status_code()
+        # Headers are cut from the buffered head in one pass (llhttp has validated its syntax): much cheaper
+        # than a Python callback per header.
+        buf = self._head_buf
+        end = buf.find(b"\r\n\r\n")
+        start = buf.find(b"\r\n") + 2
+        self._head_buf = b""
+        self._in_head = False
+        self._status = self._parser.get_status_code()
         if 100 <= self._status < 200:
+            self._head_buf = buf[end + 4:]  # the final answer's head follows in the same bytes
+            self._in_head = True
             return
+        if start < end:
+            self._take_headers(buf[start:end].split(b"\r\n"))
         if self._head:
             # A HEAD answer has no body whatever its framing headers say; httptools cannot be told so,
             # so finish now and do not reuse the connection.
@@ -181,11 +204,24 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
             return
 
+    def _take_headers(self, lines: list[bytes]) -> None:
+        headers = self._headers
+        for line in lines:
+            name, _, value = line.partition(b":")
+            name = name.lower()
+            if name in HOP_BY_HOP:  # the answer carries end-to-end headers only
+                if name == b"content-length" or name == b"transfer-encoding":
+                    self._framed = True
+                elif name == b"connection":
+                    value = value.strip(b" \t").lower()
+                    if value not in (b"keep-alive", b"close"):
+                        self._named = value
+                continue
+            headers.append((name, value.strip(b" \t")))
+
     def _close_delimited(self) -> bool:
         """A response with neither Content-Length nor chunked framing ends when the connection closes."""
-        if self._status in (204, 304):
-            return False
-        return not any(n in (b"content-length", b"transfer-encoding") for n, _ in self._headers)
+        return not self._framed and self._status not in (204, 304)
 
     def on_body(self, body: bytes) -> None:
         self._body_len += len(body)
@@ -195,7 +231,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if 100 <= self._status < 200:
+            head = self._head_buf
             self._reset()
+            self._head_buf = head
             self._received = True
             return
         if self.waiter is None:

@@ -38,10 +38,12 @@ class RequestParser:
         "_header_bytes",
         "_headers",
         "_host",
+        "_length",
         "_parser",
         "_request_id",
         "_te",
         "_url",
+        "_version",
         "client",
         "continue_wanted",
         "headers_done",
@@ -60,6 +62,7 @@ class RequestParser:
         self.in_message = False
         self.headers_done = False
         self.continue_wanted = False
+        self._reset()
         self.now = 0.0
         self._parser = httptools.HttpRequestParser(self)
         self._error: ProxyError | None = None
@@ -75,6 +78,8 @@ class RequestParser:
         self._te = False
         self._expect = False
         self._request_id = b""
+        self._length = 0
+        self._version = "1.1"
 
     def feed(self, data: bytes, now: float = 0.0) -> None:
         self.now = now
@@ -95,12 +100,9 @@ class RequestParser:
         raise error
 
     # httptools callbacks -------------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._reset()
-        self.in_message = True
-        self.headers_done = False
-
     def on_url(self, url: bytes) -> None:
+        # The first callback of every message (state was reset when the previous one completed).
+        self.in_message = True
         self._url += url
         self._header_bytes += len(url)
         if self._header_bytes > self.limits.max_header_bytes:
@@ -124,11 +126,13 @@ class RequestParser:
             return
         elif lname == b"x-request-id":
             self._request_id = value
+        elif lname == b"content-length":
+            self._length = int(value)  # llhttp has checked it is one run of digits
         self._headers.append((lname, value))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        version = parser.get_http_version()
+        version = self._version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             self._fail(BadRequest("unsupported_version", f"HTTP/{version} is not supported"))
         if version == "1.1" and self._host is None:
@@ -136,11 +140,8 @@ class RequestParser:
         if self._te and version == "1.0":
             self._fail(BadRequest("te_on_http10", "Transfer-Encoding is not allowed on HTTP/1.0"))
         limit = self.limits.max_body_bytes
-        declared = parser.content_length if hasattr(parser, "content_length") else None
-        if declared is None:
-            declared = _content_length(self._headers)
-        if declared is not None and declared > limit:
-            self._fail(PayloadTooLarge("body_too_large", f"body of {declared} bytes exceeds {limit}"))
+        if self._length > limit:
+            self._fail(PayloadTooLarge("body_too_large", f"body of {self._length} bytes exceeds {limit}"))
         self.headers_done = True
         self.continue_wanted = self._expect and version == "1.1"
 
@@ -163,7 +164,7 @@ class RequestParser:
                 self._headers,
                 body,
                 host=host.lower(),
-                version=parser.get_http_version().encode(),
+                version=b"1.1" if self._version == "1.1" else b"1.0",
                 keep_alive=parser.should_keep_alive(),
                 client=self.client,
                 scheme=self.scheme,
@@ -174,13 +175,7 @@ class RequestParser:
         self.in_message = False
         self.headers_done = False
         self.continue_wanted = False
-
-
-def _content_length(headers: Headers) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value)
-    return None
+        self._reset()
 
 
 def _describe(exc: Exception) -> str:

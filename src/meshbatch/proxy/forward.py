@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from meshbatch.http.message import Headers, Request, Response
-from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens, end_to_end
+from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 from meshbatch.upstream.cluster import Cluster
 
 VIA = b"1.1 meshbatch"
@@ -45,7 +45,8 @@ def upstream_headers(request: Request, via: bool = True) -> Headers:
 
 
 def downstream_headers(response: Response, via: bool = True) -> Headers:
-    headers = end_to_end(response.headers)
+    """The upstream's answer headers (the client already dropped hop-by-hop ones) plus `via`."""
+    headers = response.headers
     if via:
         headers.append((b"via", VIA))
     return headers

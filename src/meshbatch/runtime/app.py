@@ -40,7 +40,7 @@ class OpenListener:
     address: str
 
 
-def _settings(listener: model.Listener, handler: Any, metrics: Registry) -> ServerSettings:
+def _settings(listener: model.Listener, handler: Any, stats: RequestStats) -> ServerSettings:
     limits = listener.limits
     return ServerSettings(
         handler=handler,
@@ -50,7 +50,7 @@ def _settings(listener: model.Listener, handler: Any, metrics: Registry) -> Serv
         max_connections=limits.max_connections,
         max_pipelined=limits.max_pipelined,
         request_id_in_response=listener.request_id_in_response,
-        observe=RequestStats(listener.name, metrics),
+        observe=stats,
     )
 
 
@@ -67,6 +67,7 @@ class Proxy:
         self._done = asyncio.Event()
         self._reloading = asyncio.Lock()
         self.reloads = {"ok": 0, "rejected": 0}
+        self._stats: dict[str, RequestStats] = {}
         self.snapshot: Snapshot = build(load(self.config_path), loop, self.metrics)
         self.metrics.gauge("meshbatch_upstream_connections", "Open upstream connections by cluster and state.",
                            ["cluster", "endpoint", "state"], self._connection_gauge)
@@ -75,6 +76,13 @@ class Proxy:
                                                   for o in self.listeners.values()])
         self.metrics.gauge("meshbatch_config_reloads", "Config reloads by result.", ["result"],
                            lambda: [((k,), v) for k, v in self.reloads.items()])
+
+    def stats(self, listener: str) -> RequestStats:
+        """One accounting object per listener name, kept across reloads (counters never reset)."""
+        stats = self._stats.get(listener)
+        if stats is None:
+            stats = self._stats[listener] = RequestStats(listener, self.metrics)
+        return stats
 
     @property
     def draining(self) -> bool:
@@ -100,7 +108,7 @@ class Proxy:
 
     async def _open_listener(self, listener: model.Listener) -> None:
         router = self.snapshot.routers[listener.name]
-        state = ListenerState(_settings(listener, router, self.metrics))
+        state = ListenerState(_settings(listener, router, self.stats(listener.name)))
         self.listeners[(listener.name, listener.listen)] = await self._open(listener.name, listener.listen, state)
 
     async def _open(self, name: str, listen: str, state: ListenerState) -> OpenListener:
@@ -153,7 +161,7 @@ class Proxy:
             for key, listener in wanted.items():
                 if key not in self.listeners:
                     router = new.routers[listener.name]
-                    state = ListenerState(_settings(listener, router, self.metrics))
+                    state = ListenerState(_settings(listener, router, self.stats(listener.name)))
                     opened.append(await self._open(listener.name, listener.listen, state))
         except OSError:
             for item in opened:
@@ -164,7 +172,7 @@ class Proxy:
             self.listeners[(item.name, item.listen)] = item
         for key, item in list(self.listeners.items()):
             if key in wanted:
-                item.state.settings = _settings(wanted[key], new.routers[item.name], self.metrics)
+                item.state.settings = _settings(wanted[key], new.routers[item.name], self.stats(item.name))
             else:
                 del self.listeners[key]
                 item.server.close()

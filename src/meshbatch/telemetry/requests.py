@@ -2,33 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from meshbatch.http.message import Request, Response
-from meshbatch.telemetry.metrics import Registry
+from meshbatch.telemetry.metrics import Counter, Histogram, HistogramVec, Metric, Registry
 
 
 class RequestStats:
-    """The server's `observe` callback: called once per answered request, after the answer is written."""
+    """The server's `observe` callback: called once per answered request, after the answer is written.
 
-    __slots__ = ("_duration", "_listener", "_local", "_requests")
+    Counts go into plain dicts keyed by (route, status); label strings are made only when scraped.
+    """
+
+    __slots__ = ("_durations", "_listener", "_local", "_requests")
 
     def __init__(self, listener: str, registry: Registry) -> None:
         self._listener = listener
-        self._requests = registry.counter(
-            "meshbatch_requests_total", "Requests answered, by listener, route and status.",
-            ["listener", "route", "status"])
-        self._duration = registry.histogram(
-            "meshbatch_request_duration_seconds", "Time from request received to answer written.",
-            ["listener", "route"])
-        self._local = registry.counter(
-            "meshbatch_local_replies_total", "Answers the proxy produced itself (errors), by status and reason.",
-            ["listener", "status", "reason"])
+        self._requests: dict[tuple[str, int], int] = {}
+        self._durations: dict[str, Histogram] = {}
+        self._local: dict[tuple[int, str], int] = {}
+        registry.add_source(self.metrics)
 
     def __call__(self, request: Request, response: Response, seconds: float) -> None:
         route = request.route or "-"
-        self._requests.inc((self._listener, route, str(response.status)))
-        self._duration.labels((self._listener, route)).observe(seconds)
+        key = (route, response.status)
+        requests = self._requests
+        requests[key] = requests.get(key, 0) + 1
+        hist = self._durations.get(route)
+        if hist is None:
+            hist = self._durations[route] = Histogram()
+        hist.observe(seconds)
         if response.reason:
-            self._local.inc((self._listener, str(response.status), response.reason))
+            local = (response.status, response.reason)
+            self._local[local] = self._local.get(local, 0) + 1
+
+    def metrics(self) -> Iterator[Metric]:
+        lst = self._listener
+        requests = Counter("meshbatch_requests_total", "Requests answered, by listener, route and status.",
+                           ["listener", "route", "status"])
+        for (route, status), n in self._requests.items():
+            requests.values[(lst, route, str(status))] = n
+        yield requests
+        durations = HistogramVec("meshbatch_request_duration_seconds",
+                                 "Time from request received to answer written.", ["listener", "route"])
+        for route, hist in self._durations.items():
+            durations.series[(lst, route)] = hist
+        yield durations
+        local = Counter("meshbatch_local_replies_total",
+                        "Answers the proxy produced itself (errors), by status and reason.",
+                        ["listener", "status", "reason"])
+        for (status, reason), n in self._local.items():
+            local.values[(lst, str(status), reason)] = n
+        yield local
+
+    def count(self, route: str, status: int) -> int:
+        return self._requests.get((route, status), 0)
 
 
 __all__ = ["RequestStats"]
