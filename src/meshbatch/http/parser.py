@@ -35,6 +35,7 @@ class RequestParser:
         "_body_len",
         "_error",
         "_expect",
+        "_head_fed",
         "_header_bytes",
         "_headers",
         "_host",
@@ -80,6 +81,7 @@ class RequestParser:
         self._request_id = b""
         self._length = 0
         self._version = "1.1"
+        self._head_fed = -1
 
     def feed(self, data: bytes, now: float = 0.0) -> None:
         self.now = now
@@ -94,6 +96,16 @@ class RequestParser:
             if self._error is not None:
                 raise self._error from None
             raise BadRequest("malformed_request", _describe(exc)) from None
+        if self.in_message and not self.headers_done:
+            # httptools buffers a header line until it ends, so a line that never ends is bounded here. When
+            # the head was already open before this feed (and no message ended in it), all of `data` is head.
+            head_fed = self._head_fed
+            if head_fed >= 0:
+                self._head_fed = head_fed = head_fed + len(data)
+                if head_fed > self.limits.max_header_bytes:
+                    self._fail(HeadersTooLarge("headers_too_large", "header line too long"))
+            else:
+                self._head_fed = 0
 
     def _fail(self, error: ProxyError) -> None:
         self._error = error
@@ -112,12 +124,17 @@ class RequestParser:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.limits.max_header_bytes:
             self._fail(HeadersTooLarge())
+        if self.headers_done:  # a trailer field: never merged into the headers (RFC 9112 7.1.2)
+            return
         lname = name.lower()
         if lname == b"host":
             if self._host is not None:
                 self._fail(BadRequest("duplicate_host", "more than one Host header"))
             self._host = value
         elif lname == b"transfer-encoding":
+            # Only chunked framing is removed here: a body still gzip-coded must not go upstream unlabelled.
+            if value.strip(b" \t").lower() != b"chunked":
+                self._fail(BadRequest("malformed_request", "Transfer-Encoding other than chunked"))
             self._te = True
         elif lname == b"expect":
             if value.lower() != b"100-continue":

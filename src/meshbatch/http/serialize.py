@@ -70,25 +70,16 @@ def end_to_end(headers: Headers) -> Headers:
     return out
 
 
-def encode_response(
-    response: Response, *, keep_alive: bool, head: bool = False, extra: Headers | None = None
-) -> bytes:
+def encode_response(response: Response, keep_alive: bool, head: bool = False, request_id: bytes = b"") -> bytes:
     """Status line, headers, framing and body in one buffer. Always Content-Length framed."""
-    parts = [status_line(response.status)]
-    for name, value in response.headers:
-        parts += (name, b": ", value, b"\r\n")
-    if extra:
-        for name, value in extra:
-            parts += (name, b": ", value, b"\r\n")
     status = response.status
+    tail = b"x-request-id: %s\r\n" % request_id if request_id else b""
     if status not in NO_BODY_STATUSES and not 100 <= status < 200:
-        parts += (b"content-length: ", str(len(response.body)).encode(), b"\r\n")
+        tail += b"content-length: %d\r\n" % len(response.body)
     if not keep_alive:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
-    if not head and status not in NO_BODY_STATUSES:
-        parts.append(response.body)
-    return b"".join(parts)
+        tail += b"connection: close\r\n"
+    body = response.body if not head and status not in NO_BODY_STATUSES else b""
+    return b"".join([status_line(status), *[b"%s: %s\r\n" % h for h in response.headers], tail, b"\r\n", body])
 
 
 def encode_request(method: bytes, target: bytes, headers: Headers, body: bytes) -> bytes:

@@ -215,9 +215,8 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.closed or self.transport is None:
             return
         keep_alive = request.keep_alive and not self.state.draining
-        extra = [(b"x-request-id", request.request_id)] if settings.request_id_in_response else None
-        data = encode_response(response, keep_alive=keep_alive, head=request.method == b"HEAD", extra=extra)
-        self.transport.write(data)
+        self.transport.write(encode_response(response, keep_alive, request.method == b"HEAD",
+                                             request.request_id if settings.request_id_in_response else b""))
         now = self._loop.time()
         self._last_activity = now
         if settings.observe is not None:

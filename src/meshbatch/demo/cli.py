@@ -1,0 +1,236 @@
+"""`meshbatch demo`: the example mesh, run locally with no infrastructure.
+
+Two consumer replicas store events in a database (SQLite by default, PostgreSQL with `--database`); the
+batching proxy listens on localhost:8080 with a route for `Host: service`; a producer sends single JSON events.
+The same load runs twice, straight to the consumers one request per event, then through the proxy, and a table
+compares them. Exits non-zero if any acknowledged event is missing from the database or stored twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from meshbatch.demo.producer import RunResult, produce
+from meshbatch.demo.store import open_store
+
+CONFIG = """\
+admin:
+  listen: 127.0.0.1:{admin_port}
+listeners:
+  - name: ingress
+    listen: 127.0.0.1:{port}
+    routes:
+      - name: events
+        match: {{host: service, path: /events, methods: [POST]}}
+        cluster: consumer
+        timeout_ms: 5000
+        batch:
+          max_items: 64
+          max_wait_ms: 5
+          codec: json-array
+          upstream_path: /events/batch
+          max_in_flight: 4
+          max_queue: 10000
+      - name: service
+        match: {{host: service}}
+        cluster: consumer
+clusters:
+  - name: consumer
+    endpoints: [{endpoints}]
+    lb: least_request
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _get_json(url: str, host: str | None = None) -> Any:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return orjson.loads(response.read())
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            _get_json(url)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+@dataclass
+class Mesh:
+    workdir: Path
+    database: str
+    port: int
+    admin_port: int
+    consumers: list[tuple[str, int]]
+    processes: list[subprocess.Popen[bytes]]
+
+    def consumer_stats(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for host, port in self.consumers:
+            for key, value in _get_json(f"http://{host}:{port}/stats").items():
+                total[key] = total.get(key, 0) + int(value)
+        return total
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def start_mesh(database: str | None, port: int, workdir: Path, replicas: int = 2) -> Mesh:
+    database = database or f"sqlite:///{workdir / 'demo.db'}"
+    processes: list[subprocess.Popen[bytes]] = []
+    consumers = [("127.0.0.1", _free_port()) for _ in range(replicas)]
+    mesh = Mesh(workdir, database, port, _free_port(), consumers, processes)
+    try:
+        for i, (host, cport) in enumerate(consumers):
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "meshbatch.demo.consumer", "--host", host, "--port", str(cport),
+                 "--database", database, "--replica", f"consumer-{i + 1}"],
+                stdout=subprocess.DEVNULL, stderr=open(workdir / f"consumer-{i + 1}.log", "wb")))  # noqa: SIM115
+        for (host, cport), process in zip(consumers, processes, strict=True):
+            _wait_http(f"http://{host}:{cport}/health", process)
+        config = workdir / "meshbatch.yaml"
+        config.write_text(CONFIG.format(port=port, admin_port=mesh.admin_port,
+                                        endpoints=", ".join(f"{h}:{p}" for h, p in consumers)))
+        proxy = subprocess.Popen([sys.executable, "-m", "meshbatch", "run", "--config", str(config)],
+                                 stdout=subprocess.DEVNULL, stderr=open(workdir / "proxy.log", "wb"))  # noqa: SIM115
+        processes.append(proxy)
+        _wait_http(f"http://127.0.0.1:{mesh.admin_port}/ready", proxy)
+    except BaseException:
+        mesh.stop()
+        raise
+    return mesh
+
+
+async def _run_load(mesh: Mesh, duration: float, concurrency: int, console: Console) -> list[RunResult]:
+    tag = os.urandom(3).hex()
+    plans = [
+        ("direct: one request per event", f"direct-{tag}", mesh.consumers, "consumer"),
+        ("through meshbatch (batched)", f"batched-{tag}", [("127.0.0.1", mesh.port)], "service"),
+    ]
+    results: list[RunResult] = []
+    with Progress(TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.fields[events]:>8} events"),
+                  TimeRemainingColumn(), console=console, transient=False) as progress:
+        for label, run, targets, host in plans:
+            task = progress.add_task(label, total=duration, events=0)
+            before = mesh.consumer_stats()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            sent = [0]
+
+            def tick(n: int, task: Any = task, started: float = started, sent: list[int] = sent) -> None:
+                sent[0] += n
+                if sent[0] % 256 == 0:
+                    progress.update(task, completed=min(duration, loop.time() - started), events=sent[0])
+
+            result = await produce(label, run, targets, "/events", host, duration, concurrency, tick)
+            progress.update(task, completed=duration, events=result.ok)
+            after = mesh.consumer_stats()
+            calls = sum(after[k] - before.get(k, 0) for k in ("single_requests", "batch_requests"))
+            result.upstream_calls = calls
+            results.append(result)
+    return results
+
+
+async def _verify(database: str, results: list[RunResult]) -> list[tuple[int, int]]:
+    store = open_store(database)
+    await store.open()
+    try:
+        return [await store.count(r.run) for r in results]
+    finally:
+        await store.close()
+
+
+def _table(results: list[RunResult], stored: list[tuple[int, int]]) -> tuple[Table, bool]:
+    table = Table(title="meshbatch demo: the same load, direct and batched")
+    for column in ("run", "events/s", "p50 ms", "p99 ms", "upstream calls", "mean batch", "acknowledged",
+                   "rows stored", "failed", "check"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    all_ok = True
+    for result, (rows, distinct) in zip(results, stored, strict=True):
+        calls = result.upstream_calls
+        failed = sum(result.failed.values())
+        ok = rows == result.ok and distinct == rows
+        all_ok &= ok
+        table.add_row(result.name, f"{result.rate:,.0f}", f"{result.percentile(0.5) * 1000:.2f}",
+                      f"{result.percentile(0.99) * 1000:.2f}", f"{calls:,}",
+                      f"{result.ok / calls:.1f}" if calls else "-", f"{result.ok:,}", f"{rows:,}",
+                      f"{failed:,}" + (f" {result.failed}" if failed else ""),
+                      "[green]ok[/green]" if ok else "[red]LOST or DUPLICATED[/red]")
+    return table, all_ok
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    console = Console()
+    workdir = Path(tempfile.mkdtemp(prefix="meshbatch-demo-"))
+    console.print(f"[bold]meshbatch demo[/bold]: 2 consumer replicas, the batching proxy on 127.0.0.1:{args.port}, "
+                  f"{args.concurrency} producer connections, {args.duration:.0f}s per run")
+    try:
+        mesh = start_mesh(args.database, args.port, workdir)
+    except (RuntimeError, OSError) as exc:
+        console.print(f"[red]could not start the mesh:[/red] {exc} (logs in {workdir})")
+        return 1
+    try:
+        console.print(f"database: {mesh.database}")
+        results = asyncio.run(_run_load(mesh, args.duration, args.concurrency, console))
+        stored = asyncio.run(_verify(mesh.database, results))
+        table, ok = _table(results, stored)
+        console.print(table)
+        if len(results) == 2 and results[0].rate:
+            console.print(f"batched / direct events/s: [bold]{results[1].rate / results[0].rate:.1f}x[/bold]")
+        if args.plot:
+            from meshbatch.demo.plot import plot_runs
+
+            plot_runs(results, args.plot)
+            console.print(f"plot: {args.plot}")
+        if not ok:
+            console.print("[red]some acknowledged events are missing or duplicated[/red]")
+        if args.serve:
+            console.print(f"serving; try:\n  curl -si -H 'Host: service' http://localhost:{args.port}/events "
+                          f"-d '{{\"id\": \"hello\", \"run\": \"curl\"}}'\n"
+                          f"  curl -s http://127.0.0.1:{mesh.admin_port}/batchers\nCtrl-C stops.")
+            try:
+                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            except KeyboardInterrupt:
+                pass
+        return 0 if ok else 1
+    finally:
+        mesh.stop()
+
+
+__all__ = ["run_demo", "start_mesh"]
