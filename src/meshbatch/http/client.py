@@ -11,7 +11,7 @@ may replay an idempotent request on a fresh connection when the old one was reus
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
@@ -20,6 +20,14 @@ from meshbatch.http.message import Headers, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 
 MAX_HEADER_BYTES = 65_536
+
+
+class Completion(Protocol):
+    """What receives an exchange's outcome: an asyncio future, or a callback object of the same shape."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: Response, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -53,7 +61,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.max_response_bytes = max_response_bytes
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[Response] | None = None
+        self.waiter: Completion | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._deadline = 0.0
@@ -96,11 +104,17 @@ class UpstreamConnection(asyncio.Protocol):
     # exchange ------------------------------------------------------------------------------------
     def send(self, data: bytes, *, head: bool, deadline: float) -> asyncio.Future[Response]:
         """Write one request; the future resolves with the response or fails with a ProxyError."""
+        waiter: asyncio.Future[Response] = self._loop.create_future()
+        self.start(data, head, deadline, waiter)
+        return waiter
+
+    def start(self, data: bytes, head: bool, deadline: float, waiter: Completion) -> None:
+        """Write one request; `waiter` (a future, or any object with its three methods) gets the outcome."""
         assert self.transport is not None and self.waiter is None
         self._reset()
         self._head = head
         self.uses += 1
-        waiter = self.waiter = self._loop.create_future()
+        self.waiter = waiter
         self._deadline = deadline
         # One lazily re-armed timer per connection, not one per request (a libuv timer costs ~2 us).
         if self._timer is None or self._timer_at > deadline:
@@ -109,7 +123,6 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer_at = deadline
             self._timer = self._loop.call_at(deadline, self._on_timer)
         self.transport.write(data)
-        return waiter
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -242,4 +255,4 @@ class UpstreamConnection(asyncio.Protocol):
         self._finish()
 
 
-__all__ = ["UpstreamConnection"]
+__all__ = ["Completion", "UpstreamConnection"]

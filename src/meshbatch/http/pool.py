@@ -77,7 +77,7 @@ class EndpointPool:
     # the exchange --------------------------------------------------------------------------------
     async def request(self, method: bytes, data: bytes, deadline: float) -> Response:
         """Send one encoded request; replay once on a fresh connection if a reused one was already dead."""
-        conn = self._take_idle()
+        conn = self.take_idle()
         if conn is None:
             conn = await self._acquire(deadline)
         try:
@@ -86,20 +86,20 @@ class EndpointPool:
             except UpstreamReset:
                 if conn.uses <= 1 or method not in IDEMPOTENT or self._loop.time() >= deadline:
                     raise
-                self._discard(conn)
+                self.discard(conn)
                 conn = await self._acquire(deadline, fresh=True)
                 response = await conn.send(data, head=method == b"HEAD", deadline=deadline)
         except asyncio.CancelledError:
             conn.abandon()
-            self._discard(conn)
+            self.discard(conn)
             raise
         except BaseException:
-            self._discard(conn)
+            self.discard(conn)
             raise
-        self._release(conn)
+        self.release(conn)
         return response
 
-    def _take_idle(self) -> UpstreamConnection | None:
+    def take_idle(self) -> UpstreamConnection | None:
         """The newest usable idle connection, without suspending (the hot path)."""
         idle = self._idle
         while idle and not self.closed:
@@ -117,7 +117,7 @@ class EndpointPool:
         if self.closed:
             raise ConnectFailed("cluster_removed", "the endpoint was removed by a config reload")
         if not fresh:
-            conn = self._take_idle()
+            conn = self.take_idle()
             if conn is not None:
                 return conn
         if self.opened < self.limits.max_connections:
@@ -167,9 +167,9 @@ class EndpointPool:
         return conn
 
     # returning connections -----------------------------------------------------------------------
-    def _release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: UpstreamConnection) -> None:
         if not conn.usable or self.closed:
-            self._discard(conn)
+            self.discard(conn)
             return
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -181,7 +181,7 @@ class EndpointPool:
         if self._reaper is None:
             self._reaper = self._loop.call_at(self._loop.time() + self.limits.idle_timeout, self._reap)
 
-    def _discard(self, conn: UpstreamConnection) -> None:
+    def discard(self, conn: UpstreamConnection) -> None:
         conn.close()
         self._forget(conn)
 
@@ -206,7 +206,7 @@ class EndpointPool:
         now = self._loop.time()
         cutoff = now - self.limits.idle_timeout
         for conn in [c for c, since in self._idle_since.items() if since <= cutoff or not c.usable]:
-            self._discard(conn)
+            self.discard(conn)
         if self._idle_since:
             oldest = min(self._idle_since.values())
             self._reaper = self._loop.call_at(oldest + self.limits.idle_timeout, self._reap)
@@ -215,7 +215,7 @@ class EndpointPool:
         """Close idle connections now; busy ones close when their exchange ends."""
         self.closed = True
         for conn in list(self._idle):
-            self._discard(conn)
+            self.discard(conn)
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None

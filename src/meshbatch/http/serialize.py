@@ -74,7 +74,9 @@ def encode_response(response: Response, keep_alive: bool, head: bool = False, re
     """Status line, headers, framing and body in one buffer. Always Content-Length framed."""
     status = response.status
     tail = b"x-request-id: %s\r\n" % request_id if request_id else b""
-    if status not in NO_BODY_STATUSES and not 100 <= status < 200:
+    # An upstream's answer to HEAD arrives without its body, so its length is unknown here: claim none
+    # (RFC 9110 8.6 allows that) rather than a wrong 0.
+    if status not in NO_BODY_STATUSES and not 100 <= status < 200 and (response.body or not head):
         tail += b"content-length: %d\r\n" % len(response.body)
     if not keep_alive:
         tail += b"connection: close\r\n"

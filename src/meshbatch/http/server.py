@@ -14,12 +14,15 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from meshbatch.errors import ProxyError, RequestTimeout
 from meshbatch.http.message import Handler, Request, Response
 from meshbatch.http.parser import ParserLimits, RequestParser
 from meshbatch.http.serialize import encode_response, local_reply
+
+if TYPE_CHECKING:
+    from meshbatch.proxy.fast import Exchange
 
 log = logging.getLogger("meshbatch.server")
 
@@ -40,6 +43,8 @@ class ServerSettings:
     request_id_in_response: bool = True
     scheme: bytes = b"http"
     observe: Observer | None = None
+    # The route's fast path, when it has one: start an exchange driven by callbacks, or None to run `handler`.
+    fast: Callable[[Request, Callable[[Response | None], None]], Exchange | None] | None = None
 
 
 @dataclass(slots=True)
@@ -73,7 +78,9 @@ def _new_request_id() -> bytes:
 
 class HttpServerProtocol(asyncio.Protocol):
     __slots__ = (
+        "_current",
         "_error",
+        "_exchange",
         "_head_started",
         "_last_activity",
         "_loop",
@@ -103,12 +110,15 @@ class HttpServerProtocol(asyncio.Protocol):
         self._paused_writing = False
         self._last_activity = loop.time()
         self._error: ProxyError | None = None
+        self._exchange: Exchange | None = None
+        self._current: tuple[Request, ServerSettings] | None = None
         self.closed = False
 
     @property
     def busy(self) -> bool:
-        return self._task is not None or (self.parser is not None and (self.parser.in_message or
-                                                                          bool(self.parser.ready)))
+        parser = self.parser
+        return self._task is not None or self._exchange is not None or \
+            (parser is not None and (parser.in_message or bool(parser.ready)))
 
     # connection lifecycle ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -135,6 +145,9 @@ class HttpServerProtocol(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if self._exchange is not None:
+            self._exchange.cancel()
+            self._exchange = None
         if self.parser is not None:
             self.parser.ready.clear()
 
@@ -163,13 +176,12 @@ class HttpServerProtocol(asyncio.Protocol):
                 self._watch(now + self._settings.header_timeout)
         else:
             self._head_started = 0.0
-        if parser.continue_wanted and self._task is None and not parser.ready:
+        if parser.continue_wanted and self._task is None and self._exchange is None and not parser.ready:
             parser.continue_wanted = False
             assert self.transport is not None
             self.transport.write(CONTINUE)
         if parser.ready:
-            if self._task is None:
-                self._next()
+            self._next()
             if len(parser.ready) >= self._settings.max_pipelined and not self._paused_reading:
                 self._paused_reading = True
                 assert self.transport is not None
@@ -183,7 +195,8 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def _next(self) -> None:
         parser = self.parser
-        if self._task is not None or parser is None or not parser.ready or self._paused_writing or self.closed:
+        if self._task is not None or self._exchange is not None or parser is None or not parser.ready or \
+                self._paused_writing or self.closed:
             return
         request = parser.ready.popleft()
         if self._paused_reading and self._error is None and len(parser.ready) < self._settings.max_pipelined // 2:
@@ -195,7 +208,25 @@ class HttpServerProtocol(asyncio.Protocol):
         if not request.request_id:
             request.request_id = _new_request_id()
             request.headers.append((b"x-request-id", request.request_id))
+        fast = settings.fast
+        if fast is not None:
+            self._current = (request, settings)
+            exchange = fast(request, self._on_fast)
+            if exchange is not None:
+                if not exchange.done():  # (it may have finished already, and the next request begun)
+                    self._exchange = exchange
+                return
         self._task = self._loop.create_task(self._run(request, settings))
+
+    def _on_fast(self, response: Response | None) -> None:
+        self._exchange = None
+        current = self._current
+        assert current is not None
+        request, settings = current
+        if response is None:  # replay on the general path
+            self._task = self._loop.create_task(self._run(request, settings))
+            return
+        self._respond(request, response, settings)
 
     async def _run(self, request: Request, settings: ServerSettings) -> None:
         try:
@@ -239,8 +270,11 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.transport is not None and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
-        if self._task is None and not (self.parser and self.parser.ready):
-            self._answer_error()
+        if self._task is None and self._exchange is None:
+            if self.parser is not None and self.parser.ready:
+                self._next()  # read in the same bytes as the bad one: answered first, then the error
+            else:
+                self._answer_error()
 
     def _answer_error(self) -> None:
         error = self._error
@@ -288,7 +322,7 @@ class HttpServerProtocol(asyncio.Protocol):
                 self._watch(deadline)
             return
         deadline = self._last_activity + settings.idle_timeout
-        if parser is not None and parser.in_message and self._task is None:
+        if parser is not None and parser.in_message and self._task is None and self._exchange is None:
             if now >= deadline:  # a body that stopped arriving
                 self._fail(RequestTimeout("body_timeout", "request body not received in time"))
             else:

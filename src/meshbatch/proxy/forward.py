@@ -11,14 +11,19 @@ import asyncio
 
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
+from meshbatch.proxy import fast
+from meshbatch.proxy.fast import Exchange, Respond
 from meshbatch.upstream.cluster import Cluster
 
 VIA = b"1.1 meshbatch"
 _DROP_UPSTREAM = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"via"}
 
 
-def upstream_headers(request: Request, via: bool = True) -> Headers:
-    """The end-to-end request headers plus the ones a proxy adds, in one pass."""
+def upstream_headers(request: Request, via: bool = True, host: str = "") -> Headers:
+    """The end-to-end request headers plus the ones a proxy adds, in one pass.
+
+    `host` is sent when an HTTP/1.0 caller sent no Host: the HTTP/1.1 request upstream must have one.
+    """
     out: Headers = []
     xff = b""
     prior_via = b""
@@ -36,6 +41,8 @@ def upstream_headers(request: Request, via: bool = True) -> Headers:
         out.append(item)
     if extra:
         out = [item for item in out if item[0] not in extra]
+    if request.version == b"1.0" and request.header(b"host") is None:
+        out.append((b"host", host.encode()))
     client = request.client.encode()
     out.append((b"x-forwarded-for", xff + b", " + client if xff else client))
     out.append((b"x-forwarded-proto", request.scheme))
@@ -63,10 +70,16 @@ class Forwarder:
         self.loop = loop
         self.via = via
 
+    def start(self, request: Request, respond: Respond) -> Exchange | None:
+        """The fast path (see proxy/fast.py): an Exchange under way, or None to use `__call__`."""
+        return fast.start(self.cluster, request, upstream_headers(request, self.via, self.cluster.name),
+                          request.received_at + self.timeout, self.via, respond)
+
     async def __call__(self, request: Request) -> Response:
         deadline = request.received_at + self.timeout
         response = await self.cluster.send(
-            request.method, request.target, upstream_headers(request, self.via), request.body, deadline
+            request.method, request.target, upstream_headers(request, self.via, self.cluster.name), request.body,
+            deadline,
         )
         response.headers = downstream_headers(response, self.via)
         return response

@@ -51,6 +51,7 @@ def _settings(listener: model.Listener, handler: Any, stats: RequestStats) -> Se
         max_pipelined=limits.max_pipelined,
         request_id_in_response=listener.request_id_in_response,
         observe=stats,
+        fast=getattr(handler, "start", None),
     )
 
 

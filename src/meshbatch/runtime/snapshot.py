@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from meshbatch.config import model
 from meshbatch.errors import NoRoute
 from meshbatch.http.message import Handler, Headers, Request, Response
+from meshbatch.proxy.fast import Exchange, Respond
 from meshbatch.proxy.forward import VIA, Forwarder
 from meshbatch.routing.match import RouteMatcher, RouteTable
 from meshbatch.telemetry.metrics import Registry
@@ -29,6 +31,7 @@ class RouteEntry:
     name: str
     handler: Handler
     config: model.Route
+    start: Callable[[Request, Respond], Exchange | None] | None = None
 
 
 class Router:
@@ -46,6 +49,14 @@ class Router:
             raise NoRoute("no_route", f"no route of listener {self.listener!r} matches this request")
         request.route = entry.name
         return await entry.handler(request)
+
+    def start(self, request: Request, respond: Respond) -> Exchange | None:
+        """The fast path: a plain route with an idle upstream connection; None means "await the handler"."""
+        entry = self.table.match(request)
+        if entry is None or entry.start is None:
+            return None
+        request.route = entry.name
+        return entry.start(request, respond)
 
 
 class BatchSender:
@@ -95,11 +106,13 @@ def build(config: model.Config, loop: asyncio.AbstractEventLoop, metrics: Regist
         for route in listener.routes:
             cluster = clusters[route.cluster]
             handler: Handler
+            start = None
             if route.batch is not None:
                 handler = batchers[route.name] = _batcher(route, cluster, listener, loop, metrics, previous)
             else:
-                handler = Forwarder(cluster, route.timeout_ms / 1000, loop, listener.via)
-            entries.append((RouteMatcher(route.match), RouteEntry(route.name, handler, route)))
+                forwarder = Forwarder(cluster, route.timeout_ms / 1000, loop, listener.via)
+                handler, start = forwarder, forwarder.start
+            entries.append((RouteMatcher(route.match), RouteEntry(route.name, handler, route, start)))
         routers[listener.name] = Router(listener.name, RouteTable(entries))
     version = previous.version + 1 if previous else 1
     return Snapshot(config, clusters, routers, batchers, version=version)

@@ -46,13 +46,17 @@ class Cluster:
         try:
             response = await endpoint.pool.request(method, data, deadline)
         except ProxyError as error:
-            endpoint.errors += 1
-            self.upstream_errors[error.reason] = self.upstream_errors.get(error.reason, 0) + 1
+            self.failed(endpoint, error)
             raise
         finally:
             endpoint.active -= 1
         response.upstream = endpoint.address
         return response
+
+    def failed(self, endpoint: Endpoint, error: ProxyError) -> None:
+        """Account one failed exchange with an endpoint."""
+        endpoint.errors += 1
+        self.upstream_errors[error.reason] = self.upstream_errors.get(error.reason, 0) + 1
 
     def summary(self) -> dict[str, object]:
         return {
