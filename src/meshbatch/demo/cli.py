@@ -77,7 +77,8 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0
         if process.poll() is not None:
             raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
-            _get_json(url)
+            with urllib.request.urlopen(url, timeout=2) as response:
+                response.read()
             return
         except OSError:
             time.sleep(0.05)
@@ -116,6 +117,7 @@ def start_mesh(database: str | None, port: int, workdir: Path, replicas: int = 2
     processes: list[subprocess.Popen[bytes]] = []
     consumers = [("127.0.0.1", _free_port()) for _ in range(replicas)]
     mesh = Mesh(workdir, database, port, _free_port(), consumers, processes)
+    asyncio.run(_prepare(database))  # the schema once, before replicas race to create it
     try:
         for i, (host, cport) in enumerate(consumers):
             processes.append(subprocess.Popen(
@@ -137,11 +139,17 @@ def start_mesh(database: str | None, port: int, workdir: Path, replicas: int = 2
     return mesh
 
 
+async def _prepare(database: str) -> None:
+    store = open_store(database)
+    await store.open()
+    await store.close()
+
+
 async def _run_load(mesh: Mesh, duration: float, concurrency: int, console: Console) -> list[RunResult]:
     tag = os.urandom(3).hex()
     plans = [
-        ("direct: one request per event", f"direct-{tag}", mesh.consumers, "consumer"),
-        ("through meshbatch (batched)", f"batched-{tag}", [("127.0.0.1", mesh.port)], "service"),
+        ("direct, one call per event", f"direct-{tag}", mesh.consumers, "consumer"),
+        ("through meshbatch", f"batched-{tag}", [("127.0.0.1", mesh.port)], "service"),
     ]
     results: list[RunResult] = []
     with Progress(TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.fields[events]:>8} events"),
@@ -180,7 +188,7 @@ def _table(results: list[RunResult], stored: list[tuple[int, int]]) -> tuple[Tab
     table = Table(title="meshbatch demo: the same load, direct and batched")
     for column in ("run", "events/s", "p50 ms", "p99 ms", "upstream calls", "mean batch", "acknowledged",
                    "rows stored", "failed", "check"):
-        table.add_column(column, justify="right" if column != "run" else "left")
+        table.add_column(column, justify="right" if column != "run" else "left", no_wrap=True)
     all_ok = True
     for result, (rows, distinct) in zip(results, stored, strict=True):
         calls = result.upstream_calls
@@ -196,7 +204,7 @@ def _table(results: list[RunResult], stored: list[tuple[int, int]]) -> tuple[Tab
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    console = Console()
+    console = Console(width=max(132, Console().width))
     workdir = Path(tempfile.mkdtemp(prefix="meshbatch-demo-"))
     console.print(f"[bold]meshbatch demo[/bold]: 2 consumer replicas, the batching proxy on 127.0.0.1:{args.port}, "
                   f"{args.concurrency} producer connections, {args.duration:.0f}s per run")
@@ -213,11 +221,11 @@ def run_demo(args: argparse.Namespace) -> int:
         console.print(table)
         if len(results) == 2 and results[0].rate:
             console.print(f"batched / direct events/s: [bold]{results[1].rate / results[0].rate:.1f}x[/bold]")
-        if args.plot:
-            from meshbatch.demo.plot import plot_runs
+        from meshbatch.demo.plot import plot_runs
 
-            plot_runs(results, args.plot)
-            console.print(f"plot: {args.plot}")
+        plot_path = args.plot or str(workdir / "demo.png")
+        plot_runs(results, plot_path)
+        console.print(f"plot: {plot_path}")
         if not ok:
             console.print("[red]some acknowledged events are missing or duplicated[/red]")
         if args.serve:
