@@ -88,6 +88,8 @@ class RequestParser:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
+            if self.ready:  # llhttp completes the upgrade request before it stops: it is not to be served
+                self.ready.pop()
             raise BadRequest("upgrade_not_supported", "protocol upgrades are not proxied") from None
         except httptools.HttpParserCallbackError:
             error = self._error or BadRequest("bad_request")

@@ -57,11 +57,20 @@ class ListenerState:
     rejected_connections: int = 0
     accepted_connections: int = 0
 
+    emptied: asyncio.Event = field(default_factory=asyncio.Event)
+
     def drain(self) -> None:
         """Stop keep-alive: idle connections close now, busy ones after their current answer."""
         self.draining = True
         for conn in list(self.connections):
             conn.close_if_idle()
+        if not self.connections:
+            self.emptied.set()
+
+    def forget(self, conn: HttpServerProtocol) -> None:
+        self.connections.discard(conn)
+        if self.draining and not self.connections:
+            self.emptied.set()
 
     @property
     def active_requests(self) -> int:
@@ -138,7 +147,7 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.state.connections.discard(self)
+        self.state.forget(self)
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

@@ -11,10 +11,11 @@ requests in flight finish within `drain_timeout_ms`, then exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from meshbatch.config import ConfigError, load, model
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.server import ListenerState, ServerSettings, protocol_factory
 from meshbatch.runtime.snapshot import Snapshot, build, retire
-from meshbatch.telemetry.metrics import Registry
+from meshbatch.telemetry.metrics import Counter, Metric, Registry
 from meshbatch.telemetry.requests import RequestStats
 from meshbatch.upstream.endpoint import split_address
 
@@ -75,6 +76,7 @@ class Proxy:
         self.metrics.gauge("meshbatch_downstream_connections", "Open downstream connections by listener.",
                            ["listener"], lambda: [((o.name,), len(o.state.connections))
                                                   for o in self.listeners.values()])
+        self.metrics.add_source(self._upstream_metrics)
         self.metrics.gauge("meshbatch_config_reloads", "Config reloads by result.", ["result"],
                            lambda: [((k,), v) for k, v in self.reloads.items()])
 
@@ -96,6 +98,19 @@ class Proxy:
                 out.append(((cluster.name, ep.address, "active"), ep.pool.active))
                 out.append(((cluster.name, ep.address, "idle"), ep.pool.idle))
         return out
+
+    def _upstream_metrics(self) -> Iterator[Metric]:
+        errors = Counter("meshbatch_upstream_errors_total", "Failed upstream exchanges by cluster and reason.",
+                         ["cluster", "reason"])
+        requests = Counter("meshbatch_upstream_requests_total", "Upstream exchanges by cluster and endpoint.",
+                           ["cluster", "endpoint"])
+        for cluster in self.snapshot.clusters.values():
+            for reason, n in cluster.upstream_errors.items():
+                errors.values[(cluster.name, reason)] = n
+            for ep in cluster.endpoints:
+                requests.values[(cluster.name, ep.address)] = ep.requests
+        yield errors
+        yield requests
 
     # start ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -195,11 +210,10 @@ class Proxy:
         if batchers:
             await asyncio.gather(*(b.drain(timeout) for b in batchers), return_exceptions=True)
         # Requests in flight finish; their connections close after the answer (draining disables keep-alive).
-        while self.loop.time() < deadline:
-            busy = sum(len(item.state.connections) for item in self.listeners.values())
-            if not busy:
-                break
-            await asyncio.sleep(0.02)
+        waits = [item.state.emptied.wait() for item in self.listeners.values()]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await asyncio.gather(*waits)
         left = sum(item.state.active_requests for item in self.listeners.values())
         for item in self.listeners.values():
             for conn in list(item.state.connections):
