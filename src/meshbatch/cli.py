@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--database", default=None, help="database URL (default: a SQLite file)")
     demo.add_argument("--port", type=int, default=8080, help="the proxy's port (default 8080)")
     demo.add_argument("--concurrency", type=int, default=64, help="producer connections (default 64)")
-    demo.add_argument("--plot", default=None, help="where to write the PNG plot of the two runs (default: in the run's work directory)")
+    demo.add_argument("--plot", default=None,
+                      help="where to write the PNG plot of the two runs (default: in the run's work directory)")
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks against peers (proxy, batching, ingest)", add_help=False)

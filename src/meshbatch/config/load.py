@@ -137,6 +137,8 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
     union_paths: dict[str, list[str]] = {}
     for err in exc.errors(include_url=False):
         loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
+        if _wrong_arm(err["loc"], data):
+            continue
         path = format_path(loc)
         kind = err["type"]
         if kind == "extra_forbidden":
@@ -160,6 +162,50 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "EndpointSpec", "Adaptive", "Admin", "Batch"}
+_SCALAR_TAGS = {"str", "int", "float", "bool", "list"}
+
+
+def _wrong_arm(loc: Sequence[int | str], data: Any) -> bool:
+    """An error from a scalar arm of a union whose input is a mapping (the model arm is the one meant)."""
+    node = data
+    for part in loc:
+        if isinstance(part, str) and part in _SCALAR_TAGS:
+            return isinstance(node, dict)
+        if isinstance(part, str) and part in _UNION_TAGS:
+            continue
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return False
+    return False
+
+
+def _lenient(tp: Any, node: Any) -> Any:
+    """`node` as unvalidated model objects with defaults filled in, where it has a model's shape.
+
+    When shapes and types already failed, the checks of meaning still run on this, so that every error is
+    reported at once (a wrong cluster name next to a value out of range).
+    """
+    if isinstance(node, list):
+        return [_lenient(_strip_list(tp), item) for item in node]
+    model = _as_model(tp, node) if isinstance(node, dict) else None
+    if model is None:
+        return node
+    values = {name: _lenient(field.annotation, node[name]) for name, field in model.model_fields.items()
+              if name in node}
+    return model.model_construct(**values)
+
+
+def _semantic_problems(config: Any) -> list[Problem]:
+    problems: list[Problem] = []
+    for check in _semantic_checks:
+        try:
+            problems.extend(check(config))
+        except Exception:  # a lenient tree may lack a field or hold a wrong type: its own error says so
+            continue
+    return problems
 
 
 def parse(text: str, source: str = "<config>") -> Config:
@@ -177,7 +223,10 @@ def parse(text: str, source: str = "<config>") -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(exc, data), source) from None
+        problems = _pydantic_problems(exc, data)
+        reported = {p.path for p in problems}
+        problems += [p for p in _semantic_problems(_lenient(Config, data)) if p.path not in reported]
+        raise ConfigError(problems, source) from None
     problems = [p for check in _semantic_checks for p in check(config)]
     if problems:
         raise ConfigError(problems, source)

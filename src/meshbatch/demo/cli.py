@@ -154,10 +154,10 @@ async def _run_load(mesh: Mesh, duration: float, concurrency: int, console: Cons
     results: list[RunResult] = []
     with Progress(TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.fields[events]:>8} events"),
                   TimeRemainingColumn(), console=console, transient=False) as progress:
+        loop = asyncio.get_running_loop()
         for label, run, targets, host in plans:
             task = progress.add_task(label, total=duration, events=0)
             before = mesh.consumer_stats()
-            loop = asyncio.get_running_loop()
             started = loop.time()
             sent = [0]
 

@@ -144,6 +144,8 @@ class RequestParser:
             self._expect = True
             return
         elif lname == b"x-request-id":
+            if not value:  # dropped: the server generates one (an empty one upstream would make two)
+                return
             self._request_id = value
         elif lname == b"content-length":
             self._length = int(value)  # llhttp has checked it is one run of digits
@@ -172,14 +174,17 @@ class RequestParser:
 
     def on_message_complete(self) -> None:
         parser = self._parser
+        url = self._url
         host = self._host or b""
+        if url[:1] != b"/" and url != b"*":
+            url, host = self._origin_form(url, host)
         if host[-1:] != b"]" and b":" in host:
             host = host.rpartition(b":")[0]
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self.ready.append(
             Request(
                 parser.get_method(),
-                self._url,
+                url,
                 self._headers,
                 body,
                 host=host.lower(),
@@ -195,6 +200,30 @@ class RequestParser:
         self.headers_done = False
         self.continue_wanted = False
         self._reset()
+
+    def _origin_form(self, url: bytes, host: bytes) -> tuple[bytes, bytes]:
+        """An absolute-form target (`http://authority/path?q`, as sent to a forward proxy): the origin-form
+        target and the authority, which replaces Host (RFC 9112 3.2.2) so routing and the upstream agree."""
+        scheme, sep, rest = url.partition(b"://")
+        if not sep or scheme.lower() not in (b"http", b"https"):
+            return url, host
+        end = len(rest)
+        for mark in (b"/", b"?"):
+            at = rest.find(mark)
+            if 0 <= at < end:
+                end = at
+        authority = rest[:end].rpartition(b"@")[2]
+        target = rest[end:]
+        if not target.startswith(b"/"):
+            target = b"/" + target
+        headers = self._headers
+        for i, (name, _) in enumerate(headers):
+            if name == b"host":
+                headers[i] = (b"host", authority)
+                break
+        else:
+            headers.append((b"host", authority))
+        return target, authority
 
 
 def _describe(exc: Exception) -> str:

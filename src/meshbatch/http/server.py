@@ -88,6 +88,7 @@ def _new_request_id() -> bytes:
 class HttpServerProtocol(asyncio.Protocol):
     __slots__ = (
         "_current",
+        "_eof",
         "_error",
         "_exchange",
         "_head_started",
@@ -119,6 +120,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._paused_writing = False
         self._last_activity = loop.time()
         self._error: ProxyError | None = None
+        self._eof = False
         self._exchange: Exchange | None = None
         self._current: tuple[Request, ServerSettings] | None = None
         self.closed = False
@@ -179,7 +181,9 @@ class HttpServerProtocol(asyncio.Protocol):
         except ProxyError as error:
             self._fail(error)
             return
-        if parser.in_message and not parser.headers_done:
+        # A head is being read: a partial one, or, on an idle connection, bytes that began none (llhttp skips
+        # CRLFs before a request; a client sending only those must not hold the connection past the timeout).
+        if not parser.headers_done and (parser.in_message or not (parser.ready or self.busy)):
             if not self._head_started:
                 self._head_started = now
                 self._watch(now + self._settings.header_timeout)
@@ -197,8 +201,9 @@ class HttpServerProtocol(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
-        # A half-closed client still gets its pending answers; then we close.
-        if not self.busy:
+        # A half-closed client still gets its pending answers; then we close (a partial request never ends).
+        self._eof = True
+        if self._task is None and self._exchange is None and not (self.parser is not None and self.parser.ready):
             self._close()
         return True
 
@@ -269,6 +274,8 @@ class HttpServerProtocol(asyncio.Protocol):
             self._next()
         elif self._error is not None:
             self._answer_error()
+        elif self._eof:
+            self._close()
         elif parser is not None and parser.continue_wanted:
             parser.continue_wanted = False
             self.transport.write(CONTINUE)
@@ -323,7 +330,7 @@ class HttpServerProtocol(asyncio.Protocol):
         settings = self._settings
         now = self._loop.time()
         parser = self.parser
-        if parser is not None and parser.in_message and not parser.headers_done and self._head_started:
+        if parser is not None and not parser.headers_done and self._head_started:
             deadline = self._head_started + settings.header_timeout
             if now >= deadline:
                 self._fail(RequestTimeout("header_timeout", "request headers not received in time"))

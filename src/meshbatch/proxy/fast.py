@@ -80,6 +80,8 @@ def start(cluster: Cluster, request: Request, headers: list[tuple[bytes, bytes]]
         return None
     conn = endpoint.pool.take_idle()
     if conn is None:
+        # The general path connects to this endpoint: picking again would skip one (round robin).
+        request.context["endpoint"] = endpoint
         return None
     exchange = Exchange(cluster, endpoint, conn, request.method, respond, via)
     endpoint.active += 1

@@ -79,7 +79,7 @@ class Forwarder:
         deadline = request.received_at + self.timeout
         response = await self.cluster.send(
             request.method, request.target, upstream_headers(request, self.via, self.cluster.name), request.body,
-            deadline,
+            deadline, endpoint=request.context.pop("endpoint", None),  # picked by the fast path, if it ran
         )
         response.headers = downstream_headers(response, self.via)
         return response

@@ -120,6 +120,8 @@ class Proxy:
             self.admin = await self._open("admin", config.admin.listen, state)
         for listener in config.listeners:
             await self._open_listener(listener)
+        # Before "ready": whoever sends SIGHUP or SIGTERM on seeing it must find the handlers in place.
+        self.install_signal_handlers()
         self.announce(f"meshbatch: ready config={self.config_path} version={self.snapshot.version}")
 
     async def _open_listener(self, listener: model.Listener) -> None:
@@ -238,7 +240,6 @@ async def serve(config_path: str | Path) -> int:
     loop = asyncio.get_running_loop()
     proxy = Proxy(config_path, loop)
     await proxy.start()
-    proxy.install_signal_handlers()
     await proxy.wait_closed()
     return 0
 

@@ -35,9 +35,10 @@ class Cluster:
         self.upstream_errors: dict[str, int] = {}
 
     async def send(self, method: bytes, target: bytes, headers: Headers, body: bytes, deadline: float,
-                   key: bytes | None = None) -> Response:
-        """One exchange with one endpoint chosen by the balancer. Raises ProxyError on failure."""
-        endpoint = self.balancer.pick(key)
+                   key: bytes | None = None, endpoint: Endpoint | None = None) -> Response:
+        """One exchange with `endpoint`, or one chosen by the balancer. Raises ProxyError on failure."""
+        if endpoint is None:
+            endpoint = self.balancer.pick(key)
         if endpoint is None:
             raise Unavailable("no_healthy_upstream", f"cluster {self.name!r} has no healthy endpoint")
         data = encode_request(method, target, headers, body)

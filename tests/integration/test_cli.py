@@ -1,0 +1,128 @@
+"""The command line: `meshbatch check FILE` and `meshbatch run --config FILE` failing fast on bad input."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from textwrap import dedent
+
+from meshbatch import __version__
+
+MESHBATCH = str(Path(sys.executable).parent / "meshbatch")
+
+GOOD = """
+admin:
+  listen: 127.0.0.1:0
+listeners:
+  - name: ingress
+    listen: 127.0.0.1:0
+    routes:
+      - name: orders
+        match: {host: service, path_prefix: /orders, methods: [POST]}
+        cluster: consumer
+        timeout_ms: 2000
+        batch: {max_items: 64, max_wait_ms: 5, codec: json-array, upstream_path: /orders/batch}
+      - name: rest
+        cluster: consumer
+clusters:
+  - name: consumer
+    endpoints: [127.0.0.1:9000, 127.0.0.1:9001]
+    lb: round_robin
+"""
+
+BAD = """
+listeners:
+  - name: ingress
+    listen: 127.0.0.1:0
+    routes:
+      - name: orders
+        cluster: consumer
+        batch: {max_items: 0, max_itmes: 3}
+      - name: rest
+        cluster: consumr
+clusters:
+  - name: consumer
+    endpoints: [127.0.0.1:9000]
+"""
+
+BAD_ERRORS = [
+    "listeners[0].routes[0].batch.max_items: must be >= 1",
+    "listeners[0].routes[0].batch.max_itmes: unknown key; did you mean 'max_items'?",
+    "listeners[0].routes[1].cluster: no cluster named 'consumr'; did you mean 'consumer'?",
+]
+
+
+def meshbatch(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MESHBATCH, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def write(tmp_path: Path, text: str, name: str = "mesh.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(dedent(text))
+    return path
+
+
+def test_check_good_file(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    out = meshbatch("check", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0] == (f"{path}: ok: 1 listener(s), 2 route(s) (1 batching), 1 cluster(s), 2 endpoint(s)")
+
+
+def test_check_bad_file_lists_every_error_with_its_path(tmp_path: Path) -> None:
+    path = write(tmp_path, BAD)
+    out = meshbatch("check", str(path))
+    assert out.returncode == 1
+    lines = out.stderr.splitlines()
+    assert lines[0] == f"{path}: 3 error(s)"
+    assert [line.strip() for line in lines[1:]] == BAD_ERRORS
+    assert out.stdout == ""
+
+
+def test_check_yaml_syntax_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "listeners:\n  - name: [x\n    listen: 1\n")
+    out = meshbatch("check", str(path))
+    assert out.returncode == 1
+    assert "1 error(s)" in out.stderr
+    assert "line 3, column" in out.stderr
+
+
+def test_check_missing_file(tmp_path: Path) -> None:
+    out = meshbatch("check", str(tmp_path / "nope.yaml"))
+    assert out.returncode == 1
+    assert "cannot read" in out.stderr
+
+
+def test_run_with_a_bad_config_exits_1_with_every_error(tmp_path: Path) -> None:
+    path = write(tmp_path, BAD)
+    out = meshbatch("run", "--config", str(path))
+    assert out.returncode == 1
+    for error in BAD_ERRORS:
+        assert error in out.stderr
+
+
+def test_run_on_an_address_in_use_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        path = write(tmp_path, f"admin: null\nlisteners: [{{name: l, listen: '127.0.0.1:{port}'}}]\n")
+        out = meshbatch("run", "--config", str(path))
+    assert out.returncode == 1
+    assert "cannot start" in out.stderr
+
+
+def test_version() -> None:
+    out = meshbatch("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"meshbatch {__version__}"
+
+
+def test_usage_error() -> None:
+    out = meshbatch("frobnicate")
+    assert out.returncode == 2
+    assert "usage:" in out.stderr

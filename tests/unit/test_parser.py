@@ -1,0 +1,361 @@
+"""The downstream request reader: bytes in, `Request`s or one precise `ProxyError` out (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshbatch.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, ProxyError
+from meshbatch.http.message import Request
+from meshbatch.http.parser import ParserLimits, RequestParser
+
+
+def parse(data: bytes, limits: ParserLimits | None = None, client: str = "10.0.0.1") -> list[Request]:
+    parser = RequestParser(limits or ParserLimits(), client)
+    parser.feed(data, now=12.5)
+    return list(parser.ready)
+
+
+def parse_one(data: bytes, limits: ParserLimits | None = None) -> Request:
+    requests = parse(data, limits)
+    assert len(requests) == 1, requests
+    return requests[0]
+
+
+def failure(data: bytes, limits: ParserLimits | None = None) -> ProxyError:
+    parser = RequestParser(limits or ParserLimits())
+    with pytest.raises(ProxyError) as info:
+        parser.feed(data)
+    return info.value
+
+
+# well-formed requests ------------------------------------------------------------------------------
+def test_simple_get() -> None:
+    req = parse_one(b"GET /orders/7?x=1&y=2 HTTP/1.1\r\nHost: Service.Example:8080\r\nAccept: */*\r\n\r\n")
+    assert req.method == b"GET"
+    assert req.target == b"/orders/7?x=1&y=2"
+    assert req.path == b"/orders/7"
+    assert req.query == b"x=1&y=2"
+    assert req.host == b"service.example"  # lower case, port dropped
+    assert req.version == b"1.1"
+    assert req.keep_alive is True
+    assert req.body == b""
+    assert req.client == "10.0.0.1"
+    assert req.received_at == 12.5
+    assert req.headers == [(b"host", b"Service.Example:8080"), (b"accept", b"*/*")]
+    assert req.header(b"accept") == b"*/*"
+    assert req.header(b"missing") is None
+
+
+def test_header_names_are_lower_case_and_values_raw() -> None:
+    req = parse_one(b"GET / HTTP/1.1\r\nHOST: a\r\nX-Mixed-Case: Va Lue\r\n\r\n")
+    assert req.headers == [(b"host", b"a"), (b"x-mixed-case", b"Va Lue")]
+
+
+def test_ipv6_host_keeps_brackets_and_drops_port() -> None:
+    assert parse_one(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").host == b"[::1]"
+    assert parse_one(b"GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n").host == b"[::1]"
+
+
+def test_content_length_body() -> None:
+    req = parse_one(b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+    assert req.body == b"hello"
+
+
+def test_chunked_body_with_extensions() -> None:
+    req = parse_one(
+        b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    assert req.body == b"hello world"
+
+
+def test_chunked_trailers_are_not_merged_into_headers() -> None:
+    # RFC 9112 7.1.2: a trailer must not become a header (it would change routing and what the upstream sees).
+    req = parse_one(
+        b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-Tenant: gold\r\nHost: evil\r\n\r\n"
+    )
+    assert req.body == b"abc"
+    assert req.header(b"x-tenant") is None
+    assert req.host == b"a"
+
+
+def test_http10_closes_by_default_and_keeps_alive_when_asked() -> None:
+    req = parse_one(b"GET / HTTP/1.0\r\n\r\n")
+    assert (req.version, req.keep_alive, req.host) == (b"1.0", False, b"")
+    req = parse_one(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert req.keep_alive is True
+
+
+def test_connection_close_on_http11() -> None:
+    assert parse_one(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").keep_alive is False
+
+
+def test_request_id_is_taken_from_the_header() -> None:
+    req = parse_one(b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc-123\r\n\r\n")
+    assert req.request_id == b"abc-123"
+    assert parse_one(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").request_id == b""
+
+
+def test_empty_request_id_is_dropped() -> None:
+    # The server generates one; forwarding the empty header too would send the upstream two.
+    req = parse_one(b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: \r\n\r\n")
+    assert req.request_id == b""
+    assert req.header(b"x-request-id") is None
+
+
+def test_empty_host_is_allowed() -> None:
+    # RFC 9112 3.2: a client sends an empty Host when the target URI has no authority.
+    assert parse_one(b"GET / HTTP/1.1\r\nHost: \r\n\r\n").host == b""
+
+
+@pytest.mark.parametrize(
+    ("target", "host", "origin", "authority"),
+    [
+        (b"http://svc.example/orders/1?x=1", b"other", b"/orders/1?x=1", b"svc.example"),
+        (b"http://svc.example:8080/a", b"svc.example:8080", b"/a", b"svc.example"),
+        (b"HTTP://user:pw@svc.example/a", b"svc.example", b"/a", b"svc.example"),
+        (b"http://svc.example", b"svc.example", b"/", b"svc.example"),
+        (b"http://svc.example?q=1", b"svc.example", b"/?q=1", b"svc.example"),
+        (b"https://[::1]:8443/p", b"x", b"/p", b"[::1]"),
+    ],
+)
+def test_absolute_form_target(target: bytes, host: bytes, origin: bytes, authority: bytes) -> None:
+    # RFC 9112 3.2.2: the target's authority wins over Host, and is what the upstream is told.
+    req = parse_one(b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert req.target == origin
+    assert req.path == origin.partition(b"?")[0]
+    assert req.host == authority
+    assert [v for k, v in req.headers if k == b"host"] == [target.split(b"://")[1].split(b"/")[0].split(b"?")[0]
+                                                           .rpartition(b"@")[2]]
+
+
+def test_absolute_form_on_http10_without_host_gets_one() -> None:
+    req = parse_one(b"GET http://svc/a HTTP/1.0\r\n\r\n")
+    assert (req.target, req.host, req.header(b"host")) == (b"/a", b"svc", b"svc")
+
+
+def test_asterisk_form_is_kept() -> None:
+    req = parse_one(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert (req.target, req.host) == (b"*", b"a")
+
+
+def test_pipelined_requests_come_out_in_order() -> None:
+    data = (
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+        b"POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n"
+        b"GET /4 HTTP/1.1\r\nHost: b\r\n\r\n"
+    )
+    requests = parse(data)
+    assert [(r.target, r.body, r.host) for r in requests] == [
+        (b"/1", b"", b"a"), (b"/2", b"abc", b"a"), (b"/3", b"xy", b"a"), (b"/4", b"", b"b")
+    ]
+
+
+def test_byte_at_a_time() -> None:
+    data = b"POST /x?q HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 4\r\n\r\nbody"
+    parser = RequestParser(ParserLimits())
+    for i in range(len(data)):
+        assert not parser.ready
+        parser.feed(data[i:i + 1])
+    (req,) = parser.ready
+    assert (req.method, req.target, req.body, req.header(b"x-a")) == (b"POST", b"/x?q", b"body", b"1")
+
+
+def test_progress_flags() -> None:
+    parser = RequestParser(ParserLimits())
+    assert not parser.in_message
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\n")
+    assert parser.in_message and not parser.headers_done
+    parser.feed(b"Content-Length: 4\r\n\r\nab")
+    assert parser.in_message and parser.headers_done and not parser.ready
+    parser.feed(b"cd")
+    assert not parser.in_message and not parser.headers_done and len(parser.ready) == 1
+
+
+def test_expect_100_continue() -> None:
+    parser = RequestParser(ParserLimits())
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    assert parser.continue_wanted and not parser.ready
+    parser.feed(b"ok")
+    (req,) = parser.ready
+    assert req.body == b"ok"
+    assert req.header(b"expect") is None  # hop-by-hop: never forwarded
+    assert not parser.continue_wanted
+
+
+def test_expect_100_continue_case_insensitive_and_ignored_on_http10() -> None:
+    parser = RequestParser(ParserLimits())
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+    assert parser.continue_wanted
+    parser = RequestParser(ParserLimits())
+    parser.feed(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+    assert not parser.continue_wanted
+
+
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+@settings(max_examples=150, deadline=None)
+def test_any_split_gives_the_same_requests(cuts: list[int]) -> None:
+    data = (
+        b"GET /1 HTTP/1.1\r\nHost: a\r\nX-Request-Id: r1\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world"
+        b"PUT /3 HTTP/1.1\r\nHost: b:1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\na\r\n0123456789\r\n0\r\n\r\n"
+        b"DELETE /4 HTTP/1.0\r\n\r\n"
+    )
+    expected = [(r.method, r.target, r.headers, r.body, r.host, r.keep_alive) for r in parse(data)]
+    parser = RequestParser(ParserLimits())
+    start = 0
+    for cut in [*sorted({min(c, len(data)) for c in cuts}), len(data)]:
+        parser.feed(data[start:cut])
+        start = cut
+    got = [(r.method, r.target, r.headers, r.body, r.host, r.keep_alive) for r in parser.ready]
+    assert got == expected
+    assert len(got) == 4
+
+
+# malformed and ambiguous requests: 400, and the connection is then closed by the server ------------
+MALFORMED = {
+    "cl_and_te": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"0\r\n\r\n", "malformed_request"),
+    "te_and_cl": (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+                  b"0\r\n\r\n", "malformed_request"),
+    "duplicate_content_length": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"
+                                 b"abc", "malformed_request"),
+    "conflicting_content_length": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"
+                                   b"abcd", "malformed_request"),
+    "content_length_list": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", "malformed_request"),
+    "negative_content_length": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", "malformed_request"),
+    "plus_content_length": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", "malformed_request"),
+    "bad_chunk_size": (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+                       "malformed_request"),
+    "chunk_size_overflow": (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"fffffffffffffffffff\r\nabc\r\n0\r\n\r\n", "malformed_request"),
+    "chunk_size_bare_lf": (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+                           "malformed_request"),
+    "chunk_data_too_long": (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
+                            "malformed_request"),
+    "obs_fold": (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  c\r\n\r\n", "malformed_request"),
+    "bare_lf_request_line": (b"GET / HTTP/1.1\nHost: a\r\n\r\n", "malformed_request"),
+    "bare_lf_header": (b"GET / HTTP/1.1\r\nHost: a\nX-B: c\r\n\r\n", "malformed_request"),
+    "xchunked": (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", "malformed_request"),
+    "chunked_then_identity": (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n"
+                              b"0\r\n\r\n", "malformed_request"),
+    "two_transfer_encodings": (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "malformed_request"),
+    "space_before_colon": (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", "malformed_request"),
+    "nul_in_value": (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", "malformed_request"),
+    "lower_case_method": (b"get / HTTP/1.1\r\nHost: a\r\n\r\n", "malformed_request"),
+    "http_1_2": (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", "malformed_request"),
+    "te_on_http10": (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "te_on_http10"),
+    "two_hosts": (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "duplicate_host"),
+    "two_hosts_same": (b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", "duplicate_host"),
+    "missing_host": (b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", "missing_host"),
+    "http09": (b"GET /\r\n\r\n", "unsupported_version"),
+    "http2_over_http1": (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "unsupported_version"),
+    "unsupported_expect": (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\nContent-Length: 1\r\n\r\nx",
+                           "unsupported_expect"),
+    "upgrade": (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+                "upgrade_not_supported"),
+    "connect": (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", "upgrade_not_supported"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_is_400(name: str) -> None:
+    data, reason = MALFORMED[name]
+    error = failure(data)
+    assert type(error) is BadRequest
+    assert (error.status, error.reason, error.flag) == (400, reason, "DPE")
+
+
+@pytest.mark.parametrize("coding", [b"gzip, chunked", b"deflate, chunked", b"compress, chunked"])
+def test_transfer_codings_other_than_chunked_are_refused(coding: bytes) -> None:
+    # The proxy only removes chunked framing; forwarding a body still gzip-coded without saying so corrupts it.
+    error = failure(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + coding + b"\r\n\r\n0\r\n\r\n")
+    assert (type(error), error.status, error.reason) == (BadRequest, 400, "malformed_request")
+
+
+def test_chunked_is_case_insensitive() -> None:
+    req = parse_one(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n")
+    assert req.body == b"z"
+
+
+def test_error_after_good_requests_keeps_them() -> None:
+    parser = RequestParser(ParserLimits())
+    with pytest.raises(BadRequest):
+        parser.feed(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET /bad HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert [r.target for r in parser.ready] == [b"/ok"]
+
+
+@pytest.mark.parametrize(
+    "upgrade",
+    [b"GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+     b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"],
+)
+def test_an_upgrade_request_is_never_handed_on(upgrade: bytes) -> None:
+    parser = RequestParser(ParserLimits())
+    with pytest.raises(BadRequest) as info:
+        parser.feed(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n" + upgrade)
+    assert info.value.reason == "upgrade_not_supported"
+    assert [r.target for r in parser.ready] == [b"/ok"]
+
+
+# limits --------------------------------------------------------------------------------------------
+SMALL = ParserLimits(max_header_bytes=512, max_body_bytes=100)
+
+
+def test_declared_body_too_large_is_413_before_the_body_arrives() -> None:
+    error = failure(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n", SMALL)
+    assert (type(error), error.status, error.reason) == (PayloadTooLarge, 413, "body_too_large")
+
+
+def test_body_at_the_limit_is_fine() -> None:
+    req = parse_one(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + b"x" * 100, SMALL)
+    assert len(req.body) == 100
+
+
+def test_chunked_body_too_large_is_413() -> None:
+    parser = RequestParser(SMALL)
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    parser.feed(b"40\r\n" + b"x" * 64 + b"\r\n")
+    with pytest.raises(PayloadTooLarge) as info:
+        parser.feed(b"40\r\n" + b"x" * 64 + b"\r\n")
+    assert (info.value.status, info.value.reason) == (413, "body_too_large")
+
+
+def test_headers_too_large_is_431() -> None:
+    headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 40) for i in range(20))
+    error = failure(b"GET / HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n", SMALL)
+    assert (type(error), error.status, error.reason) == (HeadersTooLarge, 431, "headers_too_large")
+
+
+def test_request_line_too_long_is_431() -> None:
+    error = failure(b"GET /" + b"a" * 600 + b" HTTP/1.1\r\nHost: a\r\n\r\n", SMALL)
+    assert (type(error), error.status) == (HeadersTooLarge, 431)
+
+
+def test_unterminated_header_line_is_bounded() -> None:
+    # One header line that never ends must not be buffered without limit while it trickles in.
+    parser = RequestParser(SMALL)
+    parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: ")
+    with pytest.raises(HeadersTooLarge):
+        for _ in range(64):
+            parser.feed(b"a" * 256)
+
+
+def test_head_bound_does_not_count_the_previous_message() -> None:
+    parser = RequestParser(SMALL)
+    parser.feed(b"POST /1 HTTP/1.1\r\nHost: a\r\n")
+    # Ends the first head, carries its body, and opens the next head: more than 512 bytes, all legitimate.
+    parser.feed(b"Content-Length: 100\r\n\r\n" + b"b" * 100 + b"GET /2 HTTP/1.1\r\nHost: a\r\nX-A: " + b"v" * 380)
+    parser.feed(b"\r\n\r\n")
+    assert [r.target for r in parser.ready] == [b"/1", b"/2"]
+
+
+def test_limits_reset_per_request() -> None:
+    one = b"POST / HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 300 + b"\r\nContent-Length: 80\r\n\r\n" + b"b" * 80
+    requests = parse(one * 5, SMALL)
+    assert len(requests) == 5
