@@ -6,7 +6,7 @@ move raises `IllegalTransition` naming the batch, its state and the refused even
 
 from __future__ import annotations
 
-from meshbatch.batching.item import BATCHED, Item, Key
+from meshbatch.batching.item import BATCHED, REMOVED, Item, Key
 from meshbatch.http.message import Headers
 
 OPEN, SEALED, IN_FLIGHT, DONE, FAILED = "open", "sealed", "in_flight", "done", "failed"
@@ -66,10 +66,25 @@ class Batch:
         item.state = BATCHED
         item.batch = self
 
+    def fill(self, items: list[Item]) -> None:
+        """Add several items at once (one transition check: the accumulator's hot path)."""
+        self._go("add")
+        key = self.key
+        size = 0
+        for item in items:
+            if item.key != key:
+                raise ValueError(f"batch {self.id}: item key {item.key!r} differs from the batch key {key!r}")
+            item.state = BATCHED
+            item.batch = self
+            size += item.size
+        self.items.extend(items)
+        self.bytes += size
+
     def remove(self, item: Item) -> None:
         self._go("remove")
         self.items.remove(item)
         self.bytes -= item.size
+        item.state = REMOVED
         item.batch = None
 
     def seal(self, reason: str, now: float) -> None:

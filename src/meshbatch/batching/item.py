@@ -7,10 +7,15 @@ One `Item` is one entry of an upstream batch. Several callers may wait on the sa
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from meshbatch.batching.codecs.base import ItemRequest, ItemResult
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Headers
+
+if TYPE_CHECKING:
+    from meshbatch.batching.accumulator import KeyQueue
+    from meshbatch.batching.batch import Batch
 
 HIGH, NORMAL, LOW = 0, 1, 2
 PRIORITIES = {b"high": HIGH, b"normal": NORMAL, b"low": LOW}
@@ -22,6 +27,7 @@ QUEUED, REMOVED, BATCHED, DONE = 0, 1, 2, 3
 
 Outcome = ItemResult | ProxyError
 Key = tuple[bytes, ...]
+DedupKey = tuple[Key, bytes]
 
 
 class Waiter:
@@ -46,8 +52,12 @@ class Item(ItemRequest):
                  "waiters")
 
     def __init__(self, body: bytes, method: bytes, path: bytes, headers: Headers, *, key: Key, priority: int,
-                 arrived: float, deadline: float, dedup_key: bytes | None = None) -> None:
-        ItemRequest.__init__(self, "", body, method, path, headers)
+                 arrived: float, deadline: float, dedup_key: DedupKey | None = None) -> None:
+        self.id = ""  # ItemRequest's fields, set inline: this runs once per request
+        self.body = body
+        self.method = method
+        self.path = path
+        self.headers = headers
         self.key = key
         self.priority = priority
         self.arrived = arrived
@@ -56,8 +66,8 @@ class Item(ItemRequest):
         self.dedup_key = dedup_key
         self.state = QUEUED
         self.waiters: list[Waiter] = []
-        self.queue: object = None  # the accumulator's per-key queue while QUEUED
-        self.batch: object = None  # the Batch once BATCHED
+        self.queue: KeyQueue | None = None  # the accumulator's per-key queue while QUEUED
+        self.batch: Batch | None = None  # the batch once BATCHED
 
     def min_deadline(self) -> float:
         return min(w.deadline for w in self.waiters) if self.waiters else self.deadline
@@ -76,6 +86,7 @@ __all__ = [
     "PRIORITY_NAMES",
     "QUEUED",
     "REMOVED",
+    "DedupKey",
     "Item",
     "Key",
     "Outcome",

@@ -71,7 +71,9 @@ def _result(entry: Any) -> ItemResult:
     status = entry.get("status")
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
         return failure("bad_item_status", f"response {entry.get('id')!r} has status {status!r}")
-    raw_headers = entry.get("headers") or {}
+    raw_headers = entry.get("headers")
+    if raw_headers is None:
+        raw_headers = {}
     if not isinstance(raw_headers, dict):
         return failure("bad_item_headers", f"response {entry.get('id')!r} has headers that are not an object")
     headers: Headers = [(str(k).lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))

@@ -1,0 +1,318 @@
+"""The accumulator: a pure, clock-free core that queues items per batch key and decides what to flush.
+
+It takes events with an explicit `now` and returns decisions; it never sleeps, schedules or sends. The shell
+(`Dispatcher`) asks it which batches are ready when in-flight slots are free (`drain_ready(now, limit)`), which
+waiting callers can no longer make their deadline (`expire(now)`), and when to look again (`next_deadline`).
+
+Rules, in the order a flush reason is chosen for a queue:
+- `drain`: the route is draining, everything queued goes;
+- `items`: `cap` items are queued (`max_items`, or the adaptive size cap);
+- `bytes`: the queued bodies reach `max_bytes`;
+- `deadline`: an item must be sent now to finish before its deadline (deadline - predicted tail time of a full
+  batch - a scheduling margin);
+- `wait`: the oldest item has been held `hold` seconds (`min_wait_ms`, or the adaptive wait). With a hold of
+  zero a queue is ready as soon as a slot is free: the shell flushes at the end of the event-loop tick, and
+  batches grow by themselves while every slot is busy.
+Each key has its own queue (keys never share a batch) with three priority lanes; a batch takes high items
+first, then normal, then low, first-in first-out within a lane; across keys the queue holding the highest
+priority goes first, then the one with an urgent deadline, then the oldest.
+An item whose deadline cannot be met by the expected batch time is never put into a batch: its callers are
+returned as expired for the shell to answer 504.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable
+
+from meshbatch.batching.batch import Batch
+from meshbatch.batching.item import QUEUED, REMOVED, Item, Key, Waiter
+
+INF = float("inf")
+Predict = Callable[[int], float]
+
+
+def _zero(_: int) -> float:
+    return 0.0
+
+
+class KeyQueue:
+    """The items of one batch key waiting to be flushed, in three priority lanes."""
+
+    __slots__ = ("bytes", "count", "key", "lanes")
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+        self.lanes: tuple[deque[Item], deque[Item], deque[Item]] = (deque(), deque(), deque())
+        self.count = 0
+        self.bytes = 0
+
+    def front(self) -> Item | None:
+        """The oldest queued item (removed items are dropped lazily here)."""
+        best: Item | None = None
+        for lane in self.lanes:
+            while lane and lane[0].state != QUEUED:
+                lane.popleft()
+            if lane and (best is None or lane[0].arrived < best.arrived):
+                best = lane[0]
+        return best
+
+    def best_lane(self) -> int:
+        for index, lane in enumerate(self.lanes):
+            while lane and lane[0].state != QUEUED:
+                lane.popleft()
+            if lane:
+                return index
+        return len(self.lanes)
+
+    def lane_counts(self) -> list[int]:
+        return [sum(1 for item in lane if item.state == QUEUED) for lane in self.lanes]
+
+    def __repr__(self) -> str:
+        return f"<KeyQueue {self.key!r} count={self.count} bytes={self.bytes}>"
+
+
+def _counter_ids() -> Callable[[], str]:
+    counter = itertools.count(1)
+    return lambda: str(next(counter))
+
+
+class Accumulator:
+    def __init__(self, *, max_items: int, max_bytes: int, hold: float = 0.0, margin: float = 0.001,
+                 expected: Predict = _zero, tail: Predict = _zero,
+                 new_id: Callable[[], str] | None = None) -> None:
+        self.cap = max_items  # the size cap; the adaptive controller may lower it
+        self.max_bytes = max_bytes
+        self.hold = hold  # how long a queue is held before a free slot takes it
+        self.margin = margin  # scheduling allowance before a deadline-driven flush
+        self.expected = expected  # predicted typical upstream time of a batch of n items
+        self.tail = tail  # predicted high-quantile upstream time of a batch of n items
+        self.draining = False
+        self.queues: dict[Key, KeyQueue] = {}
+        self.queued = 0
+        self.added = 0
+        self._heap: list[tuple[float, int, Item]] = []
+        self._seq = itertools.count()
+        self._new_id = new_id or _counter_ids()
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def add(self, item: Item, now: float) -> KeyQueue:
+        queue = self.queues.get(item.key)
+        if queue is None:
+            queue = self.queues[item.key] = KeyQueue(item.key)
+        queue.lanes[item.priority].append(item)
+        queue.count += 1
+        queue.bytes += item.size
+        item.queue = queue
+        item.state = QUEUED
+        self.queued += 1
+        self.added += 1
+        heap = self._heap
+        heapq.heappush(heap, (item.deadline, next(self._seq), item))
+        if len(heap) > 2 * self.queued + 1024:
+            self._compact()
+        return queue
+
+    def tighten(self, item: Item, deadline: float) -> None:
+        """A caller joined `item` (dedup) with an earlier deadline."""
+        if item.state == QUEUED and deadline < item.deadline:
+            item.deadline = deadline
+            heapq.heappush(self._heap, (deadline, next(self._seq), item))
+
+    def remove(self, item: Item) -> bool:
+        """Take a queued item out (its last caller left). False if it is no longer queued."""
+        if item.state != QUEUED:
+            return False
+        self._unqueue(item)
+        item.state = REMOVED
+        return True
+
+    # -- decisions ------------------------------------------------------------------------------------------
+
+    def ready_at(self, queue: KeyQueue) -> float:
+        """When `queue` may be flushed into a free slot (deadlines aside)."""
+        if self.draining or queue.count >= self.cap or queue.bytes >= self.max_bytes:
+            return -INF
+        front = queue.front()
+        return front.arrived + self.hold if front is not None else INF
+
+    def trigger_at(self, item: Item) -> float:
+        """The latest time to flush `item` for it to finish before its deadline."""
+        return item.deadline - (self.tail(self.cap) + self.margin)
+
+    def expire_at(self, item: Item) -> float:
+        """The time after which even a batch of one cannot finish `item` before its deadline."""
+        return item.deadline - self.expected(1)
+
+    def expire(self, now: float) -> list[Waiter]:
+        """Callers of queued items that cannot make their deadline any more; items left without callers are
+        removed."""
+        heap = self._heap
+        lead = self.expected(1)
+        expired: list[Waiter] = []
+        while heap and heap[0][0] - lead <= now:
+            deadline, _, item = heapq.heappop(heap)
+            if item.state != QUEUED or deadline != item.deadline:
+                continue
+            keep = self._split_late(item, now, lead, expired)
+            if keep:
+                item.deadline = min(w.deadline for w in keep)
+                heapq.heappush(heap, (item.deadline, next(self._seq), item))
+            else:
+                self.remove(item)
+        return expired
+
+    def drain_ready(self, now: float, limit: int) -> tuple[list[Batch], list[Waiter]]:
+        """Seal up to `limit` ready batches (one per free in-flight slot). Also returns the callers of items met
+        on the way that can no longer make their deadline."""
+        batches: list[Batch] = []
+        expired: list[Waiter] = []
+        if limit <= 0 or not self.queued:
+            return batches, expired
+        urgent = self._urgent(now)
+        while limit > 0 and self.queued:
+            best: KeyQueue | None = None
+            best_rank: tuple[int, int, float] | None = None
+            best_reason = ""
+            for queue in self.queues.values():
+                is_urgent = queue.key in urgent and any(i.state == QUEUED for i in urgent[queue.key])
+                reason = self._reason(queue, now, is_urgent)
+                if reason is None:
+                    continue
+                front = queue.front()
+                assert front is not None
+                rank = (queue.best_lane(), 0 if is_urgent else 1, front.arrived)
+                if best_rank is None or rank < best_rank:
+                    best, best_rank, best_reason = queue, rank, reason
+            if best is None:
+                break
+            batch = self._take(best, best_reason, now, expired)
+            if batch is not None:
+                batches.append(batch)
+                limit -= 1
+        for items in urgent.values():
+            for item in items:
+                if item.state == QUEUED:
+                    heapq.heappush(self._heap, (item.deadline, next(self._seq), item))
+        return batches, expired
+
+    def next_deadline(self, slots_free: bool) -> float | None:
+        """When the shell should look again: with a free slot, the first time a queue becomes ready or an item
+        must go for its deadline; without one, the first time a queued caller expires. None if nothing waits."""
+        if not self.queued:
+            return None
+        heap = self._heap
+        while heap and (heap[0][2].state != QUEUED or heap[0][0] != heap[0][2].deadline):
+            heapq.heappop(heap)
+        if not slots_free:
+            return heap[0][0] - self.expected(1) if heap else None
+        when = heap[0][0] - (self.tail(self.cap) + self.margin) if heap else INF
+        for queue in self.queues.values():
+            when = min(when, self.ready_at(queue))
+        return when
+
+    def items(self) -> list[Item]:
+        """Every queued item (for drain and inspection)."""
+        return [item for queue in self.queues.values() for lane in queue.lanes for item in lane
+                if item.state == QUEUED]
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _reason(self, queue: KeyQueue, now: float, is_urgent: bool) -> str | None:
+        if not queue.count:
+            return None
+        if self.draining:
+            return "drain"
+        if queue.count >= self.cap:
+            return "items"
+        if queue.bytes >= self.max_bytes:
+            return "bytes"
+        if is_urgent:
+            return "deadline"
+        front = queue.front()
+        if front is not None and front.arrived + self.hold <= now:
+            return "wait"
+        return None
+
+    def _urgent(self, now: float) -> dict[Key, list[Item]]:
+        """Pop the heap entries whose flush trigger has passed; `drain_ready` pushes back those left queued."""
+        heap = self._heap
+        lead = self.tail(self.cap) + self.margin
+        urgent: dict[Key, list[Item]] = {}
+        while heap and heap[0][0] - lead <= now:
+            deadline, _, item = heapq.heappop(heap)
+            if item.state == QUEUED and deadline == item.deadline:
+                urgent.setdefault(item.key, []).append(item)
+        return urgent
+
+    def _take(self, queue: KeyQueue, reason: str, now: float, expired: list[Waiter]) -> Batch | None:
+        cap, max_bytes = self.cap, self.max_bytes
+        lead = self.expected(min(queue.count, cap))
+        members: list[Item] = []
+        size = taken = 0
+        full = False
+        for lane in queue.lanes:
+            while lane:
+                item = lane[0]
+                if item.state != QUEUED:
+                    lane.popleft()
+                    continue
+                if len(members) >= cap or (members and size + item.size > max_bytes):
+                    full = True
+                    break
+                lane.popleft()
+                taken += 1
+                queue.bytes -= item.size
+                item.queue = None
+                if item.deadline - lead <= now:
+                    keep = self._split_late(item, now, lead, expired)
+                    if not keep:
+                        item.state = REMOVED
+                        continue
+                    item.deadline = min(w.deadline for w in keep)
+                members.append(item)
+                size += item.size
+            if full:
+                break
+        queue.count -= taken
+        self.queued -= taken
+        if not queue.count and self.queues.get(queue.key) is queue:
+            del self.queues[queue.key]
+        if not members:
+            return None
+        batch = Batch(self._new_id(), queue.key, now)
+        batch.fill(members)
+        batch.seal(reason, now)
+        return batch
+
+    @staticmethod
+    def _split_late(item: Item, now: float, lead: float, expired: list[Waiter]) -> list[Waiter]:
+        """Move the callers of `item` who cannot finish in time (deadline - lead <= now) to `expired`; return
+        the others."""
+        if not item.waiters:
+            return []
+        keep: list[Waiter] = []
+        for waiter in item.waiters:
+            (expired if waiter.deadline - lead <= now else keep).append(waiter)
+        item.waiters = keep
+        return keep
+
+    def _unqueue(self, item: Item) -> None:
+        queue = item.queue
+        assert queue is not None
+        queue.count -= 1
+        queue.bytes -= item.size
+        self.queued -= 1
+        item.queue = None
+        if not queue.count and self.queues.get(queue.key) is queue:
+            del self.queues[queue.key]
+
+    def _compact(self) -> None:
+        self._heap = [(item.deadline, next(self._seq), item) for item in self.items()]
+        heapq.heapify(self._heap)
+
+
+__all__ = ["Accumulator", "KeyQueue"]

@@ -1,0 +1,361 @@
+"""The asyncio shell around the accumulator: timers, in-flight slots, upstream calls and the fan-out of results.
+
+One timer mechanism: `loop.call_soon` for the end-of-tick flush and one `loop.call_at` for the next deadline the
+accumulator reports; no per-request timers or `wait_for`. Self-clocking: whenever an in-flight slot is free and
+an item is queued, a flush is scheduled for the end of the current event-loop tick, so an idle upstream never
+waits for a timer; while every slot is busy, queues grow into bigger batches. A task per batch calls the
+upstream; when it ends, results fan out to every waiting caller and the freed slot triggers the next flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import quote_from_bytes
+
+from meshbatch.batching.accumulator import Accumulator
+from meshbatch.batching.batch import IN_FLIGHT, SEALED, Batch
+from meshbatch.batching.codecs.base import Codec, ItemResult
+from meshbatch.batching.codecs.failures import failure
+from meshbatch.batching.item import DONE, QUEUED, REMOVED, Item, Key, Outcome, Waiter
+from meshbatch.batching.model import LatencyModel
+from meshbatch.batching.stats import BatchMetrics, RateMeter
+from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.errors import DeadlineExceeded, Draining, GatewayTimeout, ProxyError
+from meshbatch.http.message import Headers, Response
+
+log = logging.getLogger("meshbatch.batching")
+INF = float("inf")
+
+
+class Sender(Protocol):
+    async def __call__(self, method: bytes, path: bytes, headers: Headers, body: bytes,
+                       timeout: float, key: tuple[bytes, ...]) -> Response: ...
+
+
+class Dispatcher:
+    def __init__(self, route: str, accumulator: Accumulator, codec: Codec, send: Sender, *, method: bytes,
+                 path: bytes, key_headers: list[tuple[int, bytes]], key_queries: list[tuple[int, bytes]],
+                 max_in_flight: int, metrics: BatchMetrics, model: LatencyModel,
+                 on_batch: Callable[[Batch, float, float], None] | None = None, clock: Clock | None = None) -> None:
+        self.route = route
+        self.acc = accumulator
+        self.codec = codec
+        self.send = send
+        self.method, self.path = method, path
+        self.key_headers, self.key_queries = key_headers, key_queries
+        self.max_in_flight = max_in_flight
+        self.metrics = metrics
+        self.model = model
+        self.on_batch = on_batch  # (batch, upstream seconds, now): the adaptive controller's hook
+        # Injected clocks (tests) are trusted for `now` only; the default one also for timers firing on time.
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        self._real_time = clock is None
+        self.in_flight = 0
+        self.in_flight_by_key: dict[Key, int] = {}
+        self.dedup: dict[tuple[Key, bytes], Item] = {}
+        self.completed = RateMeter()
+        self.tasks: dict[asyncio.Task[None], Batch] = {}  # the batches in flight
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._kicked = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = INF
+        self._idle: asyncio.Event | None = None
+
+    # -- time -----------------------------------------------------------------------------------------------
+
+    def bind(self) -> None:
+        """Attach to the running loop (on the first request)."""
+        self.loop = asyncio.get_running_loop()
+
+    def _call_at(self, when: float, callback: Callable[..., object], *args: object) -> asyncio.TimerHandle:
+        """A loop timer for `when` on our clock (the loop's own clock may be coarser or lag behind)."""
+        loop = self.loop
+        assert loop is not None
+        return loop.call_at(loop.time() + max(0.0, when - self.clock.now()), callback, *args)
+
+    def _arm(self, when: float) -> None:
+        if when >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._call_at(when, self._on_timer, when)
+
+    def _kick(self) -> None:
+        if not self._kicked:
+            self._kicked = True
+            assert self.loop is not None
+            self.loop.call_soon(self._on_kick)
+
+    def _on_kick(self) -> None:
+        self._kicked = False
+        self.pump()
+
+    def _on_timer(self, when: float) -> None:
+        self._timer = None
+        self._timer_at = INF
+        # A loop timer may fire a fraction of its resolution early: it is due, so act as at `when`.
+        self.pump(max(self.clock.now(), when) if self._real_time else None)
+
+    # -- callers --------------------------------------------------------------------------------------------
+
+    def enqueue(self, item: Item, waiter: Waiter, now: float) -> None:
+        item.waiters.append(waiter)
+        acc = self.acc
+        queue = acc.add(item, now)
+        if item.dedup_key is not None:
+            self.dedup[item.dedup_key] = item
+        if self.in_flight < self.max_in_flight:
+            if acc.hold <= 0 or acc.ready_at(queue) <= now:
+                self._kick()
+            else:
+                self._arm(min(acc.ready_at(queue), acc.trigger_at(item)))
+        else:
+            self._arm(acc.expire_at(item))
+
+    def join(self, item: Item, waiter: Waiter) -> None:
+        """A caller with the idempotency key of a queued or in-flight item shares it."""
+        item.waiters.append(waiter)
+        self.metrics.dedup.inc(self.metrics.labels)
+        if item.state == QUEUED and waiter.deadline < item.deadline:
+            self.acc.tighten(item, waiter.deadline)
+            self._arm(self.acc.trigger_at(item) if self.in_flight < self.max_in_flight
+                      else self.acc.expire_at(item))
+        elif item.state != QUEUED and item.batch is not None and item.batch.state == IN_FLIGHT:
+            self._call_at(waiter.deadline, self._expire_in_flight, item.batch)
+
+    def leave(self, waiter: Waiter) -> None:
+        """The caller's task was cancelled (client gone): before sealing its item leaves the queue."""
+        item = waiter.item
+        try:
+            item.waiters.remove(waiter)
+        except ValueError:
+            return
+        if item.state == QUEUED:
+            self.metrics.cancelled.inc(self.metrics.cancel_labels["queued"])
+            if not item.waiters:
+                self.acc.remove(item)
+                self._forget(item)
+        else:
+            self.metrics.cancelled.inc(self.metrics.cancel_labels["in_flight"])
+
+    def _forget(self, item: Item) -> None:
+        if item.dedup_key is not None and self.dedup.get(item.dedup_key) is item:
+            del self.dedup[item.dedup_key]
+
+    def _answer_expired(self, waiters: list[Waiter]) -> None:
+        for waiter in waiters:
+            waiter.resolve(DeadlineExceeded("deadline_exceeded", "the caller's deadline cannot be met"))
+            self.metrics.reject("deadline_exceeded")
+            if waiter.item.state == REMOVED:
+                self._forget(waiter.item)
+
+    # -- flushing -------------------------------------------------------------------------------------------
+
+    def pump(self, now: float | None = None) -> None:
+        """Answer expired callers, start every batch a free slot can take, set the timer for the next due time."""
+        if now is None:
+            now = self.clock.now()
+        acc = self.acc
+        if acc.queued:
+            expired = acc.expire(now)
+            if expired:
+                self._answer_expired(expired)
+            free = self.max_in_flight - self.in_flight
+            if free > 0 and acc.queued:
+                batches, expired = acc.drain_ready(now, free)
+                if expired:
+                    self._answer_expired(expired)
+                for batch in batches:
+                    self._start(batch, now)
+        due = acc.next_deadline(self.in_flight < self.max_in_flight)
+        if due is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer, self._timer_at = None, INF
+        elif due <= now:
+            self._kick()
+        elif due != self._timer_at:
+            self._timer_at = INF
+            self._arm(due)
+        if self._idle is not None and not acc.queued and not self.in_flight:
+            self._idle.set()
+
+    def _start(self, batch: Batch, now: float) -> None:
+        self.in_flight += 1
+        key = batch.key
+        self.in_flight_by_key[key] = self.in_flight_by_key.get(key, 0) + 1
+        metrics = self.metrics
+        metrics.flushes.inc(metrics.flush_labels[batch.reason])
+        metrics.size.observe(len(batch.items))
+        queue_hist = metrics.queue
+        for item in batch.items:
+            queue_hist.observe(now - item.arrived)
+        assert self.loop is not None
+        task = self.loop.create_task(self._run(batch))
+        self.tasks[task] = batch
+        task.add_done_callback(functools.partial(self._task_done, batch))
+
+    def _task_done(self, batch: Batch, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(task, None)
+        # A task cancelled before its first step never ran `_run`'s cleanup: settle its batch here.
+        self._settle(batch, None, GatewayTimeout("drain_timeout", "the proxy stopped before the batch was sent"))
+
+    def _upstream_request(self, key: Key) -> tuple[bytes, Headers]:
+        headers: Headers = [(b"content-type", self.codec.content_type)]
+        for index, name in self.key_headers:
+            if key[index]:
+                headers.append((name, key[index]))
+        path = self.path
+        if self.key_queries:
+            params = b"&".join(name + b"=" + quote_from_bytes(key[index]).encode()
+                               for index, name in self.key_queries if key[index])
+            if params:
+                path += (b"&" if b"?" in path else b"?") + params
+        return path, headers
+
+    async def _run(self, batch: Batch) -> None:
+        items = batch.items
+        results: list[ItemResult] | None = None
+        error: Outcome = ProxyError("internal_error", "the batch ended without a result")
+        watch: asyncio.TimerHandle | None = None
+        clock = self.clock
+        try:
+            if self.codec.forwards_headers:  # the envelope matches answers by id: number the items
+                for number, item in enumerate(items, 1):
+                    item.id = str(number)
+            body = self.codec.encode(items)
+            path, headers = self._upstream_request(batch.key)
+            now = clock.now()
+            deadlines = [w.deadline for item in items for w in item.waiters]
+            last = max(deadlines) if deadlines else now
+            batch.send(now)
+            if deadlines:  # no caller waits past its own deadline, whatever the sender does with `timeout`
+                watch = self._call_at(min(deadlines), self._expire_in_flight, batch)
+            response = await self.send(self.method, path, headers, body, max(last - now, 0.001), batch.key)
+            elapsed = clock.now() - now
+            batch.upstream = response.upstream
+            self.metrics.upstream.observe(elapsed)
+            results = self._decode(response, items)
+            if 200 <= response.status < 300:
+                self.model.observe(len(items), elapsed)
+                if self.on_batch is not None:
+                    self.on_batch(batch, elapsed, clock.now())
+        except ProxyError as exc:
+            error = exc
+        except asyncio.CancelledError:
+            error = GatewayTimeout("drain_timeout", "the proxy stopped before the upstream answered")
+            raise
+        except Exception:
+            log.exception("batch %s on route %s failed", batch.id, self.route)
+            error = ProxyError("internal_error", "the batch failed inside the proxy")
+        finally:
+            if watch is not None:
+                watch.cancel()
+            self._settle(batch, results, error)
+
+    def _decode(self, response: Response, items: list[Item]) -> list[ItemResult]:
+        try:
+            results = self.codec.decode(response.status, response.headers, response.body, items)
+            if len(results) != len(items):
+                raise ValueError(f"codec {self.codec.name} returned {len(results)} results for {len(items)} items")
+        except Exception:
+            log.exception("codec %s could not split a batch answer on route %s", self.codec.name, self.route)
+            self.metrics.calls.inc(self.metrics.call_labels["bad_answer"])
+            return [failure("codec_error", "the batch answer could not be split")] * len(items)
+        outcome = "ok" if 200 <= response.status < 300 else "error"
+        self.metrics.calls.inc(self.metrics.call_labels[outcome])
+        return results
+
+    def _settle(self, batch: Batch, results: list[ItemResult] | None, error: Outcome) -> None:
+        """Give every caller of `batch` its outcome, once; free the slot."""
+        if batch.state != SEALED and batch.state != IN_FLIGHT:
+            return
+        now = self.clock.now()
+        sent = batch.state == IN_FLIGHT
+        if results is not None:
+            batch.finish(now)
+        else:
+            if sent:
+                self.metrics.calls.inc(self.metrics.call_labels["error"])
+            batch.fail(now)
+        callers = 0
+        dedup = self.dedup
+        for index, item in enumerate(batch.items):
+            outcome: Outcome = results[index] if results is not None else error
+            item.state = DONE
+            for waiter in item.waiters:
+                future = waiter.future
+                if not future.done():
+                    future.set_result(outcome)
+            callers += len(item.waiters)
+            if item.dedup_key is not None and dedup.get(item.dedup_key) is item:
+                del dedup[item.dedup_key]
+        if sent:
+            self.metrics.items.inc(self.metrics.labels, len(batch.items))
+            self.metrics.callers.observe(callers)
+            self.completed.add(len(batch.items), now)
+        self.in_flight -= 1
+        left = self.in_flight_by_key.get(batch.key, 1) - 1
+        if left:
+            self.in_flight_by_key[batch.key] = left
+        else:
+            self.in_flight_by_key.pop(batch.key, None)
+        if self.loop is not None and not self.loop.is_closed():
+            self._kick()
+
+    def _expire_in_flight(self, batch: Batch) -> None:
+        """Callers of an in-flight batch whose own deadline passed get 504; the batch goes on for the others."""
+        if batch.state != IN_FLIGHT:
+            return
+        now = self.clock.now()
+        upcoming = INF
+        for item in batch.items:
+            for waiter in item.waiters:
+                if waiter.future.done():
+                    continue
+                if waiter.deadline <= now:
+                    waiter.resolve(GatewayTimeout("upstream_timeout", "the batch outlived the caller's deadline"))
+                elif waiter.deadline < upcoming:
+                    upcoming = waiter.deadline
+        if upcoming < INF:
+            self._call_at(upcoming, self._expire_in_flight, batch)
+
+    # -- drain ----------------------------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> None:
+        """Flush everything queued now (reason `drain`), wait for in-flight batches up to `timeout`; then answer
+        what is left: queued callers 503 `draining` (never sent), in-flight ones 504 `drain_timeout`."""
+        if self.loop is None:
+            return
+        self.acc.draining = True
+        self._idle = asyncio.Event()
+        self.pump()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            for item in self.acc.items():
+                self.acc.remove(item)
+                self._forget(item)
+                for waiter in item.waiters:
+                    waiter.resolve(Draining("draining", "the route was drained before this request was sent"))
+                    self.metrics.reject("draining")
+            tasks = list(self.tasks)
+            for task in tasks:
+                task.cancel()
+            await _settled(tasks)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, INF
+
+
+async def _settled(tasks: list[asyncio.Task[None]]) -> None:
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+__all__ = ["Dispatcher", "Sender"]

@@ -1,0 +1,248 @@
+"""`BatchHandler`: a route's batcher as a `Handler`. Admission, waiting, the caller's own response.
+
+A request is checked and admitted here (or answered at once: 400 bad control header or body, 429 queue full with
+Retry-After from the drain rate, 504 budget already spent), queued in the accumulator through the dispatcher,
+and answered from its item's outcome with the batch headers. Every admitted request gets exactly one response;
+a cancelled caller (client gone) leaves its queue if its batch is not sealed yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from collections.abc import Iterable
+
+from meshbatch.batching.accumulator import Accumulator
+from meshbatch.batching.adaptive import AdaptiveController
+from meshbatch.batching.admission import Controls
+from meshbatch.batching.batch import Batch
+from meshbatch.batching.codecs import CODECS, ItemResult
+from meshbatch.batching.codecs.envelope import end_to_end
+from meshbatch.batching.dispatcher import Dispatcher, Sender
+from meshbatch.batching.item import BATCHED, PRIORITY_NAMES, QUEUED, Item, Outcome, Waiter
+from meshbatch.batching.model import LatencyModel
+from meshbatch.batching.replies import error_response
+from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
+from meshbatch.clock import Clock
+from meshbatch.config.model import Batch as BatchConfig
+from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, ProxyError
+from meshbatch.http.message import Headers, Request, Response
+from meshbatch.telemetry.metrics import Registry
+
+log = logging.getLogger("meshbatch.batching")
+_NO_HEADERS: Headers = []  # shared, never mutated: items of codecs that do not forward headers
+ADAPT_EVERY = 0.1  # seconds between adaptive decisions
+
+
+def _ms(seconds: float) -> bytes:
+    return b"%.3f" % (seconds * 1000 if seconds > 0 else 0.0)
+
+
+class BatchHandler:
+    def __init__(self, route: str, config: BatchConfig, send: Sender, *, timeout: float, metrics: Registry,
+                 clock: Clock | None = None) -> None:
+        self.route = route
+        self.config = config
+        self.timeout = timeout
+        self.codec = CODECS.get(config.codec)()
+        self.controls = Controls(config.key)
+        self.metrics = BatchMetrics(metrics, route)
+        self.dedup = config.dedup
+        self.max_queue = config.max_queue
+        self._forwards = self.codec.forwards_headers
+        adaptive = config.adaptive
+        self.model = LatencyModel(window=adaptive.window if adaptive is not None else 256)
+        self.controller = None if adaptive is None else AdaptiveController(
+            self.model, target=adaptive.target_p99_ms / 1000, window=adaptive.window,
+            min_wait=config.min_wait_ms / 1000, max_wait=config.max_wait_ms / 1000,
+            max_items=config.max_items, max_in_flight=config.max_in_flight)
+        self._next_adapt = 0.0
+        prefix, counter = secrets.token_hex(3), itertools.count(1)
+        self.accumulator = Accumulator(
+            max_items=config.max_items, max_bytes=config.max_bytes, hold=config.min_wait_ms / 1000,
+            expected=self.model.expected, tail=self.model.tail, new_id=lambda: f"{prefix}-{next(counter)}")
+        self.dispatcher = Dispatcher(
+            route, self.accumulator, self.codec, send, method=config.upstream_method.encode(),
+            path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
+            key_queries=self.controls.key_queries, max_in_flight=config.max_in_flight, metrics=self.metrics,
+            model=self.model, on_batch=self._adapt if self.controller is not None else None, clock=clock)
+        self._bound = False
+        self._draining = False
+        self._closed = False
+        self._registry = metrics
+        register_gauges(metrics, self, _gauge_values)
+
+    # -- the handler ----------------------------------------------------------------------------------------
+
+    async def __call__(self, request: Request) -> Response:
+        if not self._bound:
+            self.dispatcher.bind()
+            self._bound = True
+        if self._closed:
+            self.metrics.reject("draining")
+            return error_response(Draining("draining", "this route's batcher has been drained"))
+        try:
+            admitted = self._admit(request)
+        except ProxyError as exc:
+            self.metrics.reject(exc.reason)
+            return error_response(exc)
+        except Exception:
+            log.exception("batch admission failed on route %s", self.route)
+            return error_response(ProxyError("internal_error", "the request could not be queued"))
+        if isinstance(admitted, Response):
+            return admitted
+        try:
+            outcome = await admitted.future
+        except asyncio.CancelledError:
+            self.dispatcher.leave(admitted)
+            raise
+        try:
+            return self._respond(admitted, outcome)
+        except Exception:
+            log.exception("building a batched response failed on route %s", self.route)
+            return error_response(ProxyError("internal_error", "the batched answer could not be built"))
+
+    def _admit(self, request: Request) -> Waiter | Response:
+        dispatcher = self.dispatcher
+        assert dispatcher.loop is not None
+        now = dispatcher.clock.now()
+        key, priority, budget, idempotency = self.controls.read(request)
+        base = request.received_at or now
+        deadline = base + self.timeout
+        if budget is not None and base + budget < deadline:
+            deadline = base + budget
+        if deadline <= now:
+            self.metrics.reject("deadline_exceeded")
+            return error_response(DeadlineExceeded("deadline_exceeded", "the caller's budget is already spent"))
+        dedup_key = None
+        if idempotency is not None and self.dedup:
+            dedup_key = (key, idempotency)
+            shared = dispatcher.dedup.get(dedup_key)
+            if shared is not None and (shared.state == QUEUED or shared.state == BATCHED):
+                if shared.body != request.body:
+                    raise BadRequest("idempotency_key_reused",
+                                     "this idempotency-key is in use by a request with a different body")
+                waiter = Waiter(dispatcher.loop.create_future(), now, deadline, shared)
+                dispatcher.join(shared, waiter)
+                return waiter
+        accumulator = self.accumulator
+        if accumulator.queued >= self.max_queue:
+            self.metrics.reject("queue_full")
+            return error_response(Overloaded("queue_full", f"{accumulator.queued} items are queued",
+                                             retry_after=self._retry_after(now)))
+        headers = end_to_end(request.headers) if self._forwards else _NO_HEADERS
+        item = Item(request.body, request.method, request.target, headers, key=key, priority=priority,
+                    arrived=now, deadline=deadline, dedup_key=dedup_key)
+        problem = self.codec.check_item(item)
+        if problem is not None:
+            raise BadRequest("invalid_body", problem)
+        waiter = Waiter(dispatcher.loop.create_future(), now, deadline, item)
+        dispatcher.enqueue(item, waiter, now)
+        return waiter
+
+    def _retry_after(self, now: float) -> float:
+        """Seconds until the queue ahead is likely drained, from the recent completion rate (1 to 60)."""
+        rate = self.dispatcher.completed.value(now)
+        if rate <= 0:
+            return min(60.0, max(1.0, self.timeout))
+        return min(60.0, max(1.0, self.accumulator.queued / rate))
+
+    def _respond(self, waiter: Waiter, outcome: Outcome) -> Response:
+        batch: Batch | None = waiter.item.batch
+        if isinstance(outcome, ItemResult):
+            assert batch is not None
+            headers = [*outcome.headers, *batch.reply_headers,
+                       (b"x-meshbatch-queue-ms", _ms(batch.sent_at - waiter.arrived))]
+            response = Response(outcome.status, headers, outcome.body)
+            if outcome.reason:
+                response.reason = outcome.reason
+                response.flag = "UPE"
+            response.upstream = batch.upstream
+            return response
+        extra: Headers | None = None
+        if batch is not None and batch.sent_at:
+            extra = [*batch.reply_headers, (b"x-meshbatch-queue-ms", _ms(batch.sent_at - waiter.arrived))]
+        response = error_response(outcome, extra)
+        if batch is not None:
+            response.upstream = batch.upstream
+        return response
+
+    # -- adaptive control -----------------------------------------------------------------------------------
+
+    def _adapt(self, batch: Batch, elapsed: float, now: float) -> None:
+        controller = self.controller
+        assert controller is not None
+        oldest = min(item.arrived for item in batch.items)
+        controller.observe_added(batch.sent_at - oldest + max(0.0, elapsed - self.model.expected(1)))
+        if now >= self._next_adapt:
+            self._next_adapt = now + ADAPT_EVERY
+            controller.update(now, self.accumulator.added)
+            self.accumulator.hold = controller.hold
+            self.accumulator.cap = controller.cap
+
+    # -- lifecycle and state --------------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> None:
+        """Flush everything queued (reason `drain`), wait for in-flight batches up to `timeout`, then refuse new
+        requests with 503 `draining`. Requests arriving during the drain are still batched and flushed."""
+        self._draining = True
+        try:
+            await self.dispatcher.drain(timeout)
+        finally:
+            self._closed = True
+            self._draining = False
+            unregister_gauges(self._registry, self)
+
+    def summary(self) -> dict[str, object]:
+        dispatcher, acc, config = self.dispatcher, self.accumulator, self.config
+        now = dispatcher.clock.now()
+        keys: list[dict[str, object]] = []
+        for key in sorted(set(acc.queues) | set(dispatcher.in_flight_by_key)):
+            queue = acc.queues.get(key)
+            front = queue.front() if queue is not None else None
+            counts = queue.lane_counts() if queue is not None else [0, 0, 0]
+            keys.append({
+                "key": [part.decode("latin-1") for part in key],
+                "queued": queue.count if queue is not None else 0,
+                "bytes": queue.bytes if queue is not None else 0,
+                "oldest_ms": round((now - front.arrived) * 1000, 3) if front is not None else 0.0,
+                "in_flight": dispatcher.in_flight_by_key.get(key, 0),
+                "by_priority": dict(zip(PRIORITY_NAMES, counts, strict=True)),
+            })
+        return {
+            "route": self.route,
+            "codec": self.codec.name,
+            "state": "closed" if self._closed else "draining" if self._draining else "serving",
+            "queued": acc.queued,
+            "max_queue": self.max_queue,
+            "in_flight": dispatcher.in_flight,
+            "max_in_flight": dispatcher.max_in_flight,
+            "items_per_s": round(dispatcher.completed.value(now), 1),
+            "items_total": dispatcher.completed.total,
+            "dedup_shared": int(self.metrics.dedup.get(self.metrics.labels)),
+            "policy": {
+                "max_items": config.max_items, "size_cap": acc.cap, "max_bytes": config.max_bytes,
+                "max_wait_ms": config.max_wait_ms, "min_wait_ms": config.min_wait_ms,
+                "hold_ms": round(acc.hold * 1000, 3), "dedup": self.dedup, "key": list(config.key),
+            },
+            "flushes": self.metrics.flush_counts(),
+            "rejections": self.metrics.rejection_counts(),
+            "keys": keys,
+            "model": self.model.summary() if self.model.samples else None,
+            "adaptive": self.controller.summary() if self.controller is not None else None,
+        }
+
+    def __repr__(self) -> str:
+        return (f"<BatchHandler {self.route} codec={self.codec.name} queued={self.accumulator.queued} "
+                f"in_flight={self.dispatcher.in_flight}/{self.dispatcher.max_in_flight}>")
+
+
+def _gauge_values(handler: object) -> Iterable[tuple[str, str, float]]:
+    assert isinstance(handler, BatchHandler)
+    yield "meshbatch_batch_queue_depth", "Items queued in the batcher", handler.accumulator.queued
+    yield "meshbatch_batch_in_flight", "Batches in flight to the upstream", handler.dispatcher.in_flight
+
+
+__all__ = ["BatchHandler", "Sender"]

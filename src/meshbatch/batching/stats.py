@@ -1,0 +1,140 @@
+"""The batcher's metrics (registered once per route) and the drain-rate meter behind Retry-After."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from meshbatch.batching.batch import FLUSH_REASONS
+from meshbatch.telemetry.metrics import SIZE_BUCKETS, Gauge, Metric, Registry
+
+
+class RateMeter:
+    """Events per second, smoothed: each period of at least `period` seconds blends in with weight growing with
+    its length, so an idle spell pulls the rate towards zero."""
+
+    __slots__ = ("_count", "_start", "period", "rate", "total")
+
+    def __init__(self, period: float = 1.0) -> None:
+        self.period = period
+        self.rate = 0.0
+        self.total = 0
+        self._count = 0
+        self._start: float | None = None
+
+    def add(self, n: int, now: float) -> None:
+        self.total += n
+        if self._start is None:
+            self._start = now  # the first events mark the start: the span they took is unknown
+            return
+        self._count += n
+        if now - self._start >= self.period:
+            self.rate = self.value(now)
+            self._count = 0
+            self._start = now
+
+    def value(self, now: float) -> float:
+        """The rate now."""
+        if self._start is None:
+            return 0.0
+        elapsed = now - self._start
+        if elapsed < self.period:
+            return self.rate if self.rate or elapsed <= 0 else self._count / elapsed
+        current = self._count / elapsed
+        if not self.rate:
+            return current
+        keep: float = 0.5 ** (elapsed / self.period)
+        return keep * self.rate + (1 - keep) * current
+
+
+class BatchMetrics:
+    """Every batching metric carries the `route` label; label tuples are built once here, not per request."""
+
+    def __init__(self, registry: Registry, route: str) -> None:
+        self.route = route
+        self.labels = (route,)
+        self.size = registry.histogram(
+            "meshbatch_batch_size", "Items per upstream batch call", ["route"], SIZE_BUCKETS).labels(self.labels)
+        self.callers = registry.histogram(
+            "meshbatch_batch_callers", "Callers answered per upstream batch call (dedup included)", ["route"],
+            SIZE_BUCKETS).labels(self.labels)
+        self.queue = registry.histogram(
+            "meshbatch_batch_queue_seconds", "Time an item waited in the batch queue before its batch was sent",
+            ["route"]).labels(self.labels)
+        self.upstream = registry.histogram(
+            "meshbatch_batch_upstream_seconds", "Duration of upstream batch calls", ["route"]).labels(self.labels)
+        self.flushes = registry.counter("meshbatch_batch_flushes_total", "Batches flushed, by reason",
+                                        ["route", "reason"])
+        self.rejections = registry.counter(
+            "meshbatch_batch_rejections_total", "Requests the batcher answered itself without an upstream result, "
+            "by reason", ["route", "reason"])
+        self.items = registry.counter("meshbatch_batch_items_total", "Items sent upstream in batches", ["route"])
+        self.calls = registry.counter("meshbatch_batch_upstream_calls_total", "Upstream batch calls, by outcome",
+                                      ["route", "outcome"])
+        self.dedup = registry.counter("meshbatch_batch_dedup_total",
+                                      "Callers that shared an item queued or in flight (idempotency-key)", ["route"])
+        self.cancelled = registry.counter("meshbatch_batch_cancelled_total", "Callers that left before their answer, "
+                                          "by stage (queued items are removed, in-flight ones are not)",
+                                          ["route", "stage"])
+        self.flush_labels = {reason: (route, reason) for reason in FLUSH_REASONS}
+        self.call_labels = {outcome: (route, outcome) for outcome in ("ok", "error", "bad_answer")}
+        self.cancel_labels = {stage: (route, stage) for stage in ("queued", "in_flight")}
+
+    def reject(self, reason: str) -> None:
+        self.rejections.inc((self.route, reason))
+
+    def flush_counts(self) -> dict[str, int]:
+        return {reason: int(self.flushes.get(labels)) for reason, labels in self.flush_labels.items()}
+
+    def rejection_counts(self) -> dict[str, int]:
+        return {labels[1]: int(value) for labels, value in self.rejections.values.items() if labels[0] == self.route}
+
+
+GaugeRead = Callable[[Any], Iterable[tuple[str, str, float]]]
+
+
+class _GaugeSource:
+    """One per registry: sums, per route, the gauges of the live batchers. A route being replaced on reload has
+    two batchers for a while (the old one draining): they report as one series, never as duplicates."""
+
+    def __init__(self) -> None:
+        self.owners: weakref.WeakKeyDictionary[Any, GaugeRead] = weakref.WeakKeyDictionary()
+
+    def __call__(self) -> Iterable[Metric]:
+        docs: dict[str, str] = {}
+        sums: dict[str, dict[str, float]] = {}
+        for owner, read in list(self.owners.items()):
+            route = getattr(owner, "route", "")
+            for name, doc, value in read(owner):
+                docs[name] = doc
+                per_route = sums.setdefault(name, {})
+                per_route[route] = per_route.get(route, 0.0) + value
+        return [Gauge(name, docs[name], ["route"], _constant([((r,), v) for r, v in values.items()]))
+                for name, values in sums.items()]
+
+
+def _constant(samples: list[tuple[tuple[str, ...], float]]) -> Callable[[], Iterable[tuple[tuple[str, ...], float]]]:
+    return lambda: samples
+
+
+_SOURCES: weakref.WeakKeyDictionary[Registry, _GaugeSource] = weakref.WeakKeyDictionary()
+
+
+def register_gauges(registry: Registry, owner: Any, read: GaugeRead) -> None:
+    """Report `read(owner)` -> (metric name, help, value) with owner.route as the `route` label at scrape time.
+    The owner is held weakly; `unregister_gauges` stops the reporting (a drained batcher)."""
+    source = _SOURCES.get(registry)
+    if source is None:
+        source = _SOURCES[registry] = _GaugeSource()
+        registry.add_source(source)
+    source.owners[owner] = read
+
+
+def unregister_gauges(registry: Registry, owner: Any) -> None:
+    source = _SOURCES.get(registry)
+    if source is not None:
+        source.owners.pop(owner, None)
+
+
+__all__ = ["BatchMetrics", "RateMeter", "register_gauges", "unregister_gauges"]

@@ -1,0 +1,24 @@
+"""The consumer SDK: write `async def handle(items: list) -> list` and serve it in any batch codec.
+
+    from meshbatch.consumer import asgi_app, ItemError
+
+    async def handle(orders: list) -> list:
+        return [await store(order) if order.get("sku") else ItemError(422, {"error": "sku missing"})
+                for order in orders]
+
+    app = asgi_app(handle, codec="envelope", path="/orders/batch")   # uvicorn module:app
+
+Results are JSON values (answered 200), `ItemResponse(status, body, headers)` or `ItemError(status, body)`
+(the envelope codec gives each caller its own status; json-array and ndjson put `{"status", "error"}` in the
+item's place). `each(handle_one)` turns a per-item coroutine into a batch handler whose exceptions fail only
+their own item. A handler that raises fails the whole batch (500, or an ItemError's status); a result list of
+the wrong length is a 500, never a misaligned answer.
+"""
+
+from meshbatch.consumer.aio import aiohttp_handler
+from meshbatch.consumer.asgi import asgi_app
+from meshbatch.consumer.core import BatchApp
+from meshbatch.consumer.items import ItemError, ItemResponse, each
+from meshbatch.consumer.wire import WIRES
+
+__all__ = ["WIRES", "BatchApp", "ItemError", "ItemResponse", "aiohttp_handler", "asgi_app", "each"]

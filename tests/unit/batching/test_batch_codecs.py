@@ -1,0 +1,141 @@
+import orjson
+import pytest
+
+from meshbatch.batching.codecs import CODECS, ItemRequest
+
+
+def items(*bodies, headers=None):
+    out = []
+    for n, body in enumerate(bodies, 1):
+        out.append(ItemRequest(str(n), body, b"POST", f"/orders?n={n}".encode(), list(headers or [])))
+    return out
+
+
+def error_of(result):
+    return orjson.loads(result.body)
+
+
+def test_registry_has_the_three_codecs():
+    assert CODECS.names() == ["envelope", "json-array", "ndjson"]
+    for name in CODECS.names():
+        codec = CODECS.get(name)()
+        assert codec.name == name and isinstance(codec.content_type, bytes)
+
+
+@pytest.mark.parametrize("name", ["json-array", "ndjson"])
+def test_json_codecs_round_trip(name):
+    codec = CODECS.get(name)()
+    batch = items(b'{"a": 1}', b"[1,2]", b'"x"', b"null")
+    body = codec.encode(batch)
+    if name == "json-array":
+        assert orjson.loads(body) == [{"a": 1}, [1, 2], "x", None]
+    else:
+        assert body.endswith(b"\n") and [orjson.loads(line) for line in body.splitlines()] == [
+            {"a": 1}, [1, 2], "x", None]
+    answer = [{"r": 1}, {"r": 2}, 3, "four"]
+    wire = orjson.dumps(answer) if name == "json-array" else b"\n".join(orjson.dumps(v) for v in answer) + b"\n"
+    results = codec.decode(200, [], wire, batch)
+    assert [r.status for r in results] == [200] * 4
+    assert [orjson.loads(r.body) for r in results] == answer
+    assert all(dict(r.headers)[b"content-type"] == b"application/json" for r in results)
+
+
+def test_ndjson_keeps_pretty_bodies_on_one_line():
+    codec = CODECS.get("ndjson")()
+    body = codec.encode(items(b'{\n  "a": 1\n}', b"2"))
+    assert body == b'{"a":1}\n2\n'
+
+
+@pytest.mark.parametrize("name", ["json-array", "ndjson", "envelope"])
+def test_bad_item_bodies_are_refused_before_queueing(name):
+    codec = CODECS.get(name)()
+    assert codec.check_item(items(b"{}")[0]) is None
+    reason = codec.check_item(items(b"{nope")[0])
+    assert reason and "not valid JSON" in reason
+
+
+@pytest.mark.parametrize(("name", "wire", "reason"), [
+    ("json-array", b"not json", "upstream_not_json"),
+    ("json-array", b'{"a": 1}', "upstream_not_array"),
+    ("json-array", b"[1]", "upstream_result_count"),
+    ("json-array", b"[1,2,3]", "upstream_result_count"),
+    ("ndjson", b"1\n{bad\n", "upstream_not_json"),
+    ("ndjson", b"1\n", "upstream_result_count"),
+    ("envelope", b"[]", "upstream_not_envelope"),
+    ("envelope", b"nope", "upstream_not_json"),
+])
+def test_unusable_answers_fail_every_caller_with_502_and_a_reason(name, wire, reason):
+    codec = CODECS.get(name)()
+    results = codec.decode(200, [], wire, items(b"1", b"2"))
+    assert len(results) == 2
+    for result in results:
+        assert result.status == 502 and result.reason == reason
+        payload = error_of(result)
+        assert payload["error"] == "bad gateway" and payload["reason"] == reason and payload["detail"]
+
+
+@pytest.mark.parametrize("name", ["json-array", "ndjson", "envelope"])
+def test_upstream_non_2xx_keeps_the_status_visible(name):
+    codec = CODECS.get(name)()
+    results = codec.decode(503, [(b"retry-after", b"7")], b"busy", items(b"1", b"2", b"3"))
+    assert len(results) == 3
+    for result in results:
+        assert result.status == 502 and result.reason == "upstream_status_503"
+        assert error_of(result)["upstream_status"] == 503
+        assert (b"retry-after", b"7") in result.headers
+
+
+def test_envelope_request_shape():
+    codec = CODECS.get("envelope")()
+    batch = items(b'{"sku": 1}', b"", headers=[(b"content-type", b"application/json"), (b"x-tenant", b"a")])
+    batch.append(ItemRequest("3", b"plain text", b"PUT", b"/notes", [(b"content-type", b"text/plain")]))
+    data = orjson.loads(codec.encode(batch))
+    first, second, third = data["requests"]
+    assert first == {"id": "1", "method": "POST", "url": "/orders?n=1",
+                     "headers": {"content-type": "application/json", "x-tenant": "a"}, "body": {"sku": 1}}
+    assert "body" not in second
+    assert third["body"] == "plain text" and third["method"] == "PUT"
+
+
+def test_envelope_refuses_non_utf8_text_bodies():
+    codec = CODECS.get("envelope")()
+    bad = ItemRequest("1", b"\xff\xfe", b"POST", b"/", [(b"content-type", b"application/octet-stream")])
+    assert "UTF-8" in codec.check_item(bad)
+
+
+def test_envelope_matches_by_id_in_any_order_with_per_item_status():
+    codec = CODECS.get("envelope")()
+    batch = items(b"1", b"2", b"3", b"4")
+    answer = {"responses": [
+        {"id": "3", "status": 404, "body": {"error": "nope"}},
+        {"id": "1", "status": 201, "headers": {"Location": "/orders/1", "Content-Length": "9"}, "body": {"ok": 1}},
+        {"id": 4, "status": 200, "headers": {"content-type": "text/plain"}, "body": "hello"},
+    ]}
+    results = codec.decode(200, [], orjson.dumps(answer), batch)
+    assert [r.status for r in results] == [201, 502, 404, 200]
+    assert orjson.loads(results[0].body) == {"ok": 1}
+    assert (b"location", b"/orders/1") in results[0].headers
+    assert all(name != b"content-length" for name, _ in results[0].headers)
+    assert (b"content-type", b"application/json") in results[0].headers
+    assert results[1].reason == "missing_item_result" and "'2'" in error_of(results[1])["detail"]
+    assert results[3].body == b"hello"
+
+
+@pytest.mark.parametrize(("entry", "reason"), [
+    ({"id": "1", "status": "ok"}, "bad_item_status"),
+    ({"id": "1", "status": 99}, "bad_item_status"),
+    ({"id": "1", "status": True}, "bad_item_status"),
+    ({"id": "1", "status": 200, "headers": []}, "bad_item_headers"),
+])
+def test_envelope_bad_entries_fail_only_their_item(entry, reason):
+    codec = CODECS.get("envelope")()
+    answer = {"responses": [entry, {"id": "2", "status": 200, "body": 2}]}
+    first, second = codec.decode(200, [], orjson.dumps(answer), items(b"1", b"2"))
+    assert first.status == 502 and first.reason == reason
+    assert second.status == 200 and second.body == b"2"
+
+
+def test_envelope_without_body_gives_an_empty_one():
+    codec = CODECS.get("envelope")()
+    (result,) = codec.decode(200, [], b'{"responses":[{"id":"1","status":204}]}', items(b"1"))
+    assert result.status == 204 and result.body == b""
