@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all venv demo test lint typecheck bench bench-deps clean
+COMPILED := $(VENV)/compiled
+HOT_SOURCES := $(shell find src -name '*.py' 2>/dev/null)
+
+.PHONY: all venv demo test test-compiled compiled lint typecheck bench bench-deps clean
 
 all: test
 
@@ -31,6 +34,21 @@ test: $(STAMP) bench-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-compiled
+
+# The hot path compiled with mypyc (setup.py) into its own directory; the editable install stays pure Python.
+$(COMPILED)/.stamp: $(STAMP) setup.py $(HOT_SOURCES)
+	rm -rf $(COMPILED) build
+	MESHBATCH_COMPILE=1 $(BIN)/python -m pip install -q --disable-pip-version-check --no-deps \
+		--no-build-isolation --target $(COMPILED) .
+	rm -rf build
+	touch $@
+
+compiled: $(COMPILED)/.stamp
+
+# The same unit and integration tests against the compiled build (subprocesses inherit PYTHONPATH).
+test-compiled: compiled
+	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -54,8 +72,8 @@ bench-deps:
 		fi; \
 	fi
 
-bench: $(STAMP) bench-deps
-	$(BIN)/meshbatch bench all
+bench: $(STAMP) bench-deps compiled
+	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/meshbatch bench all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -35,6 +35,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_body",
         "_body_len",
         "_deadline",
+        "_error",
         "_framed",
         "_head",
         "_head_buf",
@@ -80,6 +81,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head = False
         self._head_buf = b""
         self._in_head = True
+        self._error: ProxyError | None = None
         self._framed = False
         self._named = b""
 
@@ -190,7 +192,7 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+            cause = self._error or exc.__context__
             self._fail(cause if isinstance(cause, ProxyError) else BadGateway("bad_upstream_response", str(exc)))
         except httptools.HttpParserError as exc:
             self._fail(BadGateway("bad_upstream_response", str(exc).split(": ", 1)[-1]))
@@ -239,7 +241,11 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body_len += len(body)
         if self._body_len > self.max_response_bytes:
-            raise BadGateway("upstream_response_too_large", f"response exceeds {self.max_response_bytes} bytes")
+            # Kept on the connection: the parser wraps what a callback raises, and a compiled build may not
+            # chain it as the wrapper's context.
+            self._error = BadGateway("upstream_response_too_large",
+                                     f"response exceeds {self.max_response_bytes} bytes")
+            raise self._error
         self._body.append(body)
 
     def on_message_complete(self) -> None:

