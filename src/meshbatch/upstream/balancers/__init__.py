@@ -1,6 +1,13 @@
 """Load balancers as named extensions: each picks ONE endpoint per request or per batch."""
 
-from meshbatch.upstream.balancers import least_request, random_pick, round_robin  # noqa: F401  (register)
-from meshbatch.upstream.balancers.base import BALANCERS, Balancer
+from meshbatch.upstream.balancers import (  # noqa: F401  (register)
+    ewma,
+    least_request,
+    maglev,
+    random_pick,
+    ring_hash,
+    round_robin,
+)
+from meshbatch.upstream.balancers.base import BALANCERS, Balancer, BalancerFactory
 
-__all__ = ["BALANCERS", "Balancer"]
+__all__ = ["BALANCERS", "Balancer", "BalancerFactory"]

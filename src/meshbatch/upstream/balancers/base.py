@@ -1,26 +1,33 @@
-"""The balancer interface and registry."""
+"""The balancer interface and registry.
+
+A balancer is built from the cluster's `EndpointSet` and its `lb_config`, and rebuilt when the membership
+changes (so tables such as a hash ring are built once per membership). Availability changes need no rebuild:
+balancers read `endpoints.available`, or skip an endpoint whose `down` is set.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
+from meshbatch.config.model import LbConfig
 from meshbatch.registry import Registry
 from meshbatch.upstream.endpoint import Endpoint
+from meshbatch.upstream.endpoint_set import EndpointSet
 
 
 class Balancer(Protocol):
     def pick(self, key: bytes | None = None) -> Endpoint | None:
-        """One endpoint among the healthy ones, or None when there is none. `key` is for hashing balancers."""
+        """One available endpoint, or None when there is none. `key` is for hashing balancers."""
         ...
 
 
-BalancerFactory = Callable[[Sequence[Endpoint]], Balancer]
+BalancerFactory = Callable[[EndpointSet, LbConfig], Balancer]
 BALANCERS: Registry[BalancerFactory] = Registry("balancer")
 
 
-def healthy(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
-    return [e for e in endpoints if e.healthy]
+def uniform(endpoints: EndpointSet) -> bool:
+    return len({e.weight for e in endpoints.all}) <= 1
 
 
-__all__ = ["BALANCERS", "Balancer", "BalancerFactory", "healthy"]
+__all__ = ["BALANCERS", "Balancer", "BalancerFactory", "uniform"]

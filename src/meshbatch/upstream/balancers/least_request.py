@@ -1,30 +1,53 @@
-"""Least request by the power of two choices: of two random healthy endpoints, the one with fewer in flight.
-
-Weights scale the comparison (active / weight), as Envoy does.
-"""
+"""Least request. Equal weights: the power of two choices (of `choice_count` random available endpoints, the
+one with the fewest requests in flight). Unequal weights: a random pick with probability proportional to
+weight / (in flight + 1), so that an idle cluster still splits traffic by weight (as Envoy does)."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 
-from meshbatch.upstream.balancers.base import BALANCERS, healthy
+from meshbatch.config.model import LbConfig
+from meshbatch.upstream.balancers.base import BALANCERS, uniform
 from meshbatch.upstream.endpoint import Endpoint
+from meshbatch.upstream.endpoint_set import EndpointSet
 
 
 class LeastRequest:
-    __slots__ = ("_endpoints", "_rng")
+    __slots__ = ("_choices", "_endpoints", "_random", "_uniform")
 
-    def __init__(self, endpoints: Sequence[Endpoint], rng: random.Random | None = None) -> None:
-        self._endpoints = tuple(endpoints)
-        self._rng = rng or random.Random()
+    def __init__(self, endpoints: EndpointSet, config: LbConfig | None = None,
+                 rng: random.Random | None = None) -> None:
+        self._endpoints = endpoints
+        self._choices = config.choice_count if config is not None else 2
+        self._random = (rng or random.Random()).random
+        self._uniform = uniform(endpoints)
 
     def pick(self, key: bytes | None = None) -> Endpoint | None:
-        live = healthy(self._endpoints)
-        if len(live) <= 1:
-            return live[0] if live else None
-        a, b = self._rng.sample(live, 2)
-        return a if (a.active + 1) / a.weight <= (b.active + 1) / b.weight else b
+        live = self._endpoints.available
+        n = len(live)
+        if n <= 1:
+            return live[0] if n else None
+        rand = self._random
+        if not self._uniform:
+            return _weighted(live, rand())
+        a = live[int(rand() * n)]
+        for _ in range(min(self._choices, n) - 1):
+            b = live[int(rand() * n)]
+            while b is a:
+                b = live[int(rand() * n)]
+            if b.active < a.active:
+                a = b
+        return a
+
+
+def _weighted(live: tuple[Endpoint, ...], r: float) -> Endpoint:
+    shares = [e.weight / (e.active + 1) for e in live]
+    point = r * sum(shares)
+    for endpoint, share in zip(live, shares, strict=True):
+        point -= share
+        if point < 0:
+            return endpoint
+    return live[-1]
 
 
 BALANCERS.register("least_request")(LeastRequest)

@@ -1,46 +1,44 @@
-"""Round robin over the healthy endpoints, respecting weights (smooth weighted round robin, as nginx does)."""
+"""Round robin over the available endpoints, respecting weights (smooth weighted round robin, as nginx does)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from meshbatch.upstream.balancers.base import BALANCERS
+from meshbatch.config.model import LbConfig
+from meshbatch.upstream.balancers.base import BALANCERS, uniform
 from meshbatch.upstream.endpoint import Endpoint
+from meshbatch.upstream.endpoint_set import EndpointSet
 
 
 class RoundRobin:
     __slots__ = ("_current", "_endpoints", "_i", "_uniform")
 
-    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
-        self._endpoints = tuple(endpoints)
-        self._uniform = len({e.weight for e in self._endpoints}) <= 1
-        self._current = [0] * len(self._endpoints)
+    def __init__(self, endpoints: EndpointSet, config: LbConfig | None = None) -> None:
+        self._endpoints = endpoints
+        self._uniform = uniform(endpoints)
+        self._current: dict[int, int] = {}
         self._i = 0
 
     def pick(self, key: bytes | None = None) -> Endpoint | None:
-        endpoints = self._endpoints
-        n = len(endpoints)
+        live = self._endpoints.available
         if self._uniform:
-            for _ in range(n):
-                endpoint = endpoints[self._i % n]
-                self._i += 1
-                if endpoint.healthy:
-                    return endpoint
-            return None
-        best = -1
+            n = len(live)
+            if not n:
+                return None
+            i = self._i
+            self._i = i + 1
+            return live[i % n]
+        best: Endpoint | None = None
+        best_value = 0
         total = 0
         current = self._current
-        for i, endpoint in enumerate(endpoints):
-            if not endpoint.healthy:
-                continue
-            current[i] += endpoint.weight
+        for endpoint in live:
+            value = current.get(id(endpoint), 0) + endpoint.weight
+            current[id(endpoint)] = value
             total += endpoint.weight
-            if best < 0 or current[i] > current[best]:
-                best = i
-        if best < 0:
-            return None
-        current[best] -= total
-        return endpoints[best]
+            if best is None or value > best_value:
+                best, best_value = endpoint, value
+        if best is not None:
+            current[id(best)] = best_value - total
+        return best
 
 
 BALANCERS.register("round_robin")(RoundRobin)

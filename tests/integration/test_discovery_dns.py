@@ -1,0 +1,151 @@
+"""DNS discovery against a tiny DNS server of the test's own on 127.0.0.1: A records with a configured port
+and SRV records (the way a Kubernetes headless Service is found), re-resolved when the TTL runs out."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import httpx
+import pytest
+from upstream_fleet import Fleet, load, request_bytes
+
+from meshbatch.config.model import Discovery
+from meshbatch.discovery.dns import DnsSource
+from support.config import config, listener, route
+from support.proxy import MeshbatchProcess
+
+Zone = dict[tuple[str, str], list[str]]  # (name, type) -> rdata texts
+
+
+class TinyDns:
+    """An authoritative UDP server for a dict zone; names not in it are NXDOMAIN. TTL 1 s."""
+
+    def __init__(self) -> None:
+        self.zone: Zone = {}
+        self.queries = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            response = dns.message.make_response(query)
+            question = query.question[0]
+            name = question.name.to_text()
+            kind = dns.rdatatype.to_text(question.rdtype)
+            self.queries += 1
+            records = self.zone.get((name, kind))
+            if records:
+                response.answer.append(dns.rrset.from_text_list(name, 1, "IN", kind, records))
+            elif not any(n == name for n, _ in self.zone):
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(response.to_wire(), peer)
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def nameserver() -> Iterator[TinyDns]:
+    server = TinyDns()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fleet() -> Iterator[Fleet]:
+    fleet = Fleet().start("a", "b", "c")
+    yield fleet
+    fleet.close()
+
+
+def served(proxy: MeshbatchProcess, n: int = 60) -> Counter[str]:
+    results = asyncio.run(load(proxy.address("main"), [request_bytes("GET", "/")] * n, 3))
+    return Counter(r.server if r.status == 200 else str(r.status) for r in results)
+
+
+def addresses(proxy: MeshbatchProcess) -> set[str]:
+    body = httpx.get(proxy.url("admin", "/clusters"), timeout=5).json()
+    return {e["address"] for e in body["clusters"][0]["endpoints"]}
+
+
+def wait_until(check: Any, timeout: float = 6.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.05)
+
+
+def srv(fleet: Fleet, *names: str) -> list[str]:
+    return [f"0 {10 * (i + 1)} {fleet[n].port} {n}.svc.test." for i, n in enumerate(names)]
+
+
+def test_srv_records_are_followed_as_they_change(mesh: Any, fleet: Fleet, nameserver: TinyDns) -> None:
+    zone = nameserver.zone
+    for n in "abc":
+        zone[(f"{n}.svc.test.", "A")] = ["127.0.0.1"]
+    zone[("_http._tcp.svc.test.", "SRV")] = srv(fleet, "a", "b")
+    discovery = {"type": "dns", "name": "_http._tcp.svc.test", "record": "SRV",
+                 "nameservers": [f"127.0.0.1:{nameserver.port}"]}
+    proxy = mesh.start(config([listener("main", [route("all", "svc")])],
+                              [{"name": "svc", "discovery": discovery}]))
+    assert set(served(proxy)) == {"a", "b"}
+    zone[("_http._tcp.svc.test.", "SRV")] = srv(fleet, "b", "c")
+    wait_until(lambda: addresses(proxy) == {fleet["b"].address, fleet["c"].address})
+    assert set(served(proxy)) == {"b", "c"}
+
+
+def test_a_records_with_a_port_and_a_vanishing_name(mesh: Any, fleet: Fleet, nameserver: TinyDns) -> None:
+    nameserver.zone[("api.svc.test.", "A")] = ["127.0.0.1"]
+    discovery = {"type": "dns", "name": "api.svc.test", "port": fleet["a"].port,
+                 "nameservers": [f"127.0.0.1:{nameserver.port}"]}
+    proxy = mesh.start(config([listener("main", [route("all", "svc")])],
+                              [{"name": "svc", "discovery": discovery}]))
+    assert served(proxy) == Counter({"a": 60})
+    del nameserver.zone[("api.svc.test.", "A")]  # NXDOMAIN: the Service has no endpoints any more
+    wait_until(lambda: addresses(proxy) == set())
+    assert set(served(proxy, 6)) == {"503"}
+    nameserver.zone[("api.svc.test.", "A")] = ["127.0.0.1"]
+    wait_until(lambda: addresses(proxy) == {fleet["a"].address})
+    assert served(proxy) == Counter({"a": 60})
+
+
+async def test_the_source_respects_the_ttl_and_survives_a_dead_server(nameserver: TinyDns) -> None:
+    nameserver.zone[("x.test.", "A")] = ["127.0.0.1"]
+    source = DnsSource(Discovery(type="dns", name="x.test", port=80, timeout_ms=300,
+                                 nameservers=[f"127.0.0.1:{nameserver.port}"]), "svc")
+    specs, ttl = await source.resolve()
+    assert [s.address for s in specs] == ["127.0.0.1:80"] and ttl == 1.0
+    seen: list[list[str]] = []
+    task = asyncio.get_running_loop().create_task(source.run(lambda s: seen.append([e.address for e in s])))
+    await asyncio.sleep(0.1)
+    assert seen == [["127.0.0.1:80"]] and source.next_in == 1.0
+    nameserver.close()  # no answers any more: the last set stays, and the failure shows
+    await asyncio.sleep(1.6)
+    task.cancel()
+    assert seen == [["127.0.0.1:80"]]
+    assert source.status.failures >= 1 and "Timeout" in source.status.last_error
