@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 COMPILED := $(VENV)/compiled
 HOT_SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 
-.PHONY: all venv demo test test-compiled compiled lint typecheck bench bench-deps clean
+.PHONY: all venv demo test test-compiled compiled lint typecheck bench bench-deps system-deps clean
 
 all: test
 
@@ -30,7 +30,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/meshbatch demo
 
-test: $(STAMP) bench-deps
+test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -55,10 +55,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench || true
 	$(BIN)/mypy
 
-# The peers the benchmarks run against (Debian packages), installed when missing and we are allowed to.
-bench-deps:
+# Debian packages: the peers the benchmarks run against (nginx, haproxy, wrk) and the real services some tests
+# start themselves (etcd). Installed when missing and we are root; otherwise a warning (tests that need them
+# say so, and fail under MESHBATCH_REQUIRE_SERVICES).
+SYSTEM_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk etcd:etcd-server
+
+system-deps:
 	@missing=""; \
-	for tool in nginx:nginx-light haproxy:haproxy wrk:wrk; do \
+	for tool in $(SYSTEM_TOOLS); do \
 		bin=$${tool%%:*}; pkg=$${tool##*:}; \
 		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
 	done; \
@@ -71,6 +75,8 @@ bench-deps:
 			echo "warning: missing$$missing (install them with apt-get as root)"; \
 		fi; \
 	fi
+
+bench-deps: system-deps
 
 bench: $(STAMP) bench-deps compiled
 	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/meshbatch bench all
