@@ -1,0 +1,204 @@
+"""The spans meshbatch makes, and W3C trace-context propagation through the proxy and its batches.
+
+- `TracedHandler` wraps a listener's handler: a SERVER span per caller request, started at the time the request
+  was received, child of the caller's `traceparent` (W3C trace context) when valid. The request's `traceparent`
+  header is then rewritten to this span, so whatever goes upstream for this request carries it: the forwarded
+  request of a plain route, each envelope item of a batch (the envelope codec forwards item headers).
+- `BatchSpans` makes the CLIENT span of an upstream batch call: the root of its own trace, with one span link per
+  member item (to that caller's SERVER span; OpenTelemetry's way to relate one operation to many traces), and
+  its own `traceparent` on the batch request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import set_span_in_context as _in_context
+from opentelemetry.trace.span import TraceState
+
+from meshbatch.errors import ProxyError
+from meshbatch.http.message import Handler, Headers, Request, Response
+from meshbatch.telemetry.tracing import Tracing
+
+if TYPE_CHECKING:
+    from meshbatch.batching.batch import Batch
+
+TRACEPARENT = b"traceparent"
+_HEX = frozenset(b"0123456789abcdef")
+_BATCH_HEADERS = {b"x-meshbatch-batch-id": "meshbatch.batch.id", b"x-meshbatch-batch-size": "meshbatch.batch.size",
+                  b"x-meshbatch-queue-ms": "meshbatch.batch.queue_ms", b"x-meshbatch-flush": "meshbatch.batch.flush"}
+
+
+def parse_traceparent(value: bytes | None, tracestate: bytes | None = None) -> SpanContext | None:
+    """A remote span context from a W3C `traceparent` value (version 00 layout), or None if it is not valid."""
+    if value is None:
+        return None
+    value = value.strip().lower()
+    parts = value.split(b"-")
+    if len(parts) < 4 or len(parts[0]) != 2 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+        return None
+    if parts[0] == b"ff" or (parts[0] == b"00" and len(parts) != 4):
+        return None
+    if not all(set(p) <= _HEX for p in parts[:4]):
+        return None
+    trace_id, span_id = int(parts[1], 16), int(parts[2], 16)
+    if not trace_id or not span_id:
+        return None
+    state = TraceState.from_header([tracestate.decode("latin-1")]) if tracestate else None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(parts[3], 16) & 0x01),
+                       trace_state=state)
+
+
+def format_traceparent(context: SpanContext) -> bytes:
+    return b"00-%032x-%016x-%02x" % (context.trace_id, context.span_id, int(context.trace_flags) & 0x01)
+
+
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def set_traceparent(headers: Headers, context: SpanContext) -> None:
+    """Replace the `traceparent` header(s) with `context` (appended when absent)."""
+    value = format_traceparent(context)
+    kept = [(k, v) for k, v in headers if k != TRACEPARENT]
+    kept.append((TRACEPARENT, value))
+    headers[:] = kept
+
+
+def _wall_ns(received_at: float) -> int | None:
+    """The wall-clock time (ns) of a monotonic timestamp, for span start times."""
+    if not received_at:
+        return None
+    return time.time_ns() - int(max(0.0, time.monotonic() - received_at) * 1e9)
+
+
+def _attribute(key: str, text: str) -> str | int | float:
+    try:
+        if key == "meshbatch.batch.size":
+            return int(text)
+        if key == "meshbatch.batch.queue_ms":
+            return float(text)
+    except ValueError:
+        pass
+    return text
+
+
+class TracedHandler:
+    """A listener's handler with a SERVER span around every request. It has no `start` (the server's fast path for
+    plain routes): with tracing on, every request takes the general path, where its span can wrap it."""
+
+    __slots__ = ("inner", "tracing")
+
+    def __init__(self, inner: Handler, tracing: Tracing) -> None:
+        self.inner = inner
+        self.tracing = tracing
+
+    async def __call__(self, request: Request) -> Response:
+        span = self.open_span(request)
+        try:
+            response = await self.inner(request)
+        except ProxyError as error:
+            self.close_span(span, request, None, error)
+            raise
+        except BaseException as exc:
+            span.set_attribute("meshbatch.cancelled", True)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            span.end()
+            raise
+        self.close_span(span, request, response, None)
+        return response
+
+    def open_span(self, request: Request) -> Span:
+        headers = request.headers
+        parent = parse_traceparent(_header(headers, TRACEPARENT), _header(headers, b"tracestate"))
+        context = _in_context(NonRecordingSpan(parent), Context()) if parent is not None else Context()
+        method = request.method.decode("latin-1")
+        span = self.tracing.tracer.start_span(method, context=context, kind=SpanKind.SERVER,
+                                              start_time=_wall_ns(request.received_at), attributes={
+                                                  "http.request.method": method,
+                                                  "url.path": request.path.decode("latin-1"),
+                                                  "server.address": request.host.decode("latin-1"),
+                                                  "client.address": request.client,
+                                                  "meshbatch.request_id": request.request_id.decode("latin-1"),
+                                              })
+        set_traceparent(headers, span.get_span_context())
+        return span
+
+    @staticmethod
+    def close_span(span: Span, request: Request, response: Response | None, error: ProxyError | None) -> None:
+        if request.route:
+            span.update_name(f"{request.method.decode('latin-1')} {request.route}")
+            span.set_attribute("meshbatch.route", request.route)
+        if response is not None:
+            status, flag, reason, upstream = response.status, response.flag, response.reason, response.upstream
+            for name, value in response.headers:
+                key = _BATCH_HEADERS.get(name)
+                if key is not None:
+                    span.set_attribute(key, _attribute(key, value.decode("latin-1")))
+        else:
+            assert error is not None
+            status, flag, reason, upstream = error.status, error.flag, error.reason, ""
+        span.set_attribute("http.response.status_code", status)
+        span.set_attribute("meshbatch.response_flags", flag)
+        if reason:
+            span.set_attribute("meshbatch.reason", reason)
+        if upstream:
+            span.set_attribute("meshbatch.upstream", upstream)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR, reason or str(status)))
+        span.end()
+
+
+class BatchSpans:
+    """What a batcher does with tracing on: item trace headers, and a span per upstream batch call."""
+
+    __slots__ = ("tracing",)
+
+    def __init__(self, tracing: Tracing) -> None:
+        self.tracing = tracing
+
+    @staticmethod
+    def item_headers(request: Request) -> Headers:
+        """The headers an item keeps for codecs that do not forward headers: its traceparent only."""
+        value = _header(request.headers, TRACEPARENT)
+        return [(TRACEPARENT, value)] if value is not None else []
+
+    def start(self, route: str, batch: Batch, headers: Headers) -> Span:
+        """The batch call's span (links to every member); its traceparent is appended to `headers`."""
+        links: list[Link] = []
+        for index, item in enumerate(batch.items):
+            member = parse_traceparent(_header(item.headers, TRACEPARENT))
+            if member is not None:
+                links.append(Link(member, {"meshbatch.item.index": index}))
+        span = self.tracing.tracer.start_span(f"batch {route}", context=Context(), kind=SpanKind.CLIENT, links=links,
+                                              attributes={
+                                                  "meshbatch.route": route,
+                                                  "meshbatch.batch.id": batch.id,
+                                                  "meshbatch.batch.size": len(batch.items),
+                                                  "meshbatch.batch.flush": batch.reason,
+                                                  "meshbatch.batch.callers": batch.callers(),
+                                              })
+        headers.append((TRACEPARENT, format_traceparent(span.get_span_context())))
+        return span
+
+    @staticmethod
+    def finish(span: Span, batch: Batch, status: int, error: ProxyError | None) -> None:
+        if batch.upstream:
+            span.set_attribute("server.address", batch.upstream)
+        if status:
+            span.set_attribute("http.response.status_code", status)
+        if error is not None:
+            span.set_attribute("meshbatch.reason", error.reason)
+            span.set_status(Status(StatusCode.ERROR, error.reason))
+        elif status >= 400 or not status:
+            span.set_status(Status(StatusCode.ERROR, f"upstream status {status}"))
+        span.end()
+
+
+__all__ = ["BatchSpans", "TracedHandler", "format_traceparent", "parse_traceparent", "set_traceparent"]

@@ -1,0 +1,84 @@
+"""`meshbatch tune`: recommend `max_items` and the wait of a batching route for a p99 target, from its own traffic.
+
+    meshbatch tune --admin 127.0.0.1:9901 --route orders --target-p99-ms 20 [--plot tune.png] [--save trace.json]
+    meshbatch tune --input trace.json --target-p99-ms 20
+
+The proxy records recent batches of every batching route (`recorder`, on by default): when each item arrived and
+how long each upstream call took. `tune` reads that record, fits the upstream cost t(n) = a + b*n, replays the
+arrivals through a simulation of the batcher for every candidate setting, prints the trade-off, writes a plot, and
+recommends a setting. The wait it sweeps is the hold (`min_wait_ms`: how long a queue is kept before a free slot
+takes it; `max_wait_ms` only bounds an adaptive hold), so the recommendation sets both.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from meshbatch.tools.admin_client import AdminError
+from meshbatch.tools.tune import report
+from meshbatch.tools.tune.sweep import DEFAULT_ITEMS, DEFAULT_WAITS_MS, Outcome, recommend, sweep
+from meshbatch.tools.tune.trace import TraceError, fit, load
+
+
+def run_tune(args: argparse.Namespace, console: Console | None = None) -> int:
+    console = console or Console()
+    try:
+        trace = load(args.admin if args.input is None else None, args.route, args.input)
+    except (TraceError, AdminError) as exc:
+        console.print(f"[red]meshbatch tune:[/red] {exc}")
+        return 1
+    if args.save:
+        Path(args.save).write_bytes(orjson.dumps(trace.document))
+        console.print(f"trace saved: {args.save}")
+    cost = fit(trace)
+    policy = trace.policy
+    items = list(args.max_items or DEFAULT_ITEMS)
+    waits = list(args.wait_ms or DEFAULT_WAITS_MS)
+    in_flight = list(args.in_flight or [int(policy.get("max_in_flight") or 4)])
+    if not args.max_items and policy.get("max_items"):
+        items.append(int(policy["max_items"]))
+    if not args.wait_ms and "min_wait_ms" in policy:
+        waits.append(float(policy["min_wait_ms"]))
+    if any(n < 1 for n in items) or any(n < 1 for n in in_flight) or args.load <= 0 or args.tick_us < 0:
+        console.print("[red]meshbatch tune:[/red] max_items and in-flight values must be >= 1, --load > 0")
+        return 2
+    outcomes = sweep(trace, cost, items=items, waits_ms=waits, in_flight=in_flight, load=args.load,
+                     tick=args.tick_us / 1e6, seed=args.seed)
+    best, met = recommend(outcomes, args.target_p99_ms)
+    if args.json:
+        print(orjson.dumps({"route": trace.route, "target_p99_ms": args.target_p99_ms, "meets_target": met,
+                            "recommended": _setting(best, policy),
+                            "candidates": [asdict(o) for o in outcomes]}).decode())
+    else:
+        console.print(report.summary(trace, cost))
+        largest = max(size for size, _, _ in trace.batches)
+        console.print(report.table(outcomes, best, args.target_p99_ms, largest))
+        if any(o.max_items > largest for o in outcomes):
+            console.print(f"* capacity extrapolated from the fitted cost (largest recorded batch: {largest} items)")
+        verdict = "meets" if met else "[red]cannot meet[/red]"
+        console.print(f"[bold]recommended[/bold] for p99 <= {args.target_p99_ms:g} ms at "
+                      f"{trace.rate * args.load:,.0f} items/s ({verdict} the target): "
+                      f"p99 {best.p99_ms:.2f} ms, capacity {best.capacity:,.0f} items/s, "
+                      f"mean batch {best.mean_batch:.1f}")
+        setting = _setting(best, policy)
+        console.print("  batch: {" + ", ".join(f"{k}: {v:g}" for k, v in setting.items()) + "}")
+    if args.plot:
+        report.plot(outcomes, best, args.target_p99_ms, trace, args.plot)
+        if not args.json:
+            console.print(f"plot: {args.plot}")
+    return 0 if met else 3
+
+
+def _setting(best: Outcome, policy: dict[str, Any]) -> dict[str, float]:
+    return {"max_items": best.max_items, "min_wait_ms": best.wait_ms,
+            "max_wait_ms": max(best.wait_ms, float(policy.get("max_wait_ms") or 0.0)),
+            "max_in_flight": best.max_in_flight}
+
+
+__all__ = ["run_tune"]

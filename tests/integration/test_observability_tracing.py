@@ -1,0 +1,171 @@
+"""Tracing end to end through `meshbatch run`: W3C traceparent in and out, a SERVER span per caller, a CLIENT span
+per upstream batch linked to its members, to a JSON-lines file and to a real OTLP/HTTP receiver."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from support.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wait_until
+from support.config import cluster, config, listener, route
+from support.proxy import MeshbatchProcess
+from support.upstream import UpstreamServer
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def traceparent(n: int) -> str:
+    return f"00-{TRACE}-{n:016x}-01"
+
+
+def spans_in(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def hex_id(value: str) -> str:
+    return value.removeprefix("0x")
+
+
+@pytest.fixture(scope="module")
+def batch_upstream() -> Iterator[BatchUpstream]:
+    server = BatchUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def traced(module_mesh: Any, batch_upstream: BatchUpstream, upstreams: dict[str, UpstreamServer],
+           tmp_path_factory: pytest.TempPathFactory) -> tuple[MeshbatchProcess, Path]:
+    spans = tmp_path_factory.mktemp("spans") / "spans.jsonl"
+    routes = [batch_route("ja", "/ja/", "/b/json-array/ok"), batch_route("env", "/env/", "/b/envelope/ok"),
+              route("plain", "echo", {"path_prefix": "/plain/"})]
+    cfg = config([listener("main", routes)], [cluster("batch", batch_upstream.address),
+                                              cluster("echo", upstreams["a"].address)])
+    cfg["tracing"] = {"exporter": "file", "path": str(spans), "export_interval_ms": 50, "service_name": "mesh-test"}
+    return module_mesh.start(cfg), spans
+
+
+def wait_spans(path: Path, predicate: Any, message: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = wait_until(lambda: (s := spans_in(path)) and predicate(s) and s, 10, message)
+    return found
+
+
+@pytest.mark.parametrize(("route_name", "prefix"), [("ja", "/ja/"), ("env", "/env/")])
+def test_a_batch_span_links_its_members_and_reaches_the_upstream(
+        traced: tuple[MeshbatchProcess, Path], batch_upstream: BatchUpstream, route_name: str, prefix: str) -> None:
+    proxy, path = traced
+    batch_upstream.reset()
+    base = 0x1000 if route_name == "ja" else 0x2000
+    with Callers(proxy.url("main"), proxy.admin_url) as callers:
+        with Plug(callers, batch_upstream, prefix + "plug", route_name,
+                  headers={"traceparent": traceparent(base)}):
+            futures: list[Future[Any]] = [callers.post(f"{prefix}{i}", {"i": i},
+                                                       headers={"traceparent": traceparent(base + 1 + i)})
+                                          for i in range(3)]
+            callers.wait_queued(route_name, 3)
+        status = 201 if route_name == "env" else 200  # the envelope test upstream answers items with 201
+        assert [f.result(10).status_code for f in futures] == [status] * 3
+    parents = {f"{base + 1 + i:016x}" for i in range(3)}
+    spans = wait_spans(path, lambda s: sum(1 for x in s if hex_id(x["parent_id"] or "") in parents) == 3 and any(
+        x["kind"] == "SpanKind.CLIENT" and x["attributes"].get("meshbatch.route") == route_name
+        and x["attributes"].get("meshbatch.batch.size") == 3 for x in s), "the spans of a batch of 3")
+    servers = [s for s in spans if hex_id(s["parent_id"] or "") in parents]
+    assert {s["kind"] for s in servers} == {"SpanKind.SERVER"}
+    assert {hex_id(s["context"]["trace_id"]) for s in servers} == {TRACE}  # the callers' trace continues
+    assert {s["name"] for s in servers} == {f"POST {route_name}"}
+    assert all(s["resource"]["attributes"]["service.name"] == "mesh-test" for s in servers)
+    batch = next(s for s in spans if s["kind"] == "SpanKind.CLIENT" and s["attributes"]["meshbatch.route"] == route_name
+                 and s["attributes"]["meshbatch.batch.size"] == 3)
+    assert batch["parent_id"] is None and hex_id(batch["context"]["trace_id"]) != TRACE
+    assert {hex_id(link["context"]["span_id"]) for link in batch["links"]} == \
+        {hex_id(s["context"]["span_id"]) for s in servers}
+    batch_id = batch["attributes"]["meshbatch.batch.id"]
+    assert {s["attributes"]["meshbatch.batch.id"] for s in servers} == {batch_id}
+    # The batch request names the batch span; envelope items also carry their own caller's span.
+    received = batch_upstream.snapshot()[-1]
+    assert received.size == 3
+    assert received.headers["traceparent"] == \
+        f"00-{hex_id(batch['context']['trace_id'])}-{hex_id(batch['context']['span_id'])}-01"
+    if route_name == "env":
+        item_parents = {entry["headers"]["traceparent"].split("-")[2] for entry in received.requests}
+        assert item_parents == {hex_id(s["context"]["span_id"]) for s in servers}
+
+
+def test_a_plain_route_forwards_the_server_spans_context(traced: tuple[MeshbatchProcess, Path],
+                                                         upstreams: dict[str, UpstreamServer]) -> None:
+    import httpx
+
+    proxy, path = traced
+    upstream = upstreams["a"]
+    response = httpx.get(proxy.url("main", "/plain/x"), headers={"traceparent": traceparent(0x3001)})
+    assert response.status_code == 200
+    spans = wait_spans(path, lambda s: any(hex_id(x["parent_id"] or "") == f"{0x3001:016x}" for x in s),
+                       "the plain route's span")
+    span = next(s for s in spans if hex_id(s["parent_id"] or "") == f"{0x3001:016x}")
+    seen = [r for r in upstream.requests if r.target == "/plain/x"][-1]
+    assert seen.header("traceparent") == f"00-{TRACE}-{hex_id(span['context']['span_id'])}-01"
+    assert span["attributes"]["http.response.status_code"] == 200
+    assert span["attributes"]["meshbatch.route"] == "plain"
+
+
+class Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver: decodes each ExportTraceServiceRequest (protobuf) into the server's list."""
+
+    def do_POST(self) -> None:  # the http.server API names it
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        body = self.rfile.read(int(self.headers["content-length"]))
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(body)
+        server: Any = self.server
+        with server.lock:
+            server.received.append((self.path, self.headers.get("x-tenant"), message))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_spans_are_exported_over_otlp_http(mesh: Any, batch_upstream: BatchUpstream) -> None:
+    import httpx
+
+    collector: Any = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    collector.received, collector.lock = [], threading.Lock()
+    thread = threading.Thread(target=collector.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = config([listener("main", [batch_route("ja", "/ja/", "/b/json-array/ok")])],
+                     [cluster("batch", batch_upstream.address)])
+        endpoint = f"http://127.0.0.1:{collector.server_address[1]}/v1/traces"
+        cfg["tracing"] = {"exporter": "otlp", "endpoint": endpoint, "headers": {"x-tenant": "t1"},
+                          "export_interval_ms": 50}
+        proxy = mesh.start(cfg)
+        response = httpx.post(proxy.url("main", "/ja/1"), json={"a": 1}, headers={"traceparent": traceparent(0x4001)})
+        assert response.status_code == 200
+
+        def spans() -> list[Any]:
+            with collector.lock:
+                return [(path, tenant, span) for path, tenant, message in collector.received
+                        for resource in message.resource_spans for scope in resource.scope_spans
+                        for span in scope.spans]
+
+        got = wait_until(lambda: len(spans()) >= 2 and spans(), 10, "two spans at the OTLP receiver")
+        assert {(path, tenant) for path, tenant, _ in got} == {("/v1/traces", "t1")}
+        server = next(span for _, _, span in got if span.parent_span_id == bytes.fromhex(f"{0x4001:016x}"))
+        batch = next(span for _, _, span in got if span.links)
+        assert server.trace_id.hex() == TRACE
+        assert [link.span_id for link in batch.links] == [server.span_id]
+    finally:
+        collector.shutdown()
