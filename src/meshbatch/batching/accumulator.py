@@ -9,7 +9,9 @@ Rules, in the order a flush reason is chosen for a queue:
 - `items`: `cap` items are queued (`max_items`, or the adaptive size cap);
 - `bytes`: the queued bodies reach `max_bytes`;
 - `deadline`: an item must be sent now to finish before its deadline (deadline - predicted tail time of a full
-  batch - a scheduling margin);
+  batch - a scheduling margin; while the prediction is not trusted yet (`trusted()` false: too few batches
+  seen), the hold time is reserved as well, so holding never spends a caller's whole budget on an upstream
+  whose time is unknown);
 - `wait`: the oldest item has been held `hold` seconds (`min_wait_ms`, or the adaptive wait). With a hold of
   zero a queue is ready as soon as a slot is free: the shell flushes at the end of the event-loop tick, and
   batches grow by themselves while every slot is busy.
@@ -81,7 +83,7 @@ def _counter_ids() -> Callable[[], str]:
 
 class Accumulator:
     def __init__(self, *, max_items: int, max_bytes: int, hold: float = 0.0, margin: float = 0.001,
-                 expected: Predict = _zero, tail: Predict = _zero,
+                 expected: Predict = _zero, tail: Predict = _zero, trusted: Callable[[], bool] | None = None,
                  new_id: Callable[[], str] | None = None) -> None:
         self.cap = max_items  # the size cap; the adaptive controller may lower it
         self.max_bytes = max_bytes
@@ -89,6 +91,7 @@ class Accumulator:
         self.margin = margin  # scheduling allowance before a deadline-driven flush
         self.expected = expected  # predicted typical upstream time of a batch of n items
         self.tail = tail  # predicted high-quantile upstream time of a batch of n items
+        self.trusted = trusted  # whether those predictions rest on enough batches (None: always)
         self.draining = False
         self.queues: dict[Key, KeyQueue] = {}
         self.queued = 0
@@ -139,9 +142,19 @@ class Accumulator:
         front = queue.front()
         return front.arrived + self.hold if front is not None else INF
 
+    def lead(self) -> float:
+        """How long before an item's deadline its queue must go: the predicted tail time of a full batch and the
+        scheduling margin; with an untrusted prediction, the hold too (a cold route knows nothing of its
+        upstream: without this, a caller whose budget is shorter than the hold would be held until a
+        millisecond before its deadline, and time out however fast the upstream is)."""
+        lead = self.tail(self.cap) + self.margin
+        if self.trusted is not None and not self.trusted():
+            lead += self.hold
+        return lead
+
     def trigger_at(self, item: Item) -> float:
         """The latest time to flush `item` for it to finish before its deadline."""
-        return item.deadline - (self.tail(self.cap) + self.margin)
+        return item.deadline - self.lead()
 
     def expire_at(self, item: Item) -> float:
         """The time after which even a batch of one cannot finish `item` before its deadline."""
@@ -209,7 +222,7 @@ class Accumulator:
             heapq.heappop(heap)
         if not slots_free:
             return heap[0][0] - self.expected(1) if heap else None
-        when = heap[0][0] - (self.tail(self.cap) + self.margin) if heap else INF
+        when = heap[0][0] - self.lead() if heap else INF
         for queue in self.queues.values():
             when = min(when, self.ready_at(queue))
         return when
@@ -240,7 +253,7 @@ class Accumulator:
     def _urgent(self, now: float) -> dict[Key, list[Item]]:
         """Pop the heap entries whose flush trigger has passed; `drain_ready` pushes back those left queued."""
         heap = self._heap
-        lead = self.tail(self.cap) + self.margin
+        lead = self.lead()
         urgent: dict[Key, list[Item]] = {}
         while heap and heap[0][0] - lead <= now:
             deadline, _, item = heapq.heappop(heap)

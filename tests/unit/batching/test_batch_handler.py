@@ -179,16 +179,31 @@ async def test_deadline_is_answered_504_before_sending_never_late():
 
 
 async def test_deadline_flushes_early_during_a_hold():
+    # A trusted model (enough batches seen): the queue goes at deadline - predicted tail - the 1 ms margin.
     handler, upstream, clock = make_handler(min_wait_ms=100, max_wait_ms=200)
+    for _ in range(8):
+        handler.model.observe(1, 0.002)
     task = submit(handler, request(1, [(b"x-meshbatch-deadline-ms", b"30")], received_at=clock.now()))
     await settle()
     due = handler.accumulator.next_deadline(True)
-    assert due == pytest.approx(clock.now() + 0.030 - 0.001)
-    clock.advance(0.029)
+    assert due == pytest.approx(clock.now() + 0.030 - 0.002 - 0.001)
+    clock.advance(0.027)
     handler.dispatcher.pump()
     await settle()
     (call,) = upstream.calls
-    assert call.timeout == pytest.approx(0.001)
+    assert call.timeout == pytest.approx(0.003)
+    call.echo()
+    assert header(await task, b"x-meshbatch-flush") == b"deadline"
+
+
+async def test_a_cold_route_does_not_hold_a_caller_past_its_budget():
+    # No batch seen yet: the upstream's time is unknown, so a deadline flush reserves the hold as well. A budget
+    # shorter than the hold goes at once, all of it left to the upstream (not held until 1 ms before it ends).
+    handler, upstream, clock = make_handler(min_wait_ms=100, max_wait_ms=200)
+    task = submit(handler, request(1, [(b"x-meshbatch-deadline-ms", b"30")], received_at=clock.now()))
+    await settle()
+    (call,) = upstream.calls
+    assert call.timeout == pytest.approx(0.030)
     call.echo()
     assert header(await task, b"x-meshbatch-flush") == b"deadline"
 

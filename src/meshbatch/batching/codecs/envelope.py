@@ -5,11 +5,14 @@
 
 Answers are matched by id in any order. A JSON item body (no content-type, or a JSON one) travels as JSON;
 any other body travels as a JSON string, so it must be UTF-8 text. An answer missing for one id fails only
-that caller (502 `missing_item_result`); a non-2xx or unreadable batch answer fails every caller.
+that caller (502 `missing_item_result`), and so does a response with a status that is not a final one (200-599,
+`bad_item_status`) or headers that are not safe to write (`bad_item_headers`); a non-2xx or unreadable batch
+answer fails every caller.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,17 +70,49 @@ def _encode_item(item: ItemRequest) -> bytes:
     return head + b',"body":' + orjson.dumps(item.body.decode("utf-8")) + b"}"
 
 
+# RFC 9110: a field name is a token; a field value has no CR, LF, NUL or other controls but HTAB. An item's
+# headers come from JSON, not from a parsed HTTP head, so they are checked here: written as they are, a CR LF
+# in a value would let an upstream add headers to (or split) the caller's response.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _item_headers(entry: Any, raw_headers: dict[Any, Any]) -> Headers | ItemResult:
+    headers: Headers = []
+    for raw_name, raw_value in raw_headers.items():
+        name = str(raw_name)
+        if not _TOKEN.fullmatch(name):
+            return failure("bad_item_headers", f"response {entry.get('id')!r} has a header named {name!r}")
+        if isinstance(raw_value, str):
+            value = raw_value
+        elif isinstance(raw_value, int | float) and not isinstance(raw_value, bool):
+            value = str(raw_value)
+        else:
+            return failure("bad_item_headers",
+                           f"response {entry.get('id')!r} has header {name!r} that is not a string")
+        if _BAD_VALUE.search(value):
+            return failure("bad_item_headers",
+                           f"response {entry.get('id')!r} has header {name!r} with a control character")
+        lower = name.lower()
+        if lower in _HOP_NAMES or lower.startswith("x-meshbatch-"):  # hop-by-hop, or the proxy's own
+            continue
+        headers.append((lower.encode("ascii"), value.strip(" \t").encode("latin-1", "replace")))
+    return headers
+
+
 def _result(entry: Any) -> ItemResult:
     status = entry.get("status")
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+    # 1xx is never a final answer: sent to the caller as one, it would wait for another that never comes.
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
         return failure("bad_item_status", f"response {entry.get('id')!r} has status {status!r}")
     raw_headers = entry.get("headers")
     if raw_headers is None:
         raw_headers = {}
     if not isinstance(raw_headers, dict):
         return failure("bad_item_headers", f"response {entry.get('id')!r} has headers that are not an object")
-    headers: Headers = [(str(k).lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
-                        for k, v in raw_headers.items() if str(k).lower() not in _HOP_NAMES]
+    headers = _item_headers(entry, raw_headers)
+    if isinstance(headers, ItemResult):
+        return headers
     body = entry.get("body")
     if body is None:
         return ItemResult(status, b"", headers)
