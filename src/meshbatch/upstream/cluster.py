@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from meshbatch.config import model
 from meshbatch.discovery import SOURCES, Source
@@ -27,6 +28,9 @@ from meshbatch.upstream.endpoint import EJECTED, FAILED_ACTIVE_CHECK, Endpoint
 from meshbatch.upstream.endpoint_set import EndpointSet
 from meshbatch.upstream.health import ActiveChecks, HealthRunner, OutlierDetector
 from meshbatch.upstream.outcome import error_status
+
+if TYPE_CHECKING:
+    from meshbatch.security.client import ClientTls
 
 log = logging.getLogger("meshbatch.upstream")
 _now = time.monotonic
@@ -41,7 +45,7 @@ class Cluster:
                  "hash_header", "hosts", "name", "outlier", "source", "upstream_errors")
 
     def __init__(self, config: model.Cluster, loop: asyncio.AbstractEventLoop,
-                 previous: Cluster | None = None) -> None:
+                 previous: Cluster | None = None, tls: ClientTls | None = None) -> None:
         self.config = config
         self.name = config.name
         self._loop = loop
@@ -51,6 +55,7 @@ class Cluster:
             connect_timeout=config.connect_timeout_ms / 1000,
             idle_timeout=config.idle_timeout_ms / 1000,
             max_response_bytes=config.max_response_bytes,
+            tls=tls,  # mTLS to the endpoints (meshbatch.security), None for plaintext
         )
         self.hash_header = config.hash_key.partition(":")[2].lower().encode() if config.hash_key else None
         self.upstream_errors: dict[str, int] = dict(previous.upstream_errors) if previous else {}

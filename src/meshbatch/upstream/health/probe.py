@@ -25,8 +25,14 @@ async def probe(endpoint: Endpoint, config: HealthCheck, request: bytes,
     conn: UpstreamConnection | None = None
     try:
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_connection(lambda: UpstreamConnection(loop, MAX_ANSWER),
-                                                   endpoint.host, endpoint.port)
+            tls = endpoint.pool.limits.tls  # an mTLS cluster is probed over mTLS too
+            if tls is None:
+                _, conn = await loop.create_connection(lambda: UpstreamConnection(loop, MAX_ANSWER),
+                                                       endpoint.host, endpoint.port)
+            else:
+                _, conn = await loop.create_connection(lambda: UpstreamConnection(loop, MAX_ANSWER),
+                                                       endpoint.host, endpoint.port, ssl=tls.context(),
+                                                       server_hostname=tls.server_name or "")
             response = await conn.send(request, head=False, deadline=deadline)
     except TimeoutError:
         return False, "timeout"

@@ -1,0 +1,82 @@
+"""Certificates for the TLS tests, made by the `meshbatch ca` command (run in-process: the same code path as the
+CLI, without a Python start per certificate), and TLS clients that present them."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import warnings
+from pathlib import Path
+from typing import Any
+
+from meshbatch.cli import main as meshbatch
+
+
+class Pki:
+    """One CA (`ca init`) for `trust_domain` under `root`; `issue` makes workload certificates with `ca issue`."""
+
+    def __init__(self, root: Path, trust_domain: str = "example.org") -> None:
+        self.root = root
+        self.trust_domain = trust_domain
+        self.ca_dir = root / f"ca-{trust_domain}"
+        assert meshbatch(["ca", "init", "--dir", str(self.ca_dir), "--trust-domain", trust_domain]) == 0
+        self.ca = self.ca_dir / "ca.crt"
+
+    def issue(self, name: str, path: str, *, ttl: str = "1h", backdate: str = "1m",
+              cert: Path | None = None, key: Path | None = None) -> tuple[Path, Path]:
+        """A certificate for spiffe://TD/PATH written to NAME.crt / NAME.key (or `cert` / `key`)."""
+        cert = cert or self.root / f"{name}.crt"
+        key = key or self.root / f"{name}.key"
+        args = ["ca", "issue", "--ca-dir", str(self.ca_dir), "--spiffe-id", f"spiffe://{self.trust_domain}{path}",
+                "--cert", str(cert), "--key", str(key), "--ttl", ttl, "--backdate", backdate]
+        assert meshbatch(args) == 0
+        return cert, key
+
+    def identity(self, name: str, ca: Path | None = None) -> dict[str, Any]:
+        """The config's `identity` block for NAME's files."""
+        return {"cert": str(self.root / f"{name}.crt"), "key": str(self.root / f"{name}.key"),
+                "ca": str(ca or self.ca), "watch_interval_ms": 100}
+
+
+def bundle(path: Path, *cas: Path) -> Path:
+    path.write_bytes(b"".join(ca.read_bytes() for ca in cas))
+    return path
+
+
+def client_context(ca: Path, cert: Path | None = None, key: Path | None = None,
+                   version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False  # workload certificates name SPIFFE IDs, not hosts
+    context.load_verify_locations(ca)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    if version is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer old versions at all
+            context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+            context.maximum_version = version
+    return context
+
+
+def tls_request(address: tuple[str, int], context: ssl.SSLContext | None, data: bytes,
+                timeout: float = 5.0) -> int | str:
+    """The status of the answer to `data` (over TLS when `context` is given), or "refused" when the connection
+    fails or closes without an answer."""
+    try:
+        with socket.create_connection(address, timeout=timeout) as raw:
+            sock: Any = context.wrap_socket(raw) if context is not None else raw
+            with sock:
+                sock.sendall(data)
+                answer = b""
+                while b"\r\n" not in answer:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return "refused"
+                    answer += chunk
+                return int(answer.split(b" ", 2)[1])
+    except (ssl.SSLError, OSError):
+        return "refused"
+
+
+__all__ = ["Pki", "bundle", "client_context", "tls_request"]

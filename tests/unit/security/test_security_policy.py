@@ -1,0 +1,148 @@
+"""Policy evaluation (Istio semantics), patterns and canonical paths, token buckets on a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshbatch.clock import FakeClock
+from meshbatch.errors import BadRequest
+from meshbatch.http.message import Request
+from meshbatch.security.identity import CLAIMS, IDENTITY, REQUEST_PRINCIPAL
+from meshbatch.security.model import Policy
+from meshbatch.security.patterns import Glob, canonical_path
+from meshbatch.security.policy import Authorizer
+from meshbatch.security.ratelimit import KeyedBuckets, TokenBucket
+
+
+def req(path: str = "/", method: str = "GET", identity: str | None = None, client: str = "10.0.0.1",
+        headers: list[tuple[bytes, bytes]] | None = None, host: str = "svc", **context: Any) -> Request:
+    request = Request(method.encode(), path.encode(), headers or [], host=host.encode(), client=client)
+    if identity:
+        request.context[IDENTITY] = identity
+    request.context.update(context)
+    return request
+
+
+def authz(*policies: dict[str, Any]) -> Authorizer:
+    return Authorizer([Policy.model_validate(p) for p in policies])
+
+
+def allow(**rule: Any) -> dict[str, Any]:
+    return {"name": f"allow-{len(rule)}", "action": "ALLOW", "rules": [rule]}
+
+
+def deny(**rule: Any) -> dict[str, Any]:
+    return {"name": "deny", "action": "DENY", "rules": [rule]}
+
+
+def test_no_policies_allow_and_deny_only_allows_the_rest() -> None:
+    assert authz().decide(req()).allowed
+    only_deny = authz(deny(to=[{"operation": {"paths": ["/admin*"]}}]))
+    assert only_deny.decide(req("/x")).allowed
+    assert only_deny.decide(req("/admin/a")).reason == "authz_denied"
+
+
+def test_deny_wins_over_allow_and_no_match_denies() -> None:
+    a = authz(allow(to=[{"operation": {"paths": ["/public*"]}}]),
+              deny(**{"from": [{"source": {"namespaces": ["legacy"]}}]}))
+    assert a.decide(req("/public/x", identity="spiffe://td/ns/shop/sa/a")).allowed
+    assert a.decide(req("/public/x", identity="spiffe://td/ns/legacy/sa/a")).reason == "authz_denied"
+    assert a.decide(req("/private")).reason == "authz_no_match"
+
+
+def test_allow_with_no_rules_allows_nothing_and_an_empty_rule_everything() -> None:
+    assert not authz({"name": "none", "action": "ALLOW"}).decide(req()).allowed
+    assert authz({"name": "all", "action": "ALLOW", "rules": [{}]}).decide(req()).allowed
+
+
+@pytest.mark.parametrize(("pattern", "identity", "matched"), [
+    ("spiffe://td/ns/shop/sa/web", "spiffe://td/ns/shop/sa/web", True),
+    ("td/ns/shop/sa/web", "spiffe://td/ns/shop/sa/web", True),  # Istio's form, without the scheme
+    ("spiffe://td/ns/shop/*", "spiffe://td/ns/shop/sa/web", True),
+    ("*/sa/web", "spiffe://td/ns/other/sa/web", True),
+    ("spiffe://td/ns/*/sa/reader", "spiffe://td/ns/a/sa/writer", False),
+    ("*", None, False),  # presence: plaintext peers have no principal
+])
+def test_principal_patterns(pattern: str, identity: str | None, matched: bool) -> None:
+    a = authz(allow(**{"from": [{"source": {"principals": [pattern]}}]}))
+    assert a.decide(req(identity=identity)).allowed is matched
+
+
+def test_not_principals_star_denies_plaintext_only() -> None:
+    a = authz(deny(**{"from": [{"source": {"not_principals": ["*"]}}]}))
+    assert not a.decide(req()).allowed
+    assert a.decide(req(identity="spiffe://td/ns/a/sa/b")).allowed
+
+
+def test_fields_and_within_a_source_or_across_sources() -> None:
+    a = authz(allow(**{"from": [{"source": {"namespaces": ["shop"], "ip_blocks": ["10.0.0.0/8"]}},
+                                {"source": {"request_principals": ["https://iss/*"]}}]}))
+    assert a.decide(req(identity="spiffe://td/ns/shop/sa/x", client="10.1.2.3")).allowed
+    assert not a.decide(req(identity="spiffe://td/ns/shop/sa/x", client="192.168.1.1")).allowed
+    assert a.decide(req(client="192.168.1.1", **{REQUEST_PRINCIPAL: "https://iss/alice"})).allowed
+
+
+def test_operations_methods_hosts_and_not_paths() -> None:
+    a = authz(allow(to=[{"operation": {"methods": ["get"], "hosts": ["*.Internal"], "not_paths": ["/secret*"]}}]))
+    assert a.decide(req("/x", host="api.internal")).allowed
+    assert not a.decide(req("/x", method="POST", host="api.internal")).allowed
+    assert not a.decide(req("/x", host="api.public")).allowed
+    assert not a.decide(req("/secret/1", host="api.internal")).allowed
+
+
+def test_conditions_on_headers_claims_and_principal() -> None:
+    a = authz(allow(when=[{"key": "request.headers[x-tenant]", "values": ["acme", "beta-*"]},
+                          {"key": "request.auth.claims[groups]", "values": ["admin"]},
+                          {"key": "request.auth.claims[org][tier]", "not_values": ["free"]}]))
+    claims = {"groups": ["dev", "admin"], "org": {"tier": "gold"}}
+    assert a.decide(req(headers=[(b"x-tenant", b"beta-2")], **{CLAIMS: claims})).allowed
+    assert not a.decide(req(headers=[(b"x-tenant", b"other")], **{CLAIMS: claims})).allowed
+    assert not a.decide(req(headers=[(b"x-tenant", b"acme")], **{CLAIMS: {**claims, "org": {"tier": "free"}}})).allowed
+    assert not a.decide(req(headers=[(b"x-tenant", b"acme")])).allowed  # no claims at all
+
+
+@pytest.mark.parametrize(("raw", "canonical"), [
+    (b"/a/b", "/a/b"), (b"/a//b/", "/a/b/"), (b"/%61dmin", "/admin"), (b"/a%20b", "/a b"), (b"*", "*"),
+    (b"/a/../b", None), (b"/a/./b", None), (b"/a%2fb", None), (b"/a%5Cb", None), (b"/a\\b", None),
+    (b"/%2e%2e/x", None), (b"/bad%zz", None), (b"/bad%2", None), (b"/%ff", None), (b"relative", None),
+])
+def test_canonical_paths(raw: bytes, canonical: str | None) -> None:
+    assert canonical_path(raw) == canonical
+
+
+def test_an_ambiguous_path_is_a_400_not_a_decision() -> None:
+    with pytest.raises(BadRequest) as caught:
+        authz(deny(to=[{"operation": {"paths": ["/admin*"]}}])).decide(req("/x/../admin"))
+    assert caught.value.reason == "ambiguous_path"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.binary(max_size=64))
+def test_canonical_paths_are_stable(raw: bytes) -> None:
+    once = canonical_path(raw)
+    if once is not None and once != "*":
+        assert canonical_path(once.encode()) == once  # canonical form is a fixed point
+        assert "/../" not in once + "/" and "//" not in once
+
+
+def test_glob() -> None:
+    glob = Glob(["exact", "pre*", "*suf", "a*b*c"])
+    assert [glob.match(v) for v in ("exact", "prefix", "asuf", "aXbYc", "nope", "ab")] == \
+        [True, True, True, True, False, False]
+    assert not Glob([]) and Glob(["*"]).match("anything")
+
+
+def test_token_bucket_and_keyed_buckets_on_a_fake_clock() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2.0, burst=2, now=clock.now())
+    assert [bucket.take(clock.now()) for _ in range(3)] == [0.0, 0.0, 0.5]
+    clock.advance(0.5)
+    assert bucket.take(clock.now()) == 0.0
+    keyed = KeyedBuckets(rate=1.0, burst=1, max_keys=2)
+    assert keyed.take("a", clock.now()) == 0.0 and keyed.take("a", clock.now()) > 0
+    assert keyed.take("b", clock.now()) == 0.0 and keyed.take("c", clock.now()) == 0.0
+    assert len(keyed) == 2  # "a", least recently used, was dropped
