@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 COMPILED := $(VENV)/compiled
 HOT_SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 
-.PHONY: all venv demo test test-compiled compiled lint typecheck bench bench-deps system-deps clean
+.PHONY: all venv demo test test-compiled compiled lint typecheck bench bench-deps system-deps browser-deps clean
 
 all: test
 
@@ -46,9 +46,13 @@ $(COMPILED)/.stamp: $(STAMP) setup.py $(HOT_SOURCES)
 
 compiled: $(COMPILED)/.stamp
 
-# The same unit and integration tests against the compiled build (subprocesses inherit PYTHONPATH).
+# The compiled modules' own tests again against the compiled build: unit tests, and the data-plane and
+# batching integration tests (subprocesses inherit PYTHONPATH, so `meshbatch run` is the compiled build too).
+COMPILED_TESTS := tests/unit tests/fuzz tests/integration/test_proxy_*.py tests/integration/test_batching_*.py \
+	tests/integration/test_smuggling.py tests/integration/test_lifecycle.py tests/integration/test_admin.py
+
 test-compiled: compiled
-	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration
+	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider $(COMPILED_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -56,9 +60,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Debian packages: the peers the benchmarks run against (nginx, haproxy, wrk) and the real services some tests
-# start themselves (etcd). Installed when missing and we are root; otherwise a warning (tests that need them
+# start themselves (etcd), and the headless browser of the dashboard test (chromium, driven through the system
+# chromedriver). Installed when missing and we are root; otherwise a warning (tests that need them
 # say so, and fail under MESHBATCH_REQUIRE_SERVICES).
-SYSTEM_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk etcd:etcd-server
+SYSTEM_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk etcd:etcd-server chromium:chromium \
+	chromedriver:chromium-driver
 
 system-deps:
 	@missing=""; \
@@ -77,6 +83,8 @@ system-deps:
 	fi
 
 bench-deps: system-deps
+
+browser-deps: system-deps
 
 bench: $(STAMP) bench-deps compiled
 	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/meshbatch bench all
