@@ -6,6 +6,7 @@ several times the throughput on loopback.
 
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 
 from meshbatch.errors import Overloaded, ProxyError
@@ -102,7 +103,7 @@ def local_reply(error: ProxyError) -> Response:
     """The answer the proxy gives itself: status, a small JSON body, and the error's flag and reason."""
     headers: Headers = [JSON]
     if isinstance(error, Overloaded):
-        headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
+        headers.append((b"retry-after", str(max(1, math.ceil(error.retry_after))).encode()))  # never early
     response = Response(error.status, headers, error.body())
     response.flag = error.flag
     response.reason = error.reason

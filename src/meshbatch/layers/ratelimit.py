@@ -1,0 +1,149 @@
+"""Local rate limits: token buckets per route, or per caller (a header's value, the mTLS identity, the
+client address), counted in requests or in items.
+
+Scope: one meshbatch process. A bucket belongs to one route of one process; it is not shared between
+routes, listeners, processes or replicas (Envoy's "local" rate limit, per process by default). `rate` tokens
+are added each second, at most `burst` are saved up; a request takes one token from each of its route's
+limits, or is answered 429 with Retry-After (the time until a token is there) and takes none. Per-caller
+buckets live in a bounded LRU table (`max_keys`): a key pushed out starts again with a full bucket.
+Requests without the header or identity share the bucket of the empty key.
+
+`requests` limits are checked once per caller request, in front of everything else of the route; `items`
+limits in front of the batcher, once per item queued (a request that the pipeline splits into several
+events counts each), and for a plain route once per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from meshbatch.config.model import RateLimit
+from meshbatch.errors import RateLimited
+from meshbatch.http.message import Handler, Request, Response
+from meshbatch.http.serialize import local_reply
+from meshbatch.layers.metrics import LayerMetrics
+from meshbatch.security.identity import peer_identity
+
+KeyOf = Callable[[Request], bytes]
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst`; starts full. Sans-I/O: every call takes `now`."""
+
+    __slots__ = ("at", "burst", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.at = now
+
+    def _fill(self, now: float) -> None:
+        if now > self.at:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+
+    def wait(self, now: float, n: float = 1.0) -> float:
+        """Seconds until `n` tokens are there (0: now)."""
+        self._fill(now)
+        missing = n - self.tokens
+        return missing / self.rate if missing > 0 else 0.0
+
+    def take(self, now: float, n: float = 1.0) -> None:
+        self._fill(now)
+        self.tokens -= n
+
+    def __repr__(self) -> str:
+        return f"<TokenBucket {self.tokens:.1f}/{self.burst:g} +{self.rate:g}/s>"
+
+
+def key_function(key: str | None) -> KeyOf:
+    if key is None:
+        return lambda request: b""
+    if key == "identity":
+        return lambda request: (peer_identity(request) or "").encode()
+    if key == "client":
+        return lambda request: request.client.encode()
+    name = key.partition(":")[2].lower().encode()
+    return lambda request: request.header(name) or b""
+
+
+class Limit:
+    """One configured limit of a route: its buckets by key (an LRU table of at most `max_keys`)."""
+
+    __slots__ = ("_buckets", "burst", "config", "key_of", "max_keys", "name", "rate")
+
+    def __init__(self, config: RateLimit) -> None:
+        self.config = config
+        self.name = config.label
+        self.rate = config.rate
+        self.burst = float(config.burst if config.burst is not None else max(1.0, config.rate))
+        self.max_keys = config.max_keys
+        self.key_of = key_function(config.key)
+        self._buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
+
+    def bucket(self, request: Request, now: float) -> TokenBucket:
+        key = self.key_of(request)
+        buckets = self._buckets
+        bucket = buckets.get(key)
+        if bucket is None:
+            if len(buckets) >= self.max_keys:
+                buckets.popitem(last=False)
+            bucket = buckets[key] = TokenBucket(self.rate, self.burst, now)
+        elif len(buckets) > 1:
+            buckets.move_to_end(key)
+        return bucket
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class RateLimitLayer:
+    """Answers 429 itself when any of the route's limits has no token for this request."""
+
+    __slots__ = ("inner", "limits", "loop", "metrics", "route")
+
+    def __init__(self, inner: Handler, limits: Sequence[Limit], route: str, loop: asyncio.AbstractEventLoop,
+                 metrics: LayerMetrics | None = None) -> None:
+        self.inner = inner
+        self.limits = list(limits)
+        self.route = route
+        self.loop = loop
+        self.metrics = metrics
+
+    async def __call__(self, request: Request) -> Response:
+        now = self.loop.time()
+        if len(self.limits) == 1:
+            limit = self.limits[0]
+            bucket = limit.bucket(request, now)
+            wait = bucket.wait(now)
+            if wait > 0:
+                return self._refuse(limit, wait)
+            bucket.take(now)
+            return await self.inner(request)
+        buckets = [(limit, limit.bucket(request, now)) for limit in self.limits]
+        worst, refused = 0.0, None
+        for limit, bucket in buckets:
+            wait = bucket.wait(now)
+            if wait > worst:
+                worst, refused = wait, limit
+        if refused is not None:
+            return self._refuse(refused, worst)
+        for _, bucket in buckets:
+            bucket.take(now)
+        return await self.inner(request)
+
+    def _refuse(self, limit: Limit, wait: float) -> Response:
+        """The 429 as an answer, not an exception: under the pipeline, one refused item of a request that
+        carries several must not fail the others."""
+        if self.metrics is not None:
+            self.metrics.rate_limited.inc((self.route, limit.name))
+        return local_reply(RateLimited("rate_limited", f"rate limit {limit.name!r} of route {self.route!r}",
+                                       retry_after=wait))
+
+
+__all__ = ["Limit", "RateLimitLayer", "TokenBucket", "key_function"]

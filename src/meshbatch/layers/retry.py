@@ -1,0 +1,191 @@
+"""Retries: which failures are retried (the policy), and the layer that retries plain requests.
+
+Conditions (Envoy's names):
+- `5xx`: any 5xx answer, and any attempt that got no answer (connect failure, reset, per-try timeout, a
+  malformed answer);
+- `gateway-error`: 502, 503 and 504 answers, and the same attempts without an answer;
+- `reset`: the connection closed or was reset before the answer was complete;
+- `connect-failure`: no connection could be made (refused, timed out): the request was never sent;
+- `retriable-4xx`: 409; `retriable-status-codes`: the statuses listed in `retriable_status_codes`.
+Never retried: refusals of this proxy (a circuit breaker, a full pool, no healthy endpoint) and a spent
+deadline. A retry goes to another endpoint while one is available, after a jittered exponential backoff,
+only within the route's deadline and only when the cluster's retry budget allows it. A request whose body is
+larger than `max_replay_bytes` is sent once. An answer after retries carries `x-meshbatch-attempts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from meshbatch.config.model import Retry
+from meshbatch.errors import (
+    BadGateway,
+    ConnectFailed,
+    ConnectTimeout,
+    GatewayTimeout,
+    ProxyError,
+    UpstreamReset,
+)
+from meshbatch.http.message import Handler, Request, Response
+from meshbatch.http.serialize import local_reply
+from meshbatch.layers.attempt import Attempt
+from meshbatch.layers.backoff import Backoff
+from meshbatch.layers.guard import ClusterGuard
+from meshbatch.layers.metrics import LayerMetrics
+from meshbatch.layers.split import Target
+from meshbatch.layers.timeout import route_deadline
+
+ATTEMPTS_HEADER = b"x-meshbatch-attempts"
+NO_ANSWER = frozenset({"5xx", "gateway-error"})
+
+
+def _statuses(config: Retry) -> frozenset[int]:
+    on = set(config.retry_on)
+    codes: set[int] = set()
+    if "5xx" in on:
+        codes.update(range(500, 600))
+    if "gateway-error" in on:
+        codes.update((502, 503, 504))
+    if "retriable-4xx" in on:
+        codes.add(409)
+    if "retriable-status-codes" in on:
+        codes.update(config.retriable_status_codes)
+    return frozenset(codes)
+
+
+class RetryPolicy:
+    """A route's retry rules and counters; shared by the plain retry layer and the batcher's item retries."""
+
+    __slots__ = ("_on", "backoff", "config", "max_replay", "metrics", "num_retries", "route", "statuses")
+
+    def __init__(self, route: str, config: Retry, metrics: LayerMetrics | None = None,
+                 rng: Callable[[], float] | None = None) -> None:
+        self.route = route
+        self.config = config
+        self.metrics = metrics
+        self.num_retries = config.num_retries
+        self.max_replay = config.max_replay_bytes
+        self.backoff = Backoff.from_config(config.backoff, rng)
+        self.statuses = _statuses(config)
+        self._on = frozenset(config.retry_on)
+
+    def retriable_status(self, status: int) -> bool:
+        return status in self.statuses
+
+    def retriable_error(self, error: ProxyError) -> bool:
+        on = self._on
+        if isinstance(error, ConnectFailed | ConnectTimeout):
+            return "connect-failure" in on or bool(on & NO_ANSWER)
+        if isinstance(error, UpstreamReset):
+            return "reset" in on or bool(on & NO_ANSWER)
+        if isinstance(error, GatewayTimeout):
+            return error.reason == "upstream_timeout" and bool(on & NO_ANSWER)
+        if isinstance(error, BadGateway):
+            return bool(on & NO_ANSWER)
+        return False
+
+    def admit(self, guard: ClusterGuard, in_flight: int, number: int, units: int, now: float,
+              deadline: float) -> tuple[int, float, str]:
+        """Whether retry `number` (0-based) of `units` may go: (units allowed, backoff, reason when none).
+        A positive answer has taken its units from the budget; bracket the retry's sending with
+        `guard.begin_retry()` and `guard.end_retry()`."""
+        if number >= self.num_retries:
+            return 0, 0.0, "exhausted"
+        delay = self.backoff.delay(number)
+        if now + delay >= deadline:
+            return 0, 0.0, "deadline"
+        allowed, reason = guard.retry_allowance(now, in_flight)
+        if allowed < 1:
+            return 0, 0.0, reason
+        allowed = min(allowed, units)
+        guard.take_retry(now, allowed)
+        return allowed, delay, ""
+
+    def count(self, kind: str, units: int = 1) -> None:
+        if self.metrics is not None:
+            self.metrics.attempts.inc((self.route, kind), units)
+
+    def deny(self, reason: str, units: int = 1) -> None:
+        if self.metrics is not None:
+            self.metrics.retries_denied.inc((self.route, reason), units)
+
+
+class RetryLayer:
+    """Retries a plain request on the conditions of its policy (see the module docstring)."""
+
+    __slots__ = ("default", "inner", "loop", "policy", "timeout")
+
+    def __init__(self, inner: Handler, policy: RetryPolicy, default: Target, timeout: float,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.inner = inner
+        self.policy = policy
+        self.default = default
+        self.timeout = timeout
+        self.loop = loop
+
+    async def __call__(self, request: Request) -> Response:
+        policy, loop = self.policy, self.loop
+        attempt = Attempt()
+        context = request.context
+        context["attempt"] = attempt
+        target: Target = context.get("target") or self.default
+        attempt.target = target
+        guard = target.guard
+        deadline = route_deadline(request, self.timeout, loop.time())
+        replayable = len(request.body) <= policy.max_replay
+        policy.count("first")
+        reserved = False
+        try:
+            while True:
+                failure: Response | ProxyError
+                try:
+                    response = await self.inner(request)
+                except ProxyError as error:
+                    if not policy.retriable_error(error):
+                        raise
+                    failure = error
+                else:
+                    if not policy.retriable_status(response.status):
+                        return _counted(response, attempt)
+                    failure = response
+                finally:
+                    if reserved:
+                        reserved = False
+                        guard.end_retry()
+                if not replayable:
+                    policy.deny("replay_limit")
+                    return _give_up(failure, attempt)
+                now = loop.time()
+                in_flight = sum(e.active for e in target.cluster.hosts.all)
+                allowed, delay, reason = policy.admit(guard, in_flight, attempt.number, 1, now, deadline)
+                if not allowed:
+                    policy.deny(reason)
+                    return _give_up(failure, attempt)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                guard.begin_retry()
+                reserved = True
+                attempt.number += 1
+                policy.count("retry")
+        finally:
+            if reserved:
+                guard.end_retry()
+
+
+def _counted(response: Response, attempt: Attempt) -> Response:
+    if attempt.number:
+        response.headers.append((ATTEMPTS_HEADER, str(attempt.number + 1).encode()))
+    return response
+
+
+def _give_up(failure: Response | ProxyError, attempt: Attempt) -> Response:
+    """The last failure as the answer (an error becomes its local reply, to carry the attempts header)."""
+    if isinstance(failure, ProxyError):
+        if not attempt.number:
+            raise failure
+        failure = local_reply(failure)
+    return _counted(failure, attempt)
+
+
+__all__ = ["ATTEMPTS_HEADER", "RetryLayer", "RetryPolicy"]

@@ -1,0 +1,63 @@
+"""The route's deadline, fixed once per request before anything else runs.
+
+The deadline is `timeout_ms` after the request was received, or sooner when the caller says so with
+`x-meshbatch-deadline-ms` (its remaining budget). A caller whose budget is already spent is answered 504
+`deadline_exceeded` before anything is sent. Every later stage works within it: fault delays, backoff before
+a retry, each attempt (whose own deadline is at most `per_try_timeout_ms` after it starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from meshbatch.errors import BadRequest, DeadlineExceeded
+from meshbatch.http.message import Handler, Request, Response
+
+DEADLINE_HEADER = b"x-meshbatch-deadline-ms"  # as the batcher reads it (batching/admission.py)
+
+
+def caller_budget(value: bytes) -> float:
+    """Seconds from `x-meshbatch-deadline-ms` (a decimal number of milliseconds); 400 when it is not one."""
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = math.nan
+    if not math.isfinite(ms):
+        raise BadRequest("bad_deadline", f"{DEADLINE_HEADER.decode()} must be a number of milliseconds")
+    return ms / 1000.0
+
+
+def route_deadline(request: Request, timeout: float, now: float) -> float:
+    """The request's deadline (loop time), cached in its context."""
+    deadline: float | None = request.context.get("deadline")
+    if deadline is None:
+        deadline = (request.received_at or now) + timeout
+        value = request.header(DEADLINE_HEADER)
+        if value is not None:
+            deadline = min(deadline, (request.received_at or now) + caller_budget(value))
+        request.context["deadline"] = deadline
+    return deadline
+
+
+def try_deadline(deadline: float, per_try: float | None, now: float) -> float:
+    """The deadline of one attempt starting `now`."""
+    return deadline if per_try is None else min(deadline, now + per_try)
+
+
+class DeadlineLayer:
+    __slots__ = ("inner", "loop", "timeout")
+
+    def __init__(self, inner: Handler, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner = inner
+        self.timeout = timeout
+        self.loop = loop
+
+    async def __call__(self, request: Request) -> Response:
+        now = self.loop.time()
+        if route_deadline(request, self.timeout, now) <= now:
+            raise DeadlineExceeded("deadline_exceeded", "the caller's budget is already spent")
+        return await self.inner(request)
+
+
+__all__ = ["DeadlineLayer", "caller_budget", "route_deadline", "try_deadline"]
