@@ -58,9 +58,7 @@ def load_bench(path: Path) -> ModuleType:
     loaded = sys.modules.get(PACKAGE)
     if loaded is not None and Path(str(loaded.__file__)).parent == path:
         return loaded
-    spec = importlib.util.spec_from_file_location(
-        PACKAGE, path / "__init__.py", submodule_search_locations=[str(path)]
-    )
+    spec = importlib.util.spec_from_file_location(PACKAGE, path / "__init__.py", submodule_search_locations=[str(path)])
     if spec is None or spec.loader is None:
         raise BenchNotFoundError(f"cannot load {path} as a package")
     package = importlib.util.module_from_spec(spec)

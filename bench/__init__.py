@@ -1,0 +1,1 @@
+"""meshbatch benchmark harness: scenarios run by `meshbatch bench` (see README.md here)."""
