@@ -1,4 +1,4 @@
-"""The `meshbatch` command line: run, check, demo, bench."""
+"""The `meshbatch` command line: run, check, demo, bench, top, tune, ca."""
 
 from __future__ import annotations
 
@@ -82,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plot", default=None,
                       help="where to write the PNG plot of the two runs (default: in the run's work directory)")
     demo.set_defaults(func=_cmd_demo)
+
+    from meshbatch.tools.commands import add_top, add_tune
+
+    add_top(sub)
+    add_tune(sub)
+
+    from meshbatch.security.cacli import add_ca
+
+    add_ca(sub)
 
     bench = sub.add_parser("bench", help="benchmarks against peers (proxy, batching, ingest)", add_help=False)
     bench.set_defaults(func=None)

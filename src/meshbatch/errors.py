@@ -108,13 +108,44 @@ class Draining(Unavailable):
     flag, default_reason = "DC", "draining"
 
 
+class CircuitOpen(Unavailable):
+    """503: a circuit breaker of the cluster (a threshold, or every endpoint's breaker) refused the request."""
+
+    flag, default_reason = "UO", "circuit_open"
+
+
+class ConcurrencyLimited(Unavailable):
+    """503: the route's adaptive concurrency limit is reached (the upstream is saturated)."""
+
+    flag, default_reason = "UO", "concurrency_limited"
+
+
+class RateLimited(Overloaded):
+    """429 with Retry-After: a local rate limit (a route's, a connection's, a peer's) refused the request."""
+
+    flag, default_reason = "RL", "rate_limited"
+
+
+class FaultInjected(ProxyError):
+    """An abort injected by the route's fault policy, with the configured status."""
+
+    flag, default_reason = "FI", "fault_injected"
+
+    def __init__(self, status: int, detail: str = "") -> None:
+        super().__init__("fault_injected", detail)
+        self.status = status
+
+
 __all__ = [
     "BadGateway",
     "BadRequest",
+    "CircuitOpen",
+    "ConcurrencyLimited",
     "ConnectFailed",
     "ConnectTimeout",
     "DeadlineExceeded",
     "Draining",
+    "FaultInjected",
     "Forbidden",
     "GatewayTimeout",
     "HeadersTooLarge",
@@ -124,6 +155,7 @@ __all__ = [
     "PayloadTooLarge",
     "PoolOverflow",
     "ProxyError",
+    "RateLimited",
     "RequestTimeout",
     "Unavailable",
     "UpstreamReset",

@@ -6,6 +6,10 @@ GET /config_dump   the active snapshot: version, load time, the config as JSON
 GET /clusters      endpoints with state, active requests, connections
 GET /batchers      each batching queue's live state
 GET /listeners     listeners with their addresses and connection counts
+GET /ingest        ingest routes: backlog, oldest age, retries, dead letters (see meshbatch.ingest.admin)
+POST /ingest/replay  dead letters back into the log (bearer `admin.token`; refused when none is configured)
+GET /dashboard     the live dashboard (page, /dashboard/feed JSON; see meshbatch.admin.dashboard)
+GET /recorder      a batching route's recent batches, the input of `meshbatch tune` (?route=NAME)
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ from typing import Any, Protocol
 import orjson
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from meshbatch.admin.dashboard import Dashboard
 from meshbatch.errors import MethodNotAllowed, NoRoute
 from meshbatch.http.message import Request, Response
+from meshbatch.ingest.admin import IngestAdmin
 from meshbatch.runtime.snapshot import Snapshot
+from meshbatch.security.admin import require_admin_token
 from meshbatch.telemetry.metrics import Registry
+from meshbatch.telemetry.requests import RequestStats
 
 
 class AdminTarget(Protocol):
@@ -33,6 +41,8 @@ class AdminTarget(Protocol):
 
     def listeners_summary(self) -> list[dict[str, Any]]: ...
 
+    def request_stats(self) -> dict[str, RequestStats]: ...
+
 
 def _json(payload: Any, status: int = 200) -> Response:
     body = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
@@ -42,6 +52,7 @@ def _json(payload: Any, status: int = 200) -> Response:
 class AdminApi:
     def __init__(self, target: AdminTarget) -> None:
         self.target = target
+        self.ingest = IngestAdmin(target)
         self.routes: dict[bytes, Callable[[Request], Response]] = {
             b"/ready": self.ready,
             b"/metrics": self.metrics,
@@ -50,13 +61,24 @@ class AdminApi:
             b"/clusters": self.clusters,
             b"/batchers": self.batchers,
             b"/listeners": self.listeners,
+            b"/ingest": self.ingest.summary,
             b"/": self.index,
         }
+        self.dashboard = Dashboard(target)
+        self.routes.update(self.dashboard.routes())
 
     async def __call__(self, request: Request) -> Response:
         request.route = "admin"
+        if request.path == b"/ingest/replay":  # the one mutating endpoint: POST with the admin bearer token
+            if request.method != b"POST":
+                raise MethodNotAllowed("method_not_allowed", "replay dead letters with POST")
+            return await self.ingest.replay(request)
+        if request.path == b"/ingest/dead_letters" and request.method in (b"GET", b"HEAD"):
+            return await self.ingest.dead_letters(request)
         endpoint = self.routes.get(request.path)
-        if endpoint is None:
+        if endpoint is None:  # anything else that may mutate needs admin.token (replay above checks its own)
+            admin = self.target.snapshot.config.admin
+            require_admin_token(admin.token if admin is not None else None, request)
             raise NoRoute("no_admin_endpoint", f"known: {', '.join(p.decode() for p in self.routes)}")
         if request.method not in (b"GET", b"HEAD"):
             raise MethodNotAllowed("method_not_allowed", "admin endpoints are read-only (GET)")

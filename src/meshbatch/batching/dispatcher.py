@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote_from_bytes
 
 from meshbatch.batching.accumulator import Accumulator
@@ -22,10 +22,17 @@ from meshbatch.batching.codecs.base import Codec, ItemResult
 from meshbatch.batching.codecs.failures import failure
 from meshbatch.batching.item import DONE, QUEUED, REMOVED, Item, Key, Outcome, Waiter
 from meshbatch.batching.model import LatencyModel
+from meshbatch.batching.retry import RetryRules, send_with_retries
 from meshbatch.batching.stats import BatchMetrics, RateMeter
 from meshbatch.clock import Clock, MonotonicClock
 from meshbatch.errors import DeadlineExceeded, Draining, GatewayTimeout, ProxyError
 from meshbatch.http.message import Headers, Response
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from meshbatch.telemetry.recorder import BatchRecorder
+    from meshbatch.telemetry.spans import BatchSpans
 
 log = logging.getLogger("meshbatch.batching")
 INF = float("inf")
@@ -40,7 +47,8 @@ class Dispatcher:
     def __init__(self, route: str, accumulator: Accumulator, codec: Codec, send: Sender, *, method: bytes,
                  path: bytes, key_headers: list[tuple[int, bytes]], key_queries: list[tuple[int, bytes]],
                  max_in_flight: int, metrics: BatchMetrics, model: LatencyModel,
-                 on_batch: Callable[[Batch, float, float], None] | None = None, clock: Clock | None = None) -> None:
+                 on_batch: Callable[[Batch, float, float], None] | None = None, clock: Clock | None = None,
+                 retry: RetryRules | None = None) -> None:
         self.route = route
         self.acc = accumulator
         self.codec = codec
@@ -51,6 +59,7 @@ class Dispatcher:
         self.metrics = metrics
         self.model = model
         self.on_batch = on_batch  # (batch, upstream seconds, now): the adaptive controller's hook
+        self.retry = retry  # the route's retry policy: failed items are sent again (batching/retry.py)
         # Injected clocks (tests) are trusted for `now` only; the default one also for timers firing on time.
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self._real_time = clock is None
@@ -64,6 +73,9 @@ class Dispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
         self._idle: asyncio.Event | None = None
+        # Observability, set by meshbatch.telemetry.wiring (None = off; checked once per batch, not per request).
+        self.tracing: BatchSpans | None = None
+        self.recorder: BatchRecorder | None = None
 
     # -- time -----------------------------------------------------------------------------------------------
 
@@ -220,31 +232,34 @@ class Dispatcher:
 
     async def _run(self, batch: Batch) -> None:
         items = batch.items
-        results: list[ItemResult] | None = None
+        results: Sequence[Outcome] | None = None
         error: Outcome = ProxyError("internal_error", "the batch ended without a result")
         watch: asyncio.TimerHandle | None = None
         clock = self.clock
+        tracing, recorder = self.tracing, self.recorder
+        span: Span | None = None
+        status = 0
         try:
             if self.codec.forwards_headers:  # the envelope matches answers by id: number the items
                 for number, item in enumerate(items, 1):
                     item.id = str(number)
             body = self.codec.encode(items)
             path, headers = self._upstream_request(batch.key)
+            if tracing is not None:
+                span = tracing.start(self.route, batch, headers)
             now = clock.now()
             deadlines = [w.deadline for item in items for w in item.waiters]
-            last = max(deadlines) if deadlines else now
             batch.send(now)
             if deadlines:  # no caller waits past its own deadline, whatever the sender does with `timeout`
                 watch = self._call_at(min(deadlines), self._expire_in_flight, batch)
-            response = await self.send(self.method, path, headers, body, max(last - now, 0.001), batch.key)
-            elapsed = clock.now() - now
-            batch.upstream = response.upstream
-            self.metrics.upstream.observe(elapsed)
-            results = self._decode(response, items)
-            if 200 <= response.status < 300:
-                self.model.observe(len(items), elapsed)
-                if self.on_batch is not None:
-                    self.on_batch(batch, elapsed, clock.now())
+            if self.retry is None:
+                status, results = await self._exchange(batch, path, headers, items, body)
+            else:  # the items that failed go again, alone, to another endpoint (batching/retry.py)
+                status, results = await send_with_retries(
+                    items, body, functools.partial(self._exchange, batch, path, headers), self.codec.encode,
+                    self.retry, clock.now)
+                if all(isinstance(outcome, ProxyError) for outcome in results):
+                    error, results = results[0], None
         except ProxyError as exc:
             error = exc
         except asyncio.CancelledError:
@@ -256,7 +271,30 @@ class Dispatcher:
         finally:
             if watch is not None:
                 watch.cancel()
+            failed = error if results is None and isinstance(error, ProxyError) else None
+            if span is not None and tracing is not None:
+                tracing.finish(span, batch, status, failed)
+            if recorder is not None and batch.sent_at:
+                recorder.add(batch, clock.now(), results is not None and 200 <= status < 300)
             self._settle(batch, results, error)
+
+    async def _exchange(self, batch: Batch, path: bytes, headers: Headers, items: list[Item],
+                        body: bytes) -> tuple[int, list[ItemResult]]:
+        """One upstream call for `items` (the batch, or the part of it sent again): its status, a result each."""
+        clock = self.clock
+        now = clock.now()
+        deadlines = [w.deadline for item in items for w in item.waiters if not w.future.done()]
+        last = max(deadlines) if deadlines else now
+        response = await self.send(self.method, path, headers, body, max(last - now, 0.001), batch.key)
+        elapsed = clock.now() - now
+        batch.upstream = response.upstream
+        self.metrics.upstream.observe(elapsed)
+        results = self._decode(response, items)
+        if 200 <= response.status < 300:
+            self.model.observe(len(items), elapsed)
+            if self.on_batch is not None:
+                self.on_batch(batch, elapsed, clock.now())
+        return response.status, results
 
     def _decode(self, response: Response, items: list[Item]) -> list[ItemResult]:
         try:
@@ -271,7 +309,7 @@ class Dispatcher:
         self.metrics.calls.inc(self.metrics.call_labels[outcome])
         return results
 
-    def _settle(self, batch: Batch, results: list[ItemResult] | None, error: Outcome) -> None:
+    def _settle(self, batch: Batch, results: Sequence[Outcome] | None, error: Outcome) -> None:
         """Give every caller of `batch` its outcome, once; free the slot."""
         if batch.state != SEALED and batch.state != IN_FLIGHT:
             return

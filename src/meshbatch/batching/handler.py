@@ -24,6 +24,7 @@ from meshbatch.batching.dispatcher import Dispatcher, Sender
 from meshbatch.batching.item import BATCHED, PRIORITY_NAMES, QUEUED, Item, Outcome, Waiter
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replies import error_response
+from meshbatch.batching.retry import RetryRules
 from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
 from meshbatch.clock import Clock
 from meshbatch.config.model import Batch as BatchConfig
@@ -42,7 +43,7 @@ def _ms(seconds: float) -> bytes:
 
 class BatchHandler:
     def __init__(self, route: str, config: BatchConfig, send: Sender, *, timeout: float, metrics: Registry,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, retry: RetryRules | None = None) -> None:
         self.route = route
         self.config = config
         self.timeout = timeout
@@ -62,12 +63,14 @@ class BatchHandler:
         prefix, counter = secrets.token_hex(3), itertools.count(1)
         self.accumulator = Accumulator(
             max_items=config.max_items, max_bytes=config.max_bytes, hold=config.min_wait_ms / 1000,
-            expected=self.model.expected, tail=self.model.tail, new_id=lambda: f"{prefix}-{next(counter)}")
+            expected=self.model.expected, tail=self.model.tail, trusted=lambda: self.model.ready,
+            new_id=lambda: f"{prefix}-{next(counter)}")
         self.dispatcher = Dispatcher(
             route, self.accumulator, self.codec, send, method=config.upstream_method.encode(),
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
             key_queries=self.controls.key_queries, max_in_flight=config.max_in_flight, metrics=self.metrics,
-            model=self.model, on_batch=self._adapt if self.controller is not None else None, clock=clock)
+            model=self.model, on_batch=self._adapt if self.controller is not None else None, clock=clock,
+            retry=retry)
         self._bound = False
         self._draining = False
         self._closed = False
@@ -132,7 +135,8 @@ class BatchHandler:
             self.metrics.reject("queue_full")
             return error_response(Overloaded("queue_full", f"{accumulator.queued} items are queued",
                                              retry_after=self._retry_after(now)))
-        headers = end_to_end(request.headers) if self._forwards else _NO_HEADERS
+        headers = end_to_end(request.headers) if self._forwards else \
+            _NO_HEADERS if dispatcher.tracing is None else dispatcher.tracing.item_headers(request)
         item = Item(request.body, request.method, request.target, headers, key=key, priority=priority,
                     arrived=now, deadline=deadline, dedup_key=dedup_key)
         problem = self.codec.check_item(item)

@@ -37,9 +37,24 @@ def cluster_references(config: Config) -> Iterator[Problem]:
     names = [c.name for c in config.clusters]
     for i, lst in enumerate(config.listeners):
         for j, route in enumerate(lst.routes):
+            if not route.cluster and route.split:  # weighted clusters instead (meshbatch.layers.checks)
+                continue
+            if not route.cluster:  # only an ingest route storing into a database needs none
+                if route.ingest is None or route.ingest.sink.type == "cluster":
+                    yield Problem(f"listeners[{i}].routes[{j}].cluster", "is required")
+                continue
             if route.cluster not in names:
                 yield Problem(f"listeners[{i}].routes[{j}].cluster",
                               f"no cluster named {route.cluster!r}{did_you_mean(route.cluster, names)}")
+
+
+@register_check
+def ingest_and_pipeline(config: Config) -> Iterator[Problem]:
+    from meshbatch.ingest.checks import route_problems
+
+    for i, lst in enumerate(config.listeners):
+        for j, route in enumerate(lst.routes):
+            yield from route_problems(config, route, f"listeners[{i}].routes[{j}]")
 
 
 @register_check
@@ -57,3 +72,54 @@ def extension_names(config: Config) -> Iterator[Problem]:
                 yield Problem(f"listeners[{i}].routes[{j}].batch.codec",
                               f"unknown codec {route.batch.codec!r}{did_you_mean(route.batch.codec, CODECS.names())}"
                               f"; known: {', '.join(CODECS.names())}")
+
+
+@register_check
+def cluster_discovery(config: Config) -> Iterator[Problem]:
+    """Endpoints come from `endpoints` (static) or a dynamic source, whose keys are checked per type."""
+    from meshbatch.discovery import SOURCES
+
+    for i, cluster in enumerate(config.clusters):
+        path = f"clusters[{i}]"
+        discovery = cluster.discovery
+        if discovery is None or discovery.type == "static":
+            if not cluster.endpoints:
+                yield Problem(f"{path}.endpoints", "must have at least 1 item(s)")
+            continue
+        if discovery.type not in SOURCES:
+            yield Problem(f"{path}.discovery.type", f"unknown discovery type {discovery.type!r}"
+                          f"{did_you_mean(discovery.type, SOURCES.names())}; known: {', '.join(SOURCES.names())}")
+            continue
+        kind = SOURCES.get(discovery.type)
+        if cluster.endpoints:
+            yield Problem(f"{path}.endpoints", f"must be empty with discovery type {discovery.type!r} "
+                          "(the endpoints come from the source)")
+        for key in kind.required:
+            if getattr(discovery, key, None) in (None, "", []):
+                yield Problem(f"{path}.discovery.{key}", f"is required for discovery type {discovery.type!r}")
+        for key in sorted(discovery.model_fields_set - kind.accepted):
+            yield Problem(f"{path}.discovery.{key}", f"does not apply to discovery type {discovery.type!r}")
+        for key, message in kind.check(discovery):
+            yield Problem(f"{path}.discovery.{key}", message)
+
+
+@register_check
+def telemetry(config: Config) -> Iterator[Problem]:
+    from meshbatch.telemetry.checks import telemetry_problems
+
+    yield from telemetry_problems(config)
+
+
+@register_check
+def resilience_and_shaping(config: Config) -> Iterator[Problem]:
+    """Retries, splits, subsets, mirrors, rate limits (meshbatch.layers)."""
+    from meshbatch.layers.checks import problems
+
+    yield from problems(config)
+
+
+@register_check
+def security(config: Config) -> Iterator[Problem]:
+    from meshbatch.security.checks import security_problems
+
+    yield from security_problems(config)

@@ -231,7 +231,11 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.serve:
             console.print(f"serving; try:\n  curl -si -H 'Host: service' http://localhost:{args.port}/events "
                           f"-d '{{\"id\": \"hello\", \"run\": \"curl\"}}'\n"
-                          f"  curl -s http://127.0.0.1:{mesh.admin_port}/batchers\nCtrl-C stops.")
+                          f"  curl -s http://127.0.0.1:{mesh.admin_port}/batchers\n"
+                          f"dashboard: http://127.0.0.1:{mesh.admin_port}/dashboard\n"
+                          f"terminal:  meshbatch top --admin 127.0.0.1:{mesh.admin_port}\n"
+                          f"tuning:    meshbatch tune --admin 127.0.0.1:{mesh.admin_port} --route events "
+                          f"--target-p99-ms 20 --plot tune.png\nCtrl-C stops.")
             try:
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
             except KeyboardInterrupt:

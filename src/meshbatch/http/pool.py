@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from meshbatch.errors import ConnectFailed, ConnectTimeout, GatewayTimeout, PoolOverflow, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
 from meshbatch.http.message import Response
+
+if TYPE_CHECKING:
+    from meshbatch.security.client import ClientTls
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 
@@ -25,6 +30,7 @@ class PoolLimits:
     connect_timeout: float = 1.0
     idle_timeout: float = 30.0
     max_response_bytes: int = 67_108_864
+    tls: ClientTls | None = None  # mTLS to the endpoint (meshbatch.security.client)
 
 
 class EndpointPool:
@@ -141,15 +147,34 @@ class EndpointPool:
         self.opened += 1
         self.connects += 1
         timeout = min(self.limits.connect_timeout, max(deadline - self._loop.time(), 0.0))
+        tls = self.limits.tls
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await self._loop.create_connection(
-                    lambda: UpstreamConnection(self._loop, self.limits.max_response_bytes), self.host, self.port
-                )
+                if tls is None:
+                    _, conn = await self._loop.create_connection(
+                        lambda: UpstreamConnection(self._loop, self.limits.max_response_bytes), self.host, self.port
+                    )
+                else:
+                    _, conn = await self._loop.create_connection(
+                        lambda: UpstreamConnection(self._loop, self.limits.max_response_bytes), self.host, self.port,
+                        ssl=tls.context(), server_hostname=tls.server_name or "",
+                        ssl_handshake_timeout=max(timeout, 0.001))
+                    tls_refusal = _verify(tls, conn)
+                    if tls_refusal:
+                        conn.close()
+                        raise ConnectFailed("upstream_tls_identity_mismatch", f"{self.host}:{self.port}: {tls_refusal}")
         except TimeoutError:
             self._slot_freed()
             self.connect_failures += 1
             raise ConnectTimeout("connect_timeout", f"{self.host}:{self.port}") from None
+        except ssl.SSLError as exc:
+            self._slot_freed()
+            self.connect_failures += 1
+            raise ConnectFailed("upstream_tls_failed", f"{self.host}:{self.port}: {exc.reason or exc}") from None
+        except ConnectFailed:
+            self._slot_freed()
+            self.connect_failures += 1
+            raise
         except OSError as exc:
             self._slot_freed()
             self.connect_failures += 1
@@ -223,6 +248,17 @@ class EndpointPool:
             if not waiter.done():
                 waiter.set_exception(ConnectFailed("cluster_removed"))
         self._waiters.clear()
+
+
+def _verify(tls: ClientTls, conn: UpstreamConnection) -> str:
+    """Why the server's identity is refused ("" when accepted)."""
+    from meshbatch.security.tls import PeerRejected
+
+    try:
+        tls.verify(conn.transport)
+    except PeerRejected as exc:
+        return f"{exc.reason}: {exc}"
+    return ""
 
 
 def _expire(waiter: asyncio.Future[UpstreamConnection | None]) -> None:

@@ -23,6 +23,8 @@ from meshbatch.http.serialize import encode_response, local_reply
 
 if TYPE_CHECKING:
     from meshbatch.proxy.fast import Exchange
+    from meshbatch.security.guard import ConnectionGuard
+    from meshbatch.security.listener import ServerTls
 
 log = logging.getLogger("meshbatch.server")
 
@@ -45,6 +47,10 @@ class ServerSettings:
     observe: Observer | None = None
     # The route's fast path, when it has one: start an exchange driven by callbacks, or None to run `handler`.
     fast: Callable[[Request, Callable[[Response | None], None]], Exchange | None] | None = None
+    # mTLS and connection rates (meshbatch.security): run in connection_made, it refuses a peer (ProxyError) or
+    # gives the connection a guard that admits each request; None (no TLS, no rates): no per-request work.
+    guard: Callable[[asyncio.BaseTransport], ConnectionGuard | None] | None = None
+    tls: ServerTls | None = None  # read by the TLS accept loop for each new connection
 
 
 @dataclass(slots=True)
@@ -91,6 +97,7 @@ class HttpServerProtocol(asyncio.Protocol):
         "_eof",
         "_error",
         "_exchange",
+        "_guard",
         "_head_started",
         "_last_activity",
         "_loop",
@@ -123,6 +130,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._eof = False
         self._exchange: Exchange | None = None
         self._current: tuple[Request, ServerSettings] | None = None
+        self._guard: ConnectionGuard | None = None
         self.closed = False
 
     @property
@@ -140,6 +148,15 @@ class HttpServerProtocol(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
             return
+        guard = self._settings.guard
+        if guard is not None:
+            try:
+                self._guard = guard(transport)
+            except ProxyError:  # a TLS peer whose identity is refused: no answer, the connection drops
+                state.rejected_connections += 1
+                self.closed = True
+                self.transport.abort()
+                return
         state.connections.add(self)
         state.accepted_connections += 1
         peer = transport.get_extra_info("peername")
@@ -222,6 +239,12 @@ class HttpServerProtocol(asyncio.Protocol):
         if not request.request_id:
             request.request_id = _new_request_id()
             request.headers.append((b"x-request-id", request.request_id))
+        guard = self._guard
+        if guard is not None:  # peer identity onto the request; connection and identity rates
+            refused = guard.admit(request)
+            if refused is not None:
+                self._respond(request, local_reply(refused), settings)
+                return
         fast = settings.fast
         if fast is not None:
             self._current = (request, settings)

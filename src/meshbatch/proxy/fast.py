@@ -10,6 +10,7 @@ a slot and their errors live there only). Outcomes are identical: same headers, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import monotonic
 
 from meshbatch.errors import ProxyError, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
@@ -26,10 +27,11 @@ Respond = Callable[[Response | None], None]
 class Exchange:
     """One request in flight on the fast path; has the shape of a future for `UpstreamConnection.start`."""
 
-    __slots__ = ("_done", "cluster", "conn", "endpoint", "method", "respond", "via")
+    __slots__ = ("_done", "cluster", "conn", "endpoint", "method", "respond", "started", "via")
 
     def __init__(self, cluster: Cluster, endpoint: Endpoint, conn: UpstreamConnection, method: bytes,
                  respond: Respond, via: bool) -> None:
+        self.started = 0.0
         self.cluster = cluster
         self.endpoint = endpoint
         self.conn = conn
@@ -46,6 +48,7 @@ class Exchange:
         endpoint = self.endpoint
         endpoint.active -= 1
         endpoint.pool.release(self.conn)
+        endpoint.observe(response.status, self.started, monotonic())  # load estimate, passive health
         response.upstream = endpoint.address
         if self.via:
             response.headers.append((b"via", b"1.1 meshbatch"))
@@ -61,7 +64,7 @@ class Exchange:
             return
         if not isinstance(error, ProxyError):
             error = ProxyError("internal_error", str(error))
-        self.cluster.failed(endpoint, error)
+        self.cluster.failed(endpoint, error, self.started)
         self.respond(local_reply(error))
 
     def cancel(self) -> None:
@@ -75,7 +78,8 @@ class Exchange:
 
 def start(cluster: Cluster, request: Request, headers: list[tuple[bytes, bytes]], deadline: float, via: bool,
           respond: Respond) -> Exchange | None:
-    endpoint = cluster.balancer.pick(None)
+    hash_header = cluster.hash_header
+    endpoint = cluster.balancer.pick(None if hash_header is None else request.header(hash_header))
     if endpoint is None:
         return None
     conn = endpoint.pool.take_idle()
@@ -86,6 +90,7 @@ def start(cluster: Cluster, request: Request, headers: list[tuple[bytes, bytes]]
     exchange = Exchange(cluster, endpoint, conn, request.method, respond, via)
     endpoint.active += 1
     endpoint.requests += 1
+    exchange.started = monotonic()
     conn.start(encode_request(request.method, request.target, headers, request.body), request.method == b"HEAD",
                deadline, exchange)
     return exchange

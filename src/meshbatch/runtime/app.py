@@ -24,10 +24,16 @@ from meshbatch.admin.api import AdminApi
 from meshbatch.config import ConfigError, load, model
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.server import ListenerState, ServerSettings, protocol_factory
-from meshbatch.runtime.snapshot import Snapshot, build, retire
+from meshbatch.ingest.wiring import start_ingest, stop_ingest
+from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
+from meshbatch.security.listener import open_tls_server
+from meshbatch.security.wiring import Security, check_tls_switch
+from meshbatch.telemetry.access_log import Observer
 from meshbatch.telemetry.metrics import Counter, Metric, Registry
 from meshbatch.telemetry.requests import RequestStats
+from meshbatch.telemetry.wiring import Observability
 from meshbatch.upstream.endpoint import split_address
+from meshbatch.upstream.metrics import upstream_metrics
 
 log = logging.getLogger("meshbatch")
 
@@ -37,11 +43,11 @@ class OpenListener:
     name: str
     listen: str
     state: ListenerState
-    server: asyncio.base_events.Server
+    server: asyncio.AbstractServer
     address: str
 
 
-def _settings(listener: model.Listener, handler: Any, stats: RequestStats) -> ServerSettings:
+def _settings(listener: model.Listener, handler: Any, stats: Observer) -> ServerSettings:
     limits = listener.limits
     return ServerSettings(
         handler=handler,
@@ -70,13 +76,17 @@ class Proxy:
         self._reloading = asyncio.Lock()
         self.reloads = {"ok": 0, "rejected": 0}
         self._stats: dict[str, RequestStats] = {}
-        self.snapshot: Snapshot = build(load(self.config_path), loop, self.metrics)
+        self.security = Security(loop, self.metrics)  # certificates, JWT keys, identity rates: kept across reloads
+        self.snapshot: Snapshot = build(load(self.config_path), loop, self.metrics, security=self.security)
+        self.observability = Observability(self.snapshot.config, self.metrics)  # access log, tracing, recorders
+        self.observability.attach(self.snapshot)
         self.metrics.gauge("meshbatch_upstream_connections", "Open upstream connections by cluster and state.",
                            ["cluster", "endpoint", "state"], self._connection_gauge)
         self.metrics.gauge("meshbatch_downstream_connections", "Open downstream connections by listener.",
                            ["listener"], lambda: [((o.name,), len(o.state.connections))
                                                   for o in self.listeners.values()])
         self.metrics.add_source(self._upstream_metrics)
+        self.metrics.add_source(lambda: upstream_metrics(self.snapshot.clusters.values()))
         self.metrics.gauge("meshbatch_config_reloads", "Config reloads by result.", ["result"],
                            lambda: [((k,), v) for k, v in self.reloads.items()])
 
@@ -86,6 +96,16 @@ class Proxy:
         if stats is None:
             stats = self._stats[listener] = RequestStats(listener, self.metrics)
         return stats
+
+    def request_stats(self) -> dict[str, RequestStats]:
+        """The request counters of every listener, by name."""
+        return dict(self._stats)
+
+    def _listener_settings(self, listener: model.Listener, router: Any) -> ServerSettings:
+        """A listener's settings; its handler and observer carry tracing and access logs when configured."""
+        observe = self.observability.observer(listener.name, self.stats(listener.name))
+        handler = self.observability.handler(self.security.gate(listener, router))  # JWT and policies first
+        return self.security.server_settings(listener, _settings(listener, handler, observe))  # mTLS, rates
 
     @property
     def draining(self) -> bool:
@@ -115,8 +135,13 @@ class Proxy:
     # start ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         config = self.snapshot.config
+        self.observability.start()
+        await start_clusters(self.snapshot)  # discovery and health checks; first endpoint sets
+        await start_ingest(self.snapshot.ingest)  # ingest logs open and recover before anything is accepted
         if config.admin is not None:
-            state = ListenerState(ServerSettings(handler=AdminApi(self), header_timeout=5, idle_timeout=30))
+            admin_api = AdminApi(self)
+            admin_api.dashboard.start()  # the dashboard's history: one sample a second
+            state = ListenerState(ServerSettings(handler=admin_api, header_timeout=5, idle_timeout=30))
             self.admin = await self._open("admin", config.admin.listen, state)
         for listener in config.listeners:
             await self._open_listener(listener)
@@ -126,14 +151,21 @@ class Proxy:
 
     async def _open_listener(self, listener: model.Listener) -> None:
         router = self.snapshot.routers[listener.name]
-        state = ListenerState(_settings(listener, router, self.stats(listener.name)))
+        state = ListenerState(self._listener_settings(listener, router))
         self.listeners[(listener.name, listener.listen)] = await self._open(listener.name, listener.listen, state)
 
     async def _open(self, name: str, listen: str, state: ListenerState) -> OpenListener:
         host, port = split_address(listen)
-        server = await self.loop.create_server(protocol_factory(state, self.loop), host, port,
-                                               reuse_address=True, backlog=2048)
-        sock = server.sockets[0].getsockname()
+        server: asyncio.AbstractServer
+        if state.settings.tls is not None:  # a `tls` block: connections sorted and handshaken by meshbatch.security
+            server = tls_server = await open_tls_server(
+                self.loop, host, port, protocol_factory(state, self.loop), lambda: state.settings.tls,
+                lambda: state.settings.max_connections)
+            sock = tls_server.sockets[0].getsockname()
+        else:
+            plain = await self.loop.create_server(protocol_factory(state, self.loop), host, port,
+                                                  reuse_address=True, backlog=2048)
+            server, sock = plain, plain.sockets[0].getsockname()
         address = f"[{sock[0]}]:{sock[1]}" if ":" in sock[0] else f"{sock[0]}:{sock[1]}"
         self.announce(f"meshbatch: listening name={name} address={address}")
         return OpenListener(name, listen, state, server, address)
@@ -172,29 +204,47 @@ class Proxy:
 
     async def _apply(self, config: model.Config) -> None:
         old = self.snapshot
-        new = build(config, self.loop, self.metrics, previous=old)
+        check_tls_switch({k: o.state.settings.tls is not None for k, o in self.listeners.items()}, config)
+        new = build(config, self.loop, self.metrics, previous=old, security=self.security)
+        await start_clusters(new, old)  # new clusters warm up (first discovery) before they serve
         wanted = {(lst.name, lst.listen): lst for lst in config.listeners}
         opened: list[OpenListener] = []
         try:
             for key, listener in wanted.items():
                 if key not in self.listeners:
                     router = new.routers[listener.name]
-                    state = ListenerState(_settings(listener, router, self.stats(listener.name)))
+                    state = ListenerState(self._listener_settings(listener, router))
                     opened.append(await self._open(listener.name, listener.listen, state))
         except OSError:
             for item in opened:
                 item.server.close()
+            abandon(new, old)
+            raise
+        # A changed ingest route hands its log file over: the old one drains, then its successor opens it
+        # (last, after everything that can fail: a route drained for nothing would refuse until the next reload).
+        await stop_ingest(old.ingest, new.ingest, config.drain_timeout_ms / 1000)
+        try:
+            await start_ingest(new.ingest, old.ingest)
+        except OSError:
+            for item in opened:
+                item.server.close()
+            await stop_ingest(new.ingest, old.ingest, 1.0)
+            abandon(new, old)
             raise
         self.snapshot = new
+        self.observability.update(config)
+        self.observability.attach(new)
+        stop_clusters(old, new)
         for item in opened:
             self.listeners[(item.name, item.listen)] = item
         for key, item in list(self.listeners.items()):
             if key in wanted:
-                item.state.settings = _settings(wanted[key], new.routers[item.name], self.stats(item.name))
+                item.state.settings = self._listener_settings(wanted[key], new.routers[item.name])
             else:
                 del self.listeners[key]
                 item.server.close()
                 item.state.drain()
+        self.security.retain(config)  # stop watching identity files the new config no longer names
         self.loop.create_task(retire(old, new, config.drain_timeout_ms / 1000))
 
     # drain ---------------------------------------------------------------------------------------
@@ -217,6 +267,8 @@ class Proxy:
             async with asyncio.timeout_at(deadline):
                 await asyncio.gather(*waits)
         left = sum(item.state.active_requests for item in self.listeners.values())
+        # Ingest: deliveries in flight finish, pending log commits are written; the backlog waits in the log.
+        await stop_ingest(self.snapshot.ingest, None, max(1.0, deadline - self.loop.time()))
         for item in self.listeners.values():
             for conn in list(item.state.connections):
                 conn.close_if_idle()
@@ -224,6 +276,7 @@ class Proxy:
             self.admin.server.close()
         for cluster in self.snapshot.clusters.values():
             cluster.close()
+        await self.observability.close()  # buffered access-log lines written, queued spans exported
         self.announce(f"meshbatch: drained unfinished={left}")
         self._done.set()
 

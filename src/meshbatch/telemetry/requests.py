@@ -58,5 +58,12 @@ class RequestStats:
     def count(self, route: str, status: int) -> int:
         return self._requests.get((route, status), 0)
 
+    def by_route(self) -> dict[str, tuple[dict[int, int], Histogram | None]]:
+        """Per route: answers by status, and the duration histogram (read by the dashboard; no copies kept)."""
+        out: dict[str, tuple[dict[int, int], Histogram | None]] = {}
+        for (route, status), n in self._requests.items():
+            out.setdefault(route, ({}, self._durations.get(route)))[0][status] = n
+        return out
+
 
 __all__ = ["RequestStats"]

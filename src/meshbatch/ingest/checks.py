@@ -1,0 +1,139 @@
+"""Checks of meaning for `pipeline:` and `ingest:` (run at load with every other check; errors carry paths)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from meshbatch.config.load import Problem, did_you_mean
+from meshbatch.config.model import Column, Config, Route
+
+NEEDS_EVENTS = ("validate", "filter", "transform")
+
+
+def route_problems(config: Config, route: Route, path: str) -> Iterator[Problem]:
+    yield from pipeline_problems(route, path)
+    if route.ingest is not None:
+        yield from ingest_problems(route, f"{path}.ingest")
+
+
+def pipeline_problems(route: Route, path: str) -> Iterator[Problem]:
+    from meshbatch.pipeline.expr_parse import ExprError
+    from meshbatch.pipeline.expr_parse import parse as parse_expr
+    from meshbatch.pipeline.stages.validate import make_validator
+
+    if route.pipeline and route.batch is None and route.ingest is None:
+        yield Problem(f"{path}.pipeline", "a pipeline runs on a route with batch: or ingest:")
+    decoded = False
+    seen: set[str] = set()
+    for k, step in enumerate(route.pipeline):
+        stage = step.stage
+        here = f"{path}.pipeline[{k}].{stage}"
+        if stage in seen and stage in ("decompress", "decode", "compress"):
+            yield Problem(here, f"{stage} appears twice in this pipeline")
+        seen.add(stage)
+        if stage == "decode":
+            decoded = True
+        if stage in NEEDS_EVENTS and not decoded:
+            yield Problem(here, f"{stage} works on events: put a decode stage before it")
+        if step.filter is not None:
+            try:
+                parse_expr(step.filter.expr)
+            except ExprError as exc:
+                yield Problem(f"{here}.expr", str(exc))
+        if step.validate_ is not None:
+            try:
+                make_validator(step.validate_.schema_)
+            except ValueError as exc:
+                yield Problem(f"{here}.schema", str(exc))
+            if step.validate_.on_invalid == "dead_letter" and route.ingest is None:
+                yield Problem(f"{here}.on_invalid", "dead_letter needs an ingest route (it has the dead letters)")
+        if step.transform is not None:
+            t = step.transform
+            fields = [*t.rename, *t.rename.values(), *(t.project or []), *t.drop, *t.add] + ([t.stamp] if t.stamp
+                                                                                              else [])
+            for name in fields:
+                if not name or any(not part for part in name.split(".")):
+                    yield Problem(here, f"{name!r} is not a field path (names joined by dots)")
+        if stage == "compress":
+            from meshbatch.ingest.sinks.base import sink_type
+
+            to_cluster = route.ingest is None or sink_type(route) == "cluster"
+            if not to_cluster:
+                yield Problem(here, "compress applies to batches sent to a cluster; this route's sink is a database")
+
+
+def ingest_problems(route: Route, path: str) -> Iterator[Problem]:
+    from meshbatch.batching.codecs import CODECS
+    from meshbatch.ingest.logs import LOGS
+    from meshbatch.ingest.sinks import SINKS, sink_type
+
+    ingest = route.ingest
+    assert ingest is not None
+    log, sink, delivery = ingest.log, ingest.sink, ingest.delivery
+    if log.backend not in LOGS:
+        yield Problem(f"{path}.log.backend", f"unknown log backend {log.backend!r}"
+                      f"{did_you_mean(log.backend, LOGS.names())}; known: {', '.join(LOGS.names())}")
+    elif ingest.ack == "delivered" and log.backend == "jetstream":
+        yield Problem(f"{path}.ack", "delivered needs a log read by this process only (sqlite); with jetstream, "
+                      "another replica may deliver the event")
+    if log.backend != "sqlite" and log.path is not None:
+        yield Problem(f"{path}.log.path", "only the sqlite backend has a path")
+    kind = sink_type(route)
+    if kind not in SINKS:
+        yield Problem(f"{path}.sink.type", f"unknown sink {kind!r}{did_you_mean(kind, SINKS.names())}; "
+                      f"known: {', '.join(SINKS.names())}")
+    if kind == "postgres" and not sink.url:
+        yield Problem(f"{path}.sink.url", "is required for a postgres sink (postgresql://user@host:port/db)")
+    if kind == "cluster":
+        if sink.codec is not None and sink.codec not in CODECS:
+            yield Problem(f"{path}.sink.codec", f"unknown codec {sink.codec!r}"
+                          f"{did_you_mean(sink.codec, CODECS.names())}; known: {', '.join(CODECS.names())}")
+        if sink.upstream_path is not None and not sink.upstream_path.startswith("/"):
+            yield Problem(f"{path}.sink.upstream_path", "must start with '/'")
+    else:
+        yield from _table_problems(route, f"{path}.sink")
+    if kind == "sqlite" and log.backend == "sqlite":
+        log_file = log.path or os.path.join("meshbatch-data", f"ingest-{route.name}.db")
+        sink_file = sink.path or os.path.join("meshbatch-data", "sink.db")
+        if os.path.abspath(log_file) == os.path.abspath(sink_file):
+            yield Problem(f"{path}.sink.path", "the sink and the log must be different files")
+    if route.batch is not None and route.batch.key:
+        yield Problem(f"{path[:-len('.ingest')]}.batch.key", "batch keys are not supported on ingest routes")
+    if delivery.backoff_initial_ms > delivery.backoff_max_ms:
+        yield Problem(f"{path}.delivery.backoff_initial_ms", "must be <= backoff_max_ms")
+
+
+def _table_problems(route: Route, path: str) -> Iterator[Problem]:
+    from meshbatch.ingest.sinks.mapping import IDENTIFIER
+
+    assert route.ingest is not None
+    sink = route.ingest.sink
+    parts = sink.table.split(".")
+    if len(parts) > 2 or not all(IDENTIFIER.match(p) for p in parts):
+        yield Problem(f"{path}.table", f"{sink.table!r} is not a valid table name (letters, digits, _; "
+                      "optionally schema.table)")
+    names: dict[str, str] = {}
+    fixed = [("id_column", sink.id_column), ("received_column", sink.received_column),
+             ("payload_column", sink.payload_column)]
+    for key, name in fixed:
+        if name is None:
+            continue
+        if not IDENTIFIER.match(name):
+            yield Problem(f"{path}.{key}", f"{name!r} is not a valid column name")
+        elif name.lower() in names:
+            yield Problem(f"{path}.{key}", f"column {name!r} is also {names[name.lower()]}")
+        names[name.lower()] = key
+    for name, spec in sink.columns.items():
+        where = f"{path}.columns.{name}"
+        if not IDENTIFIER.match(name):
+            yield Problem(where, f"{name!r} is not a valid column name")
+        elif name.lower() in names:
+            yield Problem(where, f"column {name!r} is also {names[name.lower()]}")
+        names[name.lower()] = f"columns.{name}"
+        field = spec.field if isinstance(spec, Column) else spec
+        if not field or any(not part for part in field.split(".")):
+            yield Problem(where, f"{field!r} is not a field path (names joined by dots)")
+
+
+__all__ = ["ingest_problems", "pipeline_problems", "route_problems"]

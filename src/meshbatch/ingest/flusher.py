@@ -1,0 +1,213 @@
+"""The flusher: takes ready events from the log in batches and delivers them to the sink.
+
+Per batch: every event the sink stored is acknowledged in the log (and its `delivered` waiter answered); an
+event that failed alone is retried after a jittered exponential backoff, and parked in dead letters after
+`max_attempts` failures; a batch the sink refused as a whole is split in halves until the event at fault is
+alone; a sink that cannot be reached puts the flusher in an outage: the batch goes back to the log with no
+attempt counted, and nothing new is taken until the outage backoff has passed.
+
+Batches are self-clocking: while a delivery slot is free, what is ready goes out (the wait is `linger_ms`, 0 by
+default); while all `max_in_flight` slots are busy, batches grow by themselves up to `max_items`/`max_bytes`.
+`step()` is one take-and-deliver, for tests on a fake clock; `run()` is the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from meshbatch.clock import Clock
+from meshbatch.ingest.backoff import Backoff
+from meshbatch.ingest.logs.base import EventLog
+from meshbatch.ingest.record import Record
+from meshbatch.ingest.sinks.base import BatchRejected, Sink, SinkUnavailable
+from meshbatch.ingest.waiters import Waiters
+from meshbatch.telemetry.metrics import Counter
+
+log = logging.getLogger("meshbatch.ingest")
+IDLE_WAIT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPolicy:
+    max_items: int = 1000
+    max_bytes: int = 4_194_304
+    max_in_flight: int = 2
+    linger: float = 0.0
+    max_attempts: int = 8
+    backoff_initial: float = 0.1
+    backoff_max: float = 30.0
+
+
+class Flusher:
+    def __init__(self, route: str, event_log: EventLog, sink: Sink, policy: FlushPolicy, clock: Clock,
+                 waiters: Waiters | None = None, counter: Counter | None = None, backoff: Backoff | None = None,
+                 ) -> None:
+        self.route = route
+        self.log = event_log
+        self.sink = sink
+        self.policy = policy
+        self.clock = clock
+        self.waiters = waiters
+        self.backoff = backoff or Backoff(policy.backoff_initial, policy.backoff_max)
+        self.counter = counter or Counter("meshbatch_ingest_events_total", "", ["route", "result"])
+        self._labels = {r: (route, r) for r in ("delivered", "retried", "dead_lettered", "held")}
+        self.outage_until = 0.0
+        self.outages = 0  # consecutive failed attempts to reach the sink
+        self.last_error = ""
+        self.batches = self.splits = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+
+    # -- one batch ------------------------------------------------------------------------------------------
+
+    async def step(self) -> int:
+        """Take one batch if the sink is not in an outage, deliver it, and settle it; the number of events."""
+        if self.outage_until > self.clock.now():
+            return 0
+        batch = await self.log.take(self.policy.max_items, self.policy.max_bytes)
+        if batch:
+            await self.deliver(batch)
+        return len(batch)
+
+    async def deliver(self, batch: Sequence[Record]) -> None:
+        try:
+            outcomes = await self.sink.deliver(batch)
+        except SinkUnavailable as exc:
+            self._outage(batch, str(exc))
+            return
+        except BatchRejected as exc:
+            if len(batch) == 1:
+                self._failed([(batch[0], str(exc))])
+                return
+            self.splits += 1
+            middle = len(batch) // 2
+            await self.deliver(batch[:middle])
+            await self.deliver(batch[middle:])
+            return
+        except Exception as exc:  # a fault in the sink itself: treated as an outage, and logged
+            log.exception("ingest route %s: the sink failed unexpectedly", self.route)
+            self._outage(batch, f"{type(exc).__name__}: {exc}")
+            return
+        if len(outcomes) != len(batch):
+            self._outage(batch, f"the sink gave {len(outcomes)} outcomes for {len(batch)} events")
+            return
+        self.outages = 0
+        self.batches += 1
+        stored = [r for r, o in zip(batch, outcomes, strict=True) if o is None]
+        if stored:
+            self.log.ack(stored)
+            self.counter.inc(self._labels["delivered"], len(stored))
+            if self.waiters is not None:
+                self.waiters.delivered(stored)
+        if len(stored) != len(batch):
+            self._failed([(r, o) for r, o in zip(batch, outcomes, strict=True) if o is not None])
+
+    def _outage(self, batch: Sequence[Record], reason: str) -> None:
+        self.outages += 1
+        delay = self.backoff.delay(self.outages)
+        self.outage_until = max(self.outage_until, self.clock.now() + delay)
+        if self.last_error != reason:
+            log.warning("ingest route %s: sink unavailable, retrying in %.2fs: %s", self.route, delay, reason)
+        self.last_error = reason
+        self.counter.inc(self._labels["held"], len(batch))
+        self.log.retry(batch, delay, count_attempt=False)
+
+    def _failed(self, failures: Sequence[tuple[Record, str]]) -> None:
+        for record, reason in failures:
+            self.last_error = reason
+            if record.attempts + 1 >= self.policy.max_attempts:
+                record.attempts += 1
+                self.log.dead([record], reason)
+                self.counter.inc(self._labels["dead_lettered"])
+                log.warning("ingest route %s: event %s parked in dead letters after %d attempts: %s",
+                            self.route, record.id, record.attempts, reason)
+                if self.waiters is not None:
+                    self.waiters.failed([record], reason)
+            else:
+                self.log.retry([record], self.backoff.delay(record.attempts + 1), count_attempt=True)
+                self.counter.inc(self._labels["retried"])
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self.run(), name=f"ingest-flusher-{self.route}")
+
+    async def run(self) -> None:
+        policy = self.policy
+        slots = asyncio.Semaphore(policy.max_in_flight)
+        while not self._stopping.is_set():
+            try:
+                wait = self.outage_until - self.clock.now()
+                if wait > 0:
+                    await self._pause(wait)
+                    continue
+                await slots.acquire()
+                if self._stopping.is_set():
+                    slots.release()
+                    break
+                batch = await self.log.take(policy.max_items, policy.max_bytes)
+                if batch and policy.linger > 0 and len(batch) < policy.max_items:
+                    await self._pause(policy.linger)
+                    batch += await self.log.take(policy.max_items - len(batch), policy.max_bytes)
+                if not batch:
+                    slots.release()
+                    await self.log.wait(IDLE_WAIT)
+                    continue
+                task = asyncio.get_running_loop().create_task(self.deliver(batch))
+                self._tasks.add(task)
+                task.add_done_callback(self._finished(slots))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the log failed to read: keep going after a pause
+                log.exception("ingest route %s: the flusher loop failed", self.route)
+                await self._pause(1.0)
+
+    def _finished(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            slots.release()
+
+        return done
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    async def stop(self, timeout: float) -> None:
+        """Take nothing more; let deliveries in flight finish within `timeout` (the rest stays in the log)."""
+        self._stopping.set()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "in_flight": len(self._tasks),
+            "batches": self.batches,
+            "splits": self.splits,
+            "outage": self.outage_until > self.clock.now(),
+            "consecutive_outages": self.outages,
+            "last_error": self.last_error,
+            "delivered": int(self.counter.get(self._labels["delivered"])),
+            "retried": int(self.counter.get(self._labels["retried"])),
+            "dead_lettered": int(self.counter.get(self._labels["dead_lettered"])),
+        }
+
+
+__all__ = ["FlushPolicy", "Flusher"]

@@ -1,0 +1,143 @@
+"""The accepting side of an ingest route: request -> pipeline -> events -> durable log -> 202.
+
+The answer waits for the configured acknowledgement: `memory` (appended to the log's next group commit),
+`fsync` (that commit is on disk: one fsync for everything appended meanwhile), `delivered` (the sink stored
+it). The body is `{"id": ID, "status": "accepted"|"delivered"}` for one event, `{"ids": [...], ...}` for several
+(NDJSON), with `dropped` and `dead_lettered` counts when the pipeline filtered or parked some; the header
+`x-meshbatch-event-id` holds the (first) id. A full log answers 429 with Retry-After (`on_full: reject`), or
+waits for room up to `block_timeout_ms` first (`on_full: block`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from meshbatch.errors import BadRequest, Draining, GatewayTimeout, ProxyError, Unavailable
+from meshbatch.http.message import Request, Response
+from meshbatch.ingest.logs.base import LogError, LogFull
+from meshbatch.ingest.record import Record, valid_key
+from meshbatch.pipeline import encode_event
+
+if TYPE_CHECKING:
+    from meshbatch.ingest.route import IngestRoute
+
+IDEMPOTENCY = b"idempotency-key"
+JSON = (b"content-type", b"application/json")
+
+
+def check_json(body: bytes) -> str | None:
+    if not body:
+        return "the body is empty; an event is a JSON document"
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return f"the body is not valid JSON ({exc.msg} at offset {exc.pos})"
+    return None
+
+
+class IngestHandler:
+    def __init__(self, route: IngestRoute, check: Callable[[bytes], str | None] = check_json) -> None:
+        self.route = route
+        self.check = check
+        self.ack = route.config.ack
+        self.block = route.config.log.on_full == "block"
+        self.block_timeout = route.config.log.block_timeout_ms / 1000
+        self.timeout = route.timeout
+
+    async def __call__(self, request: Request) -> Response:
+        route = self.route
+        if not route.serving:
+            await route.wait_started()
+        bodies, dead, dropped = self._events(request)
+        key = request.header(IDEMPOTENCY)
+        records = self._records(bodies, key)
+        log = route.log
+        if dead:  # refused by `validate` with on_invalid: dead_letter: parked at once, each with its reason
+            dead_records = self._records([body for body, _ in dead], key, offset=len(bodies), prefix="dead")
+            for record, (_, reason) in zip(dead_records, dead, strict=True):
+                log.dead([record], reason)
+        if not records:
+            return self._answer(records, dropped, len(dead), "accepted")
+        size = sum(len(r.body) for r in records)
+        if not log.has_room(len(records), size) and not (
+                self.block and await log.wait_room(len(records), size, self.block_timeout)):
+            raise LogFull("ingest_log_full", "the ingest log is full", retry_after=route.retry_after())
+        durable = log.append(records)
+        route.accepted(len(records))
+        if self.ack == "memory":
+            return self._answer(records, dropped, len(dead), "accepted")
+        try:
+            await durable
+        except LogError as exc:
+            raise Unavailable("ingest_log_unavailable", str(exc)) from None
+        if self.ack != "delivered":
+            return self._answer(records, dropped, len(dead), "accepted")
+        await self._delivered(records, request)
+        return self._answer(records, dropped, len(dead), "delivered")
+
+    def _events(self, request: Request) -> tuple[list[bytes], list[tuple[bytes, str]], int]:
+        pipeline = self.route.pipeline
+        if pipeline is None:
+            problem = self.check(request.body)
+            if problem is not None:
+                raise BadRequest("invalid_body", problem)
+            return [request.body], [], 0
+        work = pipeline.run(request)
+        dead = [(encode_event(event), reason) for event, reason in work.dead]
+        if work.events is None:
+            problem = self.check(work.body)
+            if problem is not None:
+                raise BadRequest("invalid_body", problem)
+            return [work.body], dead, work.dropped + work.failed - len(dead)
+        return [encode_event(e) for e in work.events], dead, work.dropped + work.failed - len(dead)
+
+    def _records(self, bodies: list[bytes], key: bytes | None, offset: int = 0, prefix: str = "") -> list[Record]:
+        received = time.time()
+        if key is None:
+            new_id = self.route.new_id
+            return [Record(new_id(), body, received) for body in bodies]
+        base = valid_key(key)
+        if base is None:
+            raise BadRequest("bad_idempotency_key", "an idempotency-key is 1 to 200 printable ASCII characters")
+        if len(bodies) == 1 and not offset and not prefix:
+            return [Record(base, bodies[0], received)]
+        return [Record(f"{base}:{prefix}{offset + i}", body, received) for i, body in enumerate(bodies)]
+
+    async def _delivered(self, records: list[Record], request: Request) -> None:
+        waiters = self.route.waiters
+        assert waiters is not None
+        ids = [r.id for r in records]
+        futures = waiters.add(ids)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.gather(*futures)
+        except TimeoutError:
+            raise GatewayTimeout("ingest_delivery_timeout", "the event is stored and will be delivered; the "
+                                 "sink did not confirm it in time") from None
+        finally:
+            waiters.discard(ids, futures)
+
+    def _answer(self, records: list[Record], dropped: int, dead: int, status: str) -> Response:
+        payload: dict[str, Any] = ({"id": records[0].id} if len(records) == 1
+                                   else {"ids": [r.id for r in records]})
+        payload["status"] = status
+        if dropped:
+            payload["dropped"] = dropped
+        if dead:
+            payload["dead_lettered"] = dead
+        headers = [JSON]
+        if records:
+            headers.append((b"x-meshbatch-event-id", records[0].id.encode()))
+        return Response(202, headers, orjson.dumps(payload))
+
+
+def closed_error() -> ProxyError:
+    return Draining("draining", "this ingest route is closed")
+
+
+__all__ = ["IngestHandler", "check_json", "closed_error"]

@@ -1,0 +1,179 @@
+"""The SQLite side of the embedded log: schema and the statements, run on the log's one writer thread.
+
+Why SQLite in WAL mode rather than segment files of our own: a commit in WAL mode is an append to the WAL and,
+with `synchronous=FULL`, one fsync, which is what a segment file would cost too; but SQLite also gives the
+checksummed WAL frames and the crash recovery (a torn last commit is discarded on open), deletion of delivered
+events in the middle of the log without compaction code, an index by sequence number for reading back, a
+separate dead-letter table, and a file any operator can inspect with the `sqlite3` shell. A group commit
+(everything appended, acknowledged, retried and parked since the last commit) is one transaction: one fsync.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from meshbatch.ingest.record import Record
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, body BLOB NOT NULL, "
+    "received REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS dead_letters (n INTEGER PRIMARY KEY, id TEXT NOT NULL, body BLOB NOT NULL, "
+    "received REAL NOT NULL, attempts INTEGER NOT NULL, reason TEXT NOT NULL, failed_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS dead_letters_id ON dead_letters (id)",
+)
+
+
+CHUNK = 500  # rows per statement (5 parameters a row: far below SQLite's variable limit)
+
+
+def chunks(items: list[Any]) -> list[list[Any]]:
+    return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+
+
+@lru_cache(maxsize=CHUNK)
+def _insert(rows: int) -> str:
+    return "INSERT INTO events (seq, id, body, received, attempts) VALUES " + ",".join(["(?,?,?,?,?)"] * rows)
+
+
+@lru_cache(maxsize=CHUNK)
+def _delete(rows: int) -> str:
+    return f"DELETE FROM events WHERE seq IN ({','.join('?' * rows)})"
+
+
+@dataclass
+class Ops:
+    """One group commit's worth of changes."""
+
+    appends: list[Record] = field(default_factory=list)
+    acks: list[int] = field(default_factory=list)
+    retries: list[tuple[int, int]] = field(default_factory=list)  # (attempts, seq)
+    deads: list[tuple[Record, str]] = field(default_factory=list)  # seq 0: never was in the events table
+    ack_bytes: int = 0  # the size of the acknowledged events (for the log's accounting)
+
+    def __bool__(self) -> bool:
+        return bool(self.appends or self.acks or self.retries or self.deads)
+
+
+@dataclass
+class Opened:
+    max_seq: int
+    count: int
+    bytes: int
+    oldest: float | None
+    dead: int
+
+
+class Store:
+    """Owned by one thread: the connection is made, used and closed there."""
+
+    def __init__(self, path: str, sync: str) -> None:
+        self.path = path
+        self.sync = sync
+        self.db: sqlite3.Connection | None = None
+        self.commits = 0
+
+    def open(self) -> Opened:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10,
+                             cached_statements=2 * CHUNK + 16)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.sync == 'full' else 'NORMAL'}")
+        for statement in SCHEMA:
+            db.execute(statement)
+        self.db = db
+        seq, count, size, oldest = db.execute(
+            "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(received) FROM events"
+        ).fetchone()
+        dead = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+        return Opened(int(seq), int(count), int(size), oldest, int(dead))
+
+    def commit(self, ops: Ops) -> None:
+        """One transaction of few statements. Each statement gives up the GIL and takes it back, which costs up to
+        a switch interval while the event loop is busy: rows go in multi-row statements, and a commit of one
+        statement (the usual: appends only) runs in autocommit, its own transaction, with no BEGIN/COMMIT."""
+        db = self.db
+        assert db is not None
+        statements: list[tuple[str, list[Any]]] = []
+        for chunk in chunks(ops.appends):
+            params: list[Any] = []
+            for r in chunk:
+                params += (r.seq, r.id, r.body, r.received, r.attempts)
+            statements.append((_insert(len(chunk)), params))
+        if ops.deads:
+            now = time.time()
+            for r, reason in ops.deads:
+                statements.append(("INSERT INTO dead_letters (id, body, received, attempts, reason, failed_at) "
+                                   "VALUES (?, ?, ?, ?, ?, ?)", [r.id, r.body, r.received, r.attempts, reason, now]))
+        for attempts, seq in ops.retries:
+            statements.append(("UPDATE events SET attempts = ? WHERE seq = ?", [attempts, seq]))
+        for part in chunks(ops.acks + [r.seq for r, _ in ops.deads if r.seq]):
+            statements.append((_delete(len(part)), part))
+        if len(statements) == 1:
+            db.execute(*statements[0])
+        elif statements:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement, params in statements:
+                    db.execute(statement, params)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        self.commits += 1
+
+    def read(self, from_seq: int, limit: int) -> list[Record]:
+        assert self.db is not None
+        rows = self.db.execute("SELECT seq, id, body, received, attempts FROM events WHERE seq >= ? "
+                               "ORDER BY seq LIMIT ?", (from_seq, limit)).fetchall()
+        return [Record(id, bytes(body), received, attempts, seq) for seq, id, body, received, attempts in rows]
+
+    def dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        assert self.db is not None
+        rows = self.db.execute("SELECT id, body, received, attempts, reason, failed_at FROM dead_letters "
+                               "ORDER BY n LIMIT ?", (limit,)).fetchall()
+        return [{"id": id, "body": bytes(body).decode("utf-8", errors="replace"), "received": received,
+                 "attempts": attempts, "reason": reason, "failed_at": failed_at}
+                for id, body, received, attempts, reason, failed_at in rows]
+
+    def replay(self, ids: Sequence[str] | None, limit: int, first_seq: int) -> list[Record]:
+        """Dead letters back into `events` with fresh sequence numbers from `first_seq`, attempts reset."""
+        db = self.db
+        assert db is not None
+        if ids is None:
+            rows = db.execute("SELECT n, id, body, received FROM dead_letters ORDER BY n LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = []
+            for chunk in range(0, len(ids), 500):
+                part = list(ids[chunk:chunk + 500])
+                marks = ",".join("?" * len(part))
+                rows += db.execute(f"SELECT n, id, body, received FROM dead_letters WHERE id IN ({marks}) "
+                                   "ORDER BY n", part).fetchall()
+            rows = rows[:limit]
+        records = [Record(id, bytes(body), received, 0, first_seq + i) for i, (_, id, body, received)
+                   in enumerate(rows)]
+        if not records:
+            return []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO events (seq, id, body, received, attempts) VALUES (?, ?, ?, ?, 0)",
+                           [(r.seq, r.id, r.body, r.received) for r in records])
+            db.executemany("DELETE FROM dead_letters WHERE n = ?", [(row[0],) for row in rows])
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return records
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
+__all__ = ["SCHEMA", "Opened", "Ops", "Store"]

@@ -1,0 +1,181 @@
+"""One ingest route: its pipeline, durable log, sink, flusher and accepting handler, started and drained together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from meshbatch.batching.codecs import CODECS
+from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.config.model import Ingest, Route
+from meshbatch.errors import Unavailable
+from meshbatch.ingest.flusher import Flusher, FlushPolicy
+from meshbatch.ingest.handler import IngestHandler, check_json, closed_error
+from meshbatch.ingest.logs import LOGS, EventLog, LogError
+from meshbatch.ingest.record import EventIds
+from meshbatch.ingest.sinks import SINKS, Sink, SinkContext, SinkUnavailable, sink_type
+from meshbatch.ingest.waiters import Waiters
+from meshbatch.pipeline import Pipeline
+from meshbatch.pipeline.stages.compress import Send
+from meshbatch.telemetry.metrics import Gauge, Metric, Registry
+
+log = logging.getLogger("meshbatch.ingest")
+
+
+def flush_policy(route: Route) -> FlushPolicy:
+    """Delivery sizes from `ingest.delivery`, falling back to the route's `batch:` block, then the defaults."""
+    assert route.ingest is not None
+    d, b = route.ingest.delivery, route.batch
+    return FlushPolicy(
+        max_items=d.max_items or (b.max_items if b else 1000),
+        max_bytes=d.max_bytes or (b.max_bytes if b else 4_194_304),
+        # The sqlite sink writes on one thread: a second batch in flight would only queue there, while one at a
+        # time lets the next batch grow (fewer transactions and fsyncs per event).
+        max_in_flight=d.max_in_flight or (b.max_in_flight if b else 1 if sink_type(route) == "sqlite" else 2),
+        linger=d.linger_ms / 1000,
+        max_attempts=d.max_attempts,
+        backoff_initial=d.backoff_initial_ms / 1000,
+        backoff_max=d.backoff_max_ms / 1000,
+    )
+
+
+class IngestRoute:
+    def __init__(self, route: Route, *, send: Send | None, pipeline: Pipeline | None, metrics: Registry,
+                 clock: Clock | None = None) -> None:
+        assert route.ingest is not None
+        self.name = route.name
+        self.route = route
+        self.config: Ingest = route.ingest
+        self.clock = clock or MonotonicClock()
+        self.timeout = route.timeout_ms / 1000
+        self.pipeline = pipeline if pipeline else None
+        self.log: EventLog = LOGS.get(self.config.log.backend)(self.config.log, route.name, self.clock)
+        delivery = self.config.delivery
+        self.sink: Sink = SINKS.get(sink_type(route))(SinkContext(route, send, delivery.timeout_ms / 1000))
+        self.waiters = Waiters() if self.config.ack == "delivered" else None
+        counter = metrics.counter("meshbatch_ingest_events_total",
+                                  "Ingested events by route and result (accepted, delivered, retried, dead_lettered, "
+                                  "held: returned to the log during a sink outage).", ["route", "result"])
+        self.counter = counter
+        self.flusher = Flusher(route.name, self.log, self.sink, flush_policy(route), self.clock, self.waiters,
+                               counter)
+        check = check_json
+        if sink_type(route) == "cluster":
+            codec = getattr(self.sink, "codec", None) or CODECS.get("json-array")()
+            check = _codec_check(codec)
+        self.handler = IngestHandler(self, check)
+        self.new_id = EventIds()
+        self._since = self.clock.now()
+        self.serving = False
+        self.closed = False
+        self._started: asyncio.Future[None] | None = None
+        self._accepted_label = (route.name, "accepted")
+        self._metrics = metrics
+        metrics.add_source(self._gauges)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the log (recovering what a previous run left) and start delivering. Raises LogError."""
+        loop = asyncio.get_running_loop()
+        if self._started is None:
+            self._started = loop.create_future()
+        try:
+            await self.log.open()
+        except LogError as exc:
+            self._started.set_exception(exc)
+            self._started.exception()
+            raise
+        try:
+            await self.sink.open()
+        except SinkUnavailable as exc:  # the log takes events meanwhile; the flusher keeps trying
+            log.warning("ingest route %s: sink not available yet: %s", self.name, exc)
+        self.flusher.start()
+        self.serving = True
+        self._started.set_result(None)
+
+    async def wait_started(self) -> None:
+        if self.closed or self._started is None:
+            raise closed_error() if self.closed else Unavailable("ingest_starting", "the ingest route is starting")
+        try:
+            await asyncio.shield(self._started)
+        except LogError as exc:
+            raise Unavailable("ingest_log_unavailable", str(exc)) from None
+        if self.closed:
+            raise closed_error()
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new events, let deliveries in flight finish, commit what is pending, close."""
+        if self.closed:
+            return
+        self.closed = True
+        self.serving = False
+        self._metrics.remove_source(self._gauges)
+        await self.flusher.stop(timeout)
+        if self._started is not None and self._started.done() and self._started.exception() is None:
+            try:
+                await self.log.close()
+            except Exception:
+                log.exception("ingest route %s: closing the log failed", self.name)
+        await self.sink.close()
+
+    # -- accounting -----------------------------------------------------------------------------------------
+
+    def accepted(self, n: int) -> None:
+        self.counter.inc(self._accepted_label, n)
+
+    def retry_after(self) -> float:
+        """Seconds until the backlog is likely to have drained by a tenth, from the delivery rate so far (1 to 60)."""
+        elapsed = max(1.0, self.clock.now() - self._since)
+        rate = self.counter.get((self.name, "delivered")) / elapsed
+        backlog = float(self.log.stats().get("backlog") or 0)
+        return min(60.0, max(1.0, backlog / 10 / rate)) if rate > 0 else 5.0
+
+    async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        return await self.log.dead_letters(limit)
+
+    async def replay(self, ids: Sequence[str] | None, limit: int) -> int:
+        return await self.log.replay(ids, limit)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "route": self.name,
+            "state": "closed" if self.closed else "serving" if self.serving else "starting",
+            "ack": self.config.ack,
+            "accepted": int(self.counter.get(self._accepted_label)),
+            "log": self.log.stats(),
+            "delivery": self.flusher.summary(),
+            "sink": self.sink.summary(),
+            "waiting_callers": len(self.waiters) if self.waiters is not None else 0,
+            "pipeline": self.pipeline.counts() if self.pipeline is not None else {},
+        }
+
+    def _gauges(self) -> Iterator[Metric]:
+        stats = self.log.stats()
+        labels = (self.name,)
+        for name, doc, key in (
+            ("meshbatch_ingest_backlog", "Events in the ingest log not yet delivered.", "backlog"),
+            ("meshbatch_ingest_backlog_bytes", "Bytes of events in the ingest log.", "bytes"),
+            ("meshbatch_ingest_oldest_age_seconds", "Age of the oldest undelivered event.", "oldest_age_s"),
+            ("meshbatch_ingest_dead_letters", "Events parked in dead letters.", "dead_letters"),
+        ):
+            yield Gauge(name, doc, ["route"], _constant(labels, float(stats.get(key) or 0)))
+
+
+def _constant(labels: tuple[str, ...], value: float) -> Callable[[], list[tuple[tuple[str, ...], float]]]:
+    return lambda: [(labels, value)]
+
+
+def _codec_check(codec: Any) -> Any:
+    from meshbatch.batching.codecs import ItemRequest
+
+    def check(body: bytes) -> str | None:
+        problem: str | None = check_json(body) or codec.check_item(ItemRequest("", body))
+        return problem
+
+    return check
+
+
+__all__ = ["IngestRoute", "flush_policy"]

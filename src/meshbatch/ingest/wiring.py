@@ -1,0 +1,67 @@
+"""How the runtime builds, starts and retires ingest routes and pipelines (called from `runtime.snapshot`/`app`).
+
+On reload an ingest route whose config (and cluster) did not change is carried over as it is; a changed one is
+drained (deliveries in flight finish, pending commits are written, its log file is released) before its
+successor opens the same log and recovers what is left in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from meshbatch.config.model import Route
+from meshbatch.http.message import Handler
+from meshbatch.ingest.route import IngestRoute
+from meshbatch.pipeline import PipelineHandler, build_pipeline
+from meshbatch.pipeline.stages.compress import CompressingSender, Send
+from meshbatch.telemetry.metrics import Registry
+
+
+def wrap_send(route: Route, send: Send) -> Send:
+    """The route's batch sender, compressing bodies when its pipeline has a `compress` step."""
+    for step in route.pipeline:
+        if step.compress is not None:
+            return CompressingSender(send, step.compress)
+    return send
+
+
+def with_pipeline(route: Route, handler: Handler, metrics: Registry) -> Handler:
+    """A batching route's handler behind its pipeline (unchanged when it has no request stages)."""
+    pipeline = build_pipeline(route.name, route.pipeline, dead_letters=False, metrics=metrics)
+    return PipelineHandler(pipeline, handler) if pipeline else handler
+
+
+def build_ingest(route: Route, send: Send | None, metrics: Registry, previous: Mapping[str, IngestRoute],
+                 same_cluster: bool) -> IngestRoute:
+    old = previous.get(route.name)
+    if old is not None and old.route == route and same_cluster and not old.closed:
+        return old
+    pipeline = build_pipeline(route.name, route.pipeline, dead_letters=True, metrics=metrics)
+    return IngestRoute(route, send=wrap_send(route, send) if send is not None else None,
+                       pipeline=pipeline or None, metrics=metrics)
+
+
+async def start_ingest(new: Mapping[str, IngestRoute], old: Mapping[str, IngestRoute] | None = None) -> None:
+    """Open the logs of the routes `old` does not have (raises LogError, an OSError, when one cannot open)."""
+    running = {id(r) for r in old.values()} if old is not None else set()
+    for route in new.values():
+        if id(route) not in running:
+            await route.start()
+
+
+async def stop_ingest(old: Mapping[str, IngestRoute], new: Mapping[str, IngestRoute] | None,
+                      timeout: float) -> None:
+    """Drain the routes of `old` that `new` does not keep."""
+    kept = {id(r) for r in new.values()} if new is not None else set()
+    drains = [r.drain(timeout) for r in old.values() if id(r) not in kept]
+    if drains:
+        await asyncio.gather(*drains, return_exceptions=True)
+
+
+def summaries(routes: Mapping[str, IngestRoute]) -> dict[str, Any]:
+    return {name: route.summary() for name, route in routes.items()}
+
+
+__all__ = ["build_ingest", "start_ingest", "stop_ingest", "summaries", "with_pipeline", "wrap_send"]

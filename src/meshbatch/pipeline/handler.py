@@ -1,0 +1,69 @@
+"""The pipeline in front of a batching route: each request is preprocessed, then batched.
+
+A request that decodes into one event is batched as that event (re-encoded as compact JSON). One that decodes
+into several (NDJSON) is batched as several items; the caller gets one answer, `{"results": [...]}` with each
+item's status and body, whose status is 200 when every item succeeded and the first failing status otherwise.
+A request whose events were all filtered out is answered 204 with `x-meshbatch-filtered`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from meshbatch.errors import BadRequest
+from meshbatch.http.message import Handler, Request, Response
+from meshbatch.pipeline.runner import Pipeline
+
+JSON = (b"content-type", b"application/json")
+
+
+def encode_event(event: Any) -> bytes:
+    try:
+        return orjson.dumps(event)
+    except TypeError as exc:
+        raise BadRequest("invalid_event", f"an event has no JSON form ({exc})") from None
+
+
+def _body_value(response: Response) -> Any:
+    try:
+        return orjson.loads(response.body) if response.body else None
+    except orjson.JSONDecodeError:
+        return response.body.decode("utf-8", errors="replace")
+
+
+class PipelineHandler:
+    __slots__ = ("inner", "pipeline")
+
+    def __init__(self, pipeline: Pipeline, inner: Handler) -> None:
+        self.pipeline = pipeline
+        self.inner = inner
+
+    async def __call__(self, request: Request) -> Response:
+        work = self.pipeline.run(request)
+        request.headers = work.headers
+        if work.events is None:
+            request.body = work.body
+            return await self.inner(request)
+        events = work.events
+        if not events:
+            return Response(204, [(b"x-meshbatch-filtered", str(work.dropped + work.failed).encode())])
+        if len(events) == 1:
+            request.body = encode_event(events[0])
+            return await self.inner(request)
+        parts = []
+        for event in events:
+            part = Request(request.method, request.target, request.headers, encode_event(event), host=request.host,
+                           client=request.client, request_id=request.request_id,
+                           received_at=request.received_at)
+            part.route = request.route
+            parts.append(part)
+        answers = await asyncio.gather(*(self.inner(part) for part in parts))
+        status = next((a.status for a in answers if not 200 <= a.status < 300), 200)
+        body = orjson.dumps({"results": [{"status": a.status, "body": _body_value(a)} for a in answers]})
+        return Response(status, [JSON], body)
+
+
+__all__ = ["PipelineHandler", "encode_event"]

@@ -1,0 +1,133 @@
+"""The flusher on a fake clock: acks, per-item retries with backoff, poison isolation by splitting, dead
+letters after N attempts, outages that hold the batch without counting attempts, delivered waiters."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+from ingest_support import ScriptedSink, records, sqlite_log
+
+from meshbatch.clock import FakeClock
+from meshbatch.ingest.backoff import Backoff
+from meshbatch.ingest.flusher import Flusher, FlushPolicy
+from meshbatch.ingest.logs.sqlite import SQLiteLog
+from meshbatch.ingest.waiters import DeliveryFailed, Waiters
+
+
+async def setup(tmp_path: Path, n: int, **policy: float) -> tuple[SQLiteLog, ScriptedSink, Flusher, FakeClock]:
+    clock = FakeClock()
+    log = sqlite_log(tmp_path, clock)
+    await log.open()
+    await log.append(records(n))
+    sink = ScriptedSink()
+    options = {"max_items": 100, "max_attempts": 3, "backoff_initial": 1.0, "backoff_max": 8.0, **policy}
+    flusher = Flusher("r", log, sink, FlushPolicy(**options), clock,  # type: ignore[arg-type]
+                      backoff=Backoff(1.0, 8.0, random.Random(7)))
+    return log, sink, flusher, clock
+
+
+def test_backoff_is_jittered_and_capped() -> None:
+    backoff = Backoff(0.1, 2.0, random.Random(1))
+    for attempt, cap in ((1, 0.1), (2, 0.2), (3, 0.4), (6, 2.0), (60, 2.0), (10_000, 2.0)):
+        delays = [backoff.delay(attempt) for _ in range(50)]
+        assert all(cap / 2 <= d <= cap for d in delays)
+        assert len(set(delays)) > 1
+
+
+async def test_a_batch_is_delivered_and_acknowledged(tmp_path: Path) -> None:
+    log, sink, flusher, _ = await setup(tmp_path, 10)
+    assert await flusher.step() == 10
+    assert sink.stored == [f"e{i}" for i in range(10)]
+    await log.flush()
+    assert log.stats()["backlog"] == 0
+    assert await flusher.step() == 0
+    assert flusher.summary()["delivered"] == 10
+    await log.close()
+
+
+async def test_a_poison_item_is_isolated_and_parked_after_n_attempts(tmp_path: Path) -> None:
+    log, sink, flusher, clock = await setup(tmp_path, 8)
+    sink.poison = {"e5"}
+    await flusher.step()
+    assert sorted(sink.stored) == sorted(f"e{i}" for i in range(8) if i != 5)  # only e5 left behind
+    assert sink.calls[:3] == [[f"e{i}" for i in range(8)], ["e0", "e1", "e2", "e3"], ["e4", "e5", "e6", "e7"]]
+    assert flusher.splits >= 1
+    for attempt in (1, 2):
+        assert await flusher.step() == 0  # not yet due
+        clock.advance(Backoff(1.0, 8.0).ceiling(attempt))
+        assert await flusher.step() == 1
+        assert sink.calls[-1] == ["e5"]
+    await log.flush()
+    stats = log.stats()
+    assert (stats["backlog"], stats["dead_letters"]) == (0, 1)
+    letters = await log.dead_letters(10)
+    assert letters[0]["id"] == "e5" and letters[0]["attempts"] == 3 and "does not fit" in letters[0]["reason"]
+    assert flusher.summary()["dead_lettered"] == 1 and flusher.summary()["retried"] == 2
+    await log.close()
+
+
+async def test_only_the_failed_items_are_retried(tmp_path: Path) -> None:
+    log, sink, flusher, clock = await setup(tmp_path, 5)
+    sink.fail_ids = {"e1", "e3"}
+    await flusher.step()
+    assert sink.stored == ["e0", "e2", "e4"]
+    sink.fail_ids = set()
+    clock.advance(1.0)
+    await flusher.step()
+    assert sorted(sink.calls[-1]) == ["e1", "e3"]  # in order of their (jittered) due times
+    assert sorted(sink.stored) == [f"e{i}" for i in range(5)]
+    await log.close()
+
+
+async def test_an_outage_holds_the_batch_without_counting_attempts(tmp_path: Path) -> None:
+    log, sink, flusher, clock = await setup(tmp_path, 4, max_attempts=2)
+    sink.down = True
+    for outage in range(1, 6):
+        assert await flusher.step() == 4
+        assert flusher.outages == outage
+        assert await flusher.step() == 0  # in an outage: nothing taken
+        clock.advance(8.0)
+    assert sink.stored == []
+    sink.down = False
+    assert await flusher.step() == 4
+    assert sorted(sink.stored) == ["e0", "e1", "e2", "e3"]
+    assert flusher.outages == 0
+    await log.flush()
+    assert log.stats()["dead_letters"] == 0  # five outages, max_attempts 2: nobody was parked
+    await log.close()
+
+
+async def test_delivered_waiters(tmp_path: Path) -> None:
+    log, sink, flusher, _clock = await setup(tmp_path, 2, max_attempts=1)
+    waiters = Waiters()
+    flusher.waiters = waiters
+    ok, bad = waiters.add(["e0", "e1"])
+    sink.fail_ids = {"e1"}
+    await flusher.step()
+    await ok
+    with pytest.raises(DeliveryFailed) as info:
+        await bad
+    assert info.value.status == 502
+    assert len(waiters) == 0
+    await log.close()
+
+
+async def test_the_loop_delivers_and_stops(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log = sqlite_log(tmp_path, clock)
+    await log.open()
+    sink = ScriptedSink()
+    flusher = Flusher("r", log, sink, FlushPolicy(max_items=7, max_in_flight=2), clock)
+    flusher.start()
+    for i in range(5):
+        await log.append(records(10, i * 10))
+    async with asyncio.timeout(5):
+        while len(sink.stored) < 50:
+            await asyncio.sleep(0)
+    await flusher.stop(1.0)
+    assert sorted(sink.stored) == sorted(f"e{i}" for i in range(50))
+    assert max(len(c) for c in sink.calls) <= 7
+    await log.close()

@@ -1,0 +1,142 @@
+"""The accepting side in process: 202 with the event id, idempotency keys, ack levels, a full log, the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from meshbatch.config.model import Route
+from meshbatch.errors import BadRequest, ProxyError
+from meshbatch.http.message import Request
+from meshbatch.http.serialize import local_reply
+from meshbatch.ingest.route import IngestRoute
+from meshbatch.ingest.wiring import build_ingest
+from meshbatch.telemetry.metrics import Registry
+
+
+def make(tmp_path: Path, ingest: dict[str, Any], pipeline: list[Any] | None = None) -> IngestRoute:
+    spec = {"name": "events", "ingest": {"log": {"path": str(tmp_path / "log.db"), **ingest.pop("log", {})},
+                                         "sink": {"type": "sqlite", "path": str(tmp_path / "sink.db")}, **ingest},
+            "pipeline": pipeline or []}
+    return build_ingest(Route.model_validate(spec), None, Registry(), {}, True)
+
+
+@pytest.fixture
+async def started(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[IngestRoute]:
+    route = make(tmp_path, dict(request.param) if hasattr(request, "param") else {})
+    await route.start()
+    yield route
+    await route.drain(5.0)
+
+
+def post(body: bytes, *headers: tuple[bytes, bytes]) -> Request:
+    return Request(b"POST", b"/events", list(headers), body)
+
+
+def stored(tmp_path: Path) -> list[tuple[str, str]]:
+    db = sqlite3.connect(tmp_path / "sink.db")
+    try:
+        return db.execute("SELECT event_id, payload FROM events ORDER BY event_id").fetchall()
+    finally:
+        db.close()
+
+
+async def wait_stored(tmp_path: Path, n: int) -> list[tuple[str, str]]:
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                rows = stored(tmp_path)
+            except sqlite3.OperationalError:
+                rows = []
+            if len(rows) >= n:
+                return rows
+            await asyncio.sleep(0.01)
+
+
+async def test_accepted_with_an_id_then_stored(started: IngestRoute, tmp_path: Path) -> None:
+    response = await started.handler(post(b'{"a": 1}'))
+    assert response.status == 202
+    body = orjson.loads(response.body)
+    assert body["status"] == "accepted"
+    assert (b"x-meshbatch-event-id", body["id"].encode()) in response.headers
+    keyed = await started.handler(post(b'{"a": 2}', (b"idempotency-key", b"order-42")))
+    again = await started.handler(post(b'{"a": 2}', (b"idempotency-key", b"order-42")))
+    assert orjson.loads(keyed.body)["id"] == orjson.loads(again.body)["id"] == "order-42"
+    rows = await wait_stored(tmp_path, 2)
+    assert sorted(r[0] for r in rows) == sorted([body["id"], "order-42"])  # the key stored once
+    assert started.summary()["accepted"] == 3
+
+
+async def test_bad_bodies_and_keys(started: IngestRoute) -> None:
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        await started.handler(post(b"{nope"))
+    with pytest.raises(BadRequest, match="empty"):
+        await started.handler(post(b""))
+    with pytest.raises(BadRequest, match="idempotency-key"):
+        await started.handler(post(b"{}", (b"idempotency-key", b"x" * 201)))
+
+
+@pytest.mark.parametrize("started", [{"ack": "delivered"}], indirect=True)
+async def test_delivered_waits_for_the_sink(started: IngestRoute, tmp_path: Path) -> None:
+    response = await started.handler(post(b'{"a": 1}'))
+    assert response.status == 202 and orjson.loads(response.body)["status"] == "delivered"
+    assert [r[0] for r in stored(tmp_path)] == [orjson.loads(response.body)["id"]]
+
+
+@pytest.mark.parametrize("started", [{"ack": "memory"}], indirect=True)
+async def test_memory_answers_before_the_commit(started: IngestRoute, tmp_path: Path) -> None:
+    log = started.log
+    response = await started.handler(post(b'{"a": 1}'))
+    assert response.status == 202
+    assert log.stats()["commits"] == 0  # answered before the group commit ran
+    await wait_stored(tmp_path, 1)
+
+
+@pytest.mark.parametrize("started", [{"log": {"max_events": 2}}], indirect=True)
+async def test_a_full_log_is_a_429_with_retry_after(started: IngestRoute) -> None:
+    await started.flusher.stop(1.0)  # nothing drains: the log fills
+    for _ in range(2):
+        assert (await started.handler(post(b"{}"))).status == 202
+    with pytest.raises(ProxyError) as info:
+        await started.handler(post(b"{}"))
+    reply = local_reply(info.value)
+    assert reply.status == 429 and reply.reason == "ingest_log_full"
+    assert any(k == b"retry-after" and int(v) >= 1 for k, v in reply.headers)
+
+
+async def test_block_mode_waits_for_room(tmp_path: Path) -> None:
+    route = make(tmp_path, {"log": {"max_events": 1, "on_full": "block", "block_timeout_ms": 3000}})
+    await route.start()
+    await route.flusher.stop(1.0)
+    assert (await route.handler(post(b"{}"))).status == 202
+    blocked = asyncio.ensure_future(route.handler(post(b'{"second": 1}')))
+    for _ in range(20):
+        await asyncio.sleep(0)  # let it run until it waits for room
+    assert not blocked.done()
+    batch = await route.log.take(10, 1 << 20)
+    route.log.ack(batch)
+    assert (await blocked).status == 202
+    await route.drain(5.0)
+
+
+async def test_pipeline_expands_filters_and_dead_letters(tmp_path: Path) -> None:
+    route = make(tmp_path, {}, [{"decode": {"format": "ndjson"}},
+                                {"validate": {"schema": {"required": ["t"]}, "on_invalid": "dead_letter"}},
+                                {"filter": "t > 0"}])
+    await route.start()
+    body = b'{"t": 1}\n{"t": -1}\n{"x": 1}\n{"t": 2}\n'
+    response = await route.handler(post(body, (b"idempotency-key", b"batch-7")))
+    answer = orjson.loads(response.body)
+    assert answer == {"ids": ["batch-7:0", "batch-7:1"], "status": "accepted", "dropped": 1, "dead_lettered": 1}
+    rows = await wait_stored(tmp_path, 2)
+    assert rows == [("batch-7:0", '{"t":1}'), ("batch-7:1", '{"t":2}')]
+    letters = await route.dead_letters(10)
+    assert [(d["body"], d["reason"][:16]) for d in letters] == [('{"x":1}', "schema_violation")]
+    await route.drain(5.0)
+    assert route.summary()["state"] == "closed"
