@@ -20,6 +20,12 @@ HOT_PATH = [
     "src/meshbatch/proxy/fast.py",
     "src/meshbatch/proxy/forward.py",
     "src/meshbatch/telemetry/requests.py",
+    "src/meshbatch/upstream/endpoint.py",
+    "src/meshbatch/upstream/outcome.py",
+    "src/meshbatch/upstream/balancers/round_robin.py",
+    "src/meshbatch/upstream/balancers/least_request.py",
+    "src/meshbatch/upstream/cluster.py",
+    "src/meshbatch/runtime/snapshot.py",
 ]
 
 ext_modules = []

@@ -60,7 +60,7 @@ async def test_layer_answers_429_with_retry_after_and_counts() -> None:
     assert (b"retry-after", b"2") in refused.headers
     assert len(inner.calls) == 1
     assert metrics.rate_limited.get(("orders", "route")) == 1
-    assert limits[1].bucket(request([(b"x-t", b"")]), loop.time()).tokens > 98  # the refused one took none
+    assert limits[1].bucket(request(headers=[(b"x-t", b"")]), loop.time()).tokens > 98  # the refused one took none
 
 
 async def test_identity_and_client_keys() -> None:
