@@ -163,8 +163,10 @@ class Dispatcher:
         for waiter in waiters:
             waiter.resolve(DeadlineExceeded("deadline_exceeded", "the caller's deadline cannot be met"))
             self.metrics.reject("deadline_exceeded")
-            if waiter.item.state == REMOVED:
-                self._forget(waiter.item)
+            item = waiter.item
+            if item.state == REMOVED:
+                self._forget(item)
+                item.waiters = []  # unsent and answered: break the waiter <-> item cycle (see _settle)
 
     # -- flushing -------------------------------------------------------------------------------------------
 
@@ -331,12 +333,19 @@ class Dispatcher:
                 if not future.done():
                     future.set_result(outcome)
             callers += len(item.waiters)
+            # Nobody reads an answered item's waiters again: dropping them (and the batch's item list below)
+            # breaks the waiter <-> item <-> batch reference cycles, so reference counting frees a request's
+            # objects when its caller is done instead of leaving them to the cyclic collector, whose full
+            # collections would otherwise grow with the traffic and stall the loop for milliseconds.
+            item.waiters = []
             if item.dedup_key is not None and dedup.get(item.dedup_key) is item:
                 del dedup[item.dedup_key]
+        size = len(batch.items)
+        batch.items = []
         if sent:
-            self.metrics.items.inc(self.metrics.labels, len(batch.items))
+            self.metrics.items.inc(self.metrics.labels, size)
             self.metrics.callers.observe(callers)
-            self.completed.add(len(batch.items), now)
+            self.completed.add(size, now)
         self.in_flight -= 1
         left = self.in_flight_by_key.get(batch.key, 1) - 1
         if left:

@@ -24,6 +24,14 @@ class ParserLimits:
     max_body_bytes: int = 8_388_608
 
 
+class _NoCallbacks:
+    """The protocol of a detached parser: httptools calls nothing on it."""
+
+
+# What a closed connection's RequestParser holds instead of its own httptools parser (see `detach`).
+_DETACHED = httptools.HttpRequestParser(_NoCallbacks())
+
+
 class RequestParser:
     """Feed bytes; collect `Request`s from `ready`. Raises `ProxyError` when the stream must be closed.
 
@@ -82,6 +90,10 @@ class RequestParser:
         self._length = 0
         self._version = "1.1"
         self._head_fed = -1
+
+    def detach(self) -> None:
+        """The connection is gone: drop httptools' parser (it refers back to this object's callbacks)."""
+        self._parser = _DETACHED
 
     def feed(self, data: bytes, now: float = 0.0) -> None:
         self.now = now

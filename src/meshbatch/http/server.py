@@ -176,8 +176,13 @@ class HttpServerProtocol(asyncio.Protocol):
         if self._exchange is not None:
             self._exchange.cancel()
             self._exchange = None
-        if self.parser is not None:
-            self.parser.ready.clear()
+        parser = self.parser
+        if parser is not None:
+            # httptools' parser holds the RequestParser's bound callbacks: a reference cycle that only the cyclic
+            # collector would free. Dropping it here frees a closed connection's parser at once.
+            self.parser = None
+            parser.ready.clear()
+            parser.detach()
 
     def pause_writing(self) -> None:
         self._paused_writing = True
