@@ -139,3 +139,16 @@ def test_a_once_slow_endpoint_is_probed_again_later() -> None:
     clock.advance(30.0)
     fast.observe(200, 39.995, 40.0)
     assert balancer.pick() is slow
+
+
+def test_choice_count_of_all_compares_every_endpoint_once() -> None:
+    hosts = endpoints(3)
+    a, b, c = hosts.all
+    a.observe(200, 0.0, 0.004)
+    b.observe(200, 0.0, 0.002)
+    c.observe(200, 0.0, 0.020)
+    b.active = 2  # 0.002 x 3 > 0.004 x 1: a is the cheapest now
+    balancer = PeakEwma(hosts, LbConfig(choice_count=3), rng=random.Random(7), now=lambda: 0.004)
+    assert {balancer.pick() for _ in range(50)} == {a}  # random draws with repeats could miss a; a full scan never
+    b.active = 0
+    assert {balancer.pick() for _ in range(50)} == {b}

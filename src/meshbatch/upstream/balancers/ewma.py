@@ -1,5 +1,6 @@
-"""Peak-EWMA (as Linkerd and Finagle do): of `choice_count` random available endpoints, the one with the
-lowest cost, where cost = latency estimate x (requests in flight + 1), at least the failure penalty, / weight.
+"""Peak-EWMA (as Linkerd and Finagle do): of `choice_count` random available endpoints (all of them, each once,
+when `choice_count` >= their number), the one with the lowest cost, where cost = latency estimate x (requests
+in flight + 1), at least the failure penalty, / weight.
 
 The latency estimate jumps to a slower round trip at once and decays towards faster ones over `decay_ms`; an
 idle endpoint's estimate decays towards zero, so a once-slow endpoint is probed again now and then. A 5xx, a
@@ -34,8 +35,17 @@ class PeakEwma:
         n = len(live)
         if n <= 1:
             return live[0] if n else None
-        rand = self._random
         now = self._now()
+        rand = self._random
+        if self._choices >= n:  # asked to compare at least as many as there are: each once, from a random start
+            start = int(rand() * n)
+            best, best_cost = live[start], live[start].cost(now)
+            for i in range(1, n):
+                endpoint = live[(start + i) % n]
+                cost = endpoint.cost(now)
+                if cost < best_cost:
+                    best, best_cost = endpoint, cost
+            return best
         a = live[int(rand() * n)]
         cost_a = a.cost(now)
         for _ in range(min(self._choices, n) - 1):
