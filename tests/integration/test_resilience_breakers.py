@@ -1,5 +1,6 @@
 """Circuit breakers against real upstream processes: an endpoint's breaker opens after consecutive failures,
-probes, and closes again; the cluster's thresholds answer 503 at once instead of queueing."""
+probes, and closes again; the cluster's request threshold answers 503 at once instead of queueing, and its
+connection threshold makes requests wait for a connection (as Envoy does) without ever crossing it."""
 
 from __future__ import annotations
 
@@ -67,3 +68,21 @@ def test_cluster_max_requests_answers_503_at_once(mesh: Any, fleet: Fleet) -> No
     text = httpx.get(proxy.url("admin", "/metrics"), timeout=5).text
     assert metric_value(text, "meshbatch_circuit_breaker_overflow_total", cluster="svc",
                         reason="max_requests") == statuses[503]
+
+
+def test_cluster_max_connections_makes_requests_wait_without_crossing_it(mesh: Any, fleet: Fleet) -> None:
+    proxy: MeshbatchProcess = mesh.start(config(
+        [listener("main", [route("all", "svc", timeout_ms=5000)])],
+        [cluster("svc", *fleet.addresses(), lb="round_robin", circuit_breakers={"max_connections": 2})]))
+    for name in ("a", "b", "c"):
+        fleet[name].control(delay_ms=100)
+    results = run(proxy, 12, concurrency=6)
+    assert Counter(r.status for r in results) == {200: 12}  # none refused: they waited for a connection
+    assert Counter(r.server for r in results).keys() == {"a", "b", "c"}  # idle connections were handed over
+    assert max(r.latency for r in results) >= 0.2  # some did wait behind another exchange
+    clusters = httpx.get(proxy.url("admin", "/clusters"), timeout=5).json()["clusters"][0]["endpoints"]
+    assert sum(e["connections"]["open"] for e in clusters) <= 2
+    assert sum(e["connections"]["connects"] for e in clusters) >= 3
+    text = httpx.get(proxy.url("admin", "/metrics"), timeout=5).text
+    assert metric_value(text, "meshbatch_circuit_breaker_overflow_total", cluster="svc",
+                        reason="max_connections") >= 1

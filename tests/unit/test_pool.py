@@ -15,7 +15,7 @@ from meshbatch.errors import (
     ProxyError,
     UpstreamReset,
 )
-from meshbatch.http.pool import EndpointPool, PoolLimits
+from meshbatch.http.pool import ConnectionBudget, EndpointPool, PoolLimits
 from meshbatch.http.serialize import encode_request
 from support.upstream import refused_port
 
@@ -124,6 +124,71 @@ async def test_max_connections_makes_callers_wait(script: Callable[[Handler], Aw
     assert server.connections == 2
     assert pool.opened == 2
     pool.close()
+
+
+async def test_a_cluster_budget_caps_connections_across_pools(
+        script: Callable[[Handler], Awaitable[Script]]) -> None:
+    gate = asyncio.Event()
+    live = 0
+    most = 0
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int) -> bool:
+        nonlocal live, most
+        live += 1
+        most = max(most, live)
+        await gate.wait()
+        live -= 1
+        writer.write(OK)
+        return True
+
+    one, two = await script(held), await script(held)
+    budget = ConnectionBudget(2)
+    limits = PoolLimits(max_connections=10, budget=budget)
+    loop = asyncio.get_running_loop()
+    a = EndpointPool("127.0.0.1", one.port, limits, loop)
+    b = EndpointPool("127.0.0.1", two.port, limits, loop)
+    calls = [loop.create_task(pool.request(b"GET", get(), deadline())) for pool in (a, a, b, b, b)]
+    while one.requests + two.requests < 2:
+        await asyncio.sleep(0)
+    assert budget.opened == 2 and a.pending + b.pending == 3  # the rest wait: none refused, none over the cap
+    gate.set()
+    results = await asyncio.gather(*calls)
+    assert [r.status for r in results] == [200] * 5
+    assert most <= 2  # never more than two exchanges (two connections) at once across both endpoints
+    assert (one.connections, two.connections) == (2, 2)  # a gave its connections up as b's callers waited
+    assert budget.opened == a.opened + b.opened <= 2
+    a.close()
+    b.close()
+    assert budget.opened == 0 and budget.pools == []
+
+
+async def test_a_cluster_budget_takes_an_idle_connection_of_another_pool(
+        script: Callable[[Handler], Awaitable[Script]]) -> None:
+    one, two = await script(ok), await script(ok)
+    budget = ConnectionBudget(1)
+    limits = PoolLimits(budget=budget)
+    loop = asyncio.get_running_loop()
+    a = EndpointPool("127.0.0.1", one.port, limits, loop)
+    b = EndpointPool("127.0.0.1", two.port, limits, loop)
+    assert (await a.request(b"GET", get(), deadline())).status == 200
+    assert (a.idle, budget.opened) == (1, 1)
+    assert (await b.request(b"GET", get(), deadline())).status == 200  # a's idle connection made room
+    assert (a.opened, b.opened, budget.opened) == (0, 1, 1)
+    a.close()
+    b.close()
+    assert budget.opened == 0
+
+
+async def test_new_limits_move_open_connections_to_the_new_budget(
+        script: Callable[[Handler], Awaitable[Script]]) -> None:
+    server = await script(ok)
+    old, new = ConnectionBudget(4), ConnectionBudget(4)
+    pool = EndpointPool("127.0.0.1", server.port, PoolLimits(budget=old), asyncio.get_running_loop())
+    await pool.request(b"GET", get(), deadline())
+    pool.set_limits(PoolLimits(budget=new))
+    assert (old.opened, new.opened, old.pools, new.pools) == (0, 1, [], [pool])
+    pool.close()
+    assert new.opened == 0
 
 
 async def test_pending_beyond_the_limit_overflows(script: Callable[[Handler], Awaitable[Script]]) -> None:

@@ -2,6 +2,11 @@
 
 `max_connections` caps open connections; callers beyond it wait in a bounded queue (`max_pending`), beyond
 which the pool overflows (503). Idle connections are reused newest-first and closed after `idle_timeout`.
+
+A cluster with circuit breakers also caps the connections open across all its endpoints: its pools share a
+`ConnectionBudget`. A pool that needs a connection when the budget is spent first closes the oldest idle
+connection of another pool of the cluster (capacity sitting idle elsewhere), and otherwise waits, as for its
+own limit, until a connection anywhere in the cluster closes (Envoy queues such requests as pending too).
 """
 
 from __future__ import annotations
@@ -23,6 +28,55 @@ if TYPE_CHECKING:
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 
 
+class ConnectionBudget:
+    """Connections open (or opening) across the pools of one cluster, at most `limit`."""
+
+    __slots__ = ("limit", "opened", "pools", "waiting")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.opened = 0
+        self.pools: list[EndpointPool] = []  # the pools drawing on it (weakly: a pool leaves when it closes)
+        self.waiting: deque[EndpointPool] = deque()  # pools with a caller waiting for the budget, oldest first
+
+    def room(self, pool: EndpointPool) -> bool:
+        """True if `pool` may open a connection now, after closing an idle one elsewhere if that is needed."""
+        if self.opened < self.limit:
+            return True
+        victim: EndpointPool | None = None
+        oldest = float("inf")
+        for other in self.pools:
+            if other is not pool and other.idle:
+                since = other.oldest_idle_since()
+                if since < oldest:
+                    victim, oldest = other, since
+        if victim is None:
+            return False
+        victim.close_oldest_idle()
+        return self.opened < self.limit
+
+    def wanted(self, pool: EndpointPool) -> bool:
+        """True if a pool other than `pool` has a caller waiting for the budget (stale entries are dropped)."""
+        waiting = self.waiting
+        while waiting:
+            other = waiting[0]
+            if other is not pool and other.pending and not other.closed:
+                return True
+            waiting.popleft()  # served meanwhile, closed, or `pool` itself (whose callers are served first)
+        return False
+
+    def freed(self, pool: EndpointPool) -> None:
+        """A connection of `pool` closed: a pool waiting for the budget may open one."""
+        self.opened -= 1
+        while self.waiting and self.opened < self.limit:
+            other = self.waiting.popleft()
+            if other is not pool and other.wake_one():
+                return
+
+    def __repr__(self) -> str:
+        return f"<ConnectionBudget {self.opened}/{self.limit} waiting={len(self.waiting)}>"
+
+
 @dataclass(frozen=True, slots=True)
 class PoolLimits:
     max_connections: int = 1024
@@ -31,6 +85,7 @@ class PoolLimits:
     idle_timeout: float = 30.0
     max_response_bytes: int = 67_108_864
     tls: ClientTls | None = None  # mTLS to the endpoint (meshbatch.security.client)
+    budget: ConnectionBudget | None = None  # the cluster-wide connection cap this pool shares, if any
 
 
 class EndpointPool:
@@ -40,6 +95,7 @@ class EndpointPool:
         "_loop",
         "_reaper",
         "_waiters",
+        "budget",
         "closed",
         "connect_failures",
         "connects",
@@ -53,6 +109,7 @@ class EndpointPool:
         self.host = host
         self.port = port
         self.limits = limits
+        self.budget: ConnectionBudget | None = None
         self._loop = loop
         self._idle: list[UpstreamConnection] = []
         self._idle_since: dict[UpstreamConnection, float] = {}
@@ -62,6 +119,23 @@ class EndpointPool:
         self.connects = 0
         self.connect_failures = 0
         self.closed = False
+        self.set_limits(limits)
+
+    def set_limits(self, limits: PoolLimits) -> None:
+        """New limits (a reload, or a new owner cluster): connections open move to the new shared budget."""
+        self.limits = limits
+        budget = limits.budget
+        old = self.budget
+        if budget is old:
+            return
+        if old is not None:
+            old.opened -= self.opened
+            if self in old.pools:
+                old.pools.remove(self)
+        if budget is not None:
+            budget.opened += self.opened
+            budget.pools.append(self)
+        self.budget = budget
 
     # state ---------------------------------------------------------------------------------------
     @property
@@ -120,31 +194,38 @@ class EndpointPool:
         return None
 
     async def _acquire(self, deadline: float, fresh: bool = False) -> UpstreamConnection:
-        if self.closed:
-            raise ConnectFailed("cluster_removed", "the endpoint was removed by a config reload")
-        if not fresh:
-            conn = self.take_idle()
+        while True:
+            if self.closed:
+                raise ConnectFailed("cluster_removed", "the endpoint was removed by a config reload")
+            if not fresh:
+                conn = self.take_idle()
+                if conn is not None:
+                    return conn
+            budget = self.budget
+            own_room = self.opened < self.limits.max_connections
+            if own_room and (budget is None or budget.room(self)):
+                return await self._connect(deadline)
+            if len(self._waiters) >= self.limits.max_pending:
+                raise PoolOverflow("upstream_pool_overflow", f"{self.host}:{self.port} has no free connection")
+            waiter: asyncio.Future[UpstreamConnection | None] = self._loop.create_future()
+            self._waiters.append(waiter)
+            if own_room and budget is not None:  # waiting for the cluster's budget, not for this pool
+                budget.waiting.append(self)
+            timer = self._loop.call_at(deadline, _expire, waiter)
+            try:
+                conn = await waiter
+            finally:
+                timer.cancel()
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
             if conn is not None:
                 return conn
-        if self.opened < self.limits.max_connections:
-            return await self._connect(deadline)
-        if len(self._waiters) >= self.limits.max_pending:
-            raise PoolOverflow("upstream_pool_overflow", f"{self.host}:{self.port} has no free connection")
-        waiter: asyncio.Future[UpstreamConnection | None] = self._loop.create_future()
-        self._waiters.append(waiter)
-        timer = self._loop.call_at(deadline, _expire, waiter)
-        try:
-            conn = await waiter
-        finally:
-            timer.cancel()
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-        if conn is None:  # a slot freed up: open a connection of our own
-            return await self._connect(deadline)
-        return conn
+            fresh = False  # a slot freed up: look again (and open a connection of our own if there is room)
 
     async def _connect(self, deadline: float) -> UpstreamConnection:
         self.opened += 1
+        if self.budget is not None:
+            self.budget.opened += 1
         self.connects += 1
         timeout = min(self.limits.connect_timeout, max(deadline - self._loop.time(), 0.0))
         tls = self.limits.tls
@@ -201,6 +282,10 @@ class EndpointPool:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
+        budget = self.budget
+        if budget is not None and budget.waiting and budget.wanted(self):
+            self.discard(conn)  # a caller of another endpoint waits for the cluster's budget: give the slot up
+            return
         self._idle.append(conn)
         self._idle_since[conn] = self._loop.time()
         if self._reaper is None:
@@ -220,11 +305,28 @@ class EndpointPool:
 
     def _slot_freed(self) -> None:
         self.opened -= 1
+        if not self.wake_one() and self.budget is not None:
+            self.budget.freed(self)
+        elif self.budget is not None:
+            self.budget.opened -= 1
+
+    def wake_one(self) -> bool:
+        """Tell the oldest caller waiting here that a slot is free (it looks again); False if none waits."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
+                return True
+        return False
+
+    def oldest_idle_since(self) -> float:
+        return min(self._idle_since.values()) if self._idle_since else float("inf")
+
+    def close_oldest_idle(self) -> None:
+        """Close the idle connection unused for the longest (another pool of the cluster needs the slot)."""
+        if self._idle_since:
+            oldest = min(self._idle_since, key=self._idle_since.__getitem__)
+            self.discard(oldest)
 
     def _reap(self) -> None:
         self._reaper = None
@@ -248,6 +350,9 @@ class EndpointPool:
             if not waiter.done():
                 waiter.set_exception(ConnectFailed("cluster_removed"))
         self._waiters.clear()
+        budget = self.budget
+        if budget is not None and self in budget.pools:
+            budget.pools.remove(self)  # busy connections still count against it until they close
 
 
 def _verify(tls: ClientTls, conn: UpstreamConnection) -> str:
@@ -266,4 +371,4 @@ def _expire(waiter: asyncio.Future[UpstreamConnection | None]) -> None:
         waiter.set_exception(GatewayTimeout("upstream_pool_timeout", "no connection became free in time"))
 
 
-__all__ = ["IDEMPOTENT", "EndpointPool", "PoolLimits"]
+__all__ = ["IDEMPOTENT", "ConnectionBudget", "EndpointPool", "PoolLimits"]

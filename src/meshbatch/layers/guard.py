@@ -2,7 +2,9 @@
 
 Thresholds (Envoy's): requests in flight (`max_requests`), callers waiting for a connection across the
 cluster (`max_pending`), connections open across the cluster (`max_connections`), retries outstanding
-(`max_retries`). A request over one is answered 503 at once (flag UO), never queued.
+(`max_retries`). A request over `max_requests`, `max_pending` or `max_retries` is answered 503 at once (flag
+UO). `max_connections` is enforced by the cluster's pools (a shared `ConnectionBudget`): a request that
+would need one connection too many waits for one, as a pending request, so `max_pending` bounds it.
 
 An endpoint whose breaker opens is taken out of balancing with its own bit of `Endpoint.down`, so every
 route and balancer skips it; when its open time is over, the next request through this guard probes it.
@@ -50,14 +52,16 @@ class ClusterGuard:
         pool = endpoint.pool
         if pool.idle:
             return
-        if pool.opened >= pool.limits.max_connections:  # it would wait for a connection
+        waits = pool.opened >= pool.limits.max_connections  # for one of the endpoint's own connections
+        if not waits and sum(e.pool.opened for e in members) >= config.max_connections:
+            # the cluster's cap: it waits unless another endpoint's idle connection can make room
+            waits = not any(e.pool.idle for e in members if e is not endpoint)
+            if waits and self.metrics is not None:
+                self.metrics.overflow.inc((self.name, "max_connections"))
+        if waits:
             pending = sum(e.pool.pending for e in members)
             if pending >= config.max_pending:
                 self._overflow("max_pending", f"{pending} requests wait for a connection")
-        else:  # it would open one
-            opened = sum(e.pool.opened for e in members)
-            if opened >= config.max_connections:
-                self._overflow("max_connections", f"{opened} connections open")
 
     def _overflow(self, threshold: str, detail: str) -> None:
         if self.metrics is not None:

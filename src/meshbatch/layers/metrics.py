@@ -34,7 +34,8 @@ class LayerMetrics:
             "replay_limit, exhausted, no_caller).", ["route", "reason"])
         self.overflow = registry.counter(
             "meshbatch_circuit_breaker_overflow_total",
-            "Requests refused by a cluster circuit breaker, by threshold.", ["cluster", "reason"])
+            "Requests refused by a cluster circuit breaker, by threshold (max_connections: made to wait for a "
+            "connection instead, as Envoy's upstream_cx_overflow).", ["cluster", "reason"])
         self.breaker = registry.counter(
             "meshbatch_endpoint_breaker_transitions_total",
             "Endpoint circuit breaker state changes, by the state entered.", ["cluster", "endpoint", "state"])

@@ -21,7 +21,7 @@ from meshbatch.config import model
 from meshbatch.discovery import SOURCES, Source
 from meshbatch.errors import ProxyError, Unavailable
 from meshbatch.http.message import Headers, Response
-from meshbatch.http.pool import PoolLimits
+from meshbatch.http.pool import ConnectionBudget, PoolLimits
 from meshbatch.http.serialize import encode_request
 from meshbatch.upstream.balancers import BALANCERS, Balancer
 from meshbatch.upstream.endpoint import EJECTED, FAILED_ACTIVE_CHECK, Endpoint
@@ -56,6 +56,8 @@ class Cluster:
             idle_timeout=config.idle_timeout_ms / 1000,
             max_response_bytes=config.max_response_bytes,
             tls=tls,  # mTLS to the endpoints (meshbatch.security), None for plaintext
+            # circuit_breakers.max_connections caps connections across all endpoints: their pools share it
+            budget=ConnectionBudget(config.circuit_breakers.max_connections) if config.circuit_breakers else None,
         )
         self.hash_header = config.hash_key.partition(":")[2].lower().encode() if config.hash_key else None
         self.upstream_errors: dict[str, int] = dict(previous.upstream_errors) if previous else {}
@@ -124,7 +126,7 @@ class Cluster:
         """Make `endpoint` this cluster's: its pool limits, load-estimate settings and health mechanisms."""
         lb = self.config.lb_config
         endpoint.owner = self
-        endpoint.pool.limits = self._limits
+        endpoint.pool.set_limits(self._limits)
         if not endpoint.rtt_at:
             endpoint.rtt = lb.default_rtt_ms / 1000
         endpoint.decay = lb.decay_ms / 1000

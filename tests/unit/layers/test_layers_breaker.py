@@ -106,9 +106,12 @@ async def test_cluster_thresholds_refuse_at_once() -> None:
     assert refused.value.reason == "max_requests_overflow" and refused.value.status == 503
     g.active = 0
     g.admit(a, c.hosts.all)  # nothing open yet: it may connect
-    a.pool.opened = 1  # one connection open (busy) across the cluster
-    with pytest.raises(CircuitOpen, match="max_connections"):
-        g.admit(c.hosts.all[1], c.hosts.all)
+    a.pool.opened = 1  # one connection open (busy) across the cluster: b would wait for the cluster's budget
+    with pytest.raises(CircuitOpen, match="max_pending"):
+        g.admit(c.hosts.all[1], c.hosts.all)  # ... and no one may wait
+    g.config = g.config.model_copy(update={"max_pending": 1})
+    g.admit(c.hosts.all[1], c.hosts.all)  # one may wait: admitted, to wait in the pool
+    g.config = g.config.model_copy(update={"max_pending": 0})
     a.pool.limits = a.pool.limits.__class__(max_connections=1)
     with pytest.raises(CircuitOpen, match="max_pending"):
         g.admit(a, c.hosts.all)  # a would wait for its one connection, and no one may wait
