@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from meshbatch.k8s.cli import add_k8s
+
+    add_k8s(sub)
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # `bench` forwards everything after it to the benchmark harness's own parser.

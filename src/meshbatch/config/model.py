@@ -459,13 +459,18 @@ class Discovery(Model):
     refresh_ms: Millis | None = None  # file: poll interval (1000); dns: interval when the TTL is not used (5000)
     name: str | None = None  # dns: the name to resolve (for SRV, e.g. _http._tcp.orders.default.svc.cluster.local)
     record: Literal["A", "AAAA", "ALL", "SRV"] = "A"  # dns
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None  # dns A/AAAA
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None  # dns A/AAAA; kubernetes: the endpoints' port
     nameservers: list[str] = []  # dns: HOST or HOST:PORT; empty = the system's resolv.conf
     respect_ttl: bool = True  # dns
-    timeout_ms: Millis = 2_000  # dns query, etcd request
+    timeout_ms: Millis = 2_000  # dns query, etcd request, kubernetes API request
     urls: list[str] = []  # etcd client URLs, e.g. http://127.0.0.1:2379
     prefix: str | None = None  # etcd key prefix
     initial_fetch_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = 5_000
+    service: str | None = None  # kubernetes: the Service whose EndpointSlices list the endpoints
+    namespace: str | None = None  # kubernetes: default the pod's own (in a cluster), else the kubeconfig context's
+    port_name: str | None = None  # kubernetes: the Service port's name (or `port`: the endpoints' port number)
+    kubeconfig: str | None = None  # kubernetes: a kubeconfig file; absent: in-cluster config, else $KUBECONFIG
+    context: str | None = None  # kubernetes: the kubeconfig context (default: its current one)
 
     @field_validator("nameservers")
     @classmethod

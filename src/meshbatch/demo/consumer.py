@@ -1,8 +1,9 @@
 """The demo consumer: a service that stores events, one request at a time or in batches.
 
 `POST /events` stores one event in its own transaction; `POST /events/batch` (written with the consumer SDK,
-`meshbatch.consumer`) stores a whole batch in one transaction; `GET /stats` counts what it received. Run one
-replica per process: `python -m meshbatch.demo.consumer --port 9101 --database sqlite:///demo.db`.
+`meshbatch.consumer`) stores a whole batch in one transaction; `GET /stats` counts what it received (`GET /`
+says which replica answered, with the same counts). Run one replica per process:
+`python -m meshbatch.demo.consumer --port 9101 --database sqlite:///demo.db`.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def build_app(store: Store, counts: Counts, replica: str = "consumer") -> Callab
             await _reply(send, 201, {"stored": event.get("id"), "replica": replica})
         elif path == "/stats":
             await _reply(send, 200, asdict(counts))
+        elif path == "/" and method == "GET":  # who answered, and what it received (the Kubernetes walk-through)
+            await _reply(send, 200, {"service": "consumer", "replica": replica, **asdict(counts)})
         elif path == "/health":
             await _reply(send, 200, {"status": "ok"})
         else:
