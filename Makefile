@@ -60,11 +60,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Debian packages: the peers the benchmarks run against (nginx, haproxy, wrk) and the real services some tests
-# start themselves (etcd), and the headless browser of the dashboard test (chromium, driven through the system
+# start themselves (etcd), kubectl (kustomize builds of deploy/, validated offline), and the headless browser of the
+# dashboard test (chromium, driven through the system
 # chromedriver). Installed when missing and we are root; otherwise a warning (tests that need them
 # say so, and fail under MESHBATCH_REQUIRE_SERVICES).
 SYSTEM_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk etcd:etcd-server chromium:chromium \
-	chromedriver:chromium-driver
+	chromedriver:chromium-driver kubectl:kubectl
 
 system-deps:
 	@missing=""; \
