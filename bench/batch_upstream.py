@@ -1,20 +1,17 @@
-"""A batch-friendly upstream for the `batching` scenario: one worker, a fixed cost per call plus a cost per item.
+"""A batch-friendly HTTP upstream for the `batching` scenario: the work of `batch_work.py` behind HTTP/1.1.
 
-    POST /item    one JSON item   -> one JSON result            (cost: base + per_item)
-    POST /batch   a JSON array    -> a JSON array of results    (cost: base + per_item * n; the json-array codec)
+    POST /item    one JSON item   -> one JSON result            (one call of one item)
+    POST /batch   a JSON array    -> a JSON array of results    (one call of n items; the json-array codec)
     GET  /        "ok" (readiness)
-    GET  /stats   {"calls", "items", "service_ms": {p50, p99, max, mean}, "lock_wait_ms": {...}} since the last reset
+    GET  /stats   {"calls", "items", "sizes", "service_ms": {p50, p99, max, mean}, "lock_wait_ms": {...}}
     POST /reset   clears the counters
 
-ONE worker: calls are served one at a time behind a FIFO lock, whatever the number of connections. The cost is
-*waited*, not burnt: a timer sleep to just before the end, then the event loop is polled until the exact end
-time. The cost stands for work done elsewhere (a model server, a database) and the upstream shares its core with
-the load generator, so burning the CPU would measure contention for that core instead of batching. The loop is
-asyncio's own over `select()` (microsecond timeouts) with 1 ns timer slack, so the call time stays within tens of
-microseconds of the nominal cost; the measured service time of every call is kept and reported.
+ONE worker: calls are served one at a time behind a FIFO lock, whatever the number of connections (see
+`batch_work.py` for the `fixed` and `cpu` models). The loop is asyncio's own over `select()` (microsecond
+timeouts) with 1 ns timer slack, so a `fixed` call stays within tens of microseconds of its nominal cost.
 
-Run as a script on 127.0.0.1: python batch_upstream.py --port 9000 --base-ms 2 --per-item-us 20
-Standard library plus httptools.
+Run as a script on 127.0.0.1: python batch_upstream.py --port 9000 --model fixed --base-ms 2 --per-item-us 20
+Standard library plus httptools (and NumPy for the `cpu` model).
 """
 
 from __future__ import annotations
@@ -24,78 +21,19 @@ import asyncio
 import contextlib
 import ctypes
 import json
-import math
 import selectors
-import time
-from typing import Any
 
 import httptools
 
+from batch_work import DIM_OUT, MODELS, Work  # a sibling module: run as `python bench/batch_upstream.py`
+
 HOST = "127.0.0.1"
-SPIN = 0.0002  # wake this early from the timer and poll the loop until the end of the call
-
-
-class Worker:
-    """The single worker: a FIFO lock, the cost model and the per-call measurements."""
-
-    def __init__(self, base: float, per_item: float):
-        self.base = base
-        self.per_item = per_item
-        self.lock = asyncio.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        self.calls = 0
-        self.items = 0
-        self.service: list[float] = []
-        self.lock_wait: list[float] = []
-
-    async def call(self, n: int) -> None:
-        queued = time.perf_counter()
-        async with self.lock:
-            start = time.perf_counter()
-            end = start + self.base + self.per_item * n
-            if end - start > SPIN:
-                await asyncio.sleep(end - start - SPIN)
-            while time.perf_counter() < end:
-                await asyncio.sleep(0)
-            done = time.perf_counter()
-        self.calls += 1
-        self.items += n
-        self.service.append(done - start)
-        self.lock_wait.append(start - queued)
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "calls": self.calls,
-            "items": self.items,
-            "base_ms": self.base * 1000,
-            "per_item_us": self.per_item * 1e6,
-            "service_ms": _percentiles(self.service),
-            "lock_wait_ms": _percentiles(self.lock_wait),
-        }
-
-
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p99": None, "max": None, "mean": None}
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        rank = max(1, math.ceil(q / 100 * len(ordered)))
-        return round(ordered[rank - 1] * 1000, 4)
-
-    return {"p50": pick(50), "p99": pick(99), "max": pick(100), "mean": round(sum(ordered) / len(ordered) * 1000, 4)}
-
-
-def _result(item: Any) -> Any:
-    return {"ok": True, "id": item.get("id") if isinstance(item, dict) else None}
 
 
 class Conn(asyncio.Protocol):
     """One keep-alive connection; requests are answered in order (no pipelining expected, but kept safe)."""
 
-    def __init__(self, worker: Worker):
+    def __init__(self, worker: Work):
         self.worker = worker
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -157,10 +95,9 @@ class Conn(asyncio.Protocol):
         if path == b"/batch":
             if not isinstance(parsed, list):
                 return 400, b'{"error":"not an array"}'
-            await self.worker.call(len(parsed))
-            return 200, json.dumps([_result(item) for item in parsed]).encode()
-        await self.worker.call(1)
-        return 200, json.dumps(_result(parsed)).encode()
+            return 200, json.dumps(await self.worker.run(parsed)).encode()
+        results = await self.worker.run([parsed])
+        return 200, json.dumps(results[0]).encode()
 
     def _write(self, status: int, payload: bytes, keep_alive: bool) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -184,8 +121,8 @@ def _fine_timer_slack() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)
 
 
-async def serve(port: int, base: float, per_item: float) -> None:
-    worker = Worker(base, per_item)
+async def serve(port: int, model: str, base_ms: float, per_item_us: float, dim_out: int) -> None:
+    worker = Work(model, base_ms, per_item_us, dim_out)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Conn(worker), HOST, port, backlog=1024, reuse_address=True)
     async with server:
@@ -195,13 +132,15 @@ async def serve(port: int, base: float, per_item: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--base-ms", type=float, default=2.0, help="fixed cost of every call")
-    parser.add_argument("--per-item-us", type=float, default=20.0, help="cost of every item of a call")
+    parser.add_argument("--model", choices=MODELS, default="fixed", help="the work (see batch_work.py)")
+    parser.add_argument("--base-ms", type=float, default=2.0, help="fixed: cost of every call")
+    parser.add_argument("--per-item-us", type=float, default=20.0, help="fixed: cost of every item of a call")
+    parser.add_argument("--cpu-dim", type=int, default=DIM_OUT, help="cpu: columns of the matrix")
     args = parser.parse_args(argv)
     _fine_timer_slack()
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     try:
-        loop.run_until_complete(serve(args.port, args.base_ms / 1000, args.per_item_us / 1e6))
+        loop.run_until_complete(serve(args.port, args.model, args.base_ms, args.per_item_us, args.cpu_dim))
     except KeyboardInterrupt:
         pass
     finally:

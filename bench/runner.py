@@ -7,7 +7,9 @@ A scenario is one module `scenario_NAME.py` in this directory with:
     add_arguments(parser) -> None its own options (defaults must be usable by `all`)
     run(ctx: RunContext) -> ScenarioResult
     plot(data, out_dir) -> list[Path]   optional: PNGs from the result (matplotlib imported inside)
-Adding a scenario is adding that one file.
+    render(data) -> str           optional: the markdown of a recorded result (`meshbatch bench report`)
+Adding a scenario is adding that one file. `meshbatch bench report` regenerates docs/benchmarks.md from
+bench/results/ (see docs_report.py); `meshbatch bench deps` installs the batching peers into bench/.peers/.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def discover() -> dict[str, ModuleType]:
 
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quick", action="store_true", help="a short smoke run (about half a minute)")
+    common.add_argument("--quick", action="store_true", help="a short smoke run (about a minute)")
     common.add_argument("--repeat", type=int, default=None, help="interleaved rounds (default 3, --quick 1)")
     common.add_argument(
         "--out", type=Path, default=None, help="results directory (default bench/results, --quick: .../quick)"
@@ -115,6 +117,11 @@ def build_parser(scenarios: dict[str, ModuleType], prog: str) -> argparse.Argume
         scenario_parser = sub.add_parser(name, parents=[common], help=module.SUMMARY, description=module.SUMMARY)
         module.add_arguments(scenario_parser)
     sub.add_parser("all", parents=[common], help="every scenario, each with its default options")
+    report = sub.add_parser("report", help="regenerate docs/benchmarks.md from bench/results/ (ratios first)")
+    report.add_argument("--results", type=Path, default=None, help="results directory (default bench/results)")
+    report.add_argument("--docs", type=Path, default=None, help="the page to write (default docs/benchmarks.md)")
+    deps = sub.add_parser("deps", help="install the batching peers (Ray Serve, BentoML) into bench/.peers/")
+    deps.add_argument("--peers", default="ray-serve,bentoml", help="peers to install, comma-separated")
     return parser
 
 
@@ -160,8 +167,37 @@ def _plot(module: ModuleType, result: ScenarioResult, out_dir: Path, console: Co
     return paths
 
 
+def _report(scenarios: dict[str, ModuleType], args: argparse.Namespace, console: Console) -> int:
+    from . import docs_report
+
+    results = args.results or docs_report.RESULTS
+    docs = args.docs or docs_report.DOCS
+    path = docs_report.write(scenarios, results, docs)
+    console.print(f"docs: {path}", highlight=False)
+    return 0
+
+
+def _deps(args: argparse.Namespace, console: Console) -> int:
+    """Install each peer into its own virtual environment; a peer that cannot be installed is reported."""
+    from .batching_targets import PEERS, install_peer
+
+    ok = True
+    for name in [n.strip() for n in str(args.peers).split(",") if n.strip()]:
+        if name not in PEERS:
+            console.print(f"[red]unknown peer {name}[/red]; choose from {', '.join(PEERS)}", highlight=False)
+            return 2
+        version, reason = install_peer(PEERS[name], lambda line: console.print(line, highlight=False))
+        if version is None:
+            console.print(f"[yellow]{name}: not installed: {reason}[/yellow]", highlight=False)
+            ok = False
+        else:
+            console.print(f"{name}: {version}", highlight=False)
+    return 0 if ok else 1
+
+
 def run_one(name: str, module: ModuleType, args: argparse.Namespace, console: Console) -> bool:
-    out_dir: Path = args.out or (BENCH_DIR / "results" / ("quick" if args.quick else ""))
+    default_out = BENCH_DIR / "results"
+    out_dir: Path = args.out or (default_out / ("quick" if args.quick else ""))
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -179,6 +215,11 @@ def run_one(name: str, module: ModuleType, args: argparse.Namespace, console: Co
         console.print(f"plot: {picture}", highlight=False)
     for failure in result.failures:
         console.print(f"[red]failed:[/red] {failure}", highlight=False)
+    if not args.quick and out_dir.resolve() == default_out.resolve():
+        from . import docs_report
+
+        page = docs_report.write(discover(), out_dir)
+        console.print(f"docs: {page}", highlight=False)
     return not result.failures
 
 
@@ -193,6 +234,10 @@ def main(argv: list[str], prog: str = "meshbatch bench") -> int:
         return 2
     parser = build_parser(scenarios, prog)
     args = parser.parse_args(argv)
+    if args.scenario == "report":
+        return _report(scenarios, args, console)
+    if args.scenario == "deps":
+        return _deps(args, console)
     chosen = list(scenarios) if args.scenario == "all" else [args.scenario]
     ok = True
     with _sigterm_interrupts():

@@ -1,6 +1,8 @@
-"""`meshbatch bench batching --quick` end to end: the single-worker upstream, wrk, post_loadgen and meshbatch.
+"""`meshbatch bench batching --quick` end to end: both work models, the HTTP upstream, wrk, post_loadgen and
+meshbatch; Ray Serve and BentoML are pointed at an empty peers directory, so they must be reported as not
+installed (the suite never installs them: `make bench-deps` does).
 
-Asserts only that a complete, valid result is produced (JSON, markdown, the PNG where matplotlib is installed),
+Asserts only that a complete, valid result is produced (JSON, markdown, the PNGs where matplotlib is installed),
 never a speed: the machine is shared and noisy.
 """
 
@@ -15,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _require_wrk() -> None:
@@ -31,12 +35,14 @@ def _require_wrk() -> None:
 def test_batching_quick_writes_valid_results(tmp_path: Path) -> None:
     _require_wrk()
     out = tmp_path / "results"
+    env = {**os.environ, "MESHBATCH_BENCH_PEERS_DIR": str(tmp_path / "no-peers")}
     done = subprocess.run(
         [sys.executable, "-m", "meshbatch", "bench", "batching", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=80,
+        timeout=85,
         stdin=subprocess.DEVNULL,
+        env=env,
     )
     # Exit 1 means a run reported errors; the files must be valid either way, the check of content follows.
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
@@ -45,21 +51,28 @@ def test_batching_quick_writes_valid_results(tmp_path: Path) -> None:
     assert data["scenario"] == "batching"
     assert data["mode"] == "quick"
     assert data["targets"] == ["direct", "meshbatch"]
+    assert set(data["peers_skipped"]) == {"ray-serve", "bentoml"}
+    assert all(why.startswith("not installed") for why in data["peers_skipped"].values())
+    assert data["settings"]["models"] == ["fixed", "cpu"]
     assert data["settings"]["concurrency"] == [64]
-    assert data["settings"]["bulk_limit_items_per_s"] == pytest.approx(50_000)
-    entry = data["closed_loop"]["by_concurrency"]["64"]
-    for target in ("direct", "meshbatch"):
-        assert entry[target]["items_per_s"]["n"] == 1
-        assert entry[target]["items_per_s"]["median"] > 0
-        assert entry[target]["p99_ms"]["median"] >= entry[target]["p50_ms"]["median"]
-        assert entry[target]["mean_batch_size"]["median"] >= 1
-    assert entry["meshbatch_x_direct"]["n"] == 1
-    assert {"throughput_ratio", "added_p99_ms", "added_p99_bar_ms"} <= data["bars"].keys()
-    assert data["open_loop"]["summary"]["meshbatch"]["added_p99_ms"]["n"] == 1
-    assert {"cpu_model", "python", "versions"} <= data["machine"].keys()
+    assert {"cpu_model", "cores_usable", "python", "versions"} <= data["machine"].keys()
+    for model in ("fixed", "cpu"):
+        entry = data["models"][model]["by_concurrency"]["64"]
+        for target in ("direct", "meshbatch"):
+            assert entry[target]["items_per_s"]["n"] == 1
+            assert entry[target]["items_per_s"]["median"] > 0
+            assert entry[target]["p99_ms"]["median"] >= entry[target]["p50_ms"]["median"]
+            assert entry[target]["mean_batch_size"]["median"] >= 1
+        assert entry["meshbatch_over"]["direct"]["n"] == 1
+        assert data["models"][model]["equal_p99"]["target_ms"] > 0
+        assert data["models"][model]["batch_sizes_at_top"]["meshbatch"]
+        assert "meshbatch" in data["models"][model]["open_loop"]["common"]
     markdown = (out / "batching.md").read_text()
     assert markdown.startswith("## batching")
-    assert "| 64 | meshbatch |" in markdown
+    assert "### Ratios" in markdown
+    assert markdown.index("### Ratios") < markdown.index("### Closed loop (absolute)")
+    assert "ray-serve: not installed" in markdown
 
     if importlib.util.find_spec("matplotlib") is not None:
-        assert (out / "batching.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for name in ("batching.png", "batching_latency_cdf.png", "batching_batch_sizes.png"):
+            assert (out / name).read_bytes()[:8] == PNG, name
