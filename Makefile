@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 COMPILED := $(VENV)/compiled
 HOT_SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 
-.PHONY: all venv demo test test-compiled compiled lint typecheck bench bench-deps system-deps browser-deps clean
+.PHONY: all venv demo test test-compiled compiled lint typecheck bench bench-deps system-deps browser-deps chaos clean
 
 all: test
 
@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/meshbatch demo
 
 test: $(STAMP) system-deps
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench chaos
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-compiled
@@ -55,8 +55,8 @@ test-compiled: compiled
 	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider $(COMPILED_TESTS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench || true
+	$(BIN)/ruff check src tests bench chaos
+	$(BIN)/ruff format --check src tests bench chaos || true
 	$(BIN)/mypy
 
 # Debian packages: the peers the benchmarks run against (nginx, haproxy, wrk) and the real services some tests
@@ -93,6 +93,11 @@ browser-deps: system-deps
 
 bench: $(STAMP) bench-deps compiled
 	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/meshbatch bench all
+
+# The chaos and soak suite, full length (about 20 minutes; a short version runs in `make test`), results in
+# chaos/results/latest.md (docs/reliability.md).
+chaos: $(STAMP)
+	$(BIN)/meshbatch chaos
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

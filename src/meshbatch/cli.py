@@ -1,4 +1,4 @@
-"""The `meshbatch` command line: run, check, demo, bench, top, tune, ca."""
+"""The `meshbatch` command line: run, check, demo, bench, chaos, top, tune, ca, k8s."""
 
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ def _cmd_bench(rest: list[str]) -> int:
     return bench_main(rest)
 
 
+def _cmd_chaos(rest: list[str]) -> int:
+    from meshbatch.chaoscli import main as chaos_main
+
+    return chaos_main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshbatch", description="A service-mesh data plane with microbatching.")
     parser.add_argument("--version", action="version", version=f"meshbatch {__version__}")
@@ -92,23 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ca(sub)
 
-    bench = sub.add_parser("bench", help="benchmarks against peers (proxy, batching, ingest)", add_help=False)
-    bench.set_defaults(func=None)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
     from meshbatch.k8s.cli import add_k8s
 
     add_k8s(sub)
 
+    bench = sub.add_parser("bench", help="benchmarks against peers (proxy, batching, ingest)", add_help=False)
+    bench.set_defaults(func=None)
+    chaos = sub.add_parser("chaos", help="the chaos and soak suite: faults under load, with figures", add_help=False)
+    chaos.set_defaults(func=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # `bench` forwards everything after it to the benchmark harness's own parser.
+    # `bench` and `chaos` forward everything after them to their harness's own parser.
     for i, word in enumerate(argv):
-        if word == "bench":
+        if word in ("bench", "chaos"):
             logging.basicConfig(level=logging.WARNING)
-            return _cmd_bench(argv[i + 1:])
+            return (_cmd_bench if word == "bench" else _cmd_chaos)(argv[i + 1:])
         if not word.startswith("-"):
             break
     args = parser.parse_args(argv)

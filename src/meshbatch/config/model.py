@@ -436,6 +436,7 @@ class Listener(Model):
     limits: Limits = Limits()
     via: bool = True
     request_id_in_response: bool = True
+    reuse_port: bool = False  # SO_REUSEPORT: another process may bind the same address (drain handover)
     tls: ListenerTls | None = None  # mTLS (meshbatch.security); absent: plaintext
     policies: list[Policy] = []  # authorization of every request of the listener, before routing
     jwt: Jwt | None = None  # bearer JWT validation (edge listeners)
@@ -465,12 +466,12 @@ class Discovery(Model):
     timeout_ms: Millis = 2_000  # dns query, etcd request, kubernetes API request
     urls: list[str] = []  # etcd client URLs, e.g. http://127.0.0.1:2379
     prefix: str | None = None  # etcd key prefix
-    initial_fetch_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = 5_000
     service: str | None = None  # kubernetes: the Service whose EndpointSlices list the endpoints
     namespace: str | None = None  # kubernetes: default the pod's own (in a cluster), else the kubeconfig context's
     port_name: str | None = None  # kubernetes: the Service port's name (or `port`: the endpoints' port number)
     kubeconfig: str | None = None  # kubernetes: a kubeconfig file; absent: in-cluster config, else $KUBECONFIG
     context: str | None = None  # kubernetes: the kubeconfig context (default: its current one)
+    initial_fetch_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = 5_000
 
     @field_validator("nameservers")
     @classmethod

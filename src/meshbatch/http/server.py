@@ -65,13 +65,18 @@ class ListenerState:
 
     emptied: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def drain(self) -> None:
-        """Stop keep-alive: idle connections close now, busy ones after their current answer."""
+    def drain(self, close_idle: bool = True) -> None:
+        """Stop keep-alive: busy connections close after their current answer, and so do idle ones after their
+        next answer; with `close_idle`, idle connections close now (else call `close_idle()` later)."""
         self.draining = True
-        for conn in list(self.connections):
-            conn.close_if_idle()
+        if close_idle:
+            self.close_idle()
         if not self.connections:
             self.emptied.set()
+
+    def close_idle(self) -> None:
+        for conn in list(self.connections):
+            conn.close_if_idle()
 
     def forget(self, conn: HttpServerProtocol) -> None:
         self.connections.discard(conn)

@@ -30,6 +30,7 @@ from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_c
 from meshbatch.security.listener import open_tls_server
 from meshbatch.security.wiring import Security, check_tls_switch
 from meshbatch.telemetry.access_log import Observer
+from meshbatch.telemetry.loop import LoopMonitor
 from meshbatch.telemetry.metrics import Counter, Metric, Registry
 from meshbatch.telemetry.requests import RequestStats
 from meshbatch.telemetry.wiring import Observability
@@ -37,6 +38,7 @@ from meshbatch.upstream.endpoint import split_address
 from meshbatch.upstream.metrics import upstream_metrics
 
 log = logging.getLogger("meshbatch")
+DRAIN_IDLE_GRACE = 0.25  # seconds an idle keep-alive connection stays open once a drain began (see `drain`)
 
 
 @dataclass(slots=True)
@@ -90,6 +92,7 @@ class Proxy:
         self.metrics.add_source(lambda: upstream_metrics(self.snapshot.clusters.values()))
         self.metrics.gauge("meshbatch_config_reloads", "Config reloads by result.", ["result"],
                            lambda: [((k,), v) for k, v in self.reloads.items()])
+        self.loop_monitor = LoopMonitor(loop, self.metrics)  # event-loop lag and live tasks (off the hot path)
 
     def stats(self, listener: str) -> RequestStats:
         """One accounting object per listener name, kept across reloads (counters never reset)."""
@@ -136,6 +139,7 @@ class Proxy:
     # start ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         config = self.snapshot.config
+        self.loop_monitor.start()
         self.observability.start()
         await start_clusters(self.snapshot)  # discovery and health checks; first endpoint sets
         await start_ingest(self.snapshot.ingest)  # ingest logs open and recover before anything is accepted
@@ -153,19 +157,21 @@ class Proxy:
     async def _open_listener(self, listener: model.Listener) -> None:
         router = self.snapshot.routers[listener.name]
         state = ListenerState(self._listener_settings(listener, router))
-        self.listeners[(listener.name, listener.listen)] = await self._open(listener.name, listener.listen, state)
+        self.listeners[(listener.name, listener.listen)] = await self._open(
+            listener.name, listener.listen, state, listener.reuse_port)
 
-    async def _open(self, name: str, listen: str, state: ListenerState) -> OpenListener:
+    async def _open(self, name: str, listen: str, state: ListenerState, reuse_port: bool = False) -> OpenListener:
         host, port = split_address(listen)
         server: asyncio.AbstractServer
         if state.settings.tls is not None:  # a `tls` block: connections sorted and handshaken by meshbatch.security
             server = tls_server = await open_tls_server(
                 self.loop, host, port, protocol_factory(state, self.loop), lambda: state.settings.tls,
-                lambda: state.settings.max_connections)
+                lambda: state.settings.max_connections, reuse_port=reuse_port)
             sock = tls_server.sockets[0].getsockname()
         else:
+            # reuse_port (SO_REUSEPORT): a successor process binds the same port while this one still listens
             plain = await self.loop.create_server(protocol_factory(state, self.loop), host, port,
-                                                  reuse_address=True, backlog=2048)
+                                                  reuse_address=True, reuse_port=reuse_port or None, backlog=2048)
             server, sock = plain, plain.sockets[0].getsockname()
         address = f"[{sock[0]}]:{sock[1]}" if ":" in sock[0] else f"{sock[0]}:{sock[1]}"
         self.announce(f"meshbatch: listening name={name} address={address}")
@@ -215,7 +221,7 @@ class Proxy:
                 if key not in self.listeners:
                     router = new.routers[listener.name]
                     state = ListenerState(self._listener_settings(listener, router))
-                    opened.append(await self._open(listener.name, listener.listen, state))
+                    opened.append(await self._open(listener.name, listener.listen, state, listener.reuse_port))
         except OSError:
             for item in opened:
                 item.server.close()
@@ -253,15 +259,27 @@ class Proxy:
         if self._draining:
             return
         self._draining = True
+        # First thing: the listening sockets close, so a successor bound to the same port (reuse_port) gets
+        # every new connection; then the requests in flight here drain.
+        for item in self.listeners.values():
+            item.server.close()
         timeout = self.snapshot.config.drain_timeout_ms / 1000
         self.announce(f"meshbatch: draining timeout={timeout}s")
         deadline = self.loop.time() + timeout
+        # Answers now carry `Connection: close`. An idle keep-alive connection is closed only after a short grace:
+        # closed at once, a request its client is sending at that instant would meet a reset, unread. Within the
+        # grace, a client's next request is still served (batched as usual), and its answer closes the connection.
         for item in self.listeners.values():
-            item.server.close()
-            item.state.drain()
+            item.state.drain(close_idle=False)
+        grace = min(DRAIN_IDLE_GRACE, timeout / 4)
+        if grace > 0 and any(item.state.connections for item in self.listeners.values()):
+            await asyncio.sleep(grace)
+        for item in self.listeners.values():
+            item.state.close_idle()
         batchers = list(self.snapshot.batchers.values())
         if batchers:
-            await asyncio.gather(*(b.drain(timeout) for b in batchers), return_exceptions=True)
+            left = max(0.0, deadline - self.loop.time())
+            await asyncio.gather(*(b.drain(left) for b in batchers), return_exceptions=True)
         # Requests in flight finish; their connections close after the answer (draining disables keep-alive).
         waits = [item.state.emptied.wait() for item in self.listeners.values()]
         with contextlib.suppress(TimeoutError):
@@ -278,6 +296,7 @@ class Proxy:
         for cluster in self.snapshot.clusters.values():
             cluster.close()
         await self.observability.close()  # buffered access-log lines written, queued spans exported
+        self.loop_monitor.stop()
         self.announce(f"meshbatch: drained unfinished={left}")
         self._done.set()
 

@@ -178,13 +178,16 @@ class TlsServer(asyncio.AbstractServer):
 
 async def open_tls_server(loop: asyncio.AbstractEventLoop, host: str, port: int,
                           factory: Callable[[], asyncio.Protocol], settings: Callable[[], ServerTls | None],
-                          max_pending: Callable[[], int], backlog: int = 2048) -> TlsServer:
-    """Bind and listen on host:port (SO_REUSEADDR, like create_server) and start accepting."""
+                          max_pending: Callable[[], int], backlog: int = 2048, reuse_port: bool = False) -> TlsServer:
+    """Bind and listen on host:port (SO_REUSEADDR, like create_server; SO_REUSEPORT with `reuse_port`) and start
+    accepting."""
     infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)

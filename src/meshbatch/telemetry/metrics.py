@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 LATENCY_BUCKETS = (
@@ -145,6 +146,8 @@ class Registry:
     def __init__(self) -> None:
         self._metrics: dict[str, Metric] = {}
         self._sources: list[Callable[[], Iterable[Metric]]] = []
+        # The standard process_* series (RSS, open fds, CPU seconds), read from /proc when scraped.
+        self._process = ProcessCollector(registry=None)
 
     def add(self, metric: Metric) -> Any:
         existing = self._metrics.get(metric.name)
@@ -195,6 +198,7 @@ class Registry:
     def render(self) -> bytes:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)  # type: ignore[arg-type]
+        registry.register(self._process)
         out: bytes = generate_latest(registry)
         return out
 

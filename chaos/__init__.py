@@ -1,0 +1,1 @@
+"""The chaos and soak suite of meshbatch (`meshbatch chaos`, `make chaos`); see docs/reliability.md."""

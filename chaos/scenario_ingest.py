@@ -1,0 +1,310 @@
+"""Ingestion under faults, two ack levels side by side (`fsync`: 202 once the event is in the log on disk;
+`delivered`: 202 once the sink has stored it):
+
+- `ingest-kill`: the proxy is SIGKILLed mid-load (while the flusher delivers) and started again on the same port
+  and log files; producers then retry, with the same idempotency key, every event that got no 202. Every event
+  acknowledged before the kill is in the sink exactly once; after the retries every event sent is, exactly once.
+- `sink-outage`: PostgreSQL goes away (a TCP relay in front of it is cut, every connection reset) and comes back.
+  `fsync` keeps answering 202 (the log holds the backlog); `delivered` callers wait, then get 504 while the
+  event stays in the log. Afterwards every admitted event (202 or 504) is in PostgreSQL exactly once, nothing
+  dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .accounting import Sides, stream_figures
+from .common import ChaosError, Context, Scenario, ScenarioResult, wait_until
+from .harness import Step, Timeline, drive, leak_checks, planned_requests
+from .loadgen import RESPONSE, LoadGen, StreamSpec
+from .mesh import Proxy, config, listener
+from .upstream import free_port
+
+ROUTES = ("fsync", "delivered")
+
+
+def ingest_route(name: str, ack: str, log: Path, sink: dict[str, Any], timeout_ms: int = 5000,
+                 delivery: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "match": {"path_prefix": f"/{name}"}, "timeout_ms": timeout_ms,
+            "ingest": {"ack": ack, "log": {"path": str(log)}, "sink": sink,
+                       "delivery": {"max_items": 64, **(delivery or {})}}}
+
+
+def ingest_streams(short: bool) -> list[StreamSpec]:
+    return [StreamSpec("fsync", "fsync", "/fsync", "F", connections=16, rate=300),
+            StreamSpec("delivered", "delivered", "/delivered", "D", connections=32, rate=150)]
+
+
+def acked(load: LoadGen, name: str) -> set[str]:
+    stream = load.streams[name]
+    return {stream.id(i) for i, (o, s) in enumerate(zip(stream.outcome, stream.status, strict=True))
+            if o == RESPONSE and s == 202}
+
+
+def sent_ids(load: LoadGen, name: str) -> set[str]:
+    stream = load.streams[name]
+    return {stream.id(i) for i in range(stream.total)}
+
+
+def ingest_state(proxy: Proxy) -> dict[str, Any]:
+    state: dict[str, Any] = proxy.json("/ingest")["ingest"]
+    return state
+
+
+def backlog_empty(proxy: Proxy) -> bool:
+    try:
+        state = ingest_state(proxy)
+    except OSError:
+        return False
+    return all(r["log"]["backlog"] == 0 and not r["delivery"].get("in_flight") for r in state.values())
+
+
+def retry(address: tuple[str, int], specs: list[StreamSpec], missing: dict[str, list[str]]) -> LoadGen:
+    """The producers' retry: every id that got no 202, again with the same idempotency key."""
+    again = LoadGen(address, [StreamSpec(s.name, s.route, s.path, s.tag, connections=s.connections, rate=0.0)
+                              for s in specs]).start()
+    for name, ids in missing.items():
+        again.resend(name, ids)
+    total = sum(len(ids) for ids in missing.values())
+    wait_until(lambda: again.settled() >= total, 60, "the producers' retries")
+    again.stop()
+    again.wait_idle(30)
+    return again
+
+
+WARM = "warm-"  # ids of the warm-up events (not part of the accounting)
+
+
+def exactly_once(result: ScenarioResult, label: str, stored: list[str], expected: set[str], what: str) -> None:
+    counts = Counter(stored)
+    twice = sum(1 for n in counts.values() if n > 1)
+    missing = expected - counts.keys()
+    result.check(f"{label}: {what} in the sink exactly once", not missing and not twice,
+                 f"{len(expected)} expected, {len(missing)} missing {sorted(missing)[:3]}, {twice} stored twice")
+
+
+def nothing_unknown(result: ScenarioResult, label: str, stored: list[str], sent: set[str]) -> None:
+    unknown = {i for i in stored if not i.startswith(WARM)} - sent
+    result.check(f"{label}: nothing stored that was not sent", not unknown, f"{len(unknown)} unknown id(s)")
+
+
+def warm_up(proxy: Proxy, specs: list[StreamSpec], n: int = 20) -> None:
+    """A few events per route, delivered, so that lazily opened sink connections are part of the floor."""
+    again = retry(proxy.address(), specs, {s.name: [f"{WARM}{s.name}-{i}" for i in range(n)] for s in specs})
+    bad = sum(1 for s in again.streams.values() for st in s.status if st != 202)
+    if bad:
+        raise ChaosError(f"{bad} warm-up event(s) were not accepted")
+    wait_until(lambda: backlog_empty(proxy), 20, "the warm-up events to be delivered")
+
+
+# -- SIGKILL mid-ingestion ---------------------------------------------------------------------------------
+def sqlite_ids(path: Path) -> list[str]:
+    from test_ingest_services import sqlite_rows
+
+    rows: list[str] = sqlite_rows(path)
+    return rows
+
+
+def kill_restart(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult("ingest-kill", SCENARIOS[0].title)
+    work = ctx.dir("ingest-kill")
+    port = free_port()
+    sinks = {name: work / f"sink-{name}.db" for name in ROUTES}
+    cfg = config([listener("main", [ingest_route(name, name, work / f"log-{name}.db",
+                                                 {"type": "sqlite", "path": str(sinks[name])}) for name in ROUTES])],
+                 [], drain_timeout_ms=5000)
+    cfg["listeners"][0]["listen"] = f"127.0.0.1:{port}"
+    proxies = [Proxy(work / "proxy.yaml", cfg)]
+    acked_before_kill: dict[str, set[str]] = {}
+    try:
+        floor = proxies[0].floor()
+        specs = ingest_streams(ctx.short)
+        load = LoadGen(("127.0.0.1", port), specs)
+
+        def kill() -> None:
+            proxies[-1].kill()
+            for name in ROUTES:  # the 202s given so far: every one of them must survive
+                acked_before_kill.setdefault(name, set()).update(acked(load, name))
+            proxies.append(Proxy(work / "proxy.yaml", cfg))  # same port, same log files
+
+        kills = 1 if ctx.short else 4
+        steps = [Step((i + 0.4) / kills, f"SIGKILL the proxy and start it again ({i + 1}/{kills})", kill)
+                 for i in range(kills)]
+        timeline = Timeline()
+        started = time.monotonic()
+        drive(ctx, load, planned_requests(specs, ctx.seconds(4, 40)), steps, timeline)
+        result.figures["load_seconds"] = round(time.monotonic() - started, 2)
+        result.figures["timeline"] = timeline.events
+        proxy = proxies[-1]
+        ctx.status("producers retry what got no 202")
+        missing = {name: sorted(sent_ids(load, name) - acked(load, name)) for name in ROUTES}
+        again = retry(("127.0.0.1", port), specs, missing)
+        ctx.status("waiting for the log to drain")
+        wait_until(lambda: backlog_empty(proxy), 30, "the ingest backlog to drain")
+        state = ingest_state(proxy)
+        stored = {name: sqlite_ids(sinks[name]) for name in ROUTES}
+        sent_all = {name: sent_ids(load, name) for name in ROUTES}
+        for name in ROUTES:
+            sent = sent_all[name]
+            exactly_once(result, name, stored[name], acked_before_kill.get(name, set()),
+                         "every event acknowledged before the kill")
+            exactly_once(result, name, stored[name], sent, "after the producers' retries, every event sent")
+            nothing_unknown(result, name, stored[name], sent)
+            figures = stream_figures(load.streams[name], Sides(upstream_ids=Counter(stored[name])))
+            # In flight when the proxy was SIGKILLed: no answer can come (not a broken promise, the process died);
+            # their producers retried them below. Shown as `in_doubt_at_kill`, not as lost.
+            in_doubt = figures["lost"]
+            figures["lost"] = 0
+            retried_ok = len(acked(again, name))
+            result.figures.setdefault("streams", {})[name] = figures
+            route = state.get(name, {})
+            result.figures.setdefault("ingest", {})[name] = {
+                "acked_before_kill": len(acked_before_kill.get(name, set())), "acked": len(acked(load, name)),
+                "in_doubt_at_kill": in_doubt, "retried": len(missing[name]), "retried_acked": retried_ok,
+                "stored": len(stored[name]), "dead_letters": route.get("log", {}).get("dead_letters"),
+                "duplicates_ignored": route.get("sink", {}).get("duplicates_ignored")}
+            result.check(f"{name}: every retry acknowledged", retried_ok == len(missing[name]),
+                         f"{retried_ok} of {len(missing[name])} retried events got 202")
+            result.check(f"{name}: nothing dead-lettered", route.get("log", {}).get("dead_letters") == 0,
+                         f"{route.get('log', {}).get('dead_letters')} dead letter(s)")
+        result.notes.append("closed_before_response: requests in flight when the proxy was SIGKILLed (in_doubt_at_kill "
+                            "when the event had been stored); stored or not, the producers' retries with the same key "
+                            "settle them exactly once. refused: sent while no proxy was listening.")
+        ctx.status("settling")
+        leak_checks(result, proxy, floor, "restarted proxy")
+    finally:
+        for p in proxies:
+            if p.alive:
+                p.terminate()
+    return result
+
+
+# -- PostgreSQL goes away and comes back ---------------------------------------------------------------
+def _postgres() -> tuple[str, Any, Any]:
+    from test_ingest_postgres import Relay, _sql
+    from test_ingest_services import PG_URL
+
+    return PG_URL, Relay, _sql
+
+
+def postgres_reachable(url: str) -> bool:
+    import socket
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def sink_outage(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult("sink-outage", SCENARIOS[1].title)
+    pg_url, relay_class, sql = _postgres()
+    if not postgres_reachable(pg_url):
+        result.skipped = f"PostgreSQL is not reachable at {pg_url} (MESHBATCH_PG_URL)"
+        return result
+    work = ctx.dir("sink-outage")
+    target = urlsplit(pg_url)
+    relay = relay_class((target.hostname or "127.0.0.1", target.port or 5432))
+    relay.up()
+    via_relay = pg_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{relay.port}")
+    tables = {name: f"chaos_{name}_{secrets.token_hex(4)}" for name in ROUTES}
+    delivery = {"backoff_initial_ms": 50, "backoff_max_ms": 400, "timeout_ms": 1000}
+    routes = [ingest_route(name, name, work / f"log-{name}.db",
+                           {"type": "postgres", "url": via_relay, "table": tables[name], "pool_size": 2},
+                           timeout_ms=1500 if name == "delivered" else 5000, delivery=delivery) for name in ROUTES]
+    proxy = Proxy(work / "proxy.yaml", config([listener("main", routes)], [], drain_timeout_ms=5000))
+
+    def ids(name: str) -> list[str]:
+        try:
+            return [r["event_id"] for r in asyncio.run(sql(pg_url, f"SELECT event_id FROM {tables[name]}"))]
+        except Exception as exc:  # the table appears with the first delivery
+            if "does not exist" in str(exc):
+                return []
+            raise
+
+    try:
+        specs = ingest_streams(ctx.short)
+        warm_up(proxy, specs)  # the sink's connection pools are open: part of the floor
+        floor = proxy.floor()
+        load = LoadGen(proxy.address(), specs)
+        outages: list[dict[str, Any]] = []
+
+        def down() -> None:
+            relay.down()
+            outages.append({"at_s": round(load.elapsed, 2)})
+
+        def up() -> None:
+            try:  # the proxy has seen the outage (its flusher backs off) before the sink returns
+                seen = wait_until(lambda: (s := ingest_state(proxy)) and all(
+                    r["delivery"].get("consecutive_outages", 0) >= 1 for r in s.values()) and s, 10,
+                    "the outage to be seen")
+                outages[-1]["failed_deliveries"] = {n: r["delivery"]["consecutive_outages"] for n, r in seen.items()}
+            finally:
+                relay.up()
+                outages[-1]["seconds"] = round(load.elapsed - outages[-1]["at_s"], 2)
+
+        cycles = 1 if ctx.short else 3
+        steps: list[Step] = []
+        for i in range(cycles):
+            base = (i + 0.2) / cycles
+            steps += [Step(base, f"PostgreSQL unreachable ({i + 1}/{cycles})", down),
+                      Step(base + 0.4 / cycles, f"PostgreSQL back ({i + 1}/{cycles})", up)]
+        timeline = Timeline()
+        started = time.monotonic()
+        drive(ctx, load, planned_requests(specs, ctx.seconds(5, 40)), steps, timeline)
+        result.figures["load_seconds"] = round(time.monotonic() - started, 2)
+        result.figures["timeline"] = timeline.events
+        result.figures["outages"] = outages
+        ctx.status("waiting for the backlog to drain into PostgreSQL")
+        wait_until(lambda: backlog_empty(proxy), 60, "the ingest backlog to drain")
+        state = ingest_state(proxy)
+        for name in ROUTES:
+            stream = load.streams[name]
+            stored = [i for i in ids(name) if not i.startswith(WARM)]
+            sent = sent_ids(load, name)
+            admitted = acked(load, name) | {stream.id(i) for i, (o, s) in enumerate(
+                zip(stream.outcome, stream.status, strict=True)) if o == RESPONSE and s == 504}
+            exactly_once(result, name, stored, acked(load, name), "every acknowledged (202) event")
+            exactly_once(result, name, stored, admitted, "every admitted event (202, or 504 still in the log)")
+            nothing_unknown(result, name, stored, sent)
+            figures = stream_figures(stream, Sides(upstream_ids=Counter(stored)))
+            result.figures.setdefault("streams", {})[name] = figures
+            route = state.get(name, {})
+            result.figures.setdefault("ingest", {})[name] = {
+                "acked": len(acked(load, name)), "admitted": len(admitted), "stored": len(stored),
+                "delivered": route.get("delivery", {}).get("delivered"),
+                "dead_letters": route.get("log", {}).get("dead_letters"),
+                "duplicates_ignored": route.get("sink", {}).get("duplicates_ignored")}
+            result.check(f"{name}: nothing lost", figures["lost"] == 0 and figures["not_admitted"] == 0,
+                         f"{figures['lost']} unanswered, {figures['not_admitted']} not admitted")
+            result.check(f"{name}: nothing dead-lettered", route.get("log", {}).get("dead_letters") == 0,
+                         f"{route.get('log', {}).get('dead_letters')} dead letter(s)")
+        fsync = result.figures["streams"]["fsync"]
+        result.check("fsync: every event accepted during the outage", fsync["ok"] == fsync["sent"],
+                     f"{fsync['ok']}/{fsync['sent']} answered 202; failures {fsync['failed']}")
+        ctx.status("settling")
+        leak_checks(result, proxy, floor)
+    finally:
+        proxy.terminate()
+        relay.down()
+        for table in tables.values():
+            try:
+                asyncio.run(sql(pg_url, f"DROP TABLE IF EXISTS {table}"))
+            except Exception as exc:  # pragma: no cover - cleanup only
+                result.notes.append(f"could not drop {table}: {exc}")
+    return result
+
+
+SCENARIOS = [
+    Scenario("ingest-kill", "The proxy is SIGKILLed during ingestion and restarted", 60, kill_restart),
+    Scenario("sink-outage", "The database sink goes away and comes back", 70, sink_outage, ("postgresql",)),
+]

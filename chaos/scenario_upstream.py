@@ -1,0 +1,86 @@
+"""Upstream faults under load: an upstream SIGKILLed then started again on its port; an upstream that hangs
+(SIGSTOP: the kernel still accepts connections, nothing is read or answered) then resumes.
+
+Set-up: three upstream processes, one proxy with a plain route and a batching route (retries on connect
+failure, reset and gateway errors; per-try timeout 400 ms; an endpoint breaker and outlier detection)."""
+
+from __future__ import annotations
+
+from .accounting import Bars
+from .common import Context, Scenario, ScenarioResult, wait_until
+from .harness import Step, default_streams, run_standard
+from .mesh import Proxy, standard
+from .upstream import IdFleet
+
+
+def kill_restart(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult("upstream-kill", SCENARIOS[0].title)
+    work = ctx.dir("upstream-kill")
+    fleet = IdFleet(work).start("a", "b", "c")
+    log = work / "access.log"
+    try:
+        proxy = Proxy(work / "proxy.yaml", standard(fleet.addresses(), log=log))
+        try:
+            victim = fleet["b"]
+            marks: list[int] = []
+
+            def kill() -> None:
+                victim.kill()
+
+            def revive() -> None:
+                marks.append(victim.lines())
+                victim.revive()
+
+            cycles = 1 if ctx.short else 4
+            steps: list[Step] = []
+            for i in range(cycles):
+                base = (i + 0.15) / cycles
+                steps += [Step(base, f"kill upstream b ({i + 1}/{cycles})", kill),
+                          Step(base + 0.35 / cycles, f"restart upstream b ({i + 1}/{cycles})", revive)]
+            run_standard(ctx, result, fleet=fleet, proxy=proxy, specs=default_streams(ctx.short),
+                         seconds=ctx.seconds(4, 40), steps=steps, bars=Bars(min_success=0.995, max_latency_s=2.5),
+                         log=log)
+            served = victim.lines() - marks[-1]
+            result.figures["revived_upstream_served"] = served
+            result.check("the restarted upstream serves again", served > 0,
+                         f"upstream b received {served} id(s) after its last restart")
+        finally:
+            proxy.terminate()
+    finally:
+        fleet.close()
+    return result
+
+
+def hang(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult("upstream-hang", SCENARIOS[1].title)
+    work = ctx.dir("upstream-hang")
+    fleet = IdFleet(work).start("a", "b", "c")
+    log = work / "access.log"
+    try:
+        proxy = Proxy(work / "proxy.yaml", standard(fleet.addresses(), log=log))
+        try:
+            victim = fleet["b"]
+            cycles = 1 if ctx.short else 4
+            steps: list[Step] = []
+            for i in range(cycles):
+                base = (i + 0.15) / cycles
+                steps += [Step(base, f"upstream b hangs ({i + 1}/{cycles})", victim.pause),
+                          Step(base + 0.4 / cycles, f"upstream b resumes ({i + 1}/{cycles})", victim.resume)]
+            # Route timeout 2 s, per-try timeout 400 ms: a caller whose first try hung is retried elsewhere.
+            run_standard(ctx, result, fleet=fleet, proxy=proxy, specs=default_streams(ctx.short),
+                         seconds=ctx.seconds(4, 40), steps=steps, bars=Bars(min_success=0.995, max_latency_s=2.5),
+                         log=log)
+            # The hung upstream answers what it had queued once resumed: those late receipts are the duplicate
+            # deliveries the retries allow (their callers were answered by another upstream).
+            wait_until(lambda: victim.proc is not None and victim.proc.poll() is None, 5, "upstream b alive")
+        finally:
+            proxy.terminate()
+    finally:
+        fleet.close()
+    return result
+
+
+SCENARIOS = [
+    Scenario("upstream-kill", "An upstream is SIGKILLed and restarted under load", 10, kill_restart),
+    Scenario("upstream-hang", "An upstream hangs (accepts, never answers), then resumes", 20, hang),
+]

@@ -1,0 +1,82 @@
+"""The pure parts of the chaos suite: slopes and their errors, the growth test, percentiles, the report, and
+finding chaos/ from the package."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import pytest
+
+from meshbatch import chaoscli
+
+
+@pytest.fixture(scope="module")
+def chaos() -> ModuleType:
+    return chaoscli.load_chaos(chaoscli.find_chaos_dir())
+
+
+def _mod(name: str) -> ModuleType:
+    return importlib.import_module(f"{chaoscli.PACKAGE}.{name}")
+
+
+def test_chaos_dir_is_found(chaos: ModuleType) -> None:
+    assert (chaoscli.find_chaos_dir() / "runner.py").is_file()
+
+
+def test_slope_and_its_error(chaos: ModuleType) -> None:
+    common = _mod("common")
+    b, se = common.slope([(x, 2.0 * x + 1) for x in range(10)])
+    assert b == pytest.approx(2.0) and se == pytest.approx(0.0, abs=1e-9)
+    b, se = common.slope([(x, float(x % 2)) for x in range(40)])  # jitter, no trend
+    assert abs(b) < 0.05 and se > 0
+    assert common.slope([(0, 1.0), (1, 2.0)]) == (0.0, 0.0)
+    assert common.percentile([], 0.99) == 0.0
+    assert common.percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
+
+
+def test_growth_test_tells_a_leak_from_jitter(chaos: ModuleType) -> None:
+    sampler = _mod("sampler").Sampler(proxy=None)  # type: ignore[arg-type]
+    leak = 1.0 / 60  # 1 MiB a minute: 60 MiB/h
+    sampler.samples = [{"t": float(t), "rss_mib": 80 + 2 * leak * t, "fds": 20 + (t % 3), "tasks": 4 + (t * 7 % 5),
+                        "lag_ms": 1.0, "cpu_s": 0.0} for t in range(120)]
+    growth = sampler.growth()
+    assert not growth["rss_mib"]["ok"]  # 120 MiB/h > 64
+    assert growth["fds"]["ok"] and growth["tasks"]["ok"] and growth["lag_ms"]["ok"]
+
+
+def test_report_renders_a_result(chaos: ModuleType) -> None:
+    common, report = _mod("common"), _mod("report")
+    result = common.ScenarioResult("x", "a scenario")
+    result.figures["streams"] = {"sync": {"route": "sync", "sent": 3, "answered": 3, "ok": 2, "failed": {"503 x": 1},
+                                          "lost": 0, "duplicate_deliveries": 0, "answered_twice": 0,
+                                          "not_admitted": 0, "aborted": 0, "p50_ms": 1, "p99_ms": 2, "max_ms": 3}}
+    result.check("a bar", False, "measured 1")
+    text = report.scenario_markdown(result.as_json())
+    assert "| sync | 3 | 3 | 2 | 1 (1 503 x) |" in text and "**FAIL**" in text
+
+
+def test_loop_monitor_sees_a_blocked_loop() -> None:
+    """The proxy's loop-lag sampler (what the soak reads from /metrics) measures a callback that blocks the loop."""
+    import asyncio
+    import time
+
+    from meshbatch.telemetry.loop import LoopMonitor
+    from meshbatch.telemetry.metrics import Registry
+
+    async def main() -> tuple[float, str]:
+        registry = Registry()
+        monitor = LoopMonitor(asyncio.get_running_loop(), registry, interval=0.01)
+        monitor.start()
+        await asyncio.sleep(0)
+        time.sleep(0.06)  # the loop is blocked: the sampler's next tick is late by about this much
+        deadline = time.monotonic() + 5
+        while monitor.lag.count < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        monitor.stop()
+        return monitor.recent_max, registry.render().decode()
+
+    lag, text = asyncio.run(main())
+    assert lag >= 0.04
+    assert "meshbatch_event_loop_lag_seconds_bucket" in text and "meshbatch_asyncio_tasks 1.0" in text
+    assert "process_open_fds" in text and "process_resident_memory_bytes" in text
