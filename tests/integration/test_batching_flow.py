@@ -29,6 +29,7 @@ def proxy(module_mesh: Any, upstream: BatchUpstream) -> MeshbatchProcess:
         batch_route("prio", "/prio/", "/b/json-array/ok", max_items=3),
         batch_route("dedup", "/dedup/", "/b/json-array/ok", max_items=4),
         batch_route("dedup_env", "/dedup-env/", "/b/envelope/ok"),
+        batch_route("replay", "/replay/", "/b/envelope/ok", dedup_window_ms=60_000),
         batch_route("small", "/small/", "/b/ndjson/ok", max_items=3),
         batch_route("bytes", "/bytes/", "/b/json-array/ok", max_bytes=40),
         batch_route("metered", "/metered/", "/b/json-array/ok", max_items=4),
@@ -162,6 +163,30 @@ def test_dedup_joins_an_item_in_flight(callers: Callers, upstream: BatchUpstream
     assert [b.size for b in upstream.snapshot()] == [1]
     idem = upstream.snapshot()[0].requests[0]["headers"].get("idempotency-key")
     assert idem == "fly", "the envelope forwards the caller's end-to-end headers"
+
+
+def test_a_repeat_within_dedup_window_ms_is_replayed(callers: Callers, upstream: BatchUpstream) -> None:
+    replayed = callers.metric("meshbatch_batch_replayed_total", route="replay")
+    key = {"idempotency-key": "pay-1"}
+    first = callers.call("/replay/x", {"order": "p", "headers": {"x-receipt": "r-1"}}, headers=key)
+    assert first.status_code == 201 and first.headers["x-receipt"] == "r-1"
+    again = callers.call("/replay/x", {"order": "p", "headers": {"x-receipt": "r-1"}}, headers=key)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["x-receipt"] == "r-1", "the item's own status and headers are replayed"
+    assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
+    assert again.headers["x-meshbatch-batch-id"] == first.headers["x-meshbatch-batch-id"]
+    reused = callers.call("/replay/x", {"order": "other"}, headers=key)
+    assert reused.status_code == 400 and reused.json()["reason"] == "idempotency_key_reused"
+    assert [b.size for b in upstream.snapshot()] == [1], "one upstream item for the three requests"
+    assert callers.metric("meshbatch_batch_replayed_total", route="replay") - replayed == 1
+    # an upstream failure is not kept: the retry with the same key is sent again
+    failing = {"idempotency-key": "pay-2"}
+    assert callers.call("/replay/x", {"order": "q", "status": 503}, headers=failing).status_code == 503
+    retried = callers.call("/replay/x", {"order": "q", "status": 503}, headers=failing)
+    assert retried.status_code == 503 and "idempotent-replayed" not in retried.headers
+    assert len(upstream.snapshot()) == 3
+    state = callers.batcher("replay")["replay"]
+    assert state["keys"] == 1 and state["window_ms"] == 60_000 and state["replayed"] >= 1
 
 
 # flush reasons and headers ----------------------------------------------------------------------------------

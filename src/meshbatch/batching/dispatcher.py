@@ -22,6 +22,7 @@ from meshbatch.batching.codecs.base import Codec, ItemResult
 from meshbatch.batching.codecs.failures import failure
 from meshbatch.batching.item import DONE, QUEUED, REMOVED, Item, Key, Outcome, Waiter
 from meshbatch.batching.model import LatencyModel
+from meshbatch.batching.replay import ReplayCache
 from meshbatch.batching.retry import RetryRules, send_with_retries
 from meshbatch.batching.stats import BatchMetrics, RateMeter
 from meshbatch.clock import Clock, MonotonicClock
@@ -66,6 +67,7 @@ class Dispatcher:
         self.in_flight = 0
         self.in_flight_by_key: dict[Key, int] = {}
         self.dedup: dict[tuple[Key, bytes], Item] = {}
+        self.replay: ReplayCache | None = None  # answers kept for `dedup_window_ms` (batching/replay.py)
         self.completed = RateMeter()
         self.tasks: dict[asyncio.Task[None], Batch] = {}  # the batches in flight
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -324,7 +326,7 @@ class Dispatcher:
                 self.metrics.calls.inc(self.metrics.call_labels["error"])
             batch.fail(now)
         callers = 0
-        dedup = self.dedup
+        dedup, replay = self.dedup, self.replay
         for index, item in enumerate(batch.items):
             outcome: Outcome = results[index] if results is not None else error
             item.state = DONE
@@ -338,8 +340,11 @@ class Dispatcher:
             # objects when its caller is done instead of leaving them to the cyclic collector, whose full
             # collections would otherwise grow with the traffic and stall the loop for milliseconds.
             item.waiters = []
-            if item.dedup_key is not None and dedup.get(item.dedup_key) is item:
-                del dedup[item.dedup_key]
+            if item.dedup_key is not None:
+                if dedup.get(item.dedup_key) is item:
+                    del dedup[item.dedup_key]
+                if replay is not None and isinstance(outcome, ItemResult) and replay.keeps(outcome):
+                    replay.put(item.dedup_key, item.body, outcome, batch.reply_headers, now)
         size = len(batch.items)
         batch.items = []
         if sent:

@@ -23,6 +23,7 @@ from meshbatch.batching.codecs.envelope import end_to_end
 from meshbatch.batching.dispatcher import Dispatcher, Sender
 from meshbatch.batching.item import BATCHED, PRIORITY_NAMES, QUEUED, Item, Outcome, Waiter
 from meshbatch.batching.model import LatencyModel
+from meshbatch.batching.replay import Replay, ReplayCache
 from meshbatch.batching.replies import error_response
 from meshbatch.batching.retry import RetryRules
 from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
@@ -35,6 +36,7 @@ from meshbatch.telemetry.metrics import Registry
 log = logging.getLogger("meshbatch.batching")
 _NO_HEADERS: Headers = []  # shared, never mutated: items of codecs that do not forward headers
 ADAPT_EVERY = 0.1  # seconds between adaptive decisions
+_REPLAYED = (b"idempotent-replayed", b"true")
 
 
 def _ms(seconds: float) -> bytes:
@@ -71,6 +73,8 @@ class BatchHandler:
             key_queries=self.controls.key_queries, max_in_flight=config.max_in_flight, metrics=self.metrics,
             model=self.model, on_batch=self._adapt if self.controller is not None else None, clock=clock,
             retry=retry)
+        if config.dedup and config.dedup_window_ms > 0:
+            self.dispatcher.replay = ReplayCache(config.dedup_window_ms / 1000, config.dedup_max_keys)
         self._bound = False
         self._draining = False
         self._closed = False
@@ -122,6 +126,11 @@ class BatchHandler:
         dedup_key = None
         if idempotency is not None and self.dedup:
             dedup_key = (key, idempotency)
+            replay = dispatcher.replay
+            if replay is not None:
+                kept = replay.get(dedup_key, now)
+                if kept is not None:
+                    return self._replayed(kept, request)
             shared = dispatcher.dedup.get(dedup_key)
             if shared is not None and (shared.state == QUEUED or shared.state == BATCHED):
                 if shared.body != request.body:
@@ -145,6 +154,15 @@ class BatchHandler:
         waiter = Waiter(dispatcher.loop.create_future(), now, deadline, item)
         dispatcher.enqueue(item, waiter, now)
         return waiter
+
+    def _replayed(self, kept: Replay, request: Request) -> Response:
+        """The answer kept for this idempotency key (dedup_window_ms), without an upstream call."""
+        if kept.body != request.body:
+            raise BadRequest("idempotency_key_reused",
+                             "this idempotency-key answered a request with a different body")
+        self.metrics.replayed.inc(self.metrics.labels)
+        result = kept.result
+        return Response(result.status, [*result.headers, *kept.batch_headers, _REPLAYED], result.body)
 
     def _retry_after(self, now: float) -> float:
         """Seconds until the queue ahead is likely drained, from the recent completion rate (1 to 60)."""
@@ -201,6 +219,7 @@ class BatchHandler:
 
     def summary(self) -> dict[str, object]:
         dispatcher, acc, config = self.dispatcher, self.accumulator, self.config
+        replay = dispatcher.replay
         now = dispatcher.clock.now()
         keys: list[dict[str, object]] = []
         for key in sorted(set(acc.queues) | set(dispatcher.in_flight_by_key)):
@@ -226,6 +245,9 @@ class BatchHandler:
             "items_per_s": round(dispatcher.completed.value(now), 1),
             "items_total": dispatcher.completed.total,
             "dedup_shared": int(self.metrics.dedup.get(self.metrics.labels)),
+            "replay": None if replay is None else {
+                "keys": len(replay), "max_keys": replay.max_keys, "window_ms": config.dedup_window_ms,
+                "replayed": int(self.metrics.replayed.get(self.metrics.labels)), "evicted": replay.evicted},
             "policy": {
                 "max_items": config.max_items, "size_cap": acc.cap, "max_bytes": config.max_bytes,
                 "max_wait_ms": config.max_wait_ms, "min_wait_ms": config.min_wait_ms,

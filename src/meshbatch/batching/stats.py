@@ -74,6 +74,8 @@ class BatchMetrics:
                                       ["route", "outcome"])
         self.dedup = registry.counter("meshbatch_batch_dedup_total",
                                       "Callers that shared an item queued or in flight (idempotency-key)", ["route"])
+        self.replayed = registry.counter("meshbatch_batch_replayed_total", "Callers answered from the idempotency "
+                                         "replay window (dedup_window_ms), without an upstream call", ["route"])
         self.cancelled = registry.counter("meshbatch_batch_cancelled_total", "Callers that left before their answer, "
                                           "by stage (queued items are removed, in-flight ones are not)",
                                           ["route", "stage"])

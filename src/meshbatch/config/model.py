@@ -120,6 +120,8 @@ class Batch(Model):
     max_queue: Annotated[int, Field(ge=1)] = 10_000
     key: list[str] = []
     dedup: bool = True
+    dedup_window_ms: Annotated[float, Field(ge=0, le=86_400_000)] = 0
+    dedup_max_keys: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     adaptive: Adaptive | None = None
 
     @field_validator("upstream_path")
@@ -142,6 +144,8 @@ class Batch(Model):
     def _waits(self) -> Batch:
         if self.min_wait_ms > self.max_wait_ms:
             raise ValueError("min_wait_ms must be <= max_wait_ms")
+        if self.dedup_window_ms and not self.dedup:
+            raise ValueError("dedup_window_ms keeps answers for dedup: set dedup: true, or leave dedup_window_ms 0")
         return self
 
 
