@@ -3,7 +3,9 @@
 - every admitted request ends with exactly one response (no hang, no stray exception), cancelled ones too;
 - a batch never mixes batch keys, never exceeds max_items, and dedup never adds items to it;
 - an item whose caller left before its batch was sealed is never sent; nothing is sent after its deadline;
-- a 200 always carries the caller's own answer.
+- a 200 always carries the caller's own answer;
+- with a replay window (`dedup_window_ms`), a key that already got a 200 is answered from the window, never sent
+  again.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ configs = st.fixed_dictionaries({
     "max_queue": st.integers(2, 20),
     "codec": st.sampled_from(["json-array", "ndjson", "envelope"]),
     "dedup": st.booleans(),
+    "dedup_window_ms": st.sampled_from([0, 10_000]),  # 10 s: longer than any script, nothing expires
     "key": st.just(["header:x-k"]),
 })
 
@@ -110,6 +113,8 @@ async def _settle() -> None:
 
 
 async def scenario(config: dict[str, Any], script: list[tuple[Any, ...]]) -> None:
+    if not config["dedup"]:
+        config = {**config, "dedup_window_ms": 0}
     clock = FakeClock()
     upstream = Upstream(clock, config["codec"])
     handler = BatchHandler("p", Batch(**config), upstream, timeout=0.2, metrics=Registry(), clock=clock)
@@ -135,7 +140,12 @@ async def scenario(config: dict[str, Any], script: list[tuple[Any, ...]]) -> Non
                 headers.append((b"x-meshbatch-deadline-ms", str(deadline_ms).encode()))
             raw = b"{not json" if bad and number % 4 == 0 else orjson.dumps(body)
             budget = min(0.2, deadline_ms / 1000) if deadline_ms is not None else 0.2
-            meta.append({"body": body, "deadline": clock.now() + budget, "bad": raw != orjson.dumps(body)})
+            # answered 200 before this one arrived: with a replay window, this one must be a replay
+            after_200 = idem is not None and any(
+                t.done() and not t.cancelled() and t.result().status == 200 and meta[i]["body"] == body
+                and not meta[i]["bad"] for i, t in enumerate(tasks))
+            meta.append({"body": body, "deadline": clock.now() + budget, "bad": raw != orjson.dumps(body),
+                         "after_200": after_200})
             req = Request(b"POST", b"/o", headers, raw, received_at=clock.now())
             tasks.append(loop.create_task(handler(req)))
         elif op[0] == "cancel" and tasks:
@@ -176,6 +186,11 @@ async def scenario(config: dict[str, Any], script: list[tuple[Any, ...]]) -> Non
             assert response.status in (400, 429, 504) and response.status != 200
         if response.status == 200:
             assert orjson.loads(response.body) == {"echo": meta[index]["body"]}
+        replayed = (b"idempotent-replayed", b"true") in response.headers
+        if config["dedup_window_ms"] and meta[index]["after_200"] and not meta[index]["bad"]:
+            assert response.status == 200 and replayed, "a key answered 200 in the window was not replayed"
+        elif replayed:
+            assert config["dedup_window_ms"] and response.status == 200
         assert response.status in (200, 400, 429, 500, 502, 503, 504), response.status
 
     sent_numbers: list[int] = []
