@@ -212,6 +212,12 @@ def _bars(models: dict[str, Any], settings: dict[str, Any], targets: Sequence[st
             bar = 10.0 if model == "fixed" else None
             mine["x_direct"] = {"value": value, "bar": bar, "concurrency": int(top),
                                 "ok": None if bar is None else value is not None and value >= bar}
+        limit = settings["work"].get(model, {}).get("bulk_limit_items_per_s")
+        if "meshbatch" in targets and limit:
+            # The physical ceiling: the upstream's per-item cost alone, as if the fixed cost per call were free.
+            items = entry["by_concurrency"][top]["meshbatch"]["items_per_s"]["median"]
+            mine["of_bulk_limit"] = {"items_per_s": items, "limit": limit, "concurrency": int(top),
+                                     "value": None if items is None else items / limit}
         for peer in ("ray-serve", "bentoml"):
             if peer in targets and "meshbatch" in targets:
                 readings = {}
@@ -304,6 +310,10 @@ def markdown(data: dict[str, Any]) -> str:
             key = f"x_{peer}_equal_p99"
             if key in bars:
                 parts.append(f">= {label} at equal p99: {_verdict(bars[key]['ok'])}")
+        if "of_bulk_limit" in bars and bars["of_bulk_limit"]["value"] is not None:
+            b = bars["of_bulk_limit"]
+            parts.append(f"at {b['concurrency']} callers {num(b['items_per_s'], 0)} items/s = {b['value']:.2f} of the "
+                         f"upstream's bulk limit ({num(b['limit'], 0)} items/s, its per-item cost alone)")
         if "added_p99_half_saturation" in bars:
             b = bars["added_p99_half_saturation"]
             parts.append(f"added p99 at half of its saturation {num(b['value'])} ms (<= {num(b['bar'], 1)} ms): "
