@@ -1,0 +1,111 @@
+"""The configuration as frozen, typed objects.
+
+Every key a user can write is a field here. Models forbid unknown keys (the loader turns those errors into
+"did you mean" hints) and are frozen: a reload builds a new tree and swaps one reference. One module per part of
+the file; every name is importable from `meshbatch.config.model`.
+"""
+
+from __future__ import annotations
+
+from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
+from meshbatch.config.model.batch import Adaptive, Batch
+from meshbatch.config.model.clusters import (
+    CircuitBreakers,
+    Cluster,
+    Discovery,
+    EndpointBreaker,
+    EndpointSpec,
+    HealthCheck,
+    LbConfig,
+    OutlierDetection,
+    Percent,
+    RetryBudget,
+)
+from meshbatch.config.model.ingest import COLUMN_TYPES, Column, Delivery, Ingest, IngestLog, Sink
+from meshbatch.config.model.layers import (
+    RETRY_CONDITIONS,
+    AdaptiveConcurrency,
+    Backoff,
+    Fault,
+    FaultAbort,
+    FaultDelay,
+    Mirror,
+    RateLimit,
+    Retry,
+    Share,
+    WeightedCluster,
+)
+from meshbatch.config.model.listeners import Listener, Route
+from meshbatch.config.model.pipeline import (
+    ENCODINGS,
+    STAGES,
+    Compress,
+    Decode,
+    Decompress,
+    Encoding,
+    Filter,
+    Step,
+    Transform,
+    Validate,
+)
+from meshbatch.config.model.root import Admin, Config
+from meshbatch.config.model.routing import METHODS, HeaderMatch, Limits, Match
+from meshbatch.config.model.telemetry import AccessLog, Fraction, Recorder, Tracing
+
+__all__ = [
+    "COLUMN_TYPES",
+    "ENCODINGS",
+    "METHODS",
+    "RETRY_CONDITIONS",
+    "STAGES",
+    "AccessLog",
+    "Adaptive",
+    "AdaptiveConcurrency",
+    "Admin",
+    "Backoff",
+    "Batch",
+    "CircuitBreakers",
+    "Cluster",
+    "Column",
+    "Compress",
+    "Config",
+    "Decode",
+    "Decompress",
+    "Delivery",
+    "Discovery",
+    "Encoding",
+    "EndpointBreaker",
+    "EndpointSpec",
+    "Fault",
+    "FaultAbort",
+    "FaultDelay",
+    "Filter",
+    "Fraction",
+    "HeaderMatch",
+    "HealthCheck",
+    "Ingest",
+    "IngestLog",
+    "LbConfig",
+    "Limits",
+    "Listener",
+    "Match",
+    "Millis",
+    "Mirror",
+    "Model",
+    "NonNegInt",
+    "OutlierDetection",
+    "Percent",
+    "PositiveInt",
+    "RateLimit",
+    "Recorder",
+    "Retry",
+    "RetryBudget",
+    "Route",
+    "Share",
+    "Sink",
+    "Step",
+    "Tracing",
+    "Transform",
+    "Validate",
+    "WeightedCluster",
+]

@@ -1,0 +1,26 @@
+"""What every config model shares: frozen, unknown keys forbidden; common field types; the listen-address check."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Millis = Annotated[int, Field(ge=1, le=86_400_000)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, validate_default=True)
+
+
+def _check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080")
+    if host.startswith("[") != host.endswith("]"):
+        raise ValueError("an IPv6 host must be in brackets, e.g. [::1]:8080")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("port must be a number from 0 to 65535")
+    return value

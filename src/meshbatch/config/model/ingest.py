@@ -1,0 +1,66 @@
+"""A route's `ingest:` block (meshbatch.ingest): the log, delivery and sink."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from meshbatch.config.model.base import Millis, Model, PositiveInt
+
+
+class IngestLog(Model):
+    backend: str = "sqlite"  # sqlite | jetstream
+    path: str | None = None  # sqlite: the log file (default meshbatch-data/ingest-ROUTE.db)
+    sync: Literal["full", "normal"] = "full"  # sqlite: fsync each group commit, or only at checkpoints
+    max_events: PositiveInt = 1_000_000
+    max_bytes: PositiveInt = 1_073_741_824
+    on_full: Literal["reject", "block"] = "reject"
+    block_timeout_ms: Millis = 5_000
+    memory_events: PositiveInt = 100_000  # committed events kept in memory for delivery; the rest read back
+    url: str = "nats://127.0.0.1:4222"  # jetstream
+    stream: str | None = None  # jetstream (default MESHBATCH_ROUTE)
+    subject: str | None = None  # jetstream (default meshbatch.ingest.ROUTE)
+    replicas: Annotated[int, Field(ge=1, le=5)] = 1
+    ack_wait_ms: Millis = 30_000
+
+
+class Delivery(Model):
+    max_items: Annotated[int, Field(ge=1, le=100_000)] | None = None  # default 1000, or the route's batch block
+    max_bytes: PositiveInt | None = None  # default 4 MiB, or the route's batch block
+    max_in_flight: Annotated[int, Field(ge=1, le=256)] | None = None  # default 2, or the route's batch block
+    linger_ms: Annotated[float, Field(ge=0, le=60_000)] = 0
+    timeout_ms: Millis = 10_000
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 8
+    backoff_initial_ms: Annotated[float, Field(gt=0, le=3_600_000)] = 100
+    backoff_max_ms: Annotated[float, Field(gt=0, le=3_600_000)] = 30_000
+
+
+COLUMN_TYPES = ("text", "bigint", "double", "boolean", "json", "timestamp")
+
+
+class Column(Model):
+    field: Annotated[str, Field(min_length=1)]  # a dotted path into the event
+    type: Literal["text", "bigint", "double", "boolean", "json", "timestamp"] = "text"
+
+
+class Sink(Model):
+    type: str | None = None  # sqlite | postgres | cluster; default: cluster if the route names one, else sqlite
+    path: str | None = None  # sqlite: the database file (default meshbatch-data/sink.db)
+    url: str | None = None  # postgres: postgresql://user@host:port/db (${ENV} expanded)
+    table: str = "events"
+    id_column: str = "event_id"
+    columns: dict[str, str | Column] = {}  # column -> event field path (text), or {field, type}
+    payload_column: str | None = None  # the whole event as JSON (JSONB); default `payload` when no columns
+    received_column: str | None = "received_at"
+    create_table: bool = True
+    pool_size: Annotated[int, Field(ge=1, le=64)] = 4  # postgres connections
+    codec: str | None = None  # cluster: default the route's batch.codec, else json-array
+    upstream_path: str | None = None  # cluster: default the route's batch.upstream_path, else /batch
+
+
+class Ingest(Model):
+    ack: Literal["memory", "fsync", "delivered"] = "fsync"
+    log: IngestLog = IngestLog()
+    delivery: Delivery = Delivery()
+    sink: Sink = Sink()

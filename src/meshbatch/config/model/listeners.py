@@ -1,0 +1,59 @@
+"""Routes and listeners."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from meshbatch.config.model.base import Millis, Model, _check_listen
+from meshbatch.config.model.batch import Batch
+from meshbatch.config.model.ingest import Ingest
+from meshbatch.config.model.layers import (
+    AdaptiveConcurrency,
+    Fault,
+    Mirror,
+    RateLimit,
+    Retry,
+    WeightedCluster,
+)
+from meshbatch.config.model.pipeline import Step
+from meshbatch.config.model.routing import Limits, Match
+from meshbatch.security.model import Jwt, ListenerTls, Policy
+
+
+class Route(Model):
+    name: Annotated[str, Field(min_length=1)]
+    match: Match = Match()
+    cluster: str = ""  # required, except on an ingest route whose sink is a database (see checks)
+    timeout_ms: Millis = 15_000
+    batch: Batch | None = None
+    pipeline: list[Step] = []
+    ingest: Ingest | None = None
+    # resilience and traffic shaping (meshbatch.layers); see docs/traffic.md
+    per_try_timeout_ms: Millis | None = None
+    retry: Retry | None = None
+    rate_limit: list[RateLimit] = []
+    adaptive_concurrency: AdaptiveConcurrency | None = None
+    fault: Fault | None = None
+    mirror: Mirror | None = None
+    split: list[WeightedCluster] = []  # instead of `cluster`: weighted clusters (canary)
+    split_key: str | None = None  # 'header:NAME': the same value always goes to the same cluster
+    subset: dict[str, str] = {}  # only endpoints of `cluster` whose metadata has all these pairs
+    subset_fallback: Literal["none", "any"] = "none"  # an empty subset: 503, or any endpoint of the cluster
+    policies: list[Policy] = []  # authorization of this route, after the listener's (meshbatch.security)
+
+
+class Listener(Model):
+    name: Annotated[str, Field(min_length=1)]
+    listen: str
+    routes: list[Route] = []
+    limits: Limits = Limits()
+    via: bool = True
+    request_id_in_response: bool = True
+    reuse_port: bool = False  # SO_REUSEPORT: another process may bind the same address (drain handover)
+    tls: ListenerTls | None = None  # mTLS (meshbatch.security); absent: plaintext
+    policies: list[Policy] = []  # authorization of every request of the listener, before routing
+    jwt: Jwt | None = None  # bearer JWT validation (edge listeners)
+
+    _listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))

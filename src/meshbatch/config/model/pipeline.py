@@ -1,0 +1,92 @@
+"""The preprocessing pipeline (meshbatch.pipeline): one key per step names the stage."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from meshbatch.config.model.base import Model, NonNegInt, PositiveInt
+
+Encoding = Literal["gzip", "deflate", "zstd", "br"]
+ENCODINGS: tuple[Encoding, ...] = ("gzip", "deflate", "zstd", "br")
+
+
+class Decompress(Model):
+    encodings: list[Encoding] = list(ENCODINGS)
+    max_bytes: PositiveInt = 8_388_608  # decompressed size cap (a zip bomb is a 413)
+
+
+class Decode(Model):
+    format: Literal["auto", "json", "ndjson", "msgpack"] = "auto"
+    split_arrays: bool = False  # a top-level array is several events
+    max_events: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
+
+class Validate(Model):
+    schema_: str | dict[str, Any] = Field(alias="schema")  # a JSON Schema file path, or the schema inline
+    on_invalid: Literal["reject", "dead_letter"] = "reject"
+
+
+class Filter(Model):
+    expr: Annotated[str, Field(min_length=1, max_length=4096)]
+    on_error: Literal["drop", "reject"] = "drop"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"expr": value} if isinstance(value, str) else value
+
+
+class Transform(Model):
+    rename: dict[str, str] = {}
+    project: list[str] | None = None
+    drop: list[str] = []
+    add: dict[str, Any] = {}
+    stamp: str | None = None
+    stamp_format: Literal["rfc3339", "unix", "unix_ms"] = "rfc3339"
+
+
+class Compress(Model):
+    encoding: Literal["gzip", "zstd"] = "gzip"
+    min_bytes: NonNegInt = 1024
+    level: Annotated[int, Field(ge=1, le=19)] | None = None
+
+
+STAGES = ("decompress", "decode", "validate", "filter", "transform", "compress")
+
+
+class Step(Model):
+    """One pipeline stage: a mapping with exactly one key, the stage's name (`- filter: {expr: ...}`)."""
+
+    decompress: Decompress | None = None
+    decode: Decode | None = None
+    validate_: Validate | None = Field(None, alias="validate")
+    filter: Filter | None = None
+    transform: Transform | None = None
+    compress: Compress | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:  # `- decompress:` (no options) means the defaults
+        if isinstance(value, dict):
+            return {k: ({} if v is None and k in STAGES else v) for k, v in value.items()}
+        if isinstance(value, str) and value in STAGES:
+            return {value: {}}
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> Step:
+        named = [name for name in STAGES if self.options(name) is not None]
+        if len(named) != 1:
+            raise ValueError(f"a step names exactly one stage of {', '.join(STAGES)}"
+                             + (f" (got {', '.join(named)})" if named else ""))
+        return self
+
+    def options(self, name: str) -> Model | None:
+        value: Model | None = getattr(self, "validate_" if name == "validate" else name)
+        return value
+
+    @property
+    def stage(self) -> str:
+        return next(name for name in STAGES if self.options(name) is not None)
