@@ -47,6 +47,7 @@ def traced(module_mesh: Any, batch_upstream: BatchUpstream, upstreams: dict[str,
            tmp_path_factory: pytest.TempPathFactory) -> tuple[MeshbatchProcess, Path]:
     spans = tmp_path_factory.mktemp("spans") / "spans.jsonl"
     routes = [batch_route("ja", "/ja/", "/b/json-array/ok"), batch_route("env", "/env/", "/b/envelope/ok"),
+              batch_route("replay", "/replay/", "/b/json-array/ok", dedup_window_ms=60_000),
               route("plain", "echo", {"path_prefix": "/plain/"})]
     cfg = config([listener("main", routes)], [cluster("batch", batch_upstream.address),
                                               cluster("echo", upstreams["a"].address)])
@@ -98,6 +99,29 @@ def test_a_batch_span_links_its_members_and_reaches_the_upstream(
     if route_name == "env":
         item_parents = {entry["headers"]["traceparent"].split("-")[2] for entry in received.requests}
         assert item_parents == {hex_id(s["context"]["span_id"]) for s in servers}
+
+
+def test_a_replayed_answer_names_the_batch_that_served_it(traced: tuple[MeshbatchProcess, Path],
+                                                          batch_upstream: BatchUpstream) -> None:
+    proxy, path = traced
+    batch_upstream.reset()
+    with Callers(proxy.url("main"), proxy.admin_url) as callers:
+        key = {"idempotency-key": "trace-replay"}
+        first = callers.call("/replay/x", {"r": 1}, headers={**key, "traceparent": traceparent(0x4001)})
+        again = callers.call("/replay/x", {"r": 1}, headers={**key, "traceparent": traceparent(0x4002)})
+    assert first.status_code == again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert len(batch_upstream.snapshot()) == 1
+    parents = {f"{0x4001:016x}": "first", f"{0x4002:016x}": "again"}
+    spans = wait_spans(path, lambda s: sum(1 for x in s if hex_id(x["parent_id"] or "") in parents) == 2,
+                       "the two SERVER spans")
+    server = {parents[hex_id(x["parent_id"])]: x for x in spans if hex_id(x["parent_id"] or "") in parents}
+    batch_id = first.headers["x-meshbatch-batch-id"]
+    assert server["first"]["attributes"]["meshbatch.batch.id"] == batch_id
+    assert "meshbatch.replayed" not in server["first"]["attributes"]
+    assert server["again"]["attributes"]["meshbatch.batch.id"] == batch_id
+    assert server["again"]["attributes"]["meshbatch.replayed"] == "true"
+    calls = [x for x in spans if x["kind"] == "SpanKind.CLIENT" and x["attributes"].get("meshbatch.route") == "replay"]
+    assert len(calls) == 1, "the replay made no upstream call"
 
 
 def test_a_plain_route_forwards_the_server_spans_context(traced: tuple[MeshbatchProcess, Path],

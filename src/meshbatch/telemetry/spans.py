@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 TRACEPARENT = b"traceparent"
 _HEX = frozenset(b"0123456789abcdef")
 _BATCH_HEADERS = {b"x-meshbatch-batch-id": "meshbatch.batch.id", b"x-meshbatch-batch-size": "meshbatch.batch.size",
-                  b"x-meshbatch-queue-ms": "meshbatch.batch.queue_ms", b"x-meshbatch-flush": "meshbatch.batch.flush"}
+                  b"x-meshbatch-queue-ms": "meshbatch.batch.queue_ms", b"x-meshbatch-flush": "meshbatch.batch.flush",
+                  b"idempotent-replayed": "meshbatch.replayed"}
 
 
 def parse_traceparent(value: bytes | None, tracestate: bytes | None = None) -> SpanContext | None:
