@@ -101,6 +101,42 @@ def test_a_batch_span_links_its_members_and_reaches_the_upstream(
         assert item_parents == {hex_id(s["context"]["span_id"]) for s in servers}
 
 
+def test_dedup_joiners_are_linked_to_the_batch_span_queued_or_in_flight(traced: tuple[MeshbatchProcess, Path],
+                                                                        batch_upstream: BatchUpstream) -> None:
+    proxy, path = traced
+    batch_upstream.reset()
+    shared = {"idempotency-key": "joined"}
+    with Callers(proxy.url("main"), proxy.admin_url) as callers:
+        joins = callers.batcher("ja")["dedup_shared"]
+        # the creator and a joiner queue behind the plug; then only the plug goes through: the shared item's
+        # batch stays in flight for a third caller to join it there
+        with Plug(callers, batch_upstream, "/ja/plug", "ja", release_all=False):
+            first = callers.post("/ja/d", {"d": 1}, headers={**shared, "traceparent": traceparent(0x5001)})
+            queued = callers.post("/ja/d", {"d": 1}, headers={**shared, "traceparent": traceparent(0x5002)})
+            wait_until(lambda: callers.batcher("ja")["dedup_shared"] == joins + 1, 5, "the queued join")
+            batch_upstream.release(1)
+        batch_upstream.wait_batches(2)
+        late = callers.post("/ja/d", {"d": 1}, headers={**shared, "traceparent": traceparent(0x5003)})
+        wait_until(lambda: callers.batcher("ja")["dedup_shared"] == joins + 2, 5, "the in-flight join")
+        batch_upstream.release()
+        answers = [f.result(10) for f in (first, queued, late)]
+    assert {a.headers["x-meshbatch-batch-id"] for a in answers} == {answers[0].headers["x-meshbatch-batch-id"]}
+    parents = {f"{0x5001 + i:016x}" for i in range(3)}
+    batch_id = answers[0].headers["x-meshbatch-batch-id"]
+    spans = wait_spans(path, lambda s: sum(1 for x in s if hex_id(x["parent_id"] or "") in parents) == 3 and any(
+        x["kind"] == "SpanKind.CLIENT" and x["attributes"].get("meshbatch.batch.id") == batch_id for x in s),
+        "the callers' spans and the batch span")
+    servers = {hex_id(x["parent_id"]): hex_id(x["context"]["span_id"]) for x in spans
+               if hex_id(x["parent_id"] or "") in parents}
+    batch = next(x for x in spans
+                 if x["kind"] == "SpanKind.CLIENT" and x["attributes"]["meshbatch.batch.id"] == batch_id)
+    links = {hex_id(link["context"]["span_id"]): link["attributes"] for link in batch["links"]}
+    assert set(links) == set(servers.values()), "one link per caller: the creator, a queued and an in-flight joiner"
+    assert "meshbatch.dedup" not in links[servers[f"{0x5001:016x}"]]
+    for parent in (0x5002, 0x5003):
+        assert links[servers[f"{parent:016x}"]] == {"meshbatch.item.index": 0, "meshbatch.dedup": True}
+
+
 def test_a_replayed_answer_names_the_batch_that_served_it(traced: tuple[MeshbatchProcess, Path],
                                                           batch_upstream: BatchUpstream) -> None:
     proxy, path = traced

@@ -77,6 +77,7 @@ class Dispatcher:
         self._idle: asyncio.Event | None = None
         # Observability, set by meshbatch.telemetry.wiring (None = off; checked once per batch, not per request).
         self.tracing: BatchSpans | None = None
+        self.spans: dict[Batch, Span] = {}  # the spans of the batches in flight (tracing on): joiners link to them
         self.recorder: BatchRecorder | None = None
 
     # -- time -----------------------------------------------------------------------------------------------
@@ -141,6 +142,9 @@ class Dispatcher:
                       else self.acc.expire_at(item))
         elif item.state != QUEUED and item.batch is not None and item.batch.state == IN_FLIGHT:
             self._call_at(waiter.deadline, self._expire_in_flight, item.batch)
+            span = self.spans.get(item.batch) if waiter.trace is not None else None
+            if span is not None and self.tracing is not None:
+                self.tracing.link_joiner(span, waiter.trace, item.batch.items.index(item))
 
     def leave(self, waiter: Waiter) -> None:
         """The caller's task was cancelled (client gone): before sealing its item leaves the queue."""
@@ -250,7 +254,7 @@ class Dispatcher:
             body = self.codec.encode(items)
             path, headers = self._upstream_request(batch.key)
             if tracing is not None:
-                span = tracing.start(self.route, batch, headers)
+                span = self.spans[batch] = tracing.start(self.route, batch, headers)
             now = clock.now()
             deadlines = [w.deadline for item in items for w in item.waiters]
             batch.send(now)
@@ -277,6 +281,7 @@ class Dispatcher:
                 watch.cancel()
             failed = error if results is None and isinstance(error, ProxyError) else None
             if span is not None and tracing is not None:
+                self.spans.pop(batch, None)
                 tracing.finish(span, batch, status, failed)
             if recorder is not None and batch.sent_at:
                 recorder.add(batch, clock.now(), results is not None and 200 <= status < 300)

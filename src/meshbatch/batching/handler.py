@@ -136,7 +136,8 @@ class BatchHandler:
                 if shared.body != request.body:
                     raise BadRequest("idempotency_key_reused",
                                      "this idempotency-key is in use by a request with a different body")
-                waiter = Waiter(dispatcher.loop.create_future(), now, deadline, shared)
+                trace = request.header(b"traceparent") if dispatcher.tracing is not None else None
+                waiter = Waiter(dispatcher.loop.create_future(), now, deadline, shared, trace)
                 dispatcher.join(shared, waiter)
                 return waiter
         accumulator = self.accumulator

@@ -33,13 +33,15 @@ DedupKey = tuple[Key, bytes]
 class Waiter:
     """One admitted caller. `future` gets exactly one `Outcome`."""
 
-    __slots__ = ("arrived", "deadline", "future", "item")
+    __slots__ = ("arrived", "deadline", "future", "item", "trace")
 
-    def __init__(self, future: asyncio.Future[Outcome], arrived: float, deadline: float, item: Item) -> None:
+    def __init__(self, future: asyncio.Future[Outcome], arrived: float, deadline: float, item: Item,
+                 trace: bytes | None = None) -> None:
         self.future = future
         self.arrived = arrived
         self.deadline = deadline
         self.item = item
+        self.trace = trace  # a dedup joiner's traceparent (tracing on): the batch span links it too
 
     def resolve(self, outcome: Outcome) -> None:
         future = self.future

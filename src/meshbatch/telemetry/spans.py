@@ -177,6 +177,10 @@ class BatchSpans:
             member = parse_traceparent(_header(item.headers, TRACEPARENT))
             if member is not None:
                 links.append(Link(member, {"meshbatch.item.index": index}))
+            for waiter in item.waiters:  # dedup joiners: their own SERVER spans, linked to the item they share
+                joiner = parse_traceparent(waiter.trace) if waiter.trace is not None else None
+                if joiner is not None:
+                    links.append(Link(joiner, {"meshbatch.item.index": index, "meshbatch.dedup": True}))
         span = self.tracing.tracer.start_span(f"batch {route}", context=Context(), kind=SpanKind.CLIENT, links=links,
                                               attributes={
                                                   "meshbatch.route": route,
@@ -187,6 +191,13 @@ class BatchSpans:
                                               })
         headers.append((TRACEPARENT, format_traceparent(span.get_span_context())))
         return span
+
+    @staticmethod
+    def link_joiner(span: Span, trace: bytes | None, index: int) -> None:
+        """A dedup joiner of an item already in flight: linked to the batch span while it is open."""
+        joiner = parse_traceparent(trace)
+        if joiner is not None:
+            span.add_link(joiner, {"meshbatch.item.index": index, "meshbatch.dedup": True})
 
     @staticmethod
     def finish(span: Span, batch: Batch, status: int, error: ProxyError | None) -> None:
