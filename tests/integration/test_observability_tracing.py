@@ -112,6 +112,7 @@ def test_dedup_joiners_are_linked_to_the_batch_span_queued_or_in_flight(traced: 
         # batch stays in flight for a third caller to join it there
         with Plug(callers, batch_upstream, "/ja/plug", "ja", release_all=False):
             first = callers.post("/ja/d", {"d": 1}, headers={**shared, "traceparent": traceparent(0x5001)})
+            callers.wait_queued("ja", 1)  # the creator is queued before its joiner arrives
             queued = callers.post("/ja/d", {"d": 1}, headers={**shared, "traceparent": traceparent(0x5002)})
             wait_until(lambda: callers.batcher("ja")["dedup_shared"] == joins + 1, 5, "the queued join")
             batch_upstream.release(1)
