@@ -12,7 +12,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import LOOPBACK, BenchError, CorePlan, Service, find_tool, free_port, tool_version, wait_ready
+from .common import (
+    LOOPBACK,
+    BenchError,
+    CorePlan,
+    Service,
+    find_tool,
+    free_port,
+    process_tree,
+    tool_version,
+    wait_ready,
+)
 
 BODY = b"ok"
 
@@ -24,6 +34,13 @@ class Peer:
     name: str
     port: int
     service: Service | None  # None for the baseline: its process is the upstream, not a proxy under test
+    companions: tuple[Service, ...] = ()  # the other processes of the system under test (a sidecar pair's inbound)
+
+    def services(self) -> list[Service]:
+        return [s for s in (self.service, *self.companions) if s is not None]
+
+    def pids(self) -> list[int]:
+        return [pid for service in self.services() for pid in process_tree(service.pid)]
 
 
 def _nginx_common(workdir: Path, tag: str) -> str:

@@ -47,7 +47,7 @@ def closed_loop(data: dict[str, Any], path: Path) -> Path:
     ax_lat.set_title("latency under peak load (p50 light, p99 dark)")
     settings = data["settings"]
     fig.suptitle(
-        f"proxy: wrk {settings['connections']} connections, {settings['repeat']} rounds, "
+        f"{data.get('scenario', 'proxy')}: wrk {settings['connections']} connections, {settings['repeat']} rounds, "
         f"{data['machine']['cpu_model']} ({data['machine']['date'][:10]})",
         fontsize=10,
     )
@@ -81,7 +81,8 @@ def open_loop_cdf(data: dict[str, Any], path: Path) -> Path:
 
 
 def plot(data: dict[str, Any], out_dir: Path) -> list[Path]:
-    paths = [closed_loop(data, out_dir / "proxy_closed_loop.png")]
+    name = data.get("scenario", "proxy")  # `mtls` draws the same pictures for sidecar pairs
+    paths = [closed_loop(data, out_dir / f"{name}_closed_loop.png")]
     if data["settings"]["open_rates"]:
-        paths.append(open_loop_cdf(data, out_dir / "proxy_open_loop_cdf.png"))
+        paths.append(open_loop_cdf(data, out_dir / f"{name}_open_loop_cdf.png"))
     return paths

@@ -24,6 +24,9 @@ CLOSED_FIELDS = (
 )
 OPEN_FIELDS = ("p50", "p90", "p99", "p999", "max")
 BARS = {"rps": ">= 0.6", "p99_ms": "<= 2.0"}
+PAIRS = ("Each target is a sidecar pair: wrk -> outbound proxy -> mTLS -> inbound proxy -> upstream, both proxies of "
+         "a pair on the proxy core; the same CA and workload certificates for every system, each side verifying its "
+         "peer, connections between the proxies kept alive. CPU is the pair's (both processes).")
 
 
 def _ok(runs: Sequence[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
@@ -172,11 +175,13 @@ def _bars(data: dict[str, Any]) -> str:
     ratios = data["closed_loop"]["ratios"].get(f"meshbatch/{REFERENCE}")
     if not ratios:
         return "meshbatch was not measured."
+    bars = BARS if data.get("scenario", "proxy") == "proxy" else {}  # the bars are the plain proxy's
     parts = []
-    for field, bar in BARS.items():
+    for field in ("rps", "p99_ms"):
         paired = ratios[field]["paired"]
         label = "req/s" if field == "rps" else "p99"
-        parts.append(f"{label} {num(ratios[field]['of_medians'])} (per round {spread(paired)}; bar {bar})")
+        bar = f"; bar {bars[field]}" if field in bars else ""
+        parts.append(f"{label} {num(ratios[field]['of_medians'])} (per round {spread(paired)}{bar})")
     cpu = ratios["proxy_cpu_us_per_request"]["of_medians"]
     parts.append(f"CPU per request {num(cpu)}")
     return "meshbatch / nginx: " + ", ".join(parts)
@@ -185,9 +190,11 @@ def _bars(data: dict[str, Any]) -> str:
 def markdown(data: dict[str, Any]) -> str:
     settings = data["settings"]
     cores = data["cores"]
+    scenario = data.get("scenario", "proxy")
     lines = [
-        f"## proxy ({data['mode']}, {settings['repeat']} interleaved rounds, medians [min-max])",
+        f"## {scenario} ({data['mode']}, {settings['repeat']} interleaved rounds, medians [min-max])",
         "",
+        *([PAIRS, ""] if scenario == "mtls" else []),
         _bars(data),
         "",
         f"Closed loop: wrk, {settings['connections']} keep-alive connections, "

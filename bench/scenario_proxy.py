@@ -111,7 +111,7 @@ def _measured(peer: Peer, upstream: Peer, cores: CorePlan, action: Callable[[], 
     CPU seconds of the proxy, the upstream and the load generator (children's rusage), and for each of the two
     cores the share that went to anything else: other processes of a shared machine, or the hypervisor.
     """
-    proxy_pids = process_tree(peer.service.pid) if peer.service is not None else []
+    proxy_pids = peer.pids()
     upstream_pids = process_tree(upstream.service.pid) if upstream.service is not None else []
     proxy_before, upstream_before = cpu_seconds(proxy_pids), cpu_seconds(upstream_pids)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -128,7 +128,7 @@ def _measured(peer: Peer, upstream: Peer, cores: CorePlan, action: Callable[[], 
         record["proxy_core_busy"] = proxy_cpu / wall
     record["proxy_core_foreign"] = _foreign(usage, cores.proxy, (proxy_cpu or 0.0) / wall)
     record["load_core_foreign"] = _foreign(usage, cores.load, (upstream_cpu + load_cpu) / wall)
-    for service in (peer.service, upstream.service):
+    for service in (*peer.services(), upstream.service):
         if service is not None and not service.alive():
             raise BenchError(f"{service.name} exited during the run:\n{service.log_tail()}")
     return record
@@ -220,10 +220,9 @@ def _open_loop(ctx: RunContext, settings: dict[str, Any], targets: list[Peer], u
 def _resources(targets: list[Peer], upstream: Peer) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for peer in targets:
-        service = peer.service if peer.service is not None else upstream.service
-        if service is None:
+        tree = peer.pids() if peer.service is not None else upstream.pids()
+        if not tree:
             continue
-        tree = process_tree(service.pid)
         found[peer.name] = {
             "role": "proxy" if peer.service is not None else "upstream",
             "processes": len(tree),
@@ -234,6 +233,16 @@ def _resources(targets: list[Peer], upstream: Peer) -> dict[str, Any]:
 
 
 def run(ctx: RunContext) -> ScenarioResult:
+    return measure(ctx, NAME, _start)
+
+
+Starter = Callable[[str, dict[str, str], Path, CorePlan, int], Peer]
+
+
+def measure(ctx: RunContext, scenario: str, start: Starter, prepare: Callable[[Path], None] | None = None,
+            ) -> ScenarioResult:
+    """The proxy scenario's measurements for the targets `start` brings up in front of the nginx upstream (the
+    `mtls` scenario measures sidecar pairs with it); `prepare(workdir)` runs first (its certificates)."""
     settings = _settings(ctx)
     tools = require_tools(["nginx", "haproxy", "wrk"])
     cores = plan_cores()
@@ -246,18 +255,20 @@ def run(ctx: RunContext) -> ScenarioResult:
     with tempfile.TemporaryDirectory(prefix="meshbatch-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         workdir.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
+        if prepare is not None:
+            prepare(workdir)
         upstream = peers.start_upstream(tools["nginx"], workdir, cores)
         assert upstream.service is not None
         stack.callback(upstream.service.stop)
         targets = [Peer(BASELINE, upstream.port, None)]
         for name in settings["targets"][1:]:
             try:
-                peer = _start(name, tools, workdir, cores, upstream.port)
+                peer = start(name, tools, workdir, cores, upstream.port)
             except BenchError as exc:
                 failures.append(f"{name} did not start: {exc}")
                 continue
-            assert peer.service is not None
-            stack.callback(peer.service.stop)
+            for service in peer.services():
+                stack.callback(service.stop)
             targets.append(peer)
         ctx.done()
         script = write_script(workdir)
@@ -266,7 +277,7 @@ def run(ctx: RunContext) -> ScenarioResult:
         resources = _resources(targets, upstream)
     failures += [f"{r['target']}: {r['error']}" for r in (*closed, *opened) if "error" in r]
     data = {
-        "scenario": NAME,
+        "scenario": scenario,
         "mode": "quick" if ctx.quick else "full",
         "machine": machine_facts(peers.versions(tools)),
         "cores": cores.describe(),

@@ -1,4 +1,5 @@
-"""`meshbatch bench proxy --quick` end to end: real nginx, haproxy, wrk and meshbatch on loopback.
+"""`meshbatch bench proxy --quick` and `mtls --quick` end to end: real nginx, haproxy, wrk and meshbatch on
+loopback (one proxy each; a sidecar pair with mTLS between them each).
 
 Asserts only that a complete, valid result is produced (JSON, markdown, and the PNG plots where matplotlib is
 installed), never a speed: the machine is shared and noisy.
@@ -38,11 +39,12 @@ def _require_tools() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_proxy_quick_writes_valid_results(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scenario", ["proxy", "mtls"])
+def test_proxy_quick_writes_valid_results(tmp_path: Path, scenario: str) -> None:
     _require_tools()
     out = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "meshbatch", "bench", "proxy", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "meshbatch", "bench", scenario, "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=200,
@@ -50,8 +52,8 @@ def test_proxy_quick_writes_valid_results(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    data = json.loads((out / "proxy.json").read_text())
-    assert data["scenario"] == "proxy"
+    data = json.loads((out / f"{scenario}.json").read_text())
+    assert data["scenario"] == scenario
     assert data["mode"] == "quick"
     assert data["failures"] == []
     assert data["targets"] == TARGETS
@@ -74,8 +76,12 @@ def test_proxy_quick_writes_valid_results(tmp_path: Path) -> None:
     for proxy in ("nginx", "haproxy", "meshbatch"):
         assert data["resources"][proxy]["role"] == "proxy"
         assert data["resources"][proxy]["peak_rss_kib"] > 0
-    assert "| meshbatch |" in (out / "proxy.md").read_text()
+    markdown = (out / f"{scenario}.md").read_text()
+    assert "| meshbatch |" in markdown and markdown.startswith(f"## {scenario} (quick")
+    if scenario == "mtls":  # a pair: both processes measured, and the report says what a target is
+        assert data["resources"]["meshbatch"]["processes"] >= 2
+        assert "sidecar pair" in markdown
 
     if importlib.util.find_spec("matplotlib") is not None:
-        for name in ("proxy_closed_loop.png", "proxy_open_loop_cdf.png"):
+        for name in (f"{scenario}_closed_loop.png", f"{scenario}_open_loop_cdf.png"):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
