@@ -32,7 +32,7 @@ def fleet() -> Iterator[Fleet]:
 @pytest.fixture(scope="module")
 def proxy(module_mesh: Any, fleet: Fleet) -> MeshbatchProcess:
     routes = [route("batched", "svc", {"path_prefix": "/items"}, batch=BATCH), route("all", "svc")]
-    spec = cluster("svc", *fleet.addresses(), lb="ewma", lb_config={"choice_count": 2})  # compare all three
+    spec = cluster("svc", *fleet.addresses(), lb="ewma", lb_config={"choice_count": 3})  # compare all three
     process: MeshbatchProcess = module_mesh.start(config([listener("main", routes)], [spec]))
     return process
 
