@@ -45,6 +45,22 @@ def test_growth_test_tells_a_leak_from_jitter(chaos: ModuleType) -> None:
     assert growth["fds"]["ok"] and growth["tasks"]["ok"] and growth["lag_ms"]["ok"]
 
 
+def test_a_short_soak_lets_counts_drift_a_few_units_a_full_one_does_not(chaos: ModuleType) -> None:
+    sampler_mod = _mod("sampler")
+    sampler = sampler_mod.Sampler(proxy=None)  # type: ignore[arg-type]
+    # one minute: the fd count creeps from 89 to 92 over the second half (connections opened by the traffic)
+    sampler.samples = [{"t": float(t), "rss_mib": 80.0, "fds": 89 + (3 * max(0, t - 30)) // 30, "tasks": 4,
+                        "lag_ms": 1.0, "cpu_s": 0.0} for t in range(61)]
+    assert not sampler.growth(sampler_mod.limits_for(600.0))["fds"]["ok"]  # a 10-minute soak's limit: 30 fds/h
+    short = sampler_mod.limits_for(60.0)
+    assert short["fds"][0] == 960.0 and short["rss_mib"][0] == 128.0
+    assert sampler.growth(short)["fds"]["ok"]
+    # a leak of one fd every two seconds still fails the short soak
+    sampler.samples = [{**s, "fds": 89 + int(s["t"]) // 2} for s in sampler.samples]
+    assert not sampler.growth(short)["fds"]["ok"]
+    assert sampler_mod.limits_for(600.0)["fds"][0] == 30.0
+
+
 def test_report_renders_a_result(chaos: ModuleType) -> None:
     common, report = _mod("common"), _mod("report")
     result = common.ScenarioResult("x", "a scenario")
