@@ -84,3 +84,26 @@ def test_jetstream_dead_letters_and_replay(mesh: Any, tmp_path: Path, stream: st
     assert replayed.json()["replayed"] == 1  # still poison: it is parked again after its attempts
     wait_until(lambda: httpx.get(admin, timeout=5).json()["ingest"]["events"]["log"]["dead_letters"] == 1, 15,
                "the replayed event to be parked again")
+
+
+def test_jetstream_log_keeps_an_events_traceparent(stream: str) -> None:
+    from meshbatch.clock import MonotonicClock
+    from meshbatch.config.model import IngestLog
+    from meshbatch.ingest.logs.jetstream import JetStreamLog
+    from meshbatch.ingest.record import Record
+
+    trace = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    async def round_trip() -> list[tuple[str, bytes | None]]:
+        log = JetStreamLog(IngestLog(backend="jetstream", url=NATS_URL, stream=stream,
+                                     subject=f"test.{stream.lower()}"), "traced", MonotonicClock())
+        await log.open()
+        try:
+            await log.append([Record("t1", b'{"a": 1}', 1.0, trace=trace), Record("t2", b'{"a": 2}', 1.0)])
+            taken = await log.take(10, 1 << 20)
+            await log.ack(taken)
+            return [(r.id, r.trace) for r in taken]
+        finally:
+            await log.close()
+
+    assert asyncio.run(round_trip()) == [("t1", trace), ("t2", None)]

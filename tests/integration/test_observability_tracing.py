@@ -48,7 +48,10 @@ def traced(module_mesh: Any, batch_upstream: BatchUpstream, upstreams: dict[str,
     spans = tmp_path_factory.mktemp("spans") / "spans.jsonl"
     routes = [batch_route("ja", "/ja/", "/b/json-array/ok"), batch_route("env", "/env/", "/b/envelope/ok"),
               batch_route("replay", "/replay/", "/b/json-array/ok", dedup_window_ms=60_000),
-              route("plain", "echo", {"path_prefix": "/plain/"})]
+              route("plain", "echo", {"path_prefix": "/plain/"}),
+              {"name": "ev", "match": {"path_prefix": "/ev/"}, "timeout_ms": 5000,
+               "ingest": {"ack": "delivered", "log": {"path": str(spans.parent / "ev-log.db")},
+                          "sink": {"type": "sqlite", "path": str(spans.parent / "ev-sink.db")}}}]
     cfg = config([listener("main", routes)], [cluster("batch", batch_upstream.address),
                                               cluster("echo", upstreams["a"].address)])
     cfg["tracing"] = {"exporter": "file", "path": str(spans), "export_interval_ms": 50, "service_name": "mesh-test"}
@@ -136,6 +139,27 @@ def test_dedup_joiners_are_linked_to_the_batch_span_queued_or_in_flight(traced: 
     assert "meshbatch.dedup" not in links[servers[f"{0x5001:016x}"]]
     for parent in (0x5002, 0x5003):
         assert links[servers[f"{parent:016x}"]] == {"meshbatch.item.index": 0, "meshbatch.dedup": True}
+
+
+def test_an_ingest_delivery_span_links_the_requests_of_its_events(traced: tuple[MeshbatchProcess, Path]) -> None:
+    import httpx
+
+    proxy, path = traced
+    parents = {f"{0x6001 + i:016x}" for i in range(3)}
+    for i in range(3):  # ack delivered: each answer comes once its delivery is done
+        response = httpx.post(proxy.url("main", f"/ev/{i}"), json={"e": i},
+                              headers={"traceparent": traceparent(0x6001 + i)})
+        assert response.status_code == 202, response.text
+    spans = wait_spans(path, lambda s: sum(1 for x in s if hex_id(x["parent_id"] or "") in parents) == 3 and sum(
+        len(x["links"]) for x in s if x["name"] == "deliver ev") >= 3, "the requests' and deliveries' spans")
+    servers = {hex_id(x["context"]["span_id"]) for x in spans if hex_id(x["parent_id"] or "") in parents}
+    deliveries = [x for x in spans if x["name"] == "deliver ev"]
+    assert {x["kind"] for x in deliveries} == {"SpanKind.CLIENT"}
+    assert all(x["parent_id"] is None for x in deliveries)  # each the root of its own trace
+    linked = {hex_id(link["context"]["span_id"]) for x in deliveries for link in x["links"]}
+    assert servers <= linked, "every event's delivery links to the span of the request that brought it"
+    assert sum(x["attributes"]["meshbatch.ingest.stored"] for x in deliveries) >= 3
+    assert all(x["attributes"]["meshbatch.ingest.failed"] == 0 for x in deliveries)
 
 
 def test_a_replayed_answer_names_the_batch_that_served_it(traced: tuple[MeshbatchProcess, Path],

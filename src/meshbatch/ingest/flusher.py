@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshbatch.clock import Clock
 from meshbatch.ingest.backoff import Backoff
@@ -27,6 +27,9 @@ from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks.base import BatchRejected, Sink, SinkUnavailable
 from meshbatch.ingest.waiters import Waiters
 from meshbatch.telemetry.metrics import Counter
+
+if TYPE_CHECKING:
+    from meshbatch.telemetry.spans import BatchSpans
 
 log = logging.getLogger("meshbatch.ingest")
 IDLE_WAIT = 1.0
@@ -63,6 +66,7 @@ class Flusher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self.tracing: BatchSpans | None = None  # set by meshbatch.telemetry.wiring: a span per delivery
 
     # -- one batch ------------------------------------------------------------------------------------------
 
@@ -76,12 +80,18 @@ class Flusher:
         return len(batch)
 
     async def deliver(self, batch: Sequence[Record]) -> None:
+        tracing = self.tracing
+        span = tracing.start_delivery(self.route, batch) if tracing is not None else None
         try:
             outcomes = await self.sink.deliver(batch)
         except SinkUnavailable as exc:
+            if span is not None and tracing is not None:
+                tracing.finish_delivery(span, 0, len(batch), "sink_unavailable")
             self._outage(batch, str(exc))
             return
         except BatchRejected as exc:
+            if span is not None and tracing is not None:
+                tracing.finish_delivery(span, 0, len(batch), "batch_rejected")
             if len(batch) == 1:
                 self._failed([(batch[0], str(exc))])
                 return
@@ -90,13 +100,22 @@ class Flusher:
             await self.deliver(batch[:middle])
             await self.deliver(batch[middle:])
             return
-        except Exception as exc:  # a fault in the sink itself: treated as an outage, and logged
+        except BaseException as exc:  # a fault in the sink itself: treated as an outage, and logged
+            if span is not None and tracing is not None:
+                tracing.finish_delivery(span, 0, len(batch), "sink_error")
+            if not isinstance(exc, Exception):
+                raise
             log.exception("ingest route %s: the sink failed unexpectedly", self.route)
             self._outage(batch, f"{type(exc).__name__}: {exc}")
             return
         if len(outcomes) != len(batch):
+            if span is not None and tracing is not None:
+                tracing.finish_delivery(span, 0, len(batch), "bad_outcomes")
             self._outage(batch, f"the sink gave {len(outcomes)} outcomes for {len(batch)} events")
             return
+        if span is not None and tracing is not None:
+            failed = sum(1 for o in outcomes if o is not None)
+            tracing.finish_delivery(span, len(batch) - failed, failed, "")
         self.outages = 0
         self.batches += 1
         stored = [r for r, o in zip(batch, outcomes, strict=True) if o is None]

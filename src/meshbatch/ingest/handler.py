@@ -56,6 +56,10 @@ class IngestHandler:
         bodies, dead, dropped = self._events(request)
         key = request.header(IDEMPOTENCY)
         records = self._records(bodies, key)
+        if route.flusher.tracing is not None:  # the delivery span links back to this request's span
+            trace = request.header(b"traceparent")
+            for record in records:
+                record.trace = trace
         log = route.log
         if dead:  # refused by `validate` with on_invalid: dead_letter: parked at once, each with its reason
             dead_records = self._records([body for body, _ in dead], key, offset=len(bodies), prefix="dead")

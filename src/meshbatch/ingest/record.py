@@ -11,18 +11,20 @@ from typing import Any
 
 class Record:
     """One event: its id (the caller's idempotency key, or made here), its JSON body, when it was received
-    (wall-clock seconds), how many deliveries of it failed, and the log's own handle (`seq`, `ref`)."""
+    (wall-clock seconds), how many deliveries of it failed, the log's own handle (`seq`, `ref`), and, with tracing
+    on, the `traceparent` naming the span of the request that brought it (its delivery span links to it)."""
 
-    __slots__ = ("attempts", "body", "id", "received", "ref", "seq")
+    __slots__ = ("attempts", "body", "id", "received", "ref", "seq", "trace")
 
     def __init__(self, id: str, body: bytes, received: float, attempts: int = 0, seq: int = 0,
-                 ref: Any = None) -> None:
+                 ref: Any = None, trace: bytes | None = None) -> None:
         self.id = id
         self.body = body
         self.received = received
         self.attempts = attempts
         self.seq = seq
         self.ref = ref
+        self.trace = trace
 
     def __repr__(self) -> str:
         return f"<Record {self.id} seq={self.seq} {len(self.body)}B attempts={self.attempts}>"

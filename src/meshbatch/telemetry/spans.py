@@ -24,7 +24,10 @@ from meshbatch.http.message import Handler, Headers, Request, Response
 from meshbatch.telemetry.tracing import Tracing
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from meshbatch.batching.batch import Batch
+    from meshbatch.ingest.record import Record
 
 TRACEPARENT = b"traceparent"
 _HEX = frozenset(b"0123456789abcdef")
@@ -191,6 +194,33 @@ class BatchSpans:
                                               })
         headers.append((TRACEPARENT, format_traceparent(span.get_span_context())))
         return span
+
+    def start_delivery(self, route: str, records: Sequence[Record]) -> Span:
+        """An ingest delivery's span: the root of its own trace, linked to the span of each event's request."""
+        links: list[Link] = []
+        seen: set[bytes] = set()
+        for index, record in enumerate(records):
+            trace = record.trace
+            if trace is None or trace in seen:  # one request's events (a pipeline's split) link once
+                continue
+            seen.add(trace)
+            member = parse_traceparent(trace)
+            if member is not None:
+                links.append(Link(member, {"meshbatch.event.index": index}))
+        return self.tracing.tracer.start_span(f"deliver {route}", context=Context(), kind=SpanKind.CLIENT,
+                                              links=links, attributes={"meshbatch.route": route,
+                                                                       "meshbatch.ingest.events": len(records)})
+
+    @staticmethod
+    def finish_delivery(span: Span, stored: int, failed: int, error: str) -> None:
+        span.set_attribute("meshbatch.ingest.stored", stored)
+        span.set_attribute("meshbatch.ingest.failed", failed)
+        if error:
+            span.set_attribute("meshbatch.reason", error)
+            span.set_status(Status(StatusCode.ERROR, error))
+        elif failed:
+            span.set_status(Status(StatusCode.ERROR, f"{failed} event(s) failed"))
+        span.end()
 
     @staticmethod
     def link_joiner(span: Span, trace: bytes | None, index: int) -> None:

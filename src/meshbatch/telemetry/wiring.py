@@ -65,7 +65,10 @@ class Observability:
         return stats if self.access is None else self.access.observer(listener, stats)
 
     def attach(self, snapshot: Snapshot) -> None:
-        """Give the snapshot's batchers the current tracing and a recorder (a kept batcher keeps its record)."""
+        """Give the snapshot's batchers the current tracing and a recorder (a kept batcher keeps its record), and
+        its ingest routes' flushers the tracing."""
+        for ingest in snapshot.ingest.values():  # ingest deliveries get spans linked to their requests' spans
+            ingest.flusher.tracing = self.spans
         for batcher in snapshot.batchers.values():
             dispatcher = batcher.dispatcher
             dispatcher.tracing = self.spans

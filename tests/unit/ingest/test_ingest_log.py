@@ -133,3 +133,24 @@ async def test_one_process_per_log_file(tmp_path: Path) -> None:
     await first.close()
     await second.open()
     await second.close()
+
+
+async def test_an_events_traceparent_survives_a_restart_and_old_logs_gain_the_column(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "log.db")  # a log written before events kept their traceparent
+    old.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, body BLOB NOT NULL, "
+                "received REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)")
+    old.execute("INSERT INTO events VALUES (1, 'old', X'7B7D', 1.0, 0)")
+    old.commit()
+    old.close()
+    log = sqlite_log(tmp_path)
+    await log.open()
+    traced = records(2, 1)
+    traced[0].trace = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    await log.append(traced)
+    await log.close()
+    reopened = sqlite_log(tmp_path)
+    await reopened.open()
+    back = await reopened.take(10, 1 << 20)
+    assert [(r.id, r.trace) for r in back] == [
+        ("old", None), ("e1", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), ("e2", None)]
+    await reopened.close()

@@ -145,6 +145,8 @@ class JetStreamLog:
 
     async def _publish(self, record: Record) -> None:
         headers = {"Nats-Msg-Id": record.id, "Meshbatch-Id": record.id, "Meshbatch-Received": repr(record.received)}
+        if record.trace is not None:
+            headers["Meshbatch-Traceparent"] = record.trace.decode("latin-1")
         try:
             await self.js.publish(self.subject, record.body, headers=headers)
         except APIError as exc:
@@ -194,7 +196,9 @@ class JetStreamLog:
         event_id = headers.get("Meshbatch-Id") or f"{self.stream}-{msg.metadata.sequence.stream}"
         received = float(headers.get("Meshbatch-Received") or time.time())
         attempts = max(0, int(msg.metadata.num_delivered) - 1)
-        return Record(event_id, msg.data, received, attempts, int(msg.metadata.sequence.stream), msg)
+        trace = headers.get("Meshbatch-Traceparent")
+        return Record(event_id, msg.data, received, attempts, int(msg.metadata.sequence.stream), msg,
+                      trace=trace.encode("latin-1") if trace else None)
 
     async def wait(self, timeout: float) -> None:
         return None  # `take` itself waits for messages (a long-poll fetch)

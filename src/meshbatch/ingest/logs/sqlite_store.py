@@ -22,14 +22,14 @@ from meshbatch.ingest.record import Record
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, body BLOB NOT NULL, "
-    "received REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)",
+    "received REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, trace BLOB)",
     "CREATE TABLE IF NOT EXISTS dead_letters (n INTEGER PRIMARY KEY, id TEXT NOT NULL, body BLOB NOT NULL, "
     "received REAL NOT NULL, attempts INTEGER NOT NULL, reason TEXT NOT NULL, failed_at REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS dead_letters_id ON dead_letters (id)",
 )
 
 
-CHUNK = 500  # rows per statement (5 parameters a row: far below SQLite's variable limit)
+CHUNK = 500  # rows per statement (6 parameters a row: far below SQLite's variable limit)
 
 
 def chunks(items: list[Any]) -> list[list[Any]]:
@@ -38,7 +38,7 @@ def chunks(items: list[Any]) -> list[list[Any]]:
 
 @lru_cache(maxsize=CHUNK)
 def _insert(rows: int) -> str:
-    return "INSERT INTO events (seq, id, body, received, attempts) VALUES " + ",".join(["(?,?,?,?,?)"] * rows)
+    return "INSERT INTO events (seq, id, body, received, attempts, trace) VALUES " + ",".join(["(?,?,?,?,?,?)"] * rows)
 
 
 @lru_cache(maxsize=CHUNK)
@@ -86,6 +86,9 @@ class Store:
         db.execute(f"PRAGMA synchronous={'FULL' if self.sync == 'full' else 'NORMAL'}")
         for statement in SCHEMA:
             db.execute(statement)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        if "trace" not in columns:  # a log written before events kept their traceparent
+            db.execute("ALTER TABLE events ADD COLUMN trace BLOB")
         self.db = db
         seq, count, size, oldest = db.execute(
             "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(received) FROM events"
@@ -103,7 +106,7 @@ class Store:
         for chunk in chunks(ops.appends):
             params: list[Any] = []
             for r in chunk:
-                params += (r.seq, r.id, r.body, r.received, r.attempts)
+                params += (r.seq, r.id, r.body, r.received, r.attempts, r.trace)
             statements.append((_insert(len(chunk)), params))
         if ops.deads:
             now = time.time()
@@ -129,9 +132,10 @@ class Store:
 
     def read(self, from_seq: int, limit: int) -> list[Record]:
         assert self.db is not None
-        rows = self.db.execute("SELECT seq, id, body, received, attempts FROM events WHERE seq >= ? "
+        rows = self.db.execute("SELECT seq, id, body, received, attempts, trace FROM events WHERE seq >= ? "
                                "ORDER BY seq LIMIT ?", (from_seq, limit)).fetchall()
-        return [Record(id, bytes(body), received, attempts, seq) for seq, id, body, received, attempts in rows]
+        return [Record(id, bytes(body), received, attempts, seq, trace=None if trace is None else bytes(trace))
+                for seq, id, body, received, attempts, trace in rows]
 
     def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         assert self.db is not None
