@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -16,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from meshbatch import harness
 
 LOOPBACK = "127.0.0.1"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
@@ -285,23 +285,9 @@ def core_usage(before: dict[int, tuple[int, int, int]], after: dict[int, tuple[i
 # ---------------------------------------------------------------- machine facts and stats
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def machine_facts(versions: dict[str, str]) -> dict[str, Any]:
     return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "kernel": platform.release(),
-        "cpu_model": cpu_model(),
-        "cores_online": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(),
+        **harness.machine_facts(),
         "versions": versions,
         "note": "shared machine: absolute figures drift between runs; compare peers of the same run (ratios)",
     }

@@ -15,16 +15,13 @@ bench/results/ (see docs_report.py); `meshbatch bench deps` installs the batchin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.util
 import json
 import os
-import signal
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
@@ -37,6 +34,8 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+from meshbatch import harness
 
 from .common import BenchError
 
@@ -130,20 +129,6 @@ def _scenario_args(parser: argparse.ArgumentParser, scenario: str, common: argpa
     args = parser.parse_args([scenario])
     args.quick, args.repeat, args.out = common.quick, common.repeat, common.out
     return args
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every started peer is stopped by the `finally` that owns it."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _write_results(out_dir: Path, name: str, result: ScenarioResult) -> Path:
@@ -240,7 +225,7 @@ def main(argv: list[str], prog: str = "meshbatch bench") -> int:
         return _deps(args, console)
     chosen = list(scenarios) if args.scenario == "all" else [args.scenario]
     ok = True
-    with _sigterm_interrupts():
+    with harness.sigterm_interrupts():
         for name in chosen:
             scenario_args = _scenario_args(parser, name, args) if args.scenario == "all" else args
             try:

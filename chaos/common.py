@@ -3,9 +3,7 @@ the scenario context and result, machine facts."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -13,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from meshbatch import harness
 
 CHAOS_DIR = Path(__file__).resolve().parent
 REPO = CHAOS_DIR.parent
@@ -125,28 +125,12 @@ def _git(*args: str) -> str:
     return done.stdout.strip() or "unknown"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_facts() -> dict[str, Any]:
     import meshbatch
 
     load1, load5, load15 = os.getloadavg()
     return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "kernel": platform.release(),
-        "cpu_model": cpu_model(),
-        "cores_online": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(),
+        **harness.machine_facts(),
         "meshbatch": getattr(meshbatch, "__version__", "unknown"),
         "compiled_build": "compiled" in os.environ.get("PYTHONPATH", ""),
         "git_commit": _git("rev-parse", "--short", "HEAD"),

@@ -9,21 +9,19 @@ full run, `latest-short.{md,json}` for `--short` (the JSON holds every figure an
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from meshbatch import harness
 
 from .common import CHAOS_DIR, ChaosError, Context, Scenario, ScenarioResult, machine_facts
 from .report import markdown
@@ -93,20 +91,6 @@ def build_parser(names: list[str], prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every started process is stopped by the `finally` that owns it."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def write_results(out: Path, stem: str, data: dict[str, Any], text: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{stem}.json"
@@ -143,7 +127,7 @@ def main(argv: list[str], prog: str = "meshbatch chaos") -> int:
     started = time.monotonic()
     display = Display(chosen, ctx)
     try:
-        with _sigterm_interrupts(), display:
+        with harness.sigterm_interrupts(), display:
             for scenario in chosen:
                 display.begin(scenario)
                 result = run_scenario(scenario, ctx)

@@ -9,13 +9,18 @@ with others.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import importlib
 import importlib.util
 import os
+import platform
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
+from typing import Any
 
 import meshbatch
 
@@ -65,6 +70,41 @@ def load(path: Path, package: str, error: type[HarnessNotFoundError] = HarnessNo
     return module
 
 
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so every process a harness started is stopped by the `finally` that owns it."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a harness's results say about the machine they were measured on; each harness adds its own."""
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "kernel": platform.release(),
+        "cpu_model": cpu_model(),
+        "cores_online": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+    }
+
+
 def run(folder: str, env_var: str, package: str, argv: list[str],
         error: type[HarnessNotFoundError] = HarnessNotFoundError) -> int:
     """`meshbatch FOLDER ARGV...`: find and load the harness, hand it the command line; the exit code."""
@@ -78,4 +118,5 @@ def run(folder: str, env_var: str, package: str, argv: list[str],
     return code
 
 
-__all__ = ["MARKER", "HarnessNotFoundError", "find", "is_harness_dir", "load", "run"]
+__all__ = ["MARKER", "HarnessNotFoundError", "cpu_model", "find", "is_harness_dir", "load", "machine_facts", "run",
+           "sigterm_interrupts"]
