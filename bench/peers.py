@@ -67,6 +67,17 @@ def _nginx_http_common(workdir: Path, tag: str) -> str:
 """
 
 
+def nginx_pool(name: str, port: int) -> str:
+    """An nginx upstream block: one server, a keep-alive pool of connections reused across clients."""
+    return f"""
+    upstream {name} {{
+        server {LOOPBACK}:{port};
+        keepalive 256;
+        keepalive_requests 10000000;
+        keepalive_timeout 75s;
+    }}"""
+
+
 def nginx_upstream_conf(workdir: Path, port: int) -> str:
     """An nginx answering every request with a fixed 2-byte body, keep-alive on."""
     return (
@@ -89,13 +100,8 @@ def nginx_proxy_conf(workdir: Path, port: int, upstream_port: int) -> str:
         _nginx_common(workdir, "nginx")
         + "http {"
         + _nginx_http_common(workdir, "nginx")
+        + nginx_pool("bench_upstream", upstream_port)
         + f"""
-    upstream bench_upstream {{
-        server {LOOPBACK}:{upstream_port};
-        keepalive 256;
-        keepalive_requests 10000000;
-        keepalive_timeout 75s;
-    }}
     server {{
         listen {LOOPBACK}:{port} backlog=4096;
         location / {{
@@ -109,9 +115,8 @@ def nginx_proxy_conf(workdir: Path, port: int, upstream_port: int) -> str:
     )
 
 
-def haproxy_conf(port: int, upstream_port: int) -> str:
-    """haproxy in HTTP mode, one thread, server-side keep-alive connections reused across clients."""
-    return f"""
+# haproxy in HTTP mode, one thread, server-side keep-alive connections reused across clients.
+HAPROXY_COMMON = """
 global
     nbthread 1
     maxconn 4096
@@ -124,7 +129,11 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout http-keep-alive 60s
+"""
 
+
+def haproxy_conf(port: int, upstream_port: int) -> str:
+    return HAPROXY_COMMON + f"""
 frontend bench
     bind {LOOPBACK}:{port}
     default_backend upstream

@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .common import LOOPBACK, BenchError, CorePlan, Service, free_port
-from .peers import Peer, _nginx_common, _nginx_http_common, _ready, _write, meshbatch_bin
+from .peers import (
+    HAPROXY_COMMON,
+    Peer,
+    _nginx_common,
+    _nginx_http_common,
+    _ready,
+    _write,
+    meshbatch_bin,
+    nginx_pool,
+)
 
 TRUST_DOMAIN = "bench.local"
 SERVER_NAME = "inbound.bench.local"
@@ -65,13 +74,8 @@ def nginx_outbound_conf(workdir: Path, port: int, inbound_port: int, pki: Pki) -
         _nginx_common(workdir, "nginx-out")
         + "http {"
         + _nginx_http_common(workdir, "nginx-out")
+        + nginx_pool("inbound", inbound_port)
         + f"""
-    upstream inbound {{
-        server {LOOPBACK}:{inbound_port};
-        keepalive 256;
-        keepalive_requests 10000000;
-        keepalive_timeout 75s;
-    }}
     server {{
         listen {LOOPBACK}:{port} backlog=4096;
         location / {{
@@ -98,13 +102,8 @@ def nginx_inbound_conf(workdir: Path, port: int, upstream_port: int, pki: Pki) -
         _nginx_common(workdir, "nginx-in")
         + "http {"
         + _nginx_http_common(workdir, "nginx-in")
+        + nginx_pool("app", upstream_port)
         + f"""
-    upstream app {{
-        server {LOOPBACK}:{upstream_port};
-        keepalive 256;
-        keepalive_requests 10000000;
-        keepalive_timeout 75s;
-    }}
     server {{
         listen {LOOPBACK}:{port} ssl backlog=4096;
         ssl_certificate {pki.server_cert};
@@ -125,24 +124,8 @@ def nginx_inbound_conf(workdir: Path, port: int, upstream_port: int, pki: Pki) -
 
 # -- haproxy ----------------------------------------------------------------------------------------------------
 
-_HAPROXY_COMMON = """
-global
-    nbthread 1
-    maxconn 4096
-
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s
-"""
-
-
 def haproxy_outbound_conf(port: int, inbound_port: int, pki: Pki) -> str:
-    return _HAPROXY_COMMON + f"""
+    return HAPROXY_COMMON + f"""
 frontend bench
     bind {LOOPBACK}:{port}
     default_backend inbound
@@ -153,7 +136,7 @@ backend inbound
 
 
 def haproxy_inbound_conf(port: int, upstream_port: int, pki: Pki) -> str:
-    return _HAPROXY_COMMON + f"""
+    return HAPROXY_COMMON + f"""
 frontend mtls
     bind {LOOPBACK}:{port} ssl crt {pki.server_pem} ca-file {pki.ca} verify required
     default_backend app

@@ -31,7 +31,6 @@ from .common import (
     machine_facts,
     peak_rss_kib,
     plan_cores,
-    process_tree,
     require_tools,
 )
 from .peers import Peer
@@ -112,7 +111,7 @@ def _measured(peer: Peer, upstream: Peer, cores: CorePlan, action: Callable[[], 
     cores the share that went to anything else: other processes of a shared machine, or the hypervisor.
     """
     proxy_pids = peer.pids()
-    upstream_pids = process_tree(upstream.service.pid) if upstream.service is not None else []
+    upstream_pids = upstream.pids()
     proxy_before, upstream_before = cpu_seconds(proxy_pids), cpu_seconds(upstream_pids)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cores_before, started = core_times(), time.perf_counter()
