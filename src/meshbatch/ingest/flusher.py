@@ -81,41 +81,40 @@ class Flusher:
 
     async def deliver(self, batch: Sequence[Record]) -> None:
         tracing = self.tracing
-        span = tracing.start_delivery(self.route, batch) if tracing is not None else None
+        if tracing is None:
+            await self._deliver(batch)
+            return
+        span = tracing.start_delivery(self.route, batch)
+        stored = failed = 0
+        error = "cancelled"
+        try:
+            stored, failed, error = await self._deliver(batch)
+        finally:
+            tracing.finish_delivery(span, stored, failed, error)
+
+    async def _deliver(self, batch: Sequence[Record]) -> tuple[int, int, str]:
+        """Deliver and settle `batch`: (events stored, events failed, why the whole batch failed or "")."""
         try:
             outcomes = await self.sink.deliver(batch)
         except SinkUnavailable as exc:
-            if span is not None and tracing is not None:
-                tracing.finish_delivery(span, 0, len(batch), "sink_unavailable")
             self._outage(batch, str(exc))
-            return
+            return 0, len(batch), "sink_unavailable"
         except BatchRejected as exc:
-            if span is not None and tracing is not None:
-                tracing.finish_delivery(span, 0, len(batch), "batch_rejected")
             if len(batch) == 1:
                 self._failed([(batch[0], str(exc))])
-                return
+                return 0, 1, "batch_rejected"
             self.splits += 1
             middle = len(batch) // 2
             await self.deliver(batch[:middle])
             await self.deliver(batch[middle:])
-            return
-        except BaseException as exc:  # a fault in the sink itself: treated as an outage, and logged
-            if span is not None and tracing is not None:
-                tracing.finish_delivery(span, 0, len(batch), "sink_error")
-            if not isinstance(exc, Exception):
-                raise
+            return 0, len(batch), "batch_rejected"
+        except Exception as exc:  # a fault in the sink itself: treated as an outage, and logged
             log.exception("ingest route %s: the sink failed unexpectedly", self.route)
             self._outage(batch, f"{type(exc).__name__}: {exc}")
-            return
+            return 0, len(batch), "sink_error"
         if len(outcomes) != len(batch):
-            if span is not None and tracing is not None:
-                tracing.finish_delivery(span, 0, len(batch), "bad_outcomes")
             self._outage(batch, f"the sink gave {len(outcomes)} outcomes for {len(batch)} events")
-            return
-        if span is not None and tracing is not None:
-            failed = sum(1 for o in outcomes if o is not None)
-            tracing.finish_delivery(span, len(batch) - failed, failed, "")
+            return 0, len(batch), "bad_outcomes"
         self.outages = 0
         self.batches += 1
         stored = [r for r, o in zip(batch, outcomes, strict=True) if o is None]
@@ -126,6 +125,7 @@ class Flusher:
                 self.waiters.delivered(stored)
         if len(stored) != len(batch):
             self._failed([(r, o) for r, o in zip(batch, outcomes, strict=True) if o is not None])
+        return len(stored), len(batch) - len(stored), ""
 
     def _outage(self, batch: Sequence[Record], reason: str) -> None:
         self.outages += 1
