@@ -30,6 +30,18 @@ class Step:
     action: Callable[[], Any]
 
 
+def fault_cycles(cycles: int, start: float, length: float, begin: tuple[str, Callable[[], Any]],
+                 end: tuple[str, Callable[[], Any]]) -> list[Step]:
+    """`cycles` faults spread over the load: the i-th begins at (i + start) / cycles of the planned requests and
+    ends `length` / cycles later; each label gets its number, e.g. "kill upstream b (2/4)"."""
+    steps: list[Step] = []
+    for i in range(cycles):
+        at = (i + start) / cycles
+        steps += [Step(at, f"{begin[0]} ({i + 1}/{cycles})", begin[1]),
+                  Step(at + length / cycles, f"{end[0]} ({i + 1}/{cycles})", end[1])]
+    return steps
+
+
 @dataclass
 class Timeline:
     """When each step ran, seconds after the load started."""

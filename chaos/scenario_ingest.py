@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from .accounting import Sides, stream_figures
 from .common import ChaosError, Context, Scenario, ScenarioResult, wait_until
-from .harness import Step, Timeline, drive, leak_checks, planned_requests
+from .harness import Step, Timeline, drive, fault_cycles, leak_checks, planned_requests
 from .loadgen import RESPONSE, LoadGen, StreamSpec
 from .mesh import Proxy, config, listener
 from .upstream import free_port
@@ -310,12 +310,8 @@ def sink_outage(ctx: Context) -> ScenarioResult:
                 relay.up()
                 outages[-1]["seconds"] = round(load.elapsed - outages[-1]["at_s"], 2)
 
-        cycles = 1 if ctx.short else 3
-        steps: list[Step] = []
-        for i in range(cycles):
-            base = (i + 0.2) / cycles
-            steps += [Step(base, f"PostgreSQL unreachable ({i + 1}/{cycles})", down),
-                      Step(base + 0.4 / cycles, f"PostgreSQL back ({i + 1}/{cycles})", up)]
+        steps = fault_cycles(1 if ctx.short else 3, 0.2, 0.4, ("PostgreSQL unreachable", down),
+                             ("PostgreSQL back", up))
         timeline = Timeline()
         started = time.monotonic()
         drive(ctx, load, planned_requests(specs, ctx.seconds(5, 40)), steps, timeline)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .accounting import Bars
 from .common import Context, Scenario, ScenarioResult, wait_until
-from .harness import Step, default_streams, run_standard
+from .harness import default_streams, fault_cycles, run_standard
 from .mesh import Proxy, standard
 from .upstream import IdFleet
 
@@ -31,12 +31,8 @@ def kill_restart(ctx: Context) -> ScenarioResult:
                 marks.append(victim.lines())
                 victim.revive()
 
-            cycles = 1 if ctx.short else 4
-            steps: list[Step] = []
-            for i in range(cycles):
-                base = (i + 0.15) / cycles
-                steps += [Step(base, f"kill upstream b ({i + 1}/{cycles})", kill),
-                          Step(base + 0.35 / cycles, f"restart upstream b ({i + 1}/{cycles})", revive)]
+            steps = fault_cycles(1 if ctx.short else 4, 0.15, 0.35, ("kill upstream b", kill),
+                                 ("restart upstream b", revive))
             run_standard(ctx, result, fleet=fleet, proxy=proxy, specs=default_streams(ctx.short),
                          seconds=ctx.seconds(4, 40), steps=steps, bars=Bars(min_success=0.995, max_latency_s=2.5),
                          log=log)
@@ -60,12 +56,8 @@ def hang(ctx: Context) -> ScenarioResult:
         proxy = Proxy(work / "proxy.yaml", standard(fleet.addresses(), log=log))
         try:
             victim = fleet["b"]
-            cycles = 1 if ctx.short else 4
-            steps: list[Step] = []
-            for i in range(cycles):
-                base = (i + 0.15) / cycles
-                steps += [Step(base, f"upstream b hangs ({i + 1}/{cycles})", victim.pause),
-                          Step(base + 0.4 / cycles, f"upstream b resumes ({i + 1}/{cycles})", victim.resume)]
+            steps = fault_cycles(1 if ctx.short else 4, 0.15, 0.4, ("upstream b hangs", victim.pause),
+                                 ("upstream b resumes", victim.resume))
             # Route timeout 2 s, per-try timeout 400 ms: a caller whose first try hung is retried elsewhere.
             run_standard(ctx, result, fleet=fleet, proxy=proxy, specs=default_streams(ctx.short),
                          seconds=ctx.seconds(4, 40), steps=steps, bars=Bars(min_success=0.995, max_latency_s=2.5),

@@ -96,3 +96,12 @@ def test_loop_monitor_sees_a_blocked_loop() -> None:
     assert lag >= 0.04
     assert "meshbatch_event_loop_lag_seconds_bucket" in text and "meshbatch_asyncio_tasks 1.0" in text
     assert "process_open_fds" in text and "process_resident_memory_bytes" in text
+
+
+def test_fault_cycles_spread_numbered_begin_end_pairs(chaos: ModuleType) -> None:
+    harness = _mod("harness")
+    begin, end = (lambda: None), (lambda: None)
+    steps = harness.fault_cycles(2, 0.25, 0.5, ("down", begin), ("up", end))
+    assert [(s.at, s.label) for s in steps] == [(0.125, "down (1/2)"), (0.375, "up (1/2)"),
+                                               (0.625, "down (2/2)"), (0.875, "up (2/2)")]
+    assert [s.action for s in steps] == [begin, end, begin, end]
