@@ -1,7 +1,7 @@
 """YAML -> validated, frozen Config, with every error reported at once with its path.
 
 Three passes, each collecting all its errors before the next runs:
-1. YAML syntax (with line numbers) and duplicate keys;
+1. YAML syntax (with line numbers), duplicate keys, and the bounds of `config.source` (size, aliases);
 2. shape and types (pydantic), unknown keys turned into "did you mean" hints;
 3. meaning: references between objects, unique names, names of extensions that exist.
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from meshbatch.config.model import Config
+from meshbatch.config.source import SourceError, parse_yaml, read_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,25 +46,6 @@ _semantic_checks: list[SemanticCheck] = []
 def register_check(check: SemanticCheck) -> SemanticCheck:
     _semantic_checks.append(check)
     return check
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def format_path(loc: Sequence[int | str]) -> str:
@@ -211,13 +192,9 @@ def _semantic_problems(config: Any) -> list[Problem]:
 def parse(text: str, source: str = "<config>") -> Config:
     """Validate YAML text into a Config, or raise ConfigError listing every problem."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
-        raise ConfigError([Problem(where, str(exc.problem or exc.context or exc))], source) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem("yaml", str(exc))], source) from None
+        data = parse_yaml(text)
+    except SourceError as exc:
+        raise ConfigError([Problem(exc.where, exc.message)], source) from None
     if not isinstance(data, dict):
         raise ConfigError([Problem("", "the config must be a YAML mapping at the top level")], source)
     try:
@@ -235,9 +212,9 @@ def parse(text: str, source: str = "<config>") -> Config:
 
 def load(path: str | Path) -> Config:
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+        text = read_text(path)
+    except SourceError as exc:
+        raise ConfigError([Problem("", exc.message)], str(path)) from None
     return parse(text, str(path))
 
 

@@ -190,7 +190,9 @@ class Proxy:
             if self._draining:
                 return False
             try:
-                config = load(self.config_path)
+                # Off the event loop: a large config takes seconds to read and validate, and the data plane keeps
+                # serving meanwhile (the thread shares the GIL, so requests still interleave with it).
+                config = await asyncio.to_thread(load, self.config_path)
             except ConfigError as exc:
                 self.reloads["rejected"] += 1
                 log.error("reload rejected, the running config stays: %d error(s)", len(exc.problems))
