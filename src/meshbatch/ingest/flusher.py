@@ -67,6 +67,7 @@ class Flusher:
         self._stopping = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self.tracing: BatchSpans | None = None  # set by meshbatch.telemetry.wiring: a span per delivery
+        self.error_pause = 1.0  # seconds the loop waits after the log failed to give a batch
 
     # -- one batch ------------------------------------------------------------------------------------------
 
@@ -171,10 +172,11 @@ class Flusher:
                 if self._stopping.is_set():
                     slots.release()
                     break
-                batch = await self.log.take(policy.max_items, policy.max_bytes)
-                if batch and policy.linger > 0 and len(batch) < policy.max_items:
-                    await self._pause(policy.linger)
-                    batch += await self.log.take(policy.max_items - len(batch), policy.max_bytes)
+                try:
+                    batch = await self._take(policy)
+                except BaseException:  # the slot is free again: a failed read must not wedge the loop
+                    slots.release()
+                    raise
                 if not batch:
                     slots.release()
                     await self.log.wait(IDLE_WAIT)
@@ -186,7 +188,14 @@ class Flusher:
                 raise
             except Exception:  # the log failed to read: keep going after a pause
                 log.exception("ingest route %s: the flusher loop failed", self.route)
-                await self._pause(1.0)
+                await self._pause(self.error_pause)
+
+    async def _take(self, policy: FlushPolicy) -> list[Record]:
+        batch = await self.log.take(policy.max_items, policy.max_bytes)
+        if batch and policy.linger > 0 and len(batch) < policy.max_items:
+            await self._pause(policy.linger)
+            batch += await self.log.take(policy.max_items - len(batch), policy.max_bytes)
+        return batch
 
     def _finished(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:

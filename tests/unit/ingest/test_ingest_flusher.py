@@ -131,3 +131,38 @@ async def test_the_loop_delivers_and_stops(tmp_path: Path) -> None:
     assert sorted(sink.stored) == sorted(f"e{i}" for i in range(50))
     assert max(len(c) for c in sink.calls) <= 7
     await log.close()
+
+
+class _FlakyLog:
+    """A log whose reads fail `failures` times before they work (a broker hiccup, a long poll ending oddly)."""
+
+    def __init__(self, inner: SQLiteLog, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    async def take(self, max_items: int, max_bytes: int) -> list:  # type: ignore[type-arg]
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError("the read failed")
+        return await self.inner.take(max_items, max_bytes)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_failed_read_does_not_wedge_the_loop(tmp_path: Path) -> None:
+    """Every delivery slot taken by a read that failed is given back: with one slot, a failed read used to leave
+    the loop waiting for it forever, and every acknowledged event after it stayed in the log."""
+    log, sink, flusher, _ = await setup(tmp_path, 5, max_in_flight=1)
+    flusher.log = _FlakyLog(log, failures=3)  # type: ignore[assignment]
+    flusher.error_pause = 0.0
+    runner = asyncio.get_running_loop().create_task(flusher.run())
+    try:
+        async with asyncio.timeout(10):
+            while len(sink.stored) < 5:
+                await asyncio.sleep(0)
+    finally:
+        await flusher.stop(1.0)
+        runner.cancel()
+    assert sorted(sink.stored) == [f"e{i}" for i in range(5)]
+    await log.close()

@@ -178,7 +178,7 @@ class JetStreamLog:
         if not records:
             try:
                 msgs = await self.sub.fetch(batch=max_items, timeout=FETCH_WAIT)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nats-py raises either when the long poll ends empty
                 return []
             records = [self._record(m) for m in msgs]
         size, cut = 0, len(records)
