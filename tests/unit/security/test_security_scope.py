@@ -4,7 +4,7 @@ header value or token subject can spell out another caller's scope."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -66,6 +66,9 @@ _text = st.text(st.characters(codec="utf-8"), max_size=12)
 @settings(max_examples=300, deadline=None)
 @given(a=st.tuples(st.none() | _text, st.none() | _text, st.lists(_text, max_size=2), _text),
        b=st.tuples(st.none() | _text, st.none() | _text, st.lists(_text, max_size=2), _text))
+@example(a=("x;jwt:y", None, [], ""), b=("x", "y", [], ""))  # one part that spells two
+@example(a=(None, "iss/a;header:b", [], ""), b=(None, "iss/a", ["b"], ""))
+@example(a=(None, None, ["a;header:b"], ""), b=(None, None, ["a", "b"], ""))
 def test_different_credentials_never_make_the_same_principal(a, b):
     def principal(parts):
         peer, jwt, values, client = parts
