@@ -130,7 +130,7 @@ class BatchHandler:
             return error_response(DeadlineExceeded("deadline_exceeded", "the caller's budget is already spent"))
         shared_key = None
         if idempotency is not None and self.dedup:
-            shared_key = dedup_key(self.scope.of(request), key, idempotency)
+            shared_key = dedup_key(self.scope.digest(request), key, idempotency)
             replay = dispatcher.replay
             if replay is not None:
                 kept = replay.get(shared_key, now)

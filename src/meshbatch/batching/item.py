@@ -28,8 +28,8 @@ QUEUED, REMOVED, BATCHED, DONE = 0, 1, 2, 3
 
 Outcome = ItemResult | ProxyError
 Key = tuple[bytes, ...]
-# ((caller scope, *batch key), idempotency key): the scope first, so that no batch key (a header the caller
-# chooses) can stand in for it; the batch key's parts are as many on every request of a route.
+# ((caller scope digest, *batch key), idempotency key): the scope first, so that no batch key (a header the
+# caller chooses) can stand in for it; the batch key's parts are as many on every request of a route.
 DedupKey = tuple[Key, bytes]
 
 

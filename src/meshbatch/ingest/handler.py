@@ -24,7 +24,7 @@ import orjson
 from meshbatch.errors import BadRequest, Draining, GatewayTimeout, ProxyError, Unavailable
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.logs.base import LogError, LogFull
-from meshbatch.ingest.record import Record, keyed_id, scope_digest, valid_key
+from meshbatch.ingest.record import Record, keyed_id, valid_key
 from meshbatch.pipeline import encode_event
 from meshbatch.security.scope import IdempotencyScope
 
@@ -61,7 +61,7 @@ class IngestHandler:
             await route.wait_started()
         bodies, dead, dropped = self._events(request)
         key = request.header(IDEMPOTENCY)
-        scope = scope_digest(self.scope.of(request)) if key is not None else ""
+        scope = self.scope.digest(request).hex() if key is not None else ""
         records = self._records(bodies, key, scope)
         if route.flusher.tracing is not None:  # the delivery span links back to this request's span
             trace = request.header(b"traceparent")

@@ -20,11 +20,13 @@ JetStream replay suffix), whitespace or anything but printable ASCII.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from typing import Any
 from urllib.parse import quote, unquote
+
+from meshbatch.security.scope import DIGEST_SIZE
+from meshbatch.security.scope import scope_digest as digest
 
 
 class Record:
@@ -51,8 +53,7 @@ class Record:
 GENERATED = "e."
 KEYED = "k."
 RANDOM_BYTES = 16  # per generated id: 128 bits, unguessable and unique without coordination between processes
-DIGEST_CHARS = 32  # hex digits of a scope digest (128 bits: finding another scope with the same digest is 2^128)
-_PERSON = b"meshbatch-scope"  # the digest's personalisation: these digests are no other protocol's
+DIGEST_CHARS = 2 * DIGEST_SIZE  # hex digits of a scope digest
 
 
 class EventIds:
@@ -74,9 +75,10 @@ class EventIds:
 
 
 def scope_digest(scope: bytes) -> str:
-    """The scope's part of a keyed id: stable across processes, restarts and replicas (a retry through another
-    replica names the same event), never equal for two scopes in practice."""
-    return hashlib.blake2b(scope, digest_size=DIGEST_CHARS // 2, person=_PERSON).hexdigest()
+    """The scope's part of a keyed id (meshbatch.security.scope.scope_digest, in hex): stable across processes,
+    restarts and replicas (a retry through another replica names the same event), never equal for two scopes in
+    practice."""
+    return digest(scope).hex()
 
 
 def keyed_id(digest: str, key: str, part: str = "") -> str:

@@ -18,15 +18,27 @@ The batch key (`batch.key`, e.g. `header:x-tenant`) is the caller's to choose, s
 
 from __future__ import annotations
 
+import hashlib
+
 from meshbatch.config.model.batch import idempotency_scope_problem
 from meshbatch.http.message import Request
 from meshbatch.security.identity import caller_principal
 
 GLOBAL = b""  # the scope of `global`; `caller_principal` never returns an empty string
+DIGEST_SIZE = 16  # bytes: finding a second scope with a given scope's digest takes ~2^128 tries
+_PERSON = b"meshbatch-scope"  # these digests are no other protocol's
+
+
+def scope_digest(scope: bytes) -> bytes:
+    """A fixed-size name of a scope: the same in every process, replica and restart (an ingest retry through
+    another replica names the same event), and small to keep (a scope may hold a long header value or token
+    subject; the replay window keeps thousands of keys)."""
+    return hashlib.blake2b(scope, digest_size=DIGEST_SIZE, person=_PERSON).digest()
 
 
 class IdempotencyScope:
-    """Reads the scope of a request's idempotency key, as bytes (kept in dedup keys and hashed into event ids)."""
+    """Reads the scope of a request's idempotency key (`of`), or its digest (`digest`: kept in the batcher's dedup
+    keys, and hashed into ingest event ids)."""
 
     __slots__ = ("header", "is_global", "spec")
 
@@ -45,8 +57,12 @@ class IdempotencyScope:
         # surrogatepass: a JWT subject may hold a lone surrogate (JSON "\ud800"); still one string, one encoding
         return caller_principal(request, self.header).encode("utf-8", "surrogatepass")
 
+    def digest(self, request: Request) -> bytes:
+        """`scope_digest` of the request's scope."""
+        return scope_digest(self.of(request))
+
     def __repr__(self) -> str:
         return f"<IdempotencyScope {self.spec}>"
 
 
-__all__ = ["GLOBAL", "IdempotencyScope"]
+__all__ = ["DIGEST_SIZE", "GLOBAL", "IdempotencyScope", "scope_digest"]
