@@ -12,10 +12,9 @@ that event vanish (answered 202, then ignored as a duplicate). Two id spaces kee
   the point: its retry is stored once); another caller, with the same key, makes another id.
 
 The two sets are disjoint by their first two characters, whatever the key: no key makes a generated id, nor an
-id of another scope. Keyed ids are
-one-to-one with (scope digest, key, part): the digest has a fixed length, and the encoded key holds no `:`, so the
-part is found without doubt. Neither shape holds a `,` (the cluster sink lists ids comma-separated), `#` (the
-JetStream replay suffix), whitespace or anything but printable ASCII.
+id of another scope. Keyed ids are one-to-one with (scope digest, key, part): the digest has a fixed length, and
+the encoded key holds no `:`, so the part is found without doubt. Neither shape holds a `,` (the cluster sink
+lists ids comma-separated), `#` (the JetStream replay suffix), whitespace or anything but printable ASCII.
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ import time
 from typing import Any
 from urllib.parse import quote, unquote
 
-from meshbatch.security.scope import DIGEST_SIZE
-from meshbatch.security.scope import scope_digest as digest
+from meshbatch.security import scope
 
 
 class Record:
@@ -53,7 +51,7 @@ class Record:
 GENERATED = "e."
 KEYED = "k."
 RANDOM_BYTES = 16  # per generated id: 128 bits, unguessable and unique without coordination between processes
-DIGEST_CHARS = 2 * DIGEST_SIZE  # hex digits of a scope digest
+DIGEST_CHARS = 2 * scope.DIGEST_SIZE  # hex digits of a scope digest
 
 
 class EventIds:
@@ -74,11 +72,11 @@ class EventIds:
         return [stamp + randomness[i:i + width] for i in range(0, width * n, width)]
 
 
-def scope_digest(scope: bytes) -> str:
+def scope_digest(caller_scope: bytes) -> str:
     """The scope's part of a keyed id (meshbatch.security.scope.scope_digest, in hex): stable across processes,
     restarts and replicas (a retry through another replica names the same event), never equal for two scopes in
     practice."""
-    return digest(scope).hex()
+    return scope.scope_digest(caller_scope).hex()
 
 
 def keyed_id(digest: str, key: str, part: str = "") -> str:
