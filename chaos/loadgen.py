@@ -35,6 +35,8 @@ from typing import Any
 
 import orjson
 
+from meshbatch.ingest.record import key_of
+
 PENDING, RESPONSE, REFUSED, CONNECT_ERROR, CLOSED_BEFORE, CLOSED_MID, TIMEOUT, ABORTED, MISMATCH = range(9)
 OUTCOMES = ("pending", "response", "refused", "connect_error", "closed_before_response", "closed_mid_response",
             "timeout", "aborted", "mismatch")
@@ -55,7 +57,8 @@ class StreamSpec:
     abort_share: float = 0.0  # share of requests the client abandons mid-request
     abort_max_ms: float = 40.0  # an abandoned request is dropped within this time after it was written
     timeout: float = 10.0  # the client's own limit per request
-    id_field: str = "id"  # where the answer carries the id: "id" (plain and ingest), "item.id" (json-array)
+    id_field: str = "id"  # where the answer carries the id: "id" (plain), "item.id" (json-array), "event.key"
+    #                       (ingest: the idempotency key inside the event id, meshbatch.ingest.record.key_of)
     phases: tuple[tuple[float, float], ...] = ()  # (seconds, rate) one after the other; then nothing more
 
 
@@ -464,6 +467,8 @@ class LoadGen:
             item = doc.get("item")
             return item.get("id") if isinstance(item, dict) else None
         value = doc.get("id")
+        if spec.id_field == "event.key":
+            return key_of(value) if isinstance(value, str) else None
         return value if isinstance(value, str) else None
 
     async def _worker(self, stream: Stream) -> None:

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from meshbatch.ingest.record import key_of
+
 from .accounting import Sides, stream_figures
 from .common import ChaosError, Context, Scenario, ScenarioResult, wait_until
 from .harness import Step, Timeline, drive, fault_cycles, leak_checks, planned_requests
@@ -49,13 +51,14 @@ def ingest_route(name: str, ack: str, log: Path, sink: dict[str, Any], timeout_m
 
 
 def ingest_streams(short: bool) -> list[StreamSpec]:
-    return [StreamSpec("fsync", "fsync", "/fsync", "F", connections=16, rate=300),
-            StreamSpec("delivered", "delivered", "/delivered", "D", connections=32, rate=150)]
+    return [StreamSpec("fsync", "fsync", "/fsync", "F", connections=16, rate=300, id_field="event.key"),
+            StreamSpec("delivered", "delivered", "/delivered", "D", connections=32, rate=150, id_field="event.key")]
 
 
 def kill_streams(short: bool) -> list[StreamSpec]:
     """ingest-kill's streams: sink-outage's two, and `memory` at the rate of `fsync`."""
-    return [*ingest_streams(short), StreamSpec("memory", "memory", "/memory", "M", connections=16, rate=300)]
+    return [*ingest_streams(short), StreamSpec("memory", "memory", "/memory", "M", connections=16, rate=300,
+                                               id_field="event.key")]
 
 
 def acked(load: LoadGen, name: str) -> set[str]:
@@ -84,8 +87,8 @@ def backlog_empty(proxy: Proxy) -> bool:
 
 def retry(address: tuple[str, int], specs: list[StreamSpec], missing: dict[str, list[str]]) -> LoadGen:
     """The producers' retry: every id that got no 202, again with the same idempotency key."""
-    again = LoadGen(address, [StreamSpec(s.name, s.route, s.path, s.tag, connections=s.connections, rate=0.0)
-                              for s in specs]).start()
+    again = LoadGen(address, [StreamSpec(s.name, s.route, s.path, s.tag, connections=s.connections, rate=0.0,
+                                         id_field=s.id_field) for s in specs]).start()
     for name, ids in missing.items():
         again.resend(name, ids)
     total = sum(len(ids) for ids in missing.values())
@@ -283,7 +286,8 @@ def sink_outage(ctx: Context) -> ScenarioResult:
 
     def ids(name: str) -> list[str]:
         try:
-            return [r["event_id"] for r in asyncio.run(sql(pg_url, f"SELECT event_id FROM {tables[name]}"))]
+            rows = asyncio.run(sql(pg_url, f"SELECT event_id FROM {tables[name]}"))
+            return [key_of(r["event_id"]) or r["event_id"] for r in rows]
         except Exception as exc:  # the table appears with the first delivery
             if "does not exist" in str(exc):
                 return []

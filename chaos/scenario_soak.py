@@ -30,7 +30,7 @@ def soak(ctx: Context) -> ScenarioResult:
                                                           {"type": "sqlite", "path": str(work / "sink.db")}))
         proxy = Proxy(work / "proxy.yaml", cfg)
         try:
-            events = StreamSpec("events", "events", "/events", "E", connections=8, rate=100)
+            events = StreamSpec("events", "events", "/events", "E", connections=8, rate=100, id_field="event.key")
             warm_up(proxy, [events], 10)
             floor = proxy.floor()
             routes = ["batched", "events", "sync"]

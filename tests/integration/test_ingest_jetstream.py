@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from test_ingest_services import NATS_URL, Producer, ingest_config, require, sqlite_rows, wait_until
+from test_ingest_services import NATS_URL, Producer, ingest_config, named, require, sqlite_rows, wait_until
 
 TOKEN = "jetstream-admin-token-1"
 
@@ -78,7 +78,7 @@ def test_jetstream_dead_letters_and_replay(mesh: Any, tmp_path: Path, stream: st
                "the poison event in the dead-letter stream")
     assert sqlite_rows(tmp_path / "sink.db") == ["ok"]
     letters = httpx.get(proxy.url("admin", "/ingest/dead_letters"), timeout=5).json()["dead_letters"]
-    assert [d["id"] for d in letters] == ["bad"] and "column n" in letters[0]["reason"]
+    assert named(d["id"] for d in letters) == ["bad"] and "column n" in letters[0]["reason"]
     replayed = httpx.post(proxy.url("admin", "/ingest/replay"), json={"route": "events"},
                           headers={"authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert replayed.json()["replayed"] == 1  # still poison: it is parked again after its attempts

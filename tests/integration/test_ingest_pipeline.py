@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from test_ingest_services import wait_until
 
+from meshbatch.ingest.record import key_of
 from support.config import cluster, config, listener
 
 
@@ -127,8 +128,10 @@ def test_ingest_to_a_cluster_with_envelope_ids(proxy: Any, upstream: GzipBatchUp
     upstream.batches.clear()
     response = httpx.post(proxy.url("main", "/orders"), json={"order": 1}, headers={"idempotency-key": "o-1"},
                           timeout=10)
-    assert response.status_code == 202 and response.json() == {"id": "o-1", "status": "delivered"}
+    event_id = response.json()["id"]
+    assert response.status_code == 202 and response.json() == {"id": event_id, "status": "delivered"}
+    assert key_of(event_id) == "o-1"
     headers, requests = upstream.batches[-1]
     assert headers["content-encoding"] == "gzip"
-    assert requests[0]["id"] == "o-1" and requests[0]["headers"]["idempotency-key"] == "o-1"
+    assert requests[0]["id"] == event_id and requests[0]["headers"]["idempotency-key"] == event_id
     assert requests[0]["body"] == {"order": 1}

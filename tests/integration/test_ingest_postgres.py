@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
-from test_ingest_services import PG_URL, Producer, ingest_config, require, wait_until
+from test_ingest_services import PG_URL, Producer, ingest_config, named, require, wait_until
 
 
 class Relay:
@@ -100,7 +100,7 @@ async def _sql(url: str, statement: str) -> Any:
 
 def pg_ids(table: str) -> list[str]:
     try:
-        return [r["event_id"] for r in asyncio.run(_sql(PG_URL, f"SELECT event_id FROM {table}"))]
+        return named(r["event_id"] for r in asyncio.run(_sql(PG_URL, f"SELECT event_id FROM {table}")))
     except asyncpg.exceptions.UndefinedTableError:
         return []
 
@@ -128,7 +128,7 @@ def test_kill_9_mid_flush_with_postgres(mesh: Any, tmp_path: Path, table: str) -
     wait_until(lambda: acked <= set(pg_ids(table)), 30, "every acknowledged event in PostgreSQL")
     ids = pg_ids(table)
     assert len(ids) == len(set(ids))
-    rows = asyncio.run(_sql(PG_URL, f"SELECT n, doc FROM {table} WHERE event_id = 'k-7'"))
+    rows = asyncio.run(_sql(PG_URL, f"SELECT n, doc FROM {table} WHERE event_id LIKE 'k.%.k-7'"))
     if rows:
         assert rows[0]["n"] == 7
 

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from meshbatch.ingest.record import key_of
+
 PG_URL = os.environ.get("MESHBATCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 NATS_URL = os.environ.get("MESHBATCH_NATS_URL", "nats://127.0.0.1:4222")
 
@@ -80,13 +82,19 @@ class Producer:
             list(pool.map(run, chunks))
 
 
+def named(ids: Iterable[str]) -> list[str]:
+    """Stored event ids, each keyed one as its caller's idempotency key (`k.<scope>.k-7` -> `k-7`)."""
+    return [key_of(i) or i for i in ids]
+
+
 def sqlite_rows(path: Path, table: str = "events") -> list[str]:
+    """The events in a SQLite sink, by `named` id."""
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     except sqlite3.OperationalError:
         return []
     try:
-        return [row[0] for row in db.execute(f"SELECT event_id FROM {table}")]
+        return named(row[0] for row in db.execute(f"SELECT event_id FROM {table}"))
     except sqlite3.OperationalError:
         return []
     finally:

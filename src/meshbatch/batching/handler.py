@@ -2,8 +2,11 @@
 
 A request is checked and admitted here (or answered at once: 400 bad control header or body, 429 queue full with
 Retry-After from the drain rate, 504 budget already spent), queued in the accumulator through the dispatcher,
-and answered from its item's outcome with the batch headers. Every admitted request gets exactly one response;
-a cancelled caller (client gone) leaves its queue if its batch is not sealed yet.
+and answered from its item's outcome with the batch headers. An `idempotency-key` is the caller's: dedup and the
+replay window key it by the caller's scope (`batch.idempotency_scope`, meshbatch.security.scope), so a caller
+of another scope never shares an item, never gets a kept answer, never hears `idempotency_key_reused`. Every
+admitted request gets exactly one response; a cancelled caller (client gone) leaves its queue if its batch is
+not sealed yet.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from meshbatch.batching.batch import Batch
 from meshbatch.batching.codecs import CODECS, ItemResult
 from meshbatch.batching.codecs.envelope import end_to_end
 from meshbatch.batching.dispatcher import Dispatcher, Sender
-from meshbatch.batching.item import BATCHED, PRIORITY_NAMES, QUEUED, Item, Outcome, Waiter
+from meshbatch.batching.item import BATCHED, PRIORITY_NAMES, QUEUED, Item, Outcome, Waiter, dedup_key
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import Replay, ReplayCache
 from meshbatch.batching.replies import error_response
@@ -31,6 +34,7 @@ from meshbatch.clock import Clock
 from meshbatch.config.model import Batch as BatchConfig
 from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, ProxyError
 from meshbatch.http.message import Headers, Request, Response
+from meshbatch.security.scope import IdempotencyScope
 from meshbatch.telemetry.metrics import Registry
 
 log = logging.getLogger("meshbatch.batching")
@@ -53,6 +57,7 @@ class BatchHandler:
         self.controls = Controls(config.key)
         self.metrics = BatchMetrics(metrics, route)
         self.dedup = config.dedup
+        self.scope = IdempotencyScope(config.idempotency_scope)
         self.max_queue = config.max_queue
         self._forwards = self.codec.forwards_headers
         adaptive = config.adaptive
@@ -123,15 +128,15 @@ class BatchHandler:
         if deadline <= now:
             self.metrics.reject("deadline_exceeded")
             return error_response(DeadlineExceeded("deadline_exceeded", "the caller's budget is already spent"))
-        dedup_key = None
+        shared_key = None
         if idempotency is not None and self.dedup:
-            dedup_key = (key, idempotency)
+            shared_key = dedup_key(self.scope.digest(request), key, idempotency)
             replay = dispatcher.replay
             if replay is not None:
-                kept = replay.get(dedup_key, now)
+                kept = replay.get(shared_key, now)
                 if kept is not None:
                     return self._replayed(kept, request)
-            shared = dispatcher.dedup.get(dedup_key)
+            shared = dispatcher.dedup.get(shared_key)
             if shared is not None and (shared.state == QUEUED or shared.state == BATCHED):
                 if shared.body != request.body:
                     raise BadRequest("idempotency_key_reused",
@@ -148,7 +153,7 @@ class BatchHandler:
         headers = end_to_end(request.headers) if self._forwards else \
             _NO_HEADERS if dispatcher.tracing is None else dispatcher.tracing.item_headers(request)
         item = Item(request.body, request.method, request.target, headers, key=key, priority=priority,
-                    arrived=now, deadline=deadline, dedup_key=dedup_key)
+                    arrived=now, deadline=deadline, dedup_key=shared_key)
         problem = self.codec.check_item(item)
         if problem is not None:
             raise BadRequest("invalid_body", problem)
@@ -253,6 +258,7 @@ class BatchHandler:
                 "max_items": config.max_items, "size_cap": acc.cap, "max_bytes": config.max_bytes,
                 "max_wait_ms": config.max_wait_ms, "min_wait_ms": config.min_wait_ms,
                 "hold_ms": round(acc.hold * 1000, 3), "dedup": self.dedup, "key": list(config.key),
+                "idempotency_scope": self.scope.spec,
             },
             "flushes": self.metrics.flush_counts(),
             "rejections": self.metrics.rejection_counts(),

@@ -1,7 +1,8 @@
 """A queued upstream item and the callers waiting on it.
 
 One `Item` is one entry of an upstream batch. Several callers may wait on the same item when they send the same
-`idempotency-key` (dedup): each is a `Waiter` with its own future, arrival time and deadline.
+`idempotency-key` from the same caller scope (dedup): each is a `Waiter` with its own future, arrival time and
+deadline.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ QUEUED, REMOVED, BATCHED, DONE = 0, 1, 2, 3
 
 Outcome = ItemResult | ProxyError
 Key = tuple[bytes, ...]
+# ((caller scope digest, *batch key), idempotency key): the scope first, so that no batch key (a header the
+# caller chooses) can stand in for it; the batch key's parts are as many on every request of a route.
 DedupKey = tuple[Key, bytes]
+
+
+def dedup_key(scope: bytes, key: Key, idempotency: bytes) -> DedupKey:
+    """The key under which an item is shared (dedup) and its answer kept (replay): one caller scope's key."""
+    return (scope, *key), idempotency
 
 
 class Waiter:
@@ -93,4 +101,5 @@ __all__ = [
     "Key",
     "Outcome",
     "Waiter",
+    "dedup_key",
 ]

@@ -1,11 +1,12 @@
 """The idempotency replay window: answers kept after they are given, for callers that send the same key again.
 
-With `batch.dedup_window_ms > 0`, the answer an item got is kept for that long under its (batch key,
-idempotency-key). A later request with the same key and the same body is answered from here, without an
-upstream call (the replayed answer says so with `idempotent-replayed: true`); the same key with another body is
-refused with 400 `idempotency_key_reused`. Kept: the upstream's own per-item answers below 500. Not kept: the
-proxy's own failures (timeouts, a bad batch answer, an unreachable upstream) and 5xx, so a retry after a failure
-is sent again.
+With `batch.dedup_window_ms > 0`, the answer an item got is kept for that long under its dedup key (the caller's
+scope, the batch key, the idempotency-key: `item.dedup_key`). A later request of the same scope with the same key
+and the same body is answered from here, without an upstream call (the replayed answer says so with
+`idempotent-replayed: true`); the same key with another body is refused with 400 `idempotency_key_reused`. A
+request of another scope finds nothing here, whatever key it sends: kept answers are never another caller's.
+Kept: the upstream's own per-item answers below 500. Not kept: the proxy's own failures (timeouts, a bad batch
+answer, an unreachable upstream) and 5xx, so a retry after a failure is sent again.
 
 Sans-I/O: the caller passes the time. Entries live in insertion order, which with one window for all is also
 their expiry order, so expired entries and the oldest ones beyond `max_keys` both leave from the front.

@@ -6,6 +6,10 @@ it). The body is `{"id": ID, "status": "accepted"|"delivered"}` for one event, `
 (NDJSON), with `dropped` and `dead_lettered` counts when the pipeline filtered or parked some; the header
 `x-meshbatch-event-id` holds the (first) id. A full log answers 429 with Retry-After (`on_full: reject`), or
 waits for room up to `block_timeout_ms` first (`on_full: block`).
+
+Ids (meshbatch.ingest.record): a request without `idempotency-key` gets fresh random ids; with one, the ids are
+derived from the key and the caller's scope (`ingest.idempotency_scope`), so a producer's retry names the same
+events and no other producer's key can name them.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import orjson
 from meshbatch.errors import BadRequest, Draining, GatewayTimeout, ProxyError, Unavailable
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.logs.base import LogError, LogFull
-from meshbatch.ingest.record import Record, valid_key
+from meshbatch.ingest.record import Record, keyed_id, valid_key
 from meshbatch.pipeline import encode_event
+from meshbatch.security.scope import IdempotencyScope
 
 if TYPE_CHECKING:
     from meshbatch.ingest.route import IngestRoute
@@ -48,6 +53,7 @@ class IngestHandler:
         self.block = route.config.log.on_full == "block"
         self.block_timeout = route.config.log.block_timeout_ms / 1000
         self.timeout = route.timeout
+        self.scope = IdempotencyScope(route.config.idempotency_scope)
 
     async def __call__(self, request: Request) -> Response:
         route = self.route
@@ -55,14 +61,15 @@ class IngestHandler:
             await route.wait_started()
         bodies, dead, dropped = self._events(request)
         key = request.header(IDEMPOTENCY)
-        records = self._records(bodies, key)
+        scope = self.scope.digest(request).hex() if key is not None else ""
+        records = self._records(bodies, key, scope)
         if route.flusher.tracing is not None:  # the delivery span links back to this request's span
             trace = request.header(b"traceparent")
             for record in records:
                 record.trace = trace
         log = route.log
         if dead:  # refused by `validate` with on_invalid: dead_letter: parked at once, each with its reason
-            dead_records = self._records([body for body, _ in dead], key, offset=len(bodies), prefix="dead")
+            dead_records = self._records([body for body, _ in dead], key, scope, offset=len(bodies), prefix="dead")
             for record, (_, reason) in zip(dead_records, dead, strict=True):
                 log.dead([record], reason)
         if not records:
@@ -100,17 +107,20 @@ class IngestHandler:
             return [work.body], dead, work.dropped + work.failed - len(dead)
         return [encode_event(e) for e in work.events], dead, work.dropped + work.failed - len(dead)
 
-    def _records(self, bodies: list[bytes], key: bytes | None, offset: int = 0, prefix: str = "") -> list[Record]:
+    def _records(self, bodies: list[bytes], key: bytes | None, scope: str, offset: int = 0,
+                 prefix: str = "") -> list[Record]:
+        """The events' records; `scope` is the caller's `scope_digest` (used with a key only)."""
         received = time.time()
         if key is None:
-            new_id = self.route.new_id
-            return [Record(new_id(), body, received) for body in bodies]
+            ids = self.route.new_id.many(len(bodies), received)
+            return [Record(event_id, body, received) for event_id, body in zip(ids, bodies, strict=True)]
         base = valid_key(key)
         if base is None:
             raise BadRequest("bad_idempotency_key", "an idempotency-key is 1 to 200 printable ASCII characters")
         if len(bodies) == 1 and not offset and not prefix:
-            return [Record(base, bodies[0], received)]
-        return [Record(f"{base}:{prefix}{offset + i}", body, received) for i, body in enumerate(bodies)]
+            return [Record(keyed_id(scope, base), bodies[0], received)]
+        return [Record(keyed_id(scope, base, f"{prefix}{offset + i}"), body, received)
+                for i, body in enumerate(bodies)]
 
     async def _delivered(self, records: list[Record], request: Request) -> None:
         waiters = self.route.waiters

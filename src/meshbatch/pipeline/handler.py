@@ -59,6 +59,7 @@ class PipelineHandler:
                            client=request.client, request_id=request.request_id,
                            received_at=request.received_at)
             part.route = request.route
+            part.context = request.context.copy()  # the caller's identity and claims (policies, idempotency scope)
             parts.append(part)
         answers = await asyncio.gather(*(self.inner(part) for part in parts))
         status = next((a.status for a in answers if not 200 <= a.status < 300), 200)

@@ -6,6 +6,8 @@ import orjson
 import pytest
 from batching_support import header, make_handler, request, settle, submit
 
+from meshbatch.security.identity import IDENTITY, REQUEST_PRINCIPAL
+
 
 def idem(key):
     return [(b"idempotency-key", key)]
@@ -84,6 +86,84 @@ async def test_dedup_is_scoped_by_batch_key_and_can_be_turned_off():
     assert upstream.calls[0].items == [1, 1, 1]
     upstream.calls[0].echo()
     await asyncio.gather(*tasks)
+
+
+def caller(body, key, *, client="10.0.0.1", peer=None, jwt=None, extra=()):
+    """A request with `idempotency-key: key` from one caller: its address, mTLS identity, JWT principal."""
+    req = request(body, [*idem(key), *extra])
+    req.client = client
+    if peer is not None:
+        req.context[IDENTITY] = peer
+    if jwt is not None:
+        req.context[REQUEST_PRINCIPAL] = jwt
+    return req
+
+
+SCOPES = pytest.mark.parametrize(("a", "b"), [
+    ({"peer": "spiffe://td/ns/x/sa/a"}, {"peer": "spiffe://td/ns/x/sa/b"}),
+    ({"jwt": "iss/alice"}, {"jwt": "iss/bob"}),
+    ({"client": "10.0.0.1"}, {"client": "10.0.0.2"}),
+    ({"peer": "spiffe://td/ns/x/sa/a"}, {"client": "10.0.0.1"}),  # the same address, without the certificate
+])
+TENANT = [(b"x-tenant", b"acme")]  # the same batch key for both callers: it is the caller's to choose
+
+
+@SCOPES
+async def test_a_key_in_use_by_another_scope_is_neither_shared_nor_refused(a, b):
+    handler, upstream, _ = make_handler(max_in_flight=1, key=["header:x-tenant"])
+    blocker = submit(handler, request("block"))
+    await settle()
+    first = submit(handler, caller({"secret": "a"}, b"k", extra=TENANT, **a))
+    await settle()
+    other = submit(handler, caller({"other": "b"}, b"k", extra=TENANT, **b))  # no 400: b never learns of a's key
+    again = submit(handler, caller({"other": "b"}, b"k", extra=TENANT, **b))  # b's own retry shares b's item
+    await settle()
+    assert handler.accumulator.queued == 2 and handler.summary()["dedup_shared"] == 1
+    upstream.calls[0].echo()
+    await settle()
+    assert upstream.calls[1].items == [{"secret": "a"}, {"other": "b"}]
+    upstream.calls[1].echo()
+    answers = [orjson.loads((await t).body) for t in (first, other, again)]
+    assert answers == [{"echo": {"secret": "a"}}, {"echo": {"other": "b"}}, {"echo": {"other": "b"}}]
+    await blocker
+
+
+@SCOPES
+async def test_the_same_key_and_body_from_another_scope_is_its_own_item(a, b):
+    handler, upstream, _ = make_handler(max_in_flight=1, key=["header:x-tenant"])
+    blocker = submit(handler, request("block"))
+    await settle()
+    first = submit(handler, caller({"n": 1}, b"k", extra=TENANT, **a))
+    copy = submit(handler, caller({"n": 1}, b"k", extra=TENANT, **b))
+    await settle()
+    assert handler.accumulator.queued == 2 and handler.summary()["dedup_shared"] == 0
+    upstream.calls[0].echo()
+    await settle()
+    upstream.calls[1].reply_json([{"for": "a"}, {"for": "b"}])
+    assert [orjson.loads((await t).body) for t in (first, copy)] == [{"for": "a"}, {"for": "b"}]
+    await blocker
+
+
+async def test_the_same_caller_shares_whatever_its_address():
+    handler, upstream, _ = make_handler()
+    first = submit(handler, caller(1, b"k", client="10.0.0.1", peer="spiffe://td/ns/x/sa/a"))
+    await settle()
+    again = submit(handler, caller(1, b"k", client="10.0.0.9", peer="spiffe://td/ns/x/sa/a"))
+    await settle()
+    assert len(upstream.calls) == 1 and handler.summary()["dedup_shared"] == 1
+    upstream.calls[0].echo()
+    assert (await first).body == (await again).body
+
+
+async def test_the_global_scope_shares_between_callers():
+    handler, upstream, _ = make_handler(idempotency_scope="global")
+    first = submit(handler, caller(1, b"k", peer="spiffe://td/ns/x/sa/a"))
+    await settle()
+    again = submit(handler, caller(1, b"k", client="10.0.0.2"))
+    await settle()
+    assert handler.summary()["dedup_shared"] == 1 and handler.summary()["policy"]["idempotency_scope"] == "global"
+    upstream.calls[0].echo()
+    assert (await first).body == (await again).body
 
 
 async def test_cancel_before_sealing_removes_the_item():

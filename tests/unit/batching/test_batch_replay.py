@@ -8,8 +8,10 @@ from batching_support import header, make_handler, request, settle, submit
 from pydantic import ValidationError
 
 from meshbatch.batching.codecs.base import ItemResult
+from meshbatch.batching.item import dedup_key
 from meshbatch.batching.replay import ReplayCache
 from meshbatch.config.model import Batch
+from meshbatch.security.identity import IDENTITY, REQUEST_PRINCIPAL
 
 BATCH = [(b"x-meshbatch-batch-id", b"b-1")]
 
@@ -38,6 +40,16 @@ def test_keys_are_scoped_by_batch_key():
     cache.put(((b"a",), b"k"), b"1", ok(), BATCH, now=0.0)
     assert cache.get(((b"b",), b"k"), now=1.0) is None
     assert cache.get(((b"a",), b"k"), now=1.0) is not None
+
+
+def test_keys_are_scoped_by_caller_first():
+    cache = ReplayCache(window=10.0, max_keys=100)
+    cache.put(dedup_key(b"spiffe:1:a;", (b"t",), b"k"), b"1", ok(), BATCH, now=0.0)
+    assert cache.get(dedup_key(b"spiffe:1:b;", (b"t",), b"k"), now=1.0) is None
+    assert cache.get(dedup_key(b"", (b"t",), b"k"), now=1.0) is None
+    assert cache.get(dedup_key(b"spiffe:1:a;", (b"t",), b"k"), now=1.0) is not None
+    # a batch key part cannot stand in for the scope: the parts are as many on every request of a route
+    assert dedup_key(b"a", (b"b",), b"k") != dedup_key(b"", (b"a", b"b"), b"k")
 
 
 def test_oldest_keys_leave_first_beyond_max_keys():
@@ -144,3 +156,42 @@ async def test_every_caller_of_a_shared_item_keeps_one_entry_and_without_window_
     assert len(plain_upstream.calls) == 2
     plain_upstream.calls[1].echo()
     assert orjson.loads((await again).body) == {"echo": 1}
+
+
+def from_caller(body, key=b"k", *, client="10.0.0.1", peer=None, jwt=None, extra=()):
+    req = request(body, [*idem(key), *extra])
+    req.client = client
+    if peer is not None:
+        req.context[IDENTITY] = peer
+    if jwt is not None:
+        req.context[REQUEST_PRINCIPAL] = jwt
+    return req
+
+
+@pytest.mark.parametrize(("owner", "other"), [
+    ({"peer": "spiffe://td/ns/x/sa/a"}, {"peer": "spiffe://td/ns/x/sa/b"}),
+    ({"jwt": "iss/alice"}, {"jwt": "iss/bob"}),
+    ({"client": "10.0.0.1"}, {"client": "10.0.0.2"}),
+    ({"jwt": "iss/alice"}, {}),  # no credential at all, from the owner's address
+])
+async def test_a_kept_answer_is_only_replayed_to_its_own_scope(owner, other):
+    handler, upstream, _ = make_handler(dedup_window_ms=60_000, key=["header:x-tenant"])
+    tenant = [(b"x-tenant", b"acme")]
+    first = submit(handler, from_caller({"card": "4242"}, extra=tenant, **owner))
+    await settle()
+    upstream.calls[0].echo()
+    assert (await first).status == 200
+    spoofed = submit(handler, from_caller({"card": "4242"}, extra=tenant, **other))  # same key, body, tenant
+    await settle()
+    assert len(upstream.calls) == 2, "another scope's request goes upstream as its own item"
+    upstream.calls[1].reply_json([{"mine": True}])
+    answer = await spoofed
+    assert header(answer, b"idempotent-replayed") is None and orjson.loads(answer.body) == {"mine": True}
+    probe = submit(handler, from_caller({"guess": 1}, extra=tenant, client="10.0.0.3"))  # a third caller
+    await settle()
+    upstream.calls[2].echo()  # another body under the key, from another scope: sent, not refused
+    assert (await probe).status == 200
+    mine = await handler(from_caller({"card": "4242"}, extra=tenant, **owner))
+    assert header(mine, b"idempotent-replayed") == b"true" and orjson.loads(mine.body) == {"echo": {"card": "4242"}}
+    reused = await handler(from_caller({"card": "0000"}, extra=tenant, **owner))
+    assert reused.status == 400 and reused.reason == "idempotency_key_reused"  # within the scope, as before

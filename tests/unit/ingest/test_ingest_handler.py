@@ -15,6 +15,7 @@ from meshbatch.config.model import Route
 from meshbatch.errors import BadRequest, ProxyError
 from meshbatch.http.message import Request
 from meshbatch.http.serialize import local_reply
+from meshbatch.ingest.record import key_of
 from meshbatch.ingest.route import IngestRoute
 from meshbatch.ingest.wiring import build_ingest
 from meshbatch.telemetry.metrics import Registry
@@ -65,11 +66,13 @@ async def test_accepted_with_an_id_then_stored(started: IngestRoute, tmp_path: P
     body = orjson.loads(response.body)
     assert body["status"] == "accepted"
     assert (b"x-meshbatch-event-id", body["id"].encode()) in response.headers
+    assert body["id"].startswith("e.")
     keyed = await started.handler(post(b'{"a": 2}', (b"idempotency-key", b"order-42")))
     again = await started.handler(post(b'{"a": 2}', (b"idempotency-key", b"order-42")))
-    assert orjson.loads(keyed.body)["id"] == orjson.loads(again.body)["id"] == "order-42"
+    keyed_id = orjson.loads(keyed.body)["id"]
+    assert keyed_id == orjson.loads(again.body)["id"] and key_of(keyed_id) == "order-42"
     rows = await wait_stored(tmp_path, 2)
-    assert sorted(r[0] for r in rows) == sorted([body["id"], "order-42"])  # the key stored once
+    assert sorted(r[0] for r in rows) == sorted([body["id"], keyed_id])  # the key stored once
     assert started.summary()["accepted"] == 3
 
 
@@ -133,9 +136,12 @@ async def test_pipeline_expands_filters_and_dead_letters(tmp_path: Path) -> None
     body = b'{"t": 1}\n{"t": -1}\n{"x": 1}\n{"t": 2}\n'
     response = await route.handler(post(body, (b"idempotency-key", b"batch-7")))
     answer = orjson.loads(response.body)
-    assert answer == {"ids": ["batch-7:0", "batch-7:1"], "status": "accepted", "dropped": 1, "dead_lettered": 1}
+    ids = answer["ids"]
+    assert answer == {"ids": ids, "status": "accepted", "dropped": 1, "dead_lettered": 1}
+    prefix = ids[0].rpartition(":")[0]
+    assert ids == [f"{prefix}:0", f"{prefix}:1"] and key_of(ids[0]) == key_of(ids[1]) == "batch-7"
     rows = await wait_stored(tmp_path, 2)
-    assert rows == [("batch-7:0", '{"t":1}'), ("batch-7:1", '{"t":2}')]
+    assert rows == [(ids[0], '{"t":1}'), (ids[1], '{"t":2}')]
     letters = await route.dead_letters(10)
     assert [(d["body"], d["reason"][:16]) for d in letters] == [('{"x":1}', "schema_violation")]
     await route.drain(5.0)

@@ -4,9 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from meshbatch.config.model.base import Model
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def idempotency_scope_problem(spec: str) -> str | None:
+    """What is wrong with an `idempotency_scope` value (meshbatch.security.scope), or None."""
+    kind, _, name = spec.partition(":")
+    if spec in ("principal", "global") or (kind == "header" and name and set(name) <= _TOKEN):
+        return None
+    return "must be 'principal', 'header:NAME' or 'global'"
+
+
+def _scope(value: str) -> str:
+    problem = idempotency_scope_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+IdempotencyScope = Annotated[str, AfterValidator(_scope)]
 
 
 class Adaptive(Model):
@@ -28,6 +48,7 @@ class Batch(Model):
     dedup: bool = True
     dedup_window_ms: Annotated[float, Field(ge=0, le=86_400_000)] = 0
     dedup_max_keys: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    idempotency_scope: IdempotencyScope = "principal"  # whose keys dedup and replay share (security/scope.py)
     adaptive: Adaptive | None = None
 
     @field_validator("upstream_path")

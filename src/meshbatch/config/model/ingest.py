@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from meshbatch.config.model.base import Millis, Model, PositiveInt
+from meshbatch.config.model.batch import IdempotencyScope
 
 
 class IngestLog(Model):
@@ -64,3 +65,4 @@ class Ingest(Model):
     log: IngestLog = IngestLog()
     delivery: Delivery = Delivery()
     sink: Sink = Sink()
+    idempotency_scope: IdempotencyScope = "principal"  # whose keys name the same event (security/scope.py)
