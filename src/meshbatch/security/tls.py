@@ -74,10 +74,13 @@ class Loaded:
     chain: bytes = field(default=b"", repr=False)  # the checked certificate chain and private key (PEM)
 
 
+_MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+
+
 def _use_chain(context: ssl.SSLContext, pem: bytes) -> None:
     """`context.load_cert_chain` from bytes (the ssl module reads only files): an anonymous in-memory file on
     Linux, else a private temporary file removed at once."""
-    if hasattr(os, "memfd_create"):
+    if _MEMFD:
         fd = os.memfd_create("meshbatch-identity", os.MFD_CLOEXEC)
         try:
             view = memoryview(pem)
