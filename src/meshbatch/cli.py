@@ -20,6 +20,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    from meshbatch.security.admin import exposure_warnings
+
+    admin = config.admin
+    for warning in exposure_warnings(admin.listen if admin else None, admin.token if admin else None):
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
     routes = sum(len(lst.routes) for lst in config.listeners)
     batched = sum(1 for lst in config.listeners for r in lst.routes if r.batch is not None)
     endpoints = sum(len(c.endpoints) for c in config.clusters)
@@ -42,7 +47,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"meshbatch: cannot start: {exc}", file=sys.stderr)
+        from meshbatch.config.redact import redact_text
+
+        print(f"meshbatch: cannot start: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     return code
 
@@ -122,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from meshbatch.config.redact import redact_logs
+
+    redact_logs()  # no log line carries a password, token or credential (meshbatch.config.redact)
     code: int = args.func(args)
     return code
 

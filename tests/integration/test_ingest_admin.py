@@ -39,7 +39,9 @@ def test_dead_letters_listed_and_replayed_after_a_fix(mesh: Any, tmp_path: Path)
     summary = ingest(proxy)
     assert summary["log"]["backlog"] == 0 and summary["delivery"]["dead_lettered"] == 1
     assert sqlite_rows(tmp_path / "sink.db") == ["good"]
-    letters = httpx.get(proxy.url("admin", "/ingest/dead_letters?route=events"), timeout=5).json()["dead_letters"]
+    letters_url = proxy.url("admin", "/ingest/dead_letters?route=events")
+    assert httpx.get(letters_url, timeout=5).status_code == 401  # payloads need the token, like replay
+    letters = httpx.get(letters_url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=5).json()["dead_letters"]
     assert [(key_of(d["id"]), d["attempts"]) for d in letters] == [("poison", 2)]
     assert "column n" in letters[0]["reason"]
 

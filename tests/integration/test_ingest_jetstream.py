@@ -77,7 +77,8 @@ def test_jetstream_dead_letters_and_replay(mesh: Any, tmp_path: Path, stream: st
     wait_until(lambda: httpx.get(admin, timeout=5).json()["ingest"]["events"]["log"]["dead_letters"] == 1, 15,
                "the poison event in the dead-letter stream")
     assert sqlite_rows(tmp_path / "sink.db") == ["ok"]
-    letters = httpx.get(proxy.url("admin", "/ingest/dead_letters"), timeout=5).json()["dead_letters"]
+    letters = httpx.get(proxy.url("admin", "/ingest/dead_letters"), headers={"authorization": f"Bearer {TOKEN}"},
+                        timeout=5).json()["dead_letters"]
     assert named(d["id"] for d in letters) == ["bad"] and "column n" in letters[0]["reason"]
     replayed = httpx.post(proxy.url("admin", "/ingest/replay"), json={"route": "events"},
                           headers={"authorization": f"Bearer {TOKEN}"}, timeout=10)

@@ -80,3 +80,43 @@ def tls_request(address: tuple[str, int], context: ssl.SSLContext | None, data: 
 
 
 __all__ = ["Pki", "bundle", "client_context", "tls_request"]
+
+
+def leaf_with_uris(pki: Pki, name: str, uris: list[str], *, ca: bool = False) -> tuple[Path, Path]:
+    """A certificate signed by `pki`'s CA whose URI SANs are exactly `uris` (any number, any scheme), made with
+    `cryptography` directly: what `meshbatch ca issue` refuses to make, for the tests of what is refused."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from meshbatch.security.ca import load_ca
+
+    authority = load_ca(pki.ca_dir)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, pki.trust_domain)]))
+        .issuer_name(authority.cert.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()),
+                       critical=False)
+    )
+    if uris:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]), critical=False)
+    cert = builder.sign(authority.key, hashes.SHA256())
+    cert_path, key_path = pki.root / f"{name}.crt", pki.root / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path

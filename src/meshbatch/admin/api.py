@@ -10,6 +10,12 @@ GET /ingest        ingest routes: backlog, oldest age, retries, dead letters (se
 POST /ingest/replay  dead letters back into the log (bearer `admin.token`; refused when none is configured)
 GET /dashboard     the live dashboard (page, /dashboard/feed JSON; see meshbatch.admin.dashboard)
 GET /recorder      a batching route's recent batches, the input of `meshbatch tune` (?route=NAME)
+GET /ingest/dead_letters  parked events, bodies included (bearer `admin.token`, like replay)
+
+Every request is first checked for its `Host` (meshbatch.admin.hosts: loopback, the listen address,
+`admin.allowed_hosts`; a DNS-rebinding page is a 403). Every JSON answer goes through `scrub`, and the config
+dump through `redact_config`: no password, token or credential of the config leaves through here. Refusals
+(host, token) are counted in `meshbatch_admin_refusals_total{reason}`.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ import orjson
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from meshbatch.admin.dashboard import Dashboard
-from meshbatch.errors import MethodNotAllowed, NoRoute
+from meshbatch.admin.hosts import AdminHosts
+from meshbatch.config.model import Admin
+from meshbatch.config.redact import scrub
+from meshbatch.errors import Forbidden, MethodNotAllowed, NoRoute, ProxyError
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.admin import IngestAdmin
 from meshbatch.runtime.snapshot import Snapshot
@@ -45,13 +54,20 @@ class AdminTarget(Protocol):
 
 
 def _json(payload: Any, status: int = 200) -> Response:
-    body = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    body = orjson.dumps(scrub(payload), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     return Response(status, [(b"content-type", b"application/json")], body)
+
+
+REFUSED = frozenset({401, 403})
 
 
 class AdminApi:
     def __init__(self, target: AdminTarget) -> None:
         self.target = target
+        self.refusals = target.metrics.counter(
+            "meshbatch_admin_refusals_total",
+            "Admin API requests refused, by reason (admin_host_not_allowed, bad_admin_token, ...).", ["reason"])
+        self._hosts: tuple[Admin | None, AdminHosts] = (None, AdminHosts("127.0.0.1:0"))
         self.ingest = IngestAdmin(target)
         self.routes: dict[bytes, Callable[[Request], Response]] = {
             b"/ready": self.ready,
@@ -67,8 +83,31 @@ class AdminApi:
         self.dashboard = Dashboard(target)
         self.routes.update(self.dashboard.routes())
 
+    def hosts(self, admin: Admin | None) -> AdminHosts:
+        """The Host check of the running config's admin block (rebuilt when a reload changed it)."""
+        cached, hosts = self._hosts
+        if cached is not admin:
+            hosts = AdminHosts(admin.listen, admin.allowed_hosts) if admin is not None else AdminHosts("127.0.0.1:0")
+            self._hosts = (admin, hosts)
+        return hosts
+
     async def __call__(self, request: Request) -> Response:
         request.route = "admin"
+        try:
+            response = await self._serve(request)
+        except ProxyError as exc:
+            if exc.status in REFUSED:
+                self.refusals.inc((exc.reason,))
+            raise
+        if response.status in REFUSED and response.reason:
+            self.refusals.inc((response.reason,))
+        return response
+
+    async def _serve(self, request: Request) -> Response:
+        admin = self.target.snapshot.config.admin
+        if not self.hosts(admin).allows(request.host):
+            raise Forbidden("admin_host_not_allowed", "the admin API answers loopback names, its own address and "
+                            "admin.allowed_hosts only")
         if request.path == b"/ingest/replay":  # the one mutating endpoint: POST with the admin bearer token
             if request.method != b"POST":
                 raise MethodNotAllowed("method_not_allowed", "replay dead letters with POST")
@@ -77,7 +116,6 @@ class AdminApi:
             return await self.ingest.dead_letters(request)
         endpoint = self.routes.get(request.path)
         if endpoint is None:  # anything else that may mutate needs admin.token (replay above checks its own)
-            admin = self.target.snapshot.config.admin
             require_admin_token(admin.token if admin is not None else None, request)
             raise NoRoute("no_admin_endpoint", f"known: {', '.join(p.decode() for p in self.routes)}")
         if request.method not in (b"GET", b"HEAD"):

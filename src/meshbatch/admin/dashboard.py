@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from meshbatch.config.redact import scrub
 from meshbatch.errors import NoRoute
 from meshbatch.http.message import Request, Response
 from meshbatch.runtime.snapshot import Snapshot
@@ -56,8 +57,9 @@ def _hist(hist: Histogram, scale: float = 1.0) -> Hist:
 
 
 def _json(payload: Any) -> Response:
+    """JSON with every string scrubbed of credentials (a discovery or sink error may quote a URL)."""
     return Response(200, [(b"content-type", b"application/json"), (b"cache-control", b"no-store")],
-                    orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS))
+                    orjson.dumps(scrub(payload), option=orjson.OPT_NON_STR_KEYS))
 
 
 def batch_reading(batcher: BatchHandler, reading: Reading) -> None:

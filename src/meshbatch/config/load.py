@@ -26,7 +26,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        from meshbatch.config.redact import redact_text  # a message may quote a value: never its credentials
+
+        return redact_text(f"{self.path}: {self.message}" if self.path else self.message)
 
 
 class ConfigError(Exception):

@@ -1,29 +1,32 @@
 """Admin endpoints of ingestion, served by `meshbatch.admin.api`:
 
 GET  /ingest                         each ingest route: backlog, oldest age, in flight, retries, dead letters, sink
-GET  /ingest/dead_letters?route=R&limit=N   the oldest dead letters of a route (default 100)
+GET  /ingest/dead_letters?route=R&limit=N   the oldest dead letters of a route (default 100), bodies included
 POST /ingest/replay                  dead letters back into the log: body {"route": R, "ids": [...]} or
-                                     {"route": R, "limit": N}; needs `authorization: Bearer <admin.token>`, and is
-                                     refused (403) when no `admin.token` is configured
+                                     {"route": R, "limit": N}
+
+Dead letters are what callers sent: like a replay, listing them needs `authorization: Bearer <admin.token>`, and
+is refused (403) when no `admin.token` is configured (meshbatch.security.admin). Summaries show no payload and
+go through `scrub` (a sink's error may quote its URL).
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import orjson
 
-from meshbatch.errors import BadRequest, Forbidden, NoRoute, ProxyError
+from meshbatch.config.redact import scrub
+from meshbatch.errors import BadRequest, NoRoute, ProxyError
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.route import IngestRoute
+from meshbatch.security.admin import AdminUnauthorized, check_admin_token
 
 MAX_LIST = 10_000
 
 
-class Unauthorized(ProxyError):
-    status, flag, default_reason = 401, "UAEX", "unauthorized"
+Unauthorized = AdminUnauthorized  # the name this module exported before the check moved to security.admin
 
 
 class Target(Protocol):
@@ -63,10 +66,11 @@ class IngestAdmin:
         return route
 
     def summary(self, request: Request) -> Response:
-        return _json({"ingest": {name: r.summary() for name, r in self.routes().items()}})
+        return _json(scrub({"ingest": {name: r.summary() for name, r in self.routes().items()}}))
 
     async def dead_letters(self, request: Request) -> Response:
         try:
+            self._authorize(request)
             query = {k: v[-1] for k, v in parse_qs(request.query.decode("latin-1")).items()}
             limit = min(MAX_LIST, max(1, int(query.get("limit", "100"))))
             route = self._route(query.get("route"))
@@ -99,13 +103,7 @@ class IngestAdmin:
 
     def _authorize(self, request: Request) -> None:
         admin = self.target.snapshot.config.admin
-        token: str | None = admin.token if admin is not None else None
-        if not token:
-            raise Forbidden("admin_token_not_configured", "mutating admin endpoints are disabled: set admin.token")
-        header = request.header(b"authorization") or b""
-        scheme, _, given = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token.encode()):
-            raise Unauthorized("bad_admin_token", "send authorization: Bearer <admin.token>")
+        check_admin_token(admin.token if admin is not None else None, request)
 
 
 __all__ = ["IngestAdmin", "Unauthorized"]

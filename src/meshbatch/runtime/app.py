@@ -23,10 +23,12 @@ from typing import Any
 
 from meshbatch.admin.api import AdminApi
 from meshbatch.config import ConfigError, load, model
+from meshbatch.config.redact import redact_text
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.server import ListenerState, ServerSettings, protocol_factory
 from meshbatch.ingest.wiring import start_ingest, stop_ingest
 from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
+from meshbatch.security.admin import exposure_warnings
 from meshbatch.security.listener import open_tls_server
 from meshbatch.security.wiring import Security, check_tls_switch
 from meshbatch.telemetry.access_log import Observer
@@ -71,7 +73,7 @@ class Proxy:
         self.config_path = Path(config_path)
         self.loop = loop
         self.metrics = Registry()
-        self.announce = announce or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.announce = announce or (lambda line: print(redact_text(line), file=sys.stderr, flush=True))
         self.listeners: dict[tuple[str, str], OpenListener] = {}
         self.admin: OpenListener | None = None
         self._draining = False
@@ -144,6 +146,8 @@ class Proxy:
         await start_clusters(self.snapshot)  # discovery and health checks; first endpoint sets
         await start_ingest(self.snapshot.ingest)  # ingest logs open and recover before anything is accepted
         if config.admin is not None:
+            for warning in exposure_warnings(config.admin.listen, config.admin.token):  # whatever the log level
+                self.announce(f"meshbatch: WARNING: {warning}")
             admin_api = AdminApi(self)
             admin_api.dashboard.start()  # the dashboard's history: one sample a second
             state = ListenerState(ServerSettings(handler=admin_api, header_timeout=5, idle_timeout=30))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from meshbatch.config import model
+from meshbatch.config.redact import redact_config
 from meshbatch.errors import NoRoute
 from meshbatch.http.message import Handler, Headers, Request, Response
 from meshbatch.ingest.route import IngestRoute
@@ -94,10 +95,8 @@ class Snapshot:
     shared: Shared = field(default_factory=Shared)  # state of the resilience layers (meshbatch.layers)
 
     def dump(self) -> dict[str, Any]:
-        config = self.config.model_dump(mode="json", by_alias=True)
-        if (config.get("admin") or {}).get("token"):
-            config["admin"]["token"] = "<redacted>"
-        return {"version": self.version, "loaded_at": self.loaded_at, "config": config}
+        """The config as /config_dump shows it: every secret redacted (meshbatch.config.redact)."""
+        return {"version": self.version, "loaded_at": self.loaded_at, "config": redact_config(self.config)}
 
 
 def build(config: model.Config, loop: asyncio.AbstractEventLoop, metrics: Registry,

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshbatch.security.spiffe import SpiffeId, check_trust_domain
+from meshbatch.security.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, check_trust_domain, svid_id
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -60,11 +60,23 @@ class CertInfo:
     not_before: dt.datetime
     not_after: dt.datetime
     is_ca: bool
+    uris: tuple[str, ...] = ()  # every URI SAN, spiffe:// or not (an X509-SVID has exactly one)
 
     def summary(self) -> dict[str, object]:
-        return {"spiffe_ids": list(self.spiffe_ids), "subject": self.subject, "issuer": self.issuer,
-                "serial": f"{self.serial:x}", "not_before": self.not_before.isoformat(),
+        return {"spiffe_ids": list(self.spiffe_ids), "uri_sans": list(self.uris), "subject": self.subject,
+                "issuer": self.issuer, "serial": f"{self.serial:x}", "not_before": self.not_before.isoformat(),
                 "not_after": self.not_after.isoformat(), "ca": self.is_ca}
+
+    def svid_problem(self) -> str | None:
+        """Why this certificate is not a usable X509-SVID (None when it is one). A CA may name no SPIFFE ID;
+        if it names one, the rule of one URI SAN applies to it as well."""
+        if self.is_ca and not self.uris:
+            return None
+        try:
+            SpiffeId.parse(svid_id(self.uris))
+        except (NotAnSvid, InvalidSpiffeId) as exc:
+            return str(exc)
+        return None
 
 
 def _now() -> dt.datetime:
@@ -200,12 +212,16 @@ def issue(directory: Path, spiffe_id: str, cert_out: Path, key_out: Path, *, ttl
     return describe(cert_pem)
 
 
-def spiffe_ids(cert: x509.Certificate) -> list[str]:
+def uri_sans(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    return [uri for uri in san.get_values_for_type(x509.UniformResourceIdentifier) if uri.startswith("spiffe://")]
+    return list(san.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def spiffe_ids(cert: x509.Certificate) -> list[str]:
+    return [uri for uri in uri_sans(cert) if uri.startswith("spiffe://")]
 
 
 def describe(pem: bytes) -> CertInfo:
@@ -215,9 +231,11 @@ def describe(pem: bytes) -> CertInfo:
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         is_ca = False
-    return CertInfo(tuple(spiffe_ids(cert)), cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
-                    cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc, is_ca)
+    uris = tuple(uri_sans(cert))
+    return CertInfo(tuple(u for u in uris if u.startswith("spiffe://")), cert.subject.rfc4514_string(),
+                    cert.issuer.rfc4514_string(), cert.serial_number, cert.not_valid_before_utc,
+                    cert.not_valid_after_utc, is_ca, uris)
 
 
 __all__ = ["CA_CERT", "CA_KEY", "Authority", "CaError", "CertInfo", "describe", "init_ca", "issue", "load_ca",
-           "make_leaf", "make_root", "parse_duration", "spiffe_ids", "write_atomic"]
+           "make_leaf", "make_root", "parse_duration", "spiffe_ids", "uri_sans", "write_atomic"]

@@ -52,7 +52,12 @@ def _show(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"meshbatch ca show: {args.file}: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(orjson.dumps(info.summary(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    problem = info.svid_problem()
+    sys.stdout.write(orjson.dumps({**info.summary(), "svid": problem is None},
+                                  option=orjson.OPT_INDENT_2).decode() + "\n")
+    if problem is not None:  # shown, but refused: the proxy would not load it nor accept it from a peer
+        print(f"meshbatch ca show: {args.file}: not an X509-SVID: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -79,7 +84,8 @@ def add_ca(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     issue.add_argument("--dns", action="append", help="an extra DNS name (repeatable), for edge listeners")
     issue.set_defaults(func=_issue)
 
-    show = verbs.add_parser("show", help="print a certificate's SPIFFE IDs, issuer and validity as JSON")
+    show = verbs.add_parser("show", help="print a certificate's SPIFFE IDs, issuer and validity as JSON "
+                                          "(exit 1 when it is not an X509-SVID: not exactly one URI SAN)")
     show.add_argument("file")
     show.set_defaults(func=_show)
 

@@ -9,6 +9,9 @@ ID there (see meshbatch.security.guard), before any request is read.
 
 The mode is read from the listener's live settings for every new connection, so a reload can move a listener
 from permissive to strict (and back) without closing its socket or its open connections.
+
+When `accept()` fails for want of file descriptors (or buffers, or memory), the socket is taken off the loop
+for a growing delay instead of being retried at once, which spins (see meshbatch.security.accept).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from meshbatch.security.accept import AcceptBackoff, LogThrottle, error_name, skip_connection
 from meshbatch.security.stats import SecurityStats
 from meshbatch.security.tls import handshake_failure
 
@@ -56,6 +60,11 @@ class TlsServer(asyncio.AbstractServer):
         self._pending: set[socket.socket] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._serving = False
+        self._reading = False  # registered with the loop (not while paused after a failed accept)
+        self._resume: asyncio.TimerHandle | None = None
+        self._backoff = AcceptBackoff()
+        self._log = LogThrottle()
+        self.accept_errors = 0
         self.sockets = [sock]
 
     # asyncio.AbstractServer --------------------------------------------------------------------------
@@ -68,15 +77,19 @@ class TlsServer(asyncio.AbstractServer):
     async def start_serving(self) -> None:
         if not self._serving:
             self._serving = True
-            self._loop.add_reader(self._sock.fileno(), self._on_readable)
+            self._read()
 
     async def serve_forever(self) -> None:
         await self.start_serving()
         await asyncio.Future()
 
     def close(self) -> None:
-        if self._serving:
-            self._serving = False
+        self._serving = False
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if self._reading:
+            self._reading = False
             self._loop.remove_reader(self._sock.fileno())
         if self._sock.fileno() >= 0:
             self._sock.close()
@@ -86,18 +99,53 @@ class TlsServer(asyncio.AbstractServer):
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # accepting -----------------------------------------------------------------------------------
+    def _read(self) -> None:
+        self._resume = None
+        if self._serving and not self._reading and self._sock.fileno() >= 0:
+            self._reading = True
+            self._loop.add_reader(self._sock.fileno(), self._on_readable)
+
     def _on_readable(self) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 conn, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: try again on the next wakeup
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:
+                self._count(exc)
+                if skip_connection(exc.errno):  # that connection is gone; the next one may be fine
+                    continue
+                self._pause(exc)
                 return
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._backoff.succeeded()
+            try:
+                conn.setblocking(False)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # reset between accept and here
+                conn.close()
+                continue
             self._admit(conn)
+
+    def _count(self, exc: OSError) -> None:
+        self.accept_errors += 1
+        tls = self._settings()
+        if tls is not None:
+            tls.stats.accept_errors.inc((tls.listener, error_name(exc.errno)))
+
+    def _pause(self, exc: OSError) -> None:
+        """Stop reading the socket for a while: retrying at once would spin (meshbatch.security.accept)."""
+        delay = self._backoff.failed()
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._sock.fileno())
+        self._resume = self._loop.call_later(delay, self._read)
+        left_out = self._log.allow(self._loop.time())
+        if left_out is not None:
+            tls = self._settings()
+            name = tls.listener if tls is not None else self._sock.getsockname()
+            log.warning("listener %s: accept failed (%s): %s; accepting again in %d ms%s", name,
+                        error_name(exc.errno), exc.strerror or exc, round(delay * 1000),
+                        f" ({left_out} more since the previous line)" if left_out else "")
 
     def _admit(self, conn: socket.socket) -> None:
         tls = self._settings()

@@ -11,24 +11,52 @@ NUL, a bad escape or invalid UTF-8): the request is then answered 400 and never 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
-class Glob:
-    """Matches a string against a set of patterns (exact ones by set lookup, wildcard ones by one regex)."""
+class _Wild:
+    """One pattern with `*`s: its fixed parts, matched left to right without backtracking.
 
-    __slots__ = ("_exact", "_regex", "any", "patterns")
+    For `*`-only globs the leftmost occurrence of each middle part is always a safe choice (a later one leaves
+    less room for what follows, never more), so one `str.find` per part decides: the cost is linear in the
+    length of the value, whatever the number of stars. (A regex of `.*` alternatives backtracks: a long path
+    against a pattern with several stars took time polynomial in its length.)
+    """
+
+    __slots__ = ("middle", "min_length", "prefix", "suffix")
+
+    def __init__(self, pattern: str) -> None:
+        parts = pattern.split("*")
+        self.prefix = parts[0]
+        self.suffix = parts[-1]
+        self.middle = tuple(part for part in parts[1:-1] if part)
+        self.min_length = len(self.prefix) + len(self.suffix) + sum(len(part) for part in self.middle)
+
+    def match(self, value: str) -> bool:
+        if len(value) < self.min_length or not value.startswith(self.prefix) or not value.endswith(self.suffix):
+            return False
+        position = len(self.prefix)
+        end = len(value) - len(self.suffix)
+        for part in self.middle:
+            found = value.find(part, position, end)
+            if found < 0:
+                return False
+            position = found + len(part)
+        return True
+
+
+class Glob:
+    """Matches a string against a set of patterns: exact ones by set lookup, wildcard ones in linear time."""
+
+    __slots__ = ("_exact", "_wild", "any", "patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
-        self.any = "*" in self.patterns
+        self.any = any(p and not p.strip("*") for p in self.patterns)  # `*`, `**`, ...: anything present
         self._exact = frozenset(p for p in self.patterns if "*" not in p)
-        wild = [p for p in self.patterns if "*" in p]
-        self._regex = re.compile("|".join(".*".join(re.escape(part) for part in p.split("*")) for p in wild),
-                                 re.DOTALL) if wild else None
+        self._wild = tuple(_Wild(p) for p in dict.fromkeys(self.patterns) if "*" in p)
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
@@ -36,8 +64,7 @@ class Glob:
     def match(self, value: str) -> bool:
         if value in self._exact or self.any:
             return True
-        regex = self._regex
-        return regex is not None and regex.fullmatch(value) is not None
+        return any(wild.match(value) for wild in self._wild)
 
     def __repr__(self) -> str:
         return f"Glob({list(self.patterns)!r})"

@@ -5,6 +5,13 @@ policies one of them must match, otherwise the request is denied; with DENY poli
 allowed. A policy matches when any of its rules does; a rule when `from`, `to` and `when` all do; `from` (and
 `to`) when any of its entries does; an entry when every field it sets does; a field when any of its values does
 and none of its `not_` values does.
+
+A header sent several times (`request.headers[NAME]` with two `x-role` lines) is judged on every value, never on
+the one that happens to come first, and always in the direction that fails closed: in an ALLOW policy the
+condition matches only when each value matches (some value in `values`, none in `not_values`); in a DENY
+policy it matches when any value does. So a caller who adds a value can neither earn an ALLOW nor slip out of
+a DENY. (Istio matches the values joined by commas as one string.) List-valued JWT claims keep Istio's rule:
+they match when one of their elements does; they are signed by the issuer, not chosen by the caller.
 """
 
 from __future__ import annotations
@@ -85,6 +92,14 @@ class _Field:
             return False
         return not (self.neg and any(self.neg.match(v) for v in values))
 
+    def match_each(self, values: list[str]) -> bool:
+        """Every value matches on its own (a repeated header in an ALLOW policy)."""
+        return all(self.match(v) for v in values)
+
+    def match_some(self, values: list[str]) -> bool:
+        """Some value matches on its own (a repeated header in a DENY policy)."""
+        return any(self.match(v) for v in values)
+
 
 def _nets(blocks: Sequence[str]) -> tuple[IpNetwork, ...]:
     return tuple(ipaddress.ip_network(b, strict=False) for b in blocks)
@@ -145,7 +160,10 @@ def _claim(claims: dict[str, Any], path: list[str]) -> Any:
     return node
 
 
-def _getter(key: str) -> Callable[[Attributes], str | list[str] | None]:
+Getter = Callable[[Attributes], str | list[str] | None]
+
+
+def _getter(key: str) -> Getter:
     if key == "source.principal":
         return lambda a: a.principal
     if key == "source.namespace":
@@ -154,14 +172,6 @@ def _getter(key: str) -> Callable[[Attributes], str | list[str] | None]:
         return lambda a: a.request.client or None
     if key == "request.auth.principal":
         return lambda a: ctx.request_principal(a.request)
-    if key.startswith("request.headers["):
-        name = key[len("request.headers["):-1].lower().encode()
-
-        def header(a: Attributes) -> str | None:
-            value = a.request.header(name)
-            return None if value is None else value.decode("latin-1")
-
-        return header
     path = key[len("request.auth.claims["):-1].split("][")
 
     def claim(a: Attributes) -> str | list[str] | None:
@@ -175,14 +185,35 @@ def _getter(key: str) -> Callable[[Attributes], str | list[str] | None]:
     return claim
 
 
-class _Condition:
-    __slots__ = ("field", "get")
+def _header_values(name: bytes) -> Callable[[Attributes], list[str]]:
+    """Every value of header `name`, in order (empty when absent)."""
 
-    def __init__(self, spec: Condition) -> None:
-        self.get = _getter(spec.key)
+    def values(a: Attributes) -> list[str]:
+        return [value.decode("latin-1") for key, value in a.request.headers if key == name]
+
+    return values
+
+
+class _Condition:
+    __slots__ = ("deny", "field", "get", "header")
+
+    def __init__(self, spec: Condition, deny: bool) -> None:
+        self.deny = deny  # in a DENY policy: a repeated header matches when any value does (see the docstring)
         self.field = _Field(Glob(spec.values), Glob(spec.not_values))
+        self.header: Callable[[Attributes], list[str]] | None = None
+        self.get: Getter | None = None
+        if spec.key.startswith("request.headers["):
+            self.header = _header_values(spec.key[len("request.headers["):-1].lower().encode())
+        else:
+            self.get = _getter(spec.key)
 
     def match(self, attrs: Attributes) -> bool:
+        if self.header is not None:
+            values = self.header(attrs)
+            if len(values) <= 1:
+                return self.field.match(values[0] if values else None)
+            return self.field.match_some(values) if self.deny else self.field.match_each(values)
+        assert self.get is not None
         value = self.get(attrs)
         if isinstance(value, list):
             return self.field.match_any(value)
@@ -192,10 +223,10 @@ class _Condition:
 class _Rule:
     __slots__ = ("conditions", "operations", "sources")
 
-    def __init__(self, spec: Rule) -> None:
+    def __init__(self, spec: Rule, deny: bool) -> None:
         self.sources = [_Source(f.source) for f in spec.from_]
         self.operations = [_Operation(t.operation) for t in spec.to]
-        self.conditions = [_Condition(c) for c in spec.when]
+        self.conditions = [_Condition(c, deny) for c in spec.when]
 
     def match(self, attrs: Attributes) -> bool:
         if self.sources and not any(s.match(attrs) for s in self.sources):
@@ -211,7 +242,7 @@ class CompiledPolicy:
     def __init__(self, spec: Policy) -> None:
         self.name = spec.name
         self.action = spec.action
-        self.rules = [_Rule(r) for r in spec.rules]
+        self.rules = [_Rule(r, spec.action == "DENY") for r in spec.rules]
 
     def match(self, attrs: Attributes) -> bool:
         return any(rule.match(attrs) for rule in self.rules)

@@ -4,11 +4,17 @@ The rules are those of the SPIFFE ID standard: scheme `spiffe`, a trust domain o
 dots, dashes and underscores, no port, user info, query or fragment; path segments of letters, digits, dots,
 dashes and underscores, none empty, `.` or `..`. Workloads are named `spiffe://TD/ns/NAMESPACE/sa/ACCOUNT`
 (the Istio and Linkerd convention), which is where `namespace` comes from.
+
+An X509-SVID carries its SPIFFE ID as its one and only URI SAN (X509-SVID standard, section 2): a certificate
+with a SPIFFE ID and another URI (`https://...`, a second `spiffe://...`) is not an SVID, and is refused
+wherever an identity is read from a certificate, so that no two readers of one certificate (this proxy, an
+upstream, a log) can disagree on who it names. `svid_id` is that rule.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
@@ -61,6 +67,32 @@ class SpiffeId:
         return None
 
 
+class NotAnSvid(ValueError):
+    """A certificate whose URI SANs are not exactly one `spiffe://` ID; `reason` is a stable metrics label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def svid_id(uris: Sequence[str]) -> str:
+    """The SPIFFE ID of a certificate whose URI SANs are `uris` (all of them, in order); NotAnSvid unless they
+    are exactly one `spiffe://` URI. The ID itself is not parsed here (see SpiffeId.parse)."""
+    spiffe = [uri for uri in uris if uri.startswith("spiffe://")]
+    if len(uris) == 1 and spiffe:
+        return spiffe[0]
+    if not spiffe:
+        raise NotAnSvid("no_spiffe_id", f"no spiffe:// URI SAN (URI SANs: {_show(uris)})")
+    if len(spiffe) > 1:
+        raise NotAnSvid("several_spiffe_ids", f"{len(spiffe)} spiffe:// URI SANs: {_show(uris)}")
+    raise NotAnSvid("several_uri_sans", f"a SPIFFE ID and other URI SANs: {_show(uris)}; an X509-SVID has "
+                    "exactly one URI SAN")
+
+
+def _show(uris: Sequence[str]) -> str:
+    return ", ".join(uri[:200] for uri in uris[:5]) + (" ..." if len(uris) > 5 else "") if uris else "none"
+
+
 def workload_id(trust_domain: str, namespace: str, account: str) -> SpiffeId:
     return SpiffeId.parse(f"spiffe://{trust_domain}/ns/{namespace}/sa/{account}")
 
@@ -71,4 +103,4 @@ def check_trust_domain(value: str) -> str:
     return value
 
 
-__all__ = ["InvalidSpiffeId", "SpiffeId", "check_trust_domain", "workload_id"]
+__all__ = ["InvalidSpiffeId", "NotAnSvid", "SpiffeId", "check_trust_domain", "svid_id", "workload_id"]

@@ -10,7 +10,7 @@ Labels = tuple[str, ...]
 
 
 class SecurityStats:
-    __slots__ = ("authz", "handshakes", "jwt", "reloads")
+    __slots__ = ("accept_errors", "authz", "handshakes", "jwt", "reloads")
 
     def __init__(self, registry: Registry) -> None:
         self.handshakes = registry.counter(
@@ -23,6 +23,11 @@ class SecurityStats:
             ["listener", "scope", "policy", "result"])
         self.jwt = registry.counter("meshbatch_jwt_validations_total", "JWT validations by listener and result.",
                                     ["listener", "result"])
+        self.accept_errors = registry.counter(
+            "meshbatch_listener_accept_errors_total",
+            "Failed accept() calls of a TLS listener's socket by listener and errno (EMFILE: out of file "
+            "descriptors); the listener then pauses accepting, 10 ms doubling to 1 s.",
+            ["listener", "error"])
         self.reloads = registry.counter(
             "meshbatch_tls_certificate_reloads_total",
             "Certificate and JWKS file loads by file and result (a failed reload keeps the previous one).",

@@ -4,6 +4,8 @@ A `CertSource` holds one identity's files (certificate, key, trust bundle). It p
 (inode, size, mtime: an atomic rename and a Kubernetes secret's symlink swap both change it) and, on a change,
 builds new contexts and swaps them in; a set of files that does not load (a key that does not match its
 certificate, half a rotation) is logged and counted, and the previous contexts stay until a later poll loads.
+The files are read once per load: every context is built from the bytes that were checked (see `_use_chain`),
+never from the paths again, which may hold a newer, unchecked certificate by then.
 
 Servers: a listener's *front* context (its TLS version floor, client certificates required) is given to every
 handshake, and its SNI callback (run by OpenSSL for every ClientHello, SNI sent or not) switches the handshake
@@ -18,13 +20,14 @@ import asyncio
 import logging
 import os
 import ssl
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshbatch.security.ca import CertInfo, describe
 from meshbatch.security.model import Identity
-from meshbatch.security.spiffe import InvalidSpiffeId, SpiffeId
+from meshbatch.security.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, svid_id
 
 log = logging.getLogger("meshbatch.security")
 
@@ -68,6 +71,32 @@ class Loaded:
     trust_domain: str
     ca_pem: str
     signature: Signature
+    chain: bytes = field(default=b"", repr=False)  # the checked certificate chain and private key (PEM)
+
+
+_MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+
+
+def _use_chain(context: ssl.SSLContext, pem: bytes) -> None:
+    """`context.load_cert_chain` from bytes (the ssl module reads only files): an anonymous in-memory file on
+    Linux, else a private temporary file removed at once."""
+    if _MEMFD:
+        fd = os.memfd_create("meshbatch-identity", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(pem)
+            while view:
+                view = view[os.write(fd, view):]
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    fd, path = tempfile.mkstemp(prefix=".meshbatch-identity-")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        context.load_cert_chain(path)
+    finally:
+        os.unlink(path)
 
 
 def _base(context: ssl.SSLContext, min_version: str) -> ssl.SSLContext:
@@ -105,31 +134,29 @@ class CertSource:
         try:
             signature = _signature(self.paths)
             cert_pem = Path(spec.cert).read_bytes()
+            chain = cert_pem.rstrip(b"\n") + b"\n" + Path(spec.key).read_bytes()
             ca_pem = Path(spec.ca).read_text(encoding="ascii")
             info = describe(cert_pem)
             check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            check.load_cert_chain(spec.cert, spec.key)  # the key must match the certificate
+            _use_chain(check, chain)  # the key must match the certificate
             check.load_verify_locations(cadata=ca_pem)
         except (OSError, ValueError, ssl.SSLError, UnicodeDecodeError) as exc:
             raise TlsSetupError(f"identity {spec.cert}: cannot load certificate, key or trust bundle: {exc}") \
                 from None
-        if len(info.spiffe_ids) != 1:
-            raise TlsSetupError(f"identity {spec.cert}: a workload certificate has exactly one spiffe:// URI SAN "
-                                f"(found {len(info.spiffe_ids)})")
         try:
-            own = SpiffeId.parse(info.spiffe_ids[0])
-        except InvalidSpiffeId as exc:
-            raise TlsSetupError(f"identity {spec.cert}: {exc}") from None
+            own = SpiffeId.parse(svid_id(info.uris))
+        except (NotAnSvid, InvalidSpiffeId) as exc:
+            raise TlsSetupError(f"identity {spec.cert}: not an X509-SVID: {exc}") from None
         domain = spec.trust_domain or own.trust_domain
         if own.trust_domain != domain:
             raise TlsSetupError(f"identity {spec.cert}: its SPIFFE ID {own} is not in trust domain {domain!r}")
-        return Loaded(info, str(own), domain, ca_pem, signature)
+        return Loaded(info, str(own), domain, ca_pem, signature, chain)
 
     def _context(self, side: int, min_version: str) -> ssl.SSLContext:
         context = _base(ssl.SSLContext(side), min_version)
         if side == ssl.PROTOCOL_TLS_CLIENT:
             context.check_hostname = False  # SPIFFE IDs are checked instead (`verify_peer`)
-        context.load_cert_chain(self.spec.cert, self.spec.key)
+        _use_chain(context, self.loaded.chain)
         context.load_verify_locations(cadata=self.loaded.ca_pem)
         return context
 
@@ -210,21 +237,21 @@ class CertSource:
 
 
 def peer_spiffe_id(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
-    """The peer certificate's one SPIFFE ID (None without a certificate); PeerRejected for zero or several."""
+    """The peer certificate's one SPIFFE ID (None without a certificate); PeerRejected unless its URI SANs are
+    exactly that one ID (see meshbatch.security.spiffe)."""
     if sslobj is None:
         return None
     cert = sslobj.getpeercert()
     if not cert:
         return None
-    ids: list[str] = []
+    uris: list[str] = []
     for entry in cert.get("subjectAltName", ()):
-        if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == "URI" and isinstance(entry[1], str) \
-                and entry[1].startswith("spiffe://"):
-            ids.append(entry[1])
-    if len(ids) != 1:
-        raise PeerRejected("no_spiffe_id" if not ids else "several_spiffe_ids",
-                           f"the peer certificate has {len(ids)} SPIFFE IDs")
-    return ids[0]
+        if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == "URI":
+            uris.append(str(entry[1]))
+    try:
+        return svid_id(uris)
+    except NotAnSvid as exc:
+        raise PeerRejected(exc.reason, f"the peer certificate is not an X509-SVID: {exc}") from None
 
 
 def verify_peer(sslobj: ssl.SSLObject | ssl.SSLSocket | None, trust_domains: frozenset[str],

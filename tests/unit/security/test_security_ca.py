@@ -4,6 +4,7 @@ SPIFFE ID parsing; the config keys and their checks."""
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 import stat
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from meshbatch.config import ConfigError, parse
 from meshbatch.security.ca import CaError, describe, init_ca, issue, load_ca, parse_duration
 from meshbatch.security.model import Identity
-from meshbatch.security.spiffe import InvalidSpiffeId, SpiffeId
+from meshbatch.security.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, svid_id
 from meshbatch.security.tls import CertSource, TlsSetupError
 
 
@@ -90,6 +91,53 @@ def test_a_source_refuses_unusable_files_at_start(ca: Path, tmp_path: Path) -> N
     with pytest.raises(TlsSetupError, match="trust domain"):
         CertSource(Identity(cert=str(tmp_path / "s.crt"), key=str(tmp_path / "s.key"), ca=str(ca / "ca.crt"),
                             trust_domain="other.org"))
+
+
+@pytest.mark.parametrize(("uris", "reason"), [
+    (["spiffe://td/a"], None), ([], "no_spiffe_id"), (["https://x/"], "no_spiffe_id"),
+    (["spiffe://td/a", "https://x/"], "several_uri_sans"), (["https://x/", "spiffe://td/a"], "several_uri_sans"),
+    (["spiffe://td/a", "spiffe://td/b"], "several_spiffe_ids"),
+    (["spiffe://td/a", "spiffe://td/a"], "several_spiffe_ids"),
+])
+def test_an_svid_has_exactly_one_uri_san(uris: list[str], reason: str | None) -> None:
+    if reason is None:
+        assert svid_id(uris) == uris[0]
+        return
+    with pytest.raises(NotAnSvid) as caught:
+        svid_id(uris)
+    assert caught.value.reason == reason
+
+
+def test_contexts_are_built_from_the_checked_bytes_not_the_paths(ca: Path, tmp_path: Path) -> None:
+    cert, key = tmp_path / "s.crt", tmp_path / "s.key"
+    issue(ca, "spiffe://example.org/ns/a/sa/s", cert, key)
+    source = CertSource(Identity(cert=str(cert), key=str(key), ca=str(ca / "ca.crt")))
+    first = source.loaded.info.serial
+    issue(ca, "spiffe://example.org/ns/a/sa/s", cert, key)  # changed on disk, not (yet) reloaded
+    client = source.client_context("1.3")  # built lazily after the change: still the loaded certificate
+    server = source.server_context("1.3")
+    assert _serial_served(server, client, ca) == first
+
+
+def _serial_served(server: ssl.SSLContext, client: ssl.SSLContext, ca: Path) -> int:
+    """The serial of the certificate `server` presents in an in-memory handshake."""
+    from cryptography import x509
+
+    a, b = ssl.MemoryBIO(), ssl.MemoryBIO()
+    c, d = ssl.MemoryBIO(), ssl.MemoryBIO()
+    theirs = server.wrap_bio(a, b, server_side=True)
+    ours = client.wrap_bio(c, d, server_side=False)
+    for _ in range(10):
+        for side in (ours, theirs):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        a.write(d.read())
+        c.write(b.read())
+    der = ours.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
 
 
 def _problems(text: str) -> list[str]:

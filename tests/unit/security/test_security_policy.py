@@ -105,6 +105,51 @@ def test_conditions_on_headers_claims_and_principal() -> None:
     assert not a.decide(req(headers=[(b"x-tenant", b"acme")])).allowed  # no claims at all
 
 
+def _roles(*values: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"x-role", v) for v in values]
+
+
+@pytest.mark.parametrize(("values", "allowed"), [
+    ((b"admin",), True), ((b"admin", b"admin"), True), ((b"admin", b"guest"), False), ((b"guest", b"admin"), False),
+    ((b"admin", b"banned"), False), ((), False),
+])
+def test_allow_on_a_repeated_header_needs_every_value_to_match(values: tuple[bytes, ...], allowed: bool) -> None:
+    a = authz(allow(when=[{"key": "request.headers[x-role]", "values": ["admin", "banned"],
+                           "not_values": ["banned"]}]))
+    assert a.decide(req(headers=_roles(*values))).allowed is allowed
+
+
+@pytest.mark.parametrize(("values", "denied"), [
+    ((b"guest",), False), ((b"guest", b"guest"), False), ((b"guest", b"prod"), True), ((b"prod", b"guest"), True),
+    ((), False),
+])
+def test_deny_on_a_repeated_header_applies_when_any_value_matches(values: tuple[bytes, ...], denied: bool) -> None:
+    a = authz(deny(when=[{"key": "request.headers[x-role]", "values": ["prod"]}]))
+    assert (a.decide(req(headers=_roles(*values))).reason == "authz_denied") is denied
+
+
+@pytest.mark.parametrize(("values", "denied"), [
+    ((b"internal",), False), ((b"internal", b"internal"), False), ((b"internal", b"evil"), True),
+    ((b"evil", b"internal"), True),
+])
+def test_deny_not_values_on_a_repeated_header_fails_closed(values: tuple[bytes, ...], denied: bool) -> None:
+    a = authz(deny(when=[{"key": "request.headers[x-role]", "not_values": ["internal"]}]))
+    assert (a.decide(req(headers=_roles(*values))).reason == "authz_denied") is denied
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from([b"admin", b"guest", b"prod", b"x"]), min_size=1, max_size=4),
+       st.sampled_from([b"admin", b"guest", b"prod", b"x"]))
+def test_adding_a_header_value_never_earns_an_allow_nor_escapes_a_deny(values: list[bytes], extra: bytes) -> None:
+    allows = authz(allow(when=[{"key": "request.headers[x-role]", "values": ["admin", "prod"],
+                                "not_values": ["prod"]}]))
+    denies = authz(deny(when=[{"key": "request.headers[x-role]", "values": ["prod", "x"], "not_values": ["x"]}]))
+    for position in range(len(values) + 1):
+        more = _roles(*values[:position], extra, *values[position:])
+        assert allows.decide(req(headers=more)).allowed <= allows.decide(req(headers=_roles(*values))).allowed
+        assert denies.decide(req(headers=more)).allowed <= denies.decide(req(headers=_roles(*values))).allowed
+
+
 @pytest.mark.parametrize(("raw", "canonical"), [
     (b"/a/b", "/a/b"), (b"/a//b/", "/a/b/"), (b"/%61dmin", "/admin"), (b"/a%20b", "/a b"), (b"*", "*"),
     (b"/a/../b", None), (b"/a/./b", None), (b"/a%2fb", None), (b"/a%5Cb", None), (b"/a\\b", None),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,13 @@ Millis = Annotated[int, Field(ge=1, le=86_400_000)]
 
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False, validate_default=True)
+
+
+def secret(kind: str = "value") -> Any:
+    """Marks a field that holds a secret, for `Annotated[TYPE, secret(KIND)]`; KIND is `value` (all of it),
+    `url` (the credentials in a URL) or `values` (every item of a mapping or list). Every display of the config
+    redacts it (meshbatch.config.redact)."""
+    return Field(json_schema_extra={"secret": kind})
 
 
 def _check_listen(value: str) -> str:

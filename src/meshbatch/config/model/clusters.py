@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt, _check_listen
+from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt, _check_listen, secret
 from meshbatch.security.model import ClusterTls
 
 
@@ -30,7 +30,7 @@ class Discovery(Model):
     nameservers: list[str] = []  # dns: HOST or HOST:PORT; empty = the system's resolv.conf
     respect_ttl: bool = True  # dns
     timeout_ms: Millis = 2_000  # dns query, etcd request, kubernetes API request
-    urls: list[str] = []  # etcd client URLs, e.g. http://127.0.0.1:2379
+    urls: Annotated[list[str], secret("url")] = []  # etcd client URLs, e.g. http://127.0.0.1:2379
     prefix: str | None = None  # etcd key prefix
     service: str | None = None  # kubernetes: the Service whose EndpointSlices list the endpoints
     namespace: str | None = None  # kubernetes: default the pod's own (in a cluster), else the kubeconfig context's

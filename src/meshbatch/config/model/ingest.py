@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from meshbatch.config.model.base import Millis, Model, PositiveInt
+from meshbatch.config.model.base import Millis, Model, PositiveInt, secret
 from meshbatch.config.model.batch import IdempotencyScope
 
 
@@ -19,7 +19,7 @@ class IngestLog(Model):
     on_full: Literal["reject", "block"] = "reject"
     block_timeout_ms: Millis = 5_000
     memory_events: PositiveInt = 100_000  # committed events kept in memory for delivery; the rest read back
-    url: str = "nats://127.0.0.1:4222"  # jetstream
+    url: Annotated[str, secret("url")] = "nats://127.0.0.1:4222"  # jetstream
     stream: str | None = None  # jetstream (default MESHBATCH_ROUTE)
     subject: str | None = None  # jetstream (default meshbatch.ingest.ROUTE)
     replicas: Annotated[int, Field(ge=1, le=5)] = 1
@@ -48,7 +48,7 @@ class Column(Model):
 class Sink(Model):
     type: str | None = None  # sqlite | postgres | cluster; default: cluster if the route names one, else sqlite
     path: str | None = None  # sqlite: the database file (default meshbatch-data/sink.db)
-    url: str | None = None  # postgres: postgresql://user@host:port/db (${ENV} expanded)
+    url: Annotated[str | None, secret("url")] = None  # postgres: postgresql://user@host:port/db (${ENV} expanded)
     table: str = "events"
     id_column: str = "event_id"
     columns: dict[str, str | Column] = {}  # column -> event field path (text), or {field, type}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from typing import Annotated
+
 from pydantic import Field, field_validator
 
-from meshbatch.config.model.base import Millis, Model, _check_listen
+from meshbatch.config.model.base import Millis, Model, _check_listen, secret
 from meshbatch.config.model.clusters import Cluster
 from meshbatch.config.model.listeners import Listener
 from meshbatch.config.model.telemetry import AccessLog, Recorder, Tracing
@@ -13,7 +17,10 @@ from meshbatch.security.model import Identity
 
 class Admin(Model):
     listen: str = "127.0.0.1:9901"
-    token: str | None = None  # bearer token for mutating endpoints (POST /ingest/replay); none: they are refused
+    token: Annotated[str | None, secret()] = None  # bearer token for mutating and payload endpoints; none: refused
+    # Host names the admin API answers besides loopback names and addresses and its own listen address (DNS
+    # rebinding): exact names or `*.suffix`; `*` turns the check off
+    allowed_hosts: list[str] = []
 
     @field_validator("token")
     @classmethod
@@ -23,6 +30,26 @@ class Admin(Model):
         return value
 
     _listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        out = []
+        for host in value:
+            name = host.strip().lower()
+            bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+            try:
+                out.append(str(ipaddress.ip_address(bare)))  # addresses kept bare and in canonical form
+                continue
+            except ValueError:
+                pass
+            if name != "*" and not _HOST_NAME.fullmatch(name):
+                raise ValueError(f"{host!r}: a host is a name or an address without a port, '*.suffix', or '*'")
+            out.append(name.rstrip("."))
+        return out
+
+
+_HOST_NAME = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?")
 
 
 class Config(Model):

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from meshbatch.config.model.base import Millis, Model
+from meshbatch.config.model.base import Millis, Model, secret
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
@@ -25,8 +25,8 @@ class Tracing(Model):
     """OpenTelemetry spans: one per caller request, one per upstream batch call linked to its members."""
 
     exporter: Literal["otlp", "console", "file"] = "otlp"
-    endpoint: str = "http://127.0.0.1:4318/v1/traces"  # otlp (OTLP/HTTP protobuf)
-    headers: dict[str, str] = {}  # otlp
+    endpoint: Annotated[str, secret("url")] = "http://127.0.0.1:4318/v1/traces"  # otlp (OTLP/HTTP protobuf)
+    headers: Annotated[dict[str, str], secret("values")] = {}  # otlp
     path: str | None = None  # file: one JSON span per line
     sample: Fraction = 1.0  # share of new traces recorded; a caller's sampled traceparent is always followed
     service_name: Annotated[str, Field(min_length=1)] = "meshbatch"
