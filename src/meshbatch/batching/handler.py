@@ -19,6 +19,7 @@ from meshbatch.batching.adaptive import AdaptiveController
 from meshbatch.batching.admission import Controls
 from meshbatch.batching.batch import Batch
 from meshbatch.batching.codecs import CODECS, ItemResult
+from meshbatch.batching.codecs.base import refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
 from meshbatch.batching.dispatcher import Dispatcher, Sender
 from meshbatch.batching.item import BATCHED, PRIORITY_NAMES, QUEUED, Item, Outcome, Waiter
@@ -151,7 +152,7 @@ class BatchHandler:
                     arrived=now, deadline=deadline, dedup_key=dedup_key)
         problem = self.codec.check_item(item)
         if problem is not None:
-            raise BadRequest("invalid_body", problem)
+            raise BadRequest(refusal_reason(problem), problem)
         waiter = Waiter(dispatcher.loop.create_future(), now, deadline, item)
         dispatcher.enqueue(item, waiter, now)
         return waiter

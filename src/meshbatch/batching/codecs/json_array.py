@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import msgspec
 import orjson
 
-from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult
+from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult, Refusal
 from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, json_error, upstream_status
+from meshbatch.batching.codecs.nesting import MAX_DEPTH, nesting_exceeds
 from meshbatch.http.message import Headers
 
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
@@ -24,8 +25,11 @@ _GOT = re.compile(r"got `(\w+)`")
 
 def check_json(item: ItemRequest) -> str | None:
     """Why the item body cannot travel as JSON in a batch, or None."""
+    body = item.body
+    if nesting_exceeds(body):
+        return Refusal(f"the body nests arrays and objects more than {MAX_DEPTH} levels deep", "json_too_deep")
     try:
-        orjson.loads(item.body)
+        orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         return f"the body is not valid JSON ({json_error(exc)})"
     return None
