@@ -22,6 +22,7 @@ from meshbatch.batching.codecs import CODECS, ItemResult
 from meshbatch.batching.codecs.base import refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
 from meshbatch.batching.dispatcher import Dispatcher, Sender
+from meshbatch.batching.isolate import IsolatePolicy
 from meshbatch.batching.item import BATCHED, PRIORITY_NAMES, QUEUED, Item, Outcome, Waiter
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import Replay, ReplayCache
@@ -73,7 +74,7 @@ class BatchHandler:
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
             key_queries=self.controls.key_queries, max_in_flight=config.max_in_flight, metrics=self.metrics,
             model=self.model, on_batch=self._adapt if self.controller is not None else None, clock=clock,
-            retry=retry)
+            retry=retry, isolate=IsolatePolicy.from_config(config.isolate))
         if config.dedup and config.dedup_window_ms > 0:
             self.dispatcher.replay = ReplayCache(config.dedup_window_ms / 1000, config.dedup_max_keys)
         self._bound = False
@@ -255,6 +256,7 @@ class BatchHandler:
                 "max_wait_ms": config.max_wait_ms, "min_wait_ms": config.min_wait_ms,
                 "hold_ms": round(acc.hold * 1000, 3), "dedup": self.dedup, "key": list(config.key),
             },
+            "isolation": dispatcher.isolation_summary(),
             "flushes": self.metrics.flush_counts(),
             "rejections": self.metrics.rejection_counts(),
             "keys": keys,

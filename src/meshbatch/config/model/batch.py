@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -12,6 +12,38 @@ from meshbatch.config.model.base import Model
 class Adaptive(Model):
     target_p99_ms: Annotated[float, Field(gt=0, le=600_000)]
     window: Annotated[int, Field(ge=8, le=10_000)] = 256
+
+
+# Statuses with which an upstream blames the request itself: a batch refused with one of them is split to find
+# the items at fault (meshbatch.batching.isolate). 5xx and 429 blame the upstream's state, not the request: the
+# retry policy handles those.
+BLAME_STATUSES = (400, 413, 415, 422)
+
+
+class Isolate(Model):
+    """`batch.isolate`: what happens when the upstream refuses a whole batch for something in its request."""
+
+    mode: Literal["bisect", "off"] = "bisect"
+    statuses: list[Annotated[int, Field(ge=400, le=499)]] = list(BLAME_STATUSES)
+    # Extra upstream calls a batch may make to isolate its items at fault; None: 4 x ceil(log2(batch size)),
+    # enough to isolate two of them.
+    max_calls: Annotated[int, Field(ge=0, le=100_000)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:  # `isolate: off` / `isolate: bisect`
+        if isinstance(value, bool):  # YAML reads a bare `off` as false
+            return {"mode": "bisect" if value else "off"}
+        return {"mode": value} if isinstance(value, str) else value
+
+    @field_validator("statuses")
+    @classmethod
+    def _blame(cls, value: list[int]) -> list[int]:
+        for status in value:
+            if status in (408, 429):
+                raise ValueError(f"{status} says the upstream is busy or slow, not that the request is bad; "
+                                 "the retry policy handles it")
+        return value
 
 
 class Batch(Model):
@@ -29,6 +61,7 @@ class Batch(Model):
     dedup_window_ms: Annotated[float, Field(ge=0, le=86_400_000)] = 0
     dedup_max_keys: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     adaptive: Adaptive | None = None
+    isolate: Isolate = Isolate()
 
     @field_validator("upstream_path")
     @classmethod
