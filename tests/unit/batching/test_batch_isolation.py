@@ -311,3 +311,41 @@ async def test_each_part_is_a_call_with_its_own_span_under_the_batch_span():
         assert part.attributes is not None and part.attributes["meshbatch.batch.size"] == len(call.items)
         assert header(Response(0, call.headers), b"traceparent") == format_traceparent(part.context)
     assert header(Response(0, upstream.calls[0].headers), b"traceparent") == format_traceparent(batch.context)
+
+
+@pytest.mark.parametrize(("text", "mode", "max_calls"), [
+    ("off", "off", None), ("bisect", "bisect", None), ("{mode: off}", "off", None), ("{max_calls: 5}", "bisect", 5),
+])
+def test_config_short_and_long_forms(text, mode, max_calls):
+    from meshbatch.config.load import parse
+
+    config = parse(CONFIG % text)
+    isolate = config.listeners[0].routes[0].batch.isolate
+    assert (isolate.mode, isolate.max_calls) == (mode, max_calls)
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("{statuses: [429]}", "batch.isolate.statuses: 429 says the upstream is busy"),
+    ("{statuses: [503]}", "batch.isolate.statuses[0]: must be <= 499"),
+    ("sometimes", "batch.isolate.mode: must be 'bisect' or 'off'"),
+])
+def test_config_refuses_statuses_that_do_not_blame_the_request(text, error):
+    from meshbatch.config.load import parse
+
+    with pytest.raises(Exception, match=error.replace("[", r"\[").replace("]", r"\]")):
+        parse(CONFIG % text)
+
+
+CONFIG = """
+listeners:
+  - name: main
+    listen: 127.0.0.1:0
+    routes:
+      - name: r
+        match: {path_prefix: /}
+        cluster: c
+        batch: {isolate: %s}
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:1]
+"""

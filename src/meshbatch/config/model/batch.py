@@ -32,9 +32,11 @@ class Isolate(Model):
     @model_validator(mode="before")
     @classmethod
     def _short(cls, value: Any) -> Any:  # `isolate: off` / `isolate: bisect`
-        if isinstance(value, bool):  # YAML reads a bare `off` as false
-            return {"mode": "bisect" if value else "off"}
-        return {"mode": value} if isinstance(value, str) else value
+        if isinstance(value, bool | str):
+            value = {"mode": value}
+        if isinstance(value, dict) and isinstance(value.get("mode"), bool):  # YAML reads a bare `off` as false
+            value = {**value, "mode": "bisect" if value["mode"] else "off"}
+        return value
 
     @field_validator("statuses")
     @classmethod
