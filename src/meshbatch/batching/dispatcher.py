@@ -22,7 +22,15 @@ from meshbatch.batching.accumulator import Accumulator
 from meshbatch.batching.batch import IN_FLIGHT, SEALED, Batch
 from meshbatch.batching.codecs.base import Codec, ItemResult
 from meshbatch.batching.codecs.failures import failure
-from meshbatch.batching.isolate import Answer, Bisection, IsolatePolicy, bisect, part_attempt
+from meshbatch.batching.isolate import (
+    Answer,
+    Bisection,
+    IsolatePolicy,
+    answer_final,
+    bisect,
+    part_attempt,
+    still_waiting,
+)
 from meshbatch.batching.item import DONE, QUEUED, REMOVED, Item, Key, Outcome, Waiter
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import ReplayCache
@@ -308,8 +316,9 @@ class Dispatcher:
         if bisection is None or isolate is None or response.status not in isolate.statuses:
             return Answer(response.status, results)
         return await bisect(items, response, results, bisection, isolate,
-                            functools.partial(self._part, batch, path, headers), self.codec.encode, self._live,
-                            self._answer_early)
+                            functools.partial(self._part, batch, path, headers), self.codec.encode,
+                            lambda item: still_waiting(item, self.clock.now()),
+                            functools.partial(answer_final, self.retry))
 
     async def _call(self, batch: Batch, path: bytes, headers: Headers, items: list[Item],
                     body: bytes) -> tuple[Response, list[ItemResult]]:
@@ -354,28 +363,6 @@ class Dispatcher:
                 parent_attempt.tried.extend(attempt.tried)  # a retry of these items avoids where the part failed
             if span is not None and tracing is not None:
                 tracing.finish(span, batch, status, error)
-
-    def _live(self, item: Item) -> bool:
-        """Before a part is sent: callers of `item` past their deadline get 504; whether any still waits."""
-        now = self.clock.now()
-        waiting = False
-        for waiter in item.waiters:
-            if waiter.future.done():
-                continue
-            if waiter.deadline <= now:
-                waiter.resolve(GatewayTimeout("upstream_timeout", "the batch outlived the caller's deadline"))
-            else:
-                waiting = True
-        return waiting
-
-    def _answer_early(self, item: Item, outcome: Outcome, status: int) -> None:
-        """A part's outcome reaches the item's callers now, unless the retry policy may send the item again."""
-        retry = self.retry
-        if retry is not None and (retry.retriable_error(outcome) if isinstance(outcome, ProxyError)
-                                  else retry.retriable_status(status)):
-            return
-        for waiter in item.waiters:
-            waiter.resolve(outcome)
 
     def _decode(self, response: Response, items: list[Item]) -> list[ItemResult]:
         try:

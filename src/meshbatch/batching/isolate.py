@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from meshbatch.batching.codecs.base import ItemRequest, ItemResult
 from meshbatch.batching.item import Item, Outcome
-from meshbatch.errors import ProxyError
+from meshbatch.errors import GatewayTimeout, ProxyError
 from meshbatch.http.message import Headers, Response
 from meshbatch.layers.attempt import Attempt
 
 if TYPE_CHECKING:
+    from meshbatch.batching.retry import RetryRules
     from meshbatch.config.model import Isolate
 
 ISOLATED_HEADER = (b"x-meshbatch-isolated", b"true")
@@ -148,6 +149,29 @@ def part_attempt(parent: Attempt | None) -> Attempt:
     return attempt
 
 
+def still_waiting(item: Item, now: float) -> bool:
+    """Before a part is sent: the callers of `item` past their deadline get 504 (the part would answer them
+    late); whether any caller still waits for it."""
+    waiting = False
+    for waiter in item.waiters:
+        if waiter.future.done():
+            continue
+        if waiter.deadline <= now:
+            waiter.resolve(GatewayTimeout("upstream_timeout", "the batch outlived the caller's deadline"))
+        else:
+            waiting = True
+    return waiting
+
+
+def answer_final(retry: RetryRules | None, item: Item, outcome: Outcome, status: int) -> None:
+    """A part's outcome reaches the callers of `item` now, unless the retry policy may send the item again."""
+    if retry is not None and (retry.retriable_error(outcome) if isinstance(outcome, ProxyError)
+                              else retry.retriable_status(status)):
+        return
+    for waiter in item.waiters:
+        waiter.resolve(outcome)
+
+
 Call = Callable[[list[Item], bytes], Awaitable[tuple[Response, list[ItemResult]]]]
 Encode = Callable[[Sequence[ItemRequest]], bytes]
 
@@ -201,5 +225,5 @@ async def bisect(items: list[Item], response: Response, results: list[ItemResult
     return Answer(status, outcomes, statuses)
 
 
-__all__ = ["ALONE", "ISOLATED_HEADER", "SPLIT", "UNRESOLVED", "Answer", "Bisection", "IsolatePolicy", "bisect",
-           "part_attempt", "refusal"]
+__all__ = ["ALONE", "ISOLATED_HEADER", "SPLIT", "UNRESOLVED", "Answer", "Bisection", "IsolatePolicy",
+           "answer_final", "bisect", "part_attempt", "refusal", "still_waiting"]
