@@ -1,8 +1,11 @@
 """Fuzzing the batch codecs (hypothesis): encoding any valid items and decoding a faithful answer gives every caller
-its own result; decoding anything an upstream may send (any status, any bytes) gives exactly one result per
-caller with a real status, and never raises; checking any item body never raises."""
+its own result, as the exact bytes the upstream wrote (numbers beyond 64 bits, `1.0`, `-0.0`, escapes); decoding
+anything an upstream may send (any status, any bytes) gives exactly one result per caller with a real status,
+and never raises; checking any item body never raises."""
 
 from __future__ import annotations
+
+import json
 
 import orjson
 import pytest
@@ -18,6 +21,22 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**53), 2**53) | s
 NAMES = CODECS.names()
 SEED_ANSWERS = [b"", b"[]", b"[1]", b"{}", b'{"responses": []}', b'{"responses": [{"id": "1"}]}', b"null\n",
                 b'{"responses": [{"id": "1", "status": "abc"}]}', b"\xff\xfe", b'[1, 2, 3]', b"1\n2\n"]
+
+
+# JSON text as an upstream may write it: numbers of any size and spelling, strings escaped or not, spaces.
+_SPACE = st.sampled_from(["", " ", "  "])
+_NUMBER = st.one_of(
+    st.integers(-(2**200), 2**200).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["1.0", "-0.0", "0.0", "1e400", "-1E-400", "1.50", "18446744073709551616", "-9223372036854775809"]))
+_STRING = st.tuples(st.text(max_size=8), st.booleans()).map(lambda t: json.dumps(t[0], ensure_ascii=t[1]))
+JSON_TEXT = st.recursive(
+    _NUMBER | _STRING | st.sampled_from(["true", "false", "null"]),
+    lambda inner: st.lists(st.tuples(_SPACE, inner), max_size=3).map(
+        lambda parts: "[" + ",".join(space + text for space, text in parts) + "]")
+    | st.lists(st.tuples(_STRING, inner), max_size=3).map(
+        lambda pairs: "{" + ", ".join(f"{key}: {text}" for key, text in pairs) + "}"),
+    max_leaves=8)
 
 
 def items(bodies: list[bytes]) -> list[ItemRequest]:
@@ -52,6 +71,34 @@ def test_round_trip(name: str, values: list[object]) -> None:
     results = codec.decode(200, [], faithful_answer(name, values), batch)
     # an envelope response whose body is null has no body
     assert [orjson.loads(r.body) if r.body or name != "envelope" else None for r in results] == values
+
+
+@FUZZ
+@given(st.sampled_from(NAMES), st.lists(JSON_TEXT, min_size=1, max_size=6))
+def test_results_are_the_exact_bytes_of_the_answer(name: str, texts: list[str]) -> None:
+    codec = CODECS.get(name)()
+    raw = [text.encode() for text in texts]
+    batch = items([b"0"] * len(raw))
+    if name == "json-array":
+        answer = b"[" + b" , ".join(raw) + b"]"
+    elif name == "ndjson":
+        answer = b"\n".join(raw) + b"\n"
+    else:
+        answer = b'{"responses": [' + b",".join(
+            b'{"id": "%d", "status": 200, "body": %s}' % (n, body) for n, body in enumerate(raw, 1)) + b"]}"
+    results = codec.decode(200, [], answer, batch)
+    assert [r.body for r in results] == [b"" if name == "envelope" and body == b"null" else body for body in raw]
+
+
+@FUZZ
+@given(st.sampled_from(NAMES), st.lists(JSON_TEXT, min_size=1, max_size=6))
+def test_item_bodies_travel_unchanged(name: str, texts: list[str]) -> None:
+    codec = CODECS.get(name)()
+    batch = items([text.encode() for text in texts])
+    bad = [item for item in batch if codec.check_item(item) is not None]
+    assert all(b"1e400" in item.body for item in bad)  # admission refuses a number that is infinite as a double
+    encoded = codec.encode(batch)
+    assert all(item.body in encoded for item in batch)
 
 
 @FUZZ

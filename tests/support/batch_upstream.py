@@ -15,6 +15,10 @@ The request path picks the codec and the behaviour, so one server serves every r
     not-json     200 with a body that is not JSON
     not-array    200 with a JSON object (json-array, ndjson: not one document per item)
     status/CODE  that status for the whole batch, with `Retry-After: 7`
+    poison       like ok, but a batch holding an item whose body has "poison": true is refused as a whole, as an
+                 upstream refuses a body it cannot read: 400 (`poison/CODE`: that status) and a JSON error
+    mirror       each item's answer is the exact bytes of its request body (json-array, ndjson: the request body
+                 itself; envelope: each entry's `body` as written), for tests of exact round trips
     ?ms=N        wait N ms before answering (any behaviour)
 
 Every batch is recorded (`batches`) with its arrival time on `time.monotonic()` (CLOCK_MONOTONIC, shared by
@@ -36,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+import msgspec
 import orjson
 import uvicorn
 
@@ -270,6 +275,11 @@ class BatchUpstream:
     async def _answer(self, codec: str, behaviour: str, arg: str, body: bytes, items: list[Any],
                       ids: list[str]) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         json_type = b"application/json"
+        if behaviour == "poison" and any(_flag(item, "poison") for item in items):
+            return int(arg or 400), b"application/problem+json", b'{"error": "the batch holds an item that cannot ' \
+                b'be processed"}', [(b"x-upstream-detail", b"poison")]
+        if behaviour == "mirror":
+            return 200, WIRES.get(codec)().content_type, _mirror(codec, body), []
         if behaviour == "status":
             return int(arg), json_type, b'{"error": "refused by the test upstream"}', [(b"retry-after", b"7")]
         if behaviour == "not-json":
@@ -301,6 +311,20 @@ class BatchUpstream:
                         r["status"] = "abc"
             return 200, json_type, orjson.dumps({"responses": responses}), []
         return status, content_type, payload, []
+
+
+def _mirror(codec: str, body: bytes) -> bytes:
+    if codec != "envelope":
+        return body  # already one result per item: the items themselves, byte for byte
+    entries = msgspec.json.decode(body, type=dict[str, list[msgspec.Raw]])["requests"]
+    responses = []
+    for raw in entries:
+        entry = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+        item = b'{"id":' + bytes(entry["id"]) + b',"status":200'
+        if "body" in entry:
+            item += b',"body":' + bytes(entry["body"])
+        responses.append(item + b"}")
+    return b'{"responses":[' + b",".join(responses) + b"]}"
 
 
 def _flag(item: Any, name: str) -> bool:

@@ -5,6 +5,8 @@ accumulator reports; no per-request timers or `wait_for`. Self-clocking: wheneve
 an item is queued, a flush is scheduled for the end of the current event-loop tick, so an idle upstream never
 waits for a timer; while every slot is busy, queues grow into bigger batches. A task per batch calls the
 upstream; when it ends, results fan out to every waiting caller and the freed slot triggers the next flush.
+A batch the upstream refuses for something in its request is split to isolate the items at fault, on its own
+slot (batching/isolate.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ from meshbatch.batching.accumulator import Accumulator
 from meshbatch.batching.batch import IN_FLIGHT, SEALED, Batch
 from meshbatch.batching.codecs.base import Codec, ItemResult
 from meshbatch.batching.codecs.failures import failure
+from meshbatch.batching.isolate import (
+    Answer,
+    Bisection,
+    IsolatePolicy,
+    answer_final,
+    bisect,
+    part_attempt,
+    still_waiting,
+)
 from meshbatch.batching.item import DONE, QUEUED, REMOVED, Item, Key, Outcome, Waiter
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import ReplayCache
@@ -28,6 +39,7 @@ from meshbatch.batching.stats import BatchMetrics, RateMeter
 from meshbatch.clock import Clock, MonotonicClock
 from meshbatch.errors import DeadlineExceeded, Draining, GatewayTimeout, ProxyError
 from meshbatch.http.message import Headers, Response
+from meshbatch.layers.attempt import ATTEMPT, Attempt
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -49,7 +61,7 @@ class Dispatcher:
                  path: bytes, key_headers: list[tuple[int, bytes]], key_queries: list[tuple[int, bytes]],
                  max_in_flight: int, metrics: BatchMetrics, model: LatencyModel,
                  on_batch: Callable[[Batch, float, float], None] | None = None, clock: Clock | None = None,
-                 retry: RetryRules | None = None) -> None:
+                 retry: RetryRules | None = None, isolate: IsolatePolicy | None = None) -> None:
         self.route = route
         self.acc = accumulator
         self.codec = codec
@@ -61,6 +73,7 @@ class Dispatcher:
         self.model = model
         self.on_batch = on_batch  # (batch, upstream seconds, now): the adaptive controller's hook
         self.retry = retry  # the route's retry policy: failed items are sent again (batching/retry.py)
+        self.isolate = isolate  # None: a refused batch is every caller's answer (batching/isolate.py)
         # Injected clocks (tests) are trusted for `now` only; the default one also for timers firing on time.
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self._real_time = clock is None
@@ -247,6 +260,9 @@ class Dispatcher:
         tracing, recorder = self.tracing, self.recorder
         span: Span | None = None
         status = 0
+        bisection = Bisection(self.isolate.budget(len(items))) if self.isolate is not None else None
+        if bisection is not None and self.retry is None:
+            ATTEMPT.set(Attempt())  # keeps the target the batch went to for its parts (this task's context only)
         try:
             if self.codec.forwards_headers:  # the envelope matches answers by id: number the items
                 for number, item in enumerate(items, 1):
@@ -260,12 +276,12 @@ class Dispatcher:
             batch.send(now)
             if deadlines:  # no caller waits past its own deadline, whatever the sender does with `timeout`
                 watch = self._call_at(min(deadlines), self._expire_in_flight, batch)
+            exchange = functools.partial(self._exchange, batch, path, headers, bisection)
             if self.retry is None:
-                status, results = await self._exchange(batch, path, headers, items, body)
+                status, results, _ = await exchange(items, body)
             else:  # the items that failed go again, alone, to another endpoint (batching/retry.py)
-                status, results = await send_with_retries(
-                    items, body, functools.partial(self._exchange, batch, path, headers), self.codec.encode,
-                    self.retry, clock.now)
+                status, results = await send_with_retries(items, body, exchange, self.codec.encode, self.retry,
+                                                          clock.now)
                 if all(isinstance(outcome, ProxyError) for outcome in results):
                     error, results = results[0], None
         except ProxyError as exc:
@@ -280,6 +296,10 @@ class Dispatcher:
             if watch is not None:
                 watch.cancel()
             failed = error if results is None and isinstance(error, ProxyError) else None
+            if bisection is not None and bisection.active:
+                self.metrics.isolation(bisection)
+                if span is not None:
+                    span.set_attribute("meshbatch.batch.splits", bisection.splits)
             if span is not None and tracing is not None:
                 self.spans.pop(batch, None)
                 tracing.finish(span, batch, status, failed)
@@ -287,9 +307,22 @@ class Dispatcher:
                 recorder.add(batch, clock.now(), results is not None and 200 <= status < 300)
             self._settle(batch, results, error)
 
-    async def _exchange(self, batch: Batch, path: bytes, headers: Headers, items: list[Item],
-                        body: bytes) -> tuple[int, list[ItemResult]]:
-        """One upstream call for `items` (the batch, or the part of it sent again): its status, a result each."""
+    async def _exchange(self, batch: Batch, path: bytes, headers: Headers, bisection: Bisection | None,
+                        items: list[Item], body: bytes) -> Answer:
+        """`items` (the batch, or the part of it sent again) to the upstream: a result each; a refusal that
+        blames the request is split to find the items at fault (batching/isolate.py)."""
+        response, results = await self._call(batch, path, headers, items, body)
+        isolate = self.isolate
+        if bisection is None or isolate is None or response.status not in isolate.statuses:
+            return Answer(response.status, results)
+        return await bisect(items, response, results, bisection, isolate,
+                            functools.partial(self._part, batch, path, headers), self.codec.encode,
+                            lambda item: still_waiting(item, self.clock.now()),
+                            functools.partial(answer_final, self.retry))
+
+    async def _call(self, batch: Batch, path: bytes, headers: Headers, items: list[Item],
+                    body: bytes) -> tuple[Response, list[ItemResult]]:
+        """One upstream call for `items`: the response, and a result each."""
         clock = self.clock
         now = clock.now()
         deadlines = [w.deadline for item in items for w in item.waiters if not w.future.done()]
@@ -303,7 +336,33 @@ class Dispatcher:
             self.model.observe(len(items), elapsed)
             if self.on_batch is not None:
                 self.on_batch(batch, elapsed, clock.now())
-        return response.status, results
+        return response, results
+
+    async def _part(self, batch: Batch, path: bytes, headers: Headers, items: list[Item],
+                    body: bytes) -> tuple[Response, list[ItemResult]]:
+        """A part of a split batch: a call of its own (its own span when tracing), to the batch's target."""
+        parent_attempt = ATTEMPT.get()
+        attempt = part_attempt(parent_attempt)
+        token = ATTEMPT.set(attempt)
+        tracing = self.tracing
+        parent = self.spans.get(batch) if tracing is not None else None
+        span: Span | None = None
+        if parent is not None and tracing is not None:
+            span, headers = tracing.start_part(self.route, parent, len(items), headers)
+        status, error = 0, None
+        try:
+            response, results = await self._call(batch, path, headers, items, body)
+            status = response.status
+            return response, results
+        except ProxyError as exc:
+            error = exc
+            raise
+        finally:
+            ATTEMPT.reset(token)
+            if parent_attempt is not None and (error is not None or status >= 500):
+                parent_attempt.tried.extend(attempt.tried)  # a retry of these items avoids where the part failed
+            if span is not None and tracing is not None:
+                tracing.finish(span, batch, status, error)
 
     def _decode(self, response: Response, items: list[Item]) -> list[ItemResult]:
         try:
@@ -381,6 +440,12 @@ class Dispatcher:
                     upcoming = waiter.deadline
         if upcoming < INF:
             self._call_at(upcoming, self._expire_in_flight, batch)
+
+    def isolation_summary(self) -> dict[str, object]:
+        """`batch.isolate` and what it did, for /batchers."""
+        policy = self.isolate
+        summary = {"mode": "off"} if policy is None else policy.summary()
+        return {**summary, **self.metrics.isolation_counts()}
 
     # -- drain ----------------------------------------------------------------------------------------------
 

@@ -22,8 +22,10 @@ from meshbatch.batching.adaptive import AdaptiveController
 from meshbatch.batching.admission import Controls
 from meshbatch.batching.batch import Batch
 from meshbatch.batching.codecs import CODECS, ItemResult
+from meshbatch.batching.codecs.base import refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
 from meshbatch.batching.dispatcher import Dispatcher, Sender
+from meshbatch.batching.isolate import IsolatePolicy
 from meshbatch.batching.item import BATCHED, PRIORITY_NAMES, QUEUED, Item, Outcome, Waiter, dedup_key
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import Replay, ReplayCache
@@ -77,7 +79,7 @@ class BatchHandler:
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
             key_queries=self.controls.key_queries, max_in_flight=config.max_in_flight, metrics=self.metrics,
             model=self.model, on_batch=self._adapt if self.controller is not None else None, clock=clock,
-            retry=retry)
+            retry=retry, isolate=IsolatePolicy.from_config(config.isolate))
         if config.dedup and config.dedup_window_ms > 0:
             self.dispatcher.replay = ReplayCache(config.dedup_window_ms / 1000, config.dedup_max_keys)
         self._bound = False
@@ -156,7 +158,7 @@ class BatchHandler:
                     arrived=now, deadline=deadline, dedup_key=shared_key)
         problem = self.codec.check_item(item)
         if problem is not None:
-            raise BadRequest("invalid_body", problem)
+            raise BadRequest(refusal_reason(problem), problem)
         waiter = Waiter(dispatcher.loop.create_future(), now, deadline, item)
         dispatcher.enqueue(item, waiter, now)
         return waiter
@@ -260,6 +262,7 @@ class BatchHandler:
                 "hold_ms": round(acc.hold * 1000, 3), "dedup": self.dedup, "key": list(config.key),
                 "idempotency_scope": self.scope.spec,
             },
+            "isolation": dispatcher.isolation_summary(),
             "flushes": self.metrics.flush_counts(),
             "rejections": self.metrics.rejection_counts(),
             "keys": keys,

@@ -1,8 +1,9 @@
 """Item-level retries of a batch: only the items that failed are sent again, as a smaller batch, elsewhere.
 
-After each upstream call, an item is retried when its outcome matches the route's retry conditions: the
-status of the whole answer when the batch was refused as a whole (a 503 fails every item), else the item's
-own status (the envelope codec gives each item one), or the error when no answer came. Items whose callers
+After each upstream exchange, an item is retried when its outcome matches the route's retry conditions: the
+status of the whole answer when the batch (or the part of it that carried the item, see batching/isolate.py)
+was refused as a whole (a 503 fails every item), else the item's own status (the envelope codec gives each item
+one), or the error when no answer came. Items whose callers
 have all gone (answered at their deadline, or disconnected) are not sent again. A retry waits the route's
 backoff, stays within the latest deadline of its callers, costs one unit of the cluster's retry budget per
 item (when the budget allows fewer, the items with the earliest deadlines go), and goes to an endpoint the
@@ -16,7 +17,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from meshbatch.batching.codecs.base import ItemRequest, ItemResult
+from meshbatch.batching.codecs.base import ItemRequest
+from meshbatch.batching.isolate import Answer
 from meshbatch.batching.item import Item, Outcome
 from meshbatch.errors import ProxyError
 from meshbatch.layers.attempt import ATTEMPT, Attempt
@@ -24,7 +26,7 @@ from meshbatch.layers.attempt import ATTEMPT, Attempt
 if TYPE_CHECKING:
     from meshbatch.layers.guard import ClusterGuard
 
-Exchange = Callable[[list[Item], bytes], Awaitable[tuple[int, list[ItemResult]]]]
+Exchange = Callable[[list[Item], bytes], Awaitable[Answer]]
 Encode = Callable[[Sequence[ItemRequest]], bytes]
 
 
@@ -64,7 +66,7 @@ async def send_with_retries(items: list[Item], body: bytes, exchange: Exchange, 
         while True:
             again: list[int] = []
             try:
-                status, results = await exchange([items[i] for i in pending], body)
+                status, results, statuses = await exchange([items[i] for i in pending], body)
             except ProxyError as error:
                 status = 0
                 for i in pending:
@@ -73,9 +75,14 @@ async def send_with_retries(items: list[Item], body: bytes, exchange: Exchange, 
                     again = pending
             else:
                 whole = not 200 <= status < 300
-                for i, result in zip(pending, results, strict=True):
+                for n, (i, result) in enumerate(zip(pending, results, strict=True)):
                     outcomes[i] = result
-                    if rules.retriable_status(status if whole else result.status):
+                    if isinstance(result, ProxyError):  # a part of the batch got no answer
+                        retriable = rules.retriable_error(result)
+                    else:
+                        retriable = rules.retriable_status(statuses[n] if statuses is not None
+                                                           else status if whole else result.status)
+                    if retriable:
                         again.append(i)
             finally:
                 if guard is not None:

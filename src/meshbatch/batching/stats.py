@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshbatch.batching.batch import FLUSH_REASONS
 from meshbatch.telemetry.metrics import SIZE_BUCKETS, Gauge, Metric, Registry
+
+if TYPE_CHECKING:
+    from meshbatch.batching.isolate import Bisection
 
 
 class RateMeter:
@@ -79,9 +82,38 @@ class BatchMetrics:
         self.cancelled = registry.counter("meshbatch_batch_cancelled_total", "Callers that left before their answer, "
                                           "by stage (queued items are removed, in-flight ones are not)",
                                           ["route", "stage"])
+        self.splits = registry.counter(
+            "meshbatch_batch_splits_total", "Batches, or parts of one, that the upstream refused with a status blaming "
+            "the request, split in halves to isolate the items at fault (batch.isolate)", ["route"])
+        self.isolated = registry.counter(
+            "meshbatch_batch_isolated_total", "Items the upstream refused alone: their callers got its refusal, "
+            "the other callers of their batch their own answers", ["route"])
+        self.unresolved = registry.counter(
+            "meshbatch_batch_isolation_unresolved_total", "Items of a refused batch still unresolved when its "
+            "isolation budget (batch.isolate.max_calls) ran out: their callers got the batch's refusal (502)",
+            ["route"])
+        self.isolation_calls = registry.counter(
+            "meshbatch_batch_isolation_calls_total", "Upstream calls made to isolate the items at fault of refused "
+            "batches (beyond each batch's first call)", ["route"])
         self.flush_labels = {reason: (route, reason) for reason in FLUSH_REASONS}
         self.call_labels = {outcome: (route, outcome) for outcome in ("ok", "error", "bad_answer")}
         self.cancel_labels = {stage: (route, stage) for stage in ("queued", "in_flight")}
+
+    def isolation(self, bisection: Bisection) -> None:
+        """Count what a batch's isolation did (once per batch, when it ends)."""
+        labels = self.labels
+        self.isolation_calls.inc(labels, bisection.calls)
+        if bisection.splits:
+            self.splits.inc(labels, bisection.splits)
+        if bisection.isolated:
+            self.isolated.inc(labels, bisection.isolated)
+        if bisection.unresolved:
+            self.unresolved.inc(labels, bisection.unresolved)
+
+    def isolation_counts(self) -> dict[str, int]:
+        labels = self.labels
+        return {"calls": int(self.isolation_calls.get(labels)), "splits": int(self.splits.get(labels)),
+                "isolated": int(self.isolated.get(labels)), "unresolved": int(self.unresolved.get(labels))}
 
     def reject(self, reason: str) -> None:
         self.rejections.inc((self.route, reason))

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from meshbatch.consumer.items import ItemError, ItemResponse
-from meshbatch.consumer.wire import WIRES, Reply, Wire, WireError
+from meshbatch.consumer.wire import WIRES, Reply, Wire, WireError, dumps
 
 log = logging.getLogger("meshbatch.consumer")
 JSON = b"application/json"
@@ -51,7 +51,7 @@ class BatchApp:
             if inspect.isawaitable(results):
                 results = await results
         except ItemError as exc:
-            return exc.status, JSON, orjson.dumps(exc.body)
+            return exc.status, JSON, dumps(exc.body)
         except Exception as exc:
             log.exception("the batch handler failed")
             return _error(500, "handler_error", f"{type(exc).__name__} in the batch handler")
@@ -60,7 +60,7 @@ class BatchApp:
             return _error(500, "handler_result_count", f"the handler got {len(items)} items and returned {got}")
         try:
             return 200, self.wire.content_type, self.wire.render([normalise(r) for r in results], ids)
-        except (TypeError, orjson.JSONEncodeError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             log.exception("a batch result is not JSON-serialisable")
             return _error(500, "handler_result_not_json", str(exc)[:200])
 

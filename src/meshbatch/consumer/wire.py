@@ -5,6 +5,9 @@ The three shapes are the proxy's (`meshbatch.batching.codecs`), seen from the up
   `{"status": 422, "error": <the ItemError body>}` in its place (its caller still gets HTTP 200; use the
   envelope codec when callers need their own status);
 - `envelope` carries each item's status, headers and body.
+
+JSON is read and written with msgspec, so numbers keep their value both ways: an integer beyond 64 bits reaches
+the handler as an `int` (not a float rounded to 53 bits) and a handler may answer with one.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
+import msgspec
 
 from meshbatch.registry import Registry
 
@@ -52,9 +55,14 @@ WIRES: Registry[type[Wire]] = Registry("consumer codec")
 
 def _loads(body: bytes, what: str) -> Any:
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WireError("invalid_json", f"{what} is not JSON ({str(exc).splitlines()[0][:200]})") from None
+    except RecursionError:
+        raise WireError("invalid_json", f"{what} nests too deeply to be read") from None
+
+
+dumps = msgspec.json.encode
 
 
 def _plain(reply: Reply) -> Any:
@@ -73,7 +81,7 @@ class JsonArrayWire:
         return items, [str(i) for i in range(1, len(items) + 1)]
 
     def render(self, replies: Sequence[Reply], ids: Sequence[str]) -> bytes:
-        return orjson.dumps([_plain(reply) for reply in replies])
+        return dumps([_plain(reply) for reply in replies])
 
 
 @WIRES.register("ndjson")
@@ -87,7 +95,7 @@ class NdjsonWire:
         return items, [str(i) for i in range(1, len(items) + 1)]
 
     def render(self, replies: Sequence[Reply], ids: Sequence[str]) -> bytes:
-        return b"".join(orjson.dumps(_plain(reply)) + b"\n" for reply in replies)
+        return b"".join(dumps(_plain(reply)) + b"\n" for reply in replies)
 
 
 @WIRES.register("envelope")
@@ -118,7 +126,7 @@ class EnvelopeWire:
             if reply.body is not None:
                 entry["body"] = reply.body
             responses.append(entry)
-        return orjson.dumps({"responses": responses})
+        return dumps({"responses": responses})
 
 
-__all__ = ["WIRES", "EnvelopeWire", "JsonArrayWire", "NdjsonWire", "Reply", "Wire", "WireError"]
+__all__ = ["WIRES", "EnvelopeWire", "JsonArrayWire", "NdjsonWire", "Reply", "Wire", "WireError", "dumps"]

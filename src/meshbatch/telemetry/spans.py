@@ -6,7 +6,8 @@
   request of a plain route, each envelope item of a batch (the envelope codec forwards item headers).
 - `BatchSpans` makes the CLIENT span of an upstream batch call: the root of its own trace, with one span link per
   member item (to that caller's SERVER span; OpenTelemetry's way to relate one operation to many traces), and
-  its own `traceparent` on the batch request.
+  its own `traceparent` on the batch request. A batch split to isolate an item the upstream refused sends its
+  parts as calls of their own: each a CLIENT span, child of the batch's, with its own `traceparent`.
 """
 
 from __future__ import annotations
@@ -194,6 +195,16 @@ class BatchSpans:
                                               })
         headers.append((TRACEPARENT, format_traceparent(span.get_span_context())))
         return span
+
+    def start_part(self, route: str, parent: Span, size: int, headers: Headers) -> tuple[Span, Headers]:
+        """The span of a call carrying part of a split batch (a child of the batch's span), and a copy of the
+        batch's `headers` with its traceparent."""
+        span = self.tracing.tracer.start_span(f"batch {route} part", context=_in_context(parent, Context()),
+                                              kind=SpanKind.CLIENT, attributes={
+                                                  "meshbatch.route": route, "meshbatch.batch.size": size})
+        part = list(headers)
+        set_traceparent(part, span.get_span_context())
+        return span, part
 
     def start_delivery(self, route: str, records: Sequence[Record]) -> Span:
         """An ingest delivery's span: the root of its own trace, linked to the span of each event's request."""

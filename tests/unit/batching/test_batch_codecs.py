@@ -40,10 +40,11 @@ def test_json_codecs_round_trip(name):
     assert all(dict(r.headers)[b"content-type"] == b"application/json" for r in results)
 
 
-def test_ndjson_keeps_pretty_bodies_on_one_line():
+def test_ndjson_keeps_pretty_bodies_on_one_line_byte_for_byte():
+    # Line breaks in valid JSON are whitespace between tokens: they become spaces, nothing is re-serialised.
     codec = CODECS.get("ndjson")()
-    body = codec.encode(items(b'{\n  "a": 1\n}', b"2"))
-    assert body == b'{"a":1}\n2\n'
+    body = codec.encode(items(b'{\r\n  "a": 1.0,\n  "b": 123456789012345678901234567890\n}', b"2"))
+    assert body == b'{    "a": 1.0,   "b": 123456789012345678901234567890 }\n2\n'
 
 
 @pytest.mark.parametrize("name", ["json-array", "ndjson", "envelope"])
@@ -139,3 +140,49 @@ def test_envelope_without_body_gives_an_empty_one():
     codec = CODECS.get("envelope")()
     (result,) = codec.decode(200, [], b'{"responses":[{"id":"1","status":204}]}', items(b"1"))
     assert result.status == 204 and result.body == b""
+
+
+EXACT = [b"123456789012345678901234567890", b"-98765432109876543210.5e-3", b"1.0", b"1", b"-0.0", b'"\\u00e9\\n"',
+         b'{"a" : [1.50, 18446744073709551616]}', b"null"]
+
+
+@pytest.mark.parametrize("name", ["json-array", "ndjson", "envelope"])
+def test_each_caller_gets_the_exact_bytes_the_upstream_wrote(name):
+    codec = CODECS.get(name)()
+    batch = items(*[b"0"] * len(EXACT))
+    if name == "json-array":
+        wire = b"[ " + b" ,\n ".join(EXACT) + b" ]"
+    elif name == "ndjson":
+        wire = b"\r\n".join(EXACT) + b"\n"
+    else:
+        wire = b'{"responses": [' + b",".join(
+            b'{"id": %d, "status": 200, "body": %s}' % (n, value) for n, value in enumerate(EXACT, 1)) + b"]}"
+    results = codec.decode(200, [], wire, batch)
+    expected = [b"" if name == "envelope" and value == b"null" else value for value in EXACT]
+    assert [r.body for r in results] == expected and {r.status for r in results} == {200}
+
+
+def test_item_bodies_are_spliced_unchanged_into_every_codec():
+    body = b'{"big": 123456789012345678901234567890, "f": 1.0, "z": -0.0, "s": "\\u00e9"}'
+    for name in ("json-array", "ndjson", "envelope"):
+        codec = CODECS.get(name)()
+        batch = items(body, headers=[(b"content-type", b"application/json")])
+        assert codec.check_item(batch[0]) is None
+        assert body in codec.encode(batch), name
+
+
+def test_envelope_text_bodies_are_unquoted_and_json_ones_kept():
+    codec = CODECS.get("envelope")()
+    answer = (b'{"responses": [{"id": "1", "status": 200, "headers": {"content-type": "text/plain"}, '
+              b'"body": "caf\\u00e9 [1.0]"}, {"id": "2", "status": 200, "body": "caf\\u00e9"}]}')
+    text, quoted = codec.decode(200, [], answer, items(b"1", b"2"))
+    assert text.body == "café [1.0]".encode() and quoted.body == b'"caf\\u00e9"'
+
+
+@pytest.mark.parametrize("name", ["json-array", "ndjson", "envelope"])
+@pytest.mark.parametrize("wire", [b'["\xff\xfe"]', b"[" * 3000 + b"]" * 3000, b'["\\ud800"]'])
+def test_answers_that_are_not_readable_json_fail_every_caller(name, wire):
+    if name == "envelope":
+        wire = b'{"responses": [{"id": "1", "status": 200, "body": ' + wire + b"}]}"
+    results = CODECS.get(name)().decode(200, [], wire, items(b"1"))
+    assert [r.reason for r in results] == ["upstream_not_json"]

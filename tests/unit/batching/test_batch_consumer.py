@@ -174,3 +174,20 @@ async def test_batcher_and_sdk_agree_on_every_codec(codec):
         assert [r.status for r in responses] == [200] * 4
         assert orjson.loads(responses[1].body) == {"status": 422, "error": {"error": "bad item"}}
     assert orjson.loads(responses[0].body) == {"n": 2} and orjson.loads(responses[3].body) == {"n": 8}
+
+
+@pytest.mark.parametrize("codec", ["json-array", "ndjson", "envelope"])
+async def test_numbers_beyond_64_bits_reach_the_handler_and_come_back_exact(codec):
+    seen = []
+
+    async def handle(items):
+        seen.extend(items)
+        return [{"id": item["id"] + 1, "f": item["f"]} for item in items]
+
+    item = b'{"id": 123456789012345678901234567890, "f": -0.0}'
+    body = {"json-array": b"[" + item + b"]", "ndjson": item + b"\n",
+            "envelope": b'{"requests": [{"id": "1", "method": "POST", "url": "/", "body": ' + item + b"}]}"}[codec]
+    async with client(asgi_app(handle, codec=codec)) as http:
+        response = await http.post("/batch", content=body)
+    assert seen == [{"id": 123456789012345678901234567890, "f": -0.0}] and type(seen[0]["id"]) is int
+    assert b'{"id":123456789012345678901234567891,"f":-0.0}' in response.content

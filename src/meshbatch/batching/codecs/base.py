@@ -42,6 +42,23 @@ class ItemResult:
         return f"<ItemResult {self.status} {self.reason or len(self.body)}>"
 
 
+class Refusal(str):
+    """A `check_item` answer that names its own stable reason; a plain str is refused as `invalid_body`."""
+
+    __slots__ = ("reason",)
+    reason: str
+
+    def __new__(cls, text: str, reason: str) -> Refusal:
+        refusal = super().__new__(cls, text)
+        refusal.reason = reason
+        return refusal
+
+
+def refusal_reason(problem: str) -> str:
+    """The reason an item refused by `check_item` is answered with (400)."""
+    return problem.reason if isinstance(problem, Refusal) else "invalid_body"
+
+
 class Codec(Protocol):
     name: str
     content_type: bytes
@@ -50,7 +67,8 @@ class Codec(Protocol):
     forwards_headers: bool
 
     def check_item(self, item: ItemRequest) -> str | None:
-        """None if the item can be batched with this codec, else the reason it cannot (answered 400)."""
+        """None if the item can be batched with this codec, else why it cannot (answered 400 with the detail;
+        the reason is `invalid_body`, or the one a `Refusal` names)."""
         ...
 
     def encode(self, items: Sequence[ItemRequest]) -> bytes: ...
@@ -62,4 +80,4 @@ class Codec(Protocol):
 
 CODECS: Registry[type[Codec]] = Registry("codec")
 
-__all__ = ["CODECS", "Codec", "ItemRequest", "ItemResult"]
+__all__ = ["CODECS", "Codec", "ItemRequest", "ItemResult", "Refusal", "refusal_reason"]

@@ -8,6 +8,10 @@ any other body travels as a JSON string, so it must be UTF-8 text. An answer mis
 that caller (502 `missing_item_result`), and so does a response with a status that is not a final one (200-599,
 `bad_item_status`) or headers that are not safe to write (`bad_item_headers`); a non-2xx or unreadable batch
 answer fails every caller.
+
+Bodies travel as written: a JSON item body is spliced into its request entry unchanged, and a JSON response body
+reaches its caller as the exact bytes the upstream wrote (each entry's `body` is decoded as msgspec's `Raw`);
+only a JSON string sent with a non-JSON content type is unquoted into its text.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import orjson
 
 from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult
-from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, json_error, upstream_status
+from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, upstream_status
+from meshbatch.batching.codecs.json_array import check_json, not_json, utf8
 from meshbatch.http.message import Headers
 
 # Headers that describe one hop or the proxy's own controls: never copied into or out of an envelope item.
@@ -70,6 +76,24 @@ def _encode_item(item: ItemRequest) -> bytes:
     return head + b',"body":' + orjson.dumps(item.body.decode("utf-8")) + b"}"
 
 
+class _Answer(msgspec.Struct):
+    responses: list[msgspec.Raw]
+
+
+class _Entry(msgspec.Struct):
+    """One response of the answer. Loosely typed on purpose: a bad status or headers fail only its own caller."""
+
+    id: Any = msgspec.UNSET
+    status: Any = None
+    headers: Any = None
+    body: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+_ANSWER = msgspec.json.Decoder(_Answer)
+_ENTRY = msgspec.json.Decoder(_Entry)
+_NULL = b"null"
+
+
 # RFC 9110: a field name is a token; a field value has no CR, LF, NUL or other controls but HTAB. An item's
 # headers come from JSON, not from a parsed HTTP head, so they are checked here: written as they are, a CR LF
 # in a value would let an upstream add headers to (or split) the caller's response.
@@ -77,22 +101,22 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def _item_headers(entry: Any, raw_headers: dict[Any, Any]) -> Headers | ItemResult:
+def _item_headers(entry: _Entry, raw_headers: dict[Any, Any]) -> Headers | ItemResult:
     headers: Headers = []
     for raw_name, raw_value in raw_headers.items():
         name = str(raw_name)
         if not _TOKEN.fullmatch(name):
-            return failure("bad_item_headers", f"response {entry.get('id')!r} has a header named {name!r}")
+            return failure("bad_item_headers", f"response {entry.id!r} has a header named {name!r}")
         if isinstance(raw_value, str):
             value = raw_value
         elif isinstance(raw_value, int | float) and not isinstance(raw_value, bool):
             value = str(raw_value)
         else:
             return failure("bad_item_headers",
-                           f"response {entry.get('id')!r} has header {name!r} that is not a string")
+                           f"response {entry.id!r} has header {name!r} that is not a string")
         if _BAD_VALUE.search(value):
             return failure("bad_item_headers",
-                           f"response {entry.get('id')!r} has header {name!r} with a control character")
+                           f"response {entry.id!r} has header {name!r} with a control character")
         lower = name.lower()
         if lower in _HOP_NAMES or lower.startswith("x-meshbatch-"):  # hop-by-hop, or the proxy's own
             continue
@@ -100,28 +124,31 @@ def _item_headers(entry: Any, raw_headers: dict[Any, Any]) -> Headers | ItemResu
     return headers
 
 
-def _result(entry: Any) -> ItemResult:
-    status = entry.get("status")
+def _result(entry: _Entry) -> ItemResult:
+    status = entry.status
     # 1xx is never a final answer: sent to the caller as one, it would wait for another that never comes.
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
-        return failure("bad_item_status", f"response {entry.get('id')!r} has status {status!r}")
-    raw_headers = entry.get("headers")
+        return failure("bad_item_status", f"response {entry.id!r} has status {status!r}")
+    raw_headers = entry.headers
     if raw_headers is None:
         raw_headers = {}
     if not isinstance(raw_headers, dict):
-        return failure("bad_item_headers", f"response {entry.get('id')!r} has headers that are not an object")
+        return failure("bad_item_headers", f"response {entry.id!r} has headers that are not an object")
     headers = _item_headers(entry, raw_headers)
     if isinstance(headers, ItemResult):
         return headers
-    body = entry.get("body")
-    if body is None:
+    raw = entry.body
+    if isinstance(raw, msgspec.UnsetType):
+        return ItemResult(status, b"", headers)
+    body = bytes(raw)
+    if body == _NULL:
         return ItemResult(status, b"", headers)
     content_type = _content_type(headers)
-    if isinstance(body, str) and not _is_json_type(content_type):
-        return ItemResult(status, body.encode("utf-8"), headers)
+    if body[:1] == b'"' and not _is_json_type(content_type):  # text carried as a JSON string: its text
+        return ItemResult(status, msgspec.json.decode(body, type=str).encode("utf-8"), headers)
     if content_type is None:
         headers.extend(JSON_HEADERS)
-    return ItemResult(status, orjson.dumps(body), headers)
+    return ItemResult(status, body, headers)
 
 
 @CODECS.register("envelope")
@@ -134,11 +161,7 @@ class EnvelopeCodec:
         if not item.body:
             return None
         if _is_json_type(_content_type(item.headers)):
-            try:
-                orjson.loads(item.body)
-            except orjson.JSONDecodeError as exc:
-                return f"the body is not valid JSON ({json_error(exc)})"
-            return None
+            return check_json(item)
         try:
             item.body.decode("utf-8")
         except UnicodeDecodeError:
@@ -153,23 +176,28 @@ class EnvelopeCodec:
         if not 200 <= status < 300:
             return for_all(upstream_status(status, headers), n)
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return for_all(failure("upstream_not_json", f"the batch answer is not JSON ({json_error(exc)})"), n)
-        responses = data.get("responses") if isinstance(data, dict) else None
-        if not isinstance(responses, list):
+            answer = _ANSWER.decode(body)
+        except msgspec.ValidationError:  # JSON, but not an object with a "responses" array
             return for_all(failure("upstream_not_envelope", 'the batch answer has no "responses" array'), n)
-        by_id: dict[str, Any] = {}
-        for entry in responses:
-            if isinstance(entry, dict) and "id" in entry:
-                by_id.setdefault(str(entry["id"]), entry)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            return for_all(failure("upstream_not_json", not_json(exc)), n)
+        if not utf8(body):
+            return for_all(failure("upstream_not_json", "the batch answer is not UTF-8"), n)
+        by_id: dict[str, _Entry] = {}
+        for raw in answer.responses:
+            try:
+                entry = _ENTRY.decode(raw)
+            except (msgspec.DecodeError, RecursionError):  # not an object (or a number out of range): skipped
+                continue
+            if not isinstance(entry.id, msgspec.UnsetType):
+                by_id.setdefault(str(entry.id), entry)
         out: list[ItemResult] = []
         for item in items:
-            entry = by_id.get(item.id)
-            if entry is None:
+            found = by_id.get(item.id)
+            if found is None:
                 out.append(failure("missing_item_result", f"the batch answer has no response with id {item.id!r}"))
             else:
-                out.append(_result(entry))
+                out.append(_result(found))
         return out
 
 

@@ -1,21 +1,27 @@
-"""`ndjson`: one JSON document per line both ways (`application/x-ndjson`)."""
+"""`ndjson`: one JSON document per line both ways (`application/x-ndjson`).
+
+Bytes travel as written, as with `json-array`: a body on several lines (pretty-printed) is put on one by turning
+its line breaks into spaces, which in valid JSON can only be whitespace between tokens (a string cannot hold a
+raw line break), and each caller gets its answer line's bytes unchanged.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import orjson
+import msgspec
 
 from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult
-from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, json_error, upstream_status
-from meshbatch.batching.codecs.json_array import check_json
+from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, upstream_status
+from meshbatch.batching.codecs.json_array import check_json, not_json, utf8
 from meshbatch.http.message import Headers
+
+_DOCUMENT = msgspec.json.Decoder(msgspec.Raw)  # checks one document's syntax without building Python values
 
 
 def _one_line(body: bytes) -> bytes:
-    # A pretty-printed body would break the framing; newlines in valid JSON are whitespace only.
     if b"\n" in body or b"\r" in body:
-        return orjson.dumps(orjson.loads(body))
+        return body.replace(b"\r", b" ").replace(b"\n", b" ").strip()
     return body
 
 
@@ -38,10 +44,11 @@ class NdjsonCodec:
         lines = [line for line in (raw.strip() for raw in body.split(b"\n")) if line]
         for number, line in enumerate(lines, 1):
             try:
-                orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                return for_all(failure("upstream_not_json",
-                                       f"line {number} of the batch answer is not JSON ({json_error(exc)})"), n)
+                _DOCUMENT.decode(line)
+            except (msgspec.DecodeError, RecursionError) as exc:
+                return for_all(failure("upstream_not_json", not_json(exc, f"line {number} of the batch answer")), n)
+        if not utf8(body):
+            return for_all(failure("upstream_not_json", "the batch answer is not UTF-8"), n)
         if len(lines) != n:
             return for_all(failure("upstream_result_count",
                                    f"the batch had {n} items and the answer {len(lines)} lines"), n)

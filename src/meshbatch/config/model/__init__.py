@@ -8,7 +8,7 @@ the file; every name is importable from `meshbatch.config.model`.
 from __future__ import annotations
 
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
-from meshbatch.config.model.batch import Adaptive, Batch
+from meshbatch.config.model.batch import Adaptive, Batch, Isolate
 from meshbatch.config.model.clusters import (
     CircuitBreakers,
     Cluster,
@@ -85,6 +85,7 @@ __all__ = [
     "HealthCheck",
     "Ingest",
     "IngestLog",
+    "Isolate",
     "LbConfig",
     "Limits",
     "Listener",

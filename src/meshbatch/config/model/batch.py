@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -34,6 +34,40 @@ class Adaptive(Model):
     window: Annotated[int, Field(ge=8, le=10_000)] = 256
 
 
+# Statuses with which an upstream blames the request itself: a batch refused with one of them is split to find
+# the items at fault (meshbatch.batching.isolate). 5xx and 429 blame the upstream's state, not the request: the
+# retry policy handles those.
+BLAME_STATUSES = (400, 413, 415, 422)
+
+
+class Isolate(Model):
+    """`batch.isolate`: what happens when the upstream refuses a whole batch for something in its request."""
+
+    mode: Literal["bisect", "off"] = "bisect"
+    statuses: list[Annotated[int, Field(ge=400, le=499)]] = list(BLAME_STATUSES)
+    # Extra upstream calls a batch may make to isolate its items at fault; None: 4 x ceil(log2(batch size)),
+    # enough to isolate two of them.
+    max_calls: Annotated[int, Field(ge=0, le=100_000)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:  # `isolate: off` / `isolate: bisect`
+        if isinstance(value, bool | str):
+            value = {"mode": value}
+        if isinstance(value, dict) and isinstance(value.get("mode"), bool):  # YAML reads a bare `off` as false
+            value = {**value, "mode": "bisect" if value["mode"] else "off"}
+        return value
+
+    @field_validator("statuses")
+    @classmethod
+    def _blame(cls, value: list[int]) -> list[int]:
+        for status in value:
+            if status in (408, 429):
+                raise ValueError(f"{status} says the upstream is busy or slow, not that the request is bad; "
+                                 "the retry policy handles it")
+        return value
+
+
 class Batch(Model):
     max_items: Annotated[int, Field(ge=1, le=100_000)] = 64
     max_wait_ms: Annotated[float, Field(ge=0, le=600_000)] = 5
@@ -50,6 +84,7 @@ class Batch(Model):
     dedup_max_keys: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     idempotency_scope: IdempotencyScope = "principal"  # whose keys dedup and replay share (security/scope.py)
     adaptive: Adaptive | None = None
+    isolate: Isolate = Isolate()
 
     @field_validator("upstream_path")
     @classmethod
