@@ -4,6 +4,8 @@ A request that decodes into one event is batched as that event (re-encoded as co
 into several (NDJSON) is batched as several items; the caller gets one answer, `{"results": [...]}` with each
 item's status and body, whose status is 200 when every item succeeded and the first failing status otherwise.
 A request whose events were all filtered out is answered 204 with `x-meshbatch-filtered`.
+
+The pipeline's run is awaited: it may happen in a worker process (`Pipeline.process`), never holding the loop.
 """
 
 from __future__ import annotations
@@ -13,18 +15,11 @@ from typing import Any
 
 import orjson
 
-from meshbatch.errors import BadRequest
 from meshbatch.http.message import Handler, Request, Response
 from meshbatch.pipeline.runner import Pipeline
+from meshbatch.pipeline.work import encode_event
 
 JSON = (b"content-type", b"application/json")
-
-
-def encode_event(event: Any) -> bytes:
-    try:
-        return orjson.dumps(event)
-    except TypeError as exc:
-        raise BadRequest("invalid_event", f"an event has no JSON form ({exc})") from None
 
 
 def _body_value(response: Response) -> Any:
@@ -42,20 +37,21 @@ class PipelineHandler:
         self.inner = inner
 
     async def __call__(self, request: Request) -> Response:
-        work = self.pipeline.run(request)
-        request.headers = work.headers
-        if work.events is None:
-            request.body = work.body
+        result = await self.pipeline.process(request)
+        if result.headers is not None:
+            request.headers = result.headers
+        events = result.events
+        if events is None:
+            request.body = result.body
             return await self.inner(request)
-        events = work.events
         if not events:
-            return Response(204, [(b"x-meshbatch-filtered", str(work.dropped + work.failed).encode())])
+            return Response(204, [(b"x-meshbatch-filtered", str(result.dropped + result.failed).encode())])
         if len(events) == 1:
-            request.body = encode_event(events[0])
+            request.body = events[0]
             return await self.inner(request)
         parts = []
         for event in events:
-            part = Request(request.method, request.target, request.headers, encode_event(event), host=request.host,
+            part = Request(request.method, request.target, request.headers, event, host=request.host,
                            client=request.client, request_id=request.request_id,
                            received_at=request.received_at)
             part.route = request.route

@@ -73,7 +73,9 @@ class ValidateStage:
     def __call__(self, work: Work) -> None:
         assert work.events is not None
         kept: list[Any] = []
+        tick = work.tick
         for index, event in enumerate(work.events):
+            tick()
             error = jsonschema.exceptions.best_match(self.validator.iter_errors(event))
             if error is None:
                 kept.append(event)
