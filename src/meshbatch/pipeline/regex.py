@@ -33,12 +33,24 @@ class RegexError(ValueError):
     """A pattern RE2 cannot compile; the message says why (e.g. `invalid perl operator: (?=`)."""
 
 
+_HINTS = (  # what RE2 says -> what it means for a pattern written for Python or ECMA-262
+    ("invalid perl operator: (?=", "RE2 has no lookahead"),
+    ("invalid perl operator: (?!", "RE2 has no lookahead"),
+    ("invalid perl operator: (?<", "RE2 has no lookbehind"),
+    ("invalid perl operator: (?>", "RE2 has no atomic groups"),
+    ("invalid escape sequence: \\Z", "write \\z for the end of the text"),
+    ("bad repetition operator: ++", "RE2 has no possessive quantifiers"),
+    ("bad repetition operator: *+", "RE2 has no possessive quantifiers"),
+)
+
+
 def _message(exc: Exception) -> str:
     raw = exc.args[0] if exc.args else exc
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    if "invalid perl operator: (?" in text or "invalid escape sequence: \\" in text:
-        text += " (RE2 has no lookaround and no backreferences)"
-    return text
+    if "invalid escape sequence: \\" in text and text[-1:].isdigit():
+        return f"{text} (RE2 has no backreferences)"
+    hint = next((h for found, h in _HINTS if found in text), None)
+    return f"{text} ({hint})" if hint else text
 
 
 def compile_untrusted(pattern: str) -> Regex:
