@@ -67,7 +67,7 @@ class PipelineLimits(Model):
     only, not enforced preemptively)."""
 
     max_cpu_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000  # CPU per request; beyond: 413 pipeline_cpu_exceeded
-    inline_max_bytes: Annotated[int, Field(ge=0, le=1_048_576)] = 1024
+    inline_max_bytes: Annotated[int, Field(ge=0, le=1_048_576)] = 512
     inline_slice_ms: Annotated[int, Field(ge=1, le=1000)] = 2
     workers: Annotated[int, Field(ge=0, le=64)] = 1
     max_queue: Annotated[int, Field(ge=0, le=100_000)] = 64  # requests waiting for a worker; beyond: 503
