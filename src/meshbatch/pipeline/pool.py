@@ -132,9 +132,24 @@ class WorkerPool:
         """Start the workers (idempotent; needs a running loop)."""
         if self._tasks or self.closed:
             return
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._serve(slot), name=f"pipeline-worker-{self.route}-{slot}")
-                       for slot in range(self.size)]
+        self._tasks = [self._task(slot) for slot in range(self.size)]
+
+    def _task(self, slot: int) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._serve(slot), name=f"pipeline-worker-{self.route}-{slot}")
+        task.add_done_callback(lambda done: self._ended(slot, done))
+        return task
+
+    def _ended(self, slot: int, task: asyncio.Task[None]) -> None:
+        """A slot's task ends when the pool closes; ended otherwise (a bug), it is logged and started again, so
+        that queued requests are never left without anyone to serve them."""
+        if self.closed or task.cancelled() or task.exception() is None:
+            return
+        log.error("pipeline worker task of route %s failed; restarting it", self.route, exc_info=task.exception())
+        asyncio.get_running_loop().call_later(1.0, self._restart, slot)
+
+    def _restart(self, slot: int) -> None:
+        if not self.closed:
+            self._tasks[slot] = self._task(slot)
 
     async def run(self, body: bytes, headers: Headers, received: float) -> Result:
         if self.closed:
