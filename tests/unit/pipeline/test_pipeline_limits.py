@@ -12,13 +12,15 @@ from typing import Any
 import msgpack
 import orjson
 import pytest
+import zstandard
 
-from meshbatch.config.model import PipelineLimits, Step
+from meshbatch.config.model import Compress, PipelineLimits, Step
 from meshbatch.errors import BadRequest, PayloadTooLarge
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.pipeline import PipelineHandler, build_pipeline
 from meshbatch.pipeline.handler import FAN_OUT
 from meshbatch.pipeline.runner import Pipeline, Result
+from meshbatch.pipeline.stages.compress import CompressingSender
 from meshbatch.pipeline.stages.decode import decode_ndjson, depth
 from meshbatch.pipeline.work import BudgetExceeded, Work
 from meshbatch.telemetry.metrics import Registry
@@ -198,3 +200,31 @@ async def test_a_request_of_many_events_fans_out_without_holding_the_loop() -> N
     assert response.status == 200 and len(orjson.loads(response.body)["results"]) == 10_000
     first, last = timeline.index("item"), len(timeline) - 1 - timeline[::-1].index("item")
     assert timeline[first:last].count("other") >= 10_000 // FAN_OUT - 1
+
+
+async def test_a_large_batch_is_compressed_off_the_event_loop() -> None:
+    sent: list[bytes] = []
+
+    async def send(method: bytes, path: bytes, headers: Headers, body: bytes, timeout: float,
+                   key: tuple[bytes, ...]) -> Response:
+        sent.append(body)
+        return Response(200, [], b"[]")
+
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0.005)
+            turns += 1
+
+    body = orjson.dumps([{"t": i * 1.37, "site": "eu", "id": f"dev-{i}"} for i in range(15_000)])  # ~0.8 MB
+    sender = CompressingSender(send, Compress(encoding="zstd", level=19, min_bytes=0))  # ~1 s of CPU
+    probe = asyncio.ensure_future(other_work())
+    await asyncio.sleep(0)
+    start = time.perf_counter()
+    await sender(b"POST", b"/batch", [], body, 10.0, ())
+    elapsed = time.perf_counter() - start
+    probe.cancel()
+    assert zstandard.ZstdDecompressor().decompress(sent[0]) == body
+    assert turns >= elapsed / 0.005 / 4, (turns, elapsed)  # the loop kept turning while zstd worked
