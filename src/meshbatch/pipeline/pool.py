@@ -12,9 +12,11 @@ How a request fares:
   can start, the queue is answered 503 `pipeline_worker_lost`);
 - the worker enforces the CPU budget itself (413 `pipeline_cpu_exceeded`, see `worker.py`) and stays;
 - a worker that does not answer within `hard_timeout` (wall clock: 4x the budget, at least the budget + 2 s)
-  is killed and replaced, that request answered 503 `pipeline_timeout`; one that dies mid-request (a crash, a
-  kill from outside) likewise, 503 `pipeline_worker_lost`. Other requests are unaffected: they wait for, or
-  go to, the other workers and the replacement.
+  is killed and replaced: if it spent more than the budget computing (work stuck outside Python, where the
+  worker's own timer cannot stop it), that request is answered 413 `pipeline_cpu_exceeded`, as the timer would
+  have; otherwise (stopped, starved) 503 `pipeline_timeout`. One that dies mid-request (a crash, a kill from
+  outside) is replaced too, its request answered 503 `pipeline_worker_lost`. Other requests are unaffected:
+  they wait for, or go to, the other workers and the replacement.
 Workers start when the pool starts (the proxy starts it with the route) or with its first request; they are
 stopped when the pool closes (drain, or a reload that changed the route's pipeline), after the requests
 already queued are done. Deadlines are read from an injected clock and checked by `sweep()`, which loop timers
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections import deque
 from collections.abc import Sequence
@@ -37,7 +40,7 @@ from meshbatch.errors import Draining
 from meshbatch.http.message import Headers
 from meshbatch.pipeline import wire
 from meshbatch.pipeline.runner import Result
-from meshbatch.pipeline.work import PipelineOverloaded, PipelineUnavailable
+from meshbatch.pipeline.work import BudgetExceeded, PipelineOverloaded, PipelineUnavailable
 from meshbatch.telemetry.metrics import Counter
 
 log = logging.getLogger("meshbatch.pipeline")
@@ -47,6 +50,17 @@ STOP_GRACE = 2.0  # after stdin closes, a worker has this long to exit before it
 SLACK = 0.005  # timers may fire a hair before the clock agrees
 READ_LIMIT = 1 << 20
 _BROKEN = (asyncio.IncompleteReadError, ConnectionError, OSError, wire.WireError)
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """A process's CPU time (user + system) from /proc; None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class Job:
@@ -62,13 +76,14 @@ class Job:
 class Worker:
     """One worker process, one request at a time."""
 
-    __slots__ = ("job", "killed", "process", "started_at")
+    __slots__ = ("cpu", "job", "killed", "process", "started_at")
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.job: Job | None = None
         self.started_at = 0.0
-        self.killed: str | None = None  # why the pool killed it (timeout, ...)
+        self.cpu = 0.0  # its CPU seconds when it last answered
+        self.killed: str | None = None  # why the pool killed it (cpu, timeout, ...)
 
     @property
     def alive(self) -> bool:
@@ -111,12 +126,12 @@ class WorkerPool:
         self.size = limits.workers
         self.max_queue = limits.max_queue
         self.queue_timeout = limits.max_queue_ms / 1000
-        budget = limits.max_cpu_ms / 1000
+        self.budget = budget = limits.max_cpu_ms / 1000
         self.hard_timeout = hard_timeout if hard_timeout is not None else max(4 * budget, budget + 2.0)
         self.clock = clock or MonotonicClock()
         self.command = tuple(command)
         self.closed = False
-        self.restarts: dict[str, int] = {}  # workers replaced, by cause (timeout, lost, start_failed)
+        self.restarts: dict[str, int] = {}  # workers replaced, by cause (cpu, timeout, lost, start_failed)
         self._restart_counter = restarts
         self._init = wire.frame(spec)
         self._queue: deque[Job] = deque()
@@ -179,9 +194,11 @@ class WorkerPool:
         for worker in self._slots:
             if worker is not None and worker.job is not None and \
                     now - worker.started_at >= self.hard_timeout - SLACK:
-                log.warning("pipeline worker of route %s did not answer within %.1fs: killed and replaced",
-                            self.route, self.hard_timeout)
-                worker.kill("timeout")
+                cpu = cpu_seconds(worker.process.pid)
+                computing = cpu is not None and cpu - worker.cpu >= self.budget
+                log.warning("pipeline worker of route %s did not answer within %.1fs (%s): killed and replaced",
+                            self.route, self.hard_timeout, "computing" if computing else "stuck")
+                worker.kill("cpu" if computing else "timeout")
 
     # the worker side -----------------------------------------------------------------------------------------
     async def _take(self) -> Job | None:
@@ -216,6 +233,7 @@ class WorkerPool:
             worker.kill("start_failed")
             why = answer.get("error") if isinstance(answer, dict) else answer
             raise wire.WireError(f"the worker did not start: {why}")
+        worker.cpu = float(answer.get("cpu", 0.0))
         return worker
 
     async def _serve(self, slot: int) -> None:
@@ -282,7 +300,7 @@ class WorkerPool:
         worker.started_at = self.clock.now()
         timer = asyncio.get_running_loop().call_later(self.hard_timeout, self.sweep)
         try:
-            result = wire.read_result(await worker.exchange(job.frame))
+            result, worker.cpu = wire.read_result(await worker.exchange(job.frame))
         except _BROKEN as exc:
             cause = worker.killed or "lost"
             worker.kill(cause)
@@ -299,7 +317,10 @@ class WorkerPool:
             job.future.set_result(result)
         return True
 
-    def _lost(self, cause: str, exc: BaseException) -> PipelineUnavailable:
+    def _lost(self, cause: str, exc: BaseException) -> PipelineUnavailable | BudgetExceeded:
+        if cause == "cpu":
+            return BudgetExceeded(detail=f"preprocessing this request needed more than {self.budget * 1000:.0f} ms "
+                                         "of CPU time (pipeline_limits.max_cpu_ms); its worker was replaced")
         if cause == "timeout":
             return PipelineUnavailable("pipeline_timeout", f"the pipeline worker did not answer within "
                                        f"{self.hard_timeout:.1f} s; it was replaced")

@@ -33,7 +33,7 @@ class PipelinePools:
         self._closing: set[asyncio.Task[None]] = set()
         self.restarts = (metrics or Registry()).counter(
             "meshbatch_pipeline_worker_restarts_total",
-            "Pipeline workers replaced, by route and cause (timeout, lost, start_failed).", ["route", "cause"])
+            "Pipeline workers replaced, by route and cause (cpu, timeout, lost, start_failed).", ["route", "cause"])
         if metrics is not None:
             metrics.gauge("meshbatch_pipeline_workers", "Pipeline worker processes by route and state (alive, busy, "
                           "queued: requests waiting for one).", ["route", "state"], self._gauge)

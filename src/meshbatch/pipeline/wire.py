@@ -5,7 +5,9 @@ Each message is a frame: a 4-byte big-endian length, then MessagePack. Three kin
   schema file already read (the worker builds its stages from exactly what the proxy checked), whether it has
   dead letters, and its limits; the worker answers `{"ready": true}` (or `{"error": why}`) once built;
 - a job: `[body, headers, received]`;
-- a result: `[events, body, headers, dead, dropped, failed, tally, error]`, events already encoded as JSON.
+- a result: `[events, body, headers, dead, dropped, failed, tally, error, cpu]`, events already encoded as JSON,
+  `cpu` the worker's CPU seconds so far (so that the proxy can tell, of a worker that stops answering, whether
+  it is computing or stuck).
 MessagePack carries bytes as bytes (no base64, no pickling: a worker's answer is data, never code).
 """
 
@@ -74,16 +76,16 @@ def read_job(value: Any) -> tuple[bytes, Headers, float]:
     return body, [(k, v) for k, v in headers], received
 
 
-def result(outcome: Result) -> bytes:
+def result(outcome: Result, cpu: float) -> bytes:
     error = outcome.error
     wire_error = None if error is None else [type(error).__name__, error.status, error.reason, error.detail]
     return frame([outcome.events, outcome.body, outcome.headers, outcome.dead, outcome.dropped, outcome.failed,
-                  outcome.tally, wire_error])
+                  outcome.tally, wire_error, cpu])
 
 
-def read_result(value: Any) -> Result:
+def read_result(value: Any) -> tuple[Result, float]:
     try:
-        events, body, headers, dead, dropped, failed, tally, wire_error = value
+        events, body, headers, dead, dropped, failed, tally, wire_error, cpu = value
         error: ProxyError | None = None
         if wire_error is not None:
             name, _status, reason, detail = wire_error
@@ -91,7 +93,7 @@ def read_result(value: Any) -> Result:
             error = cls(reason, detail) if cls is not None else ProxyError("pipeline_error", detail)
         return Result(list(tally), error, body,
                       [(k, v) for k, v in headers] if headers is not None else None,
-                      events, [(b, r) for b, r in dead], dropped, failed)
+                      events, [(b, r) for b, r in dead], dropped, failed), float(cpu)
     except (TypeError, ValueError) as exc:
         raise WireError(f"not a result ({exc})") from None
 

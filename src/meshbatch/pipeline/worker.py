@@ -8,7 +8,8 @@ The CPU budget is enforced here: before each request a profiling timer (`ITIMER_
 process, not wall time, so a busy machine does not make a request fail) is armed with `max_cpu_ms`; when it
 fires, the signal handler raises `OverBudget` wherever the Python code is, the run unwinds, and the answer is
 413 `pipeline_cpu_exceeded`. Work that never returns to Python (stuck in C) is the proxy's to end: it kills a
-worker that does not answer in time and starts another.
+worker that does not answer in time and starts another. Each answer carries this process's CPU time, by which
+the proxy tells a worker that computes past its budget (413 as well) from one that is stuck (503).
 
 The process runs at a lower scheduling priority (nice +5) than the proxy, so that on a busy machine the event
 loop that answers every other request is served first.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from typing import Any, BinaryIO
 
 from meshbatch.config.model import PipelineLimits, Step
@@ -88,7 +90,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
         stdout.flush()
         return 1
     budget = _Budget(pipeline.limits.max_cpu_ms / 1000)
-    stdout.write(wire.frame({"ready": True}))
+    stdout.write(wire.frame({"ready": True, "cpu": time.process_time()}))
     stdout.flush()
     while True:
         job = _read(stdin)
@@ -100,7 +102,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
         except Exception as exc:  # a bug, not the request's fault: answer 500 and carry on
             error = ProxyError("pipeline_error", f"{type(exc).__name__}: {exc}")
             outcome = Result([0] * (4 * len(pipeline.stages)), error)
-        stdout.write(wire.result(outcome))
+        stdout.write(wire.result(outcome, time.process_time()))
         stdout.flush()
 
 

@@ -19,7 +19,7 @@ from meshbatch.config.model import Route
 from meshbatch.errors import Draining
 from meshbatch.http.message import Request
 from meshbatch.pipeline import build_pipeline, wire
-from meshbatch.pipeline.pool import WorkerPool
+from meshbatch.pipeline.pool import WorkerPool, cpu_seconds
 from meshbatch.pipeline.pools import PipelinePools
 from meshbatch.pipeline.runner import Pipeline
 from meshbatch.pipeline.work import BudgetExceeded, PipelineOverloaded, PipelineUnavailable
@@ -128,6 +128,39 @@ async def test_a_worker_that_hangs_is_killed_and_replaced(pools: list[WorkerPool
         await hung
     assert info.value.reason == "pipeline_timeout"
     assert (await pipeline.process(post(BODY))).events and pool.restarts == {"timeout": 1}
+
+
+# A worker whose run never returns to Python (as if stuck in C): it ignores the CPU timer and computes forever.
+DEAF_WORKER = """
+import signal, sys
+from meshbatch.pipeline import wire
+signal.signal(signal.SIGPROF, signal.SIG_IGN)
+stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+for answer in ({"ready": True, "cpu": 0.0}, None):
+    stdin.read(wire.length(stdin.read(4)))
+    if answer is None:
+        while True:
+            pass
+    stdout.write(wire.frame(answer))
+    stdout.flush()
+"""
+
+
+async def test_a_worker_computing_past_its_budget_out_of_reach_is_killed_and_the_request_gets_413(
+        pools: list[WorkerPool]) -> None:
+    clock = FakeClock()
+    pipeline, pool = make(route({"max_cpu_ms": 50}), clock, command=(sys.executable, "-c", DEAF_WORKER))
+    pools.append(pool)
+    stuck = asyncio.ensure_future(pipeline.process(post(BODY)))
+    await wait_for(lambda: pool.summary()["busy"] == 1, "the worker to take the request")
+    (pid,) = pool.pids()
+    await wait_for(lambda: (cpu_seconds(pid) or 0) > 0.1, "the worker to burn its budget")
+    clock.advance(pool.hard_timeout)
+    pool.sweep()
+    with pytest.raises(BudgetExceeded) as info:
+        await stuck
+    assert info.value.status == 413 and "its worker was replaced" in info.value.detail
+    assert pool.restarts == {"cpu": 1}
 
 
 async def test_a_full_queue_is_a_503_with_retry_after_and_a_long_wait_too(pools: list[WorkerPool]) -> None:
