@@ -68,7 +68,7 @@ def proxy(module_mesh: Any, echo: UpstreamServer) -> MeshbatchProcess:
 
 def tiny_events() -> bytes:
     rng = random.Random(7)
-    return gzip.compress(b"".join(b'{"t":%d}\n' % rng.randrange(1000) for _ in range(10_000)), 9)
+    return gzip.compress(b"".join(b'{"t":%d}\n' % rng.randrange(300) for _ in range(10_000)), 9)  # 16 KB
 
 
 ATTACKS: dict[str, tuple[str, Callable[[], bytes], dict[str, str], set[int]]] = {
