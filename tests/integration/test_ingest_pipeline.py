@@ -78,6 +78,9 @@ def proxy(module_mesh: Any, upstream: GzipBatchUpstream, tmp_path_factory: pytes
     routes = [
         {"name": "readings", "match": {"path_prefix": "/readings"}, "cluster": "up", "pipeline": steps,
          "batch": {"max_items": 16, "upstream_path": "/batch"}},
+        {"name": "keyed", "match": {"path_prefix": "/keyed"}, "cluster": "up",
+         "pipeline": [{"decode": {"format": "ndjson"}}],
+         "batch": {"max_items": 16, "upstream_path": "/batch", "dedup": True, "dedup_window_ms": 60_000}},
         {"name": "orders", "match": {"path_prefix": "/orders"}, "cluster": "up",
          "ingest": {"ack": "delivered", "log": {"path": str(log)},
                     "sink": {"codec": "envelope", "upstream_path": "/envelope"}},
@@ -99,6 +102,23 @@ def test_ndjson_gzip_request_is_expanded_filtered_transformed_and_sent_compresse
     items = [item for _, batch in upstream.batches for item in batch]  # one batch, or two if they were split
     assert all(headers["content-encoding"] == "gzip" for headers, _ in upstream.batches)
     assert sorted(item["t"] for item in items) == [35, 40], upstream.batches
+
+
+def test_a_keyed_request_of_several_events_keeps_each_item_and_replays_them(proxy: Any,
+                                                                           upstream: GzipBatchUpstream) -> None:
+    """One idempotency-key on an NDJSON request of two different events: each event is its own item (not a
+    clash of one key with two bodies), and the request sent again is answered from the replay window."""
+    upstream.batches.clear()
+    lines = b'{"n": 1}\n{"n": 2}\n'
+    send = lambda: httpx.post(proxy.url("main", "/keyed"), content=lines,  # noqa: E731
+                              headers={"idempotency-key": "batch-7"}, timeout=10)
+    first = send()
+    assert first.status_code == 200, first.text
+    assert [r["body"]["got"] for r in first.json()["results"]] == [{"n": 1}, {"n": 2}]
+    calls = len(upstream.batches)
+    again = send()
+    assert again.status_code == 200 and again.json() == first.json()
+    assert len(upstream.batches) == calls  # replayed, not sent again
 
 
 def test_single_events_and_filtered_ones(proxy: Any) -> None:

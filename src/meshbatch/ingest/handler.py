@@ -25,7 +25,6 @@ from meshbatch.errors import BadRequest, Draining, GatewayTimeout, ProxyError, U
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.logs.base import LogError, LogFull
 from meshbatch.ingest.record import Record, keyed_id, valid_key
-from meshbatch.pipeline import encode_event
 from meshbatch.security.scope import IdempotencyScope
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ class IngestHandler:
         route = self.route
         if not route.serving:
             await route.wait_started()
-        bodies, dead, dropped = self._events(request)
+        bodies, dead, dropped = await self._events(request)
         key = request.header(IDEMPOTENCY)
         scope = self.scope.digest(request).hex() if key is not None else ""
         records = self._records(bodies, key, scope)
@@ -91,21 +90,24 @@ class IngestHandler:
         await self._delivered(records, request)
         return self._answer(records, dropped, len(dead), "delivered")
 
-    def _events(self, request: Request) -> tuple[list[bytes], list[tuple[bytes, str]], int]:
+    async def _events(self, request: Request) -> tuple[list[bytes], list[tuple[bytes, str]], int]:
+        """The request's events (JSON-encoded), its dead letters, and how many the pipeline dropped. The
+        pipeline's run is awaited: a heavy one happens in a worker process, off the event loop."""
         pipeline = self.route.pipeline
         if pipeline is None:
             problem = self.check(request.body)
             if problem is not None:
                 raise BadRequest("invalid_body", problem)
             return [request.body], [], 0
-        work = pipeline.run(request)
-        dead = [(encode_event(event), reason) for event, reason in work.dead]
-        if work.events is None:
-            problem = self.check(work.body)
+        result = await pipeline.process(request)
+        dead = result.dead
+        dropped = result.dropped + result.failed - len(dead)
+        if result.events is None:
+            problem = self.check(result.body)
             if problem is not None:
                 raise BadRequest("invalid_body", problem)
-            return [work.body], dead, work.dropped + work.failed - len(dead)
-        return [encode_event(e) for e in work.events], dead, work.dropped + work.failed - len(dead)
+            return [result.body], dead, dropped
+        return result.events, dead, dropped
 
     def _records(self, bodies: list[bytes], key: bytes | None, scope: str, offset: int = 0,
                  prefix: str = "") -> list[Record]:

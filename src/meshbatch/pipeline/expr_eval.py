@@ -6,7 +6,11 @@ Semantics, chosen so a filter never raises on ordinary data:
   are false for any other pair (`null > 3` is false);
 - `in` tests membership in a list, a key of an object or a substring of a string (false otherwise);
 - `and`, `or`, `not` use truthiness (null, false, 0, "", [] and {} are false) and give true or false;
-- arithmetic takes numbers only; anything else, or a division by zero, is an `EvalError` for that event.
+- arithmetic takes numbers only; anything else, or a division by zero, is an `EvalError` for that event;
+- `matches(s, "re")` is true when the RE2 pattern matches somewhere in the string `s` (false for a non-string).
+
+The closures nest as deep as the syntax tree, which `expr_parse` bounds (`MAX_DEPTH`), so evaluation can never
+hit Python's recursion limit; flat nodes (`and`/`or` chains, arithmetic chains) are evaluated in a loop.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from meshbatch.pipeline.expr_parse import Node, parse
+from meshbatch.pipeline.regex import compile_regex
 
 Fn = Callable[[Any], Any]
 _MISSING = None
@@ -134,6 +139,33 @@ _CALLS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _all(items: list[Fn]) -> Fn:
+    return lambda event: all(item(event) for item in items)
+
+
+def _any(items: list[Fn]) -> Fn:
+    return lambda event: any(item(event) for item in items)
+
+
+def _chain(first: Fn, rest: list[tuple[Callable[[Any, Any], Any], Fn]]) -> Fn:
+    if len(rest) == 1:
+        (op, right), = rest
+        return lambda event: op(first(event), right(event))
+
+    def chain(event: Any) -> Any:
+        value = first(event)
+        for op, operand in rest:
+            value = op(value, operand(event))
+        return value
+
+    return chain
+
+
+def _matches(arg: Fn, pattern: str) -> Fn:
+    search = compile_regex(pattern).search
+    return lambda event: isinstance(value := arg(event), str) and search(value) is not None
+
+
 def compile_node(node: Node) -> Fn:
     kind = node[0]
     if kind == "lit":
@@ -152,14 +184,16 @@ def compile_node(node: Node) -> Fn:
         sub = _arith("-")
         return lambda event: sub(0, inner(event))
     if kind in ("and", "or"):
-        left, right = compile_node(node[1]), compile_node(node[2])
-        if kind == "and":
-            return lambda event: bool(left(event)) and bool(right(event))
-        return lambda event: bool(left(event)) or bool(right(event))
-    if kind in ("cmp", "arith"):
-        op = _COMPARE[node[1]] if kind == "cmp" else _arith(node[1])
+        operands = [compile_node(n) for n in node[1]]
+        return _all(operands) if kind == "and" else _any(operands)
+    if kind == "cmp":
+        op = _COMPARE[node[1]]
         left, right = compile_node(node[2]), compile_node(node[3])
         return lambda event: op(left(event), right(event))
+    if kind == "arith":
+        return _chain(compile_node(node[1]), [(_arith(op), compile_node(n)) for op, n in node[2]])
+    if kind == "matches":
+        return _matches(compile_node(node[1]), node[2])
     if kind == "call":
         name = node[1]
         args = [compile_node(n) for n in node[2]]

@@ -3,6 +3,7 @@
     temperature > 30 and site == "eu"
     not (status in [500, 502, 503]) or exists(retry)
     reading.unit == 'C' and len(tags) > 0 and startswith(lower(site), "eu")
+    matches(device, "^sensor-[0-9]+$")
 
 Grammar (lowest precedence first):
     or      := and ("or" and)*
@@ -16,7 +17,12 @@ Grammar (lowest precedence first):
              | NAME "(" [or ("," or)*] ")" | path
     path    := NAME ("." NAME | "[" (STRING | NUMBER) "]")*
 Nothing here runs code: the tree is compiled into closures over a fixed set of operations (`expr_eval`).
-Size and nesting are bounded, so a hostile expression cannot exhaust the stack or the parser's time.
+
+What `meshbatch check` accepts, `run` can evaluate. The evaluator recurses once per level of the TREE, so the
+tree is what is bounded (depth and node count), not only the parser's recursion: chains of one operator
+(`a or b or c ...`, `a + b - c ...`) become one node with a list of operands instead of a left-leaning tower as
+deep as the chain is long; a list of literals becomes one literal. `matches` takes a literal pattern, compiled
+once here with RE2 (linear time, no backtracking), so a bad pattern is a config error with its column.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from meshbatch.pipeline.regex import RegexError, compile_regex
+
 MAX_LENGTH = 4096
-MAX_DEPTH = 48
-FUNCTIONS = {"exists": 1, "len": 1, "lower": 1, "upper": 1, "startswith": 2, "endswith": 2, "contains": 2}
+MAX_DEPTH = 48  # levels of the syntax tree (and of the parser's nesting)
+MAX_NODES = 1000  # nodes of the syntax tree: bounds the work per event
+FUNCTIONS = {"exists": 1, "len": 1, "lower": 1, "upper": 1, "startswith": 2, "endswith": 2, "contains": 2,
+             "matches": 2}
 KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}
 
 
@@ -106,7 +116,8 @@ def tokenize(text: str) -> list[Token]:
 
 
 # Syntax tree: tuples, (kind, ...). ("lit", value) ("path", (parts...)) ("list", [nodes]) ("call", name, [nodes])
-# ("not", node) ("neg", node) ("and", a, b) ("or", a, b) ("cmp", op, a, b) ("arith", op, a, b)
+# ("matches", node, pattern) ("not", node) ("neg", node) ("and", [nodes]) ("or", [nodes]) ("cmp", op, a, b)
+# ("arith", first, ((op, node), ...)): `and`/`or` and chains of + - or * / % are flat, evaluated in a loop.
 Node = tuple[Any, ...]
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 
@@ -149,16 +160,22 @@ class _Parser:
         return node
 
     def or_(self) -> Node:
-        node = self.and_()
+        first = self.and_()
+        if not (self.tok.kind == "kw" and self.tok.value == "or"):
+            return first
+        items = [first]
         while self.accept("kw", "or"):
-            node = ("or", node, self.and_())
-        return node
+            items.append(self.and_())
+        return ("or", items)
 
     def and_(self) -> Node:
-        node = self.not_()
+        first = self.not_()
+        if not (self.tok.kind == "kw" and self.tok.value == "and"):
+            return first
+        items = [first]
         while self.accept("kw", "and"):
-            node = ("and", node, self.not_())
-        return node
+            items.append(self.not_())
+        return ("and", items)
 
     def not_(self) -> Node:
         if self.accept("kw", "not"):
@@ -182,16 +199,18 @@ class _Parser:
         return left
 
     def sum(self) -> Node:
-        node = self.product()
+        first = self.product()
+        rest: list[tuple[str, Node]] = []
         while self.tok.kind == "op" and self.tok.value in ("+", "-"):
-            node = ("arith", self.take().value, node, self.product())
-        return node
+            rest.append((self.take().value, self.product()))
+        return ("arith", first, tuple(rest)) if rest else first
 
     def product(self) -> Node:
-        node = self.unary()
+        first = self.unary()
+        rest: list[tuple[str, Node]] = []
         while self.tok.kind == "op" and self.tok.value in ("*", "/", "%"):
-            node = ("arith", self.take().value, node, self.unary())
-        return node
+            rest.append((self.take().value, self.unary()))
+        return ("arith", first, tuple(rest)) if rest else first
 
     def unary(self) -> Node:
         if self.accept("op", "-"):
@@ -213,7 +232,9 @@ class _Parser:
                 node = self.or_()
                 self.expect(")")
             else:
-                node = ("list", self.items("]"))
+                items = self.items("]")
+                # A list of literals is one literal: `site in ["a", "b", ...]` costs one node, whatever its length.
+                node = (("lit", [n[1] for n in items]) if all(n[0] == "lit" for n in items) else ("list", items))
             self.depth -= 1
             return node
         if tok.kind == "name":
@@ -242,6 +263,15 @@ class _Parser:
         self.depth -= 1
         if len(args) != arity:
             raise ExprError(f"{name.value}() takes {arity} argument(s), got {len(args)}", name.column)
+        if name.value == "matches":
+            pattern = args[1]
+            if pattern[0] != "lit" or not isinstance(pattern[1], str):
+                raise ExprError("matches() takes a string literal as its pattern", name.column)
+            try:
+                compile_regex(pattern[1])
+            except RegexError as exc:
+                raise ExprError(f"matches(): {exc}", name.column) from None
+            return ("matches", args[0], pattern[1])
         return ("call", name.value, args)
 
     def path(self, first: Token) -> Node:
@@ -271,11 +301,45 @@ def _describe(tok: Token) -> str:
     return repr(str(tok.value))
 
 
+def children(node: Node) -> list[Node]:
+    kind = node[0]
+    if kind in ("lit", "path"):
+        return []
+    if kind in ("list", "and", "or"):
+        return list(node[1])
+    if kind == "call":
+        return list(node[2])
+    if kind in ("not", "neg", "matches"):
+        return [node[1]]
+    if kind == "cmp":
+        return [node[2], node[3]]
+    return [node[1], *(operand for _, operand in node[2])]  # arith
+
+
+def measure(node: Node) -> tuple[int, int]:
+    """(depth, node count) of a tree, without recursion (the tree may come from anywhere)."""
+    depth = count = 0
+    stack = [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        count += 1
+        depth = max(depth, level)
+        stack.extend((child, level + 1) for child in children(current))
+    return depth, count
+
+
 def parse(text: str) -> Node:
     """The syntax tree of `text`, or ExprError with the column of the first problem."""
     if not text.strip():
         raise ExprError("the expression is empty", 1)
-    return _Parser(tokenize(text)).parse()
+    tree = _Parser(tokenize(text)).parse()
+    depth, count = measure(tree)
+    if depth > MAX_DEPTH:
+        raise ExprError(f"the expression nests {depth} levels deep (limit {MAX_DEPTH})", 1)
+    if count > MAX_NODES:
+        raise ExprError(f"the expression has {count} terms and operators (limit {MAX_NODES})", 1)
+    return tree
 
 
-__all__ = ["FUNCTIONS", "MAX_DEPTH", "MAX_LENGTH", "ExprError", "Node", "Token", "parse", "tokenize"]
+__all__ = ["FUNCTIONS", "MAX_DEPTH", "MAX_LENGTH", "MAX_NODES", "ExprError", "Node", "Token", "children", "measure",
+           "parse", "tokenize"]

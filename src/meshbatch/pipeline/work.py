@@ -3,13 +3,21 @@
 Stages before `decode` see the body (bytes); `decode` turns it into `events` (JSON values); later stages
 work on events. Events a stage routes to dead letters (e.g. `validate` with `on_invalid: dead_letter`) leave
 `events` for `dead`, with the reason.
+
+A run has a deadline (`perf_counter` seconds): stages call `tick()` once per event, which raises `OverBudget`
+past it. On the event loop that is how a request that turned out heavier than it looked stops early and moves
+to a worker process; in a worker the CPU timer raises the same exception wherever the work is.
 """
 
 from __future__ import annotations
 
+import math
+from time import perf_counter
 from typing import Any
 
-from meshbatch.errors import ProxyError
+import orjson
+
+from meshbatch.errors import BadRequest, Overloaded, ProxyError
 from meshbatch.http.message import Headers
 
 
@@ -25,17 +33,55 @@ class UnsupportedEncoding(ProxyError):
     status, flag, default_reason = 415, "DPE", "unsupported_media_type"
 
 
-class Work:
-    __slots__ = ("body", "dead", "dropped", "events", "failed", "headers", "received")
+class BudgetExceeded(ProxyError):
+    """413: the request needs more CPU time than `pipeline_limits.max_cpu_ms` allows (sending it again will not
+    help: the same body costs the same)."""
 
-    def __init__(self, body: bytes, headers: Headers, received: float) -> None:
+    status, flag, default_reason = 413, "DPE", "pipeline_cpu_exceeded"
+
+
+class PipelineOverloaded(Overloaded):
+    """503 with Retry-After: the route's pipeline workers are all busy and their queue is full (or a request
+    waited in it too long)."""
+
+    status, flag, default_reason = 503, "UO", "pipeline_overloaded"
+
+
+class PipelineUnavailable(ProxyError):
+    """503: the worker running the request died or stopped answering (it is replaced; other requests go on)."""
+
+    status, flag, default_reason = 503, "UH", "pipeline_worker_lost"
+
+
+class OverBudget(Exception):
+    """The run passed its deadline (raised by `Work.tick`, or by the worker's CPU timer)."""
+
+
+def encode_event(event: Any) -> bytes:
+    """An event as compact JSON, the form it travels in from here on."""
+    try:
+        return orjson.dumps(event)
+    except TypeError as exc:
+        raise BadRequest("invalid_event", f"an event has no JSON form ({exc})") from None
+
+
+class Work:
+    __slots__ = ("body", "dead", "deadline", "dropped", "events", "failed", "headers", "received")
+
+    def __init__(self, body: bytes, headers: Headers, received: float, deadline: float = math.inf) -> None:
         self.body = body
         self.headers = headers
         self.received = received  # wall-clock seconds (for `transform.stamp`)
+        self.deadline = deadline  # perf_counter seconds; inf: no cooperative deadline
         self.events: list[Any] | None = None
         self.dead: list[tuple[Any, str]] = []
         self.dropped = 0
         self.failed = 0
+
+    def tick(self) -> None:
+        """Called once per event by the per-event stages: raises OverBudget past the deadline."""
+        if perf_counter() > self.deadline:
+            raise OverBudget
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -47,4 +93,5 @@ class Work:
         return 1 if self.events is None else len(self.events)
 
 
-__all__ = ["InvalidEvent", "UnsupportedEncoding", "Work"]
+__all__ = ["BudgetExceeded", "InvalidEvent", "OverBudget", "PipelineOverloaded", "PipelineUnavailable",
+           "UnsupportedEncoding", "Work", "encode_event"]

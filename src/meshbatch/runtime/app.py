@@ -26,7 +26,7 @@ from meshbatch.config import ConfigError, load, model
 from meshbatch.config.redact import redact_text
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.server import ListenerState, ServerSettings, protocol_factory
-from meshbatch.ingest.wiring import start_ingest, stop_ingest
+from meshbatch.ingest.wiring import commit_pipelines, start_ingest, stop_ingest, stop_pipelines
 from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
 from meshbatch.security.admin import exposure_warnings
 from meshbatch.security.listener import open_tls_server
@@ -145,6 +145,7 @@ class Proxy:
         self.observability.start()
         await start_clusters(self.snapshot)  # discovery and health checks; first endpoint sets
         await start_ingest(self.snapshot.ingest)  # ingest logs open and recover before anything is accepted
+        commit_pipelines(self.metrics, applied=True)  # pipeline worker processes start (off the event loop)
         if config.admin is not None:
             for warning in exposure_warnings(config.admin.listen, config.admin.token):  # whatever the log level
                 self.announce(f"meshbatch: WARNING: {warning}")
@@ -207,10 +208,12 @@ class Proxy:
             try:
                 await self._apply(config)
             except OSError as exc:
+                commit_pipelines(self.metrics, applied=False)
                 self.reloads["rejected"] += 1
                 log.error("reload rejected: %s", exc)
                 self.announce(f"meshbatch: reload rejected error={exc}")
                 return False
+            commit_pipelines(self.metrics, applied=True)
             self.reloads["ok"] += 1
             self.announce(f"meshbatch: reloaded version={self.snapshot.version}")
             return True
@@ -294,6 +297,7 @@ class Proxy:
         left = sum(item.state.active_requests for item in self.listeners.values())
         # Ingest: deliveries in flight finish, pending log commits are written; the backlog waits in the log.
         await stop_ingest(self.snapshot.ingest, None, max(1.0, deadline - self.loop.time()))
+        await stop_pipelines(self.metrics, max(1.0, deadline - self.loop.time()))
         for item in self.listeners.values():
             for conn in list(item.state.connections):
                 conn.close_if_idle()

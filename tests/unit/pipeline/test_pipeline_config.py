@@ -51,7 +51,7 @@ def test_filter_expression_errors_have_their_path_and_column() -> None:
     assert found == [
         "listeners[0].routes[0].pipeline[1].filter.expr: column 14: expected a value, found '>'",
         "listeners[0].routes[0].pipeline[2].filter.expr: column 1: unknown function 'eval'; known: contains, "
-        "endswith, exists, len, lower, startswith, upper",
+        "endswith, exists, len, lower, matches, startswith, upper",
     ]
 
 

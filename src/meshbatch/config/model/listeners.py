@@ -17,7 +17,7 @@ from meshbatch.config.model.layers import (
     Retry,
     WeightedCluster,
 )
-from meshbatch.config.model.pipeline import Step
+from meshbatch.config.model.pipeline import PipelineLimits, Step
 from meshbatch.config.model.routing import Limits, Match
 from meshbatch.security.model import Jwt, ListenerTls, Policy
 
@@ -29,6 +29,7 @@ class Route(Model):
     timeout_ms: Millis = 15_000
     batch: Batch | None = None
     pipeline: list[Step] = []
+    pipeline_limits: PipelineLimits = PipelineLimits()  # CPU budget, inline threshold, worker processes
     ingest: Ingest | None = None
     # resilience and traffic shaping (meshbatch.layers); see docs/traffic.md
     per_try_timeout_ms: Millis | None = None

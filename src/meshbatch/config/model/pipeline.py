@@ -21,6 +21,7 @@ class Decode(Model):
     format: Literal["auto", "json", "ndjson", "msgpack"] = "auto"
     split_arrays: bool = False  # a top-level array is several events
     max_events: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    max_depth: Annotated[int, Field(ge=1, le=250)] = 64  # nesting of arrays/objects in one event (400 too_deep)
 
 
 class Validate(Model):
@@ -54,6 +55,23 @@ class Compress(Model):
 
 
 STAGES = ("decompress", "decode", "validate", "filter", "transform", "compress")
+
+
+class PipelineLimits(Model):
+    """How much one request may cost the pipeline, and where it runs (`route.pipeline_limits`).
+
+    A request whose body is at most `inline_max_bytes` and not compressed runs on the event loop (it is cheaper
+    there than the round trip to a worker); any other runs in one of the route's `workers` processes, so no
+    request can hold the event loop. A run that is still going after `inline_slice_ms` on the loop stops and
+    moves to a worker. `workers: 0` keeps everything on the loop (the CPU budget is then checked between events
+    only, not enforced preemptively)."""
+
+    max_cpu_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000  # CPU per request; beyond: 413 pipeline_cpu_exceeded
+    inline_max_bytes: Annotated[int, Field(ge=0, le=1_048_576)] = 512
+    inline_slice_ms: Annotated[int, Field(ge=1, le=1000)] = 2
+    workers: Annotated[int, Field(ge=0, le=64)] = 1
+    max_queue: Annotated[int, Field(ge=0, le=100_000)] = 64  # requests waiting for a worker; beyond: 503
+    max_queue_ms: Annotated[int, Field(ge=1, le=600_000)] = 2000  # longest wait for a worker; beyond: 503
 
 
 class Step(Model):

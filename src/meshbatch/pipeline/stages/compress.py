@@ -3,11 +3,17 @@
 It wraps the sender of a batching route (or of an ingest route delivering to a cluster), so it runs once per
 batch, not per request. An upstream that answers 415 (it does not take the encoding) gets the batch again
 uncompressed, and is sent plain from then on.
+
+A body of `THREAD_BYTES` or more is compressed on a thread: zlib and zstd release the interpreter lock while
+they work, so the event loop goes on meanwhile (a 800 KB batch takes 35 ms at gzip level 6, 0.8 s at zstd 19).
+Each thread has its own zstd compressor (one is not safe to share between threads).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -26,10 +32,22 @@ class Send(Protocol):
                        key: tuple[bytes, ...]) -> Response: ...
 
 
+THREAD_BYTES = 16384
+
+
 def compressor(options: Compress) -> Callable[[bytes], bytes]:
     if options.encoding == "zstd":
-        zstd = zstandard.ZstdCompressor(level=options.level or 3)
-        return zstd.compress
+        level = options.level or 3
+        local = threading.local()
+
+        def zstd(data: bytes) -> bytes:
+            compress = getattr(local, "compress", None)
+            if compress is None:
+                compress = local.compress = zstandard.ZstdCompressor(level=level).compress
+            packed: bytes = compress(data)
+            return packed
+
+        return zstd
     level = min(options.level or 6, 9)
     return lambda data: gzip.compress(data, compresslevel=level, mtime=0)
 
@@ -51,7 +69,7 @@ class CompressingSender:
                        key: tuple[bytes, ...]) -> Response:
         if self.refused or len(body) < self.min_bytes:
             return await self.send(method, path, headers, body, timeout, key)
-        packed = self.compress(body)
+        packed = self.compress(body) if len(body) < THREAD_BYTES else await asyncio.to_thread(self.compress, body)
         self.batches += 1
         self.bytes_in += len(body)
         self.bytes_out += len(packed)
@@ -80,4 +98,4 @@ def _factory(options: Compress, context: StageContext) -> CompressStage:
     return CompressStage(options)
 
 
-__all__ = ["CompressStage", "CompressingSender", "Send", "compressor"]
+__all__ = ["THREAD_BYTES", "CompressStage", "CompressingSender", "Send", "compressor"]

@@ -26,7 +26,9 @@ class FilterStage:
         assert work.events is not None
         kept: list[Any] = []
         predicate = self.predicate
+        tick = work.tick
         for event in work.events:
+            tick()
             try:
                 keep = predicate(event)
             except EvalError as exc:

@@ -95,7 +95,9 @@ class TransformStage:
     def __call__(self, work: Work) -> None:
         assert work.events is not None
         out: list[Any] = []
+        tick = work.tick
         for index, event in enumerate(work.events):
+            tick()
             if not isinstance(event, dict):
                 work.failed += 1
                 raise InvalidEvent("not_an_object", f"event {index} is a JSON {type(event).__name__}; "

@@ -2,6 +2,9 @@
 
 An invalid event answers the whole request 422 with the first error and where it is (`reject`), or goes to the
 route's dead letters with that reason while the valid ones go on (`dead_letter`, ingest routes only).
+
+Every regular expression (`pattern`, `patternProperties`, the `regex` format) runs on RE2 (`schema_re2`); a
+schema with a pattern RE2 cannot compile is refused at load, with the pointer of the keyword.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from jsonschema.protocols import Validator
 
 from meshbatch.config.model import Validate
 from meshbatch.pipeline.base import STAGE_FACTORIES, StageContext
+from meshbatch.pipeline.schema_re2 import pattern_problems, re2_validator
 from meshbatch.pipeline.work import InvalidEvent, Work
 
 
@@ -46,7 +50,11 @@ def make_validator(source: str | dict[str, Any]) -> Validator:
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         raise ValueError(f"not a valid JSON Schema at {where}: {exc.message}") from None
-    validator: Validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    problems = pattern_problems(schema)
+    if problems:
+        raise ValueError("; ".join(problems))
+    safe = re2_validator(cls)
+    validator: Validator = safe(schema, format_checker=safe.FORMAT_CHECKER)
     return validator
 
 
@@ -65,7 +73,9 @@ class ValidateStage:
     def __call__(self, work: Work) -> None:
         assert work.events is not None
         kept: list[Any] = []
+        tick = work.tick
         for index, event in enumerate(work.events):
+            tick()
             error = jsonschema.exceptions.best_match(self.validator.iter_errors(event))
             if error is None:
                 kept.append(event)
