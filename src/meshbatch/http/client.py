@@ -6,6 +6,14 @@ while reading, so callers never see framing headers.
 Responses are framed by Content-Length, chunked encoding, or the connection closing. A malformed response
 fails the exchange with 502; a connection that closes before any byte of the answer is a reset (the pool
 may replay an idempotent request on a fresh connection when the old one was reused).
+
+Reuse (as Envoy and nginx decide it): an answer that is complete must leave the connection exactly at a
+message boundary, or the connection is closed and never reused. Bytes after the answer (the head of a second
+response, garbage, even blank lines), an answer that began before our request was all written, an interim
+answer other than 100, a close-delimited answer, an answer to HEAD, `Connection: close`: each makes the
+connection single-use. The outcome is delivered only once the whole chunk that completed the answer was
+parsed (never from inside a parser callback), so the decision has seen every byte that arrived with it; a
+byte that arrives later, while the connection is idle, closes it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from meshbatch.http.message import Headers, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 
 MAX_HEADER_BYTES = 65_536
+_BLANK = (13, 10)  # CR, LF: what llhttp skips, silently, before a status line
 
 
 class Completion(Protocol):
@@ -34,17 +43,23 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_len",
+        "_chunked",
+        "_complete",
         "_deadline",
+        "_dirty",
         "_error",
         "_framed",
         "_head",
         "_head_buf",
+        "_head_total",
         "_headers",
         "_in_head",
         "_loop",
         "_named",
         "_parser",
+        "_prev",
         "_received",
+        "_rx",
         "_status",
         "_timer",
         "_timer_at",
@@ -83,11 +98,19 @@ class UpstreamConnection(asyncio.Protocol):
         self._in_head = True
         self._error: ProxyError | None = None
         self._framed = False
+        self._chunked = False
         self._named = b""
+        self._complete = False  # the answer ended (its outcome goes out once the current chunk is parsed)
+        self._dirty = False  # something makes this connection single-use (see the module docstring)
+        self._rx = 0  # bytes received for this exchange
+        self._head_total = 0  # bytes of the answer's heads (interim ones included) from its first byte
+        self._prev = b""  # the previous chunk of a chunked answer (its tail may end the message)
 
     @property
     def usable(self) -> bool:
+        """Idle at a clean message boundary: safe to write the next request on."""
         return not self.closed and self.keep_alive and self.waiter is None and \
+            (self._complete or self.uses == 0) and not self._dirty and \
             self.transport is not None and not self.transport.is_closing()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -96,7 +119,8 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.waiter is not None and not self.waiter.done():
-            if self._status >= 200 and self._close_delimited():
+            if self._status >= 200 and not self._in_head and self._close_delimited():
+                self.keep_alive = False
                 self._finish()
             elif not self._received:
                 self._fail(UpstreamReset("upstream_reset", "connection closed before any response"))
@@ -156,6 +180,8 @@ class UpstreamConnection(asyncio.Protocol):
         response = Response(self._status, headers, body)
         waiter = self.waiter
         self.waiter = None
+        if not self.keep_alive:
+            self.close()  # before the outcome goes out: whoever gets it may hand the connection back at once
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
 
@@ -178,12 +204,21 @@ class UpstreamConnection(asyncio.Protocol):
 
     # reading -------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if not data:
+            return
         if self.waiter is None:
             # Bytes nobody asked for: the upstream is out of step with us; never reuse this connection.
             self.keep_alive = False
             self.close()
             return
-        self._received = True
+        if not self._received:
+            self._received = True
+            transport = self.transport
+            if transport is not None and transport.get_write_buffer_size():
+                # The answer began before our request was all written: the upstream may still be reading our
+                # body, and would take the rest of it for a new request.
+                self._dirty = True
+        self._rx += len(data)
         if self._in_head:
             head = self._head_buf = self._head_buf + data if self._head_buf else data
             if len(head) > MAX_HEADER_BYTES and head.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES) < 0:
@@ -194,30 +229,69 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             cause = self._error or exc.__context__
             self._fail(cause if isinstance(cause, ProxyError) else BadGateway("bad_upstream_response", str(exc)))
-        except httptools.HttpParserError as exc:
-            self._fail(BadGateway("bad_upstream_response", str(exc).split(": ", 1)[-1]))
+            return
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if not self._complete:
+                self._fail(BadGateway("bad_upstream_response", str(exc).split(": ", 1)[-1]))
+                return
+            self._dirty = True  # bytes after the answer that are not even a message: the answer stands
+        if self._complete:
+            if not self._at_boundary(data):
+                self._dirty = True
+            if self._dirty:
+                self.keep_alive = False
+            self._finish()
+        elif self._chunked:
+            self._prev = data if len(data) >= 5 else (self._prev + data)[-5:]
+
+    def _at_boundary(self, data: bytes) -> bool:
+        """Whether the answer ended exactly at the end of `data` (no byte after it)."""
+        if self._head:
+            return False  # an answer to HEAD is cut at its head whatever its framing says: never reused
+        if not self._chunked:  # Content-Length or no body: the count is exact
+            return self._rx == self._head_total + self._body_len
+        # Chunked: the framing bytes are not counted, but the message's last five bytes are always a non-blank
+        # byte then CRLF CRLF (the last chunk's size or extension, or a trailer); any blank line after them (the
+        # only bytes llhttp swallows without a callback) breaks that pattern. Other bytes began a message.
+        tail = data[-5:] if len(data) >= 5 else (self._prev + data)[-5:]
+        return tail[1:] == b"\r\n\r\n" and len(tail) == 5 and tail[0] not in _BLANK
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            self._dirty = True  # a second message after the answer: never reuse the connection
 
     def on_headers_complete(self) -> None:
+        if self._complete:
+            return  # the head of a message after the answer (already marked)
         # Headers are cut from the buffered head in one pass (llhttp has validated its syntax): much cheaper
-        # than a Python callback per header.
+        # than a Python callback per header. Blank lines before a status line are skipped, as llhttp does.
         buf = self._head_buf
+        if buf and buf[0] in _BLANK:
+            buf = buf.lstrip(b"\r\n")
         end = buf.find(b"\r\n\r\n")
         start = buf.find(b"\r\n") + 2
         self._head_buf = b""
         self._in_head = False
-        self._status = self._parser.get_status_code()
-        if 100 <= self._status < 200:
+        self._head_total = self._rx - len(buf) + end + 4
+        status = self._status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            if status == 101:  # we never ask for an upgrade: whatever follows is not HTTP we can frame
+                self._error = BadGateway("bad_upstream_response", "101 Switching Protocols was not asked for")
+                raise self._error
+            if status != 100:
+                self._dirty = True  # 102, 103 or an unknown interim answer: skipped, the connection not reused
             self._head_buf = buf[end + 4:]  # the final answer's head follows in the same bytes
             self._in_head = True
             return
         if start < end:
             self._take_headers(buf[start:end].split(b"\r\n"))
+            if status == 204 or status == 304:
+                self._chunked = False  # no body whatever the framing headers say: the message ends with its head
         if self._head:
             # A HEAD answer has no body whatever its framing headers say; httptools cannot be told so,
-            # so finish now and do not reuse the connection.
+            # so it ends here and the connection is not reused.
+            self._complete = True
             self.keep_alive = False
-            self._finish()
-            return
 
     def _take_headers(self, lines: list[bytes]) -> None:
         headers = self._headers
@@ -225,8 +299,12 @@ class UpstreamConnection(asyncio.Protocol):
             name, _, value = line.partition(b":")
             name = name.lower()
             if name in HOP_BY_HOP:  # the answer carries end-to-end headers only
-                if name == b"content-length" or name == b"transfer-encoding":
+                if name == b"content-length":
                     self._framed = True
+                elif name == b"transfer-encoding":
+                    # chunked last: chunked framing; any other coding last: the answer ends when the connection
+                    # closes (RFC 9112 6.3), as llhttp reads it
+                    self._chunked = self._framed = value.rstrip(b" \t").lower().endswith(b"chunked")
                 elif name == b"connection":
                     value = value.strip(b" \t").lower()
                     if value not in (b"keep-alive", b"close"):
@@ -239,6 +317,8 @@ class UpstreamConnection(asyncio.Protocol):
         return not self._framed and self._status not in (204, 304)
 
     def on_body(self, body: bytes) -> None:
+        if self._complete:
+            return  # the body of an answer to HEAD, or of a message after the answer
         self._body_len += len(body)
         if self._body_len > self.max_response_bytes:
             # Kept on the connection: the parser wraps what a callback raises, and a compiled build may not
@@ -249,16 +329,14 @@ class UpstreamConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._complete:
+            return
         if 100 <= self._status < 200:
-            head = self._head_buf
-            self._reset()
-            self._head_buf = head
-            self._received = True
+            self._status = 0  # an interim answer ended; the final one follows
             return
-        if self.waiter is None:
-            return
-        self.keep_alive = self._parser.should_keep_alive()
-        self._finish()
+        self._complete = True
+        if not self._parser.should_keep_alive():
+            self.keep_alive = False
 
 
 __all__ = ["Completion", "UpstreamConnection"]
