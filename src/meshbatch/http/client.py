@@ -14,6 +14,14 @@ answer other than 100, a close-delimited answer, an answer to HEAD, `Connection:
 connection single-use. The outcome is delivered only once the whole chunk that completed the answer was
 parsed (never from inside a parser callback), so the decision has seen every byte that arrived with it; a
 byte that arrives later, while the connection is idle, closes it.
+
+Streaming: an exchange started with a `stream_limit` (a plain route's, the listener's buffer limit) reads an
+answer whole only up to that many body bytes. A larger one (by its Content-Length, or by what arrived of a
+chunked or close-delimited one) is delivered after the head with a `BodyStream` (http/stream.py) that carries
+the rest of the body, with back-pressure: reading pauses while the consumer cannot take more. The deadline
+bounds the whole exchange, body included; a failure mid-body fails the stream (its consumer aborts). Without
+a `stream_limit` (batches, ingest, checks) answers are always read whole, up to `max_response_bytes`, which
+bounds streamed answers as well.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import httptools
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
+from meshbatch.http.stream import BodyStream
 
 MAX_HEADER_BYTES = 65_536
 _BLANK = (13, 10)  # CR, LF: what llhttp skips, silently, before a status line
@@ -54,19 +63,24 @@ class UpstreamConnection(asyncio.Protocol):
         "_head_total",
         "_headers",
         "_in_head",
+        "_length",
         "_loop",
         "_named",
         "_parser",
+        "_paused",
         "_prev",
         "_received",
         "_rx",
         "_status",
+        "_stream_limit",
+        "_streaming",
         "_timer",
         "_timer_at",
         "closed",
         "keep_alive",
         "max_response_bytes",
         "pooled",
+        "stream",
         "transport",
         "uses",
         "waiter",
@@ -85,6 +99,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = True
         self.uses = 0
         self.pooled = False
+        self.stream: BodyStream | None = None  # the body of the current answer, while it streams
+        self._paused = False
+        self._stream_limit = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -100,6 +117,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._framed = False
         self._chunked = False
         self._named = b""
+        self._length = -1  # the answer's Content-Length, when it has one
+        self._streaming = False  # the body goes through a BodyStream (it outgrew the stream limit)
         self._complete = False  # the answer ended (its outcome goes out once the current chunk is parsed)
         self._dirty = False  # something makes this connection single-use (see the module docstring)
         self._rx = 0  # bytes received for this exchange
@@ -109,7 +128,7 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         """Idle at a clean message boundary: safe to write the next request on."""
-        return not self.closed and self.keep_alive and self.waiter is None and \
+        return not self.closed and self.keep_alive and self.waiter is None and self.stream is None and \
             (self._complete or self.uses == 0) and not self._dirty and \
             self.transport is not None and not self.transport.is_closing()
 
@@ -118,7 +137,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.waiter is not None and not self.waiter.done():
+        if self.stream is not None:
+            if self._close_delimited():
+                self.keep_alive = False
+                self._end_stream()
+            else:
+                self._fail(UpstreamReset("upstream_reset", "connection closed mid-body"))
+        elif self.waiter is not None and not self.waiter.done():
             if self._status >= 200 and not self._in_head and self._close_delimited():
                 self.keep_alive = False
                 self._finish()
@@ -128,17 +153,19 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail(UpstreamReset("upstream_reset", "connection closed mid-response"))
 
     # exchange ------------------------------------------------------------------------------------
-    def send(self, data: bytes, *, head: bool, deadline: float) -> asyncio.Future[Response]:
+    def send(self, data: bytes, *, head: bool, deadline: float, stream_limit: int = 0) -> asyncio.Future[Response]:
         """Write one request; the future resolves with the response or fails with a ProxyError."""
         waiter: asyncio.Future[Response] = self._loop.create_future()
-        self.start(data, head, deadline, waiter)
+        self.start(data, head, deadline, waiter, stream_limit)
         return waiter
 
-    def start(self, data: bytes, head: bool, deadline: float, waiter: Completion) -> None:
-        """Write one request; `waiter` (a future, or any object with its three methods) gets the outcome."""
-        assert self.transport is not None and self.waiter is None
+    def start(self, data: bytes, head: bool, deadline: float, waiter: Completion, stream_limit: int = 0) -> None:
+        """Write one request; `waiter` (a future, or any object with its three methods) gets the outcome.
+        With a `stream_limit`, an answer whose body exceeds it comes with a `stream` (see the module doc)."""
+        assert self.transport is not None and self.waiter is None and self.stream is None
         self._reset()
         self._head = head
+        self._stream_limit = stream_limit
         self.uses += 1
         self.waiter = waiter
         self._deadline = deadline
@@ -152,10 +179,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.waiter is None:
+        if self.waiter is None and self.stream is None:
             return
         if self._loop.time() >= self._deadline:
-            self._fail(GatewayTimeout("upstream_timeout", "no response before the timeout"))
+            self._fail(GatewayTimeout("upstream_timeout", "the answer did not end before the timeout"
+                                      if self.stream is not None else "no response before the timeout"))
         else:
             self._timer_at = self._deadline
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
@@ -164,12 +192,16 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = False
         waiter = self.waiter
         self.waiter = None
+        stream = self.stream
+        self.stream = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
         self.close()
+        if stream is not None:
+            stream.fail(error)  # the head went out: the consumer aborts its connection
 
     def _finish(self) -> None:
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
@@ -185,13 +217,60 @@ class UpstreamConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
 
+    def _start_stream(self) -> None:
+        """The body outgrew the stream limit: deliver the head now, the body through a stream."""
+        headers = self._headers
+        if self._named:
+            named = connection_tokens([(b"connection", self._named)])
+            headers = [h for h in headers if h[0] not in named]
+        stream = self.stream = BodyStream(self, self._length, self._stream_limit)
+        response = Response(self._status, headers)
+        response.stream = stream
+        body = self._body
+        self._body = []
+        waiter = self.waiter
+        self.waiter = None
+        if body:
+            stream.feed(body[0] if len(body) == 1 else b"".join(body))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(response)
+        else:
+            stream.abandon()
+
+    def _end_stream(self) -> None:
+        stream = self.stream
+        assert stream is not None
+        self.stream = None
+        body = self._body
+        if body:
+            self._body = []
+            stream.feed(body[0] if len(body) == 1 else b"".join(body))
+        if not self.keep_alive:
+            self.close()
+        elif self._paused:
+            self.resume_reading()  # an idle connection must read, to notice a close or stray bytes
+        stream.end()
+
+    # flow control (the stream's source) ------------------------------------------------------------
+    def pause_reading(self) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
     def abandon(self) -> None:
-        """The caller stopped waiting (cancelled): this connection is mid-exchange and cannot be reused."""
+        """The caller stopped waiting (cancelled), or its client left mid-body: this connection is
+        mid-exchange and cannot be reused."""
         self.keep_alive = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self.waiter = None
+        self.stream = None
         self.close()
 
     def close(self) -> None:
@@ -206,7 +285,7 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not data:
             return
-        if self.waiter is None:
+        if self.waiter is None and self.stream is None:
             # Bytes nobody asked for: the upstream is out of step with us; never reuse this connection.
             self.keep_alive = False
             self.close()
@@ -240,9 +319,21 @@ class UpstreamConnection(asyncio.Protocol):
                 self._dirty = True
             if self._dirty:
                 self.keep_alive = False
-            self._finish()
-        elif self._chunked:
+            if self.stream is not None:
+                self._end_stream()
+            else:
+                self._finish()  # (an answer that outgrew the limit but arrived whole in this chunk too)
+            return
+        if self._chunked:
             self._prev = data if len(data) >= 5 else (self._prev + data)[-5:]
+        if self._streaming:
+            stream = self.stream
+            if stream is None:
+                self._start_stream()
+            elif self._body:
+                body = self._body
+                self._body = []
+                stream.feed(body[0] if len(body) == 1 else b"".join(body))
 
     def _at_boundary(self, data: bytes) -> bool:
         """Whether the answer ended exactly at the end of `data` (no byte after it)."""
@@ -287,6 +378,13 @@ class UpstreamConnection(asyncio.Protocol):
             self._take_headers(buf[start:end].split(b"\r\n"))
             if status == 204 or status == 304:
                 self._chunked = False  # no body whatever the framing headers say: the message ends with its head
+                self._length = -1
+        if self._length > self.max_response_bytes and not self._head:
+            self._error = BadGateway("upstream_response_too_large",
+                                     f"response of {self._length} bytes exceeds {self.max_response_bytes}")
+            raise self._error
+        if self._stream_limit and self._length > self._stream_limit and not self._head:
+            self._streaming = True  # too large to hold: the head goes out once this chunk is read
         if self._head:
             # A HEAD answer has no body whatever its framing headers say; httptools cannot be told so,
             # so it ends here and the connection is not reused.
@@ -301,6 +399,7 @@ class UpstreamConnection(asyncio.Protocol):
             if name in HOP_BY_HOP:  # the answer carries end-to-end headers only
                 if name == b"content-length":
                     self._framed = True
+                    self._length = int(value)  # llhttp has checked it is one run of digits
                 elif name == b"transfer-encoding":
                     # chunked last: chunked framing; any other coding last: the answer ends when the connection
                     # closes (RFC 9112 6.3), as llhttp reads it
@@ -327,6 +426,8 @@ class UpstreamConnection(asyncio.Protocol):
                                      f"response exceeds {self.max_response_bytes} bytes")
             raise self._error
         self._body.append(body)
+        if self._stream_limit and self._body_len > self._stream_limit:
+            self._streaming = True  # (one of unknown length that outgrew the limit)
 
     def on_message_complete(self) -> None:
         if self._complete:
