@@ -1,6 +1,6 @@
 """Memory per connection stays bounded whatever clients and upstreams do: large answers stream with
-back-pressure both ways, a client that takes nothing is aborted after the send timeout, and an answer cut
-mid-body aborts the client's connection instead of looking whole.
+back-pressure both ways, a client that takes nothing is aborted after the send timeout, pipelined requests
+are bounded in bytes, and an answer cut mid-body aborts the client's connection instead of looking whole.
 
 The proxy's resident memory is read from /proc/PID/status (VmRSS) around each flood."""
 
@@ -243,3 +243,52 @@ def test_a_client_that_leaves_mid_body_drops_the_upstream_connection(proxy: Mesh
             got += len(sock.recv(1 << 20))
     upstream.wait_closed(upstream.last("/chunked?leave=1").connection)
 
+
+def test_a_pipelining_flood_of_large_bodies_is_bounded_in_bytes(proxy: MeshbatchProcess) -> None:
+    release_held.clear()
+    before = rss(proxy)
+    body = b"b" * BODY_SIZE
+    request = b"POST /flood HTTP/1.1\r\nHost: up\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    sent = 0
+    sock = socket.create_connection(proxy.address("main"), timeout=30)
+    sock.sendall(b"GET /held HTTP/1.1\r\nHost: up\r\n\r\n")
+
+    def flood() -> None:
+        nonlocal sent
+        view = memoryview(request * 4)
+        try:
+            for _ in range(8):  # 32 requests of 8 MiB behind the held one
+                offset = 0
+                while offset < len(view):
+                    offset += sock.send(view[offset:offset + MIB])
+                    sent += MIB
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=flood, daemon=True)
+    writer.start()
+    last, steady_since, peak = -1, time.monotonic(), 0
+    while time.monotonic() - steady_since < 1.0:  # until the client is held back (its sends block)
+        peak = max(peak, rss(proxy))
+        if sent != last:
+            last, steady_since = sent, time.monotonic()
+        if not writer.is_alive():
+            break
+        time.sleep(0.05)
+    peak = max(peak, rss(proxy))
+    assert sent < 100 * MIB, f"the proxy read {sent / MIB:.0f} MiB of requests it had not served"
+    assert peak - before < 100 * MIB, f"RSS grew by {(peak - before) / MIB:.0f} MiB"
+    release_held.set()  # now everything is served, in order, each request once
+    reader = sock.makefile("rb")
+    statuses = []
+    for _ in range(33):
+        status = reader.readline()
+        headers = {}
+        while (line := reader.readline()) != b"\r\n":
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        reader.read(int(headers["content-length"]))
+        statuses.append(status.split()[1])
+    writer.join(30)
+    sock.close()
+    assert statuses == [b"200"] * 33

@@ -1,5 +1,5 @@
-"""The flow-control decisions without sockets: the send watch on a fake clock, and `BodyStream` between a
-fake source and a fake sink."""
+"""The flow-control decisions without sockets: the send watch on a fake clock, the pipelining bounds, and
+`BodyStream` between a fake source and a fake sink."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 
 from meshbatch.clock import FakeClock
 from meshbatch.errors import ProxyError, UpstreamReset
-from meshbatch.http.flow import SendWatch
+from meshbatch.http.flow import SendWatch, may_resume, must_pause, queued_bytes
+from meshbatch.http.message import Request
 from meshbatch.http.stream import BodyStream
 
 TIMEOUT = 30.0
@@ -52,6 +53,20 @@ def test_drained_output_stops_the_watch() -> None:
     clock.advance(1)
     assert watch.check(100, 0, clock.now(), TIMEOUT) == 0.0 and not watch.watching
     assert watch.check(100, 0, clock.now(), TIMEOUT) == 0.0
+
+
+def request(size: int) -> Request:
+    return Request(b"POST", b"/", [], b"x" * size)
+
+
+def test_pipelined_requests_are_bounded_by_count_and_by_bytes() -> None:
+    assert queued_bytes([request(10), request(20)]) == 30
+    assert not must_pause(1, 100, 32, 1024)
+    assert must_pause(32, 0, 32, 1024)  # too many
+    assert must_pause(1, 1025, 32, 1024)  # one large body is enough
+    assert not may_resume(17, 0, 32, 1024) and may_resume(16, 0, 32, 1024)
+    assert not may_resume(0, 513, 32, 1024) and may_resume(0, 512, 32, 1024)
+    assert may_resume(0, 0, 1, 1024)  # a limit of one request still resumes once it is served
 
 
 class Source:

@@ -1,5 +1,6 @@
 """The downstream connection without sockets: how a streamed answer is framed for each caller, how the
-transport's watermarks reach the upstream, and how a failure mid-body ends the connection."""
+transport's watermarks reach the upstream, how a failure mid-body ends the connection, and the byte bound
+on pipelined requests."""
 
 from __future__ import annotations
 
@@ -128,3 +129,16 @@ async def test_a_client_that_leaves_mid_body_abandons_the_upstream() -> None:
     transport.peer_closed()
     assert source.abandoned
 
+
+async def test_pipelined_bodies_beyond_the_byte_bound_pause_reading_until_served() -> None:
+    handler = Handler()
+    body = b"b" * 600
+    post = b"POST /p HTTP/1.1\r\nHost: x\r\ncontent-length: 600\r\n\r\n" + body
+    protocol, transport = await serve(handler, b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n" + post + post,
+                                      max_pipelined_bytes=1000)
+    assert not transport.reading  # 1200 body bytes wait behind the held request
+    handler.gate.set()
+    await turns(10)
+    assert transport.reading and len(handler.seen) == 3
+    assert transport.data.count(b"HTTP/1.1 200 OK") == 3
+    assert protocol.parser is not None and not protocol.parser.ready

@@ -1,7 +1,7 @@
 """The downstream HTTP/1.1 connection: an asyncio Protocol around `RequestParser`.
 
 One Task per request runs the listener's handler; pipelined requests wait their turn (answers go out in
-order) up to `max_pipelined` requests, then reading pauses. One
+order) up to `max_pipelined` requests and `max_pipelined_bytes` of their bodies, then reading pauses. One
 timer per connection (a watchdog re-armed lazily) enforces the header-read timeout (slowloris), the idle
 timeout and the send timeout (see http/flow.py). A disconnect cancels the running handler, so a batcher can
 drop a caller whose batch is not yet sealed.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from meshbatch.errors import ProxyError, RequestTimeout
-from meshbatch.http.flow import SendWatch
+from meshbatch.http.flow import SendWatch, may_resume, must_pause, queued_bytes
 from meshbatch.http.message import Handler, Request, Response
 from meshbatch.http.parser import ParserLimits, RequestParser
 from meshbatch.http.serialize import LAST_CHUNK, chunk, encode_response, encode_stream_head, local_reply
@@ -55,6 +55,7 @@ class ServerSettings:
     idle_timeout: float = 60.0
     max_connections: int = 10_000
     max_pipelined: int = 32
+    max_pipelined_bytes: int = 1_048_576
     max_buffer_bytes: int = 1_048_576  # the write buffer's high-water mark (and the streaming threshold)
     send_timeout: float = 30.0
     request_id_in_response: bool = True
@@ -264,10 +265,13 @@ class HttpServerProtocol(asyncio.Protocol):
             self.transport.write(CONTINUE)
         if parser.ready:
             self._next()
-            if len(parser.ready) >= self._settings.max_pipelined and not self._paused_reading:
-                self._paused_reading = True
-                assert self.transport is not None
-                self.transport.pause_reading()
+            ready = parser.ready
+            if ready and not self._paused_reading:
+                settings = self._settings
+                if must_pause(len(ready), queued_bytes(ready), settings.max_pipelined, settings.max_pipelined_bytes):
+                    self._paused_reading = True
+                    assert self.transport is not None
+                    self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its pending answers; then we close (a partial request never ends).
@@ -282,11 +286,14 @@ class HttpServerProtocol(asyncio.Protocol):
         if self._task is not None or self._exchange is not None or self._stream is not None or parser is None or \
                 not parser.ready or self._paused_writing or self.closed:
             return
-        request = parser.ready.popleft()
-        if self._paused_reading and self._error is None and len(parser.ready) < self._settings.max_pipelined // 2:
-            self._paused_reading = False
-            assert self.transport is not None
-            self.transport.resume_reading()
+        ready = parser.ready
+        request = ready.popleft()
+        if self._paused_reading and self._error is None:
+            settings = self._settings
+            if may_resume(len(ready), queued_bytes(ready), settings.max_pipelined, settings.max_pipelined_bytes):
+                self._paused_reading = False
+                assert self.transport is not None
+                self.transport.resume_reading()
         settings = self.state.settings
         self._settings = settings
         if not request.request_id:

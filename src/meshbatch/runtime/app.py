@@ -59,6 +59,7 @@ def _settings(listener: model.Listener, handler: Any, stats: Observer) -> Server
         idle_timeout=limits.idle_timeout_ms / 1000,
         max_connections=limits.max_connections,
         max_pipelined=limits.max_pipelined,
+        max_pipelined_bytes=limits.max_pipelined_bytes,
         max_buffer_bytes=limits.max_buffer_bytes,
         send_timeout=limits.send_timeout_ms / 1000,
         request_id_in_response=listener.request_id_in_response,

@@ -23,6 +23,7 @@ class Limits(Model):
     # client, and reading from their upstream pauses while this much waits to be sent.
     max_buffer_bytes: Annotated[int, Field(ge=4096, le=1_073_741_824)] = 1_048_576
     send_timeout_ms: Millis = 30_000  # output the client takes none of for this long: the connection is aborted
+    max_pipelined_bytes: Annotated[int, Field(ge=1024)] = 1_048_576  # bodies of requests read, not yet served
     connection_rate: RequestRate | None = None  # requests per second on one connection (429 beyond)
     identity_rate: RequestRate | None = None  # per peer identity (SPIFFE ID, else address), listener-wide
 
