@@ -6,7 +6,8 @@ Properties: reading never raises; each exchange resolves exactly once (after the
 how the bytes are split never changes the outcome nor whether the connection stays reusable; a connection
 that is reusable when the outcome goes out ends exactly at the end of one complete keep-alive answer (checked
 against h11, an independent parser); and a reused connection hands the next exchange its own answer, never a
-byte of an earlier one."""
+byte of an earlier one. The same holds when bodies stream (a small stream limit): a streamed answer that
+ends cleanly carries the body a whole read gives, and one whose whole read fails never ends cleanly."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meshbatch.errors import ProxyError
 from meshbatch.http.client import UpstreamConnection
 from support.transport import Recorder, connect
 
@@ -28,6 +30,7 @@ FUZZ = settings(max_examples=250, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 REQUEST = b"GET / HTTP/1.1\r\nhost: up\r\n\r\n"
 NEXT = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"
+STREAM_LIMIT = 8  # small enough that most generated bodies stream
 
 Outcome = tuple[str, int, bytes, bool]
 
@@ -80,7 +83,25 @@ def oracle(data: bytes) -> tuple[int, bytes] | str | None:
     return status, body
 
 
-def run(loop: asyncio.AbstractEventLoop, chunks: list[bytes]) -> Outcome:
+class Collect:
+    """A stream's sink."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.ended = False
+        self.error: ProxyError | None = None
+
+    def stream_data(self, data: bytes) -> None:
+        self.data += data
+
+    def stream_end(self) -> None:
+        self.ended = True
+
+    def stream_abort(self, error: ProxyError) -> None:
+        self.error = error
+
+
+def run(loop: asyncio.AbstractEventLoop, chunks: list[bytes], stream_limit: int = 0) -> Outcome:
     """Feed one exchange's answer in `chunks`, check the invariants; the outcome and whether the connection
     was still reusable once every byte was read."""
 
@@ -88,18 +109,29 @@ def run(loop: asyncio.AbstractEventLoop, chunks: list[bytes]) -> Outcome:
         conn = UpstreamConnection(loop, 4096)
         transport = connect(conn)
         recorder = Recorder(conn)
-        conn.start(REQUEST, False, loop.time() + 60, recorder)
+        conn.start(REQUEST, False, loop.time() + 60, recorder, stream_limit)
         received = b""
+        sink: Collect | None = None
+        released: list[bool] = []  # a streamed answer's connection, handed back: reusable or not
         for chunk in chunks:
             had = recorder.outcomes
+            was_released = bool(released)
             received += chunk
             conn.data_received(chunk)  # never raises
             assert recorder.outcomes <= 1
-            if recorder.outcomes and not had and recorder.usable_then:
+            stream = recorder.results[0].stream if recorder.results else None
+            if stream is not None and sink is None:
+                sink = Collect()
+                stream.when_closed(lambda: released.append(conn.usable))
+                stream.attach(sink)
+            whole_reusable = recorder.outcomes and not had and recorder.usable_then
+            streamed_reusable = sink is not None and released[:1] == [True] and not was_released
+            if whole_reusable or streamed_reusable:
                 # Handed back as reusable: what arrived so far is one complete answer and nothing more.
                 response = recorder.results[0]
                 verdict = oracle(received)
-                assert verdict in (NO_VERDICT, (response.status, response.body)), received
+                body = sink.data if sink is not None else response.body
+                assert verdict in (NO_VERDICT, (response.status, body)), received
         usable = conn.usable
         if usable:  # a reused connection hands the next exchange its own answer
             second = Recorder(conn)
@@ -110,18 +142,37 @@ def run(loop: asyncio.AbstractEventLoop, chunks: list[bytes]) -> Outcome:
         assert recorder.outcomes == 1  # exactly once, at the latest when the connection closes
         if recorder.results:
             response = recorder.results[0]
-            return "ok", response.status, response.body, usable
+            if sink is None:
+                return "ok", response.status, response.body, usable
+            assert sink.ended != (sink.error is not None)  # a stream ends exactly one way
+            assert len(released) >= 1  # and its connection was handed back
+            if sink.error is not None:
+                return "aborted", response.status, sink.error.reason.encode(), usable
+            return "ok", response.status, sink.data, usable
         error = recorder.errors[0]
         return type(error).__name__, getattr(error, "status", 0), str(error).encode(), usable
 
     return loop.run_until_complete(go())
 
 
+def check(loop: asyncio.AbstractEventLoop, data: bytes, cuts: list[bytes]) -> Outcome:
+    """Both ways of reading (whole, streamed) on `data` whole and cut into `cuts`: the whole read's outcome."""
+    whole = run(loop, [data])
+    assert run(loop, cuts) == whole
+    streamed = run(loop, [data], STREAM_LIMIT)
+    assert run(loop, cuts, STREAM_LIMIT) == streamed
+    assert run(loop, [data[i:i + 1] for i in range(len(data))], STREAM_LIMIT) == streamed  # streams the most
+    if whole[0] == "ok":
+        assert streamed == whole
+    else:
+        assert streamed[0] != "ok"
+    return whole
+
+
 @pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
 def test_seed_corpus(loop: asyncio.AbstractEventLoop, path: Path) -> None:
     data = path.read_bytes()
-    whole = run(loop, [data])
-    assert run(loop, [data[i:i + 1] for i in range(len(data))]) == whole
+    check(loop, data, [data[i:i + 1] for i in range(len(data))])
 
 
 def test_seed_corpus_reuse_decisions(loop: asyncio.AbstractEventLoop) -> None:
@@ -134,7 +185,7 @@ def test_seed_corpus_reuse_decisions(loop: asyncio.AbstractEventLoop) -> None:
 @FUZZ
 @given(st.binary(max_size=400), st.lists(st.integers(min_value=0, max_value=500), max_size=6))
 def test_any_bytes(loop: asyncio.AbstractEventLoop, data: bytes, cuts: list[int]) -> None:
-    assert run(loop, split(data, cuts)) == run(loop, [data])
+    check(loop, data, split(data, cuts))
 
 
 @FUZZ
@@ -146,7 +197,7 @@ def test_mutated_seeds(loop: asyncio.AbstractEventLoop, seed: bytes, edits: list
     for at, replacement in edits:
         at %= len(data) + 1
         data[at:at + len(replacement)] = replacement
-    assert run(loop, split(bytes(data), cuts)) == run(loop, [bytes(data)])
+    check(loop, bytes(data), split(bytes(data), cuts))
 
 
 INTERIM = st.sampled_from([b"", b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nlink: <x>\r\n\r\n"])
@@ -177,9 +228,7 @@ def test_built_answers(loop: asyncio.AbstractEventLoop, interim: bytes, status: 
     else:
         message = head + b"\r\n" + (b"" if bodyless else body)
     data = interim + message + trailing
-    outcome = run(loop, split(data, cuts))
-    assert outcome == run(loop, [data])
-    kind, got_status, got_body, usable = outcome
+    kind, got_status, got_body, usable = check(loop, data, split(data, cuts))
     ends_with_close = framing == "close" and not bodyless
     if ends_with_close:
         assert not usable  # an answer that ends with the connection never leaves it reusable
