@@ -361,7 +361,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._written += len(data)
         now = self._loop.time()
         self._last_activity = now
-        if not self._send.watching and transport.get_write_buffer_size():
+        if transport.get_write_buffer_size() and not self._send.watching:
             self._output_pending()
         if settings.observe is not None:
             settings.observe(request, response, now - request.received_at)
@@ -401,7 +401,7 @@ class HttpServerProtocol(asyncio.Protocol):
             data = chunk(data)
         transport.write(data)
         self._written += len(data)
-        if not self._send.watching and transport.get_write_buffer_size():
+        if transport.get_write_buffer_size() and not self._send.watching:
             self._output_pending()
 
     def stream_end(self) -> None:
@@ -445,7 +445,7 @@ class HttpServerProtocol(asyncio.Protocol):
             data = encode_response(response, keep_alive=False)
             self.transport.write(data)
             self._written += len(data)
-            if not self._send.watching and self.transport.get_write_buffer_size():
+            if self.transport.get_write_buffer_size() and not self._send.watching:
                 self._output_pending()
             observe = self._settings.observe
             if observe is not None:
