@@ -194,7 +194,8 @@ class Proxy:
     def listeners_summary(self) -> list[dict[str, Any]]:
         return [
             {"name": o.name, "address": o.address, "connections": len(o.state.connections),
-             "accepted": o.state.accepted_connections, "rejected": o.state.rejected_connections}
+             "accepted": o.state.accepted_connections, "rejected": o.state.rejected_connections,
+             "aborted": dict(o.state.aborts)}
             for o in self.listeners.values()
         ]
 
