@@ -6,8 +6,11 @@ The proxy's resident memory is read from /proc/PID/status (VmRSS) around each fl
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import socket
+import struct
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +41,15 @@ def big_digest() -> str:
 
 
 DIGEST = big_digest()
+
+
+def delivered(sock: socket.socket, timeout: float = 10.0) -> None:
+    """Until the peer's kernel has acknowledged everything sent on `sock` (Linux: nothing left in its send
+    queue), so a reset that follows cannot drop any of it."""
+    deadline = time.monotonic() + timeout
+    while struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]:
+        assert time.monotonic() < deadline, "the proxy did not take the body"
+        time.sleep(0.005)
 release_held = threading.Event()
 
 
@@ -65,6 +77,7 @@ def script(peer: Peer, request: RawRequest) -> bool:
         peer.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
         for i in range(4):
             peer.send(b"%x\r\n%s\r\n" % (MIB, block(i)))
+        delivered(peer.sock)  # (a reset drops what is unsent: the head must be out first)
         peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         return False
     elif kind == "sized":
