@@ -58,7 +58,8 @@ def script(peer: Peer, request: RawRequest) -> bool:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[HostileUpstream]:
-    server = HostileUpstream(script).start()
+    # A small receive window: a request body the upstream does not read stays in the proxy's write buffer.
+    server = HostileUpstream(script, receive_buffer=65_536).start()
     yield server
     server.stop()
 

@@ -73,9 +73,13 @@ Handler = Callable[[Peer, RawRequest], bool]
 
 
 class HostileUpstream:
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, receive_buffer: int = 0) -> None:
         self.handler = handler
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.socket()
+        if receive_buffer:  # set before listening, so accepted sockets start (and stay) with a small window
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
         self.port = self.listener.getsockname()[1]
         self.connections = 0
         self.requests: list[RawRequest] = []
