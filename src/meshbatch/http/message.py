@@ -8,7 +8,10 @@ buffered body can be replayed, retried and split.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from meshbatch.http.stream import BodyStream
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -76,7 +79,7 @@ class Request:
 
 
 class Response:
-    __slots__ = ("body", "flag", "headers", "reason", "status", "upstream")
+    __slots__ = ("body", "flag", "headers", "reason", "status", "stream", "upstream")
 
     def __init__(self, status: int, headers: Headers | None = None, body: bytes = b"") -> None:
         self.status = status
@@ -85,6 +88,9 @@ class Response:
         self.flag = "-"
         self.reason = ""
         self.upstream = ""
+        # A plain route's answer larger than the listener's buffer limit: its body follows through this
+        # stream (http/stream.py) after the head; `body` is then empty.
+        self.stream: BodyStream | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)}B>"

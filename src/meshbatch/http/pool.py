@@ -155,20 +155,24 @@ class EndpointPool:
                 f"pending={self.pending}>")
 
     # the exchange --------------------------------------------------------------------------------
-    async def request(self, method: bytes, data: bytes, deadline: float) -> Response:
-        """Send one encoded request; replay once on a fresh connection if a reused one was already dead."""
+    async def request(self, method: bytes, data: bytes, deadline: float, stream_limit: int = 0) -> Response:
+        """Send one encoded request; replay once on a fresh connection if a reused one was already dead.
+
+        With a `stream_limit`, a larger answer comes with a `stream`: its connection comes back to the pool
+        when that stream is over (see http/stream.py), not now."""
         conn = self.take_idle()
         if conn is None:
             conn = await self._acquire(deadline)
+        head = method == b"HEAD"
         try:
             try:
-                response = await conn.send(data, head=method == b"HEAD", deadline=deadline)
+                response = await conn.send(data, head=head, deadline=deadline, stream_limit=stream_limit)
             except UpstreamReset:
                 if conn.uses <= 1 or method not in IDEMPOTENT or self._loop.time() >= deadline:
                     raise
                 self.discard(conn)
                 conn = await self._acquire(deadline, fresh=True)
-                response = await conn.send(data, head=method == b"HEAD", deadline=deadline)
+                response = await conn.send(data, head=head, deadline=deadline, stream_limit=stream_limit)
         except asyncio.CancelledError:
             conn.abandon()
             self.discard(conn)
@@ -176,7 +180,12 @@ class EndpointPool:
         except BaseException:
             self.discard(conn)
             raise
-        self.release(conn)
+        stream = response.stream
+        if stream is None:
+            self.release(conn)
+        else:
+            taken = conn
+            stream.when_closed(lambda: self.release(taken))
         return response
 
     def take_idle(self) -> UpstreamConnection | None:

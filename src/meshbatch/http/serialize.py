@@ -85,6 +85,29 @@ def encode_response(response: Response, keep_alive: bool, head: bool = False, re
     return b"".join([status_line(status), *[b"%s: %s\r\n" % h for h in response.headers], tail, b"\r\n", body])
 
 
+def encode_stream_head(response: Response, length: int, chunked: bool, keep_alive: bool,
+                       request_id: bytes = b"") -> bytes:
+    """The head of an answer whose body follows as it arrives (http/stream.py): framed by `length` when the
+    upstream gave one (>= 0), else chunked (`chunked`: an HTTP/1.1 caller), else by the connection closing
+    (an HTTP/1.0 caller; `keep_alive` must then be False)."""
+    tail = b"x-request-id: %s\r\n" % request_id if request_id else b""
+    if length >= 0:
+        tail += b"content-length: %d\r\n" % length
+    elif chunked:
+        tail += b"transfer-encoding: chunked\r\n"
+    if not keep_alive:
+        tail += b"connection: close\r\n"
+    return b"".join([status_line(response.status), *[b"%s: %s\r\n" % h for h in response.headers], tail, b"\r\n"])
+
+
+def chunk(data: bytes) -> bytes:
+    """One piece of a chunked body, ready to write."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
 def encode_request(method: bytes, target: bytes, headers: Headers, body: bytes) -> bytes:
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     for name, value in headers:
@@ -113,8 +136,11 @@ def local_reply(error: ProxyError) -> Response:
 __all__ = [
     "HOP_BY_HOP",
     "JSON",
+    "LAST_CHUNK",
+    "chunk",
     "encode_request",
     "encode_response",
+    "encode_stream_head",
     "end_to_end",
     "local_reply",
     "status_line",

@@ -1,27 +1,39 @@
 """The downstream HTTP/1.1 connection: an asyncio Protocol around `RequestParser`.
 
 One Task per request runs the listener's handler; pipelined requests wait their turn (answers go out in
-order) up to `max_pipelined`, then reading pauses. One timer per connection (a watchdog re-armed lazily)
-enforces the header-read timeout (slowloris) and the idle timeout. A disconnect cancels the running handler,
-so a batcher can drop a caller whose batch is not yet sealed.
+order) up to `max_pipelined` requests and `max_pipelined_bytes` of their bodies, then reading pauses. One
+timer per connection (a watchdog re-armed lazily) enforces the header-read timeout (slowloris), the idle
+timeout and the send timeout (see http/flow.py). A disconnect cancels the running handler, so a batcher can
+drop a caller whose batch is not yet sealed.
+
+An answer is written in one go, head and body, unless it comes with a stream (larger than the listener's
+`max_buffer_bytes`, see http/stream.py): then its head goes out, the connection becomes the stream's sink
+(framed by the upstream's Content-Length, else chunked, else, for an HTTP/1.0 caller, by closing), and the
+transport's write-buffer watermarks pause and resume the upstream. An answer that fails mid-body aborts the
+connection: the caller must not mistake a cut answer for a whole one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
+import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from meshbatch.errors import ProxyError, RequestTimeout
+from meshbatch.http.flow import SendWatch, may_resume, must_pause, queued_bytes
 from meshbatch.http.message import Handler, Request, Response
 from meshbatch.http.parser import ParserLimits, RequestParser
-from meshbatch.http.serialize import encode_response, local_reply
+from meshbatch.http.serialize import LAST_CHUNK, chunk, encode_response, encode_stream_head, local_reply
 
 if TYPE_CHECKING:
+    from meshbatch.http.stream import BodyStream
     from meshbatch.proxy.fast import Exchange
     from meshbatch.security.guard import ConnectionGuard
     from meshbatch.security.listener import ServerTls
@@ -29,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshbatch.server")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: closing sends a reset and drops what is unsent
 Observer = Callable[[Request, Response, float], None]
 
 
@@ -42,6 +55,9 @@ class ServerSettings:
     idle_timeout: float = 60.0
     max_connections: int = 10_000
     max_pipelined: int = 32
+    max_pipelined_bytes: int = 1_048_576
+    max_buffer_bytes: int = 1_048_576  # the write buffer's high-water mark (and the streaming threshold)
+    send_timeout: float = 30.0
     request_id_in_response: bool = True
     scheme: bytes = b"http"
     observe: Observer | None = None
@@ -62,6 +78,7 @@ class ListenerState:
     draining: bool = False
     rejected_connections: int = 0
     accepted_connections: int = 0
+    aborts: dict[str, int] = field(default_factory=dict)  # connections aborted, by reason (send_timeout, ...)
 
     emptied: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -106,12 +123,19 @@ class HttpServerProtocol(asyncio.Protocol):
         "_head_started",
         "_last_activity",
         "_loop",
+        "_lost",
         "_paused_reading",
         "_paused_writing",
+        "_send",
         "_settings",
+        "_stream",
+        "_stream_chunked",
+        "_stream_close",
+        "_stream_keep_alive",
         "_task",
         "_watch_at",
         "_watchdog",
+        "_written",
         "closed",
         "parser",
         "state",
@@ -137,11 +161,18 @@ class HttpServerProtocol(asyncio.Protocol):
         self._current: tuple[Request, ServerSettings] | None = None
         self._guard: ConnectionGuard | None = None
         self.closed = False
+        self._lost = False
+        self._stream: BodyStream | None = None  # the answer whose body is being streamed to the client
+        self._stream_chunked = False
+        self._stream_close = False
+        self._stream_keep_alive = False
+        self._written = 0  # bytes handed to the transport (the send watch's measure of progress)
+        self._send = SendWatch()
 
     @property
     def busy(self) -> bool:
         parser = self.parser
-        return self._task is not None or self._exchange is not None or \
+        return self._task is not None or self._exchange is not None or self._stream is not None or \
             (parser is not None and (parser.in_message or bool(parser.ready)))
 
     # connection lifecycle ------------------------------------------------------------------------
@@ -164,6 +195,7 @@ class HttpServerProtocol(asyncio.Protocol):
                 return
         state.connections.add(self)
         state.accepted_connections += 1
+        self.transport.set_write_buffer_limits(high=self._settings.max_buffer_bytes)
         peer = transport.get_extra_info("peername")
         client = peer[0] if isinstance(peer, tuple) else ""
         self.parser = RequestParser(self._settings.parser_limits, client, self._settings.scheme)
@@ -171,7 +203,12 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._lost = True
         self.state.forget(self)
+        stream = self._stream
+        if stream is not None:  # the client left mid-body: the upstream connection is dropped, never reused
+            self._stream = None
+            stream.abandon()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -191,9 +228,15 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._paused_writing = True
+        if self._stream is not None:
+            self._stream.pause()  # the upstream stops being read until the client catches up
+        if not self._send.watching:
+            self._output_pending()
 
     def resume_writing(self) -> None:
         self._paused_writing = False
+        if self._stream is not None:
+            self._stream.resume()
         self._next()
 
     # reading -------------------------------------------------------------------------------------
@@ -222,28 +265,35 @@ class HttpServerProtocol(asyncio.Protocol):
             self.transport.write(CONTINUE)
         if parser.ready:
             self._next()
-            if len(parser.ready) >= self._settings.max_pipelined and not self._paused_reading:
-                self._paused_reading = True
-                assert self.transport is not None
-                self.transport.pause_reading()
+            ready = parser.ready
+            if ready and not self._paused_reading:
+                settings = self._settings
+                if must_pause(len(ready), queued_bytes(ready), settings.max_pipelined, settings.max_pipelined_bytes):
+                    self._paused_reading = True
+                    assert self.transport is not None
+                    self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its pending answers; then we close (a partial request never ends).
         self._eof = True
-        if self._task is None and self._exchange is None and not (self.parser is not None and self.parser.ready):
+        if self._task is None and self._exchange is None and self._stream is None and \
+                not (self.parser is not None and self.parser.ready):
             self._close()
         return True
 
     def _next(self) -> None:
         parser = self.parser
-        if self._task is not None or self._exchange is not None or parser is None or not parser.ready or \
-                self._paused_writing or self.closed:
+        if self._task is not None or self._exchange is not None or self._stream is not None or parser is None or \
+                not parser.ready or self._paused_writing or self.closed:
             return
-        request = parser.ready.popleft()
-        if self._paused_reading and self._error is None and len(parser.ready) < self._settings.max_pipelined // 2:
-            self._paused_reading = False
-            assert self.transport is not None
-            self.transport.resume_reading()
+        ready = parser.ready
+        request = ready.popleft()
+        if self._paused_reading and self._error is None:
+            settings = self._settings
+            if may_resume(len(ready), queued_bytes(ready), settings.max_pipelined, settings.max_pipelined_bytes):
+                self._paused_reading = False
+                assert self.transport is not None
+                self.transport.resume_reading()
         settings = self.state.settings
         self._settings = settings
         if not request.request_id:
@@ -290,15 +340,44 @@ class HttpServerProtocol(asyncio.Protocol):
 
     # writing -------------------------------------------------------------------------------------
     def _respond(self, request: Request, response: Response, settings: ServerSettings) -> None:
-        if self.closed or self.transport is None:
+        stream = response.stream
+        transport = self.transport
+        if self.closed or transport is None:
+            if stream is not None:
+                stream.abandon()  # nobody to read it: the upstream connection is dropped
             return
+        if stream is not None and stream.error is not None:
+            response, stream = local_reply(stream.error), None  # it failed before its head went out: a status
         keep_alive = request.keep_alive and not self.state.draining
-        self.transport.write(encode_response(response, keep_alive, request.method == b"HEAD",
-                                             request.request_id if settings.request_id_in_response else b""))
+        request_id = request.request_id if settings.request_id_in_response else b""
+        if stream is None:
+            data = encode_response(response, keep_alive, request.method == b"HEAD", request_id)
+        else:
+            chunked = stream.length < 0 and request.version == b"1.1"
+            close = stream.length < 0 and not chunked  # an HTTP/1.0 caller: the body ends when we close
+            keep_alive = keep_alive and not close
+            data = encode_stream_head(response, stream.length, chunked, keep_alive, request_id)
+        transport.write(data)
+        self._written += len(data)
         now = self._loop.time()
         self._last_activity = now
+        if transport.get_write_buffer_size() and not self._send.watching:
+            self._output_pending()
         if settings.observe is not None:
             settings.observe(request, response, now - request.received_at)
+        if stream is not None:
+            self._stream = stream
+            self._stream_chunked = chunked
+            self._stream_close = close
+            self._stream_keep_alive = keep_alive
+            if self._paused_writing:
+                stream.pause()
+            stream.attach(self)  # the body follows (perhaps at once, perhaps all of it)
+            return
+        self._after(keep_alive)
+
+    def _after(self, keep_alive: bool) -> None:
+        """An answer is out: close, or go on with the next request, the pending error, or a half-close."""
         if not keep_alive:
             self._close()
             return
@@ -309,9 +388,42 @@ class HttpServerProtocol(asyncio.Protocol):
             self._answer_error()
         elif self._eof:
             self._close()
-        elif parser is not None and parser.continue_wanted:
+        elif parser is not None and parser.continue_wanted and self.transport is not None:
             parser.continue_wanted = False
             self.transport.write(CONTINUE)
+
+    # a streamed body (this connection is the stream's sink) -----------------------------------------
+    def stream_data(self, data: bytes) -> None:
+        transport = self.transport
+        if self._stream is None or transport is None or self.closed:
+            return
+        if self._stream_chunked:
+            data = chunk(data)
+        transport.write(data)
+        self._written += len(data)
+        if transport.get_write_buffer_size() and not self._send.watching:
+            self._output_pending()
+
+    def stream_end(self) -> None:
+        transport = self.transport
+        if self._stream is None or transport is None or self.closed:
+            return
+        self._stream = None
+        if self._stream_chunked:
+            transport.write(LAST_CHUNK)
+            self._written += len(LAST_CHUNK)
+        self._last_activity = self._loop.time()
+        if self._stream_close:
+            self._close()
+            return
+        self._after(self._stream_keep_alive and not self.state.draining)
+
+    def stream_abort(self, error: ProxyError) -> None:
+        """The upstream failed mid-body: no status can be sent any more, so the connection is aborted."""
+        if self._stream is None:
+            return
+        self._stream = None
+        self._abort(error.reason)
 
     def _fail(self, error: ProxyError) -> None:
         """A protocol error: requests already read still get their answers, then the error, then close."""
@@ -319,7 +431,7 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.transport is not None and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
-        if self._task is None and self._exchange is None:
+        if self._task is None and self._exchange is None and self._stream is None:
             if self.parser is not None and self.parser.ready:
                 self._next()  # read in the same bytes as the bad one: answered first, then the error
             else:
@@ -330,7 +442,11 @@ class HttpServerProtocol(asyncio.Protocol):
         assert error is not None
         response = local_reply(error)
         if self.transport is not None and not self.closed:
-            self.transport.write(encode_response(response, keep_alive=False))
+            data = encode_response(response, keep_alive=False)
+            self.transport.write(data)
+            self._written += len(data)
+            if self.transport.get_write_buffer_size() and not self._send.watching:
+                self._output_pending()
             observe = self._settings.observe
             if observe is not None:
                 client = self.parser.client if self.parser else ""
@@ -338,17 +454,45 @@ class HttpServerProtocol(asyncio.Protocol):
         self._close()
 
     def _close(self) -> None:
+        # A graceful close: what is unsent still goes out (the send watch aborts a client that takes none).
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()
+
+    def _abort(self, reason: str) -> None:
+        """Drop the connection now, unsent output and all (counted by reason). A reset, not a FIN: a caller
+        reading a body that ends with the connection (HTTP/1.0) must not take a cut one for a whole one."""
+        aborts = self.state.aborts
+        aborts[reason] = aborts.get(reason, 0) + 1
+        self.closed = True
+        stream = self._stream
+        if stream is not None:
+            self._stream = None
+            stream.abandon()
+        transport = self.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            transport.abort()
 
     def close_if_idle(self) -> None:
         if not self.busy:
             self._close()
 
     # timers --------------------------------------------------------------------------------------
+    def _output_pending(self) -> None:
+        """Output is waiting in the transport: watch that the client keeps taking it."""
+        if self.transport is not None and not self._lost:
+            buffered = self.transport.get_write_buffer_size()
+            if buffered:
+                self._watch(self._send.begin(self._written, buffered, self._loop.time(), self._settings.send_timeout))
+
     def _watch(self, at: float) -> None:
         """Make sure the watchdog fires no later than `at`."""
+        if self._lost:
+            return
         if self._watchdog is not None:
             if self._watch_at <= at:
                 return
@@ -358,10 +502,20 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def _on_watchdog(self) -> None:
         self._watchdog = None
-        if self.closed:
+        transport = self.transport
+        if self._lost or transport is None:
             return
         settings = self._settings
         now = self._loop.time()
+        if self._send.watching:  # even after a graceful close, which waits for the output to go
+            at = self._send.check(self._written, transport.get_write_buffer_size(), now, settings.send_timeout)
+            if at < 0:
+                self._abort("send_timeout")
+                return
+            if at:
+                self._watch(at)
+        if self.closed:
+            return
         parser = self.parser
         if parser is not None and not parser.headers_done and self._head_started:
             deadline = self._head_started + settings.header_timeout
@@ -377,10 +531,13 @@ class HttpServerProtocol(asyncio.Protocol):
             else:
                 self._watch(deadline)
             return
-        if self.busy:  # the handler has its own timeouts
+        if self.busy:  # the handler has its own timeouts (a streamed body: the route's, and the send timeout)
             self._watch(now + settings.idle_timeout)
         elif now >= deadline:
-            self._close()
+            if transport.get_write_buffer_size():
+                self._abort("idle_timeout")  # a graceful close would wait for a flush that never comes
+            else:
+                self._close()
         else:
             self._watch(deadline)
 

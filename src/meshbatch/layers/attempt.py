@@ -39,8 +39,10 @@ ATTEMPT: ContextVar[Attempt | None] = ContextVar("meshbatch_attempt", default=No
 
 
 async def exchange(target: Target, method: bytes, path: bytes, headers: Headers, body: bytes, deadline: float,
-                   key: bytes | None, attempt: Attempt | None, loop: asyncio.AbstractEventLoop) -> Response:
-    """One attempt with one endpoint of `target`; raises ProxyError on failure (the breaker is told)."""
+                   key: bytes | None, attempt: Attempt | None, loop: asyncio.AbstractEventLoop,
+                   stream_limit: int = 0) -> Response:
+    """One attempt with one endpoint of `target`; raises ProxyError on failure (the breaker is told). With a
+    `stream_limit`, a larger answer comes with its body as a stream; the verdict is on its head."""
     cluster, guard = target.cluster, target.guard
     now = loop.time()
     endpoint = target.pick(key, attempt.tried if attempt is not None else (), now)
@@ -57,7 +59,7 @@ async def exchange(target: Target, method: bytes, path: bytes, headers: Headers,
         attempt.tried.append(endpoint)
     guard.active += 1
     try:
-        response = await cluster.send(method, path, headers, body, deadline, key, endpoint)
+        response = await cluster.send(method, path, headers, body, deadline, key, endpoint, stream_limit)
     except ProxyError as error:
         guard.record(endpoint, error_status(error), loop.time())
         raise

@@ -21,15 +21,19 @@ from meshbatch.proxy.forward import VIA, downstream_headers, upstream_headers
 
 
 class UpstreamCall:
-    __slots__ = ("default", "loop", "per_try", "timeout", "via")
+    """An answer larger than `buffer_limit` (the listener's `limits.max_buffer_bytes`) comes back with its
+    body as a stream (http/stream.py): layers above decide on its head only."""
+
+    __slots__ = ("buffer_limit", "default", "loop", "per_try", "timeout", "via")
 
     def __init__(self, default: Target, timeout: float, per_try: float | None, via: bool,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, buffer_limit: int = 0) -> None:
         self.default = default
         self.timeout = timeout
         self.per_try = per_try
         self.via = via
         self.loop = loop
+        self.buffer_limit = buffer_limit
 
     async def __call__(self, request: Request) -> Response:
         context = request.context
@@ -45,7 +49,7 @@ class UpstreamCall:
         hash_header = target.cluster.hash_header
         key = request.header(hash_header) if hash_header is not None else None
         response = await exchange(target, request.method, request.target, headers, request.body, deadline, key,
-                                  attempt, self.loop)
+                                  attempt, self.loop, self.buffer_limit)
         response.headers = downstream_headers(response, self.via)
         return response
 

@@ -3,7 +3,9 @@
 Fire and forget: the copy is a task of its own that the caller never waits for; its answer is read and
 dropped, its failure counted and swallowed. At most `max_in_flight` copies are under way per route (beyond
 it copies are dropped and counted), so a slow shadow never holds memory or delays anyone. As Envoy does, the
-copy's Host gets `-shadow` appended, so the shadow can tell copies from real traffic.
+copy's Host gets `-shadow` appended, so the shadow can tell copies from real traffic. A shadow's answer is
+read with a small buffer and dropped as it arrives (never held whole, never sent anywhere), within the
+mirror's timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from meshbatch.proxy.forward import upstream_headers
 from meshbatch.upstream.cluster import Cluster
 
 log = logging.getLogger("meshbatch.layers")
+SHADOW_BUFFER = 65_536  # a shadow's answer larger than this is read and dropped piece by piece
 
 
 class Mirror:
@@ -61,7 +64,10 @@ class Mirror:
 
     async def _send(self, method: bytes, target: bytes, headers: Headers, body: bytes, key: bytes | None) -> None:
         try:
-            await self.cluster.send(method, target, headers, body, self.loop.time() + self.timeout, key)
+            response = await self.cluster.send(method, target, headers, body, self.loop.time() + self.timeout, key,
+                                               stream_limit=SHADOW_BUFFER)
+            if response.stream is not None:
+                response.stream.discard()
         except ProxyError:
             self._count("failed")
         except Exception:

@@ -11,6 +11,9 @@ Never retried: refusals of this proxy (a circuit breaker, a full pool, no health
 deadline. A retry goes to another endpoint while one is available, after a jittered exponential backoff,
 only within the route's deadline and only when the cluster's retry budget allows it. A request whose body is
 larger than `max_replay_bytes` is sent once. An answer after retries carries `x-meshbatch-attempts`.
+
+A streamed answer (larger than the listener's buffer limit) is judged on its status like any other: nothing
+of it has reached the caller yet, so one to retry is dropped (its connection closed) and the retry goes out.
 """
 
 from __future__ import annotations
@@ -164,6 +167,8 @@ class RetryLayer:
                     return _give_up(failure, attempt)
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if isinstance(failure, Response) and failure.stream is not None:
+                    failure.stream.abandon()  # its body will never be read: the connection cannot be reused
                 guard.begin_retry()
                 reserved = True
                 attempt.number += 1

@@ -105,7 +105,8 @@ class Layers:
         timeout = route.timeout_ms / 1000
         per_try = route.per_try_timeout_ms / 1000 if route.per_try_timeout_ms else None
         split = self._split(route)
-        handler: Handler = UpstreamCall(split.targets[0], timeout, per_try, listener.via, self.loop)
+        handler: Handler = UpstreamCall(split.targets[0], timeout, per_try, listener.via, self.loop,
+                                        listener.limits.max_buffer_bytes)
         policy = self.retry_policy(route)
         if policy is not None:
             handler = RetryLayer(handler, policy, split.targets[0], timeout, self.loop)

@@ -5,6 +5,11 @@ whose endpoint has an idle connection, that costs a task, a future and five coro
 quarter of the proxy's own time. `Forwarder.start` does the same exchange with callbacks and returns an
 `Exchange`, or None when the general path must run (no endpoint, no idle connection: connecting, waiting for
 a slot and their errors live there only). Outcomes are identical: same headers, same errors, same accounting.
+
+The outcome arrives once the upstream connection has read the whole chunk that completed the answer (never
+inside a parser callback), so handing the connection back here sees the final reuse decision. An answer
+larger than the listener's buffer limit arrives with its body as a stream: its connection goes back to the
+pool when that stream is over.
 """
 
 from __future__ import annotations
@@ -47,7 +52,11 @@ class Exchange:
         self._done = True
         endpoint = self.endpoint
         endpoint.active -= 1
-        endpoint.pool.release(self.conn)
+        stream = response.stream
+        if stream is None:
+            endpoint.pool.release(self.conn)
+        else:
+            stream.when_closed(self._release)
         endpoint.observe(response.status, self.started, monotonic())  # load estimate, passive health
         response.upstream = endpoint.address
         if self.via:
@@ -67,6 +76,9 @@ class Exchange:
         self.cluster.failed(endpoint, error, self.started)
         self.respond(local_reply(error))
 
+    def _release(self) -> None:
+        self.endpoint.pool.release(self.conn)
+
     def cancel(self) -> None:
         """The caller went away: drop the connection mid-exchange."""
         if not self._done:
@@ -77,7 +89,7 @@ class Exchange:
 
 
 def start(cluster: Cluster, request: Request, headers: list[tuple[bytes, bytes]], deadline: float, via: bool,
-          respond: Respond) -> Exchange | None:
+          respond: Respond, stream_limit: int = 0) -> Exchange | None:
     hash_header = cluster.hash_header
     endpoint = cluster.balancer.pick(None if hash_header is None else request.header(hash_header))
     if endpoint is None:
@@ -92,7 +104,7 @@ def start(cluster: Cluster, request: Request, headers: list[tuple[bytes, bytes]]
     endpoint.requests += 1
     exchange.started = monotonic()
     conn.start(encode_request(request.method, request.target, headers, request.body), request.method == b"HEAD",
-               deadline, exchange)
+               deadline, exchange, stream_limit)
     return exchange
 
 

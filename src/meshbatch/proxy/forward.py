@@ -60,26 +60,30 @@ def downstream_headers(response: Response, via: bool = True) -> Headers:
 
 
 class Forwarder:
-    """The handler of a plain (non-batching) route."""
+    """The handler of a plain (non-batching) route. An answer larger than `buffer_limit` (the listener's
+    `limits.max_buffer_bytes`) streams to the caller (http/stream.py); 0 reads every answer whole."""
 
-    __slots__ = ("cluster", "loop", "timeout", "via")
+    __slots__ = ("buffer_limit", "cluster", "loop", "timeout", "via")
 
-    def __init__(self, cluster: Cluster, timeout: float, loop: asyncio.AbstractEventLoop, via: bool = True) -> None:
+    def __init__(self, cluster: Cluster, timeout: float, loop: asyncio.AbstractEventLoop, via: bool = True,
+                 buffer_limit: int = 0) -> None:
         self.cluster = cluster
         self.timeout = timeout
         self.loop = loop
         self.via = via
+        self.buffer_limit = buffer_limit
 
     def start(self, request: Request, respond: Respond) -> Exchange | None:
         """The fast path (see proxy/fast.py): an Exchange under way, or None to use `__call__`."""
         return fast.start(self.cluster, request, upstream_headers(request, self.via, self.cluster.name),
-                          request.received_at + self.timeout, self.via, respond)
+                          request.received_at + self.timeout, self.via, respond, self.buffer_limit)
 
     async def __call__(self, request: Request) -> Response:
         deadline = request.received_at + self.timeout
         response = await self.cluster.send(
             request.method, request.target, upstream_headers(request, self.via, self.cluster.name), request.body,
             deadline, endpoint=request.context.pop("endpoint", None),  # picked by the fast path, if it ran
+            stream_limit=self.buffer_limit,
         )
         response.headers = downstream_headers(response, self.via)
         return response

@@ -61,6 +61,9 @@ def _settings(listener: model.Listener, handler: Any, stats: Observer) -> Server
         idle_timeout=limits.idle_timeout_ms / 1000,
         max_connections=limits.max_connections,
         max_pipelined=limits.max_pipelined,
+        max_pipelined_bytes=limits.max_pipelined_bytes,
+        max_buffer_bytes=limits.max_buffer_bytes,
+        send_timeout=limits.send_timeout_ms / 1000,
         request_id_in_response=listener.request_id_in_response,
         observe=stats,
         fast=getattr(handler, "start", None),
@@ -91,6 +94,7 @@ class Proxy:
                            ["listener"], lambda: [((o.name,), len(o.state.connections))
                                                   for o in self.listeners.values()])
         self.metrics.add_source(self._upstream_metrics)
+        self.metrics.add_source(self._abort_metrics)
         self.metrics.add_source(lambda: upstream_metrics(self.snapshot.clusters.values()))
         self.metrics.gauge("meshbatch_config_reloads", "Config reloads by result.", ["result"],
                            lambda: [((k,), v) for k, v in self.reloads.items()])
@@ -137,6 +141,16 @@ class Proxy:
                 requests.values[(cluster.name, ep.address)] = ep.requests
         yield errors
         yield requests
+
+    def _abort_metrics(self) -> Iterator[Metric]:
+        aborts = Counter("meshbatch_downstream_aborts_total",
+                         "Client connections aborted with output unsent or an answer cut, by listener and reason.",
+                         ["listener", "reason"])
+        for o in self.listeners.values():
+            for reason, n in o.state.aborts.items():
+                key = (o.name, reason)
+                aborts.values[key] = aborts.values.get(key, 0) + n
+        yield aborts
 
     # start ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -185,7 +199,8 @@ class Proxy:
     def listeners_summary(self) -> list[dict[str, Any]]:
         return [
             {"name": o.name, "address": o.address, "connections": len(o.state.connections),
-             "accepted": o.state.accepted_connections, "rejected": o.state.rejected_connections}
+             "accepted": o.state.accepted_connections, "rejected": o.state.rejected_connections,
+             "aborted": dict(o.state.aborts)}
             for o in self.listeners.values()
         ]
 

@@ -139,7 +139,8 @@ def build(config: model.Config, loop: asyncio.AbstractEventLoop, metrics: Regist
                 if layered is not None:
                     handler = layered
                 else:
-                    forwarder = Forwarder(clusters[route.cluster], route.timeout_ms / 1000, loop, listener.via)
+                    forwarder = Forwarder(clusters[route.cluster], route.timeout_ms / 1000, loop, listener.via,
+                                          listener.limits.max_buffer_bytes)
                     handler, start = forwarder, forwarder.start
             fast: Callable[[Request, Respond], Exchange | None] | None = start
             if security is not None:  # the route's own authorization policies (keeping the fast path)

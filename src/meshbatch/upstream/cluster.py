@@ -153,8 +153,9 @@ class Cluster:
 
     # the exchange ----------------------------------------------------------------------------------
     async def send(self, method: bytes, target: bytes, headers: Headers, body: bytes, deadline: float,
-                   key: bytes | None = None, endpoint: Endpoint | None = None) -> Response:
-        """One exchange with `endpoint`, or one chosen by the balancer. Raises ProxyError on failure."""
+                   key: bytes | None = None, endpoint: Endpoint | None = None, stream_limit: int = 0) -> Response:
+        """One exchange with `endpoint`, or one chosen by the balancer. Raises ProxyError on failure.
+        With a `stream_limit`, an answer larger than that comes with its body as a stream (http/stream.py)."""
         if endpoint is None:
             if key is None and self.hash_header is not None:
                 key = _header(headers, self.hash_header)
@@ -166,7 +167,7 @@ class Cluster:
         endpoint.requests += 1
         start = _now()
         try:
-            response = await endpoint.pool.request(method, data, deadline)
+            response = await endpoint.pool.request(method, data, deadline, stream_limit)
         except ProxyError as error:
             endpoint.active -= 1
             self.failed(endpoint, error, start)

@@ -152,7 +152,7 @@ class FakeCluster:
         self.delay = delay
 
     async def send(self, method: bytes, target: bytes, headers: Any, body: bytes, deadline: float,
-                   key: bytes | None = None) -> Response:
+                   key: bytes | None = None, stream_limit: int = 0) -> Response:
         self.sent.append((target, headers))
         await asyncio.sleep(self.delay)
         if self.fail:

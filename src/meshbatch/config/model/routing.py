@@ -19,6 +19,11 @@ class Limits(Model):
     idle_timeout_ms: Millis = 60_000
     max_connections: PositiveInt = 10_000
     max_pipelined: Annotated[int, Field(ge=1, le=1024)] = 32
+    # Memory per connection (Envoy's per-connection buffer limit): answers larger than this stream to the
+    # client, and reading from their upstream pauses while this much waits to be sent.
+    max_buffer_bytes: Annotated[int, Field(ge=4096, le=1_073_741_824)] = 1_048_576
+    send_timeout_ms: Millis = 30_000  # output the client takes none of for this long: the connection is aborted
+    max_pipelined_bytes: Annotated[int, Field(ge=1024)] = 1_048_576  # bodies of requests read, not yet served
     connection_rate: RequestRate | None = None  # requests per second on one connection (429 beyond)
     identity_rate: RequestRate | None = None  # per peer identity (SPIFFE ID, else address), listener-wide
 
