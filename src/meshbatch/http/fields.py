@@ -58,6 +58,10 @@ PROTECTED = frozenset({
 })
 
 
+# Connection values that nominate no field (the common ones, as sent): nothing to look up.
+PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade", b"Upgrade"})
+
+
 def protected(name: bytes) -> bool:
     """A field a Connection nomination may not remove."""
     return name in PROTECTED or name.startswith(b"content-") or name.startswith(OWN_PREFIX)
@@ -68,4 +72,4 @@ def single(name: bytes) -> bool:
     return name in SINGLETONS or name.startswith(OWN_PREFIX)
 
 
-__all__ = ["OWN_PREFIX", "PROTECTED", "SINGLETONS", "protected", "single"]
+__all__ = ["OWN_PREFIX", "PLAIN_CONNECTION", "PROTECTED", "SINGLETONS", "protected", "single"]
