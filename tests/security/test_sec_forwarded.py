@@ -25,6 +25,7 @@ BLOCKED = [{"name": "blocked-net", "action": "DENY",
             "rules": [{"from": [{"source": {"ip_blocks": ["198.51.100.0/24"]}}]}]}]
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 SPOOF = ("X-Forwarded-For: 198.51.100.7\r\nForwarded: for=198.51.100.7;proto=https\r\n"
+         "X-Forwarded-Host: evil.example\r\nX-Real-IP: 198.51.100.7\r\n"
          "X-Forwarded-Proto: https\r\nX-Request-Id: chosen-by-client\r\n"
          f"Traceparent: {TRACEPARENT}\r\nTracestate: vendor=1\r\n")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -68,7 +69,8 @@ def test_xff_spoofing_on_an_edge(proxy: MeshbatchProcess, upstreams: dict[str, U
     seen = only(upstreams["a"])
     assert seen.header_all("x-forwarded-for") == ["127.0.0.1"]  # replaced, not appended to
     assert seen.header_all("x-forwarded-proto") == ["http"]  # this connection's scheme
-    assert seen.header("forwarded") is None
+    assert seen.header("forwarded") is None and seen.header("x-forwarded-host") is None
+    assert seen.header("x-real-ip") is None
 
 
 def test_one_trusted_hop_names_the_client(proxy: MeshbatchProcess, upstreams: dict[str, UpstreamServer]) -> None:

@@ -466,6 +466,7 @@ def test_connection_nominations_are_applied_but_never_to_protected_fields() -> N
 
 # forwarded headers: whom to believe ---------------------------------------------------------------
 SPOOFED = (b"X-Forwarded-For: 6.6.6.6, 7.7.7.7\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-Proto: https\r\n"
+           b"X-Forwarded-Host: evil.example\r\nX-Real-IP: 6.6.6.6\r\n"
            b"X-Request-Id: mine\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
            b"Tracestate: k=v\r\n")
 
@@ -492,8 +493,8 @@ def test_an_edge_listener_drops_what_a_client_claims() -> None:
 
     req = _forwarded(Trust(edge=True))
     names = {name for name, _ in req.headers}
-    assert not names & {b"x-forwarded-for", b"forwarded", b"x-forwarded-proto", b"x-request-id", b"traceparent",
-                        b"tracestate"}
+    assert not names & {b"x-forwarded-for", b"forwarded", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip",
+                        b"x-request-id", b"traceparent", b"tracestate"}
     assert (req.client, req.request_id) == ("10.0.0.1", b"")  # the server generates an id
 
 
@@ -511,7 +512,7 @@ def test_trusted_hops_name_the_client() -> None:
     req = _forwarded(Trust(edge=True, xff_num_trusted_hops=1))
     assert (req.client, req.peer) == ("7.7.7.7", "10.0.0.1")
     names = {name for name, _ in req.headers}
-    assert {b"x-forwarded-for", b"forwarded", b"x-forwarded-proto"} <= names  # set by the trusted hop
+    assert {b"x-forwarded-for", b"forwarded", b"x-forwarded-proto", b"x-forwarded-host"} <= names  # the hop's
     assert _forwarded(Trust(xff_num_trusted_hops=2)).client == "6.6.6.6"
     assert _forwarded(Trust(xff_num_trusted_hops=3)).client == "10.0.0.1"  # not that many hops: the peer
 

@@ -9,8 +9,8 @@ by `client` and access logs use is therefore Envoy's "trusted client address" (`
   the header has fewer than N entries or that entry is not an IP address.
 
 A listener marked `edge` faces callers outside the mesh, so on it (Envoy's edge recommendations):
-- with no trusted hops, a client's `x-forwarded-for` and `forwarded` are dropped: the upstream gets
-  `x-forwarded-for: <peer>`, replaced rather than appended to;
+- with no trusted hops, a client's `x-forwarded-for`, `forwarded`, `x-forwarded-host`, `x-forwarded-port` and
+  `x-real-ip` are dropped: the upstream gets `x-forwarded-for: <peer>`, replaced rather than appended to;
 - a client's `x-request-id` is replaced by a new one, and `traceparent`/`tracestate` are dropped (a new trace
   starts), unless `preserve_external_request_id` / `preserve_external_trace`.
 A listener that is not an edge (a sidecar's inbound, a hop inside the mesh) passes them on and appends the peer
@@ -35,7 +35,7 @@ class Trust:
 
     @property
     def replace_forwarded(self) -> bool:
-        """Drop a client's x-forwarded-for and forwarded (the upstream gets the peer only)."""
+        """Drop a client's x-forwarded-for and the like (the upstream gets the peer only)."""
         return self.edge and not self.xff_num_trusted_hops
 
     @property

@@ -44,8 +44,10 @@ class ParserLimits:
 # Fields `on_header` looks at beyond the singletons (anything else is appended after one set lookup). Final: the
 # compiled module keeps these in C statics, not in its globals dict (a lookup per header otherwise).
 _SINGLETONS: Final = SINGLETONS
+# What proxies in front say about the original request besides x-forwarded-for: believed only through them.
+_FORWARDED: Final = frozenset({b"forwarded", b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"})
 _OWN_PREFIX: Final = OWN_PREFIX
-_WATCHED: Final = SINGLETONS | {b"host", b"connection", b"x-forwarded-for", b"forwarded", b"tracestate"}
+_WATCHED: Final = SINGLETONS | {b"host", b"connection", b"x-forwarded-for", b"tracestate"} | _FORWARDED
 _PLAIN_CONNECTION: Final = PLAIN_CONNECTION
 # Bytes a path needing normalisation may hold (the set of http/paths.py): a path with none of them and no `//`
 # or `/.` is left as it is, without a call.
@@ -263,7 +265,7 @@ class RequestParser:
                 if self._xff is None:
                     self._xff = []
                 self._xff.append(value)
-        elif lname == b"forwarded":
+        elif lname in _FORWARDED:
             return not self._replace_forwarded
         elif lname == b"x-forwarded-proto":
             return self._hops > 0  # else the connection's scheme is sent (proxy/forward.py)
