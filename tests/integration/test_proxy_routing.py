@@ -145,12 +145,18 @@ def test_curl_through_the_proxy_as_a_forward_proxy(proxy: MeshbatchProcess) -> N
     assert json.loads(out.stdout)["server"] == "c"
 
 
-def test_absolute_form_authority_wins_over_host(proxy: MeshbatchProcess) -> None:
+def test_absolute_form_authority_routes(proxy: MeshbatchProcess) -> None:
+    response = exchange(proxy.address("routing"), b"GET http://exact.test/api/x HTTP/1.0\r\n\r\n")
+    echo = response.json()
+    assert echo["server"] == "a"  # the exact.test route
+    assert [v for k, v in echo["headers"] if k == "host"] == ["exact.test"]
+
+
+def test_absolute_form_authority_and_host_must_agree(proxy: MeshbatchProcess) -> None:
+    # Routing by one name while a component downstream reads the other is how a request reaches the wrong place.
     response = exchange(proxy.address("routing"),
                         b"GET http://exact.test/api/x HTTP/1.1\r\nHost: a.wild.test\r\n\r\n")
-    echo = response.json()
-    assert echo["server"] == "a"  # the exact.test route, not *.wild.test
-    assert [v for k, v in echo["headers"] if k == "host"] == ["exact.test"]
+    assert (response.status, response.json()["reason"]) == (400, "host_mismatch")
 
 
 def test_curl_sees_404_json(proxy: MeshbatchProcess) -> None:

@@ -114,22 +114,34 @@ def test_empty_host_is_allowed() -> None:
 @pytest.mark.parametrize(
     ("target", "host", "origin", "authority"),
     [
-        (b"http://svc.example/orders/1?x=1", b"other", b"/orders/1?x=1", b"svc.example"),
+        (b"http://svc.example/orders/1?x=1", b"svc.example", b"/orders/1?x=1", b"svc.example"),
         (b"http://svc.example:8080/a", b"svc.example:8080", b"/a", b"svc.example"),
-        (b"HTTP://user:pw@svc.example/a", b"svc.example", b"/a", b"svc.example"),
-        (b"http://svc.example", b"svc.example", b"/", b"svc.example"),
+        (b"HTTP://Svc.Example/a", b"svc.example", b"/a", b"svc.example"),
+        (b"http://svc.example", b"svc.example:80", b"/", b"svc.example"),
         (b"http://svc.example?q=1", b"svc.example", b"/?q=1", b"svc.example"),
-        (b"https://[::1]:8443/p", b"x", b"/p", b"[::1]"),
+        (b"https://[::1]:8443/p", b"[::1]:8443", b"/p", b"[::1]"),
     ],
 )
 def test_absolute_form_target(target: bytes, host: bytes, origin: bytes, authority: bytes) -> None:
-    # RFC 9112 3.2.2: the target's authority wins over Host, and is what the upstream is told.
+    # RFC 9112 3.2.2: the target's authority is what the request is routed by and what the upstream is told.
     req = parse_one(b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
     assert req.target == origin
     assert req.path == origin.partition(b"?")[0]
     assert req.host == authority
-    assert [v for k, v in req.headers if k == b"host"] == [target.split(b"://")[1].split(b"/")[0].split(b"?")[0]
-                                                           .rpartition(b"@")[2]]
+    assert [v for k, v in req.headers if k == b"host"] == [target.split(b"://")[1].split(b"/")[0].split(b"?")[0]]
+
+
+@pytest.mark.parametrize(("target", "host", "reason"), [
+    (b"http://svc.example/a", b"other", "host_mismatch"),  # which one would the upstream believe?
+    (b"https://[::1]:8443/p", b"[::1]", "host_mismatch"),  # another port
+    (b"http://user:pw@svc.example/a", b"svc.example", "invalid_host"),  # userinfo
+    (b"ftp://svc.example/a", b"svc.example", "unsupported_scheme"),
+    (b"http:///a", b"svc.example", "invalid_host"),
+    (b"svc.example:80", b"svc.example", "malformed_request"),  # authority-form is CONNECT's (llhttp refuses it)
+])
+def test_absolute_form_target_refused(target: bytes, host: bytes, reason: str) -> None:
+    error = failure(b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert (error.status, error.reason) == (400, reason)
 
 
 def test_absolute_form_on_http10_without_host_gets_one() -> None:
@@ -260,6 +272,7 @@ MALFORMED = {
     "upgrade": (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
                 "upgrade_not_supported"),
     "connect": (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", "upgrade_not_supported"),
+    "connect_origin_form": (b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", "upgrade_not_supported"),
 }
 
 
@@ -359,3 +372,165 @@ def test_limits_reset_per_request() -> None:
     one = b"POST / HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 300 + b"\r\nContent-Length: 80\r\n\r\n" + b"b" * 80
     requests = parse(one * 5, SMALL)
     assert len(requests) == 5
+
+
+# one request, as routing, policies and the upstream will all see it ---------------------------------
+def test_the_path_is_normalised_and_the_query_left_alone() -> None:
+    req = parse_one(b"GET /a/./b/../%63//d%2e?x=%2e%2E/..//&y=%61 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert (req.path, req.query) == (b"/a/c/d.", b"x=%2e%2E/..//&y=%61")
+    assert req.target == b"/a/c/d.?x=%2e%2E/..//&y=%61"
+
+
+@pytest.mark.parametrize(("target", "reason"), [
+    (b"/admin#x", "fragment_in_target"), (b"/a?b#c", "fragment_in_target"), (b"/a%2Fb", "escaped_slash_in_path"),
+    (b"/admin;x", "path_parameters"), (b"/a\\b", "invalid_path"), (b"/a%00", "invalid_path"),
+    (b"/%ff", "invalid_path"), (b"/bad%zz", "invalid_path"),
+])
+def test_a_path_that_cannot_be_made_unambiguous_is_400(target: bytes, reason: str) -> None:
+    error = failure(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert (type(error), error.status, error.reason) == (BadRequest, 400, reason)
+
+
+def test_path_rules_come_from_the_listener() -> None:
+    from meshbatch.http.paths import PathRules
+
+    limits = ParserLimits(paths=PathRules(escaped_slashes="keep", path_parameters="keep"))
+    assert parse_one(b"GET /a%2fb;c HTTP/1.1\r\nHost: a\r\n\r\n", limits).path == b"/a%2Fb;c"
+
+
+def test_asterisk_is_for_options_only() -> None:
+    assert failure(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n").reason == "invalid_target"
+
+
+@pytest.mark.parametrize("host", [b"a@b", b"svc/../admin", b"svc:x", b"svc%2F", b"[::1", b"svc\xc3\xa9"])
+def test_an_invalid_host_is_400(host: bytes) -> None:
+    error = failure(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert (error.status, error.reason) == (400, "invalid_host")
+
+
+def test_one_trailing_dot_of_the_host_is_dropped() -> None:
+    req = parse_one(b"GET / HTTP/1.1\r\nHost: Service.:8080\r\n\r\n")
+    assert (req.host, req.header(b"host")) == (b"service", b"Service:8080")
+
+
+@pytest.mark.parametrize("name", [
+    b"Authorization", b"Proxy-Authorization", b"Idempotency-Key", b"X-Meshbatch-Priority", b"X-Meshbatch-Deadline-Ms",
+    b"X-Request-Id", b"Traceparent", b"Content-Type", b"Content-Encoding", b"X-Forwarded-Proto", b"Expect",
+    b"X-Meshbatch-Fault-Abort",  # (a repeated Transfer-Encoding or Content-Length llhttp refuses itself)
+])
+def test_a_header_the_proxy_acts_on_may_come_once(name: bytes) -> None:
+    value = b"100-continue" if name == b"Expect" else b"v"
+    data = b"POST / HTTP/1.1\r\nHost: a\r\n" + name + b": " + value + b"\r\n" + name.lower() + b": " + value + \
+        b"\r\nContent-Length: 0\r\n\r\n"
+    error = failure(data)
+    assert (type(error), error.status, error.reason) == (BadRequest, 400, "duplicate_header")
+    assert name.lower().decode() in error.detail
+
+
+def test_list_headers_may_repeat() -> None:
+    req = parse_one(b"GET / HTTP/1.1\r\nHost: a\r\nAccept: a\r\nAccept: b\r\nX-Forwarded-For: 1.1.1.1\r\n"
+                    b"X-Forwarded-For: 2.2.2.2\r\nTracestate: a=1\r\nTracestate: b=2\r\nX-Custom: 1\r\n"
+                    b"X-Custom: 2\r\n\r\n")
+    assert len(req.headers) == 9
+
+
+def test_header_fields_are_capped() -> None:
+    limits = ParserLimits(max_headers=10)
+    fields = b"".join(b"X-F%d: v\r\n" % i for i in range(9))
+    assert len(parse_one(b"GET / HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n", limits).headers) == 10
+    error = failure(b"GET / HTTP/1.1\r\nHost: a\r\n" + fields + b"X-One-More: v\r\n\r\n", limits)
+    assert (type(error), error.status, error.reason) == (HeadersTooLarge, 431, "too_many_headers")
+    assert ParserLimits().max_headers == 100
+
+
+def test_trailer_fields_are_capped_apart() -> None:
+    limits = ParserLimits(max_headers=3)
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n1\r\nz\r\n0\r\n"
+    assert parse_one(head + b"T1: 1\r\nT2: 2\r\nT3: 3\r\n\r\n", limits).body == b"z"
+    error = failure(head + b"T1: 1\r\nT2: 2\r\nT3: 3\r\nT4: 4\r\n\r\n", limits)
+    assert (error.status, error.reason) == (431, "too_many_headers")
+
+
+def test_connection_nominations_are_applied_but_never_to_protected_fields() -> None:
+    req = parse_one(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Hop, host, x-request-id, traceparent, "
+                    b"content-type, x-meshbatch-priority, x-forwarded-for\r\nX-Hop: 1\r\nX-Request-Id: r1\r\n"
+                    b"Traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+                    b"Content-Type: text/plain\r\nX-Meshbatch-Priority: high\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n")
+    names = [name for name, _ in req.headers]
+    assert b"x-hop" not in names
+    for kept in (b"host", b"x-request-id", b"traceparent", b"content-type", b"x-meshbatch-priority",
+                 b"x-forwarded-for"):
+        assert kept in names, kept
+    assert (req.host, req.request_id) == (b"a", b"r1")
+
+
+# forwarded headers: whom to believe ---------------------------------------------------------------
+SPOOFED = (b"X-Forwarded-For: 6.6.6.6, 7.7.7.7\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-Proto: https\r\n"
+           b"X-Forwarded-Host: evil.example\r\nX-Real-IP: 6.6.6.6\r\n"
+           b"X-Request-Id: mine\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+           b"Tracestate: k=v\r\n")
+
+
+def _forwarded(trust: object) -> Request:
+    from meshbatch.http.forwarded import Trust
+
+    assert isinstance(trust, Trust)
+    return parse_one(b"GET / HTTP/1.1\r\nHost: a\r\n" + SPOOFED + b"\r\n", ParserLimits(trust=trust))
+
+
+def test_inside_the_mesh_forwarding_headers_pass_but_the_client_is_the_peer() -> None:
+    from meshbatch.http.forwarded import Trust
+
+    req = _forwarded(Trust())
+    names = [name for name, _ in req.headers]
+    assert (req.client, req.peer, req.request_id) == ("10.0.0.1", "10.0.0.1", b"mine")
+    assert b"x-forwarded-for" in names and b"forwarded" in names and b"traceparent" in names
+    assert b"x-forwarded-proto" not in names  # believed from trusted hops only
+
+
+def test_an_edge_listener_drops_what_a_client_claims() -> None:
+    from meshbatch.http.forwarded import Trust
+
+    req = _forwarded(Trust(edge=True))
+    names = {name for name, _ in req.headers}
+    assert not names & {b"x-forwarded-for", b"forwarded", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip",
+                        b"x-request-id", b"traceparent", b"tracestate"}
+    assert (req.client, req.request_id) == ("10.0.0.1", b"")  # the server generates an id
+
+
+def test_an_edge_listener_may_keep_request_ids_and_traces() -> None:
+    from meshbatch.http.forwarded import Trust
+
+    req = _forwarded(Trust(edge=True, preserve_external_request_id=True, preserve_external_trace=True))
+    names = {name for name, _ in req.headers}
+    assert {b"traceparent", b"tracestate"} <= names and req.request_id == b"mine"
+
+
+def test_trusted_hops_name_the_client() -> None:
+    from meshbatch.http.forwarded import Trust
+
+    req = _forwarded(Trust(edge=True, xff_num_trusted_hops=1))
+    assert (req.client, req.peer) == ("7.7.7.7", "10.0.0.1")
+    names = {name for name, _ in req.headers}
+    assert {b"x-forwarded-for", b"forwarded", b"x-forwarded-proto", b"x-forwarded-host"} <= names  # the hop's
+    assert _forwarded(Trust(xff_num_trusted_hops=2)).client == "6.6.6.6"
+    assert _forwarded(Trust(xff_num_trusted_hops=3)).client == "10.0.0.1"  # not that many hops: the peer
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(["a", "B", ".", "..", "%2e", "%41", "%2F", "%zz", ";", "~", "-", "_", "é", "\\", "\"",
+                                 "{", "|", "/", "//", "%20", ":", "@", "!", "$", "'", "*", "+", ","]), max_size=10))
+def test_every_path_the_parser_hands_on_is_in_normal_form(parts: list[str]) -> None:
+    from meshbatch.http.paths import normalize_path
+
+    path = ("/" + "".join(parts)).encode()
+    path = path.replace(b"\xc3\xa9", b"%C3%A9")  # (llhttp refuses raw non-ASCII in a target)
+    try:
+        expected: bytes | str = normalize_path(path)
+    except BadRequest as error:
+        expected = error.reason
+    try:
+        got: bytes | str = parse_one(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n").path
+    except ProxyError as error:
+        got = error.reason
+    assert got == expected

@@ -152,7 +152,17 @@ def test_upstream_headers_append_to_forwarded_for_and_via() -> None:
     headers = upstream_headers(request)
     assert [v for k, v in headers if k == b"x-forwarded-for"] == [b"1.1.1.1, 2.2.2.2, 10.1.2.3"]
     assert [v for k, v in headers if k == b"via"] == [b"1.0 edge, 1.1 meshbatch"]
-    # The scheme is the one this hop saw: a client cannot claim https on a plain listener.
+    # An x-forwarded-proto still on the request came through trusted hops (the parser drops a client's own:
+    # tests/unit/test_parser.py): it is passed on, not replaced by this hop's scheme.
+    assert [v for k, v in headers if k == b"x-forwarded-proto"] == [b"https"]
+
+
+def test_upstream_headers_append_the_peer_not_the_client_address() -> None:
+    # With trusted hops the client address comes from x-forwarded-for; the hop appended is still the TCP peer.
+    request = Request(b"GET", b"/", [(b"x-forwarded-for", b"203.0.113.9, 10.0.0.7")], client="203.0.113.9",
+                      peer="10.0.0.7")
+    headers = upstream_headers(request)
+    assert [v for k, v in headers if k == b"x-forwarded-for"] == [b"203.0.113.9, 10.0.0.7, 10.0.0.7"]
     assert [v for k, v in headers if k == b"x-forwarded-proto"] == [b"http"]
 
 

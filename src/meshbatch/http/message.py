@@ -26,6 +26,7 @@ class Request:
         "keep_alive",
         "method",
         "path",
+        "peer",
         "query",
         "received_at",
         "request_id",
@@ -46,6 +47,7 @@ class Request:
         version: bytes = b"1.1",
         keep_alive: bool = True,
         client: str = "",
+        peer: str | None = None,
         scheme: bytes = b"http",
         request_id: bytes = b"",
         received_at: float = 0.0,
@@ -60,7 +62,8 @@ class Request:
         self.host = host
         self.version = version
         self.keep_alive = keep_alive
-        self.client = client
+        self.client = client  # the trusted client address (http/forwarded.py): what policies and logs use
+        self.peer = client if peer is None else peer  # the TCP peer: what is appended to x-forwarded-for
         self.scheme = scheme
         self.request_id = request_id
         self.received_at = received_at

@@ -4,24 +4,54 @@ llhttp (through httptools) is strict by default: it rejects Content-Length with 
 Content-Length, bad chunk sizes, obs-fold, bare LF, invalid header characters and unknown transfer codings.
 On top of it this reader enforces what a proxy must add so that it and the upstream never disagree about
 where a request ends (request smuggling): one Host, Host required on HTTP/1.1, no Transfer-Encoding on
-HTTP/1.0, HTTP/1.0 and 1.1 only; and the listener's limits on header bytes and body bytes.
+HTTP/1.0, HTTP/1.0 and 1.1 only; and the listener's limits on header bytes, header fields and body bytes.
+
+It also makes each request one unambiguous request, once, before anything reads it, so that routing,
+authorization policies and the upstream all see the same thing: the target checked and its path normalised
+(http/target.py, http/paths.py), the authority checked, headers the proxy acts on present at most once and
+Connection nominations applied (http/fields.py), forwarding headers trusted or dropped by the listener's rules
+and the client address derived from them (http/forwarded.py).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Final
 
 import httptools
 
 from meshbatch.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, ProxyError
+from meshbatch.http.fields import OWN_PREFIX, PLAIN_CONNECTION, SINGLETONS
+from meshbatch.http.forwarded import DEFAULT_TRUST, Trust, client_address
 from meshbatch.http.message import Headers, Request
+from meshbatch.http.paths import DEFAULT_RULES, PathRules, normalize_path
+from meshbatch.http.serialize import connection_tokens
+from meshbatch.http.target import parse_authority, split_absolute
 
 
 @dataclass(frozen=True, slots=True)
 class ParserLimits:
+    """A listener's rules for the requests it reads (its `limits`, `path_normalization` and trust settings)."""
+
     max_header_bytes: int = 65_536
     max_body_bytes: int = 8_388_608
+    max_headers: int = 100  # header fields of a request; its trailer fields are capped the same, apart
+    paths: PathRules = DEFAULT_RULES
+    trust: Trust = DEFAULT_TRUST
+
+
+# Fields `on_header` looks at beyond the singletons (anything else is appended after one set lookup). Final: the
+# compiled module keeps these in C statics, not in its globals dict (a lookup per header otherwise).
+_SINGLETONS: Final = SINGLETONS
+# What proxies in front say about the original request besides x-forwarded-for: believed only through them.
+_FORWARDED: Final = frozenset({b"forwarded", b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"})
+_OWN_PREFIX: Final = OWN_PREFIX
+_WATCHED: Final = SINGLETONS | {b"host", b"connection", b"x-forwarded-for", b"tracestate"} | _FORWARDED
+_PLAIN_CONNECTION: Final = PLAIN_CONNECTION
+# Bytes a path needing normalisation may hold (the set of http/paths.py): a path with none of them and no `//`
+# or `/.` is left as it is, without a call.
+_PATH_BYTES: Final = bytes(1 if c in b'%;#\\"<>[]^`{|}' or c <= 0x20 or c >= 0x7F else 0 for c in range(256))
 
 
 class _NoCallbacks:
@@ -39,20 +69,35 @@ class RequestParser:
     """
 
     __slots__ = (
+        "_authority",
         "_body",
         "_body_len",
+        "_client",
+        "_connection",
+        "_drop_request_id",
+        "_drop_trace",
         "_error",
         "_expect",
+        "_fields",
         "_head_fed",
         "_header_bytes",
         "_headers",
+        "_hops",
         "_host",
+        "_host_name",
+        "_host_raw",
+        "_host_value",
         "_length",
         "_parser",
+        "_pending",
+        "_replace_forwarded",
         "_request_id",
+        "_seen",
+        "_target",
         "_te",
         "_url",
         "_version",
+        "_xff",
         "client",
         "continue_wanted",
         "headers_done",
@@ -65,16 +110,25 @@ class RequestParser:
 
     def __init__(self, limits: ParserLimits, client: str = "", scheme: bytes = b"http") -> None:
         self.limits = limits
-        self.client = client
+        self.client = client  # the TCP peer
         self.scheme = scheme
         self.ready: deque[Request] = deque()
         self.in_message = False
         self.headers_done = False
         self.continue_wanted = False
-        self._reset()
         self.now = 0.0
         self._parser = httptools.HttpRequestParser(self)
         self._error: ProxyError | None = None
+        trust = limits.trust  # (read per header: kept as plain attributes)
+        self._hops = trust.xff_num_trusted_hops
+        self._replace_forwarded = trust.replace_forwarded
+        self._drop_request_id = trust.drop_request_id
+        self._drop_trace = trust.drop_trace
+        # The last Host checked, its routing name and the value to forward when it differs: a connection mostly
+        # repeats one Host, so it is parsed once.
+        self._host_raw: bytes | None = None
+        self._host_name = b""
+        self._host_value: bytes | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -83,6 +137,9 @@ class RequestParser:
         self._body: list[bytes] = []
         self._body_len = 0
         self._header_bytes = 0
+        self._fields = 0
+        self._seen: list[bytes] | None = None
+        self._pending: ProxyError | None = None
         self._host: bytes | None = None
         self._te = False
         self._expect = False
@@ -90,6 +147,11 @@ class RequestParser:
         self._length = 0
         self._version = "1.1"
         self._head_fed = -1
+        self._connection: list[bytes] | None = None  # (allocated by the rare request that needs them)
+        self._xff: list[bytes] | None = None
+        self._target = b""
+        self._authority = b""
+        self._client = self.client
 
     def detach(self) -> None:
         """The connection is gone: drop httptools' parser (it refers back to this object's callbacks)."""
@@ -135,35 +197,85 @@ class RequestParser:
             self._fail(HeadersTooLarge("headers_too_large", "request line too long"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        limits = self.limits
         self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.limits.max_header_bytes:
+        if self._header_bytes > limits.max_header_bytes:
             self._fail(HeadersTooLarge())
+        self._fields += 1
+        if self._fields > limits.max_headers:
+            part = "trailer" if self.headers_done else "header"
+            self._fail(HeadersTooLarge("too_many_headers", f"more than {limits.max_headers} {part} fields"))
         if self.headers_done:  # a trailer field: never merged into the headers (RFC 9112 7.1.2)
             return
         lname = name.lower()
+        if (lname in _WATCHED or (len(lname) > 12 and lname[0] == 120 and lname.startswith(_OWN_PREFIX))) and \
+                not self._watched(lname, value):  # (120: 'x')
+            return
+        self._headers.append((lname, value))
+
+    def _refuse(self, error: ProxyError) -> bool:
+        """A field the request is refused for, at the end of its head: httptools hands a field on when the next
+        one starts, so raising here would let how the bytes were split decide between this error and one llhttp
+        finds later in the same head."""
+        if self._pending is None:
+            self._pending = error
+        return False
+
+    def _watched(self, lname: bytes, value: bytes) -> bool:
+        """Checks and notes a field the proxy acts on; False drops it."""
+        if lname in _SINGLETONS or lname.startswith(_OWN_PREFIX):
+            seen = self._seen
+            if seen is None:
+                self._seen = [lname]
+            elif lname in seen:
+                return self._refuse(BadRequest("duplicate_header", f"more than one {lname.decode('latin-1')} header"))
+            else:
+                seen.append(lname)
         if lname == b"host":
             if self._host is not None:
-                self._fail(BadRequest("duplicate_host", "more than one Host header"))
+                return self._refuse(BadRequest("duplicate_host", "more than one Host header"))
             self._host = value
         elif lname == b"transfer-encoding":
             # Only chunked framing is removed here: a body still gzip-coded must not go upstream unlabelled.
             if value.strip(b" \t").lower() != b"chunked":
-                self._fail(BadRequest("malformed_request", "Transfer-Encoding other than chunked"))
+                return self._refuse(BadRequest("malformed_request", "Transfer-Encoding other than chunked"))
             self._te = True
         elif lname == b"expect":
             if value.lower() != b"100-continue":
-                self._fail(BadRequest("unsupported_expect", "only 'Expect: 100-continue' is supported"))
+                return self._refuse(BadRequest("unsupported_expect", "only 'Expect: 100-continue' is supported"))
             self._expect = True
-            return
+            return False
         elif lname == b"x-request-id":
-            if not value:  # dropped: the server generates one (an empty one upstream would make two)
-                return
+            # Dropped when empty (the server generates one: an empty one upstream would make two), and on an
+            # edge listener (a client's id is not trusted there).
+            if not value or self._drop_request_id:
+                return False
             self._request_id = value
         elif lname == b"content-length":
             self._length = int(value)  # llhttp has checked it is one run of digits
-        self._headers.append((lname, value))
+        elif lname == b"connection":
+            if value not in _PLAIN_CONNECTION:
+                if self._connection is None:
+                    self._connection = []
+                self._connection.append(value)
+        elif lname == b"x-forwarded-for":
+            if self._replace_forwarded:
+                return False
+            if self._hops:
+                if self._xff is None:
+                    self._xff = []
+                self._xff.append(value)
+        elif lname in _FORWARDED:
+            return not self._replace_forwarded
+        elif lname == b"x-forwarded-proto":
+            return self._hops > 0  # else the connection's scheme is sent (proxy/forward.py)
+        elif lname == b"traceparent" or lname == b"tracestate":
+            return not self._drop_trace
+        return True
 
     def on_headers_complete(self) -> None:
+        if self._pending is not None:
+            self._fail(self._pending)
         parser = self._parser
         version = self._version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
@@ -175,8 +287,78 @@ class RequestParser:
         limit = self.limits.max_body_bytes
         if self._length > limit:
             self._fail(PayloadTooLarge("body_too_large", f"body of {self._length} bytes exceeds {limit}"))
+        try:
+            self._settle_head()
+        except ProxyError as error:
+            self._fail(error)
         self.headers_done = True
+        self._fields = 0  # from here on, trailer fields
         self.continue_wanted = self._expect and version == "1.1"
+
+    def _settle_head(self) -> None:
+        """Target, authority, path, nominations and client address: decided once, before the body is read."""
+        url = self._url
+        if b"#" in url:
+            raise BadRequest("fragment_in_target", "a request target has no fragment (#)")
+        host = self._host
+        if url and url[0] == 47:  # '/': origin-form, the common case
+            target = url
+        elif self._parser.get_method() == b"CONNECT":  # (llhttp would stop at its end; this names why first)
+            raise BadRequest("upgrade_not_supported", "CONNECT (tunnelling) is not proxied")
+        elif url == b"*":
+            if self._parser.get_method() != b"OPTIONS":
+                raise BadRequest("invalid_target", "the target '*' is for OPTIONS only")
+            target = url
+        else:
+            scheme, raw, target = split_absolute(url)
+            authority = parse_authority(raw)
+            if host is not None and not parse_authority(host).same_as(authority, scheme):
+                raise BadRequest("host_mismatch", "the Host header and the URL name different hosts")
+            self._set_host(authority.value)
+            host = authority.value
+        if host is not None:
+            if host != self._host_raw:
+                authority = parse_authority(host)
+                self._host_raw = host
+                self._host_name = authority.name
+                self._host_value = authority.value if authority.dotted else None
+            if self._host_value is not None:  # forwarded the way it is routed: without the trailing dot
+                self._set_host(self._host_value)
+            self._authority = self._host_name
+        if target != b"*":
+            # One native pass up to the query: does the path hold a byte normalising acts on, or `//` or `/.`?
+            table = _PATH_BYTES
+            end = len(target)
+            work = False
+            previous = 0
+            for i in range(end):
+                c = target[i]
+                if c == 63:  # '?'
+                    end = i
+                    break
+                if table[c] or (previous == 47 and (c == 47 or c == 46)):  # '//' or '/.'
+                    work = True
+                previous = c
+            if work:
+                target = normalize_path(target[:end], self.limits.paths) + target[end:]
+        self._target = target
+        connection = self._connection
+        if connection is not None:
+            named = connection_tokens([(b"connection", value) for value in connection])
+            if named:
+                self._headers = [item for item in self._headers if item[0] not in named]
+        xff = self._xff
+        if xff is not None:
+            self._client = client_address(xff, self._hops, self.client)
+
+    def _set_host(self, value: bytes) -> None:
+        """The Host header the upstream gets (the authority of an absolute-form target, or without its dot)."""
+        headers = self._headers
+        for i, (name, _) in enumerate(headers):
+            if name == b"host":
+                headers[i] = (b"host", value)
+                return
+        headers.append((b"host", value))
 
     def on_body(self, body: bytes) -> None:
         self._body_len += len(body)
@@ -186,23 +368,18 @@ class RequestParser:
 
     def on_message_complete(self) -> None:
         parser = self._parser
-        url = self._url
-        host = self._host or b""
-        if url[:1] != b"/" and url != b"*":
-            url, host = self._origin_form(url, host)
-        if host[-1:] != b"]" and b":" in host:
-            host = host.rpartition(b":")[0]
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self.ready.append(
             Request(
                 parser.get_method(),
-                url,
+                self._target,
                 self._headers,
                 body,
-                host=host.lower(),
+                host=self._authority,
                 version=b"1.1" if self._version == "1.1" else b"1.0",
                 keep_alive=parser.should_keep_alive(),
-                client=self.client,
+                client=self._client,
+                peer=self.client,
                 scheme=self.scheme,
                 request_id=self._request_id,
                 received_at=self.now,
@@ -212,30 +389,6 @@ class RequestParser:
         self.headers_done = False
         self.continue_wanted = False
         self._reset()
-
-    def _origin_form(self, url: bytes, host: bytes) -> tuple[bytes, bytes]:
-        """An absolute-form target (`http://authority/path?q`, as sent to a forward proxy): the origin-form
-        target and the authority, which replaces Host (RFC 9112 3.2.2) so routing and the upstream agree."""
-        scheme, sep, rest = url.partition(b"://")
-        if not sep or scheme.lower() not in (b"http", b"https"):
-            return url, host
-        end = len(rest)
-        for mark in (b"/", b"?"):
-            at = rest.find(mark)
-            if 0 <= at < end:
-                end = at
-        authority = rest[:end].rpartition(b"@")[2]
-        target = rest[end:]
-        if not target.startswith(b"/"):
-            target = b"/" + target
-        headers = self._headers
-        for i, (name, _) in enumerate(headers):
-            if name == b"host":
-                headers[i] = (b"host", authority)
-                break
-        else:
-            headers.append((b"host", authority))
-        return target, authority
 
 
 def _describe(exc: Exception) -> str:

@@ -10,6 +10,7 @@ import math
 from http import HTTPStatus
 
 from meshbatch.errors import Overloaded, ProxyError
+from meshbatch.http.fields import protected
 from meshbatch.http.message import Headers, Response
 
 _STATUS_LINES: dict[int, bytes] = {
@@ -44,11 +45,15 @@ def status_line(status: int) -> bytes:
 
 
 def connection_tokens(headers: Headers) -> frozenset[bytes]:
-    """Header names listed in Connection: they are hop-by-hop too."""
+    """Header names listed in Connection: they are hop-by-hop too. Never a protected one (Host, content-*, the
+    forwarding and tracing fields, x-meshbatch-*: see http/fields.py): such a nomination is ignored."""
     tokens: set[bytes] = set()
     for name, value in headers:
         if name == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
+            for token in value.split(b","):
+                token = token.strip(b" \t").lower()
+                if token and not protected(token):
+                    tokens.add(token)
     return frozenset(tokens)
 
 

@@ -1,14 +1,18 @@
 """Forward a request to the route's cluster and shape the answer.
 
-Upstream headers: hop-by-hop ones removed (and those named in Connection), `x-forwarded-for` appended with
-the client address, `x-forwarded-proto` set, `via` appended, `x-request-id` passed on. Response headers:
-hop-by-hop removed, `via` appended.
+Upstream headers: hop-by-hop ones removed (and those named in Connection, never a protected one: see
+http/fields.py), the TCP peer appended to `x-forwarded-for`, `x-forwarded-proto` passed on when the parser kept
+it (it came through trusted hops) and set to the connection's scheme otherwise, `via` appended, `x-request-id`
+passed on. What a listener trusts of the incoming ones the parser has already applied (http/forwarded.py): on an
+edge listener with no trusted hops a client's `x-forwarded-for` never arrives here, so the peer replaces it.
+Response headers: hop-by-hop removed, `via` appended.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from meshbatch.http.fields import PLAIN_CONNECTION
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 from meshbatch.proxy import fast
@@ -27,6 +31,7 @@ def upstream_headers(request: Request, via: bool = True, host: str = "") -> Head
     out: Headers = []
     xff = b""
     prior_via = b""
+    proto = request.scheme
     extra: frozenset[bytes] = frozenset()
     for item in request.headers:
         name = item[0]
@@ -35,17 +40,19 @@ def upstream_headers(request: Request, via: bool = True, host: str = "") -> Head
                 xff = xff + b", " + item[1] if xff else item[1]
             elif name == b"via":
                 prior_via = prior_via + b", " + item[1] if prior_via else item[1]
-            elif name == b"connection":
+            elif name == b"x-forwarded-proto":
+                proto = item[1]
+            elif name == b"connection" and item[1] not in PLAIN_CONNECTION:
                 extra = connection_tokens(request.headers)
             continue
         out.append(item)
-    if extra:
+    if extra:  # (the parser applied them already; a request built elsewhere gets the same rule)
         out = [item for item in out if item[0] not in extra]
     if request.version == b"1.0" and request.header(b"host") is None:
         out.append((b"host", host.encode()))
-    client = request.client.encode()
-    out.append((b"x-forwarded-for", xff + b", " + client if xff else client))
-    out.append((b"x-forwarded-proto", request.scheme))
+    peer = request.peer.encode()
+    out.append((b"x-forwarded-for", xff + b", " + peer if xff else peer))
+    out.append((b"x-forwarded-proto", proto))
     if via:
         out.append((b"via", prior_via + b", " + VIA if prior_via else VIA))
     return out

@@ -1,6 +1,9 @@
 """Pure request matching: host (exact or `*.suffix`), path (exact or prefix), methods, headers.
 
-Compiled from config once per snapshot; `RouteTable.match` returns the first route that matches.
+Compiled from config once per snapshot; `RouteTable.match` returns the first route that matches. The path and
+host matched are the ones the request reader settled (http/parser.py): the normalised path that policies match
+and the upstream receives, the host in lower case without its port or trailing dot. A route's `path` and
+`path_prefix` are therefore written in that normal form (docs/data-plane.md, "Paths").
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ from typing import Any
 from meshbatch.admin.api import AdminApi
 from meshbatch.config import ConfigError, load, model
 from meshbatch.config.redact import redact_text
+from meshbatch.http.forwarded import Trust
 from meshbatch.http.parser import ParserLimits
+from meshbatch.http.paths import PathRules
 from meshbatch.http.server import ListenerState, ServerSettings, protocol_factory
 from meshbatch.ingest.wiring import commit_pipelines, start_ingest, stop_ingest, stop_pipelines
 from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
@@ -52,11 +54,22 @@ class OpenListener:
     address: str
 
 
+def parser_limits(listener: model.Listener) -> ParserLimits:
+    """What a listener's parser enforces: limits, path normalisation, forwarded-header trust."""
+    limits, paths = listener.limits, listener.path_normalization
+    return ParserLimits(
+        limits.max_header_bytes, limits.max_body_bytes, limits.max_headers,
+        PathRules(paths.normalize, paths.merge_slashes, paths.escaped_slashes, paths.path_parameters),
+        Trust(listener.edge, listener.xff_num_trusted_hops, listener.preserve_external_request_id,
+              listener.preserve_external_trace),
+    )
+
+
 def _settings(listener: model.Listener, handler: Any, stats: Observer) -> ServerSettings:
     limits = listener.limits
     return ServerSettings(
         handler=handler,
-        parser_limits=ParserLimits(limits.max_header_bytes, limits.max_body_bytes),
+        parser_limits=parser_limits(listener),
         header_timeout=limits.header_timeout_ms / 1000,
         idle_timeout=limits.idle_timeout_ms / 1000,
         max_connections=limits.max_connections,

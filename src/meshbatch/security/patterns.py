@@ -3,17 +3,23 @@
 A pattern is an exact string, or one with `*` wildcards (each matches any run of characters, `/` included):
 `/api/*` (prefix), `*.internal` (suffix), `*` (anything present), `spiffe://td/ns/*/sa/reader`.
 
-Paths: a policy on `/admin*` must not be walked around with `/x/../admin`, `/%61dmin`, `//admin` or
-`/admin%2F..`, which an upstream may resolve to `/admin`. `canonical_path` decodes percent-escapes, merges
-repeated slashes, and refuses what it cannot make unambiguous (dot segments, encoded `/` or `\\`, a backslash,
-NUL, a bad escape or invalid UTF-8): the request is then answered 400 and never evaluated or forwarded.
+Paths: policies match the request's path exactly as routes matched it and as the upstream receives it: the
+parser normalised it once (http/paths.py: `/x/../admin`, `/%61dmin` and `//admin` are all `/admin` by then,
+and `%2F`, `\\`, NUL or a bad escape never got this far). So a pattern is written in that normal form: unreserved
+characters plain, other escapes in upper-case hex, still encoded (`/files/a%20b`, not `/files/a b`).
+`canonical_path` returns that path as text, and refuses one that is not in normal form (a listener with
+normalisation turned off, or a request that did not come through the parser).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
+from meshbatch.errors import BadRequest
+from meshbatch.http.paths import PathRules, normalize_path
+
+# The strictest form any listener yields: normalised and merged (escaped slashes and `;` as a listener allows).
+_POLICY_FORM = PathRules(normalize=True, merge_slashes=True, escaped_slashes="keep", path_parameters="keep")
 
 
 class _Wild:
@@ -71,43 +77,20 @@ class Glob:
 
 
 def canonical_path(raw: bytes) -> str | None:
-    """The path to match policies on, or None when `raw` is ambiguous (see the module docstring)."""
+    """The path to match policies on (the request's normalised path itself), or None when `raw` is not in
+    normal form (a caller then answers 400 `ambiguous_path`): a request that did not come through the parser, or
+    one from a listener with `normalize` or `merge_slashes` turned off whose path has dot segments, `//` or
+    escapes that decode (a policy must never match one spelling of a path while the upstream resolves another)."""
     if raw == b"*":
         return "*"
-    if b"\\" in raw or b"\x00" in raw or not raw.startswith(b"/"):
+    if raw[:1] != b"/":
         return None
-    if b"%" in raw:
-        out = bytearray()
-        i, n = 0, len(raw)
-        while i < n:
-            c = raw[i]
-            if c == 0x25:  # '%'
-                if i + 2 >= n or raw[i + 1] not in _HEX or raw[i + 2] not in _HEX:
-                    return None
-                byte = int(raw[i + 1:i + 3], 16)
-                if byte in (0x2F, 0x5C, 0x00):  # an encoded '/', '\' or NUL: the upstream may split on it
-                    return None
-                out.append(byte)
-                i += 3
-            else:
-                out.append(c)
-                i += 1
-        raw = bytes(out)
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    segments = text.split("/")
-    kept: list[str] = []
-    for segment in segments[1:]:
-        if segment in (".", ".."):
+        if normalize_path(raw, _POLICY_FORM) != raw:
             return None
-        if segment:
-            kept.append(segment)
-    path = "/" + "/".join(kept)
-    if text.endswith("/") and kept:
-        path += "/"
-    return path
+    except BadRequest:
+        return None
+    return raw.decode("ascii")
 
 
 __all__ = ["Glob", "canonical_path"]

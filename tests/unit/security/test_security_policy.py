@@ -151,8 +151,13 @@ def test_adding_a_header_value_never_earns_an_allow_nor_escapes_a_deny(values: l
 
 
 @pytest.mark.parametrize(("raw", "canonical"), [
-    (b"/a/b", "/a/b"), (b"/a//b/", "/a/b/"), (b"/%61dmin", "/admin"), (b"/a%20b", "/a b"), (b"*", "*"),
-    (b"/a/../b", None), (b"/a/./b", None), (b"/a%2fb", None), (b"/a%5Cb", None), (b"/a\\b", None),
+    # Policies match the parser's normalised path as it is (http/paths.py), still encoded where it is encoded;
+    # `%2F`/`%5C` and `;` reach them only from a listener that keeps them.
+    (b"/a/b", "/a/b"), (b"/a/b/", "/a/b/"), (b"/a%20b", "/a%20b"), (b"/caf%C3%A9", "/caf%C3%A9"), (b"*", "*"),
+    (b"/a%2Fb", "/a%2Fb"), (b"/a;b", "/a;b"),
+    # Anything else is not a path the parser hands on with normalisation on: refused, never matched.
+    (b"/a//b/", None), (b"/%61dmin", None), (b"/a%2fb", None), (b"/caf%c3%a9", None),
+    (b"/a/../b", None), (b"/a/./b", None), (b"/a\\b", None), (b"/a%00b", None), (b"/a#b", None),
     (b"/%2e%2e/x", None), (b"/bad%zz", None), (b"/bad%2", None), (b"/%ff", None), (b"relative", None),
 ])
 def test_canonical_paths(raw: bytes, canonical: str | None) -> None:

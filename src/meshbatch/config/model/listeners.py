@@ -45,6 +45,15 @@ class Route(Model):
     policies: list[Policy] = []  # authorization of this route, after the listener's (meshbatch.security)
 
 
+class PathNormalization(Model):
+    """How request paths are normalised, once, before routing, policies and forwarding (docs/data-plane.md)."""
+
+    normalize: bool = True  # RFC 3986 6.2.2: unreserved escapes decoded, hex upper-cased, `.`/`..` resolved
+    merge_slashes: bool = True  # `//` -> `/`
+    escaped_slashes: Literal["reject", "keep", "unescape"] = "reject"  # %2F and %5C (Envoy's escaped slash action)
+    path_parameters: Literal["reject", "keep"] = "reject"  # `;` in a path (Tomcat/Spring cut `/admin;x` to `/admin`)
+
+
 class Listener(Model):
     name: Annotated[str, Field(min_length=1)]
     listen: str
@@ -56,5 +65,12 @@ class Listener(Model):
     tls: ListenerTls | None = None  # mTLS (meshbatch.security); absent: plaintext
     policies: list[Policy] = []  # authorization of every request of the listener, before routing
     jwt: Jwt | None = None  # bearer JWT validation (edge listeners)
+    path_normalization: PathNormalization = PathNormalization()
+    # Forwarded-header trust (Envoy's meaning; docs/data-plane.md "Forwarded headers"): the client address is the
+    # TCP peer, or with N trusted hops the Nth X-Forwarded-For entry from the right.
+    xff_num_trusted_hops: Annotated[int, Field(ge=0, le=16)] = 0
+    edge: bool = False  # faces callers outside the mesh: their forwarding, request-id and trace headers are not kept
+    preserve_external_request_id: bool = False  # (edge) keep a caller's x-request-id
+    preserve_external_trace: bool = False  # (edge) keep a caller's traceparent/tracestate
 
     _listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))

@@ -14,6 +14,7 @@ class Limits(Model):
     """Per-listener protections against slow, large or abusive clients."""
 
     max_header_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 65_536
+    max_headers: Annotated[int, Field(ge=1, le=10_000)] = 100  # header fields (and, apart, trailer fields): 431
     max_body_bytes: Annotated[int, Field(ge=0)] = 8_388_608
     header_timeout_ms: Millis = 10_000
     idle_timeout_ms: Millis = 60_000
