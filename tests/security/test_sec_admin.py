@@ -146,8 +146,12 @@ def test_loopback_hosts_are_served(proxy: MeshbatchProcess, host: str) -> None:
 
 
 def test_an_absolute_form_target_names_the_host_too(proxy: MeshbatchProcess) -> None:
-    assert _status(proxy, "/config_dump", "127.0.0.1", target="http://evil.example/config_dump") == \
+    """The URL's authority is the host the admin API judges: a foreign one is refused, and one that disagrees
+    with the Host header is refused before that (the request is ambiguous)."""
+    assert _status(proxy, "/config_dump", "evil.example", target="http://evil.example/config_dump") == \
         (403, "admin_host_not_allowed")
+    assert _status(proxy, "/config_dump", "127.0.0.1", target="http://evil.example/config_dump") == \
+        (400, "host_mismatch")
 
 
 def test_refusals_are_counted(proxy: MeshbatchProcess) -> None:

@@ -177,6 +177,7 @@ NOT_SECRET: dict[str, str] = {
     "Route.split_key": "which header keeps a caller on one cluster",
     "CircuitBreakers.endpoint": "per-endpoint breaker settings",
     "Fault.from_headers": "a switch",
+    "Limits.max_headers": "a count of header fields",
 }
 SECRET_LOOKING = re.compile(r"(?i)(pass(word|wd|phrase)?$|secret|token|credential|creds|^auth|_auth|api_?key|"
                             r"private|dsn|cookie|bearer|headers?$|jwks|^key$|_key$|urls?$|endpoints?$|signing)")
