@@ -372,3 +372,44 @@ def test_error_message_lists_every_problem() -> None:
         "listeners[0].name: must not be empty",
         "listeners[0].listen: must be HOST:PORT, e.g. 127.0.0.1:8080",
     ]
+
+
+def test_route_and_policy_paths_must_be_in_normal_form() -> None:
+    """A request path is normalised before routing and policies (docs/data-plane.md#paths): a route or policy path
+    written in another form would silently never match, so `check` refuses it and names the form to write."""
+    text = dedent("""
+        listeners:
+          - name: l
+            listen: 127.0.0.1:0
+            routes:
+              - {name: a, match: {path_prefix: /api//v1}, cluster: c}
+              - {name: b, match: {path: /%61dmin}, cluster: c}
+              - {name: d, match: {path: /files/a%20b}, cluster: c}
+              - name: e
+                match: {path_prefix: /x/}
+                cluster: c
+                policies:
+                  - {name: p, action: DENY, rules: [{to: [{operation: {paths: [/x/../admin, /a/.*, /ok/*],
+                                                                        not_paths: [//y/*]}}]}]}
+        clusters: [{name: c, endpoints: ["127.0.0.1:1"]}]
+    """)
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert set(problems) == {
+        "listeners[0].routes[0].match.path_prefix", "listeners[0].routes[1].match.path",
+        "listeners[0].routes[3].policies[0].rules[0].to[0].operation.paths[0]",
+        "listeners[0].routes[3].policies[0].rules[0].to[0].operation.not_paths[0]"}
+    assert problems["listeners[0].routes[1].match.path"].endswith("write '/admin'")
+    assert "'/api/v1'" in problems["listeners[0].routes[0].match.path_prefix"]
+
+
+def test_paths_are_not_judged_where_normalisation_is_off() -> None:
+    parse(dedent("""
+        listeners:
+          - name: l
+            listen: 127.0.0.1:0
+            path_normalization: {normalize: false, merge_slashes: false}
+            routes: [{name: a, match: {path_prefix: /api//v1}, cluster: c}]
+        clusters: [{name: c, endpoints: ["127.0.0.1:1"]}]
+    """))
