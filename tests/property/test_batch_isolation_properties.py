@@ -23,6 +23,7 @@ from meshbatch.batching.handler import BatchHandler
 from meshbatch.clock import FakeClock
 from meshbatch.config.model import Batch
 from meshbatch.http.message import Request, Response
+from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
 
 REFUSAL = b'{"error": "poisoned batch"}'
@@ -98,8 +99,8 @@ async def scenario(n: int, poison: set[int], codec: str, max_calls: int | None, 
         headers = [] if deadlines[i] is None else [(b"x-meshbatch-deadline-ms", str(deadlines[i]).encode())]
         bodies.append(body)
         ends.append(clock.now() + (deadlines[i] if deadlines[i] is not None else 10_000) / 1000)
-        tasks.append(loop.create_task(handler(Request(b"POST", b"/o", headers, orjson.dumps(body),
-                                                      received_at=clock.now()))))
+        tasks.append(loop.create_task(handler(Call(Request(b"POST", b"/o", headers, orjson.dumps(body),
+                                                           received_at=clock.now())))))
     await _settle()
     answered = 0
     for _ in range(400):

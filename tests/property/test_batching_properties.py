@@ -26,6 +26,7 @@ from meshbatch.clock import FakeClock
 from meshbatch.config.model import Batch
 from meshbatch.errors import GatewayTimeout
 from meshbatch.http.message import Request, Response
+from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
 
 MODES = ("ok", "ok", "ok", "wrong_length", "not_json", "status_500", "proxy_error", "crash", "drop_one")
@@ -147,7 +148,7 @@ async def scenario(config: dict[str, Any], script: list[tuple[Any, ...]]) -> Non
             meta.append({"body": body, "deadline": clock.now() + budget, "bad": raw != orjson.dumps(body),
                          "after_200": after_200})
             req = Request(b"POST", b"/o", headers, raw, received_at=clock.now())
-            tasks.append(loop.create_task(handler(req)))
+            tasks.append(loop.create_task(handler(Call(req))))
         elif op[0] == "cancel" and tasks:
             index = op[1] % len(tasks)
             task = tasks[index]

@@ -17,7 +17,8 @@ from meshbatch.http.serialize import (
     local_reply,
     status_line,
 )
-from meshbatch.proxy.forward import downstream_headers, upstream_headers
+from meshbatch.upstream.headers import request_headers as upstream_headers
+from meshbatch.upstream.headers import response_headers as downstream_headers
 
 ALL_HOP_BY_HOP = [
     (b"connection", b"keep-alive"),

@@ -8,7 +8,7 @@ import asyncio
 
 from meshbatch.errors import UpstreamReset
 from meshbatch.http.message import Request, Response
-from meshbatch.http.server import HttpServerProtocol, ListenerState, ServerSettings
+from meshbatch.http.server import HttpServerProtocol, ListenerState, ServerSettings, serve_handler
 from meshbatch.http.stream import BodyStream
 from support.transport import FakeTransport, connect
 
@@ -52,7 +52,8 @@ def streamed(length: int = -1) -> tuple[Response, BodyStream, Source]:
 
 
 async def serve(handler: Handler, data: bytes, **settings: int) -> tuple[HttpServerProtocol, FakeTransport]:
-    state = ListenerState(ServerSettings(handler=handler, request_id_in_response=False, **settings))  # type: ignore[arg-type]
+    state = ListenerState(ServerSettings(dispatch=serve_handler(handler, asyncio.get_running_loop()),
+                                         request_id_in_response=False, **settings))  # type: ignore[arg-type]
     protocol = HttpServerProtocol(state, asyncio.get_running_loop())
     transport = connect(protocol)
     protocol.data_received(data)

@@ -39,7 +39,7 @@ from meshbatch.batching.stats import BatchMetrics, RateMeter
 from meshbatch.clock import Clock, MonotonicClock
 from meshbatch.errors import DeadlineExceeded, Draining, GatewayTimeout, ProxyError
 from meshbatch.http.message import Headers, Response
-from meshbatch.layers.attempt import ATTEMPT, Attempt
+from meshbatch.upstream.exchange import ATTEMPT, Attempt
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span

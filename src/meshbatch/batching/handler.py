@@ -37,6 +37,7 @@ from meshbatch.config.model import Batch as BatchConfig
 from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, ProxyError
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.security.scope import IdempotencyScope
+from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
 
 log = logging.getLogger("meshbatch.batching")
@@ -90,7 +91,7 @@ class BatchHandler:
 
     # -- the handler ----------------------------------------------------------------------------------------
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, call: Call) -> Response:
         if not self._bound:
             self.dispatcher.bind()
             self._bound = True
@@ -98,7 +99,7 @@ class BatchHandler:
             self.metrics.reject("draining")
             return error_response(Draining("draining", "this route's batcher has been drained"))
         try:
-            admitted = self._admit(request)
+            admitted = self._admit(call.request, call.principal)
         except ProxyError as exc:
             self.metrics.reject(exc.reason)
             return error_response(exc)
@@ -118,7 +119,7 @@ class BatchHandler:
             log.exception("building a batched response failed on route %s", self.route)
             return error_response(ProxyError("internal_error", "the batched answer could not be built"))
 
-    def _admit(self, request: Request) -> Waiter | Response:
+    def _admit(self, request: Request, principal: str | None) -> Waiter | Response:
         dispatcher = self.dispatcher
         assert dispatcher.loop is not None
         now = dispatcher.clock.now()
@@ -132,7 +133,7 @@ class BatchHandler:
             return error_response(DeadlineExceeded("deadline_exceeded", "the caller's budget is already spent"))
         shared_key = None
         if idempotency is not None and self.dedup:
-            shared_key = dedup_key(self.scope.digest(request), key, idempotency)
+            shared_key = dedup_key(self.scope.digest(request, principal), key, idempotency)
             replay = dispatcher.replay
             if replay is not None:
                 kept = replay.get(shared_key, now)

@@ -34,7 +34,7 @@ from meshbatch.batching.codecs.base import ItemRequest, ItemResult
 from meshbatch.batching.item import Item, Outcome
 from meshbatch.errors import GatewayTimeout, ProxyError
 from meshbatch.http.message import Headers, Response
-from meshbatch.layers.attempt import Attempt
+from meshbatch.upstream.exchange import Attempt
 
 if TYPE_CHECKING:
     from meshbatch.batching.retry import RetryRules

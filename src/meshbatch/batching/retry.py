@@ -21,10 +21,10 @@ from meshbatch.batching.codecs.base import ItemRequest
 from meshbatch.batching.isolate import Answer
 from meshbatch.batching.item import Item, Outcome
 from meshbatch.errors import ProxyError
-from meshbatch.layers.attempt import ATTEMPT, Attempt
+from meshbatch.upstream.exchange import ATTEMPT, Attempt
 
 if TYPE_CHECKING:
-    from meshbatch.layers.guard import ClusterGuard
+    from meshbatch.upstream.guard import ClusterGuard
 
 Exchange = Callable[[list[Item], bytes], Awaitable[Answer]]
 Encode = Callable[[Sequence[ItemRequest]], bytes]
@@ -92,7 +92,7 @@ async def send_with_retries(items: list[Item], body: bytes, exchange: Exchange, 
             if len(waiting) < len(again):
                 rules.deny("no_caller", len(again) - len(waiting))
             target = attempt.target
-            if not waiting or target is None:
+            if not waiting or target is None or target.guard is None:  # (a route that retries has guards)
                 break
             waiting.sort(key=lambda i: _deadline(items[i]))
             in_flight = sum(e.active for e in target.cluster.hosts.all)

@@ -1,4 +1,4 @@
-"""The request and response objects every layer sees, and the handler types that compose them.
+"""The request and response objects every layer sees, and the type of an async request handler (the admin API).
 
 Header names are lower-case bytes (HTTP/1.1 names are case-insensitive); values are raw bytes. Bodies are
 buffered up to the listener's limit: meshbatch serves many small RPC-style calls and batches them, and a
@@ -8,7 +8,7 @@ buffered body can be replayed, retried and split.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from meshbatch.http.stream import BodyStream
@@ -20,9 +20,9 @@ class Request:
     __slots__ = (
         "body",
         "client",
-        "context",
         "headers",
         "host",
+        "identity",
         "keep_alive",
         "method",
         "path",
@@ -67,8 +67,8 @@ class Request:
         self.scheme = scheme
         self.request_id = request_id
         self.received_at = received_at
-        self.route = ""
-        self.context: dict[str, Any] = {}
+        self.route = ""  # the name of the route that serves it (for logs and metrics), once matched
+        self.identity: str | None = None  # the peer's SPIFFE ID, verified in the mTLS handshake (its connection's)
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (name in lower case), or None."""
@@ -100,6 +100,5 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
-Layer = Callable[[Handler], Handler]
 
-__all__ = ["Handler", "Headers", "Layer", "Request", "Response"]
+__all__ = ["Handler", "Headers", "Request", "Response"]

@@ -268,7 +268,7 @@ class RequestParser:
         elif lname in _FORWARDED:
             return not self._replace_forwarded
         elif lname == b"x-forwarded-proto":
-            return self._hops > 0  # else the connection's scheme is sent (proxy/forward.py)
+            return self._hops > 0  # else the connection's scheme is sent (upstream/headers.py)
         elif lname == b"traceparent" or lname == b"tracestate":
             return not self._drop_trace
         return True

@@ -1,10 +1,13 @@
 """The downstream HTTP/1.1 connection: an asyncio Protocol around `RequestParser`.
 
-One Task per request runs the listener's handler; pipelined requests wait their turn (answers go out in
-order) up to `max_pipelined` requests and `max_pipelined_bytes` of their bodies, then reading pauses. One
-timer per connection (a watchdog re-armed lazily) enforces the header-read timeout (slowloris), the idle
-timeout and the send timeout (see http/flow.py). A disconnect cancels the running handler, so a batcher can
-drop a caller whose batch is not yet sealed.
+Each request read goes to the listener's `dispatch` (its request stack, built by runtime/listener.py) with a
+callback for the answer; dispatch answers at once (a local reply), or returns what is under way (a task, or an
+exchange driven by callbacks) so that a disconnect can cancel it, and a batcher can drop a caller whose batch
+is not yet sealed. One request is served at a time per connection: pipelined requests wait their turn (answers
+go out in order) up to `max_pipelined` requests and `max_pipelined_bytes` of their bodies, then reading
+pauses. One timer per connection (a watchdog re-armed lazily) enforces the header-read timeout (slowloris), the
+idle timeout and the send timeout (see http/flow.py). `serve_handler` makes a dispatch of an async handler
+(the admin API).
 
 An answer is written in one go, head and body, unless it comes with a stream (larger than the listener's
 `max_buffer_bytes`, see http/stream.py): then its head goes out, the connection becomes the stream's sink
@@ -24,7 +27,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from meshbatch.errors import ProxyError, RequestTimeout
 from meshbatch.http.flow import SendWatch, may_resume, must_pause, queued_bytes
@@ -34,7 +37,6 @@ from meshbatch.http.serialize import LAST_CHUNK, chunk, encode_response, encode_
 
 if TYPE_CHECKING:
     from meshbatch.http.stream import BodyStream
-    from meshbatch.proxy.fast import Exchange
     from meshbatch.security.guard import ConnectionGuard
     from meshbatch.security.listener import ServerTls
 
@@ -43,13 +45,45 @@ log = logging.getLogger("meshbatch.server")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: closing sends a reset and drops what is unsent
 Observer = Callable[[Request, Response, float], None]
+Answer = Callable[[Response], None]
+
+
+class Pending(Protocol):
+    """An answer under way (a task, an exchange): cancelled when the caller goes away."""
+
+    def cancel(self) -> object: ...
+
+
+# A listener's request stack: answer through the callback, once; return what is under way (None: answered).
+Dispatch = Callable[[Request, Answer], "Pending | None"]
+
+
+def serve_handler(handler: Handler, loop: asyncio.AbstractEventLoop) -> Dispatch:
+    """A dispatch that runs an async handler in a task per request (the admin API, tests)."""
+
+    async def run(request: Request, answer: Answer) -> None:
+        try:
+            response = await handler(request)
+        except ProxyError as error:
+            response = local_reply(error)
+        except asyncio.CancelledError:
+            return  # the client went away; nobody to answer
+        except Exception:
+            log.exception("handler failed for %r", request)
+            response = local_reply(ProxyError("internal_error"))
+        answer(response)
+
+    def dispatch(request: Request, answer: Answer) -> Pending | None:
+        return loop.create_task(run(request, answer))
+
+    return dispatch
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     """What a listener's connections need; replaced as a whole on reload (connections read it per request)."""
 
-    handler: Handler
+    dispatch: Dispatch
     parser_limits: ParserLimits = field(default_factory=ParserLimits)
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
@@ -61,8 +95,6 @@ class ServerSettings:
     request_id_in_response: bool = True
     scheme: bytes = b"http"
     observe: Observer | None = None
-    # The route's fast path, when it has one: start an exchange driven by callbacks, or None to run `handler`.
-    fast: Callable[[Request, Callable[[Response | None], None]], Exchange | None] | None = None
     # mTLS and connection rates (meshbatch.security): run in connection_made, it refuses a peer (ProxyError) or
     # gives the connection a guard that admits each request; None (no TLS, no rates): no per-request work.
     guard: Callable[[asyncio.BaseTransport], ConnectionGuard | None] | None = None
@@ -116,9 +148,9 @@ def _new_request_id() -> bytes:
 class HttpServerProtocol(asyncio.Protocol):
     __slots__ = (
         "_current",
+        "_current_settings",
         "_eof",
         "_error",
-        "_exchange",
         "_guard",
         "_head_started",
         "_last_activity",
@@ -126,13 +158,13 @@ class HttpServerProtocol(asyncio.Protocol):
         "_lost",
         "_paused_reading",
         "_paused_writing",
+        "_pending",
         "_send",
         "_settings",
         "_stream",
         "_stream_chunked",
         "_stream_close",
         "_stream_keep_alive",
-        "_task",
         "_watch_at",
         "_watchdog",
         "_written",
@@ -148,7 +180,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._settings = state.settings
         self.transport: asyncio.Transport | None = None
         self.parser: RequestParser | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._pending: Pending | None = None  # the answer under way for `_current`
         self._watchdog: asyncio.TimerHandle | None = None
         self._watch_at = 0.0
         self._head_started = 0.0
@@ -157,8 +189,8 @@ class HttpServerProtocol(asyncio.Protocol):
         self._last_activity = loop.time()
         self._error: ProxyError | None = None
         self._eof = False
-        self._exchange: Exchange | None = None
-        self._current: tuple[Request, ServerSettings] | None = None
+        self._current: Request | None = None  # the request being served (its answer not yet written)
+        self._current_settings = state.settings
         self._guard: ConnectionGuard | None = None
         self.closed = False
         self._lost = False
@@ -172,7 +204,7 @@ class HttpServerProtocol(asyncio.Protocol):
     @property
     def busy(self) -> bool:
         parser = self.parser
-        return self._task is not None or self._exchange is not None or self._stream is not None or \
+        return self._current is not None or self._stream is not None or \
             (parser is not None and (parser.in_message or bool(parser.ready)))
 
     # connection lifecycle ------------------------------------------------------------------------
@@ -212,12 +244,11 @@ class HttpServerProtocol(asyncio.Protocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        if self._exchange is not None:
-            self._exchange.cancel()
-            self._exchange = None
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            self._current = None
+            pending.cancel()
         parser = self.parser
         if parser is not None:
             # httptools' parser holds the RequestParser's bound callbacks: a reference cycle that only the cyclic
@@ -259,7 +290,7 @@ class HttpServerProtocol(asyncio.Protocol):
                 self._watch(now + self._settings.header_timeout)
         else:
             self._head_started = 0.0
-        if parser.continue_wanted and self._task is None and self._exchange is None and not parser.ready:
+        if parser.continue_wanted and self._current is None and not parser.ready:
             parser.continue_wanted = False
             assert self.transport is not None
             self.transport.write(CONTINUE)
@@ -276,14 +307,14 @@ class HttpServerProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its pending answers; then we close (a partial request never ends).
         self._eof = True
-        if self._task is None and self._exchange is None and self._stream is None and \
+        if self._current is None and self._stream is None and \
                 not (self.parser is not None and self.parser.ready):
             self._close()
         return True
 
     def _next(self) -> None:
         parser = self.parser
-        if self._task is not None or self._exchange is not None or self._stream is not None or parser is None or \
+        if self._current is not None or self._stream is not None or parser is None or \
                 not parser.ready or self._paused_writing or self.closed:
             return
         ready = parser.ready
@@ -305,38 +336,21 @@ class HttpServerProtocol(asyncio.Protocol):
             if refused is not None:
                 self._respond(request, local_reply(refused), settings)
                 return
-        fast = settings.fast
-        if fast is not None:
-            self._current = (request, settings)
-            exchange = fast(request, self._on_fast)
-            if exchange is not None:
-                if not exchange.done():  # (it may have finished already, and the next request begun)
-                    self._exchange = exchange
-                return
-        self._task = self._loop.create_task(self._run(request, settings))
+        self._current = request
+        self._current_settings = settings
+        pending = settings.dispatch(request, self._answer)
+        if self._current is request:  # not answered yet (a local reply, or a fast exchange, may answer at once)
+            self._pending = pending
 
-    def _on_fast(self, response: Response | None) -> None:
-        self._exchange = None
-        current = self._current
-        assert current is not None
-        request, settings = current
-        if response is None:  # replay on the general path
-            self._task = self._loop.create_task(self._run(request, settings))
+    def _answer(self, response: Response) -> None:
+        request = self._current
+        if request is None:  # the caller went away meanwhile: nobody to answer
+            if response.stream is not None:
+                response.stream.abandon()
             return
-        self._respond(request, response, settings)
-
-    async def _run(self, request: Request, settings: ServerSettings) -> None:
-        try:
-            response = await settings.handler(request)
-        except ProxyError as error:
-            response = local_reply(error)
-        except asyncio.CancelledError:
-            return  # the client went away; nobody to answer
-        except Exception:
-            log.exception("handler failed for %r", request)
-            response = local_reply(ProxyError("internal_error"))
-        self._task = None
-        self._respond(request, response, settings)
+        self._current = None
+        self._pending = None
+        self._respond(request, response, self._current_settings)
 
     # writing -------------------------------------------------------------------------------------
     def _respond(self, request: Request, response: Response, settings: ServerSettings) -> None:
@@ -431,7 +445,7 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.transport is not None and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
-        if self._task is None and self._exchange is None and self._stream is None:
+        if self._current is None and self._stream is None:
             if self.parser is not None and self.parser.ready:
                 self._next()  # read in the same bytes as the bad one: answered first, then the error
             else:
@@ -525,7 +539,7 @@ class HttpServerProtocol(asyncio.Protocol):
                 self._watch(deadline)
             return
         deadline = self._last_activity + settings.idle_timeout
-        if parser is not None and parser.in_message and self._task is None and self._exchange is None:
+        if parser is not None and parser.in_message and self._current is None:
             if now >= deadline:  # a body that stopped arriving
                 self._fail(RequestTimeout("body_timeout", "request body not received in time"))
             else:
@@ -549,4 +563,5 @@ def protocol_factory(state: ListenerState, loop: asyncio.AbstractEventLoop) -> C
     return make
 
 
-__all__ = ["HttpServerProtocol", "ListenerState", "ServerSettings", "protocol_factory"]
+__all__ = ["Answer", "Dispatch", "HttpServerProtocol", "ListenerState", "Pending", "ServerSettings", "protocol_factory",
+           "serve_handler"]

@@ -26,6 +26,7 @@ from meshbatch.http.message import Request, Response
 from meshbatch.ingest.logs.base import LogError, LogFull
 from meshbatch.ingest.record import Record, keyed_id, valid_key
 from meshbatch.security.scope import IdempotencyScope
+from meshbatch.service import Call
 
 if TYPE_CHECKING:
     from meshbatch.ingest.route import IngestRoute
@@ -54,13 +55,14 @@ class IngestHandler:
         self.timeout = route.timeout
         self.scope = IdempotencyScope(route.config.idempotency_scope)
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, call: Call) -> Response:
+        request = call.request
         route = self.route
         if not route.serving:
             await route.wait_started()
         bodies, dead, dropped = await self._events(request)
         key = request.header(IDEMPOTENCY)
-        scope = self.scope.digest(request).hex() if key is not None else ""
+        scope = self.scope.digest(request, call.principal).hex() if key is not None else ""
         records = self._records(bodies, key, scope)
         if route.flusher.tracing is not None:  # the delivery span links back to this request's span
             trace = request.header(b"traceparent")

@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshbatch.config.model import Route
-from meshbatch.http.message import Handler
 from meshbatch.ingest.route import IngestRoute
-from meshbatch.pipeline import PipelineHandler, build_pipeline
+from meshbatch.pipeline import PipelineLayer, build_pipeline
 from meshbatch.pipeline.pools import pipeline_pools
 from meshbatch.pipeline.stages.compress import CompressingSender, Send
+from meshbatch.service import Service
 from meshbatch.telemetry.metrics import Registry
 
 
@@ -32,12 +32,12 @@ def wrap_send(route: Route, send: Send) -> Send:
     return send
 
 
-def with_pipeline(route: Route, handler: Handler, metrics: Registry) -> Handler:
+def with_pipeline(route: Route, handler: Service, metrics: Registry) -> Service:
     """A batching route's handler behind its pipeline (unchanged when it has no request stages)."""
     pipeline = build_pipeline(route.name, route.pipeline, dead_letters=False, metrics=metrics,
                               limits=route.pipeline_limits)
     pipeline_pools(metrics).attach(route, pipeline, dead_letters=False)
-    return PipelineHandler(pipeline, handler) if pipeline else handler
+    return PipelineLayer(pipeline, handler) if pipeline else handler
 
 
 def build_ingest(route: Route, send: Send | None, metrics: Registry, previous: Mapping[str, IngestRoute],

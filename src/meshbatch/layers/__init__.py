@@ -1,13 +1,12 @@
-"""Resilience and traffic shaping: route layers (Handler -> Handler) and the guarded upstream stage.
+"""The layers of a route's stack: each a `Service` around an inner one, or a `Check` (service/stack.py).
 
-One concern per module: `timeout` (the route's deadline), `retry` (+ `backoff`, `budget`), `breaker` (an
-endpoint's state machine) and `guard` (a cluster's thresholds), `ratelimit` (token buckets), `concurrency`
-(adaptive, gradient on min RTT), `fault`, `mirror`, `split` (weighted clusters and subsets), `call` and
-`attempt` (the innermost stage). `stack.Layers` composes them once per snapshot; `shared.Shared` carries
-their state across reloads. See docs/traffic.md.
+One concern per module: `authz` (JWT and policies, as checks), `ratelimit` (token buckets: a check for
+requests, a layer for items), `timeout` (the route's deadline), `fault`, `concurrency` (adaptive, gradient on
+min RTT), `mirror`, `split` (weighted clusters), `retry` (+ `backoff`), `call` (the innermost service: one
+upstream attempt), `check` (a check below another layer). The route stacks put them in order
+(runtime/stacks/); `shared.Shared` carries their state across reloads. See docs/traffic.md.
 """
 
 from meshbatch.layers.shared import Shared
-from meshbatch.layers.stack import Layers, route_clusters
 
-__all__ = ["Layers", "Shared", "route_clusters"]
+__all__ = ["Shared"]

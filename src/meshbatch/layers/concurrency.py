@@ -22,8 +22,9 @@ from math import ceil, sqrt
 
 from meshbatch.config.model import AdaptiveConcurrency
 from meshbatch.errors import ConcurrencyLimited
-from meshbatch.http.message import Handler, Request, Response
+from meshbatch.http.message import Response
 from meshbatch.layers.metrics import LayerMetrics
+from meshbatch.service import Call, Service
 
 MEASURING, ADJUSTING = "measuring", "adjusting"
 MAX_SAMPLES = 100_000  # per window: a bound on memory, far above what a window sees
@@ -129,7 +130,7 @@ class GradientController:
 class ConcurrencyLayer:
     __slots__ = ("controller", "inner", "loop", "metrics", "route")
 
-    def __init__(self, inner: Handler, controller: GradientController, route: str, loop: asyncio.AbstractEventLoop,
+    def __init__(self, inner: Service, controller: GradientController, route: str, loop: asyncio.AbstractEventLoop,
                  metrics: LayerMetrics | None = None) -> None:
         self.inner = inner
         self.controller = controller
@@ -137,7 +138,7 @@ class ConcurrencyLayer:
         self.loop = loop
         self.metrics = metrics
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, call: Call) -> Response:
         controller, loop = self.controller, self.loop
         start = loop.time()
         if not controller.try_acquire(start):
@@ -148,7 +149,7 @@ class ConcurrencyLayer:
                                      f"its limit is {int(controller.limit)}")
         sample: float | None = None
         try:
-            response = await self.inner(request)
+            response = await self.inner(call)
             if response.status < 500:
                 sample = loop.time() - start
             return response

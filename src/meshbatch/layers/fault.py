@@ -19,9 +19,10 @@ from http import HTTPStatus
 
 from meshbatch.config.model import Fault
 from meshbatch.errors import FaultInjected, GatewayTimeout
-from meshbatch.http.message import Handler, Request, Response
+from meshbatch.http.message import Request, Response
 from meshbatch.layers.metrics import LayerMetrics
 from meshbatch.layers.timeout import route_deadline
+from meshbatch.service import Call, Service
 
 DELAY_HEADER = b"x-meshbatch-fault-delay-ms"
 DELAY_PERCENT_HEADER = b"x-meshbatch-fault-delay-percent"
@@ -78,7 +79,7 @@ class FaultPlan:
 class FaultLayer:
     __slots__ = ("active", "inner", "loop", "metrics", "plan", "route", "timeout")
 
-    def __init__(self, inner: Handler, plan: FaultPlan, route: str, timeout: float,
+    def __init__(self, inner: Service, plan: FaultPlan, route: str, timeout: float,
                  loop: asyncio.AbstractEventLoop, metrics: LayerMetrics | None = None) -> None:
         self.inner = inner
         self.plan = plan
@@ -88,17 +89,17 @@ class FaultLayer:
         self.metrics = metrics
         self.active = 0
 
-    async def __call__(self, request: Request) -> Response:
-        delay, abort = self.plan.decide(request)
+    async def __call__(self, call: Call) -> Response:
+        delay, abort = self.plan.decide(call.request)
         limit = self.plan.config.max_active
         if not (delay or abort) or (limit is not None and self.active >= limit):
-            return await self.inner(request)
+            return await self.inner(call)
         self.active += 1
         try:
             if delay:
                 self._count("delay")
                 now = self.loop.time()
-                left = route_deadline(request, self.timeout, now) - now
+                left = route_deadline(call, self.timeout, now) - now
                 if delay >= left:
                     await asyncio.sleep(max(left, 0.0))
                     raise GatewayTimeout("upstream_timeout", "the injected delay outlived the route's deadline")
@@ -108,7 +109,7 @@ class FaultLayer:
                 raise FaultInjected(abort, f"fault injected by route {self.route!r}")
         finally:
             self.active -= 1
-        response = await self.inner(request)
+        response = await self.inner(call)
         if response.flag == "-":
             response.flag = "DI"
         return response

@@ -13,27 +13,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from meshbatch.errors import ProxyError
-from meshbatch.http.message import Handler, Headers, Request, Response
+from meshbatch.http.message import Headers, Response
 from meshbatch.layers.metrics import LayerMetrics
-from meshbatch.proxy.forward import upstream_headers
+from meshbatch.service import Call, Service
+from meshbatch.upstream import exchange
 from meshbatch.upstream.cluster import Cluster
+from meshbatch.upstream.headers import request_headers
+from meshbatch.upstream.target import Target
 
 log = logging.getLogger("meshbatch.layers")
 SHADOW_BUFFER = 65_536  # a shadow's answer larger than this is read and dropped piece by piece
+# One copy's exchange: (method, target, headers, body, deadline, hash key) -> the shadow's answer.
+Send = Callable[[bytes, bytes, Headers, bytes, float, "bytes | None"], Awaitable[Response]]
 
 
 class Mirror:
-    __slots__ = ("_random", "_tasks", "cluster", "loop", "max_in_flight", "metrics", "percent", "route",
-                 "timeout")
+    __slots__ = ("_random", "_send_copy", "_tasks", "cluster", "loop", "max_in_flight", "metrics", "percent",
+                 "route", "timeout")
 
     def __init__(self, route: str, cluster: Cluster, percent: float, max_in_flight: int, timeout: float,
                  loop: asyncio.AbstractEventLoop, metrics: LayerMetrics | None = None,
-                 rng: Callable[[], float] | None = None) -> None:
+                 rng: Callable[[], float] | None = None, send: Send | None = None) -> None:
         self.route = route
         self.cluster = cluster
+        self._send_copy = send or self._exchange
         self.percent = percent
         self.max_in_flight = max_in_flight
         self.timeout = timeout
@@ -64,10 +70,7 @@ class Mirror:
 
     async def _send(self, method: bytes, target: bytes, headers: Headers, body: bytes, key: bytes | None) -> None:
         try:
-            response = await self.cluster.send(method, target, headers, body, self.loop.time() + self.timeout, key,
-                                               stream_limit=SHADOW_BUFFER)
-            if response.stream is not None:
-                response.stream.discard()
+            await self._send_copy(method, target, headers, body, self.loop.time() + self.timeout, key)
         except ProxyError:
             self._count("failed")
         except Exception:
@@ -75,6 +78,16 @@ class Mirror:
             self._count("failed")
         else:
             self._count("ok")
+
+    async def _exchange(self, method: bytes, path: bytes, headers: Headers, body: bytes, deadline: float,
+                        key: bytes | None) -> Response:
+        """The copy's exchange with the shadow cluster (no guard: a shadow's failures are its own business); its
+        answer is read in small pieces and dropped."""
+        response = await exchange.send(Target(self.cluster), method, path, headers, body, deadline, key, self.loop,
+                                       stream_limit=SHADOW_BUFFER)
+        if response.stream is not None:
+            response.stream.discard()
+        return response
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
@@ -89,18 +102,19 @@ class MirrorLayer:
 
     __slots__ = ("inner", "mirror", "via")
 
-    def __init__(self, inner: Handler, mirror: Mirror, via: bool) -> None:
+    def __init__(self, inner: Service, mirror: Mirror, via: bool) -> None:
         self.inner = inner
         self.mirror = mirror
         self.via = via
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, call: Call) -> Response:
         mirror = self.mirror
         if mirror.wanted():
+            request = call.request
             hash_header = mirror.cluster.hash_header
-            mirror.copy(request.method, request.target, upstream_headers(request, self.via, mirror.cluster.name),
+            mirror.copy(request.method, request.target, request_headers(request, self.via, mirror.cluster.name),
                         request.body, request.header(hash_header) if hash_header is not None else None)
-        return await self.inner(request)
+        return await self.inner(call)
 
 
 __all__ = ["Mirror", "MirrorLayer"]

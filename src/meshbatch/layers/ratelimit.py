@@ -8,9 +8,10 @@ limits, or is answered 429 with Retry-After (the time until a token is there) an
 buckets live in a bounded LRU table (`max_keys`): a key pushed out starts again with a full bucket.
 Requests without the header or identity share the bucket of the empty key.
 
-`requests` limits are checked once per caller request, in front of everything else of the route; `items`
-limits in front of the batcher, once per item queued (a request that the pipeline splits into several
-events counts each), and for a plain route once per request.
+`requests` limits are checked once per caller request, in front of everything else of the route (a `Check`,
+`RateLimitCheck`, so a plain route keeps its fast path); `items` limits in front of the batcher, once per item
+queued (a request that the pipeline splits into several events counts each: `RateLimitLayer`, whose 429 is one
+item's answer, not the request's), and for a plain route once per request.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from collections.abc import Callable, Sequence
 
 from meshbatch.config.model import RateLimit
 from meshbatch.errors import RateLimited
-from meshbatch.http.message import Handler, Request, Response
+from meshbatch.http.message import Request, Response
 from meshbatch.http.serialize import local_reply
 from meshbatch.layers.metrics import LayerMetrics
-from meshbatch.security.identity import peer_identity
+from meshbatch.service import Call, Service
 
 KeyOf = Callable[[Request], bytes]
 
@@ -65,7 +66,7 @@ def key_function(key: str | None) -> KeyOf:
     if key is None:
         return lambda request: b""
     if key == "identity":
-        return lambda request: (peer_identity(request) or "").encode()
+        return lambda request: (request.identity or "").encode()
     if key == "client":
         return lambda request: request.client.encode()
     name = key.partition(":")[2].lower().encode()
@@ -102,20 +103,20 @@ class Limit:
         return len(self._buckets)
 
 
-class RateLimitLayer:
-    """Answers 429 itself when any of the route's limits has no token for this request."""
+class RateLimits:
+    """The limits of one route, taken together: a request takes a token from each, or from none."""
 
-    __slots__ = ("inner", "limits", "loop", "metrics", "route")
+    __slots__ = ("limits", "loop", "metrics", "route")
 
-    def __init__(self, inner: Handler, limits: Sequence[Limit], route: str, loop: asyncio.AbstractEventLoop,
+    def __init__(self, limits: Sequence[Limit], route: str, loop: asyncio.AbstractEventLoop,
                  metrics: LayerMetrics | None = None) -> None:
-        self.inner = inner
         self.limits = list(limits)
         self.route = route
         self.loop = loop
         self.metrics = metrics
 
-    async def __call__(self, request: Request) -> Response:
+    def take(self, request: Request) -> RateLimited | None:
+        """None (a token taken from every limit), or the 429 to answer (no token taken)."""
         now = self.loop.time()
         if len(self.limits) == 1:
             limit = self.limits[0]
@@ -124,7 +125,7 @@ class RateLimitLayer:
             if wait > 0:
                 return self._refuse(limit, wait)
             bucket.take(now)
-            return await self.inner(request)
+            return None
         buckets = [(limit, limit.bucket(request, now)) for limit in self.limits]
         worst, refused = 0.0, None
         for limit, bucket in buckets:
@@ -135,15 +136,41 @@ class RateLimitLayer:
             return self._refuse(refused, worst)
         for _, bucket in buckets:
             bucket.take(now)
-        return await self.inner(request)
+        return None
 
-    def _refuse(self, limit: Limit, wait: float) -> Response:
-        """The 429 as an answer, not an exception: under the pipeline, one refused item of a request that
-        carries several must not fail the others."""
+    def _refuse(self, limit: Limit, wait: float) -> RateLimited:
         if self.metrics is not None:
             self.metrics.rate_limited.inc((self.route, limit.name))
-        return local_reply(RateLimited("rate_limited", f"rate limit {limit.name!r} of route {self.route!r}",
-                                       retry_after=wait))
+        return RateLimited("rate_limited", f"rate limit {limit.name!r} of route {self.route!r}", retry_after=wait)
 
 
-__all__ = ["Limit", "RateLimitLayer", "TokenBucket", "key_function"]
+class RateLimitCheck:
+    """A route's request limits, before anything else of the route (the 429 is the request's answer)."""
+
+    __slots__ = ("limits",)
+
+    def __init__(self, limits: RateLimits) -> None:
+        self.limits = limits
+
+    def __call__(self, call: Call) -> RateLimited | None:
+        return self.limits.take(call.request)
+
+
+class RateLimitLayer:
+    """A route's item limits, in front of the batcher: the 429 is an answer, not an exception, so that under
+    the pipeline one refused item of a request that carries several does not fail the others."""
+
+    __slots__ = ("inner", "limits")
+
+    def __init__(self, inner: Service, limits: RateLimits) -> None:
+        self.inner = inner
+        self.limits = limits
+
+    async def __call__(self, call: Call) -> Response:
+        refused = self.limits.take(call.request)
+        if refused is not None:
+            return local_reply(refused)
+        return await self.inner(call)
+
+
+__all__ = ["Limit", "RateLimitCheck", "RateLimitLayer", "RateLimits", "TokenBucket", "key_function"]

@@ -30,14 +30,15 @@ from meshbatch.errors import (
     ProxyError,
     UpstreamReset,
 )
-from meshbatch.http.message import Handler, Request, Response
+from meshbatch.http.message import Response
 from meshbatch.http.serialize import local_reply
-from meshbatch.layers.attempt import Attempt
 from meshbatch.layers.backoff import Backoff
-from meshbatch.layers.guard import ClusterGuard
 from meshbatch.layers.metrics import LayerMetrics
-from meshbatch.layers.split import Target
 from meshbatch.layers.timeout import route_deadline
+from meshbatch.service import Call, Service
+from meshbatch.upstream.exchange import Attempt
+from meshbatch.upstream.guard import ClusterGuard
+from meshbatch.upstream.target import Target
 
 ATTEMPTS_HEADER = b"x-meshbatch-attempts"
 NO_ANSWER = frozenset({"5xx", "gateway-error"})
@@ -119,7 +120,7 @@ class RetryLayer:
 
     __slots__ = ("default", "inner", "loop", "policy", "timeout")
 
-    def __init__(self, inner: Handler, policy: RetryPolicy, default: Target, timeout: float,
+    def __init__(self, inner: Service, policy: RetryPolicy, default: Target, timeout: float,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.inner = inner
         self.policy = policy
@@ -127,23 +128,22 @@ class RetryLayer:
         self.timeout = timeout
         self.loop = loop
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, call: Call) -> Response:
         policy, loop = self.policy, self.loop
-        attempt = Attempt()
-        context = request.context
-        context["attempt"] = attempt
-        target: Target = context.get("target") or self.default
+        attempt = call.attempt = Attempt()
+        target = call.target or self.default
         attempt.target = target
         guard = target.guard
-        deadline = route_deadline(request, self.timeout, loop.time())
-        replayable = len(request.body) <= policy.max_replay
+        assert guard is not None, "the targets of a route that retries have a guard (its retry budget)"
+        deadline = route_deadline(call, self.timeout, loop.time())
+        replayable = len(call.request.body) <= policy.max_replay
         policy.count("first")
         reserved = False
         try:
             while True:
                 failure: Response | ProxyError
                 try:
-                    response = await self.inner(request)
+                    response = await self.inner(call)
                 except ProxyError as error:
                     if not policy.retriable_error(error):
                         raise

@@ -11,12 +11,12 @@ import time
 from collections.abc import Iterator
 
 from meshbatch.config import model
-from meshbatch.layers.breaker import CLOSED
 from meshbatch.layers.concurrency import GradientController
-from meshbatch.layers.guard import ClusterGuard
 from meshbatch.layers.metrics import LayerMetrics
 from meshbatch.layers.ratelimit import Limit
 from meshbatch.telemetry.metrics import Labels
+from meshbatch.upstream.breaker import CLOSED
+from meshbatch.upstream.guard import ClusterGuard
 
 DEFAULT_BREAKERS = model.CircuitBreakers()
 

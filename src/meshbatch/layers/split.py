@@ -1,10 +1,5 @@
-"""Where a request goes: weighted splits across clusters (canary) and subsets of a cluster's endpoints.
-
-A `Target` is a cluster, or the subset of its endpoints whose metadata has given pairs (e.g. version=v2),
-with the cluster's guard. A subset gets its own balancer of the cluster's kind over a view of the cluster's
-endpoint set; the view is refreshed from the cluster's set (its membership and version), so it adds no
-watcher to any endpoint and nothing outlives the snapshot. `Split` picks one target per request (or per
-batch) by weight: at random, or by a hash of a header so that one caller stays on one side.
+"""Weighted splits across targets (canary): `Split` picks one target (upstream/target.py) per request, or per
+batch, by weight: at random, or by a hash of a header so that one caller stays on one side.
 """
 
 from __future__ import annotations
@@ -13,86 +8,10 @@ import random
 import zlib
 from collections.abc import Callable, Sequence
 
-from meshbatch.http.message import Handler, Request, Response
-from meshbatch.layers.guard import ClusterGuard
+from meshbatch.http.message import Response
 from meshbatch.layers.metrics import LayerMetrics
-from meshbatch.upstream.balancers import BALANCERS, Balancer
-from meshbatch.upstream.cluster import Cluster
-from meshbatch.upstream.endpoint import Endpoint
-from meshbatch.upstream.endpoint_set import EndpointSet
-
-
-class Target:
-    __slots__ = ("_all", "_balancer", "_version", "_view", "cluster", "fallback", "guard", "label", "subset")
-
-    def __init__(self, cluster: Cluster, guard: ClusterGuard, subset: dict[str, str] | None = None,
-                 fallback: bool = False) -> None:
-        self.cluster = cluster
-        self.guard = guard
-        self.subset = tuple(sorted((subset or {}).items()))
-        self.fallback = fallback  # an empty subset falls back to any endpoint of the cluster
-        self.label = cluster.name + ("{" + ",".join(f"{k}={v}" for k, v in self.subset) + "}" if self.subset else "")
-        self._all: tuple[Endpoint, ...] | None = None
-        self._version = -1
-        self._view = EndpointSet()  # no members: attaches no watcher
-        self._balancer: Balancer | None = None
-
-    def _refresh(self) -> EndpointSet:
-        hosts = self.cluster.hosts
-        view = self._view
-        if hosts.all is not self._all:
-            self._all = hosts.all
-            pairs = self.subset
-            view.all = tuple(e for e in hosts.all if all(e.metadata.get(k) == v for k, v in pairs))
-            self._version = -1
-            self._balancer = None
-        if hosts.version != self._version:
-            self._version = hosts.version
-            view.available = tuple(e for e in view.all if not e.down)
-            view.version += 1
-        return view
-
-    def members(self) -> tuple[Endpoint, ...]:
-        return self._refresh().all if self.subset else self.cluster.hosts.all
-
-    def available(self) -> tuple[Endpoint, ...]:
-        return self._refresh().available if self.subset else self.cluster.hosts.available
-
-    def balancer(self) -> Balancer:
-        if not self.subset:
-            return self.cluster.balancer
-        view = self._refresh()
-        if self._balancer is None:
-            config = self.cluster.config
-            self._balancer = BALANCERS.get(config.lb)(view, config.lb_config)
-        return self._balancer
-
-    def pick(self, key: bytes | None, tried: Sequence[Endpoint], now: float) -> Endpoint | None:
-        """One endpoint: a due probe of an open breaker first, else the balancer's choice, avoiding `tried`
-        (the endpoints this request already failed on) while another one is available."""
-        if self.guard.config.endpoint is not None:
-            probe = self.guard.probe(now, self.members(), tried)
-            if probe is not None:
-                return probe
-        balancer = self.balancer()
-        endpoint = balancer.pick(key)
-        if endpoint is None and self.subset and self.fallback:
-            balancer = self.cluster.balancer
-            endpoint = balancer.pick(key)
-        if endpoint is None or not tried or endpoint not in tried:
-            return endpoint
-        for _ in range(2):  # a fresh choice (a hashing balancer repeats itself for the same key)
-            other = balancer.pick(None)
-            if other is not None and other not in tried:
-                return other
-        live = self.available() or (self.cluster.hosts.available if self.fallback else ())
-        for other in live:
-            if other not in tried:
-                return other
-        return endpoint  # every endpoint failed this request already: the balancer's choice again
-
-    def __repr__(self) -> str:
-        return f"<Target {self.label}>"
+from meshbatch.service import Call, Service
+from meshbatch.upstream.target import Target
 
 
 class Split:
@@ -131,19 +50,19 @@ class SplitLayer:
 
     __slots__ = ("inner", "metrics", "route", "split")
 
-    def __init__(self, inner: Handler, split: Split, route: str, metrics: LayerMetrics | None = None) -> None:
+    def __init__(self, inner: Service, split: Split, route: str, metrics: LayerMetrics | None = None) -> None:
         self.inner = inner
         self.split = split
         self.route = route
         self.metrics = metrics
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, call: Call) -> Response:
         split = self.split
-        target = split.choose(request.header(split.header) if split.header is not None else None)
-        request.context["target"] = target
+        target = split.choose(call.request.header(split.header) if split.header is not None else None)
+        call.target = target
         if self.metrics is not None:
             self.metrics.splits.inc((self.route, target.label))
-        return await self.inner(request)
+        return await self.inner(call)
 
 
 __all__ = ["Split", "SplitLayer", "Target"]

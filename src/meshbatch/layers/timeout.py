@@ -12,7 +12,8 @@ import asyncio
 import math
 
 from meshbatch.errors import BadRequest, DeadlineExceeded
-from meshbatch.http.message import Handler, Request, Response
+from meshbatch.http.message import Response
+from meshbatch.service import Call, Service
 
 DEADLINE_HEADER = b"x-meshbatch-deadline-ms"  # as the batcher reads it (batching/admission.py)
 
@@ -28,15 +29,16 @@ def caller_budget(value: bytes) -> float:
     return ms / 1000.0
 
 
-def route_deadline(request: Request, timeout: float, now: float) -> float:
-    """The request's deadline (loop time), cached in its context."""
-    deadline: float | None = request.context.get("deadline")
+def route_deadline(call: Call, timeout: float, now: float) -> float:
+    """The call's deadline (loop time), fixed on first use."""
+    deadline = call.deadline
     if deadline is None:
+        request = call.request
         deadline = (request.received_at or now) + timeout
         value = request.header(DEADLINE_HEADER)
         if value is not None:
             deadline = min(deadline, (request.received_at or now) + caller_budget(value))
-        request.context["deadline"] = deadline
+        call.deadline = deadline
     return deadline
 
 
@@ -48,16 +50,16 @@ def try_deadline(deadline: float, per_try: float | None, now: float) -> float:
 class DeadlineLayer:
     __slots__ = ("inner", "loop", "timeout")
 
-    def __init__(self, inner: Handler, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, inner: Service, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
         self.inner = inner
         self.timeout = timeout
         self.loop = loop
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, call: Call) -> Response:
         now = self.loop.time()
-        if route_deadline(request, self.timeout, now) <= now:
+        if route_deadline(call, self.timeout, now) <= now:
             raise DeadlineExceeded("deadline_exceeded", "the caller's budget is already spent")
-        return await self.inner(request)
+        return await self.inner(call)
 
 
 __all__ = ["DeadlineLayer", "caller_budget", "route_deadline", "try_deadline"]

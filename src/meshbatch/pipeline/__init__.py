@@ -5,7 +5,7 @@ outgoing batch. A new stage is one file in `stages/` registering a factory in `S
 """
 
 from meshbatch.pipeline.base import STAGE_FACTORIES, Stage, StageContext
-from meshbatch.pipeline.handler import PipelineHandler, encode_event
+from meshbatch.pipeline.handler import PipelineLayer, encode_event
 from meshbatch.pipeline.runner import Pipeline, build_pipeline
 from meshbatch.pipeline.work import InvalidEvent, UnsupportedEncoding, Work
 
@@ -13,7 +13,7 @@ __all__ = [
     "STAGE_FACTORIES",
     "InvalidEvent",
     "Pipeline",
-    "PipelineHandler",
+    "PipelineLayer",
     "Stage",
     "StageContext",
     "UnsupportedEncoding",

@@ -19,9 +19,10 @@ from typing import Any
 
 import orjson
 
-from meshbatch.http.message import Handler, Headers, Request, Response
+from meshbatch.http.message import Headers, Request, Response
 from meshbatch.pipeline.runner import Pipeline
 from meshbatch.pipeline.work import encode_event
+from meshbatch.service import Call, Service
 
 JSON = (b"content-type", b"application/json")
 IDEMPOTENCY = b"idempotency-key"
@@ -40,26 +41,27 @@ def _keyed(headers: Headers, key: bytes, index: int) -> Headers:
     return [(name, part_key if name == IDEMPOTENCY else value) for name, value in headers]
 
 
-class PipelineHandler:
+class PipelineLayer:
     __slots__ = ("inner", "pipeline")
 
-    def __init__(self, pipeline: Pipeline, inner: Handler) -> None:
+    def __init__(self, pipeline: Pipeline, inner: Service) -> None:
         self.pipeline = pipeline
         self.inner = inner
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, call: Call) -> Response:
+        request = call.request
         result = await self.pipeline.process(request)
         if result.headers is not None:
             request.headers = result.headers
         events = result.events
         if events is None:
             request.body = result.body
-            return await self.inner(request)
+            return await self.inner(call)
         if not events:
             return Response(204, [(b"x-meshbatch-filtered", str(result.dropped + result.failed).encode())])
         if len(events) == 1:
             request.body = events[0]
-            return await self.inner(request)
+            return await self.inner(call)
         tasks: list[asyncio.Future[Response]] = []
         key = request.header(IDEMPOTENCY)
         try:
@@ -72,8 +74,9 @@ class PipelineHandler:
                                    client=request.client, request_id=request.request_id,
                                    received_at=request.received_at)
                     part.route = request.route
-                    part.context = request.context.copy()  # the caller's identity and claims (policies, scope)
-                    tasks.append(asyncio.ensure_future(self.inner(part)))
+                    part.identity = request.identity
+                    # the caller's token and deadline go with each part (policies, idempotency scope)
+                    tasks.append(asyncio.ensure_future(self.inner(call.part(part))))
             answers = await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
@@ -88,4 +91,4 @@ class PipelineHandler:
         return Response(status, [JSON], orjson.dumps({"results": results}))
 
 
-__all__ = ["PipelineHandler", "encode_event"]
+__all__ = ["PipelineLayer", "encode_event"]

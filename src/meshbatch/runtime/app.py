@@ -27,12 +27,13 @@ from meshbatch.config.redact import redact_text
 from meshbatch.http.forwarded import Trust
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.paths import PathRules
-from meshbatch.http.server import ListenerState, ServerSettings, protocol_factory
+from meshbatch.http.server import Dispatch, ListenerState, ServerSettings, protocol_factory, serve_handler
 from meshbatch.ingest.wiring import commit_pipelines, start_ingest, stop_ingest, stop_pipelines
+from meshbatch.runtime.listener import ListenerStack
 from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
 from meshbatch.security.admin import exposure_warnings
 from meshbatch.security.listener import open_tls_server
-from meshbatch.security.wiring import Security, check_tls_switch
+from meshbatch.security.state import Security, check_tls_switch
 from meshbatch.telemetry.access_log import Observer
 from meshbatch.telemetry.loop import LoopMonitor
 from meshbatch.telemetry.metrics import Counter, Metric, Registry
@@ -65,10 +66,10 @@ def parser_limits(listener: model.Listener) -> ParserLimits:
     )
 
 
-def _settings(listener: model.Listener, handler: Any, stats: Observer) -> ServerSettings:
+def _settings(listener: model.Listener, dispatch: Dispatch, stats: Observer) -> ServerSettings:
     limits = listener.limits
     return ServerSettings(
-        handler=handler,
+        dispatch=dispatch,
         parser_limits=parser_limits(listener),
         header_timeout=limits.header_timeout_ms / 1000,
         idle_timeout=limits.idle_timeout_ms / 1000,
@@ -79,7 +80,6 @@ def _settings(listener: model.Listener, handler: Any, stats: Observer) -> Server
         send_timeout=limits.send_timeout_ms / 1000,
         request_id_in_response=listener.request_id_in_response,
         observe=stats,
-        fast=getattr(handler, "start", None),
     )
 
 
@@ -124,11 +124,13 @@ class Proxy:
         """The request counters of every listener, by name."""
         return dict(self._stats)
 
-    def _listener_settings(self, listener: model.Listener, router: Any) -> ServerSettings:
-        """A listener's settings; its handler and observer carry tracing and access logs when configured."""
+    def _listener_settings(self, listener: model.Listener, snapshot: Snapshot) -> ServerSettings:
+        """A listener's settings: its request stack (with SERVER spans when tracing is on), its observer (access
+        logs when configured), its TLS accept mode and connection guard (mTLS, rates)."""
         observe = self.observability.observer(listener.name, self.stats(listener.name))
-        handler = self.observability.handler(self.security.gate(listener, router))  # JWT and policies first
-        return self.security.server_settings(listener, _settings(listener, handler, observe))  # mTLS, rates
+        stack = ListenerStack(listener.name, snapshot.routes[listener.name], snapshot.checks[listener.name],
+                              self.loop, self.observability.request_spans())
+        return self.security.server_settings(listener, _settings(listener, stack, observe))
 
     @property
     def draining(self) -> bool:
@@ -178,7 +180,8 @@ class Proxy:
                 self.announce(f"meshbatch: WARNING: {warning}")
             admin_api = AdminApi(self)
             admin_api.dashboard.start()  # the dashboard's history: one sample a second
-            state = ListenerState(ServerSettings(handler=admin_api, header_timeout=5, idle_timeout=30))
+            state = ListenerState(ServerSettings(dispatch=serve_handler(admin_api, self.loop), header_timeout=5,
+                                                 idle_timeout=30))
             self.admin = await self._open("admin", config.admin.listen, state)
         for listener in config.listeners:
             await self._open_listener(listener)
@@ -187,8 +190,7 @@ class Proxy:
         self.announce(f"meshbatch: ready config={self.config_path} version={self.snapshot.version}")
 
     async def _open_listener(self, listener: model.Listener) -> None:
-        router = self.snapshot.routers[listener.name]
-        state = ListenerState(self._listener_settings(listener, router))
+        state = ListenerState(self._listener_settings(listener, self.snapshot))
         self.listeners[(listener.name, listener.listen)] = await self._open(
             listener.name, listener.listen, state, listener.reuse_port)
 
@@ -256,8 +258,7 @@ class Proxy:
         try:
             for key, listener in wanted.items():
                 if key not in self.listeners:
-                    router = new.routers[listener.name]
-                    state = ListenerState(self._listener_settings(listener, router))
+                    state = ListenerState(self._listener_settings(listener, new))
                     opened.append(await self._open(listener.name, listener.listen, state, listener.reuse_port))
         except OSError:
             for item in opened:
@@ -283,7 +284,7 @@ class Proxy:
             self.listeners[(item.name, item.listen)] = item
         for key, item in list(self.listeners.items()):
             if key in wanted:
-                item.state.settings = self._listener_settings(wanted[key], new.routers[item.name])
+                item.state.settings = self._listener_settings(wanted[key], new)
             else:
                 del self.listeners[key]
                 item.server.close()

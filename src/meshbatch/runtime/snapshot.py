@@ -1,93 +1,47 @@
-"""A snapshot: everything built from one config (clusters, route tables, batchers), swapped as one reference.
+"""A snapshot: everything built from one config (clusters, each listener's routes as stacks, batchers, ingest
+routes), swapped as one reference.
 
 On reload a new snapshot is built next to the old one. Clusters and batchers whose config did not change
 are carried over as they are (warm connections, queued items); the rest of the old snapshot retires: its
-batchers drain, then its clusters close.
+batchers drain, then its clusters close. Each route becomes one stack of its kind (runtime/stacks/: plain,
+batch, ingest); each listener gets its own checks (JWT, policies) and its route table, which the running
+proxy turns into the listener's request stack (runtime/listener.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from meshbatch.config import model
 from meshbatch.config.redact import redact_config
-from meshbatch.errors import NoRoute
-from meshbatch.http.message import Handler, Headers, Request, Response
 from meshbatch.ingest.route import IngestRoute
-from meshbatch.ingest.wiring import build_ingest, stop_ingest, with_pipeline, wrap_send
-from meshbatch.layers import Layers, Shared, route_clusters
-from meshbatch.proxy.fast import Exchange, Respond
-from meshbatch.proxy.forward import VIA, Forwarder
+from meshbatch.ingest.wiring import build_ingest, stop_ingest
+from meshbatch.layers.authz import JwtCheck, PolicyCheck
+from meshbatch.layers.shared import Shared
 from meshbatch.routing.match import RouteMatcher, RouteTable
+from meshbatch.runtime.stacks.batch import batch_sender, batch_stack
+from meshbatch.runtime.stacks.ingest import ingest_stack
+from meshbatch.runtime.stacks.parts import Parts, route_clusters
+from meshbatch.runtime.stacks.plain import plain_stack
+from meshbatch.security.policy import Authorizer
+from meshbatch.service import Check, RouteStack
 from meshbatch.telemetry.metrics import Registry
 from meshbatch.upstream.cluster import Cluster
 
 if TYPE_CHECKING:
     from meshbatch.batching.handler import BatchHandler
-    from meshbatch.security.wiring import Security
-
-
-@dataclass(frozen=True, slots=True)
-class RouteEntry:
-    name: str
-    handler: Handler
-    config: model.Route
-    start: Callable[[Request, Respond], Exchange | None] | None = None
-
-
-class Router:
-    """A listener's handler: first matching route, or 404."""
-
-    __slots__ = ("listener", "table")
-
-    def __init__(self, listener: str, table: RouteTable[RouteEntry]) -> None:
-        self.listener = listener
-        self.table = table
-
-    async def __call__(self, request: Request) -> Response:
-        entry = self.table.match(request)
-        if entry is None:
-            raise NoRoute("no_route", f"no route of listener {self.listener!r} matches this request")
-        request.route = entry.name
-        return await entry.handler(request)
-
-    def start(self, request: Request, respond: Respond) -> Exchange | None:
-        """The fast path: a plain route with an idle upstream connection; None means "await the handler"."""
-        entry = self.table.match(request)
-        if entry is None or entry.start is None:
-            return None
-        request.route = entry.name
-        return entry.start(request, respond)
-
-
-class BatchSender:
-    """Sends one batch to the route's cluster (one endpoint per batch, chosen by the balancer)."""
-
-    __slots__ = ("cluster", "loop", "via")
-
-    def __init__(self, cluster: Cluster, loop: asyncio.AbstractEventLoop, via: bool) -> None:
-        self.cluster = cluster
-        self.loop = loop
-        self.via = via
-
-    async def __call__(self, method: bytes, path: bytes, headers: Headers, body: bytes, timeout: float,
-                       key: tuple[bytes, ...]) -> Response:
-        out = [(b"host", self.cluster.name.encode()), *headers]
-        if self.via:
-            out.append((b"via", VIA))
-        hash_key = b"\x00".join(key) if key else None
-        return await self.cluster.send(method, path, out, body, self.loop.time() + timeout, hash_key)
+    from meshbatch.security.state import Security
 
 
 @dataclass(slots=True)
 class Snapshot:
     config: model.Config
     clusters: dict[str, Cluster]
-    routers: dict[str, Router]
+    routes: dict[str, RouteTable[RouteStack]]  # each listener's routes, in order
+    checks: dict[str, tuple[Check, ...]]  # each listener's own checks (JWT, policies), before its routes
     batchers: dict[str, BatchHandler]
     loaded_at: float = field(default_factory=time.time)
     version: int = 1
@@ -110,73 +64,58 @@ def build(config: model.Config, loop: asyncio.AbstractEventLoop, metrics: Regist
         old = old_clusters.get(spec.name)
         clusters[spec.name] = old if old is not None and old.config == spec else \
             Cluster(spec, loop, old, tls=security.client_tls(spec) if security is not None else None)
+    parts = Parts.of(clusters, loop, metrics, previous.shared if previous else None, security)
     batchers: dict[str, BatchHandler] = {}
     ingest: dict[str, IngestRoute] = {}
-    routers: dict[str, Router] = {}
-    layers = Layers(clusters, loop, metrics, previous.shared if previous else None)
+    routes: dict[str, RouteTable[RouteStack]] = {}
+    checks: dict[str, tuple[Check, ...]] = {}
     for listener in config.listeners:
-        entries = []
+        entries: list[tuple[RouteMatcher, RouteStack]] = []
         for route in listener.routes:
-            handler: Handler
-            start = None
             if route.ingest is not None:  # accept durably (202), deliver later: meshbatch.ingest
-                ingest[route.name] = _ingest(route, clusters, listener, loop, metrics, previous)
-                handler = layers.front(route, ingest[route.name].handler)
-                if security is not None:  # the route's own authorization policies
-                    handler, _ = security.route(listener, route, handler, None)
-                entries.append((RouteMatcher(route.match), RouteEntry(route.name, handler, route)))
-                continue
-            if route.batch is not None:
-                handler = batchers[route.name] = _batcher(route, clusters, listener, loop, metrics, previous, layers)
-                if security is not None:  # an item may not exceed the batch's byte cap (413)
-                    handler = security.item_cap(route, handler)
-                handler = layers.batch_items(route, handler)  # items are counted under the pipeline
-                if route.pipeline:
-                    handler = with_pipeline(route, handler, metrics)
-                handler = layers.front(route, handler)
+                ingest[route.name] = _ingest(listener, route, parts, previous)
+                stack = ingest_stack(listener, route, parts, ingest[route.name])
+            elif route.batch is not None:
+                stack, batchers[route.name] = batch_stack(listener, route, parts, _kept_batcher(route, clusters,
+                                                                                                 previous))
             else:
-                layered = layers.plain(route, listener)  # None: no policy, keep the fast path
-                if layered is not None:
-                    handler = layered
-                else:
-                    forwarder = Forwarder(clusters[route.cluster], route.timeout_ms / 1000, loop, listener.via,
-                                          listener.limits.max_buffer_bytes)
-                    handler, start = forwarder, forwarder.start
-            fast: Callable[[Request, Respond], Exchange | None] | None = start
-            if security is not None:  # the route's own authorization policies (keeping the fast path)
-                handler, fast = security.route(listener, route, handler, fast)
-            entries.append((RouteMatcher(route.match), RouteEntry(route.name, handler, route, fast)))
-        routers[listener.name] = Router(listener.name, RouteTable(entries))
+                stack = plain_stack(listener, route, parts)
+            entries.append((RouteMatcher(route.match), stack))
+        routes[listener.name] = RouteTable(entries)
+        checks[listener.name] = _listener_checks(listener, security)
     version = previous.version + 1 if previous else 1
-    layers.activate()
-    return Snapshot(config, clusters, routers, batchers, version=version, ingest=ingest, shared=layers.shared)
+    parts.activate()
+    return Snapshot(config, clusters, routes, checks, batchers, version=version, ingest=ingest, shared=parts.shared)
 
 
-def _ingest(route: model.Route, clusters: dict[str, Cluster], listener: model.Listener,
-            loop: asyncio.AbstractEventLoop, metrics: Registry, previous: Snapshot | None) -> IngestRoute:
-    cluster = clusters.get(route.cluster) if route.cluster else None
-    send = BatchSender(cluster, loop, listener.via) if cluster is not None else None
+def _listener_checks(listener: model.Listener, security: Security | None) -> tuple[Check, ...]:
+    """JWT authentication, then the listener's policies: every request, before any route is matched."""
+    if security is None:
+        return ()
+    out: list[Check] = []
+    if listener.jwt is not None:
+        out.append(JwtCheck(security.validator(listener.name, listener.jwt)))
+    if listener.policies:
+        out.append(PolicyCheck(Authorizer(listener.policies), security.stats, listener.name, "listener"))
+    return tuple(out)
+
+
+def _ingest(listener: model.Listener, route: model.Route, parts: Parts, previous: Snapshot | None) -> IngestRoute:
+    cluster = parts.clusters.get(route.cluster) if route.cluster else None
+    send = batch_sender(listener, route, parts) if cluster is not None else None
     same = previous is not None and (cluster is None or previous.clusters.get(route.cluster) is cluster)
-    return build_ingest(route, send, metrics, previous.ingest if previous else {}, same)
+    return build_ingest(route, send, parts.registry, previous.ingest if previous else {}, same)
 
 
-def _batcher(route: model.Route, clusters: dict[str, Cluster], listener: model.Listener,
-             loop: asyncio.AbstractEventLoop, metrics: Registry, previous: Snapshot | None,
-             layers: Layers) -> BatchHandler:
-    from meshbatch.batching.handler import BatchHandler
-
-    guarded = layers.batch_sender(route, listener)  # None: no policy, the plain sender (also keeps its guards)
-    if previous is not None:
-        old = previous.batchers.get(route.name)
-        old_route = _find_route(previous.config, route.name)
-        if old is not None and old_route == route and all(
-                previous.clusters.get(name) is clusters[name] for name in route_clusters(route)):
-            return old
-    sender = wrap_send(route, guarded if guarded is not None else BatchSender(clusters[route.cluster], loop,
-                                                                                listener.via))
-    assert route.batch is not None
-    return BatchHandler(route.name, route.batch, sender, timeout=route.timeout_ms / 1000, metrics=metrics,
-                        retry=layers.retry_policy(route))
+def _kept_batcher(route: model.Route, clusters: dict[str, Cluster], previous: Snapshot | None) -> BatchHandler | None:
+    """The previous snapshot's batcher of this route, when its config and every cluster it sends to are the same."""
+    if previous is None:
+        return None
+    old = previous.batchers.get(route.name)
+    if old is not None and _find_route(previous.config, route.name) == route and all(
+            previous.clusters.get(name) is clusters[name] for name in route_clusters(route)):
+        return old
+    return None
 
 
 def _find_route(config: model.Config, name: str) -> model.Route | None:
@@ -227,9 +166,6 @@ async def retire(old: Snapshot, new: Snapshot, timeout: float) -> None:
 
 
 __all__ = [
-    "BatchSender",
-    "RouteEntry",
-    "Router",
     "Snapshot",
     "abandon",
     "build",

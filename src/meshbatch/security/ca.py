@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshbatch.security.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, check_trust_domain, svid_id
+from meshbatch.core.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, check_trust_domain, svid_id
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"

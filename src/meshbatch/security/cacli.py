@@ -10,8 +10,8 @@ import orjson
 
 
 def _init(args: argparse.Namespace) -> int:
+    from meshbatch.core.spiffe import InvalidSpiffeId
     from meshbatch.security.ca import CaError, describe, init_ca, parse_duration
-    from meshbatch.security.spiffe import InvalidSpiffeId
 
     try:
         cert, key = init_ca(Path(args.dir), args.trust_domain, parse_duration(args.ttl), force=args.force)
@@ -25,8 +25,8 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _issue(args: argparse.Namespace) -> int:
+    from meshbatch.core.spiffe import InvalidSpiffeId, SpiffeId
     from meshbatch.security.ca import CaError, issue, parse_duration
-    from meshbatch.security.spiffe import InvalidSpiffeId, SpiffeId
 
     out = Path(args.out)
     try:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from meshbatch.config.load import Problem
 from meshbatch.config.model import Config
-from meshbatch.security.model import Identity, Policy
+from meshbatch.config.model.security import Identity, Policy
 
 
 def _readable(path: str, where: str) -> Iterator[Problem]:

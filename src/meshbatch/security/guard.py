@@ -2,7 +2,7 @@
 
 The listener's `GuardFactory` runs in `connection_made` (after the TLS handshake): a TLS peer whose certificate
 names no SPIFFE ID of an accepted trust domain is refused there, before a byte of HTTP is read. The guard it
-returns then admits each request: it stamps the peer identity on the request (`Request.context`, read by
+returns then admits each request: it stamps the peer identity on the request (`Request.identity`, read by
 policies and identity-keyed rate limits) and takes a token from the connection's bucket and from the peer's
 bucket (keyed by SPIFFE ID, else by address, shared by all its connections to this listener). A listener with
 neither TLS nor rates has no factory: its connections do no per-request work here.
@@ -14,10 +14,9 @@ import asyncio
 import ssl
 from typing import Any
 
+from meshbatch.config.model.security import RequestRate
 from meshbatch.errors import ProxyError, RateLimited
 from meshbatch.http.message import Request
-from meshbatch.security.identity import IDENTITY
-from meshbatch.security.model import RequestRate
 from meshbatch.security.ratelimit import KeyedBuckets, TokenBucket
 from meshbatch.security.stats import SecurityStats
 from meshbatch.security.tls import PeerRejected, verify_peer
@@ -44,9 +43,7 @@ class ConnectionGuard:
         self._key = key
 
     def admit(self, request: Request) -> ProxyError | None:
-        identity = self.identity
-        if identity is not None:
-            request.context[IDENTITY] = identity
+        request.identity = self.identity
         now = request.received_at
         bucket = self._bucket
         if bucket is not None:

@@ -1,35 +1,20 @@
-"""Who a request comes from, as the layers after the connection see it (keys of `Request.context`).
+"""Who a request comes from, and one name for the caller that no other caller can produce.
 
-- `IDENTITY`: the peer's SPIFFE ID (str), verified in the mTLS handshake; absent on plaintext connections.
-- `REQUEST_PRINCIPAL`: `ISSUER/SUBJECT` of a validated JWT; `CLAIMS`: its claims (dict).
+The peer's SPIFFE ID, verified in the mTLS handshake, is a fact of the connection: the connection's guard puts it
+on each request (`Request.identity`; None on plaintext connections). A validated JWT's principal
+(`ISSUER/SUBJECT`) and claims are what authentication finds out about the request (`Call.principal`,
+`Call.claims`, set by the JWT check of layers/authn.py); they are passed to what needs them.
 
-Other layers (a rate limit keyed by identity, access logs) read them through `peer_identity` and friends;
 `caller_principal` names the caller as one string, for state that must never be shared between callers
 (idempotency keys).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from meshbatch.http.message import Request
 
-IDENTITY = "identity"
-REQUEST_PRINCIPAL = "request_principal"
-CLAIMS = "jwt_claims"
 
-
-def peer_identity(request: Request) -> str | None:
-    value = request.context.get(IDENTITY)
-    return value if isinstance(value, str) else None
-
-
-def request_principal(request: Request) -> str | None:
-    value = request.context.get(REQUEST_PRINCIPAL)
-    return value if isinstance(value, str) else None
-
-
-def caller_principal(request: Request, header: bytes | None = None) -> str:
+def caller_principal(request: Request, principal: str | None = None, header: bytes | None = None) -> str:
     """Who the caller is, as one string that no other caller can produce: every credential the request carries,
     strongest first: the mTLS peer's SPIFFE ID, the JWT principal `ISSUER/SUBJECT`, and the values of `header`
     (when given: a header an authenticating hop in front of the proxy sets, e.g. an ext_authz user id). All of
@@ -39,13 +24,11 @@ def caller_principal(request: Request, header: bytes | None = None) -> str:
     or a sidecar's loopback share it. Each part is tagged and length-prefixed (`spiffe:41:spiffe://...;`), so
     no header value or token subject can spell out another caller's parts.
     """
-    context = request.context
     parts = []
-    peer = context.get(IDENTITY)
-    if isinstance(peer, str):
+    peer = request.identity
+    if peer is not None:
         parts.append(f"spiffe:{len(peer)}:{peer};")
-    principal = context.get(REQUEST_PRINCIPAL)
-    if isinstance(principal, str):
+    if principal is not None:
         parts.append(f"jwt:{len(principal)}:{principal};")
     if header is not None:
         for name, raw in request.headers:  # every occurrence: an appended copy cannot hide behind a forged one
@@ -57,10 +40,4 @@ def caller_principal(request: Request, header: bytes | None = None) -> str:
     return "".join(parts)
 
 
-def claims(request: Request) -> dict[str, Any]:
-    value = request.context.get(CLAIMS)
-    return value if isinstance(value, dict) else {}
-
-
-__all__ = ["CLAIMS", "IDENTITY", "REQUEST_PRINCIPAL", "caller_principal", "claims", "peer_identity",
-           "request_principal"]
+__all__ = ["caller_principal"]

@@ -21,12 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from meshbatch.config.model.security import Condition, Operation, Policy, Rule, Source
+from meshbatch.core.spiffe import InvalidSpiffeId, SpiffeId
 from meshbatch.errors import BadRequest
 from meshbatch.http.message import Request
-from meshbatch.security import identity as ctx
-from meshbatch.security.model import Condition, Operation, Policy, Rule, Source
 from meshbatch.security.patterns import Glob, canonical_path
-from meshbatch.security.spiffe import InvalidSpiffeId, SpiffeId
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -42,24 +41,28 @@ ALLOWED = Decision(True)
 
 
 class Attributes:
-    """What rules look at, computed at most once per request."""
+    """What rules look at, computed at most once per request: the request (its peer identity, client address,
+    path, headers) and what authentication found out (the JWT's principal and claims)."""
 
-    __slots__ = ("_namespace", "path", "principal", "request")
+    __slots__ = ("_namespace", "claims", "path", "principal", "request", "request_principal")
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, request_principal: str | None = None,
+                 claims: dict[str, Any] | None = None) -> None:
         path = canonical_path(request.path)
         if path is None:
             raise BadRequest("ambiguous_path", "the path has dot segments, encoded slashes or bad escapes")
         self.request = request
         self.path = path
-        identity = ctx.peer_identity(request)
+        identity = request.identity
         self.principal = identity.removeprefix("spiffe://") if identity else None
+        self.request_principal = request_principal
+        self.claims: dict[str, Any] = claims if claims is not None else {}
         self._namespace: str | bool | None = False
 
     @property
     def namespace(self) -> str | None:
         if self._namespace is False:
-            identity = ctx.peer_identity(self.request)
+            identity = self.request.identity
             try:
                 self._namespace = SpiffeId.parse(identity).namespace if identity else None
             except InvalidSpiffeId:
@@ -128,7 +131,7 @@ class _Source:
             return False
         if (self.namespaces.pos or self.namespaces.neg) and not self.namespaces.match(attrs.namespace):
             return False
-        if not self.request_principals.match(ctx.request_principal(attrs.request)):
+        if not self.request_principals.match(attrs.request_principal):
             return False
         client = attrs.request.client
         if self.ips and not _in(client, self.ips):
@@ -171,11 +174,11 @@ def _getter(key: str) -> Getter:
     if key == "source.ip":
         return lambda a: a.request.client or None
     if key == "request.auth.principal":
-        return lambda a: ctx.request_principal(a.request)
+        return lambda a: a.request_principal
     path = key[len("request.auth.claims["):-1].split("][")
 
     def claim(a: Attributes) -> str | list[str] | None:
-        value = _claim(ctx.claims(a.request), path)
+        value = _claim(a.claims, path)
         if value is None:
             return None
         if isinstance(value, list):
@@ -259,9 +262,11 @@ class Authorizer:
         self.allow = [p for p in compiled if p.action == "ALLOW"]
         self.names = tuple(p.name for p in compiled)
 
-    def decide(self, request: Request) -> Decision:
-        """Raises BadRequest (ambiguous_path) when the path cannot be matched safely."""
-        attrs = Attributes(request)
+    def decide(self, request: Request, principal: str | None = None,
+               claims: dict[str, Any] | None = None) -> Decision:
+        """`principal` and `claims`: the caller's validated JWT, if any. Raises BadRequest (ambiguous_path) when
+        the path cannot be matched safely."""
+        attrs = Attributes(request, principal, claims)
         for policy in self.deny:
             if policy.match(attrs):
                 return Decision(False, policy.name, "authz_denied")

@@ -51,15 +51,16 @@ class IdempotencyScope:
         kind, _, name = spec.partition(":")
         self.header = name.lower().encode("ascii") if kind == "header" else None
 
-    def of(self, request: Request) -> bytes:
+    def of(self, request: Request, principal: str | None = None) -> bytes:
+        """The scope of `request`, whose validated JWT (if any) names `principal`."""
         if self.is_global:
             return GLOBAL
         # surrogatepass: a JWT subject may hold a lone surrogate (JSON "\ud800"); still one string, one encoding
-        return caller_principal(request, self.header).encode("utf-8", "surrogatepass")
+        return caller_principal(request, principal, self.header).encode("utf-8", "surrogatepass")
 
-    def digest(self, request: Request) -> bytes:
+    def digest(self, request: Request, principal: str | None = None) -> bytes:
         """`scope_digest` of the request's scope."""
-        return scope_digest(self.of(request))
+        return scope_digest(self.of(request, principal))
 
     def __repr__(self) -> str:
         return f"<IdempotencyScope {self.spec}>"

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meshbatch.config.model.security import Identity
+from meshbatch.core.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, svid_id
 from meshbatch.security.ca import CertInfo, describe
-from meshbatch.security.model import Identity
-from meshbatch.security.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, svid_id
 
 log = logging.getLogger("meshbatch.security")
 
@@ -238,7 +238,7 @@ class CertSource:
 
 def peer_spiffe_id(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
     """The peer certificate's one SPIFFE ID (None without a certificate); PeerRejected unless its URI SANs are
-    exactly that one ID (see meshbatch.security.spiffe)."""
+    exactly that one ID (see meshbatch.core.spiffe)."""
     if sslobj is None:
         return None
     cert = sslobj.getpeercert()

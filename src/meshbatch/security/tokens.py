@@ -2,8 +2,8 @@
 expiry (required) and not-before, within a clock skew. Only asymmetric algorithms are accepted, and only those
 configured: a token cannot choose `none` or an HMAC keyed with a public key.
 
-A valid token puts `ISSUER/SUBJECT` (the request principal policies match with `request_principals`) and its
-claims on the request. An invalid one is a 401; so is a missing one on a listener that requires it, and so are
+A valid token gives `ISSUER/SUBJECT` (the request principal policies match with `request_principals`) and its
+claims (a `Token`). An invalid one is a 401; so is a missing one on a listener that requires it, and so are
 two of them (the upstream might read the one that was not checked).
 
 A token is the caller's bytes: nothing in it may escape as an exception (every failure of the parser, whatever
@@ -23,10 +23,9 @@ import jwt
 import orjson
 
 from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.config.model.security import Jwt
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Request
-from meshbatch.security.identity import CLAIMS, REQUEST_PRINCIPAL
-from meshbatch.security.model import Jwt
 from meshbatch.security.stats import SecurityStats
 from meshbatch.security.tls import Signature, TlsSetupError, _signature
 
@@ -70,6 +69,17 @@ def _fits(key: jwt.PyJWK, algorithm: str) -> bool:
 
 class UnknownKey(jwt.PyJWTError):
     """No key of the set has the token's `kid` (or fits its algorithm)."""
+
+
+class Token:
+    """A validated token: the request principal `ISSUER/SUBJECT` (what policies' `request_principals` match) and
+    its claims."""
+
+    __slots__ = ("claims", "principal")
+
+    def __init__(self, principal: str, claims: dict[str, Any]) -> None:
+        self.principal = principal
+        self.claims = claims
 
 
 class JwtValidator:
@@ -169,8 +179,9 @@ class JwtValidator:
         self.stats.jwt.inc((self.listener, result))
         return Unauthenticated(reason, detail)
 
-    def authenticate(self, request: Request) -> ProxyError | None:
-        """None when the request may go on (claims stamped on it), else the 401 to answer. Never raises."""
+    def authenticate(self, request: Request) -> Token | ProxyError | None:
+        """The caller's validated token, None when there is none and none is required, else the 401 to answer.
+        Never raises."""
         spec = self.spec
         name = self._header
         values = [v for k, v in request.headers if k == name]
@@ -196,12 +207,9 @@ class JwtValidator:
             log.debug("token refused by %s: %s", type(exc).__name__, exc)
             return self._refuse("invalid", "jwt_invalid", "the token cannot be parsed")
         self.stats.jwt.inc((self.listener, "ok"))
-        context = request.context
-        context[CLAIMS] = claims
-        context[REQUEST_PRINCIPAL] = f"{claims.get('iss', '')}/{claims.get('sub', '')}"
         if not spec.forward:
             request.headers = [item for item in request.headers if item[0] != name]
-        return None
+        return Token(f"{claims.get('iss', '')}/{claims.get('sub', '')}", claims)
 
 
-__all__ = ["JwtValidator", "Unauthenticated", "UnknownKey", "load_jwks"]
+__all__ = ["JwtValidator", "Token", "Unauthenticated", "UnknownKey", "load_jwks"]

@@ -1,7 +1,7 @@
 """The spans meshbatch makes, and W3C trace-context propagation through the proxy and its batches.
 
-- `TracedHandler` wraps a listener's handler: a SERVER span per caller request, started at the time the request
-  was received, child of the caller's `traceparent` (W3C trace context) when valid. The request's `traceparent`
+- `RequestSpans`: a SERVER span per caller request, opened by the listener's stack and started at the time the
+  request was received, child of the caller's `traceparent` (W3C trace context) when valid. The request's `traceparent`
   header is then rewritten to this span, so whatever goes upstream for this request carries it: the forwarded
   request of a plain route, each envelope item of a batch (the envelope codec forwards item headers).
 - `BatchSpans` makes the CLIENT span of an upstream batch call: the root of its own trace, with one span link per
@@ -21,7 +21,7 @@ from opentelemetry.trace import set_span_in_context as _in_context
 from opentelemetry.trace.span import TraceState
 
 from meshbatch.errors import ProxyError
-from meshbatch.http.message import Handler, Headers, Request, Response
+from meshbatch.http.message import Headers, Request, Response
 from meshbatch.telemetry.tracing import Tracing
 
 if TYPE_CHECKING:
@@ -94,32 +94,23 @@ def _attribute(key: str, text: str) -> str | int | float:
     return text
 
 
-class TracedHandler:
-    """A listener's handler with a SERVER span around every request. It has no `start` (the server's fast path for
-    plain routes): with tracing on, every request takes the general path, where its span can wrap it."""
+class RequestSpans:
+    """A SERVER span per caller request (the listener's stack opens it when it gets the request and closes it with
+    the answer, whichever path served it)."""
 
-    __slots__ = ("inner", "tracing")
+    __slots__ = ("tracing",)
 
-    def __init__(self, inner: Handler, tracing: Tracing) -> None:
-        self.inner = inner
+    def __init__(self, tracing: Tracing) -> None:
         self.tracing = tracing
 
-    async def __call__(self, request: Request) -> Response:
-        span = self.open_span(request)
-        try:
-            response = await self.inner(request)
-        except ProxyError as error:
-            self.close_span(span, request, None, error)
-            raise
-        except BaseException as exc:
-            span.set_attribute("meshbatch.cancelled", True)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            span.end()
-            raise
-        self.close_span(span, request, response, None)
-        return response
+    @staticmethod
+    def abandon(span: Span) -> None:
+        """The caller went away before its answer."""
+        span.set_attribute("meshbatch.cancelled", True)
+        span.set_status(Status(StatusCode.ERROR, "CancelledError"))
+        span.end()
 
-    def open_span(self, request: Request) -> Span:
+    def open(self, request: Request) -> Span:
         headers = request.headers
         parent = parse_traceparent(_header(headers, TRACEPARENT), _header(headers, b"tracestate"))
         context = _in_context(NonRecordingSpan(parent), Context()) if parent is not None else Context()
@@ -136,7 +127,7 @@ class TracedHandler:
         return span
 
     @staticmethod
-    def close_span(span: Span, request: Request, response: Response | None, error: ProxyError | None) -> None:
+    def close(span: Span, request: Request, response: Response | None, error: ProxyError | None = None) -> None:
         if request.route:
             span.update_name(f"{request.method.decode('latin-1')} {request.route}")
             span.set_attribute("meshbatch.route", request.route)
@@ -254,4 +245,4 @@ class BatchSpans:
         span.end()
 
 
-__all__ = ["BatchSpans", "TracedHandler", "format_traceparent", "parse_traceparent", "set_traceparent"]
+__all__ = ["BatchSpans", "RequestSpans", "format_traceparent", "parse_traceparent", "set_traceparent"]

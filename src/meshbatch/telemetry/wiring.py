@@ -1,7 +1,7 @@
 """How the running proxy turns its observability config into objects: access log, tracing, batch recorders.
 
 Everything here is decided once per config, never per request: a listener's observer is its plain request
-counters unless access logs are on; its handler is the router itself unless tracing is on; a batcher's
+counters unless access logs are on; its requests get SERVER spans only when tracing is on; a batcher's
 `tracing` and `recorder` are None unless configured. On reload a changed `access_log` or `tracing` block replaces
 the old object (which is flushed and closed in the background); an unchanged one is kept.
 """
@@ -14,14 +14,13 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from meshbatch.config import model
-from meshbatch.http.message import Handler
 from meshbatch.telemetry.access_log import AccessLog, Observer
 from meshbatch.telemetry.metrics import Registry
 from meshbatch.telemetry.recorder import BatchRecorder
 
 if TYPE_CHECKING:
     from meshbatch.runtime.snapshot import Snapshot
-    from meshbatch.telemetry.spans import BatchSpans
+    from meshbatch.telemetry.spans import BatchSpans, RequestSpans
     from meshbatch.telemetry.tracing import Tracing
 
 log = logging.getLogger("meshbatch.telemetry")
@@ -54,12 +53,13 @@ class Observability:
 
     # -- what listeners and batchers get --------------------------------------------------------------------
 
-    def handler(self, handler: Handler) -> Handler:
+    def request_spans(self) -> RequestSpans | None:
+        """What opens and closes a SERVER span per request (None: tracing is off)."""
         if self.tracing is None:
-            return handler
-        from meshbatch.telemetry.spans import TracedHandler
+            return None
+        from meshbatch.telemetry.spans import RequestSpans
 
-        return TracedHandler(handler, self.tracing)
+        return RequestSpans(self.tracing)
 
     def observer(self, listener: str, stats: Observer) -> Observer:
         return stats if self.access is None else self.access.observer(listener, stats)

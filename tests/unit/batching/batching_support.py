@@ -12,6 +12,7 @@ from meshbatch.batching.item import NORMAL, Item, Waiter
 from meshbatch.clock import FakeClock
 from meshbatch.config.model import Batch
 from meshbatch.http.message import Headers, Request, Response
+from meshbatch.service import Call as ServiceCall
 from meshbatch.telemetry.metrics import Registry
 
 JSON: Headers = [(b"content-type", b"application/json")]
@@ -62,9 +63,10 @@ class Upstream:
 
 
 def request(body: Any = None, headers: Headers | None = None, *, target: bytes = b"/orders", raw: bytes | None = None,
-            received_at: float = 0.0, method: bytes = b"POST") -> Request:
+            received_at: float = 0.0, method: bytes = b"POST") -> ServiceCall:
+    """A caller's request, as the batcher receives it (a `Call`: the request and what its stack learnt)."""
     payload = raw if raw is not None else orjson.dumps(body)
-    return Request(method, target, list(headers or []), payload, received_at=received_at)
+    return ServiceCall(Request(method, target, list(headers or []), payload, received_at=received_at))
 
 
 async def settle(rounds: int = 6) -> None:
@@ -82,7 +84,7 @@ def make_handler(clock: FakeClock | None = None, upstream: Upstream | None = Non
     return handler, upstream, clock
 
 
-def submit(handler: BatchHandler, req: Request) -> asyncio.Task[Response]:
+def submit(handler: BatchHandler, req: ServiceCall) -> asyncio.Task[Response]:
     return asyncio.get_running_loop().create_task(handler(req))
 
 

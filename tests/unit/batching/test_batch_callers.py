@@ -6,8 +6,6 @@ import orjson
 import pytest
 from batching_support import header, make_handler, request, settle, submit
 
-from meshbatch.security.identity import IDENTITY, REQUEST_PRINCIPAL
-
 
 def idem(key):
     return [(b"idempotency-key", key)]
@@ -91,11 +89,9 @@ async def test_dedup_is_scoped_by_batch_key_and_can_be_turned_off():
 def caller(body, key, *, client="10.0.0.1", peer=None, jwt=None, extra=()):
     """A request with `idempotency-key: key` from one caller: its address, mTLS identity, JWT principal."""
     req = request(body, [*idem(key), *extra])
-    req.client = client
-    if peer is not None:
-        req.context[IDENTITY] = peer
-    if jwt is not None:
-        req.context[REQUEST_PRINCIPAL] = jwt
+    req.request.client = client
+    req.request.identity = peer
+    req.principal = jwt
     return req
 
 

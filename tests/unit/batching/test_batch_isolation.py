@@ -248,8 +248,8 @@ async def test_a_part_refused_with_503_goes_to_the_retry_policy_not_to_the_split
 
     from meshbatch.batching.handler import BatchHandler
     from meshbatch.config.model import Batch, Retry
-    from meshbatch.layers.attempt import ATTEMPT
     from meshbatch.layers.retry import RetryPolicy
+    from meshbatch.upstream.exchange import ATTEMPT
 
     chosen = target(cluster())
     numbers: list[int] = []

@@ -11,7 +11,6 @@ from meshbatch.batching.codecs.base import ItemResult
 from meshbatch.batching.item import dedup_key
 from meshbatch.batching.replay import ReplayCache
 from meshbatch.config.model import Batch
-from meshbatch.security.identity import IDENTITY, REQUEST_PRINCIPAL
 
 BATCH = [(b"x-meshbatch-batch-id", b"b-1")]
 
@@ -160,11 +159,9 @@ async def test_every_caller_of_a_shared_item_keeps_one_entry_and_without_window_
 
 def from_caller(body, key=b"k", *, client="10.0.0.1", peer=None, jwt=None, extra=()):
     req = request(body, [*idem(key), *extra])
-    req.client = client
-    if peer is not None:
-        req.context[IDENTITY] = peer
-    if jwt is not None:
-        req.context[REQUEST_PRINCIPAL] = jwt
+    req.request.client = client
+    req.request.identity = peer
+    req.principal = jwt
     return req
 
 

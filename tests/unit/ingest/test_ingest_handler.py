@@ -18,6 +18,7 @@ from meshbatch.http.serialize import local_reply
 from meshbatch.ingest.record import key_of
 from meshbatch.ingest.route import IngestRoute
 from meshbatch.ingest.wiring import build_ingest
+from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
 
 
@@ -37,7 +38,7 @@ async def started(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 def post(body: bytes, *headers: tuple[bytes, bytes]) -> Request:
-    return Request(b"POST", b"/events", list(headers), body)
+    return Call(Request(b"POST", b"/events", list(headers), body))
 
 
 def stored(tmp_path: Path) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ import orjson
 from meshbatch.config.model import Route
 from meshbatch.http.message import Request
 from meshbatch.ingest.wiring import build_ingest, start_ingest, stop_ingest
+from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
 
 
@@ -24,7 +25,7 @@ async def test_carry_over_and_hand_over(tmp_path: Path) -> None:
     registry = Registry()
     first = build_ingest(spec(tmp_path), None, registry, {}, True)
     await start_ingest({"events": first})
-    accepted = await first.handler(Request(b"POST", b"/events", [], b'{"a": 1}'))
+    accepted = await first.handler(Call(Request(b"POST", b"/events", [], b'{"a": 1}')))
     assert accepted.status == 202
     assert build_ingest(spec(tmp_path), None, registry, {"events": first}, True) is first
     changed = build_ingest(spec(tmp_path, table="other"), None, registry, {"events": first}, True)
@@ -32,6 +33,6 @@ async def test_carry_over_and_hand_over(tmp_path: Path) -> None:
     await stop_ingest({"events": first}, {"events": changed}, 5.0)  # the old one drains, releasing the log
     await start_ingest({"events": changed}, {"events": first})
     assert first.summary()["state"] == "closed" and changed.summary()["state"] == "serving"
-    again = await changed.handler(Request(b"POST", b"/events", [], b'{"a": 2}'))
+    again = await changed.handler(Call(Request(b"POST", b"/events", [], b'{"a": 2}')))
     assert orjson.loads(again.body)["status"] == "accepted"
     await stop_ingest({"events": changed}, None, 5.0)

@@ -9,9 +9,10 @@ from typing import Any
 from meshbatch.config import model
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Request, Response
-from meshbatch.layers.guard import ClusterGuard
-from meshbatch.layers.split import Target
+from meshbatch.service import Call
 from meshbatch.upstream.cluster import Cluster
+from meshbatch.upstream.guard import ClusterGuard
+from meshbatch.upstream.target import Target
 
 
 def cluster(name: str = "c", *endpoints: str | dict[str, Any], lb: str = "round_robin",
@@ -40,15 +41,15 @@ def draws(*values: float) -> Callable[[], float]:
 
 
 class Script:
-    """A handler answering from a list: a status (int) or an error (ProxyError) per call; records the calls."""
+    """A service answering from a list: a status (int) or an error (ProxyError) per call; records the requests."""
 
     def __init__(self, outcomes: Iterable[int | ProxyError], delay: float = 0.0) -> None:
         self.outcomes = list(outcomes)
         self.calls: list[Request] = []
         self.delay = delay
 
-    async def __call__(self, request: Request) -> Response:
-        self.calls.append(request)
+    async def __call__(self, call: Call) -> Response:
+        self.calls.append(call.request)
         if self.delay:
             await asyncio.sleep(self.delay)
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
@@ -58,7 +59,8 @@ class Script:
 
 
 def request(body: bytes = b"{}", headers: list[tuple[bytes, bytes]] | None = None, received_at: float = 0.0,
-            client: str = "10.0.0.1") -> Request:
+            client: str = "10.0.0.1") -> Call:
+    """A caller's request as a route's layers receive it (a `Call`)."""
     if not received_at:
         received_at = asyncio.get_running_loop().time()
-    return Request(b"POST", b"/orders", list(headers or []), body, received_at=received_at, client=client)
+    return Call(Request(b"POST", b"/orders", list(headers or []), body, received_at=received_at, client=client))

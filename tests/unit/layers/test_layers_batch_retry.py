@@ -16,11 +16,11 @@ from meshbatch.batching.handler import BatchHandler
 from meshbatch.config.model import Batch, Retry
 from meshbatch.errors import ConnectFailed
 from meshbatch.http.message import Headers, Response
-from meshbatch.layers.attempt import ATTEMPT
 from meshbatch.layers.metrics import LayerMetrics
 from meshbatch.layers.retry import RetryPolicy
-from meshbatch.layers.split import Target
 from meshbatch.telemetry.metrics import Registry
+from meshbatch.upstream.exchange import ATTEMPT
+from meshbatch.upstream.target import Target
 
 
 class Routed(Upstream):

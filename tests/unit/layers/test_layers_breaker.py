@@ -7,9 +7,9 @@ from layers_support import cluster, guard, target
 
 from meshbatch.clock import FakeClock
 from meshbatch.errors import CircuitOpen
-from meshbatch.layers.breaker import CLOSED, HALF_OPEN, OPEN, EndpointBreaker, IllegalTransition
-from meshbatch.layers.guard import BREAKER_OPEN
+from meshbatch.upstream.breaker import CLOSED, HALF_OPEN, OPEN, EndpointBreaker, IllegalTransition
 from meshbatch.upstream.endpoint import DOWN_NAMES
+from meshbatch.upstream.guard import BREAKER_OPEN
 
 
 def test_breaker_trips_after_consecutive_failures_only() -> None:

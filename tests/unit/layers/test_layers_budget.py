@@ -8,7 +8,7 @@ from meshbatch.clock import FakeClock
 from meshbatch.config.model import Backoff as BackoffConfig
 from meshbatch.config.model import RetryBudget as BudgetConfig
 from meshbatch.layers.backoff import Backoff
-from meshbatch.layers.budget import RetryBudget, SlidingCount
+from meshbatch.upstream.budget import RetryBudget, SlidingCount
 
 
 def test_backoff_is_fully_jittered_and_capped() -> None:

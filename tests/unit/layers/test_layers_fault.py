@@ -27,12 +27,12 @@ def test_percentages_decide() -> None:
 async def test_headers_only_when_allowed_and_only_valid_values() -> None:
     asked = request(headers=[(b"x-meshbatch-fault-abort", b"429"), (b"x-meshbatch-fault-delay-ms", b"10"),
                              (b"x-meshbatch-fault-delay-percent", b"0")])
-    assert plan(abort={"status": 500, "percent": 0}).decide(asked) == (0.0, 0)
-    assert plan(from_headers=True).decide(asked) == (0.0, 429)
+    assert plan(abort={"status": 500, "percent": 0}).decide(asked.request) == (0.0, 0)
+    assert plan(from_headers=True).decide(asked.request) == (0.0, 429)
     bad = request(headers=[(b"x-meshbatch-fault-abort", b"99"), (b"x-meshbatch-fault-delay-ms", b"soon")])
-    assert plan(from_headers=True).decide(bad) == (0.0, 0)
+    assert plan(from_headers=True).decide(bad.request) == (0.0, 0)
     odd = request(headers=[(b"x-meshbatch-fault-abort", b"599")])  # not a known status
-    assert plan(from_headers=True).decide(odd) == (0.0, 0)
+    assert plan(from_headers=True).decide(odd.request) == (0.0, 0)
 
 
 def test_config_needs_something_to_do() -> None:

@@ -10,7 +10,7 @@ from meshbatch.clock import FakeClock
 from meshbatch.config.model import RateLimit
 from meshbatch.http.message import Request
 from meshbatch.layers.metrics import LayerMetrics
-from meshbatch.layers.ratelimit import Limit, RateLimitLayer, TokenBucket
+from meshbatch.layers.ratelimit import Limit, RateLimitLayer, RateLimits, TokenBucket
 from meshbatch.telemetry.metrics import Registry
 
 
@@ -53,27 +53,30 @@ async def test_layer_answers_429_with_retry_after_and_counts() -> None:
     loop = asyncio.get_running_loop()
     inner = Script([200])
     limits = [Limit(RateLimit(rate=0.5, burst=1)), Limit(RateLimit(name="tenant", key="header:x-t", rate=100))]
-    layer = RateLimitLayer(inner, limits, "orders", loop, metrics)
+    layer = RateLimitLayer(inner, RateLimits(limits, "orders", loop, metrics))
     assert (await layer(request())).status == 200
     refused = await layer(request())
     assert refused.status == 429 and refused.reason == "rate_limited" and refused.flag == "RL"
     assert (b"retry-after", b"2") in refused.headers
     assert len(inner.calls) == 1
     assert metrics.rate_limited.get(("orders", "route")) == 1
-    assert limits[1].bucket(request(headers=[(b"x-t", b"")]), loop.time()).tokens > 98  # the refused one took none
+    unkeyed = request(headers=[(b"x-t", b"")]).request
+    assert limits[1].bucket(unkeyed, loop.time()).tokens > 98  # the refused one took none
 
 
 async def test_identity_and_client_keys() -> None:
     loop = asyncio.get_running_loop()
-    layer = RateLimitLayer(Script([200]), [Limit(RateLimit(key="identity", rate=0.001, burst=1))], "r", loop)
+    by_identity = RateLimits([Limit(RateLimit(key="identity", rate=0.001, burst=1))], "r", loop)
+    layer = RateLimitLayer(Script([200]), by_identity)
     alice, bob = request(), request()
-    alice.context["identity"] = "spiffe://mesh/ns/a/sa/alice"
-    bob.context["identity"] = "spiffe://mesh/ns/a/sa/bob"
+    alice.request.identity = "spiffe://mesh/ns/a/sa/alice"
+    bob.request.identity = "spiffe://mesh/ns/a/sa/bob"
     assert (await layer(alice)).status == 200 and (await layer(bob)).status == 200
     again = request()
-    again.context["identity"] = "spiffe://mesh/ns/a/sa/alice"
+    again.request.identity = "spiffe://mesh/ns/a/sa/alice"
     assert (await layer(again)).status == 429
-    by_client = RateLimitLayer(Script([200]), [Limit(RateLimit(key="client", rate=0.001, burst=1))], "r", loop)
+    by_client = RateLimitLayer(Script([200]), RateLimits([Limit(RateLimit(key="client", rate=0.001, burst=1))], "r",
+                                                         loop))
     assert (await by_client(request(client="10.0.0.1"))).status == 200
     assert (await by_client(request(client="10.0.0.2"))).status == 200
     assert (await by_client(request(client="10.0.0.1"))).status == 429

@@ -1,4 +1,4 @@
-"""Config of the layers (shapes and meaning, each error with its path), composition per snapshot, mirroring."""
+"""Config of the layers (shapes and meaning, each error with its path), the stacks a snapshot composes, mirroring."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from meshbatch.config import ConfigError, parse
 from meshbatch.errors import ConnectFailed
 from meshbatch.http.message import Response
-from meshbatch.layers.call import GuardedSender
+from meshbatch.layers.call import BatchSender
 from meshbatch.layers.mirror import Mirror
 from meshbatch.layers.timeout import DeadlineLayer
 from meshbatch.runtime.snapshot import build, stop_clusters
@@ -91,10 +91,13 @@ def entries(routes: str, breakers: bool = False) -> dict[str, Any]:
     if breakers:
         text = text.replace("    endpoints: [127.0.0.1:3]", "    endpoints: [127.0.0.1:3]\n    circuit_breakers: {}")
     snapshot = build(parse(text), asyncio.get_running_loop(), Registry())
-    return {entry.name: entry for _, entry in snapshot.routers["main"].table.entries}
+    return {stack.name: (stack, snapshot) for _, stack in snapshot.routes["main"].entries}
 
 
-async def test_only_routes_with_policies_leave_the_fast_path() -> None:
+async def test_only_routes_with_layers_that_await_leave_the_fast_path() -> None:
+    """Checks (rate limits, policies) run before anything awaits, and guards (circuit breakers) are part of the
+    upstream exchange itself: such routes keep the callback fast path. Retries (and splits, mirrors, faults,
+    adaptive concurrency) await, so their routes are served by the general path."""
     found = entries("""
     - name: plain
       cluster: a
@@ -110,11 +113,15 @@ async def test_only_routes_with_policies_leave_the_fast_path() -> None:
       cluster: b
       batch: {}
     """, breakers=True)
-    assert found["plain"].start is not None
-    for name in ("limited", "retried", "guarded"):
-        assert found[name].start is None and isinstance(found[name].handler, DeadlineLayer), name
-    batcher = found["batched"].handler
-    assert isinstance(batcher.dispatcher.send, GuardedSender)  # its cluster has circuit breakers
+    for name in ("plain", "limited", "guarded"):
+        assert found[name][0].fast is not None, name
+    assert found["limited"][0].checks  # the rate limit, as a check
+    retried = found["retried"][0]
+    assert retried.fast is None and isinstance(retried.service, DeadlineLayer)
+    batcher = found["batched"][1].batchers["batched"]
+    sender = batcher.dispatcher.send
+    assert isinstance(sender, BatchSender) and sender.split.targets[0].guard is not None  # its cluster's breakers
+    assert found["plain"][0].fast.__self__.default.guard is None  # type: ignore[union-attr]
 
 
 async def test_state_survives_a_reload_that_keeps_its_config() -> None:
@@ -143,6 +150,8 @@ async def test_state_survives_a_reload_that_keeps_its_config() -> None:
 
 
 class FakeCluster:
+    """A shadow cluster's name, and an exchange with it that the test controls."""
+
     name = "shadow"
     hash_header = None
 
@@ -152,7 +161,7 @@ class FakeCluster:
         self.delay = delay
 
     async def send(self, method: bytes, target: bytes, headers: Any, body: bytes, deadline: float,
-                   key: bytes | None = None, stream_limit: int = 0) -> Response:
+                   key: bytes | None = None) -> Response:
         self.sent.append((target, headers))
         await asyncio.sleep(self.delay)
         if self.fail:
@@ -166,7 +175,7 @@ async def test_mirror_is_fire_and_forget_and_bounded() -> None:
     loop = asyncio.get_running_loop()
     metrics = LayerMetrics.of(Registry())
     shadow = FakeCluster(delay=0.05)
-    mirror = Mirror("r", shadow, 100, 2, 1.0, loop, metrics)  # type: ignore[arg-type]
+    mirror = Mirror("r", shadow, 100, 2, 1.0, loop, metrics, send=shadow.send)  # type: ignore[arg-type]
     for _ in range(3):
         if mirror.wanted():
             mirror.copy(b"POST", b"/o", [(b"host", b"svc"), (b"x", b"1")], b"{}")
@@ -174,10 +183,11 @@ async def test_mirror_is_fire_and_forget_and_bounded() -> None:
     await asyncio.sleep(0.1)
     assert mirror.in_flight == 0 and metrics.mirrors.get(("r", "shadow", "ok")) == 2
     assert shadow.sent[0][1] == [(b"host", b"svc-shadow"), (b"x", b"1")]
-    broken = Mirror("r", FakeCluster(fail=True), 100, 2, 1.0, loop, metrics)  # type: ignore[arg-type]
+    failing = FakeCluster(fail=True)
+    broken = Mirror("r", failing, 100, 2, 1.0, loop, metrics, send=failing.send)  # type: ignore[arg-type]
     assert broken.wanted()
     broken.copy(b"POST", b"/o", [], b"")
     await asyncio.sleep(0.01)
     assert metrics.mirrors.get(("r", "shadow", "failed")) == 1
-    never = Mirror("r", shadow, 0, 2, 1.0, loop, metrics)  # type: ignore[arg-type]
+    never = Mirror("r", shadow, 0, 2, 1.0, loop, metrics, send=shadow.send)  # type: ignore[arg-type]
     assert not never.wanted()

@@ -17,12 +17,13 @@ import zstandard
 from meshbatch.config.model import Compress, PipelineLimits, Step
 from meshbatch.errors import BadRequest, PayloadTooLarge
 from meshbatch.http.message import Headers, Request, Response
-from meshbatch.pipeline import PipelineHandler, build_pipeline
+from meshbatch.pipeline import PipelineLayer, build_pipeline
 from meshbatch.pipeline.handler import FAN_OUT
 from meshbatch.pipeline.runner import Pipeline, Result
 from meshbatch.pipeline.stages.compress import CompressingSender
 from meshbatch.pipeline.stages.decode import decode_ndjson, depth
 from meshbatch.pipeline.work import BudgetExceeded, Work
+from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
 
 
@@ -192,10 +193,10 @@ async def test_a_request_of_many_events_fans_out_without_holding_the_loop() -> N
 
     p = pipeline("decode")
     p.offload = FakeOffload(Result([0] * 4, events=[b'{"t": 1}'] * 10_000))
-    handler = PipelineHandler(p, inner)
+    handler = PipelineLayer(p, inner)
     probe = asyncio.ensure_future(other_work())
     await asyncio.sleep(0)
-    response = await handler(post(b"x" * 4096, NDJSON))
+    response = await handler(Call(post(b"x" * 4096, NDJSON)))
     probe.cancel()
     assert response.status == 200 and len(orjson.loads(response.body)["results"]) == 10_000
     first, last = timeline.index("item"), len(timeline) - 1 - timeline[::-1].index("item")

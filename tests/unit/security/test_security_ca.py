@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from meshbatch.config import ConfigError, parse
+from meshbatch.config.model.security import Identity
+from meshbatch.core.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, svid_id
 from meshbatch.security.ca import CaError, describe, init_ca, issue, load_ca, parse_duration
-from meshbatch.security.model import Identity
-from meshbatch.security.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, svid_id
 from meshbatch.security.tls import CertSource, TlsSetupError
 
 

@@ -9,26 +9,38 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshbatch.clock import FakeClock
+from meshbatch.config.model.security import Policy
 from meshbatch.errors import BadRequest
 from meshbatch.http.message import Request
-from meshbatch.security.identity import CLAIMS, IDENTITY, REQUEST_PRINCIPAL
-from meshbatch.security.model import Policy
 from meshbatch.security.patterns import Glob, canonical_path
-from meshbatch.security.policy import Authorizer
+from meshbatch.security.policy import Authorizer, Decision
 from meshbatch.security.ratelimit import KeyedBuckets, TokenBucket
+from meshbatch.service import Call
 
 
 def req(path: str = "/", method: str = "GET", identity: str | None = None, client: str = "10.0.0.1",
-        headers: list[tuple[bytes, bytes]] | None = None, host: str = "svc", **context: Any) -> Request:
-    request = Request(method.encode(), path.encode(), headers or [], host=host.encode(), client=client)
-    if identity:
-        request.context[IDENTITY] = identity
-    request.context.update(context)
-    return request
+        headers: list[tuple[bytes, bytes]] | None = None, host: str = "svc", principal: str | None = None,
+        claims: dict[str, Any] | None = None) -> Call:
+    """A request as the stack holds it: the peer's identity (mTLS), a validated token's principal and claims."""
+    call = Call(Request(method.encode(), path.encode(), headers or [], host=host.encode(), client=client))
+    call.request.identity = identity
+    call.principal = principal
+    call.claims = claims
+    return call
 
 
-def authz(*policies: dict[str, Any]) -> Authorizer:
-    return Authorizer([Policy.model_validate(p) for p in policies])
+class Policies:
+    """The policies of one layer, judging calls as the stack's policy check does."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self.authorizer = authorizer
+
+    def decide(self, call: Call) -> Decision:
+        return self.authorizer.decide(call.request, call.principal, call.claims)
+
+
+def authz(*policies: dict[str, Any]) -> Policies:
+    return Policies(Authorizer([Policy.model_validate(p) for p in policies]))
 
 
 def allow(**rule: Any) -> dict[str, Any]:
@@ -83,7 +95,7 @@ def test_fields_and_within_a_source_or_across_sources() -> None:
                                 {"source": {"request_principals": ["https://iss/*"]}}]}))
     assert a.decide(req(identity="spiffe://td/ns/shop/sa/x", client="10.1.2.3")).allowed
     assert not a.decide(req(identity="spiffe://td/ns/shop/sa/x", client="192.168.1.1")).allowed
-    assert a.decide(req(client="192.168.1.1", **{REQUEST_PRINCIPAL: "https://iss/alice"})).allowed
+    assert a.decide(req(client="192.168.1.1", principal="https://iss/alice")).allowed
 
 
 def test_operations_methods_hosts_and_not_paths() -> None:
@@ -99,9 +111,9 @@ def test_conditions_on_headers_claims_and_principal() -> None:
                           {"key": "request.auth.claims[groups]", "values": ["admin"]},
                           {"key": "request.auth.claims[org][tier]", "not_values": ["free"]}]))
     claims = {"groups": ["dev", "admin"], "org": {"tier": "gold"}}
-    assert a.decide(req(headers=[(b"x-tenant", b"beta-2")], **{CLAIMS: claims})).allowed
-    assert not a.decide(req(headers=[(b"x-tenant", b"other")], **{CLAIMS: claims})).allowed
-    assert not a.decide(req(headers=[(b"x-tenant", b"acme")], **{CLAIMS: {**claims, "org": {"tier": "free"}}})).allowed
+    assert a.decide(req(headers=[(b"x-tenant", b"beta-2")], claims=claims)).allowed
+    assert not a.decide(req(headers=[(b"x-tenant", b"other")], claims=claims)).allowed
+    assert not a.decide(req(headers=[(b"x-tenant", b"acme")], claims={**claims, "org": {"tier": "free"}})).allowed
     assert not a.decide(req(headers=[(b"x-tenant", b"acme")])).allowed  # no claims at all
 
 

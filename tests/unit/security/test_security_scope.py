@@ -10,21 +10,29 @@ from pydantic import ValidationError
 
 from meshbatch.config.model import Batch, Ingest
 from meshbatch.http.message import Request
-from meshbatch.security.identity import IDENTITY, REQUEST_PRINCIPAL, caller_principal
+from meshbatch.security import identity
 from meshbatch.security.scope import GLOBAL, IdempotencyScope
+from meshbatch.service import Call
 
 SPIFFE_A = "spiffe://example.org/ns/shop/sa/a"
 SPIFFE_B = "spiffe://example.org/ns/shop/sa/b"
 
 
 def req(client: str = "10.0.0.1", peer: str | None = None, jwt: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None) -> Request:
-    request = Request(b"POST", b"/orders", list(headers or []), b"{}", client=client)
-    if peer is not None:
-        request.context[IDENTITY] = peer
-    if jwt is not None:
-        request.context[REQUEST_PRINCIPAL] = jwt
-    return request
+        headers: list[tuple[bytes, bytes]] | None = None) -> Call:
+    """A caller's request as the stack holds it: its peer identity (mTLS) and its validated token's principal."""
+    call = Call(Request(b"POST", b"/orders", list(headers or []), b"{}", client=client))
+    call.request.identity = peer
+    call.principal = jwt
+    return call
+
+
+def caller_principal(call: Call, header: bytes | None = None) -> str:
+    return identity.caller_principal(call.request, call.principal, header)
+
+
+def _of(scope: IdempotencyScope, call: Call) -> bytes:
+    return scope.of(call.request, call.principal)
 
 
 def test_the_strongest_credentials_name_the_caller_and_the_address_only_without_them():
@@ -84,13 +92,13 @@ def test_different_credentials_never_make_the_same_principal(a, b):
 
 
 def test_the_scope_modes():
-    assert IdempotencyScope("global").of(req(peer=SPIFFE_A)) == GLOBAL == IdempotencyScope("global").of(req())
+    assert _of(IdempotencyScope("global"), req(peer=SPIFFE_A)) == GLOBAL == _of(IdempotencyScope("global"), req())
     principal = IdempotencyScope()
-    assert principal.of(req(peer=SPIFFE_A)) != principal.of(req(peer=SPIFFE_B))
-    assert principal.of(req(jwt="iss/\ud800")) == principal.of(req(jwt="iss/\ud800"))  # lone surrogates encode
+    assert _of(principal, req(peer=SPIFFE_A)) != _of(principal, req(peer=SPIFFE_B))
+    assert _of(principal, req(jwt="iss/\ud800")) == _of(principal, req(jwt="iss/\ud800"))  # lone surrogates encode
     header = IdempotencyScope("header:X-User")
     assert header.header == b"x-user"
-    assert header.of(req(headers=[(b"x-user", b"a")])) != header.of(req(headers=[(b"x-user", b"b")]))
+    assert _of(header, req(headers=[(b"x-user", b"a")])) != _of(header, req(headers=[(b"x-user", b"b")]))
     with pytest.raises(ValueError, match="idempotency_scope"):
         IdempotencyScope("tenant")
 

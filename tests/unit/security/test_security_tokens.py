@@ -23,12 +23,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshbatch.clock import FakeClock
+from meshbatch.config.model.security import Jwt
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Request
-from meshbatch.security.identity import REQUEST_PRINCIPAL
-from meshbatch.security.model import Jwt
 from meshbatch.security.stats import SecurityStats
-from meshbatch.security.tokens import JwtValidator
+from meshbatch.security.tokens import JwtValidator, Token
 from meshbatch.telemetry.metrics import Registry
 
 ISSUER = "https://issuer.example"
@@ -70,8 +69,10 @@ class Setup:
         return jwt.encode(body, key if key is not None else self.ec, algorithm=alg, headers={"kid": kid})
 
     def check(self, *values: str | bytes) -> ProxyError | None:
+        """The 401 the token(s) get, or None when they pass."""
         headers = [(b"authorization", v if isinstance(v, bytes) else f"Bearer {v}".encode()) for v in values]
-        return self.validator.authenticate(Request(b"GET", b"/", headers, host=b"edge"))
+        result = self.validator.authenticate(Request(b"GET", b"/", headers, host=b"edge"))
+        return result if isinstance(result, ProxyError) else None
 
     def count(self, result: str) -> float:
         return self.stats.jwt.get(("edge", result))
@@ -84,8 +85,9 @@ def setup(tmp_path: Path) -> Setup:
 
 def test_a_valid_token_passes(setup: Setup) -> None:
     request = Request(b"GET", b"/", [(b"authorization", f"Bearer {setup.token()}".encode())])
-    assert setup.validator.authenticate(request) is None
-    assert request.context[REQUEST_PRINCIPAL] == f"{ISSUER}/alice"
+    token = setup.validator.authenticate(request)
+    assert isinstance(token, Token)
+    assert token.principal == f"{ISSUER}/alice" and token.claims["sub"] == "alice"
 
 
 def test_an_unknown_kid_is_a_401_and_counted(setup: Setup) -> None:
@@ -198,7 +200,7 @@ def test_random_bytes_never_escape(value: bytes) -> None:
     validator = _shared().validator
     headers = [(b"authorization", b"Bearer " + value)]
     error = validator.authenticate(Request(b"GET", b"/", headers))
-    assert error is not None and error.status == 401
+    assert isinstance(error, ProxyError) and error.status == 401
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

@@ -3,6 +3,7 @@ its members, W3C propagation, and sampling that follows the members. Spans are c
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -11,10 +12,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from meshbatch.config.model import Match
 from meshbatch.config.model import Tracing as TracingConfig
 from meshbatch.errors import GatewayTimeout
 from meshbatch.http.message import Request, Response
-from meshbatch.telemetry.spans import BatchSpans, TracedHandler, format_traceparent, parse_traceparent
+from meshbatch.routing.match import RouteMatcher, RouteTable
+from meshbatch.runtime.listener import ListenerStack
+from meshbatch.service import Call, RouteStack, Service
+from meshbatch.telemetry.spans import BatchSpans, RequestSpans, format_traceparent, parse_traceparent
 from meshbatch.telemetry.tracing import Tracing
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "batching"))
@@ -35,6 +40,22 @@ def _traceparent(flags: str = "01", trace: str = CALLER) -> bytes:
 
 def _by_kind(spans: tuple[ReadableSpan, ...], kind: SpanKind) -> list[ReadableSpan]:
     return [s for s in spans if s.kind == kind]
+
+
+def traced(service: Service, tracing: Tracing, route: str = "orders") -> ListenerStack:
+    """A listener whose one route is `service`, with tracing on: its stack opens and closes the SERVER spans."""
+    table = RouteTable([(RouteMatcher(Match()), RouteStack(route, "batch", (), service))])
+    return ListenerStack("main", table, (), asyncio.get_running_loop(), RequestSpans(tracing))
+
+
+async def serve(listener: ListenerStack, request: Request) -> Response:
+    answered: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+    listener(request, answered.set_result)
+    return await answered
+
+
+def submit_to(listener: ListenerStack, call: Call) -> asyncio.Task[Response]:
+    return asyncio.get_running_loop().create_task(serve(listener, call.request))
 
 
 @pytest.mark.parametrize("value", [
@@ -58,15 +79,14 @@ async def test_a_server_span_continues_the_callers_trace_and_rewrites_the_header
     tracing, exporter = _tracing()
     seen: list[bytes | None] = []
 
-    async def inner(req: Request) -> Response:
-        req.route = "orders"
-        seen.append(req.header(b"traceparent"))
+    async def inner(call: Call) -> Response:
+        seen.append(call.request.header(b"traceparent"))
         response = Response(201, [(b"x-meshbatch-batch-size", b"3")])
         response.upstream = "10.0.0.1:80"
         return response
 
     req = Request(b"POST", b"/orders", [(b"traceparent", _traceparent())], b"{}", host=b"service", received_at=1.0)
-    response = await TracedHandler(inner, tracing)(req)
+    response = await serve(traced(inner, tracing), req)
     assert response.status == 201
     (span,) = exporter.get_finished_spans()
     assert span.kind == SpanKind.SERVER and span.name == "POST orders"
@@ -82,11 +102,11 @@ async def test_a_server_span_continues_the_callers_trace_and_rewrites_the_header
 async def test_a_local_error_marks_the_span() -> None:
     tracing, exporter = _tracing()
 
-    async def inner(req: Request) -> Response:
+    async def inner(call: Call) -> Response:
         raise GatewayTimeout("upstream_timeout")
 
-    with pytest.raises(GatewayTimeout):
-        await TracedHandler(inner, tracing)(Request(b"GET", b"/", []))
+    answer = await serve(traced(inner, tracing), Request(b"GET", b"/", []))
+    assert answer.status == 504
     (span,) = exporter.get_finished_spans()
     assert span.parent is None  # no traceparent: a new trace
     assert span.status.status_code == StatusCode.ERROR
@@ -97,10 +117,10 @@ async def test_a_batch_span_links_every_member_and_goes_upstream() -> None:
     tracing, exporter = _tracing()
     handler, upstream, _ = make_handler(max_in_flight=1)
     handler.dispatcher.tracing = BatchSpans(tracing)
-    traced = TracedHandler(handler, tracing)
-    first = submit(traced, request({"n": 0}, [(b"traceparent", _traceparent())]))  # type: ignore[arg-type]
+    listener = traced(handler, tracing)
+    first = submit_to(listener, request({"n": 0}, [(b"traceparent", _traceparent())]))
     await settle()
-    rest = [submit(traced, request({"n": i})) for i in (1, 2)]  # type: ignore[arg-type]
+    rest = [submit_to(listener, request({"n": i})) for i in (1, 2)]
     await settle()
     upstream.calls[0].echo()
     await settle()
@@ -125,14 +145,14 @@ async def test_a_batch_of_unsampled_members_is_not_recorded() -> None:
     tracing, exporter = _tracing(sample=0.0)
     handler, upstream, _ = make_handler(max_in_flight=1)
     handler.dispatcher.tracing = BatchSpans(tracing)
-    traced = TracedHandler(handler, tracing)
-    task = submit(traced, request({"n": 0}, [(b"traceparent", _traceparent("00"))]))  # type: ignore[arg-type]
+    listener = traced(handler, tracing)
+    task = submit_to(listener, request({"n": 0}, [(b"traceparent", _traceparent("00"))]))
     await settle()
     assert header(Response(0, upstream.calls[0].headers), b"traceparent") is not None  # still propagated
     upstream.calls[0].echo()
     assert (await task).status == 200
     assert exporter.get_finished_spans() == ()
-    sampled = submit(traced, request({"n": 1}, [(b"traceparent", _traceparent("01"))]))  # type: ignore[arg-type]
+    sampled = submit_to(listener, request({"n": 1}, [(b"traceparent", _traceparent("01"))]))
     await settle()
     upstream.calls[1].echo()
     await sampled

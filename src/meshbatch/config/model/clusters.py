@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt, _check_listen, secret
-from meshbatch.security.model import ClusterTls
+from meshbatch.config.model.security import ClusterTls
 
 
 class EndpointSpec(Model):

@@ -19,7 +19,7 @@ from meshbatch.config.model.layers import (
 )
 from meshbatch.config.model.pipeline import PipelineLimits, Step
 from meshbatch.config.model.routing import Limits, Match
-from meshbatch.security.model import Jwt, ListenerTls, Policy
+from meshbatch.config.model.security import Jwt, ListenerTls, Policy
 
 
 class Route(Model):

@@ -11,8 +11,8 @@ from pydantic import Field, field_validator
 from meshbatch.config.model.base import Millis, Model, _check_listen, secret
 from meshbatch.config.model.clusters import Cluster
 from meshbatch.config.model.listeners import Listener
+from meshbatch.config.model.security import Identity
 from meshbatch.config.model.telemetry import AccessLog, Recorder, Tracing
-from meshbatch.security.model import Identity
 
 
 class Admin(Model):

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from meshbatch.config.model.base import Millis, Model, PositiveInt
-from meshbatch.security.model import RequestRate
+from meshbatch.config.model.security import RequestRate
 
 
 class Limits(Model):

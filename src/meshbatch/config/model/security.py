@@ -1,6 +1,6 @@
 """The security keys of the config: the workload identity, TLS on listeners and clusters, authorization policies,
-JWT validation and the per-connection / per-identity request rates. Frozen pydantic models like the rest of
-`meshbatch.config.model`, which imports them (this module imports nothing of meshbatch's config)."""
+JWT validation and the per-connection / per-identity request rates.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from meshbatch.security.spiffe import InvalidSpiffeId, check_trust_domain
+from meshbatch.core.spiffe import InvalidSpiffeId, check_trust_domain
 
 TLS_MODES = ("strict", "permissive", "disable")
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")

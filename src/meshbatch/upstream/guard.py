@@ -14,12 +14,13 @@ A guard outlives reloads that keep its config; `release()` gives back the endpoi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from meshbatch.config.model import CircuitBreakers
 from meshbatch.errors import CircuitOpen
-from meshbatch.layers.breaker import CLOSED, HALF_OPEN, OPEN, EndpointBreaker
-from meshbatch.layers.budget import RetryBudget
-from meshbatch.layers.metrics import LayerMetrics
+from meshbatch.telemetry.metrics import Counter
+from meshbatch.upstream.breaker import CLOSED, HALF_OPEN, OPEN, EndpointBreaker
+from meshbatch.upstream.budget import RetryBudget
 from meshbatch.upstream.endpoint import DOWN_NAMES, Endpoint
 
 BREAKER_OPEN = 4  # the bit of `Endpoint.down` this module owns
@@ -29,10 +30,17 @@ UNLIMITED = 1 << 30
 INF = float("inf")
 
 
+class GuardCounters(Protocol):
+    """Where a guard counts its refusals (by threshold) and its breakers' transitions (by state entered)."""
+
+    overflow: Counter
+    breaker: Counter
+
+
 class ClusterGuard:
     __slots__ = ("_next_due", "_opened", "active", "breakers", "budget", "config", "metrics", "name", "retries")
 
-    def __init__(self, name: str, config: CircuitBreakers, metrics: LayerMetrics | None = None) -> None:
+    def __init__(self, name: str, config: CircuitBreakers, metrics: GuardCounters | None = None) -> None:
         self.name = name
         self.config = config
         self.metrics = metrics
@@ -174,4 +182,4 @@ class ClusterGuard:
         return f"<ClusterGuard {self.name} active={self.active} retries={self.retries} open={len(self._opened)}>"
 
 
-__all__ = ["BREAKER_OPEN", "ClusterGuard"]
+__all__ = ["BREAKER_OPEN", "ClusterGuard", "GuardCounters"]

@@ -1,6 +1,7 @@
 """The security state of the running proxy, kept across reloads: certificate sources (watched files), JWT key
 sets, per-identity rate buckets and counters; and what it gives each config snapshot: listener settings (the TLS
-accept mode, the connection guard), the authorization layers around routers and routes, cluster mTLS.
+accept mode, the connection guard), JWT validators, cluster mTLS. (The checks that authenticate and authorize
+each request are built from these by the route stacks: runtime/stacks/.)
 
 A source is shared by every listener and cluster naming the same files, and kept while a config uses it; on
 reload the new config's files are loaded first (bad files reject the reload), and `retain` stops watching the
@@ -15,14 +16,11 @@ from dataclasses import replace
 from typing import Any
 
 from meshbatch.config import model
-from meshbatch.http.message import Handler
+from meshbatch.config.model.security import Identity, Jwt, RequestRate
 from meshbatch.http.server import ServerSettings
-from meshbatch.security.authz import ItemCap, ListenerGate, RouteGate, Start
 from meshbatch.security.client import ClientTls
 from meshbatch.security.guard import GuardFactory, identity_buckets
 from meshbatch.security.listener import ServerTls
-from meshbatch.security.model import Identity, Jwt, RequestRate
-from meshbatch.security.policy import Authorizer
 from meshbatch.security.ratelimit import KeyedBuckets
 from meshbatch.security.stats import SecurityStats
 from meshbatch.security.tls import CertSource, TlsSetupError
@@ -118,27 +116,6 @@ class Security:
             return replace(settings, tls=server_tls) if server_tls is not None else settings
         guard = GuardFactory(listener.name, self.loop, self.stats, trust_domains, limits.connection_rate, buckets)
         return replace(settings, tls=server_tls, guard=guard)
-
-    def gate(self, listener: model.Listener, router: Any) -> Any:
-        """The listener's handler: its router, behind JWT validation and policies when it has them."""
-        if not listener.policies and listener.jwt is None:
-            return router
-        authorizer = Authorizer(listener.policies) if listener.policies else None
-        jwt = self.validator(listener.name, listener.jwt) if listener.jwt is not None else None
-        return ListenerGate(router, authorizer, jwt, listener.name, self.stats)
-
-    def route(self, listener: model.Listener, route: model.Route, handler: Handler,
-              start: Start | None) -> tuple[Handler, Start | None]:
-        """A route's handler and fast path, behind its own policies (unchanged when it has none)."""
-        if not route.policies:
-            return handler, start
-        gate = RouteGate(handler, start, Authorizer(route.policies), listener.name, route.name, self.stats)
-        return gate, gate.start if start is not None else None
-
-    @staticmethod
-    def item_cap(route: model.Route, handler: Handler) -> Handler:
-        """A batching route's batcher behind the check that one item fits the batch's byte cap."""
-        return ItemCap(handler, route.batch.max_bytes) if route.batch is not None else handler
 
     # clusters ------------------------------------------------------------------------------------
     def client_tls(self, cluster: model.Cluster) -> ClientTls | None:

@@ -1,0 +1,118 @@
+"""A listener's request stack: what every request read on one of its connections goes through, in order.
+
+    call       the request becomes a `Call` (service/call.py), its typed context
+    span       a SERVER span, when tracing is on (closed with the answer, whatever path served it)
+    checks     the listener's JWT (401) and policies (403), before any route is known: a refused caller learns
+               nothing of the routes
+    route      the first route that matches: matched once, here (404 when none)
+    checks     the route's own (policies, rate limits)
+    serve      the route's fast path when it has one and it can start (an idle upstream connection), else its
+               service in a task; a fast exchange that finds its reused connection dead is replayed by the service
+
+Every admitted request is answered exactly once, through `answer`; what is under way is returned to the
+connection, which cancels it when the caller goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from meshbatch.errors import NoRoute, ProxyError
+from meshbatch.http.message import Request, Response
+from meshbatch.http.serialize import local_reply
+from meshbatch.http.server import Answer
+from meshbatch.routing.match import RouteTable
+from meshbatch.service import Call, Check, Pending, RouteStack
+from meshbatch.telemetry.spans import RequestSpans
+
+log = logging.getLogger("meshbatch.runtime")
+
+
+class _Serving:
+    """One call on its way through a route's stack: the answer callback of its fast path and of its task."""
+
+    __slots__ = ("answer", "call", "stack", "tracing")
+
+    def __init__(self, call: Call, stack: RouteStack, answer: Answer, tracing: RequestSpans | None) -> None:
+        self.call = call
+        self.stack = stack
+        self.answer = answer
+        self.tracing = tracing
+
+    def on_fast(self, response: Response | None) -> None:
+        if response is None:  # a reused connection was found dead: the general path replays the request
+            asyncio.get_running_loop().create_task(self.run())
+            return
+        self.done(response)
+
+    async def run(self) -> None:
+        call = self.call
+        try:
+            response = await self.stack.service(call)
+        except ProxyError as error:
+            response = local_reply(error)
+        except asyncio.CancelledError:
+            if self.tracing is not None and call.span is not None:
+                self.tracing.abandon(call.span)
+            return  # the caller went away; nobody to answer
+        except Exception:
+            log.exception("route %s failed for %r", self.stack.name, call.request)
+            response = local_reply(ProxyError("internal_error"))
+        self.done(response)
+
+    def done(self, response: Response) -> None:
+        if self.tracing is not None and self.call.span is not None:
+            self.tracing.close(self.call.span, self.call.request, response)
+        self.answer(response)
+
+
+class ListenerStack:
+    """The dispatch of one listener's connections (http/server.py `ServerSettings.dispatch`)."""
+
+    __slots__ = ("checks", "loop", "name", "routes", "tracing")
+
+    def __init__(self, name: str, routes: RouteTable[RouteStack], checks: tuple[Check, ...],
+                 loop: asyncio.AbstractEventLoop, tracing: RequestSpans | None = None) -> None:
+        self.name = name
+        self.routes = routes
+        self.checks = checks
+        self.loop = loop
+        self.tracing = tracing
+
+    def __call__(self, request: Request, answer: Answer) -> Pending | None:
+        call = Call(request)
+        tracing = self.tracing
+        if tracing is not None:
+            call.span = tracing.open(request)
+        for check in self.checks:
+            refused = check(call)
+            if refused is not None:
+                self._refuse(call, refused, answer)
+                return None
+        stack = self.routes.match(request)
+        if stack is None:
+            self._refuse(call, NoRoute("no_route", f"no route of listener {self.name!r} matches this request"), answer)
+            return None
+        request.route = stack.name
+        for check in stack.checks:
+            refused = check(call)
+            if refused is not None:
+                self._refuse(call, refused, answer)
+                return None
+        serving = _Serving(call, stack, answer, tracing)
+        fast = stack.fast
+        if fast is not None:
+            started = fast(call, serving.on_fast)
+            if started is not None:
+                return started
+        return self.loop.create_task(serving.run())
+
+    def _refuse(self, call: Call, error: ProxyError, answer: Answer) -> None:
+        response = local_reply(error)
+        if self.tracing is not None and call.span is not None:
+            self.tracing.close(call.span, call.request, response)
+        answer(response)
+
+
+__all__ = ["ListenerStack"]

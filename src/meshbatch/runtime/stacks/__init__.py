@@ -1,0 +1,1 @@
+"""One readable stack per kind of route (plain, batch, ingest), and the parts they share."""

@@ -1,0 +1,224 @@
+"""One exchange with an upstream endpoint: the only place a request, a batch, a mirrored copy or an ingest delivery
+leaves the proxy for an upstream.
+
+    pick -> admit -> account -> send -> observe
+
+- pick: the target's choice (a breaker's due probe, else the balancer's pick, avoiding the endpoints this request
+  already failed on); none left: 503 `no_healthy_upstream`, or `circuit_open` when breakers hold them all;
+- admit: the cluster's thresholds, through the target's guard (when the route has one: circuit breakers, retries);
+- account: requests in flight on the endpoint and through the guard, one request counted;
+- send: one request over a keep-alive connection of the endpoint's pool;
+- observe: the outcome, once, to the endpoint (load estimate, passive health), the guard's breaker, and the
+  cluster's error counts; an exchange abandoned by its caller tells nothing about the endpoint.
+
+Two ways to send, with the same accounting. `send` is a coroutine: it may connect, wait for a free connection,
+and replay an idempotent request once when a reused connection was already dead. `start` is the fast path of
+plain forwarding: over an idle connection only, driven by callbacks (no task, no future, no coroutine frames),
+and it reports `None` to its caller when the request must be replayed on the general path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from time import monotonic
+
+from meshbatch.errors import CircuitOpen, ProxyError, Unavailable, UpstreamReset
+from meshbatch.http.client import UpstreamConnection
+from meshbatch.http.message import Headers, Response
+from meshbatch.http.pool import IDEMPOTENT
+from meshbatch.http.serialize import encode_request, local_reply
+from meshbatch.upstream.endpoint import Endpoint
+from meshbatch.upstream.guard import BREAKER_OPEN
+from meshbatch.upstream.outcome import error_status
+from meshbatch.upstream.target import Target
+
+# Called once with the answer, or with None: "replay this request on the general path".
+Respond = Callable[[Response | None], None]
+
+
+class Attempt:
+    """The attempts of one request (or one batch): how many were made, where, and to which target."""
+
+    __slots__ = ("number", "target", "tried", "units")
+
+    def __init__(self, units: int = 1) -> None:
+        self.number = 0  # 0: the first attempt; n: the n-th retry
+        self.target: Target | None = None  # chosen once (a split), kept for the retries
+        self.tried: list[Endpoint] = []
+        self.units = units  # what the first attempt deposits in the retry budget (items of a batch)
+
+    def __repr__(self) -> str:
+        return f"<Attempt {self.number} tried={[e.address for e in self.tried]}>"
+
+
+# The attempt of the batch being sent: set by the batcher's retry loop around the route's sender, whose call
+# signature wrappers (such as `compress`) keep as it is.
+ATTEMPT: ContextVar[Attempt | None] = ContextVar("meshbatch_attempt", default=None)
+
+
+def pick(target: Target, key: bytes | None, tried: Sequence[Endpoint], now: float) -> Endpoint:
+    """The endpoint of the next exchange with `target`, admitted by its guard; raises the 503 to answer."""
+    endpoint = target.pick(key, tried, now)
+    if endpoint is None:
+        if any(e.down == BREAKER_OPEN for e in target.members()):
+            raise CircuitOpen("circuit_open", f"{target.label}: every available endpoint's breaker is open")
+        raise Unavailable("no_healthy_upstream", f"{target.label} has no healthy endpoint")
+    guard = target.guard
+    if guard is not None:
+        try:
+            guard.admit(endpoint, target.cluster.hosts.all)
+        except CircuitOpen:
+            guard.record(endpoint, 0, now)  # no verdict: a probe picked for this request is given back
+            raise
+    return endpoint
+
+
+# accounting: the same for `send` and `start` ---------------------------------------------------------------
+
+def _begin(target: Target, endpoint: Endpoint) -> float:
+    endpoint.active += 1
+    endpoint.requests += 1
+    if target.guard is not None:
+        target.guard.active += 1
+    return monotonic()
+
+
+def _answered(target: Target, endpoint: Endpoint, response: Response, started: float, now: float) -> None:
+    endpoint.active -= 1
+    endpoint.observe(response.status, started, monotonic())  # load estimate, passive health
+    guard = target.guard
+    if guard is not None:
+        guard.active -= 1
+        guard.record(endpoint, response.status, now)
+    response.upstream = endpoint.address
+
+
+def _failed(target: Target, endpoint: Endpoint, error: ProxyError, started: float, now: float) -> None:
+    endpoint.active -= 1
+    endpoint.errors += 1
+    errors = target.cluster.upstream_errors
+    errors[error.reason] = errors.get(error.reason, 0) + 1
+    status = error_status(error)
+    if status:
+        endpoint.observe(status, started, monotonic())
+    guard = target.guard
+    if guard is not None:
+        guard.active -= 1
+        guard.record(endpoint, status, now)
+
+
+def _abandoned(target: Target, endpoint: Endpoint, now: float) -> None:
+    """The caller went away: no verdict on the endpoint (a probe it carried is given back)."""
+    endpoint.active -= 1
+    guard = target.guard
+    if guard is not None:
+        guard.active -= 1
+        guard.record(endpoint, 0, now)
+
+
+# the general path ----------------------------------------------------------------------------------------
+
+async def send(target: Target, method: bytes, path: bytes, headers: Headers, body: bytes, deadline: float,
+               key: bytes | None, loop: asyncio.AbstractEventLoop, attempt: Attempt | None = None,
+               endpoint: Endpoint | None = None, stream_limit: int = 0) -> Response:
+    """One exchange with `endpoint` (already picked, e.g. by the fast path), or one picked here; raises ProxyError
+    on failure. With a `stream_limit`, an answer larger than that comes with its body as a stream."""
+    if endpoint is None:
+        endpoint = pick(target, key, attempt.tried if attempt is not None else (), loop.time())
+    if attempt is not None:
+        attempt.tried.append(endpoint)
+    data = encode_request(method, path, headers, body)
+    started = _begin(target, endpoint)
+    try:
+        response = await endpoint.pool.request(method, data, deadline, stream_limit)
+    except ProxyError as error:
+        _failed(target, endpoint, error, started, loop.time())
+        raise
+    except BaseException:
+        _abandoned(target, endpoint, loop.time())
+        raise
+    _answered(target, endpoint, response, started, loop.time())
+    return response
+
+
+# the fast path -------------------------------------------------------------------------------------------
+
+class FastExchange:
+    """One request in flight over an idle connection; has the shape of a future for `UpstreamConnection.start`.
+
+    The outcome arrives once the connection has read the whole chunk that completed the answer (never inside a
+    parser callback), so handing the connection back here sees the final reuse decision. An answer with its body
+    as a stream hands its connection back when the stream is over."""
+
+    __slots__ = ("_done", "conn", "endpoint", "loop", "method", "respond", "started", "target", "via")
+
+    def __init__(self, target: Target, endpoint: Endpoint, conn: UpstreamConnection, method: bytes,
+                 respond: Respond, via: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        self.target = target
+        self.endpoint = endpoint
+        self.conn = conn
+        self.method = method
+        self.respond = respond
+        self.via = via
+        self.loop = loop
+        self.started = 0.0
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, response: Response, /) -> None:
+        self._done = True
+        endpoint = self.endpoint
+        stream = response.stream
+        if stream is None:
+            endpoint.pool.release(self.conn)
+        else:
+            stream.when_closed(self._release)
+        _answered(self.target, endpoint, response, self.started, self.loop.time())
+        if self.via:
+            response.headers.append((b"via", self.via))
+        self.respond(response)
+
+    def set_exception(self, error: BaseException, /) -> None:
+        self._done = True
+        endpoint = self.endpoint
+        endpoint.pool.discard(self.conn)
+        if isinstance(error, UpstreamReset) and self.conn.uses > 1 and self.method in IDEMPOTENT:
+            _abandoned(self.target, endpoint, self.loop.time())
+            self.respond(None)  # a reused connection died under us: the general path replays it
+            return
+        if not isinstance(error, ProxyError):
+            error = ProxyError("internal_error", str(error))
+        _failed(self.target, endpoint, error, self.started, self.loop.time())
+        self.respond(local_reply(error))
+
+    def _release(self) -> None:
+        self.endpoint.pool.release(self.conn)
+
+    def cancel(self) -> None:
+        """The caller went away: drop the connection mid-exchange."""
+        if not self._done:
+            self._done = True
+            self.conn.abandon()
+            self.endpoint.pool.discard(self.conn)
+            _abandoned(self.target, self.endpoint, self.loop.time())
+
+
+def start(target: Target, endpoint: Endpoint, method: bytes, path: bytes, headers: Headers, body: bytes,
+          deadline: float, respond: Respond, loop: asyncio.AbstractEventLoop, via: bytes = b"",
+          stream_limit: int = 0) -> FastExchange | None:
+    """The exchange with `endpoint` (from `pick`) under way over one of its idle connections, or None when it has
+    none (the caller then `send`s to the same endpoint: picking again would skip one, round robin)."""
+    conn = endpoint.pool.take_idle()
+    if conn is None:
+        return None
+    exchange = FastExchange(target, endpoint, conn, method, respond, via, loop)
+    exchange.started = _begin(target, endpoint)
+    conn.start(encode_request(method, path, headers, body), method == b"HEAD", deadline, exchange, stream_limit)
+    return exchange
+
+
+__all__ = ["ATTEMPT", "Attempt", "FastExchange", "Respond", "pick", "send", "start"]
