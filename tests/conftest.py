@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import meshbatch.runtime.checks  # noqa: F401  (tests that parse configs judge them by every rule, as `check` does)
 from support.proxy import MeshbatchProcess, write_config
 from support.upstream import UpstreamServer
 

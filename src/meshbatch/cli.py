@@ -12,6 +12,7 @@ from meshbatch import __version__
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from meshbatch.config import ConfigError, load
+    from meshbatch.runtime import checks  # noqa: F401  (every check of meaning, registered)
 
     try:
         config = load(args.file)

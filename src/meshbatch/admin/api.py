@@ -21,36 +21,20 @@ dump through `redact_config`: no password, token or credential of the config lea
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from meshbatch.admin.dashboard import Dashboard
 from meshbatch.admin.hosts import AdminHosts
+from meshbatch.admin.target import AdminTarget
 from meshbatch.config.model import Admin
 from meshbatch.config.redact import scrub
 from meshbatch.errors import Forbidden, MethodNotAllowed, NoRoute, ProxyError
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.admin import IngestAdmin
-from meshbatch.runtime.snapshot import Snapshot
 from meshbatch.security.admin import require_admin_token
-from meshbatch.telemetry.metrics import Registry
-from meshbatch.telemetry.requests import RequestStats
-
-
-class AdminTarget(Protocol):
-    """What the admin API reads from the running proxy."""
-
-    snapshot: Snapshot
-    metrics: Registry
-
-    @property
-    def draining(self) -> bool: ...
-
-    def listeners_summary(self) -> list[dict[str, Any]]: ...
-
-    def request_stats(self) -> dict[str, RequestStats]: ...
 
 
 def _json(payload: Any, status: int = 200) -> Response:

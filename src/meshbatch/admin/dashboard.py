@@ -19,10 +19,10 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from meshbatch.admin.target import SnapshotView
 from meshbatch.config.redact import scrub
 from meshbatch.errors import NoRoute
 from meshbatch.http.message import Request, Response
-from meshbatch.runtime.snapshot import Snapshot
 from meshbatch.telemetry.metrics import Histogram
 from meshbatch.telemetry.requests import RequestStats
 from meshbatch.telemetry.series import Hist, Reading, Series
@@ -42,7 +42,8 @@ SIZE_WINDOW = 60.0  # seconds of batch sizes in the distribution
 
 
 class DashboardTarget(Protocol):
-    snapshot: Snapshot
+    @property
+    def snapshot(self) -> SnapshotView: ...
 
     @property
     def draining(self) -> bool: ...

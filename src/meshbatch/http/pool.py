@@ -16,14 +16,11 @@ import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from meshbatch.errors import ConnectFailed, ConnectTimeout, GatewayTimeout, PoolOverflow, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
 from meshbatch.http.message import Response
-
-if TYPE_CHECKING:
-    from meshbatch.security.client import ClientTls
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 
@@ -77,6 +74,18 @@ class ConnectionBudget:
         return f"<ConnectionBudget {self.opened}/{self.limit} waiting={len(self.waiting)}>"
 
 
+class UpstreamTls(Protocol):
+    """mTLS towards an endpoint: the context of each new connection, and the check of the server's identity."""
+
+    server_name: str | None
+
+    def context(self) -> ssl.SSLContext: ...
+
+    def refusal(self, transport: object) -> str:
+        """Why the server's identity is refused ("" when it is accepted)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class PoolLimits:
     max_connections: int = 1024
@@ -84,7 +93,7 @@ class PoolLimits:
     connect_timeout: float = 1.0
     idle_timeout: float = 30.0
     max_response_bytes: int = 67_108_864
-    tls: ClientTls | None = None  # mTLS to the endpoint (meshbatch.security.client)
+    tls: UpstreamTls | None = None  # mTLS to the endpoint (meshbatch.security.client.ClientTls)
     budget: ConnectionBudget | None = None  # the cluster-wide connection cap this pool shares, if any
 
 
@@ -249,7 +258,7 @@ class EndpointPool:
                         lambda: UpstreamConnection(self._loop, self.limits.max_response_bytes), self.host, self.port,
                         ssl=tls.context(), server_hostname=tls.server_name or "",
                         ssl_handshake_timeout=max(timeout, 0.001))
-                    tls_refusal = _verify(tls, conn)
+                    tls_refusal = tls.refusal(conn.transport)
                     if tls_refusal:
                         conn.close()
                         raise ConnectFailed("upstream_tls_identity_mismatch", f"{self.host}:{self.port}: {tls_refusal}")
@@ -362,17 +371,6 @@ class EndpointPool:
         budget = self.budget
         if budget is not None and self in budget.pools:
             budget.pools.remove(self)  # busy connections still count against it until they close
-
-
-def _verify(tls: ClientTls, conn: UpstreamConnection) -> str:
-    """Why the server's identity is refused ("" when accepted)."""
-    from meshbatch.security.tls import PeerRejected
-
-    try:
-        tls.verify(conn.transport)
-    except PeerRejected as exc:
-        return f"{exc.reason}: {exc}"
-    return ""
 
 
 def _expire(waiter: asyncio.Future[UpstreamConnection | None]) -> None:

@@ -37,8 +37,6 @@ from meshbatch.http.serialize import LAST_CHUNK, chunk, encode_response, encode_
 
 if TYPE_CHECKING:
     from meshbatch.http.stream import BodyStream
-    from meshbatch.security.guard import ConnectionGuard
-    from meshbatch.security.listener import ServerTls
 
 log = logging.getLogger("meshbatch.server")
 
@@ -46,6 +44,12 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: closing sends a reset and drops what is unsent
 Observer = Callable[[Request, Response, float], None]
 Answer = Callable[[Response], None]
+
+
+class ConnectionGuard(Protocol):
+    """What a connection checks of each of its requests (security/guard.py: the peer's identity, its rates)."""
+
+    def admit(self, request: Request) -> ProxyError | None: ...
 
 
 class Pending(Protocol):
@@ -98,7 +102,9 @@ class ServerSettings:
     # mTLS and connection rates (meshbatch.security): run in connection_made, it refuses a peer (ProxyError) or
     # gives the connection a guard that admits each request; None (no TLS, no rates): no per-request work.
     guard: Callable[[asyncio.BaseTransport], ConnectionGuard | None] | None = None
-    tls: ServerTls | None = None  # read by the TLS accept loop for each new connection
+    # Opaque here: read by the accept loop of a listener with a `tls` block for each new connection
+    # (security/listener.py `ServerTls`).
+    tls: object | None = None
 
 
 @dataclass(slots=True)
@@ -563,5 +569,5 @@ def protocol_factory(state: ListenerState, loop: asyncio.AbstractEventLoop) -> C
     return make
 
 
-__all__ = ["Answer", "Dispatch", "HttpServerProtocol", "ListenerState", "Pending", "ServerSettings", "protocol_factory",
-           "serve_handler"]
+__all__ = ["Answer", "ConnectionGuard", "Dispatch", "HttpServerProtocol", "ListenerState", "Pending",
+           "ServerSettings", "protocol_factory", "serve_handler"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from meshbatch.config.load import Problem, did_you_mean
+from meshbatch.config.load import Problem, did_you_mean, register_check
 from meshbatch.config.model import Column, Config, Route
 
 NEEDS_EVENTS = ("validate", "filter", "transform")
@@ -136,4 +136,12 @@ def _table_problems(route: Route, path: str) -> Iterator[Problem]:
             yield Problem(where, f"{field!r} is not a field path (names joined by dots)")
 
 
-__all__ = ["ingest_problems", "pipeline_problems", "route_problems"]
+
+@register_check
+def ingest_and_pipeline(config: Config) -> Iterator[Problem]:
+    for i, lst in enumerate(config.listeners):
+        for j, route in enumerate(lst.routes):
+            yield from route_problems(config, route, f"listeners[{i}].routes[{j}]")
+
+
+__all__ = ["ingest_and_pipeline", "ingest_problems", "pipeline_problems", "route_problems"]

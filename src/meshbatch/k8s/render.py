@@ -10,6 +10,7 @@ from meshbatch.k8s.ports import container_ports
 from meshbatch.k8s.rbac import rbac, watched_namespaces
 from meshbatch.k8s.services import service
 from meshbatch.k8s.workload import deployment, disruption_budget
+from meshbatch.runtime import checks as _checks  # noqa: F401  (every check of meaning, registered)
 
 
 class RenderError(ConfigError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from meshbatch.config.load import Problem, did_you_mean
+from meshbatch.config.load import Problem, did_you_mean, register_check
 from meshbatch.config.model import Config, Route
 
 NOT_FOR_INGEST = ("retry", "per_try_timeout_ms", "split", "subset", "mirror")
@@ -57,4 +57,10 @@ def problems(config: Config) -> Iterator[Problem]:
             yield from route_problems(config, route, f"listeners[{i}].routes[{j}]")
 
 
-__all__ = ["problems", "route_problems"]
+@register_check
+def resilience_and_shaping(config: Config) -> Iterator[Problem]:
+    """Retries, splits, subsets, mirrors, rate limits (meshbatch.layers)."""
+    yield from problems(config)
+
+
+__all__ = ["problems", "resilience_and_shaping", "route_problems"]

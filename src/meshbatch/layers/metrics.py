@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from meshbatch.telemetry.metrics import Labels, Registry
 
-if TYPE_CHECKING:
-    from meshbatch.layers.shared import Shared
+
+class LayerState(Protocol):
+    """What the gauges read of the current snapshot's layer state (layers/shared.py `Shared`)."""
+
+    def breaker_states(self) -> Iterable[tuple[Labels, float]]: ...
+    def budget_remaining(self) -> Iterable[tuple[Labels, float]]: ...
+    def concurrency_limits(self) -> Iterable[tuple[Labels, float]]: ...
+    def min_rtts(self) -> Iterable[tuple[Labels, float]]: ...
 
 _BY_REGISTRY: weakref.WeakKeyDictionary[Registry, LayerMetrics] = weakref.WeakKeyDictionary()
 
@@ -23,7 +29,7 @@ class LayerMetrics:
                  "retries_denied", "splits", "state")
 
     def __init__(self, registry: Registry) -> None:
-        self.state: Shared | None = None
+        self.state: LayerState | None = None
         self.attempts = registry.counter(
             "meshbatch_route_attempts_total",
             "Upstream attempts of routes with a retry policy, first or retry (batching routes: in items).",
@@ -63,7 +69,7 @@ class LayerMetrics:
         registry.gauge("meshbatch_concurrency_min_rtt_seconds", "The measured minimum round trip of a route.",
                        ["route"], self._read(lambda s: s.min_rtts()))
 
-    def _read(self, part: Callable[[Shared], Iterable[tuple[Labels, float]]]
+    def _read(self, part: Callable[[LayerState], Iterable[tuple[Labels, float]]]
               ) -> Callable[[], Iterable[tuple[Labels, float]]]:
         def read() -> Iterable[tuple[Labels, float]]:
             return list(part(self.state)) if self.state is not None else []
@@ -78,4 +84,4 @@ class LayerMetrics:
         return metrics
 
 
-__all__ = ["LayerMetrics"]
+__all__ = ["LayerMetrics", "LayerState"]

@@ -29,10 +29,11 @@ from meshbatch.http.parser import ParserLimits
 from meshbatch.http.paths import PathRules
 from meshbatch.http.server import Dispatch, ListenerState, ServerSettings, protocol_factory, serve_handler
 from meshbatch.ingest.wiring import commit_pipelines, start_ingest, stop_ingest, stop_pipelines
+from meshbatch.runtime import checks as _checks  # noqa: F401  (every check of meaning, registered)
 from meshbatch.runtime.listener import ListenerStack
 from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
 from meshbatch.security.admin import exposure_warnings
-from meshbatch.security.listener import open_tls_server
+from meshbatch.security.listener import ServerTls, open_tls_server
 from meshbatch.security.state import Security, check_tls_switch
 from meshbatch.telemetry.access_log import Observer
 from meshbatch.telemetry.loop import LoopMonitor
@@ -83,6 +84,12 @@ def _settings(listener: model.Listener, dispatch: Dispatch, stats: Observer) -> 
     )
 
 
+def _server_tls(state: ListenerState) -> ServerTls | None:
+    tls = state.settings.tls
+    assert tls is None or isinstance(tls, ServerTls)
+    return tls
+
+
 class Proxy:
     def __init__(self, config_path: str | Path, loop: asyncio.AbstractEventLoop,
                  announce: Callable[[str], None] | None = None) -> None:
@@ -100,7 +107,7 @@ class Proxy:
         self.security = Security(loop, self.metrics)  # certificates, JWT keys, identity rates: kept across reloads
         self.snapshot: Snapshot = build(load(self.config_path), loop, self.metrics, security=self.security)
         self.observability = Observability(self.snapshot.config, self.metrics)  # access log, tracing, recorders
-        self.observability.attach(self.snapshot)
+        self.observability.attach(self.snapshot.batchers.values(), self.snapshot.ingest.values())
         self.metrics.gauge("meshbatch_upstream_connections", "Open upstream connections by cluster and state.",
                            ["cluster", "endpoint", "state"], self._connection_gauge)
         self.metrics.gauge("meshbatch_downstream_connections", "Open downstream connections by listener.",
@@ -199,7 +206,7 @@ class Proxy:
         server: asyncio.AbstractServer
         if state.settings.tls is not None:  # a `tls` block: connections sorted and handshaken by meshbatch.security
             server = tls_server = await open_tls_server(
-                self.loop, host, port, protocol_factory(state, self.loop), lambda: state.settings.tls,
+                self.loop, host, port, protocol_factory(state, self.loop), lambda: _server_tls(state),
                 lambda: state.settings.max_connections, reuse_port=reuse_port)
             sock = tls_server.sockets[0].getsockname()
         else:
@@ -278,7 +285,7 @@ class Proxy:
             raise
         self.snapshot = new
         self.observability.update(config)
-        self.observability.attach(new)
+        self.observability.attach(new.batchers.values(), new.ingest.values())
         stop_clusters(old, new)
         for item in opened:
             self.listeners[(item.name, item.listen)] = item

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from meshbatch.config.load import Problem
+from meshbatch.config.load import Problem, register_check
 from meshbatch.config.model import Config
 from meshbatch.config.model.security import Identity, Policy
 
@@ -75,4 +75,30 @@ def security_problems(config: Config) -> Iterator[Problem]:
                               "('*' wildcards allowed)")
 
 
-__all__ = ["security_problems"]
+@register_check
+def security(config: Config) -> Iterator[Problem]:
+    yield from security_problems(config)
+
+
+def _path_problem(value: str, rules: object, prefix: bool) -> str | None:
+    """Why a route's path (or policy path) can never match a normalised request path, or None."""
+    from meshbatch.errors import BadRequest
+    from meshbatch.http.paths import PathRules, normalize_path
+
+    assert isinstance(rules, PathRules)
+    if not value.startswith("/"):
+        return None  # `*` and other non-paths are judged elsewhere
+    raw = value.encode("utf-8")
+    try:
+        normal = normalize_path(raw, rules)
+    except BadRequest as exc:
+        return f"no request path can be {value!r}: {exc.detail}"
+    if prefix and raw.endswith(b"/") and not normal.endswith(b"/"):
+        normal += b"/"
+    if normal != raw:
+        return (f"requests are matched after their paths are normalised, so {value!r} never matches; write "
+                f"{normal.decode('utf-8')!r}")
+    return None
+
+
+__all__ = ["security", "security_problems"]

@@ -12,7 +12,7 @@ import ssl
 from typing import Any
 
 from meshbatch.security.patterns import Glob
-from meshbatch.security.tls import CertSource, verify_peer
+from meshbatch.security.tls import CertSource, PeerRejected, verify_peer
 
 
 class ClientTls:
@@ -35,6 +35,14 @@ class ClientTls:
         allowed = self._allowed
         return verify_peer(transport.get_extra_info("ssl_object"), self.trust_domains,
                            allowed.match if allowed is not None else None)
+
+    def refusal(self, transport: Any) -> str:
+        """Why the server's identity is refused ("" when it is accepted)."""
+        try:
+            self.verify(transport)
+        except PeerRejected as exc:
+            return f"{exc.reason}: {exc}"
+        return ""
 
     def __repr__(self) -> str:
         return f"<ClientTls {self.source.spec.cert} min={self.min_version}>"

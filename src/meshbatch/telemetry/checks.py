@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from meshbatch.config.load import Problem
+from meshbatch.config.load import Problem, register_check
 from meshbatch.config.model import Config
 
 
@@ -23,4 +23,9 @@ def telemetry_problems(config: Config) -> Iterator[Problem]:
         yield Problem("access_log.path", "must name a file (or '-' for stdout), not a directory")
 
 
-__all__ = ["telemetry_problems"]
+@register_check
+def telemetry(config: Config) -> Iterator[Problem]:
+    yield from telemetry_problems(config)
+
+
+__all__ = ["telemetry", "telemetry_problems"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING
 
 from meshbatch.config import model
@@ -19,7 +19,8 @@ from meshbatch.telemetry.metrics import Registry
 from meshbatch.telemetry.recorder import BatchRecorder
 
 if TYPE_CHECKING:
-    from meshbatch.runtime.snapshot import Snapshot
+    from meshbatch.batching.handler import BatchHandler
+    from meshbatch.ingest.route import IngestRoute
     from meshbatch.telemetry.spans import BatchSpans, RequestSpans
     from meshbatch.telemetry.tracing import Tracing
 
@@ -64,12 +65,12 @@ class Observability:
     def observer(self, listener: str, stats: Observer) -> Observer:
         return stats if self.access is None else self.access.observer(listener, stats)
 
-    def attach(self, snapshot: Snapshot) -> None:
-        """Give the snapshot's batchers the current tracing and a recorder (a kept batcher keeps its record), and
+    def attach(self, batchers: Iterable[BatchHandler], ingest: Iterable[IngestRoute]) -> None:
+        """Give a snapshot's batchers the current tracing and a recorder (a kept batcher keeps its record), and
         its ingest routes' flushers the tracing."""
-        for ingest in snapshot.ingest.values():  # ingest deliveries get spans linked to their requests' spans
-            ingest.flusher.tracing = self.spans
-        for batcher in snapshot.batchers.values():
+        for route in ingest:  # ingest deliveries get spans linked to their requests' spans
+            route.flusher.tracing = self.spans
+        for batcher in batchers:
             dispatcher = batcher.dispatcher
             dispatcher.tracing = self.spans
             if self.recorder_items <= 0:
