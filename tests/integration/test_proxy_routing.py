@@ -164,3 +164,15 @@ def test_curl_sees_404_json(proxy: MeshbatchProcess) -> None:
     body, _, code = out.stdout.rpartition("\n")
     assert code == "404"
     assert json.loads(body)["reason"] == "no_route"
+
+
+def test_a_local_reply_keeps_the_connection_for_the_next_request(proxy: MeshbatchProcess) -> None:
+    """A request the proxy answers itself at once (no route: 404) leaves the keep-alive connection serving: the
+    next request on it, and one pipelined behind it, are answered too."""
+    from support.raw import RawClient, get
+
+    with RawClient(proxy.address("routing")) as raw:
+        raw.send(get("/nowhere", host="other"))
+        assert raw.read_response().status == 404
+        raw.send(get("/rr/1", host="other") + get("/nowhere", host="other") + get("/rr/2", host="other"))
+        assert [raw.read_response().status for _ in range(3)] == [200, 404, 200]

@@ -342,11 +342,19 @@ class HttpServerProtocol(asyncio.Protocol):
             if refused is not None:
                 self._respond(request, local_reply(refused), settings)
                 return
+        self._serving(request, settings)
+        pending = settings.dispatch(request, self._answer)
+        if self._serves(request):  # not answered yet (a local reply, or a fast exchange, may answer at once)
+            self._pending = pending
+
+    # `_current` is set and read through these two, not in `_next`: there the compiled build would take its type
+    # as narrowed by `_next`'s own tests and assignments, although `dispatch` may answer (and clear) it meanwhile.
+    def _serving(self, request: Request, settings: ServerSettings) -> None:
         self._current = request
         self._current_settings = settings
-        pending = settings.dispatch(request, self._answer)
-        if self._current is request:  # not answered yet (a local reply, or a fast exchange, may answer at once)
-            self._pending = pending
+
+    def _serves(self, request: Request) -> bool:
+        return self._current is request
 
     def _answer(self, response: Response) -> None:
         request = self._current
