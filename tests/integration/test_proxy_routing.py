@@ -176,3 +176,14 @@ def test_a_local_reply_keeps_the_connection_for_the_next_request(proxy: Meshbatc
         assert raw.read_response().status == 404
         raw.send(get("/rr/1", host="other") + get("/nowhere", host="other") + get("/rr/2", host="other"))
         assert [raw.read_response().status for _ in range(3)] == [200, 404, 200]
+
+
+@pytest.mark.parametrize(("value", "status"), [("soon", 400), ("nan", 400), ("-5", 504), ("60000", 200)])
+def test_the_callers_deadline_on_a_plain_route(client: httpx.Client, value: str, status: int) -> None:
+    """`x-meshbatch-deadline-ms` on a plain route: a bad value is the caller's error (400 bad_deadline), a spent
+    budget is answered 504 before anything is sent, and the connection keeps serving after either."""
+    response = client.get("/rr/deadline", headers={"x-meshbatch-deadline-ms": value})
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["reason"] == "bad_deadline"
+    assert client.get("/rr/after").status_code == 200

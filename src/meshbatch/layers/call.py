@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 
-from meshbatch.errors import ProxyError
+from meshbatch.errors import DeadlineExceeded, ProxyError
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.serialize import local_reply
 from meshbatch.layers.metrics import LayerMetrics
@@ -84,14 +84,14 @@ class UpstreamService:
         request = call.request
         target = self.default
         now = self.loop.time()
-        deadline = try_deadline(route_deadline(call, self.timeout, now), self.per_try, now)
-        if deadline <= now:
-            return None
         hash_header = target.cluster.hash_header
         try:
+            deadline = try_deadline(route_deadline(call, self.timeout, now), self.per_try, now)
+            if deadline <= now:
+                raise DeadlineExceeded("deadline_exceeded", "the caller's budget is already spent")
             endpoint = exchange.pick(target, request.header(hash_header) if hash_header is not None else None,
                                      (), now)
-        except ProxyError as error:  # no endpoint, or a threshold crossed (counted once: here)
+        except ProxyError as error:  # a bad or spent caller budget, no endpoint, or a threshold crossed
             respond(local_reply(error))
             return ANSWERED
         if target.guard is not None:
