@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Final
 
 from meshbatch.errors import BadRequest, DeadlineExceeded
 from meshbatch.http.message import Response
 from meshbatch.service import Call, Service
 
-DEADLINE_HEADER = b"x-meshbatch-deadline-ms"  # as the batcher reads it (batching/admission.py)
+DEADLINE_HEADER: Final = b"x-meshbatch-deadline-ms"  # as the batcher reads it (batching/admission.py)
 
 
 def caller_budget(value: bytes) -> float:

@@ -30,7 +30,8 @@ log = logging.getLogger("meshbatch.runtime")
 
 
 class _Serving:
-    """One call on its way through a route's stack: the answer callback of its fast path and of its task."""
+    """One call on its way through a route's stack: the answer callback of its fast path (itself, called once
+    with the answer or with None), and of its task (`run`)."""
 
     __slots__ = ("answer", "call", "stack", "tracing")
 
@@ -40,7 +41,7 @@ class _Serving:
         self.answer = answer
         self.tracing = tracing
 
-    def on_fast(self, response: Response | None) -> None:
+    def __call__(self, response: Response | None) -> None:
         if response is None:  # a reused connection was found dead: the general path replays the request
             asyncio.get_running_loop().create_task(self.run())
             return
@@ -103,7 +104,7 @@ class ListenerStack:
         serving = _Serving(call, stack, answer, tracing)
         fast = stack.fast
         if fast is not None:
-            started = fast(call, serving.on_fast)
+            started = fast(call, serving)
             if started is not None:
                 return started
         return self.loop.create_task(serving.run())

@@ -13,12 +13,14 @@ hop-by-hop removed (by the upstream connection's reader), `via` appended.
 
 from __future__ import annotations
 
+from typing import Final
+
 from meshbatch.http.fields import PLAIN_CONNECTION
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 
-VIA = b"1.1 meshbatch"
-_DROP_UPSTREAM = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"via"}
+VIA: Final = b"1.1 meshbatch"
+_DROP_UPSTREAM: Final = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"via"}
 
 
 def request_headers(request: Request, via: bool = True, host: str = "") -> Headers:
