@@ -19,15 +19,11 @@ from typing import TYPE_CHECKING
 
 from meshbatch.config import model
 from meshbatch.discovery import SOURCES, Source
-from meshbatch.errors import ProxyError, Unavailable
-from meshbatch.http.message import Headers, Response
 from meshbatch.http.pool import ConnectionBudget, PoolLimits
-from meshbatch.http.serialize import encode_request
 from meshbatch.upstream.balancers import BALANCERS, Balancer
 from meshbatch.upstream.endpoint import EJECTED, FAILED_ACTIVE_CHECK, Endpoint
 from meshbatch.upstream.endpoint_set import EndpointSet
 from meshbatch.upstream.health import ActiveChecks, HealthRunner, OutlierDetector
-from meshbatch.upstream.outcome import error_status
 
 if TYPE_CHECKING:
     from meshbatch.security.client import ClientTls
@@ -151,44 +147,6 @@ class Cluster:
         if endpoint.owner is self:
             endpoint.pool.close()  # busy connections close when their exchange ends
 
-    # the exchange ----------------------------------------------------------------------------------
-    async def send(self, method: bytes, target: bytes, headers: Headers, body: bytes, deadline: float,
-                   key: bytes | None = None, endpoint: Endpoint | None = None, stream_limit: int = 0) -> Response:
-        """One exchange with `endpoint`, or one chosen by the balancer. Raises ProxyError on failure.
-        With a `stream_limit`, an answer larger than that comes with its body as a stream (http/stream.py)."""
-        if endpoint is None:
-            if key is None and self.hash_header is not None:
-                key = _header(headers, self.hash_header)
-            endpoint = self.balancer.pick(key)
-        if endpoint is None:
-            raise Unavailable("no_healthy_upstream", f"cluster {self.name!r} has no healthy endpoint")
-        data = encode_request(method, target, headers, body)
-        endpoint.active += 1
-        endpoint.requests += 1
-        start = _now()
-        try:
-            response = await endpoint.pool.request(method, data, deadline, stream_limit)
-        except ProxyError as error:
-            endpoint.active -= 1
-            self.failed(endpoint, error, start)
-            raise
-        except BaseException:
-            endpoint.active -= 1
-            raise
-        endpoint.active -= 1
-        endpoint.observe(response.status, start, _now())
-        response.upstream = endpoint.address
-        return response
-
-    def failed(self, endpoint: Endpoint, error: ProxyError, start: float | None = None) -> None:
-        """Account one failed exchange with an endpoint (started at `start`, monotonic seconds)."""
-        endpoint.errors += 1
-        self.upstream_errors[error.reason] = self.upstream_errors.get(error.reason, 0) + 1
-        status = error_status(error)
-        if status:
-            end = _now()
-            endpoint.observe(status, end if start is None else start, end)
-
     # background work -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start discovery and health checks; wait (at most `initial_fetch_timeout_ms`) for a first set."""
@@ -243,13 +201,6 @@ class Cluster:
     def __repr__(self) -> str:
         return (f"<Cluster {self.name} endpoints={len(self.hosts.available)}/{len(self.hosts.all)} "
                 f"lb={self.config.lb}>")
-
-
-def _header(headers: Headers, name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 __all__ = ["EJECTED", "FAILED_ACTIVE_CHECK", "Cluster"]

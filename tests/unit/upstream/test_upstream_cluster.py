@@ -4,12 +4,18 @@ on reload takes over its predecessor's endpoints; outcomes of exchanges feed hea
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from meshbatch.config.model import Cluster as ClusterConfig
 from meshbatch.config.model import EndpointSpec
-from meshbatch.errors import ConnectFailed, PoolOverflow
+from meshbatch.errors import ConnectFailed, PoolOverflow, ProxyError
+from meshbatch.http.message import Response
+from meshbatch.upstream import exchange
 from meshbatch.upstream.cluster import Cluster
 from meshbatch.upstream.endpoint import EJECTED
+from meshbatch.upstream.target import Target
 
 
 def make(loop: asyncio.AbstractEventLoop, **extra: object) -> Cluster:
@@ -47,29 +53,51 @@ async def test_a_rebuilt_cluster_adopts_the_endpoints_of_the_old_one() -> None:
     assert kept.pool.closed
 
 
-async def test_failures_that_are_the_endpoints_fault_count_and_others_do_not() -> None:
-    cluster = make(asyncio.get_running_loop(), outlier_detection={"consecutive_gateway_failure": 3,
-                                                                  "max_ejection_percent": 50})
+class FailingPool:
+    """Stands in for an endpoint's pool: every exchange fails with the error given."""
+
+    def __init__(self, error: ProxyError) -> None:
+        self.error = error
+        self.closed = False
+
+    async def request(self, *_: object) -> Response:
+        raise self.error
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_failures_that_are_the_endpoints_fault_count_and_others_do_not(monkeypatch: Any) -> None:
+    loop = asyncio.get_running_loop()
+    cluster = make(loop, outlier_detection={"consecutive_gateway_failure": 3, "max_ejection_percent": 50})
+    target = Target(cluster)
     endpoint = cluster.endpoints[0]
+
+    async def send(error: ProxyError) -> None:
+        monkeypatch.setattr(endpoint, "pool", FailingPool(error))
+        with pytest.raises(type(error)):
+            await exchange.send(target, b"GET", b"/", [(b"host", b"x")], b"", loop.time() + 1, None, loop,
+                                endpoint=endpoint)
+
     for _ in range(5):
-        cluster.failed(endpoint, PoolOverflow())  # our own pool was full: not the endpoint's fault
+        await send(PoolOverflow())  # our own pool was full: not the endpoint's fault
     assert not endpoint.down and cluster.upstream_errors == {"upstream_pool_overflow": 5}
     for _ in range(3):
-        cluster.failed(endpoint, ConnectFailed())
-    assert endpoint.down & EJECTED
+        await send(ConnectFailed())
+    assert endpoint.down & EJECTED and endpoint.active == 0 and endpoint.errors == 8
     assert cluster.balancer.pick() is cluster.endpoints[1]
     cluster.close()
 
 
 async def test_send_to_a_refused_port_fails_and_is_accounted() -> None:
-    cluster = make(asyncio.get_running_loop(), connect_timeout_ms=500)
+    loop = asyncio.get_running_loop()
+    cluster = make(loop, connect_timeout_ms=500)
     endpoint = cluster.endpoints[0]
-    try:
-        await cluster.send(b"GET", b"/", [(b"host", b"x")], b"", asyncio.get_running_loop().time() + 1,
-                           endpoint=endpoint)
-    except ConnectFailed:
-        pass
+    with pytest.raises(ConnectFailed):
+        await exchange.send(Target(cluster), b"GET", b"/", [(b"host", b"x")], b"", loop.time() + 1, None, loop,
+                            endpoint=endpoint)
     assert endpoint.errors == 1 and endpoint.active == 0 and endpoint.penalty > 0
+    assert cluster.upstream_errors == {"upstream_connect_failed": 1}
     cluster.close()
 
 
