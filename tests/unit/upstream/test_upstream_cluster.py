@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from upstream_support import fakes_need_the_pure_build
 
 from meshbatch.config.model import Cluster as ClusterConfig
 from meshbatch.config.model import EndpointSpec
@@ -67,6 +68,7 @@ class FailingPool:
         self.closed = True
 
 
+@fakes_need_the_pure_build
 async def test_failures_that_are_the_endpoints_fault_count_and_others_do_not(monkeypatch: Any) -> None:
     loop = asyncio.get_running_loop()
     cluster = make(loop, outlier_detection={"consecutive_gateway_failure": 3, "max_ejection_percent": 50})
