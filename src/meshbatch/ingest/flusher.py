@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshbatch.clock import Clock
-from meshbatch.ingest.backoff import Backoff
+from meshbatch.core.backoff import Backoff
 from meshbatch.ingest.logs.base import EventLog
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks.base import BatchRejected, Sink, SinkUnavailable
@@ -130,7 +130,7 @@ class Flusher:
 
     def _outage(self, batch: Sequence[Record], reason: str) -> None:
         self.outages += 1
-        delay = self.backoff.delay(self.outages)
+        delay = self.backoff.delay(self.outages - 1)
         self.outage_until = max(self.outage_until, self.clock.now() + delay)
         if self.last_error != reason:
             log.warning("ingest route %s: sink unavailable, retrying in %.2fs: %s", self.route, delay, reason)
@@ -150,7 +150,7 @@ class Flusher:
                 if self.waiters is not None:
                     self.waiters.failed([record], reason)
             else:
-                self.log.retry([record], self.backoff.delay(record.attempts + 1), count_attempt=True)
+                self.log.retry([record], self.backoff.delay(record.attempts), count_attempt=True)
                 self.counter.inc(self._labels["retried"])
 
     # -- the loop -------------------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """Fully jittered exponential backoff (as Envoy's router and the AWS architecture note describe it).
 
 Retry n (0 for the first retry) waits a uniformly random time in [0, min(cap, base * 2^n)]: the expected wait
-doubles per retry, and callers that failed together do not retry together.
+doubles per retry, and callers that failed together do not retry together. One backoff for the whole proxy: a
+route's retries (layers/retry.py), a batch's item retries (batching/retry.py) and ingest deliveries (an event
+that failed, and a sink that cannot be reached) all wait this way. The random source is injected (tests pass a
+fixed one); pure.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-
-from meshbatch.config.model import Backoff as BackoffConfig
 
 
 class Backoff:
@@ -23,14 +24,14 @@ class Backoff:
         self._random = rng or random.random
 
     @classmethod
-    def from_config(cls, config: BackoffConfig, rng: Callable[[], float] | None = None) -> Backoff:
-        base = config.base_ms / 1000
-        cap = config.max_ms / 1000 if config.max_ms is not None else base * 10
-        return cls(base, cap, rng)
+    def from_ms(cls, base_ms: float, max_ms: float | None, rng: Callable[[], float] | None = None) -> Backoff:
+        """From milliseconds, as the config writes them; no `max_ms`: ten times the base."""
+        base = base_ms / 1000
+        return cls(base, max_ms / 1000 if max_ms is not None else base * 10, rng)
 
     def ceiling(self, retry: int) -> float:
-        """The longest wait before retry number `retry` (0-based)."""
-        return min(self.cap, self.base * (1 << min(retry, 30)))
+        """The longest wait before retry number `retry` (0-based; a negative number counts as 0)."""
+        return min(self.cap, self.base * (1 << min(max(retry, 0), 30)))
 
     def delay(self, retry: int) -> float:
         return self._random() * self.ceiling(retry)
