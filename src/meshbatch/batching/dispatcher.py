@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote_from_bytes
 
 from meshbatch.batching.accumulator import Accumulator
-from meshbatch.batching.batch import IN_FLIGHT, SEALED, Batch
+from meshbatch.batching.batch import ANSWERED, IN_FLIGHT, QUEUED, REMOVED, SEALED, Batch, Item, Key, Outcome, Waiter
 from meshbatch.batching.codecs.base import Codec, ItemResult
 from meshbatch.batching.codecs.failures import failure
 from meshbatch.batching.isolate import (
@@ -31,7 +31,6 @@ from meshbatch.batching.isolate import (
     part_attempt,
     still_waiting,
 )
-from meshbatch.batching.item import DONE, QUEUED, REMOVED, Item, Key, Outcome, Waiter
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import ReplayCache
 from meshbatch.batching.retry import RetryRules, send_with_retries
@@ -393,7 +392,7 @@ class Dispatcher:
         dedup, replay = self.dedup, self.replay
         for index, item in enumerate(batch.items):
             outcome: Outcome = results[index] if results is not None else error
-            item.state = DONE
+            item.state = ANSWERED
             for waiter in item.waiters:
                 future = waiter.future
                 if not future.done():

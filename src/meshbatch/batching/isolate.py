@@ -30,8 +30,8 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from meshbatch.batching.batch import Item, Outcome
 from meshbatch.batching.codecs.base import ItemRequest, ItemResult
-from meshbatch.batching.item import Item, Outcome
 from meshbatch.errors import GatewayTimeout, ProxyError
 from meshbatch.http.message import Headers, Response
 from meshbatch.upstream.exchange import Attempt

@@ -17,9 +17,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from meshbatch.batching.batch import Item, Outcome
 from meshbatch.batching.codecs.base import ItemRequest
 from meshbatch.batching.isolate import Answer
-from meshbatch.batching.item import Item, Outcome
 from meshbatch.errors import ProxyError
 from meshbatch.upstream.exchange import ATTEMPT, Attempt
 
