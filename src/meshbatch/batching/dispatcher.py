@@ -20,20 +20,13 @@ from urllib.parse import quote_from_bytes
 
 from meshbatch.batching.accumulator import Accumulator
 from meshbatch.batching.batch import ANSWERED, IN_FLIGHT, QUEUED, REMOVED, SEALED, Batch, Item, Key, Outcome, Waiter
+from meshbatch.batching.bisection import Bisection
 from meshbatch.batching.codecs.base import Codec, ItemResult
 from meshbatch.batching.codecs.failures import failure
-from meshbatch.batching.isolate import (
-    Answer,
-    Bisection,
-    IsolatePolicy,
-    answer_final,
-    bisect,
-    part_attempt,
-    still_waiting,
-)
+from meshbatch.batching.isolate import IsolatePolicy, answer_final, bisect, part_attempt, still_waiting
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import ReplayCache
-from meshbatch.batching.retry import RetryRules, send_with_retries
+from meshbatch.batching.retry import Answer, RetryRules, send_with_retries
 from meshbatch.batching.stats import BatchMetrics, RateMeter
 from meshbatch.clock import Clock, MonotonicClock
 from meshbatch.errors import DeadlineExceeded, Draining, GatewayTimeout, ProxyError
