@@ -3,8 +3,9 @@
 Retry n (0 for the first retry) waits a uniformly random time in [0, min(cap, base * 2^n)]: the expected wait
 doubles per retry, and callers that failed together do not retry together. One backoff for the whole proxy: a
 route's retries (layers/retry.py), a batch's item retries (batching/retry.py) and ingest deliveries (an event
-that failed, and a sink that cannot be reached) all wait this way. The random source is injected (tests pass a
-fixed one); pure.
+that failed, and a sink that cannot be reached) all wait this way. `retry` is the decision each of them makes:
+whether a retry is left, and how long to wait before it. The random source is injected (tests pass a fixed one);
+pure.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ class Backoff:
 
     def delay(self, retry: int) -> float:
         return self._random() * self.ceiling(retry)
+
+    def retry(self, retry: int, retries: int) -> float | None:
+        """The one retry decision: the wait before retry number `retry` (0-based) when it is one of the
+        `retries` allowed, else None (the tries are spent: give up, or park the work)."""
+        if retry >= retries:
+            return None
+        return self.delay(retry)
 
     def __repr__(self) -> str:
         return f"<Backoff base={self.base * 1000:g}ms cap={self.cap * 1000:g}ms>"

@@ -94,9 +94,9 @@ class RetryPolicy:
         """Whether retry `number` (0-based) of `units` may go: (units allowed, backoff, reason when none).
         A positive answer has taken its units from the budget; bracket the retry's sending with
         `guard.begin_retry()` and `guard.end_retry()`."""
-        if number >= self.num_retries:
+        delay = self.backoff.retry(number, self.num_retries)
+        if delay is None:
             return 0, 0.0, "exhausted"
-        delay = self.backoff.delay(number)
         if now + delay >= deadline:
             return 0, 0.0, "deadline"
         allowed, reason = guard.retry_allowance(now, in_flight)

@@ -38,3 +38,9 @@ def test_from_milliseconds_and_bounds() -> None:
         Backoff(0, 1)
     with pytest.raises(ValueError):
         Backoff(2, 1)
+
+
+def test_the_retry_decision_counts_the_retries_left() -> None:
+    backoff = Backoff(1.0, 8.0, lambda: 1.0)
+    assert [backoff.retry(n, 3) for n in range(5)] == [1.0, 2.0, 4.0, None, None]
+    assert backoff.retry(0, 0) is None
