@@ -15,6 +15,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from meshbatch.batching.accumulator import Accumulator
@@ -27,7 +28,7 @@ from meshbatch.batching.replay import ReplayCache
 from meshbatch.batching.retry import RetryRules, send_with_retries
 from meshbatch.batching.stats import BatchMetrics, RateMeter
 from meshbatch.batching.upstream_call import Sender, exchange, upstream_request
-from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.clock import Clock, LoopClock
 from meshbatch.errors import DeadlineExceeded, Draining, GatewayTimeout, ProxyError
 from meshbatch.upstream.exchange import ATTEMPT, Attempt
 
@@ -59,9 +60,11 @@ class Dispatcher:
         self.on_batch = on_batch  # (batch, upstream seconds, now): the adaptive controller's hook
         self.retry = retry  # the route's retry policy: failed items are sent again (batching/retry.py)
         self.isolate = isolate  # None: a refused batch is every caller's answer (batching/isolate.py)
-        # Injected clocks (tests) are trusted for `now` only; the default one also for timers firing on time.
-        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        # The loop's clock (clock.py); injected clocks (tests) are trusted for `now` only, the loop's also for timers
+        # firing on time.
+        self.clock: Clock = clock if clock is not None else LoopClock()
         self._real_time = clock is None
+        self.stopwatch: Callable[[], float] = perf_counter if clock is None else self.clock.now  # durations only
         self.in_flight = 0
         self.in_flight_by_key: dict[Key, int] = {}
         self.dedup: dict[tuple[Key, bytes], Item] = {}
@@ -83,9 +86,11 @@ class Dispatcher:
     def bind(self) -> None:
         """Attach to the running loop (on the first request)."""
         self.loop = asyncio.get_running_loop()
+        if self._real_time:
+            self.clock = LoopClock(self.loop)
 
     def _call_at(self, when: float, callback: Callable[..., object], *args: object) -> asyncio.TimerHandle:
-        """A loop timer for `when` on our clock (the loop's own clock may be coarser or lag behind)."""
+        """A loop timer for `when` on our clock (the loop's own, or a test's fake one)."""
         loop = self.loop
         assert loop is not None
         return loop.call_at(loop.time() + max(0.0, when - self.clock.now()), callback, *args)

@@ -56,6 +56,7 @@ class BatchRoute(Protocol):
     retry: RetryRules | None
     isolate: IsolatePolicy | None
     clock: Clock
+    stopwatch: Callable[[], float]  # durations: perf_counter, or a test's fake clock (clock.py)
     tracing: BatchSpans | None
     spans: dict[Batch, Span]
 
@@ -96,8 +97,10 @@ async def call(site: BatchRoute, batch: Batch, path: bytes, headers: Headers, it
     now = clock.now()
     deadlines = [w.deadline for item in items for w in item.waiters if not w.future.done()]
     last = max(deadlines) if deadlines else now
+    stopwatch = site.stopwatch
+    started = stopwatch()
     response = await site.send(site.method, path, headers, body, max(last - now, 0.001), batch.key)
-    elapsed = clock.now() - now
+    elapsed = stopwatch() - started
     batch.upstream = response.upstream
     site.metrics.upstream.observe(elapsed)
     results = decode(site, response, items)

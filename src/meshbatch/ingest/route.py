@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from meshbatch.batching.codecs import CODECS
-from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.clock import Clock, LoopClock
 from meshbatch.config.model import Ingest, Route
 from meshbatch.errors import Unavailable
 from meshbatch.ingest.flusher import Flusher, FlushPolicy
@@ -48,7 +48,7 @@ class IngestRoute:
         self.name = route.name
         self.route = route
         self.config: Ingest = route.ingest
-        self.clock = clock or MonotonicClock()
+        self.clock = clock or LoopClock()
         self.timeout = route.timeout_ms / 1000
         self.pipeline = pipeline if pipeline else None
         self.log: EventLog = LOGS.get(self.config.log.backend)(self.config.log, route.name, self.clock)

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.clock import Clock, LoopClock
 from meshbatch.config.model import PipelineLimits
 from meshbatch.errors import Draining
 from meshbatch.http.message import Headers
@@ -128,7 +128,7 @@ class WorkerPool:
         self.queue_timeout = limits.max_queue_ms / 1000
         self.budget = budget = limits.max_cpu_ms / 1000
         self.hard_timeout = hard_timeout if hard_timeout is not None else max(4 * budget, budget + 2.0)
-        self.clock = clock or MonotonicClock()
+        self.clock = clock or LoopClock()
         self.command = tuple(command)
         self.closed = False
         self.restarts: dict[str, int] = {}  # workers replaced, by cause (cpu, timeout, lost, start_failed)
