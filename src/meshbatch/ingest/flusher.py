@@ -27,7 +27,7 @@ from meshbatch.clock import Clock
 from meshbatch.core.backoff import Backoff
 from meshbatch.ingest.logs.base import EventLog
 from meshbatch.ingest.record import Record
-from meshbatch.ingest.sinks.base import BatchRejected, Sink, SinkUnavailable
+from meshbatch.ingest.sinks.base import BatchRejected, EventSink, SinkUnavailable
 from meshbatch.ingest.waiters import Waiters
 from meshbatch.telemetry.metrics import Counter
 
@@ -50,7 +50,7 @@ class FlushPolicy:
 
 
 class Flusher:
-    def __init__(self, route: str, event_log: EventLog, sink: Sink, policy: FlushPolicy, clock: Clock,
+    def __init__(self, route: str, event_log: EventLog, sink: EventSink, policy: FlushPolicy, clock: Clock,
                  waiters: Waiters | None = None, counter: Counter | None = None, backoff: Backoff | None = None,
                  ) -> None:
         self.route = route

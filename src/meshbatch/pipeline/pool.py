@@ -49,7 +49,7 @@ START_TIMEOUT = 30.0  # a worker that is not ready by then is replaced
 STOP_GRACE = 2.0  # after stdin closes, a worker has this long to exit before it is killed
 SLACK = 0.005  # timers may fire a hair before the clock agrees
 READ_LIMIT = 1 << 20
-_BROKEN = (asyncio.IncompleteReadError, ConnectionError, OSError, wire.WireError)
+_BROKEN = (asyncio.IncompleteReadError, ConnectionError, OSError, wire.FrameError)
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -232,7 +232,7 @@ class WorkerPool:
         if not isinstance(answer, dict) or answer.get("ready") is not True:
             worker.kill("start_failed")
             why = answer.get("error") if isinstance(answer, dict) else answer
-            raise wire.WireError(f"the worker did not start: {why}")
+            raise wire.FrameError(f"the worker did not start: {why}")
         worker.cpu = float(answer.get("cpu", 0.0))
         return worker
 

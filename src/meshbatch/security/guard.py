@@ -32,7 +32,7 @@ def _burst(rate: RequestRate) -> float:
     return float(rate.burst if rate.burst is not None else max(1.0, rate.rps))
 
 
-class ConnectionGuard:
+class PeerGuard:
     __slots__ = ("_bucket", "_key", "_keyed", "identity")
 
     def __init__(self, identity: str | None, bucket: TokenBucket | None, keyed: KeyedBuckets[str] | None,
@@ -74,7 +74,7 @@ class GuardFactory:
         self.connection_rate = connection_rate
         self.identity_buckets = identity_buckets
 
-    def __call__(self, transport: Any) -> ConnectionGuard | None:
+    def __call__(self, transport: Any) -> PeerGuard | None:
         """The connection's guard (None: nothing to do per request); raises Refused for an unacceptable peer."""
         identity = None
         sslobj: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
@@ -93,11 +93,11 @@ class GuardFactory:
         if key is None:
             peer = transport.get_extra_info("peername")
             key = str(peer[0]) if isinstance(peer, tuple) else ""
-        return ConnectionGuard(identity, bucket, keyed, key)
+        return PeerGuard(identity, bucket, keyed, key)
 
 
 def identity_buckets(rate: RequestRate | None) -> KeyedBuckets[str] | None:
     return None if rate is None else KeyedBuckets(rate.rps, _burst(rate), rate.max_keys)
 
 
-__all__ = ["ConnectionGuard", "GuardFactory", "Refused", "identity_buckets"]
+__all__ = ["GuardFactory", "PeerGuard", "Refused", "identity_buckets"]

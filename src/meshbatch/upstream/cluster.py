@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from meshbatch.config import model
-from meshbatch.discovery import SOURCES, Source
+from meshbatch.discovery import SOURCES, EndpointSource
 from meshbatch.errors import ProxyError, Unavailable
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.pool import ConnectionBudget, PoolLimits
@@ -62,7 +62,7 @@ class Cluster:
         self.hash_header = config.hash_key.partition(":")[2].lower().encode() if config.hash_key else None
         self.upstream_errors: dict[str, int] = dict(previous.upstream_errors) if previous else {}
         discovery = config.discovery or model.Discovery()
-        self.source: Source = SOURCES.get(discovery.type).factory(discovery, config.name)
+        self.source: EndpointSource = SOURCES.get(discovery.type).factory(discovery, config.name)
         self.hosts = EndpointSet()
         now = _now()
         self.checks = ActiveChecks(config.health_check) if config.health_check else None
