@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from meshbatch.config import model
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from meshbatch.security.client import ClientTls
 
 log = logging.getLogger("meshbatch.upstream")
-_now = time.monotonic
 
 
 def _spec(item: str | model.EndpointSpec) -> model.EndpointSpec:
@@ -64,7 +63,7 @@ class Cluster:
         discovery = config.discovery or model.Discovery()
         self.source: EndpointSource = SOURCES.get(discovery.type).factory(discovery, config.name)
         self.hosts = EndpointSet()
-        now = _now()
+        now = loop.time()
         self.checks = ActiveChecks(config.health_check) if config.health_check else None
         self.outlier = OutlierDetector(config.outlier_detection, self.hosts, now) \
             if config.outlier_detection else None
@@ -98,7 +97,7 @@ class Cluster:
     def _set(self, specs: list[model.EndpointSpec]) -> None:
         current = {e.address: e for e in self.hosts.all}
         before = [(e.address, e.weight) for e in self.hosts.all]
-        now = _now()
+        now = self._loop.time()
         members: dict[str, Endpoint] = {}
         for spec in specs:
             if spec.address in members:
@@ -165,7 +164,7 @@ class Cluster:
         data = encode_request(method, target, headers, body)
         endpoint.active += 1
         endpoint.requests += 1
-        start = _now()
+        start = perf_counter()
         try:
             response = await endpoint.pool.request(method, data, deadline, stream_limit)
         except ProxyError as error:
@@ -176,18 +175,17 @@ class Cluster:
             endpoint.active -= 1
             raise
         endpoint.active -= 1
-        endpoint.observe(response.status, start, _now())
+        endpoint.observe(response.status, perf_counter() - start, self._loop.time())
         response.upstream = endpoint.address
         return response
 
     def failed(self, endpoint: Endpoint, error: ProxyError, start: float | None = None) -> None:
-        """Account one failed exchange with an endpoint (started at `start`, monotonic seconds)."""
+        """Account one failed exchange with an endpoint (started at `start`, perf_counter seconds)."""
         endpoint.errors += 1
         self.upstream_errors[error.reason] = self.upstream_errors.get(error.reason, 0) + 1
         status = error_status(error)
         if status:
-            end = _now()
-            endpoint.observe(status, end if start is None else start, end)
+            endpoint.observe(status, 0.0 if start is None else perf_counter() - start, self._loop.time())
 
     # background work -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -225,7 +223,7 @@ class Cluster:
 
     # state -----------------------------------------------------------------------------------------
     def summary(self) -> dict[str, object]:
-        now = _now()
+        now = self._loop.time()
         out: dict[str, object] = {
             "name": self.name,
             "lb": self.config.lb,
