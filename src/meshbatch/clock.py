@@ -1,22 +1,48 @@
-"""Time as an injectable dependency: the real monotonic clock and a fake one for tests."""
+"""Time as an injectable dependency: the event loop's clock, and a fake one for tests.
+
+The rule, one clock:
+- Every time that is compared with another time (a deadline, a timer, a token bucket, a breaker's open time, an
+  outlier window, a queue time) is read from the event loop's clock, `loop.time()`: directly where a loop is at
+  hand, else through a `Clock` (`LoopClock` in the proxy, `FakeClock` in tests). A request's `received_at` is
+  that clock too (the server stamps it), so deadlines computed anywhere agree.
+- `time.monotonic()` is not read for such times: under uvloop the loop's clock lags it by up to a millisecond,
+  and a deadline from one compared with a `now` from the other is wrong by that much.
+- `time.perf_counter()` only measures a duration (both ends read from it, the difference used, never compared
+  with a loop time): the upstream's latency, a pipeline stage's CPU time.
+- `time.time()` only stamps wall-clock times that people read or that outlive the process (event ids, the time an
+  event was received, log lines).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol
 
 
 class Clock(Protocol):
     def now(self) -> float:
-        """Monotonic seconds."""
+        """Monotonic seconds, on the event loop's clock."""
         ...
 
 
-class MonotonicClock:
-    __slots__ = ()
+class LoopClock:
+    """The event loop's clock: `loop.time()` of the given loop, else of the running one (outside any loop, as
+    when a test builds a part without one, `time.monotonic()`: the clock asyncio's own loop reads)."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
 
     def now(self) -> float:
-        return time.monotonic()
+        loop = self._loop
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return time.monotonic()
+        return loop.time()
 
 
 class FakeClock:
@@ -36,4 +62,4 @@ class FakeClock:
         self._now += seconds
 
 
-__all__ = ["Clock", "FakeClock", "MonotonicClock"]
+__all__ = ["Clock", "FakeClock", "LoopClock"]

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
+class Extensions(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
@@ -39,4 +39,4 @@ class Registry(Generic[T]):
         return name in self._items
 
 
-__all__ = ["Registry"]
+__all__ = ["Extensions"]

@@ -88,7 +88,7 @@ def test_jetstream_dead_letters_and_replay(mesh: Any, tmp_path: Path, stream: st
 
 
 def test_jetstream_log_keeps_an_events_traceparent(stream: str) -> None:
-    from meshbatch.clock import MonotonicClock
+    from meshbatch.clock import LoopClock
     from meshbatch.config.model import IngestLog
     from meshbatch.ingest.logs.jetstream import JetStreamLog
     from meshbatch.ingest.record import Record
@@ -97,7 +97,7 @@ def test_jetstream_log_keeps_an_events_traceparent(stream: str) -> None:
 
     async def round_trip() -> list[tuple[str, bytes | None]]:
         log = JetStreamLog(IngestLog(backend="jetstream", url=NATS_URL, stream=stream,
-                                     subject=f"test.{stream.lower()}"), "traced", MonotonicClock())
+                                     subject=f"test.{stream.lower()}"), "traced", LoopClock())
         await log.open()
         try:
             await log.append([Record("t1", b'{"a": 1}', 1.0, trace=trace), Record("t2", b'{"a": 2}', 1.0)])

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshbatch.batching.accumulator import Accumulator
+from meshbatch.batching.batch import QUEUED, REMOVED, Item, Waiter
 from meshbatch.batching.dispatcher import Dispatcher
 from meshbatch.batching.handler import BatchHandler
-from meshbatch.batching.item import QUEUED, REMOVED, Item, Waiter
 from meshbatch.clock import FakeClock
 from meshbatch.config.model import Batch
 from meshbatch.errors import GatewayTimeout

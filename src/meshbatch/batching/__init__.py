@@ -4,9 +4,9 @@
 asyncio `Dispatcher`, a codec from `CODECS` and, with `batch.adaptive`, the `AdaptiveController`.
 """
 
-from meshbatch.batching.accumulator import Accumulator, KeyQueue
+from meshbatch.batching.accumulator import Accumulator
 from meshbatch.batching.adaptive import AdaptiveController
-from meshbatch.batching.batch import FLUSH_REASONS, Batch, IllegalTransition
+from meshbatch.batching.batch import FLUSH_REASONS, Batch, IllegalTransition, KeyQueue
 from meshbatch.batching.codecs import CODECS, Codec, ItemRequest, ItemResult
 from meshbatch.batching.dispatcher import Dispatcher
 from meshbatch.batching.handler import BatchHandler, Sender

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Callable
 
-from meshbatch.batching.batch import Batch
-from meshbatch.batching.item import QUEUED, REMOVED, Item, Key, Waiter
+from meshbatch.batching.batch import QUEUED, REMOVED, Batch, Item, Key, KeyQueue, Waiter
 
 INF = float("inf")
 Predict = Callable[[int], float]
@@ -38,42 +36,6 @@ Predict = Callable[[int], float]
 
 def _zero(_: int) -> float:
     return 0.0
-
-
-class KeyQueue:
-    """The items of one batch key waiting to be flushed, in three priority lanes."""
-
-    __slots__ = ("bytes", "count", "key", "lanes")
-
-    def __init__(self, key: Key) -> None:
-        self.key = key
-        self.lanes: tuple[deque[Item], deque[Item], deque[Item]] = (deque(), deque(), deque())
-        self.count = 0
-        self.bytes = 0
-
-    def front(self) -> Item | None:
-        """The oldest queued item (removed items are dropped lazily here)."""
-        best: Item | None = None
-        for lane in self.lanes:
-            while lane and lane[0].state != QUEUED:
-                lane.popleft()
-            if lane and (best is None or lane[0].arrived < best.arrived):
-                best = lane[0]
-        return best
-
-    def best_lane(self) -> int:
-        for index, lane in enumerate(self.lanes):
-            while lane and lane[0].state != QUEUED:
-                lane.popleft()
-            if lane:
-                return index
-        return len(self.lanes)
-
-    def lane_counts(self) -> list[int]:
-        return [sum(1 for item in lane if item.state == QUEUED) for lane in self.lanes]
-
-    def __repr__(self) -> str:
-        return f"<KeyQueue {self.key!r} count={self.count} bytes={self.bytes}>"
 
 
 def _counter_ids() -> Callable[[], str]:
@@ -328,4 +290,4 @@ class Accumulator:
         heapq.heapify(self._heap)
 
 
-__all__ = ["Accumulator", "KeyQueue"]
+__all__ = ["Accumulator"]

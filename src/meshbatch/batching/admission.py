@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from urllib.parse import unquote_to_bytes
 
-from meshbatch.batching.item import NORMAL, PRIORITIES, Key
+from meshbatch.batching.batch import NORMAL, PRIORITIES, Key
 from meshbatch.errors import BadRequest
 from meshbatch.http.message import Request
 

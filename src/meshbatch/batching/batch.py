@@ -1,13 +1,129 @@
-"""A batch and its lifecycle, as a transition table: open -> sealed -> in_flight -> done | failed.
+"""An upstream batch, its items and their callers: the data of the batching core.
 
-Members are added and removed only while the batch is open; sealing fixes them and the flush reason. Any other
-move raises `IllegalTransition` naming the batch, its state and the refused event.
+- `Waiter`: one admitted caller, with its own future, arrival time and deadline.
+- `Item`: one entry of an upstream batch. Several callers may wait on the same item when they send the same
+  `idempotency-key` from the same caller scope (dedup). Its state: QUEUED (in the accumulator), REMOVED (left it
+  unsent: cancelled or expired), BATCHED (a member of a batch), ANSWERED (it has a result).
+- `KeyQueue`: the items of one batch key waiting in the accumulator, in three priority lanes.
+- `Batch` and its lifecycle, as a transition table (core/transitions.py): open -> sealed -> in_flight -> done |
+  failed. Members are added and removed only while the batch is open; sealing fixes them and the flush reason.
+  Any other move raises `IllegalTransition` naming the batch, its state and the refused event.
 """
 
 from __future__ import annotations
 
-from meshbatch.batching.item import BATCHED, REMOVED, Item, Key
+import asyncio
+from collections import deque
+
+from meshbatch.batching.codecs.base import ItemRequest, ItemResult
+from meshbatch.core.transitions import IllegalTransition, Transitions
+from meshbatch.errors import ProxyError
 from meshbatch.http.message import Headers
+
+HIGH, NORMAL, LOW = 0, 1, 2
+PRIORITIES = {b"high": HIGH, b"normal": NORMAL, b"low": LOW}
+PRIORITY_NAMES = ("high", "normal", "low")
+
+# Item states. QUEUED items are in the accumulator; REMOVED ones left it unsent (cancelled or expired);
+# BATCHED ones are members of a batch; ANSWERED ones have a result.
+QUEUED, REMOVED, BATCHED, ANSWERED = 0, 1, 2, 3
+
+Outcome = ItemResult | ProxyError
+Key = tuple[bytes, ...]
+# ((caller scope digest, *batch key), idempotency key): the scope first, so that no batch key (a header the
+# caller chooses) can stand in for it; the batch key's parts are as many on every request of a route.
+DedupKey = tuple[Key, bytes]
+
+
+def dedup_key(scope: bytes, key: Key, idempotency: bytes) -> DedupKey:
+    """The key under which an item is shared (dedup) and its answer kept (replay): one caller scope's key."""
+    return (scope, *key), idempotency
+
+
+class Waiter:
+    """One admitted caller. `future` gets exactly one `Outcome`."""
+
+    __slots__ = ("arrived", "deadline", "future", "item", "trace")
+
+    def __init__(self, future: asyncio.Future[Outcome], arrived: float, deadline: float, item: Item,
+                 trace: bytes | None = None) -> None:
+        self.future = future
+        self.arrived = arrived
+        self.deadline = deadline
+        self.item = item
+        self.trace = trace  # a dedup joiner's traceparent (tracing on): the batch span links it too
+
+    def resolve(self, outcome: Outcome) -> None:
+        future = self.future
+        if not future.done():
+            future.set_result(outcome)
+
+
+class Item(ItemRequest):
+    __slots__ = ("arrived", "batch", "deadline", "dedup_key", "key", "priority", "queue", "size", "state",
+                 "waiters")
+
+    def __init__(self, body: bytes, method: bytes, path: bytes, headers: Headers, *, key: Key, priority: int,
+                 arrived: float, deadline: float, dedup_key: DedupKey | None = None) -> None:
+        self.id = ""  # ItemRequest's fields, set inline: this runs once per request
+        self.body = body
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.key = key
+        self.priority = priority
+        self.arrived = arrived
+        self.deadline = deadline
+        self.size = len(body)
+        self.dedup_key = dedup_key
+        self.state = QUEUED
+        self.waiters: list[Waiter] = []
+        self.queue: KeyQueue | None = None  # the accumulator's per-key queue while QUEUED
+        self.batch: Batch | None = None  # the batch once BATCHED
+
+    def min_deadline(self) -> float:
+        return min(w.deadline for w in self.waiters) if self.waiters else self.deadline
+
+    def __repr__(self) -> str:
+        return f"<Item key={self.key!r} p={PRIORITY_NAMES[self.priority]} {self.size}B waiters={len(self.waiters)}>"
+
+
+class KeyQueue:
+    """The items of one batch key waiting to be flushed, in three priority lanes."""
+
+    __slots__ = ("bytes", "count", "key", "lanes")
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+        self.lanes: tuple[deque[Item], deque[Item], deque[Item]] = (deque(), deque(), deque())
+        self.count = 0
+        self.bytes = 0
+
+    def front(self) -> Item | None:
+        """The oldest queued item (removed items are dropped lazily here)."""
+        best: Item | None = None
+        for lane in self.lanes:
+            while lane and lane[0].state != QUEUED:
+                lane.popleft()
+            if lane and (best is None or lane[0].arrived < best.arrived):
+                best = lane[0]
+        return best
+
+    def best_lane(self) -> int:
+        for index, lane in enumerate(self.lanes):
+            while lane and lane[0].state != QUEUED:
+                lane.popleft()
+            if lane:
+                return index
+        return len(self.lanes)
+
+    def lane_counts(self) -> list[int]:
+        return [sum(1 for item in lane if item.state == QUEUED) for lane in self.lanes]
+
+    def __repr__(self) -> str:
+        return f"<KeyQueue {self.key!r} count={self.count} bytes={self.bytes}>"
+
+
 
 OPEN, SEALED, IN_FLIGHT, DONE, FAILED = "open", "sealed", "in_flight", "done", "failed"
 
@@ -22,17 +138,9 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (IN_FLIGHT, "fail"): FAILED,
 }
 
+BATCH_LIFECYCLE = Transitions("batch", TRANSITIONS, "a batch that is {state}")
+
 FLUSH_REASONS = ("items", "bytes", "wait", "deadline", "drain")
-
-
-class IllegalTransition(RuntimeError):
-    def __init__(self, batch_id: str, state: str, event: str) -> None:
-        allowed = sorted(e for (s, e) in TRANSITIONS if s == state)
-        hint = f"; allowed: {', '.join(allowed)}" if allowed else "; the batch is finished"
-        super().__init__(f"batch {batch_id}: cannot {event} a batch that is {state}{hint}")
-        self.batch_id = batch_id
-        self.state = state
-        self.event = event
 
 
 class Batch:
@@ -52,10 +160,7 @@ class Batch:
         self.reply_headers: Headers = []
 
     def _go(self, event: str) -> None:
-        state = TRANSITIONS.get((self.state, event))
-        if state is None:
-            raise IllegalTransition(self.id, self.state, event)
-        self.state = state
+        self.state = BATCH_LIFECYCLE.step(self.id, self.state, event)
 
     def add(self, item: Item) -> None:
         self._go("add")
@@ -122,5 +227,7 @@ class Batch:
         return f"<Batch {self.id} {self.state} key={self.key!r} size={len(self.items)} reason={self.reason or '-'}>"
 
 
-__all__ = ["DONE", "FAILED", "FLUSH_REASONS", "IN_FLIGHT", "OPEN", "SEALED", "TRANSITIONS", "Batch",
-           "IllegalTransition"]
+
+__all__ = ["ANSWERED", "BATCHED", "BATCH_LIFECYCLE", "DONE", "FAILED", "FLUSH_REASONS", "HIGH", "IN_FLIGHT", "LOW",
+           "NORMAL", "OPEN", "PRIORITIES", "PRIORITY_NAMES", "QUEUED", "REMOVED", "SEALED", "TRANSITIONS", "Batch",
+           "DedupKey", "IllegalTransition", "Item", "Key", "KeyQueue", "Outcome", "Waiter", "dedup_key"]

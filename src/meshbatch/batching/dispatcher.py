@@ -5,8 +5,8 @@ accumulator reports; no per-request timers or `wait_for`. Self-clocking: wheneve
 an item is queued, a flush is scheduled for the end of the current event-loop tick, so an idle upstream never
 waits for a timer; while every slot is busy, queues grow into bigger batches. A task per batch calls the
 upstream; when it ends, results fan out to every waiting caller and the freed slot triggers the next flush.
-A batch the upstream refuses for something in its request is split to isolate the items at fault, on its own
-slot (batching/isolate.py).
+What a batch sends and how its answer is split per item is batching/upstream_call.py; a batch the upstream
+refuses for something in its request is split to isolate the items at fault, on its own slot (batching/isolate.py).
 """
 
 from __future__ import annotations
@@ -15,30 +15,21 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
-from urllib.parse import quote_from_bytes
+from time import perf_counter
+from typing import TYPE_CHECKING
 
 from meshbatch.batching.accumulator import Accumulator
-from meshbatch.batching.batch import IN_FLIGHT, SEALED, Batch
+from meshbatch.batching.batch import ANSWERED, IN_FLIGHT, QUEUED, REMOVED, SEALED, Batch, Item, Key, Outcome, Waiter
+from meshbatch.batching.bisection import Bisection
 from meshbatch.batching.codecs.base import Codec, ItemResult
-from meshbatch.batching.codecs.failures import failure
-from meshbatch.batching.isolate import (
-    Answer,
-    Bisection,
-    IsolatePolicy,
-    answer_final,
-    bisect,
-    part_attempt,
-    still_waiting,
-)
-from meshbatch.batching.item import DONE, QUEUED, REMOVED, Item, Key, Outcome, Waiter
+from meshbatch.batching.isolate import IsolatePolicy
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import ReplayCache
 from meshbatch.batching.retry import RetryRules, send_with_retries
 from meshbatch.batching.stats import BatchMetrics, RateMeter
-from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.batching.upstream_call import Sender, exchange, upstream_request
+from meshbatch.clock import Clock, LoopClock
 from meshbatch.errors import DeadlineExceeded, Draining, GatewayTimeout, ProxyError
-from meshbatch.http.message import Headers, Response
 from meshbatch.upstream.exchange import ATTEMPT, Attempt
 
 if TYPE_CHECKING:
@@ -49,11 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshbatch.batching")
 INF = float("inf")
-
-
-class Sender(Protocol):
-    async def __call__(self, method: bytes, path: bytes, headers: Headers, body: bytes,
-                       timeout: float, key: tuple[bytes, ...]) -> Response: ...
 
 
 class Dispatcher:
@@ -74,9 +60,11 @@ class Dispatcher:
         self.on_batch = on_batch  # (batch, upstream seconds, now): the adaptive controller's hook
         self.retry = retry  # the route's retry policy: failed items are sent again (batching/retry.py)
         self.isolate = isolate  # None: a refused batch is every caller's answer (batching/isolate.py)
-        # Injected clocks (tests) are trusted for `now` only; the default one also for timers firing on time.
-        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        # The loop's clock (clock.py); injected clocks (tests) are trusted for `now` only, the loop's also for timers
+        # firing on time.
+        self.clock: Clock = clock if clock is not None else LoopClock()
         self._real_time = clock is None
+        self.stopwatch: Callable[[], float] = perf_counter if clock is None else self.clock.now  # durations only
         self.in_flight = 0
         self.in_flight_by_key: dict[Key, int] = {}
         self.dedup: dict[tuple[Key, bytes], Item] = {}
@@ -98,9 +86,11 @@ class Dispatcher:
     def bind(self) -> None:
         """Attach to the running loop (on the first request)."""
         self.loop = asyncio.get_running_loop()
+        if self._real_time:
+            self.clock = LoopClock(self.loop)
 
     def _call_at(self, when: float, callback: Callable[..., object], *args: object) -> asyncio.TimerHandle:
-        """A loop timer for `when` on our clock (the loop's own clock may be coarser or lag behind)."""
+        """A loop timer for `when` on our clock (the loop's own, or a test's fake one)."""
         loop = self.loop
         assert loop is not None
         return loop.call_at(loop.time() + max(0.0, when - self.clock.now()), callback, *args)
@@ -238,19 +228,6 @@ class Dispatcher:
         # A task cancelled before its first step never ran `_run`'s cleanup: settle its batch here.
         self._settle(batch, None, GatewayTimeout("drain_timeout", "the proxy stopped before the batch was sent"))
 
-    def _upstream_request(self, key: Key) -> tuple[bytes, Headers]:
-        headers: Headers = [(b"content-type", self.codec.content_type)]
-        for index, name in self.key_headers:
-            if key[index]:
-                headers.append((name, key[index]))
-        path = self.path
-        if self.key_queries:
-            params = b"&".join(name + b"=" + quote_from_bytes(key[index]).encode()
-                               for index, name in self.key_queries if key[index])
-            if params:
-                path += (b"&" if b"?" in path else b"?") + params
-        return path, headers
-
     async def _run(self, batch: Batch) -> None:
         items = batch.items
         results: Sequence[Outcome] | None = None
@@ -268,7 +245,7 @@ class Dispatcher:
                 for number, item in enumerate(items, 1):
                     item.id = str(number)
             body = self.codec.encode(items)
-            path, headers = self._upstream_request(batch.key)
+            path, headers = upstream_request(self, batch.key)
             if tracing is not None:
                 span = self.spans[batch] = tracing.start(self.route, batch, headers)
             now = clock.now()
@@ -276,11 +253,11 @@ class Dispatcher:
             batch.send(now)
             if deadlines:  # no caller waits past its own deadline, whatever the sender does with `timeout`
                 watch = self._call_at(min(deadlines), self._expire_in_flight, batch)
-            exchange = functools.partial(self._exchange, batch, path, headers, bisection)
+            send = functools.partial(exchange, self, batch, path, headers, bisection)
             if self.retry is None:
-                status, results, _ = await exchange(items, body)
+                status, results, _ = await send(items, body)
             else:  # the items that failed go again, alone, to another endpoint (batching/retry.py)
-                status, results = await send_with_retries(items, body, exchange, self.codec.encode, self.retry,
+                status, results = await send_with_retries(items, body, send, self.codec.encode, self.retry,
                                                           clock.now)
                 if all(isinstance(outcome, ProxyError) for outcome in results):
                     error, results = results[0], None
@@ -307,76 +284,6 @@ class Dispatcher:
                 recorder.add(batch, clock.now(), results is not None and 200 <= status < 300)
             self._settle(batch, results, error)
 
-    async def _exchange(self, batch: Batch, path: bytes, headers: Headers, bisection: Bisection | None,
-                        items: list[Item], body: bytes) -> Answer:
-        """`items` (the batch, or the part of it sent again) to the upstream: a result each; a refusal that
-        blames the request is split to find the items at fault (batching/isolate.py)."""
-        response, results = await self._call(batch, path, headers, items, body)
-        isolate = self.isolate
-        if bisection is None or isolate is None or response.status not in isolate.statuses:
-            return Answer(response.status, results)
-        return await bisect(items, response, results, bisection, isolate,
-                            functools.partial(self._part, batch, path, headers), self.codec.encode,
-                            lambda item: still_waiting(item, self.clock.now()),
-                            functools.partial(answer_final, self.retry))
-
-    async def _call(self, batch: Batch, path: bytes, headers: Headers, items: list[Item],
-                    body: bytes) -> tuple[Response, list[ItemResult]]:
-        """One upstream call for `items`: the response, and a result each."""
-        clock = self.clock
-        now = clock.now()
-        deadlines = [w.deadline for item in items for w in item.waiters if not w.future.done()]
-        last = max(deadlines) if deadlines else now
-        response = await self.send(self.method, path, headers, body, max(last - now, 0.001), batch.key)
-        elapsed = clock.now() - now
-        batch.upstream = response.upstream
-        self.metrics.upstream.observe(elapsed)
-        results = self._decode(response, items)
-        if 200 <= response.status < 300:
-            self.model.observe(len(items), elapsed)
-            if self.on_batch is not None:
-                self.on_batch(batch, elapsed, clock.now())
-        return response, results
-
-    async def _part(self, batch: Batch, path: bytes, headers: Headers, items: list[Item],
-                    body: bytes) -> tuple[Response, list[ItemResult]]:
-        """A part of a split batch: a call of its own (its own span when tracing), to the batch's target."""
-        parent_attempt = ATTEMPT.get()
-        attempt = part_attempt(parent_attempt)
-        token = ATTEMPT.set(attempt)
-        tracing = self.tracing
-        parent = self.spans.get(batch) if tracing is not None else None
-        span: Span | None = None
-        if parent is not None and tracing is not None:
-            span, headers = tracing.start_part(self.route, parent, len(items), headers)
-        status, error = 0, None
-        try:
-            response, results = await self._call(batch, path, headers, items, body)
-            status = response.status
-            return response, results
-        except ProxyError as exc:
-            error = exc
-            raise
-        finally:
-            ATTEMPT.reset(token)
-            if parent_attempt is not None and (error is not None or status >= 500):
-                parent_attempt.tried.extend(attempt.tried)  # a retry of these items avoids where the part failed
-            if span is not None and tracing is not None:
-                tracing.finish(span, batch, status, error)
-
-    def _decode(self, response: Response, items: list[Item]) -> list[ItemResult]:
-        try:
-            results = self.codec.decode(response.status, response.headers, response.body, items)
-            if len(results) != len(items):
-                raise ValueError(f"codec {self.codec.name} returned {len(results)} results for {len(items)} items")
-        except Exception:
-            log.exception("codec %s could not split a batch answer on route %s", self.codec.name, self.route)
-            self.metrics.calls.inc(self.metrics.call_labels["bad_answer"])
-            return [failure("codec_error", "the batch answer could not be split")] * len(items)
-        outcome = "ok" if 200 <= response.status < 300 else "error"
-        self.metrics.calls.inc(self.metrics.call_labels[outcome])
-        return results
-
     def _settle(self, batch: Batch, results: Sequence[Outcome] | None, error: Outcome) -> None:
         """Give every caller of `batch` its outcome, once; free the slot."""
         if batch.state != SEALED and batch.state != IN_FLIGHT:
@@ -393,7 +300,7 @@ class Dispatcher:
         dedup, replay = self.dedup, self.replay
         for index, item in enumerate(batch.items):
             outcome: Outcome = results[index] if results is not None else error
-            item.state = DONE
+            item.state = ANSWERED
             for waiter in item.waiters:
                 future = waiter.future
                 if not future.done():

@@ -20,13 +20,12 @@ from collections.abc import Iterable
 from meshbatch.batching.accumulator import Accumulator
 from meshbatch.batching.adaptive import AdaptiveController
 from meshbatch.batching.admission import Controls
-from meshbatch.batching.batch import Batch
+from meshbatch.batching.batch import BATCHED, PRIORITY_NAMES, QUEUED, Batch, Item, Outcome, Waiter, dedup_key
 from meshbatch.batching.codecs import CODECS, ItemResult
 from meshbatch.batching.codecs.base import refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
 from meshbatch.batching.dispatcher import Dispatcher, Sender
 from meshbatch.batching.isolate import IsolatePolicy
-from meshbatch.batching.item import BATCHED, PRIORITY_NAMES, QUEUED, Item, Outcome, Waiter, dedup_key
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import Replay, ReplayCache
 from meshbatch.batching.replies import error_response

@@ -21,40 +21,29 @@ Only statuses that blame the request split a batch (`statuses`, 4xx only, never 
 the upstream is busy or broken, and the retry policy handles them, also for a part (an item of a part refused
 with 503 is retried like one of a batch refused with 503).
 
-`Bisection` is the plan, pure: which group goes next, what the budget allows. `bisect` is its asyncio loop.
+`Bisection` (batching/bisection.py) is the plan, pure: which group goes next, what the budget allows. `bisect`
+is its asyncio loop here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from meshbatch.batching.batch import Item, Outcome
+from meshbatch.batching.bisection import ALONE, SPLIT, UNRESOLVED, Bisection
 from meshbatch.batching.codecs.base import ItemRequest, ItemResult
-from meshbatch.batching.item import Item, Outcome
+from meshbatch.batching.retry import Answer, RetryRules
 from meshbatch.errors import GatewayTimeout, ProxyError
 from meshbatch.http.message import Headers, Response
 from meshbatch.upstream.exchange import Attempt
 
 if TYPE_CHECKING:
-    from meshbatch.batching.retry import RetryRules
     from meshbatch.config.model import Isolate
 
 ISOLATED_HEADER = (b"x-meshbatch-isolated", b"true")
 _PASSED_ON = frozenset({b"content-type", b"retry-after"})  # what of the refusal's headers reaches the caller
-
-# What `Bisection.refused` decided for a refused group.
-SPLIT, ALONE, UNRESOLVED = "split", "alone", "unresolved"
-
-
-class Answer(NamedTuple):
-    """What one exchange with the upstream gave a list of items (the batch, or the part of it sent again)."""
-
-    status: int  # the status of the first call
-    outcomes: Sequence[Outcome]  # one per item
-    # Per item, the status that decides a retry: that of the call that refused it as a whole, else its own.
-    # None: one call, whose status (when not 2xx) or each result's own status decides.
-    statuses: Sequence[int] | None = None
 
 
 class IsolatePolicy:
@@ -80,56 +69,6 @@ class IsolatePolicy:
     def summary(self) -> dict[str, object]:
         return {"mode": "bisect", "statuses": sorted(self.statuses),
                 "max_calls": "auto" if self.max_calls is None else self.max_calls}
-
-
-class Bisection:
-    """The plan of one batch's isolation, pure: depth first, left half first, within a budget of calls.
-
-    `refused(group)` is told of a group the upstream refused as a whole (indexes into the batch) and answers
-    ALONE (one item: the refusal is its answer), SPLIT (its halves go next; two calls taken from the budget) or
-    UNRESOLVED (the budget cannot pay for both halves: its items keep the batch's refusal). `next()` gives the
-    next group to send; `unused()` gives back the call of a group that was not sent (nobody waited on it).
-    """
-
-    __slots__ = ("_todo", "calls", "calls_left", "isolated", "splits", "unresolved")
-
-    def __init__(self, budget: int) -> None:
-        self.calls_left = budget
-        self.calls = self.splits = self.isolated = self.unresolved = 0
-        self._todo: list[list[int]] = []
-
-    def refused(self, group: list[int]) -> str:
-        if len(group) == 1:
-            self.isolated += 1
-            return ALONE
-        if self.calls_left < 2:
-            self.unresolved += len(group)
-            return UNRESOLVED
-        self.calls_left -= 2
-        self.splits += 1
-        middle = len(group) // 2
-        self._todo.append(group[middle:])
-        self._todo.append(group[:middle])
-        return SPLIT
-
-    def next(self) -> list[int] | None:
-        if not self._todo:
-            return None
-        self.calls += 1
-        return self._todo.pop()
-
-    @property
-    def active(self) -> bool:
-        """Whether the batch was refused in a way that isolation acted on."""
-        return bool(self.calls or self.isolated or self.unresolved)
-
-    def unused(self) -> None:
-        self.calls -= 1
-        self.calls_left += 1
-
-    def __repr__(self) -> str:
-        return (f"<Bisection calls={self.calls} left={self.calls_left} splits={self.splits} "
-                f"isolated={self.isolated} unresolved={self.unresolved} todo={len(self._todo)}>")
 
 
 def refusal(response: Response) -> ItemResult:

@@ -14,8 +14,8 @@ their expiry order, so expired entries and the oldest ones beyond `max_keys` bot
 
 from __future__ import annotations
 
+from meshbatch.batching.batch import DedupKey
 from meshbatch.batching.codecs.base import ItemResult
-from meshbatch.batching.item import DedupKey
 from meshbatch.http.message import Headers
 
 

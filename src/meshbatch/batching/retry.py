@@ -15,16 +15,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from meshbatch.batching.batch import Item, Outcome
 from meshbatch.batching.codecs.base import ItemRequest
-from meshbatch.batching.isolate import Answer
-from meshbatch.batching.item import Item, Outcome
 from meshbatch.errors import ProxyError
 from meshbatch.upstream.exchange import ATTEMPT, Attempt
 
 if TYPE_CHECKING:
     from meshbatch.upstream.guard import ClusterGuard
+
+class Answer(NamedTuple):
+    """What one exchange with the upstream gave a list of items (the batch, or the part of it sent again)."""
+
+    status: int  # the status of the first call
+    outcomes: Sequence[Outcome]  # one per item
+    # Per item, the status that decides a retry: that of the call that refused it as a whole, else its own.
+    # None: one call, whose status (when not 2xx) or each result's own status decides.
+    statuses: Sequence[int] | None = None
+
 
 Exchange = Callable[[list[Item], bytes], Awaitable[Answer]]
 Encode = Callable[[Sequence[ItemRequest]], bytes]
@@ -119,4 +128,4 @@ async def send_with_retries(items: list[Item], body: bytes, exchange: Exchange, 
     return status, outcomes
 
 
-__all__ = ["RetryRules", "send_with_retries"]
+__all__ = ["Answer", "RetryRules", "send_with_retries"]

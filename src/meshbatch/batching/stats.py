@@ -10,7 +10,7 @@ from meshbatch.batching.batch import FLUSH_REASONS
 from meshbatch.telemetry.metrics import SIZE_BUCKETS, Gauge, Metric, Registry
 
 if TYPE_CHECKING:
-    from meshbatch.batching.isolate import Bisection
+    from meshbatch.batching.bisection import Bisection
 
 
 class RateMeter:

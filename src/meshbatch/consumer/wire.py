@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from meshbatch.registry import Registry
+from meshbatch.registry import Extensions
 
 
 class WireError(Exception):
@@ -50,7 +50,7 @@ class Wire(Protocol):
     def render(self, replies: Sequence[Reply], ids: Sequence[str]) -> bytes: ...
 
 
-WIRES: Registry[type[Wire]] = Registry("consumer codec")
+WIRES: Extensions[type[Wire]] = Extensions("consumer codec")
 
 
 def _loads(body: bytes, what: str) -> Any:

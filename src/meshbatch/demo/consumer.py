@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from meshbatch.consumer import asgi_app
-from meshbatch.demo.store import Store, open_store
+from meshbatch.demo.store import DemoStore, open_store
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -47,7 +47,7 @@ async def _reply(send: Send, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def build_app(store: Store, counts: Counts, replica: str = "consumer") -> Callable[[Scope, Receive, Send],
+def build_app(store: DemoStore, counts: Counts, replica: str = "consumer") -> Callable[[Scope, Receive, Send],
                                                                                   Awaitable[None]]:
     async def handle(items: list[Any]) -> list[Any]:
         counts.batch_requests += 1

@@ -17,7 +17,7 @@ import orjson
 Event = dict[str, Any]
 
 
-class Store(Protocol):
+class DemoStore(Protocol):
     async def open(self) -> None: ...
     async def store(self, events: Sequence[Event]) -> None: ...
     async def count(self, run: str) -> tuple[int, int]:
@@ -110,7 +110,7 @@ class PostgresStore:
             await self._pool.close()
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str) -> DemoStore:
     """`sqlite:///path/to/file.db`, a plain file path, or `postgresql://...`."""
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url)
@@ -118,4 +118,4 @@ def open_store(url: str) -> Store:
     return SQLiteStore(path)
 
 
-__all__ = ["Event", "PostgresStore", "SQLiteStore", "Store", "open_store"]
+__all__ = ["DemoStore", "Event", "PostgresStore", "SQLiteStore", "open_store"]

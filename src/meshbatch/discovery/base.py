@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from meshbatch.config.model import Discovery, EndpointSpec
-from meshbatch.registry import Registry
+from meshbatch.registry import Extensions
 
 Apply = Callable[[list[EndpointSpec]], None]
 
 
-class Source(Protocol):
+class EndpointSource(Protocol):
     async def run(self, apply: Apply) -> None:
         """Learn endpoint sets until cancelled."""
         ...
@@ -29,14 +29,14 @@ class Source(Protocol):
 class SourceKind:
     """A source's factory and the `discovery` keys it requires and accepts (checked with their paths)."""
 
-    factory: Callable[[Discovery, str], Source]
+    factory: Callable[[Discovery, str], EndpointSource]
     required: tuple[str, ...] = ()
     accepted: frozenset[str] = field(default_factory=frozenset)
     dynamic: bool = True
     check: Callable[[Discovery], Iterable[tuple[str, str]]] = lambda config: ()  # (key, message) problems
 
 
-SOURCES: Registry[SourceKind] = Registry("discovery type")
+SOURCES: Extensions[SourceKind] = Extensions("discovery type")
 COMMON_KEYS = frozenset({"type", "initial_fetch_timeout_ms"})
 
 
@@ -54,4 +54,4 @@ class SourceStatus:
                 "endpoints": self.endpoints}
 
 
-__all__ = ["COMMON_KEYS", "SOURCES", "Apply", "Source", "SourceKind", "SourceStatus"]
+__all__ = ["COMMON_KEYS", "SOURCES", "Apply", "EndpointSource", "SourceKind", "SourceStatus"]

@@ -10,7 +10,7 @@ from meshbatch.ingest.handler import IngestHandler
 from meshbatch.ingest.logs import LOGS, EventLog, LogError, LogFull
 from meshbatch.ingest.record import EventIds, Record
 from meshbatch.ingest.route import IngestRoute, flush_policy
-from meshbatch.ingest.sinks import SINKS, BatchRejected, Sink, SinkUnavailable, sink_type
+from meshbatch.ingest.sinks import SINKS, BatchRejected, EventSink, SinkUnavailable, sink_type
 
 __all__ = [
     "LOGS",
@@ -18,6 +18,7 @@ __all__ = [
     "BatchRejected",
     "EventIds",
     "EventLog",
+    "EventSink",
     "FlushPolicy",
     "Flusher",
     "IngestHandler",
@@ -25,7 +26,6 @@ __all__ = [
     "LogError",
     "LogFull",
     "Record",
-    "Sink",
     "SinkUnavailable",
     "flush_policy",
     "sink_type",

@@ -29,7 +29,7 @@ MAX_LIST = 10_000
 Unauthorized = AdminUnauthorized  # the name this module exported before the check moved to security.admin
 
 
-class Target(Protocol):
+class IngestAdminTarget(Protocol):
     @property
     def snapshot(self) -> Any: ...
 
@@ -47,7 +47,7 @@ def _failure(error: ProxyError) -> Response:
 
 
 class IngestAdmin:
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: IngestAdminTarget) -> None:
         self.target = target
 
     def routes(self) -> dict[str, IngestRoute]:

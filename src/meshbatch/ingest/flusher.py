@@ -1,10 +1,12 @@
 """The flusher: takes ready events from the log in batches and delivers them to the sink.
 
-Per batch: every event the sink stored is acknowledged in the log (and its `delivered` waiter answered); an
-event that failed alone is retried after a jittered exponential backoff, and parked in dead letters after
+The log is the durable source of the batching core, the sink its upstream. Per batch: every event the sink
+stored is acknowledged in the log (and its `delivered` waiter answered); an event that failed alone is retried
+after the shared backoff (core/backoff.py, its one retry decision), and parked in dead letters after
 `max_attempts` failures; a batch the sink refused as a whole is split in halves until the event at fault is
-alone; a sink that cannot be reached puts the flusher in an outage: the batch goes back to the log with no
-attempt counted, and nothing new is taken until the outage backoff has passed.
+alone (the shared plan, batching/bisection.py); a sink that cannot be reached puts the flusher in an outage:
+the batch goes back to the log with no attempt counted, and nothing new is taken until the outage backoff has
+passed.
 
 Batches are self-clocking: while a delivery slot is free, what is ready goes out (the wait is `linger_ms`, 0 by
 default); while all `max_in_flight` slots are busy, batches grow by themselves up to `max_items`/`max_bytes`.
@@ -20,11 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from meshbatch.batching.bisection import ALONE, Bisection
 from meshbatch.clock import Clock
-from meshbatch.ingest.backoff import Backoff
+from meshbatch.core.backoff import Backoff
 from meshbatch.ingest.logs.base import EventLog
 from meshbatch.ingest.record import Record
-from meshbatch.ingest.sinks.base import BatchRejected, Sink, SinkUnavailable
+from meshbatch.ingest.sinks.base import BatchRejected, EventSink, SinkUnavailable
 from meshbatch.ingest.waiters import Waiters
 from meshbatch.telemetry.metrics import Counter
 
@@ -47,7 +50,7 @@ class FlushPolicy:
 
 
 class Flusher:
-    def __init__(self, route: str, event_log: EventLog, sink: Sink, policy: FlushPolicy, clock: Clock,
+    def __init__(self, route: str, event_log: EventLog, sink: EventSink, policy: FlushPolicy, clock: Clock,
                  waiters: Waiters | None = None, counter: Counter | None = None, backoff: Backoff | None = None,
                  ) -> None:
         self.route = route
@@ -94,21 +97,53 @@ class Flusher:
             tracing.finish_delivery(span, stored, failed, error)
 
     async def _deliver(self, batch: Sequence[Record]) -> tuple[int, int, str]:
-        """Deliver and settle `batch`: (events stored, events failed, why the whole batch failed or "")."""
+        """Deliver and settle `batch`: (events stored, events failed, why the whole batch failed or ""). A batch
+        the sink refuses as a whole is split by the batching core's plan (batching/bisection.py, unbounded: every
+        event ends stored, retried or parked), each part delivered (and traced) on its own."""
+        try:
+            return await self._send(batch)
+        except BatchRejected as exc:
+            refusal = str(exc)
+        bisection = Bisection(None)
+        if bisection.refused(list(range(len(batch)))) == ALONE:
+            self._failed([(batch[0], refusal)])
+            return 0, 1, "batch_rejected"
+        while (group := bisection.next()) is not None:
+            part = [batch[i] for i in group]
+            try:
+                await self._traced(part)
+            except BatchRejected as exc:
+                if bisection.refused(group) == ALONE:
+                    self._failed([(part[0], str(exc))])
+        self.splits += bisection.splits
+        return 0, len(batch), "batch_rejected"
+
+    async def _traced(self, part: Sequence[Record]) -> None:
+        """A part of a split batch, in a delivery span of its own (tracing on); raises BatchRejected."""
+        tracing = self.tracing
+        if tracing is None:
+            await self._send(part)
+            return
+        span = tracing.start_delivery(self.route, part)
+        stored = failed = 0
+        error = "cancelled"
+        try:
+            stored, failed, error = await self._send(part)
+        except BatchRejected:
+            stored, failed, error = 0, len(part), "batch_rejected"
+            raise
+        finally:
+            tracing.finish_delivery(span, stored, failed, error)
+
+    async def _send(self, batch: Sequence[Record]) -> tuple[int, int, str]:
+        """One delivery of `batch` to the sink, settled; raises BatchRejected when refused as a whole."""
         try:
             outcomes = await self.sink.deliver(batch)
         except SinkUnavailable as exc:
             self._outage(batch, str(exc))
             return 0, len(batch), "sink_unavailable"
-        except BatchRejected as exc:
-            if len(batch) == 1:
-                self._failed([(batch[0], str(exc))])
-                return 0, 1, "batch_rejected"
-            self.splits += 1
-            middle = len(batch) // 2
-            await self.deliver(batch[:middle])
-            await self.deliver(batch[middle:])
-            return 0, len(batch), "batch_rejected"
+        except BatchRejected:
+            raise
         except Exception as exc:  # a fault in the sink itself: treated as an outage, and logged
             log.exception("ingest route %s: the sink failed unexpectedly", self.route)
             self._outage(batch, f"{type(exc).__name__}: {exc}")
@@ -130,7 +165,7 @@ class Flusher:
 
     def _outage(self, batch: Sequence[Record], reason: str) -> None:
         self.outages += 1
-        delay = self.backoff.delay(self.outages)
+        delay = self.backoff.delay(self.outages - 1)
         self.outage_until = max(self.outage_until, self.clock.now() + delay)
         if self.last_error != reason:
             log.warning("ingest route %s: sink unavailable, retrying in %.2fs: %s", self.route, delay, reason)
@@ -141,7 +176,9 @@ class Flusher:
     def _failed(self, failures: Sequence[tuple[Record, str]]) -> None:
         for record, reason in failures:
             self.last_error = reason
-            if record.attempts + 1 >= self.policy.max_attempts:
+            # the shared retry decision: `max_attempts` deliveries in all, so max_attempts - 1 retries
+            delay = self.backoff.retry(record.attempts, self.policy.max_attempts - 1)
+            if delay is None:
                 record.attempts += 1
                 self.log.dead([record], reason)
                 self.counter.inc(self._labels["dead_lettered"])
@@ -150,7 +187,7 @@ class Flusher:
                 if self.waiters is not None:
                     self.waiters.failed([record], reason)
             else:
-                self.log.retry([record], self.backoff.delay(record.attempts + 1), count_attempt=True)
+                self.log.retry([record], delay, count_attempt=True)
                 self.counter.inc(self._labels["retried"])
 
     # -- the loop -------------------------------------------------------------------------------------------

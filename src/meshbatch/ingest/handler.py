@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -29,7 +29,46 @@ from meshbatch.security.scope import IdempotencyScope
 from meshbatch.service import Call
 
 if TYPE_CHECKING:
-    from meshbatch.ingest.route import IngestRoute
+    from meshbatch.config.model import Ingest
+    from meshbatch.ingest.flusher import Flusher
+    from meshbatch.ingest.logs.base import EventLog
+    from meshbatch.ingest.record import EventIds
+    from meshbatch.ingest.waiters import Waiters
+    from meshbatch.pipeline import Pipeline
+
+
+class AcceptingRoute(Protocol):
+    """What the handler needs of its ingest route (ingest/route.py's `IngestRoute`)."""
+
+    @property
+    def config(self) -> Ingest: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def serving(self) -> bool: ...
+
+    @property
+    def pipeline(self) -> Pipeline | None: ...
+
+    @property
+    def log(self) -> EventLog: ...
+
+    @property
+    def flusher(self) -> Flusher: ...
+
+    @property
+    def waiters(self) -> Waiters | None: ...
+
+    @property
+    def new_id(self) -> EventIds: ...
+
+    async def wait_started(self) -> None: ...
+
+    def retry_after(self) -> float: ...
+
+    def accepted(self, n: int) -> None: ...
 
 IDEMPOTENCY = b"idempotency-key"
 JSON = (b"content-type", b"application/json")
@@ -46,7 +85,7 @@ def check_json(body: bytes) -> str | None:
 
 
 class IngestHandler:
-    def __init__(self, route: IngestRoute, check: Callable[[bytes], str | None] = check_json) -> None:
+    def __init__(self, route: AcceptingRoute, check: Callable[[bytes], str | None] = check_json) -> None:
         self.route = route
         self.check = check
         self.ack = route.config.ack
@@ -158,4 +197,4 @@ def closed_error() -> ProxyError:
     return Draining("draining", "this ingest route is closed")
 
 
-__all__ = ["IngestHandler", "check_json", "closed_error"]
+__all__ = ["AcceptingRoute", "IngestHandler", "check_json", "closed_error"]

@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from meshbatch.batching.codecs import CODECS
-from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.clock import Clock, LoopClock
 from meshbatch.config.model import Ingest, Route
 from meshbatch.errors import Unavailable
 from meshbatch.ingest.flusher import Flusher, FlushPolicy
 from meshbatch.ingest.handler import IngestHandler, check_json, closed_error
 from meshbatch.ingest.logs import LOGS, EventLog, LogError
 from meshbatch.ingest.record import EventIds
-from meshbatch.ingest.sinks import SINKS, Sink, SinkContext, SinkUnavailable, sink_type
+from meshbatch.ingest.sinks import SINKS, EventSink, SinkContext, SinkUnavailable, sink_type
 from meshbatch.ingest.waiters import Waiters
 from meshbatch.pipeline import Pipeline
 from meshbatch.pipeline.stages.compress import Send
@@ -48,12 +48,12 @@ class IngestRoute:
         self.name = route.name
         self.route = route
         self.config: Ingest = route.ingest
-        self.clock = clock or MonotonicClock()
+        self.clock = clock or LoopClock()
         self.timeout = route.timeout_ms / 1000
         self.pipeline = pipeline if pipeline else None
         self.log: EventLog = LOGS.get(self.config.log.backend)(self.config.log, route.name, self.clock)
         delivery = self.config.delivery
-        self.sink: Sink = SINKS.get(sink_type(route))(SinkContext(route, send, delivery.timeout_ms / 1000))
+        self.sink: EventSink = SINKS.get(sink_type(route))(SinkContext(route, send, delivery.timeout_ms / 1000))
         self.waiters = Waiters() if self.config.ack == "delivered" else None
         counter = metrics.counter("meshbatch_ingest_events_total",
                                   "Ingested events by route and result (accepted, delivered, retried, dead_lettered, "

@@ -3,8 +3,8 @@ client address), counted in requests or in items.
 
 Scope: one meshbatch process. A bucket belongs to one route of one process; it is not shared between
 routes, listeners, processes or replicas (Envoy's "local" rate limit, per process by default). `rate` tokens
-are added each second, at most `burst` are saved up; a request takes one token from each of its route's
-limits, or is answered 429 with Retry-After (the time until a token is there) and takes none. Per-caller
+are added each second, at most `burst` are saved up (core/buckets.py); a request takes one token from each of
+its route's limits, or is answered 429 with Retry-After (the time until a token is there) and takes none. Per-caller
 buckets live in a bounded LRU table (`max_keys`): a key pushed out starts again with a full bucket.
 Requests without the header or identity share the bucket of the empty key.
 
@@ -17,10 +17,10 @@ item's answer, not the request's), and for a plain route once per request.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from meshbatch.config.model import RateLimit
+from meshbatch.core.buckets import KeyedBuckets, TokenBucket
 from meshbatch.errors import RateLimited
 from meshbatch.http.message import Request, Response
 from meshbatch.http.serialize import local_reply
@@ -28,38 +28,6 @@ from meshbatch.layers.metrics import LayerMetrics
 from meshbatch.service import Call, Service
 
 KeyOf = Callable[[Request], bytes]
-
-
-class TokenBucket:
-    """`rate` tokens a second, at most `burst`; starts full. Sans-I/O: every call takes `now`."""
-
-    __slots__ = ("at", "burst", "rate", "tokens")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.at = now
-
-    def _fill(self, now: float) -> None:
-        if now > self.at:
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-            self.at = now
-
-    def wait(self, now: float, n: float = 1.0) -> float:
-        """Seconds until `n` tokens are there (0: now)."""
-        self._fill(now)
-        missing = n - self.tokens
-        return missing / self.rate if missing > 0 else 0.0
-
-    def take(self, now: float, n: float = 1.0) -> None:
-        self._fill(now)
-        self.tokens -= n
-
-    def __repr__(self) -> str:
-        return f"<TokenBucket {self.tokens:.1f}/{self.burst:g} +{self.rate:g}/s>"
 
 
 def key_function(key: str | None) -> KeyOf:
@@ -85,19 +53,10 @@ class Limit:
         self.burst = float(config.burst if config.burst is not None else max(1.0, config.rate))
         self.max_keys = config.max_keys
         self.key_of = key_function(config.key)
-        self._buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
+        self._buckets: KeyedBuckets[bytes] = KeyedBuckets(self.rate, self.burst, self.max_keys)
 
     def bucket(self, request: Request, now: float) -> TokenBucket:
-        key = self.key_of(request)
-        buckets = self._buckets
-        bucket = buckets.get(key)
-        if bucket is None:
-            if len(buckets) >= self.max_keys:
-                buckets.popitem(last=False)
-            bucket = buckets[key] = TokenBucket(self.rate, self.burst, now)
-        elif len(buckets) > 1:
-            buckets.move_to_end(key)
-        return bucket
+        return self._buckets.bucket(self.key_of(request), now)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -173,4 +132,4 @@ class RateLimitLayer:
         return await self.inner(call)
 
 
-__all__ = ["Limit", "RateLimitCheck", "RateLimitLayer", "RateLimits", "TokenBucket", "key_function"]
+__all__ = ["Limit", "RateLimitCheck", "RateLimitLayer", "RateLimits", "key_function"]

@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import Callable
 
 from meshbatch.config.model import Retry
+from meshbatch.core.backoff import Backoff
 from meshbatch.errors import (
     BadGateway,
     ConnectFailed,
@@ -32,7 +33,6 @@ from meshbatch.errors import (
 )
 from meshbatch.http.message import Response
 from meshbatch.http.serialize import local_reply
-from meshbatch.layers.backoff import Backoff
 from meshbatch.layers.metrics import LayerMetrics
 from meshbatch.layers.timeout import route_deadline
 from meshbatch.service import Call, Service
@@ -70,7 +70,7 @@ class RetryPolicy:
         self.metrics = metrics
         self.num_retries = config.num_retries
         self.max_replay = config.max_replay_bytes
-        self.backoff = Backoff.from_config(config.backoff, rng)
+        self.backoff = Backoff.from_ms(config.backoff.base_ms, config.backoff.max_ms, rng)
         self.statuses = _statuses(config)
         self._on = frozenset(config.retry_on)
 
@@ -94,9 +94,9 @@ class RetryPolicy:
         """Whether retry `number` (0-based) of `units` may go: (units allowed, backoff, reason when none).
         A positive answer has taken its units from the budget; bracket the retry's sending with
         `guard.begin_retry()` and `guard.end_retry()`."""
-        if number >= self.num_retries:
+        delay = self.backoff.retry(number, self.num_retries)
+        if delay is None:
             return 0, 0.0, "exhausted"
-        delay = self.backoff.delay(number)
         if now + delay >= deadline:
             return 0, 0.0, "deadline"
         allowed, reason = guard.retry_allowance(now, in_flight)

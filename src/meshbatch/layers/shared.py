@@ -7,9 +7,9 @@ an open breaker. Guards that the new snapshot drops give back the endpoints they
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
+from meshbatch.clock import LoopClock
 from meshbatch.config import model
 from meshbatch.layers.concurrency import GradientController
 from meshbatch.layers.metrics import LayerMetrics
@@ -76,7 +76,7 @@ class Shared:
                 yield (name, address), 0.0 if breaker.state == CLOSED else 1.0
 
     def budget_remaining(self) -> Iterator[tuple[Labels, float]]:
-        now = time.monotonic()
+        now = LoopClock().now()  # the budget's window is on the loop's clock (clock.py)
         for name, guard in self.guards.items():
             if guard.budget is not None:
                 yield (name,), float(guard.budget.available(now, guard.active))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from meshbatch.pipeline.work import Work
-from meshbatch.registry import Registry
+from meshbatch.registry import Extensions
 
 
 class Stage(Protocol):
@@ -28,6 +28,6 @@ class StageContext:
 
 
 StageFactory = Callable[[Any, StageContext], Stage]
-STAGE_FACTORIES: Registry[StageFactory] = Registry("pipeline stage")
+STAGE_FACTORIES: Extensions[StageFactory] = Extensions("pipeline stage")
 
 __all__ = ["STAGE_FACTORIES", "Stage", "StageContext", "StageFactory"]

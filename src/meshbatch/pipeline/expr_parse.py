@@ -50,7 +50,7 @@ class ExprError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Token:
+class ExprToken:
     kind: str  # num str name op end
     value: Any
     column: int
@@ -87,10 +87,10 @@ def _unquote(text: str, column: int) -> str:
     return "".join(out)
 
 
-def tokenize(text: str) -> list[Token]:
+def tokenize(text: str) -> list[ExprToken]:
     if len(text) > MAX_LENGTH:
         raise ExprError(f"the expression is longer than {MAX_LENGTH} characters", MAX_LENGTH)
-    tokens: list[Token] = []
+    tokens: list[ExprToken] = []
     pos = 0
     while pos < len(text):
         match = _TOKEN.match(text, pos)
@@ -103,15 +103,15 @@ def tokenize(text: str) -> list[Token]:
             number: float | int = float(raw) if any(c in raw for c in ".eE") else int(raw)
             if len(raw) > 40:
                 raise ExprError("number too long", pos + 1)
-            tokens.append(Token("num", number, pos + 1))
+            tokens.append(ExprToken("num", number, pos + 1))
         elif kind == "str":
-            tokens.append(Token("str", _unquote(raw, pos + 1), pos + 1))
+            tokens.append(ExprToken("str", _unquote(raw, pos + 1), pos + 1))
         elif kind == "name":
-            tokens.append(Token("kw" if raw in KEYWORDS else "name", raw, pos + 1))
+            tokens.append(ExprToken("kw" if raw in KEYWORDS else "name", raw, pos + 1))
         elif kind == "op":
-            tokens.append(Token("op", raw, pos + 1))
+            tokens.append(ExprToken("op", raw, pos + 1))
         pos = match.end()
-    tokens.append(Token("end", None, len(text) + 1))
+    tokens.append(ExprToken("end", None, len(text) + 1))
     return tokens
 
 
@@ -123,16 +123,16 @@ _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[ExprToken]) -> None:
         self.tokens = tokens
         self.pos = 0
         self.depth = 0
 
     @property
-    def tok(self) -> Token:
+    def tok(self) -> ExprToken:
         return self.tokens[self.pos]
 
-    def take(self) -> Token:
+    def take(self) -> ExprToken:
         tok = self.tokens[self.pos]
         self.pos += 1
         return tok
@@ -253,7 +253,7 @@ class _Parser:
                 return out
             self.expect(",")
 
-    def call(self, name: Token) -> Node:
+    def call(self, name: ExprToken) -> Node:
         arity = FUNCTIONS.get(name.value)
         if arity is None:
             raise ExprError(f"unknown function {name.value!r}; known: {', '.join(sorted(FUNCTIONS))}",
@@ -274,7 +274,7 @@ class _Parser:
             return ("matches", args[0], pattern[1])
         return ("call", name.value, args)
 
-    def path(self, first: Token) -> Node:
+    def path(self, first: ExprToken) -> Node:
         parts: list[str | int] = [first.value]
         while True:
             if self.accept("op", "."):
@@ -293,7 +293,7 @@ class _Parser:
                 return ("path", tuple(parts))
 
 
-def _describe(tok: Token) -> str:
+def _describe(tok: ExprToken) -> str:
     if tok.kind == "end":
         return "the end of the expression"
     if tok.kind == "str":
@@ -341,5 +341,16 @@ def parse(text: str) -> Node:
     return tree
 
 
-__all__ = ["FUNCTIONS", "MAX_DEPTH", "MAX_LENGTH", "MAX_NODES", "ExprError", "Node", "Token", "children", "measure",
-           "parse", "tokenize"]
+__all__ = [
+    "FUNCTIONS",
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "MAX_NODES",
+    "ExprError",
+    "ExprToken",
+    "Node",
+    "children",
+    "measure",
+    "parse",
+    "tokenize",
+]

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.clock import Clock, LoopClock
 from meshbatch.config.model import PipelineLimits
 from meshbatch.errors import Draining
 from meshbatch.http.message import Headers
@@ -49,7 +49,7 @@ START_TIMEOUT = 30.0  # a worker that is not ready by then is replaced
 STOP_GRACE = 2.0  # after stdin closes, a worker has this long to exit before it is killed
 SLACK = 0.005  # timers may fire a hair before the clock agrees
 READ_LIMIT = 1 << 20
-_BROKEN = (asyncio.IncompleteReadError, ConnectionError, OSError, wire.WireError)
+_BROKEN = (asyncio.IncompleteReadError, ConnectionError, OSError, wire.FrameError)
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -128,7 +128,7 @@ class WorkerPool:
         self.queue_timeout = limits.max_queue_ms / 1000
         self.budget = budget = limits.max_cpu_ms / 1000
         self.hard_timeout = hard_timeout if hard_timeout is not None else max(4 * budget, budget + 2.0)
-        self.clock = clock or MonotonicClock()
+        self.clock = clock or LoopClock()
         self.command = tuple(command)
         self.closed = False
         self.restarts: dict[str, int] = {}  # workers replaced, by cause (cpu, timeout, lost, start_failed)
@@ -232,7 +232,7 @@ class WorkerPool:
         if not isinstance(answer, dict) or answer.get("ready") is not True:
             worker.kill("start_failed")
             why = answer.get("error") if isinstance(answer, dict) else answer
-            raise wire.WireError(f"the worker did not start: {why}")
+            raise wire.FrameError(f"the worker did not start: {why}")
         worker.cpu = float(answer.get("cpu", 0.0))
         return worker
 

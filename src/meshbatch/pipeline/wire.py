@@ -30,7 +30,7 @@ ERRORS: dict[str, type[ProxyError]] = {cls.__name__: cls for cls in (
     BadRequest, PayloadTooLarge, InvalidEvent, UnsupportedEncoding, BudgetExceeded)}
 
 
-class WireError(Exception):
+class FrameError(Exception):
     """A frame that is not what the protocol says (the worker is treated as broken)."""
 
 
@@ -42,7 +42,7 @@ def frame(value: Any) -> bytes:
 def length(head: bytes) -> int:
     (size,) = HEADER.unpack(head)
     if size > MAX_FRAME:
-        raise WireError(f"a frame of {size} bytes")
+        raise FrameError(f"a frame of {size} bytes")
     return int(size)
 
 
@@ -50,7 +50,7 @@ def load(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise WireError(str(exc)) from None
+        raise FrameError(str(exc)) from None
 
 
 def init(route: Route, dead_letters: bool) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def read_result(value: Any) -> tuple[Result, float]:
                       [(k, v) for k, v in headers] if headers is not None else None,
                       events, [(b, r) for b, r in dead], dropped, failed), float(cpu)
     except (TypeError, ValueError) as exc:
-        raise WireError(f"not a result ({exc})") from None
+        raise FrameError(f"not a result ({exc})") from None
 
 
-__all__ = ["HEADER", "WireError", "frame", "init", "job", "length", "load", "read_job", "read_result", "result"]
+__all__ = ["HEADER", "FrameError", "frame", "init", "job", "length", "load", "read_job", "read_result", "result"]

@@ -45,7 +45,7 @@ def parse_duration(text: str) -> dt.timedelta:
 
 
 @dataclass(frozen=True, slots=True)
-class Authority:
+class CertificateAuthority:
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
     trust_domain: str
@@ -145,7 +145,7 @@ def init_ca(directory: Path, trust_domain: str, ttl: dt.timedelta = DEFAULT_CA_T
     return cert_path, key_path
 
 
-def load_ca(directory: Path) -> Authority:
+def load_ca(directory: Path) -> CertificateAuthority:
     cert_path, key_path = directory / CA_CERT, directory / CA_KEY
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -162,10 +162,10 @@ def load_ca(directory: Path) -> Authority:
     ids = spiffe_ids(cert)
     if not ids:
         raise CaError(f"{cert_path} names no trust domain (no spiffe:// URI SAN)")
-    return Authority(cert, key, SpiffeId.parse(ids[0]).trust_domain)
+    return CertificateAuthority(cert, key, SpiffeId.parse(ids[0]).trust_domain)
 
 
-def make_leaf(authority: Authority, spiffe_id: str, ttl: dt.timedelta = DEFAULT_TTL,
+def make_leaf(authority: CertificateAuthority, spiffe_id: str, ttl: dt.timedelta = DEFAULT_TTL,
               backdate: dt.timedelta = DEFAULT_BACKDATE, dns_names: tuple[str, ...] = (),
               now: dt.datetime | None = None) -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM) of a workload certificate for `spiffe_id`, signed by `authority`."""
@@ -237,5 +237,20 @@ def describe(pem: bytes) -> CertInfo:
                     cert.not_valid_after_utc, is_ca, uris)
 
 
-__all__ = ["CA_CERT", "CA_KEY", "Authority", "CaError", "CertInfo", "describe", "init_ca", "issue", "load_ca",
-           "make_leaf", "make_root", "parse_duration", "spiffe_ids", "uri_sans", "write_atomic"]
+__all__ = [
+    "CA_CERT",
+    "CA_KEY",
+    "CaError",
+    "CertInfo",
+    "CertificateAuthority",
+    "describe",
+    "init_ca",
+    "issue",
+    "load_ca",
+    "make_leaf",
+    "make_root",
+    "parse_duration",
+    "spiffe_ids",
+    "uri_sans",
+    "write_atomic",
+]

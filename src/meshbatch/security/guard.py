@@ -15,9 +15,9 @@ import ssl
 from typing import Any
 
 from meshbatch.config.model.security import RequestRate
+from meshbatch.core.buckets import KeyedBuckets, TokenBucket
 from meshbatch.errors import ProxyError, RateLimited
 from meshbatch.http.message import Request
-from meshbatch.security.ratelimit import KeyedBuckets, TokenBucket
 from meshbatch.security.stats import SecurityStats
 from meshbatch.security.tls import PeerRejected, verify_peer
 
@@ -32,10 +32,10 @@ def _burst(rate: RequestRate) -> float:
     return float(rate.burst if rate.burst is not None else max(1.0, rate.rps))
 
 
-class ConnectionGuard:
+class PeerGuard:
     __slots__ = ("_bucket", "_key", "_keyed", "identity")
 
-    def __init__(self, identity: str | None, bucket: TokenBucket | None, keyed: KeyedBuckets | None,
+    def __init__(self, identity: str | None, bucket: TokenBucket | None, keyed: KeyedBuckets[str] | None,
                  key: str) -> None:
         self.identity = identity
         self._bucket = bucket
@@ -47,13 +47,13 @@ class ConnectionGuard:
         now = request.received_at
         bucket = self._bucket
         if bucket is not None:
-            wait = bucket.take(now)
+            wait = bucket.try_take(now)
             if wait:
                 return RateLimited("connection_rate_limited", "too many requests on this connection",
                                    retry_after=wait)
         keyed = self._keyed
         if keyed is not None:
-            wait = keyed.take(self._key, now)
+            wait = keyed.try_take(self._key, now)
             if wait:
                 return RateLimited("identity_rate_limited", "too many requests from this peer", retry_after=wait)
         return None
@@ -66,7 +66,7 @@ class GuardFactory:
 
     def __init__(self, listener: str, loop: asyncio.AbstractEventLoop, stats: SecurityStats,
                  trust_domains: frozenset[str] | None, connection_rate: RequestRate | None,
-                 identity_buckets: KeyedBuckets | None) -> None:
+                 identity_buckets: KeyedBuckets[str] | None) -> None:
         self.listener = listener
         self.loop = loop
         self.stats = stats
@@ -74,7 +74,7 @@ class GuardFactory:
         self.connection_rate = connection_rate
         self.identity_buckets = identity_buckets
 
-    def __call__(self, transport: Any) -> ConnectionGuard | None:
+    def __call__(self, transport: Any) -> PeerGuard | None:
         """The connection's guard (None: nothing to do per request); raises Refused for an unacceptable peer."""
         identity = None
         sslobj: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
@@ -93,11 +93,11 @@ class GuardFactory:
         if key is None:
             peer = transport.get_extra_info("peername")
             key = str(peer[0]) if isinstance(peer, tuple) else ""
-        return ConnectionGuard(identity, bucket, keyed, key)
+        return PeerGuard(identity, bucket, keyed, key)
 
 
-def identity_buckets(rate: RequestRate | None) -> KeyedBuckets | None:
+def identity_buckets(rate: RequestRate | None) -> KeyedBuckets[str] | None:
     return None if rate is None else KeyedBuckets(rate.rps, _burst(rate), rate.max_keys)
 
 
-__all__ = ["ConnectionGuard", "GuardFactory", "Refused", "identity_buckets"]
+__all__ = ["GuardFactory", "PeerGuard", "Refused", "identity_buckets"]

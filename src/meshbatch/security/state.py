@@ -17,11 +17,11 @@ from typing import Any
 
 from meshbatch.config import model
 from meshbatch.config.model.security import Identity, Jwt, RequestRate
+from meshbatch.core.buckets import KeyedBuckets
 from meshbatch.http.server import ServerSettings
 from meshbatch.security.client import ClientTls
 from meshbatch.security.guard import GuardFactory, identity_buckets
 from meshbatch.security.listener import ServerTls
-from meshbatch.security.ratelimit import KeyedBuckets
 from meshbatch.security.stats import SecurityStats
 from meshbatch.security.tls import CertSource, TlsSetupError
 from meshbatch.security.tokens import JwtValidator
@@ -34,7 +34,7 @@ class Security:
         self.stats = SecurityStats(metrics)
         self.sources: dict[Identity, CertSource] = {}
         self.validators: dict[tuple[str, str], JwtValidator] = {}  # by listener and the spec as JSON
-        self.buckets: dict[tuple[str, RequestRate], KeyedBuckets] = {}
+        self.buckets: dict[tuple[str, RequestRate], KeyedBuckets[str]] = {}
         self.default_identity: Identity | None = None
         self.stats.expiry_gauge(metrics, self._expiry)
 

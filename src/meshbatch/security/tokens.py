@@ -22,7 +22,7 @@ from typing import Any
 import jwt
 import orjson
 
-from meshbatch.clock import Clock, MonotonicClock
+from meshbatch.clock import Clock, LoopClock
 from meshbatch.config.model.security import Jwt
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Request
@@ -94,7 +94,7 @@ class JwtValidator:
         self.algorithms = frozenset(spec.algorithms)
         self._header = spec.header.lower().encode()
         self._loop = loop
-        self._clock = clock or MonotonicClock()
+        self._clock = clock or LoopClock()
         self._checked_at = float("-inf")  # when an unknown kid last made us look at the file
         self._timer: asyncio.TimerHandle | None = None
         self._signature: Signature = _signature((spec.jwks,)) if Path(spec.jwks).exists() else ()

@@ -9,9 +9,9 @@ The resolution is about 1 ms (uvloop keeps timers in whole milliseconds).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Iterator
+from time import perf_counter
 
 from meshbatch.telemetry.metrics import Gauge, Histogram, HistogramVec, Metric, Registry
 
@@ -43,11 +43,13 @@ class LoopMonitor:
             self._handle = None
 
     def _arm(self) -> None:
-        self._expected = time.monotonic() + self.interval
+        # a duration (from arming to firing, less the interval): perf_counter, not the loop's own clock, which
+        # stands still while the loop is blocked (clock.py)
+        self._expected = perf_counter() + self.interval
         self._handle = self._loop.call_later(self.interval, self._tick)
 
     def _tick(self) -> None:
-        lag = max(0.0, time.monotonic() - self._expected)
+        lag = max(0.0, perf_counter() - self._expected)
         self.last = lag
         self.lag.observe(lag)
         self._recent.append(lag)

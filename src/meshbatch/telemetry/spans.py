@@ -20,6 +20,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanK
 from opentelemetry.trace import set_span_in_context as _in_context
 from opentelemetry.trace.span import TraceState
 
+from meshbatch.clock import LoopClock
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.telemetry.tracing import Tracing
@@ -77,10 +78,10 @@ def set_traceparent(headers: Headers, context: SpanContext) -> None:
 
 
 def _wall_ns(received_at: float) -> int | None:
-    """The wall-clock time (ns) of a monotonic timestamp, for span start times."""
+    """The wall-clock time (ns) of a timestamp on the loop's clock (clock.py), for span start times."""
     if not received_at:
         return None
-    return time.time_ns() - int(max(0.0, time.monotonic() - received_at) * 1e9)
+    return time.time_ns() - int(max(0.0, LoopClock().now() - received_at) * 1e9)
 
 
 def _attribute(key: str, text: str) -> str | int | float:

@@ -6,10 +6,13 @@ closed --trip--> open --probe--> half_open --success--> closed
 
 Closed, it counts consecutive failures; at the threshold it trips. Open, the endpoint gets no traffic until
 `open_until`; then one request is let through as a probe (half-open). The probe's success closes the breaker;
-its failure opens it again for twice as long (up to the cap). Any other move raises `IllegalTransition`.
+its failure opens it again for twice as long (up to the cap). Any other move raises `IllegalTransition`
+(core/transitions.py).
 """
 
 from __future__ import annotations
+
+from meshbatch.core.transitions import IllegalTransition, Transitions
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -22,12 +25,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 
-class IllegalTransition(RuntimeError):
-    def __init__(self, name: str, state: str, event: str) -> None:
-        allowed = sorted(e for (s, e) in TRANSITIONS if s == state)
-        super().__init__(f"breaker {name}: cannot {event} when {state}; allowed: {', '.join(allowed)}")
-        self.state = state
-        self.event = event
+BREAKER = Transitions("breaker", TRANSITIONS)
 
 
 class EndpointBreaker:
@@ -44,10 +42,7 @@ class EndpointBreaker:
         self.open_until = 0.0
 
     def _go(self, event: str) -> str:
-        state = TRANSITIONS.get((self.state, event))
-        if state is None:
-            raise IllegalTransition(self.name, self.state, event)
-        self.state = state
+        state = self.state = BREAKER.step(self.name, self.state, event)
         return state
 
     def record(self, failed: bool, now: float) -> str | None:
@@ -92,4 +87,4 @@ class EndpointBreaker:
         return f"<EndpointBreaker {self.name} {self.state} failures={self.failures}>"
 
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "TRANSITIONS", "EndpointBreaker", "IllegalTransition"]
+__all__ = ["BREAKER", "CLOSED", "HALF_OPEN", "OPEN", "TRANSITIONS", "EndpointBreaker", "IllegalTransition"]

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from meshbatch.config import model
-from meshbatch.discovery import SOURCES, Source
+from meshbatch.discovery import SOURCES, EndpointSource
 from meshbatch.http.pool import ConnectionBudget, PoolLimits
 from meshbatch.upstream.balancers import BALANCERS, Balancer
 from meshbatch.upstream.endpoint import EJECTED, FAILED_ACTIVE_CHECK, Endpoint
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from meshbatch.security.client import ClientTls
 
 log = logging.getLogger("meshbatch.upstream")
-_now = time.monotonic
 
 
 def _spec(item: str | model.EndpointSpec) -> model.EndpointSpec:
@@ -58,9 +56,9 @@ class Cluster:
         self.hash_header = config.hash_key.partition(":")[2].lower().encode() if config.hash_key else None
         self.upstream_errors: dict[str, int] = dict(previous.upstream_errors) if previous else {}
         discovery = config.discovery or model.Discovery()
-        self.source: Source = SOURCES.get(discovery.type).factory(discovery, config.name)
+        self.source: EndpointSource = SOURCES.get(discovery.type).factory(discovery, config.name)
         self.hosts = EndpointSet()
-        now = _now()
+        now = loop.time()
         self.checks = ActiveChecks(config.health_check) if config.health_check else None
         self.outlier = OutlierDetector(config.outlier_detection, self.hosts, now) \
             if config.outlier_detection else None
@@ -94,7 +92,7 @@ class Cluster:
     def _set(self, specs: list[model.EndpointSpec]) -> None:
         current = {e.address: e for e in self.hosts.all}
         before = [(e.address, e.weight) for e in self.hosts.all]
-        now = _now()
+        now = self._loop.time()
         members: dict[str, Endpoint] = {}
         for spec in specs:
             if spec.address in members:
@@ -183,7 +181,7 @@ class Cluster:
 
     # state -----------------------------------------------------------------------------------------
     def summary(self) -> dict[str, object]:
-        now = _now()
+        now = self._loop.time()
         out: dict[str, object] = {
             "name": self.name,
             "lb": self.config.lb,

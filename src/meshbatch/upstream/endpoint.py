@@ -80,7 +80,7 @@ class Endpoint:
         self.requests = 0
         self.errors = 0
         self.down = 0
-        # load estimate (seconds; `*_at` are monotonic times of the last update, 0 = never)
+        # load estimate (seconds; `*_at` are times of the last update on the loop's clock, 0 = never)
         self.rtt = 0.030
         self.rtt_at = 0.0
         self.decay = 10.0
@@ -101,8 +101,9 @@ class Endpoint:
         self.ejected_until = 0.0
 
     # the outcome of one exchange (hot path) --------------------------------------------------------
-    def observe(self, status: int, start: float, end: float) -> None:
-        rtt = end - start
+    def observe(self, status: int, rtt: float, end: float) -> None:
+        """An answer (or a failure with a status) after `rtt` seconds (a perf_counter duration), at `end` (the
+        loop's clock, as every time point: clock.py)."""
         estimate = self.rtt
         if rtt >= estimate or not self.rtt_at:  # slower (a peak), or the first answer
             self.rtt = rtt

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from time import monotonic
+from time import perf_counter
 
 from meshbatch.errors import CircuitOpen, ProxyError, Unavailable, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
@@ -82,12 +82,12 @@ def _begin(target: Target, endpoint: Endpoint) -> float:
     endpoint.requests += 1
     if target.guard is not None:
         target.guard.active += 1
-    return monotonic()
+    return perf_counter()  # for the duration only: time points are the loop's (clock.py)
 
 
 def _answered(target: Target, endpoint: Endpoint, response: Response, started: float, now: float) -> None:
     endpoint.active -= 1
-    endpoint.observe(response.status, started, monotonic())  # load estimate, passive health
+    endpoint.observe(response.status, perf_counter() - started, now)  # load estimate, passive health
     guard = target.guard
     if guard is not None:
         guard.active -= 1
@@ -102,7 +102,7 @@ def _failed(target: Target, endpoint: Endpoint, error: ProxyError, started: floa
     errors[error.reason] = errors.get(error.reason, 0) + 1
     status = error_status(error)
     if status:
-        endpoint.observe(status, started, monotonic())
+        endpoint.observe(status, perf_counter() - started, now)
     guard = target.guard
     if guard is not None:
         guard.active -= 1

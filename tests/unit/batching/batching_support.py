@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
+from meshbatch.batching.batch import NORMAL, Item, Waiter
 from meshbatch.batching.handler import BatchHandler
-from meshbatch.batching.item import NORMAL, Item, Waiter
 from meshbatch.clock import FakeClock
 from meshbatch.config.model import Batch
 from meshbatch.http.message import Headers, Request, Response

@@ -3,7 +3,7 @@
 from batching_support import item
 
 from meshbatch.batching.accumulator import Accumulator
-from meshbatch.batching.item import BATCHED, HIGH, LOW, NORMAL, QUEUED, REMOVED
+from meshbatch.batching.batch import BATCHED, HIGH, LOW, NORMAL, QUEUED, REMOVED
 from meshbatch.clock import FakeClock
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from meshbatch.batching.admission import Controls, query_value
-from meshbatch.batching.item import HIGH, LOW, NORMAL
+from meshbatch.batching.batch import HIGH, LOW, NORMAL
 from meshbatch.errors import BadRequest
 from meshbatch.http.message import Request
 

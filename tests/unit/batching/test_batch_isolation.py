@@ -13,7 +13,8 @@ import orjson
 import pytest
 from batching_support import Call, Upstream, header, make_handler, request, settle, submit
 
-from meshbatch.batching.isolate import ALONE, SPLIT, UNRESOLVED, Bisection, IsolatePolicy
+from meshbatch.batching.bisection import ALONE, SPLIT, UNRESOLVED, Bisection
+from meshbatch.batching.isolate import IsolatePolicy
 from meshbatch.http.message import Response
 from meshbatch.telemetry.metrics import Registry
 

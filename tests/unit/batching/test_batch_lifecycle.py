@@ -2,16 +2,17 @@ import pytest
 from batching_support import item
 
 from meshbatch.batching.batch import (
+    BATCHED,
     DONE,
     FAILED,
     IN_FLIGHT,
     OPEN,
+    REMOVED,
     SEALED,
     TRANSITIONS,
     Batch,
     IllegalTransition,
 )
-from meshbatch.batching.item import BATCHED, REMOVED
 
 
 def test_happy_path_open_sealed_in_flight_done():
@@ -64,7 +65,7 @@ def test_illegal_transitions_raise_one_precise_error(setup, event):
     state = batch.state
     with pytest.raises(IllegalTransition) as info:
         steps[event]()
-    assert info.value.batch_id == "b9" and info.value.state == state and info.value.event == event
+    assert info.value.name == "b9" and info.value.state == state and info.value.event == event
     assert f"batch b9: cannot {event} a batch that is {state}" in str(info.value)
     assert batch.state == state  # a refused event changes nothing
 

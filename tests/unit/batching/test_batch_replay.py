@@ -7,8 +7,8 @@ import pytest
 from batching_support import header, make_handler, request, settle, submit
 from pydantic import ValidationError
 
+from meshbatch.batching.batch import dedup_key
 from meshbatch.batching.codecs.base import ItemResult
-from meshbatch.batching.item import dedup_key
 from meshbatch.batching.replay import ReplayCache
 from meshbatch.config.model import Batch
 

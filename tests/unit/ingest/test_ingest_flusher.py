@@ -11,7 +11,7 @@ import pytest
 from ingest_support import ScriptedSink, records, sqlite_log
 
 from meshbatch.clock import FakeClock
-from meshbatch.ingest.backoff import Backoff
+from meshbatch.core.backoff import Backoff
 from meshbatch.ingest.flusher import Flusher, FlushPolicy
 from meshbatch.ingest.logs.sqlite import SQLiteLog
 from meshbatch.ingest.waiters import DeliveryFailed, Waiters
@@ -25,16 +25,14 @@ async def setup(tmp_path: Path, n: int, **policy: float) -> tuple[SQLiteLog, Scr
     sink = ScriptedSink()
     options = {"max_items": 100, "max_attempts": 3, "backoff_initial": 1.0, "backoff_max": 8.0, **policy}
     flusher = Flusher("r", log, sink, FlushPolicy(**options), clock,  # type: ignore[arg-type]
-                      backoff=Backoff(1.0, 8.0, random.Random(7)))
+                      backoff=Backoff(1.0, 8.0, random.Random(7).random))
     return log, sink, flusher, clock
 
 
-def test_backoff_is_jittered_and_capped() -> None:
-    backoff = Backoff(0.1, 2.0, random.Random(1))
-    for attempt, cap in ((1, 0.1), (2, 0.2), (3, 0.4), (6, 2.0), (60, 2.0), (10_000, 2.0)):
-        delays = [backoff.delay(attempt) for _ in range(50)]
-        assert all(cap / 2 <= d <= cap for d in delays)
-        assert len(set(delays)) > 1
+def test_deliveries_wait_the_shared_backoff(tmp_path: Path) -> None:
+    flusher = Flusher("r", None, None, FlushPolicy(backoff_initial=0.1, backoff_max=2.0), FakeClock())  # type: ignore[arg-type]
+    assert isinstance(flusher.backoff, Backoff)
+    assert (flusher.backoff.base, flusher.backoff.cap) == (0.1, 2.0)
 
 
 async def test_a_batch_is_delivered_and_acknowledged(tmp_path: Path) -> None:
@@ -57,7 +55,7 @@ async def test_a_poison_item_is_isolated_and_parked_after_n_attempts(tmp_path: P
     assert flusher.splits >= 1
     for attempt in (1, 2):
         assert await flusher.step() == 0  # not yet due
-        clock.advance(Backoff(1.0, 8.0).ceiling(attempt))
+        clock.advance(Backoff(1.0, 8.0).ceiling(attempt - 1))
         assert await flusher.step() == 1
         assert sink.calls[-1] == ["e5"]
     await log.flush()

@@ -7,14 +7,14 @@ import pytest
 from meshbatch.clock import FakeClock
 from meshbatch.config.model import Backoff as BackoffConfig
 from meshbatch.config.model import RetryBudget as BudgetConfig
-from meshbatch.layers.backoff import Backoff
+from meshbatch.core.backoff import Backoff
 from meshbatch.upstream.budget import RetryBudget, SlidingCount
 
 
 def test_backoff_is_fully_jittered_and_capped() -> None:
-    backoff = Backoff.from_config(BackoffConfig(base_ms=25), rng=lambda: 1.0)
+    backoff = Backoff.from_ms(BackoffConfig(base_ms=25).base_ms, None, rng=lambda: 1.0)
     assert [round(backoff.delay(n), 4) for n in range(6)] == [0.025, 0.05, 0.1, 0.2, 0.25, 0.25]  # cap 10 x base
-    assert Backoff.from_config(BackoffConfig(base_ms=25), rng=lambda: 0.0).delay(3) == 0.0
+    assert Backoff.from_ms(25, None, rng=lambda: 0.0).delay(3) == 0.0
     half = Backoff(0.01, 1.0, rng=lambda: 0.5)
     assert half.delay(2) == pytest.approx(0.02)
     assert half.ceiling(100) == 1.0  # no overflow for a large retry number

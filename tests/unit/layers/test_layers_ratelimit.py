@@ -8,9 +8,10 @@ from layers_support import Script, request
 
 from meshbatch.clock import FakeClock
 from meshbatch.config.model import RateLimit
+from meshbatch.core.buckets import TokenBucket
 from meshbatch.http.message import Request
 from meshbatch.layers.metrics import LayerMetrics
-from meshbatch.layers.ratelimit import Limit, RateLimitLayer, RateLimits, TokenBucket
+from meshbatch.layers.ratelimit import Limit, RateLimitLayer, RateLimits
 from meshbatch.telemetry.metrics import Registry
 
 

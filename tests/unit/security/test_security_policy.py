@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from meshbatch.clock import FakeClock
 from meshbatch.config.model.security import Policy
+from meshbatch.core.buckets import KeyedBuckets, TokenBucket
 from meshbatch.errors import BadRequest
 from meshbatch.http.message import Request
 from meshbatch.security.patterns import Glob, canonical_path
 from meshbatch.security.policy import Authorizer, Decision
-from meshbatch.security.ratelimit import KeyedBuckets, TokenBucket
 from meshbatch.service import Call
 
 
@@ -201,10 +201,10 @@ def test_glob() -> None:
 def test_token_bucket_and_keyed_buckets_on_a_fake_clock() -> None:
     clock = FakeClock()
     bucket = TokenBucket(rate=2.0, burst=2, now=clock.now())
-    assert [bucket.take(clock.now()) for _ in range(3)] == [0.0, 0.0, 0.5]
+    assert [bucket.try_take(clock.now()) for _ in range(3)] == [0.0, 0.0, 0.5]
     clock.advance(0.5)
-    assert bucket.take(clock.now()) == 0.0
+    assert bucket.try_take(clock.now()) == 0.0
     keyed = KeyedBuckets(rate=1.0, burst=1, max_keys=2)
-    assert keyed.take("a", clock.now()) == 0.0 and keyed.take("a", clock.now()) > 0
-    assert keyed.take("b", clock.now()) == 0.0 and keyed.take("c", clock.now()) == 0.0
+    assert keyed.try_take("a", clock.now()) == 0.0 and keyed.try_take("a", clock.now()) > 0
+    assert keyed.try_take("b", clock.now()) == 0.0 and keyed.try_take("c", clock.now()) == 0.0
     assert len(keyed) == 2  # "a", least recently used, was dropped

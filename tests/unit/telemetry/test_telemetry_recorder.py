@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshbatch.batching.batch import Batch
-from meshbatch.batching.item import Item
+from meshbatch.batching.batch import Batch, Item
 from meshbatch.telemetry.recorder import BatchRecorder
 
 

@@ -42,8 +42,8 @@ async def test_a_rebuilt_cluster_adopts_the_endpoints_of_the_old_one() -> None:
     old = make(loop, outlier_detection={"consecutive_5xx": 2, "max_ejection_percent": 50})
     kept = old.endpoints[0]
     kept.requests = 11
-    kept.observe(500, 1.0, 1.001)
-    kept.observe(500, 1.0, 1.001)
+    kept.observe(500, 0.001, 1.001)
+    kept.observe(500, 0.001, 1.001)
     assert kept.down & EJECTED
     new = Cluster(ClusterConfig(name="svc", endpoints=["127.0.0.1:1001"], lb="ewma"), loop, old)
     assert new.endpoints[0] is kept and kept.requests == 11

@@ -18,17 +18,17 @@ from meshbatch.upstream.endpoint_set import EndpointSet
 
 def test_a_slower_round_trip_is_taken_at_once() -> None:
     e = endpoint("a:1")
-    e.observe(200, 100.0, 100.010)
+    e.observe(200, 0.01, 100.010)
     assert math.isclose(e.rtt, 0.010)
-    e.observe(200, 100.0, 100.050)
+    e.observe(200, 0.05, 100.050)
     assert math.isclose(e.rtt, 0.050)
 
 
 def test_a_faster_round_trip_is_averaged_in_by_elapsed_time() -> None:
     e = endpoint("a:1")
     e.decay = 10.0
-    e.observe(200, 100.0, 100.1)
-    e.observe(200, 110.09, 110.1)  # 10 s later: weight exp(-1) on the old estimate
+    e.observe(200, 0.1, 100.1)
+    e.observe(200, 0.01, 110.1)  # 10 s later: weight exp(-1) on the old estimate
     w = math.exp(-1)
     assert math.isclose(e.rtt, 0.1 * w + 0.01 * (1 - w))
 
@@ -36,7 +36,7 @@ def test_a_faster_round_trip_is_averaged_in_by_elapsed_time() -> None:
 def test_cost_decays_when_idle_and_grows_with_in_flight_requests() -> None:
     e = endpoint("a:1")
     e.decay = 10.0
-    e.observe(200, 0.0, 0.02)
+    e.observe(200, 0.02, 0.02)
     assert math.isclose(e.cost(0.02), 0.02)
     e.active = 3
     assert math.isclose(e.cost(0.02), 0.08)
@@ -46,21 +46,21 @@ def test_cost_decays_when_idle_and_grows_with_in_flight_requests() -> None:
 
 def test_weight_divides_the_cost() -> None:
     e = endpoint("a:1", weight=4)
-    e.observe(200, 0.0, 0.02)
+    e.observe(200, 0.02, 0.02)
     assert math.isclose(e.cost(0.02), 0.005)
 
 
 def test_failures_and_429_set_a_penalty_that_fades() -> None:
     e = endpoint("a:1")
     e.penalty_value, e.penalty_decay = 1.0, 2.0
-    e.observe(503, 0.0, 0.0005)  # a fast failure
+    e.observe(503, 0.0005, 0.0005)  # a fast failure
     assert math.isclose(e.cost(0.0005), 1.0)  # not 0.5 ms: failing fast does not look fast
     assert math.isclose(e.cost(2.0005), math.exp(-1))
     f = endpoint("b:1")
-    f.observe(429, 0.0, 0.001)
+    f.observe(429, 0.001, 0.001)
     assert f.cost(0.001) >= 1.0
     g = endpoint("c:1")
-    g.observe(404, 0.0, 0.001)  # a client error is an answer, not a failure
+    g.observe(404, 0.001, 0.001)  # a client error is an answer, not a failure
     assert g.cost(0.001) < 0.01
 
 
@@ -98,7 +98,7 @@ def simulate(hosts: EndpointSet, service: dict[Endpoint, float], concurrency: in
         end, _, e, start = heapq.heappop(pending)
         clock.advance(end - clock.now())
         e.active -= 1
-        e.observe(500 if e is failing else 200, start, end)
+        e.observe(500 if e is failing else 200, end - start, end)
         latencies.append(end - start)
         send()
     return counts(picks), latencies
@@ -131,22 +131,22 @@ def test_a_once_slow_endpoint_is_probed_again_later() -> None:
     slow, fast = hosts.all
     clock = FakeClock(0.0)
     balancer = PeakEwma(hosts, LbConfig(), rng=random.Random(1), now=clock.now)
-    slow.observe(200, 0.0, 0.050)
-    fast.observe(200, 0.0, 0.005)
+    slow.observe(200, 0.05, 0.050)
+    fast.observe(200, 0.005, 0.005)
     assert balancer.pick() is fast
     clock.advance(10.0)
-    fast.observe(200, 9.995, 10.0)  # the fast one stays busy and measured; the slow one decays untouched
+    fast.observe(200, 0.005, 10.0)  # the fast one stays busy and measured; the slow one decays untouched
     clock.advance(30.0)
-    fast.observe(200, 39.995, 40.0)
+    fast.observe(200, 0.005, 40.0)
     assert balancer.pick() is slow
 
 
 def test_choice_count_of_all_compares_every_endpoint_once() -> None:
     hosts = endpoints(3)
     a, b, c = hosts.all
-    a.observe(200, 0.0, 0.004)
-    b.observe(200, 0.0, 0.002)
-    c.observe(200, 0.0, 0.020)
+    a.observe(200, 0.004, 0.004)
+    b.observe(200, 0.002, 0.002)
+    c.observe(200, 0.02, 0.020)
     b.active = 2  # 0.002 x 3 > 0.004 x 1: a is the cheapest now
     balancer = PeakEwma(hosts, LbConfig(choice_count=3), rng=random.Random(7), now=lambda: 0.004)
     assert {balancer.pick() for _ in range(50)} == {a}  # random draws with repeats could miss a; a full scan never

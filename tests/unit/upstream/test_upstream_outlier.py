@@ -18,7 +18,7 @@ def detector(n: int = 3, **config: object) -> tuple[EndpointSet, OutlierDetector
 
 def fail(hosts: EndpointSet, i: int, status: int, times: int, at: float = 1.0) -> None:
     for _ in range(times):
-        hosts.all[i].observe(status, at - 0.001, at)
+        hosts.all[i].observe(status, 0.001, at)
 
 
 def test_the_fifth_consecutive_5xx_ejects() -> None:
@@ -111,7 +111,7 @@ def test_success_rate_ejects_the_outlier_of_a_large_enough_group() -> None:
     for i, e in enumerate(hosts.all):
         for n in range(200):
             failed = (i == 5 and n % 4 == 0) or n % 100 == 0  # endpoint 5: 25% failures, the rest 1%
-            e.observe(500 if failed else 200, 0.5, 0.501)
+            e.observe(500 if failed else 200, 0.001, 0.501)
     d.tick(10.0)
     assert [e.address for e in hosts.all if e.down] == [hosts.all[5].address]
     assert d.ejections_by_reason == {"success_rate": 1}
@@ -121,8 +121,8 @@ def test_success_rate_ejects_the_outlier_of_a_large_enough_group() -> None:
 def test_success_rate_needs_enough_hosts_and_volume() -> None:
     hosts, d = detector(n=3, consecutive_5xx=None, consecutive_gateway_failure=None)
     for _ in range(500):
-        hosts.all[0].observe(500, 0.5, 0.501)
-        hosts.all[1].observe(200, 0.5, 0.501)
+        hosts.all[0].observe(500, 0.001, 0.501)
+        hosts.all[1].observe(200, 0.001, 0.501)
     d.tick(10.0)
     assert not hosts.all[0].down  # 3 hosts < success_rate_minimum_hosts (5)
 
@@ -136,7 +136,7 @@ def test_failure_percentage() -> None:
                                          max_ejection_percent=100), hosts, now=0.0)
     for i, e in enumerate(hosts.all):
         for n in range(60):
-            e.observe(500 if i < 2 and n % 3 else 200, 0.5, 0.501)
+            e.observe(500 if i < 2 and n % 3 else 200, 0.001, 0.501)
     d.tick(10.0)
     assert [e.down != 0 for e in hosts.all] == [True, True, False, False, False]
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from meshbatch.http.message import Headers
-from meshbatch.registry import Registry
+from meshbatch.registry import Extensions
 
 
 class ItemRequest:
@@ -78,6 +78,6 @@ class Codec(Protocol):
         ...
 
 
-CODECS: Registry[type[Codec]] = Registry("codec")
+CODECS: Extensions[type[Codec]] = Extensions("codec")
 
 __all__ = ["CODECS", "Codec", "ItemRequest", "ItemResult", "Refusal", "refusal_reason"]

@@ -76,7 +76,7 @@ def _encode_item(item: ItemRequest) -> bytes:
     return head + b',"body":' + orjson.dumps(item.body.decode("utf-8")) + b"}"
 
 
-class _Answer(msgspec.Struct):
+class _EnvelopeAnswer(msgspec.Struct):
     responses: list[msgspec.Raw]
 
 
@@ -89,7 +89,7 @@ class _Entry(msgspec.Struct):
     body: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
-_ANSWER = msgspec.json.Decoder(_Answer)
+_ANSWER = msgspec.json.Decoder(_EnvelopeAnswer)
 _ENTRY = msgspec.json.Decoder(_Entry)
 _NULL = b"null"
 

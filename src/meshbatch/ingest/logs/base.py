@@ -16,7 +16,7 @@ from meshbatch.clock import Clock
 from meshbatch.config.model import IngestLog
 from meshbatch.errors import Overloaded
 from meshbatch.ingest.record import Record
-from meshbatch.registry import Registry
+from meshbatch.registry import Extensions
 
 
 class LogFull(Overloaded):
@@ -74,6 +74,6 @@ class EventLog(Protocol):
 
 
 LogFactory = Callable[[IngestLog, str, Clock], EventLog]
-LOGS: Registry[LogFactory] = Registry("ingest log backend")
+LOGS: Extensions[LogFactory] = Extensions("ingest log backend")
 
 __all__ = ["LOGS", "EventLog", "LogError", "LogFactory", "LogFull"]

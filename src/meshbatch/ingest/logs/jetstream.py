@@ -134,11 +134,12 @@ class JetStreamLog:
         return bool(s["messages"] + count <= self.config.max_events and s["bytes"] + size <= self.config.max_bytes)
 
     async def wait_room(self, count: int, size: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()  # the one clock (clock.py): the loop's
+        deadline = loop.time() + timeout
         while not self.has_room(count, size):
-            if time.monotonic() >= deadline:
+            if loop.time() >= deadline:
                 return False
-            await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
             with contextlib.suppress(Exception):
                 await self._refresh()
         return True

@@ -222,9 +222,10 @@ class SQLiteLog:
         return self.count + count <= self.max_events and self.bytes + size <= self.max_bytes
 
     async def wait_room(self, count: int, size: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()  # the one clock (clock.py): the loop's
+        deadline = loop.time() + timeout
         while not self.has_room(count, size):
-            left = deadline - time.monotonic()
+            left = deadline - loop.time()
             if left <= 0:
                 return False
             self._room.clear()

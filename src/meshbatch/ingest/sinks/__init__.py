@@ -6,11 +6,11 @@ from meshbatch.ingest.sinks import sqlite as _sqlite  # noqa: F401  (registers "
 from meshbatch.ingest.sinks.base import (
     SINKS,
     BatchRejected,
+    EventSink,
     Outcome,
-    Sink,
     SinkContext,
     SinkUnavailable,
     sink_type,
 )
 
-__all__ = ["SINKS", "BatchRejected", "Outcome", "Sink", "SinkContext", "SinkUnavailable", "sink_type"]
+__all__ = ["SINKS", "BatchRejected", "EventSink", "Outcome", "SinkContext", "SinkUnavailable", "sink_type"]

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from meshbatch.config.model import Route
 from meshbatch.ingest.record import Record
 from meshbatch.pipeline.stages.compress import Send
-from meshbatch.registry import Registry
+from meshbatch.registry import Extensions
 
 
 class SinkUnavailable(Exception):
@@ -30,7 +30,7 @@ class BatchRejected(Exception):
 Outcome = str | None
 
 
-class Sink(Protocol):
+class EventSink(Protocol):
     name: str
 
     async def open(self) -> None:
@@ -51,8 +51,8 @@ class SinkContext:
     timeout: float  # seconds per delivery
 
 
-SinkFactory = Callable[[SinkContext], Sink]
-SINKS: Registry[SinkFactory] = Registry("ingest sink")
+SinkFactory = Callable[[SinkContext], EventSink]
+SINKS: Extensions[SinkFactory] = Extensions("ingest sink")
 
 
 def sink_type(route: Route) -> str:
@@ -61,5 +61,13 @@ def sink_type(route: Route) -> str:
     return route.ingest.sink.type or ("cluster" if route.cluster else "sqlite")
 
 
-__all__ = ["SINKS", "BatchRejected", "Outcome", "Sink", "SinkContext", "SinkFactory", "SinkUnavailable",
-           "sink_type"]
+__all__ = [
+    "SINKS",
+    "BatchRejected",
+    "EventSink",
+    "Outcome",
+    "SinkContext",
+    "SinkFactory",
+    "SinkUnavailable",
+    "sink_type",
+]

@@ -25,7 +25,7 @@ INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
+class SimPolicy:
     max_items: int
     hold: float  # seconds a queue is held before a free slot takes it (min_wait_ms)
     max_in_flight: int
@@ -65,7 +65,7 @@ class Sampler:
 
 
 @dataclass(slots=True)
-class Result:
+class SimResult:
     latencies: list[float] = field(default_factory=list)  # per answered item: done - arrival
     sizes: list[int] = field(default_factory=list)  # per batch
     busy: float = 0.0  # upstream seconds summed over batches
@@ -86,11 +86,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def simulate(arrivals: Sequence[float], policy: Policy, cost: CostModel, *, tick: float = 1e-4,
-             seed: int = 1) -> Result:
+def simulate(arrivals: Sequence[float], policy: SimPolicy, cost: CostModel, *, tick: float = 1e-4,
+             seed: int = 1) -> SimResult:
     """Replay `arrivals` (sorted seconds) through the batcher with `policy`; deterministic for a seed."""
     service = cost.sampler(seed)
-    result = Result(start=arrivals[0] if arrivals else 0.0)
+    result = SimResult(start=arrivals[0] if arrivals else 0.0)
     queue: deque[float] = deque()
     free = policy.max_in_flight
     cap, hold, timeout = policy.max_items, policy.hold, policy.timeout
@@ -153,4 +153,4 @@ def simulate(arrivals: Sequence[float], policy: Policy, cost: CostModel, *, tick
     return result
 
 
-__all__ = ["CostModel", "Policy", "Result", "percentile", "simulate"]
+__all__ = ["CostModel", "SimPolicy", "SimResult", "percentile", "simulate"]

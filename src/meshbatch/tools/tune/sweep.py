@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from meshbatch.tools.tune.sim import CostModel, Policy, percentile, simulate
+from meshbatch.tools.tune.sim import CostModel, SimPolicy, percentile, simulate
 from meshbatch.tools.tune.trace import Trace
 
 DEFAULT_ITEMS = (8, 16, 32, 64, 128, 256)
@@ -51,7 +51,7 @@ def scaled(arrivals: Sequence[float], load: float) -> list[float]:
     return [start + (a - start) / load for a in arrivals]
 
 
-def evaluate(arrivals: Sequence[float], policy: Policy, cost: CostModel, *, tick: float, seed: int,
+def evaluate(arrivals: Sequence[float], policy: SimPolicy, cost: CostModel, *, tick: float, seed: int,
              current: bool = False) -> Outcome:
     result = simulate(arrivals, policy, cost, tick=tick, seed=seed)
     span, batches = result.span, len(result.sizes)
@@ -75,7 +75,7 @@ def sweep(trace: Trace, cost: CostModel, *, items: Sequence[int], waits_ms: Sequ
     for slots in sorted(set(in_flight)):
         for size in sorted(set(items)):
             for wait in sorted(set(waits_ms)):
-                chosen = Policy(size, wait / 1000, slots, timeout)
+                chosen = SimPolicy(size, wait / 1000, slots, timeout)
                 out.append(evaluate(arrivals, chosen, cost, tick=tick, seed=seed,
                                     current=(size, wait, slots) == now))
     return out

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from meshbatch.config.model import LbConfig
-from meshbatch.registry import Registry
+from meshbatch.registry import Extensions
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.endpoint_set import EndpointSet
 
@@ -23,7 +23,7 @@ class Balancer(Protocol):
 
 
 BalancerFactory = Callable[[EndpointSet, LbConfig], Balancer]
-BALANCERS: Registry[BalancerFactory] = Registry("balancer")
+BALANCERS: Extensions[BalancerFactory] = Extensions("balancer")
 
 
 def uniform(endpoints: EndpointSet) -> bool:

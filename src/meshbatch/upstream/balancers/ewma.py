@@ -11,9 +11,9 @@ an endpoint that fails in a millisecond does not look like the fastest one.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 
+from meshbatch.clock import LoopClock
 from meshbatch.config.model import LbConfig
 from meshbatch.upstream.balancers.base import BALANCERS
 from meshbatch.upstream.endpoint import Endpoint
@@ -28,7 +28,7 @@ class PeakEwma:
         self._endpoints = endpoints
         self._choices = config.choice_count if config is not None else 2
         self._random = (rng or random.Random()).random
-        self._now = now or time.monotonic
+        self._now = now or LoopClock().now  # the clock of the endpoints' time points (clock.py)
 
     def pick(self, key: bytes | None = None) -> Endpoint | None:
         live = self._endpoints.available

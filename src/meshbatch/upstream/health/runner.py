@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.health.active import ActiveChecks
@@ -20,8 +19,8 @@ IDLE = 3600.0
 
 
 async def sleep_until(deadline: float | None, wake: asyncio.Event) -> None:
-    """Until `deadline` (monotonic seconds) or `wake` is set; clears `wake`."""
-    delay = IDLE if deadline is None else deadline - time.monotonic()
+    """Until `deadline` (the loop's clock, clock.py) or `wake` is set; clears `wake`."""
+    delay = IDLE if deadline is None else deadline - asyncio.get_running_loop().time()
     if delay > 0:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
@@ -73,7 +72,7 @@ class HealthRunner:
         outlier = self.outlier
         assert outlier is not None
         while True:
-            outlier.tick(time.monotonic())
+            outlier.tick(self.loop.time())
             await sleep_until(outlier.next_deadline(), self._wake_outlier)
 
     async def _run_checks(self) -> None:
@@ -81,7 +80,7 @@ class HealthRunner:
         assert checks is not None
         request = probe_request(checks.config, self.cluster)
         while True:
-            for endpoint in checks.due(time.monotonic()):
+            for endpoint in checks.due(self.loop.time()):
                 self._spawn(self._probe(checks, endpoint, request))
             await sleep_until(checks.next_deadline(), self._wake_checks)
 
@@ -90,7 +89,7 @@ class HealthRunner:
             ok, detail = await probe(endpoint, checks.config, request, self.loop)
         except Exception as exc:  # a probe must never end the checking task
             ok, detail = False, f"error: {exc}"
-        changed = checks.result(endpoint, ok, time.monotonic(), detail)
+        changed = checks.result(endpoint, ok, self.loop.time(), detail)
         if ok and self.outlier is not None and self.outlier.config.successful_active_health_check_uneject_host:
             self.outlier.uneject(endpoint)
         if changed is not None:
