@@ -61,18 +61,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def _cmd_bench(rest: list[str]) -> int:
-    from meshbatch.benchcli import main as bench_main
-
-    return bench_main(rest)
-
-
-def _cmd_chaos(rest: list[str]) -> int:
-    from meshbatch.chaoscli import main as chaos_main
-
-    return chaos_main(rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshbatch", description="A service-mesh data plane with microbatching.")
     parser.add_argument("--version", action="version", version=f"meshbatch {__version__}")
@@ -120,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # `bench` and `chaos` forward everything after them to their harness's own parser.
+    # `bench` and `chaos` forward everything after them to their harness's own parser, loaded from the checkout.
     for i, word in enumerate(argv):
         if word in ("bench", "chaos"):
             logging.basicConfig(level=logging.WARNING)
-            return (_cmd_bench if word == "bench" else _cmd_chaos)(argv[i + 1:])
+            from meshbatch import checkout
+
+            return checkout.run(word, argv[i + 1:])
         if not word.startswith("-"):
             break
     args = parser.parse_args(argv)
