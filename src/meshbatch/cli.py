@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from meshbatch import __version__
+from meshbatch import __version__, extras
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -52,10 +52,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         print(f"meshbatch: cannot start: {redact_text(str(exc))}", file=sys.stderr)
         return 1
+    finally:
+        if args.print_modules:  # what the process imported in its life: the config's parts and nothing else
+            print("meshbatch: modules " + " ".join(sorted(sys.modules)), file=sys.stderr)
     return code
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    extras.require("demo", "meshbatch demo")
+    if args.database and args.database.startswith(("postgres://", "postgresql://")):
+        extras.require("postgres", "meshbatch demo --database postgresql://...")
     from meshbatch.demo.cli import run_demo
 
     return run_demo(args)
@@ -69,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the proxy from a YAML config (SIGTERM drains, SIGHUP reloads)")
     run.add_argument("--config", "-c", required=True, help="the YAML config file")
+    run.add_argument("--print-modules", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check", help="validate a config: every error with its path")
@@ -123,7 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from meshbatch.config.redact import redact_logs
 
     redact_logs()  # no log line carries a password, token or credential (meshbatch.config.redact)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except extras.MissingExtraError as exc:  # an optional part used without its extra: what to install
+        print(f"meshbatch: {exc}", file=sys.stderr)
+        return 1
     return code
 
 
