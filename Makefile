@@ -8,30 +8,45 @@ PYTEST_ARGS ?=
 COMPILED := $(VENV)/compiled
 HOT_SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 
-.PHONY: all venv demo test test-compiled compiled lint typecheck bench bench-deps system-deps browser-deps chaos clean
+# Exact versions of every dependency, every extra and the dev tools (pyproject.toml has the ranges).
+LOCK := requirements/lock.txt
+UV_VERSION := 0.13.9
+
+.PHONY: all venv lock demo test test-compiled compiled lint typecheck bench bench-deps system-deps browser-deps chaos \
+	clean
 
 all: test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# uv (a pinned PyPI package) makes installs fast; plain pip is the fallback.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9 || true
+# The lock first, then the project itself, editable, without resolving anything again (its build needs only
+# setuptools and wheel, which the lock has). uv (a pinned PyPI package) makes installs fast; plain pip is the
+# fallback.
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) || true
 	if [ -x $(BIN)/uv ]; then \
-		$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'; \
+		$(BIN)/uv pip install -q --python $(BIN)/python -r $(LOCK) && \
+		$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .; \
 	else \
-		$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'; \
+		$(BIN)/python -m pip install -q --disable-pip-version-check -r $(LOCK) && \
+		$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .; \
 	fi
 	touch $(STAMP)
 
 venv: $(STAMP)
 
+# Resolve pyproject.toml's ranges again (all extras and the dev tools) into exact pins for every platform.
+lock: | $(BIN)/python
+	[ -x $(BIN)/uv ] || $(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip compile -q --universal --python-version 3.11 --all-extras --no-emit-package meshbatch \
+		--custom-compile-command 'make lock' -o $(LOCK) pyproject.toml
+
 demo: $(STAMP)
 	$(BIN)/meshbatch demo
 
 test: $(STAMP) system-deps
-	$(BIN)/ruff check src tests bench chaos
+	$(BIN)/ruff check src tests testbed bench chaos
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-compiled
@@ -55,8 +70,11 @@ test-compiled: compiled
 	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider $(COMPILED_TESTS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench chaos
-	$(BIN)/ruff format --check src tests bench chaos || true
+	$(BIN)/ruff check src tests testbed bench chaos
+	$(BIN)/ruff format --check src tests testbed bench chaos || true
+	$(BIN)/mypy
+
+typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Debian packages: the peers the benchmarks run against (nginx, haproxy, wrk) and the real services some tests

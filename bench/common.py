@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshbatch import harness
+from testbed import machine
 
 LOOPBACK = "127.0.0.1"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
@@ -287,7 +287,7 @@ def core_usage(before: dict[int, tuple[int, int, int]], after: dict[int, tuple[i
 
 def machine_facts(versions: dict[str, str]) -> dict[str, Any]:
     return {
-        **harness.machine_facts(),
+        **machine.machine_facts(),
         "versions": versions,
         "note": "shared machine: absolute figures drift between runs; compare peers of the same run (ratios)",
     }

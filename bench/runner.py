@@ -35,7 +35,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from meshbatch import harness
+from testbed import machine
 
 from .common import BenchError
 
@@ -225,7 +225,7 @@ def main(argv: list[str], prog: str = "meshbatch bench") -> int:
         return _deps(args, console)
     chosen = list(scenarios) if args.scenario == "all" else [args.scenario]
     ok = True
-    with harness.sigterm_interrupts():
+    with machine.sigterm_interrupts():
         for name in chosen:
             scenario_args = _scenario_args(parser, name, args) if args.scenario == "all" else args
             try:

@@ -1,32 +1,21 @@
-"""Shared pieces of the chaos suite: where the repository and its test helpers are, waiting on conditions, checks,
-the scenario context and result, machine facts."""
+"""Shared pieces of the chaos suite: where the repository is, waiting on conditions, checks, the scenario context
+and result, machine facts."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshbatch import harness
+from testbed import machine
 
 CHAOS_DIR = Path(__file__).resolve().parent
 REPO = CHAOS_DIR.parent
 
-
-def use_test_helpers() -> None:
-    """Put tests/ and tests/integration/ on sys.path: the suite drives the same proxy processes, upstream
-    processes, PKI and config writers as the integration tests (tests/support, tests/integration/upstream_fleet)."""
-    for folder in (REPO / "tests", REPO / "tests" / "integration"):
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
-
-
-use_test_helpers()
 
 
 class ChaosError(RuntimeError):
@@ -130,7 +119,7 @@ def machine_facts() -> dict[str, Any]:
 
     load1, load5, load15 = os.getloadavg()
     return {
-        **harness.machine_facts(),
+        **machine.machine_facts(),
         "meshbatch": getattr(meshbatch, "__version__", "unknown"),
         "compiled_build": "compiled" in os.environ.get("PYTHONPATH", ""),
         "git_commit": _git("rev-parse", "--short", "HEAD"),
@@ -164,4 +153,4 @@ def slope(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 __all__ = ["CHAOS_DIR", "REPO", "ChaosError", "Check", "Context", "Scenario", "ScenarioResult", "machine_facts",
-           "percentile", "slope", "use_test_helpers", "wait_until"]
+           "percentile", "slope", "wait_until"]

@@ -1,5 +1,5 @@
-"""The proxies under test: their configs (written with the integration tests' config builders), the processes
-(`MeshbatchProcess` of tests/support: `meshbatch run` with its stderr read), and what the suite reads from them:
+"""The proxies under test: their configs (written with the config builders the tests use too), the processes
+(`MeshbatchProcess` of testbed: `meshbatch run` with its stderr read), and what the suite reads from them:
 /proc (open file descriptors, RSS), /metrics (counters, live tasks, loop lag), the admin API, access logs."""
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .common import use_test_helpers, wait_until
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess, metric_value, write_config
 
-use_test_helpers()
-from support.config import cluster, config, listener, route  # noqa: E402
-from support.proxy import MeshbatchProcess, metric_value, write_config  # noqa: E402
+from .common import wait_until
 
 RETRY: dict[str, Any] = {"retry_on": ["connect-failure", "reset", "gateway-error"], "num_retries": 2,
                          "backoff": {"base_ms": 10, "max_ms": 50}}

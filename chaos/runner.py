@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from meshbatch import harness
+from testbed import machine
 
 from .common import CHAOS_DIR, ChaosError, Context, Scenario, ScenarioResult, machine_facts
 from .report import markdown
@@ -127,7 +127,7 @@ def main(argv: list[str], prog: str = "meshbatch chaos") -> int:
     started = time.monotonic()
     display = Display(chosen, ctx)
     try:
-        with harness.sigterm_interrupts(), display:
+        with machine.sigterm_interrupts(), display:
             for scenario in chosen:
                 display.begin(scenario)
                 result = run_scenario(scenario, ctx)

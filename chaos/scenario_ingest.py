@@ -125,7 +125,7 @@ def warm_up(proxy: Proxy, specs: list[StreamSpec], n: int = 20) -> None:
 
 # -- SIGKILL mid-ingestion ---------------------------------------------------------------------------------
 def sqlite_ids(path: Path) -> list[str]:
-    from test_ingest_services import sqlite_rows
+    from testbed.stores import sqlite_rows
 
     rows: list[str] = sqlite_rows(path)
     return rows
@@ -249,10 +249,10 @@ def kill_restart(ctx: Context) -> ScenarioResult:
 
 # -- PostgreSQL goes away and comes back ---------------------------------------------------------------
 def _postgres() -> tuple[str, Any, Any]:
-    from test_ingest_postgres import Relay, _sql
-    from test_ingest_services import PG_URL
+    from testbed.relay import Relay
+    from testbed.stores import PG_URL, sql
 
-    return PG_URL, Relay, _sql
+    return PG_URL, Relay, sql
 
 
 def postgres_reachable(url: str) -> bool:

@@ -36,9 +36,7 @@ TD = "example.org"
 
 
 def _tls_helpers() -> Any:
-    from test_tls_rotation import serial_of, served_serial
-
-    from support.pki import Pki, bundle, client_context
+    from testbed.pki import Pki, bundle, client_context, serial_of, served_serial
 
     class QuietPki(Pki):
         """The tests' PKI (`meshbatch ca` in-process), without the command's report on stdout."""

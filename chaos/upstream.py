@@ -1,6 +1,6 @@
 """Upstream processes that write down every item id they answer, to find duplicates and losses afterwards.
 
-They are the integration tests' upstream processes (tests/integration/upstream_fleet.py: kill, revive, control
+They are the upstream processes of testbed/fleet.py (the tests' too: kill, revive, control
 `delay_ms` and `status`, `/_stats`) with one addition: before answering, a request's ids (`{"id": ...}` in a
 plain body, each item's id in a `/batch` array) are appended to a file, one per line, with one write(2) per
 request. The file outlives the process, so a SIGKILLed upstream's ids are still counted. Plain answers echo the
@@ -21,14 +21,9 @@ from pathlib import Path
 
 import orjson
 
-if __name__ == "__main__":  # as a script: its own folder is on sys.path, the repository's tests are not
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
-    from upstream_fleet import Upstream, _Upstream, free_port
-else:
-    from .common import use_test_helpers
-
-    use_test_helpers()
-    from upstream_fleet import Upstream, _Upstream, free_port
+if __name__ == "__main__":  # as a script its own folder is on sys.path; testbed is in the checkout above it
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from testbed.fleet import Upstream, _Upstream, free_port
 
 
 class _IdUpstream(_Upstream):
@@ -72,7 +67,7 @@ def _serve(name: str, port: int, id_file: str) -> None:
 
 @dataclass
 class IdUpstream(Upstream):
-    """One upstream process (see upstream_fleet.Upstream), recording ids into `id_file`."""
+    """One upstream process (see testbed.fleet.Upstream), recording ids into `id_file`."""
 
     id_file: Path = Path("ids.log")
 

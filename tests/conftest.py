@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 import meshbatch.runtime.checks  # noqa: F401  (tests that parse configs judge them by every rule, as `check` does)
-from support.proxy import MeshbatchProcess, write_config
-from support.upstream import UpstreamServer
+from testbed.proxy import MeshbatchProcess, write_config
+from testbed.upstream import UpstreamServer
 
 
 class MeshFactory:

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from meshbatch import __version__
+from meshbatch import __version__, extras
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -52,25 +52,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         print(f"meshbatch: cannot start: {redact_text(str(exc))}", file=sys.stderr)
         return 1
+    finally:
+        if args.print_modules:  # what the process imported in its life: the config's parts and nothing else
+            print("meshbatch: modules " + " ".join(sorted(sys.modules)), file=sys.stderr)
     return code
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    extras.require("demo", "meshbatch demo")
+    if args.database and args.database.startswith(("postgres://", "postgresql://")):
+        extras.require("postgres", "meshbatch demo --database postgresql://...")
     from meshbatch.demo.cli import run_demo
 
     return run_demo(args)
-
-
-def _cmd_bench(rest: list[str]) -> int:
-    from meshbatch.benchcli import main as bench_main
-
-    return bench_main(rest)
-
-
-def _cmd_chaos(rest: list[str]) -> int:
-    from meshbatch.chaoscli import main as chaos_main
-
-    return chaos_main(rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the proxy from a YAML config (SIGTERM drains, SIGHUP reloads)")
     run.add_argument("--config", "-c", required=True, help="the YAML config file")
+    run.add_argument("--print-modules", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check", help="validate a config: every error with its path")
@@ -120,11 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # `bench` and `chaos` forward everything after them to their harness's own parser.
+    # `bench` and `chaos` forward everything after them to their harness's own parser, loaded from the checkout.
     for i, word in enumerate(argv):
         if word in ("bench", "chaos"):
             logging.basicConfig(level=logging.WARNING)
-            return (_cmd_bench if word == "bench" else _cmd_chaos)(argv[i + 1:])
+            from meshbatch import checkout
+
+            return checkout.run(word, argv[i + 1:])
         if not word.startswith("-"):
             break
     args = parser.parse_args(argv)
@@ -133,7 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from meshbatch.config.redact import redact_logs
 
     redact_logs()  # no log line carries a password, token or credential (meshbatch.config.redact)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except extras.MissingExtraError as exc:  # an optional part used without its extra: what to install
+        print(f"meshbatch: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -8,29 +8,51 @@ from types import ModuleType
 
 import pytest
 
-from meshbatch import benchcli
+from meshbatch import checkout
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return benchcli.load_bench(benchcli.find_bench_dir())
+    return checkout.load("bench")
 
 
 def _mod(name: str) -> ModuleType:
-    return importlib.import_module(f"{benchcli.PACKAGE}.{name}")
+    return importlib.import_module(f"bench.{name}")
 
 
 def test_bench_dir_is_found_from_the_package() -> None:
-    found = benchcli.find_bench_dir()
+    found = checkout.find("bench") / "bench"
     assert (found / "runner.py").is_file()
     assert (found / "scenario_proxy.py").is_file()
 
 
 def test_env_var_must_point_at_a_bench_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(benchcli.ENV_VAR, str(tmp_path))
-    with pytest.raises(benchcli.BenchNotFoundError, match=benchcli.ENV_VAR):
-        benchcli.find_bench_dir()
-    assert benchcli.main(["proxy", "--quick"]) == 2
+    monkeypatch.setenv(checkout.ENV_VARS["bench"], str(tmp_path))
+    with pytest.raises(checkout.CheckoutNotFoundError, match=checkout.ENV_VARS["bench"]):
+        checkout.find("bench")
+    assert checkout.run("bench", ["proxy", "--quick"]) == 2
+
+
+def test_without_a_checkout_the_command_says_where_to_run_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """An installed wheel has no bench/ beside it: a clear error and exit 2, never an import error."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(checkout, "__file__", str(tmp_path / "site-packages" / "meshbatch" / "checkout.py"))
+    with pytest.raises(checkout.CheckoutNotFoundError, match="not part of the installed package"):
+        checkout.find("bench")
+    assert checkout.run("chaos", ["--help"]) == 2
+    assert "repository checkout" in capsys.readouterr().err
+
+
+def test_a_harness_never_imports_the_tests() -> None:
+    """bench/, chaos/ and testbed/ stand on their own: nothing in them reaches into tests/."""
+    root = checkout.find("bench")
+    for folder in ("bench", "chaos", "testbed"):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text()
+            for needle in ("from tests", "import tests", "from support", "upstream_fleet", "from test_",
+                           '"tests"', "'tests'"):
+                assert needle not in text, f"{path.relative_to(root)} refers to the tests ({needle})"
 
 
 def test_scenarios_are_discovered(bench: ModuleType) -> None:

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from support.batch_upstream import BatchUpstream, batch_route
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess
-from support.upstream import UpstreamServer
+from testbed.batch_upstream import BatchUpstream, batch_route
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess
+from testbed.upstream import UpstreamServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -8,20 +8,20 @@ from types import ModuleType
 
 import pytest
 
-from meshbatch import chaoscli
+from meshbatch import checkout
 
 
 @pytest.fixture(scope="module")
 def chaos() -> ModuleType:
-    return chaoscli.load_chaos(chaoscli.find_chaos_dir())
+    return checkout.load("chaos")
 
 
 def _mod(name: str) -> ModuleType:
-    return importlib.import_module(f"{chaoscli.PACKAGE}.{name}")
+    return importlib.import_module(f"chaos.{name}")
 
 
 def test_chaos_dir_is_found(chaos: ModuleType) -> None:
-    assert (chaoscli.find_chaos_dir() / "runner.py").is_file()
+    assert (checkout.find("chaos") / "chaos" / "runner.py").is_file()
 
 
 def test_slope_and_its_error(chaos: ModuleType) -> None:

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from meshbatch import chaoscli
+from meshbatch import checkout
 
 SCENARIOS = ["upstream-kill", "upstream-hang", "reload", "cert-rotation", "drain-handover", "ingest-kill",
              "sink-outage", "client-disconnect", "overload", "soak"]
@@ -20,8 +20,7 @@ SCENARIOS = ["upstream-kill", "upstream-hang", "reload", "cert-rotation", "drain
 
 @pytest.fixture(scope="module")
 def runner() -> ModuleType:
-    chaoscli.load_chaos(chaoscli.find_chaos_dir())
-    return importlib.import_module(f"{chaoscli.PACKAGE}.runner")
+    return checkout.load("chaos")
 
 
 def test_every_scenario_is_here(runner: ModuleType) -> None:
@@ -32,7 +31,7 @@ def test_every_scenario_is_here(runner: ModuleType) -> None:
 @pytest.mark.timeout(150)
 def test_scenario_short(runner: ModuleType, name: str, tmp_path: Path) -> None:
     result = runner.run_one(name, short=True, work=tmp_path)
-    report = importlib.import_module(f"{chaoscli.PACKAGE}.report")
+    report = importlib.import_module("chaos.report")
     print("\n" + report.scenario_markdown(result.as_json()))
     if result.skipped:
         if os.environ.get("MESHBATCH_REQUIRE_SERVICES"):

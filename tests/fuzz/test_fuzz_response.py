@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from meshbatch.errors import ProxyError
 from meshbatch.http.client import UpstreamConnection
-from support.transport import Recorder, connect
+from testbed.transport import Recorder, connect
 
 CORPUS = sorted((Path(__file__).parent / "corpus" / "response").glob("*.bin"))
 SEEDS = [path.read_bytes() for path in CORPUS]

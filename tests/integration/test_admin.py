@@ -10,9 +10,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess
+from testbed.upstream import UpstreamServer
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from support.config import cluster, config, listener, route
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.upstream import UpstreamServer
 
 ISSUER = "https://issuer.example"
 POLICIES = [{"name": "admins", "action": "ALLOW", "rules": [

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from support.config import cluster, config, listener, route
-from support.raw import RawClient, get
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.raw import RawClient, get
+from testbed.upstream import UpstreamServer
 
 
 def test_connection_and_identity_rates(mesh: Any, upstreams: dict[str, UpstreamServer]) -> None:

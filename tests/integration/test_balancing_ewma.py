@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from upstream_fleet import Fleet, load, percentile, request_bytes
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess
+from testbed.config import cluster, config, listener, route
+from testbed.fleet import Fleet, load, percentile, request_bytes
+from testbed.proxy import MeshbatchProcess
 
 FAST_MS, SLOW_MS = 2, 20
 BATCH = {"max_items": 8, "max_wait_ms": 2, "codec": "json-array", "upstream_path": "/batch", "max_in_flight": 4}

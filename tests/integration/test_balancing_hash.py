@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from upstream_fleet import Fleet, load, request_bytes
 
-from support.config import cluster, config, listener, route
+from testbed.config import cluster, config, listener, route
+from testbed.fleet import Fleet, load, request_bytes
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import httpx
 import orjson
 import pytest
 
-from support.batch_upstream import BATCH_HEADERS, BatchUpstream, Callers, Plug, batch_route
-from support.config import cluster, config, listener
-from support.proxy import MeshbatchProcess
-from support.upstream import refused_port
+from testbed.batch_upstream import BATCH_HEADERS, BatchUpstream, Callers, Plug, batch_route
+from testbed.config import cluster, config, listener
+from testbed.proxy import MeshbatchProcess
+from testbed.upstream import refused_port
 
 # route name -> (path prefix, upstream path, extra batch settings)
 ROUTES: dict[str, tuple[str, str, dict[str, Any]]] = {

@@ -17,10 +17,10 @@ import httpx
 import orjson
 import pytest
 
-from support.batch_upstream import BatchUpstream, Callers, batch_route, wait_until
-from support.config import cluster, config, listener
-from support.proxy import MeshbatchProcess
-from support.raw import RawClient
+from testbed.batch_upstream import BatchUpstream, Callers, batch_route, wait_until
+from testbed.config import cluster, config, listener
+from testbed.proxy import MeshbatchProcess
+from testbed.raw import RawClient
 
 ROUTES = ["ja", "nd", "env"]
 

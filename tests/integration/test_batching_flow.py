@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from support.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wait_until
-from support.config import cluster, config, listener
-from support.proxy import MeshbatchProcess
+from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wait_until
+from testbed.config import cluster, config, listener
+from testbed.proxy import MeshbatchProcess
 
 
 @pytest.fixture(scope="module")

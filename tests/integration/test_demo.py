@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.upstream import refused_port
+from testbed.upstream import refused_port
 
 
 def test_demo_runs_prints_the_table_and_writes_the_plot(tmp_path: Path) -> None:

@@ -18,12 +18,12 @@ import dns.rdatatype
 import dns.rrset
 import httpx
 import pytest
-from upstream_fleet import Fleet, load, request_bytes
 
 from meshbatch.config.model import Discovery
 from meshbatch.discovery.dns import DnsSource
-from support.config import config, listener, route
-from support.proxy import MeshbatchProcess
+from testbed.config import config, listener, route
+from testbed.fleet import Fleet, load, request_bytes
+from testbed.proxy import MeshbatchProcess
 
 Zone = dict[tuple[str, str], list[str]]  # (name, type) -> rdata texts
 

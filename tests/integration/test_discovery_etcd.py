@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-from upstream_fleet import Fleet, free_port, load, request_bytes
 
-from support.config import config, listener, route
-from support.proxy import MeshbatchProcess
+from testbed.config import config, listener, route
+from testbed.fleet import Fleet, free_port, load, request_bytes
+from testbed.proxy import MeshbatchProcess
 
 ETCD = shutil.which("etcd") or ("/usr/bin/etcd" if Path("/usr/bin/etcd").exists() else None)
 pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd is not installed (Debian package etcd-server)")

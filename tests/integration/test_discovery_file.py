@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from upstream_fleet import Fleet, load, request_bytes
 
-from support.config import config, listener, route
-from support.proxy import MeshbatchProcess
+from testbed.config import config, listener, route
+from testbed.fleet import Fleet, load, request_bytes
+from testbed.proxy import MeshbatchProcess
 
 
 @pytest.fixture

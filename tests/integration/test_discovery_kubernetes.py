@@ -1,4 +1,4 @@
-"""Kubernetes discovery against an in-process API server with real list/watch semantics (tests/support/k8s_api):
+"""Kubernetes discovery against an in-process API server with real list/watch semantics (testbed/k8s_api):
 the source lists a Service's EndpointSlices, watches them from the list's resourceVersion, resumes after a
 stream ends, lists again after 410 Gone, follows bookmarks, keeps the last set through API failures, reads
 in-cluster credentials, and a `meshbatch run` proxy routes real traffic to what it discovers, following changes
@@ -27,9 +27,9 @@ from cryptography.x509.oid import NameOID
 from meshbatch.config.model import Discovery, EndpointSpec
 from meshbatch.discovery import kubernetes_api
 from meshbatch.discovery.kubernetes import KubernetesSource
-from support.config import config, listener, route
-from support.k8s_api import FakeKubernetes, endpoint, endpoint_slice
-from support.upstream import UpstreamServer
+from testbed.config import config, listener, route
+from testbed.k8s_api import FakeKubernetes, endpoint, endpoint_slice
+from testbed.upstream import UpstreamServer
 
 
 class Watched:

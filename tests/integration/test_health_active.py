@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from upstream_fleet import Fleet, load, request_bytes
 
-from support.config import cluster, config, listener, route
+from testbed.config import cluster, config, listener, route
+from testbed.fleet import Fleet, load, request_bytes
 
 
 @pytest.fixture

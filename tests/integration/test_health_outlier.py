@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from upstream_fleet import Fleet, load, request_bytes
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess
+from testbed.config import cluster, config, listener, route
+from testbed.fleet import Fleet, load, request_bytes
+from testbed.proxy import MeshbatchProcess
 
 OUTLIER = {"consecutive_5xx": 5, "consecutive_gateway_failure": 5, "interval_ms": 500,
            "base_ejection_time_ms": 1500, "max_ejection_percent": 34}

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from test_ingest_services import ingest_config, sqlite_rows, wait_until
+from test_ingest_services import ingest_config, wait_until
 
 from meshbatch.ingest.record import key_of
-from support.proxy import write_config
+from testbed.proxy import write_config
+from testbed.stores import sqlite_rows
 
 TOKEN = "s3cret-token-for-tests"
 

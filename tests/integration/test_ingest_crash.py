@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from test_ingest_services import Producer, ingest_config, sqlite_rows, wait_until
+from test_ingest_services import Producer, ingest_config, wait_until
+
+from testbed.stores import sqlite_rows
 
 N = 3000
 

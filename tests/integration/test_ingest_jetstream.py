@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from test_ingest_services import NATS_URL, Producer, ingest_config, named, require, sqlite_rows, wait_until
+from test_ingest_services import Producer, ingest_config, require, wait_until
+
+from testbed.stores import NATS_URL, named, sqlite_rows
 
 TOKEN = "jetstream-admin-token-1"
 

@@ -18,7 +18,7 @@ import uvicorn
 from test_ingest_services import wait_until
 
 from meshbatch.ingest.record import key_of
-from support.config import cluster, config, listener
+from testbed.config import cluster, config, listener
 
 
 class GzipBatchUpstream:

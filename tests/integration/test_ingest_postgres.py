@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,71 +14,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
-from test_ingest_services import PG_URL, Producer, ingest_config, named, require, wait_until
+from test_ingest_services import Producer, ingest_config, require, wait_until
 
-
-class Relay:
-    """A TCP relay on 127.0.0.1 to `target`; `down()` closes it and every connection, `up()` listens again on the
-    same port."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self.server: socket.socket | None = None
-        self.conns: list[socket.socket] = []
-        self.lock = threading.Lock()
-
-    def up(self) -> None:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(64)
-        self.port = server.getsockname()[1]
-        self.server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def down(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.close()
-        with self.lock:
-            for conn in self.conns:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                conn.close()
-            self.conns.clear()
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+from testbed.relay import Relay
+from testbed.stores import PG_URL, named, sql
 
 
 @pytest.fixture
@@ -87,20 +25,12 @@ def table() -> Iterator[str]:
     require(PG_URL, "PostgreSQL")
     name = f"mb_ingest_{secrets.token_hex(4)}"
     yield name
-    asyncio.run(_sql(PG_URL, f"DROP TABLE IF EXISTS {name}"))
-
-
-async def _sql(url: str, statement: str) -> Any:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetch(statement)
-    finally:
-        await conn.close()
+    asyncio.run(sql(PG_URL, f"DROP TABLE IF EXISTS {name}"))
 
 
 def pg_ids(table: str) -> list[str]:
     try:
-        return named(r["event_id"] for r in asyncio.run(_sql(PG_URL, f"SELECT event_id FROM {table}")))
+        return named(r["event_id"] for r in asyncio.run(sql(PG_URL, f"SELECT event_id FROM {table}")))
     except asyncpg.exceptions.UndefinedTableError:
         return []
 
@@ -128,7 +58,7 @@ def test_kill_9_mid_flush_with_postgres(mesh: Any, tmp_path: Path, table: str) -
     wait_until(lambda: acked <= set(pg_ids(table)), 30, "every acknowledged event in PostgreSQL")
     ids = pg_ids(table)
     assert len(ids) == len(set(ids))
-    rows = asyncio.run(_sql(PG_URL, f"SELECT n, doc FROM {table} WHERE event_id LIKE 'k.%.k-7'"))
+    rows = asyncio.run(sql(PG_URL, f"SELECT n, doc FROM {table} WHERE event_id LIKE 'k.%.k-7'"))
     if rows:
         assert rows[0]["n"] == 7
 

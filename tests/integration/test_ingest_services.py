@@ -7,21 +7,16 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from meshbatch.ingest.record import key_of
-
-PG_URL = os.environ.get("MESHBATCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-NATS_URL = os.environ.get("MESHBATCH_NATS_URL", "nats://127.0.0.1:4222")
+from testbed.stores import NATS_URL, PG_URL
 
 
 def require(url: str, what: str) -> str:
@@ -80,25 +75,6 @@ class Producer:
         chunks = [items[t::threads] for t in range(threads)]
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             list(pool.map(run, chunks))
-
-
-def named(ids: Iterable[str]) -> list[str]:
-    """Stored event ids, each keyed one as its caller's idempotency key (`k.<scope>.k-7` -> `k-7`)."""
-    return [key_of(i) or i for i in ids]
-
-
-def sqlite_rows(path: Path, table: str = "events") -> list[str]:
-    """The events in a SQLite sink, by `named` id."""
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    except sqlite3.OperationalError:
-        return []
-    try:
-        return named(row[0] for row in db.execute(f"SELECT event_id FROM {table}"))
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        db.close()
 
 
 def test_postgres_answers() -> None:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from meshbatch.cli import main as cli
-from support.k8s_validate import config_maps_with_configs, documents, validate_all, validate_file
+from testbed.k8s_validate import config_maps_with_configs, documents, validate_all, validate_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

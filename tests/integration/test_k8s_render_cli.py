@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meshbatch.cli import main as cli
-from support.k8s_validate import config_maps_with_configs, documents, validate_all
+from testbed.k8s_validate import config_maps_with_configs, documents, validate_all
 
 CONFIG = """\
 admin:

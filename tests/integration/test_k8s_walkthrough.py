@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
-from upstream_fleet import free_port
 
-from support.k8s_api import FakeKubernetes, endpoint, endpoint_slice
-from support.k8s_validate import documents
+from testbed.fleet import free_port
+from testbed.k8s_api import FakeKubernetes, endpoint, endpoint_slice
+from testbed.k8s_validate import documents
 
 ROOT = Path(__file__).resolve().parents[2]
 CURL = shutil.which("curl")

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess, metric_value, write_config
-from support.raw import RawClient, get
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess, metric_value, write_config
+from testbed.raw import RawClient, get
+from testbed.upstream import UpstreamServer
 
 
 def wait_until(predicate: Any, timeout: float = 5.0, message: str = "condition") -> None:

@@ -12,9 +12,9 @@ import orjson
 import pytest
 import yaml
 
-from support.batch_upstream import BatchUpstream, batch_route, wait_until
-from support.config import cluster, config, listener
-from support.upstream import refused_port
+from testbed.batch_upstream import BatchUpstream, batch_route, wait_until
+from testbed.config import cluster, config, listener
+from testbed.upstream import refused_port
 
 
 @pytest.fixture(scope="module")

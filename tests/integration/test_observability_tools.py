@@ -15,10 +15,10 @@ import httpx
 import orjson
 import pytest
 
-from support.batch_upstream import BatchUpstream, batch_route, wait_until
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess
-from support.upstream import UpstreamServer
+from testbed.batch_upstream import BatchUpstream, batch_route, wait_until
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess
+from testbed.upstream import UpstreamServer
 
 REQUESTS = 400
 

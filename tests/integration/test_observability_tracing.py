@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
-from support.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wait_until
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess
-from support.upstream import UpstreamServer
+from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wait_until
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess
+from testbed.upstream import UpstreamServer
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import simple
-from support.proxy import MeshbatchProcess
-from support.raw import RawClient, exchange, get, request
-from support.upstream import UpstreamServer
+from testbed.config import simple
+from testbed.proxy import MeshbatchProcess
+from testbed.raw import RawClient, exchange, get, request
+from testbed.upstream import UpstreamServer
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 

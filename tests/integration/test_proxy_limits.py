@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess, metric_value
-from support.raw import RawClient, get, request
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess, metric_value
+from testbed.raw import RawClient, get, request
+from testbed.upstream import UpstreamServer
 
 TIGHT = {"max_header_bytes": 1024, "max_body_bytes": 1000, "header_timeout_ms": 300, "idle_timeout_ms": 400}
 

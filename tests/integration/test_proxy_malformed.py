@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import simple
-from support.proxy import MeshbatchProcess, metric_value
-from support.raw import RawClient, get, request
-from support.upstream import UpstreamServer
+from testbed.config import simple
+from testbed.proxy import MeshbatchProcess, metric_value
+from testbed.raw import RawClient, get, request
+from testbed.upstream import UpstreamServer
 
 CASES: dict[str, tuple[bytes, str]] = {
     "content_length_and_chunked": (

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess
-from support.raw import exchange
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess
+from testbed.raw import exchange
+from testbed.upstream import UpstreamServer
 
 ROUTES = [
     route("round-robin", "ab", {"path_prefix": "/rr"}),
@@ -169,7 +169,7 @@ def test_curl_sees_404_json(proxy: MeshbatchProcess) -> None:
 def test_a_local_reply_keeps_the_connection_for_the_next_request(proxy: MeshbatchProcess) -> None:
     """A request the proxy answers itself at once (no route: 404) leaves the keep-alive connection serving: the
     next request on it, and one pipelined behind it, are answered too."""
-    from support.raw import RawClient, get
+    from testbed.raw import RawClient, get
 
     with RawClient(proxy.address("routing")) as raw:
         raw.send(get("/nowhere", host="other"))

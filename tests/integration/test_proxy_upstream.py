@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess, metric_value
-from support.upstream import UpstreamServer, refused_port
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess, metric_value
+from testbed.upstream import UpstreamServer, refused_port
 
 
 @pytest.fixture(scope="module")

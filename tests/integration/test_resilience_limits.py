@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from upstream_fleet import Fleet, load, request_bytes
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess, metric_value
+from testbed.config import cluster, config, listener, route
+from testbed.fleet import Fleet, load, request_bytes
+from testbed.proxy import MeshbatchProcess, metric_value
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from upstream_fleet import Fleet, Result, load, request_bytes
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess, metric_value, write_config
+from testbed.config import cluster, config, listener, route
+from testbed.fleet import Fleet, Result, load, request_bytes
+from testbed.proxy import MeshbatchProcess, metric_value, write_config
 
 RETRY = {"retry_on": ["5xx", "connect-failure", "reset"], "num_retries": 2}
 BREAKER = {"endpoint": {"consecutive_failures": 5, "open_ms": 200, "max_open_ms": 400}}

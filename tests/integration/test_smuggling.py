@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.pki import Pki
-from support.proxy import MeshbatchProcess
-from support.raw import RawClient, get, request
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.pki import Pki
+from testbed.proxy import MeshbatchProcess
+from testbed.raw import RawClient, get, request
+from testbed.upstream import UpstreamServer
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
 P = b"POST /carrier HTTP/1.1\r\nHost: t\r\n"

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.pki import Pki, bundle, client_context, tls_request
-from support.proxy import MeshbatchProcess, metric_value
-from support.raw import get
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.pki import Pki, bundle, client_context, tls_request
+from testbed.proxy import MeshbatchProcess, metric_value
+from testbed.raw import get
+from testbed.upstream import UpstreamServer
 
 TD = "example.org"
 

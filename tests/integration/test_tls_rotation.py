@@ -13,29 +13,13 @@ from typing import Any
 
 import httpx
 
-from support.config import cluster, config, listener, route
-from support.pki import Pki, bundle, client_context
-from support.proxy import MeshbatchProcess, metric_value
-from support.raw import get
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.pki import Pki, bundle, client_context, serial_of, served_serial
+from testbed.proxy import MeshbatchProcess, metric_value
+from testbed.raw import get
+from testbed.upstream import UpstreamServer
 
 TD = "example.org"
-
-
-def served_serial(address: tuple[str, int], context: ssl.SSLContext) -> int:
-    """The serial of the certificate a fresh handshake gets."""
-    with socket.create_connection(address, timeout=5) as raw, context.wrap_socket(raw) as tls:
-        der = tls.getpeercert(binary_form=True)
-    from cryptography import x509
-
-    assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
-
-
-def serial_of(path: Path) -> int:
-    from cryptography import x509
-
-    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:

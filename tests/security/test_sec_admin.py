@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from support.proxy import MeshbatchProcess, metric_value, write_config
-from support.raw import RawClient
-from support.upstream import UpstreamServer
+from testbed.proxy import MeshbatchProcess, metric_value, write_config
+from testbed.raw import RawClient
+from testbed.upstream import UpstreamServer
 
 ADMIN_TOKEN = "admin-token-SECRET-0123"
 SECRETS = [ADMIN_TOKEN, "pgPW-SECRET", "natsTOKEN-SECRET", "otlp-SECRET-value-123", "etcdPW-SECRET", "otlpPW-SECRET"]

@@ -18,10 +18,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess, metric_value
-from support.raw import RawClient, get
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess, metric_value
+from testbed.raw import RawClient, get
+from testbed.upstream import UpstreamServer
 
 ISSUER = "https://issuer.example"
 POLICIES = [

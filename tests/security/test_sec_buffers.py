@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.hostile import HostileUpstream, Peer, RawRequest
-from support.proxy import MeshbatchProcess, metric_value
+from testbed.config import cluster, config, listener, route
+from testbed.hostile import HostileUpstream, Peer, RawRequest
+from testbed.proxy import MeshbatchProcess, metric_value
 
 MIB = 1 << 20
 BIG = 60 * MIB

@@ -17,8 +17,8 @@ import yaml
 
 from meshbatch.config import ConfigError, load, parse
 from meshbatch.config.source import MAX_CONFIG_BYTES, MAX_EXPANDED_NODES, expanded_size
-from support.config import cluster, config, listener, route
-from support.proxy import write_config
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import write_config
 
 BOMB = """\
 a: &a ["x","x","x","x","x","x","x","x","x","x"]

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.pki import Pki, client_context, tls_request
-from support.proxy import MeshbatchProcess, metric_value
-from support.raw import get
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.pki import Pki, client_context, tls_request
+from testbed.proxy import MeshbatchProcess, metric_value
+from testbed.raw import get
+from testbed.upstream import UpstreamServer
 
 HEADROOM = 12  # descriptors the proxy may still open once limited
 FLOOD = 200  # connections: far more than the headroom, the rest wait in the backlog

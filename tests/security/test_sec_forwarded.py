@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess
-from support.raw import RawResponse, exchange
-from support.upstream import Seen, UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess
+from testbed.raw import RawResponse, exchange
+from testbed.upstream import Seen, UpstreamServer
 
 BLOCKED = [{"name": "blocked-net", "action": "DENY",
             "rules": [{"from": [{"source": {"ip_blocks": ["198.51.100.0/24"]}}]}]}]

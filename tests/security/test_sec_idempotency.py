@@ -28,10 +28,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from support.batch_upstream import BatchUpstream, batch_route, wait_until
-from support.config import cluster, config, listener
-from support.pki import Pki, client_context
-from support.proxy import MeshbatchProcess
+from testbed.batch_upstream import BatchUpstream, batch_route, wait_until
+from testbed.config import cluster, config, listener
+from testbed.pki import Pki, client_context
+from testbed.proxy import MeshbatchProcess
 
 PG_URL = os.environ.get("MESHBATCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ISSUER = "https://issuer.example"

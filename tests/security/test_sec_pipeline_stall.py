@@ -26,9 +26,9 @@ import httpx
 import pytest
 import yaml
 
-from support.config import cluster, config, listener
-from support.proxy import MeshbatchProcess
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener
+from testbed.proxy import MeshbatchProcess
+from testbed.upstream import UpstreamServer
 
 P99_LIMIT = 0.050
 PLAIN_REQUESTS = 200

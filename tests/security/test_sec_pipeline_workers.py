@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener
-from support.proxy import MeshbatchProcess
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener
+from testbed.proxy import MeshbatchProcess
+from testbed.upstream import UpstreamServer
 
 NDJSON_GZIP = {"content-type": "application/x-ndjson", "content-encoding": "gzip"}
 SCHEMA = {"type": "object", "required": ["t"], "properties": {"t": {"type": "integer"}}}

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.proxy import MeshbatchProcess
-from support.raw import RawResponse, exchange
-from support.upstream import UpstreamServer
+from testbed.config import cluster, config, listener, route
+from testbed.proxy import MeshbatchProcess
+from testbed.raw import RawResponse, exchange
+from testbed.upstream import UpstreamServer
 
 
 @pytest.fixture(scope="module")

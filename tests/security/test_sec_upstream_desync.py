@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from support.config import cluster, config, listener, route
-from support.hostile import HostileUpstream, Peer, RawRequest, answer
-from support.proxy import MeshbatchProcess
+from testbed.config import cluster, config, listener, route
+from testbed.hostile import HostileUpstream, Peer, RawRequest, answer
+from testbed.proxy import MeshbatchProcess
 
 FIRST = answer(200, b"first", "x-who: first")
 STOLEN = b"HTTP/1.1 401 Unauthorized\r\nset-cookie: session=victim\r\ncontent-length: 6\r\n\r\nstolen"

@@ -17,7 +17,7 @@ from meshbatch.errors import (
 )
 from meshbatch.http.pool import ConnectionBudget, EndpointPool, PoolLimits
 from meshbatch.http.serialize import encode_request
-from support.upstream import refused_port
+from testbed.upstream import refused_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"

@@ -10,7 +10,7 @@ from meshbatch.errors import UpstreamReset
 from meshbatch.http.message import Request, Response
 from meshbatch.http.server import HttpServerProtocol, ListenerState, ServerSettings, serve_handler
 from meshbatch.http.stream import BodyStream
-from support.transport import FakeTransport, connect
+from testbed.transport import FakeTransport, connect
 
 
 class Source:

@@ -11,7 +11,7 @@ import pytest
 from meshbatch.errors import BadGateway, ProxyError, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
 from meshbatch.http.pool import EndpointPool, PoolLimits
-from support.transport import FakeTransport, Recorder, connect
+from testbed.transport import FakeTransport, Recorder, connect
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-id: one\r\n\r\nfirst"
 CHUNKED = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nfir\r\n2\r\nst\r\n0\r\n\r\n"

@@ -9,7 +9,7 @@ import pytest
 
 from meshbatch.errors import ProxyError
 from meshbatch.http.client import UpstreamConnection
-from support.transport import FakeTransport, Recorder, connect
+from testbed.transport import FakeTransport, Recorder, connect
 
 LIMIT = 16
 

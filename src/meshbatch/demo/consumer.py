@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", required=True)
     parser.add_argument("--replica", default="consumer")
     args = parser.parse_args(argv)
-    import uvicorn
+    from meshbatch import extras
+
+    uvicorn = extras.import_module("uvicorn", "demo", "the demo's consumer")
 
     app = build_app(open_store(args.database), Counts(), args.replica)
     config = uvicorn.Config(app, host=args.host, port=args.port, loop="uvloop", http="httptools",

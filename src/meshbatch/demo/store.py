@@ -85,8 +85,9 @@ class PostgresStore:
         self._pool: Any = None
 
     async def open(self) -> None:
-        import asyncpg
+        from meshbatch import extras
 
+        asyncpg = extras.import_module("asyncpg", "postgres", "the demo's PostgreSQL store")
         self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=8)
         async with self._pool.acquire() as conn:
             await conn.execute("CREATE TABLE IF NOT EXISTS meshbatch_demo_events (id TEXT NOT NULL, "

@@ -12,7 +12,6 @@ loop does not stall (aiohttp, which it runs on, is imported late for the same re
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from meshbatch import extras
 from meshbatch.config.model import Discovery
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -56,11 +56,11 @@ def _read(path: Path) -> str:
 
 
 def _client() -> Any:
-    return importlib.import_module("kubernetes_asyncio.client")
+    return extras.import_module("kubernetes_asyncio.client", "k8s", "discovery type 'kubernetes'")
 
 
 def _config() -> Any:
-    return importlib.import_module("kubernetes_asyncio.config")
+    return extras.import_module("kubernetes_asyncio.config", "k8s", "discovery type 'kubernetes'")
 
 
 async def load_credentials(config: Discovery) -> Credentials:

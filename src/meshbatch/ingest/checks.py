@@ -18,10 +18,6 @@ def route_problems(config: Config, route: Route, path: str) -> Iterator[Problem]
 
 
 def pipeline_problems(route: Route, path: str) -> Iterator[Problem]:
-    from meshbatch.pipeline.expr_parse import ExprError
-    from meshbatch.pipeline.expr_parse import parse as parse_expr
-    from meshbatch.pipeline.stages.validate import make_validator
-
     if route.pipeline and route.batch is None and route.ingest is None:
         yield Problem(f"{path}.pipeline", "a pipeline runs on a route with batch: or ingest:")
     decoded = False
@@ -37,11 +33,16 @@ def pipeline_problems(route: Route, path: str) -> Iterator[Problem]:
         if stage in NEEDS_EVENTS and not decoded:
             yield Problem(here, f"{stage} works on events: put a decode stage before it")
         if step.filter is not None:
+            from meshbatch.pipeline.expr_parse import ExprError
+            from meshbatch.pipeline.expr_parse import parse as parse_expr
+
             try:
                 parse_expr(step.filter.expr)
             except ExprError as exc:
                 yield Problem(f"{here}.expr", str(exc))
         if step.validate_ is not None:
+            from meshbatch.pipeline.stages.validate import make_validator
+
             try:
                 make_validator(step.validate_.schema_)
             except ValueError as exc:
@@ -74,6 +75,8 @@ def ingest_problems(route: Route, path: str) -> Iterator[Problem]:
     if log.backend not in LOGS:
         yield Problem(f"{path}.log.backend", f"unknown log backend {log.backend!r}"
                       f"{did_you_mean(log.backend, LOGS.names())}; known: {', '.join(LOGS.names())}")
+    elif (why := LOGS.unavailable(log.backend)) is not None:
+        yield Problem(f"{path}.log.backend", why)
     elif ingest.ack == "delivered" and log.backend == "jetstream":
         yield Problem(f"{path}.ack", "delivered needs a log read by this process only (sqlite); with jetstream, "
                       "another replica may deliver the event")
@@ -83,6 +86,8 @@ def ingest_problems(route: Route, path: str) -> Iterator[Problem]:
     if kind not in SINKS:
         yield Problem(f"{path}.sink.type", f"unknown sink {kind!r}{did_you_mean(kind, SINKS.names())}; "
                       f"known: {', '.join(SINKS.names())}")
+    elif (why := SINKS.unavailable(kind)) is not None:
+        yield Problem(f"{path}.sink.type", why)
     if kind == "postgres" and not sink.url:
         yield Problem(f"{path}.sink.url", "is required for a postgres sink (postgresql://user@host:port/db)")
     if kind == "cluster":

@@ -26,8 +26,8 @@ from typing import Any, Protocol
 from meshbatch.config.model import Compress, PipelineLimits, Step
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Headers, Request
+from meshbatch.pipeline import stages as _stages  # noqa: F401  (declares every stage)
 from meshbatch.pipeline.base import STAGE_FACTORIES, Stage, StageContext
-from meshbatch.pipeline.stages import compress as _stages  # noqa: F401  (registers every stage)
 from meshbatch.pipeline.work import BudgetExceeded, OverBudget, Work, encode_event
 from meshbatch.telemetry.metrics import Counter, Registry
 

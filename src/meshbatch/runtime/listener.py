@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from meshbatch.errors import NoRoute, ProxyError
 from meshbatch.http.message import Request, Response
@@ -24,7 +25,9 @@ from meshbatch.http.serialize import local_reply
 from meshbatch.http.server import Answer
 from meshbatch.routing.match import RouteTable
 from meshbatch.service import Call, Check, Pending, RouteStack
-from meshbatch.telemetry.spans import RequestSpans
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is configured (telemetry/wiring.py)
+    from meshbatch.telemetry.spans import RequestSpans
 
 log = logging.getLogger("meshbatch.runtime")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from meshbatch import extras
 from meshbatch.config.load import Problem, register_check
 from meshbatch.config.model import Config
 
@@ -11,6 +12,8 @@ from meshbatch.config.model import Config
 def telemetry_problems(config: Config) -> Iterator[Problem]:
     tracing = config.tracing
     if tracing is not None:
+        if extras.missing("otel"):
+            yield Problem("tracing", f"tracing needs the 'otel' extra (OpenTelemetry): {extras.install_hint('otel')}")
         if tracing.exporter == "file" and not tracing.path:
             yield Problem("tracing.path", "is required for exporter 'file' (a file of one JSON span per line)")
         if tracing.exporter != "file" and tracing.path is not None:

@@ -33,6 +33,9 @@ def cluster_discovery(config: Config) -> Iterator[Problem]:
             yield Problem(f"{path}.discovery.type", f"unknown discovery type {discovery.type!r}"
                           f"{did_you_mean(discovery.type, SOURCES.names())}; known: {', '.join(SOURCES.names())}")
             continue
+        if (why := SOURCES.unavailable(discovery.type)) is not None:
+            yield Problem(f"{path}.discovery.type", why)
+            continue
         kind = SOURCES.get(discovery.type)
         if cluster.endpoints:
             yield Problem(f"{path}.endpoints", f"must be empty with discovery type {discovery.type!r} "

@@ -87,8 +87,9 @@ def test_the_build_context_holds_what_is_copied_and_nothing_else() -> None:
     for item in parsed().structure:
         if item["instruction"] == "COPY" and "--from" not in item["value"]:
             copied += item["value"].split()[:-1]
-    assert copied == ["pyproject.toml", "setup.py", "README.md", "src"]
+    assert copied == ["pyproject.toml", "setup.py", "README.md", "LICENSE", "src"]
     for source in copied:
         assert (ROOT / source).exists() and not _ignored(source, patterns), source
-    for private in (".git", ".venv", "tests", "bench", ".venv/bin/python", "src/meshbatch/__pycache__"):
+    for private in (".git", ".venv", "tests", "bench", "chaos", "testbed", ".venv/bin/python",
+                    "src/meshbatch/__pycache__"):
         assert _ignored(private, patterns), private

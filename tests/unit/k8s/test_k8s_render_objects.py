@@ -9,7 +9,7 @@ import pytest
 from meshbatch.k8s.options import RenderOptions
 from meshbatch.k8s.ports import port_name
 from meshbatch.k8s.render import RenderError, render
-from support.k8s_validate import validate_all
+from testbed.k8s_validate import validate_all
 
 CONFIG = """\
 admin: {listen: 0.0.0.0:9901}

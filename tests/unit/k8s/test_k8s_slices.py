@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshbatch.discovery.kubernetes_slices import PortChoice, view
-from support.k8s_api import endpoint, endpoint_slice
+from testbed.k8s_api import endpoint, endpoint_slice
 
 TWO_PORTS = [{"name": "http", "port": 8080}, {"name": "metrics", "port": 9090}]
 

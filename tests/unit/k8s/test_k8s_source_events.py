@@ -7,7 +7,7 @@ import pytest
 from meshbatch.config.model import Discovery, EndpointSpec
 from meshbatch.discovery.kubernetes import KubernetesSource
 from meshbatch.discovery.kubernetes_api import ApiError, Gone
-from support.k8s_api import endpoint, endpoint_slice, status
+from testbed.k8s_api import endpoint, endpoint_slice, status
 
 
 def source() -> tuple[KubernetesSource, list[list[EndpointSpec]]]:

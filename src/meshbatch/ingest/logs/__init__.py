@@ -1,7 +1,8 @@
-"""Durable log backends as named extensions; importing this package registers them."""
+"""Durable log backends as named extensions, each imported when a route names it (meshbatch.registry)."""
 
-from meshbatch.ingest.logs import jetstream as _jetstream  # noqa: F401  (registers "jetstream")
-from meshbatch.ingest.logs import sqlite as _sqlite  # noqa: F401  (registers "sqlite")
 from meshbatch.ingest.logs.base import LOGS, EventLog, LogError, LogFull
+
+LOGS.lazy("jetstream", "meshbatch.ingest.logs.jetstream", extra="nats")
+LOGS.lazy("sqlite", "meshbatch.ingest.logs.sqlite")
 
 __all__ = ["LOGS", "EventLog", "LogError", "LogFull"]

@@ -1,8 +1,5 @@
-"""Ingest sinks as named extensions; importing this package registers them."""
+"""Ingest sinks as named extensions, each imported when a route names it (meshbatch.registry)."""
 
-from meshbatch.ingest.sinks import cluster as _cluster  # noqa: F401  (registers "cluster")
-from meshbatch.ingest.sinks import postgres as _postgres  # noqa: F401  (registers "postgres")
-from meshbatch.ingest.sinks import sqlite as _sqlite  # noqa: F401  (registers "sqlite")
 from meshbatch.ingest.sinks.base import (
     SINKS,
     BatchRejected,
@@ -12,5 +9,9 @@ from meshbatch.ingest.sinks.base import (
     SinkUnavailable,
     sink_type,
 )
+
+SINKS.lazy("cluster", "meshbatch.ingest.sinks.cluster")
+SINKS.lazy("postgres", "meshbatch.ingest.sinks.postgres", extra="postgres")
+SINKS.lazy("sqlite", "meshbatch.ingest.sinks.sqlite")
 
 __all__ = ["SINKS", "BatchRejected", "EventSink", "Outcome", "SinkContext", "SinkUnavailable", "sink_type"]

@@ -1,8 +1,6 @@
-"""The pipeline's stages, one file each; importing this package registers them."""
+"""The pipeline's stages, one file each, imported when a route's pipeline names them (meshbatch.registry)."""
 
-from meshbatch.pipeline.stages import compress as _compress  # noqa: F401
-from meshbatch.pipeline.stages import decode as _decode  # noqa: F401
-from meshbatch.pipeline.stages import decompress as _decompress  # noqa: F401
-from meshbatch.pipeline.stages import filter as _filter  # noqa: F401
-from meshbatch.pipeline.stages import transform as _transform  # noqa: F401
-from meshbatch.pipeline.stages import validate as _validate  # noqa: F401
+from meshbatch.pipeline.base import STAGE_FACTORIES
+
+for _name in ("compress", "decode", "decompress", "filter", "transform", "validate"):
+    STAGE_FACTORIES.lazy(_name, f"meshbatch.pipeline.stages.{_name}")

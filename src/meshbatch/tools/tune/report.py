@@ -71,8 +71,9 @@ def _scale(axis: Any, values: Sequence[float], which: str) -> None:
 def plot(outcomes: Sequence[Outcome], best: Outcome, target_ms: float, trace: Trace, path: str | Path) -> None:
     """Three panels against the simulated p99 of every candidate (colour = max_items): capacity (throughput it can
     carry), upstream busy share (what the wait buys), and p99 by wait; the target and the recommendation marked."""
-    import matplotlib
+    from meshbatch import extras
 
+    matplotlib = extras.import_module("matplotlib", "demo", "the plot of meshbatch tune")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

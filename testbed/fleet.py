@@ -1,6 +1,6 @@
 """Real upstream processes to kill, slow down, break and revive mid-load, and an asyncio load generator.
 
-Each upstream is its own process (`python upstream_fleet.py NAME PORT`) on 127.0.0.1, answering:
+Each upstream is its own process (`python testbed/fleet.py NAME PORT`) on 127.0.0.1, answering:
     GET  /health           200, or the status set by control `health`
     POST /batch            a JSON array of n items -> n results `{"server": NAME, "item": ITEM}`
     POST /_control?k=v     set `delay_ms` (every answer waits), `status` (every answer has it), `health`

@@ -79,7 +79,6 @@ def tls_request(address: tuple[str, int], context: ssl.SSLContext | None, data: 
         return "refused"
 
 
-__all__ = ["Pki", "bundle", "client_context", "tls_request"]
 
 
 def leaf_with_uris(pki: Pki, name: str, uris: list[str], *, ca: bool = False) -> tuple[Path, Path]:
@@ -120,3 +119,22 @@ def leaf_with_uris(pki: Pki, name: str, uris: list[str], *, ca: bool = False) ->
                                            serialization.NoEncryption()))
     key_path.chmod(0o600)
     return cert_path, key_path
+
+
+def served_serial(address: tuple[str, int], context: ssl.SSLContext) -> int:
+    """The serial of the certificate a fresh handshake gets."""
+    with socket.create_connection(address, timeout=5) as raw, context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    from cryptography import x509
+
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def serial_of(path: Path) -> int:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+__all__ = ["Pki", "bundle", "client_context", "serial_of", "served_serial", "tls_request"]

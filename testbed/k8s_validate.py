@@ -16,7 +16,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from support import istio_schemas
+from testbed import istio_schemas
 
 VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 ISTIO_GROUPS = ("networking.istio.io/", "security.istio.io/")

@@ -424,7 +424,7 @@ class Callers:
         return text
 
     def metric(self, name: str, **labels: str) -> float:
-        from support.proxy import metric_value
+        from testbed.proxy import metric_value
 
         return metric_value(self.metrics(), name, **labels)
 

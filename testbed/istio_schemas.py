@@ -1,6 +1,6 @@
 """Istio's CRD schemas (the four kinds deploy/istio uses), strict, for offline validation with jsonschema.
 
-`istio_schemas.json` beside this file is vendored: it was made by `python -m support.istio_schemas` (from
+`istio_schemas.json` beside this file is vendored: it was made by `python -m testbed.istio_schemas` (from
 tests/) with the package `cloudcoil-models-istio==1.24.2.1` installed, whose pydantic models are generated from
 Istio 1.24's CRD OpenAPI schemas. That package is not a test dependency because it brings a pytest plugin into
 every run; the schemas change only with an Istio release, when this is run again. Every object that lists its

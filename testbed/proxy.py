@@ -32,14 +32,14 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 class MeshbatchProcess:
     """One running `meshbatch run --config FILE`; addresses by listener name (`admin` for the admin API)."""
 
-    def __init__(self, config_path: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, config_path: Path, extra_args: tuple[str, ...] = (), run_args: tuple[str, ...] = ()) -> None:
         self.config_path = config_path
         self.addresses: dict[str, str] = {}
         self.lines: list[str] = []
         self._cond = threading.Condition()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meshbatch", *extra_args, "run", "--config", str(config_path)],
+            [sys.executable, "-m", "meshbatch", *extra_args, "run", "--config", str(config_path), *run_args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
