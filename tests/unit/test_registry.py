@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from meshbatch import extras
-from meshbatch.registry import Registry
+from meshbatch.registry import Extensions
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def write(folder: Path, module: str, body: str) -> None:
 
 
 def test_eager_entries_and_unknown_names() -> None:
-    registry: Registry[int] = Registry("thing")
+    registry: Extensions[int] = Extensions("thing")
     registry.register("one")(1)
     assert registry.get("one") == 1 and "one" in registry and "two" not in registry
     with pytest.raises(ValueError, match="registered twice"):
@@ -39,9 +39,9 @@ def test_eager_entries_and_unknown_names() -> None:
 
 
 def test_a_lazy_entry_is_imported_on_first_look_up_only(plugin_dir: Path) -> None:
-    write(plugin_dir, "mb_test_host", "from meshbatch.registry import Registry\nREGISTRY = Registry('widget')\n")
+    write(plugin_dir, "mb_test_host", "from meshbatch.registry import Extensions\nREGISTRY = Extensions('widget')\n")
     write(plugin_dir, "mb_test_lazy", "from mb_test_host import REGISTRY\nREGISTRY.register('late')('L')\n")
-    registry: Registry[str] = importlib.import_module("mb_test_host").REGISTRY
+    registry: Extensions[str] = importlib.import_module("mb_test_host").REGISTRY
     registry.lazy("late", "mb_test_lazy")
     assert "late" in registry and registry.names() == ["late"]
     assert "mb_test_lazy" not in sys.modules and registry.loaded() == []
@@ -55,7 +55,7 @@ def test_a_lazy_entry_is_imported_on_first_look_up_only(plugin_dir: Path) -> Non
 
 def test_a_module_that_does_not_register_its_name_is_an_error(plugin_dir: Path) -> None:
     write(plugin_dir, "mb_test_silent", "X = 1\n")
-    registry: Registry[str] = Registry("widget")
+    registry: Extensions[str] = Extensions("widget")
     registry.lazy("quiet", "mb_test_silent")
     with pytest.raises(RuntimeError, match="mb_test_silent does not register widget 'quiet'"):
         registry.get("quiet")
@@ -65,7 +65,7 @@ def test_a_missing_extra_is_named_with_the_command_that_installs_it(plugin_dir: 
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(extras.EXTRAS, "fancy", ("mb_test_absent_lib",))
     write(plugin_dir, "mb_test_needs_lib", "import mb_test_absent_lib\n")
-    registry: Registry[str] = Registry("widget")
+    registry: Extensions[str] = Extensions("widget")
     registry.lazy("fancy", "mb_test_needs_lib", extra="fancy")
     why = registry.unavailable("fancy")
     assert why == "widget 'fancy' needs the 'fancy' extra: pip install 'meshbatch[fancy]'"
@@ -79,7 +79,7 @@ def test_an_unrelated_import_error_is_not_blamed_on_the_extra(plugin_dir: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(extras.EXTRAS, "fancy", ("mb_test_absent_lib",))
     write(plugin_dir, "mb_test_broken", "import mb_test_some_other_missing_module\n")
-    registry: Registry[str] = Registry("widget")
+    registry: Extensions[str] = Extensions("widget")
     registry.lazy("broken", "mb_test_broken", extra="fancy")
     with pytest.raises(ModuleNotFoundError) as info:
         registry.get("broken")
