@@ -1,0 +1,136 @@
+"""CPU time per proxied request with no sockets: a listener's connection and one idle upstream connection on
+in-memory transports, driven request by request. It isolates the proxy's own work from the kernel and the load
+generator, so two builds can be compared on a shared machine (`meshbatch bench proxy` measures the whole).
+
+    PYTHONPATH=.venv/compiled .venv/bin/python bench/proxy_cpu.py          # the compiled build
+    .venv/bin/python bench/proxy_cpu.py --requests 20000 --rounds 7       # the pure build
+
+Prints the best and the median of the rounds, in microseconds of process CPU time per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from meshbatch.http.client import UpstreamConnection
+from meshbatch.http.server import HttpServerProtocol, ListenerState
+from meshbatch.runtime.app import Proxy
+
+CONFIG = """
+listeners:
+  - name: main
+    listen: 127.0.0.1:0
+    routes:
+      - name: all
+        match: {path_prefix: /}
+        cluster: up
+clusters:
+  - name: up
+    endpoints: [127.0.0.1:9]
+"""
+REQUEST = b"GET /x HTTP/1.1\r\nHost: svc\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+ANSWER = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+          b"Connection: keep-alive\r\n\r\nhello world\n")
+
+
+class MemoryTransport(asyncio.Transport):
+    """Keeps what is written; never pushes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.out.append(bytes(data))
+
+    def writelines(self, chunks: Any) -> None:
+        self.out.extend(bytes(c) for c in chunks)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        return None
+
+    def resume_reading(self) -> None:
+        return None
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        return None
+
+
+async def measure(requests: int, rounds: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "proxy.yaml"
+        path.write_text(CONFIG)
+        proxy = Proxy(path, loop, announce=lambda line: None)
+    listener = proxy.snapshot.config.listeners[0]
+    server = HttpServerProtocol(ListenerState(proxy._listener_settings(listener, proxy.snapshot)), loop)
+    downstream = MemoryTransport()
+    server.connection_made(downstream)
+    conn = UpstreamConnection(loop, 1 << 20)
+    upstream = MemoryTransport()
+    conn.connection_made(upstream)
+    conn.pooled = True
+    proxy.snapshot.clusters["up"].endpoints[0].pool.release(conn)
+
+    def one() -> None:
+        server.data_received(REQUEST)
+        conn.data_received(ANSWER)
+
+    for _ in range(2000):
+        one()
+    await asyncio.sleep(0)
+    if not downstream.out or b"hello world" not in downstream.out[-1]:
+        raise SystemExit(f"the proxy did not answer as expected: {downstream.out[-1:]!r}")
+    if len(upstream.out) < 2000:
+        raise SystemExit("requests took the general path: the fast path is not measured")
+    results = []
+    for _ in range(rounds):
+        downstream.out.clear()
+        upstream.out.clear()
+        gc.collect()
+        start = time.process_time()
+        for _ in range(requests):
+            one()
+        results.append((time.process_time() - start) / requests * 1e6)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    results = uvloop.run(measure(args.requests, args.rounds))
+    import meshbatch.http.server as server_module
+    build = "compiled" if not str(server_module.__file__).endswith(".py") else "pure"
+    print(f"{build} build: best {min(results):.2f} us, median {statistics.median(results):.2f} us of CPU per "
+          f"request ({args.rounds} rounds x {args.requests})")
+
+
+if __name__ == "__main__":
+    main()
