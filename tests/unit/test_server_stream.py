@@ -142,4 +142,4 @@ async def test_pipelined_bodies_beyond_the_byte_bound_pause_reading_until_served
     await turns(10)
     assert transport.reading and len(handler.seen) == 3
     assert transport.data.count(b"HTTP/1.1 200 OK") == 3
-    assert protocol.parser is not None and not protocol.parser.ready
+    assert protocol.machine is not None and not protocol.machine.parser.ready

@@ -1,5 +1,6 @@
-"""Flow-control decisions of a downstream connection, without I/O: when unsent output has stalled too long,
-and when pipelined requests waiting to be served must pause reading.
+"""Flow control of a connection, either side: `Flow` pauses and resumes its reading and its writing, counts
+what it wrote, watches that unsent output keeps moving, and bounds pipelined requests by water marks. The
+downstream connection (http/server.py) and the upstream one (http/client.py) both hold one.
 
 Memory per connection is bounded by three limits (Envoy's per-connection buffer limit is the model):
 - output: the transport's write buffer has a high-water mark (`limits.max_buffer_bytes`); above it a streamed
@@ -14,6 +15,7 @@ Memory per connection is bounded by three limits (Envoy's per-connection buffer 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from meshbatch.http.message import Request
 
@@ -74,4 +76,74 @@ def may_resume(count: int, size: int, max_count: int, max_bytes: int) -> bool:
     return count <= max_count // 2 and size <= max_bytes // 2
 
 
-__all__ = ["CHECKS_PER_TIMEOUT", "SendWatch", "may_resume", "must_pause", "queued_bytes"]
+class Reading(Protocol):
+    """What a `Flow` steers: a transport (pausing reading; how much output is unsent)."""
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+
+
+class Flow:
+    """One connection's flow control: reading paused or not (and for good, after a protocol error), writing
+    paused by the transport's high-water mark until its low one, the bytes written and the send watch.
+
+    Reading is paused by whichever needs it (a queue of pipelined requests over its high-water mark, a stream
+    whose consumer cannot keep up) and resumed when that need goes (the low-water mark); `stop_reading`
+    pauses it for good. Each change reaches the transport once."""
+
+    __slots__ = ("_stopped", "reading_paused", "send", "transport", "writing_paused", "written")
+
+    def __init__(self, transport: Reading | None = None) -> None:
+        self.transport = transport
+        self.reading_paused = False
+        self.writing_paused = False
+        self._stopped = False
+        self.written = 0
+        self.send = SendWatch()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and not self._stopped and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def stop_reading(self) -> None:
+        """Read nothing more on this connection (it is to be closed)."""
+        self._stopped = True
+        self.pause_reading()
+
+    def queue_grew(self, ready: Iterable[Request], count: int, max_count: int, max_bytes: int) -> None:
+        """Requests wait to be served: above either high-water mark, reading pauses."""
+        if count and not self.reading_paused and must_pause(count, queued_bytes(ready), max_count, max_bytes):
+            self.pause_reading()
+
+    def queue_shrank(self, ready: Iterable[Request], count: int, max_count: int, max_bytes: int) -> None:
+        """A waiting request was taken: down to both low-water marks, reading resumes."""
+        if self.reading_paused and not self._stopped and may_resume(count, queued_bytes(ready), max_count, max_bytes):
+            self.resume_reading()
+
+    def wrote(self, size: int) -> int:
+        """Count bytes handed to the transport; how many are still unsent (0: no transport)."""
+        self.written += size
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def watch_send(self, buffered: int, now: float, timeout: float) -> float:
+        """Output is unsent: watch it (the time of the first look), unless it is watched already (0.0)."""
+        if not buffered or self.send.watching:
+            return 0.0
+        return self.send.begin(self.written, buffered, now, timeout)
+
+    def check_send(self, now: float, timeout: float) -> float:
+        """A look at unsent output (see `SendWatch.check`)."""
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self.send.check(self.written, buffered, now, timeout)
+
+
+__all__ = ["CHECKS_PER_TIMEOUT", "Flow", "Reading", "SendWatch", "may_resume", "must_pause", "queued_bytes"]
