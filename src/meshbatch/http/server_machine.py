@@ -84,7 +84,7 @@ class IllegalTransition(RuntimeError):
 class ServerConnection:
     """One downstream connection's protocol state. See the module docstring."""
 
-    __slots__ = ("_chunked", "_close_delimited", "_keep", "current", "eof", "error", "head_started",
+    __slots__ = ("_chunked", "_close_delimited", "current", "eof", "error", "head_started",
                  "last_activity", "parser", "settings", "state")
 
     def __init__(self, parser: RequestParser, settings: ServerSettings, now: float = 0.0) -> None:
@@ -96,8 +96,7 @@ class ServerConnection:
         self.eof = False  # the client half-closed: its pending answers go out, then the connection closes
         self.head_started = 0.0  # when the head being read began (0.0: none is)
         self.last_activity = now
-        self._keep = False  # the answer streaming now leaves the connection open
-        self._chunked = False  # ... and its body is chunked for the client
+        self._chunked = False  # the answer streaming now is chunked for the client
         self._close_delimited = False  # ... or ends when the connection closes (an HTTP/1.0 client)
 
     def _go(self, event: int) -> None:
@@ -168,6 +167,8 @@ class ServerConnection:
 
     def take(self, settings: ServerSettings) -> Request:
         """The next request to answer (call only when `due`); `settings` are the listener's current ones."""
+        if not self.parser.ready:
+            raise IllegalTransition(f"dispatch of no request in state {STATE_NAMES[self.state]}")
         self._go(DISPATCH)
         request = self.parser.ready.popleft()
         self.current = request
@@ -203,7 +204,6 @@ class ServerConnection:
         chunked = stream.length < 0 and request.version == b"1.1"
         close_delimited = stream.length < 0 and not chunked  # an HTTP/1.0 caller: the body ends when we close
         keep = self._keeps(request, close_delimited, draining)
-        self._keep = keep
         self._chunked = chunked
         self._close_delimited = close_delimited
         self._go(STREAM)
@@ -220,12 +220,12 @@ class ServerConnection:
 
     def stream_end(self, draining: bool, now: float) -> bytes:
         """The streamed body ended: the bytes that end it (the last chunk)."""
-        if self.state != SENDING:
+        request = self.current
+        if self.state != SENDING or request is None:
             raise IllegalTransition(f"end in state {STATE_NAMES[self.state]}")
         self.current = None
         self.last_activity = now
-        request_keeps = self._keep and not draining
-        self._go(END if request_keeps and not self._close_delimited else END_CLOSE)
+        self._go(END if self._keeps(request, self._close_delimited, draining) else END_CLOSE)
         self._settle()
         return LAST_CHUNK if self._chunked else b""
 
