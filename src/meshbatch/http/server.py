@@ -204,13 +204,15 @@ class HttpServerProtocol(asyncio.Protocol):
             return
         request = machine.current
         self._pending = None
+        if stream is not None and stream.error is not None:
+            response, stream = local_reply(stream.error), None  # it failed before its head went out: a status
         now = self._loop.time()
         data = machine.answer(response, self.state.draining, now)
         self._write(data)
         settings = machine.settings
         if settings.observe is not None:
             settings.observe(request, response, now - request.received_at)
-        if stream is not None and stream.error is None:
+        if stream is not None:
             self._stream = stream
             if self.flow.writing_paused:
                 stream.pause()
