@@ -30,6 +30,7 @@ import httptools
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
+from meshbatch.http.transitions import IllegalTransition
 
 MAX_HEADER_BYTES: Final = 65_536
 _BLANK: Final = (13, 10)  # CR, LF: what llhttp skips, silently, before a status line
@@ -76,10 +77,6 @@ DATA: Final = 2  # more of a streamed body (`take_body`)
 ENDED: Final = 3  # the answer is over: `response()` (read whole) or the rest of the stream (`take_body`)
 FAILED: Final = 4  # the exchange failed (`error`); the connection must close
 UNASKED: Final = 5  # bytes while idle: the upstream is out of step; the connection must close
-
-
-class IllegalTransition(RuntimeError):
-    """An event the connection's state does not allow (a bug in the caller, never the upstream's doing)."""
 
 
 class ResponseReader:

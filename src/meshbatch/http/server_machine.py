@@ -26,6 +26,7 @@ from meshbatch.http.message import Request, Response
 from meshbatch.http.parser import RequestParser
 from meshbatch.http.serialize import LAST_CHUNK, chunk, encode_response, encode_stream_head, local_reply
 from meshbatch.http.serving import ServerSettings
+from meshbatch.http.transitions import IllegalTransition
 
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -75,10 +76,6 @@ TRANSITIONS: Final = {(key >> 4, key & 15): state for key, state in _TABLE.items
 # What `expire` says besides the time of the next look.
 EXPIRED_ERROR: Final = -1.0  # a header or body timeout: answer `error` (see `error_reply`), then close
 EXPIRED_IDLE: Final = -2.0  # the idle timeout: close
-
-
-class IllegalTransition(RuntimeError):
-    """An event the connection's state does not allow (a bug in the caller, never the peer's doing)."""
 
 
 class ServerConnection:
