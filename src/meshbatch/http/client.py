@@ -119,7 +119,12 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if data:
             transport = self.transport
-            self._event(self.reader.feed(data, transport.get_write_buffer_size() if transport is not None else 0))
+            reader = self.reader
+            event = reader.feed(data, transport.get_write_buffer_size() if transport is not None else 0)
+            if event == ENDED and self.stream is None:
+                self._finish(reader.response())  # (the common case, first)
+            elif event:
+                self._event(event)
 
     def _event(self, event: int) -> None:
         """Act on what the reader reports."""
@@ -146,7 +151,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _finish(self, response: Response) -> None:
         waiter = self.waiter
         self.waiter = None
-        if not self.reader.keep_alive:
+        if not self.reader.reusable:
             self.close()  # before the outcome goes out: whoever gets it may hand the connection back at once
         if waiter is not None and not waiter.done():
             waiter.set_result(response)

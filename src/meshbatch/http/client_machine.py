@@ -170,21 +170,22 @@ class ResponseReader:
     def feed(self, data: bytes, unsent: int) -> int:
         """Bytes from the upstream; `unsent`: how much of our request is still unwritten. An event (above)."""
         state = self.state
-        if state in (IDLE, MUST_CLOSE):
-            self.keep_alive = False  # bytes nobody asked for: never reuse this connection
-            if state == IDLE:
-                self._go(STRAY)
-            return UNASKED
-        if state == CLOSED:
-            return NOTHING
         if state == SENT:
             self._go(BYTES)
+            state = HEAD
             if unsent:
                 # The answer began before our request was all written: the upstream may still be reading our
                 # body, and would take the rest of it for a new request.
                 self._dirty = True
+        elif state == CLOSED:
+            return NOTHING
+        elif state in (IDLE, MUST_CLOSE):
+            self.keep_alive = False  # bytes nobody asked for: never reuse this connection
+            if state == IDLE:
+                self._go(STRAY)
+            return UNASKED
         self._rx += len(data)
-        if self.state == HEAD:
+        if state == HEAD:
             head = self._head_buf = self._head_buf + data if self._head_buf else data
             if len(head) > MAX_HEADER_BYTES and head.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES) < 0:
                 return self._end(BadGateway("upstream_headers_too_large"))
@@ -249,7 +250,10 @@ class ResponseReader:
 
     def response(self) -> Response:
         """The whole answer (after ENDED, when it was not STARTED as a stream)."""
-        return Response(self._status, self._end_to_end(), self.take_body())
+        body = self._body
+        self._body = []
+        headers = self._headers if not self._named else self._end_to_end()
+        return Response(self._status, headers, body[0] if len(body) == 1 else b"".join(body))
 
     def head_response(self) -> Response:
         """The head of an answer STARTED as a stream."""

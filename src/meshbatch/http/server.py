@@ -27,7 +27,16 @@ from meshbatch.http.flow import Flow
 from meshbatch.http.message import Request, Response
 from meshbatch.http.parser import RequestParser
 from meshbatch.http.serialize import local_reply
-from meshbatch.http.server_machine import CONTINUE, EXPIRED_ERROR, EXPIRED_IDLE, ServerConnection
+from meshbatch.http.server_machine import (
+    CONTINUE,
+    EXPIRED_ERROR,
+    EXPIRED_IDLE,
+    NEXT_CLOSE,
+    NEXT_CONTINUE,
+    NEXT_ERROR,
+    NEXT_REQUEST,
+    ServerConnection,
+)
 from meshbatch.http.serving import (
     Answer,
     ConnectionGuard,
@@ -164,22 +173,25 @@ class HttpServerProtocol(asyncio.Protocol):
         machine = self.machine
         if machine is None or self.closed:
             return
-        if machine.due():
+        step = machine.step()
+        if step == NEXT_REQUEST:
             if not self.flow.writing_paused:
                 self._next(machine)
-        elif machine.error_due():
+        elif step == NEXT_ERROR:
             self._answer_error(machine)
-        elif machine.must_close():
+        elif step == NEXT_CLOSE:
             self._close()
-        elif machine.continue_due() and self.transport is not None:
+        elif step == NEXT_CONTINUE:
             self._write(CONTINUE)
 
     def _next(self, machine: ServerConnection) -> None:
         settings = self.state.settings
         self._settings = settings
         request = machine.take(settings)
-        ready = machine.parser.ready
-        self.flow.queue_shrank(ready, len(ready), settings.max_pipelined, settings.max_pipelined_bytes)
+        flow = self.flow
+        if flow.reading_paused:
+            ready = machine.parser.ready
+            flow.queue_shrank(ready, len(ready), settings.max_pipelined, settings.max_pipelined_bytes)
         if not request.request_id:
             request.request_id = new_request_id()
             request.headers.append((b"x-request-id", request.request_id))
@@ -225,7 +237,11 @@ class HttpServerProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is not None and data:
             transport.write(data)
-            self._output_pending(self.flow.wrote(len(data)))
+            flow = self.flow
+            flow.written += len(data)
+            buffered = transport.get_write_buffer_size()
+            if buffered:
+                self._output_pending(buffered)
 
     # a streamed body (this connection is the stream's sink) -----------------------------------------
     def stream_data(self, data: bytes) -> None:

@@ -73,6 +73,13 @@ _TABLE: Final[dict[int, int]] = {
 }
 TRANSITIONS: Final = {(key >> 4, key & 15): state for key, state in _TABLE.items()}
 
+# What `step` says is next.
+NOTHING_NEXT: Final = 0
+NEXT_REQUEST: Final = 1
+NEXT_ERROR: Final = 2
+NEXT_CLOSE: Final = 3
+NEXT_CONTINUE: Final = 4
+
 # What `expire` says besides the time of the next look.
 EXPIRED_ERROR: Final = -1.0  # a header or body timeout: answer `error` (see `error_reply`), then close
 EXPIRED_IDLE: Final = -2.0  # the idle timeout: close
@@ -150,17 +157,30 @@ class ServerConnection:
 
     def continue_due(self) -> bool:
         """A request that expects 100-continue is read while nothing else is pending: send CONTINUE (once)."""
-        parser = self.parser
-        if parser.continue_wanted and self.current is None and not parser.ready and self.state != MUST_CLOSE:
-            parser.continue_wanted = False
-            return True
-        return False
+        return self.error is None and self.step() == NEXT_CONTINUE
 
     # serving -------------------------------------------------------------------------------------
+    def step(self) -> int:
+        """What is next, once something happened: NEXT_REQUEST (take it, unless output is paused), NEXT_ERROR
+        (answer the pending error, see `error_reply`), NEXT_CLOSE, NEXT_CONTINUE (write CONTINUE: counted as
+        sent), or NOTHING_NEXT."""
+        state = self.state
+        if state in (IDLE, RECEIVING):
+            parser = self.parser
+            if parser.ready:
+                return NEXT_REQUEST
+            if self.error is not None:
+                return NEXT_ERROR
+            if parser.continue_wanted:  # a request that expects 100-continue, with nothing before it
+                parser.continue_wanted = False
+                return NEXT_CONTINUE
+        elif state == MUST_CLOSE:
+            return NEXT_CLOSE
+        return NOTHING_NEXT
+
     def due(self) -> bool:
         """A request waits and may be taken now (the shell also waits while its output is paused)."""
-        state = self.state
-        return state in (IDLE, RECEIVING) and bool(self.parser.ready)
+        return self.state in (IDLE, RECEIVING) and bool(self.parser.ready)
 
     def take(self, settings: ServerSettings) -> Request:
         """The next request to answer (call only when `due`); `settings` are the listener's current ones."""
@@ -196,7 +216,8 @@ class ServerConnection:
             self.current = None
             keep = self._keeps(request, False, draining)
             self._go(ANSWER if keep else ANSWER_CLOSE)
-            self._settle()
+            if keep and (self.eof or self.parser.in_message):
+                self._settle()
             return encode_response(response, keep, request.method == b"HEAD", request_id)
         chunked = stream.length < 0 and request.version == b"1.1"
         close_delimited = stream.length < 0 and not chunked  # an HTTP/1.0 caller: the body ends when we close
@@ -239,8 +260,7 @@ class ServerConnection:
 
     def error_due(self) -> bool:
         """The pending protocol error is next to answer (nothing before it is left)."""
-        state = self.state
-        return self.error is not None and state in (IDLE, RECEIVING) and not self.parser.ready
+        return self.error is not None and self.step() == NEXT_ERROR
 
     def error_reply(self) -> tuple[Response, bytes]:
         """The answer to the pending error (the connection closes after it)."""
@@ -286,5 +306,6 @@ class ServerConnection:
         return deadline
 
 
-__all__ = ["CLOSED", "CONTINUE", "DISPATCHED", "EXPIRED_ERROR", "EXPIRED_IDLE", "IDLE", "MUST_CLOSE", "RECEIVING",
-           "SENDING", "STATE_NAMES", "TRANSITIONS", "IllegalTransition", "ServerConnection"]
+__all__ = ["CLOSED", "CONTINUE", "DISPATCHED", "EXPIRED_ERROR", "EXPIRED_IDLE", "IDLE", "MUST_CLOSE", "NEXT_CLOSE",
+           "NEXT_CONTINUE", "NEXT_ERROR", "NEXT_REQUEST", "NOTHING_NEXT", "RECEIVING", "SENDING", "STATE_NAMES",
+           "TRANSITIONS", "IllegalTransition", "ServerConnection"]
