@@ -18,7 +18,7 @@ import asyncio
 from typing import Protocol, cast
 
 from meshbatch.errors import ProxyError
-from meshbatch.http.client_machine import DATA, ENDED, FAILED, STARTED, UNASKED, ResponseReader
+from meshbatch.http.client_machine import DATA, ENDED, FAILED, IDLE, STARTED, UNASKED, ResponseReader
 from meshbatch.http.flow import Flow
 from meshbatch.http.message import Response
 from meshbatch.http.stream import BodyStream
@@ -58,8 +58,10 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         """Idle at a clean message boundary: safe to write the next request on."""
+        reader = self.reader
         transport = self.transport
-        return not self.closed and self.reader.reusable and transport is not None and not transport.is_closing()
+        return reader.state == IDLE and reader.keep_alive and not self.closed and transport is not None and \
+            not transport.is_closing()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses

@@ -69,6 +69,8 @@ for _state in (IDLE, SENT, HEAD, BODY, STREAMING, MUST_CLOSE, CLOSED):
     if _state != CLOSED:
         _TABLE[_state << 4 | FAIL] = CLOSED
 TRANSITIONS: Final = {(key >> 4, key & 15): state for key, state in _TABLE.items()}
+# The same as a list indexed by state << 4 | event (-1: refused), for the transitions taken per request.
+_NEXT: Final[list[int]] = [_TABLE.get(key, -1) for key in range(len(STATE_NAMES) << 4)]
 
 # What `feed` and `eof` report.
 NOTHING: Final = 0  # more bytes are needed
@@ -114,10 +116,13 @@ class ResponseReader:
         self._prev = b""  # the previous chunk of a chunked answer (its tail may end the message)
 
     def _go(self, event: int) -> None:
-        state = _TABLE.get(self.state << 4 | event)
-        if state is None:
-            raise IllegalTransition(f"{EVENT_NAMES[event]} in state {STATE_NAMES[self.state]}")
+        state = _NEXT[self.state << 4 | event]
+        if state < 0:
+            raise self._illegal(event)
         self.state = state
+
+    def _illegal(self, event: int) -> IllegalTransition:
+        return IllegalTransition(f"{EVENT_NAMES[event]} in state {STATE_NAMES[self.state]}")
 
     @property
     def reusable(self) -> bool:
@@ -135,7 +140,10 @@ class ResponseReader:
 
     def start(self, head: bool, stream_limit: int = 0) -> None:
         """A request goes out (`head`: to HEAD). With a `stream_limit`, a larger body is STARTED as a stream."""
-        self._go(SEND)
+        moved = _NEXT[self.state << 4 | SEND]  # (`_go`, inline: taken per request)
+        if moved < 0:
+            raise self._illegal(SEND)
+        self.state = moved
         self._reset(head, stream_limit)
 
     def _end(self, error: ProxyError) -> int:
@@ -171,7 +179,10 @@ class ResponseReader:
         """Bytes from the upstream; `unsent`: how much of our request is still unwritten. An event (above)."""
         state = self.state
         if state == SENT:
-            self._go(BYTES)
+            moved = _NEXT[self.state << 4 | BYTES]  # (`_go`, inline: taken per request)
+            if moved < 0:
+                raise self._illegal(BYTES)
+            self.state = moved
             state = HEAD
             if unsent:
                 # The answer began before our request was all written: the upstream may still be reading our
@@ -201,9 +212,10 @@ class ResponseReader:
         if self._complete:
             if self._dirty or not self._at_boundary(data):
                 self.keep_alive = False
-            self._go(COMPLETE)
-            if not self.keep_alive:
-                self.state = MUST_CLOSE
+            moved = _NEXT[self.state << 4 | COMPLETE]  # (`_go`, inline: taken per request)
+            if moved < 0:
+                raise self._illegal(COMPLETE)
+            self.state = moved if self.keep_alive else MUST_CLOSE
             return ENDED
         if self._chunked:
             self._prev = data if len(data) >= 5 else (self._prev + data)[-5:]
@@ -302,7 +314,10 @@ class ResponseReader:
                 self._dirty = True  # 102, 103 or an unknown interim answer: skipped, the connection not reused
             self._head_buf = buf[end + 4:]  # the final answer's head follows in the same bytes
             return
-        self._go(HEAD_DONE)
+        moved = _NEXT[self.state << 4 | HEAD_DONE]  # (`_go`, inline: taken per request)
+        if moved < 0:
+            raise self._illegal(HEAD_DONE)
+        self.state = moved
         if start < end:
             self._take_headers(buf[start:end].split(b"\r\n"))
             if status == 204 or status == 304:

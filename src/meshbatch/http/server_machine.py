@@ -72,6 +72,8 @@ _TABLE: Final[dict[int, int]] = {
     CLOSED << 4 | CLOSE: CLOSED,
 }
 TRANSITIONS: Final = {(key >> 4, key & 15): state for key, state in _TABLE.items()}
+# The same as a list indexed by state << 4 | event (-1: refused), for the transitions taken per request.
+_NEXT: Final[list[int]] = [_TABLE.get(key, -1) for key in range(len(STATE_NAMES) << 4)]
 
 # What `step` says is next.
 NOTHING_NEXT: Final = 0
@@ -104,10 +106,13 @@ class ServerConnection:
         self._close_delimited = False  # ... or ends when the connection closes (an HTTP/1.0 client)
 
     def _go(self, event: int) -> None:
-        state = _TABLE.get(self.state << 4 | event)
-        if state is None:
-            raise IllegalTransition(f"{EVENT_NAMES[event]} in state {STATE_NAMES[self.state]}")
+        state = _NEXT[self.state << 4 | event]
+        if state < 0:
+            raise self._illegal(event)
         self.state = state
+
+    def _illegal(self, event: int) -> IllegalTransition:
+        return IllegalTransition(f"{EVENT_NAMES[event]} in state {STATE_NAMES[self.state]}")
 
     @property
     def busy(self) -> bool:
@@ -186,7 +191,10 @@ class ServerConnection:
         """The next request to answer (call only when `due`); `settings` are the listener's current ones."""
         if not self.parser.ready:
             raise IllegalTransition(f"dispatch of no request in state {STATE_NAMES[self.state]}")
-        self._go(DISPATCH)
+        moved = _NEXT[self.state << 4 | DISPATCH]  # (`_go`, inline: taken per request)
+        if moved < 0:
+            raise self._illegal(DISPATCH)
+        self.state = moved
         request = self.parser.ready.popleft()
         self.current = request
         self.settings = settings
@@ -215,7 +223,11 @@ class ServerConnection:
         if stream is None:
             self.current = None
             keep = self._keeps(request, False, draining)
-            self._go(ANSWER if keep else ANSWER_CLOSE)
+            event = ANSWER if keep else ANSWER_CLOSE
+            moved = _NEXT[self.state << 4 | event]  # (`_go`, inline: taken per request)
+            if moved < 0:
+                raise self._illegal(event)
+            self.state = moved
             if keep and (self.eof or self.parser.in_message):
                 self._settle()
             return encode_response(response, keep, request.method == b"HEAD", request_id)
