@@ -14,7 +14,6 @@ HOT_PATH = [
     "src/meshbatch/http/parser.py",
     "src/meshbatch/http/serialize.py",
     "src/meshbatch/http/flow.py",
-    "src/meshbatch/http/transitions.py",
     "src/meshbatch/http/client_machine.py",
     "src/meshbatch/http/client.py",
     "src/meshbatch/http/pool.py",

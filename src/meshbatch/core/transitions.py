@@ -11,19 +11,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
-class IllegalTransition(RuntimeError):
-    """An event a state machine does not allow in its state; nothing changed."""
+class IllegalTransition(Exception):
+    """An event a state machine does not allow in its state; nothing changed. Always a bug in the caller of the
+    machine, never the doing of a peer (what a peer sends that is not allowed is a `ProxyError`).
 
-    def __init__(self, machine: Transitions, name: str, state: str, event: str) -> None:
-        allowed = machine.allowed(state)
-        where = machine.where.format(kind=machine.kind, state=state)
-        hint = f"; allowed: {', '.join(allowed)}" if allowed else f"; the {machine.kind} is finished"
-        super().__init__(f"{machine.kind} {name}: cannot {event} {where}{hint}")
-        self.kind = machine.kind
+    Table machines (`Transitions`) raise it through `refused`; the HTTP connection machines (http/server_machine.py,
+    http/client_machine.py), whose hot tables are lists of integers, raise it with their own message."""
+
+    def __init__(self, message: str, kind: str = "", name: str = "", state: str = "", event: str = "",
+                 allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.kind = kind
         self.name = name
         self.state = state
         self.event = event
-        self.allowed = allowed
+        self.allowed = list(allowed)
+
+    @classmethod
+    def refused(cls, machine: Transitions, name: str, state: str, event: str) -> IllegalTransition:
+        allowed = machine.allowed(state)
+        where = machine.where.format(kind=machine.kind, state=state)
+        hint = f"; allowed: {', '.join(allowed)}" if allowed else f"; the {machine.kind} is finished"
+        return cls(f"{machine.kind} {name}: cannot {event} {where}{hint}", machine.kind, name, state, event,
+                   tuple(allowed))
 
 
 class Transitions:
@@ -41,7 +51,7 @@ class Transitions:
         """The state `event` leads to from `state`; raises IllegalTransition when the table has no such move."""
         after = self.table.get((state, event))
         if after is None:
-            raise IllegalTransition(self, name, state, event)
+            raise IllegalTransition.refused(self, name, state, event)
         return after
 
     def allowed(self, state: str) -> list[str]:

@@ -27,10 +27,10 @@ from typing import Final
 
 import httptools
 
+from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
-from meshbatch.http.transitions import IllegalTransition
 
 MAX_HEADER_BYTES: Final = 65_536
 _BLANK: Final = (13, 10)  # CR, LF: what llhttp skips, silently, before a status line
@@ -122,7 +122,9 @@ class ResponseReader:
         self.state = state
 
     def _illegal(self, event: int) -> IllegalTransition:
-        return IllegalTransition(f"{EVENT_NAMES[event]} in state {STATE_NAMES[self.state]}")
+        state, name = STATE_NAMES[self.state], EVENT_NAMES[event]
+        kind = "upstream connection"
+        return IllegalTransition(f"{kind}: cannot {name} in state {state}", kind, "", state, name)
 
     @property
     def reusable(self) -> bool:

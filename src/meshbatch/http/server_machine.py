@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import ProxyError, RequestTimeout
 from meshbatch.http.message import Request, Response
 from meshbatch.http.parser import RequestParser
 from meshbatch.http.serialize import LAST_CHUNK, chunk, encode_response, encode_stream_head, local_reply
 from meshbatch.http.serving import ServerSettings
-from meshbatch.http.transitions import IllegalTransition
 
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -112,7 +112,9 @@ class ServerConnection:
         self.state = state
 
     def _illegal(self, event: int) -> IllegalTransition:
-        return IllegalTransition(f"{EVENT_NAMES[event]} in state {STATE_NAMES[self.state]}")
+        state, name = STATE_NAMES[self.state], EVENT_NAMES[event]
+        return IllegalTransition(f"server connection: cannot {name} in state {state}", "server connection", "", state,
+                                 name)
 
     @property
     def busy(self) -> bool:
