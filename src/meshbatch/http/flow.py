@@ -76,7 +76,7 @@ def may_resume(count: int, size: int, max_count: int, max_bytes: int) -> bool:
     return count <= max_count // 2 and size <= max_bytes // 2
 
 
-class Reading(Protocol):
+class FlowTransport(Protocol):
     """What a `Flow` steers: a transport (pausing reading; how much output is unsent)."""
 
     def pause_reading(self) -> None: ...
@@ -94,7 +94,7 @@ class Flow:
 
     __slots__ = ("_stopped", "reading_paused", "send", "transport", "writing_paused", "written")
 
-    def __init__(self, transport: Reading | None = None) -> None:
+    def __init__(self, transport: FlowTransport | None = None) -> None:
         self.transport = transport
         self.reading_paused = False
         self.writing_paused = False
@@ -146,4 +146,4 @@ class Flow:
         return self.send.check(self.written, buffered, now, timeout)
 
 
-__all__ = ["CHECKS_PER_TIMEOUT", "Flow", "Reading", "SendWatch", "may_resume", "must_pause", "queued_bytes"]
+__all__ = ["CHECKS_PER_TIMEOUT", "Flow", "FlowTransport", "SendWatch", "may_resume", "must_pause", "queued_bytes"]

@@ -26,7 +26,7 @@ from typing import Protocol
 from meshbatch.errors import ProxyError
 
 
-class Source(Protocol):
+class StreamSource(Protocol):
     """The producing end (an upstream connection)."""
 
     def pause_reading(self) -> None: ...
@@ -34,7 +34,7 @@ class Source(Protocol):
     def abandon(self) -> None: ...
 
 
-class Sink(Protocol):
+class StreamSink(Protocol):
     """The consuming end (a downstream connection)."""
 
     def stream_data(self, data: bytes) -> None: ...
@@ -64,11 +64,11 @@ class BodyStream:
     __slots__ = ("_held", "_on_close", "_pending", "_pending_bytes", "_sink_paused", "error", "length", "limit",
                  "sink", "source", "state")
 
-    def __init__(self, source: Source, length: int, limit: int) -> None:
+    def __init__(self, source: StreamSource, length: int, limit: int) -> None:
         self.source = source
         self.length = length  # the body's length when the upstream gave one (Content-Length), else -1
         self.limit = limit
-        self.sink: Sink | None = None
+        self.sink: StreamSink | None = None
         self.state = OPEN
         self.error: ProxyError | None = None
         self._pending: list[bytes] = []
@@ -114,7 +114,7 @@ class BodyStream:
             self.sink.stream_abort(error)
 
     # the consumer ----------------------------------------------------------------------------------
-    def attach(self, sink: Sink) -> None:
+    def attach(self, sink: StreamSink) -> None:
         """Deliver the body to `sink` from now on: what waited here first, then the end if it came."""
         self.sink = sink
         if self._pending:
@@ -181,4 +181,4 @@ class BodyStream:
                 f"held={self._held}>")
 
 
-__all__ = ["DROP", "BodyStream", "Sink", "Source"]
+__all__ = ["DROP", "BodyStream", "StreamSink", "StreamSource"]

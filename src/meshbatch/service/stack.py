@@ -18,6 +18,7 @@ from typing import Protocol
 
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Response
+from meshbatch.http.serving import Pending  # what is under way, cancelled when the caller goes away
 from meshbatch.service.call import Call
 
 Respond = Callable[[Response | None], None]
@@ -26,12 +27,6 @@ Check = Callable[[Call], ProxyError | None]
 
 class Service(Protocol):
     def __call__(self, call: Call, /) -> Awaitable[Response]: ...
-
-
-class Pending(Protocol):
-    """An answer under way; cancelled when the caller goes away."""
-
-    def cancel(self) -> object: ...
 
 
 class FastPath(Protocol):
