@@ -27,7 +27,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for warning in exposure_warnings(admin.listen if admin else None, admin.token if admin else None):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     routes = sum(len(lst.routes) for lst in config.listeners)
-    batched = sum(1 for lst in config.listeners for r in lst.routes if r.batch is not None)
+    batched = sum(1 for lst in config.listeners for r in lst.routes if r.kind == "batch")
     endpoints = sum(len(c.endpoints) for c in config.clusters)
     print(f"{args.file}: ok: {len(config.listeners)} listener(s), {routes} route(s) ({batched} batching), "
           f"{len(config.clusters)} cluster(s), {endpoints} endpoint(s)")

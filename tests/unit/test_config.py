@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from meshbatch.config import Config, ConfigError, load, parse
+from meshbatch.config.model import BatchRoute, PlainRoute
 
 GOOD = """
 admin:
@@ -53,8 +54,9 @@ def test_the_contract_example_loads() -> None:
     assert (listener.name, listener.listen) == ("ingress", "0.0.0.0:8080")
     orders = listener.routes[0]
     assert orders.match.methods == ["POST"]
-    assert orders.batch is not None and orders.batch.max_items == 64 and orders.batch.key == ["header:x-tenant"]
-    assert listener.routes[1].batch is None
+    assert isinstance(orders, BatchRoute) and orders.kind == "batch"
+    assert orders.batch.max_items == 64 and orders.batch.key == ["header:x-tenant"]
+    assert isinstance(listener.routes[1], PlainRoute) and listener.routes[1].kind == "plain"
     assert config.clusters[0].endpoints == ["127.0.0.1:9000", "127.0.0.1:9001"]
 
 

@@ -152,8 +152,7 @@ class Dashboard:
             for route in listener.routes:
                 entry: dict[str, Any] = {
                     "name": route.name, "listener": listener.name, "cluster": route.cluster or None,
-                    "kind": "batch" if route.name in snapshot.batchers else
-                    "ingest" if route.ingest is not None else "plain",
+                    "kind": route.kind,
                     "latest": latest.get(route.name, {}),
                 }
                 batcher = snapshot.batchers.get(route.name)

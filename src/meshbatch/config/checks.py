@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from meshbatch.config.load import Problem, did_you_mean, register_check
-from meshbatch.config.model import Config
+from meshbatch.config.model import Config, ForwardingRoute, IngestRoute
 
 
 def _duplicates(names: list[tuple[str, str]], what: str) -> Iterator[Problem]:
@@ -42,10 +42,10 @@ def cluster_references(config: Config) -> Iterator[Problem]:
     names = [c.name for c in config.clusters]
     for i, lst in enumerate(config.listeners):
         for j, route in enumerate(lst.routes):
-            if not route.cluster and route.split:  # weighted clusters instead (meshbatch.layers.checks)
+            if not route.cluster and isinstance(route, ForwardingRoute) and route.split:  # weighted clusters instead
                 continue
             if not route.cluster:  # only an ingest route storing into a database needs none
-                if route.ingest is None or route.ingest.sink.type == "cluster":
+                if not isinstance(route, IngestRoute) or route.ingest.sink.type == "cluster":
                     yield Problem(f"listeners[{i}].routes[{j}].cluster", "is required")
                 continue
             if route.cluster not in names:

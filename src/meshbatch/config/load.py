@@ -17,6 +17,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from meshbatch.config.model import Config
+from meshbatch.config.model.routes import ROUTE_CLASSES, ROUTE_TAGS, AnyRoute, misplaced_key, route_kind
 from meshbatch.config.source import SourceError, parse_yaml, read_text
 
 
@@ -87,6 +88,8 @@ def _strip_list(tp: Any) -> Any:
 
 
 def _as_model(tp: Any, node: Any) -> type[BaseModel] | None:
+    if tp == AnyRoute:  # a route: the class of the kind its keys make
+        return ROUTE_CLASSES[route_kind(node)]
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
     candidates = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
@@ -119,22 +122,24 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
     problems: dict[tuple[str, str], Problem] = {}
     union_paths: dict[str, list[str]] = {}
     for err in exc.errors(include_url=False):
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
-        if _wrong_arm(err["loc"], data):
+        full = [p for p in err["loc"] if p not in ROUTE_TAGS]  # the kind a route is: not part of its path
+        loc = [p for p in full if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
+        if _wrong_arm(full, data):
             continue
         path = format_path(loc)
         kind = err["type"]
         if kind == "extra_forbidden":
             parent = _model_at(Config, loc[:-1], data)
+            misplaced = misplaced_key(parent, str(loc[-1])) if parent else None  # a key of another route kind
             hint = did_you_mean(str(loc[-1]), parent.model_fields) if parent else ""
-            message = f"unknown key{hint}"
+            message = misplaced or f"unknown key{hint}"
         elif kind in _MESSAGES:
             message = _MESSAGES[kind](err.get("ctx") or {})
         elif kind == "value_error":
             message = str(err["msg"]).removeprefix("Value error, ")
         else:
             message = str(err["msg"]).lower().replace("input should be", "must be")
-        if len(err["loc"]) != len(loc):  # an error inside one arm of a union: keep one line per path
+        if len(full) != len(loc):  # an error inside one arm of a union: keep one line per path
             union_paths.setdefault(path, []).append(message)
             continue
         problems[(path, message)] = Problem(path, message)
@@ -176,6 +181,10 @@ def _lenient(tp: Any, node: Any) -> Any:
     model = _as_model(tp, node) if isinstance(node, dict) else None
     if model is None:
         return node
+    try:  # a part that is valid by itself is judged as the loader would build it
+        return model.model_validate(node)
+    except ValidationError:
+        pass
     values = {name: _lenient(field.annotation, node[name]) for name, field in model.model_fields.items()
               if name in node}
     return model.model_construct(**values)

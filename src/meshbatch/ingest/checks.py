@@ -6,20 +6,19 @@ import os
 from collections.abc import Iterator
 
 from meshbatch.config.load import Problem, did_you_mean, register_check
-from meshbatch.config.model import Column, Config, Route
+from meshbatch.config.model import Column, Config, IngestRoute, PipelineRoute, Route
 
 NEEDS_EVENTS = ("validate", "filter", "transform")
 
 
 def route_problems(config: Config, route: Route, path: str) -> Iterator[Problem]:
-    yield from pipeline_problems(route, path)
-    if route.ingest is not None:
+    if isinstance(route, PipelineRoute):  # a plain route has no pipeline (config.model.routes refuses the key)
+        yield from pipeline_problems(route, path)
+    if isinstance(route, IngestRoute):
         yield from ingest_problems(route, f"{path}.ingest")
 
 
-def pipeline_problems(route: Route, path: str) -> Iterator[Problem]:
-    if route.pipeline and route.batch is None and route.ingest is None:
-        yield Problem(f"{path}.pipeline", "a pipeline runs on a route with batch: or ingest:")
+def pipeline_problems(route: PipelineRoute, path: str) -> Iterator[Problem]:
     decoded = False
     seen: set[str] = set()
     for k, step in enumerate(route.pipeline):
@@ -47,7 +46,7 @@ def pipeline_problems(route: Route, path: str) -> Iterator[Problem]:
                 make_validator(step.validate_.schema_)
             except ValueError as exc:
                 yield Problem(f"{here}.schema", str(exc))
-            if step.validate_.on_invalid == "dead_letter" and route.ingest is None:
+            if step.validate_.on_invalid == "dead_letter" and not isinstance(route, IngestRoute):
                 yield Problem(f"{here}.on_invalid", "dead_letter needs an ingest route (it has the dead letters)")
         if step.transform is not None:
             t = step.transform
@@ -59,18 +58,17 @@ def pipeline_problems(route: Route, path: str) -> Iterator[Problem]:
         if stage == "compress":
             from meshbatch.ingest.sinks.base import sink_type
 
-            to_cluster = route.ingest is None or sink_type(route) == "cluster"
+            to_cluster = not isinstance(route, IngestRoute) or sink_type(route) == "cluster"
             if not to_cluster:
                 yield Problem(here, "compress applies to batches sent to a cluster; this route's sink is a database")
 
 
-def ingest_problems(route: Route, path: str) -> Iterator[Problem]:
+def ingest_problems(route: IngestRoute, path: str) -> Iterator[Problem]:
     from meshbatch.batching.codecs import CODECS
     from meshbatch.ingest.logs import LOGS
     from meshbatch.ingest.sinks import SINKS, sink_type
 
     ingest = route.ingest
-    assert ingest is not None
     log, sink, delivery = ingest.log, ingest.sink, ingest.delivery
     if log.backend not in LOGS:
         yield Problem(f"{path}.log.backend", f"unknown log backend {log.backend!r}"
@@ -91,10 +89,10 @@ def ingest_problems(route: Route, path: str) -> Iterator[Problem]:
     if kind == "postgres" and not sink.url:
         yield Problem(f"{path}.sink.url", "is required for a postgres sink (postgresql://user@host:port/db)")
     if kind == "cluster":
-        if sink.codec is not None and sink.codec not in CODECS:
+        if sink.codec not in CODECS:
             yield Problem(f"{path}.sink.codec", f"unknown codec {sink.codec!r}"
                           f"{did_you_mean(sink.codec, CODECS.names())}; known: {', '.join(CODECS.names())}")
-        if sink.upstream_path is not None and not sink.upstream_path.startswith("/"):
+        if not sink.upstream_path.startswith("/"):
             yield Problem(f"{path}.sink.upstream_path", "must start with '/'")
     else:
         yield from _table_problems(route, f"{path}.sink")
@@ -103,16 +101,13 @@ def ingest_problems(route: Route, path: str) -> Iterator[Problem]:
         sink_file = sink.path or os.path.join("meshbatch-data", "sink.db")
         if os.path.abspath(log_file) == os.path.abspath(sink_file):
             yield Problem(f"{path}.sink.path", "the sink and the log must be different files")
-    if route.batch is not None and route.batch.key:
-        yield Problem(f"{path[:-len('.ingest')]}.batch.key", "batch keys are not supported on ingest routes")
     if delivery.backoff_initial_ms > delivery.backoff_max_ms:
         yield Problem(f"{path}.delivery.backoff_initial_ms", "must be <= backoff_max_ms")
 
 
-def _table_problems(route: Route, path: str) -> Iterator[Problem]:
+def _table_problems(route: IngestRoute, path: str) -> Iterator[Problem]:
     from meshbatch.ingest.sinks.mapping import IDENTIFIER
 
-    assert route.ingest is not None
     sink = route.ingest.sink
     parts = sink.table.split(".")
     if len(parts) > 2 or not all(IDENTIFIER.match(p) for p in parts):

@@ -9,7 +9,8 @@ from typing import Any
 
 from meshbatch.batching.codecs import CODECS
 from meshbatch.clock import Clock, LoopClock
-from meshbatch.config.model import Ingest, Route
+from meshbatch.config.model import Ingest
+from meshbatch.config.model import IngestRoute as Route
 from meshbatch.errors import Unavailable
 from meshbatch.ingest.flusher import Flusher, FlushPolicy
 from meshbatch.ingest.handler import IngestHandler, check_json, closed_error
@@ -25,15 +26,14 @@ log = logging.getLogger("meshbatch.ingest")
 
 
 def flush_policy(route: Route) -> FlushPolicy:
-    """Delivery sizes from `ingest.delivery`, falling back to the route's `batch:` block, then the defaults."""
-    assert route.ingest is not None
-    d, b = route.ingest.delivery, route.batch
+    """Delivery sizes from `ingest.delivery` (its own defaults: meshbatch.config.model.ingest.Delivery)."""
+    d = route.ingest.delivery
     return FlushPolicy(
-        max_items=d.max_items or (b.max_items if b else 1000),
-        max_bytes=d.max_bytes or (b.max_bytes if b else 4_194_304),
+        max_items=d.max_items,
+        max_bytes=d.max_bytes,
         # The sqlite sink writes on one thread: a second batch in flight would only queue there, while one at a
         # time lets the next batch grow (fewer transactions and fsyncs per event).
-        max_in_flight=d.max_in_flight or (b.max_in_flight if b else 1 if sink_type(route) == "sqlite" else 2),
+        max_in_flight=d.max_in_flight or (1 if sink_type(route) == "sqlite" else 2),
         linger=d.linger_ms / 1000,
         max_attempts=d.max_attempts,
         backoff_initial=d.backoff_initial_ms / 1000,

@@ -5,22 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from meshbatch.config.load import Problem, did_you_mean, register_check
-from meshbatch.config.model import Config, Route
-
-NOT_FOR_INGEST = ("retry", "per_try_timeout_ms", "split", "subset", "mirror")
+from meshbatch.config.model import Config, ForwardingRoute, Route
 
 
 def route_problems(config: Config, route: Route, path: str) -> Iterator[Problem]:
-    names = [c.name for c in config.clusters]
+    if isinstance(route, ForwardingRoute):  # an ingest route has none of these keys (config.model.routes)
+        yield from _forwarding_problems([c.name for c in config.clusters], route, path)
+    yield from _rate_limit_problems(route, path)
 
+
+def _forwarding_problems(names: list[str], route: ForwardingRoute, path: str) -> Iterator[Problem]:
     def unknown(name: str) -> str:
         return f"no cluster named {name!r}{did_you_mean(name, names)}"
 
-    if route.ingest is not None:
-        for key in NOT_FOR_INGEST:
-            if key in route.model_fields_set and getattr(route, key):
-                yield Problem(f"{path}.{key}", "does not apply to an ingest route (its delivery retries are "
-                                               "set in ingest.delivery)")
     if route.split:
         if route.cluster:
             yield Problem(f"{path}.split", "set cluster or split, not both")
@@ -41,6 +38,9 @@ def route_problems(config: Config, route: Route, path: str) -> Iterator[Problem]
         yield Problem(f"{path}.mirror.cluster", unknown(route.mirror.cluster))
     if route.per_try_timeout_ms is not None and route.per_try_timeout_ms > route.timeout_ms:
         yield Problem(f"{path}.per_try_timeout_ms", f"must be <= timeout_ms ({route.timeout_ms})")
+
+
+def _rate_limit_problems(route: Route, path: str) -> Iterator[Problem]:
     seen: dict[str, int] = {}
     for k, limit in enumerate(route.rate_limit):
         name = limit.label

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from meshbatch.config.model import Route
+from meshbatch.config.model import PipelineRoute
 from meshbatch.pipeline import wire
 from meshbatch.pipeline.pool import WorkerPool
 from meshbatch.pipeline.runner import Pipeline
@@ -38,7 +38,7 @@ class PipelinePools:
             metrics.gauge("meshbatch_pipeline_workers", "Pipeline worker processes by route and state (alive, busy, "
                           "queued: requests waiting for one).", ["route", "state"], self._gauge)
 
-    def attach(self, route: Route, pipeline: Pipeline, dead_letters: bool) -> None:
+    def attach(self, route: PipelineRoute, pipeline: Pipeline, dead_letters: bool) -> None:
         """Give `pipeline` the route's worker pool (the same one as before when nothing changed)."""
         if not pipeline or route.pipeline_limits.workers == 0:
             return

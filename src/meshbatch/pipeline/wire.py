@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 
-from meshbatch.config.model import Route
+from meshbatch.config.model import PipelineRoute
 from meshbatch.errors import BadRequest, PayloadTooLarge, ProxyError
 from meshbatch.http.message import Headers
 from meshbatch.pipeline.runner import Result
@@ -53,7 +53,7 @@ def load(data: bytes) -> Any:
         raise FrameError(str(exc)) from None
 
 
-def init(route: Route, dead_letters: bool) -> dict[str, Any]:
+def init(route: PipelineRoute, dead_letters: bool) -> dict[str, Any]:
     """The route's pipeline as the worker gets it (and as the proxy compares it on reload)."""
     from meshbatch.pipeline.stages.validate import load_schema
 

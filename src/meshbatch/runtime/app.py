@@ -28,9 +28,10 @@ from meshbatch.http.forwarded import Trust
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.paths import PathRules
 from meshbatch.http.server import Dispatch, ListenerState, ServerSettings, protocol_factory, serve_handler
-from meshbatch.ingest.wiring import commit_pipelines, start_ingest, stop_ingest, stop_pipelines
 from meshbatch.runtime import checks as _checks  # noqa: F401  (every check of meaning, registered)
+from meshbatch.runtime.ingest import start_ingest, stop_ingest
 from meshbatch.runtime.listener import ListenerStack
+from meshbatch.runtime.pipelines import commit_pipelines, stop_pipelines
 from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
 from meshbatch.security.admin import exposure_warnings
 from meshbatch.security.listener import ServerTls, open_tls_server

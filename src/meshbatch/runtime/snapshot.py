@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from meshbatch.config import model
 from meshbatch.config.redact import redact_config
 from meshbatch.ingest.route import IngestRoute
-from meshbatch.ingest.wiring import build_ingest, stop_ingest
 from meshbatch.layers.authz import JwtCheck, PolicyCheck
 from meshbatch.layers.shared import Shared
 from meshbatch.routing.match import RouteMatcher, RouteTable
+from meshbatch.runtime.ingest import build_ingest, stop_ingest
 from meshbatch.runtime.stacks.batch import batch_sender, batch_stack
 from meshbatch.runtime.stacks.ingest import ingest_stack
 from meshbatch.runtime.stacks.parts import Parts, route_clusters
@@ -72,14 +72,18 @@ def build(config: model.Config, loop: asyncio.AbstractEventLoop, metrics: Regist
     for listener in config.listeners:
         entries: list[tuple[RouteMatcher, RouteStack]] = []
         for route in listener.routes:
-            if route.ingest is not None:  # accept durably (202), deliver later: meshbatch.ingest
-                ingest[route.name] = _ingest(listener, route, parts, previous)
-                stack = ingest_stack(listener, route, parts, ingest[route.name])
-            elif route.batch is not None:
-                stack, batchers[route.name] = batch_stack(listener, route, parts, _kept_batcher(route, clusters,
-                                                                                                 previous))
-            else:
-                stack = plain_stack(listener, route, parts)
+            stack: RouteStack
+            match route:  # one stack per kind, decided when the config was loaded (config/model/routes.py)
+                case model.IngestRoute():  # accept durably (202), deliver later: meshbatch.ingest
+                    ingest[route.name] = _ingest(listener, route, parts, previous)
+                    stack = ingest_stack(listener, route, parts, ingest[route.name])
+                case model.BatchRoute():
+                    stack, batchers[route.name] = batch_stack(listener, route, parts,
+                                                              _kept_batcher(route, clusters, previous))
+                case model.PlainRoute():
+                    stack = plain_stack(listener, route, parts)
+                case _:
+                    assert_never(route)
             entries.append((RouteMatcher(route.match), stack))
         routes[listener.name] = RouteTable(entries)
         checks[listener.name] = _listener_checks(listener, security)
@@ -100,14 +104,15 @@ def _listener_checks(listener: model.Listener, security: Security | None) -> tup
     return tuple(out)
 
 
-def _ingest(listener: model.Listener, route: model.Route, parts: Parts, previous: Snapshot | None) -> IngestRoute:
+def _ingest(listener: model.Listener, route: model.IngestRoute, parts: Parts, previous: Snapshot | None) -> IngestRoute:
     cluster = parts.clusters.get(route.cluster) if route.cluster else None
     send = batch_sender(listener, route, parts) if cluster is not None else None
     same = previous is not None and (cluster is None or previous.clusters.get(route.cluster) is cluster)
     return build_ingest(route, send, parts.registry, previous.ingest if previous else {}, same)
 
 
-def _kept_batcher(route: model.Route, clusters: dict[str, Cluster], previous: Snapshot | None) -> BatchHandler | None:
+def _kept_batcher(route: model.BatchRoute, clusters: dict[str, Cluster],
+                  previous: Snapshot | None) -> BatchHandler | None:
     """The previous snapshot's batcher of this route, when its config and every cluster it sends to are the same."""
     if previous is None:
         return None

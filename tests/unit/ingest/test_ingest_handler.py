@@ -17,7 +17,7 @@ from meshbatch.http.message import Request
 from meshbatch.http.serialize import local_reply
 from meshbatch.ingest.record import key_of
 from meshbatch.ingest.route import IngestRoute
-from meshbatch.ingest.wiring import build_ingest
+from meshbatch.runtime.ingest import build_ingest
 from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
 

@@ -10,7 +10,7 @@ import orjson
 
 from meshbatch.config.model import Route
 from meshbatch.http.message import Request
-from meshbatch.ingest.wiring import build_ingest, start_ingest, stop_ingest
+from meshbatch.runtime.ingest import build_ingest, start_ingest, stop_ingest
 from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
 

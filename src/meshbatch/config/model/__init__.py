@@ -35,7 +35,7 @@ from meshbatch.config.model.layers import (
     Share,
     WeightedCluster,
 )
-from meshbatch.config.model.listeners import Listener, Route
+from meshbatch.config.model.listeners import Listener
 from meshbatch.config.model.pipeline import (
     ENCODINGS,
     STAGES,
@@ -50,6 +50,17 @@ from meshbatch.config.model.pipeline import (
     Validate,
 )
 from meshbatch.config.model.root import Admin, Config
+from meshbatch.config.model.routes import (
+    AnyRoute,
+    BatchRoute,
+    ForwardingRoute,
+    IngestBatch,
+    IngestRoute,
+    PipelineRoute,
+    PlainRoute,
+    Route,
+    RouteKind,
+)
 from meshbatch.config.model.routing import METHODS, HeaderMatch, Limits, Match
 from meshbatch.config.model.telemetry import AccessLog, Fraction, Recorder, Tracing
 
@@ -63,8 +74,10 @@ __all__ = [
     "Adaptive",
     "AdaptiveConcurrency",
     "Admin",
+    "AnyRoute",
     "Backoff",
     "Batch",
+    "BatchRoute",
     "CircuitBreakers",
     "Cluster",
     "Column",
@@ -81,11 +94,14 @@ __all__ = [
     "FaultAbort",
     "FaultDelay",
     "Filter",
+    "ForwardingRoute",
     "Fraction",
     "HeaderMatch",
     "HealthCheck",
     "Ingest",
+    "IngestBatch",
     "IngestLog",
+    "IngestRoute",
     "Isolate",
     "LbConfig",
     "Limits",
@@ -98,12 +114,15 @@ __all__ = [
     "OutlierDetection",
     "Percent",
     "PipelineLimits",
+    "PipelineRoute",
+    "PlainRoute",
     "PositiveInt",
     "RateLimit",
     "Recorder",
     "Retry",
     "RetryBudget",
     "Route",
+    "RouteKind",
     "Share",
     "Sink",
     "Step",

@@ -27,9 +27,14 @@ class IngestLog(Model):
 
 
 class Delivery(Model):
-    max_items: Annotated[int, Field(ge=1, le=100_000)] | None = None  # default 1000, or the route's batch block
-    max_bytes: PositiveInt | None = None  # default 4 MiB, or the route's batch block
-    max_in_flight: Annotated[int, Field(ge=1, le=256)] | None = None  # default 2, or the route's batch block
+    """How the flusher delivers an ingest route's events (its own defaults; an older config's `batch:` block on
+    the route still sets the three sizes: meshbatch.config.model.routes.IngestBatch)."""
+
+    max_items: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    max_bytes: PositiveInt = 4_194_304
+    # None: 1 for the sqlite sink (it writes on one thread: a second batch would only queue there, while one at a
+    # time lets the next batch grow), 2 for the others
+    max_in_flight: Annotated[int, Field(ge=1, le=256)] | None = None
     linger_ms: Annotated[float, Field(ge=0, le=60_000)] = 0
     timeout_ms: Millis = 10_000
     max_attempts: Annotated[int, Field(ge=1, le=1000)] = 8
@@ -56,8 +61,9 @@ class Sink(Model):
     received_column: str | None = "received_at"
     create_table: bool = True
     pool_size: Annotated[int, Field(ge=1, le=64)] = 4  # postgres connections
-    codec: str | None = None  # cluster: default the route's batch.codec, else json-array
-    upstream_path: str | None = None  # cluster: default the route's batch.upstream_path, else /batch
+    codec: str = "json-array"  # cluster: the batch wire format
+    upstream_path: str = "/batch"  # cluster: where batches go
+    upstream_method: Literal["POST", "PUT"] = "POST"  # cluster
 
 
 class Ingest(Model):

@@ -1,4 +1,4 @@
-"""Routes and listeners."""
+"""Listeners (their routes: meshbatch.config.model.routes)."""
 
 from __future__ import annotations
 
@@ -6,43 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from meshbatch.config.model.base import Millis, Model, _check_listen
-from meshbatch.config.model.batch import Batch
-from meshbatch.config.model.ingest import Ingest
-from meshbatch.config.model.layers import (
-    AdaptiveConcurrency,
-    Fault,
-    Mirror,
-    RateLimit,
-    Retry,
-    WeightedCluster,
-)
-from meshbatch.config.model.pipeline import PipelineLimits, Step
-from meshbatch.config.model.routing import Limits, Match
+from meshbatch.config.model.base import Model, _check_listen
+from meshbatch.config.model.routes import AnyRoute
+from meshbatch.config.model.routing import Limits
 from meshbatch.config.model.security import Jwt, ListenerTls, Policy
-
-
-class Route(Model):
-    name: Annotated[str, Field(min_length=1)]
-    match: Match = Match()
-    cluster: str = ""  # required, except on an ingest route whose sink is a database (see checks)
-    timeout_ms: Millis = 15_000
-    batch: Batch | None = None
-    pipeline: list[Step] = []
-    pipeline_limits: PipelineLimits = PipelineLimits()  # CPU budget, inline threshold, worker processes
-    ingest: Ingest | None = None
-    # resilience and traffic shaping (meshbatch.layers); see docs/traffic.md
-    per_try_timeout_ms: Millis | None = None
-    retry: Retry | None = None
-    rate_limit: list[RateLimit] = []
-    adaptive_concurrency: AdaptiveConcurrency | None = None
-    fault: Fault | None = None
-    mirror: Mirror | None = None
-    split: list[WeightedCluster] = []  # instead of `cluster`: weighted clusters (canary)
-    split_key: str | None = None  # 'header:NAME': the same value always goes to the same cluster
-    subset: dict[str, str] = {}  # only endpoints of `cluster` whose metadata has all these pairs
-    subset_fallback: Literal["none", "any"] = "none"  # an empty subset: 503, or any endpoint of the cluster
-    policies: list[Policy] = []  # authorization of this route, after the listener's (meshbatch.security)
 
 
 class PathNormalization(Model):
@@ -57,7 +24,7 @@ class PathNormalization(Model):
 class Listener(Model):
     name: Annotated[str, Field(min_length=1)]
     listen: str
-    routes: list[Route] = []
+    routes: list[AnyRoute] = []  # each of the kind its keys make
     limits: Limits = Limits()
     via: bool = True
     request_id_in_response: bool = True

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from meshbatch.config.model import Route
+from meshbatch.config.model import IngestRoute as Route
 from meshbatch.ingest.record import Record
 from meshbatch.pipeline.stages.compress import Send
 from meshbatch.registry import Extensions
@@ -57,7 +57,6 @@ SINKS: Extensions[SinkFactory] = Extensions("ingest sink")
 
 def sink_type(route: Route) -> str:
     """The sink a route's ingest delivers to: as configured, else its cluster if it names one, else sqlite."""
-    assert route.ingest is not None
     return route.ingest.sink.type or ("cluster" if route.cluster else "sqlite")
 
 

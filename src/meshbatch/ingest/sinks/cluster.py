@@ -27,12 +27,12 @@ class ClusterSink:
 
     def __init__(self, context: SinkContext) -> None:
         route = context.route
-        assert route.ingest is not None and context.send is not None
-        sink, batch = route.ingest.sink, route.batch
+        assert context.send is not None
+        sink = route.ingest.sink
         self.cluster = route.cluster
-        self.codec = CODECS.get(sink.codec or (batch.codec if batch else "json-array"))()
-        self.path = (sink.upstream_path or (batch.upstream_path if batch else "/batch")).encode()
-        self.method = (batch.upstream_method if batch else "POST").encode()
+        self.codec = CODECS.get(sink.codec)()
+        self.path = sink.upstream_path.encode()
+        self.method = sink.upstream_method.encode()
         self.item_path = (route.match.path or route.match.path_prefix or "/").encode()
         self.send = context.send
         self.timeout = context.timeout

@@ -23,26 +23,26 @@ from __future__ import annotations
 
 from meshbatch.batching.handler import BatchHandler
 from meshbatch.config import model
-from meshbatch.ingest.wiring import with_pipeline, wrap_send
 from meshbatch.layers.authz import ItemCapCheck
 from meshbatch.layers.call import BatchSender
 from meshbatch.layers.check import CheckLayer
 from meshbatch.layers.ratelimit import RateLimitLayer
+from meshbatch.runtime.pipelines import with_pipeline, wrap_send
 from meshbatch.runtime.stacks.parts import Parts
 from meshbatch.service import RouteStack, Service
 
 
-def batch_sender(listener: model.Listener, route: model.Route, parts: Parts) -> BatchSender:
-    per_try = route.per_try_timeout_ms / 1000 if route.per_try_timeout_ms else None
+def batch_sender(listener: model.Listener, route: model.BatchRoute | model.IngestRoute, parts: Parts) -> BatchSender:
+    """Where a batch route's batches, or an ingest route's deliveries to its cluster, are sent."""
+    per_try = parts.per_try_timeout(route)
     return BatchSender(route.name, parts.split(route), per_try, listener.via, parts.loop, parts.mirror(route),
                        parts.metrics)
 
 
-def batch_stack(listener: model.Listener, route: model.Route, parts: Parts,
+def batch_stack(listener: model.Listener, route: model.BatchRoute, parts: Parts,
                 batcher: BatchHandler | None = None) -> tuple[RouteStack, BatchHandler]:
     """The route's stack, and its batcher (`batcher`: the previous snapshot's, kept when nothing it depends on
     changed, with its queue and its batches in flight)."""
-    assert route.batch is not None
     checks = [*parts.policies(listener, route), *parts.request_limits(route)]
     if batcher is None:
         batcher = BatchHandler(route.name, route.batch, wrap_send(route, batch_sender(listener, route, parts)),

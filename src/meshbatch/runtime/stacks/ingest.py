@@ -19,7 +19,7 @@ from meshbatch.runtime.stacks.parts import Parts
 from meshbatch.service import RouteStack
 
 
-def ingest_stack(listener: model.Listener, route: model.Route, parts: Parts, ingest: IngestRoute) -> RouteStack:
+def ingest_stack(listener: model.Listener, route: model.IngestRoute, parts: Parts, ingest: IngestRoute) -> RouteStack:
     checks = [*parts.policies(listener, route), *parts.request_limits(route)]
     return RouteStack(route.name, "ingest", tuple(checks), parts.front(route, ingest.handler))
 

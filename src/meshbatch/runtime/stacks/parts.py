@@ -29,6 +29,8 @@ from meshbatch.upstream.target import Target
 
 def route_clusters(route: model.Route) -> list[str]:
     """Every cluster a route sends to: its cluster or split clusters, and its mirror's."""
+    if not isinstance(route, model.ForwardingRoute):  # an ingest route: its cluster, if it delivers to one
+        return [route.cluster] if route.cluster else []
     names = [w.cluster for w in route.split] if route.split else [route.cluster] if route.cluster else []
     if route.mirror is not None:
         names.append(route.mirror.cluster)
@@ -38,7 +40,8 @@ def route_clusters(route: model.Route) -> list[str]:
 def guarded(route: model.Route, clusters: dict[str, Cluster]) -> bool:
     """The route's upstream exchanges go through its clusters' guards (thresholds, endpoint breakers, the retry
     budget): it retries, splits, mirrors, has per-try timeouts, or a cluster it sends to has circuit breakers."""
-    if route.retry or route.per_try_timeout_ms or route.split or route.subset or route.mirror:
+    if isinstance(route, model.ForwardingRoute) and (route.retry or route.per_try_timeout_ms or route.split
+                                                     or route.subset or route.mirror):
         return True
     cluster = clusters.get(route.cluster)
     return cluster is not None and cluster.config.circuit_breakers is not None
@@ -63,25 +66,33 @@ class Parts:
     def target(self, route: model.Route, name: str, subset: dict[str, str] | None = None) -> Target:
         cluster = self.clusters[name]
         guard = self.shared.guard(cluster.config) if guarded(route, self.clusters) else None
-        return Target(cluster, guard, subset, route.subset_fallback == "any")
+        fallback = isinstance(route, model.ForwardingRoute) and route.subset_fallback == "any"
+        return Target(cluster, guard, subset, fallback)
 
     def split(self, route: model.Route) -> Split:
-        """The route's targets by weight (one target when it does not split)."""
+        """The route's targets by weight (one target when it does not split; an ingest route's: its cluster)."""
+        if not isinstance(route, model.ForwardingRoute):
+            return Split([(self.target(route, route.cluster), 1)], None)
         header = route.split_key.partition(":")[2].lower().encode() if route.split_key else None
         if route.split:
             return Split([(self.target(route, w.cluster, w.subset), w.weight) for w in route.split], header)
         return Split([(self.target(route, route.cluster, route.subset), 1)], header)
 
     def mirror(self, route: model.Route) -> Mirror | None:
-        spec = route.mirror
+        spec = route.mirror if isinstance(route, model.ForwardingRoute) else None
         if spec is None:
             return None
         timeout = (spec.timeout_ms or route.timeout_ms) / 1000
         return Mirror(route.name, self.clusters[spec.cluster], spec.percent, spec.max_in_flight, timeout, self.loop,
                       self.metrics)
 
-    def retry_policy(self, route: model.Route) -> RetryPolicy | None:
+    def retry_policy(self, route: model.ForwardingRoute) -> RetryPolicy | None:
         return RetryPolicy(route.name, route.retry, self.metrics) if route.retry is not None else None
+
+    def per_try_timeout(self, route: model.Route) -> float | None:
+        """Seconds one upstream attempt may take (None: the route's whole timeout)."""
+        per_try = route.per_try_timeout_ms if isinstance(route, model.ForwardingRoute) else None
+        return per_try / 1000 if per_try else None
 
     # checks: answered by the proxy itself, before anything awaits ------------------------------------
     def policies(self, listener: model.Listener, route: model.Route) -> list[Check]:
@@ -92,7 +103,8 @@ class Parts:
 
     def rate_limits(self, route: model.Route, unit: str) -> RateLimits | None:
         """The route's limits counted in `unit` (requests or items; a plain route's, all of them)."""
-        configs = [c for c in route.rate_limit if c.unit == unit or route.batch is None]
+        counts_items = isinstance(route, model.BatchRoute)  # elsewhere a request is the only unit
+        configs = [c for c in route.rate_limit if c.unit == unit or not counts_items]
         if not configs:
             return None
         name = route.name if unit == "requests" else f"{route.name}#{unit}"

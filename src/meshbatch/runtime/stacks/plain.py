@@ -25,7 +25,7 @@ from meshbatch.runtime.stacks.parts import Parts
 from meshbatch.service import RouteStack, Service
 
 
-def plain_stack(listener: model.Listener, route: model.Route, parts: Parts) -> RouteStack:
+def plain_stack(listener: model.Listener, route: model.PlainRoute, parts: Parts) -> RouteStack:
     checks = [*parts.policies(listener, route), *parts.request_limits(route)]
     timeout = route.timeout_ms / 1000
     per_try = route.per_try_timeout_ms / 1000 if route.per_try_timeout_ms else None
