@@ -31,16 +31,16 @@ from meshbatch.http.server import Dispatch, ListenerState, ServerSettings, proto
 from meshbatch.runtime import checks as _checks  # noqa: F401  (every check of meaning, registered)
 from meshbatch.runtime.ingest import start_ingest, stop_ingest
 from meshbatch.runtime.listener import ListenerStack
+from meshbatch.runtime.observability import Observability
 from meshbatch.runtime.pipelines import commit_pipelines, stop_pipelines
+from meshbatch.runtime.security import Security, check_tls_switch
 from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
 from meshbatch.security.admin import exposure_warnings
 from meshbatch.security.listener import ServerTls, open_tls_server
-from meshbatch.security.state import Security, check_tls_switch
 from meshbatch.telemetry.access_log import Observer
 from meshbatch.telemetry.loop import LoopMonitor
 from meshbatch.telemetry.metrics import Counter, Metric, Registry
 from meshbatch.telemetry.requests import RequestStats
-from meshbatch.telemetry.wiring import Observability
 from meshbatch.upstream.endpoint import split_address
 from meshbatch.upstream.metrics import upstream_metrics
 

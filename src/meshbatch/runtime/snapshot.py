@@ -33,7 +33,7 @@ from meshbatch.upstream.cluster import Cluster
 
 if TYPE_CHECKING:
     from meshbatch.batching.handler import BatchHandler
-    from meshbatch.security.state import Security
+    from meshbatch.runtime.security import Security
 
 
 @dataclass(slots=True)

@@ -19,8 +19,8 @@ from meshbatch.layers.ratelimit import RateLimitCheck, RateLimits
 from meshbatch.layers.retry import RetryPolicy
 from meshbatch.layers.shared import Shared
 from meshbatch.layers.split import Split
+from meshbatch.runtime.security import Security
 from meshbatch.security.policy import Authorizer
-from meshbatch.security.state import Security
 from meshbatch.service import Check, Service
 from meshbatch.telemetry.metrics import Registry
 from meshbatch.upstream.cluster import Cluster

@@ -1,4 +1,5 @@
-"""How the running proxy turns its observability config into objects: access log, tracing, batch recorders.
+"""How the running proxy turns its observability config into objects (access log, tracing, batch recorders) and
+attaches them to the listeners, batchers and ingest routes of each snapshot.
 
 Everything here is decided once per config, never per request: a listener's observer is its plain request
 counters unless access logs are on; its requests get SERVER spans only when tracing is on; a batcher's
