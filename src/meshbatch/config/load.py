@@ -115,6 +115,9 @@ _MESSAGES: dict[str, Callable[[dict[str, Any]], str]] = {
     "too_short": lambda ctx: f"must have at least {ctx['min_length']} item(s)",
     "string_too_short": lambda ctx: "must not be empty",
     "missing": lambda ctx: "is required",
+    # a route that is not a mapping: the class its keys would have made is no name the user wrote
+    "model_type": lambda ctx: "must be a valid dictionary or instance of "
+    + ("route" if ctx.get("class_name") in ROUTE_TAGS else str(ctx.get("class_name")).lower()),
 }
 
 
