@@ -76,7 +76,7 @@ class Dispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
         self._idle: asyncio.Event | None = None
-        # Observability, set by meshbatch.telemetry.wiring (None = off; checked once per batch, not per request).
+        # Observability, set by meshbatch.runtime.observability (None = off; checked once per batch, not per request).
         self.tracing: BatchSpans | None = None
         self.spans: dict[Batch, Span] = {}  # the spans of the batches in flight (tracing on): joiners link to them
         self.recorder: BatchRecorder | None = None
