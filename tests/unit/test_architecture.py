@@ -47,8 +47,6 @@ KNOWN: dict[str, str] = {
         "tracing is passed in, but typed with telemetry's class (which names the batch): wants a protocol",
     "layer: meshbatch.ingest.flusher -> meshbatch.telemetry.spans":
         "tracing is passed in, but typed with telemetry's class (which names the record): wants a protocol",
-    "size: src/meshbatch/http/client.py": "the upstream connection's reading and its state in one file",
-    "size: src/meshbatch/http/server.py": "the server connection's state spread over its callbacks in one file",
 }
 
 
