@@ -38,16 +38,7 @@ MAX_LINES = 400
 
 # Today's violations, each with why it is there. Keys: "layer: SOURCE -> TARGET", "unplaced: MODULE",
 # "cycle: MODULE, MODULE, ..." (the modules of one cycle, sorted), "size: PATH".
-KNOWN: dict[str, str] = {
-    "layer: meshbatch.batching.dispatcher -> meshbatch.telemetry.recorder":
-        "the recorder is passed in, but typed with telemetry's class (which names the batch): wants a protocol",
-    "layer: meshbatch.batching.dispatcher -> meshbatch.telemetry.spans":
-        "tracing is passed in, but typed with telemetry's class (which names the batch): wants a protocol",
-    "layer: meshbatch.batching.upstream_call -> meshbatch.telemetry.spans":
-        "tracing is passed in, but typed with telemetry's class (which names the batch): wants a protocol",
-    "layer: meshbatch.ingest.flusher -> meshbatch.telemetry.spans":
-        "tracing is passed in, but typed with telemetry's class (which names the record): wants a protocol",
-}
+KNOWN: dict[str, str] = {}
 
 
 # -- the layer table ------------------------------------------------------------------------------------------

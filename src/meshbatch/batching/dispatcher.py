@@ -35,8 +35,7 @@ from meshbatch.upstream.exchange import ATTEMPT, Attempt
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from meshbatch.telemetry.recorder import BatchRecorder
-    from meshbatch.telemetry.spans import BatchSpans
+    from meshbatch.batching.observers import BatchRecording, BatchTracing
 
 log = logging.getLogger("meshbatch.batching")
 INF = float("inf")
@@ -77,9 +76,9 @@ class Dispatcher:
         self._timer_at = INF
         self._idle: asyncio.Event | None = None
         # Observability, set by meshbatch.runtime.observability (None = off; checked once per batch, not per request).
-        self.tracing: BatchSpans | None = None
+        self.tracing: BatchTracing | None = None
         self.spans: dict[Batch, Span] = {}  # the spans of the batches in flight (tracing on): joiners link to them
-        self.recorder: BatchRecorder | None = None
+        self.recorder: BatchRecording | None = None
 
     # -- time -----------------------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from meshbatch.upstream.exchange import ATTEMPT
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from meshbatch.telemetry.spans import BatchSpans
+    from meshbatch.batching.observers import BatchTracing
 
 log = logging.getLogger("meshbatch.batching")
 
@@ -57,7 +57,7 @@ class BatchRoute(Protocol):
     isolate: IsolatePolicy | None
     clock: Clock
     stopwatch: Callable[[], float]  # durations: perf_counter, or a test's fake clock (clock.py)
-    tracing: BatchSpans | None
+    tracing: BatchTracing | None
     spans: dict[Batch, Span]
 
 

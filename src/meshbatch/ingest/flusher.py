@@ -32,7 +32,7 @@ from meshbatch.ingest.waiters import Waiters
 from meshbatch.telemetry.metrics import Counter
 
 if TYPE_CHECKING:
-    from meshbatch.telemetry.spans import BatchSpans
+    from meshbatch.ingest.observers import DeliveryTracing
 
 log = logging.getLogger("meshbatch.ingest")
 IDLE_WAIT = 1.0
@@ -69,7 +69,7 @@ class Flusher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self.tracing: BatchSpans | None = None  # set by meshbatch.runtime.observability: a span per delivery
+        self.tracing: DeliveryTracing | None = None  # set by meshbatch.runtime.observability: a span per delivery
         self.error_pause = 1.0  # seconds the loop waits after the log failed to give a batch
 
     # -- one batch ------------------------------------------------------------------------------------------
