@@ -234,6 +234,24 @@ def large_files(root: Path = PACKAGE) -> dict[str, str]:
     return out
 
 
+# Config models (config/model/) are named after what they configure and are always named through the package
+# (`model.Cluster` configures `upstream.cluster.Cluster`), as a proto message and the object built from it are;
+# every other class name is defined once.
+MODELS = "config/model/"
+
+
+def twice_named(root: Path = PACKAGE) -> dict[str, str]:
+    where: dict[str, list[str]] = {}
+    for path in modules(root).values():
+        rel = str(path.relative_to(root))
+        if rel.startswith(MODELS):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(rel)
+    return {f"name: {name}": ", ".join(files) for name, files in where.items() if len(files) > 1}
+
+
 def judge(found: dict[str, str], kind: str | tuple[str, ...], hint: str = "") -> None:
     known = {key for key in KNOWN if key.startswith(kind)}
     new = sorted(set(found) - known)
@@ -260,6 +278,10 @@ def test_no_import_cycles() -> None:
 
 def test_no_file_is_over_the_size_limit() -> None:
     judge(large_files(), "size", f"limit: {MAX_LINES} lines")
+
+
+def test_every_class_name_is_defined_once() -> None:
+    judge(twice_named(), "name", f"(config models, in {MODELS}, are named after what they configure)")
 
 
 # -- the checker itself, on a small package made for it ----------------------------------------------------------
