@@ -28,6 +28,11 @@ class IllegalTransition(Exception):
         self.allowed = list(allowed)
 
     @classmethod
+    def of(cls, kind: str, state: str, event: str) -> IllegalTransition:
+        """The error of a machine whose table is not a `Transitions` (the HTTP connections' integer tables)."""
+        return cls(f"{kind}: cannot {event} in state {state}", kind, "", state, event)
+
+    @classmethod
     def refused(cls, machine: Transitions, name: str, state: str, event: str) -> IllegalTransition:
         allowed = machine.allowed(state)
         where = machine.where.format(kind=machine.kind, state=state)

@@ -122,9 +122,7 @@ class ResponseReader:
         self.state = state
 
     def _illegal(self, event: int) -> IllegalTransition:
-        state, name = STATE_NAMES[self.state], EVENT_NAMES[event]
-        kind = "upstream connection"
-        return IllegalTransition(f"{kind}: cannot {name} in state {state}", kind, "", state, name)
+        return IllegalTransition.of("upstream connection", STATE_NAMES[self.state], EVENT_NAMES[event])
 
     @property
     def reusable(self) -> bool:

@@ -112,9 +112,7 @@ class ServerConnection:
         self.state = state
 
     def _illegal(self, event: int) -> IllegalTransition:
-        state, name = STATE_NAMES[self.state], EVENT_NAMES[event]
-        return IllegalTransition(f"server connection: cannot {name} in state {state}", "server connection", "", state,
-                                 name)
+        return IllegalTransition.of("server connection", STATE_NAMES[self.state], EVENT_NAMES[event])
 
     @property
     def busy(self) -> bool:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from meshbatch.config.model.base import Model
+from meshbatch.config.model.base import Model, UrlPath
 
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -74,7 +74,7 @@ class Batch(Model):
     min_wait_ms: Annotated[float, Field(ge=0, le=600_000)] = 0
     max_bytes: Annotated[int, Field(ge=1)] = 1_048_576
     codec: str = "json-array"
-    upstream_path: Annotated[str, Field(min_length=1)] = "/batch"
+    upstream_path: UrlPath = "/batch"
     upstream_method: Literal["POST", "PUT"] = "POST"
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 4
     max_queue: Annotated[int, Field(ge=1)] = 10_000
@@ -85,13 +85,6 @@ class Batch(Model):
     idempotency_scope: IdempotencyScope = "principal"  # whose keys dedup and replay share (security/scope.py)
     adaptive: Adaptive | None = None
     isolate: Isolate = Isolate()
-
-    @field_validator("upstream_path")
-    @classmethod
-    def _slash(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with '/'")
-        return value
 
     @field_validator("key")
     @classmethod

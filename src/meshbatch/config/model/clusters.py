@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt, _check_listen, secret
+from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt, UrlPath, _check_listen, secret
 from meshbatch.config.model.security import ClusterTls
 
 
@@ -66,7 +66,7 @@ def _check_url_host(url: str) -> bool:
 class HealthCheck(Model):
     """Active HTTP health checks: GET `path` on every endpoint each `interval_ms`."""
 
-    path: Annotated[str, Field(min_length=1)] = "/health"
+    path: UrlPath = "/health"
     host: str | None = None  # Host header; default: the cluster name
     interval_ms: Millis = 5_000
     timeout_ms: Millis = 1_000
@@ -74,13 +74,6 @@ class HealthCheck(Model):
     healthy_threshold: Annotated[int, Field(ge=1, le=1000)] = 2
     unhealthy_interval_ms: Millis | None = None  # while an endpoint is unhealthy; default interval_ms
     expected_statuses: list[Annotated[int, Field(ge=100, le=599)] | str] = [200]
-
-    @field_validator("path")
-    @classmethod
-    def _slash(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with '/'")
-        return value
 
     @field_validator("expected_statuses")
     @classmethod

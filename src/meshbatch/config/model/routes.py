@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from meshbatch.config.model.base import Millis, Model
+from meshbatch.config.model.base import Millis, Model, UrlPath
 from meshbatch.config.model.batch import Batch
 from meshbatch.config.model.ingest import Ingest
 from meshbatch.config.model.layers import AdaptiveConcurrency, Fault, Mirror, RateLimit, Retry, WeightedCluster
@@ -168,15 +168,9 @@ class IngestBatch(Model):
     max_bytes: Annotated[int, Field(ge=1)] = 1_048_576
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 4
     codec: str = "json-array"
-    upstream_path: Annotated[str, Field(min_length=1)] = "/batch"
+    upstream_path: UrlPath = "/batch"
     upstream_method: Literal["POST", "PUT"] = "POST"
 
-    @field_validator("upstream_path")
-    @classmethod
-    def _slash(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with '/'")
-        return value
 
 
 class IngestRoute(PipelineRoute):
