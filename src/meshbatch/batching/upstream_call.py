@@ -17,7 +17,7 @@ from urllib.parse import quote_from_bytes
 from meshbatch.batching.batch import Batch, Item, Key
 from meshbatch.batching.bisection import Bisection
 from meshbatch.batching.codecs.base import Codec, ItemResult
-from meshbatch.batching.codecs.failures import failure
+from meshbatch.batching.codecs.failures import failure, naming_target
 from meshbatch.batching.isolate import IsolatePolicy, answer_final, bisect, part_attempt, still_waiting
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.retry import Answer, RetryRules
@@ -104,6 +104,8 @@ async def call(site: BatchRoute, batch: Batch, path: bytes, headers: Headers, it
     batch.upstream = response.upstream
     site.metrics.upstream.observe(elapsed)
     results = decode(site, response, items)
+    if response.status == 404:  # the path called is the first thing to check: say which it was
+        results = naming_target(results, response.status, site.method, path)
     if 200 <= response.status < 300:
         site.model.observe(len(items), elapsed)
         if site.on_batch is not None:

@@ -35,6 +35,29 @@ def upstream_status(status: int, headers: Headers) -> ItemResult:
                    upstream_status=status, extra_headers=retry)
 
 
+def naming_target(results: list[ItemResult], status: int, method: bytes, path: bytes) -> list[ItemResult]:
+    """`results` with each `upstream_status_<status>` refusal's detail naming the call that was refused (a 404:
+    the upstream has no such path, most often a `batch.upstream_path` left to its default `/batch`)."""
+    reason = f"upstream_status_{status}"
+    if not any(result.reason == reason for result in results):
+        return results
+    target = f"{method.decode('latin-1')} {path.decode('latin-1')}"
+    detail = f"the upstream answered the batch call {target} with {status}"
+    if status == 404:
+        detail += " Not Found: the upstream has no such path (set the route's batch.upstream_path; default /batch)"
+    named: dict[int, ItemResult] = {}
+    out = []
+    for result in results:
+        if result.reason != reason:
+            out.append(result)
+            continue
+        if id(result) not in named:
+            retry = [(name, value) for name, value in result.headers if name == b"retry-after"]
+            named[id(result)] = failure(reason, detail, upstream_status=status, extra_headers=retry)
+        out.append(named[id(result)])
+    return out
+
+
 def for_all(result: ItemResult, n: int) -> list[ItemResult]:
     return [result] * n
 
@@ -44,4 +67,4 @@ def json_error(exc: Exception) -> str:
     return str(exc).split("\n", 1)[0][:200]
 
 
-__all__ = ["JSON_HEADERS", "failure", "for_all", "json_error", "upstream_status"]
+__all__ = ["JSON_HEADERS", "failure", "for_all", "json_error", "naming_target", "upstream_status"]
