@@ -348,7 +348,7 @@ def test_wrong_types() -> None:
         clusters: [{name: c, endpoints: '127.0.0.1:1'}]
         """)
     assert found == [
-        "listeners[0].listen: must be a valid string",
+        "listeners[0].listen: must be HOST:PORT, e.g. 0.0.0.0:5 (a port alone is not an address)",
         "listeners[0].routes: must be a valid list",
         "clusters[0].endpoints: must be a valid list",
     ]

@@ -9,7 +9,7 @@ Three passes, each collecting all its errors before the next runs:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -17,7 +17,14 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from meshbatch.config.model import Config
-from meshbatch.config.model.routes import ROUTE_CLASSES, ROUTE_TAGS, AnyRoute, misplaced_key, route_kind
+from meshbatch.config.model.routes import (
+    ROUTE_CLASSES,
+    ROUTE_TAGS,
+    AnyRoute,
+    IngestBatch,
+    misplaced_key,
+    route_kind,
+)
 from meshbatch.config.source import SourceError, parse_yaml, read_text
 
 
@@ -103,8 +110,39 @@ def _as_model(tp: Any, node: Any) -> type[BaseModel] | None:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """A hint naming the choice closest to `word`; a choice that starts with the word (`json` for `json-array`)
+    comes first, so a short name finds its long form rather than another name that merely contains it."""
+    names = list(choices)
+    prefixed = [name for name in names if len(word) >= 3 and name.startswith(word) and name != word]
+    close = sorted(prefixed, key=len)[:1] or difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _blocks(model: type[BaseModel], prefix: str = "", depth: int = 2) -> Iterator[tuple[str, type[BaseModel]]]:
+    """The mappings below `model`, breadth first, as (dotted key, model): `batch`, `ingest`, `ingest.delivery`...
+    Lists are left out (their items have no single path), and so is an ingest route's `batch:` (older configs)."""
+    children = [(f"{prefix}{name}", child) for name, field in model.model_fields.items()
+                if get_origin(field.annotation) is not list
+                and (child := _as_model(field.annotation, None)) is not None and child is not IngestBatch]
+    yield from children
+    if depth > 1:
+        for block, child in children:
+            yield from _blocks(child, f"{block}.", depth - 1)
+
+
+def _belongs_below(model: type[BaseModel], key: str, path: str) -> str:
+    """A hint for a key that belongs to a block below `model` (`upstream_path` written on a route instead of under
+    its `batch:`, `max_attempts` instead of under `ingest.delivery:`), or "". On a route, the blocks of the other
+    route kinds are searched after its own (a plain route becomes a batch route with a `batch:` block)."""
+    roots: list[type[BaseModel]] = [model]
+    if model in ROUTE_CLASSES.values():
+        roots += [cls for cls in ROUTE_CLASSES.values() if cls is not model]
+    base = path.rpartition(".")[0]
+    for root in roots:
+        for block, child in _blocks(root):
+            if key in child.model_fields:
+                return f"; it belongs under {block}: ({base + '.' if base else ''}{block}.{key})"
+    return ""
 
 
 _MESSAGES: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -121,6 +159,16 @@ _MESSAGES: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
+_ADDRESS_KEYS = {"listen", "address"}  # the keys whose value is HOST:PORT (listeners, admin, endpoints)
+
+
+def _address_message(value: Any) -> str:
+    """What is expected of an address given as something else than text (`listen: 37080`)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
+        return f"must be HOST:PORT, e.g. 0.0.0.0:{value} (a port alone is not an address)"
+    return "must be HOST:PORT, e.g. 0.0.0.0:8080"
+
+
 def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
     problems: dict[tuple[str, str], Problem] = {}
     union_paths: dict[str, list[str]] = {}
@@ -135,7 +183,11 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
             parent = _model_at(Config, loc[:-1], data)
             misplaced = misplaced_key(parent, str(loc[-1])) if parent else None  # a key of another route kind
             hint = did_you_mean(str(loc[-1]), parent.model_fields) if parent else ""
+            if parent and not hint:
+                hint = _belongs_below(parent, str(loc[-1]), path)
             message = misplaced or f"unknown key{hint}"
+        elif kind == "string_type" and loc and loc[-1] in _ADDRESS_KEYS:
+            message = _address_message(err.get("input"))
         elif kind in _MESSAGES:
             message = _MESSAGES[kind](err.get("ctx") or {})
         elif kind == "value_error":

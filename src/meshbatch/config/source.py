@@ -43,6 +43,26 @@ def _where(mark: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
+def _place(text: str, mark: Any) -> tuple[int, int]:
+    """The 0-based line and column of `mark` as the user counts them: a mark past the last line (an unclosed
+    quote or bracket found at the end of the stream) is put at the end of the last line that has text."""
+    lines = text.splitlines()
+    line, column = mark.line, mark.column
+    if line >= len(lines) or (column == 0 and not lines[line].strip()):
+        line = max((i for i, part in enumerate(lines[:line]) if part.strip()), default=0)
+        column = len(lines[line].rstrip()) if lines else 0
+    return line, column
+
+
+def excerpt(text: str, line: int, column: int) -> str:
+    """The line `line` (0-based) of `text`, quoted, with a caret under `column`."""
+    lines = text.splitlines()
+    if not 0 <= line < len(lines):
+        return ""
+    quoted = lines[line].expandtabs(1).rstrip()
+    return f"\n    {quoted}\n    {' ' * min(column, len(quoted))}^"
+
+
 def expanded_size(root: yaml.Node, limit: int = MAX_EXPANDED_NODES) -> int:
     """The number of nodes of the document once every alias is expanded (each shared node counted once per
     place it appears). Raises SourceError beyond `limit` or on a node that contains itself. Iterative: a deep
@@ -118,6 +138,15 @@ def parse_yaml(text: str) -> Any:
     """The data of one YAML document; SourceError with the place for bad YAML, duplicate keys, alias bombs."""
     try:
         return yaml.load(text, Loader=ConfigLoader)
+    except (yaml.scanner.ScannerError, yaml.parser.ParserError) as exc:  # syntax: the place, quoted
+        mark, message = exc.problem_mark or exc.context_mark, str(exc.problem or exc.context or exc)
+        if mark is None:
+            raise SourceError(message, "yaml") from None
+        if exc.context_mark is not None and mark.line >= len(text.splitlines()):  # the end: where it began
+            mark, message = exc.context_mark, f"{message} {exc.context}" if exc.context else message
+        line, column = _place(text, mark)
+        raise SourceError(message + excerpt(text, line, column),
+                          f"line {line + 1}, column {column + 1}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise SourceError(str(exc.problem or exc.context or exc), _where(mark) or "yaml") from None
@@ -146,5 +175,5 @@ def read_text(path: str | Path, limit: int = MAX_CONFIG_BYTES) -> str:
         raise SourceError(f"{path} is not UTF-8 text (byte {exc.start})") from None
 
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_EXPANDED_NODES", "ConfigLoader", "SourceError", "expanded_size", "parse_yaml",
-           "read_text"]
+__all__ = ["MAX_CONFIG_BYTES", "MAX_EXPANDED_NODES", "ConfigLoader", "SourceError", "excerpt", "expanded_size",
+           "parse_yaml", "read_text"]
