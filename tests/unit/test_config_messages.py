@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
-from meshbatch.config import ConfigError, parse
+from meshbatch.config import ConfigError, load, parse
 from meshbatch.config.load import did_you_mean
+from meshbatch.config.notes import notes
 from meshbatch.runtime import checks  # noqa: F401  (every check of meaning, registered)
 
 ROUTE = ("listeners: [{name: l, listen: '127.0.0.1:0', routes: [{name: r, cluster: c, %s}]}]\n"
@@ -75,3 +79,35 @@ def test_an_unclosed_quote_points_where_it_opens_not_past_the_end() -> None:
 def test_a_bad_indent_points_at_the_line_that_has_it() -> None:
     found = problems("a: 1\nb:\n  c: 1\n d: 2\n")
     assert found[0].splitlines() == ["line 4, column 2: did not find expected key", "     d: 2", "     ^"]
+
+
+BATCH_ROUTES = """
+listeners:
+  - name: l
+    listen: 127.0.0.1:0
+    routes:
+      - {name: plain, cluster: c}
+      - {name: implied, cluster: c, batch: {max_items: 8}}
+      - {name: by-kind, cluster: c, kind: batch}
+      - {name: named, cluster: c, batch: {upstream_path: /orders/batch}}
+      - {name: put, cluster: c, batch: {upstream_method: PUT}}
+      - {name: events, cluster: c, ingest: {sink: {type: cluster}}}
+clusters: [{name: c, endpoints: ['127.0.0.1:1']}]
+"""
+
+
+def test_a_note_for_each_batch_route_on_the_default_upstream_path() -> None:
+    found = notes(parse(BATCH_ROUTES))
+    assert [note.split(":")[0] for note in found] == [
+        "listeners[0].routes[1] (implied)", "listeners[0].routes[2] (by-kind)", "listeners[0].routes[4] (put)"]
+    assert found[0].endswith("batch.upstream_path is not set; its batches are sent as POST /batch (the default)")
+    assert "PUT /batch" in found[2]
+
+
+def test_load_logs_the_notes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(BATCH_ROUTES)
+    with caplog.at_level(logging.INFO, logger="meshbatch.config"):
+        load(path)
+    logged = [r.getMessage() for r in caplog.records if r.name == "meshbatch.config"]
+    assert len(logged) == 3 and logged[0].startswith(f"{path}: note: listeners[0].routes[1] (implied)")

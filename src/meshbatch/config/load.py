@@ -9,6 +9,7 @@ Three passes, each collecting all its errors before the next runs:
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,10 @@ from meshbatch.config.model.routes import (
     misplaced_key,
     route_kind,
 )
+from meshbatch.config.notes import notes
 from meshbatch.config.source import SourceError, parse_yaml, read_text
+
+log = logging.getLogger("meshbatch.config")
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +285,10 @@ def load(path: str | Path) -> Config:
         text = read_text(path)
     except SourceError as exc:
         raise ConfigError([Problem("", exc.message)], str(path)) from None
-    return parse(text, str(path))
+    config = parse(text, str(path))
+    for note in notes(config):  # not errors: what the config relies on without saying so
+        log.info("%s: note: %s", path, note)
+    return config
 
 
 __all__ = ["ConfigError", "Problem", "did_you_mean", "format_path", "load", "parse", "register_check"]
