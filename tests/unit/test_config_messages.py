@@ -111,3 +111,10 @@ def test_load_logs_the_notes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
         load(path)
     logged = [r.getMessage() for r in caplog.records if r.name == "meshbatch.config"]
     assert len(logged) == 3 and logged[0].startswith(f"{path}: note: listeners[0].routes[1] (implied)")
+
+
+@pytest.mark.parametrize("text", ["admin:\n  token: s3cr3t: x\n", "a:\n  - \"password\": s3cr3t: x\n",
+                                  "h:\n  Authorization: Bearer s3cr3t: x\n"])
+def test_the_quoted_line_never_shows_a_secret_value(text: str) -> None:
+    found = problems(text)
+    assert "s3cr3t" not in found[0] and "<redacted>" in found[0].splitlines()[1]

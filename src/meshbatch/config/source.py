@@ -19,6 +19,7 @@ results are the same.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,27 @@ def _place(text: str, mark: Any) -> tuple[int, int]:
     return line, column
 
 
+# `KEY: value` on a line whose key looks secret: the value is not quoted (credentials inside URLs are redacted
+# from every message by meshbatch.config.redact).
+_KEY_VALUE = re.compile(r"^(?P<key>\s*(?:-\s+)?[\"']?(?P<name>[\w.-]+)[\"']?\s*:\s+)\S")
+_SECRET_NAME = re.compile(r"(?i)(pass(word|wd|phrase)?$|secret|token|credential|creds|^auth|_auth|api_?key|private|"
+                          r"dsn|cookie|bearer|^key$|_key$|signing)")
+
+
+def _unsecret(line: str) -> str:
+    match = _KEY_VALUE.match(line)
+    if match is None or not _SECRET_NAME.search(match["name"]):
+        return line
+    return match["key"] + "<redacted>"
+
+
 def excerpt(text: str, line: int, column: int) -> str:
-    """The line `line` (0-based) of `text`, quoted, with a caret under `column`."""
+    """The line `line` (0-based) of `text`, quoted, with a caret under `column`; the value of a key that looks
+    secret is not quoted."""
     lines = text.splitlines()
     if not 0 <= line < len(lines):
         return ""
-    quoted = lines[line].expandtabs(1).rstrip()
+    quoted = _unsecret(lines[line].expandtabs(1).rstrip())
     return f"\n    {quoted}\n    {' ' * min(column, len(quoted))}^"
 
 
