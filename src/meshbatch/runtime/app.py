@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -195,7 +196,9 @@ class Proxy:
             await self._open_listener(listener)
         # Before "ready": whoever sends SIGHUP or SIGTERM on seeing it must find the handlers in place.
         self.install_signal_handlers()
-        self.announce(f"meshbatch: ready config={self.config_path} version={self.snapshot.version}")
+        # pid: where `kill -HUP` (reload) and `kill -TERM` (drain) go.
+        self.announce(f"meshbatch: ready config={self.config_path} version={self.snapshot.version} "
+                      f"pid={os.getpid()}")
 
     async def _open_listener(self, listener: model.Listener) -> None:
         state = ListenerState(self._listener_settings(listener, self.snapshot))
