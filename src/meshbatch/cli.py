@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from meshbatch import __version__, extras
+
+if TYPE_CHECKING:
+    from meshbatch.config.model import Config
+
+LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from meshbatch.config import ConfigError, load
     from meshbatch.runtime import checks  # noqa: F401  (every check of meaning, registered)
 
+    if args.json:
+        return _check_json(args.file)
     try:
         config = load(args.file)
     except ConfigError as exc:
@@ -26,12 +35,44 @@ def _cmd_check(args: argparse.Namespace) -> int:
     admin = config.admin
     for warning in exposure_warnings(admin.listen if admin else None, admin.token if admin else None):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
-    routes = sum(len(lst.routes) for lst in config.listeners)
-    batched = sum(1 for lst in config.listeners for r in lst.routes if r.kind == "batch")
-    endpoints = sum(len(c.endpoints) for c in config.clusters)
-    print(f"{args.file}: ok: {len(config.listeners)} listener(s), {routes} route(s) ({batched} batching), "
-          f"{len(config.clusters)} cluster(s), {endpoints} endpoint(s)")
+    n = _summary(config)
+    print(f"{args.file}: ok: {n['listeners']} listener(s), {n['routes']} route(s) ({n['batching']} batching), "
+          f"{n['clusters']} cluster(s), {n['endpoints']} endpoint(s)")
     return 0
+
+
+def _summary(config: Config) -> dict[str, int]:
+    listeners = config.listeners
+    return {
+        "listeners": len(listeners),
+        "routes": sum(len(lst.routes) for lst in listeners),
+        "batching": sum(1 for lst in listeners for r in lst.routes if r.kind == "batch"),
+        "clusters": len(config.clusters),
+        "endpoints": sum(len(c.endpoints) for c in config.clusters),
+    }
+
+
+def _check_json(file: str) -> int:
+    """`check --json`: one JSON object on stdout, `ok`, `summary` (null on errors), `errors`, `notes`; the exit
+    status is the same as without `--json` (0 valid, 1 errors)."""
+    import json
+
+    from meshbatch.config import ConfigError, load
+    from meshbatch.config.redact import redact_text
+    from meshbatch.security.admin import exposure_warnings
+
+    report: dict[str, object] = {"file": file, "ok": True, "summary": None, "errors": [], "notes": []}
+    try:
+        config = load(file)
+    except ConfigError as exc:
+        report["ok"] = False
+        report["errors"] = [{"path": p.path, "message": redact_text(p.message)} for p in exc.problems]
+    else:
+        admin = config.admin
+        report["summary"] = _summary(config)
+        report["notes"] = list(exposure_warnings(admin.listen if admin else None, admin.token if admin else None))
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -70,16 +111,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshbatch", description="A service-mesh data plane with microbatching.")
     parser.add_argument("--version", action="version", version=f"meshbatch {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the proxy from a YAML config (SIGTERM drains, SIGHUP reloads)")
-    run.add_argument("--config", "-c", required=True, help="the YAML config file")
+    run = sub.add_parser("run", help="run the proxy from a YAML config (SIGTERM drains, SIGHUP reloads)",
+                         description="Run the proxy. The ready line on stderr names the process id (pid=N) to "
+                                     "send SIGHUP (reload) or SIGTERM (drain) to.")
+    _add_config_file(run)
     run.add_argument("--print-modules", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check", help="validate a config: every error with its path")
-    check.add_argument("file")
+    _add_config_file(check)
+    check.add_argument("--json", action="store_true",
+                       help="print one JSON object: ok, the summary counts, errors [{path, message}], notes")
     check.set_defaults(func=_cmd_check)
 
     demo = sub.add_parser("demo", help="run the example mesh: producer, batching proxy, consumer, database")
@@ -89,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="the proxy's port (default 8080)")
     demo.add_argument("--concurrency", type=int, default=64, help="producer connections (default 64)")
     demo.add_argument("--plot", default=None,
-                      help="where to write the PNG plot of the two runs (default: in the run's work directory)")
+                      help="where to write the PNG plot of the two runs (default: meshbatch-demo.png in the current "
+                           "directory, or in the work directory with --keep)")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the run's work directory (database, logs, config, plot) and print where it is")
     demo.set_defaults(func=_cmd_demo)
 
     from meshbatch.tools.commands import add_top, add_tune
@@ -109,7 +157,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=None)
     chaos = sub.add_parser("chaos", help="the chaos and soak suite: faults under load, with figures", add_help=False)
     chaos.set_defaults(func=None)
+
+    from meshbatch.cli_completion import add_completion
+
+    add_completion(sub, build_parser)
+    for name, command in sub.choices.items():  # `--log-level` after the subcommand too
+        if name not in ("bench", "chaos"):
+            command.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+                                 help="as before the subcommand (default info)")
     return parser
+
+
+def _add_config_file(command: argparse.ArgumentParser) -> None:
+    """`FILE` or `--config FILE` / `-c FILE`, both accepted by `run` and `check`."""
+    command.add_argument("file", nargs="?", default=None, metavar="FILE", help="the YAML config file")
+    command.add_argument("--config", "-c", default=None, metavar="FILE", help="the YAML config file (same as FILE)")
+
+
+def _resolve_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One config file from `FILE` and `--config`: either, or both when they are the same path."""
+    if args.command not in ("run", "check"):
+        return
+    if args.file is not None and args.config is not None and args.file != args.config:
+        parser.error(f"{args.command}: two different config files given: {args.file!r} and --config "
+                     f"{args.config!r}; give one")
+    path = args.file if args.file is not None else args.config
+    if path is None:
+        parser.error(f"{args.command}: a config file is required: meshbatch {args.command} FILE "
+                     f"(or --config FILE)")
+    args.file = args.config = path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,11 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not word.startswith("-"):
             break
     args = parser.parse_args(argv)
+    _resolve_config_file(parser, args)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from meshbatch.config.redact import redact_logs
 
     redact_logs()  # no log line carries a password, token or credential (meshbatch.config.redact)
+    logging.getLogger("meshbatch.cli").debug("meshbatch %s %s, pid %d", __version__, args.command, os.getpid())
     try:
         code: int = args.func(args)
     except extras.MissingExtraError as exc:  # an optional part used without its extra: what to install
