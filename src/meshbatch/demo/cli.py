@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -203,15 +204,53 @@ def _table(results: list[RunResult], stored: list[tuple[int, int]]) -> tuple[Tab
     return table, all_ok
 
 
+def port_busy(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something already listens on (or holds) `host:port`, so the proxy could not bind it."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _log_tail(workdir: Path, lines: int = 5) -> str:
+    """The last lines of the mesh's logs, to say why a process exited at start."""
+    tails = []
+    for log in sorted(workdir.glob("*.log")):
+        text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+        if text:
+            tails.append(f"{log.name}:\n  " + "\n  ".join(text))
+    return "\n".join(tails)
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    """The demo; its temporary work directory is removed on exit unless `args.keep`."""
     console = Console(width=max(132, Console().width))
+    if port_busy(args.port):
+        console.print(f"[red]port {args.port} is busy[/red]: another process listens on 127.0.0.1:{args.port}; "
+                      f"choose another port with --port, e.g. meshbatch demo --port {args.port + 1}")
+        return 1
     workdir = Path(tempfile.mkdtemp(prefix="meshbatch-demo-"))
+    try:
+        return _run_in(args, workdir, console)
+    finally:
+        if args.keep:
+            console.print(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_in(args: argparse.Namespace, workdir: Path, console: Console) -> int:
     console.print(f"[bold]meshbatch demo[/bold]: 2 consumer replicas, the batching proxy on 127.0.0.1:{args.port}, "
                   f"{args.concurrency} producer connections, {args.duration:.0f}s per run")
     try:
         mesh = start_mesh(args.database, args.port, workdir)
     except (RuntimeError, OSError) as exc:
-        console.print(f"[red]could not start the mesh:[/red] {exc} (logs in {workdir})")
+        console.print(f"[red]could not start the mesh:[/red] {exc}", markup=True)
+        console.print(_log_tail(workdir), markup=False, highlight=False)
+        if port_busy(args.port):
+            console.print(f"port {args.port} is busy; choose another with --port")
         return 1
     try:
         console.print(f"database: {mesh.database}")
@@ -223,7 +262,7 @@ def run_demo(args: argparse.Namespace) -> int:
             console.print(f"batched / direct events/s: [bold]{results[1].rate / results[0].rate:.1f}x[/bold]")
         from meshbatch.demo.plot import plot_runs
 
-        plot_path = args.plot or str(workdir / "demo.png")
+        plot_path = args.plot or str(workdir / "demo.png" if args.keep else Path.cwd() / "meshbatch-demo.png")
         plot_runs(results, plot_path)
         console.print(f"plot: {plot_path}")
         if not ok:
