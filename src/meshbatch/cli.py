@@ -162,10 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_completion(sub, build_parser)
     for name, command in sub.choices.items():  # `--log-level` after the subcommand too
-        if name not in ("bench", "chaos"):
-            command.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
-                                 help="as before the subcommand (default info)")
+        if name not in ("bench", "chaos"):  # these two forward their words to their own parsers
+            _add_log_level(command)
     return parser
+
+
+def _add_log_level(command: argparse.ArgumentParser) -> None:
+    """`--log-level` on `command` and its subcommands; absent there, the one before the subcommand counts."""
+    command.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+                         help="as before the subcommand (default info)")
+    for action in command._actions:  # argparse has no public walk over subcommands
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _add_log_level(nested)
 
 
 def _add_config_file(command: argparse.ArgumentParser) -> None:

@@ -116,6 +116,8 @@ def test_log_level_before_or_after_the_subcommand(tmp_path: Path, where: str) ->
     assert out.returncode == 0, out.stderr
     assert " DEBUG meshbatch.cli: " in out.stderr
     assert " DEBUG " not in meshbatch("check", str(path)).stderr  # info by default
+    shown = meshbatch("ca", "show", str(tmp_path / "none.crt"), "--log-level", "debug")  # a nested subcommand
+    assert "unrecognized arguments" not in shown.stderr
     bad = meshbatch("check", str(path), "--log-level", "loud")
     assert bad.returncode == 2
     assert "invalid choice" in bad.stderr
