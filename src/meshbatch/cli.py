@@ -24,7 +24,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         return _check_json(args.file)
     try:
-        config = load(args.file)
+        config = load(args.file, log_notes=False)
     except ConfigError as exc:
         print(f"{args.file}: {len(exc.problems)} error(s)", file=sys.stderr)
         for problem in exc.problems:
@@ -35,6 +35,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     admin = config.admin
     for warning in exposure_warnings(admin.listen if admin else None, admin.token if admin else None):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
+    from meshbatch.config.notes import notes
+
+    for note in notes(config):
+        print(f"{args.file}: note: {note}", file=sys.stderr)
     n = _summary(config)
     print(f"{args.file}: ok: {n['listeners']} listener(s), {n['routes']} route(s) ({n['batching']} batching), "
           f"{n['clusters']} cluster(s), {n['endpoints']} endpoint(s)")
@@ -58,19 +62,21 @@ def _check_json(file: str) -> int:
     import json
 
     from meshbatch.config import ConfigError, load
+    from meshbatch.config.notes import notes
     from meshbatch.config.redact import redact_text
     from meshbatch.security.admin import exposure_warnings
 
     report: dict[str, object] = {"file": file, "ok": True, "summary": None, "errors": [], "notes": []}
     try:
-        config = load(file)
+        config = load(file, log_notes=False)
     except ConfigError as exc:
         report["ok"] = False
         report["errors"] = [{"path": p.path, "message": redact_text(p.message)} for p in exc.problems]
     else:
         admin = config.admin
         report["summary"] = _summary(config)
-        report["notes"] = list(exposure_warnings(admin.listen if admin else None, admin.token if admin else None))
+        report["notes"] = [*exposure_warnings(admin.listen if admin else None, admin.token if admin else None),
+                           *notes(config)]
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
 

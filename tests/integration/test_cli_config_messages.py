@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,12 @@ def test_a_batch_route_on_the_default_upstream_path_gets_a_note(tmp_path: Path) 
     assert len(notes) == 1  # payments names its path: no note
     assert "listeners[0].routes[0] (orders): batch.upstream_path is not set" in notes[0]
     assert "POST /batch" in notes[0]
+    assert notes[0].startswith(f"{tmp_path / 'config.yaml'}: note: ")  # check says it once, as its own line
+    as_json = subprocess.run([MESHBATCH, "check", "--json", str(tmp_path / "config.yaml")], capture_output=True,
+                             text=True, timeout=20, check=False)
+    assert as_json.returncode == 0 and "note:" not in as_json.stderr
+    reported = json.loads(as_json.stdout)["notes"]
+    assert len(reported) == 1 and "batch.upstream_path is not set" in reported[0]
 
 
 def test_a_yaml_syntax_error_quotes_the_line_with_a_caret(tmp_path: Path) -> None:

@@ -280,14 +280,17 @@ def parse(text: str, source: str = "<config>") -> Config:
     return config
 
 
-def load(path: str | Path) -> Config:
+def load(path: str | Path, log_notes: bool = True) -> Config:
+    """The config in `path`, or ConfigError with every problem. Its notes (what it relies on without saying so)
+    are logged, unless the caller shows them itself (`meshbatch check`)."""
     try:
         text = read_text(path)
     except SourceError as exc:
         raise ConfigError([Problem("", exc.message)], str(path)) from None
     config = parse(text, str(path))
-    for note in notes(config):  # not errors: what the config relies on without saying so
-        log.info("%s: note: %s", path, note)
+    if log_notes:
+        for note in notes(config):  # not errors: what the config relies on without saying so
+            log.info("%s: note: %s", path, note)
     return config
 
 
