@@ -38,6 +38,7 @@ from meshbatch.http.message import Headers, Request, Response
 from meshbatch.security.scope import IdempotencyScope
 from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
+from meshbatch.upstream.headers import VIA
 
 log = logging.getLogger("meshbatch.batching")
 _NO_HEADERS: Headers = []  # shared, never mutated: items of codecs that do not forward headers
@@ -51,8 +52,9 @@ def _ms(seconds: float) -> bytes:
 
 class BatchHandler:
     def __init__(self, route: str, config: BatchConfig, send: Sender, *, timeout: float, metrics: Registry,
-                 clock: Clock | None = None, retry: RetryRules | None = None) -> None:
+                 clock: Clock | None = None, retry: RetryRules | None = None, via: bool = False) -> None:
         self.route = route
+        self.via = via  # the listener's `via`: answers relayed from the upstream carry `via: 1.1 meshbatch`
         self.config = config
         self.timeout = timeout
         self.codec = CODECS.get(config.codec)()
@@ -170,7 +172,10 @@ class BatchHandler:
                              "this idempotency-key answered a request with a different body")
         self.metrics.replayed.inc(self.metrics.labels)
         result = kept.result
-        return Response(result.status, [*result.headers, *kept.batch_headers, _REPLAYED], result.body)
+        headers = [*result.headers, *kept.batch_headers, _REPLAYED]
+        if self.via:
+            headers.append((b"via", VIA))
+        return Response(result.status, headers, result.body)
 
     def _retry_after(self, now: float) -> float:
         """Seconds until the queue ahead is likely drained, from the recent completion rate (1 to 60)."""
@@ -185,6 +190,8 @@ class BatchHandler:
             assert batch is not None
             headers = [*outcome.headers, *batch.reply_headers,
                        (b"x-meshbatch-queue-ms", _ms(batch.sent_at - waiter.arrived))]
+            if self.via:
+                headers.append((b"via", VIA))
             response = Response(outcome.status, headers, outcome.body)
             if outcome.reason:
                 response.reason = outcome.reason

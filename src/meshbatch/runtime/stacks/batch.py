@@ -47,7 +47,8 @@ def batch_stack(listener: model.Listener, route: model.BatchRoute, parts: Parts,
     if batcher is None:
         batcher = BatchHandler(route.name, route.batch, wrap_send(route, batch_sender(listener, route, parts)),
                                timeout=route.timeout_ms / 1000, metrics=parts.registry,
-                               retry=parts.retry_policy(route))
+                               retry=parts.retry_policy(route), via=listener.via)
+    batcher.via = listener.via  # a kept batcher follows the listener's current setting
     service: Service = CheckLayer(batcher, ItemCapCheck(route.batch.max_bytes))
     limits = parts.rate_limits(route, "items")
     if limits is not None:
