@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 from typing import Any
 
@@ -10,6 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from meshbatch import __version__
+from meshbatch.http import server
 from testbed.config import cluster, config, listener, route
 from testbed.proxy import MeshbatchProcess
 from testbed.upstream import UpstreamServer
@@ -65,6 +68,14 @@ def test_metrics_parse_as_prometheus_text(admin: httpx.Client) -> None:
     assert found["meshbatch_requests"].type == "counter"
     assert found["meshbatch_request_duration_seconds"].type == "histogram"
     assert found["meshbatch_upstream_connections"].type == "gauge"
+
+
+def test_build_info_names_the_running_build(admin: httpx.Client) -> None:
+    (sample,) = samples(families(admin)["meshbatch_build_info"], "meshbatch_build_info")
+    assert sample.value == 1
+    assert sample.labels["version"] == __version__ and sample.labels["python"] == platform.python_version()
+    # the proxy process runs the same build as this test process
+    assert sample.labels["compiled"] == ("true" if server.__file__.endswith(".so") else "false")
 
 
 def test_requests_by_route_and_status(admin: httpx.Client) -> None:

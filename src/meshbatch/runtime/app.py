@@ -25,6 +25,7 @@ from typing import Any
 from meshbatch.admin.api import AdminApi
 from meshbatch.config import ConfigError, load, model
 from meshbatch.config.redact import redact_text
+from meshbatch.http import server as http_server
 from meshbatch.http.forwarded import Trust
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.paths import PathRules
@@ -39,6 +40,7 @@ from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_c
 from meshbatch.security.admin import exposure_warnings
 from meshbatch.security.listener import ServerTls, open_tls_server
 from meshbatch.telemetry.access_log import Observer
+from meshbatch.telemetry.build import register_build_info
 from meshbatch.telemetry.loop import LoopMonitor
 from meshbatch.telemetry.metrics import Counter, Metric, Registry
 from meshbatch.telemetry.requests import RequestStats
@@ -120,6 +122,7 @@ class Proxy:
         self.metrics.add_source(lambda: upstream_metrics(self.snapshot.clusters.values()))
         self.metrics.gauge("meshbatch_config_reloads", "Config reloads by result.", ["result"],
                            lambda: [((k,), v) for k, v in self.reloads.items()])
+        register_build_info(self.metrics, http_server.__file__)
         self.loop_monitor = LoopMonitor(loop, self.metrics)  # event-loop lag and live tasks (off the hot path)
 
     def stats(self, listener: str) -> RequestStats:
