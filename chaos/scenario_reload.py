@@ -68,8 +68,8 @@ def reload(ctx: Context) -> ScenarioResult:
                          seconds=ctx.seconds(4, 40), steps=steps, bars=Bars(min_success=1.0, max_latency_s=1.0),
                          log=log)
             text = proxy.metrics()
-            ok = int(proxy.metric("meshbatch_config_reloads", text, result="ok"))
-            rejected = int(proxy.metric("meshbatch_config_reloads", text, result="rejected"))
+            ok = int(proxy.metric("meshbatch_config_reloads_total", text, result="ok"))
+            rejected = int(proxy.metric("meshbatch_config_reloads_total", text, result="rejected"))
             result.figures["reloads"] = {"ok": ok, "rejected": rejected}
             result.check("every reload applied, the broken one rejected",
                          (ok, rejected) == (done["ok"], done["rejected"]),

@@ -68,6 +68,9 @@ def test_metrics_parse_as_prometheus_text(admin: httpx.Client) -> None:
     assert found["meshbatch_requests"].type == "counter"
     assert found["meshbatch_request_duration_seconds"].type == "histogram"
     assert found["meshbatch_upstream_connections"].type == "gauge"
+    assert found["meshbatch_config_reloads"].type == "counter"
+    assert {s.labels["result"] for s in samples(found["meshbatch_config_reloads"],
+                                                 "meshbatch_config_reloads_total")} == {"ok", "rejected"}
 
 
 def test_build_info_names_the_running_build(admin: httpx.Client) -> None:

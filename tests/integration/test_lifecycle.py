@@ -116,7 +116,7 @@ def reload(proxy: MeshbatchProcess, new_config: dict[str, Any], expect: str) -> 
 
 def reloads(proxy: MeshbatchProcess, result: str) -> float:
     text = httpx.get(proxy.url("admin", "/metrics"), timeout=5).text
-    return metric_value(text, "meshbatch_config_reloads", result=result)
+    return metric_value(text, "meshbatch_config_reloads_total", result=result)
 
 
 def test_sighup_with_a_good_config(mesh: Any, upstreams: dict[str, UpstreamServer]) -> None:

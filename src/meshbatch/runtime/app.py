@@ -106,7 +106,6 @@ class Proxy:
         self._draining = False
         self._done = asyncio.Event()
         self._reloading = asyncio.Lock()
-        self.reloads = {"ok": 0, "rejected": 0}
         self._stats: dict[str, RequestStats] = {}
         self.security = Security(loop, self.metrics)  # certificates, JWT keys, identity rates: kept across reloads
         self.snapshot: Snapshot = build(load(self.config_path), loop, self.metrics, security=self.security)
@@ -120,8 +119,9 @@ class Proxy:
         self.metrics.add_source(self._upstream_metrics)
         self.metrics.add_source(self._abort_metrics)
         self.metrics.add_source(lambda: upstream_metrics(self.snapshot.clusters.values()))
-        self.metrics.gauge("meshbatch_config_reloads", "Config reloads by result.", ["result"],
-                           lambda: [((k,), v) for k, v in self.reloads.items()])
+        self.reloads = self.metrics.counter("meshbatch_config_reloads", "Config reloads by result.", ["result"])
+        for result in ("ok", "rejected"):
+            self.reloads.inc((result,), 0)  # both series exist from the start, at 0
         register_build_info(self.metrics, http_server.__file__)
         self.loop_monitor = LoopMonitor(loop, self.metrics)  # event-loop lag and live tasks (off the hot path)
 
@@ -243,7 +243,7 @@ class Proxy:
                 # serving meanwhile (the thread shares the GIL, so requests still interleave with it).
                 config = await asyncio.to_thread(load, self.config_path)
             except ConfigError as exc:
-                self.reloads["rejected"] += 1
+                self.reloads.inc(("rejected",))
                 log.error("reload rejected, the running config stays: %d error(s)", len(exc.problems))
                 for problem in exc.problems:
                     log.error("  %s", problem)
@@ -253,12 +253,12 @@ class Proxy:
                 await self._apply(config)
             except OSError as exc:
                 commit_pipelines(self.metrics, applied=False)
-                self.reloads["rejected"] += 1
+                self.reloads.inc(("rejected",))
                 log.error("reload rejected: %s", exc)
                 self.announce(f"meshbatch: reload rejected error={exc}")
                 return False
             commit_pipelines(self.metrics, applied=True)
-            self.reloads["ok"] += 1
+            self.reloads.inc(("ok",))
             self.announce(f"meshbatch: reloaded version={self.snapshot.version}")
             return True
 
