@@ -80,25 +80,4 @@ def security(config: Config) -> Iterator[Problem]:
     yield from security_problems(config)
 
 
-def _path_problem(value: str, rules: object, prefix: bool) -> str | None:
-    """Why a route's path (or policy path) can never match a normalised request path, or None."""
-    from meshbatch.errors import BadRequest
-    from meshbatch.http.paths import PathRules, normalize_path
-
-    assert isinstance(rules, PathRules)
-    if not value.startswith("/"):
-        return None  # `*` and other non-paths are judged elsewhere
-    raw = value.encode("utf-8")
-    try:
-        normal = normalize_path(raw, rules)
-    except BadRequest as exc:
-        return f"no request path can be {value!r}: {exc.detail}"
-    if prefix and raw.endswith(b"/") and not normal.endswith(b"/"):
-        normal += b"/"
-    if normal != raw:
-        return (f"requests are matched after their paths are normalised, so {value!r} never matches; write "
-                f"{normal.decode('utf-8')!r}")
-    return None
-
-
 __all__ = ["security", "security_problems"]
