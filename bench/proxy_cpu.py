@@ -127,7 +127,9 @@ def main() -> None:
     args = parser.parse_args()
     results = uvloop.run(measure(args.requests, args.rounds))
     import meshbatch.http.server as server_module
-    build = "compiled" if not str(server_module.__file__).endswith(".py") else "pure"
+    from meshbatch.telemetry.build import is_compiled
+
+    build = "compiled" if is_compiled(server_module.__file__) else "pure"
     print(f"{build} build: best {min(results):.2f} us, median {statistics.median(results):.2f} us of CPU per "
           f"request ({args.rounds} rounds x {args.requests})")
 

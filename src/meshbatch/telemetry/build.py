@@ -11,11 +11,15 @@ from meshbatch.telemetry.metrics import Gauge, Registry
 COMPILED_SUFFIXES = (".so", ".pyd")  # a mypyc-compiled module is an extension module
 
 
+def is_compiled(module_file: str | None) -> bool:
+    """Whether the module at `module_file` is an extension module (the mypyc build) rather than Python source."""
+    return module_file is not None and module_file.endswith(COMPILED_SUFFIXES)
+
+
 def build_labels(hot_path_file: str | None) -> tuple[str, str, str]:
     """(version, python, compiled): `compiled` is "true" when the hot-path module at `hot_path_file` is an
     extension module (the mypyc build), "false" when it is Python source."""
-    compiled = hot_path_file is not None and hot_path_file.endswith(COMPILED_SUFFIXES)
-    return __version__, platform.python_version(), "true" if compiled else "false"
+    return __version__, platform.python_version(), "true" if is_compiled(hot_path_file) else "false"
 
 
 def register_build_info(registry: Registry, hot_path_file: str | None) -> Gauge:
@@ -24,4 +28,4 @@ def register_build_info(registry: Registry, hot_path_file: str | None) -> Gauge:
                           ["version", "python", "compiled"], lambda: [(labels, 1.0)])
 
 
-__all__ = ["build_labels", "register_build_info"]
+__all__ = ["build_labels", "is_compiled", "register_build_info"]

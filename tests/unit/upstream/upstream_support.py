@@ -8,6 +8,7 @@ from typing import cast
 import pytest
 
 from meshbatch.http.pool import PoolLimits
+from meshbatch.telemetry.build import is_compiled
 from meshbatch.upstream import exchange
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.endpoint_set import EndpointSet
@@ -18,7 +19,7 @@ NO_LOOP = cast(asyncio.AbstractEventLoop, object())
 # pool class, so those tests run on the pure build (the compiled exchange is exercised by the proxy's integration
 # tests, which `make test-compiled` runs against the compiled build).
 fakes_need_the_pure_build = pytest.mark.skipif(
-    exchange.__file__ is not None and not exchange.__file__.endswith(".py"),
+    is_compiled(exchange.__file__),
     reason="fake pools cannot stand in for a compiled Endpoint's pool (these run on the pure build)")
 
 
