@@ -236,6 +236,7 @@ class Dispatcher:
         tracing, recorder = self.tracing, self.recorder
         span: Span | None = None
         status = 0
+        started = 0.0
         bisection = Bisection(self.isolate.budget(len(items))) if self.isolate is not None else None
         if bisection is not None and self.retry is None:
             ATTEMPT.set(Attempt())  # keeps the target the batch went to for its parts (this task's context only)
@@ -250,6 +251,7 @@ class Dispatcher:
             now = clock.now()
             deadlines = [w.deadline for item in items for w in item.waiters]
             batch.send(now)
+            started = self.stopwatch()
             if deadlines:  # no caller waits past its own deadline, whatever the sender does with `timeout`
                 watch = self._call_at(min(deadlines), self._expire_in_flight, batch)
             send = functools.partial(exchange, self, batch, path, headers, bisection)
@@ -280,7 +282,10 @@ class Dispatcher:
                 self.spans.pop(batch, None)
                 tracing.finish(span, batch, status, failed)
             if recorder is not None and batch.sent_at:
-                recorder.add(batch, clock.now(), results is not None and 200 <= status < 300)
+                # a time point on the clock of the arrivals and `sent`, its distance from `sent` a duration
+                # (the loop clock ticks in whole milliseconds under uvloop)
+                done = batch.sent_at + (self.stopwatch() - started)
+                recorder.add(batch, done, results is not None and 200 <= status < 300)
             self._settle(batch, results, error)
 
     def _settle(self, batch: Batch, results: Sequence[Outcome] | None, error: Outcome) -> None:
