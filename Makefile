@@ -83,7 +83,7 @@ typecheck: $(STAMP)
 # chromedriver). Installed when missing and we are root; otherwise a warning (tests that need them
 # say so, and fail under MESHBATCH_REQUIRE_SERVICES).
 SYSTEM_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk etcd:etcd-server chromium:chromium \
-	chromedriver:chromium-driver kubectl:kubectl
+	chromedriver:chromium-driver kubectl:kubectl h2load:nghttp2-client
 
 system-deps:
 	@missing=""; \
