@@ -33,6 +33,7 @@ class Request:
         "route",
         "scheme",
         "target",
+        "trailers",
         "version",
     )
 
@@ -69,6 +70,7 @@ class Request:
         self.received_at = received_at
         self.route = ""  # the name of the route that serves it (for logs and metrics), once matched
         self.identity: str | None = None  # the peer's SPIFFE ID, verified in the mTLS handshake (its connection's)
+        self.trailers: Headers | None = None  # trailing fields (HTTP/2, chunked HTTP/1.1): gRPC metadata
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (name in lower case), or None."""
@@ -82,7 +84,7 @@ class Request:
 
 
 class Response:
-    __slots__ = ("body", "flag", "headers", "reason", "status", "stream", "upstream")
+    __slots__ = ("body", "flag", "headers", "reason", "status", "stream", "trailers", "upstream")
 
     def __init__(self, status: int, headers: Headers | None = None, body: bytes = b"") -> None:
         self.status = status
@@ -94,6 +96,9 @@ class Response:
         # A plain route's answer larger than the listener's buffer limit: its body follows through this
         # stream (http/stream.py) after the head; `body` is then empty.
         self.stream: BodyStream | None = None
+        # Trailing fields after the body (gRPC's grpc-status and grpc-message): sent as HTTP/2 trailers, or as
+        # a chunked HTTP/1.1 body's trailer section; None: none.
+        self.trailers: Headers | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)}B>"
