@@ -5,7 +5,9 @@ GET /dashboard/feed?since=N  live figures as JSON: routes, clusters, listeners, 
 GET /recorder[?route=NAME]   a batching route's recent batches: arrival times and upstream timings (`tune`)
 
 Once a second a timer reads every route's cumulative counters and histograms into the `Series` (the last five
-minutes), so the page and `meshbatch top` show rates and windowed percentiles from their first poll.
+minutes), so the page and `meshbatch top` show rates and windowed percentiles from their first poll: requests per
+route, a batching route's items, upstream calls, queue and latency (`batch_reading`), an ingest route's events
+accepted, delivered, retried and dead-lettered and its log's backlog (meshbatch.admin.ingest_feed).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from meshbatch.admin.ingest_feed import ingest_entry, ingest_reading
 from meshbatch.admin.target import SnapshotView
 from meshbatch.config.redact import scrub
 from meshbatch.errors import NoRoute
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 STATIC = Path(__file__).parent / "static"
 ASSETS = {
     b"/dashboard": ("dashboard.html", b"text/html; charset=utf-8"),
+    b"/dashboard/charts.js": ("charts.js", b"text/javascript; charset=utf-8"),
     b"/dashboard/app.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
     b"/dashboard/style.css": ("dashboard.css", b"text/css; charset=utf-8"),
 }
@@ -69,6 +73,7 @@ def batch_reading(batcher: BatchHandler, reading: Reading) -> None:
     counters = reading.counters
     counters["items"] = dispatcher.completed.total
     counters["batches"] = metrics.size.count
+    counters["calls"] = upstream_calls(batcher)
     calls = metrics.calls
     counters["batch_errors"] = calls.get(metrics.call_labels["error"]) + calls.get(metrics.call_labels["bad_answer"])
     counters["rejected"] = sum(metrics.rejection_counts().values())
@@ -79,6 +84,12 @@ def batch_reading(batcher: BatchHandler, reading: Reading) -> None:
     reading.hists["upstream_ms"] = _hist(metrics.upstream, 1000.0)
     reading.gauges["queued"] = batcher.accumulator.queued
     reading.gauges["in_flight"] = dispatcher.in_flight
+
+
+def upstream_calls(batcher: BatchHandler) -> int:
+    """Upstream batch calls made so far, whatever their outcome (retries and isolation calls included)."""
+    metrics = batcher.metrics
+    return int(sum(metrics.calls.get(labels) for labels in metrics.call_labels.values()))
 
 
 class Dashboard:
@@ -126,6 +137,8 @@ class Dashboard:
                     reading.hists["request_ms"] = _hist(durations, 1000.0)
         for name, batcher in snapshot.batchers.items():
             batch_reading(batcher, out.setdefault(name, Reading()))
+        for name, ingest in snapshot.ingest.items():
+            ingest_reading(ingest, out.setdefault(name, Reading()))
         return out
 
     # -- endpoints ------------------------------------------------------------------------------------------
@@ -158,11 +171,15 @@ class Dashboard:
                 batcher = snapshot.batchers.get(route.name)
                 if batcher is not None:
                     entry["batcher"] = batcher.summary()
+                    entry["upstream_calls_total"] = upstream_calls(batcher)
                     window = self.series.window(route.name, "size", SIZE_WINDOW)
                     size = batcher.metrics.size
                     entry["sizes"] = {"bounds": list(size.bounds), "window_s": SIZE_WINDOW,
                                       "counts": window[1] if window is not None else list(size.counts),
                                       "total": list(size.counts)}
+                ingest = snapshot.ingest.get(route.name)
+                if ingest is not None:
+                    entry["ingest"] = ingest_entry(ingest)
                 routes.append(entry)
         statuses: dict[str, dict[int, int]] = {}
         for stats in target.request_stats().values():
