@@ -1,121 +1,15 @@
-// meshbatch dashboard: polls /dashboard/feed once a second and draws the figures as SVG. No external assets.
+// meshbatch dashboard: polls /dashboard/feed once a second and draws a card per route (charts.js draws the SVG).
+// No external assets.
 "use strict";
 
 const POLL_MS = 1000;
 const KEEP = 300; // history points (five minutes)
-const COLORS = { blue: "#2b7bba", orange: "#e0822d", red: "#c8413b", green: "#2f9e5b", violet: "#7a5cc2",
-                 grey: "#9aa2b1" };
 const FLUSH_COLORS = { items: COLORS.blue, bytes: COLORS.violet, wait: COLORS.green, deadline: COLORS.orange,
                        drain: COLORS.grey };
-const SVG_W = 340;
-const SVG_H = 120;
+const SINK_PILL = { up: "ok", down: "bad", connecting: "warn", starting: "warn", closed: "" };
 
 const state = { seq: 0, history: [], feed: null, updates: 0, errors: 0 };
 window.meshbatchDashboard = state; // for inspection (and the browser test)
-
-function esc(text) {
-  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
-                                                    "'": "&#39;" })[c]);
-}
-
-function fmt(value, digits) {
-  if (value === null || value === undefined || Number.isNaN(value)) return "–";
-  const d = digits === undefined ? (Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2) : digits;
-  if (Math.abs(value) >= 1e6) return (value / 1e6).toFixed(1) + "M";
-  if (Math.abs(value) >= 1e4) return (value / 1e3).toFixed(1) + "k";
-  return Number(value).toFixed(d);
-}
-
-function niceMax(value) {
-  if (!(value > 0)) return 1;
-  const power = Math.pow(10, Math.floor(Math.log10(value)));
-  for (const step of [1, 2, 2.5, 5, 10]) {
-    if (value <= step * power) return step * power;
-  }
-  return 10 * power;
-}
-
-// A line chart of several series over the history: [{name, color, values: [[t, v], ...]}].
-function lineChart(series, unit) {
-  const left = 44, right = 6, top = 6, bottom = 16;
-  const w = SVG_W - left - right, h = SVG_H - top - bottom;
-  let tMin = Infinity, tMax = -Infinity, vMax = 0, count = 0;
-  for (const s of series) {
-    for (const [t, v] of s.values) {
-      if (v === null || v === undefined) continue;
-      tMin = Math.min(tMin, t); tMax = Math.max(tMax, t); vMax = Math.max(vMax, v); count += 1;
-    }
-  }
-  const yMax = niceMax(vMax);
-  const parts = [`<svg class="chart line" viewBox="0 0 ${SVG_W} ${SVG_H}" ` +
-                 `data-points="${count}" role="img">`];
-  for (let i = 0; i <= 2; i += 1) {
-    const y = top + h - (h * i) / 2;
-    parts.push(`<line class="grid" x1="${left}" x2="${left + w}" y1="${y}" y2="${y}"/>`);
-    parts.push(`<text x="${left - 4}" y="${y + 3}" text-anchor="end">${esc(fmt((yMax * i) / 2))}${i === 2 ? esc(unit) : ""}</text>`);
-  }
-  if (count === 0) {
-    parts.push(`<text x="${left + w / 2}" y="${top + h / 2}" text-anchor="middle">no data yet</text>`);
-  } else {
-    const span = Math.max(tMax - tMin, 1);
-    const x = (t) => left + ((t - tMin) / span) * w;
-    const y = (v) => top + h - (Math.min(v, yMax) / yMax) * h;
-    for (const s of series) {
-      const pts = s.values.filter(([, v]) => v !== null && v !== undefined);
-      if (!pts.length) continue;
-      const d = pts.map(([t, v], i) => `${i ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join("");
-      if (s.fill) {
-        const last = pts[pts.length - 1], first = pts[0];
-        parts.push(`<path d="${d}L${x(last[0]).toFixed(1)},${top + h}L${x(first[0]).toFixed(1)},${top + h}Z" ` +
-                   `fill="${s.color}" fill-opacity="0.12" stroke="none"/>`);
-      }
-      parts.push(`<path class="series" data-name="${esc(s.name)}" d="${d}" fill="none" stroke="${s.color}" stroke-width="1.6"/>`);
-      const [lt, lv] = pts[pts.length - 1];
-      parts.push(`<circle cx="${x(lt).toFixed(1)}" cy="${y(lv).toFixed(1)}" r="2.2" fill="${s.color}"/>`);
-    }
-    parts.push(`<text x="${left}" y="${SVG_H - 3}">-${Math.round(span)}s</text>`);
-    parts.push(`<text x="${left + w}" y="${SVG_H - 3}" text-anchor="end">now</text>`);
-  }
-  parts.push("</svg>");
-  return parts.join("");
-}
-
-// Bars for a bucketed distribution: labels and counts.
-function barChart(labels, counts, color) {
-  const left = 36, right = 4, top = 6, bottom = 16;
-  const w = SVG_W - left - right, h = SVG_H - top - bottom;
-  const total = counts.reduce((a, b) => a + b, 0);
-  const yMax = niceMax(Math.max(0, ...counts));
-  const bw = w / Math.max(labels.length, 1);
-  const parts = [`<svg class="chart bars" viewBox="0 0 ${SVG_W} ${SVG_H}" ` +
-                 `data-total="${total}" role="img">`];
-  parts.push(`<line class="grid" x1="${left}" x2="${left + w}" y1="${top + h}" y2="${top + h}"/>`);
-  parts.push(`<text x="${left - 4}" y="${top + 8}" text-anchor="end">${esc(fmt(yMax, 0))}</text>`);
-  counts.forEach((n, i) => {
-    const bh = (n / yMax) * h;
-    const x = left + i * bw;
-    if (n > 0) {
-      parts.push(`<rect class="bar" x="${(x + 2).toFixed(1)}" y="${(top + h - bh).toFixed(1)}" width="${(bw - 4).toFixed(1)}" ` +
-                 `height="${bh.toFixed(1)}" fill="${color}"><title>${esc(labels[i])}: ${n}</title></rect>`);
-    }
-    parts.push(`<text x="${(x + bw / 2).toFixed(1)}" y="${SVG_H - 3}" text-anchor="middle">${esc(labels[i])}</text>`);
-  });
-  if (!total) parts.push(`<text x="${left + w / 2}" y="${top + h / 2}" text-anchor="middle">no batches in the window</text>`);
-  parts.push("</svg>");
-  return parts.join("");
-}
-
-// One horizontal bar split by share: [{name, value, color}].
-function stackBar(parts) {
-  const total = parts.reduce((a, p) => a + p.value, 0);
-  if (!total) return `<div class="muted">no flushes yet</div>`;
-  const segs = parts.filter((p) => p.value > 0).map((p) =>
-    `<div title="${esc(p.name)}: ${p.value}" style="width:${((100 * p.value) / total).toFixed(2)}%;background:${p.color}"></div>`);
-  const legend = parts.filter((p) => p.value > 0).map((p) =>
-    `<i style="background:${p.color}"></i>${esc(p.name)} ${((100 * p.value) / total).toFixed(0)}%`).join("");
-  return `<div class="stack" style="display:flex;height:12px;border-radius:4px;overflow:hidden">${segs.join("")}</div>` +
-         `<div class="legend">${legend}</div>`;
-}
 
 function seriesOf(route, key) {
   return state.history.map((p) => [p.t, p.routes[route] ? p.routes[route][key] : null]);
@@ -136,49 +30,106 @@ function sizeLabels(bounds) {
   return labels;
 }
 
+// Items per upstream call and the share of calls batching saved: this second's rates, or the totals since the
+// route started when it is idle.
+function callsSaved(route) {
+  const last = route.latest || {};
+  let items = last.items_per_s, calls = last.calls_per_s;
+  if (!(items > 0 && calls > 0)) { items = route.batcher.items_total; calls = route.upstream_calls_total; }
+  if (!(items > 0 && calls > 0)) return { ratio: null, saved: null };
+  return { ratio: items / calls, saved: Math.max(0, 1 - calls / items) };
+}
+
 function batchCard(route) {
   const b = route.batcher, last = route.latest || {};
   const errors = (last.batch_errors_per_s || 0) + (last.rejected_per_s || 0);
   const queuedShare = b.max_queue ? Math.min(100, (100 * b.queued) / b.max_queue) : 0;
   const flushes = Object.entries(b.flushes).map(([name, value]) => ({ name, value, color: FLUSH_COLORS[name] || COLORS.grey }));
   const sizes = route.sizes;
+  const calls = callsSaved(route);
   // Buckets up to the largest one used (at least six), so the bars stay readable.
   const used = Math.max(5, ...sizes.counts.map((n, i) => (n > 0 ? i : 0)), ...sizes.total.map((n, i) => (n > 0 ? i : 0)));
   const labels = sizeLabels(sizes.bounds).slice(0, used + 1);
+  const small = (text) => `<span class="muted" style="font-size:12px">${text}</span>`;
   return `<div class="card" data-route="${esc(route.name)}" data-kind="batch">
     <h3>${esc(route.name)}</h3>
     <div class="sub">batching · ${esc(b.codec)} → ${esc(route.cluster || "")} · max_items ${b.policy.max_items}
       · max_in_flight ${b.max_in_flight} · ${esc(b.state)}${b.adaptive ? " · adaptive" : ""}</div>
     <div class="figures">
       ${figure("items/s", fmt(last.items_per_s ?? b.items_per_s))}
-      ${figure("batches/s", fmt(last.batches_per_s))}
+      ${figure("upstream calls/s", fmt(last.calls_per_s))}
+      ${figure("items per call", calls.ratio === null ? "–" : fmt(calls.ratio) + small(" ×"), "ratio")}
+      ${figure("calls saved", calls.saved === null ? "–" : (100 * calls.saved).toFixed(0) + small(" %"), "saved")}
       ${figure("mean batch", fmt(last.size_mean))}
-      ${figure("queue wait p99 ms", fmt(last.queue_ms_p99))}
-      ${figure("upstream p99 ms", fmt(last.upstream_ms_p99))}
-      ${figure("queued", `${b.queued}<span class="muted" style="font-size:12px"> / ${b.max_queue}</span>`)}
-      ${figure("in flight", `${b.in_flight}<span class="muted" style="font-size:12px"> / ${b.max_in_flight}</span>`)}
-      ${figure("queue wait p50 ms", fmt(last.queue_ms_p50))}
-      ${figure("upstream p50 ms", fmt(last.upstream_ms_p50))}
+      ${figure("queued", `${b.queued}${small(" / " + b.max_queue)}`)}
+      ${figure("in flight", `${b.in_flight}${small(" / " + b.max_in_flight)}`)}
+      ${figure("queue wait p50 / p99 ms", `${fmt(last.queue_ms_p50)}${small(" / " + fmt(last.queue_ms_p99))}`)}
+      ${figure("upstream p50 / p99 ms", `${fmt(last.upstream_ms_p50)}${small(" / " + fmt(last.upstream_ms_p99))}`)}
       ${figure("errors + rejected /s", fmt(errors), errors > 0 ? "bad" : "")}
     </div>
     <div class="bar-track" title="queue depth"><div class="bar-fill" style="width:${queuedShare.toFixed(1)}%"></div></div>
     <div class="charts" style="margin-top:8px">
-      <div class="chart-box"><div class="title">items/s</div>
-        ${lineChart([{ name: "items/s", color: COLORS.blue, fill: true, values: seriesOf(route.name, "items_per_s") }], "")}</div>
+      ${chartBox("throughput /s", [
+        { name: "items", color: COLORS.blue, fill: true, values: seriesOf(route.name, "items_per_s") },
+        { name: "upstream calls", color: COLORS.violet, values: seriesOf(route.name, "calls_per_s") }], "")}
       <div class="chart-box"><div class="title">batch size, last ${sizes.window_s}s</div>
         ${barChart(labels, sizes.counts.slice(0, used + 1), COLORS.blue)}</div>
-      <div class="chart-box"><div class="title">latency ms (p99) <span class="legend"><i style="background:${COLORS.orange}"></i>queue wait<i style="background:${COLORS.violet}"></i>upstream</span></div>
-        ${lineChart([{ name: "queue p99", color: COLORS.orange, values: seriesOf(route.name, "queue_ms_p99") },
-                     { name: "upstream p99", color: COLORS.violet, values: seriesOf(route.name, "upstream_ms_p99") }], " ms")}</div>
-      <div class="chart-box"><div class="title">queue depth <span class="legend"><i style="background:${COLORS.red}"></i>errors+rejected/s</span></div>
-        ${lineChart([{ name: "queued", color: COLORS.green, fill: true, values: seriesOf(route.name, "queued") },
-                     { name: "errors", color: COLORS.red, values: state.history.map((p) => {
-                       const r = p.routes[route.name];
-                       return [p.t, r ? (r.batch_errors_per_s || 0) + (r.rejected_per_s || 0) : null];
-                     }) }], "")}</div>
+      ${chartBox("latency ms (p99)", [
+        { name: "queue wait", color: COLORS.orange, values: seriesOf(route.name, "queue_ms_p99") },
+        { name: "upstream", color: COLORS.violet, values: seriesOf(route.name, "upstream_ms_p99") }], " ms")}
+      ${chartBox("queue depth", [
+        { name: "queued items", color: COLORS.green, fill: true, values: seriesOf(route.name, "queued") },
+        { name: "errors + rejected /s", color: COLORS.red, values: state.history.map((p) => {
+          const r = p.routes[route.name];
+          return [p.t, r ? (r.batch_errors_per_s || 0) + (r.rejected_per_s || 0) : null];
+        }) }], "")}
     </div>
     <div style="margin-top:8px"><div class="title muted" style="font-size:12px">flush reasons (since start)</div>${stackBar(flushes)}</div>
     ${Object.keys(b.rejections).length ? `<div class="legend" style="margin-top:4px">rejected: ${Object.entries(b.rejections).map(([k, v]) => `${esc(k)} ${v}`).join(", ")}</div>` : ""}
+  </div>`;
+}
+
+function age(seconds) {
+  if (!(seconds > 0)) return "–";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+function ingestCard(route) {
+  const g = route.ingest, last = route.latest || {}, sink = g.sink || {};
+  const pill = `<span class="pill ${SINK_PILL[sink.state] || ""}" data-sink-state="${esc(sink.state)}">${esc(sink.state)}</span>`;
+  return `<div class="card" data-route="${esc(route.name)}" data-kind="ingest">
+    <h3>${esc(route.name)}</h3>
+    <div class="sub">ingest · log ${esc(g.log)} → sink ${esc(sink.type)}${route.cluster ? " (" + esc(route.cluster) + ")" : ""}
+      · ack ${esc(g.ack)} · ${esc(g.state)}</div>
+    <div class="figures">
+      ${figure("accepted/s", fmt(last.accepted_per_s))}
+      ${figure("delivered/s", fmt(last.delivered_per_s))}
+      ${figure("backlog", fmt(g.backlog, 0), g.backlog > 0 ? "warn" : "")}
+      ${figure("oldest age", g.backlog > 0 ? age(g.oldest_age_s) : "–", "age")}
+      ${figure("sink", pill, "sink")}
+      ${figure("retried/s", fmt(last.retried_per_s), last.retried_per_s > 0 ? "bad" : "")}
+      ${figure("dead letters", fmt(g.dead_letters, 0), g.dead_letters > 0 ? "bad" : "")}
+      ${figure("delivering", fmt(g.in_flight, 0))}
+      ${figure("delivered", fmt(g.delivered_total, 0))}
+      ${figure("retries", fmt(g.retried_total, 0))}
+    </div>
+    ${sink.state === "down" ? `<div class="legend bad sink-error">sink down (${sink.failures} failed attempts in a row): ${esc(sink.error || "no error recorded")}</div>` : ""}
+    <div class="charts" style="margin-top:8px">
+      ${chartBox("events /s", [
+        { name: "accepted", color: COLORS.blue, values: seriesOf(route.name, "accepted_per_s") },
+        { name: "delivered", color: COLORS.green, fill: true, values: seriesOf(route.name, "delivered_per_s") },
+        { name: "retried", color: COLORS.orange, values: seriesOf(route.name, "retried_per_s") },
+        { name: "dead-lettered", color: COLORS.red, values: seriesOf(route.name, "dead_lettered_per_s") }], "")}
+      ${chartBox("backlog", [
+        { name: "events in the log", color: COLORS.violet, fill: true, values: seriesOf(route.name, "backlog") }], "")}
+      ${chartBox("oldest undelivered event", [
+        { name: "age", color: COLORS.teal, values: seriesOf(route.name, "oldest_age_s") }], " s")}
+      ${chartBox("dead letters", [
+        { name: "parked", color: COLORS.red, values: seriesOf(route.name, "dead_letters") }], "")}
+    </div>
   </div>`;
 }
 
@@ -198,10 +149,10 @@ function plainCard(route) {
     </div>
     <div class="legend">by status: ${statuses}</div>
     <div class="charts" style="margin-top:8px">
-      <div class="chart-box"><div class="title">requests/s</div>
-        ${lineChart([{ name: "requests/s", color: COLORS.blue, fill: true, values: seriesOf(route.name, "requests_per_s") }], "")}</div>
-      <div class="chart-box"><div class="title">latency ms (p99)</div>
-        ${lineChart([{ name: "p99", color: COLORS.violet, values: seriesOf(route.name, "request_ms_p99") }], " ms")}</div>
+      ${chartBox("requests /s", [
+        { name: "requests", color: COLORS.blue, fill: true, values: seriesOf(route.name, "requests_per_s") }], "")}
+      ${chartBox("latency ms", [
+        { name: "p99", color: COLORS.violet, values: seriesOf(route.name, "request_ms_p99") }], " ms")}
     </div>
   </div>`;
 }
@@ -241,7 +192,7 @@ function render(feed) {
   document.getElementById("meta").textContent =
     `config version ${feed.version} · up ${up < 120 ? Math.round(up) + "s" : Math.round(up / 60) + "m"}`;
   document.getElementById("updated").textContent = "updated " + new Date(feed.now * 1000).toLocaleTimeString();
-  const routes = feed.routes.map((r) => (r.kind === "batch" && r.batcher ? batchCard(r) : plainCard(r))).join("");
+  const routes = feed.routes.map((r) => (r.batcher ? batchCard(r) : r.ingest ? ingestCard(r) : plainCard(r))).join("");
   document.getElementById("routes").innerHTML = routes || `<p class="muted">no routes</p>`;
   document.getElementById("clusters").innerHTML = clustersTable(feed.clusters);
   document.getElementById("listeners").innerHTML = listenersTable(feed.listeners);
