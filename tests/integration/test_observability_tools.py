@@ -21,6 +21,7 @@ from testbed.proxy import MeshbatchProcess
 from testbed.upstream import UpstreamServer
 
 REQUESTS = 400
+EVENTS = 20
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +32,24 @@ def batch_upstream() -> Iterator[BatchUpstream]:
 
 
 @pytest.fixture(scope="module")
-def busy(module_mesh: Any, batch_upstream: BatchUpstream, upstreams: dict[str, UpstreamServer]) -> MeshbatchProcess:
-    """A proxy after a burst of concurrent callers on a batching route (upstream 2 ms per batch) and a plain one."""
+def busy(module_mesh: Any, batch_upstream: BatchUpstream, upstreams: dict[str, UpstreamServer],
+         tmp_path_factory: pytest.TempPathFactory) -> MeshbatchProcess:
+    """A proxy after a burst of concurrent callers on a batching route (upstream 2 ms per batch), a plain one, and
+    events delivered by an ingest route to SQLite."""
+    store = tmp_path_factory.mktemp("ingest")
     routes = [batch_route("orders", "/orders/", "/b/json-array/ok?ms=2", max_in_flight=2),
-              route("plain", "echo", {"path_prefix": "/plain/"})]
+              route("plain", "echo", {"path_prefix": "/plain/"}),
+              {"name": "events", "match": {"path_prefix": "/events/"}, "timeout_ms": 5000,
+               "ingest": {"ack": "delivered", "log": {"path": str(store / "log.db")},
+                          "sink": {"type": "sqlite", "path": str(store / "events.db")}}}]
     proxy: MeshbatchProcess = module_mesh.start(config([listener("main", routes)], [
         cluster("batch", batch_upstream.address), cluster("echo", upstreams["b"].address)]))
     with httpx.Client(base_url=proxy.url("main"), limits=httpx.Limits(max_connections=32)) as client, \
             ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda i: client.post(f"/orders/{i}", json={"i": i}).status_code, range(REQUESTS)))
         statuses += [client.get("/plain/x").status_code for _ in range(5)]
-    assert statuses == [200] * (REQUESTS + 5)
+        accepted = [client.post(f"/events/{i}", json={"i": i}).status_code for i in range(EVENTS)]
+    assert statuses == [200] * (REQUESTS + 5) and accepted == [202] * EVENTS
     return proxy
 
 
@@ -58,6 +66,10 @@ def test_the_feed_has_live_figures_and_history(busy: MeshbatchProcess) -> None:
     assert sum(orders["sizes"]["total"]) == sum(orders["batcher"]["flushes"].values())
     assert sum(orders["sizes"]["counts"]) > 0 and orders["statuses"] == {"200": REQUESTS}
     assert routes["plain"]["kind"] == "plain" and routes["plain"]["statuses"] == {"200": 5}
+    assert 0 < orders["upstream_calls_total"] < REQUESTS  # batching saved upstream calls
+    events = routes["events"]["ingest"]
+    assert events["accepted_total"] == events["delivered_total"] == EVENTS and events["backlog"] == 0
+    assert events["sink"] == {"type": "sqlite", "state": "up", "error": "", "failures": 0}
     assert [c["name"] for c in document["clusters"]] == ["batch", "echo"]
     points = document["history"]
     assert any(p["routes"].get("orders", {}).get("items_per_s", 0) > 0 for p in points)
@@ -82,8 +94,8 @@ def test_the_recorder_serves_arrivals_and_batch_timings(busy: MeshbatchProcess) 
     assert httpx.get(busy.admin_url + "/recorder", params={"route": "nope"}).status_code == 404
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, COLUMNS="200", TERM="dumb")
+def run(*args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS=str(columns), TERM="dumb")
     return subprocess.run([sys.executable, "-m", "meshbatch", *args], capture_output=True, text=True, timeout=60,
                           env=env)
 
@@ -91,9 +103,14 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_top_shows_the_same_figures(busy: MeshbatchProcess) -> None:
     once = run("top", "--admin", busy.addresses["admin"], "--once")
     assert once.returncode == 0, once.stderr
-    for expected in ("meshbatch top", "orders", "batch", "plain", "batch sizes", "upstream endpoints",
-                     busy.addresses["admin"]):
+    for expected in ("meshbatch top", "orders", "batch routes", "plain routes", "batch sizes", "ingest routes",
+                     "events", "sqlite up", "upstream endpoints", busy.addresses["admin"]):
         assert expected in once.stdout, expected
+    narrow = run("top", "--admin", busy.admin_url, "--once", columns=80)  # the CI log case: not a terminal
+    assert narrow.returncode == 0, narrow.stderr
+    assert "…" not in narrow.stdout and max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    for expected in ("upstream", "calls/s", "per call", "delivered/s", "backlog", "sqlite up"):
+        assert expected in narrow.stdout, expected
     live = run("top", "--admin", busy.admin_url, "--iterations", "3", "--interval", "0.2")
     assert live.returncode == 0, live.stderr
     assert "orders" in live.stdout
