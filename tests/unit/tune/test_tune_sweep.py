@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,11 @@ import orjson
 import pytest
 from rich.console import Console
 
+from meshbatch.tools.tune import report
 from meshbatch.tools.tune.cli import run_tune
 from meshbatch.tools.tune.sweep import Outcome, recommend, sweep
 from meshbatch.tools.tune.trace import TraceError, fit, parse
+from testbed.terminal import assert_readable
 
 
 def recorded(rate: float = 2000.0, seconds: float = 2.0, fixed: float = 0.004, per_item: float = 0.0002,
@@ -107,3 +110,20 @@ def test_the_command_reports_a_missing_trace(tmp_path: Path) -> None:
     assert "missing.json" in console.export_text()
     assert run_tune(_args(input=str(tmp_path / "missing.json"), load=0.0), console) == 1  # the trace fails first
     assert run_tune(_args(), console) == 1  # neither a proxy nor a file
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_the_report_reads_whole_at_every_width(tmp_path: Path, width: int) -> None:
+    path = tmp_path / "trace.json"
+    path.write_bytes(orjson.dumps(recorded()))
+    console = Console(record=True, width=width, file=io.StringIO())
+    assert run_tune(_args(input=str(path)), console) == 0
+    trace = parse(recorded())
+    outcomes = sweep(trace, fit(trace), items=[16, 64], waits_ms=[0.0, 2.0], in_flight=[1], load=1.0, tick=1e-4,
+                     seed=1)
+    best, _ = recommend(outcomes, 25.0)
+    table = report.table(outcomes, best, 25.0, 64, width=width)
+    assert_readable(console.export_text(), [table], width, may_be_blank=frozenset({"note"}))
+    headers = [str(c.header) for c in table.columns]
+    assert {"max\nitems", "wait\nms", "p99\nms", "capacity\nitems/s", "note"} <= set(headers), headers
+    assert len(headers) == (13 if width >= 120 else len(headers)) and len(headers) >= 7

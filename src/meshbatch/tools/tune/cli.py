@@ -58,7 +58,7 @@ def run_tune(args: argparse.Namespace, console: Console | None = None) -> int:
     else:
         console.print(report.summary(trace, cost))
         largest = max(size for size, _, _ in trace.batches)
-        console.print(report.table(outcomes, best, args.target_p99_ms, largest))
+        console.print(report.table(outcomes, best, args.target_p99_ms, largest, width=console.width))
         if any(o.max_items > largest for o in outcomes):
             console.print(f"* capacity extrapolated from the fitted cost (largest recorded batch: {largest} items)")
         verdict = "meets" if met else "[red]cannot meet[/red]"

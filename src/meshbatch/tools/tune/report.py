@@ -7,33 +7,45 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
+from meshbatch.tools.fit import Cell, Column, fit_table
 from meshbatch.tools.tune.sim import CostModel
 from meshbatch.tools.tune.sweep import Outcome
 from meshbatch.tools.tune.trace import Trace
 
+COLUMNS = (
+    Column("max\nitems", required=True), Column("wait\nms", required=True), Column("in\nflight", keep=80),
+    Column("p50\nms", keep=50), Column("p99\nms", required=True), Column("max\nms", keep=20),
+    Column("mean\nbatch", keep=60), Column("upstream\ncalls/s", keep=40), Column("items/s", keep=35),
+    Column("capacity\nitems/s", keep=90), Column("upstream\nbusy", keep=70), Column("callers\nexpired", keep=30),
+    Column("note", "left", required=True, label=True),
+)
 
-def table(outcomes: Sequence[Outcome], best: Outcome, target_ms: float, largest: int = 0, limit: int = 40) -> Table:
+
+def table(outcomes: Sequence[Outcome], best: Outcome, target_ms: float, largest: int = 0, limit: int = 40,
+          width: int = 200) -> Table:
     """The candidates, best first (meeting the target, then by p99); the current and recommended marked; a capacity
-    resting on batch sizes beyond `largest` (the largest recorded) is marked as extrapolated (*)."""
+    resting on batch sizes beyond `largest` (the largest recorded) is marked as extrapolated (*). Fitted to
+    `width` columns: the least telling columns go first (meshbatch.tools.fit)."""
     shown = sorted(outcomes, key=lambda o: (not o.meets(target_ms), o is not best, -o.capacity, o.p99_ms))[:limit]
-    out = Table(title=f"candidates replayed against the trace (target p99 {target_ms:g} ms)", title_justify="left")
-    for name in ("max_items", "wait ms", "in flight", "p50 ms", "p99 ms", "max ms", "mean batch", "calls/s",
-                 "items/s", "capacity/s", "upstream busy", "expired", ""):
-        out.add_column(name, justify="right" if name else "left", no_wrap=True)
+    rows: list[list[Cell]] = []
     for o in shown:
         marks = []
         if o is best:
-            marks.append("[bold green]recommended[/bold green]")
+            marks.append(("recommended", "bold green"))
         if o.current:
-            marks.append("[cyan]current[/cyan]")
+            marks.append(("current", "cyan"))
         style = "" if o.meets(target_ms) else "dim"
-        out.add_row(str(o.max_items), f"{o.wait_ms:g}", str(o.max_in_flight), f"{o.p50_ms:.2f}",
-                    f"{o.p99_ms:.2f}" if o.p99_ms <= target_ms else f"[red]{o.p99_ms:.2f}[/red]", f"{o.max_ms:.1f}",
-                    f"{o.mean_batch:.1f}", f"{o.calls_per_s:,.0f}", f"{o.items_per_s:,.0f}",
-                    f"{o.capacity:,.0f}" + ("*" if largest and o.max_items > largest else ""),
-                    f"{o.busy:.0%}", str(o.expired), " ".join(marks), style=style)
-    return out
+        note = Text(", ").join(Text(word, style=mark) for word, mark in marks)
+        cells: list[Cell] = [
+            str(o.max_items), f"{o.wait_ms:g}", str(o.max_in_flight), f"{o.p50_ms:.2f}",
+            Text(f"{o.p99_ms:.2f}", style="" if o.p99_ms <= target_ms else "red"), f"{o.max_ms:.1f}",
+            f"{o.mean_batch:.1f}", f"{o.calls_per_s:,.0f}", f"{o.items_per_s:,.0f}",
+            f"{o.capacity:,.0f}" + ("*" if largest and o.max_items > largest else ""), f"{o.busy:.0%}",
+            str(o.expired), note]
+        rows.append([Text(c, style=style) if isinstance(c, str) else c for c in cells])
+    return fit_table(f"candidates replayed against the trace (target p99 {target_ms:g} ms)", COLUMNS, rows, width)
 
 
 def summary(trace: Trace, cost: CostModel) -> Table:
