@@ -51,7 +51,7 @@ class History:
             if before is not None and t - before > GAP:
                 out.extend([None] * min(self.keep, round(t - before) - 1))
             before = t
-            out.append(p["routes"].get(route, {}).get(key))
+            out.append((p.get("routes") or {}).get(route, {}).get(key))
         return out[-self.keep:]
 
 

@@ -75,6 +75,10 @@ def flushed_by(flushes: dict[str, int]) -> str:
     return " ".join(f"{reason} {n / total:.0%}" for n, reason in ranked)
 
 
+def _name(route: dict[str, Any]) -> str:
+    return str(route.get("name", "?"))
+
+
 def _red(text: str, on: bool) -> Text:
     return Text(text, style="red" if on else "")
 
@@ -92,16 +96,16 @@ BATCH_COLUMNS = (
 def batch_table(routes: Sequence[dict[str, Any]], values: Values, width: int) -> Table:
     rows: list[list[Cell]] = []
     for route in routes:
-        last, batcher = route.get("latest") or {}, route["batcher"]
+        last, batcher = route.get("latest") or {}, route.get("batcher") or {}
         items, calls = last.get("items_per_s"), last.get("calls_per_s")
         if not items or not calls:  # idle this second: the figures since the route started
             items, calls = batcher.get("items_total"), route.get("upstream_calls_total")
         errors, rejected = last.get("batch_errors_per_s") or 0, last.get("rejected_per_s") or 0
         rows.append([
-            route["name"], fmt(last.get("items_per_s")), fmt(last.get("calls_per_s")), fmt(ratio(items, calls)),
-            saved(items, calls), Spark(tuple(values(route["name"], "items_per_s"))),
-            f"{batcher['queued']}/{fmt_count(batcher['max_queue'])}",
-            f"{batcher['in_flight']}/{batcher['max_in_flight']}",
+            _name(route), fmt(last.get("items_per_s")), fmt(last.get("calls_per_s")), fmt(ratio(items, calls)),
+            saved(items, calls), Spark(tuple(values(_name(route), "items_per_s"))),
+            f"{fmt_count(batcher.get('queued'))}/{fmt_count(batcher.get('max_queue'))}",
+            f"{fmt_count(batcher.get('in_flight'))}/{fmt_count(batcher.get('max_in_flight'))}",
             fmt(last.get("queue_ms_p50")), fmt(last.get("queue_ms_p99")),
             fmt(last.get("upstream_ms_p50")), fmt(last.get("upstream_ms_p99")),
             _red(fmt(errors), errors > 0), _red(fmt(rejected), rejected > 0), fmt(last.get("size_mean")),
@@ -121,13 +125,13 @@ INGEST_COLUMNS = (
 def ingest_table(routes: Sequence[dict[str, Any]], values: Values, width: int) -> Table:
     rows: list[list[Cell]] = []
     for route in routes:
-        last, ingest = route.get("latest") or {}, route["ingest"]
+        last, ingest = route.get("latest") or {}, route.get("ingest") or {}
         sink = ingest.get("sink") or {}
         state = str(sink.get("state", "?"))
         retried, dead = last.get("retried_per_s") or 0, ingest.get("dead_letters")
         rows.append([
-            route["name"], fmt(last.get("accepted_per_s")), fmt(last.get("delivered_per_s")),
-            Spark(tuple(values(route["name"], "delivered_per_s"))), fmt_count(ingest.get("backlog")),
+            _name(route), fmt(last.get("accepted_per_s")), fmt(last.get("delivered_per_s")),
+            Spark(tuple(values(_name(route), "delivered_per_s"))), fmt_count(ingest.get("backlog")),
             fmt_age(ingest.get("oldest_age_s")) if ingest.get("backlog") else DASH,
             _red(fmt(retried), retried > 0), _red(fmt_count(dead), bool(dead)),
             fmt_count(ingest.get("in_flight")),
@@ -140,9 +144,9 @@ def sink_notes(routes: Sequence[dict[str, Any]]) -> list[Text]:
     """A line per ingest route whose sink is down: why, and for how many attempts in a row."""
     notes = []
     for route in routes:
-        sink = route["ingest"].get("sink") or {}
+        sink = (route.get("ingest") or {}).get("sink") or {}
         if sink.get("state") == "down":
-            notes.append(Text.assemble((f"{route['name']}: ", "bold"), ("sink down", "bold red"),
+            notes.append(Text.assemble((f"{_name(route)}: ", "bold"), ("sink down", "bold red"),
                                        f" ({sink.get('failures', '?')} failed attempts in a row): ",
                                        str(sink.get("error") or "no error recorded")))
     return notes
@@ -160,8 +164,8 @@ def plain_table(routes: Sequence[dict[str, Any]], values: Values, width: int) ->
     for route in routes:
         last = route.get("latest") or {}
         errors = last.get("errors_5xx_per_s") or 0
-        rows.append([route["name"], str(route.get("kind") or "plain"), fmt(last.get("requests_per_s")),
-                     Spark(tuple(values(route["name"], "requests_per_s"))), _red(fmt(errors), errors > 0),
+        rows.append([_name(route), str(route.get("kind") or "plain"), fmt(last.get("requests_per_s")),
+                     Spark(tuple(values(_name(route), "requests_per_s"))), _red(fmt(errors), errors > 0),
                      fmt(last.get("request_ms_p50")), fmt(last.get("request_ms_p99"))])
     return fit_table("plain routes", PLAIN_COLUMNS, rows, width)
 
@@ -195,9 +199,11 @@ def sizes_table(routes: Sequence[dict[str, Any]], width: int) -> Table | None:
     if not batching:
         return None
     sizes = batching[0]["sizes"]
-    buckets = _size_buckets(sizes["bounds"])
-    counts = [list(r["sizes"]["counts"])[: len(buckets)] + [0] * (len(buckets) - len(r["sizes"]["counts"]))
-              for r in batching]
+    buckets = _size_buckets(sizes.get("bounds") or [])
+    counts = []
+    for r in batching:
+        row = [n if isinstance(n, int) else 0 for n in (r["sizes"].get("counts") or [])][: len(buckets)]
+        counts.append(row + [0] * (len(buckets) - len(row)))
     used = [i for i in range(len(buckets)) if any(row[i] for row in counts)] or [0]
     first, last = used[0], used[-1]
     buckets, counts = buckets[first:last + 1], [row[first:last + 1] for row in counts]
@@ -207,7 +213,7 @@ def sizes_table(routes: Sequence[dict[str, Any]], width: int) -> Table | None:
         rows: list[list[Cell]] = []
         for route, row in zip(batching, counts, strict=True):
             peak = max(row) or 1
-            rows.append([route["name"], *(Text(f"{BLOCKS[max(1, round(n / peak * 8))] if n else ' '} {n}",
+            rows.append([_name(route), *(Text(f"{BLOCKS[max(1, round(n / peak * 8))] if n else ' '} {n}",
                                                style="cyan" if n else "dim") for n in row)])
         table = fit_table(title, columns, rows, width)
         if len(buckets) <= 2 or natural_width(table) <= width:

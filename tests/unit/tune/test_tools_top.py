@@ -112,3 +112,17 @@ def test_figures_are_short_and_named() -> None:
     assert [fmt_count(n) for n in (812, 10000, 12500, 3_200_000, None)] == ["812", "10k", "12.5k", "3.2M", "-"]
     assert [fmt_age(s) for s in (0.25, 4.2, 75, 12600, "x", -1)] == ["250ms", "4.2s", "1m15s", "3h30m", "-", "-"]
     assert saved(100, 12) == "88%" and saved(0, 0) == "-" and saved(5, 9) == "-"
+
+
+def test_a_sparse_feed_shows_dashes_not_an_error() -> None:
+    """A feed missing figures (a proxy of another version, a route just built) still renders, with dashes."""
+    sparse: dict[str, Any] = {"seq": 1, "history": [{"seq": 1, "t": 1.0}], "routes": [
+        {"name": "b", "batcher": {"flushes": {}}, "sizes": {"bounds": [1, 2], "counts": [0, "x"]}},
+        {"name": "i", "ingest": {"sink": {}}}, {"name": "p"}], "clusters": [{"endpoints": [{}]}]}
+    history = History()
+    history.add(sparse)
+    group = frame("127.0.0.1:9901", sparse, history, 80)
+    text = render(group, 80)
+    for expected in ("batch routes", "ingest routes", "plain routes", "upstream endpoints", "-/-"):
+        assert expected in text, expected
+    assert_readable(text, [t for t in group.renderables if isinstance(t, Table)], 80)
