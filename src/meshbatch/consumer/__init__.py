@@ -11,8 +11,11 @@
 Results are JSON values (answered 200), `ItemResponse(status, body, headers)` or `ItemError(status, body)`
 (the envelope codec gives each caller its own status; json-array and ndjson put `{"status", "error"}` in the
 item's place). `each(handle_one)` turns a per-item coroutine into a batch handler whose exceptions fail only
-their own item. A handler that raises fails the whole batch (500, or an ItemError's status); a result list of
-the wrong length is a 500, never a misaligned answer.
+their own item. A batch handler that raises, or returns a list of the wrong length, is isolated by default: the
+SDK calls it again on halves of the batch until the item at fault is alone, which is answered 500 while the
+others get their results (`isolate=False`: the whole batch fails with 500; see `meshbatch.consumer.core`). An
+`ItemError` raised by the batch handler answers the whole batch with its status; a misaligned answer is never
+sent.
 """
 
 from meshbatch.consumer.aio import aiohttp_handler

@@ -11,11 +11,11 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 
-def aiohttp_handler(handle: HandleAny, codec: str = "json-array",
+def aiohttp_handler(handle: HandleAny, codec: str = "json-array", isolate: bool = True,
                     ) -> Callable[[web.Request], Awaitable[web.Response]]:
     from aiohttp import web  # aiohttp is optional: imported only by services that use it
 
-    app = BatchApp(handle, codec)
+    app = BatchApp(handle, codec, isolate)
 
     async def handler(request: web.Request) -> web.Response:
         status, content_type, body = await app.process(await request.read())

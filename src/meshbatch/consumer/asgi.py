@@ -17,10 +17,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def asgi_app(handle: HandleAny, codec: str = "json-array", path: str = "/batch",
-             methods: tuple[str, ...] = ("POST", "PUT")) -> ASGIApp:
+             methods: tuple[str, ...] = ("POST", "PUT"), isolate: bool = True) -> ASGIApp:
     """An ASGI app answering batch requests on `path` with `handle(items) -> results`; 404 elsewhere, 405 for
-    other methods. The lifespan protocol is accepted (nothing to set up)."""
-    app = BatchApp(handle, codec)
+    other methods. The lifespan protocol is accepted (nothing to set up). `isolate`: see `BatchApp`."""
+    app = BatchApp(handle, codec, isolate)
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -1,4 +1,15 @@
-"""One batch request in, one batch answer out: the part of the SDK that does not depend on a web framework."""
+"""One batch request in, one batch answer out: the part of the SDK that does not depend on a web framework.
+
+**Isolation** (on by default): one bad item never fails its neighbours. When the batch handler raises (anything
+but an `ItemError`, which answers the whole batch with its status on purpose) or returns a list of the wrong
+length, the batch is split in halves and the handler called again on each half, recursively, until the item at
+fault is alone: that item is answered 500 (`item_failed`, naming the exception's type, never its message), the
+others get their results. For one failing item of n, the handler runs about 2·log2(n) more times on parts of the
+batch, so it must be safe to call again for an item (the proxy's batch retries ask that of it already).
+`isolate=False` calls the handler once per batch: a raising handler then fails the whole batch (500).
+
+Whatever `isolate` says, a result that has no JSON form fails only its own item (500 `result_not_json`).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +33,10 @@ def _error(status: int, reason: str, detail: str) -> tuple[int, bytes, bytes]:
     return status, JSON, orjson.dumps({"error": error, "reason": reason, "detail": detail})
 
 
+def _item_failure(reason: str, detail: str) -> Reply:
+    return Reply(500, {"error": "internal server error", "reason": reason, "detail": detail})
+
+
 def normalise(result: Any) -> Reply:
     if isinstance(result, ItemResponse):
         return Reply(result.status, result.body, result.headers)
@@ -29,16 +44,26 @@ def normalise(result: Any) -> Reply:
         return Reply(result.status, result.body, result.headers)
     if isinstance(result, BaseException):
         log.error("a batch item failed", exc_info=result)
-        return Reply(500, {"error": "internal server error"})
+        return _item_failure("item_failed", f"{type(result).__name__} in the item handler")
     return Reply(200, result)
+
+
+class HandlerFailed(Exception):
+    """The handler failed a whole (part of a) batch: raised, or returned a result list of the wrong length."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 class BatchApp:
     """Calls `handle(items) -> results` for each batch request in one codec's shape."""
 
-    def __init__(self, handle: HandleAny, codec: str = "json-array") -> None:
+    def __init__(self, handle: HandleAny, codec: str = "json-array", isolate: bool = True) -> None:
         self.handle = handle
         self.wire: Wire = WIRES.get(codec)()
+        self.isolate = isolate
 
     async def process(self, body: bytes) -> tuple[int, bytes, bytes]:
         """(status, content type, body) of the answer to one batch request body."""
@@ -47,22 +72,69 @@ class BatchApp:
         except WireError as exc:
             return _error(400, exc.reason, exc.detail)
         try:
+            results = await self._call(items)
+        except ItemError as exc:
+            return exc.status, JSON, dumps(exc.body)
+        except HandlerFailed as exc:
+            if not self.isolate or len(items) < 2:
+                return _error(500, exc.reason, exc.detail)
+            replies = await self._isolated(items, exc)
+        else:
+            replies = [normalise(r) for r in results]
+        return 200, self.wire.content_type, self._render(replies, ids)
+
+    async def _call(self, items: list[Any]) -> Sequence[Any]:
+        """The handler's results for `items`; raises ItemError as the handler did, else HandlerFailed."""
+        try:
             results = self.handle(items)
             if inspect.isawaitable(results):
                 results = await results
-        except ItemError as exc:
-            return exc.status, JSON, dumps(exc.body)
+        except ItemError:
+            raise
         except Exception as exc:
-            log.exception("the batch handler failed")
-            return _error(500, "handler_error", f"{type(exc).__name__} in the batch handler")
+            log.exception("the batch handler failed on %d item(s)", len(items))
+            raise HandlerFailed("handler_error", f"{type(exc).__name__} in the batch handler") from None
         if not isinstance(results, Sequence) or isinstance(results, str | bytes) or len(results) != len(items):
             got = len(results) if isinstance(results, Sequence) else type(results).__name__
-            return _error(500, "handler_result_count", f"the handler got {len(items)} items and returned {got}")
+            raise HandlerFailed("handler_result_count", f"the handler got {len(items)} items and returned {got}")
+        return results
+
+    async def _isolated(self, items: list[Any], failure: HandlerFailed) -> list[Reply]:
+        """Each item's reply, found by calling the handler on halves of a batch it failed as a whole."""
+        replies: list[Reply | None] = [None] * len(items)
+        parts: list[tuple[int, int, HandlerFailed | ItemError]] = [(0, len(items), failure)]
+        while parts:
+            start, end, why = parts.pop()
+            if end - start == 1:
+                replies[start] = (normalise(why) if isinstance(why, ItemError)
+                                  else _item_failure("item_failed", why.detail.replace("batch handler", "handler")))
+                continue
+            middle = (start + end) // 2
+            for lo, hi in ((start, middle), (middle, end)):
+                try:
+                    results = await self._call(items[lo:hi])
+                except (HandlerFailed, ItemError) as exc:
+                    parts.append((lo, hi, exc))
+                    continue
+                replies[lo:hi] = [normalise(r) for r in results]
+        assert all(reply is not None for reply in replies)
+        return replies  # type: ignore[return-value]  # every slot is filled: each part ends answered
+
+    def _render(self, replies: list[Reply], ids: list[str]) -> bytes:
         try:
-            return 200, self.wire.content_type, self.wire.render([normalise(r) for r in results], ids)
-        except (TypeError, ValueError, RecursionError) as exc:
-            log.exception("a batch result is not JSON-serialisable")
-            return _error(500, "handler_result_not_json", str(exc)[:200])
+            return self.wire.render(replies, ids)
+        except (TypeError, ValueError, RecursionError):
+            pass
+        checked: list[Reply] = []
+        for reply in replies:  # find the results without a JSON form: only their items fail
+            try:
+                dumps(reply.body)
+                dumps(reply.headers)
+            except (TypeError, ValueError, RecursionError) as exc:
+                log.error("a batch result is not JSON-serialisable: %s", exc)
+                reply = _item_failure("result_not_json", f"the item's result has no JSON form ({type(exc).__name__})")
+            checked.append(reply)
+        return self.wire.render(checked, ids)
 
 
-__all__ = ["BatchApp", "normalise"]
+__all__ = ["BatchApp", "HandlerFailed", "normalise"]

@@ -186,3 +186,44 @@ def test_answers_that_are_not_readable_json_fail_every_caller(name, wire):
         wire = b'{"responses": [{"id": "1", "status": 200, "body": ' + wire + b"}]}"
     results = CODECS.get(name)().decode(200, [], wire, items(b"1"))
     assert [r.reason for r in results] == ["upstream_not_json"]
+
+
+FORM = (b"content-type", b"application/x-www-form-urlencoded")  # what `curl -d` sends when told nothing
+
+
+@pytest.mark.parametrize("name", ["json-array", "ndjson", "envelope"])
+def test_every_codec_reads_a_json_body_as_json_whatever_its_content_type(name):
+    codec = CODECS.get(name)()
+    item = ItemRequest("1", b'{"sku": "A1"}', b"POST", b"/orders", [FORM, (b"x-tenant", b"a")])
+    assert codec.check_item(item) is None
+    body = codec.encode([item])
+    sent = {"json-array": lambda: orjson.loads(body)[0], "ndjson": lambda: orjson.loads(body),
+            "envelope": lambda: orjson.loads(body)["requests"][0]["body"]}[name]()
+    assert sent == {"sku": "A1"}
+
+
+def test_envelope_relabels_a_json_body_under_another_label_and_keeps_text_as_text():
+    codec = CODECS.get("envelope")()
+    json_form = ItemRequest("1", b'{"sku": "A1"}', b"POST", b"/o", [FORM, (b"x-tenant", b"a")])
+    text_form = ItemRequest("2", b"sku=A1&n=2", b"POST", b"/o", [FORM])
+    text = ItemRequest("3", b"hello", b"POST", b"/o", [(b"content-type", b"text/plain; charset=utf-8")])
+    unlabelled = ItemRequest("4", b"[1, 2]", b"POST", b"/o", [])
+    for item in (json_form, text_form, text, unlabelled):
+        assert codec.check_item(item) is None
+    first, second, third, fourth = orjson.loads(codec.encode([json_form, text_form, text, unlabelled]))["requests"]
+    assert first["body"] == {"sku": "A1"}
+    assert first["headers"] == {"content-type": "application/json", "x-tenant": "a"}
+    assert second["body"] == "sku=A1&n=2"
+    assert second["headers"]["content-type"] == "application/x-www-form-urlencoded"
+    assert third["body"] == "hello" and third["headers"]["content-type"] == "text/plain; charset=utf-8"
+    assert fourth["body"] == [1, 2] and fourth["headers"] == {}
+
+
+@pytest.mark.parametrize(("body", "content_type", "problem"), [
+    (b'{"sku": ', b"application/json", "not valid JSON"),  # labelled JSON: must be JSON
+    (b"[" * 65 + b"]" * 65, b"application/x-www-form-urlencoded", "levels deep"),  # JSON: the same depth bound
+    (b"\xff\xfe", b"application/x-www-form-urlencoded", "UTF-8"),  # not JSON, not text
+])
+def test_envelope_refusals_under_any_label(body, content_type, problem):
+    codec = CODECS.get("envelope")()
+    assert problem in codec.check_item(ItemRequest("1", body, b"POST", b"/", [(b"content-type", content_type)]))

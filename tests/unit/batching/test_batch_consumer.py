@@ -79,7 +79,7 @@ async def test_wrong_result_count_and_raising_handlers_are_500_never_misaligned(
     async def refuses(items):
         raise ItemError(503, {"error": "maintenance"})
 
-    async with client(asgi_app(short)) as http:
+    async with client(asgi_app(short, isolate=False)) as http:
         response = await http.post("/batch", content=b"[1, 2]")
         assert response.status_code == 500 and response.json()["reason"] == "handler_result_count"
     async with client(asgi_app(broken)) as http:
@@ -102,9 +102,88 @@ async def test_each_fails_only_the_raising_item_and_sync_handlers_work():
         body = {"requests": [{"id": str(i), "body": v} for i, v in enumerate([1, 0, -1])]}
         response = await http.post("/batch", content=orjson.dumps(body))
     statuses = [(r["status"], r.get("body")) for r in response.json()["responses"]]
-    assert statuses == [(200, 2), (404, {"error": "not found"}), (500, {"error": "internal server error"})]
+    assert statuses == [(200, 2), (404, {"error": "not found"}),
+                        (500, {"error": "internal server error", "reason": "item_failed",
+                               "detail": "ValueError in the item handler"})]
     async with client(asgi_app(lambda items: [len(items)] * len(items))) as http:
         assert (await http.post("/batch", content=b"[1,2]")).json() == [2, 2]
+
+
+def counted(handle):
+    calls = []
+
+    async def wrapper(items):
+        calls.append(list(items))
+        return await handle(items)
+
+    return wrapper, calls
+
+
+async def store_orders(orders: list) -> list:  # the package docstring's example: a str item raises
+    return [{"stored": order["sku"]} if order.get("sku") else ItemError(422, {"error": "sku missing"})
+            for order in orders]
+
+
+async def test_a_raising_handler_fails_only_the_item_at_fault_by_default():
+    handle, calls = counted(store_orders)
+    bodies = [{"sku": f"S{i}"} for i in range(16)]
+    bodies[11] = "sku=A1"  # a form body that travelled as a string
+    bodies[3] = {"nosku": 1}
+    envelope = {"requests": [{"id": str(i), "method": "POST", "url": "/o", "body": b} for i, b in enumerate(bodies)]}
+    async with client(asgi_app(handle, codec="envelope")) as http:
+        response = await http.post("/batch", content=orjson.dumps(envelope))
+    assert response.status_code == 200
+    answers = {r["id"]: r for r in response.json()["responses"]}
+    assert answers["11"]["status"] == 500
+    assert answers["11"]["body"] == {"error": "internal server error", "reason": "item_failed",
+                                     "detail": "AttributeError in the handler"}
+    assert answers["3"]["status"] == 422, "an ItemError result keeps its status"
+    assert all(answers[str(i)] == {"id": str(i), "status": 200, "body": {"stored": f"S{i}"}}
+               for i in range(16) if i not in (3, 11))
+    assert len(calls) == 1 + 2 * 4, "one call, then two halves per level down to the item (log2 16 = 4)"
+    assert ["sku=A1"] in calls
+
+
+async def test_isolation_over_json_array_and_wrong_lengths():
+    async def flaky(items):
+        if any(item < 0 for item in items):
+            return items[:-1]  # a wrong length: that part failed as a whole
+        return [item * 10 for item in items]
+
+    async with client(asgi_app(flaky)) as http:
+        response = await http.post("/batch", content=b"[1, 2, -3, 4, 5]")
+    assert response.status_code == 200
+    *good, bad = response.json()[:2] + response.json()[3:] + [response.json()[2]]
+    assert good == [10, 20, 40, 50]
+    assert bad["status"] == 500 and bad["error"]["reason"] == "item_failed"
+    assert "returned 0" in bad["error"]["detail"]
+
+
+async def test_isolation_off_fails_the_whole_batch_and_item_errors_raised_still_answer_the_batch():
+    async with client(asgi_app(store_orders, isolate=False, codec="envelope")) as http:
+        envelope = {"requests": [{"id": "1", "body": {"sku": "A"}}, {"id": "2", "body": "text"}]}
+        response = await http.post("/batch", content=orjson.dumps(envelope))
+    assert response.status_code == 500 and response.json()["reason"] == "handler_error"
+
+    async def refuses(items):
+        raise ItemError(503, {"error": "maintenance"})
+
+    async with client(asgi_app(refuses)) as http:
+        response = await http.post("/batch", content=b"[1, 2, 3]")
+    assert response.status_code == 503, "an ItemError raised by the batch handler is meant for the whole batch"
+
+
+async def test_a_result_without_a_json_form_fails_only_its_item():
+    async def odd(items):
+        return [object() if item == 2 else item for item in items]
+
+    for isolate in (True, False):
+        async with client(asgi_app(odd, isolate=isolate)) as http:
+            response = await http.post("/batch", content=b"[1, 2, 3]")
+        assert response.status_code == 200
+        first, bad, third = response.json()
+        assert (first, third) == (1, 3)
+        assert bad["status"] == 500 and bad["error"]["reason"] == "result_not_json"
 
 
 async def test_routing_methods_and_lifespan():

@@ -68,7 +68,8 @@ class Codec(Protocol):
 
     def check_item(self, item: ItemRequest) -> str | None:
         """None if the item can be batched with this codec, else why it cannot (answered 400 with the detail;
-        the reason is `invalid_body`, or the one a `Refusal` names)."""
+        the reason is `invalid_body`, or the one a `Refusal` names). Every codec reads a body that is JSON as
+        JSON whatever its content type; a codec that forwards headers may relabel the item's own list."""
         ...
 
     def encode(self, items: Sequence[ItemRequest]) -> bytes: ...

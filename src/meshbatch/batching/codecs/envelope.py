@@ -3,8 +3,12 @@
     request  {"requests":  [{"id": "1", "method": "POST", "url": "/orders", "headers": {...}, "body": ...}]}
     answer   {"responses": [{"id": "1", "status": 201, "headers": {...}, "body": ...}]}
 
-Answers are matched by id in any order. A JSON item body (no content-type, or a JSON one) travels as JSON;
-any other body travels as a JSON string, so it must be UTF-8 text. An answer missing for one id fails only
+Answers are matched by id in any order. An item body that is JSON travels as JSON, whatever its content type,
+as every codec reads it: `curl -d '{"sku": "A1"}'` labels its body `application/x-www-form-urlencoded`, and the
+upstream gets the object `{"sku": "A1"}` (labelled `application/json` in the entry's headers, since that is what
+the entry's body now is), not the string `"{\"sku\": \"A1\"}"`. A body with a JSON content type must be JSON
+(else 400); any other body that is not JSON (a form `a=1&b=2`, plain text) travels as a JSON string with its own
+content type, so it must be UTF-8 text. An answer missing for one id fails only
 that caller (502 `missing_item_result`), and so does a response with a status that is not a final one (200-599,
 `bad_item_status`) or headers that are not safe to write (`bad_item_headers`); a non-2xx or unreadable batch
 answer fails every caller.
@@ -55,6 +59,16 @@ def _content_type(headers: Headers) -> bytes | None:
         if name == b"content-type":
             return value
     return None
+
+
+_JSON_TYPE = b"application/json"
+
+
+def _labelled_json(headers: Headers) -> None:
+    """Relabel an item whose body travels as JSON: its entry's content type says what its body is."""
+    for index, (name, _) in enumerate(headers):
+        if name == b"content-type":
+            headers[index] = (name, _JSON_TYPE)
 
 
 def _header_object(headers: Headers) -> bytes:
@@ -158,15 +172,24 @@ class EnvelopeCodec:
     forwards_headers = True
 
     def check_item(self, item: ItemRequest) -> str | None:
+        """As the other codecs: a JSON body is JSON whatever its label (relabelled `application/json` in the
+        item's headers, a list of its own); a JSON-labelled body must be JSON; other text travels as a string."""
         if not item.body:
             return None
         if _is_json_type(_content_type(item.headers)):
             return check_json(item)
         try:
-            item.body.decode("utf-8")
-        except UnicodeDecodeError:
-            return "a non-JSON body must be UTF-8 text to travel in an envelope"
-        return None
+            orjson.loads(item.body)
+        except orjson.JSONDecodeError:  # text: travels as a JSON string
+            try:
+                item.body.decode("utf-8")
+            except UnicodeDecodeError:
+                return "a non-JSON body must be UTF-8 text to travel in an envelope"
+            return None
+        problem = check_json(item)  # JSON under another label: the same bounds as any JSON body
+        if problem is None:
+            _labelled_json(item.headers)
+        return problem
 
     def encode(self, items: Sequence[ItemRequest]) -> bytes:
         return b'{"requests":[' + b",".join([_encode_item(item) for item in items]) + b"]}"
