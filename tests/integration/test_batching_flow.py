@@ -260,7 +260,7 @@ def test_batch_metrics(callers: Callers, upstream: BatchUpstream) -> None:
         return callers.metric(name, **route, **labels)
 
     before = {
-        "size_count": m("meshbatch_batch_size_count"), "size_sum": m("meshbatch_batch_size_sum"),
+        "size_count": m("meshbatch_batch_size_items_count"), "size_sum": m("meshbatch_batch_size_items_sum"),
         "queue_count": m("meshbatch_batch_queue_seconds_count"), "items": m("meshbatch_batch_items_total"),
         "wait": m("meshbatch_batch_flushes_total", reason="wait"),
         "items_flush": m("meshbatch_batch_flushes_total", reason="items"),
@@ -279,8 +279,8 @@ def test_batch_metrics(callers: Callers, upstream: BatchUpstream) -> None:
         assert bad.status_code == 400
     for f in futures:
         ok(f.result(10))
-    assert m("meshbatch_batch_size_count") - before["size_count"] == 3  # the plug, 4 and 3
-    assert m("meshbatch_batch_size_sum") - before["size_sum"] == 8
+    assert m("meshbatch_batch_size_items_count") - before["size_count"] == 3  # the plug, 4 and 3
+    assert m("meshbatch_batch_size_items_sum") - before["size_sum"] == 8
     assert m("meshbatch_batch_queue_seconds_count") - before["queue_count"] == 8
     assert m("meshbatch_batch_items_total") - before["items"] == 8
     assert m("meshbatch_batch_flushes_total", reason="wait") - before["wait"] == 2
@@ -291,4 +291,4 @@ def test_batch_metrics(callers: Callers, upstream: BatchUpstream) -> None:
     assert m("meshbatch_batch_dedup_total") - before["dedup"] == 1
     assert m("meshbatch_batch_queue_depth") == 0 and m("meshbatch_batch_in_flight") == 0
     assert m("meshbatch_batch_upstream_seconds_count") >= 3
-    assert m("meshbatch_batch_callers_sum") >= 9
+    assert m("meshbatch_batch_size_callers_sum") >= 9

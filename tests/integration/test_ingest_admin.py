@@ -65,7 +65,11 @@ def test_dead_letters_listed_and_replayed_after_a_fix(mesh: Any, tmp_path: Path)
     dump = httpx.get(proxy.url("admin", "/config_dump"), timeout=5).json()
     assert dump["config"]["admin"]["token"] == "<redacted>"
     metrics = httpx.get(proxy.url("admin", "/metrics"), timeout=5).text
-    assert 'meshbatch_ingest_events_total{result="delivered",route="events"}' in metrics
+    assert 'meshbatch_ingest_events_delivered_total{route="events"} 2.0' in metrics
+    assert 'meshbatch_ingest_events_replayed_total{route="events"} 1.0' in metrics
+    assert 'meshbatch_ingest_events_dead_lettered_total{route="events",stage="delivery"}' in metrics
+    assert 'meshbatch_ingest_delivery_latency_seconds_count{route="events"} 2.0' in metrics
+    assert "meshbatch_ingest_events_total" not in metrics
     assert 'meshbatch_ingest_backlog{route="events"} 0.0' in metrics
 
 

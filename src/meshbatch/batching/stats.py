@@ -58,15 +58,16 @@ class BatchMetrics:
         self.route = route
         self.labels = (route,)
         self.size = registry.histogram(
-            "meshbatch_batch_size", "Items per upstream batch call", ["route"], SIZE_BUCKETS).labels(self.labels)
-        self.callers = registry.histogram(
-            "meshbatch_batch_callers", "Callers answered per upstream batch call (dedup included)", ["route"],
+            "meshbatch_batch_size_items", "Items per upstream batch call (unit: items)", ["route"],
             SIZE_BUCKETS).labels(self.labels)
+        self.callers = registry.histogram(
+            "meshbatch_batch_size_callers", "Callers answered per upstream batch call, dedup included (unit: callers)",
+            ["route"], SIZE_BUCKETS).labels(self.labels)
         self.queue = registry.histogram(
-            "meshbatch_batch_queue_seconds", "Time an item waited in the batch queue before its batch was sent",
+            "meshbatch_batch_queue_seconds", "Seconds an item waited in the batch queue before its batch was sent",
             ["route"]).labels(self.labels)
         self.upstream = registry.histogram(
-            "meshbatch_batch_upstream_seconds", "Duration of upstream batch calls", ["route"]).labels(self.labels)
+            "meshbatch_batch_upstream_seconds", "Seconds an upstream batch call took", ["route"]).labels(self.labels)
         self.flushes = registry.counter("meshbatch_batch_flushes_total", "Batches flushed, by reason",
                                         ["route", "reason"])
         self.rejections = registry.counter(

@@ -26,10 +26,10 @@ from meshbatch.batching.bisection import ALONE, Bisection
 from meshbatch.clock import Clock
 from meshbatch.core.backoff import Backoff
 from meshbatch.ingest.logs.base import EventLog
+from meshbatch.ingest.observers import IngestMetrics
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks.base import BatchRejected, EventSink, SinkUnavailable
 from meshbatch.ingest.waiters import Waiters
-from meshbatch.telemetry.metrics import Counter
 
 if TYPE_CHECKING:
     from meshbatch.ingest.observers import DeliveryTracing
@@ -51,8 +51,8 @@ class FlushPolicy:
 
 class Flusher:
     def __init__(self, route: str, event_log: EventLog, sink: EventSink, policy: FlushPolicy, clock: Clock,
-                 waiters: Waiters | None = None, counter: Counter | None = None, backoff: Backoff | None = None,
-                 ) -> None:
+                 waiters: Waiters | None = None, metrics: IngestMetrics | None = None,
+                 backoff: Backoff | None = None) -> None:
         self.route = route
         self.log = event_log
         self.sink = sink
@@ -60,8 +60,7 @@ class Flusher:
         self.clock = clock
         self.waiters = waiters
         self.backoff = backoff or Backoff(policy.backoff_initial, policy.backoff_max)
-        self.counter = counter or Counter("meshbatch_ingest_events_total", "", ["route", "result"])
-        self._labels = {r: (route, r) for r in ("delivered", "retried", "dead_lettered", "held")}
+        self.metrics = metrics if metrics is not None else IngestMetrics(None, route)
         self.outage_until = 0.0
         self.outages = 0  # consecutive failed attempts to reach the sink
         self.last_error = ""
@@ -156,7 +155,7 @@ class Flusher:
         stored = [r for r, o in zip(batch, outcomes, strict=True) if o is None]
         if stored:
             self.log.ack(stored)
-            self.counter.inc(self._labels["delivered"], len(stored))
+            self.metrics.delivered(stored)
             if self.waiters is not None:
                 self.waiters.delivered(stored)
         if len(stored) != len(batch):
@@ -170,7 +169,7 @@ class Flusher:
         if self.last_error != reason:
             log.warning("ingest route %s: sink unavailable, retrying in %.2fs: %s", self.route, delay, reason)
         self.last_error = reason
-        self.counter.inc(self._labels["held"], len(batch))
+        self.metrics.retried("outage", len(batch))
         self.log.retry(batch, delay, count_attempt=False)
 
     def _failed(self, failures: Sequence[tuple[Record, str]]) -> None:
@@ -181,14 +180,14 @@ class Flusher:
             if delay is None:
                 record.attempts += 1
                 self.log.dead([record], reason)
-                self.counter.inc(self._labels["dead_lettered"])
+                self.metrics.dead_lettered("delivery")
                 log.warning("ingest route %s: event %s parked in dead letters after %d attempts: %s",
                             self.route, record.id, record.attempts, reason)
                 if self.waiters is not None:
                     self.waiters.failed([record], reason)
             else:
                 self.log.retry([record], delay, count_attempt=True)
-                self.counter.inc(self._labels["retried"])
+                self.metrics.retried("failed")
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -269,9 +268,10 @@ class Flusher:
             "outage": self.outage_until > self.clock.now(),
             "consecutive_outages": self.outages,
             "last_error": self.last_error,
-            "delivered": int(self.counter.get(self._labels["delivered"])),
-            "retried": int(self.counter.get(self._labels["retried"])),
-            "dead_lettered": int(self.counter.get(self._labels["dead_lettered"])),
+            "delivered": self.metrics.count("delivered"),
+            "retried": self.metrics.count("retried"),
+            "held": self.metrics.count("held"),
+            "dead_lettered": self.metrics.count("dead_lettered"),
         }
 
 

@@ -70,6 +70,10 @@ class AcceptingRoute(Protocol):
 
     def accepted(self, n: int) -> None: ...
 
+    def refused(self, n: int) -> None:
+        """`n` events of a request were parked in dead letters by the pipeline."""
+        ...
+
 IDEMPOTENCY = b"idempotency-key"
 JSON = (b"content-type", b"application/json")
 
@@ -112,6 +116,7 @@ class IngestHandler:
             dead_records = self._records([body for body, _ in dead], key, scope, offset=len(bodies), prefix="dead")
             for record, (_, reason) in zip(dead_records, dead, strict=True):
                 log.dead([record], reason)
+            route.refused(len(dead))
         if not records:
             return self._answer(records, dropped, len(dead), "accepted")
         size = sum(len(r.body) for r in records)

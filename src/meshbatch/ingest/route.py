@@ -15,12 +15,13 @@ from meshbatch.errors import Unavailable
 from meshbatch.ingest.flusher import Flusher, FlushPolicy
 from meshbatch.ingest.handler import IngestHandler, check_json, closed_error
 from meshbatch.ingest.logs import LOGS, EventLog, LogError
+from meshbatch.ingest.observers import IngestMetrics
 from meshbatch.ingest.record import EventIds
 from meshbatch.ingest.sinks import SINKS, EventSink, SinkContext, SinkUnavailable, sink_type
 from meshbatch.ingest.waiters import Waiters
 from meshbatch.pipeline import Pipeline
 from meshbatch.pipeline.stages.compress import Send
-from meshbatch.telemetry.metrics import Gauge, Metric, Registry
+from meshbatch.telemetry.metrics import Counter, Gauge, Metric, Registry
 
 log = logging.getLogger("meshbatch.ingest")
 
@@ -55,12 +56,9 @@ class IngestRoute:
         delivery = self.config.delivery
         self.sink: EventSink = SINKS.get(sink_type(route))(SinkContext(route, send, delivery.timeout_ms / 1000))
         self.waiters = Waiters() if self.config.ack == "delivered" else None
-        counter = metrics.counter("meshbatch_ingest_events_total",
-                                  "Ingested events by route and result (accepted, delivered, retried, dead_lettered, "
-                                  "held: returned to the log during a sink outage).", ["route", "result"])
-        self.counter = counter
+        self.metrics = IngestMetrics(metrics, route.name)
         self.flusher = Flusher(route.name, self.log, self.sink, flush_policy(route), self.clock, self.waiters,
-                               counter)
+                               self.metrics)
         check = check_json
         if sink_type(route) == "cluster":
             codec = getattr(self.sink, "codec", None) or CODECS.get("json-array")()
@@ -71,7 +69,6 @@ class IngestRoute:
         self.serving = False
         self.closed = False
         self._started: asyncio.Future[None] | None = None
-        self._accepted_label = (route.name, "accepted")
         self._metrics = metrics
         metrics.add_source(self._gauges)
 
@@ -124,12 +121,15 @@ class IngestRoute:
     # -- accounting -----------------------------------------------------------------------------------------
 
     def accepted(self, n: int) -> None:
-        self.counter.inc(self._accepted_label, n)
+        self.metrics.accepted(n)
+
+    def refused(self, n: int) -> None:
+        self.metrics.dead_lettered("pipeline", n)
 
     def retry_after(self) -> float:
         """Seconds until the backlog is likely to have drained by a tenth, from the delivery rate so far (1 to 60)."""
         elapsed = max(1.0, self.clock.now() - self._since)
-        rate = self.counter.get((self.name, "delivered")) / elapsed
+        rate = self.metrics.count("delivered") / elapsed
         backlog = float(self.log.stats().get("backlog") or 0)
         return min(60.0, max(1.0, backlog / 10 / rate)) if rate > 0 else 5.0
 
@@ -137,14 +137,18 @@ class IngestRoute:
         return await self.log.dead_letters(limit)
 
     async def replay(self, ids: Sequence[str] | None, limit: int) -> int:
-        return await self.log.replay(ids, limit)
+        moved = await self.log.replay(ids, limit)
+        self.metrics.replayed(moved)
+        return moved
 
     def summary(self) -> dict[str, Any]:
         return {
             "route": self.name,
             "state": "closed" if self.closed else "serving" if self.serving else "starting",
             "ack": self.config.ack,
-            "accepted": int(self.counter.get(self._accepted_label)),
+            "accepted": self.metrics.count("accepted"),
+            "dead_lettered_on_arrival": self.metrics.count("refused"),
+            "replayed": self.metrics.count("replayed"),
             "log": self.log.stats(),
             "delivery": self.flusher.summary(),
             "sink": self.sink.summary(),
@@ -162,6 +166,12 @@ class IngestRoute:
             ("meshbatch_ingest_dead_letters", "Events parked in dead letters.", "dead_letters"),
         ):
             yield Gauge(name, doc, ["route"], _constant(labels, float(stats.get(key) or 0)))
+        duplicates = Counter("meshbatch_ingest_events_deduplicated_total",
+                             "Delivered events whose id the sink already held (a producer's retry, a redelivery "
+                             "after a crash): stored once. A part of delivered, not added to it; database sinks.",
+                             ["route"])
+        duplicates.inc(labels, float(self.sink.summary().get("duplicates_ignored") or 0))
+        yield duplicates
 
 
 def _constant(labels: tuple[str, ...], value: float) -> Callable[[], list[tuple[tuple[str, ...], float]]]:

@@ -10,6 +10,10 @@ LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+# From acceptance to delivery: milliseconds when the sink keeps up, up to an hour through an outage.
+DELIVERY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)
 
 
 class Histogram:
@@ -54,4 +58,4 @@ def bucket_label(bound: float) -> str:
     return repr(float(bound))
 
 
-__all__ = ["LATENCY_BUCKETS", "SIZE_BUCKETS", "Histogram", "bucket_label"]
+__all__ = ["DELIVERY_BUCKETS", "LATENCY_BUCKETS", "SIZE_BUCKETS", "Histogram", "bucket_label"]

@@ -64,7 +64,7 @@ class LoopMonitor:
 
     def metrics(self) -> Iterator[Metric]:
         hist = HistogramVec("meshbatch_event_loop_lag_seconds",
-                            "How late the event loop ran a timer due every 100 ms (sampled lag).", [], LAG_BUCKETS)
+                            "Seconds the event loop ran a timer due every 100 ms late (sampled lag).", [], LAG_BUCKETS)
         hist.series[()] = self.lag
         yield hist
         yield Gauge("meshbatch_event_loop_lag_max_seconds", "The largest event-loop lag sampled in the last second.",

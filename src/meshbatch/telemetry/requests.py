@@ -44,7 +44,7 @@ class RequestStats:
             requests.values[(lst, route, str(status))] = n
         yield requests
         durations = HistogramVec("meshbatch_request_duration_seconds",
-                                 "Time from request received to answer written.", ["listener", "route"])
+                                 "Seconds from request received to answer written.", ["listener", "route"])
         for route, hist in self._durations.items():
             durations.series[(lst, route)] = hist
         yield durations

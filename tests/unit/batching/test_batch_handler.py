@@ -337,8 +337,8 @@ async def test_metrics_count_flushes_sizes_queue_and_rejections():
     text = registry.render().decode()
     assert 'meshbatch_batch_flushes_total{reason="items",route="orders"} 1.0' in text
     assert 'meshbatch_batch_flushes_total{reason="wait",route="orders"} 1.0' in text
-    assert 'meshbatch_batch_size_count{route="orders"} 2.0' in text
-    assert 'meshbatch_batch_size_sum{route="orders"} 3.0' in text
+    assert 'meshbatch_batch_size_items_count{route="orders"} 2.0' in text
+    assert 'meshbatch_batch_size_items_sum{route="orders"} 3.0' in text
     assert 'meshbatch_batch_queue_seconds_count{route="orders"} 3.0' in text
     assert 'meshbatch_batch_upstream_seconds_count{route="orders"} 2.0' in text
     assert 'meshbatch_batch_items_total{route="orders"} 3.0' in text
