@@ -59,7 +59,8 @@ def test_dead_letters_listed_and_replayed_after_a_fix(mesh: Any, tmp_path: Path)
     proxy.wait_for_line("meshbatch: reloaded", start=mark)
     done = httpx.post(replay, json={"route": "events", "ids": [letters[0]["id"]]},
                       headers={"authorization": f"Bearer {TOKEN}"}, timeout=5)
-    assert done.status_code == 200 and done.json() == {"route": "events", "replayed": 1}
+    assert done.status_code == 200 and done.json() == {"route": "events", "replayed": 1, "dropped": 0, "refused": 0,
+                                                       "refusals": [], "raw": False}
     wait_until(lambda: sorted(sqlite_rows(tmp_path / "sink.db")) == ["good", "poison"], 10, "the replayed event")
     assert ingest(proxy)["log"]["dead_letters"] == 0
     dump = httpx.get(proxy.url("admin", "/config_dump"), timeout=5).json()

@@ -2,8 +2,9 @@
 
 GET  /ingest                         each ingest route: backlog, oldest age, in flight, retries, dead letters, sink
 GET  /ingest/dead_letters?route=R&limit=N   the oldest dead letters of a route (default 100), bodies included
-POST /ingest/replay                  dead letters back into the log: body {"route": R, "ids": [...]} or
-                                     {"route": R, "limit": N}
+POST /ingest/replay                  dead letters back into the log, through the route's pipeline:
+                                     body {"route": R, "ids": [...]} or {"route": R, "limit": N}, and
+                                     "raw": true to move them as they are (ingest/replay.py)
 
 Dead letters are what callers sent: like a replay, listing them needs `authorization: Bearer <admin.token>`, and
 is refused (403) when no `admin.token` is configured (meshbatch.security.admin). Summaries show no payload and
@@ -93,13 +94,19 @@ class IngestAdmin:
             limit = payload.get("limit", MAX_LIST)
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise BadRequest("bad_replay", "limit is a whole number >= 1")
+            raw = payload.get("raw", False)
+            if not isinstance(raw, bool):
+                raise BadRequest("bad_replay", "raw is true or false")
+            unknown = sorted(set(payload) - {"route", "ids", "limit", "raw"})
+            if unknown:
+                raise BadRequest("bad_replay", f"unknown key {unknown[0]!r}; the keys are route, ids, limit, raw")
             route = self._route(payload.get("route"))
-            moved = await route.replay(ids, min(limit, MAX_LIST * 10))
+            report = await route.replay(ids, min(limit, MAX_LIST * 10), raw)
         except orjson.JSONDecodeError:
             return _failure(BadRequest("bad_replay", "the body is not JSON"))
         except ProxyError as exc:
             return _failure(exc)
-        return _json({"route": route.name, "replayed": moved})
+        return _json({"route": route.name, **report.payload()})
 
     def _authorize(self, request: Request) -> None:
         admin = self.target.snapshot.config.admin

@@ -2,10 +2,14 @@
 
 The answer waits for the configured acknowledgement: `memory` (appended to the log's next group commit),
 `fsync` (that commit is on disk: one fsync for everything appended meanwhile), `delivered` (the sink stored
-it). The body is `{"id": ID, "status": "accepted"|"delivered"}` for one event, `{"ids": [...], ...}` for several
-(NDJSON), with `dropped` and `dead_lettered` counts when the pipeline filtered or parked some; the header
-`x-meshbatch-event-id` holds the (first) id. A full log answers 429 with Retry-After (`on_full: reject`), or
-waits for room up to `block_timeout_ms` first (`on_full: block`).
+it). The body is `{"id": ID, "status": "accepted"|"delivered"}` for a request of one event, `{"ids": [...], ...}`
+for a request of several (NDJSON, split arrays: whatever the pipeline then filtered or parked), with a `dropped`
+count when the pipeline filtered some, and `dead_lettered` (a count) with `dead_letters` (`[{"id", "reason"}]`)
+when `validate` parked some; the header `x-meshbatch-event-id` holds the (first) id. A request none of whose
+events was accepted because `validate` parked them (the rest, if any, filtered out) is answered 422
+`events_dead_lettered` with the same `dead_lettered` and `dead_letters`: nothing of it will be delivered. A full
+log answers 429 with Retry-After (`on_full: reject`), or waits for room up to `block_timeout_ms` first
+(`on_full: block`).
 
 Ids (meshbatch.ingest.record): a request without `idempotency-key` gets fresh random ids; with one, the ids are
 derived from the key and the caller's scope (`ingest.idempotency_scope`), so a producer's retry names the same
@@ -76,6 +80,33 @@ class AcceptingRoute(Protocol):
 
 IDEMPOTENCY = b"idempotency-key"
 JSON = (b"content-type", b"application/json")
+MAX_LISTED = 100  # dead letters listed in an answer (the count is always whole)
+
+
+class EventsDeadLettered(ProxyError):
+    """422: every event of the request was parked in dead letters by the pipeline (none accepted)."""
+
+    status, flag, default_reason = 422, "DPE", "events_dead_lettered"
+
+    def __init__(self, letters: list[tuple[str, str]], dropped: int) -> None:
+        n = len(letters)
+        what = "the event breaks" if n == 1 else f"all {n} events break"
+        super().__init__(detail=f"{what} the route's rules and {'is' if n == 1 else 'are'} parked in dead "
+                                f"letters ({letters[0][1]})")
+        self.letters = letters
+        self.dropped = dropped
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": self.error, "reason": self.reason, "detail": self.detail,
+                             **_letters(self.letters, self.dropped)})
+
+
+def _letters(letters: list[tuple[str, str]], dropped: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"dropped": dropped} if dropped else {}
+    if letters:
+        out["dead_lettered"] = len(letters)
+        out["dead_letters"] = [{"id": i, "reason": r} for i, r in letters[:MAX_LISTED]]
+    return out
 
 
 def check_json(body: bytes) -> str | None:
@@ -104,6 +135,7 @@ class IngestHandler:
         if not route.serving:
             await route.wait_started()
         bodies, dead, dropped = await self._events(request)
+        several = len(bodies) + len(dead) + dropped > 1
         key = request.header(IDEMPOTENCY)
         scope = self.scope.digest(request, call.principal).hex() if key is not None else ""
         records = self._records(bodies, key, scope)
@@ -112,13 +144,18 @@ class IngestHandler:
             for record in records:
                 record.trace = trace
         log = route.log
+        letters: list[tuple[str, str]] = []
         if dead:  # refused by `validate` with on_invalid: dead_letter: parked at once, each with its reason
-            dead_records = self._records([body for body, _ in dead], key, scope, offset=len(bodies), prefix="dead")
-            for record, (_, reason) in zip(dead_records, dead, strict=True):
-                log.dead([record], reason)
+            dead_records = self._records([body for body, _, _ in dead], key, scope, offset=len(bodies),
+                                         prefix="dead")
+            for record, (_, reason, stage) in zip(dead_records, dead, strict=True):
+                log.dead([record], reason, stage)
+                letters.append((record.id, reason))
             route.refused(len(dead))
+            if not records:
+                raise EventsDeadLettered(letters, dropped)
         if not records:
-            return self._answer(records, dropped, len(dead), "accepted")
+            return self._answer(records, several, dropped, letters, "accepted")
         size = sum(len(r.body) for r in records)
         if not log.has_room(len(records), size) and not (
                 self.block and await log.wait_room(len(records), size, self.block_timeout)):
@@ -126,17 +163,17 @@ class IngestHandler:
         durable = log.append(records)
         route.accepted(len(records))
         if self.ack == "memory":
-            return self._answer(records, dropped, len(dead), "accepted")
+            return self._answer(records, several, dropped, letters, "accepted")
         try:
             await durable
         except LogError as exc:
             raise Unavailable("ingest_log_unavailable", str(exc)) from None
         if self.ack != "delivered":
-            return self._answer(records, dropped, len(dead), "accepted")
+            return self._answer(records, several, dropped, letters, "accepted")
         await self._delivered(records, request)
-        return self._answer(records, dropped, len(dead), "delivered")
+        return self._answer(records, several, dropped, letters, "delivered")
 
-    async def _events(self, request: Request) -> tuple[list[bytes], list[tuple[bytes, str]], int]:
+    async def _events(self, request: Request) -> tuple[list[bytes], list[tuple[bytes, str, str]], int]:
         """The request's events (JSON-encoded), its dead letters, and how many the pipeline dropped. The
         pipeline's run is awaited: a heavy one happens in a worker process, off the event loop."""
         pipeline = self.route.pipeline
@@ -184,14 +221,12 @@ class IngestHandler:
         finally:
             waiters.discard(ids, futures)
 
-    def _answer(self, records: list[Record], dropped: int, dead: int, status: str) -> Response:
-        payload: dict[str, Any] = ({"id": records[0].id} if len(records) == 1
-                                   else {"ids": [r.id for r in records]})
+    def _answer(self, records: list[Record], several: bool, dropped: int, letters: list[tuple[str, str]],
+                status: str) -> Response:
+        payload: dict[str, Any] = ({"ids": [r.id for r in records]} if several or not records
+                                   else {"id": records[0].id})
         payload["status"] = status
-        if dropped:
-            payload["dropped"] = dropped
-        if dead:
-            payload["dead_lettered"] = dead
+        payload.update(_letters(letters, dropped))
         headers = [JSON]
         if records:
             headers.append((b"x-meshbatch-event-id", records[0].id.encode()))
@@ -202,4 +237,4 @@ def closed_error() -> ProxyError:
     return Draining("draining", "this ingest route is closed")
 
 
-__all__ = ["AcceptingRoute", "IngestHandler", "check_json", "closed_error"]
+__all__ = ["AcceptingRoute", "EventsDeadLettered", "IngestHandler", "check_json", "closed_error"]

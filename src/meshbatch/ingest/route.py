@@ -17,6 +17,7 @@ from meshbatch.ingest.handler import IngestHandler, check_json, closed_error
 from meshbatch.ingest.logs import LOGS, EventLog, LogError
 from meshbatch.ingest.observers import IngestMetrics
 from meshbatch.ingest.record import EventIds
+from meshbatch.ingest.replay import ReplayReport, replay
 from meshbatch.ingest.sinks import SINKS, EventSink, SinkContext, SinkUnavailable, sink_type
 from meshbatch.ingest.waiters import Waiters
 from meshbatch.pipeline import Pipeline
@@ -136,10 +137,11 @@ class IngestRoute:
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         return await self.log.dead_letters(limit)
 
-    async def replay(self, ids: Sequence[str] | None, limit: int) -> int:
-        moved = await self.log.replay(ids, limit)
-        self.metrics.replayed(moved)
-        return moved
+    async def replay(self, ids: Sequence[str] | None, limit: int, raw: bool = False) -> ReplayReport:
+        """Dead letters back into the log, through the route's pipeline unless `raw` (ingest/replay.py)."""
+        report = await replay(self.log, self.pipeline, ids, limit, raw)
+        self.metrics.replayed(report.replayed)
+        return report
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -6,6 +6,9 @@ the request raises a ProxyError: 400, 413, 415, 422, counted as `failed` first).
 into a `Result`, the compact form that also comes back from a worker process: events already encoded as JSON,
 dead letters with their reasons, the counter increments, and the error if any.
 
+`Pipeline.resume` re-runs a dead letter: the event the pipeline parked, through the stages from the one that
+parked it on (a replay of dead letters; see docs/ingestion.md).
+
 `Pipeline.process` (awaited by the handlers) decides where the run happens, so that no request holds the event
 loop for long (`pipeline_limits`, see docs/ingestion.md):
 - a small, uncompressed body runs inline: the round trip to a worker costs more than the work; a deadline of
@@ -23,8 +26,10 @@ from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any, Protocol
 
+import orjson
+
 from meshbatch.config.model import Compress, PipelineLimits, Step
-from meshbatch.errors import ProxyError
+from meshbatch.errors import BadRequest, ProxyError
 from meshbatch.http.message import Headers, Request
 from meshbatch.pipeline import stages as _stages  # noqa: F401  (declares every stage)
 from meshbatch.pipeline.base import STAGE_FACTORIES, Stage, StageContext
@@ -37,13 +42,14 @@ IDENTITY = (b"", b"identity")
 
 class Result:
     """What one run leaves: `events` (JSON-encoded) after a decode stage, else `body`; `headers` when a stage
-    changed them (None: unchanged); `tally` the counter increments, 4 per stage (in, out, dropped, failed)."""
+    changed them (None: unchanged); `dead` (event, reason, stage place) for each parked event; `tally` the counter
+    increments, 4 per stage (in, out, dropped, failed)."""
 
     __slots__ = ("body", "dead", "dropped", "error", "events", "failed", "headers", "tally")
 
     def __init__(self, tally: list[int], error: ProxyError | None = None, body: bytes = b"",
                  headers: Headers | None = None, events: list[bytes] | None = None,
-                 dead: list[tuple[bytes, str]] | None = None, dropped: int = 0, failed: int = 0) -> None:
+                 dead: list[tuple[bytes, str, str]] | None = None, dropped: int = 0, failed: int = 0) -> None:
         self.tally = tally
         self.error = error
         self.body = body
@@ -65,9 +71,13 @@ class Offload(Protocol):
 class Pipeline:
     def __init__(self, route: str, stages: Sequence[Stage], metrics: Registry | None = None,
                  compress: Compress | None = None, wall_clock: Callable[[], float] = time.time,
-                 limits: PipelineLimits | None = None) -> None:
+                 limits: PipelineLimits | None = None, positions: Sequence[int] | None = None) -> None:
         self.route = route
         self.stages = [s for s in stages if s.name != "compress"]
+        # each stage's place in the route's `pipeline:` list (compress, which runs on outgoing batches, has one
+        # too), as dead letters name it: `pipeline[2].validate`
+        places = positions if positions is not None else range(len(self.stages))
+        self.places = [f"pipeline[{i}].{s.name}" for i, s in zip(places, self.stages, strict=True)]
         self.compress = compress
         self.decodes = any(s.name == "decode" for s in self.stages)
         self.decompresses = any(s.name == "decompress" for s in self.stages)
@@ -93,8 +103,10 @@ class Pipeline:
 
     # the sans-I/O core ----------------------------------------------------------------------------------------
     def _stages(self, work: Work, tally: list[int]) -> None:
+        places = self.places
         for i, stage in enumerate(self.stages):
             base = 4 * i
+            work.stage = places[i]
             before, dropped, failed = work.count(), work.dropped, work.failed
             tally[base] += before
             try:
@@ -125,7 +137,7 @@ class Pipeline:
         try:
             self._stages(work, tally)
             events = [encode_event(e) for e in work.events] if work.events is not None else None
-            dead = [(encode_event(e), reason) for e, reason in work.dead]
+            dead = [(encode_event(e), reason, place) for e, reason, place in work.dead]
         except ProxyError as exc:
             return Result(tally, exc)
         except OverBudget:
@@ -134,6 +146,36 @@ class Pipeline:
             return Result(tally, self.over_budget())
         return Result(tally, None, work.body if events is None else b"",
                       work.headers if work.headers is not headers else None, events, dead, work.dropped, work.failed)
+
+    def resume(self, event: bytes, place: str) -> Result:
+        """Re-run a dead letter: `event` (JSON) through the stages from the one at `place` on, here and now, not
+        counted in the stage counters (a replay is no new traffic). The stage is found by its place if the route
+        still has that stage there, else as the route's first stage of that name; a route that no longer has
+        such a stage has nothing to re-run (the event comes back as it is). The result holds the event in
+        `events` (passed; transformed as the stages say), in `dead` (parked again, with the new reason), in
+        neither (dropped by a filter), or an `error` (a stage refused it)."""
+        name = place.rpartition(".")[2]
+        if place in self.places:
+            start = self.places.index(place)
+        else:
+            start = next((i for i, s in enumerate(self.stages) if s.name == name), len(self.stages))
+        tally = [0] * len(self._flat)
+        work = Work(b"", [], self.wall_clock())
+        try:
+            work.events = [orjson.loads(event)]
+        except orjson.JSONDecodeError as exc:
+            return Result(tally, BadRequest("invalid_json", f"the dead letter is not JSON ({exc.msg})"))
+        try:
+            for index in range(start, len(self.stages)):
+                work.stage = self.places[index]
+                self.stages[index](work)
+            events = [encode_event(e) for e in work.events or []]
+            dead = [(encode_event(e), reason, where) for e, reason, where in work.dead]
+        except ProxyError as exc:
+            return Result(tally, exc)
+        except OverBudget:  # no deadline is set here: only a stage's own check could raise it
+            return Result(tally, self.over_budget())
+        return Result(tally, None, b"", None, events, dead, work.dropped, work.failed)
 
     def over_budget(self) -> BudgetExceeded:
         return BudgetExceeded(detail=f"preprocessing this request needs more than {self.limits.max_cpu_ms} ms of "
@@ -201,14 +243,16 @@ def build_pipeline(route: str, steps: Sequence[Step], *, dead_letters: bool, met
                    wall_clock: Callable[[], float] = time.time, limits: PipelineLimits | None = None) -> Pipeline:
     context = StageContext(route, dead_letters, wall_clock)
     stages: list[Stage] = []
+    positions: list[int] = []
     compress: Compress | None = None
-    for step in steps:
+    for position, step in enumerate(steps):
         options: Any = step.options(step.stage)
         if step.stage == "compress":
             compress = options
             continue
         stages.append(STAGE_FACTORIES.get(step.stage)(options, context))
-    return Pipeline(route, stages, metrics, compress, wall_clock, limits)
+        positions.append(position)
+    return Pipeline(route, stages, metrics, compress, wall_clock, limits, positions)
 
 
 __all__ = ["RESULTS", "Offload", "Pipeline", "Result", "build_pipeline"]

@@ -93,7 +93,7 @@ def read_result(value: Any) -> tuple[Result, float]:
             error = cls(reason, detail) if cls is not None else ProxyError("pipeline_error", detail)
         return Result(list(tally), error, body,
                       [(k, v) for k, v in headers] if headers is not None else None,
-                      events, [(b, r) for b, r in dead], dropped, failed), float(cpu)
+                      events, [(b, r, str(s)) for b, r, s in dead], dropped, failed), float(cpu)
     except (TypeError, ValueError) as exc:
         raise FrameError(f"not a result ({exc})") from None
 

@@ -2,7 +2,8 @@
 
 Stages before `decode` see the body (bytes); `decode` turns it into `events` (JSON values); later stages
 work on events. Events a stage routes to dead letters (e.g. `validate` with `on_invalid: dead_letter`) leave
-`events` for `dead`, with the reason.
+`events` for `dead` (`park`), with the reason and the place of the stage that parked them (`pipeline[2].validate`:
+a replay of the letter resumes there, see `Pipeline.resume`).
 
 A run has a deadline (`perf_counter` seconds): stages call `tick()` once per event, which raises `OverBudget`
 past it. On the event loop that is how a request that turned out heavier than it looked stops early and moves
@@ -66,7 +67,7 @@ def encode_event(event: Any) -> bytes:
 
 
 class Work:
-    __slots__ = ("body", "dead", "deadline", "dropped", "events", "failed", "headers", "received")
+    __slots__ = ("body", "dead", "deadline", "dropped", "events", "failed", "headers", "received", "stage")
 
     def __init__(self, body: bytes, headers: Headers, received: float, deadline: float = math.inf) -> None:
         self.body = body
@@ -74,9 +75,14 @@ class Work:
         self.received = received  # wall-clock seconds (for `transform.stamp`)
         self.deadline = deadline  # perf_counter seconds; inf: no cooperative deadline
         self.events: list[Any] | None = None
-        self.dead: list[tuple[Any, str]] = []
+        self.dead: list[tuple[Any, str, str]] = []  # (event, reason, the place of the stage that parked it)
+        self.stage = ""  # the place of the running stage, `pipeline[i].name` (set by the runner)
         self.dropped = 0
         self.failed = 0
+
+    def park(self, event: Any, reason: str) -> None:
+        """Route `event` to the dead letters with `reason` (the running stage's place goes with it)."""
+        self.dead.append((event, reason, self.stage))
 
     def tick(self) -> None:
         """Called once per event by the per-event stages: raises OverBudget past the deadline."""

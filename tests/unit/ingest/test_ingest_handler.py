@@ -138,12 +138,15 @@ async def test_pipeline_expands_filters_and_dead_letters(tmp_path: Path) -> None
     response = await route.handler(post(body, (b"idempotency-key", b"batch-7")))
     answer = orjson.loads(response.body)
     ids = answer["ids"]
-    assert answer == {"ids": ids, "status": "accepted", "dropped": 1, "dead_lettered": 1}
     prefix = ids[0].rpartition(":")[0]
+    assert answer == {"ids": ids, "status": "accepted", "dropped": 1, "dead_lettered": 1,
+                      "dead_letters": [{"id": f"{prefix}:dead2",
+                                        "reason": "schema_violation: $: 't' is a required property"}]}
     assert ids == [f"{prefix}:0", f"{prefix}:1"] and key_of(ids[0]) == key_of(ids[1]) == "batch-7"
     rows = await wait_stored(tmp_path, 2)
     assert rows == [(ids[0], '{"t":1}'), (ids[1], '{"t":2}')]
     letters = await route.dead_letters(10)
-    assert [(d["body"], d["reason"][:16]) for d in letters] == [('{"x":1}', "schema_violation")]
+    assert [(d["body"], d["reason"][:16], d["stage"]) for d in letters] == [
+        ('{"x":1}', "schema_violation", "pipeline[1].validate")]
     await route.drain(5.0)
     assert route.summary()["state"] == "closed"

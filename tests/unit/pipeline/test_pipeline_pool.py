@@ -75,7 +75,7 @@ async def test_a_worker_gives_what_the_inline_run_gives(pools: list[WorkerPool])
         result = await pipeline.process(request)
         work = inline.run(post(BODY))
         assert result.events == [orjson.dumps(e) for e in work.events or []]
-        assert result.dead == [(orjson.dumps(e), reason) for e, reason in work.dead]
+        assert result.dead == [(orjson.dumps(e), reason, place) for e, reason, place in work.dead]
         assert (result.dropped, result.failed) == (work.dropped, work.failed)
     assert result.headers == [NDJSON]  # content-encoding consumed by decompress
     assert pipeline.counts() == inline.counts()  # two runs each: the counters add up the same

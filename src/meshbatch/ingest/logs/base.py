@@ -9,7 +9,7 @@ sinks store each event id once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from meshbatch.clock import Clock
@@ -17,6 +17,8 @@ from meshbatch.config.model import IngestLog
 from meshbatch.errors import Overloaded
 from meshbatch.ingest.record import Record
 from meshbatch.registry import Extensions
+
+DELIVERY = "delivery"  # the stage of a letter the flusher parked
 
 
 class LogFull(Overloaded):
@@ -60,12 +62,21 @@ class EventLog(Protocol):
 
     def retry(self, records: Sequence[Record], delay: float, count_attempt: bool) -> Awaitable[None]: ...
 
-    def dead(self, records: Sequence[Record], reason: str) -> Awaitable[None]: ...
+    def dead(self, records: Sequence[Record], reason: str, stage: str = DELIVERY) -> Awaitable[None]:
+        """Park records in dead letters with `reason`; `stage` is where they were refused: `delivery` (the
+        flusher, after `max_attempts`) or the pipeline stage's place (`pipeline[2].validate`)."""
+        ...
 
-    async def dead_letters(self, limit: int) -> list[dict[str, Any]]: ...
+    async def dead_letters(self, limit: int, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The oldest `limit` dead letters (of these ids): id, body (text), received, attempts, reason, stage
+        (None for letters parked before letters kept theirs), failed_at."""
+        ...
 
-    async def replay(self, ids: Sequence[str] | None, limit: int) -> int:
-        """Move dead letters (these ids, or the oldest `limit`) back into the log; how many moved."""
+    async def replay(self, ids: Sequence[str] | None, limit: int,
+                     bodies: Mapping[str, bytes | None] | None = None) -> int:
+        """Move dead letters (these ids, or the oldest `limit`) back into the log, attempts reset; how many
+        moved. With `bodies`, only the letters it names: each moves with the body given (as a replay through the
+        pipeline left it), or, for None, is removed without moving (the pipeline dropped it)."""
         ...
 
     def stats(self) -> dict[str, Any]:
@@ -76,4 +87,4 @@ class EventLog(Protocol):
 LogFactory = Callable[[IngestLog, str, Clock], EventLog]
 LOGS: Extensions[LogFactory] = Extensions("ingest log backend")
 
-__all__ = ["LOGS", "EventLog", "LogError", "LogFactory", "LogFull"]
+__all__ = ["DELIVERY", "LOGS", "EventLog", "LogError", "LogFactory", "LogFull"]

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import nats
@@ -26,7 +26,7 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from meshbatch.clock import Clock
 from meshbatch.config.model import IngestLog
-from meshbatch.ingest.logs.base import LOGS, LogError, LogFull
+from meshbatch.ingest.logs.base import DELIVERY, LOGS, LogError, LogFull
 from meshbatch.ingest.record import Record
 
 FETCH_WAIT = 0.5
@@ -216,7 +216,7 @@ class JetStreamLog:
                 record.attempts += 1
         return self._spawn(asyncio.gather(*(r.ref.nak(delay=delay) for r in records if r.ref is not None)))
 
-    def dead(self, records: Sequence[Record], reason: str) -> Awaitable[None]:
+    def dead(self, records: Sequence[Record], reason: str, stage: str = DELIVERY) -> Awaitable[None]:
         leased = [r for r in records if r.ref is not None]
         self._leased -= len(leased)
 
@@ -224,7 +224,7 @@ class JetStreamLog:
             for record in records:
                 headers = {"Meshbatch-Id": record.id, "Meshbatch-Reason": reason[:1000],
                            "Meshbatch-Attempts": str(record.attempts), "Meshbatch-Received": repr(record.received),
-                           "Meshbatch-Failed-At": repr(time.time())}
+                           "Meshbatch-Failed-At": repr(time.time()), "Meshbatch-Stage": stage}
                 await self.js.publish(self.dead_subject, record.body, headers=headers)
                 if record.ref is not None:
                     await record.ref.ack()
@@ -243,29 +243,35 @@ class JetStreamLog:
                 out.append(await self.js.get_msg(self.dead_stream, seq))
         return out
 
-    async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
-        out = []
-        for msg in await self._dead_messages(limit):
+    async def dead_letters(self, limit: int, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        wanted = set(ids) if ids is not None else None
+        out: list[dict[str, Any]] = []
+        for msg in await self._dead_messages(limit if wanted is None else 100_000):
             h = msg.headers or {}
+            if (wanted is not None and h.get("Meshbatch-Id", "") not in wanted) or len(out) >= limit:
+                continue
             out.append({"id": h.get("Meshbatch-Id", ""), "body": msg.data.decode("utf-8", errors="replace"),
                         "received": float(h.get("Meshbatch-Received") or 0), "reason": h.get("Meshbatch-Reason", ""),
-                        "attempts": int(h.get("Meshbatch-Attempts") or 0),
+                        "attempts": int(h.get("Meshbatch-Attempts") or 0), "stage": h.get("Meshbatch-Stage"),
                         "failed_at": float(h.get("Meshbatch-Failed-At") or 0)})
         return out
 
-    async def replay(self, ids: Sequence[str] | None, limit: int) -> int:
-        wanted = set(ids) if ids is not None else None
+    async def replay(self, ids: Sequence[str] | None, limit: int,
+                     bodies: Mapping[str, bytes | None] | None = None) -> int:
+        wanted = set(bodies) if bodies is not None else set(ids) if ids is not None else None
         moved = 0
         for msg in await self._dead_messages(limit if wanted is None else 100_000):
             h = msg.headers or {}
             event_id = h.get("Meshbatch-Id", "")
             if (wanted is not None and event_id not in wanted) or moved >= limit:
                 continue
-            headers = {"Nats-Msg-Id": f"{event_id}#replay{msg.seq}", "Meshbatch-Id": event_id,
-                       "Meshbatch-Received": h.get("Meshbatch-Received") or repr(time.time())}
-            await self.js.publish(self.subject, msg.data, headers=headers)
+            data = msg.data if bodies is None else bodies[event_id]
+            if data is not None:
+                headers = {"Nats-Msg-Id": f"{event_id}#replay{msg.seq}", "Meshbatch-Id": event_id,
+                           "Meshbatch-Received": h.get("Meshbatch-Received") or repr(time.time())}
+                await self.js.publish(self.subject, data, headers=headers)
+                moved += 1
             await self.js.delete_msg(self.dead_stream, msg.seq)
-            moved += 1
         with contextlib.suppress(Exception):
             await self._refresh()
         return moved

@@ -15,14 +15,14 @@ import heapq
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from meshbatch.clock import Clock
 from meshbatch.config.model import IngestLog
 from meshbatch.ingest.gil import shorten_switch_interval
-from meshbatch.ingest.logs.base import LOGS, LogError, LogFull
+from meshbatch.ingest.logs.base import DELIVERY, LOGS, LogError, LogFull
 from meshbatch.ingest.logs.sqlite_store import Ops, Store
 from meshbatch.ingest.record import Record
 
@@ -178,10 +178,10 @@ class SQLiteLog:
                 self.append_commits += 1
                 self.committed_events += len(ops.appends)
             self._push(ops.appends)
-            freed = len(ops.acks) + sum(1 for r, _ in ops.deads if r.seq)
+            freed = len(ops.acks) + sum(1 for r, _, _ in ops.deads if r.seq)
             if freed:
                 self.count -= freed
-                self.bytes -= ops.ack_bytes + sum(len(r.body) for r, _ in ops.deads if r.seq)
+                self.bytes -= ops.ack_bytes + sum(len(r.body) for r, _, _ in ops.deads if r.seq)
                 self._room.set()
             self.dead_count += len(ops.deads)
             for group in groups:
@@ -322,25 +322,26 @@ class SQLiteLog:
             return fut
         return self._later()
 
-    def dead(self, records: Sequence[Record], reason: str) -> Awaitable[None]:
+    def dead(self, records: Sequence[Record], reason: str, stage: str = DELIVERY) -> Awaitable[None]:
         for record in records:
             self._leased.pop(record.seq, None)
-        self._ops.deads.extend((r, reason) for r in records)
+        self._ops.deads.extend((r, reason, stage) for r in records)
         return self._urgent()
 
     # -- operators ------------------------------------------------------------------------------------------
 
-    async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._run(self.store.dead_letters, limit)
+    async def dead_letters(self, limit: int, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._run(self.store.dead_letters, limit, ids)
         return rows
 
-    async def replay(self, ids: Sequence[str] | None, limit: int) -> int:
+    async def replay(self, ids: Sequence[str] | None, limit: int,
+                     bodies: Mapping[str, bytes | None] | None = None) -> int:
         first = self._next_seq
-        self._next_seq += limit if ids is None else min(limit, len(ids))
-        records: list[Record] = await self._run(self.store.replay, ids, limit, first)
+        self._next_seq += limit  # at most `limit` move; numbers left unused are harmless gaps
+        records, removed = await self._run(self.store.replay, ids, limit, first, bodies)
         self.count += len(records)
         self.bytes += sum(len(r.body) for r in records)
-        self.dead_count -= len(records)
+        self.dead_count -= removed
         self._push(records)
         return len(records)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +24,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, body BLOB NOT NULL, "
     "received REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, trace BLOB)",
     "CREATE TABLE IF NOT EXISTS dead_letters (n INTEGER PRIMARY KEY, id TEXT NOT NULL, body BLOB NOT NULL, "
-    "received REAL NOT NULL, attempts INTEGER NOT NULL, reason TEXT NOT NULL, failed_at REAL NOT NULL)",
+    "received REAL NOT NULL, attempts INTEGER NOT NULL, reason TEXT NOT NULL, failed_at REAL NOT NULL, stage TEXT)",
     "CREATE INDEX IF NOT EXISTS dead_letters_id ON dead_letters (id)",
 )
 
@@ -53,7 +53,8 @@ class Ops:
     appends: list[Record] = field(default_factory=list)
     acks: list[int] = field(default_factory=list)
     retries: list[tuple[int, int]] = field(default_factory=list)  # (attempts, seq)
-    deads: list[tuple[Record, str]] = field(default_factory=list)  # seq 0: never was in the events table
+    # (record, reason, stage); seq 0: never was in the events table
+    deads: list[tuple[Record, str, str]] = field(default_factory=list)
     ack_bytes: int = 0  # the size of the acknowledged events (for the log's accounting)
 
     def __bool__(self) -> bool:
@@ -89,6 +90,9 @@ class Store:
         columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
         if "trace" not in columns:  # a log written before events kept their traceparent
             db.execute("ALTER TABLE events ADD COLUMN trace BLOB")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
+        if "stage" not in columns:  # a log written before dead letters kept the stage that refused them
+            db.execute("ALTER TABLE dead_letters ADD COLUMN stage TEXT")
         self.db = db
         seq, count, size, oldest = db.execute(
             "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(received) FROM events"
@@ -110,12 +114,13 @@ class Store:
             statements.append((_insert(len(chunk)), params))
         if ops.deads:
             now = time.time()
-            for r, reason in ops.deads:
-                statements.append(("INSERT INTO dead_letters (id, body, received, attempts, reason, failed_at) "
-                                   "VALUES (?, ?, ?, ?, ?, ?)", [r.id, r.body, r.received, r.attempts, reason, now]))
+            for r, reason, stage in ops.deads:
+                statements.append(("INSERT INTO dead_letters (id, body, received, attempts, reason, failed_at, stage) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                   [r.id, r.body, r.received, r.attempts, reason, now, stage]))
         for attempts, seq in ops.retries:
             statements.append(("UPDATE events SET attempts = ? WHERE seq = ?", [attempts, seq]))
-        for part in chunks(ops.acks + [r.seq for r, _ in ops.deads if r.seq]):
+        for part in chunks(ops.acks + [r.seq for r, _, _ in ops.deads if r.seq]):
             statements.append((_delete(len(part)), part))
         if len(statements) == 1:
             db.execute(*statements[0])
@@ -137,32 +142,39 @@ class Store:
         return [Record(id, bytes(body), received, attempts, seq, trace=None if trace is None else bytes(trace))
                 for seq, id, body, received, attempts, trace in rows]
 
-    def dead_letters(self, limit: int) -> list[dict[str, Any]]:
-        assert self.db is not None
-        rows = self.db.execute("SELECT id, body, received, attempts, reason, failed_at FROM dead_letters "
-                               "ORDER BY n LIMIT ?", (limit,)).fetchall()
-        return [{"id": id, "body": bytes(body).decode("utf-8", errors="replace"), "received": received,
-                 "attempts": attempts, "reason": reason, "failed_at": failed_at}
-                for id, body, received, attempts, reason, failed_at in rows]
-
-    def replay(self, ids: Sequence[str] | None, limit: int, first_seq: int) -> list[Record]:
-        """Dead letters back into `events` with fresh sequence numbers from `first_seq`, attempts reset."""
+    def _letters(self, columns: str, ids: Sequence[str] | None, limit: int) -> list[Any]:
+        """Rows of the oldest `limit` dead letters (of these ids), oldest first; `n` is the first column."""
         db = self.db
         assert db is not None
         if ids is None:
-            rows = db.execute("SELECT n, id, body, received FROM dead_letters ORDER BY n LIMIT ?", (limit,)).fetchall()
-        else:
-            rows = []
-            for chunk in range(0, len(ids), 500):
-                part = list(ids[chunk:chunk + 500])
-                marks = ",".join("?" * len(part))
-                rows += db.execute(f"SELECT n, id, body, received FROM dead_letters WHERE id IN ({marks}) "
-                                   "ORDER BY n", part).fetchall()
-            rows = rows[:limit]
-        records = [Record(id, bytes(body), received, 0, first_seq + i) for i, (_, id, body, received)
-                   in enumerate(rows)]
-        if not records:
-            return []
+            return db.execute(f"SELECT n, {columns} FROM dead_letters ORDER BY n LIMIT ?", (limit,)).fetchall()
+        rows: list[Any] = []
+        for chunk in range(0, len(ids), 500):
+            part = list(ids[chunk:chunk + 500])
+            marks = ",".join("?" * len(part))
+            rows += db.execute(f"SELECT n, {columns} FROM dead_letters WHERE id IN ({marks})", part).fetchall()
+        rows.sort()
+        return rows[:limit]
+
+    def dead_letters(self, limit: int, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        rows = self._letters("id, body, received, attempts, reason, failed_at, stage", ids, limit)
+        return [{"id": id, "body": bytes(body).decode("utf-8", errors="replace"), "received": received,
+                 "attempts": attempts, "reason": reason, "stage": stage, "failed_at": failed_at}
+                for _, id, body, received, attempts, reason, failed_at, stage in rows]
+
+    def replay(self, ids: Sequence[str] | None, limit: int, first_seq: int,
+               bodies: Mapping[str, bytes | None] | None = None) -> tuple[list[Record], int]:
+        """Dead letters back into `events` with fresh sequence numbers from `first_seq` (at most `limit` of them),
+        attempts reset; with `bodies`, only those it names, each with its body there (None: removed, not moved).
+        The records moved, and how many letters left the table."""
+        db = self.db
+        assert db is not None
+        rows = self._letters("id, body, received", ids if bodies is None else list(bodies), limit)
+        moving = rows if bodies is None else [row for row in rows if bodies[row[1]] is not None]
+        records = [Record(id, bytes(body) if bodies is None else bodies[id] or b"", received, 0, first_seq + i)
+                   for i, (_, id, body, received) in enumerate(moving)]
+        if not rows:
+            return [], 0
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT INTO events (seq, id, body, received, attempts) VALUES (?, ?, ?, ?, 0)",
@@ -172,7 +184,7 @@ class Store:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        return records
+        return records, len(rows)
 
     def close(self) -> None:
         if self.db is not None:

@@ -85,7 +85,7 @@ class ValidateStage:
             if not self.dead_letter:
                 prefix = f"event {index}: " if len(work.events) > 1 else ""
                 raise InvalidEvent("schema_violation", prefix + reason)
-            work.dead.append((event, f"schema_violation: {reason}"))
+            work.park(event, f"schema_violation: {reason}")
         work.events = kept
 
 
