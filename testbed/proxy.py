@@ -32,7 +32,8 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 class MeshbatchProcess:
     """One running `meshbatch run --config FILE`; addresses by listener name (`admin` for the admin API)."""
 
-    def __init__(self, config_path: Path, extra_args: tuple[str, ...] = (), run_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, config_path: Path, extra_args: tuple[str, ...] = (), run_args: tuple[str, ...] = (),
+                 cwd: Path | None = None) -> None:
         self.config_path = config_path
         self.addresses: dict[str, str] = {}
         self.lines: list[str] = []
@@ -45,6 +46,7 @@ class MeshbatchProcess:
             stderr=subprocess.PIPE,
             env=env,
             text=True,
+            cwd=cwd,
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()

@@ -110,3 +110,38 @@ def test_jetstream_log_keeps_an_events_traceparent(stream: str) -> None:
             await log.close()
 
     assert asyncio.run(round_trip()) == [("t1", trace), ("t2", None)]
+
+
+def test_jetstream_letters_keep_their_stage_and_replay_with_new_bodies(stream: str) -> None:
+    """The log's side of a replay through the pipeline: a letter's stage travels in its headers; a replay with
+    `bodies` moves the letters named with the body given and removes those given None."""
+    from meshbatch.clock import FakeClock
+    from meshbatch.config.model import IngestLog
+    from meshbatch.ingest.logs.jetstream import JetStreamLog
+    from meshbatch.ingest.record import Record
+
+    async def run() -> None:
+        log = JetStreamLog(IngestLog(backend="jetstream", url=NATS_URL, stream=stream,
+                                     subject=f"test.{stream.lower()}"), "events", FakeClock())
+        await log.open()
+        try:
+            await log.dead([Record("a", b'{"t": "x"}', 1.0)], "schema_violation: $.t", "pipeline[2].validate")
+            await log.dead([Record("b", b'{"t": "y"}', 2.0)], "schema_violation: $.t", "pipeline[2].validate")
+            await log.dead([Record("c", b'{"t": 3}', 3.0)], "column t: does not fit")
+            letters = await log.dead_letters(10)
+            assert [(d["id"], d["stage"]) for d in letters] == [
+                ("a", "pipeline[2].validate"), ("b", "pipeline[2].validate"), ("c", "delivery")]
+            assert [d["id"] for d in await log.dead_letters(10, ["c", "a"])] == ["a", "c"]
+            assert await log.replay(None, 10, {"a": b'{"t":1}', "b": None}) == 1
+            assert [d["id"] for d in await log.dead_letters(10)] == ["c"]
+            taken: list[Record] = []
+            for _ in range(20):
+                taken += await log.take(10, 1 << 20)
+                if taken:
+                    break
+            assert [(r.id, r.body) for r in taken] == [("a", b'{"t":1}')]
+            await log.ack(taken)
+        finally:
+            await log.close()
+
+    asyncio.run(run())
