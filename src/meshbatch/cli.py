@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_top(sub)
     add_tune(sub)
 
+    from meshbatch.tools.ingest_cli import add_ingest
+
+    add_ingest(sub)
+
     from meshbatch.security.cacli import add_ca
 
     add_ca(sub)

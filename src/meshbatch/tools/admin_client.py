@@ -34,4 +34,32 @@ def get_json(admin: str, path: str, timeout: float = 5.0, **query: object) -> An
         raise AdminError(f"{url}: {exc}") from exc
 
 
-__all__ = ["AdminError", "get_json", "normalise"]
+def call_json(admin: str, method: str, path: str, *, body: Any = None, token: str | None = None,
+              timeout: float = 30.0, **query: object) -> Any:
+    """One call of the admin API with an optional bearer token and JSON body; the answer's JSON. An error answer
+    raises AdminError naming its status and the API's own `detail` (or body)."""
+    url = normalise(admin) + path
+    if query:
+        url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data = orjson.dumps(body)
+        headers["content-type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()[:2000]
+        try:
+            answer = orjson.loads(raw)
+            detail = f"{answer.get('reason', '')}: {answer.get('detail') or answer.get('error', '')}"
+        except (orjson.JSONDecodeError, AttributeError):
+            detail = raw[:300].decode("utf-8", "replace")
+        raise AdminError(f"{method} {url}: HTTP {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError, orjson.JSONDecodeError) as exc:
+        raise AdminError(f"{method} {url}: {exc}") from exc
+
+
+__all__ = ["AdminError", "call_json", "get_json", "normalise"]
