@@ -4,8 +4,12 @@
 but an `ItemError`, which answers the whole batch with its status on purpose) or returns a list of the wrong
 length, the batch is split in halves and the handler called again on each half, recursively, until the item at
 fault is alone: that item is answered 500 (`item_failed`, naming the exception's type, never its message), the
-others get their results. For one failing item of n, the handler runs about 2·log2(n) more times on parts of the
-batch, so it must be safe to call again for an item (the proxy's batch retries ask that of it already).
+others get their results. When no call succeeds on a level of four parts or more (or of single items), the
+handler fails whatever it is given (its database is down): the whole batch is answered 500, as without
+isolation, so that the proxy sees a failed batch (and retries it, or counts it against the endpoint) rather
+than a batch of items that each failed. For one failing item of n, the handler runs about 2·log2(n) more times
+on parts of the batch, so it must be safe to call again for an item (the proxy's batch retries ask that of it
+already).
 `isolate=False` calls the handler once per batch: a raising handler then fails the whole batch (500).
 
 Whatever `isolate` says, a result that has no JSON form fails only its own item (500 `result_not_json`).
@@ -78,7 +82,10 @@ class BatchApp:
         except HandlerFailed as exc:
             if not self.isolate or len(items) < 2:
                 return _error(500, exc.reason, exc.detail)
-            replies = await self._isolated(items, exc)
+            try:
+                replies = await self._isolated(items, exc)
+            except HandlerFailed as systemic:
+                return _error(500, systemic.reason, systemic.detail)
         else:
             replies = [normalise(r) for r in results]
         return 200, self.wire.content_type, self._render(replies, ids)
@@ -100,23 +107,35 @@ class BatchApp:
         return results
 
     async def _isolated(self, items: list[Any], failure: HandlerFailed) -> list[Reply]:
-        """Each item's reply, found by calling the handler on halves of a batch it failed as a whole."""
+        """Each item's reply, found by calling the handler on halves of a batch it failed as a whole, level by
+        level. Raises HandlerFailed when no call succeeds on a level of four parts or more, or of single items:
+        a failure of every part is the handler's (a database down), not an item's."""
         replies: list[Reply | None] = [None] * len(items)
-        parts: list[tuple[int, int, HandlerFailed | ItemError]] = [(0, len(items), failure)]
-        while parts:
-            start, end, why = parts.pop()
-            if end - start == 1:
-                replies[start] = (normalise(why) if isinstance(why, ItemError)
-                                  else _item_failure("item_failed", why.detail.replace("batch handler", "handler")))
-                continue
-            middle = (start + end) // 2
-            for lo, hi in ((start, middle), (middle, end)):
-                try:
-                    results = await self._call(items[lo:hi])
-                except (HandlerFailed, ItemError) as exc:
-                    parts.append((lo, hi, exc))
+        failing: list[tuple[int, int, HandlerFailed | ItemError]] = [(0, len(items), failure)]
+        calls = succeeded = 0
+        while failing:
+            level: list[tuple[int, int, HandlerFailed | ItemError]] = []
+            tried = 0
+            for start, end, why in failing:
+                if end - start == 1:  # alone: the item at fault
+                    replies[start] = (normalise(why) if isinstance(why, ItemError)
+                                      else _item_failure("item_failed", why.detail.replace("batch handler", "handler")))
                     continue
-                replies[lo:hi] = [normalise(r) for r in results]
+                middle = (start + end) // 2
+                for lo, hi in ((start, middle), (middle, end)):
+                    tried += 1
+                    try:
+                        results = await self._call(items[lo:hi])
+                    except (HandlerFailed, ItemError) as exc:
+                        level.append((lo, hi, exc))
+                        continue
+                    succeeded += 1
+                    replies[lo:hi] = [normalise(r) for r in results]
+            calls += tried
+            if tried and not succeeded and (tried >= 4 or all(hi - lo == 1 for lo, hi, _ in level)):
+                raise HandlerFailed(failure.reason, f"{failure.detail}, and on every part of the batch tried "
+                                                    f"({calls} calls): the handler fails, not one item")
+            failing = level
         assert all(reply is not None for reply in replies)
         return replies  # type: ignore[return-value]  # every slot is filled: each part ends answered
 

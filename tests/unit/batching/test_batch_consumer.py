@@ -270,3 +270,31 @@ async def test_numbers_beyond_64_bits_reach_the_handler_and_come_back_exact(code
         response = await http.post("/batch", content=body)
     assert seen == [{"id": 123456789012345678901234567890, "f": -0.0}] and type(seen[0]["id"]) is int
     assert b'{"id":123456789012345678901234567891,"f":-0.0}' in response.content
+
+
+async def test_a_handler_that_fails_everything_fails_the_batch_after_few_calls():
+    async def down(items):
+        raise ConnectionRefusedError("the database is down")
+
+    handle, calls = counted(down)
+    async with client(asgi_app(handle)) as http:
+        response = await http.post("/batch", content=orjson.dumps(list(range(64))))
+    assert response.status_code == 500 and response.json()["reason"] == "handler_error"
+    assert "on every part of the batch tried (6 calls)" in response.json()["detail"]
+    assert len(calls) == 1 + 2 + 4, "the whole batch, its halves, its quarters: then it is the handler's failure"
+    handle, calls = counted(down)
+    async with client(asgi_app(handle)) as http:
+        response = await http.post("/batch", content=b"[1, 2]")
+    assert response.status_code == 500 and len(calls) == 3
+
+
+async def test_two_bad_items_at_the_end_leave_the_others_their_results():
+    async def picky(items):
+        if any(item >= 14 for item in items):
+            raise ValueError("too big")
+        return [item + 100 for item in items]
+
+    async with client(asgi_app(picky)) as http:
+        answer = (await http.post("/batch", content=orjson.dumps(list(range(16))))).json()
+    assert answer[:14] == [item + 100 for item in range(14)]
+    assert [a["error"]["reason"] for a in answer[14:]] == ["item_failed", "item_failed"]
