@@ -58,6 +58,7 @@ async def test_every_event_parked_is_a_422_with_the_reasons(tmp_path: Path) -> N
     assert body["dead_lettered"] == 1 and body["dead_letters"][0]["reason"].startswith("schema_violation: $:")
     status, body = await answer(route, b'{"temp": 20}')
     assert status == 202 and set(body) == {"id", "status"}
+    await route.log.flush()  # type: ignore[attr-defined]
     letters = await route.dead_letters(10)
     assert [d["stage"] for d in letters] == ["pipeline[2].validate"] * 4
     assert route.metrics.count("refused") == 4 and route.metrics.count("accepted") == 2
@@ -71,6 +72,7 @@ async def test_a_replay_reruns_the_pipeline_from_the_stage_that_refused(tmp_path
     await answer(route, b'{"temp": 19, "site": "x"}')
     await answer(route, b'{"temp": "warm", "drop": true}')
     await wait_stored(tmp_path, 1)
+    await route.log.flush()  # type: ignore[attr-defined]
     (hot, drop) = await route.dead_letters(10)
     assert hot["body"] == '{"temperature":"hot"}'
 
@@ -163,3 +165,19 @@ def test_the_admin_replay_body_is_checked(payload: dict[str, Any]) -> None:
     admin._authorize = lambda request: None  # type: ignore[method-assign]
     response = asyncio.run(admin.replay(request))
     assert response.status == 400 and orjson.loads(response.body)["reason"] == "bad_replay"
+
+
+async def test_a_large_refused_request_lists_the_first_hundred_letters(tmp_path: Path) -> None:
+    route = make(tmp_path, {}, steps(STRICT))
+    await route.start()
+    body = b"\n".join(b'{"temperature": "t%d"}' % i for i in range(150))
+    status, answer = await answer_of(route, body)
+    assert status == 422 and answer["dead_lettered"] == 150 and len(answer["dead_letters"]) == 100
+    assert answer["detail"].startswith("all 150 events break the route's rules and are parked in dead letters")
+    await route.log.flush()  # type: ignore[attr-defined]  # letters are parked with the next group commit
+    assert len(await route.dead_letters(1000)) == 150
+    await route.drain(5.0)
+
+
+async def answer_of(route: IngestRoute, body: bytes) -> tuple[int, dict[str, Any]]:
+    return await answer(route, body, (b"content-type", b"application/x-ndjson"))
