@@ -148,11 +148,17 @@ class IngestHandler:
         if dead:  # refused by `validate` with on_invalid: dead_letter: parked at once, each with its reason
             dead_records = self._records([body for body, _, _ in dead], key, scope, offset=len(bodies),
                                          prefix="dead")
+            parked = []
             for record, (_, reason, stage) in zip(dead_records, dead, strict=True):
-                log.dead([record], reason, stage)
+                parked.append(log.dead([record], reason, stage))
                 letters.append((record.id, reason))
             route.refused(len(dead))
             if not records:
+                if self.ack != "memory":  # the 422 says the events are parked: at this ack level, durably
+                    try:
+                        await asyncio.gather(*parked)
+                    except LogError as exc:
+                        raise Unavailable("ingest_log_unavailable", str(exc)) from None
                 raise EventsDeadLettered(letters, dropped)
         if not records:
             return self._answer(records, several, dropped, letters, "accepted")

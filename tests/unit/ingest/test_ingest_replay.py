@@ -50,6 +50,7 @@ async def test_every_event_parked_is_a_422_with_the_reasons(tmp_path: Path) -> N
                     "detail": "the event breaks the route's rules and is parked in dead letters "
                               "(schema_violation: $.temperature: 'hot' is not of type 'number')"}
     assert letter["reason"] == "schema_violation: $.temperature: 'hot' is not of type 'number'"
+    assert [d["id"] for d in await route.dead_letters(10)] == [letter["id"]], "parked durably before the 422"
     ndjson = (b"content-type", b"application/x-ndjson")
     status, body = await answer(route, b'{"x": 1}\n{"temp": "cold"}\n', ndjson)
     assert status == 422 and body["dead_lettered"] == 2 and len(body["dead_letters"]) == 2
