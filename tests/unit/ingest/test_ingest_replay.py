@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from test_ingest_handler import make, post, wait_stored
+from test_ingest_handler import post, wait_stored
 
 from meshbatch.config.model import Route
 from meshbatch.http.serialize import local_reply
@@ -19,9 +19,19 @@ from meshbatch.ingest.handler import EventsDeadLettered
 from meshbatch.ingest.logs.sqlite_store import Store
 from meshbatch.ingest.route import IngestRoute
 from meshbatch.pipeline.runner import build_pipeline
+from meshbatch.runtime.ingest import build_ingest
+from meshbatch.telemetry.metrics import Registry
 
 STRICT = {"type": "object", "required": ["temperature"], "properties": {"temperature": {"type": "number"}}}
 RELAXED = {"type": "object", "required": ["temperature"]}
+
+
+def make(tmp_path: Path, ingest: dict[str, Any], pipeline: list[Any]) -> IngestRoute:
+    """An ingest route on a SQLite log and sink whose pipeline runs inline (no worker processes to outlive it)."""
+    spec = {"name": "events", "ingest": {"log": {"path": str(tmp_path / "log.db")},
+                                         "sink": {"type": "sqlite", "path": str(tmp_path / "sink.db")}, **ingest},
+            "pipeline": pipeline, "pipeline_limits": {"workers": 0}}
+    return build_ingest(Route.model_validate(spec), None, Registry(), {}, True)
 
 
 def steps(schema: dict[str, Any], keep: str = "true") -> list[Any]:
