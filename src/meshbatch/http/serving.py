@@ -21,6 +21,7 @@ from meshbatch.errors import ProxyError
 from meshbatch.http.message import Handler, Request, Response
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.serialize import local_reply
+from meshbatch.http2.limits import H2Limits
 
 log = logging.getLogger("meshbatch.server")
 
@@ -96,6 +97,10 @@ class ServerSettings:
     # Opaque here: read by the accept loop of a listener with a `tls` block for each new connection
     # (security/listener.py `ServerTls`).
     tls: object | None = None
+    # Which protocol the listener's connections speak: auto (HTTP/2 by preface or ALPN, else HTTP/1.1), http1 or
+    # http2 (meshbatch.http2.accept), and the limits of its HTTP/2 connections.
+    codec: str = "auto"
+    http2: H2Limits = field(default_factory=H2Limits)
 
 
 @dataclass(slots=True)

@@ -29,7 +29,9 @@ from meshbatch.http import server as http_server
 from meshbatch.http.forwarded import Trust
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.paths import PathRules
-from meshbatch.http.server import Dispatch, ListenerState, ServerSettings, protocol_factory, serve_handler
+from meshbatch.http.server import Dispatch, ListenerState, ServerSettings, serve_handler
+from meshbatch.http2.accept import protocol_factory
+from meshbatch.http2.limits import H2Limits
 from meshbatch.runtime import checks as _checks  # noqa: F401  (every check of meaning, registered)
 from meshbatch.runtime.ingest import start_ingest, stop_ingest
 from meshbatch.runtime.listener import ListenerStack
@@ -71,6 +73,16 @@ def parser_limits(listener: model.Listener) -> ParserLimits:
     )
 
 
+def h2_limits(listener: model.Listener) -> H2Limits:
+    """A listener's HTTP/2 settings and attack limits (its `http2` block, its header limit)."""
+    h2 = listener.http2
+    return H2Limits(
+        h2.max_concurrent_streams, h2.initial_window_size, h2.connection_window_size, h2.max_frame_size,
+        listener.limits.max_header_bytes, h2.header_table_size, h2.max_streams_per_connection, h2.max_resets,
+        h2.max_settings, h2.max_pings, h2.max_empty_frames, h2.window_ms / 1000,
+    )
+
+
 def _settings(listener: model.Listener, dispatch: Dispatch, stats: Observer) -> ServerSettings:
     limits = listener.limits
     return ServerSettings(
@@ -85,6 +97,8 @@ def _settings(listener: model.Listener, dispatch: Dispatch, stats: Observer) -> 
         send_timeout=limits.send_timeout_ms / 1000,
         request_id_in_response=listener.request_id_in_response,
         observe=stats,
+        codec=listener.codec,
+        http2=h2_limits(listener),
     )
 
 
@@ -193,7 +207,7 @@ class Proxy:
             admin_api = AdminApi(self)
             admin_api.dashboard.start()  # the dashboard's history: one sample a second
             state = ListenerState(ServerSettings(dispatch=serve_handler(admin_api, self.loop), header_timeout=5,
-                                                 idle_timeout=30))
+                                                 idle_timeout=30, codec="http1"))
             self.admin = await self._open("admin", config.admin.listen, state)
         for listener in config.listeners:
             await self._open_listener(listener)

@@ -19,6 +19,7 @@ from meshbatch.config import model
 from meshbatch.config.model.security import Identity, Jwt, RequestRate
 from meshbatch.core.buckets import KeyedBuckets
 from meshbatch.http.server import ServerSettings
+from meshbatch.http2.accept import alpn_protocols
 from meshbatch.security.client import ClientTls
 from meshbatch.security.guard import GuardFactory, identity_buckets
 from meshbatch.security.listener import ServerTls
@@ -101,7 +102,7 @@ class Security:
             context = None
             if tls.mode != "disable":
                 source = self.source(tls.identity)
-                context = source.front_context(tls.min_version)
+                context = source.front_context(tls.min_version, tuple(alpn_protocols(listener.codec)))
                 trust_domains = frozenset(tls.trust_domains or [source.loaded.trust_domain])
             server_tls = ServerTls(listener.name, tls.mode, context, tls.handshake_timeout_ms / 1000, self.stats)
         buckets = None

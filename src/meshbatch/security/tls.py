@@ -119,9 +119,9 @@ class CertSource:
         self._loop = loop
         self._on_load = on_load or (lambda file, result: None)
         self._timer: asyncio.TimerHandle | None = None
-        self._server: dict[str, ssl.SSLContext] = {}
+        self._server: dict[tuple[str, tuple[str, ...]], ssl.SSLContext] = {}
         self._client: dict[str, ssl.SSLContext] = {}
-        self._fronts: dict[str, ssl.SSLContext] = {}
+        self._fronts: dict[tuple[str, tuple[str, ...]], ssl.SSLContext] = {}
         self.reloads = 0
         self.failures = 0
         self.last_error = ""
@@ -160,10 +160,18 @@ class CertSource:
         context.load_verify_locations(cadata=self.loaded.ca_pem)
         return context
 
-    def server_context(self, min_version: str) -> ssl.SSLContext:
-        context = self._server.get(min_version)
+    def server_context(self, min_version: str, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+        """The server side's context; `alpn`: the protocols offered by ALPN (a listener's codec), most wanted first."""
+        key = (min_version, alpn)
+        context = self._server.get(key)
         if context is None:
-            context = self._server[min_version] = self._context(ssl.PROTOCOL_TLS_SERVER, min_version)
+            context = self._server[key] = self._server_context(key)
+        return context
+
+    def _server_context(self, key: tuple[str, tuple[str, ...]]) -> ssl.SSLContext:
+        context = self._context(ssl.PROTOCOL_TLS_SERVER, key[0])
+        if key[1]:
+            context.set_alpn_protocols(list(key[1]))
         return context
 
     def client_context(self, min_version: str) -> ssl.SSLContext:
@@ -172,14 +180,15 @@ class CertSource:
             context = self._client[min_version] = self._context(ssl.PROTOCOL_TLS_CLIENT, min_version)
         return context
 
-    def front_context(self, min_version: str) -> ssl.SSLContext:
-        """The context a listener hands to every handshake (see the module docstring)."""
-        front = self._fronts.get(min_version)
+    def front_context(self, min_version: str, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+        """The context a listener hands to every handshake (see the module docstring); ALPN as `server_context`."""
+        key = (min_version, alpn)
+        front = self._fronts.get(key)
         if front is None:
-            front = self._fronts[min_version] = self._context(ssl.PROTOCOL_TLS_SERVER, min_version)
+            front = self._fronts[key] = self._server_context(key)
 
             def switch(sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
-                sslobj.context = self.server_context(min_version)
+                sslobj.context = self.server_context(min_version, alpn)
 
             front.sni_callback = switch  # type: ignore[assignment]
         return front
@@ -195,7 +204,7 @@ class CertSource:
             loaded = self._load()
             old, self.loaded = self.loaded, loaded
             try:
-                server = {v: self._context(ssl.PROTOCOL_TLS_SERVER, v) for v in self._server}
+                server = {key: self._server_context(key) for key in self._server}
                 client = {v: self._context(ssl.PROTOCOL_TLS_CLIENT, v) for v in self._client}
             except (OSError, ssl.SSLError) as exc:  # files changed again between the check and here
                 self.loaded = old

@@ -35,7 +35,7 @@ from meshbatch.config.model.layers import (
     Share,
     WeightedCluster,
 )
-from meshbatch.config.model.listeners import Listener
+from meshbatch.config.model.listeners import Http2, Listener
 from meshbatch.config.model.pipeline import (
     ENCODINGS,
     STAGES,
@@ -98,6 +98,7 @@ __all__ = [
     "Fraction",
     "HeaderMatch",
     "HealthCheck",
+    "Http2",
     "Ingest",
     "IngestBatch",
     "IngestLog",
