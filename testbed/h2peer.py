@@ -13,6 +13,7 @@ from typing import Any
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, Event, ResponseReceived, StreamEnded, StreamReset
+from h2.settings import SettingCodes, Settings
 from hyperframe.frame import Frame
 
 from meshbatch.http.serving import Dispatch, ListenerState, ServerSettings
@@ -27,8 +28,11 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream_id) + payload
 
 
-def client_connection() -> H2Connection:
+def client_connection(window: int | None = None) -> H2Connection:
+    """A client connection; `window`: the initial stream window it grants (0: the server may send no data)."""
     conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    if window is not None:
+        conn.local_settings = Settings(client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: window})
     conn.initiate_connection()
     return conn
 
@@ -137,11 +141,18 @@ class H2Pair:
 class H2Socket:
     """An h2 client over a blocking socket to a running proxy."""
 
-    def __init__(self, address: tuple[str, int], timeout: float = 5.0) -> None:
+    def __init__(self, address: tuple[str, int], timeout: float = 5.0, window: int | None = None,
+                 preface_in_pieces: bool = False) -> None:
         self.sock = socket.create_connection(address, timeout=timeout)
-        self.conn = client_connection()
+        self.conn = client_connection(window)
         self.answers = Answers()
         self.closed = False
+        if preface_in_pieces:  # a byte at a time, with pauses: the server must wait for the rest
+            data = self.conn.data_to_send()
+            for i in range(len(PREFACE)):
+                self.sock.sendall(data[i:i + 1])
+                time.sleep(0.01)
+            self.sock.sendall(data[len(PREFACE):])
         self.send()
 
     def send(self, raw: bytes = b"") -> None:

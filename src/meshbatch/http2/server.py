@@ -21,7 +21,7 @@ import functools
 from typing import cast
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -154,8 +154,11 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
         except DenialOfServiceError:  # h2 has queued GOAWAY ENHANCE_YOUR_CALM
             self._refuse("h2_hpack_bomb", None)
             return
-        except (ProtocolError, H2Error):  # h2 has queued GOAWAY with the error's code
-            self._refuse("h2_protocol_error", None)
+        except (ProtocolError, H2Error) as error:  # h2 has queued GOAWAY with the error's code (but for a bad
+            # preface, found before its state machine runs)
+            queued = conn.state_machine.state == ConnectionState.CLOSED
+            code = None if queued else getattr(error, "error_code", ErrorCodes.PROTOCOL_ERROR)
+            self._refuse("h2_protocol_error", code)
             return
         for event in events:
             kind = type(event)

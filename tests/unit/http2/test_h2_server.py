@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from h2.errors import ErrorCodes
+from h2.events import TrailersReceived
 from hyperframe.frame import DataFrame
 
 from meshbatch.http.message import Request, Response
@@ -126,7 +127,7 @@ async def test_trailers_both_ways() -> None:
     response.trailers = [(b"grpc-status", b"0")]
     answer(response)
     peer.pull()
-    trailers = [e for e in peer.answers.events if type(e).__name__ == "TrailersReceived"]
+    trailers = [e for e in peer.answers.events if isinstance(e, TrailersReceived)]
     assert peer.answers.body[sid] == b"msg" and trailers and dict(trailers[0].headers)[b"grpc-status"] == b"0"
 
 
