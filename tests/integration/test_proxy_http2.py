@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
 
 from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route
 from testbed.config import cluster, config, listener, route
@@ -154,7 +155,7 @@ def test_codec_http1_refuses_the_preface_as_http1_would(proxy: MeshbatchProcess)
 def test_codec_http2_refuses_http1(proxy: MeshbatchProcess) -> None:
     answer = raw_exchange(proxy.address("h2only"), b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
     frames = parse_frames(answer)
-    goaway = [f for f in frames if type(f).__name__ == "GoAwayFrame"]
+    goaway = [f for f in frames if isinstance(f, GoAwayFrame)]
     assert goaway and goaway[0].error_code == ErrorCodes.PROTOCOL_ERROR
     out = curl("--http2-prior-knowledge", "-w", "%{http_version}", "-o", "/dev/null", proxy.url("h2only", "/x"))
     assert out.stdout == "2"
