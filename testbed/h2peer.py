@@ -8,7 +8,8 @@ import asyncio
 import socket
 import struct
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -88,12 +89,53 @@ class Answers:
                 self.goaway = event
 
 
-class H2Pair:
-    """A client `H2Connection` and an `H2ServerProtocol` joined by a FakeTransport (no socket)."""
+class FakeTimers:
+    """In place of a protocol's event loop: `time()` and `call_at`/`call_later` on a clock the test advances."""
 
-    def __init__(self, dispatch: Dispatch, **settings: Any) -> None:
+    class Handle:
+        def __init__(self, when: float, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+            self.when, self.callback, self.args, self.cancelled = when, callback, args, False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.handles: list[FakeTimers.Handle] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> FakeTimers.Handle:
+        handle = FakeTimers.Handle(when, callback, args)
+        self.handles.append(handle)
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> FakeTimers.Handle:
+        return self.call_at(self.now + delay, callback, *args)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on, running each timer that falls due (in time order, as they come due)."""
+        end = self.now + seconds
+        while True:
+            due = sorted((h for h in self.handles if not h.cancelled and h.when <= end), key=lambda h: h.when)
+            if not due:
+                break
+            handle = due[0]
+            self.handles.remove(handle)
+            self.now = max(self.now, handle.when)
+            handle.callback(*handle.args)
+        self.now = end
+
+
+class H2Pair:
+    """A client `H2Connection` and an `H2ServerProtocol` joined by a FakeTransport (no socket); with `timers`,
+    the server's clock and timers are the test's."""
+
+    def __init__(self, dispatch: Dispatch, timers: FakeTimers | None = None, **settings: Any) -> None:
         self.state = ListenerState(ServerSettings(dispatch=dispatch, **settings))
-        self.server = H2ServerProtocol(self.state, asyncio.get_running_loop())
+        loop = cast(asyncio.AbstractEventLoop, timers) if timers is not None else asyncio.get_running_loop()
+        self.server = H2ServerProtocol(self.state, loop)
         self.transport: FakeTransport = connect(self.server)
         self.client = client_connection()
         self.answers = Answers()
