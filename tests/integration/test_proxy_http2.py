@@ -5,6 +5,7 @@ RST_STREAM withdrawing its batch item, and the `codec` setting refusing the othe
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -15,9 +16,9 @@ import httpx
 import orjson
 import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import DataFrame, GoAwayFrame
 
-from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route
+from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wait_until
 from testbed.config import cluster, config, listener, route
 from testbed.h2peer import PREFACE, H2Socket, parse_frames
 from testbed.pki import Pki
@@ -205,3 +206,22 @@ def test_mtls_with_alpn_h2_keeps_the_identity(mtls: tuple[MeshbatchProcess, Path
     assert tls_curl(proxy, "secure", root, pki, "other", "--http2") == ["2", "403"]  # the policy saw who it was
     assert tls_curl(proxy, "secure", root, pki, "client", "--http1.1") == ["1.1", "200"]
     assert tls_curl(proxy, "secure1", root, pki, "client", "--http2") == ["1.1", "200"]  # codec http1: no h2 offered
+
+
+# drain ------------------------------------------------------------------------------------------------
+def test_sigterm_sends_goaway_and_finishes_the_open_streams(mesh: Any, upstreams: dict[str, UpstreamServer]) -> None:
+    proxy = mesh.start(config([listener("main", [route("all", "echo")])], [cluster("echo", upstreams["a"].address)]))
+    with H2Socket(proxy.address("main")) as h2:
+        sid = h2.request("/slow?ms=400")
+        wait_until(lambda: upstreams["a"].requests, 5, "the request to reach the upstream")
+        proxy.send_signal(signal.SIGTERM)
+        answers = h2.read_until(lambda a: a.goaway is not None)
+        assert answers.goaway is not None and answers.goaway.last_stream_id == sid
+        assert answers.goaway.error_code == ErrorCodes.NO_ERROR
+        raw = h2.sock.recv(65_536)  # h2's client reads nothing after GOAWAY: the rest as frames
+        while chunk := h2.sock.recv(65_536):
+            raw += chunk
+    frames = parse_frames(raw)
+    ends = [f for f in frames if isinstance(f, DataFrame) and "END_STREAM" in f.flags]
+    assert ends and ends[-1].stream_id == sid
+    assert proxy.wait(10) == 0
