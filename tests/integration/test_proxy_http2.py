@@ -22,7 +22,7 @@ from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wa
 from testbed.config import cluster, config, listener, route
 from testbed.h2peer import PREFACE, H2Socket, parse_frames
 from testbed.pki import Pki
-from testbed.proxy import MeshbatchProcess
+from testbed.proxy import MeshbatchProcess, metric_value
 from testbed.upstream import UpstreamServer
 
 TD = "example.org"
@@ -200,9 +200,16 @@ def tls_curl(proxy: MeshbatchProcess, name: str, root: Path, pki: Pki, who: str,
     return out.stdout.split()
 
 
+def handshakes_ok(proxy: MeshbatchProcess) -> float:
+    text = httpx.get(proxy.url("admin", "/metrics"), timeout=5).text
+    return metric_value(text, "meshbatch_tls_handshakes_total", listener="secure", result="ok")
+
+
 def test_mtls_with_alpn_h2_keeps_the_identity(mtls: tuple[MeshbatchProcess, Path, Pki]) -> None:
     proxy, root, pki = mtls
+    ok = handshakes_ok(proxy)
     assert tls_curl(proxy, "secure", root, pki, "client", "--http2") == ["2", "200"]
+    assert handshakes_ok(proxy) == ok + 1
     assert tls_curl(proxy, "secure", root, pki, "other", "--http2") == ["2", "403"]  # the policy saw who it was
     assert tls_curl(proxy, "secure", root, pki, "client", "--http1.1") == ["1.1", "200"]
     assert tls_curl(proxy, "secure1", root, pki, "client", "--http2") == ["1.1", "200"]  # codec http1: no h2 offered

@@ -44,11 +44,18 @@ class CodecSelector(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._seen = b""
         self._timer: asyncio.TimerHandle | None = None
-        self.closed = False
+        self._done = False  # closed, or handed over
+        self._chosen: HttpServerProtocol | H2ServerProtocol | None = None
 
     @property
     def busy(self) -> bool:
         return False
+
+    @property
+    def closed(self) -> bool:
+        """As the protocol chosen says (the TLS accept loop counts a handshake as ok unless its peer was refused)."""
+        chosen = self._chosen
+        return chosen.closed if chosen is not None else self._done
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -63,14 +70,14 @@ class CodecSelector(asyncio.Protocol):
         state = self.state
         if state.draining or len(state.connections) >= state.settings.max_connections:
             state.rejected_connections += 1
-            self.closed = True
+            self._done = True
             self.transport.abort()
             return
         state.connections.add(self)  # drain closes it like an idle connection
         self._arm(state.settings.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self._done:
             return
         seen = self._seen + data
         if len(seen) < len(PREFACE) and PREFACE.startswith(seen):
@@ -88,13 +95,13 @@ class CodecSelector(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self._done = True
         self._disarm()
         self.state.forget(self)
 
     def close_if_idle(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.closed = True
+        if not self._done and self.transport is not None:
+            self._done = True
             self._disarm()
             self.transport.close()
 
@@ -110,7 +117,8 @@ class CodecSelector(asyncio.Protocol):
     def _hand_over(self, protocol: HttpServerProtocol | H2ServerProtocol, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
-        self.closed = True
+        self._done = True
+        self._chosen = protocol
         self._disarm()
         self.state.connections.discard(self)
         transport.set_protocol(protocol)
