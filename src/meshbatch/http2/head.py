@@ -60,6 +60,10 @@ def build_request(fields: Headers, limits: ParserLimits, peer: str, scheme: byte
                 raise BadRequest("duplicate_host", "more than one Host header")
             host = value
             continue
+        if name == b"expect":  # the whole body is read before anything is sent: nothing to continue
+            if value.lower() != b"100-continue":
+                raise BadRequest("unsupported_expect", "only 'Expect: 100-continue' is supported")
+            continue
         if name == b"x-request-id":
             if not value or trust.drop_request_id:
                 continue
