@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+import pytest
+
 from meshbatch.http.message import Request, Response
 from meshbatch.http.server import HttpServerProtocol
 from meshbatch.http.serving import Answer, ListenerState, Pending, ServerSettings
@@ -101,3 +103,26 @@ async def test_codecs_and_alpn() -> None:
     assert isinstance(transport.protocol, H2ServerProtocol)
     state = ListenerState(ServerSettings(dispatch=echo, codec="http1"))
     assert isinstance(protocol_factory(state, asyncio.get_running_loop())(), HttpServerProtocol)
+
+
+def config_text(*extra: str) -> str:
+    lines = ["listeners:", "  - name: main", "    listen: 127.0.0.1:0", *(f"    {line}" for line in extra),
+             "    routes: [{name: a, cluster: c}]", 'clusters: [{name: c, endpoints: ["127.0.0.1:9"]}]']
+    return "\n".join(lines) + "\n"
+
+
+def test_the_codec_and_http2_keys_in_the_config() -> None:
+    from meshbatch.config import ConfigError, parse
+    from meshbatch.runtime.app import h2_limits
+
+    listener = parse(config_text("limits: {max_header_bytes: 4096}")).listeners[0]
+    assert listener.codec == "auto"
+    limits = h2_limits(listener)
+    assert (limits.max_concurrent_streams, limits.max_header_list_size, limits.window) == (100, 4096, 10.0)
+    assert parse(config_text("codec: http2")).listeners[0].codec == "http2"
+    with pytest.raises(ConfigError) as info:
+        parse(config_text("codec: h3", "http2: {max_concurrent_streams: 0, windw_ms: 5}"))
+    assert [str(p) for p in info.value.problems] == [
+        "listeners[0].codec: must be 'auto', 'http1' or 'http2'",
+        "listeners[0].http2.max_concurrent_streams: must be >= 1",
+        "listeners[0].http2.windw_ms: unknown key; did you mean 'window_ms'?"]
