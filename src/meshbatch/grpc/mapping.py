@@ -36,6 +36,7 @@ _BY_REASON = {
     "codec_error": S.INTERNAL,
     "internal_error": S.INTERNAL,
     "upstream_reset": S.UNAVAILABLE,
+    "upstream_refused_stream": S.UNAVAILABLE,  # an HTTP/2 upstream never processed it: safe to try elsewhere
     "upstream_connect_failed": S.UNAVAILABLE,
     "connect_timeout": S.UNAVAILABLE,        # nothing was sent: the client may try elsewhere
     "draining": S.UNAVAILABLE,

@@ -81,7 +81,8 @@ EXPECTED = {
     "upstream_connect_failed": S.UNAVAILABLE, "upstream_pool_overflow": S.UNAVAILABLE,
     "upstream_timeout": S.DEADLINE_EXCEEDED, "connect_timeout": S.UNAVAILABLE,
     "deadline_exceeded": S.DEADLINE_EXCEEDED, "draining": S.UNAVAILABLE, "circuit_open": S.UNAVAILABLE,
-    "concurrency_limited": S.UNAVAILABLE, "rate_limited": S.RESOURCE_EXHAUSTED, "internal_error": S.INTERNAL,
+    "concurrency_limited": S.UNAVAILABLE,
+    "upstream_refused_stream": S.UNAVAILABLE, "rate_limited": S.RESOURCE_EXHAUSTED, "internal_error": S.INTERNAL,
 }
 
 
