@@ -14,6 +14,7 @@ from h2.exceptions import H2Error
 from hyperframe.frame import GoAwayFrame
 
 from meshbatch.errors import ProxyError
+from meshbatch.grpc.caller import for_caller, is_grpc
 from meshbatch.http.flow import Flow
 from meshbatch.http.message import Request, Response
 from meshbatch.http.serialize import local_reply
@@ -82,6 +83,9 @@ class H2Sender:
         if source is not None and source.error is not None:
             response, source = local_reply(source.error), None  # it failed before its head went out: a status
         request = stream.request
+        if request is not None and is_grpc(request):  # every answer to a gRPC call is a gRPC status
+            response = for_caller(response)
+            source = response.stream
         settings = self._settings
         request_id = request.request_id if request is not None and settings.request_id_in_response else b""
         head = request is not None and request.method == b"HEAD"

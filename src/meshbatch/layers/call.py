@@ -22,7 +22,7 @@ from meshbatch.http.serialize import local_reply
 from meshbatch.layers.metrics import LayerMetrics
 from meshbatch.layers.mirror import Mirror
 from meshbatch.layers.split import Split
-from meshbatch.layers.timeout import route_deadline, try_deadline
+from meshbatch.layers.timeout import route_deadline, try_deadline, upstream_timeout
 from meshbatch.service import Call, Pending, Respond
 from meshbatch.upstream import exchange
 from meshbatch.upstream.exchange import ATTEMPT
@@ -72,8 +72,11 @@ class UpstreamService:
         if guard is not None and endpoint is None and (attempt is None or attempt.number == 0):
             guard.deposit(now, 1)  # (the fast path deposited already for an endpoint it picked)
         hash_header = target.cluster.hash_header
+        headers = self._headers(call, target)
+        if call.grpc_timeout:
+            headers = upstream_timeout(headers, deadline, now)
         response = await exchange.send(
-            target, request.method, request.target, self._headers(call, target), request.body, deadline,
+            target, request.method, request.target, headers, request.body, deadline,
             request.header(hash_header) if hash_header is not None else None, self.loop, attempt, endpoint,
             self.stream_limit)
         response.headers = response_headers(response, self.via)
@@ -96,7 +99,10 @@ class UpstreamService:
             return ANSWERED
         if target.guard is not None:
             target.guard.deposit(now, 1)
-        started = exchange.start(target, endpoint, request.method, request.target, self._headers(call, target),
+        headers = self._headers(call, target)
+        if call.grpc_timeout:
+            headers = upstream_timeout(headers, deadline, now)
+        started = exchange.start(target, endpoint, request.method, request.target, headers,
                                  request.body, deadline, respond, self.loop, self._via, self.stream_limit)
         if started is None:
             call.endpoint = endpoint  # no idle connection: the general path connects to this endpoint

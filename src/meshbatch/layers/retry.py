@@ -6,7 +6,11 @@ Conditions (Envoy's names):
 - `gateway-error`: 502, 503 and 504 answers, and the same attempts without an answer;
 - `reset`: the connection closed or was reset before the answer was complete;
 - `connect-failure`: no connection could be made (refused, timed out): the request was never sent;
-- `retriable-4xx`: 409; `retriable-status-codes`: the statuses listed in `retriable_status_codes`.
+- `retriable-4xx`: 409; `retriable-status-codes`: the statuses listed in `retriable_status_codes`;
+- gRPC statuses (Envoy's `x-envoy-retry-grpc-on`): `cancelled`, `deadline-exceeded`, `internal`,
+  `resource-exhausted`, `unavailable`: an HTTP 200 answer whose grpc-status (in its head for a trailers-only
+  answer, else in its trailers) is one of them. An answer streamed to the caller (larger than the buffer) is
+  judged on its head alone: its trailers come after its body.
 Never retried: refusals of this proxy (a circuit breaker, a full pool, no healthy endpoint) and a spent
 deadline. A retry goes to another endpoint while one is available, after a jittered exponential backoff,
 only within the route's deadline and only when the cluster's retry budget allows it. A request whose body is
@@ -22,6 +26,7 @@ import asyncio
 from collections.abc import Callable
 
 from meshbatch.config.model import Retry
+from meshbatch.config.model.layers import GRPC_RETRY_CONDITIONS
 from meshbatch.core.backoff import Backoff
 from meshbatch.errors import (
     BadGateway,
@@ -31,6 +36,8 @@ from meshbatch.errors import (
     ProxyError,
     UpstreamReset,
 )
+from meshbatch.grpc.replies import status_of
+from meshbatch.grpc.status import GrpcStatus
 from meshbatch.http.message import Response
 from meshbatch.http.serialize import local_reply
 from meshbatch.layers.metrics import LayerMetrics
@@ -58,10 +65,15 @@ def _statuses(config: Retry) -> frozenset[int]:
     return frozenset(codes)
 
 
+def _grpc_statuses(config: Retry) -> frozenset[int]:
+    return frozenset(int(GrpcStatus.from_label(on)) for on in config.retry_on if on in GRPC_RETRY_CONDITIONS)
+
+
 class RetryPolicy:
     """A route's retry rules and counters; shared by the plain retry layer and the batcher's item retries."""
 
-    __slots__ = ("_on", "backoff", "config", "max_replay", "metrics", "num_retries", "route", "statuses")
+    __slots__ = ("_on", "backoff", "config", "grpc_statuses", "max_replay", "metrics", "num_retries", "route",
+                 "statuses")
 
     def __init__(self, route: str, config: Retry, metrics: LayerMetrics | None = None,
                  rng: Callable[[], float] | None = None) -> None:
@@ -72,10 +84,20 @@ class RetryPolicy:
         self.max_replay = config.max_replay_bytes
         self.backoff = Backoff.from_ms(config.backoff.base_ms, config.backoff.max_ms, rng)
         self.statuses = _statuses(config)
+        self.grpc_statuses = _grpc_statuses(config)
         self._on = frozenset(config.retry_on)
 
     def retriable_status(self, status: int) -> bool:
         return status in self.statuses
+
+    def retriable_response(self, response: Response) -> bool:
+        """By its HTTP status, or by its grpc-status when the policy names gRPC conditions."""
+        if response.status in self.statuses:
+            return True
+        if not self.grpc_statuses or response.status != 200:
+            return False
+        found = status_of(response)
+        return found is not None and found[0] in self.grpc_statuses
 
     def retriable_error(self, error: ProxyError) -> bool:
         on = self._on
@@ -149,7 +171,7 @@ class RetryLayer:
                         raise
                     failure = error
                 else:
-                    if not policy.retriable_status(response.status):
+                    if not policy.retriable_response(response):
                         return _counted(response, attempt)
                     failure = response
                 finally:

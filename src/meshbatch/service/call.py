@@ -5,7 +5,8 @@ headers, body, the trusted client address, the peer's verified SPIFFE ID. Everyt
 about the request lives here, in named fields, for the layers below it to read:
 
 - `principal`, `claims`: who a validated JWT says the caller is (layers/authn.py);
-- `deadline`: when the answer is due, fixed once (layers/timeout.py), in loop time;
+- `deadline`: when the answer is due, fixed once (layers/timeout.py), in loop time; `grpc_timeout`: the caller
+  sent `grpc-timeout`, so each attempt sends the time left upstream;
 - `target`, `attempt`: where the request goes (a weighted split chooses once) and its attempts so far (retries);
 - `endpoint`: an endpoint the fast path picked but could not send to (no idle connection): the general path sends
   to the same one, so a round-robin balancer skips nobody;
@@ -26,14 +27,15 @@ if TYPE_CHECKING:
 
 
 class Call:
-    __slots__ = ("attempt", "claims", "deadline", "endpoint", "principal", "request", "span", "target",
-                 "upstream_headers")
+    __slots__ = ("attempt", "claims", "deadline", "endpoint", "grpc_timeout", "principal", "request", "span",
+                 "target", "upstream_headers")
 
     def __init__(self, request: Request) -> None:
         self.request = request
         self.principal: str | None = None
         self.claims: dict[str, Any] | None = None
         self.deadline: float | None = None
+        self.grpc_timeout = False
         self.target: Target | None = None
         self.attempt: Attempt | None = None
         self.endpoint: Endpoint | None = None
@@ -47,6 +49,7 @@ class Call:
         part.principal = self.principal
         part.claims = self.claims
         part.deadline = self.deadline
+        part.grpc_timeout = self.grpc_timeout
         part.span = self.span
         return part
 

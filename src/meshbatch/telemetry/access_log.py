@@ -11,7 +11,9 @@ counters: no cost at all.
 A line (keys always present, null when unknown):
     {"time", "listener", "route", "method", "path", "host", "status", "duration_ms", "response_flags", "reason",
      "upstream", "request_id", "client", "bytes_in", "bytes_out", "batch_id", "batch_size", "queue_ms", "flush",
-     "trace_id", "user_agent"}
+     "trace_id", "user_agent", "grpc_status"}
+`grpc_status` is the grpc-status number of a gRPC call's answer (null for other requests, and for a streamed
+answer whose trailers had not arrived when it was logged).
 `response_flags` follows Envoy's: `-` for none, `UO` overflow (queue or pool full), `UT` upstream timeout, `UF`
 connect failure, `UH` no healthy upstream, `NR` no route, `DX` deadline exceeded, `RL` rate limited, ...
 """
@@ -33,14 +35,15 @@ import orjson
 from meshbatch.config import model
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.telemetry.metrics import Registry
+from meshbatch.telemetry.requests import grpc_status
 
 log = logging.getLogger("meshbatch.access_log")
 
 Observer = Callable[[Request, Response, float], None]
 # (wall time, listener, route, method, target, host, client, request id, request headers, bytes in,
-#  status, flag, reason, upstream, response headers, bytes out, seconds)
+#  status, flag, reason, upstream, response headers, bytes out, seconds, grpc-status)
 Entry = tuple[float, str, str, bytes, bytes, bytes, str, bytes, Headers, int, int, str, str, str, Headers, int,
-              float]
+              float, int | None]
 
 _BATCH_HEADERS = {b"x-meshbatch-batch-id": "batch_id", b"x-meshbatch-batch-size": "batch_size",
                   b"x-meshbatch-queue-ms": "queue_ms", b"x-meshbatch-flush": "flush"}
@@ -60,7 +63,7 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
 def format_entry(entry: Entry) -> bytes:
     """One JSON line (with its newline) for a buffered entry."""
     (at, listener, route, method, target, host, client, request_id, req_headers, bytes_in, status, flag, reason,
-     upstream, resp_headers, bytes_out, seconds) = entry
+     upstream, resp_headers, bytes_out, seconds, grpc) = entry
     batch: dict[str, object] = {"batch_id": None, "batch_size": None, "queue_ms": None, "flush": None}
     for name, value in resp_headers:
         key = _BATCH_HEADERS.get(name)
@@ -90,6 +93,7 @@ def format_entry(entry: Entry) -> bytes:
         **batch,
         "trace_id": trace_id,
         "user_agent": _text(agent) if agent is not None else None,
+        "grpc_status": grpc,
     }
     return orjson.dumps(line) + b"\n"
 
@@ -144,7 +148,7 @@ class AccessLog:
         buffer.append((time.time(), listener, request.route, request.method, request.target, request.host,
                        request.client, request.request_id, request.headers, len(request.body), response.status,
                        response.flag, response.reason, response.upstream, response.headers, len(response.body),
-                       seconds))
+                       seconds, grpc_status(response) if request.version == b"2" else None))
         if len(buffer) == self.max_buffer // 2 and self._loop is not None and not self._soon:
             self._soon = True
             self._loop.call_soon(self._tick, False)

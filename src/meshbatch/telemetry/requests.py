@@ -1,9 +1,13 @@
-"""Per-request accounting for a listener: counts by route and status, latency, local replies by reason."""
+"""Per-request accounting for a listener: counts by route and status, latency, local replies by reason, and gRPC
+calls by route and grpc-status (`meshbatch_grpc_requests_total`; looked for only on HTTP/2 answers, so an
+HTTP/1.1 request pays one comparison)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from meshbatch.grpc.replies import status_of
+from meshbatch.grpc.status import GrpcStatus
 from meshbatch.http.message import Request, Response
 from meshbatch.telemetry.metrics import Counter, Histogram, HistogramVec, Metric, Registry
 
@@ -14,13 +18,14 @@ class RequestStats:
     Counts go into plain dicts keyed by (route, status); label strings are made only when scraped.
     """
 
-    __slots__ = ("_durations", "_listener", "_local", "_requests")
+    __slots__ = ("_durations", "_grpc", "_listener", "_local", "_requests")
 
     def __init__(self, listener: str, registry: Registry) -> None:
         self._listener = listener
         self._requests: dict[tuple[str, int], int] = {}
         self._durations: dict[str, Histogram] = {}
         self._local: dict[tuple[int, str], int] = {}
+        self._grpc: dict[tuple[str, int], int] = {}
         registry.add_source(self.metrics)
 
     def __call__(self, request: Request, response: Response, seconds: float) -> None:
@@ -35,6 +40,11 @@ class RequestStats:
         if response.reason:
             local = (response.status, response.reason)
             self._local[local] = self._local.get(local, 0) + 1
+        if request.version == b"2":
+            code = grpc_status(response)
+            if code is not None:
+                grpc = (route, code)
+                self._grpc[grpc] = self._grpc.get(grpc, 0) + 1
 
     def metrics(self) -> Iterator[Metric]:
         lst = self._listener
@@ -54,6 +64,15 @@ class RequestStats:
         for (status, reason), n in self._local.items():
             local.values[(lst, str(status), reason)] = n
         yield local
+        grpc = Counter("meshbatch_grpc_requests_total",
+                       "gRPC calls answered, by listener, route and grpc-status (its name: ok, unavailable, ...).",
+                       ["listener", "route", "grpc_status"])
+        for (route, code), n in self._grpc.items():
+            grpc.values[(lst, route, status_label(code))] = n
+        yield grpc
+
+    def grpc_count(self, route: str, code: int) -> int:
+        return self._grpc.get((route, code), 0)
 
     def count(self, route: str, status: int) -> int:
         return self._requests.get((route, status), 0)
@@ -66,4 +85,23 @@ class RequestStats:
         return out
 
 
-__all__ = ["RequestStats"]
+def grpc_status(response: Response) -> int | None:
+    """The grpc-status of a gRPC answer (content-type application/grpc...), None for any other answer, or for
+    one whose trailers are still to come (a streamed answer)."""
+    for name, value in response.headers:
+        if name == b"content-type":
+            if value.startswith(b"application/grpc"):
+                found = status_of(response)
+                return found[0] if found is not None else None
+            return None
+    return None
+
+
+def status_label(code: int) -> str:
+    try:
+        return GrpcStatus(code).label
+    except ValueError:
+        return str(code)
+
+
+__all__ = ["RequestStats", "grpc_status", "status_label"]

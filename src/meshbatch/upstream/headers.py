@@ -22,7 +22,8 @@ from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 from meshbatch.http2.headers import TE_TRAILERS
 
 VIA: Final = b"1.1 meshbatch"
-_DROP_UPSTREAM: Final = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"via"}
+# grpc-timeout too: each attempt sends the time left to it instead (layers/timeout.py upstream_timeout)
+_DROP_UPSTREAM: Final = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"via", b"grpc-timeout"}
 
 
 def request_headers(request: Request, via: bool = True, host: str = "") -> Headers:

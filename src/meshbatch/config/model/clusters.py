@@ -64,8 +64,12 @@ def _check_url_host(url: str) -> bool:
 
 
 class HealthCheck(Model):
-    """Active HTTP health checks: GET `path` on every endpoint each `interval_ms`."""
+    """Active health checks on every endpoint each `interval_ms`: `type: http` GETs `path` (healthy when its status
+    is expected); `type: grpc` calls grpc.health.v1.Health/Check for `service` over the cluster's HTTP/2
+    connections (healthy when SERVING)."""
 
+    type: Literal["http", "grpc"] = "http"
+    service: str | None = None  # grpc: the service name asked about; absent: "" (the server as a whole)
     path: UrlPath = "/health"
     host: str | None = None  # Host header; default: the cluster name
     interval_ms: Millis = 5_000
@@ -84,6 +88,16 @@ class HealthCheck(Model):
                 if not (sep and lo.isdigit() and hi.isdigit() and 100 <= int(lo) <= int(hi) <= 599):
                     raise ValueError(f"{item!r}: a status is a number or a range 'LO-HI', e.g. 200-299")
         return value
+
+    @model_validator(mode="after")
+    def _kind(self) -> HealthCheck:
+        if self.type == "grpc":
+            if "path" in self.model_fields_set or "expected_statuses" in self.model_fields_set:
+                raise ValueError("a grpc health check calls grpc.health.v1.Health/Check: path and "
+                                 "expected_statuses are for type http")
+        elif self.service is not None:
+            raise ValueError("service is for a grpc health check (type: grpc)")
+        return self
 
     def expects(self, status: int) -> bool:
         for item in self.expected_statuses:
@@ -194,6 +208,12 @@ class Cluster(Model):
     tls: ClusterTls | None = None  # mTLS to the endpoints (meshbatch.security); absent: plaintext
     # http2: streams over few connections per endpoint, h2c (prior knowledge) in plaintext, h2 by ALPN over `tls`
     protocol: Literal["http1", "http2"] = "http1"
+
+    @model_validator(mode="after")
+    def _grpc_health(self) -> Cluster:
+        if self.health_check is not None and self.health_check.type == "grpc" and self.protocol != "http2":
+            raise ValueError("health_check type grpc needs protocol: http2 (gRPC runs over HTTP/2)")
+        return self
 
     @field_validator("endpoints")
     @classmethod

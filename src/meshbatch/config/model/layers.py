@@ -9,7 +9,10 @@ from pydantic import Field, field_validator, model_validator
 
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
 
-RETRY_CONDITIONS = ("5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "retriable-status-codes")
+# gRPC statuses a retry may be on (Envoy's x-envoy-retry-grpc-on names), read from an upstream's grpc-status
+GRPC_RETRY_CONDITIONS = ("cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable")
+RETRY_CONDITIONS = ("5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "retriable-status-codes",
+                    *GRPC_RETRY_CONDITIONS)
 Share = Annotated[float, Field(ge=0, le=100)]  # a percentage of requests
 
 
@@ -28,7 +31,8 @@ class Backoff(Model):
 
 class Retry(Model):
     retry_on: list[Literal["5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx",
-                           "retriable-status-codes"]] = ["connect-failure", "reset", "gateway-error"]
+                           "retriable-status-codes", "cancelled", "deadline-exceeded", "internal",
+                           "resource-exhausted", "unavailable"]] = ["connect-failure", "reset", "gateway-error"]
     num_retries: Annotated[int, Field(ge=0, le=10)] = 2
     retriable_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = []
     backoff: Backoff = Backoff()

@@ -11,6 +11,7 @@ import logging
 
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.health.active import ActiveChecks
+from meshbatch.upstream.health.grpc_probe import grpc_probe
 from meshbatch.upstream.health.outlier import Ejection, OutlierDetector
 from meshbatch.upstream.health.probe import probe, probe_request
 
@@ -86,7 +87,11 @@ class HealthRunner:
 
     async def _probe(self, checks: ActiveChecks, endpoint: Endpoint, request: bytes) -> None:
         try:
-            ok, detail = await probe(endpoint, checks.config, request, self.loop)
+            config = checks.config
+            if config.type == "grpc":
+                ok, detail = await grpc_probe(endpoint, config, config.host or self.cluster, self.loop)
+            else:
+                ok, detail = await probe(endpoint, config, request, self.loop)
         except Exception as exc:  # a probe must never end the checking task
             ok, detail = False, f"error: {exc}"
         changed = checks.result(endpoint, ok, self.loop.time(), detail)
