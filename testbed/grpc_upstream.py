@@ -1,15 +1,16 @@
 """gRPC upstreams for the proxying tests: a real grpcio server, and a hostile HTTP/2 one.
 
-`GrpcUpstream` serves, with raw bytes as messages (no generated code), the methods of `test.Echo`:
+`GrpcUpstream` serves, with raw bytes as messages (no generated code), the methods of `test.Echo` (and the same
+as `retry.Echo`):
 
-| method | does |
-| --- | --- |
-| `/test.Echo/Unary` | the request back; initial metadata `x-echo` (the caller's `x-meta`, `-` without), trailing metadata `x-trail: done` and `x-upstream: NAME`; a request `abort:CODE:TEXT` ends with that status |
-| `/test.Echo/Budget`, `Slow` | the `grpc-timeout` it received, in seconds, as text (`none` without one), after `sleep:MS` of the request |
-| `/test.Echo/Stream` | server streaming: the request `N` gives N messages `0`, `1`, ... |
-| `/test.Echo/Bidi` | each message back, upper-cased |
+- `Unary`: the request back; initial metadata `x-echo` (the caller's `x-meta`, `-` without), trailing metadata
+  `x-trail: done` and `x-upstream: NAME`; a request `abort:CODE:TEXT` ends with that status;
+- `Budget`, `Slow`: the `grpc-timeout` it received, in seconds, as text (`none` without one), after sleeping
+  the `sleep:MS` of the request;
+- `Stream`: server streaming: the request `N` gives N messages `0`, `1`, ...;
+- `Bidi`: each message back, upper-cased;
 
-(the same methods as `retry.Echo`), plus grpc.health.v1.Health (grpcio-health-checking's servicer: `set_serving`), and `fail_with`: a status every
+plus grpc.health.v1.Health (grpcio-health-checking's servicer: `set_serving`), and `fail_with`: a status every
 call ends with (UNAVAILABLE for a retry test). It counts the calls it took (`calls`).
 
 `HostileGrpc` is an HTTP/2 server (h2, a thread per connection) whose answers break gRPC's rules by path:
