@@ -23,12 +23,15 @@ class Pki:
         self.ca = self.ca_dir / "ca.crt"
 
     def issue(self, name: str, path: str, *, ttl: str = "1h", backdate: str = "1m",
-              cert: Path | None = None, key: Path | None = None) -> tuple[Path, Path]:
-        """A certificate for spiffe://TD/PATH written to NAME.crt / NAME.key (or `cert` / `key`)."""
+              cert: Path | None = None, key: Path | None = None, dns: tuple[str, ...] = ()) -> tuple[Path, Path]:
+        """A certificate for spiffe://TD/PATH written to NAME.crt / NAME.key (or `cert` / `key`), with the extra
+        DNS names `dns` (clients that check host names, such as grpcio, need one)."""
         cert = cert or self.root / f"{name}.crt"
         key = key or self.root / f"{name}.key"
         args = ["ca", "issue", "--ca-dir", str(self.ca_dir), "--spiffe-id", f"spiffe://{self.trust_domain}{path}",
                 "--cert", str(cert), "--key", str(key), "--ttl", ttl, "--backdate", backdate]
+        for name_ in dns:
+            args += ["--dns", name_]
         assert meshbatch(args) == 0
         return cert, key
 
