@@ -1,7 +1,8 @@
 """The route's deadline, fixed once per request before anything else runs.
 
 The deadline is `timeout_ms` after the request was received, or sooner when the caller says so with
-`x-meshbatch-deadline-ms` (its remaining budget) or gRPC's `grpc-timeout` (grpc/timeout.py): the smallest wins.
+`x-meshbatch-deadline-ms` (its remaining budget) or, on HTTP/2, gRPC's `grpc-timeout` (grpc/timeout.py): the
+smallest wins.
 A gRPC caller's budget is passed on: each attempt sends `grpc-timeout` upstream as the time left to it
 (`upstream_timeout`), so the upstream stops working when the proxy stops waiting (Envoy does the same with
 `max_grpc_timeout`). A caller whose budget is already spent is answered 504
@@ -50,10 +51,12 @@ def route_deadline(call: Call, timeout: float, now: float) -> float:
         request = call.request
         start = request.received_at or now
         deadline = start + timeout
-        for name, value in request.headers:  # one pass for both budgets
-            if name == DEADLINE_HEADER:
-                deadline = min(deadline, start + caller_budget(value))
-            elif name == GRPC_TIMEOUT:
+        value = request.header(DEADLINE_HEADER)
+        if value is not None:
+            deadline = min(deadline, start + caller_budget(value))
+        if request.version == b"2":  # gRPC runs on HTTP/2 only: an HTTP/1.1 request pays one comparison
+            value = request.header(GRPC_TIMEOUT)
+            if value is not None:
                 deadline = min(deadline, start + grpc_budget(value))
                 call.grpc_timeout = True
         call.deadline = deadline
