@@ -244,7 +244,8 @@ class AccessObserver:
     def __call__(self, request: Request, response: Response, seconds: float) -> None:
         self.stats(request, response, seconds)
         access = self.access
-        if access.wants(response):
+        if access.wants(response) or (access.errors and request.version == b"2" and
+                                      grpc_status(response) not in (None, 0)):  # a gRPC error is an error too
             access.add(self.listener, request, response, seconds)
 
 

@@ -60,3 +60,14 @@ async def test_the_access_log_has_grpc_status() -> None:
     await log.close()
     lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
     assert [line["grpc_status"] for line in lines] == [4, None]
+
+
+async def test_sampling_keeps_grpc_errors() -> None:
+    out = io.BytesIO()
+    log = AccessLog(AccessLogConfig(sample=0.5), Registry(), out=out, rng=lambda: 0.9)  # every draw loses
+    observer = log.observer("main", lambda *a: None)
+    observer(_request(), grpc_answer(b"x"), 0.001)                 # OK: sampled out
+    observer(_request(), grpc_answer(b"x", 14), 0.001)             # UNAVAILABLE from the upstream: kept
+    observer(_request(version=b"1.1"), grpc_answer(b"x", 14), 0.001)  # not gRPC on HTTP/1.1: sampled out
+    await log.close()
+    assert [orjson.loads(line)["grpc_status"] for line in out.getvalue().splitlines()] == [14]
