@@ -7,6 +7,8 @@ names its extra, and using it without the extra installed is an error that says 
     nats      nats-py                     the `jetstream` ingest log
     k8s       kubernetes_asyncio          the `kubernetes` discovery source
     otel      OpenTelemetry SDK, OTLP     `tracing:` (spans, exporters)
+    grpc      protobuf, grpcio            gRPC batching into a service's own batch method (`batch.grpc.descriptor_set`),
+                                          the consumer SDK's gRPC server
     demo      matplotlib, numpy, uvicorn  `meshbatch demo` and the plots of `meshbatch tune --plot`
     all       every extra above
 
@@ -25,6 +27,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "nats": ("nats",),
     "k8s": ("kubernetes_asyncio",),
     "otel": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
+    "grpc": ("google.protobuf", "grpc"),
     "demo": ("matplotlib", "numpy", "uvicorn"),
 }
 

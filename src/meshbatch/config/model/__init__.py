@@ -8,7 +8,7 @@ the file; every name is importable from `meshbatch.config.model`.
 from __future__ import annotations
 
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
-from meshbatch.config.model.batch import Adaptive, Batch, Isolate
+from meshbatch.config.model.batch import ENVELOPE_METHOD, Adaptive, Batch, GrpcBatch, Isolate
 from meshbatch.config.model.clusters import (
     CircuitBreakers,
     Cluster,
@@ -67,6 +67,7 @@ from meshbatch.config.model.telemetry import AccessLog, Fraction, Recorder, Trac
 __all__ = [
     "COLUMN_TYPES",
     "ENCODINGS",
+    "ENVELOPE_METHOD",
     "METHODS",
     "RETRY_CONDITIONS",
     "STAGES",
@@ -96,6 +97,7 @@ __all__ = [
     "Filter",
     "ForwardingRoute",
     "Fraction",
+    "GrpcBatch",
     "HeaderMatch",
     "HealthCheck",
     "Http2",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -68,6 +69,58 @@ class Isolate(Model):
         return value
 
 
+# The batch method of the envelope mode (src/meshbatch/grpc/meshbatch_batch.proto), which the consumer SDK serves.
+ENVELOPE_METHOD = "/meshbatch.batch.v1.Batch/Process"
+_METHOD = re.compile(r"/[A-Za-z_][A-Za-z0-9_.]*\.[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _method(value: str) -> str:
+    if not _METHOD.fullmatch(value):
+        raise ValueError("must be a gRPC method path, /package.Service/Method")
+    return value
+
+
+def _field(value: str) -> str:
+    if not _FIELD.fullmatch(value):
+        raise ValueError("must be a protobuf field name (letters, digits, _)")
+    return value
+
+
+GrpcMethod = Annotated[str, AfterValidator(_method)]
+FieldName = Annotated[str, AfterValidator(_field)]
+_DESCRIPTOR_KEYS = ("descriptor_set", "items_field", "results_field")
+
+
+class GrpcBatch(Model):
+    """`batch.grpc`: how gRPC unary calls are batched (meshbatch.batching.codecs.grpc). With `descriptor_set`,
+    into the service's own batch method (AIP-231 BatchGet); without, in meshbatch's envelope."""
+
+    descriptor_set: Annotated[str, Field(min_length=1)] | None = None  # a FileDescriptorSet (protoc -o FILE)
+    batch_method: GrpcMethod = ENVELOPE_METHOD
+    items_field: FieldName | None = None  # repeated: the callers' request messages
+    results_field: FieldName | None = None  # repeated: one result each
+    statuses_field: FieldName | None = None  # repeated google.rpc.Status: one per item (optional)
+    max_message_bytes: Annotated[int, Field(ge=1, le=2**31 - 1)] = 4 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _mode(self) -> GrpcBatch:
+        given = [key for key in _DESCRIPTOR_KEYS if getattr(self, key) is not None]
+        if given and len(given) < len(_DESCRIPTOR_KEYS):
+            absent = [key for key in _DESCRIPTOR_KEYS if key not in given]
+            raise ValueError(f"a batch method from descriptors needs {', '.join(_DESCRIPTOR_KEYS)}: "
+                             f"{', '.join(absent)} missing (or leave them all out for the envelope)")
+        if not given and self.statuses_field is not None:
+            raise ValueError("statuses_field needs descriptor_set (the envelope carries a status per item)")
+        if given and self.batch_method == ENVELOPE_METHOD:
+            raise ValueError("batch_method: name your service's batch method, /package.Service/Method")
+        return self
+
+    @property
+    def envelope(self) -> bool:
+        return self.descriptor_set is None
+
+
 class Batch(Model):
     max_items: Annotated[int, Field(ge=1, le=100_000)] = 64
     max_wait_ms: Annotated[float, Field(ge=0, le=600_000)] = 5
@@ -85,6 +138,22 @@ class Batch(Model):
     idempotency_scope: IdempotencyScope = "principal"  # whose keys dedup and replay share (security/scope.py)
     adaptive: Adaptive | None = None
     isolate: Isolate = Isolate()
+    grpc: GrpcBatch | None = None  # with codec: grpc (filled in with its defaults when absent)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grpc_defaults(cls, value: Any) -> Any:
+        """`codec: grpc` without `grpc:` is the envelope; its batches go to the batch method."""
+        if not isinstance(value, dict) or value.get("codec") != "grpc":
+            return value
+        grpc = value.get("grpc")
+        if grpc is None:
+            grpc = {}
+            value = {**value, "grpc": grpc}
+        method = grpc.get("batch_method", ENVELOPE_METHOD) if isinstance(grpc, dict) else None
+        if isinstance(method, str) and method.startswith("/") and "upstream_path" not in value:
+            value = {**value, "upstream_path": method}
+        return value
 
     @field_validator("key")
     @classmethod
@@ -99,6 +168,13 @@ class Batch(Model):
     def _waits(self) -> Batch:
         if self.min_wait_ms > self.max_wait_ms:
             raise ValueError("min_wait_ms must be <= max_wait_ms")
+        if self.grpc is not None:
+            if self.codec != "grpc":
+                raise ValueError(f"grpc: is the setting of codec: grpc, not of codec: {self.codec}")
+            if self.upstream_path != self.grpc.batch_method:
+                raise ValueError("a gRPC batch goes to grpc.batch_method: leave upstream_path out")
+            if self.upstream_method != "POST":
+                raise ValueError("a gRPC batch is a POST: leave upstream_method out")
         if self.dedup_window_ms and not self.dedup:
             raise ValueError("dedup_window_ms keeps answers for dedup: set dedup: true, or leave dedup_window_ms 0")
         return self
