@@ -5,6 +5,9 @@ Header names the batcher reads:
 - `x-meshbatch-deadline-ms`: the caller's remaining budget in milliseconds (a decimal number, relative to the
   request's arrival); not a finite number is a 400, zero or less is already exhausted (504);
 - `idempotency-key`: callers with the same key (and batch key) share one upstream item (dedup);
+- `grpc-timeout` on a gRPC route (`batch.codec: grpc`): the caller's deadline as gRPC sends it (grpc/timeout.py;
+  a malformed one is a 400, answered INTERNAL as gRPC servers do); with `x-meshbatch-deadline-ms` too, the
+  shorter budget wins;
 - the `header:NAME` parts of the route's `batch.key`. `query:NAME` parts come from the query string.
 A missing key part is the empty value: such requests share a batch with each other, never with others.
 """
@@ -16,12 +19,13 @@ from urllib.parse import unquote_to_bytes
 
 from meshbatch.batching.batch import NORMAL, PRIORITIES, Key
 from meshbatch.errors import BadRequest
+from meshbatch.grpc import timeout as grpc_timeout_module
 from meshbatch.http.message import Request
 
 PRIORITY_HEADER = b"x-meshbatch-priority"
 DEADLINE_HEADER = b"x-meshbatch-deadline-ms"
 IDEMPOTENCY_HEADER = b"idempotency-key"
-_PRIORITY, _DEADLINE, _IDEMPOTENCY = -1, -2, -3
+_PRIORITY, _DEADLINE, _IDEMPOTENCY, _GRPC_TIMEOUT = -1, -2, -3, -4
 
 
 def query_value(query: bytes, name: bytes) -> bytes:
@@ -44,9 +48,11 @@ class Controls:
 
     __slots__ = ("_headers", "_key_size", "_queries", "has_key", "key_headers", "key_queries")
 
-    def __init__(self, key_spec: list[str] | tuple[str, ...]) -> None:
+    def __init__(self, key_spec: list[str] | tuple[str, ...], grpc_timeout: bool = False) -> None:
         self._headers: dict[bytes, int] = {PRIORITY_HEADER: _PRIORITY, DEADLINE_HEADER: _DEADLINE,
                                            IDEMPOTENCY_HEADER: _IDEMPOTENCY}
+        if grpc_timeout:
+            self._headers[grpc_timeout_module.HEADER] = _GRPC_TIMEOUT
         self._queries: list[tuple[int, bytes]] = []
         self.key_headers: list[tuple[int, bytes]] = []  # (position in the key, lower-case header name)
         self.key_queries: list[tuple[int, bytes]] = []  # (position in the key, query parameter name)
@@ -77,7 +83,7 @@ class Controls:
             slot = wanted.get(name)
             if slot is None:
                 continue
-            bit = 1 << (slot + 3)
+            bit = 1 << (slot + 4)
             if seen & bit:
                 continue  # the first occurrence wins
             seen |= bit
@@ -89,7 +95,9 @@ class Controls:
                         raise BadRequest("bad_priority", f"{PRIORITY_HEADER.decode()} must be high, normal or low")
                 priority = level
             elif slot == _DEADLINE:
-                budget = _budget(value)
+                budget = _shorter(budget, _budget(value))
+            elif slot == _GRPC_TIMEOUT:
+                budget = _shorter(budget, _grpc_budget(value))
             elif slot == _IDEMPOTENCY:
                 idempotency = value or None
             elif key is not None:
@@ -99,6 +107,17 @@ class Controls:
         for index, name in self._queries:
             key[index] = query_value(request.query, name) if request.query else b""
         return tuple(key), priority, budget, idempotency
+
+
+def _shorter(budget: float | None, other: float) -> float:
+    return other if budget is None or other < budget else budget
+
+
+def _grpc_budget(value: bytes) -> float:
+    try:
+        return grpc_timeout_module.parse(value)
+    except ValueError as exc:
+        raise BadRequest("bad_deadline", str(exc)) from None
 
 
 def _budget(value: bytes) -> float:

@@ -22,13 +22,12 @@ from meshbatch.batching.adaptive import AdaptiveController
 from meshbatch.batching.admission import Controls
 from meshbatch.batching.batch import BATCHED, PRIORITY_NAMES, QUEUED, Batch, Item, Outcome, Waiter, dedup_key
 from meshbatch.batching.codecs import CODECS, ItemResult
-from meshbatch.batching.codecs.base import refusal_reason
+from meshbatch.batching.codecs.base import Replies, refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
 from meshbatch.batching.dispatcher import Dispatcher, Sender
 from meshbatch.batching.isolate import IsolatePolicy
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import Replay, ReplayCache
-from meshbatch.batching.replies import error_response
 from meshbatch.batching.retry import RetryRules
 from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
 from meshbatch.clock import Clock
@@ -57,8 +56,9 @@ class BatchHandler:
         self.via = via  # the listener's `via`: answers relayed from the upstream carry `via: 1.1 meshbatch`
         self.config = config
         self.timeout = timeout
-        self.codec = CODECS.get(config.codec)()
-        self.controls = Controls(config.key)
+        self.codec = CODECS.get(config.codec)(config)
+        self.replies: Replies = self.codec.replies
+        self.controls = Controls(config.key, grpc_timeout=config.grpc is not None)
         self.metrics = BatchMetrics(metrics, route)
         self.dedup = config.dedup
         self.scope = IdempotencyScope(config.idempotency_scope)
@@ -98,15 +98,15 @@ class BatchHandler:
             self._bound = True
         if self._closed:
             self.metrics.reject("draining")
-            return error_response(Draining("draining", "this route's batcher has been drained"))
+            return self.replies.refuse(Draining("draining", "this route's batcher has been drained"))
         try:
             admitted = self._admit(call.request, call.principal)
         except ProxyError as exc:
             self.metrics.reject(exc.reason)
-            return error_response(exc)
+            return self.replies.refuse(exc)
         except Exception:
             log.exception("batch admission failed on route %s", self.route)
-            return error_response(ProxyError("internal_error", "the request could not be queued"))
+            return self.replies.refuse(ProxyError("internal_error", "the request could not be queued"))
         if isinstance(admitted, Response):
             return admitted
         try:
@@ -118,7 +118,7 @@ class BatchHandler:
             return self._respond(admitted, outcome)
         except Exception:
             log.exception("building a batched response failed on route %s", self.route)
-            return error_response(ProxyError("internal_error", "the batched answer could not be built"))
+            return self.replies.refuse(ProxyError("internal_error", "the batched answer could not be built"))
 
     def _admit(self, request: Request, principal: str | None) -> Waiter | Response:
         dispatcher = self.dispatcher
@@ -131,7 +131,7 @@ class BatchHandler:
             deadline = base + budget
         if deadline <= now:
             self.metrics.reject("deadline_exceeded")
-            return error_response(DeadlineExceeded("deadline_exceeded", "the caller's budget is already spent"))
+            return self.replies.refuse(DeadlineExceeded("deadline_exceeded", "the caller's budget is already spent"))
         shared_key = None
         if idempotency is not None and self.dedup:
             shared_key = dedup_key(self.scope.digest(request, principal), key, idempotency)
@@ -152,7 +152,7 @@ class BatchHandler:
         accumulator = self.accumulator
         if accumulator.queued >= self.max_queue:
             self.metrics.reject("queue_full")
-            return error_response(Overloaded("queue_full", f"{accumulator.queued} items are queued",
+            return self.replies.refuse(Overloaded("queue_full", f"{accumulator.queued} items are queued",
                                              retry_after=self._retry_after(now)))
         headers = end_to_end(request.headers) if self._forwards else \
             _NO_HEADERS if dispatcher.tracing is None else dispatcher.tracing.item_headers(request)
@@ -171,11 +171,10 @@ class BatchHandler:
             raise BadRequest("idempotency_key_reused",
                              "this idempotency-key answered a request with a different body")
         self.metrics.replayed.inc(self.metrics.labels)
-        result = kept.result
-        headers = [*result.headers, *kept.batch_headers, _REPLAYED]
+        response = self.replies.answer(kept.result, [*kept.batch_headers, _REPLAYED])
         if self.via:
-            headers.append((b"via", VIA))
-        return Response(result.status, headers, result.body)
+            response.headers.append((b"via", VIA))
+        return response
 
     def _retry_after(self, now: float) -> float:
         """Seconds until the queue ahead is likely drained, from the recent completion rate (1 to 60)."""
@@ -188,20 +187,16 @@ class BatchHandler:
         batch: Batch | None = waiter.item.batch
         if isinstance(outcome, ItemResult):
             assert batch is not None
-            headers = [*outcome.headers, *batch.reply_headers,
-                       (b"x-meshbatch-queue-ms", _ms(batch.sent_at - waiter.arrived))]
+            response = self.replies.answer(outcome, [*batch.reply_headers,
+                                                     (b"x-meshbatch-queue-ms", _ms(batch.sent_at - waiter.arrived))])
             if self.via:
-                headers.append((b"via", VIA))
-            response = Response(outcome.status, headers, outcome.body)
-            if outcome.reason:
-                response.reason = outcome.reason
-                response.flag = "UPE"
+                response.headers.append((b"via", VIA))
             response.upstream = batch.upstream
             return response
         extra: Headers | None = None
         if batch is not None and batch.sent_at:
             extra = [*batch.reply_headers, (b"x-meshbatch-queue-ms", _ms(batch.sent_at - waiter.arrived))]
-        response = error_response(outcome, extra)
+        response = self.replies.refuse(outcome, extra)
         if batch is not None:
             response.upstream = batch.upstream
         return response

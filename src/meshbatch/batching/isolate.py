@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from meshbatch.config.model import Isolate
 
 ISOLATED_HEADER = (b"x-meshbatch-isolated", b"true")
-_PASSED_ON = frozenset({b"content-type", b"retry-after"})  # what of the refusal's headers reaches the caller
+# What of the refusal's headers reaches the caller (a gRPC refusal's status and message: the gRPC codec's answer
+# has them in its head, batching/codecs/grpc_answers.py).
+_PASSED_ON = frozenset({b"content-type", b"retry-after", b"grpc-status", b"grpc-message"})
 
 
 class IsolatePolicy:

@@ -63,7 +63,7 @@ class BatchRoute(Protocol):
 
 def upstream_request(site: BatchRoute, key: Key) -> tuple[bytes, Headers]:
     """The path and headers of a batch of `key`: the key's headers and query parameters, as configured."""
-    headers: Headers = [(b"content-type", site.codec.content_type)]
+    headers: Headers = [(b"content-type", site.codec.content_type), *site.codec.request_headers]
     for index, name in site.key_headers:
         if key[index]:
             headers.append((name, key[index]))
@@ -99,7 +99,8 @@ async def call(site: BatchRoute, batch: Batch, path: bytes, headers: Headers, it
     last = max(deadlines) if deadlines else now
     stopwatch = site.stopwatch
     started = stopwatch()
-    response = await site.send(site.method, path, headers, body, max(last - now, 0.001), batch.key)
+    response = site.codec.replies.upstream(
+        await site.send(site.method, path, headers, body, max(last - now, 0.001), batch.key))
     elapsed = stopwatch() - started
     batch.upstream = response.upstream
     site.metrics.upstream.observe(elapsed)
@@ -143,7 +144,8 @@ async def part(site: BatchRoute, batch: Batch, path: bytes, headers: Headers, it
 def decode(site: BatchRoute, response: Response, items: list[Item]) -> list[ItemResult]:
     """The upstream's answer split by the codec, a result per item (each a 502 when it cannot be split)."""
     try:
-        results = site.codec.decode(response.status, response.headers, response.body, items)
+        fields = response.headers if not response.trailers else [*response.headers, *response.trailers]
+        results = site.codec.decode(response.status, fields, response.body, items)
         if len(results) != len(items):
             raise ValueError(f"codec {site.codec.name} returned {len(results)} results for {len(items)} items")
     except Exception:

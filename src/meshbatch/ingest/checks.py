@@ -92,6 +92,9 @@ def ingest_problems(route: IngestRoute, path: str) -> Iterator[Problem]:
         if sink.codec not in CODECS:
             yield Problem(f"{path}.sink.codec", f"unknown codec {sink.codec!r}"
                           f"{did_you_mean(sink.codec, CODECS.names())}; known: {', '.join(CODECS.names())}")
+        elif sink.codec == "grpc":
+            yield Problem(f"{path}.sink.codec", "grpc batches callers' gRPC calls on a batch route; an ingest "
+                          "sink delivers events in json-array, ndjson or envelope")
         if not sink.upstream_path.startswith("/"):
             yield Problem(f"{path}.sink.upstream_path", "must start with '/'")
     else:

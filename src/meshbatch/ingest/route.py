@@ -62,7 +62,7 @@ class IngestRoute:
                                self.metrics)
         check = check_json
         if sink_type(route) == "cluster":
-            codec = getattr(self.sink, "codec", None) or CODECS.get("json-array")()
+            codec = getattr(self.sink, "codec", None) or CODECS.get("json-array")(None)
             check = _codec_check(codec)
         self.handler = IngestHandler(self, check)
         self.new_id = EventIds()

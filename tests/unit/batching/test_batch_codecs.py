@@ -15,10 +15,10 @@ def error_of(result):
     return orjson.loads(result.body)
 
 
-def test_registry_has_the_three_codecs():
-    assert CODECS.names() == ["envelope", "json-array", "ndjson"]
+def test_registry_has_the_codecs():
+    assert CODECS.names() == ["envelope", "grpc", "json-array", "ndjson"]
     for name in CODECS.names():
-        codec = CODECS.get(name)()
+        codec = CODECS.get(name)(None)
         assert codec.name == name and isinstance(codec.content_type, bytes)
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-from meshbatch.http.message import Headers
+from meshbatch.errors import ProxyError
+from meshbatch.http.message import Headers, Response
 from meshbatch.registry import Extensions
+
+if TYPE_CHECKING:
+    from meshbatch.config.model import Batch
 
 
 class ItemRequest:
@@ -59,9 +63,37 @@ def refusal_reason(problem: str) -> str:
     return problem.reason if isinstance(problem, Refusal) else "invalid_body"
 
 
+class Replies(Protocol):
+    """How the callers of a codec's routes are answered: plain HTTP (a status, headers and body; the proxy's own
+    errors as JSON) or gRPC (a unary answer, or a status in a trailers-only answer)."""
+
+    def answer(self, result: ItemResult, trailing: Headers) -> Response:
+        """A caller's answer from its result, with `trailing` (the batch's headers) after the result's own."""
+        ...
+
+    def refuse(self, error: ProxyError, extra: Headers | None = None) -> Response:
+        """An error the proxy answers itself, with `extra` fields."""
+        ...
+
+    def upstream(self, response: Response) -> Response:
+        """The upstream's batch answer as the batching core reads it: its status is the one that decides
+        retries and isolation (a gRPC answer's is its grpc-status', as an HTTP status)."""
+        ...
+
+
 class Codec(Protocol):
     name: str
     content_type: bytes
+
+    @property
+    def request_headers(self) -> Headers:
+        """Fields sent with every batch besides the content type (gRPC's `te: trailers`)."""
+        ...
+
+    @property
+    def replies(self) -> Replies:
+        """How the callers of the codec's routes are answered."""
+        ...
     # True when `encode` uses each item's method, path and headers (the envelope shape); the batcher then
     # fills `ItemRequest.headers` with the caller's end-to-end headers, otherwise leaves them empty.
     forwards_headers: bool
@@ -75,10 +107,13 @@ class Codec(Protocol):
     def encode(self, items: Sequence[ItemRequest]) -> bytes: ...
 
     def decode(self, status: int, headers: Headers, body: bytes, items: Sequence[ItemRequest]) -> list[ItemResult]:
-        """One result per item, in the order of `items`; never raises for a bad upstream answer."""
+        """One result per item, in the order of `items`; never raises for a bad upstream answer. `headers` are
+        the answer's header fields followed by its trailers (where gRPC puts its status)."""
         ...
 
 
-CODECS: Extensions[type[Codec]] = Extensions("codec")
+# A codec by name, built for a route's `batch:` block (None: its defaults, as an ingest sink uses it).
+CodecFactory = Callable[["Batch | None"], Codec]
+CODECS: Extensions[CodecFactory] = Extensions("codec")
 
-__all__ = ["CODECS", "Codec", "ItemRequest", "ItemResult", "Refusal", "refusal_reason"]
+__all__ = ["CODECS", "Codec", "CodecFactory", "ItemRequest", "ItemResult", "Refusal", "Replies", "refusal_reason"]

@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
 
+from meshbatch.batching.codecs.answers import HTTP_REPLIES
 from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult
 from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, upstream_status
 from meshbatch.batching.codecs.json_array import check_json, not_json, utf8
 from meshbatch.http.message import Headers
+
+if TYPE_CHECKING:
+    from meshbatch.config.model import Batch as BatchConfig
 
 # Headers that describe one hop or the proxy's own controls: never copied into or out of an envelope item.
 HOP_HEADERS = frozenset({
@@ -170,6 +174,11 @@ class EnvelopeCodec:
     name = "envelope"
     content_type = b"application/json"
     forwards_headers = True
+    request_headers: Headers = []
+    replies = HTTP_REPLIES
+
+    def __init__(self, config: BatchConfig | None = None) -> None:
+        pass
 
     def check_item(self, item: ItemRequest) -> str | None:
         """As the other codecs: a JSON body is JSON whatever its label (relabelled `application/json` in the

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 import orjson
 
+from meshbatch.batching.codecs.answers import HTTP_REPLIES
 from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult, Refusal
 from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, json_error, upstream_status
 from meshbatch.batching.codecs.nesting import MAX_DEPTH, nesting_exceeds
 from meshbatch.http.message import Headers
+
+if TYPE_CHECKING:
+    from meshbatch.config.model import Batch as BatchConfig
 
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _GOT = re.compile(r"got `(\w+)`")
@@ -64,6 +69,11 @@ class JsonArrayCodec:
     name = "json-array"
     content_type = b"application/json"
     forwards_headers = False
+    request_headers: Headers = []
+    replies = HTTP_REPLIES
+
+    def __init__(self, config: BatchConfig | None = None) -> None:
+        pass
 
     def check_item(self, item: ItemRequest) -> str | None:
         return check_json(item)

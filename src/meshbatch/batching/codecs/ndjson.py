@@ -8,13 +8,18 @@ raw line break), and each caller gets its answer line's bytes unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
+from meshbatch.batching.codecs.answers import HTTP_REPLIES
 from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult
 from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, upstream_status
 from meshbatch.batching.codecs.json_array import check_json, not_json, utf8
 from meshbatch.http.message import Headers
+
+if TYPE_CHECKING:
+    from meshbatch.config.model import Batch as BatchConfig
 
 _DOCUMENT = msgspec.json.Decoder(msgspec.Raw)  # checks one document's syntax without building Python values
 
@@ -30,6 +35,11 @@ class NdjsonCodec:
     name = "ndjson"
     content_type = b"application/x-ndjson"
     forwards_headers = False
+    request_headers: Headers = []
+    replies = HTTP_REPLIES
+
+    def __init__(self, config: BatchConfig | None = None) -> None:
+        pass
 
     def check_item(self, item: ItemRequest) -> str | None:
         return check_json(item)

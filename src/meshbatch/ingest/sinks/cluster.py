@@ -30,7 +30,7 @@ class ClusterSink:
         assert context.send is not None
         sink = route.ingest.sink
         self.cluster = route.cluster
-        self.codec = CODECS.get(sink.codec)()
+        self.codec = CODECS.get(sink.codec)(None)
         self.path = sink.upstream_path.encode()
         self.method = sink.upstream_method.encode()
         self.item_path = (route.match.path or route.match.path_prefix or "/").encode()

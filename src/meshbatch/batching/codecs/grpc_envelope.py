@@ -1,0 +1,98 @@
+"""`grpc` without descriptors: the callers' messages travel in meshbatch's envelope (grpc/meshbatch_batch.proto)
+to `/meshbatch.batch.v1.Batch/Process`, each with its method, custom metadata and id; the answer has one Result
+per item, in order, each with its own code, message, payload and metadata. The consumer SDK serves it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from meshbatch.batching.codecs.base import ItemRequest, ItemResult
+from meshbatch.batching.codecs.grpc_answers import GRPC_REPLIES, caller_message, check_caller, grpc_failure
+from meshbatch.batching.codecs.grpc_common import batch_message, count_failure
+from meshbatch.config.model import GrpcBatch
+from meshbatch.grpc import envelope, framing, mapping
+from meshbatch.grpc.replies import status_fields
+from meshbatch.grpc.status import GrpcStatus
+from meshbatch.grpc.wire import MalformedMessage
+from meshbatch.http.message import Headers
+
+# Not the caller's custom metadata: the call's own fields, which the batch call has its own of.
+_NOT_METADATA = frozenset({b"content-type", b"te", b"user-agent", b"grpc-timeout", b"grpc-encoding",
+                           b"grpc-accept-encoding", b"grpc-message-type"})
+# A metadata key an upstream may give a caller: lower-case token characters, not reserved (grpc-*, pseudo).
+_KEY = re.compile(r"[0-9a-z_.\-]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_RESERVED = frozenset({"content-type", "te", "connection", "transfer-encoding", "content-length", "trailer",
+                       "keep-alive", "upgrade", "host"})
+
+
+def metadata(headers: Headers) -> envelope.Metadata:
+    """The caller's custom metadata; a key sent several times has its values joined with ", "."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        if name in _NOT_METADATA or name.startswith(b"grpc-") or name.startswith(b":"):
+            continue
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return list(out.items())
+
+
+def _metadata_problem(pairs: envelope.Metadata) -> str | None:
+    for key, value in pairs:
+        if not _KEY.fullmatch(key) or key.startswith("grpc-") or key.startswith("x-meshbatch-") or \
+                key in _RESERVED:
+            return f"metadata key {key[:64]!r} is not one an upstream may set"
+        if _BAD_VALUE.search(value):
+            return f"metadata {key!r} has a control character"
+    return None
+
+
+def _result(found: envelope.EnvelopeResult) -> ItemResult:
+    problem = _metadata_problem(found.metadata) if found.metadata else None
+    if problem is not None:
+        return grpc_failure("bad_item_metadata", f"a result of the batch answer: {problem}")
+    fields: Headers = [(key.encode("latin-1"), value.encode("latin-1", "replace")) for key, value in found.metadata]
+    code = found.code
+    if code == 0:
+        return ItemResult(200, found.payload, fields)
+    if not 0 < code <= 16:  # a code gRPC does not define is UNKNOWN to a client: said so, not passed on
+        return ItemResult(500, b"", [*status_fields(GrpcStatus.UNKNOWN, f"status code {code}: {found.message}"),
+                                     *fields])
+    return ItemResult(mapping.to_http(code), b"", [*status_fields(code, found.message), *fields])
+
+
+class GrpcEnvelopeCodec:
+    name = "grpc"
+    content_type = b"application/grpc"
+    forwards_headers = True  # the items' metadata travel in the envelope
+    request_headers: Headers = [(b"te", b"trailers")]
+    replies = GRPC_REPLIES
+
+    def __init__(self, config: GrpcBatch | None = None) -> None:
+        self.max_size = (config or GrpcBatch()).max_message_bytes
+
+    def check_item(self, item: ItemRequest) -> str | None:
+        return check_caller(item, self.max_size, proto_only=False)
+
+    def encode(self, items: Sequence[ItemRequest]) -> bytes:
+        return framing.frame(envelope.encode_request(
+            envelope.EnvelopeItem(caller_message(item, self.max_size), item.path.decode("latin-1"),
+                                  metadata(item.headers), item.id) for item in items))
+
+    def decode(self, status: int, headers: Headers, body: bytes, items: Sequence[ItemRequest]) -> list[ItemResult]:
+        n = len(items)
+        message = batch_message(status, headers, body, n, self.max_size * max(n, 1) + 1024)
+        if isinstance(message, list):
+            return message
+        try:
+            results = envelope.decode_response(message)
+        except MalformedMessage as exc:
+            return [grpc_failure("upstream_not_envelope", f"the batch answer is not a BatchResponse ({exc})")] * n
+        if len(results) != n:
+            return count_failure(n, len(results))
+        return [_result(found) for found in results]
+
+
+__all__ = ["GrpcEnvelopeCodec", "metadata"]
