@@ -7,6 +7,7 @@
                 for order in orders]
 
     app = asgi_app(handle, codec="envelope", path="/orders/batch")   # uvicorn module:app
+    server = await serve_grpc(handle, "[::]:50051")                  # batch.codec: grpc (grpc extra)
 
 Results are JSON values (answered 200), `ItemResponse(status, body, headers)` or `ItemError(status, body)`
 (the envelope codec gives each caller its own status; json-array and ndjson put `{"status", "error"}` in the
@@ -21,7 +22,9 @@ sent.
 from meshbatch.consumer.aio import aiohttp_handler
 from meshbatch.consumer.asgi import asgi_app
 from meshbatch.consumer.core import BatchApp
+from meshbatch.consumer.grpc_server import GrpcBatchApp, GrpcItem, grpc_handler, serve_grpc
 from meshbatch.consumer.items import ItemError, ItemResponse, each
 from meshbatch.consumer.wire import WIRES
 
-__all__ = ["WIRES", "BatchApp", "ItemError", "ItemResponse", "aiohttp_handler", "asgi_app", "each"]
+__all__ = ["WIRES", "BatchApp", "GrpcBatchApp", "GrpcItem", "ItemError", "ItemResponse", "aiohttp_handler", "asgi_app",
+           "each", "grpc_handler", "serve_grpc"]

@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from meshbatch.config.model import ENVELOPE_METHOD
 from meshbatch.grpc.wire import LEN, MalformedMessage, as_bytes, as_int32, as_text, delimited, fields, tag, varint
 
-METHOD = ENVELOPE_METHOD
+METHOD = "/meshbatch.batch.v1.Batch/Process"  # the same as config.model.ENVELOPE_METHOD (a test holds them equal)
 Metadata = list[tuple[str, str]]
 
 

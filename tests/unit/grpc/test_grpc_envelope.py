@@ -92,3 +92,13 @@ def test_varints_round_trip(value):
 def test_negative_int32_takes_ten_bytes_as_protobuf_writes():
     assert wire.varint(-1) == b"\xff" * 9 + b"\x01"
     assert wire.as_int32(1, wire.VARINT, wire.read_varint(wire.varint(-5), 0)[0]) == -5
+
+
+def test_the_envelope_method_is_the_configs_default():
+    from meshbatch.config.model import ENVELOPE_METHOD
+    from meshbatch.consumer.grpc_server import METHOD, SERVICE
+
+    assert envelope.METHOD == ENVELOPE_METHOD == f"/{SERVICE}/{METHOD}"
+    assert _grpc.BatchServicer.Process  # the compiled .proto names the same service and method
+    assert pb.DESCRIPTOR.services_by_name["Batch"].methods_by_name["Process"].full_name == \
+        ENVELOPE_METHOD.strip("/").replace("/", ".")
