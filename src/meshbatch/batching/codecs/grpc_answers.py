@@ -63,7 +63,7 @@ def caller_message(item: ItemRequest, max_size: int) -> bytes:
 def check_caller(item: ItemRequest, max_size: int, proto_only: bool) -> Refusal | None:
     """Why a caller's request cannot be an item: not gRPC, not one message, too large, an unknown encoding."""
     content_type = header(item.headers, b"content-type") or b""
-    media = content_type.split(b";", 1)[0].strip().lower()
+    media = content_type if content_type == CONTENT_TYPE else content_type.split(b";", 1)[0].strip().lower()
     if media != CONTENT_TYPE and not media.startswith(CONTENT_TYPE + b"+"):
         return Refusal("a gRPC batch route takes content-type application/grpc", "grpc_bad_message")
     if proto_only and media not in (CONTENT_TYPE, CONTENT_TYPE + b"+proto"):

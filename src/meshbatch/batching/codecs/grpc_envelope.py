@@ -27,16 +27,20 @@ _RESERVED = frozenset({"content-type", "te", "connection", "transfer-encoding", 
                        "keep-alive", "upgrade", "host"})
 
 
-def metadata(headers: Headers) -> envelope.Metadata:
-    """The caller's custom metadata; a key sent several times has its values joined with ", "."""
-    out: dict[str, str] = {}
+def _utf8(value: bytes) -> bytes:
+    """A header's bytes as the UTF-8 a proto string must be (a non-ASCII byte is read as Latin-1, as HTTP does)."""
+    return value if value.isascii() else value.decode("latin-1").encode("utf-8")
+
+
+def metadata(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """The caller's custom metadata, UTF-8; a key sent several times has its values joined with ", "."""
+    out: dict[bytes, bytes] = {}
     for name, value in headers:
         if name in _NOT_METADATA or name.startswith(b"grpc-") or name.startswith(b":"):
             continue
-        key = name.decode("latin-1")
-        text = value.decode("latin-1")
-        out[key] = f"{out[key]}, {text}" if key in out else text
-    return list(out.items())
+        value = _utf8(value)
+        out[name] = out[name] + b", " + value if name in out else value
+    return [(_utf8(name), value) for name, value in out.items()]
 
 
 def _metadata_problem(pairs: envelope.Metadata) -> str | None:
@@ -77,9 +81,10 @@ class GrpcEnvelopeCodec:
         return check_caller(item, self.max_size, proto_only=False)
 
     def encode(self, items: Sequence[ItemRequest]) -> bytes:
-        return framing.frame(envelope.encode_request(
-            envelope.EnvelopeItem(caller_message(item, self.max_size), item.path.decode("latin-1"),
-                                  metadata(item.headers), item.id) for item in items))
+        max_size = self.max_size
+        return framing.frame(b"".join([
+            envelope.encode_raw_item(caller_message(item, max_size), _utf8(item.path), metadata(item.headers),
+                                     item.id.encode()) for item in items]))
 
     def decode(self, status: int, headers: Headers, body: bytes, items: Sequence[ItemRequest]) -> list[ItemResult]:
         n = len(items)
