@@ -2,6 +2,8 @@
 caller gets back (a unary answer, or its own status), and every failure as a gRPC status."""
 
 import asyncio
+import sys
+from pathlib import Path
 
 import pytest
 from batching_support import make_handler, settle, submit
@@ -10,6 +12,7 @@ from meshbatch.grpc import envelope
 from meshbatch.grpc.framing import frame, unary
 from testbed.grpc_batch import Answer, grpc_answer, grpc_call, trailers_only
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "layers"))  # layers_support: a cluster and its target
 ENVELOPE = b"/meshbatch.batch.v1.Batch/Process"
 
 
@@ -189,3 +192,37 @@ async def test_gzip_callers_are_sent_uncompressed():
     assert Answer(await task).message == b"ok"
 
 
+
+
+async def test_items_answered_unavailable_are_retried_as_a_503_would_be():
+    from layers_support import cluster, draws, target
+
+    from meshbatch.batching.handler import BatchHandler
+    from meshbatch.config.model import Batch, Retry
+    from meshbatch.layers.retry import RetryPolicy
+    from meshbatch.telemetry.metrics import Registry
+    from meshbatch.upstream.exchange import ATTEMPT
+    from testbed.grpc_batch import Answer as Read
+
+    chosen = target(cluster())
+
+    class Routed(type(make_handler()[1])):
+        async def __call__(self, *args):
+            ATTEMPT.get().target = chosen
+            return await super().__call__(*args)
+
+    upstream = Routed()
+    rules = RetryPolicy("g", Retry(retry_on=["5xx"], num_retries=2, backoff={"base_ms": 1}), None, draws(0.0))
+    handler = BatchHandler("g", Batch(codec="grpc"), upstream, timeout=2.0, metrics=Registry(), retry=rules)
+    tasks = [submit(handler, grpc_call(b"a")), submit(handler, grpc_call(b"b")), submit(handler, grpc_call(b"c"))]
+    await settle()
+    answer_with(upstream.calls[0], [envelope.EnvelopeResult(payload=b"A"), envelope.EnvelopeResult(code=14),
+                                    envelope.EnvelopeResult(code=5, message="gone")])
+    await settle(20)
+    assert [i.payload for i in sent_items(upstream.calls[1])] == [b"b"]  # UNAVAILABLE again; NOT_FOUND is final
+    upstream.calls[1].future.set_result(trailers_only(14, b"still busy"))  # the whole (one-item) batch refused
+    await settle(20)
+    assert [i.payload for i in sent_items(upstream.calls[2])] == [b"b"]
+    answer_with(upstream.calls[2], [envelope.EnvelopeResult(payload=b"B")])
+    a, b, c = [Read(r) for r in await asyncio.gather(*tasks)]
+    assert (a.message, b.message, c.status, c.text) == (b"A", b"B", 5, "gone")
