@@ -226,3 +226,36 @@ async def test_items_answered_unavailable_are_retried_as_a_503_would_be():
     answer_with(upstream.calls[2], [envelope.EnvelopeResult(payload=b"B")])
     a, b, c = [Read(r) for r in await asyncio.gather(*tasks)]
     assert (a.message, b.message, c.status, c.text) == (b"A", b"B", 5, "gone")
+
+
+async def test_a_plain_http_404_names_the_batch_method_as_unimplemented():
+    from meshbatch.http.message import Response
+
+    handler, upstream, _clock = make_handler(codec="grpc")
+    task = submit(handler, grpc_call(b"a"))
+    await settle()
+    upstream.calls[0].future.set_result(Response(404, [(b"content-type", b"text/plain")], b"no"))
+    found = Answer(await task)
+    assert found.status == 12 and "POST /meshbatch.batch.v1.Batch/Process with 404" in found.text
+
+
+async def test_a_codec_that_raises_is_internal(monkeypatch):
+    handler, upstream, _clock = make_handler(codec="grpc")
+    monkeypatch.setattr(handler.codec, "decode", lambda *args: 1 / 0)
+    task = submit(handler, grpc_call(b"a"))
+    await settle()
+    answer_with(upstream.calls[0], [envelope.EnvelopeResult(payload=b"x")])
+    found = Answer(await task)
+    assert found.status == 13 and found.text == "codec_error: the batch answer could not be split"
+    assert found.response.reason == "codec_error"
+
+
+async def test_a_replayed_answer_is_grpc_too():
+    handler, upstream, _clock = make_handler(codec="grpc", dedup_window_ms=1000)
+    first = submit(handler, grpc_call(b"a", [(b"idempotency-key", b"k")]))
+    await settle()
+    answer_with(upstream.calls[0], [envelope.EnvelopeResult(payload=b"once")])
+    await first
+    again = Answer(await handler(grpc_call(b"a", [(b"idempotency-key", b"k")])))
+    assert again.message == b"once" and again.trailers[b"idempotent-replayed"] == b"true"
+    assert len(upstream.calls) == 1
