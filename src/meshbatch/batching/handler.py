@@ -153,7 +153,7 @@ class BatchHandler:
         if accumulator.queued >= self.max_queue:
             self.metrics.reject("queue_full")
             return self.replies.refuse(Overloaded("queue_full", f"{accumulator.queued} items are queued",
-                                             retry_after=self._retry_after(now)))
+                                                  retry_after=self._retry_after(now)))
         headers = end_to_end(request.headers) if self._forwards else \
             _NO_HEADERS if dispatcher.tracing is None else dispatcher.tracing.item_headers(request)
         item = Item(request.body, request.method, request.target, headers, key=key, priority=priority,

@@ -84,6 +84,9 @@ class Replies(Protocol):
 class Codec(Protocol):
     name: str
     content_type: bytes
+    # True when `encode` uses each item's method, path and headers (the envelope shape); the batcher then
+    # fills `ItemRequest.headers` with the caller's end-to-end headers, otherwise leaves them empty.
+    forwards_headers: bool
 
     @property
     def request_headers(self) -> Headers:
@@ -94,9 +97,6 @@ class Codec(Protocol):
     def replies(self) -> Replies:
         """How the callers of the codec's routes are answered."""
         ...
-    # True when `encode` uses each item's method, path and headers (the envelope shape); the batcher then
-    # fills `ItemRequest.headers` with the caller's end-to-end headers, otherwise leaves them empty.
-    forwards_headers: bool
 
     def check_item(self, item: ItemRequest) -> str | None:
         """None if the item can be batched with this codec, else why it cannot (answered 400 with the detail;

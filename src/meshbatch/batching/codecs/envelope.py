@@ -178,7 +178,7 @@ class EnvelopeCodec:
     replies = HTTP_REPLIES
 
     def __init__(self, config: BatchConfig | None = None) -> None:
-        pass
+        """No settings of its own: the same for every route."""
 
     def check_item(self, item: ItemRequest) -> str | None:
         """As the other codecs: a JSON body is JSON whatever its label (relabelled `application/json` in the

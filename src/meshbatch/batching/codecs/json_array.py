@@ -73,7 +73,7 @@ class JsonArrayCodec:
     replies = HTTP_REPLIES
 
     def __init__(self, config: BatchConfig | None = None) -> None:
-        pass
+        """No settings of its own: the same for every route."""
 
     def check_item(self, item: ItemRequest) -> str | None:
         return check_json(item)

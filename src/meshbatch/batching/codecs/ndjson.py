@@ -39,7 +39,7 @@ class NdjsonCodec:
     replies = HTTP_REPLIES
 
     def __init__(self, config: BatchConfig | None = None) -> None:
-        pass
+        """No settings of its own: the same for every route."""
 
     def check_item(self, item: ItemRequest) -> str | None:
         return check_json(item)
