@@ -52,7 +52,7 @@ def test_a_port_alone_as_listen_says_what_an_address_is() -> None:
 def test_a_short_codec_name_suggests_the_codec_it_begins() -> None:
     found = problems(ROUTE % "batch: {codec: json}")
     assert found == [f"{AT}.batch.codec: unknown codec 'json'; did you mean 'json-array'?; known: envelope, "
-                     "json-array, ndjson"]
+                     "grpc, json-array, ndjson"]
 
 
 def test_did_you_mean_prefers_a_name_that_starts_with_the_word() -> None:

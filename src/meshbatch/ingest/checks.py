@@ -89,12 +89,14 @@ def ingest_problems(route: IngestRoute, path: str) -> Iterator[Problem]:
     if kind == "postgres" and not sink.url:
         yield Problem(f"{path}.sink.url", "is required for a postgres sink (postgresql://user@host:port/db)")
     if kind == "cluster":
-        if sink.codec not in CODECS:
-            yield Problem(f"{path}.sink.codec", f"unknown codec {sink.codec!r}"
-                          f"{did_you_mean(sink.codec, CODECS.names())}; known: {', '.join(CODECS.names())}")
-        elif sink.codec == "grpc":
+        # grpc batches callers' gRPC calls on a batch route: an event is no gRPC call
+        known = [name for name in CODECS.names() if name != "grpc"]
+        if sink.codec == "grpc":
             yield Problem(f"{path}.sink.codec", "grpc batches callers' gRPC calls on a batch route; an ingest "
-                          "sink delivers events in json-array, ndjson or envelope")
+                          f"sink delivers events in {', '.join(known)}")
+        elif sink.codec not in CODECS:
+            yield Problem(f"{path}.sink.codec", f"unknown codec {sink.codec!r}"
+                          f"{did_you_mean(sink.codec, known)}; known: {', '.join(known)}")
         if not sink.upstream_path.startswith("/"):
             yield Problem(f"{path}.sink.upstream_path", "must start with '/'")
     else:

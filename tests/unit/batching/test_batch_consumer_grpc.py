@@ -106,3 +106,19 @@ async def test_a_request_that_is_not_an_envelope():
     finally:
         await server.stop(None)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a BatchRequest" in caught.value.details()
+
+
+async def test_serve_grpc_starts_its_own_server():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = await serve_grpc(lambda items: [b"<" + i + b">" for i in items], f"127.0.0.1:{port}")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = await pb_grpc.BatchStub(channel).Process(pb.BatchRequest(items=[pb.Item(payload=b"a")]),
+                                                              timeout=10)
+    finally:
+        await server.stop(None)
+    assert answer.results[0].payload == b"<a>"

@@ -148,3 +148,12 @@ def test_ingest_problems() -> None:
 def test_admin_token_must_be_long_enough() -> None:
     found = problems("admin: {token: short}\n" + config("      - {name: r, ingest: {}}"))
     assert found == ["admin.token: must be at least 16 printable characters without spaces"]
+
+
+def test_an_ingest_sink_cannot_use_the_grpc_codec() -> None:
+    found = problems(config("""
+      - name: g
+        cluster: c
+        ingest: {sink: {type: cluster, codec: grpc}}"""))
+    assert found == ["listeners[0].routes[0].ingest.sink.codec: grpc batches callers' gRPC calls on a batch "
+                     "route; an ingest sink delivers events in envelope, json-array, ndjson"]
