@@ -96,6 +96,14 @@ def unary(body: bytes, encoding: bytes | None = None, max_size: int = DEFAULT_MA
     return found[0]
 
 
+def check_unary(body: bytes, encoding: bytes | None = None, max_size: int = DEFAULT_MAX_SIZE) -> None:
+    """`unary`'s checks without copying the message in the usual case (one uncompressed message)."""
+    if len(body) >= PREFIX and body[0] == 0 and int.from_bytes(body[1:PREFIX], "big") == len(body) - PREFIX \
+            and len(body) - PREFIX <= max_size:
+        return
+    unary(body, encoding, max_size)
+
+
 def _first_two(it: Iterator[bytes]) -> Iterator[bytes]:
     for count, message in enumerate(it):
         yield message
@@ -103,4 +111,5 @@ def _first_two(it: Iterator[bytes]) -> Iterator[bytes]:
             return
 
 
-__all__ = ["DEFAULT_MAX_SIZE", "PREFIX", "SUPPORTED_ENCODINGS", "FramingError", "frame", "messages", "unary"]
+__all__ = ["DEFAULT_MAX_SIZE", "PREFIX", "SUPPORTED_ENCODINGS", "FramingError", "check_unary", "frame", "messages",
+           "unary"]

@@ -82,3 +82,16 @@ def test_timeout_format(seconds, text):
     assert timeout.format(seconds) == text
     if seconds > 0 and seconds < 1e11:
         assert timeout.parse(text) >= seconds - 1e-12  # never a shorter budget
+
+
+def test_check_unary_agrees_with_unary():
+    for body in (framing.frame(b"abc"), b"", framing.frame(b"a") + framing.frame(b"b"), b"\x00\x00\x00\x00\x09abc",
+                 framing.frame(b"x" * 11)):
+        try:
+            framing.unary(body, max_size=10)
+        except framing.FramingError as exc:
+            with pytest.raises(framing.FramingError) as caught:
+                framing.check_unary(body, max_size=10)
+            assert caught.value.status == exc.status
+        else:
+            assert framing.check_unary(body, max_size=10) is None

@@ -70,7 +70,7 @@ def check_caller(item: ItemRequest, max_size: int, proto_only: bool) -> Refusal 
         return Refusal(f"{media.decode('latin-1')} messages cannot be batched with protobuf descriptors",
                        "grpc_bad_message")
     try:
-        caller_message(item, max_size)
+        framing.check_unary(item.body, header(item.headers, ENCODING), max_size)
     except framing.FramingError as exc:
         reason = {GrpcStatus.RESOURCE_EXHAUSTED: "grpc_message_too_large",
                   GrpcStatus.UNIMPLEMENTED: "grpc_encoding_unsupported"}.get(exc.status, "grpc_bad_message")
