@@ -87,19 +87,27 @@ async def test_answers_that_are_not_grpc():
 
 async def test_result_codes_and_metadata_an_upstream_may_not_give():
     handler, upstream, _clock = make_handler(codec="grpc")
-    tasks = [submit(handler, grpc_call(b"%d" % n)) for n in range(4)]
+    tasks = [submit(handler, grpc_call(b"%d" % n)) for n in range(6)]
     await settle()
     answer_with(upstream.calls[0], [
         envelope.EnvelopeResult(code=99, message="odd"),
         envelope.EnvelopeResult(code=-1),
-        envelope.EnvelopeResult(payload=b"x", metadata=[("grpc-status", "0")]),
+        envelope.EnvelopeResult(code=5, metadata=[("grpc-status", "0"), ("x-meshbatch-batch-size", "1"),
+                                                  ("content-type", "text/html"), ("x-kept", "yes")]),
         envelope.EnvelopeResult(payload=b"x", metadata=[("x-evil", "a\r\nset-cookie: 1")]),
+        envelope.EnvelopeResult(payload=b"x", metadata=[("Upper", "1")]),
+        envelope.EnvelopeResult(payload=b"x", metadata=[("x-utf8", "caf\u00e9")]),
     ])
     found = [Answer(r) for r in await asyncio.gather(*tasks)]
     assert (found[0].status, found[0].text) == (2, "status code 99: odd")
     assert found[1].status == 2
-    assert found[2].status == 13 and "grpc-status" in found[2].text
-    assert found[3].status == 13 and "control character" in found[3].text
+    assert found[2].status == 5 and found[2].metadata[b"x-kept"] == b"yes"  # reserved keys dropped
+    assert found[2].metadata[b"x-meshbatch-batch-size"] == b"6"
+    assert found[2].response.headers.count((b"content-type", b"application/grpc")) == 1
+    assert b"text/html" not in dict(found[2].response.headers).values()
+    assert found[3].status == 13 and "outside printable ASCII" in found[3].text
+    assert found[4].status == 13 and "not a gRPC metadata key" in found[4].text
+    assert found[5].status == 13 and "outside printable ASCII" in found[5].text
 
 
 @pytest.mark.parametrize(("raw", "headers", "status", "reason"), [

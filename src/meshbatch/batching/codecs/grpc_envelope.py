@@ -20,11 +20,13 @@ from meshbatch.http.message import Headers
 # Not the caller's custom metadata: the call's own fields, which the batch call has its own of.
 _NOT_METADATA = frozenset({b"content-type", b"te", b"user-agent", b"grpc-timeout", b"grpc-encoding",
                            b"grpc-accept-encoding", b"grpc-message-type"})
-# A metadata key an upstream may give a caller: lower-case token characters, not reserved (grpc-*, pseudo).
+# Metadata an upstream gives a caller (doc/PROTOCOL-HTTP2.md): a key of 0-9 a-z _ . -, an ASCII value of
+# printable characters (a `-bin` key's value is base64). Reserved keys (grpc-*, the proxy's x-meshbatch-*,
+# fields of the HTTP exchange itself) are the proxy's to write: dropped, as the envelope codec drops them.
 _KEY = re.compile(r"[0-9a-z_.\-]+")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_VALUE = re.compile(r"[\x20-\x7e]*")
 _RESERVED = frozenset({"content-type", "te", "connection", "transfer-encoding", "content-length", "trailer",
-                       "keep-alive", "upgrade", "host"})
+                       "keep-alive", "upgrade", "host", "user-agent"})
 
 
 def _utf8(value: bytes) -> bytes:
@@ -43,21 +45,24 @@ def metadata(headers: Headers) -> list[tuple[bytes, bytes]]:
     return [(_utf8(name), value) for name, value in out.items()]
 
 
-def _metadata_problem(pairs: envelope.Metadata) -> str | None:
+def _result_metadata(pairs: envelope.Metadata) -> Headers | str:
+    """A result's metadata for its caller, or what is wrong with it."""
+    fields: Headers = []
     for key, value in pairs:
-        if not _KEY.fullmatch(key) or key.startswith("grpc-") or key.startswith("x-meshbatch-") or \
-                key in _RESERVED:
-            return f"metadata key {key[:64]!r} is not one an upstream may set"
-        if _BAD_VALUE.search(value):
-            return f"metadata {key!r} has a control character"
-    return None
+        if not _KEY.fullmatch(key):
+            return f"metadata key {key[:64]!r} is not a gRPC metadata key"
+        if not _VALUE.fullmatch(value):
+            return f"metadata {key!r} has a character outside printable ASCII"
+        if key.startswith("grpc-") or key.startswith("x-meshbatch-") or key in _RESERVED:
+            continue
+        fields.append((key.encode("ascii"), value.encode("ascii")))
+    return fields
 
 
 def _result(found: envelope.EnvelopeResult) -> ItemResult:
-    problem = _metadata_problem(found.metadata) if found.metadata else None
-    if problem is not None:
-        return grpc_failure("bad_item_metadata", f"a result of the batch answer: {problem}")
-    fields: Headers = [(key.encode("latin-1"), value.encode("latin-1", "replace")) for key, value in found.metadata]
+    fields = _result_metadata(found.metadata) if found.metadata else []
+    if isinstance(fields, str):
+        return grpc_failure("bad_item_metadata", f"a result of the batch answer: {fields}")
     code = found.code
     if code == 0:
         return ItemResult(200, found.payload, fields)
