@@ -41,7 +41,6 @@ _BY_REASON = {
     "draining": S.UNAVAILABLE,
     "no_route": S.UNIMPLEMENTED,
     "method_not_allowed": S.UNIMPLEMENTED,
-    "header_timeout": S.CANCELLED,            # the client stopped sending
     # A gRPC caller's own message that cannot be batched (batching/codecs/grpc_answers.py).
     "grpc_bad_message": S.INTERNAL,
     "grpc_message_too_large": S.RESOURCE_EXHAUSTED,
