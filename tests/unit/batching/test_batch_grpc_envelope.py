@@ -267,3 +267,12 @@ async def test_a_replayed_answer_is_grpc_too():
     again = Answer(await handler(grpc_call(b"a", [(b"idempotency-key", b"k")])))
     assert again.message == b"once" and again.trailers[b"idempotent-replayed"] == b"true"
     assert len(upstream.calls) == 1
+
+
+async def test_a_batch_refused_with_a_code_grpc_does_not_define_is_unknown():
+    handler, upstream, _clock = make_handler(codec="grpc")
+    task = submit(handler, grpc_call(b"a"))
+    await settle()
+    upstream.calls[0].future.set_result(trailers_only(99, b"odd"))
+    found = Answer(await task)
+    assert (found.status, found.text) == (2, "status code 99: odd")

@@ -41,8 +41,16 @@ def header(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
+def defined(code: int, message: str) -> tuple[int, str]:
+    """A status code gRPC defines, with its message; any other is UNKNOWN to a client, said so here."""
+    if 0 < code <= 16:
+        return code, message
+    return int(GrpcStatus.UNKNOWN), f"status code {code}: {message}" if message else f"status code {code}"
+
+
 def grpc_result(code: GrpcStatus | int, message: str = "", extra: Headers | None = None) -> ItemResult:
     """An item's gRPC status as a result (the upstream's own: no proxy reason)."""
+    code, message = defined(int(code), message)
     headers = status_fields(code, message)
     if extra:
         headers.extend(extra)
@@ -126,7 +134,7 @@ class GrpcReplies:
         found = status_of(response) if response.status == 200 else None
         if found is None or found[0] == 0:
             return response
-        code, message = found
+        code, message = defined(*found)
         refused = Response(mapping.to_http(code), [GRPC_TYPE, *status_fields(code, message)])
         refused.upstream = response.upstream
         return refused
@@ -134,5 +142,5 @@ class GrpcReplies:
 
 GRPC_REPLIES = GrpcReplies()
 
-__all__ = ["ENCODING", "GRPC_REPLIES", "GrpcReplies", "caller_message", "check_caller", "grpc_failure",
+__all__ = ["ENCODING", "GRPC_REPLIES", "GrpcReplies", "caller_message", "check_caller", "defined", "grpc_failure",
            "grpc_result", "header"]

@@ -8,12 +8,16 @@ import re
 from collections.abc import Sequence
 
 from meshbatch.batching.codecs.base import ItemRequest, ItemResult
-from meshbatch.batching.codecs.grpc_answers import GRPC_REPLIES, caller_message, check_caller, grpc_failure
+from meshbatch.batching.codecs.grpc_answers import (
+    GRPC_REPLIES,
+    caller_message,
+    check_caller,
+    grpc_failure,
+    grpc_result,
+)
 from meshbatch.batching.codecs.grpc_common import batch_message, count_failure
 from meshbatch.config.model import GrpcBatch
-from meshbatch.grpc import envelope, framing, mapping
-from meshbatch.grpc.replies import status_fields
-from meshbatch.grpc.status import GrpcStatus
+from meshbatch.grpc import envelope, framing
 from meshbatch.grpc.wire import MalformedMessage
 from meshbatch.http.message import Headers
 
@@ -63,13 +67,9 @@ def _result(found: envelope.EnvelopeResult) -> ItemResult:
     fields = _result_metadata(found.metadata) if found.metadata else []
     if isinstance(fields, str):
         return grpc_failure("bad_item_metadata", f"a result of the batch answer: {fields}")
-    code = found.code
-    if code == 0:
+    if found.code == 0:
         return ItemResult(200, found.payload, fields)
-    if not 0 < code <= 16:  # a code gRPC does not define is UNKNOWN to a client: said so, not passed on
-        return ItemResult(500, b"", [*status_fields(GrpcStatus.UNKNOWN, f"status code {code}: {found.message}"),
-                                     *fields])
-    return ItemResult(mapping.to_http(code), b"", [*status_fields(code, found.message), *fields])
+    return grpc_result(found.code, found.message, fields)
 
 
 class GrpcEnvelopeCodec:

@@ -19,12 +19,16 @@ from collections.abc import Sequence
 
 from meshbatch.batching.codecs.base import ItemRequest, ItemResult, Refusal
 from meshbatch.batching.codecs.failures import for_all
-from meshbatch.batching.codecs.grpc_answers import GRPC_REPLIES, caller_message, check_caller, grpc_failure
+from meshbatch.batching.codecs.grpc_answers import (
+    GRPC_REPLIES,
+    caller_message,
+    check_caller,
+    grpc_failure,
+    grpc_result,
+)
 from meshbatch.batching.codecs.grpc_common import batch_message, count_failure
-from meshbatch.grpc import descriptors, framing, mapping
+from meshbatch.grpc import descriptors, framing
 from meshbatch.grpc.descriptors import BatchShape
-from meshbatch.grpc.replies import status_fields
-from meshbatch.grpc.status import GrpcStatus
 from meshbatch.grpc.wire import LEN, MalformedMessage, as_bytes, as_int32, as_text, fields, tag, varint
 from meshbatch.http.message import Headers
 
@@ -47,12 +51,7 @@ def parse_status(data: bytes) -> tuple[int, str, bool]:
 
 
 def _status_result(code: int, message: str, raw: bytes, details: bool) -> ItemResult:
-    if not 0 < code <= 16:
-        code, message = GrpcStatus.UNKNOWN, f"status code {code}: {message}"
-    headers = status_fields(code, message)
-    if details:
-        headers.append((DETAILS, base64.b64encode(raw).rstrip(b"=")))
-    return ItemResult(mapping.to_http(code), b"", headers)
+    return grpc_result(code, message, [(DETAILS, base64.b64encode(raw).rstrip(b"="))] if details else None)
 
 
 class GrpcMethodCodec:
