@@ -99,8 +99,10 @@ async def call(site: BatchRoute, batch: Batch, path: bytes, headers: Headers, it
     last = max(deadlines) if deadlines else now
     stopwatch = site.stopwatch
     started = stopwatch()
+    timeout = max(last - now, 0.001)
+    timed = site.codec.call_headers(timeout)
     response = site.codec.replies.upstream(
-        await site.send(site.method, path, headers, body, max(last - now, 0.001), batch.key))
+        await site.send(site.method, path, [*headers, *timed] if timed else headers, body, timeout, batch.key))
     elapsed = stopwatch() - started
     batch.upstream = response.upstream
     site.metrics.upstream.observe(elapsed)

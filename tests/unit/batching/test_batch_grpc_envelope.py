@@ -33,6 +33,7 @@ async def test_round_trip_each_caller_gets_its_result_or_its_status():
     (call,) = upstream.calls
     assert call.method == b"POST" and call.path == ENVELOPE and call.key == (b"acme",)
     assert (b"content-type", b"application/grpc") in call.headers and (b"te", b"trailers") in call.headers
+    assert (b"grpc-timeout", b"2000000u") in call.headers  # the callers' latest deadline, as gRPC says it
     items = sent_items(call)
     assert [i.payload for i in items] == [b"sku-0", b"sku-1", b"sku-2"]
     assert [i.id for i in items] == ["1", "2", "3"] and {i.method for i in items} == {"/inventory.Inventory/Get"}
@@ -142,6 +143,7 @@ async def test_grpc_timeout_is_the_callers_deadline():
                                        received_at=clock.now()))]
     await settle()
     assert upstream.calls[0].timeout == pytest.approx(0.1)
+    assert (b"grpc-timeout", b"100000u") in upstream.calls[0].headers
     clock.advance(0.2)
     handler.dispatcher.pump()
     await settle()

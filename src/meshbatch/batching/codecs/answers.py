@@ -8,6 +8,8 @@ from meshbatch.batching.replies import error_response
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Headers, Response
 
+NO_HEADERS: Headers = []  # shared, never mutated
+
 
 class HttpReplies:
     __slots__ = ()
@@ -28,4 +30,4 @@ class HttpReplies:
 
 HTTP_REPLIES = HttpReplies()
 
-__all__ = ["HTTP_REPLIES", "HttpReplies"]
+__all__ = ["HTTP_REPLIES", "NO_HEADERS", "HttpReplies"]

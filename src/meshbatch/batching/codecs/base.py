@@ -98,6 +98,10 @@ class Codec(Protocol):
         """How the callers of the codec's routes are answered."""
         ...
 
+    def call_headers(self, timeout: float) -> Headers:
+        """Fields of one batch call that depend on its time budget in seconds (gRPC's `grpc-timeout`)."""
+        ...
+
     def check_item(self, item: ItemRequest) -> str | None:
         """None if the item can be batched with this codec, else why it cannot (answered 400 with the detail;
         the reason is `invalid_body`, or the one a `Refusal` names). Every codec reads a body that is JSON as

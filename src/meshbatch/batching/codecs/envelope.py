@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import orjson
 
-from meshbatch.batching.codecs.answers import HTTP_REPLIES
+from meshbatch.batching.codecs.answers import HTTP_REPLIES, NO_HEADERS
 from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult
 from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, upstream_status
 from meshbatch.batching.codecs.json_array import check_json, not_json, utf8
@@ -179,6 +179,9 @@ class EnvelopeCodec:
 
     def __init__(self, config: BatchConfig | None = None) -> None:
         """No settings of its own: the same for every route."""
+
+    def call_headers(self, timeout: float) -> Headers:
+        return NO_HEADERS
 
     def check_item(self, item: ItemRequest) -> str | None:
         """As the other codecs: a JSON body is JSON whatever its label (relabelled `application/json` in the

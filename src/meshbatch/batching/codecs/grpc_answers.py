@@ -16,6 +16,7 @@ import orjson
 from meshbatch.batching.codecs.base import ItemRequest, ItemResult, Refusal
 from meshbatch.errors import ProxyError
 from meshbatch.grpc import framing, mapping
+from meshbatch.grpc import timeout as grpc_timeout
 from meshbatch.grpc.replies import (
     CONTENT_TYPE,
     GRPC_TYPE,
@@ -61,6 +62,11 @@ def grpc_failure(reason: str, detail: str, code: GrpcStatus = GrpcStatus.INTERNA
     """A result the proxy makes when the batch answer cannot be split (a 502 to the batching core: a bad
     upstream answer), INTERNAL to the caller unless `code` says otherwise."""
     return ItemResult(502, b"", status_fields(code, detail), reason)
+
+
+def deadline(timeout: float) -> Headers:
+    """The batch call's `grpc-timeout`: the upstream knows when its callers stop waiting."""
+    return [(grpc_timeout.HEADER, grpc_timeout.format(timeout))]
 
 
 def caller_message(item: ItemRequest, max_size: int) -> bytes:
@@ -142,5 +148,5 @@ class GrpcReplies:
 
 GRPC_REPLIES = GrpcReplies()
 
-__all__ = ["ENCODING", "GRPC_REPLIES", "GrpcReplies", "caller_message", "check_caller", "defined", "grpc_failure",
-           "grpc_result", "header"]
+__all__ = ["ENCODING", "GRPC_REPLIES", "GrpcReplies", "caller_message", "check_caller", "deadline", "defined",
+           "grpc_failure", "grpc_result", "header"]

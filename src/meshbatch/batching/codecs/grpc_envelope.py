@@ -12,6 +12,7 @@ from meshbatch.batching.codecs.grpc_answers import (
     GRPC_REPLIES,
     caller_message,
     check_caller,
+    deadline,
     grpc_failure,
     grpc_result,
 )
@@ -81,6 +82,9 @@ class GrpcEnvelopeCodec:
 
     def __init__(self, config: GrpcBatch | None = None) -> None:
         self.max_size = (config or GrpcBatch()).max_message_bytes
+
+    def call_headers(self, timeout: float) -> Headers:
+        return deadline(timeout)
 
     def check_item(self, item: ItemRequest) -> str | None:
         return check_caller(item, self.max_size, proto_only=False)

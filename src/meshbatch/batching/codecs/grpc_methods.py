@@ -23,6 +23,7 @@ from meshbatch.batching.codecs.grpc_answers import (
     GRPC_REPLIES,
     caller_message,
     check_caller,
+    deadline,
     grpc_failure,
     grpc_result,
 )
@@ -81,6 +82,9 @@ class GrpcMethodCodec:
         if len(checked) < MAX_CHECKED_PATHS:
             checked[path] = problem
         return problem
+
+    def call_headers(self, timeout: float) -> Headers:
+        return deadline(timeout)
 
     def check_item(self, item: ItemRequest) -> str | None:
         problem = self._method_problem(item.path)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import orjson
 
-from meshbatch.batching.codecs.answers import HTTP_REPLIES
+from meshbatch.batching.codecs.answers import HTTP_REPLIES, NO_HEADERS
 from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult, Refusal
 from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, json_error, upstream_status
 from meshbatch.batching.codecs.nesting import MAX_DEPTH, nesting_exceeds
@@ -74,6 +74,9 @@ class JsonArrayCodec:
 
     def __init__(self, config: BatchConfig | None = None) -> None:
         """No settings of its own: the same for every route."""
+
+    def call_headers(self, timeout: float) -> Headers:
+        return NO_HEADERS
 
     def check_item(self, item: ItemRequest) -> str | None:
         return check_json(item)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from meshbatch.batching.codecs.answers import HTTP_REPLIES
+from meshbatch.batching.codecs.answers import HTTP_REPLIES, NO_HEADERS
 from meshbatch.batching.codecs.base import CODECS, ItemRequest, ItemResult
 from meshbatch.batching.codecs.failures import JSON_HEADERS, failure, for_all, upstream_status
 from meshbatch.batching.codecs.json_array import check_json, not_json, utf8
@@ -40,6 +40,9 @@ class NdjsonCodec:
 
     def __init__(self, config: BatchConfig | None = None) -> None:
         """No settings of its own: the same for every route."""
+
+    def call_headers(self, timeout: float) -> Headers:
+        return NO_HEADERS
 
     def check_item(self, item: ItemRequest) -> str | None:
         return check_json(item)
