@@ -18,7 +18,7 @@ FUZZ = settings(max_examples=200, deadline=None, derandomize=True, suppress_heal
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                     max_leaves=12)
-NAMES = CODECS.names()
+NAMES = [name for name in CODECS.names() if name != "grpc"]  # the JSON codecs (grpc: test_grpc_codec_properties)
 SEED_ANSWERS = [b"", b"[]", b"[1]", b"{}", b'{"responses": []}', b'{"responses": [{"id": "1"}]}', b"null\n",
                 b'{"responses": [{"id": "1", "status": "abc"}]}', b"\xff\xfe", b'[1, 2, 3]', b"1\n2\n"]
 
