@@ -47,6 +47,9 @@ def grpc_methods(config: Config) -> Iterator[Problem]:
     for i, lst in enumerate(config.listeners):
         for j, route in enumerate(lst.routes):
             if isinstance(route, BatchRoute) and route.batch.grpc is not None:
+                if route.pipeline:  # its steps read the body as text, JSON or a compressed document
+                    yield Problem(f"listeners[{i}].routes[{j}].pipeline",
+                                  "a gRPC batch route carries protobuf messages as they are: no pipeline steps")
                 yield from grpc_problems(route.batch.grpc, f"listeners[{i}].routes[{j}].batch.grpc",
                                          route.match.path)
 

@@ -211,3 +211,8 @@ def test_other_config_mistakes():
     assert any("routes[0].batch.grpc.batch_method" in p and "/package.Service/Method" in p for p in found), found
     found = problems("{name: g, cluster: c, batch: {codec: grpc, grpc: {statuses_field: s}}}")
     assert any("routes[0].batch.grpc" in p and "needs descriptor_set" in p for p in found), found
+
+
+def test_no_pipeline_on_a_grpc_route():
+    found = problems("{name: g, cluster: c, batch: {codec: grpc}, pipeline: [{decode: {format: json}}]}")
+    assert any("routes[0].pipeline" in p and "no pipeline steps" in p for p in found), found
