@@ -53,16 +53,25 @@ _SIZES = [bytes((size,)) for size in range(0x80)]  # one-byte lengths
 
 
 def _field(number: int, data: bytes) -> bytes:
-    """A length-delimited field of the envelope, its key and a short length from tables (the hot path)."""
+    """A length-delimited field of the envelope, its key and a length under 16 KiB written inline (the hot path)."""
     size = len(data)
     if size < 0x80:
         return _KEYS[number] + _SIZES[size] + data
+    if size < 0x4000:
+        return _KEYS[number] + bytes(((size & 0x7F) | 0x80, size >> 7)) + data
     return delimited(number, data)
 
 
-def encode_raw_item(payload: bytes, method: bytes, metadata: Iterable[tuple[bytes, bytes]], item_id: bytes) -> bytes:
-    """One Item from bytes that are already UTF-8 where the .proto says string (the codec's hot path)."""
-    body = (_field(1, payload) if payload else b"") + (_field(2, method) if method else b"")
+def method_field(method: bytes) -> bytes:
+    """An Item's `method` field (UTF-8 bytes), for a caller that writes it once per method."""
+    return _field(2, method) if method else b""
+
+
+def encode_raw_item(payload: bytes, method: bytes, metadata: Iterable[tuple[bytes, bytes]], item_id: bytes,
+                    method_bytes: bytes | None = None) -> bytes:
+    """One Item from bytes that are already UTF-8 where the .proto says string (the codec's hot path);
+    `method_bytes`: the method's field as `method_field` wrote it, when the caller keeps it."""
+    body = (_field(1, payload) if payload else b"") + (method_field(method) if method_bytes is None else method_bytes)
     for key, value in metadata:
         body += _field(3, _field(1, key) + _field(2, value))
     if item_id:
@@ -110,6 +119,10 @@ def _repeated(data: bytes, number: int, what: str) -> list[bytes]:
 
 
 def decode_result(data: bytes) -> EnvelopeResult:
+    size = len(data)
+    # The usual result, a payload under 128 bytes and nothing else: read without the field walker.
+    if size >= 2 and data[0] == 0x1A and data[1] == size - 2 and size - 2 < 0x80:
+        return EnvelopeResult(payload=data[2:])
     result = EnvelopeResult()
     for number, wire_type, raw in fields(data):
         if number == 1:
@@ -148,4 +161,5 @@ def decode_request(data: bytes) -> list[EnvelopeItem]:
 
 
 __all__ = ["METHOD", "EnvelopeItem", "EnvelopeResult", "Metadata", "decode_item", "decode_request",
-           "decode_response", "decode_result", "encode_item", "encode_raw_item", "encode_request", "encode_response"]
+           "decode_response", "decode_result", "encode_item", "encode_raw_item", "encode_request", "encode_response",
+           "method_field"]

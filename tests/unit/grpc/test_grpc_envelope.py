@@ -14,7 +14,8 @@ _, pb, _grpc = compiled("meshbatch_batch")
 
 texts = st.text(max_size=20)
 metadata = st.lists(st.tuples(st.text(min_size=1, max_size=8), texts), max_size=3, unique_by=lambda kv: kv[0])
-items = st.builds(envelope.EnvelopeItem, st.binary(max_size=40), texts, metadata, texts)
+items = st.builds(envelope.EnvelopeItem, st.one_of(st.binary(max_size=40), st.binary(min_size=100, max_size=300)),
+                  texts, metadata, texts)
 results = st.builds(envelope.EnvelopeResult, st.integers(-(2**31), 2**31 - 1), texts, st.binary(max_size=40),
                     metadata)
 
@@ -45,6 +46,16 @@ def test_responses_are_the_bytes_protobuf_writes(found):
     back = envelope.decode_response(expected.SerializeToString())
     assert [(r.code, r.message, r.payload, sorted(r.metadata)) for r in back] == \
         [(r.code, r.message, r.payload, sorted(r.metadata)) for r in found]
+
+
+def test_long_fields_take_longer_lengths():
+    for size in (127, 128, 16383, 16384, 70000):
+        item = envelope.EnvelopeItem(b"x" * size, "/a.B/C", [("k", "v" * size)], "1")
+        expected = pb.BatchRequest(items=[pb.Item(payload=item.payload, method=item.method, metadata={"k": "v" * size},
+                                                  id="1")])
+        assert envelope.encode_request([item]) == expected.SerializeToString(deterministic=True)
+        result = envelope.EnvelopeResult(payload=b"y" * size)
+        assert envelope.decode_response(envelope.encode_response([result]))[0].payload == result.payload
 
 
 def test_unknown_fields_are_skipped():

@@ -22,6 +22,7 @@ from meshbatch.grpc import envelope, framing
 from meshbatch.grpc.wire import MalformedMessage
 from meshbatch.http.message import Headers
 
+MAX_METHODS = 1024  # caller methods whose Item.method field is kept (a path_prefix route may see any path)
 # Not the caller's custom metadata: the call's own fields, which the batch call has its own of.
 _NOT_METADATA = frozenset({b"content-type", b"te", b"user-agent", b"grpc-timeout", b"grpc-encoding",
                            b"grpc-accept-encoding", b"grpc-message-type"})
@@ -82,6 +83,15 @@ class GrpcEnvelopeCodec:
 
     def __init__(self, config: GrpcBatch | None = None) -> None:
         self.max_size = (config or GrpcBatch()).max_message_bytes
+        self._methods: dict[bytes, bytes] = {}  # caller path -> its Item.method field (bounded)
+
+    def _method(self, path: bytes) -> bytes:
+        found = self._methods.get(path)
+        if found is None:
+            found = envelope.method_field(_utf8(path))
+            if len(self._methods) < MAX_METHODS:
+                self._methods[path] = found
+        return found
 
     def call_headers(self, timeout: float) -> Headers:
         return deadline(timeout)
@@ -91,9 +101,10 @@ class GrpcEnvelopeCodec:
 
     def encode(self, items: Sequence[ItemRequest]) -> bytes:
         max_size = self.max_size
+        method = self._method
         return framing.frame(b"".join([
-            envelope.encode_raw_item(caller_message(item, max_size), _utf8(item.path), metadata(item.headers),
-                                     item.id.encode()) for item in items]))
+            envelope.encode_raw_item(caller_message(item, max_size), b"", metadata(item.headers), item.id.encode(),
+                                     method(item.path)) for item in items]))
 
     def decode(self, status: int, headers: Headers, body: bytes, items: Sequence[ItemRequest]) -> list[ItemResult]:
         n = len(items)
