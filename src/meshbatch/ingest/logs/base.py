@@ -60,7 +60,11 @@ class EventLog(Protocol):
 
     def ack(self, records: Sequence[Record]) -> Awaitable[None]: ...
 
-    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool) -> Awaitable[None]: ...
+    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool,
+              at: float | None = None) -> Awaitable[None]:
+        """Deliver again after `delay` seconds; `at`, when given, is that time exactly on the log's clock (records
+        retried with the same `at` are taken again in log order)."""
+        ...
 
     def dead(self, records: Sequence[Record], reason: str, stage: str = DELIVERY) -> Awaitable[None]:
         """Park records in dead letters with `reason`; `stage` is where they were refused: `delivery` (the

@@ -208,7 +208,8 @@ class JetStreamLog:
         self._leased -= len(records)
         return self._spawn(asyncio.gather(*(r.ref.ack() for r in records if r.ref is not None)))
 
-    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool) -> Awaitable[None]:
+    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool,
+              at: float | None = None) -> Awaitable[None]:  # `at`: the stream redelivers in its own order
         self._leased -= len(records)
         self._naked += len(records)
         for record in records:
