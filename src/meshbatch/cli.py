@@ -146,10 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the run's work directory (database, logs, config, plot) and print where it is")
     demo.set_defaults(func=_cmd_demo)
 
-    from meshbatch.tools.commands import add_top, add_tune
+    from meshbatch.tools.commands import add_shards, add_top, add_tune
 
     add_top(sub)
     add_tune(sub)
+    add_shards(sub)
 
     from meshbatch.tools.ingest_cli import add_ingest
 

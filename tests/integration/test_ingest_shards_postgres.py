@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from test_ingest_services import ingest_config, wait_until
 
@@ -144,6 +147,14 @@ def test_a_shard_killed_and_restarted_mid_load(mesh: Any, tmp_path: Path, server
                        and s["log"]["backlog"] == 0 and s, 10, "an empty log")
     assert final["log"]["dead_letters"] == 0 and final["delivery"]["dead_lettered"] == 0
     shards = final["sink"]["shards"]
+    # `meshbatch shards plan` reads the keys back from the three servers: none misplaced, new keys go only to "3"
+    plan = subprocess.run([sys.executable, "-m", "meshbatch", "shards", "plan", str(mesh.config_path("shards.yaml")),
+                           "--route", "events", "--add", "postgresql://app:pw@127.0.0.1:1/x", "--from-sinks",
+                           "--json"], capture_output=True, text=True, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    figures = orjson.loads(plan.stdout)
+    assert figures["keys"] == DEVICES and figures["misplaced"] == 0
+    assert {f["to"] for f in figures["flows"]} == {"3"}
     print(f"\nsharded sink, shard 1 killed mid-load: {len(acked)} acknowledged, {len(everything)} stored, "
           f"{len(everything) - len(set(everything))} twice; shard sizes {[len(stored(s)) for s in servers]}; "
           f"restart took {restarted - down_for:.1f}s; everything stored {drained:.1f}s after the restart; "
