@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,20 @@ async def test_keys_sampled_from_sqlite_shards(tmp_path: Path, mapped: bool) -> 
     assert code == 0 and plan["source"] == "the shards' tables"
     assert plan["keys"] == len({f"d{i % 50}" if i % 7 else str(i % 50) for i in range(300)})
     assert plan["misplaced"] == 0 and {f["to"] for f in plan["flows"]} <= {"3"}
+
+
+def test_rows_left_on_an_old_shard_are_counted_as_misplaced(tmp_path: Path) -> None:
+    paths = [tmp_path / f"s{i}.db" for i in range(3)]
+    config = write(tmp_path, {"type": "sqlite", "shards": [str(p) for p in paths], "shard_by": "device",
+                              "columns": {"device": "device"}})
+    for path in paths:  # every shard holds the key "d1": two of them by mistake
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE events (event_id TEXT PRIMARY KEY, device TEXT)")
+        db.execute("INSERT INTO events VALUES (?, 'd1')", (f"id-{path.name}",))
+        db.commit()
+        db.close()
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        code = main(["shards", "plan", str(config), "--route", "events", "--from-sinks", "--json"])
+    figures = orjson.loads(capture.getvalue())
+    assert code == 0 and figures["keys"] == 1 and figures["misplaced"] == 1 and figures["moved"] == 0

@@ -5,7 +5,8 @@ The keys come from a file or stdin (one key a line, as its text: `device-7`, `42
 payload column's JSON). The plan places every key with the current shard names and with the new ones (the same
 rendezvous hash as the sink: meshbatch.ingest.sinks.hashing) and reports how many move, from where to where;
 `--list` prints each moved key (`KEY<TAB>FROM<TAB>TO`), the input of a migration script. With `--from-sinks` it
-also counts keys found on a shard they do not hash to (rows left behind by an earlier change).
+also counts keys found on a shard they do not hash to (rows left behind by an earlier change); with no change
+given, that count alone (a check after a migration).
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def _read_postgres(url: str, statement: str) -> list[Any]:
 
 
 def plan(before: list[str], after: list[str], keys: Iterable[bytes],
-         found_on: dict[bytes, str] | None = None) -> dict[str, Any]:
-    """The plan of moving from shard names `before` to `after` for `keys` (distinct)."""
+         found_on: dict[bytes, set[str]] | None = None) -> dict[str, Any]:
+    """The plan of moving from shard names `before` to `after` for `keys`; `found_on`: the shards each key was
+    read from (a key read from a shard it does not hash to now is `misplaced`)."""
     old, new = Rendezvous(before), Rendezvous(after)
     moved: list[tuple[str, str, str]] = []
     per_shard: Counter[str] = Counter()
@@ -122,7 +124,7 @@ def plan(before: list[str], after: list[str], keys: Iterable[bytes],
         count += 1
         a, b = old.names[old.place(key)], new.names[new.place(key)]
         per_shard[a] += 1
-        if found_on is not None and found_on.get(key, a) != a:
+        if found_on is not None and found_on.get(key, {a}) - {a}:
             misplaced += 1
         if a != b:
             moved.append((key.decode("utf-8", "replace"), a, b))
@@ -155,17 +157,19 @@ def run_plan(args: argparse.Namespace) -> int:
                 raise PlanError(f"no shard named {name!r}; shards: {', '.join(before)}")
             after.remove(name)
             change += ("; " if change else "") + f"removing shard {name!r}"
-        if not change:
-            raise PlanError("say what changes: --add TARGET (with --name) and/or --remove NAME")
+        if not change and not args.from_sinks:
+            raise PlanError("say what changes: --add TARGET (with --name) and/or --remove NAME; or check where "
+                            "the stored keys are with --from-sinks alone")
+        change = change or "no change: where the stored keys are"
         if not after:
             raise PlanError("no shard would be left")
-        found_on: dict[bytes, str] | None = None
+        found_on: dict[bytes, set[str]] | None = None
         keys: Iterable[bytes]
         if args.from_sinks:
             found_on = {}
             for name, sampled in sample_sinks(sink, args.limit):
                 for key in sampled:
-                    found_on.setdefault(key, name)
+                    found_on.setdefault(key, set()).add(name)
             keys = list(found_on)
             source = "the shards' tables"
         else:
