@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from meshbatch import extras
 from meshbatch.config import ConfigError, load
 from meshbatch.config.model import Column, IngestRoute
 from meshbatch.config.model import Sink as SinkConfig
@@ -166,6 +167,8 @@ def run_plan(args: argparse.Namespace) -> int:
         found_on: dict[bytes, set[str]] | None = None
         keys: Iterable[bytes]
         if args.from_sinks:
+            if sink.type == "postgres":
+                extras.require("postgres", "meshbatch shards plan --from-sinks")
             found_on = {}
             for name, sampled in sample_sinks(sink, args.limit):
                 for key in sampled:
