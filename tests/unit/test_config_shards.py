@@ -73,6 +73,9 @@ def test_bare_strings_are_urls_for_postgres_and_paths_for_sqlite() -> None:
     ("{type: sqlite, shards: [/tmp/a.db, {path: /tmp/b.db, name: ''}], shard_by: d}",
      f"{WHERE}.shards[1].name: must not be empty"),
     ("{type: sqlite, shards: /tmp/a.db, shard_by: d}", f"{WHERE}.shards"),
+    ("{type: sqlite, shards: [" + ", ".join(f"/tmp/{i}.db" for i in range(257)) + "], shard_by: d}",
+     f"{WHERE}.shards: "),
+    ("{type: sqlite, shards: [/tmp/a.db, {path: /tmp/b.db, weight: 2}], shard_by: d}", f"{WHERE}.shards[1].weight"),
 ])
 def test_mistakes_have_paths(sink: str, expected: str) -> None:
     found = problems(sink)

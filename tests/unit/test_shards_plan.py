@@ -127,3 +127,30 @@ def test_rows_left_on_an_old_shard_are_counted_as_misplaced(tmp_path: Path) -> N
         code = main(["shards", "plan", str(config), "--route", "events", "--from-sinks", "--json"])
     figures = orjson.loads(capture.getvalue())
     assert code == 0 and figures["keys"] == 1 and figures["misplaced"] == 1 and figures["moved"] == 0
+
+
+async def test_a_field_name_with_quotes_is_a_parameter_not_sql(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    field = "it's"
+    config = write(tmp_path, {"type": "sqlite", "shards": [str(tmp_path / f"s{i}.db") for i in range(2)],
+                              "shard_by": field})
+    route = parse(config.read_text()).listeners[0].routes[0]
+    assert isinstance(route, IngestRoute)
+    sink = SINKS.get("sqlite")(SinkContext(route, None, 5.0))
+    records = [Record(f"i{n}", orjson.dumps({field: f"v{n}"}), 1.0) for n in range(20)]
+    assert await sink.deliver(records) == [None] * 20
+    await sink.close()
+    code, out, _ = run(capsys, str(config), "--route", "events", "--from-sinks", "--json")
+    figures = orjson.loads(out)
+    assert code == 0 and figures["keys"] == 20 and figures["misplaced"] == 0
+    quoted = write(tmp_path, {"type": "sqlite", "shards": [str(tmp_path / f"s{i}.db") for i in range(2)],
+                              "shard_by": 'say "hi"'})
+    code, _, err = run(capsys, str(quoted), "--route", "events", "--from-sinks")
+    assert code == 1 and "give the keys with --keys" in err
+
+
+def test_a_key_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = tmp_path / "keys.bin"
+    keys.write_bytes(b"ok\n\xff\xfe\n")
+    code, _, err = run(capsys, str(write(tmp_path, PG)), "--route", "events", "--add", "x", "--keys", str(keys))
+    assert code == 1 and "utf-8" in err.lower()

@@ -54,20 +54,24 @@ def read_keys(stream: TextIO) -> Iterator[bytes]:
             yield text.encode("utf-8")
 
 
-def _source(sink: SinkConfig) -> tuple[str, bool]:
-    """The SQL expression that reads the shard key from a row (of a postgres sink when the flag is set)."""
+def _source(sink: SinkConfig) -> tuple[str, tuple[Any, ...], bool]:
+    """The SQL expression that reads the shard key from a row, its parameter (the field path: never spliced into
+    the statement), and whether the value comes back as JSON text (postgres `jsonb`)."""
     assert sink.shard_by is not None
     for name, spec in sink.columns.items():
         if (spec.field if isinstance(spec, Column) else spec) == sink.shard_by:
-            return quote(name), False
+            return quote(name), (), False
     payload = sink.payload_column or (None if sink.columns else "payload")
     if payload is None:
         raise PlanError(f"no column holds {sink.shard_by!r} and the sink keeps no payload column: give the keys "
                         "with --keys")
     parts = sink.shard_by.split(".")
+    if sink.type == "sqlite" and any('"' in part for part in parts):
+        raise PlanError(f"SQLite's JSON paths cannot name a field with a double quote ({sink.shard_by!r}): give "
+                        "the keys with --keys")
     if sink.type == "postgres":
-        return f"{quote(payload)} #> '{{{','.join(parts)}}}'", True
-    return f"json_extract({quote(payload)}, '$.{'.'.join(parts)}')", False
+        return f"{quote(payload)} #> $1::text[]", (parts,), True
+    return f"json_extract({quote(payload)}, ?)", ("$." + ".".join(orjson.dumps(p).decode() for p in parts),), False
 
 
 def _decode(value: Any, json_text: bool) -> bytes | None:
@@ -78,34 +82,34 @@ def _decode(value: Any, json_text: bool) -> bytes | None:
 
 def sample_sinks(sink: SinkConfig, limit: int) -> list[tuple[str, list[bytes]]]:
     """(shard name, its distinct keys) for every shard, read from its table (at most `limit` keys a shard)."""
-    expression, json_text = _source(sink)
+    expression, params, json_text = _source(sink)
     statement = f"SELECT DISTINCT {expression} FROM {quote(sink.table)} LIMIT {int(limit)}"
     out: list[tuple[str, list[bytes]]] = []
     for name, shard in zip(sink.shard_names(), sink.shards, strict=True):
         try:
-            values = _read_postgres(shard.url or "", statement) if sink.type == "postgres" else \
-                _read_sqlite(shard.path or "", statement)
+            values = _read_postgres(shard.url or "", statement, params) if sink.type == "postgres" else \
+                _read_sqlite(shard.path or "", statement, params)
         except Exception as exc:  # any driver error: this shard cannot be sampled
             raise PlanError(f"shard {name}: cannot read its keys: {redact_text(str(exc))}") from exc
         out.append((name, [k for k in (_decode(v, json_text) for v in values) if k is not None]))
     return out
 
 
-def _read_sqlite(path: str, statement: str) -> list[Any]:
+def _read_sqlite(path: str, statement: str, params: tuple[Any, ...]) -> list[Any]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        return [row[0] for row in db.execute(statement)]
+        return [row[0] for row in db.execute(statement, params)]
     finally:
         db.close()
 
 
-def _read_postgres(url: str, statement: str) -> list[Any]:
+def _read_postgres(url: str, statement: str, params: tuple[Any, ...]) -> list[Any]:
     import asyncpg
 
     async def fetch() -> list[Any]:
         conn = await asyncpg.connect(os.path.expandvars(url), timeout=10)
         try:
-            return [row[0] for row in await conn.fetch(statement, timeout=60)]
+            return [row[0] for row in await conn.fetch(statement, *params, timeout=60)]
         finally:
             await conn.close()
 
@@ -181,7 +185,7 @@ def run_plan(args: argparse.Namespace) -> int:
                 keys = list(read_keys(stream))
             source = "stdin" if args.keys in (None, "-") else args.keys
         result = plan(before, after, keys, found_on)
-    except (PlanError, ConfigError, OSError) as exc:
+    except (PlanError, ConfigError, OSError, UnicodeDecodeError) as exc:
         print(f"meshbatch shards plan: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     result.update({"route": args.route, "shard_by": sink.shard_by, "shards_before": before, "shards_after": after,

@@ -86,6 +86,8 @@ async def test_an_event_without_a_key_is_undeliverable_or_goes_to_the_default_sh
     assert [type(o) for o in outcomes] == [Undeliverable, Undeliverable, Undeliverable, type(None)]
     assert isinstance(outcomes[0], Undeliverable) and "'device' field is missing" in outcomes[0].reason
     assert sink.summary()["no_key"] == 3
+    garbled = await sink.deliver([Record("bad", b"\xff{not json", 1.0)])
+    assert isinstance(garbled[0], Undeliverable) and "not JSON" in garbled[0].reason
     await sink.close()
     fallback, _ = sqlite_shards(tmp_path / "b", shards=[{"name": "x", "path": str(tmp_path / "x.db")},
                                                             {"name": "y", "path": str(tmp_path / "y.db")}],

@@ -74,7 +74,7 @@ class Sink(Model):
     upstream_path: str = "/batch"  # cluster: where batches go
     upstream_method: Literal["POST", "PUT"] = "POST"  # cluster
     # sharded database sinks (meshbatch.ingest.sinks.sharded): instead of url/path, at least two databases
-    shards: list[Shard] = []
+    shards: Annotated[list[Shard], Field(max_length=256)] = []
     shard_by: str | None = None  # the event field (dotted path) whose value picks the shard
     default_shard: str | None = None  # the shard (name) of events without that field; None: dead letters
 
