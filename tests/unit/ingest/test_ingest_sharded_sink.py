@@ -123,10 +123,13 @@ async def test_a_down_shard_holds_its_events_and_is_not_called_until_its_probe_t
     held = outcomes[1]
     assert isinstance(held, Held) and "down for maintenance" in held.reason and held.until > clock.now()
     assert outcomes[2] == held  # one outage, one time: they come back in log order
+    shard = sink.summary()["shards"][1]
+    assert not shard["up"] and shard["next_try_s"] > 0 and "down for maintenance" in shard["last_error"]
     calls = len(shards[1].calls)
     later = await sink.deliver([event(4, down), event(5, up)])
     assert later == [held, None] and len(shards[1].calls) == calls  # not called while down
     clock.advance(held.until - clock.now())
+    assert not sink.summary()["shards"][1]["up"]  # down until a try succeeds
     shards[1].down = False
     assert await sink.deliver([event(2, down), event(3, down), event(4, down)]) == [None] * 3
     assert shards[1].stored == ["id-2", "id-3", "id-4"]

@@ -14,6 +14,10 @@ goes to each shard (a lock per shard), its events sorted by their place in the l
 the order they were accepted. (An event that fails alone, for its data, is retried later and may land after later
 events of its key, as with any sink; a JetStream log redelivers in the stream's own order.)
 
+A shard that hangs rather than refuses (a network partition that drops packets) holds up the batches that include
+it until `delivery.timeout_ms`, once per try (after the first failure its events are held without waiting): keep
+that timeout short where a shard can be cut off that way.
+
 A shard that refuses its part for something in the data (a constraint, a type) has that part split in halves
 until the event at fault is alone (batching/bisection.py), without touching the other shards' parts.
 
@@ -215,7 +219,8 @@ class ShardedSink:
         shards = []
         for state, shard in zip(self.states, self.shards, strict=True):
             inner = shard.summary()
-            entry: dict[str, Any] = {"name": state.name, "target": state.target, "up": state.until <= now,
+            entry: dict[str, Any] = {"name": state.name, "target": state.target, "up": state.failures == 0,
+                                     "next_try_s": round(max(0.0, state.until - now), 3),
                                      "outages": state.outages, "held": state.held, "last_error": state.reason}
             entry.update({k: inner[k] for k in ("batches", "stored", "duplicates_ignored") if k in inner})
             shards.append(entry)
