@@ -14,9 +14,10 @@ goes to each shard (a lock per shard), its events sorted by their place in the l
 the order they were accepted. (An event that fails alone, for its data, is retried later and may land after later
 events of its key, as with any sink; a JetStream log redelivers in the stream's own order.)
 
-A shard that hangs rather than refuses (a network partition that drops packets) holds up the batches that include
-it until `delivery.timeout_ms`, once per try (after the first failure its events are held without waiting): keep
-that timeout short where a shard can be cut off that way.
+A shard that hangs rather than refuses (a network partition that drops packets) holds up the batches that reach it
+while a try is under way, up to `delivery.timeout_ms`, once per try (between tries its events are held at once):
+keep that timeout short where a shard can be cut off that way. (Not holding them during a try would let a later
+event of a key reach the shard before an earlier one that the try holds.)
 
 A shard that refuses its part for something in the data (a constraint, a type) has that part split in halves
 until the event at fault is alone (batching/bisection.py), without touching the other shards' parts.
