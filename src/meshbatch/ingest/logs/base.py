@@ -46,8 +46,10 @@ class EventLog(Protocol):
 
     async def wait_room(self, count: int, size: int, timeout: float) -> bool: ...
 
-    def append(self, records: Sequence[Record]) -> Awaitable[None]:
-        """Add records; the awaitable completes when they are durable (raises LogFull or LogError)."""
+    def append(self, records: Sequence[Record], deadline: float | None = None) -> Awaitable[None]:
+        """Add records; the awaitable completes when they are durable (raises LogFull or LogError). A log whose
+        writes can fail for a while (a server's failover) tries again until `deadline` (the loop's clock), the
+        caller's own, before raising."""
         ...
 
     async def take(self, max_items: int, max_bytes: int) -> list[Record]:

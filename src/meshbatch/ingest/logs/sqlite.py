@@ -234,7 +234,7 @@ class SQLiteLog:
                     await self._room.wait()
         return True
 
-    def append(self, records: Sequence[Record]) -> Awaitable[None]:
+    def append(self, records: Sequence[Record], deadline: float | None = None) -> Awaitable[None]:
         size = sum(len(r.body) for r in records)
         if not self.has_room(len(records), size):
             raise LogFull("ingest_log_full", f"the log holds {self.count} events, {self.bytes} bytes "
