@@ -72,9 +72,11 @@ def test_leader_and_replica_killed_under_load(cluster: NatsCluster, table: str, 
     ports = [free_port() for _ in range(3)]
     paths = [write_config(tmp_path / f"r{i}.yaml", replica_config(p, cluster.url, stream, table))
              for i, p in enumerate(ports)]
-    replicas = [MeshbatchProcess(path) for path in paths]
+    replicas: list[MeshbatchProcess] = []
     load = IngestLoad([f"http://127.0.0.1:{p}/events" for p in ports], rate=90, threads=10)
     try:
+        for path in paths:
+            replicas.append(MeshbatchProcess(path))
         leader = cluster.node(cluster.wait_quorum(stream)["leader"])
         load.start()
 
