@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Awaitable, Mapping, Sequence
@@ -44,6 +45,8 @@ OPEN_TIMEOUT = 10.0
 RECONNECT_WAIT = 0.1
 PING_INTERVAL = 2
 MAX_PINGS = 2
+ERROR_LOG_EVERY = 5.0
+log = logging.getLogger("meshbatch.ingest")
 FULL_CODES = {10077, 10078, 10047}  # maximum messages / bytes exceeded, insufficient resources
 
 
@@ -83,12 +86,14 @@ class JetStreamLog:
         self._state: dict[str, Any] = {"messages": 0, "bytes": 0, "oldest": None, "dead": 0}
         self._refresher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._error_logged = -ERROR_LOG_EVERY
 
     async def open(self) -> None:
         try:
             self.nc = await nats.connect(self.servers, name=f"meshbatch-{self.stream}", connect_timeout=2,
                                          max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT,
-                                         ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_PINGS)
+                                         ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_PINGS,
+                                         error_cb=self._connection_error, reconnected_cb=self._reconnected)
             self.js = self.nc.jetstream(timeout=5)
             cfg = self.config
             await self._ensure(StreamConfig(
@@ -107,6 +112,18 @@ class JetStreamLog:
             await self.close()
             raise LogError(f"cannot open JetStream stream {self.stream} at {self.url}: {exc}") from exc
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def _connection_error(self, exc: Exception) -> None:
+        """A failed (re)connection attempt: one line, at most every ERROR_LOG_EVERY seconds (while a cluster is
+        down, the client tries a node every RECONNECT_WAIT)."""
+        now = self.clock.now()
+        if now - self._error_logged >= ERROR_LOG_EVERY:
+            self._error_logged = now
+            log.warning("jetstream log %s: NATS connection: %s: %s", self.stream, type(exc).__name__, exc)
+
+    async def _reconnected(self) -> None:
+        url = self.nc.connected_url if self.nc is not None else None
+        log.info("jetstream log %s: reconnected to %s", self.stream, url.netloc if url else "?")
 
     async def _ensure(self, config: StreamConfig) -> None:
         """Create the stream, or bring an existing one to this configuration; tried again while the cluster
