@@ -108,7 +108,8 @@ class IngestLoad:
                 "refusing_s": round(max((r.done for r in refused), default=since) - since, 3),
                 "statuses": sorted({r.status for r in refused}),
                 # the first refusals: (sent, answered) in seconds after `since`, and the status
-                "first_refused": [(round(r.sent - since, 2), round(r.done - since, 2), r.status) for r in refused[:5]],
+                "first_refused": [(round(r.sent - since, 2), round(r.done - since, 2), r.status) for r in refused[:3]],
+                "last_refused": [(round(r.sent - since, 2), round(r.done - since, 2), r.status) for r in refused[-3:]],
                 "slowest_202_s": round(ok[-1] if ok else 0.0, 3),
                 "p99_202_s": round(ok[int(0.99 * (len(ok) - 1))] if ok else 0.0, 3),
                 "slow_202": sum(1 for d in ok if d > 1.0)}

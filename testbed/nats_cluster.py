@@ -65,7 +65,7 @@ class NatsCluster:
             routes = ", ".join(f'"nats-route://127.0.0.1:{o.cluster_port}"' for o in self.nodes if o is not node)
             node.conf.write_text(
                 f'server_name: "{node.name}"\nlisten: "127.0.0.1:{node.port}"\nhttp: "127.0.0.1:{node.http_port}"\n'
-                f'jetstream {{ store_dir: "{node.store}", max_memory_store: 64MB, max_file_store: 2GB }}\n'
+                f'jetstream {{ store_dir: "{node.store}", max_memory_store: 64MB, max_file_store: 16GB }}\n'
                 f'cluster {{ name: "{NAME}", listen: "127.0.0.1:{node.cluster_port}", routes: [{routes}] }}\n')
 
     @property
