@@ -201,9 +201,16 @@ def node_kill(ctx: Context) -> ScenarioResult:
         except ChaosError:  # what is missing is told by the checks below
             drained = False
             result.figures["logs_after"] = [_log_state(p) for p in proxies]
-            result.figures["stream_after"] = cluster.stream_cluster(stream)
+            left = {**(cluster.stream_cluster(stream) or {}), **cluster.leftovers(stream)}
+            in_sink = set(stored_ids(PG_URL, table))
+            held = [key_of(i) or i for _, i in left.get("held", [])]
+            left["held_in_sink"] = sum(1 for h in held if h in in_sink)
+            left["held_acknowledged"] = sum(1 for h in held if h in acked)
+            result.figures["stream_after"] = left
             result.notes += [f"replica {i} stderr (last lines):\n" + "\n".join(p.process.stderr.splitlines()[-15:])
                              for i, p in enumerate(proxies)]
+        left = cluster.leftovers(stream, limit=0)
+        result.figures["stream_messages_left"] = left.get("messages")  # acknowledged by the consumer, still held
         result.check(f"every replica's backlog drained within {DRAIN_S:g} s", drained,
                      f"backlogs {[backlog(p) for p in proxies]}")
         watch.stop()
@@ -237,7 +244,9 @@ def node_kill(ctx: Context) -> ScenarioResult:
         result.notes.append("refused: answers other than 202 for requests sent after the fault and before the next "
                             "(a meshbatch replica's own kill is not counted: its callers see connection refused); "
                             "refusing_s: from the kill to the last refused answer; resumed_after_s: from the kill "
-                            "to the sink growing again.")
+                            "to the sink growing again. stream_messages_left: messages the stream still holds "
+                            "though its consumer has acknowledged them (nats-server 2.9's work-queue streams can keep "
+                            "some after a replica's restart; not part of the backlog: nothing left to deliver).")
     finally:
         if load is not None:
             load.stop()

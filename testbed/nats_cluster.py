@@ -175,6 +175,43 @@ class NatsCluster:
         except Exception:
             return None
 
+    def leftovers(self, stream: str, limit: int = 50) -> dict[str, Any]:
+        """What a stream still holds (the Meshbatch-Id of up to `limit` messages) and its consumers' state:
+        to tell, when a work-queue stream does not empty, whether its consumer still means to deliver them."""
+        import nats
+        from nats.js.errors import NotFoundError
+
+        async def ask() -> dict[str, Any]:
+            nc = await nats.connect([n.url for n in self.nodes if n.alive], connect_timeout=1,
+                                    allow_reconnect=False)
+            try:
+                js = nc.jetstream(timeout=2)
+                info = await js.stream_info(stream)
+                ids: list[tuple[int, str]] = []
+                for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                    if len(ids) >= limit:
+                        break
+                    try:
+                        msg = await js.get_msg(stream, seq)
+                    except NotFoundError:
+                        continue
+                    ids.append((seq, (msg.headers or {}).get("Meshbatch-Id", "")))
+                consumers = {}
+                for c in await js.consumers_info(stream):
+                    consumers[c.name] = {"num_pending": c.num_pending, "num_ack_pending": c.num_ack_pending,
+                                         "num_redelivered": c.num_redelivered,
+                                         "delivered_stream_seq": c.delivered.stream_seq if c.delivered else None,
+                                         "ack_floor_stream_seq": c.ack_floor.stream_seq if c.ack_floor else None}
+                return {"messages": info.state.messages, "first_seq": info.state.first_seq,
+                        "last_seq": info.state.last_seq, "held": ids, "consumers": consumers}
+            finally:
+                await nc.close()
+
+        try:
+            return asyncio.run(ask())
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
     def leader(self, stream: str) -> Node | None:
         info = self.stream_cluster(stream)
         leader = info and info.get("leader")

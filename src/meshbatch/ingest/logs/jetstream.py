@@ -83,7 +83,7 @@ class JetStreamLog:
         self._left: list[Record] = []
         self._leased = 0
         self._naked = 0
-        self._state: dict[str, Any] = {"messages": 0, "bytes": 0, "oldest": None, "dead": 0}
+        self._state: dict[str, Any] = {"messages": 0, "bytes": 0, "oldest": None, "dead": 0, "pending": 0}
         self._refresher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._error_logged = -ERROR_LOG_EVERY
@@ -151,15 +151,21 @@ class JetStreamLog:
                 await asyncio.wait_for(nc.close(), 2.0)
 
     async def _refresh(self) -> None:
+        """The stream's size (what its limits count) and the consumer's backlog: events not yet delivered and
+        acknowledged. The two differ when the stream keeps messages its consumer has acknowledged, as a
+        nats-server 2.9 work-queue stream can after a replica's restart (docs/ingestion.md)."""
         info = await self.js.stream_info(self.stream)
         dead = await self.js.stream_info(self.dead_stream)
+        consumer = await self.sub.consumer_info()
+        pending = int(consumer.num_pending or 0) + int(consumer.num_ack_pending or 0)
         oldest = None
-        if info.state.messages:
+        if pending:
+            floor = consumer.ack_floor.stream_seq if consumer.ack_floor is not None else 0
             with contextlib.suppress(NotFoundError):
-                first = await self.js.get_msg(self.stream, info.state.first_seq)
+                first = await self.js.get_msg(self.stream, max(info.state.first_seq, (floor or 0) + 1))
                 oldest = float((first.headers or {}).get("Meshbatch-Received") or 0) or None
         self._state = {"messages": info.state.messages, "bytes": info.state.bytes, "oldest": oldest,
-                       "dead": dead.state.messages}
+                       "dead": dead.state.messages, "pending": pending}
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -210,6 +216,7 @@ class JetStreamLog:
 
     def append(self, records: Sequence[Record], deadline: float | None = None) -> Awaitable[None]:
         self._state["messages"] += len(records)
+        self._state["pending"] += len(records)
         self._state["bytes"] += sum(len(r.body) for r in records)
         until = deadline if deadline is not None else self.clock.now() + APPEND_TIMEOUT
 
@@ -336,11 +343,11 @@ class JetStreamLog:
     def stats(self) -> dict[str, Any]:
         s = self._state
         oldest = s.get("oldest")
-        age = max(0.0, time.time() - oldest) if oldest is not None and s["messages"] else 0.0
-        return {"backend": self.name, "stream": self.stream, "subject": self.subject, "backlog": s["messages"],
-                "bytes": s["bytes"], "oldest_age_s": round(age, 3), "leased": self._leased + len(self._left),
-                "retried": self._naked, "dead_letters": s["dead"], "connected": bool(self.nc and
-                                                                                    self.nc.is_connected)}
+        age = max(0.0, time.time() - oldest) if oldest is not None and s["pending"] else 0.0
+        return {"backend": self.name, "stream": self.stream, "subject": self.subject, "backlog": s["pending"],
+                "stream_messages": s["messages"], "bytes": s["bytes"], "oldest_age_s": round(age, 3),
+                "leased": self._leased + len(self._left), "retried": self._naked, "dead_letters": s["dead"],
+                "connected": bool(self.nc and self.nc.is_connected)}
 
 
 @LOGS.register("jetstream")
