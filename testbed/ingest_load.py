@@ -22,6 +22,7 @@ class Sent:
     sent: float
     done: float = 0.0
     status: int = 0
+    detail: str = ""  # a refusal's body
 
 
 @dataclass
@@ -65,6 +66,8 @@ class IngestLoad:
                 try:
                     response = client.post(url, json={"n": n}, headers={"idempotency-key": record.key})
                     record.status = response.status_code
+                    if record.status != 202:
+                        record.detail = response.text[:300]
                 except httpx.HTTPError:
                     record.status = 0
                 record.done = time.monotonic()
@@ -110,6 +113,7 @@ class IngestLoad:
                 # the first refusals: (sent, answered) in seconds after `since`, and the status
                 "first_refused": [(round(r.sent - since, 2), round(r.done - since, 2), r.status) for r in refused[:3]],
                 "last_refused": [(round(r.sent - since, 2), round(r.done - since, 2), r.status) for r in refused[-3:]],
+                "reasons": sorted({r.detail for r in refused if r.detail})[:3],
                 "slowest_202_s": round(ok[-1] if ok else 0.0, 3),
                 "p99_202_s": round(ok[int(0.99 * (len(ok) - 1))] if ok else 0.0, 3),
                 "slow_202": sum(1 for d in ok if d > 1.0)}

@@ -212,7 +212,8 @@ class JetStreamLog:
                               retry_after=1.0) from None
             raise LogError(f"JetStream publish failed: {exc}") from exc
         except (NatsError, OSError) as exc:
-            raise LogError(f"JetStream publish failed: {type(exc).__name__}: {exc}") from exc
+            notes = "".join(f" ({n})" for n in getattr(exc, "__notes__", ()))
+            raise LogError(f"JetStream publish failed: {type(exc).__name__}: {exc}{notes}") from exc
 
     def append(self, records: Sequence[Record], deadline: float | None = None) -> Awaitable[None]:
         self._state["messages"] += len(records)

@@ -75,6 +75,8 @@ async def within_deadline(attempt: Callable[[float], Awaitable[T]], deadline: fl
         except Exception as exc:
             delay = state.after_failure(exc, clock.now())
             if delay is None:
+                if state.attempts > 1:
+                    exc.add_note(f"after {state.attempts} attempts")
                 raise
         await sleep(delay)
 
