@@ -6,13 +6,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from meshbatch.config.model.base import Millis, Model, PositiveInt, secret
+from meshbatch.config.model.base import Millis, Model, PositiveInt, WritePath, secret
 from meshbatch.config.model.batch import IdempotencyScope
 
 
 class IngestLog(Model):
     backend: str = "sqlite"  # sqlite | jetstream
-    path: str | None = None  # sqlite: the log file (default meshbatch-data/ingest-ROUTE.db)
+    path: WritePath | None = None  # sqlite: the log file (default meshbatch-data/ingest-ROUTE.db)
     sync: Literal["full", "normal"] = "full"  # sqlite: fsync each group commit, or only at checkpoints
     max_events: PositiveInt = 1_000_000
     max_bytes: PositiveInt = 1_073_741_824
@@ -61,7 +61,7 @@ class Shard(Model):
 
 class Sink(Model):
     type: str | None = None  # sqlite | postgres | cluster; default: cluster if the route names one, else sqlite
-    path: str | None = None  # sqlite: the database file (default meshbatch-data/sink.db)
+    path: WritePath | None = None  # sqlite: the database file (default meshbatch-data/sink.db)
     url: Annotated[str | None, secret("url")] = None  # postgres: postgresql://user@host:port/db (${ENV} expanded)
     table: str = "events"
     id_column: str = "event_id"
