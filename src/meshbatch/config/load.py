@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -261,11 +261,14 @@ def _semantic_problems(config: Any) -> list[Problem]:
     return problems
 
 
-def parse(text: str, source: str = "<config>", base_dir: str | Path | None = None) -> Config:
+def parse(text: str, source: str = "<config>", base_dir: str | Path | None = None,
+          env: Mapping[str, str] | None = None) -> Config:
     """Validate YAML text into a Config, or raise ConfigError listing every problem.
 
     `base_dir`: the folder relative file paths in the config resolve against (`load` gives the config file's
-    own); None keeps them as written (they are then opened against the working directory)."""
+    own); None keeps them as written (they are then opened against the working directory). `env`: the
+    variables `${NAME}` in secret fields are read from (meshbatch.config.env; `load` gives the process's
+    environment); None keeps the references as written."""
     try:
         data = parse_yaml(text)
     except SourceError as exc:
@@ -280,21 +283,40 @@ def parse(text: str, source: str = "<config>", base_dir: str | Path | None = Non
         reported = {p.path for p in problems}
         problems += [p for p in _semantic_problems(_lenient(Config, data, context)) if p.path not in reported]
         raise ConfigError(problems, source) from None
+    if env is not None:
+        config = _expanded(config, data, env, context, source)
     problems = [p for check in _semantic_checks for p in check(config)]
     if problems:
         raise ConfigError(problems, source)
     return config
 
 
+def _expanded(config: Config, data: dict[str, Any], env: Mapping[str, str], context: dict[str, Any] | None,
+              source: str) -> Config:
+    """`config` with `${NAME}` in its secret fields replaced from `env` (validated again if anything changed)."""
+    from meshbatch.config.env import expand  # below this module: it walks the config's marked fields
+
+    changed, problems = expand(data, config, env)
+    if problems:
+        raise ConfigError(problems, source)
+    if not changed:
+        return config
+    try:
+        return Config.model_validate(data, context=context)
+    except ValidationError as exc:  # a value from the environment out of bounds (a token too short)
+        raise ConfigError(_pydantic_problems(exc, data), source) from None
+
+
 def load(path: str | Path, log_notes: bool = True) -> Config:
     """The config in `path`, or ConfigError with every problem. Relative file paths in it resolve against the
-    file's folder (not the working directory). Its notes (what it relies on without saying so) are logged,
+    file's folder (not the working directory); `${NAME}` in its secret fields is read from the environment. Its
+    notes (what it relies on without saying so) are logged,
     unless the caller shows them itself (`meshbatch check`)."""
     try:
         text = read_text(path)
     except SourceError as exc:
         raise ConfigError([Problem("", exc.message)], str(path)) from None
-    config = parse(text, str(path), os.path.dirname(os.path.abspath(path)))
+    config = parse(text, str(path), os.path.dirname(os.path.abspath(path)), os.environ)
     if log_notes:
         for note in notes(config):  # not errors: what the config relies on without saying so
             log.info("%s: note: %s", path, note)

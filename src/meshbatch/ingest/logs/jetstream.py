@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
@@ -51,8 +50,8 @@ FULL_CODES = {10077, 10078, 10047}  # maximum messages / bytes exceeded, insuffi
 
 
 def servers(url: str) -> list[str]:
-    """The node URLs of `url`: one, or several separated by commas (each ${ENV}-expanded)."""
-    out = [os.path.expandvars(part.strip()) for part in url.split(",") if part.strip()]
+    """The node URLs of `url`: one, or several separated by commas (`${NAME}` was expanded at load)."""
+    out = [part.strip() for part in url.split(",") if part.strip()]
     if not out:
         raise LogError("the jetstream log's url names no server")
     return out

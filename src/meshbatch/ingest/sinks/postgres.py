@@ -6,7 +6,6 @@ protocol, one round trip, each event id stored once however often its batch is d
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +42,7 @@ class PostgresSink:
         ingest = context.route.ingest
         assert ingest is not None
         config = ingest.sink
-        self.url = os.path.expandvars(url or config.url or "")  # `url`: one shard's (sinks/sharded.py)
+        self.url = url or config.url or ""  # `url`: one shard's (sinks/sharded.py); `${NAME}` expanded at load
         self.table = config.table
         self.id_column = config.id_column
         self.columns = columns_of(config)
