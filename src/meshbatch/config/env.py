@@ -43,16 +43,16 @@ def substitute(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
     return _REFERENCE.sub(one, text), missing
 
 
-def secret_strings(config: BaseModel) -> Iterator[tuple[Loc, str]]:
-    """Every string held by a secret field: (where it is in the file, the string)."""
+def secret_strings(config: BaseModel) -> Iterator[tuple[Loc, str, str]]:
+    """Every string held by a secret field: (where it is in the file, the field's secret kind, the string)."""
     for found in secrets(config):
-        value = found.value
+        value, kind = found.value, found.kind
         if isinstance(value, str):
-            yield found.loc, value
+            yield found.loc, kind, value
         elif isinstance(value, list | tuple):
-            yield from (((*found.loc, i), v) for i, v in enumerate(value) if isinstance(v, str))
+            yield from (((*found.loc, i), kind, v) for i, v in enumerate(value) if isinstance(v, str))
         elif isinstance(value, dict):
-            yield from (((*found.loc, k), v) for k, v in value.items() if isinstance(v, str))
+            yield from (((*found.loc, k), kind, v) for k, v in value.items() if isinstance(v, str))
 
 
 def set_in(data: Any, loc: Loc, value: Any) -> None:
@@ -73,7 +73,7 @@ def expand(data: Any, config: BaseModel, env: Mapping[str, str]) -> tuple[bool, 
     Returns (whether anything changed, a problem per variable that is not set)."""
     changed = False
     problems: list[Problem] = []
-    for loc, text in secret_strings(config):
+    for loc, _, text in secret_strings(config):
         if "$" not in text:
             continue
         expanded, missing = substitute(text, env)
