@@ -5,6 +5,7 @@ a refusal with the reason for what could not work."""
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,24 @@ def test_two_files_with_one_name_get_two_keys(folder: Path) -> None:
     _, data = pod_config(docs)
     assert data["listeners"][0]["routes"][1]["pipeline"][1]["validate"]["schema"] == "/etc/meshbatch/reading-2.json"
     assert kinds(docs)["ConfigMap"]["data"]["reading-2.json"] == '{"type": "array"}'
+
+
+@pytest.mark.parametrize(("path", "key"), [
+    ("../../etc/passwd", "passwd"), ("schemas/..json", "json"), ("a b/ü ber.json", "ber.json"),
+    ("x/" + "a" * 300 + ".json", "a" * 200), ("dir/", "file"), ("meshbatch.yaml", "meshbatch-2.yaml"),
+])
+def test_configmap_keys_from_hostile_file_names_are_valid_and_unique(path: str, key: str) -> None:
+    from meshbatch.k8s.pack import _key
+
+    taken = {"meshbatch.yaml"}
+    made = _key(path, taken)
+    assert made == key and made in taken
+    assert re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", made)
+
+
+def test_environment_names_from_paths_are_valid() -> None:
+    from meshbatch.k8s.pack import env_name
+
+    assert env_name(("tracing", "headers", "x-api-key")) == "MESHBATCH_TRACING_HEADERS_X_API_KEY"
+    assert env_name(("clusters", 2, "discovery", "urls", 0)) == "MESHBATCH_CLUSTERS_2_DISCOVERY_URLS_0"
+    assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", env_name(("tracing", "headers", "ü/..\n")))
