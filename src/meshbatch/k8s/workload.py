@@ -46,7 +46,8 @@ def _volumes(options: RenderOptions, packed: Packed, claims: bool) -> list[dict[
     volumes: list[dict[str, object]] = [{"name": "config", "configMap": {"name": config_map_name(options)}}]
     if packed.secret_files:
         volumes.append({"name": "secrets", "secret": {
-            "secretName": secret_name(options), "defaultMode": 0o400,
+            # owner root, group the pod's fsGroup (the proxy's): readable by the proxy, by nobody else
+            "secretName": secret_name(options), "defaultMode": 0o440,
             "items": [{"key": key, "path": key} for key in sorted(packed.secret_files)]}})
     volumes.append({"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}})
     if not claims:

@@ -104,6 +104,9 @@ def test_files_go_into_the_configmap_and_secrets_into_the_secret(folder: Path) -
     assert {"name": url_var, "valueFrom": {"secretKeyRef": {"name": "meshbatch-secrets", "key": url_var}}} \
         in container["env"]
     assert {"name": "secrets", "mountPath": "/etc/meshbatch-secrets", "readOnly": True} in container["volumeMounts"]
+    volume = next(v for v in by["StatefulSet"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "secrets")
+    assert volume["secret"]["defaultMode"] == 0o440  # the fsGroup (the proxy's group) reads it; others do not
+    assert volume["secret"]["items"] == [{"key": "proxy.key", "path": "proxy.key"}]  # the files, not the values
     assert text.startswith("# ") and validate_all(docs) == []
 
 
