@@ -110,9 +110,10 @@ def test_url_lists_every_node() -> None:
             servers(hostile)
 
 
-def test_the_log_keeps_the_node_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NATS_B", "nats://b:4223")
-    log = JetStreamLog(IngestLog(backend="jetstream", url="nats://a:4222,${NATS_B}", replicas=3), "r", FakeClock())
+def test_the_log_keeps_the_node_list() -> None:
+    # (`${NAME}` in the url is expanded when the config is loaded: tests/unit/test_config_env.py)
+    log = JetStreamLog(IngestLog(backend="jetstream", url="nats://a:4222, nats://b:4223,", replicas=3), "r",
+                       FakeClock())
     assert log.servers == ["nats://a:4222", "nats://b:4223"]
 
 

@@ -56,7 +56,7 @@ class Shard(Model):
 
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # what keys hash to (default: index)
     url: Annotated[str | None, secret("url")] = None  # postgres
-    path: str | None = None  # sqlite
+    path: WritePath | None = None  # sqlite
 
 
 class Sink(Model):
