@@ -78,12 +78,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Debian packages: the peers the benchmarks run against (nginx, haproxy, wrk) and the real services some tests
-# start themselves (etcd), kubectl (kustomize builds of deploy/, validated offline), and the headless browser of the
+# start themselves (etcd, a 3-node NATS cluster), kubectl (kustomize builds of deploy/, validated offline), and the headless browser of the
 # dashboard test (chromium, driven through the system
 # chromedriver). Installed when missing and we are root; otherwise a warning (tests that need them
 # say so, and fail under MESHBATCH_REQUIRE_SERVICES).
 SYSTEM_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk etcd:etcd-server chromium:chromium \
-	chromedriver:chromium-driver kubectl:kubectl h2load:nghttp2-client
+	chromedriver:chromium-driver kubectl:kubectl h2load:nghttp2-client nats-server:nats-server
 
 system-deps:
 	@missing=""; \

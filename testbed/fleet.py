@@ -120,6 +120,23 @@ def free_port() -> int:
     return port
 
 
+def wait_port_free(port: int, timeout: float = 10.0) -> None:
+    """Until a listener can bind 127.0.0.1:`port` again (SO_REUSEADDR, as the proxy binds). A SIGKILLed
+    listener's accepted connections linger in FIN_WAIT2 until their clients close them, and meanwhile hold the
+    port even for SO_REUSEADDR."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.05)
+
+
 @dataclass
 class Upstream:
     name: str

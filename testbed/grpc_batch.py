@@ -3,6 +3,8 @@ upstream's gRPC answer, and reading a caller's gRPC answer back."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from meshbatch.grpc.framing import frame, unary
 from meshbatch.grpc.replies import decode_message
 from meshbatch.http.message import Headers, Request, Response
@@ -79,4 +81,38 @@ class GrpcioSender:
     async def close(self) -> None:
         await self.channel.close()
 
-__all__ = ["GRPC", "Answer", "GrpcioSender", "grpc_answer", "grpc_call", "trailers_only"]
+
+def envelope_upstream(app: Any, received: list[int] | None = None) -> Any:
+    """An ASGI app answering meshbatch's envelope over HTTP/1.1 with the consumer SDK's `GrpcBatchApp`: the gRPC
+    status in the answer's head (the proxy reads it there as from trailers). `received` gets each batch's size."""
+    from meshbatch.consumer.grpc_server import BatchFailed
+    from meshbatch.grpc import envelope
+    from meshbatch.grpc.replies import encode_message
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = unary(body)
+        if received is not None:
+            received.append(len(envelope.decode_request(request)))
+        headers = [(b"content-type", b"application/grpc")]
+        try:
+            out = frame(await app.process(request))
+            headers.append((b"grpc-status", b"0"))
+        except BatchFailed as exc:
+            out = b""
+            headers += [(b"grpc-status", str(int(exc.status)).encode()), (b"grpc-message", encode_message(exc.message))]
+        headers.append((b"content-length", str(len(out)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": out})
+
+    return asgi
+
+
+__all__ = ["GRPC", "Answer", "GrpcioSender", "envelope_upstream", "grpc_answer", "grpc_call", "trailers_only"]

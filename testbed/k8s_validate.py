@@ -2,7 +2,9 @@
 
 Built-in kinds go through `kubernetes-validate` in strict mode against the schemas of each Kubernetes version in
 `VERSIONS` (the oldest still common and the newest the package knows); Istio kinds through the vendored CRD
-schemas of `istio_schemas` with jsonschema. Any other kind is an error: nothing passes unchecked.
+schemas of `istio_schemas` with jsonschema; the Gateway API's HTTPRoute and the Prometheus operator's
+ServiceMonitor and PodMonitor through the strict schemas of `crd_schemas`. Any other kind is an error: nothing
+passes unchecked.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from testbed import istio_schemas
+from testbed import crd_schemas, istio_schemas
 
 VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 ISTIO_GROUPS = ("networking.istio.io/", "security.istio.io/")
@@ -29,6 +31,11 @@ def _istio_validator(key: str) -> jsonschema.protocols.Validator:
     return validator_class(schema)  # type: ignore[no-any-return]
 
 
+@cache
+def _crd_validator(key: str) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(crd_schemas.SCHEMAS[key])
+
+
 def problems_of(doc: dict[str, Any], where: str = "") -> list[str]:
     kind, api_version = doc.get("kind", "?"), doc.get("apiVersion", "?")
     name = f"{where}{kind}/{(doc.get('metadata') or {}).get('name', '?')}"
@@ -38,6 +45,12 @@ def problems_of(doc: dict[str, Any], where: str = "") -> list[str]:
             return [f"{name}: no Istio schema for {key}"]
         return [f"{name}: {'.'.join(str(p) for p in e.absolute_path)}: {e.message}"
                 for e in _istio_validator(key).iter_errors(doc)]
+    if str(api_version).startswith(crd_schemas.GROUPS):
+        key = f"{api_version}/{kind}"
+        if key not in crd_schemas.SCHEMAS:
+            return [f"{name}: no schema for {key}"]
+        return [f"{name}: {'.'.join(str(p) for p in e.absolute_path)}: {e.message}"
+                for e in _crd_validator(key).iter_errors(doc)]
     out = []
     for version in VERSIONS:
         try:

@@ -1,4 +1,4 @@
-"""The `meshbatch` command line: run, check, demo, bench, chaos, top, tune, ca, k8s."""
+"""The `meshbatch` command line: run, check, demo, example-upstream, bench, chaos, top, tune, ca, k8s."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshbatch import __version__, extras
 
@@ -114,6 +114,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _cmd_example_upstream(args: argparse.Namespace) -> int:
+    from meshbatch.demo.upstream import run
+
+    return run(args)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r}: HOST:PORT, e.g. 127.0.0.1:9000")
+    return host.strip("[]"), int(port)
+
+
+def _add_example_upstream(sub: Any) -> None:
+    upstream = sub.add_parser("example-upstream", help="a small batch-serving service for the quick start",
+                              description="Serves POST /orders/batch with the consumer SDK: one result per item, "
+                                          "after --delay-ms; GET /stats counts calls and items.")
+    upstream.add_argument("--listen", type=_listen, default=("127.0.0.1", 9000), metavar="HOST:PORT",
+                          help="where to listen (default 127.0.0.1:9000)")
+    upstream.add_argument("--delay-ms", type=float, default=5.0, help="what each call costs (default 5)")
+    upstream.add_argument("--codec", default="json-array", choices=["json-array", "ndjson", "envelope"])
+    upstream.add_argument("--path", default="/orders/batch", help="the batch path (default /orders/batch)")
+    upstream.set_defaults(func=_cmd_example_upstream)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshbatch", description="A service-mesh data plane with microbatching.")
     parser.add_argument("--version", action="version", version=f"meshbatch {__version__}")
@@ -146,10 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the run's work directory (database, logs, config, plot) and print where it is")
     demo.set_defaults(func=_cmd_demo)
 
-    from meshbatch.tools.commands import add_top, add_tune
+    _add_example_upstream(sub)
+
+    from meshbatch.tools.commands import add_shards, add_top, add_tune
 
     add_top(sub)
     add_tune(sub)
+    add_shards(sub)
 
     from meshbatch.tools.ingest_cli import add_ingest
 

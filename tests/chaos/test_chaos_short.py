@@ -15,7 +15,7 @@ import pytest
 from meshbatch import checkout
 
 SCENARIOS = ["upstream-kill", "upstream-hang", "reload", "cert-rotation", "drain-handover", "ingest-kill",
-             "sink-outage", "client-disconnect", "overload", "soak"]
+             "sink-outage", "shard-kill", "nats-node-kill", "client-disconnect", "overload", "soak"]
 
 
 @pytest.fixture(scope="module")

@@ -189,3 +189,22 @@ def test_the_production_overlay_sets_everything_in_one_folder(tmp_path: Path) ->
     binding = named[("RoleBinding", "microbatching-endpointslices")]
     assert binding["subjects"][0].get("namespace", "orders") == "orders"
     assert_checked(finish(start(*check_commands(configs.items(), tmp_path))))
+
+
+def test_the_gamma_route_is_what_render_makes_and_is_wired(capsys: pytest.CaptureFixture[str]) -> None:
+    """deploy/gateway-api/httproute.yaml: the HTTPRoute of `k8s render --route-service service:80`, whose parent
+    is the Service the producer calls and whose backend is the proxy's Service, on ports they have."""
+    (route,) = documents((DEPLOY / "gateway-api" / "httproute.yaml").read_text(encoding="utf-8"))
+    with contextlib.chdir(ROOT):
+        assert cli(["k8s", "render", "--config", "deploy/kubernetes/config/microbatching.yaml", "--name",
+                    "microbatching", "--replicas", "2", "--image", IMAGE, "--route-service", "service:80"]) == 0
+    rendered = next(d for d in documents(capsys.readouterr().out) if d["kind"] == "HTTPRoute")
+    assert route == rendered, "deploy/gateway-api/httproute.yaml is stale: render it again"
+    assert validate_all([route]) == []
+    docs = [d for name in ("consumer", "microbatching")
+            for d in documents((DEPLOY / "kubernetes" / f"{name}.yaml").read_text(encoding="utf-8"))]
+    ports = {d["metadata"]["name"]: {p["port"] for p in d["spec"]["ports"]} for d in docs if d["kind"] == "Service"}
+    (parent,) = route["spec"]["parentRefs"]
+    assert parent["kind"] == "Service" and parent["port"] in ports[parent["name"]]
+    (backend,) = route["spec"]["rules"][0]["backendRefs"]
+    assert backend["port"] in ports[backend["name"]]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -18,6 +19,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from meshbatch.config.model import Config
+from meshbatch.config.model.base import BASE_DIR
 from meshbatch.config.model.routes import (
     ROUTE_CLASSES,
     ROUTE_TAGS,
@@ -229,22 +231,22 @@ def _wrong_arm(loc: Sequence[int | str], data: Any) -> bool:
     return False
 
 
-def _lenient(tp: Any, node: Any) -> Any:
+def _lenient(tp: Any, node: Any, context: dict[str, Any] | None = None) -> Any:
     """`node` as unvalidated model objects with defaults filled in, where it has a model's shape.
 
     When shapes and types already failed, the checks of meaning still run on this, so that every error is
     reported at once (a wrong cluster name next to a value out of range).
     """
     if isinstance(node, list):
-        return [_lenient(_strip_list(tp), item) for item in node]
+        return [_lenient(_strip_list(tp), item, context) for item in node]
     model = _as_model(tp, node) if isinstance(node, dict) else None
     if model is None:
         return node
     try:  # a part that is valid by itself is judged as the loader would build it
-        return model.model_validate(node)
+        return model.model_validate(node, context=context)
     except ValidationError:
         pass
-    values = {name: _lenient(field.annotation, node[name]) for name, field in model.model_fields.items()
+    values = {name: _lenient(field.annotation, node[name], context) for name, field in model.model_fields.items()
               if name in node}
     return model.model_construct(**values)
 
@@ -259,35 +261,62 @@ def _semantic_problems(config: Any) -> list[Problem]:
     return problems
 
 
-def parse(text: str, source: str = "<config>") -> Config:
-    """Validate YAML text into a Config, or raise ConfigError listing every problem."""
+def parse(text: str, source: str = "<config>", base_dir: str | Path | None = None,
+          env: Mapping[str, str] | None = None) -> Config:
+    """Validate YAML text into a Config, or raise ConfigError listing every problem.
+
+    `base_dir`: the folder relative file paths in the config resolve against (`load` gives the config file's
+    own); None keeps them as written (they are then opened against the working directory). `env`: the
+    variables `${NAME}` in secret fields are read from (meshbatch.config.env; `load` gives the process's
+    environment); None keeps the references as written."""
     try:
         data = parse_yaml(text)
     except SourceError as exc:
         raise ConfigError([Problem(exc.where, exc.message)], source) from None
     if not isinstance(data, dict):
         raise ConfigError([Problem("", "the config must be a YAML mapping at the top level")], source)
+    context = None if base_dir is None else {BASE_DIR: os.path.abspath(base_dir)}
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(data, context=context)
     except ValidationError as exc:
         problems = _pydantic_problems(exc, data)
         reported = {p.path for p in problems}
-        problems += [p for p in _semantic_problems(_lenient(Config, data)) if p.path not in reported]
+        problems += [p for p in _semantic_problems(_lenient(Config, data, context)) if p.path not in reported]
         raise ConfigError(problems, source) from None
+    if env is not None:
+        config = _expanded(config, data, env, context, source)
     problems = [p for check in _semantic_checks for p in check(config)]
     if problems:
         raise ConfigError(problems, source)
     return config
 
 
+def _expanded(config: Config, data: dict[str, Any], env: Mapping[str, str], context: dict[str, Any] | None,
+              source: str) -> Config:
+    """`config` with `${NAME}` in its secret fields replaced from `env` (validated again if anything changed)."""
+    from meshbatch.config.env import expand  # below this module: it walks the config's marked fields
+
+    changed, problems = expand(data, config, env)
+    if problems:
+        raise ConfigError(problems, source)
+    if not changed:
+        return config
+    try:
+        return Config.model_validate(data, context=context)
+    except ValidationError as exc:  # a value from the environment out of bounds (a token too short)
+        raise ConfigError(_pydantic_problems(exc, data), source) from None
+
+
 def load(path: str | Path, log_notes: bool = True) -> Config:
-    """The config in `path`, or ConfigError with every problem. Its notes (what it relies on without saying so)
-    are logged, unless the caller shows them itself (`meshbatch check`)."""
+    """The config in `path`, or ConfigError with every problem. Relative file paths in it resolve against the
+    file's folder (not the working directory); `${NAME}` in its secret fields is read from the environment. Its
+    notes (what it relies on without saying so) are logged,
+    unless the caller shows them itself (`meshbatch check`)."""
     try:
         text = read_text(path)
     except SourceError as exc:
         raise ConfigError([Problem("", exc.message)], str(path)) from None
-    config = parse(text, str(path))
+    config = parse(text, str(path), os.path.dirname(os.path.abspath(path)), os.environ)
     if log_notes:
         for note in notes(config):  # not errors: what the config relies on without saying so
             log.info("%s: note: %s", path, note)

@@ -61,34 +61,23 @@ class HandlerFailed(Exception):
         self.detail = detail
 
 
-class BatchApp:
-    """Calls `handle(items) -> results` for each batch request in one codec's shape."""
+class Handling:
+    """The handler called for a batch's items, with isolation: one reply per item, whatever the wire."""
 
-    def __init__(self, handle: HandleAny, codec: str = "json-array", isolate: bool = True) -> None:
+    def __init__(self, handle: HandleAny, isolate: bool = True) -> None:
         self.handle = handle
-        self.wire: Wire = WIRES.get(codec)()
         self.isolate = isolate
 
-    async def process(self, body: bytes) -> tuple[int, bytes, bytes]:
-        """(status, content type, body) of the answer to one batch request body."""
-        try:
-            items, ids = self.wire.parse(body)
-        except WireError as exc:
-            return _error(400, exc.reason, exc.detail)
+    async def replies(self, items: list[Any]) -> list[Reply]:
+        """One reply per item, the items at fault isolated (above). Raises ItemError when the handler answered
+        the whole batch with one, HandlerFailed when the batch fails as a whole."""
         try:
             results = await self._call(items)
-        except ItemError as exc:
-            return exc.status, JSON, dumps(exc.body)
         except HandlerFailed as exc:
             if not self.isolate or len(items) < 2:
-                return _error(500, exc.reason, exc.detail)
-            try:
-                replies = await self._isolated(items, exc)
-            except HandlerFailed as systemic:
-                return _error(500, systemic.reason, systemic.detail)
-        else:
-            replies = [normalise(r) for r in results]
-        return 200, self.wire.content_type, self._render(replies, ids)
+                raise
+            return await self._isolated(items, exc)
+        return [normalise(r) for r in results]
 
     async def _call(self, items: list[Any]) -> Sequence[Any]:
         """The handler's results for `items`; raises ItemError as the handler did, else HandlerFailed."""
@@ -139,6 +128,28 @@ class BatchApp:
         assert all(reply is not None for reply in replies)
         return replies  # type: ignore[return-value]  # every slot is filled: each part ends answered
 
+
+class BatchApp(Handling):
+    """Calls `handle(items) -> results` for each batch request in one codec's shape."""
+
+    def __init__(self, handle: HandleAny, codec: str = "json-array", isolate: bool = True) -> None:
+        super().__init__(handle, isolate)
+        self.wire: Wire = WIRES.get(codec)()
+
+    async def process(self, body: bytes) -> tuple[int, bytes, bytes]:
+        """(status, content type, body) of the answer to one batch request body."""
+        try:
+            items, ids = self.wire.parse(body)
+        except WireError as exc:
+            return _error(400, exc.reason, exc.detail)
+        try:
+            replies = await self.replies(items)
+        except ItemError as exc:
+            return exc.status, JSON, dumps(exc.body)
+        except HandlerFailed as exc:
+            return _error(500, exc.reason, exc.detail)
+        return 200, self.wire.content_type, self._render(replies, ids)
+
     def _render(self, replies: list[Reply], ids: list[str]) -> bytes:
         try:
             return self.wire.render(replies, ids)
@@ -156,4 +167,4 @@ class BatchApp:
         return self.wire.render(checked, ids)
 
 
-__all__ = ["BatchApp", "HandlerFailed", "normalise"]
+__all__ = ["BatchApp", "HandlerFailed", "Handling", "normalise"]

@@ -15,21 +15,22 @@ messages (serialized), or `encode(result)`; per item, an `ItemError(status, body
 `each`) is that caller's gRPC status (google.rpc.Code's table: 404 NOT_FOUND, 422 INVALID_ARGUMENT, 503
 UNAVAILABLE, other 5xx INTERNAL), with the body as its message, and never fails its neighbours: an item whose
 payload cannot be decoded gets INVALID_ARGUMENT and is not passed to `handle`, a result that cannot be encoded
-INTERNAL. A handler that raises, or returns a list of the wrong length, fails the batch call (INTERNAL, or the
-ItemError's status) and the proxy gives every caller that status. grpcio comes with the `grpc` extra and is
-imported only here.
+INTERNAL. A handler that raises, or returns a list of the wrong length, is isolated as over HTTP
+(consumer/core.py): the batch is split until the item at fault is alone (INTERNAL for it, results for the
+others); when every part fails, the batch call fails (INTERNAL) and the proxy gives every caller that status, as
+it does for an `ItemError` the handler raises (its status). grpcio comes with the `grpc` extra and is imported
+only here.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from meshbatch import extras
-from meshbatch.consumer.core import HandleAny, normalise
+from meshbatch.consumer.core import HandleAny, HandlerFailed, Handling
 from meshbatch.consumer.items import ItemError
 from meshbatch.consumer.wire import Reply, dumps
 from meshbatch.grpc import envelope, mapping
@@ -65,6 +66,8 @@ def _text(body: Any) -> str:
         return ""
     if isinstance(body, str):
         return body
+    if isinstance(body, dict) and isinstance(body.get("reason"), str) and isinstance(body.get("detail"), str):
+        return f"{body['reason']}: {body['detail']}"  # the SDK's own item failure
     try:
         return dumps(body).decode("utf-8")
     except (TypeError, ValueError):
@@ -102,8 +105,8 @@ class GrpcBatchApp:
     """`handle(items) -> results` for one BatchRequest; the BatchResponse's bytes (no gRPC in here)."""
 
     def __init__(self, handle: HandleAny, decode: Callable[[bytes], Any] | None = None,
-                 encode: Callable[[Any], bytes] | None = None, full: bool = False) -> None:
-        self.handle = handle
+                 encode: Callable[[Any], bytes] | None = None, full: bool = False, isolate: bool = True) -> None:
+        self.handling = Handling(handle, isolate)
         self.decode = decode
         self.encode = encode
         self.full = full
@@ -131,33 +134,23 @@ class GrpcBatchApp:
                 results[index] = envelope.EnvelopeResult(int(GrpcStatus.INVALID_ARGUMENT),
                                                          f"the request cannot be decoded ({type(exc).__name__})")
         if values:
-            answers = await self._call(values)
-            for index, answer in zip(slots, answers, strict=True):
-                results[index] = _result(normalise(answer), self.encode)
+            try:
+                replies = await self.handling.replies(values)
+            except ItemError as exc:
+                raise BatchFailed(mapping.from_item_http(exc.status), _text(exc.body)) from None
+            except HandlerFailed as exc:
+                raise BatchFailed(GrpcStatus.INTERNAL, exc.detail) from None
+            for index, reply in zip(slots, replies, strict=True):
+                results[index] = _result(reply, self.encode)
         return envelope.encode_response(r or envelope.EnvelopeResult(int(GrpcStatus.INTERNAL)) for r in results)
-
-    async def _call(self, values: list[Any]) -> Sequence[Any]:
-        try:
-            answers = self.handle(values)
-            if inspect.isawaitable(answers):
-                answers = await answers
-        except ItemError as exc:
-            raise BatchFailed(mapping.from_item_http(exc.status), _text(exc.body)) from None
-        except Exception as exc:
-            log.exception("the batch handler failed")
-            raise BatchFailed(GrpcStatus.INTERNAL, f"{type(exc).__name__} in the batch handler") from None
-        if not isinstance(answers, Sequence) or isinstance(answers, str | bytes) or len(answers) != len(values):
-            got = len(answers) if isinstance(answers, Sequence) else type(answers).__name__
-            raise BatchFailed(GrpcStatus.INTERNAL, f"the handler got {len(values)} items and returned {got}")
-        return answers
 
 
 def grpc_handler(handle: HandleAny, decode: Callable[[bytes], Any] | None = None,
-                 encode: Callable[[Any], bytes] | None = None, full: bool = False) -> Any:
+                 encode: Callable[[Any], bytes] | None = None, full: bool = False, isolate: bool = True) -> Any:
     """A grpcio generic handler (a grpc.GenericRpcHandler: grpcio has no type stubs) serving
     `/meshbatch.batch.v1.Batch/Process`; add it to any grpc.aio server."""
     grpc_module = extras.import_module("grpc", "grpc", _FEATURE)
-    app = GrpcBatchApp(handle, decode, encode, full)
+    app = GrpcBatchApp(handle, decode, encode, full, isolate)
 
     async def process(request: bytes, context: Any) -> bytes:
         try:
@@ -171,14 +164,14 @@ def grpc_handler(handle: HandleAny, decode: Callable[[bytes], Any] | None = None
 
 
 async def serve_grpc(handle: HandleAny, address: str = "[::]:50051", *, decode: Callable[[bytes], Any] | None = None,
-                     encode: Callable[[Any], bytes] | None = None, full: bool = False,
+                     encode: Callable[[Any], bytes] | None = None, full: bool = False, isolate: bool = True,
                      server: Any = None) -> Any:
     """Start a grpc.aio.Server answering batches on `address` (plaintext h2c), or add the handler to `server`,
     one of yours (for TLS, or beside other services; you start it). Returns the server; `await
     server.wait_for_termination()` to serve on."""
     grpc_module = extras.import_module("grpc", "grpc", _FEATURE)
     serving = server if server is not None else grpc_module.aio.server()
-    serving.add_generic_rpc_handlers((grpc_handler(handle, decode, encode, full),))
+    serving.add_generic_rpc_handlers((grpc_handler(handle, decode, encode, full, isolate),))
     if server is None:
         serving.add_insecure_port(address)
         await serving.start()

@@ -86,7 +86,8 @@ def ingest_problems(route: IngestRoute, path: str) -> Iterator[Problem]:
                       f"known: {', '.join(SINKS.names())}")
     elif (why := SINKS.unavailable(kind)) is not None:
         yield Problem(f"{path}.sink.type", why)
-    if kind == "postgres" and not sink.url:
+    yield from _shard_problems(route, kind, f"{path}.sink")
+    if kind == "postgres" and not sink.url and not sink.shards:
         yield Problem(f"{path}.sink.url", "is required for a postgres sink (postgresql://user@host:port/db)")
     if kind == "cluster":
         # grpc batches callers' gRPC calls on a batch route: an event is no gRPC call
@@ -104,10 +105,57 @@ def ingest_problems(route: IngestRoute, path: str) -> Iterator[Problem]:
     if kind == "sqlite" and log.backend == "sqlite":
         log_file = log.path or os.path.join("meshbatch-data", f"ingest-{route.name}.db")
         sink_file = sink.path or os.path.join("meshbatch-data", "sink.db")
-        if os.path.abspath(log_file) == os.path.abspath(sink_file):
+        if os.path.abspath(log_file) == os.path.abspath(sink_file) and not sink.shards:
             yield Problem(f"{path}.sink.path", "the sink and the log must be different files")
+        for i, shard in enumerate(sink.shards):
+            if shard.path and os.path.abspath(log_file) == os.path.abspath(shard.path):
+                yield Problem(f"{path}.sink.shards[{i}].path", "the sink and the log must be different files")
     if delivery.backoff_initial_ms > delivery.backoff_max_ms:
         yield Problem(f"{path}.delivery.backoff_initial_ms", "must be <= backoff_max_ms")
+
+
+def _shard_problems(route: IngestRoute, kind: str, path: str) -> Iterator[Problem]:
+    """A sharded database sink (meshbatch.ingest.sinks.sharded): its shards, `shard_by` and `default_shard`."""
+    sink = route.ingest.sink
+    if not sink.shards:
+        for key in ("shard_by", "default_shard"):
+            if getattr(sink, key) is not None:
+                yield Problem(f"{path}.{key}", "applies only to a sharded sink (with shards)")
+        return
+    if kind not in ("postgres", "sqlite"):
+        yield Problem(f"{path}.shards", f"shards apply to the database sinks (postgres, sqlite), not {kind}")
+        return
+    target = "url" if kind == "postgres" else "path"
+    other = "path" if kind == "postgres" else "url"
+    if getattr(sink, target):
+        yield Problem(f"{path}.{target}", f"{target} and shards are mutually exclusive: one database is {target}, "
+                      f"several are shards")
+    if len(sink.shards) < 2:
+        yield Problem(f"{path}.shards", f"needs at least 2 shards (for one database, use {target})")
+    seen: dict[str, int] = {}
+    for i, shard in enumerate(sink.shards):
+        here = f"{path}.shards[{i}]"
+        value = getattr(shard, target)
+        if getattr(shard, other) is not None:
+            yield Problem(f"{here}.{other}", f"a {kind} shard has a {target}, not a {other}")
+        if not value:
+            yield Problem(f"{here}.{target}", f"is required for a {kind} shard")
+            continue
+        same = os.path.abspath(value) if kind == "sqlite" else value
+        if same in seen:
+            yield Problem(f"{here}.{target}", f"is the same database as shards[{seen[same]}]")
+        seen[same] = i
+    names = sink.shard_names()
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            yield Problem(f"{path}.shards[{i}].name", f"shard name {name!r} is used twice (names decide where "
+                          "keys go: each must be unique)")
+    if sink.shard_by is None:
+        yield Problem(f"{path}.shard_by", "is required with shards: the event field whose value picks the shard")
+    elif not sink.shard_by or any(not part for part in sink.shard_by.split(".")):
+        yield Problem(f"{path}.shard_by", f"{sink.shard_by!r} is not a field path (names joined by dots)")
+    if sink.default_shard is not None and sink.default_shard not in names:
+        yield Problem(f"{path}.default_shard", f"{sink.default_shard!r} is not a shard; shards: {', '.join(names)}")
 
 
 def _table_problems(route: IngestRoute, path: str) -> Iterator[Problem]:

@@ -4,7 +4,10 @@ The log is the durable source of the batching core, the sink its upstream. Per b
 stored is acknowledged in the log (and its `delivered` waiter answered); an event that failed alone is retried
 after the shared backoff (core/backoff.py, its one retry decision), and parked in dead letters after
 `max_attempts` failures; a batch the sink refused as a whole is split in halves until the event at fault is
-alone (the shared plan, batching/bisection.py); a sink that cannot be reached puts the flusher in an outage:
+alone (the shared plan, batching/bisection.py); an event the sink held (its shard is down: sinks/sharded.py)
+goes back to the log until the time the sink gave, with no attempt counted, while the rest of the batch is
+settled as usual; one it refused outright is parked at once; a sink that cannot be reached at all puts the
+flusher in an outage:
 the batch goes back to the log with no attempt counted, and nothing new is taken until the outage backoff has
 passed.
 
@@ -28,7 +31,7 @@ from meshbatch.core.backoff import Backoff
 from meshbatch.ingest.logs.base import EventLog
 from meshbatch.ingest.observers import IngestMetrics
 from meshbatch.ingest.record import Record
-from meshbatch.ingest.sinks.base import BatchRejected, EventSink, SinkUnavailable
+from meshbatch.ingest.sinks.base import BatchRejected, EventSink, Held, Outcome, SinkUnavailable, Undeliverable
 from meshbatch.ingest.waiters import Waiters
 
 if TYPE_CHECKING:
@@ -159,8 +162,30 @@ class Flusher:
             if self.waiters is not None:
                 self.waiters.delivered(stored)
         if len(stored) != len(batch):
-            self._failed([(r, o) for r, o in zip(batch, outcomes, strict=True) if o is not None])
+            self._settle_rest(batch, outcomes)
         return len(stored), len(batch) - len(stored), ""
+
+    def _settle_rest(self, batch: Sequence[Record], outcomes: Sequence[Outcome]) -> None:
+        """The events not stored: held ones back to the log until their part of the sink is back (no attempt
+        counted), refused ones parked at once, failed ones retried or parked by the retry decision."""
+        held: dict[float, list[Record]] = {}
+        failed: list[tuple[Record, str]] = []
+        for record, outcome in zip(batch, outcomes, strict=True):
+            if outcome is None:
+                continue
+            if isinstance(outcome, Held):
+                held.setdefault(outcome.until, []).append(record)
+                self.last_error = outcome.reason
+            elif isinstance(outcome, Undeliverable):
+                self._park(record, outcome.reason)
+            else:
+                failed.append((record, outcome))
+        now = self.clock.now()
+        for until, records in held.items():
+            self.log.retry(records, max(0.0, until - now), count_attempt=False, at=until)
+            self.metrics.retried("outage", len(records))
+        if failed:
+            self._failed(failed)
 
     def _outage(self, batch: Sequence[Record], reason: str) -> None:
         self.outages += 1
@@ -178,16 +203,20 @@ class Flusher:
             # the shared retry decision: `max_attempts` deliveries in all, so max_attempts - 1 retries
             delay = self.backoff.retry(record.attempts, self.policy.max_attempts - 1)
             if delay is None:
-                record.attempts += 1
-                self.log.dead([record], reason)
-                self.metrics.dead_lettered("delivery")
-                log.warning("ingest route %s: event %s parked in dead letters after %d attempts: %s",
-                            self.route, record.id, record.attempts, reason)
-                if self.waiters is not None:
-                    self.waiters.failed([record], reason)
+                self._park(record, reason)
             else:
                 self.log.retry([record], delay, count_attempt=True)
                 self.metrics.retried("failed")
+
+    def _park(self, record: Record, reason: str) -> None:
+        record.attempts += 1
+        self.last_error = reason
+        self.log.dead([record], reason)
+        self.metrics.dead_lettered("delivery")
+        log.warning("ingest route %s: event %s parked in dead letters after %d attempts: %s",
+                    self.route, record.id, record.attempts, reason)
+        if self.waiters is not None:
+            self.waiters.failed([record], reason)
 
     # -- the loop -------------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from meshbatch.errors import BadRequest, Draining, GatewayTimeout, ProxyError, U
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.logs.base import LogError, LogFull
 from meshbatch.ingest.record import Record, keyed_id, valid_key
+from meshbatch.layers.timeout import route_deadline
 from meshbatch.security.scope import IdempotencyScope
 from meshbatch.service import Call
 
@@ -166,7 +167,7 @@ class IngestHandler:
         if not log.has_room(len(records), size) and not (
                 self.block and await log.wait_room(len(records), size, self.block_timeout)):
             raise LogFull("ingest_log_full", "the ingest log is full", retry_after=route.retry_after())
-        durable = log.append(records)
+        durable = log.append(records, route_deadline(call, self.timeout, asyncio.get_running_loop().time()))
         route.accepted(len(records))
         if self.ack == "memory":
             return self._answer(records, several, dropped, letters, "accepted")

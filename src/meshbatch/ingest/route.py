@@ -55,7 +55,8 @@ class IngestRoute:
         self.pipeline = pipeline if pipeline else None
         self.log: EventLog = LOGS.get(self.config.log.backend)(self.config.log, route.name, self.clock)
         delivery = self.config.delivery
-        self.sink: EventSink = SINKS.get(sink_type(route))(SinkContext(route, send, delivery.timeout_ms / 1000))
+        context = SinkContext(route, send, delivery.timeout_ms / 1000, self.clock)
+        self.sink: EventSink = SINKS.get(sink_type(route))(context)
         self.waiters = Waiters() if self.config.ack == "delivered" else None
         self.metrics = IngestMetrics(metrics, route.name)
         self.flusher = Flusher(route.name, self.log, self.sink, flush_policy(route), self.clock, self.waiters,

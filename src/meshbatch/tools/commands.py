@@ -1,4 +1,5 @@
-"""The command-line entries of the operator tools (`top`, `tune`); the tools themselves load only when run."""
+"""The command-line entries of the operator tools (`top`, `tune`, `shards`); the tools themselves load only when
+run."""
 
 from __future__ import annotations
 
@@ -59,3 +60,30 @@ def add_tune(sub: Any) -> None:
 
 
 __all__ = ["add_top", "add_tune"]
+
+
+def _run_shards_plan(args: argparse.Namespace) -> int:
+    from meshbatch.tools.shards import run_plan
+
+    return run_plan(args)
+
+
+def add_shards(sub: Any) -> None:
+    shards = sub.add_parser("shards", help="sharded database sinks: plan a change of shards")
+    actions = shards.add_subparsers(dest="shards_command", required=True)
+    plan = actions.add_parser(
+        "plan", help="which keys move when shards are added or removed",
+        description="Place every key with the route's shards as configured and as changed (the sink's rendezvous "
+                    "hash) and report how many keys move, from where to where. Keys come one a line from --keys "
+                    "FILE or stdin, or from the shards' tables (--from-sinks).")
+    plan.add_argument("config", metavar="CONFIG", help="the YAML config file")
+    plan.add_argument("--route", required=True, help="the ingest route with the sharded sink")
+    plan.add_argument("--add", metavar="TARGET", help="a new shard: its URL (postgres) or path (sqlite)")
+    plan.add_argument("--name", help="the new shard's name (default: its place in the list, as the sink names it)")
+    plan.add_argument("--remove", action="append", metavar="NAME", help="a shard to take out (repeatable)")
+    plan.add_argument("--keys", metavar="FILE", help="the keys, one a line (default: stdin; - is stdin)")
+    plan.add_argument("--from-sinks", action="store_true", help="read the keys from the shards' tables instead")
+    plan.add_argument("--limit", type=int, default=1_000_000, help="at most this many keys a shard (--from-sinks)")
+    plan.add_argument("--list", action="store_true", help="print each moved key: KEY<TAB>FROM<TAB>TO")
+    plan.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    plan.set_defaults(func=_run_shards_plan)

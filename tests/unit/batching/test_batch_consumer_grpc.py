@@ -76,6 +76,32 @@ async def test_full_items_carry_method_metadata_and_id_and_protobuf_results():
     assert pb.Item.FromString(answer.results[0].payload).id == "1"
 
 
+async def test_a_handler_that_raises_for_one_item_fails_only_that_item():
+    calls = []
+
+    def handle(items):
+        calls.append(list(items))
+        if b"poison" in items:
+            raise ValueError("cannot store")
+        return [i.upper() for i in items]
+
+    answer = await call(handle, [(b"a", {}), (b"poison", {}), (b"b", {}), (b"c", {})])
+    assert [(r.code, r.payload) for r in answer.results] == [(0, b"A"), (13, b""), (0, b"B"), (0, b"C")]
+    assert answer.results[1].message == "item_failed: ValueError in the handler"
+    assert len(calls) > 1  # isolated by calling the handler on parts
+
+
+async def test_isolation_can_be_turned_off():
+    answer_or_error = None
+    try:
+        answer_or_error = await call(lambda items: 1 / 0 if b"poison" in items else items,
+                                     [(b"a", {}), (b"poison", {})], isolate=False)
+    except grpc.aio.AioRpcError as exc:
+        answer_or_error = exc
+    assert isinstance(answer_or_error, grpc.aio.AioRpcError)
+    assert answer_or_error.code() == grpc.StatusCode.INTERNAL
+
+
 async def test_a_result_that_cannot_be_encoded_fails_alone():
     answer = await call(lambda items: [b"ok", object()], [(b"1", {}), (b"2", {})])
     assert answer.results[0].payload == b"ok"

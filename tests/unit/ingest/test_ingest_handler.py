@@ -150,3 +150,23 @@ async def test_pipeline_expands_filters_and_dead_letters(tmp_path: Path) -> None
         ('{"x":1}', "schema_violation", "pipeline[1].validate")]
     await route.drain(5.0)
     assert route.summary()["state"] == "closed"
+
+
+async def test_the_append_gets_the_requests_deadline(started: IngestRoute) -> None:
+    deadlines: list[float | None] = []
+    append = started.log.append
+
+    def spy(records: Any, deadline: float | None = None) -> Any:
+        deadlines.append(deadline)
+        return append(records, deadline)
+
+    started.log.append = spy  # type: ignore[method-assign]
+    now = asyncio.get_running_loop().time()
+    assert (await started.handler(post(b"{}"))).status == 202
+    assert (await started.handler(post(b"{}", (b"x-meshbatch-deadline-ms", b"250")))).status == 202
+    route_timeout = started.timeout
+    assert deadlines[0] is not None and now + route_timeout - 1 <= deadlines[0] <= now + route_timeout + 1
+    assert deadlines[1] is not None and deadlines[1] <= now + 1.25  # the caller's shorter budget wins
+    for hostile in (b"soon", b"nan", b"inf", b""):
+        with pytest.raises(BadRequest, match="milliseconds"):
+            await started.handler(post(b"{}", (b"x-meshbatch-deadline-ms", hostile)))

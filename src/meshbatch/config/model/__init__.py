@@ -21,7 +21,7 @@ from meshbatch.config.model.clusters import (
     Percent,
     RetryBudget,
 )
-from meshbatch.config.model.ingest import COLUMN_TYPES, Column, Delivery, Ingest, IngestLog, Sink
+from meshbatch.config.model.ingest import COLUMN_TYPES, Column, Delivery, Ingest, IngestLog, Shard, Sink
 from meshbatch.config.model.layers import (
     RETRY_CONDITIONS,
     AdaptiveConcurrency,
@@ -126,6 +126,7 @@ __all__ = [
     "RetryBudget",
     "Route",
     "RouteKind",
+    "Shard",
     "Share",
     "Sink",
     "Step",

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from meshbatch.config.model.base import Model, UrlPath
+from meshbatch.config.model.base import Model, ReadPath, UrlPath
 
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -96,7 +96,7 @@ class GrpcBatch(Model):
     """`batch.grpc`: how gRPC unary calls are batched (meshbatch.batching.codecs.grpc). With `descriptor_set`,
     into the service's own batch method (AIP-231 BatchGet); without, in meshbatch's envelope."""
 
-    descriptor_set: Annotated[str, Field(min_length=1)] | None = None  # a FileDescriptorSet (protoc -o FILE)
+    descriptor_set: Annotated[ReadPath, Field(min_length=1)] | None = None  # a FileDescriptorSet (protoc -o FILE)
     batch_method: GrpcMethod = ENVELOPE_METHOD
     items_field: FieldName | None = None  # repeated: the callers' request messages
     results_field: FieldName | None = None  # repeated: one result each

@@ -6,7 +6,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt, UrlPath, _check_listen, secret
+from meshbatch.config.model.base import (
+    Millis,
+    Model,
+    NonNegInt,
+    PositiveInt,
+    ReadPath,
+    SecretPath,
+    UrlPath,
+    _check_listen,
+    secret,
+)
 from meshbatch.config.model.security import ClusterTls
 
 
@@ -22,7 +32,7 @@ class Discovery(Model):
     """Where a cluster's endpoints come from. Keys apply per `type`; the checks of meaning say which."""
 
     type: str = "static"
-    path: str | None = None  # file
+    path: ReadPath | None = None  # file
     refresh_ms: Millis | None = None  # file: poll interval (1000); dns: interval when the TTL is not used (5000)
     name: str | None = None  # dns: the name to resolve (for SRV, e.g. _http._tcp.orders.default.svc.cluster.local)
     record: Literal["A", "AAAA", "ALL", "SRV"] = "A"  # dns
@@ -35,7 +45,7 @@ class Discovery(Model):
     service: str | None = None  # kubernetes: the Service whose EndpointSlices list the endpoints
     namespace: str | None = None  # kubernetes: default the pod's own (in a cluster), else the kubeconfig context's
     port_name: str | None = None  # kubernetes: the Service port's name (or `port`: the endpoints' port number)
-    kubeconfig: str | None = None  # kubernetes: a kubeconfig file; absent: in-cluster config, else $KUBECONFIG
+    kubeconfig: SecretPath | None = None  # kubernetes: a kubeconfig file; absent: in-cluster config, else $KUBECONFIG
     context: str | None = None  # kubernetes: the kubeconfig context (default: its current one)
     initial_fetch_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = 5_000
 

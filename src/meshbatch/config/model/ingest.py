@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from meshbatch.config.model.base import Millis, Model, PositiveInt, secret
+from meshbatch.config.model.base import Millis, Model, PositiveInt, WritePath, secret
 from meshbatch.config.model.batch import IdempotencyScope
 
 
 class IngestLog(Model):
     backend: str = "sqlite"  # sqlite | jetstream
-    path: str | None = None  # sqlite: the log file (default meshbatch-data/ingest-ROUTE.db)
+    path: WritePath | None = None  # sqlite: the log file (default meshbatch-data/ingest-ROUTE.db)
     sync: Literal["full", "normal"] = "full"  # sqlite: fsync each group commit, or only at checkpoints
     max_events: PositiveInt = 1_000_000
     max_bytes: PositiveInt = 1_073_741_824
@@ -50,9 +50,18 @@ class Column(Model):
     type: Literal["text", "bigint", "double", "boolean", "json", "timestamp"] = "text"
 
 
+class Shard(Model):
+    """One shard of a sharded database sink (`sink.shards`); a bare string in the list is its url (postgres) or
+    path (sqlite)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # what keys hash to (default: index)
+    url: Annotated[str | None, secret("url")] = None  # postgres
+    path: WritePath | None = None  # sqlite
+
+
 class Sink(Model):
     type: str | None = None  # sqlite | postgres | cluster; default: cluster if the route names one, else sqlite
-    path: str | None = None  # sqlite: the database file (default meshbatch-data/sink.db)
+    path: WritePath | None = None  # sqlite: the database file (default meshbatch-data/sink.db)
     url: Annotated[str | None, secret("url")] = None  # postgres: postgresql://user@host:port/db (${ENV} expanded)
     table: str = "events"
     id_column: str = "event_id"
@@ -64,6 +73,23 @@ class Sink(Model):
     codec: str = "json-array"  # cluster: the batch wire format
     upstream_path: str = "/batch"  # cluster: where batches go
     upstream_method: Literal["POST", "PUT"] = "POST"  # cluster
+    # sharded database sinks (meshbatch.ingest.sinks.sharded): instead of url/path, at least two databases
+    shards: Annotated[list[Shard], Field(max_length=256)] = []
+    shard_by: str | None = None  # the event field (dotted path) whose value picks the shard
+    default_shard: str | None = None  # the shard (name) of events without that field; None: dead letters
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_shards(cls, data: Any) -> Any:
+        """`shards: [URL, ...]` (postgres) or `[PATH, ...]` (sqlite): each string becomes {url: ...} or {path: ...}."""
+        if isinstance(data, dict) and isinstance(data.get("shards"), list):
+            key = "url" if data.get("type") == "postgres" else "path"
+            data = {**data, "shards": [{key: s} if isinstance(s, str) else s for s in data["shards"]]}
+        return data
+
+    def shard_names(self) -> list[str]:
+        """Each shard's name: its `name:`, else its place in the list ("0", "1", ...)."""
+        return [s.name if s.name is not None else str(i) for i, s in enumerate(self.shards)]
 
 
 class Ingest(Model):

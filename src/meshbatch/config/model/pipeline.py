@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from meshbatch.config.model.base import Model, NonNegInt, PositiveInt
+from meshbatch.config.model.base import Model, NonNegInt, PositiveInt, ReadPath
 
 Encoding = Literal["gzip", "deflate", "zstd", "br"]
 ENCODINGS: tuple[Encoding, ...] = ("gzip", "deflate", "zstd", "br")
@@ -25,7 +25,7 @@ class Decode(Model):
 
 
 class Validate(Model):
-    schema_: str | dict[str, Any] = Field(alias="schema")  # a JSON Schema file path, or the schema inline
+    schema_: ReadPath | dict[str, Any] = Field(alias="schema")  # a JSON Schema file path, or the schema inline
     on_invalid: Literal["reject", "dead_letter"] = "reject"
 
 

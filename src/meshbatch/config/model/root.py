@@ -17,7 +17,8 @@ from meshbatch.config.model.telemetry import AccessLog, Recorder, Tracing
 
 class Admin(Model):
     listen: str = "127.0.0.1:9901"
-    token: Annotated[str | None, secret()] = None  # bearer token for mutating and payload endpoints; none: refused
+    # bearer token for mutating and payload endpoints; none: refused. `${NAME}`: from the environment (checked then)
+    token: Annotated[str | None, secret()] = None
     # Host names the admin API answers besides loopback names and addresses and its own listen address (DNS
     # rebinding): exact names or `*.suffix`; `*` turns the check off
     allowed_hosts: list[str] = []
@@ -25,7 +26,7 @@ class Admin(Model):
     @field_validator("token")
     @classmethod
     def _token(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) < 16 or not value.isprintable() or " " in value):
+        if value is not None and "${" not in value and (len(value) < 16 or not value.isprintable() or " " in value):
             raise ValueError("must be at least 16 printable characters without spaces")
         return value
 

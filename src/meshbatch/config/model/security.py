@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from meshbatch.config.model.base import ReadPath, SecretPath
 from meshbatch.core.spiffe import InvalidSpiffeId, check_trust_domain
 
 TLS_MODES = ("strict", "permissive", "disable")
@@ -32,9 +33,9 @@ def _trust_domains(value: list[str]) -> list[str]:
 class Identity(SecModel):
     """The workload's certificate, key and trust bundle (PEM files), watched: a change applies to new handshakes."""
 
-    cert: Annotated[str, Field(min_length=1)]
-    key: Annotated[str, Field(min_length=1)]
-    ca: Annotated[str, Field(min_length=1)]  # the trust bundle: one or more root certificates
+    cert: Annotated[ReadPath, Field(min_length=1)]
+    key: Annotated[SecretPath, Field(min_length=1)]
+    ca: Annotated[ReadPath, Field(min_length=1)]  # the trust bundle: one or more root certificates
     trust_domain: str | None = None  # default: the trust domain of `cert`'s SPIFFE ID
     watch_interval_ms: Annotated[int, Field(ge=50, le=3_600_000)] = 1_000
 
@@ -171,7 +172,7 @@ class Jwt(SecModel):
 
     issuer: Annotated[str, Field(min_length=1)]
     audiences: list[str] = []  # the token's `aud` must name one of these; empty: not checked
-    jwks: Annotated[str, Field(min_length=1)]  # path of a JWKS file (JSON: {"keys": [...]})
+    jwks: Annotated[ReadPath, Field(min_length=1)]  # path of a JWKS file (JSON: {"keys": [...]})
     header: Annotated[str, Field(min_length=1)] = "authorization"  # 'Bearer TOKEN' in this header
     required: bool = True
     forward: bool = True  # pass the token on upstream

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from meshbatch.config.model.base import Millis, Model, secret
+from meshbatch.config.model.base import Millis, Model, WritePath, secret
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
@@ -14,7 +14,7 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 class AccessLog(Model):
     """One JSON line per answered request, buffered and written on a timer (off the request path)."""
 
-    path: Annotated[str, Field(min_length=1)] = "-"  # "-" is stdout; anything else a file, appended to
+    path: Annotated[WritePath, Field(min_length=1)] = "-"  # "-" is stdout; anything else a file, appended to
     sample: Fraction = 1.0  # the share of requests logged
     always_errors: bool = True  # log every 4xx/5xx answer and every flagged one, whatever `sample` says
     flush_ms: Millis = 1_000
@@ -27,7 +27,7 @@ class Tracing(Model):
     exporter: Literal["otlp", "console", "file"] = "otlp"
     endpoint: Annotated[str, secret("url")] = "http://127.0.0.1:4318/v1/traces"  # otlp (OTLP/HTTP protobuf)
     headers: Annotated[dict[str, str], secret("values")] = {}  # otlp
-    path: str | None = None  # file: one JSON span per line
+    path: WritePath | None = None  # file: one JSON span per line
     sample: Fraction = 1.0  # share of new traces recorded; a caller's sampled traceparent is always followed
     service_name: Annotated[str, Field(min_length=1)] = "meshbatch"
     timeout_ms: Millis = 10_000  # one export

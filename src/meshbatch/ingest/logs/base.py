@@ -46,8 +46,10 @@ class EventLog(Protocol):
 
     async def wait_room(self, count: int, size: int, timeout: float) -> bool: ...
 
-    def append(self, records: Sequence[Record]) -> Awaitable[None]:
-        """Add records; the awaitable completes when they are durable (raises LogFull or LogError)."""
+    def append(self, records: Sequence[Record], deadline: float | None = None) -> Awaitable[None]:
+        """Add records; the awaitable completes when they are durable (raises LogFull or LogError). A log whose
+        writes can fail for a while (a server's failover) tries again until `deadline` (the loop's clock), the
+        caller's own, before raising."""
         ...
 
     async def take(self, max_items: int, max_bytes: int) -> list[Record]:
@@ -60,7 +62,11 @@ class EventLog(Protocol):
 
     def ack(self, records: Sequence[Record]) -> Awaitable[None]: ...
 
-    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool) -> Awaitable[None]: ...
+    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool,
+              at: float | None = None) -> Awaitable[None]:
+        """Deliver again after `delay` seconds; `at`, when given, is that time exactly on the log's clock (records
+        retried with the same `at` are taken again in log order)."""
+        ...
 
     def dead(self, records: Sequence[Record], reason: str, stage: str = DELIVERY) -> Awaitable[None]:
         """Park records in dead letters with `reason`; `stage` is where they were refused: `delivery` (the

@@ -4,7 +4,11 @@ The stream (work-queue retention, file storage, `max_events`/`max_bytes` with ne
 holds accepted events; one durable pull consumer per route hands each event to one replica at a time. An
 append is acknowledged when JetStream has stored the message (on a quorum of `replicas` in a cluster; how
 often the server fsyncs is its own `sync_interval`). Publishes carry `Nats-Msg-Id` = event id, so a retried
-append within the stream's duplicate window is stored once. Delivered events are acked; failed ones nak'd with
+append within the stream's duplicate window is stored once.
+
+On a cluster, `url` lists every node (comma-separated); the client reconnects to a live one at once when its
+node goes away, and an append that fails meanwhile (or while the stream elects a new leader) is tried again
+until the caller's deadline (jetstream_retry.py). Delivered events are acked; failed ones nak'd with
 the backoff as delay (their delivery count is their attempts); dead letters go to a second stream
 (`STREAM_DEAD`, subject `meshbatch.dead.ROUTE`) and are replayed from there.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
@@ -27,11 +31,30 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 from meshbatch.clock import Clock
 from meshbatch.config.model import IngestLog
 from meshbatch.ingest.logs.base import DELIVERY, LOGS, LogError, LogFull
+from meshbatch.ingest.logs.jetstream_retry import transient, within_deadline
 from meshbatch.ingest.record import Record
 
 FETCH_WAIT = 0.5
 REFRESH = 1.0
+APPEND_TIMEOUT = 5.0  # an append's deadline when its caller gives none
+OPEN_TIMEOUT = 10.0
+# Reconnecting: try the next node at once (a node is tried again no sooner than RECONNECT_WAIT after its last
+# attempt); a connection that stops answering pings (a cut link rather than a dead process) is given up after
+# PING_INTERVAL * MAX_PINGS seconds.
+RECONNECT_WAIT = 0.1
+PING_INTERVAL = 2
+MAX_PINGS = 2
+ERROR_LOG_EVERY = 5.0
+log = logging.getLogger("meshbatch.ingest")
 FULL_CODES = {10077, 10078, 10047}  # maximum messages / bytes exceeded, insufficient resources
+
+
+def servers(url: str) -> list[str]:
+    """The node URLs of `url`: one, or several separated by commas (`${NAME}` was expanded at load)."""
+    out = [part.strip() for part in url.split(",") if part.strip()]
+    if not out:
+        raise LogError("the jetstream log's url names no server")
+    return out
 
 
 def _token(route: str) -> str:
@@ -44,7 +67,8 @@ class JetStreamLog:
 
     def __init__(self, config: IngestLog, route: str, clock: Clock) -> None:
         token = _token(route)
-        self.url = os.path.expandvars(config.url)
+        self.servers = servers(config.url)
+        self.url = ",".join(self.servers)
         self.stream = config.stream or f"MESHBATCH_{token.upper()}"
         self.subject = config.subject or f"meshbatch.ingest.{token}"
         self.dead_stream = f"{self.stream}_DEAD"
@@ -58,14 +82,17 @@ class JetStreamLog:
         self._left: list[Record] = []
         self._leased = 0
         self._naked = 0
-        self._state: dict[str, Any] = {"messages": 0, "bytes": 0, "oldest": None, "dead": 0}
+        self._state: dict[str, Any] = {"messages": 0, "bytes": 0, "oldest": None, "dead": 0, "pending": 0}
         self._refresher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._error_logged = -ERROR_LOG_EVERY
 
     async def open(self) -> None:
         try:
-            self.nc = await nats.connect(self.url, name=f"meshbatch-{self.stream}", connect_timeout=2,
-                                         max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+            self.nc = await nats.connect(self.servers, name=f"meshbatch-{self.stream}", connect_timeout=2,
+                                         max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT,
+                                         ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_PINGS,
+                                         error_cb=self._connection_error, reconnected_cb=self._reconnected)
             self.js = self.nc.jetstream(timeout=5)
             cfg = self.config
             await self._ensure(StreamConfig(
@@ -85,11 +112,29 @@ class JetStreamLog:
             raise LogError(f"cannot open JetStream stream {self.stream} at {self.url}: {exc}") from exc
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
+    async def _connection_error(self, exc: Exception) -> None:
+        """A failed (re)connection attempt: one line, at most every ERROR_LOG_EVERY seconds (while a cluster is
+        down, the client tries a node every RECONNECT_WAIT)."""
+        now = self.clock.now()
+        if now - self._error_logged >= ERROR_LOG_EVERY:
+            self._error_logged = now
+            log.warning("jetstream log %s: NATS connection: %s: %s", self.stream, type(exc).__name__, exc)
+
+    async def _reconnected(self) -> None:
+        url = self.nc.connected_url if self.nc is not None else None
+        log.info("jetstream log %s: reconnected to %s", self.stream, url.netloc if url else "?")
+
     async def _ensure(self, config: StreamConfig) -> None:
-        try:
-            await self.js.add_stream(config)
-        except BadRequestError:  # exists with another configuration: bring it to this one
-            await self.js.update_stream(config)
+        """Create the stream, or bring an existing one to this configuration; tried again while the cluster
+        has no JetStream leader yet (a cluster starting, or electing), for up to OPEN_TIMEOUT."""
+
+        async def attempt(timeout: float) -> None:
+            try:
+                await self.js.add_stream(config)
+            except BadRequestError:  # exists with another configuration: bring it to this one
+                await self.js.update_stream(config)
+
+        await within_deadline(attempt, self.clock.now() + OPEN_TIMEOUT, self.clock, asyncio.sleep)
 
     async def close(self) -> None:
         if self._refresher is not None:
@@ -105,15 +150,21 @@ class JetStreamLog:
                 await asyncio.wait_for(nc.close(), 2.0)
 
     async def _refresh(self) -> None:
+        """The stream's size (what its limits count) and the consumer's backlog: events not yet delivered and
+        acknowledged. The two differ when the stream keeps messages its consumer has acknowledged, as a
+        nats-server 2.9 work-queue stream can after a replica's restart (docs/ingestion.md)."""
         info = await self.js.stream_info(self.stream)
         dead = await self.js.stream_info(self.dead_stream)
+        consumer = await self.sub.consumer_info()
+        pending = int(consumer.num_pending or 0) + int(consumer.num_ack_pending or 0)
         oldest = None
-        if info.state.messages:
+        if pending:
+            floor = consumer.ack_floor.stream_seq if consumer.ack_floor is not None else 0
             with contextlib.suppress(NotFoundError):
-                first = await self.js.get_msg(self.stream, info.state.first_seq)
+                first = await self.js.get_msg(self.stream, max(info.state.first_seq, (floor or 0) + 1))
                 oldest = float((first.headers or {}).get("Meshbatch-Received") or 0) or None
         self._state = {"messages": info.state.messages, "bytes": info.state.bytes, "oldest": oldest,
-                       "dead": dead.state.messages}
+                       "dead": dead.state.messages, "pending": pending}
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -144,26 +195,33 @@ class JetStreamLog:
                 await self._refresh()
         return True
 
-    async def _publish(self, record: Record) -> None:
+    async def _publish(self, record: Record, deadline: float) -> None:
         headers = {"Nats-Msg-Id": record.id, "Meshbatch-Id": record.id, "Meshbatch-Received": repr(record.received)}
         if record.trace is not None:
             headers["Meshbatch-Traceparent"] = record.trace.decode("latin-1")
+
+        async def attempt(timeout: float) -> Any:
+            return await self.js.publish(self.subject, record.body, timeout=timeout, headers=dict(headers))
+
         try:
-            await self.js.publish(self.subject, record.body, headers=headers)
+            await within_deadline(attempt, deadline, self.clock, asyncio.sleep)
         except APIError as exc:
             if exc.err_code in FULL_CODES:
                 raise LogFull("ingest_log_full", f"JetStream stream {self.stream} is full ({exc.description})",
                               retry_after=1.0) from None
             raise LogError(f"JetStream publish failed: {exc}") from exc
         except (NatsError, OSError) as exc:
-            raise LogError(f"JetStream publish failed: {type(exc).__name__}: {exc}") from exc
+            notes = "".join(f" ({n})" for n in getattr(exc, "__notes__", ()))
+            raise LogError(f"JetStream publish failed: {type(exc).__name__}: {exc}{notes}") from exc
 
-    def append(self, records: Sequence[Record]) -> Awaitable[None]:
+    def append(self, records: Sequence[Record], deadline: float | None = None) -> Awaitable[None]:
         self._state["messages"] += len(records)
+        self._state["pending"] += len(records)
         self._state["bytes"] += sum(len(r.body) for r in records)
+        until = deadline if deadline is not None else self.clock.now() + APPEND_TIMEOUT
 
         async def publish_all() -> None:
-            results = await asyncio.gather(*(self._publish(r) for r in records), return_exceptions=True)
+            results = await asyncio.gather(*(self._publish(r, until) for r in records), return_exceptions=True)
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
@@ -180,6 +238,11 @@ class JetStreamLog:
             try:
                 msgs = await self.sub.fetch(batch=max_items, timeout=FETCH_WAIT)
             except (NatsTimeout, TimeoutError):  # nats-py raises either when the long poll ends empty
+                return []
+            except Exception as exc:  # a failover (the consumer's leader or this client's node went away)
+                if not transient(exc):
+                    raise
+                await asyncio.sleep(FETCH_WAIT)
                 return []
             records = [self._record(m) for m in msgs]
         size, cut = 0, len(records)
@@ -208,7 +271,8 @@ class JetStreamLog:
         self._leased -= len(records)
         return self._spawn(asyncio.gather(*(r.ref.ack() for r in records if r.ref is not None)))
 
-    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool) -> Awaitable[None]:
+    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool,
+              at: float | None = None) -> Awaitable[None]:  # `at`: the stream redelivers in its own order
         self._leased -= len(records)
         self._naked += len(records)
         for record in records:
@@ -279,11 +343,11 @@ class JetStreamLog:
     def stats(self) -> dict[str, Any]:
         s = self._state
         oldest = s.get("oldest")
-        age = max(0.0, time.time() - oldest) if oldest is not None and s["messages"] else 0.0
-        return {"backend": self.name, "stream": self.stream, "subject": self.subject, "backlog": s["messages"],
-                "bytes": s["bytes"], "oldest_age_s": round(age, 3), "leased": self._leased + len(self._left),
-                "retried": self._naked, "dead_letters": s["dead"], "connected": bool(self.nc and
-                                                                                    self.nc.is_connected)}
+        age = max(0.0, time.time() - oldest) if oldest is not None and s["pending"] else 0.0
+        return {"backend": self.name, "stream": self.stream, "subject": self.subject, "backlog": s["pending"],
+                "stream_messages": s["messages"], "bytes": s["bytes"], "oldest_age_s": round(age, 3),
+                "leased": self._leased + len(self._left), "retried": self._naked, "dead_letters": s["dead"],
+                "connected": bool(self.nc and self.nc.is_connected)}
 
 
 @LOGS.register("jetstream")

@@ -234,7 +234,7 @@ class SQLiteLog:
                     await self._room.wait()
         return True
 
-    def append(self, records: Sequence[Record]) -> Awaitable[None]:
+    def append(self, records: Sequence[Record], deadline: float | None = None) -> Awaitable[None]:
         size = sum(len(r.body) for r in records)
         if not self.has_room(len(records), size):
             raise LogFull("ingest_log_full", f"the log holds {self.count} events, {self.bytes} bytes "
@@ -307,8 +307,9 @@ class SQLiteLog:
         self._lazy.ack_bytes += sum(len(r.body) for r in records)
         return self._later()
 
-    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool) -> Awaitable[None]:
-        due = self.clock.now() + delay
+    def retry(self, records: Sequence[Record], delay: float, count_attempt: bool,
+              at: float | None = None) -> Awaitable[None]:
+        due = self.clock.now() + delay if at is None else at
         for record in records:
             self._leased.pop(record.seq, None)
             if count_attempt:

@@ -4,9 +4,11 @@ from meshbatch.ingest.sinks.base import (
     SINKS,
     BatchRejected,
     EventSink,
+    Held,
     Outcome,
     SinkContext,
     SinkUnavailable,
+    Undeliverable,
     sink_type,
 )
 
@@ -14,4 +16,14 @@ SINKS.lazy("cluster", "meshbatch.ingest.sinks.cluster")
 SINKS.lazy("postgres", "meshbatch.ingest.sinks.postgres", extra="postgres")
 SINKS.lazy("sqlite", "meshbatch.ingest.sinks.sqlite")
 
-__all__ = ["SINKS", "BatchRejected", "EventSink", "Outcome", "SinkContext", "SinkUnavailable", "sink_type"]
+__all__ = [
+    "SINKS",
+    "BatchRejected",
+    "EventSink",
+    "Held",
+    "Outcome",
+    "SinkContext",
+    "SinkUnavailable",
+    "Undeliverable",
+    "sink_type",
+]

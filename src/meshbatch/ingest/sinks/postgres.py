@@ -6,15 +6,15 @@ protocol, one round trip, each event id stored once however often its batch is d
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
 from meshbatch.ingest.record import Record
-from meshbatch.ingest.sinks.base import SINKS, BatchRejected, Outcome, SinkContext, SinkUnavailable
+from meshbatch.ingest.sinks.base import SINKS, BatchRejected, EventSink, Outcome, SinkContext, SinkUnavailable
 from meshbatch.ingest.sinks.mapping import MappedColumn, RowError, columns_of, make_row, quote
+from meshbatch.ingest.sinks.sharded import ShardedSink
 
 PG_TYPES = {"id": "text", "received": "timestamptz", "payload": "jsonb", "text": "text", "bigint": "bigint",
             "double": "double precision", "boolean": "boolean", "json": "jsonb", "timestamp": "timestamptz"}
@@ -38,11 +38,11 @@ def insert_statement(table: str, columns: list[MappedColumn], id_column: str) ->
 class PostgresSink:
     name = "postgres"
 
-    def __init__(self, context: SinkContext) -> None:
+    def __init__(self, context: SinkContext, url: str | None = None) -> None:
         ingest = context.route.ingest
         assert ingest is not None
         config = ingest.sink
-        self.url = os.path.expandvars(config.url or "")
+        self.url = url or config.url or ""  # `url`: one shard's (sinks/sharded.py); `${NAME}` expanded at load
         self.table = config.table
         self.id_column = config.id_column
         self.columns = columns_of(config)
@@ -127,7 +127,11 @@ class PostgresSink:
 
 
 @SINKS.register("postgres")
-def _factory(context: SinkContext) -> PostgresSink:
+def _factory(context: SinkContext) -> EventSink:
+    shards = context.route.ingest.sink.shards
+    if shards:
+        urls = [shard.url or "" for shard in shards]
+        return ShardedSink(context, "postgres", [PostgresSink(context, url) for url in urls], urls)
     return PostgresSink(context)
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from meshbatch.ingest.gil import shorten_switch_interval
 from meshbatch.ingest.record import Record
-from meshbatch.ingest.sinks.base import SINKS, BatchRejected, Outcome, SinkContext, SinkUnavailable
+from meshbatch.ingest.sinks.base import SINKS, BatchRejected, EventSink, Outcome, SinkContext, SinkUnavailable
 from meshbatch.ingest.sinks.mapping import MappedColumn, RowError, columns_of, make_row, quote
+from meshbatch.ingest.sinks.sharded import ShardedSink
 
 SQLITE_TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "received": "TEXT", "payload": "TEXT", "text": "TEXT",
                 "bigint": "INTEGER", "double": "REAL", "boolean": "INTEGER", "json": "TEXT", "timestamp": "TEXT"}
@@ -29,11 +30,12 @@ def create_statements(table: str, columns: list[MappedColumn], id_column: str) -
 class SQLiteSink:
     name = "sqlite"
 
-    def __init__(self, context: SinkContext) -> None:
+    def __init__(self, context: SinkContext, path: str | None = None) -> None:
         ingest = context.route.ingest
         assert ingest is not None
         config = ingest.sink
-        self.path = config.path or os.path.join("meshbatch-data", "sink.db")
+        # `path`: one shard's (sinks/sharded.py)
+        self.path = path or config.path or os.path.join("meshbatch-data", "sink.db")
         self.table = config.table
         self.columns = columns_of(config)
         self.create = config.create_table
@@ -133,7 +135,11 @@ class SQLiteSink:
 
 
 @SINKS.register("sqlite")
-def _factory(context: SinkContext) -> SQLiteSink:
+def _factory(context: SinkContext) -> EventSink:
+    shards = context.route.ingest.sink.shards
+    if shards:
+        paths = [shard.path or "" for shard in shards]
+        return ShardedSink(context, "sqlite", [SQLiteSink(context, path) for path in paths], paths)
     return SQLiteSink(context)
 
 
