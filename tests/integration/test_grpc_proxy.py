@@ -13,6 +13,7 @@ import grpc
 import httpx
 import pytest
 
+from meshbatch.grpc.framing import frame
 from testbed.config import cluster, config, listener, route
 from testbed.grpc_upstream import GrpcUpstream, HostileGrpc
 from testbed.proxy import MeshbatchProcess, metric_value
@@ -62,6 +63,9 @@ def proxy(module_mesh: Any, servers: dict[str, Any], upstreams: dict[str, Upstre
         cluster("checked", servers["checked"].address, **h2,
                 health_check={"type": "grpc", "interval_ms": 100, "timeout_ms": 500, "unhealthy_threshold": 1,
                               "healthy_threshold": 1}),
+        cluster("unanswered", servers["hostile"].address, **h2,  # a Check answer without grpc-status
+                health_check={"type": "grpc", "service": "x", "interval_ms": 100, "timeout_ms": 500,
+                              "unhealthy_threshold": 1, "healthy_threshold": 1}),
     ]
     listeners = [listener("main", routes, codec="http2"),
                  listener("small", [route("small", "grpc")], {"max_body_bytes": 65_536}, codec="http2")]
@@ -137,15 +141,18 @@ def test_grpc_timeout_is_the_deadline_and_goes_upstream_reduced(channel: grpc.Ch
     answer, _ = unary(channel, BUDGET, b"sleep:0", timeout=2.0)
     assert 0.5 < float(answer) <= 2.05  # what the upstream was given: the caller's budget less the time spent
     # (2.05: grpc-timeout is rounded up to its unit on each hop, never down)
-    before = _grpc_count(proxy, "budget", "deadline-exceeded")
-    started = time.monotonic()
     error = code_of(channel, BUDGET, b"sleep:3000", timeout=0.3)  # the route allows 5 s; the caller 0.3 s
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The proxy's own enforcement, seen by a client that sends grpc-timeout but does not keep the deadline itself
+    before = _grpc_count(proxy, "budget", "deadline-exceeded")
+    started = time.monotonic()
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:
+        answer = client.post(proxy.url("main", BUDGET), content=frame(b"sleep:3000"),
+                             headers={"content-type": "application/grpc", "te": "trailers", "grpc-timeout": "300m"})
     assert time.monotonic() - started < 2
-    deadline = time.monotonic() + 5
-    while _grpc_count(proxy, "budget", "deadline-exceeded") == before:  # the proxy gave up too, and said so
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    assert (answer.status_code, answer.headers["grpc-status"]) == (200, "4")  # DEADLINE_EXCEEDED, trailers-only
+    assert answer.headers["grpc-message"].startswith("upstream_timeout")
+    assert _grpc_count(proxy, "budget", "deadline-exceeded") == before + 1
 
 
 def test_retry_on_unavailable_reaches_the_second_endpoint(channel: grpc.Channel, servers: dict[str, Any]) -> None:
@@ -178,6 +185,19 @@ def test_grpc_health_check_follows_the_servicer(proxy: MeshbatchProcess, servers
     finally:
         checked.set_serving(True)
     wait_for("healthy")
+
+
+def test_a_health_answer_without_status_is_unhealthy(proxy: MeshbatchProcess) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        body = httpx.get(proxy.url("admin", "/clusters"), timeout=5).json()
+        found = next(c for c in body["clusters"] if c["name"] == "unanswered")
+        checks = next(iter(found["health_checks"].values()))
+        if checks["last"] == "no grpc-status":
+            break
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+    assert found["endpoints"][0]["health"] == "unhealthy"
 
 
 def test_metrics_count_by_grpc_status(channel: grpc.Channel, proxy: MeshbatchProcess) -> None:
