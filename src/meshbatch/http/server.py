@@ -54,11 +54,15 @@ if TYPE_CHECKING:
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: closing sends a reset and drops what is unsent
 
 
+def _gone(response: Response) -> None:
+    """The answer callback of a lost connection: nobody to answer."""
+
+
 class HttpServerProtocol(asyncio.Protocol):
     """The I/O of one downstream connection: bytes to its `ServerConnection`, what it answers to the transport."""
 
-    __slots__ = ("_guard", "_loop", "_lost", "_pending", "_settings", "_stream", "_watch_at", "_watchdog", "closed",
-                 "flow", "machine", "state", "transport")
+    __slots__ = ("_answer_to", "_guard", "_loop", "_lost", "_pending", "_settings", "_stream", "_watch_at",
+                 "_watchdog", "closed", "flow", "machine", "state", "transport")
 
     def __init__(self, state: ListenerState, loop: asyncio.AbstractEventLoop) -> None:
         self.state = state
@@ -74,6 +78,9 @@ class HttpServerProtocol(asyncio.Protocol):
         self._stream: BodyStream | None = None  # the answer whose body is being streamed to the client
         self.closed = False
         self._lost = False
+        # `_answer` bound once, not once per request (dispatch takes it with every request); dropped when the
+        # connection is lost, so that the connection is not kept alive by a cycle through its own method.
+        self._answer_to: Answer = self._answer
 
     @property
     def busy(self) -> bool:
@@ -112,6 +119,7 @@ class HttpServerProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._lost = True
+        self._answer_to = _gone
         self.state.forget(self)
         stream = self._stream
         if stream is not None:  # the client left mid-body: the upstream connection is dropped, never reused
@@ -201,7 +209,7 @@ class HttpServerProtocol(asyncio.Protocol):
             if refused is not None:
                 self._answer(local_reply(refused))
                 return
-        pending = settings.dispatch(request, self._answer)
+        pending = settings.dispatch(request, self._answer_to)
         # Read through the machine, not here: dispatch may answer (and clear) the current request meanwhile, and
         # the compiled build would take a test of it in this function as still true.
         if machine.serves(request):
