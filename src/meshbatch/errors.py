@@ -88,6 +88,13 @@ class ConnectFailed(Unavailable):
     flag, default_reason = "UF", "upstream_connect_failed"
 
 
+class StreamRefused(Unavailable):
+    """503: an HTTP/2 upstream refused a stream before processing it (RST_STREAM REFUSED_STREAM, or a stream above
+    the last one its GOAWAY says it processed): safe to send again, whatever the method."""
+
+    flag, default_reason = "UR", "upstream_refused_stream"
+
+
 class PoolOverflow(Unavailable):
     flag, default_reason = "UO", "upstream_pool_overflow"
 
@@ -157,6 +164,7 @@ __all__ = [
     "ProxyError",
     "RateLimited",
     "RequestTimeout",
+    "StreamRefused",
     "Unavailable",
     "UpstreamReset",
 ]

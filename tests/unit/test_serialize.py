@@ -127,6 +127,12 @@ def test_overloaded_has_retry_after(seconds: float, header: bytes) -> None:
 
 
 # the proxy's own request and response headers ------------------------------------------------------
+@pytest.mark.parametrize(("te", "kept"), [(b"trailers", True), (b"Trailers, deflate", True), (b"gzip", False)])
+def test_te_is_passed_on_only_as_te_trailers(te: bytes, kept: bool) -> None:
+    headers = upstream_headers(make_request([(b"host", b"svc"), (b"te", te)]))
+    assert [value for name, value in headers if name == b"te"] == ([b"trailers"] if kept else [])
+
+
 def make_request(headers: list[tuple[bytes, bytes]], client: str = "10.1.2.3") -> Request:
     return Request(b"GET", b"/", headers, client=client, scheme=b"http", request_id=b"rid")
 
@@ -138,8 +144,9 @@ def test_upstream_headers_strip_hop_by_hop_and_add_forwarding() -> None:
     ])
     headers = upstream_headers(request)
     names = [name for name, _ in headers]
-    assert not set(names) & (HOP_BY_HOP | {b"x-secret"})
+    assert not set(names) & (HOP_BY_HOP - {b"te"} | {b"x-secret"})
     assert headers[:3] == [(b"host", b"svc"), (b"x-request-id", b"rid"), (b"accept", b"*/*")]
+    assert (b"te", b"trailers") in headers  # the one hop-by-hop field passed on: the caller takes trailers
     assert dict(headers)[b"x-forwarded-for"] == b"10.1.2.3"
     assert dict(headers)[b"x-forwarded-proto"] == b"http"
     assert dict(headers)[b"via"] == b"1.1 meshbatch"

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 Headers = list[tuple[bytes, bytes]]
 
+# Methods whose request may be sent again when a connection died before any byte of its answer.
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+
 
 class Request:
     __slots__ = (
@@ -106,4 +109,4 @@ class Response:
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-__all__ = ["Handler", "Headers", "Request", "Response"]
+__all__ = ["IDEMPOTENT", "Handler", "Headers", "Request", "Response"]

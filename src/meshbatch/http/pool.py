@@ -7,6 +7,8 @@ A cluster with circuit breakers also caps the connections open across all its en
 `ConnectionBudget`. A pool that needs a connection when the budget is spent first closes the oldest idle
 connection of another pool of the cluster (capacity sitting idle elsewhere), and otherwise waits, as for its
 own limit, until a connection anywhere in the cluster closes (Envoy queues such requests as pending too).
+
+An HTTP/2 endpoint hands out streams of few connections (`streams`, http2/pool.py), opened and counted here.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import asyncio
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TypeVar
 
 from meshbatch.errors import ConnectFailed, ConnectTimeout, GatewayTimeout, PoolOverflow, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
-from meshbatch.http.message import Response
+from meshbatch.http.message import IDEMPOTENT, Response
+from meshbatch.http.upstream_tls import NOT_H2, UpstreamTls, selected_alpn
+from meshbatch.http2.client import MultiplexedConnection, StreamLimits
+from meshbatch.http2.pool import StreamPool
 
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+_Conn = TypeVar("_Conn", UpstreamConnection, MultiplexedConnection)
 
 
 class ConnectionBudget:
@@ -74,18 +80,6 @@ class ConnectionBudget:
         return f"<ConnectionBudget {self.opened}/{self.limit} waiting={len(self.waiting)}>"
 
 
-class UpstreamTls(Protocol):
-    """mTLS towards an endpoint: the context of each new connection, and the check of the server's identity."""
-
-    server_name: str | None
-
-    def context(self) -> ssl.SSLContext: ...
-
-    def refusal(self, transport: object) -> str:
-        """Why the server's identity is refused ("" when it is accepted)."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class PoolLimits:
     max_connections: int = 1024
@@ -95,6 +89,7 @@ class PoolLimits:
     max_response_bytes: int = 67_108_864
     tls: UpstreamTls | None = None  # mTLS to the endpoint (meshbatch.security.client.ClientTls)
     budget: ConnectionBudget | None = None  # the cluster-wide connection cap this pool shares, if any
+    protocol: str = "http1"  # or "http2": streams over few connections (h2c, or h2 by ALPN over TLS)
 
 
 class EndpointPool:
@@ -112,6 +107,7 @@ class EndpointPool:
         "limits",
         "opened",
         "port",
+        "streams",
     )
 
     def __init__(self, host: str, port: int, limits: PoolLimits, loop: asyncio.AbstractEventLoop) -> None:
@@ -128,11 +124,14 @@ class EndpointPool:
         self.connects = 0
         self.connect_failures = 0
         self.closed = False
+        self.streams: StreamPool | None = None  # an HTTP/2 endpoint's connections and streams
         self.set_limits(limits)
 
     def set_limits(self, limits: PoolLimits) -> None:
         """New limits (a reload, or a new owner cluster): connections open move to the new shared budget."""
         self.limits = limits
+        if (limits.protocol == "http2") != (self.streams is not None):  # the protocol changed: a new start
+            self._h2_pool(limits)
         budget = limits.budget
         old = self.budget
         if budget is old:
@@ -149,7 +148,7 @@ class EndpointPool:
     # state ---------------------------------------------------------------------------------------
     @property
     def idle(self) -> int:
-        return len(self._idle)
+        return len(self._idle) if self.streams is None else self.streams.idle
 
     @property
     def active(self) -> int:
@@ -157,7 +156,7 @@ class EndpointPool:
 
     @property
     def pending(self) -> int:
-        return len(self._waiters)
+        return len(self._waiters) if self.streams is None else self.streams.pending
 
     def __repr__(self) -> str:
         return (f"<EndpointPool {self.host}:{self.port} open={self.opened} idle={self.idle} "
@@ -222,7 +221,7 @@ class EndpointPool:
             budget = self.budget
             own_room = self.opened < self.limits.max_connections
             if own_room and (budget is None or budget.room(self)):
-                return await self._connect(deadline)
+                return await self._connect(deadline, self._h1)
             if len(self._waiters) >= self.limits.max_pending:
                 raise PoolOverflow("upstream_pool_overflow", f"{self.host}:{self.port} has no free connection")
             waiter: asyncio.Future[UpstreamConnection | None] = self._loop.create_future()
@@ -240,7 +239,24 @@ class EndpointPool:
                 return conn
             fresh = False  # a slot freed up: look again (and open a connection of our own if there is room)
 
-    async def _connect(self, deadline: float) -> UpstreamConnection:
+    def _h1(self) -> UpstreamConnection:
+        return UpstreamConnection(self._loop, self.limits.max_response_bytes)
+
+    def _h2(self) -> MultiplexedConnection:
+        return MultiplexedConnection(self._loop, StreamLimits(max_response_bytes=self.limits.max_response_bytes),
+                                     b"http" if self.limits.tls is None else b"https")
+
+    def _h2_pool(self, limits: PoolLimits) -> None:
+        for conn in list(self._idle):
+            self.discard(conn)
+        if self.streams is not None:
+            self.streams.close()
+        self.streams = None if limits.protocol != "http2" else StreamPool(
+            self._loop, lambda deadline: self._connect(deadline, self._h2),
+            lambda: self.opened < self.limits.max_connections and (self.budget is None or self.budget.room(self)),
+            self._forget, self)
+
+    async def _connect(self, deadline: float, factory: Callable[[], _Conn]) -> _Conn:
         self.opened += 1
         if self.budget is not None:
             self.budget.opened += 1
@@ -250,18 +266,19 @@ class EndpointPool:
         try:
             async with asyncio.timeout(timeout):
                 if tls is None:
-                    _, conn = await self._loop.create_connection(
-                        lambda: UpstreamConnection(self._loop, self.limits.max_response_bytes), self.host, self.port
-                    )
+                    _, conn = await self._loop.create_connection(factory, self.host, self.port)
                 else:
+                    h2 = self.limits.protocol == "http2"
                     _, conn = await self._loop.create_connection(
-                        lambda: UpstreamConnection(self._loop, self.limits.max_response_bytes), self.host, self.port,
-                        ssl=tls.context(), server_hostname=tls.server_name or "",
-                        ssl_handshake_timeout=max(timeout, 0.001))
+                        factory, self.host, self.port, ssl=tls.context(("h2",) if h2 else ()),
+                        server_hostname=tls.server_name or "", ssl_handshake_timeout=max(timeout, 0.001))
                     tls_refusal = tls.refusal(conn.transport)
                     if tls_refusal:
                         conn.close()
                         raise ConnectFailed("upstream_tls_identity_mismatch", f"{self.host}:{self.port}: {tls_refusal}")
+                    if h2 and selected_alpn(conn.transport) != "h2":
+                        conn.close()
+                        raise ConnectFailed("upstream_alpn_refused", f"{self.host}:{self.port}: {NOT_H2}")
         except TimeoutError:
             self._slot_freed()
             self.connect_failures += 1
@@ -313,7 +330,7 @@ class EndpointPool:
         conn.close()
         self._forget(conn)
 
-    def _forget(self, conn: UpstreamConnection) -> None:
+    def _forget(self, conn: UpstreamConnection | MultiplexedConnection) -> None:
         if conn in self._idle_since:
             del self._idle_since[conn]
             self._idle.remove(conn)
@@ -335,7 +352,7 @@ class EndpointPool:
             if not waiter.done():
                 waiter.set_result(None)
                 return True
-        return False
+        return self.streams is not None and self.streams.wake_one()
 
     def oldest_idle_since(self) -> float:
         return min(self._idle_since.values()) if self._idle_since else float("inf")
@@ -368,6 +385,8 @@ class EndpointPool:
             if not waiter.done():
                 waiter.set_exception(ConnectFailed("cluster_removed"))
         self._waiters.clear()
+        if self.streams is not None:
+            self.streams.close()
         budget = self.budget
         if budget is not None and self in budget.pools:
             budget.pools.remove(self)  # busy connections still count against it until they close
@@ -378,4 +397,4 @@ def _expire(waiter: asyncio.Future[UpstreamConnection | None]) -> None:
         waiter.set_exception(GatewayTimeout("upstream_pool_timeout", "no connection became free in time"))
 
 
-__all__ = ["IDEMPOTENT", "ConnectionBudget", "EndpointPool", "PoolLimits"]
+__all__ = ["IDEMPOTENT", "ConnectionBudget", "EndpointPool", "PoolLimits", "UpstreamTls"]

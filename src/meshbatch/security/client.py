@@ -26,9 +26,9 @@ class ClientTls:
         self._allowed = Glob(server_ids) if server_ids else None
         self.server_name = server_name
 
-    def context(self) -> ssl.SSLContext:
-        """The current client context (a rotation applies to the next connection)."""
-        return self.source.client_context(self.min_version)
+    def context(self, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+        """The current client context (a rotation applies to the next connection), offering `alpn` if any."""
+        return self.source.client_context(self.min_version, alpn)
 
     def verify(self, transport: Any) -> str:
         """The server's SPIFFE ID, or PeerRejected."""

@@ -52,6 +52,7 @@ class Cluster:
             tls=tls,  # mTLS to the endpoints (meshbatch.security), None for plaintext
             # circuit_breakers.max_connections caps connections across all endpoints: their pools share it
             budget=ConnectionBudget(config.circuit_breakers.max_connections) if config.circuit_breakers else None,
+            protocol=config.protocol,
         )
         self.hash_header = config.hash_key.partition(":")[2].lower().encode() if config.hash_key else None
         self.upstream_errors: dict[str, int] = dict(previous.upstream_errors) if previous else {}

@@ -7,7 +7,7 @@ leaves the proxy for an upstream.
   already failed on); none left: 503 `no_healthy_upstream`, or `circuit_open` when breakers hold them all;
 - admit: the cluster's thresholds, through the target's guard (when the route has one: circuit breakers, retries);
 - account: requests in flight on the endpoint and through the guard, one request counted;
-- send: one request over a keep-alive connection of the endpoint's pool;
+- send: one request over a keep-alive connection of the endpoint's pool (a stream of a shared one for HTTP/2);
 - observe: the outcome, once, to the endpoint (load estimate, passive health), the guard's breaker, and the
   cluster's error counts; an exchange abandoned by its caller tells nothing about the endpoint.
 
@@ -30,6 +30,7 @@ from meshbatch.http.client import UpstreamConnection
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.pool import IDEMPOTENT
 from meshbatch.http.serialize import encode_request, local_reply
+from meshbatch.http2.headers import TE_TRAILERS
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.guard import BREAKER_OPEN
 from meshbatch.upstream.outcome import error_status
@@ -133,10 +134,15 @@ async def send(target: Target, method: bytes, path: bytes, headers: Headers, bod
         endpoint = pick(target, key, attempt.tried if attempt is not None else (), loop.time())
     if attempt is not None:
         attempt.tried.append(endpoint)
-    data = encode_request(method, path, headers, body)
+    pool = endpoint.pool
+    streams = pool.streams
+    data = encode_request(method, path, headers, body) if streams is None else b""
     started = _begin(target, endpoint)
     try:
-        response = await endpoint.pool.request(method, data, deadline, stream_limit)
+        if streams is None:
+            response = await pool.request(method, data, deadline, stream_limit)
+        else:  # HTTP/2: a stream of one of the endpoint's few shared connections (http2/pool.py)
+            response = await streams.request(method, path, headers, body, deadline, stream_limit)
     except ProxyError as error:
         _failed(target, endpoint, error, started, loop.time())
         raise
@@ -144,6 +150,8 @@ async def send(target: Target, method: bytes, path: bytes, headers: Headers, bod
         _abandoned(target, endpoint, loop.time())
         raise
     _answered(target, endpoint, response, started, loop.time())
+    if response.trailers is not None and TE_TRAILERS not in headers:
+        response.trailers = None  # the caller did not say `TE: trailers`
     return response
 
 
@@ -156,7 +164,7 @@ class FastExchange:
     parser callback), so handing the connection back here sees the final reuse decision. An answer with its body
     as a stream hands its connection back when the stream is over."""
 
-    __slots__ = ("_done", "conn", "endpoint", "loop", "method", "respond", "started", "target", "via")
+    __slots__ = ("_done", "conn", "endpoint", "headers", "loop", "method", "respond", "started", "target", "via")
 
     def __init__(self, target: Target, endpoint: Endpoint, conn: UpstreamConnection, method: bytes,
                  respond: Respond, via: bytes, loop: asyncio.AbstractEventLoop) -> None:
@@ -168,6 +176,7 @@ class FastExchange:
         self.via = via
         self.loop = loop
         self.started = 0.0
+        self.headers: Headers = []  # as sent (they say whether the caller takes trailers)
         self._done = False
 
     def done(self) -> bool:
@@ -182,6 +191,8 @@ class FastExchange:
         else:
             stream.when_closed(self._release)
         _answered(self.target, endpoint, response, self.started, self.loop.time())
+        if response.trailers is not None and TE_TRAILERS not in self.headers:
+            response.trailers = None  # the caller did not say `TE: trailers`
         if self.via:
             response.headers.append((b"via", self.via))
         self.respond(response)
@@ -215,12 +226,16 @@ def start(target: Target, endpoint: Endpoint, method: bytes, path: bytes, header
           deadline: float, respond: Respond, loop: asyncio.AbstractEventLoop, via: bytes = b"",
           stream_limit: int = 0) -> FastExchange | None:
     """The exchange with `endpoint` (from `pick`) under way over one of its idle connections, or None when it has
-    none (the caller then `send`s to the same endpoint: picking again would skip one, round robin)."""
+    none (the caller then `send`s to the same endpoint: picking again would skip one, round robin).
+
+    An HTTP/2 endpoint's pool has no idle connection to take (its connections are shared, never idle-listed):
+    its requests always go the general path, `send`, which waits for a free stream."""
     conn = endpoint.pool.take_idle()
     if conn is None:
         return None
     exchange = FastExchange(target, endpoint, conn, method, respond, via, loop)
     exchange.started = _begin(target, endpoint)
+    exchange.headers = headers
     conn.start(encode_request(method, path, headers, body), method == b"HEAD", deadline, exchange, stream_limit)
     return exchange
 

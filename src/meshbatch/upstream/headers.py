@@ -1,6 +1,7 @@
 """The headers a request carries upstream and an answer carries back: built here only, for every exchange.
 
-A plain request's headers (`request_headers`): hop-by-hop ones removed (and those named in Connection, never a
+A plain request's headers (`request_headers`): hop-by-hop ones removed (but `TE: trailers`, passed on as Envoy does:
+it says the caller takes trailers, which gRPC needs and the exchange checks) (and those named in Connection, never a
 protected one: see http/fields.py), the TCP peer appended to `x-forwarded-for`, `x-forwarded-proto` passed on
 when the parser kept it (it came through trusted hops) and set to the connection's scheme otherwise, `via`
 appended, `x-request-id` passed on. What a listener trusts of the incoming ones the parser has already applied
@@ -18,6 +19,7 @@ from typing import Final
 from meshbatch.http.fields import PLAIN_CONNECTION
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
+from meshbatch.http2.headers import TE_TRAILERS
 
 VIA: Final = b"1.1 meshbatch"
 _DROP_UPSTREAM: Final = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"via"}
@@ -33,6 +35,7 @@ def request_headers(request: Request, via: bool = True, host: str = "") -> Heade
     prior_via = b""
     proto = request.scheme
     extra: frozenset[bytes] = frozenset()
+    te = False
     for item in request.headers:
         name = item[0]
         if name in _DROP_UPSTREAM:
@@ -44,10 +47,14 @@ def request_headers(request: Request, via: bool = True, host: str = "") -> Heade
                 proto = item[1]
             elif name == b"connection" and item[1] not in PLAIN_CONNECTION:
                 extra = connection_tokens(request.headers)
+            elif name == b"te" and b"trailers" in item[1].lower():
+                te = True
             continue
         out.append(item)
     if extra:  # (the parser applied them already; a request built elsewhere gets the same rule)
         out = [item for item in out if item[0] not in extra]
+    if te:
+        out.append(TE_TRAILERS)
     if request.version == b"1.0" and request.header(b"host") is None:
         out.append((b"host", host.encode()))
     peer = request.peer.encode()

@@ -60,6 +60,7 @@ class FailingPool:
     def __init__(self, error: ProxyError) -> None:
         self.error = error
         self.closed = False
+        self.streams = None  # (HTTP/1.1)
 
     async def request(self, *_: object) -> Response:
         raise self.error

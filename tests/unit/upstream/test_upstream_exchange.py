@@ -58,6 +58,7 @@ class FakePool:
         self.discarded: list[FakeConnection] = []
         self.closed = False
         self.limits = FakeLimits()
+        self.streams = None  # (HTTP/1.1)
         self.opened = 0
         self.pending = 0
 

@@ -202,6 +202,8 @@ class Cluster(Model):
     max_response_bytes: PositiveInt = 67_108_864
     circuit_breakers: CircuitBreakers | None = None  # set: every route to this cluster goes through them
     tls: ClusterTls | None = None  # mTLS to the endpoints (meshbatch.security); absent: plaintext
+    # http2: streams over few connections per endpoint, h2c (prior knowledge) in plaintext, h2 by ALPN over `tls`
+    protocol: Literal["http1", "http2"] = "http1"
 
     @field_validator("endpoints")
     @classmethod

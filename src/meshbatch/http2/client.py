@@ -1,0 +1,397 @@
+"""One HTTP/2 upstream connection: an asyncio Protocol around h2's sans-I/O `H2Connection`, carrying many requests
+at once, each a `ClientStream` (http2/client_stream.py).
+
+- Streams: at most the peer's SETTINGS_MAX_CONCURRENT_STREAMS (and `max_streams` of ours) at once; no stream is
+  opened before the peer's first SETTINGS arrived (`ready`), so its limit is known. `available` says whether
+  one more may be opened now; `on_free` tells the pool when a stream slot frees up (or the limit grew).
+- Flow control: request bodies go out as the peer's windows allow (the rest waits for WINDOW_UPDATE, and while
+  the transport's buffer is full). Received data is acknowledged as it is taken, so a stream's window stays
+  closed while its streamed body's consumer is paused, and nothing is held beyond one window per stream.
+- Answers: headers, body and trailers into a `Response` (grpc-status arrives in `trailers`); each stream has its
+  own deadline (504 `upstream_timeout`, RST_STREAM CANCEL); `cancel` resets a stream whose caller gave up.
+- GOAWAY: no new stream; streams above its last stream id were never processed and fail with `StreamRefused`
+  (safe to replay, whatever the method), as do streams the peer resets with REFUSED_STREAM; the others run to
+  their end, then the connection closes.
+- A hostile peer: a header block beyond `max_header_list_size` (HPACK bombs included: the limit counts decoded
+  bytes) is 502 `upstream_headers_too_large`; a body beyond `max_response_bytes` is 502
+  `upstream_response_too_large` (that stream is reset, the connection stays); any protocol violation (frames on
+  streams never opened, a PUSH_PROMISE we refused, bad framing) fails every stream with 502
+  `bad_upstream_response` and closes the connection after a GOAWAY; a peer that makes us write (PING, SETTINGS)
+  but does not read is cut off (`upstream_flood`) once our unsent output passes `max_write_buffer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+
+from meshbatch.errors import BadGateway, ConnectFailed, ProxyError, StreamRefused, UpstreamReset
+from meshbatch.http.message import Headers, Response
+from meshbatch.http2.client_stream import ClientStream
+from meshbatch.http2.headers import CONNECTION_SPECIFIC, answer_fields, request_block, trailer_fields
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    max_response_bytes: int = 67_108_864
+    max_header_list_size: int = 65_536  # as HTTP/1.1 answers' heads (http/client_machine.py)
+    max_streams: int = 1_000  # ours, whatever the peer allows
+    stream_window: int = 1_048_576  # what one stream may have in flight towards us
+    connection_window: int = 16_777_216
+    max_write_buffer: int = 1_048_576  # unsent output while the peer does not read: beyond, it floods us
+
+
+_CONFIG = h2.config.H2Configuration(client_side=True, header_encoding=None)
+_S = h2.settings.SettingCodes
+
+
+def _nothing(conn: MultiplexedConnection) -> None:
+    return None
+
+
+class MultiplexedConnection(asyncio.Protocol):
+    __slots__ = ("_h2", "_loop", "_write_paused", "closed", "goaway", "idle_since", "limits", "on_close", "on_free",
+                 "pooled", "ready", "scheme", "streams", "transport", "uses")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: StreamLimits, scheme: bytes = b"http") -> None:
+        self._loop = loop
+        self.limits = limits
+        self.scheme = scheme
+        conn = self._h2 = h2.connection.H2Connection(config=_CONFIG)
+        conn.local_settings = h2.settings.Settings(client=True, initial_values={
+            _S.ENABLE_PUSH: 0,
+            _S.MAX_CONCURRENT_STREAMS: 0,  # (streams the server would open: none)
+            _S.INITIAL_WINDOW_SIZE: limits.stream_window,
+            _S.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
+        })
+        conn.decoder.max_header_list_size = limits.max_header_list_size  # enforced from the first frame on
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, ClientStream] = {}
+        self.ready: asyncio.Future[None] = loop.create_future()  # the peer's first SETTINGS arrived
+        self.ready.add_done_callback(_retrieved)
+        self.closed = False
+        self.goaway = False  # the peer sent GOAWAY (or stream ids ran out): no new stream
+        self._write_paused = False
+        self.uses = 0
+        self.pooled = False
+        self.idle_since = loop.time()
+        self.on_free: Callable[[MultiplexedConnection], None] = _nothing
+        self.on_close: Callable[[MultiplexedConnection], None] = _nothing
+
+    @property
+    def capacity(self) -> int:
+        return min(self._h2.remote_settings.max_concurrent_streams, self.limits.max_streams)
+
+    @property
+    def available(self) -> bool:
+        """One more stream may be opened now."""
+        return self.ready.done() and not self.goaway and not self.closed and len(self.streams) < self.capacity
+
+    def __repr__(self) -> str:
+        return f"<MultiplexedConnection streams={len(self.streams)}/{self.capacity} goaway={self.goaway}>"
+
+    # the connection ------------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        conn = self._h2
+        conn.initiate_connection()
+        conn.increment_flow_control_window(self.limits.connection_window - 65_535)
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectFailed("upstream_http2_refused",
+                                                   "the connection closed before the upstream's HTTP/2 SETTINGS"))
+        self._close_all(UpstreamReset("upstream_reset", "the HTTP/2 connection closed"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._send_pending()
+        self._flush()
+
+    # requests --------------------------------------------------------------------------------------------
+    def request(self, method: bytes, target: bytes, headers: Headers, body: bytes, deadline: float,
+                stream_limit: int = 0) -> ClientStream:
+        """Open a stream for one request (only while `available`); its `waiter` gets the answer or a ProxyError."""
+        assert self.available
+        conn = self._h2
+        waiter: asyncio.Future[Response] = self._loop.create_future()
+        try:
+            stream_id = conn.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError:
+            self.goaway = True  # ids ran out: this connection retires
+            stream = ClientStream(self, 0, waiter, stream_limit)
+            stream.fail(StreamRefused("upstream_refused_stream", "the connection has no stream id left"))
+            return stream
+        stream = ClientStream(self, stream_id, waiter, stream_limit)
+        try:
+            conn.send_headers(stream_id, request_block(method, target, headers, self.scheme), end_stream=not body)
+        except h2.exceptions.ProtocolError as exc:  # a field HTTP/2 cannot carry
+            stream.fail(BadGateway("bad_upstream_request", f"the request cannot be sent over HTTP/2: {exc}"))
+            self._flush()
+            return stream
+        self.uses += 1
+        self.streams[stream_id] = stream
+        if body:
+            stream.pending = body
+            self._send_body(stream)
+        stream.timer = self._loop.call_at(deadline, self._expire, stream)
+        self._flush()
+        return stream
+
+    def _send_body(self, stream: ClientStream) -> None:
+        conn = self._h2
+        pending = stream.pending
+        while pending and not self._write_paused:
+            size = min(conn.local_flow_control_window(stream.id), conn.max_outbound_frame_size, len(pending))
+            if size <= 0:
+                break
+            piece, pending = pending[:size], pending[size:]
+            conn.send_data(stream.id, piece, end_stream=not pending)
+        stream.pending = pending
+
+    def _send_pending(self) -> None:
+        for stream in list(self.streams.values()):
+            if stream.pending:
+                self._send_body(stream)
+
+    def cancel(self, stream: ClientStream) -> None:
+        """The caller gave up: RST_STREAM CANCEL; the connection and its other streams go on."""
+        if self.streams.get(stream.id) is stream:
+            self._reset(stream, ErrorCodes.CANCEL)
+            self._flush()
+
+    def acknowledge(self, stream: ClientStream) -> None:
+        """A paused stream's consumer resumed: reopen its window by what it held back."""
+        if stream.unacked and self.streams.get(stream.id) is stream:
+            self._h2.acknowledge_received_data(stream.unacked, stream.id)
+            stream.unacked = 0
+            self._flush()
+
+    def _expire(self, stream: ClientStream) -> None:
+        stream.timer = None
+        if self.streams.get(stream.id) is stream:
+            error = stream.timeout_error()
+            self._reset(stream, ErrorCodes.CANCEL)
+            stream.fail(error)
+            self._flush()
+
+    def _reset(self, stream: ClientStream, code: ErrorCodes) -> None:
+        if not self.closed:
+            try:
+                self._h2.reset_stream(stream.id, code)
+            except h2.exceptions.StreamClosedError:
+                pass  # it closed meanwhile (its end is on the way)
+        self._drop(stream)
+
+    def _drop(self, stream: ClientStream) -> None:
+        """The stream is over: its slot is free."""
+        if self.streams.pop(stream.id, None) is None:
+            return
+        if stream.timer is not None:
+            stream.timer.cancel()
+            stream.timer = None
+        if not self.streams:
+            self.idle_since = self._loop.time()
+            if self.goaway:
+                self.close()
+                return
+        self.on_free(self)
+
+    # reading ---------------------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.DenialOfServiceError as exc:
+            self._broken(BadGateway("upstream_headers_too_large", f"HTTP/2: {exc}"))
+            return
+        except h2.exceptions.StreamClosedError as exc:
+            self._broken(BadGateway("bad_upstream_response", f"HTTP/2: a frame on stream {exc}, not open"))
+            return
+        except h2.exceptions.ProtocolError as exc:
+            self._broken(BadGateway("bad_upstream_response", f"HTTP/2 protocol error: {exc}"))
+            return
+        for event in events:
+            self._event(event)
+        self._flush()
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > self.limits.max_write_buffer:
+            self._broken(BadGateway("upstream_flood", "the upstream makes us write but does not read"))
+
+    def _event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.DataReceived):
+            self._data(event)
+        elif isinstance(event, h2.events.ResponseReceived):
+            self._head(event)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id or 0)
+            if stream is not None:
+                if stream.pending:  # answered before our body was all sent: stop sending it
+                    self._reset(stream, ErrorCodes.NO_ERROR)
+                else:
+                    self._drop(stream)
+                stream.finish()
+        elif isinstance(event, h2.events.TrailersReceived):
+            stream = self.streams.get(event.stream_id or 0)
+            if stream is not None:
+                stream.trailers = trailer_fields(list(event.headers or ()))  # type: ignore[arg-type]
+        elif isinstance(event, h2.events.WindowUpdated):
+            self._window(event.stream_id or 0)
+        elif isinstance(event, h2.events.StreamReset):
+            self._peer_reset(event)
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            if not self.ready.done():
+                self.ready.set_result(None)
+            self._window(0)  # (a new initial window may let bodies go on)
+            self.on_free(self)  # (the stream limit may have grown)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self._goaway(event)
+
+    def _head(self, event: h2.events.ResponseReceived) -> None:
+        stream = self.streams.get(event.stream_id or 0)
+        if stream is None:
+            return
+        stream.received = True
+        status, fields = answer_fields(list(event.headers or ()))  # type: ignore[arg-type]
+        if not 200 <= status <= 599:
+            self._refuse(stream, BadGateway("bad_upstream_response", "an HTTP/2 answer without a valid :status"))
+            return
+        headers: Headers = []
+        for item in fields:
+            if item[0] in CONNECTION_SPECIFIC:
+                if item[0] == b"content-length" and item[1].isdigit():
+                    stream.length = int(item[1])
+                continue
+            headers.append(item)
+        stream.status = status
+        stream.headers = headers
+        limit = self.limits.max_response_bytes
+        if stream.length > limit:
+            self._refuse(stream, BadGateway("upstream_response_too_large",
+                                            f"response of {stream.length} bytes exceeds {limit}"))
+        elif stream.wants_stream() and event.stream_ended is None:
+            stream.start_stream()
+
+    def _data(self, event: h2.events.DataReceived) -> None:
+        conn = self._h2
+        size = event.flow_controlled_length or 0
+        stream = self.streams.get(event.stream_id or 0)
+        if stream is None:
+            if size:  # a stream we reset: its bytes still count against the connection's window
+                conn.increment_flow_control_window(size)
+            return
+        data = event.data or b""
+        limit = self.limits.max_response_bytes
+        if stream.body_len + len(data) > limit:
+            conn.increment_flow_control_window(size)
+            self._refuse(stream, BadGateway("upstream_response_too_large", f"response exceeds {limit} bytes"))
+            return
+        stream.add(data)
+        if stream.paused:
+            stream.unacked += size
+        elif size:
+            conn.acknowledge_received_data(size, stream.id)
+        if stream.wants_stream() and event.stream_ended is None:
+            stream.start_stream()
+
+    def _window(self, stream_id: int) -> None:
+        if stream_id == 0:
+            self._send_pending()
+        else:
+            stream = self.streams.get(stream_id)
+            if stream is not None and stream.pending:
+                self._send_body(stream)
+
+    def _peer_reset(self, event: h2.events.StreamReset) -> None:
+        stream = self.streams.get(event.stream_id or 0)
+        if stream is None:
+            return
+        self._drop(stream)
+        code = event.error_code
+        name = code.name if isinstance(code, ErrorCodes) else str(code)
+        if code == ErrorCodes.REFUSED_STREAM and not stream.received:
+            stream.fail(StreamRefused("upstream_refused_stream", "the upstream refused the stream (REFUSED_STREAM)"))
+        else:
+            stream.fail(UpstreamReset("upstream_reset", f"the upstream reset the stream ({name})"))
+
+    def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        self.goaway = True
+        last = event.last_stream_id if event.last_stream_id is not None else 0
+        for stream in [s for s in self.streams.values() if s.id > last]:
+            self._drop(stream)
+            stream.fail(StreamRefused("upstream_refused_stream",
+                                      "the upstream went away (GOAWAY) before it processed the stream"))
+        if event.error_code not in (ErrorCodes.NO_ERROR, None):
+            self._broken(UpstreamReset("upstream_reset", f"the upstream went away (GOAWAY {event.error_code})"))
+        elif not self.streams:
+            self.close()
+        else:
+            # The streams it processed may still finish (RFC 9113 6.8), but h2 takes no frame after a GOAWAY:
+            # its connection state goes back to open (nothing new is sent here: `goaway` bars new streams).
+            self._h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+            self.on_free(self)  # the pool stops choosing this connection and may open another
+
+    def _refuse(self, stream: ClientStream, error: ProxyError) -> None:
+        """This stream's answer is unacceptable: reset it; the connection goes on."""
+        self._reset(stream, ErrorCodes.CANCEL)
+        stream.fail(error)
+
+    # ending ----------------------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _broken(self, error: ProxyError) -> None:
+        """A connection error: every stream fails with it, the connection closes (after h2's GOAWAY)."""
+        if not self.ready.done():
+            self.ready.set_exception(ConnectFailed("upstream_http2_refused", f"no HTTP/2 handshake: {error}"))
+        self._flush()
+        self._close_all(error)
+        self.close()
+
+    def _close_all(self, error: ProxyError) -> None:
+        self.goaway = True
+        first = not self.closed
+        self.closed = True
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            if stream.timer is not None:
+                stream.timer.cancel()
+                stream.timer = None
+            stream.fail(error)
+        if first:
+            self.on_close(self)
+
+    def close(self) -> None:
+        """Close now (GOAWAY first when the connection still works); streams still open fail as reset."""
+        if not self.closed and self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.close_connection()
+            self._flush()
+        self._close_all(UpstreamReset("upstream_reset", "the HTTP/2 connection closed"))
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # (nobody may be waiting any more: not an unretrieved error)
+
+
+__all__ = ["MultiplexedConnection", "StreamLimits"]
