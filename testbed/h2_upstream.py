@@ -8,6 +8,7 @@ The path picks the behaviour (the first segment that names one), the query its a
 | anything else | 200, a JSON echo: method, path, headers, body, server name, stream and connection numbers |
 | `/delay?ms=N` | the echo after N ms |
 | `/status/N` | status N with the echo |
+| `/mirror?ms=N` | 200, the request's body as JSON, after N ms if given (a json-array batch upstream) |
 | `/trailers` | the echo, then trailers `grpc-status: 0`, `grpc-message: fine`, `x-checksum: 42` |
 | `/big?bytes=N` | N bytes of body, sent as the client's windows allow |
 | `/endless` | a body that never ends (as fast as the windows allow) |
@@ -21,7 +22,8 @@ The path picks the behaviour (the first segment that names one), the query its a
 Server-wide options: `max_concurrent_streams` (its SETTINGS), `initial_window` (0: the client may never send a
 body), `goaway_after` (after that many streams, a GOAWAY naming the last one it will serve: later streams are
 refused, the connection closes once the served ones are answered). It records every request served (`seen`), the
-most streams ever open at once on one connection (`max_open`), and the connections accepted.
+most streams ever open at once on one connection (`max_open`), the client's stream resets (`resets`), and the
+connections accepted.
 """
 
 from __future__ import annotations
@@ -42,8 +44,11 @@ from h2.errors import ErrorCodes
 from hpack import Encoder
 from hyperframe.frame import DataFrame, HeadersFrame
 
-BEHAVIOURS = frozenset({"delay", "status", "trailers", "big", "endless", "huge-headers", "hpack-bomb", "reset",
-                        "refuse", "unopened", "silent"})
+from meshbatch.http2.client import after_goaway
+
+_SERVER_AFTER_GOAWAY = after_goaway(h2.connection.ConnectionState.SERVER_OPEN)
+BEHAVIOURS = frozenset({"delay", "mirror", "status", "trailers", "big", "endless", "huge-headers", "hpack-bomb",
+                        "reset", "refuse", "unopened", "silent"})
 
 
 @dataclass
@@ -67,6 +72,8 @@ class _Conn(asyncio.Protocol):
             settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = server.initial_window
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.h2.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+        # the streams a GOAWAY names as served are still answered (RFC 9113 6.8), which h2 alone refuses
+        self.h2.state_machine._transitions = _SERVER_AFTER_GOAWAY  # type: ignore[misc]
         self.transport: asyncio.Transport | None = None
         self.requests: dict[int, dict[str, Any]] = {}
         self.open = 0
@@ -109,6 +116,8 @@ class _Conn(asyncio.Protocol):
                 if request is not None:
                     asyncio.get_running_loop().create_task(self._answer(event.stream_id, request))
             elif isinstance(event, h2.events.StreamReset):
+                with self.server.lock:
+                    self.server.resets.append((event.stream_id, int(event.error_code or 0)))
                 self._done(event.stream_id)
                 waiter = self.waiting.pop(event.stream_id, None)
                 if waiter is not None and not waiter.done():
@@ -134,8 +143,6 @@ class _Conn(asyncio.Protocol):
         if server.goaway_after is not None and self.started == server.goaway_after:
             self.last_served = stream_id
             self.h2.close_connection(last_stream_id=stream_id)
-            # h2 sends nothing after a GOAWAY; the streams it names as served must still be answered (RFC 9113 6.8)
-            self.h2.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
 
     def _done(self, stream_id: int) -> None:
         if self.requests.pop(stream_id, None) is not None:
@@ -164,7 +171,7 @@ class _Conn(asyncio.Protocol):
                            "connection": self.number, "stream": stream_id}).encode()
         conn = self.h2
         try:
-            if kind == "delay":
+            if kind == "delay" or (kind == "mirror" and "ms" in query):
                 await asyncio.sleep(int(query.get("ms", "100")) / 1000)
             if kind == "silent":
                 return
@@ -192,6 +199,8 @@ class _Conn(asyncio.Protocol):
                 conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/octet-stream")])
                 await self._send(stream_id, int(query.get("bytes", "1000000")) if kind == "big" else -1)
                 return
+            if kind == "mirror":
+                echo = body
             answer = [(":status", str(status)), ("content-type", "application/json"),
                       ("content-length", str(len(echo))), ("x-upstream", server.name)]
             conn.send_headers(stream_id, answer)
@@ -251,6 +260,7 @@ class H2Upstream:
     seen: list[H2Seen] = field(default_factory=list)
     max_open: int = 0
     connections: int = 0
+    resets: list[tuple[int, int]] = field(default_factory=list)  # (stream, error code) of the client's RST_STREAMs
     lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -292,6 +302,7 @@ class H2Upstream:
     def reset(self) -> None:
         with self.lock:
             self.seen.clear()
+            self.resets.clear()
             self.max_open = 0
             self.connections = 0
 

@@ -7,9 +7,9 @@ callers (`max_pending`: 503 `upstream_pool_overflow`; its deadline: 504 `upstrea
 connection is being opened, callers wait for it rather than each opening its own; if it fails, they all get
 its failure. Connections with no stream for `idle_timeout` close.
 
-Replays, once, on another stream: a stream the peer refused without processing it (GOAWAY above its last stream
-id, REFUSED_STREAM), whatever the method; and, as HTTP/1.1 does, an idempotent request whose reused connection
-died before any byte of its answer.
+Replays on another stream: a stream the peer refused without processing it (GOAWAY above its last stream id,
+REFUSED_STREAM), whatever the method, up to `MAX_REFUSED` times; and once, as HTTP/1.1 does, an idempotent request
+whose reused connection died before any byte of its answer. Always within the request's deadline.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from meshbatch.errors import (
     ConnectFailed,
@@ -30,6 +30,8 @@ from meshbatch.errors import (
 )
 from meshbatch.http.message import IDEMPOTENT, Headers, Response
 from meshbatch.http2.client import MultiplexedConnection
+
+MAX_REFUSED: Final = 3  # a request the upstream refused unprocessed is sent again at most this many times
 
 
 class Limits(Protocol):
@@ -84,7 +86,8 @@ class StreamPool:
     # the exchange ----------------------------------------------------------------------------------------
     async def request(self, method: bytes, target: bytes, headers: Headers, body: bytes, deadline: float,
                       stream_limit: int = 0) -> Response:
-        replayed = False
+        replayed = False  # (after a reset)
+        refused = 0
         while True:
             conn = await self._acquire(deadline)
             stream = conn.request(method, target, headers, body, deadline, stream_limit)
@@ -94,8 +97,10 @@ class StreamPool:
                 conn.cancel(stream)  # RST_STREAM CANCEL: the upstream stops working on it
                 raise
             except StreamRefused:
-                if replayed or self._loop.time() >= deadline:
+                refused += 1
+                if refused > MAX_REFUSED or self._loop.time() >= deadline:
                     raise
+                continue
             except UpstreamReset:
                 if replayed or stream.received or conn.uses <= 1 or method not in IDEMPOTENT or \
                         self._loop.time() >= deadline:
