@@ -44,7 +44,7 @@ from h2.errors import ErrorCodes
 from hpack import Encoder
 from hyperframe.frame import DataFrame, HeadersFrame
 
-from meshbatch.http2.client import after_goaway
+from meshbatch.http2.state import after_goaway
 
 _SERVER_AFTER_GOAWAY = after_goaway(h2.connection.ConnectionState.SERVER_OPEN)
 BEHAVIOURS = frozenset({"delay", "mirror", "status", "trailers", "big", "endless", "huge-headers", "hpack-bomb",

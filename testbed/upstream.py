@@ -5,6 +5,7 @@ independent of the proxy's), so a request the proxy forwards wrongly fails here.
 
     .../echo...          200, JSON of the request received: server name, method, target, version, headers, body
     .../chunked?n=N      200, an echo sent with chunked transfer encoding in N chunks
+    .../trailers         200, a chunked echo with trailers `grpc-status: 0` and `x-checksum: 42`
     .../slow?ms=N        waits N ms, then echoes
     .../status/CODE      that status, with an echo body (none for 204/304)
     .../hop              200 with hop-by-hop response headers the proxy must strip
@@ -62,7 +63,8 @@ class _Closed(Exception):
     pass
 
 
-BEHAVIOURS = frozenset({"echo", "chunked", "slow", "status", "hop", "close-mid", "close-now", "malformed"})
+BEHAVIOURS = frozenset({"echo", "chunked", "trailers", "slow", "status", "hop", "close-mid", "close-now",
+                        "malformed"})
 
 
 @dataclass
@@ -227,6 +229,12 @@ class UpstreamServer:
                 send(h11.Data(data=echo[i:i + step]))
                 await writer.drain()
             send(h11.EndOfMessage())
+            await writer.drain()
+            return True
+        if kind == "trailers":  # a chunked echo ending with a trailer section
+            send(h11.Response(status_code=200, headers=[json_type, ("transfer-encoding", "chunked"),
+                                                        ("trailer", "grpc-status, x-checksum")]),
+                 h11.Data(data=echo), h11.EndOfMessage(headers=[("grpc-status", "0"), ("x-checksum", "42")]))
             await writer.drain()
             return True
         if kind == "hop":

@@ -176,7 +176,7 @@ def test_trailers_reach_an_http1_caller_that_asks(proxy: MeshbatchProcess) -> No
         raw.send(b"GET /trailers HTTP/1.1\r\nhost: svc\r\nte: trailers\r\n\r\n")
         head = raw.read_until(b"\r\n\r\n")
         assert b"transfer-encoding: chunked" in head.lower()
-        rest = raw.read_until(b"\r\n\r\n0\r\n")
+        rest = raw.read_until(b"\r\n0\r\n")
         tail = raw.read_until(b"\r\n\r\n")
     assert b'"server": "plain"' in rest
     assert b"grpc-status: 0\r\n" in tail and b"grpc-message: fine\r\n" in tail and b"x-checksum: 42\r\n" in tail

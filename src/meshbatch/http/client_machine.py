@@ -31,6 +31,7 @@ from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
+from meshbatch.http.trailers import NO_TRAILERS, trailer_section
 
 MAX_HEADER_BYTES: Final = 65_536
 _BLANK: Final = (13, 10)  # CR, LF: what llhttp skips, silently, before a status line
@@ -84,9 +85,9 @@ UNASKED: Final = 5  # bytes while idle: the upstream is out of step; the connect
 class ResponseReader:
     """See the module docstring. `feed` never raises for what the upstream sends."""
 
-    __slots__ = ("_body", "_body_len", "_chunked", "_complete", "_dirty", "_framed", "_head", "_head_buf",
-                 "_head_total", "_headers", "_length", "_named", "_parser", "_prev", "_rx", "_status",
-                 "_stream_limit", "_streaming", "error", "keep_alive", "max_response_bytes", "state")
+    __slots__ = ("_bodied", "_body", "_body_len", "_chunked", "_complete", "_dirty", "_framed", "_head", "_head_buf",
+                 "_head_total", "_headers", "_length", "_named", "_parser", "_rx", "_status", "_stream_limit",
+                 "_streaming", "_tail", "_trailers", "error", "keep_alive", "max_response_bytes", "state")
 
     def __init__(self, max_response_bytes: int) -> None:
         self.max_response_bytes = max_response_bytes
@@ -113,7 +114,9 @@ class ResponseReader:
         self._dirty = False  # something makes this connection single-use (see the module docstring)
         self._rx = 0  # bytes received for this exchange
         self._head_total = 0  # bytes of the answer's heads (interim ones included) from its first byte
-        self._prev = b""  # the previous chunk of a chunked answer (its tail may end the message)
+        self._tail = b""  # chunked: the bytes since the last read with body bytes (the end, trailers: trailers.py)
+        self._bodied = False
+        self._trailers: Headers | None = None
 
     def _go(self, event: int) -> None:
         state = _NEXT[self.state << 4 | event]
@@ -218,7 +221,13 @@ class ResponseReader:
             self.state = moved if self.keep_alive else MUST_CLOSE
             return ENDED
         if self._chunked:
-            self._prev = data if len(data) >= 5 else (self._prev + data)[-5:]
+            if self._bodied:
+                self._tail = data
+                self._bodied = False
+            else:
+                self._tail += data  # chunk framing only (or a trailer section), bounded
+                if len(self._tail) > 2 * MAX_HEADER_BYTES:
+                    return self._end(BadGateway("upstream_headers_too_large", "chunk framing or trailers too large"))
         if self._streaming:
             if self.state == BODY:
                 self._go(STREAM)
@@ -265,7 +274,10 @@ class ResponseReader:
         body = self._body
         self._body = []
         headers = self._headers if not self._named else self._end_to_end()
-        return Response(self._status, headers, body[0] if len(body) == 1 else b"".join(body))
+        response = Response(self._status, headers, body[0] if len(body) == 1 else b"".join(body))
+        if self._trailers is not None:
+            response.trailers = self._trailers
+        return response
 
     def head_response(self) -> Response:
         """The head of an answer STARTED as a stream."""
@@ -281,8 +293,12 @@ class ResponseReader:
         # Chunked: the framing bytes are not counted, but the message's last five bytes are always a non-blank
         # byte then CRLF CRLF (the last chunk's size or extension, or a trailer); any blank line after them (the
         # only bytes llhttp swallows without a callback) breaks that pattern. Other bytes began a message.
-        tail = data[-5:] if len(data) >= 5 else (self._prev + data)[-5:]
-        return tail[1:] == b"\r\n\r\n" and len(tail) == 5 and tail[0] not in _BLANK
+        tail = data[-5:] if len(data) >= 5 else (self._tail + data)[-5:]
+        if tail[1:] != b"\r\n\r\n" or len(tail) != 5 or tail[0] in _BLANK:
+            return False
+        if not data.endswith(NO_TRAILERS):  # (its trailers, if any: the message ends exactly here)
+            self._trailers = trailer_section(data if self._bodied else self._tail + data)
+        return True
 
     def _close_delimited(self) -> bool:
         """A response with neither Content-Length nor chunked framing ends when the connection closes."""
@@ -360,6 +376,7 @@ class ResponseReader:
     def on_body(self, body: bytes) -> None:
         if self._complete:
             return  # the body of an answer to HEAD, or of a message after the answer
+        self._bodied = True
         self._body_len += len(body)
         if self._body_len > self.max_response_bytes:
             self.error = BadGateway("upstream_response_too_large", f"response exceeds {self.max_response_bytes} bytes")

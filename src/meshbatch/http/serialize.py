@@ -77,8 +77,12 @@ def end_to_end(headers: Headers) -> Headers:
 
 
 def encode_response(response: Response, keep_alive: bool, head: bool = False, request_id: bytes = b"") -> bytes:
-    """Status line, headers, framing and body in one buffer. Always Content-Length framed."""
+    """Status line, headers, framing and body in one buffer. Content-Length framed, but for an answer with
+    trailers (the exchange keeps them only for a caller that said `TE: trailers`): chunked, with its trailer
+    section."""
     status = response.status
+    if response.trailers and not head and status >= 200 and status not in NO_BODY_STATUSES:
+        return _with_trailers(response, response.trailers, keep_alive, request_id)
     tail = b"x-request-id: %s\r\n" % request_id if request_id else b""
     # An upstream's answer to HEAD arrives without its body, so its length is unknown here: claim none
     # (RFC 9110 8.6 allows that) rather than a wrong 0.
@@ -88,6 +92,17 @@ def encode_response(response: Response, keep_alive: bool, head: bool = False, re
         tail += b"connection: close\r\n"
     body = response.body if not head and status not in NO_BODY_STATUSES else b""
     return b"".join([status_line(status), *[b"%s: %s\r\n" % h for h in response.headers], tail, b"\r\n", body])
+
+
+def _with_trailers(response: Response, trailers: Headers, keep_alive: bool, request_id: bytes) -> bytes:
+    names = b", ".join(dict.fromkeys(name for name, _ in trailers))
+    tail = b"x-request-id: %s\r\n" % request_id if request_id else b""
+    tail += b"transfer-encoding: chunked\r\ntrailer: %s\r\n" % names
+    if not keep_alive:
+        tail += b"connection: close\r\n"
+    body = chunk(response.body) if response.body else b""
+    return b"".join([status_line(response.status), *[b"%s: %s\r\n" % h for h in response.headers], tail, b"\r\n",
+                     body, b"0\r\n", *[b"%s: %s\r\n" % h for h in trailers], b"\r\n"])
 
 
 def encode_stream_head(response: Response, length: int, chunked: bool, keep_alive: bool,

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -39,6 +39,7 @@ from meshbatch.errors import BadGateway, ConnectFailed, ProxyError, StreamRefuse
 from meshbatch.http.message import Headers, Response
 from meshbatch.http2.client_stream import ClientStream
 from meshbatch.http2.headers import CONNECTION_SPECIFIC, answer_fields, request_block, trailer_fields
+from meshbatch.http2.state import CLIENT_AFTER_GOAWAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,24 +54,6 @@ class StreamLimits:
 
 _CONFIG = h2.config.H2Configuration(client_side=True, header_encoding=None)
 _S = h2.settings.SettingCodes
-
-
-def after_goaway(open_state: h2.connection.ConnectionState) -> dict[Any, Any]:
-    """h2's connection transitions, plus: once a GOAWAY went either way, what was taken while open is still taken.
-
-    h2 refuses every frame after a GOAWAY, and the frames that follow it in the same read are lost with it; but
-    RFC 9113 6.8 lets the streams a GOAWAY names as processed run to their end (a graceful shutdown). New streams
-    are barred above h2 (`goaway` here; a server refuses them itself)."""
-    machine = h2.connection.H2ConnectionStateMachine
-    table = dict(machine._transitions)
-    closed = h2.connection.ConnectionState.CLOSED
-    for (state, given), (action, _) in machine._transitions.items():
-        if state == open_state:
-            table.setdefault((closed, given), (action, closed))
-    return table
-
-
-AFTER_GOAWAY: Final = after_goaway(h2.connection.ConnectionState.CLIENT_OPEN)
 
 
 def _nothing(conn: MultiplexedConnection) -> None:
@@ -93,7 +76,7 @@ class MultiplexedConnection(asyncio.Protocol):
             _S.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
         })
         conn.decoder.max_header_list_size = limits.max_header_list_size  # enforced from the first frame on
-        conn.state_machine._transitions = AFTER_GOAWAY  # type: ignore[misc]
+        conn.state_machine._transitions = CLIENT_AFTER_GOAWAY  # type: ignore[misc]
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, ClientStream] = {}
         self.ready: asyncio.Future[None] = loop.create_future()  # the peer's first SETTINGS arrived
@@ -410,4 +393,4 @@ def _retrieved(future: asyncio.Future[None]) -> None:
         future.exception()  # (nobody may be waiting any more: not an unretrieved error)
 
 
-__all__ = ["AFTER_GOAWAY", "MultiplexedConnection", "StreamLimits", "after_goaway"]
+__all__ = ["MultiplexedConnection", "StreamLimits"]
