@@ -20,6 +20,7 @@ from testbed.h2_upstream import H2Upstream, h2_server_context
 from testbed.pki import Pki
 from testbed.proxy import MeshbatchProcess
 from testbed.raw import RawClient
+from testbed.upstream import UpstreamServer
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def h2up() -> Iterator[dict[str, H2Upstream]]:
 
 
 @pytest.fixture(scope="module")
-def proxy(module_mesh: Any, h2up: dict[str, H2Upstream]) -> MeshbatchProcess:
+def proxy(module_mesh: Any, h2up: dict[str, H2Upstream], upstreams: dict[str, UpstreamServer]) -> MeshbatchProcess:
     def h2(name: str, upstream: str, **extra: Any) -> dict[str, Any]:
         return cluster(name, h2up[upstream].address, protocol="http2", **extra)
 
@@ -49,6 +50,7 @@ def proxy(module_mesh: Any, h2up: dict[str, H2Upstream]) -> MeshbatchProcess:
         route("shut", "shut", {"path_prefix": "/shut"}, timeout_ms=500),
         route("small", "small", {"path_prefix": "/small"}, timeout_ms=5000),
         route("short", "plain-short", {"path_prefix": "/short"}, timeout_ms=300),
+        route("not-h2", "not-h2", {"path_prefix": "/not-h2"}),
         route("all", "plain", timeout_ms=5000),
     ]
     clusters = [
@@ -58,6 +60,7 @@ def proxy(module_mesh: Any, h2up: dict[str, H2Upstream]) -> MeshbatchProcess:
         h2("goaway", "goaway", max_connections=1),
         h2("shut", "shut"),
         h2("small", "plain", max_response_bytes=100_000),
+        cluster("not-h2", upstreams["a"].address, protocol="http2"),  # an HTTP/1.1 server
     ]
     process: MeshbatchProcess = module_mesh.start(config([listener("main", routes)], clusters))
     return process
@@ -139,6 +142,12 @@ def test_a_hostile_or_failing_upstream_is_answered_for(client: httpx.Client, pat
     assert answer.status_code == status, answer.text
     assert answer.json()["reason"] == reason
     assert client.get("/after").status_code == 200  # the proxy goes on (on a new connection if it must)
+
+
+def test_an_endpoint_that_does_not_speak_http2_is_refused(client: httpx.Client) -> None:
+    answer = client.get("/not-h2/x")
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["reason"] == "upstream_http2_refused"
 
 
 def test_a_window_never_opened_times_out(client: httpx.Client) -> None:
