@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from meshbatch.errors import ConnectFailed, ConnectTimeout, GatewayTimeout, PoolOverflow, UpstreamReset
+from meshbatch.errors import ConnectFailed, GatewayTimeout, PoolOverflow, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
+from meshbatch.http.connecting import NOT_H2, UpstreamTls, connect_error, selected_alpn
 from meshbatch.http.message import IDEMPOTENT, Response
-from meshbatch.http.upstream_tls import NOT_H2, UpstreamTls, selected_alpn
 from meshbatch.http2.client import MultiplexedConnection, StreamLimits
 from meshbatch.http2.pool import StreamPool
 
@@ -243,8 +242,8 @@ class EndpointPool:
         return UpstreamConnection(self._loop, self.limits.max_response_bytes)
 
     def _h2(self) -> MultiplexedConnection:
-        return MultiplexedConnection(self._loop, StreamLimits(max_response_bytes=self.limits.max_response_bytes),
-                                     b"http" if self.limits.tls is None else b"https")
+        limits = StreamLimits(max_response_bytes=self.limits.max_response_bytes)
+        return MultiplexedConnection(self._loop, limits, b"https" if self.limits.tls else b"http")
 
     def _h2_pool(self, limits: PoolLimits) -> None:
         for conn in list(self._idle):
@@ -252,9 +251,14 @@ class EndpointPool:
         if self.streams is not None:
             self.streams.close()
         self.streams = None if limits.protocol != "http2" else StreamPool(
-            self._loop, lambda deadline: self._connect(deadline, self._h2),
-            lambda: self.opened < self.limits.max_connections and (self.budget is None or self.budget.room(self)),
-            self._forget, self)
+            self._loop, lambda deadline: self._connect(deadline, self._h2), self._h2_room, self._forget, self)
+
+    def _h2_room(self) -> bool:
+        budget = self.budget
+        if self.opened >= self.limits.max_connections or budget is None or budget.room(self):
+            return self.opened < self.limits.max_connections
+        budget.waiting.append(self)  # (woken by `wake_one` when a connection of the cluster closes)
+        return False
 
     async def _connect(self, deadline: float, factory: Callable[[], _Conn]) -> _Conn:
         self.opened += 1
@@ -279,26 +283,13 @@ class EndpointPool:
                     if h2 and selected_alpn(conn.transport) != "h2":
                         conn.close()
                         raise ConnectFailed("upstream_alpn_refused", f"{self.host}:{self.port}: {NOT_H2}")
-        except TimeoutError:
+        except BaseException as exc:
             self._slot_freed()
+            error = connect_error(exc, f"{self.host}:{self.port}")
+            if error is None:
+                raise  # (cancelled)
             self.connect_failures += 1
-            raise ConnectTimeout("connect_timeout", f"{self.host}:{self.port}") from None
-        except ssl.SSLError as exc:
-            self._slot_freed()
-            self.connect_failures += 1
-            raise ConnectFailed("upstream_tls_failed", f"{self.host}:{self.port}: {exc.reason or exc}") from None
-        except ConnectFailed:
-            self._slot_freed()
-            self.connect_failures += 1
-            raise
-        except OSError as exc:
-            self._slot_freed()
-            self.connect_failures += 1
-            raise ConnectFailed("upstream_connect_failed", f"{self.host}:{self.port}: {exc.strerror or exc}") \
-                from None
-        except BaseException:
-            self._slot_freed()
-            raise
+            raise error from None
         conn.pooled = True
         transport = conn.transport
         if transport is not None:

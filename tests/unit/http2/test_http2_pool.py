@@ -13,10 +13,12 @@ from h2.errors import ErrorCodes
 
 from meshbatch.errors import ConnectFailed, GatewayTimeout, PoolOverflow, StreamRefused, UpstreamReset
 from meshbatch.http.message import Response
+from meshbatch.http.pool import ConnectionBudget, EndpointPool, PoolLimits
 from meshbatch.http2.client import MultiplexedConnection, StreamLimits
 from meshbatch.http2.pool import StreamPool
 from testbed.h2_peer import Peer
 from testbed.transport import connect
+from testbed.upstream import refused_port
 
 
 @dataclass
@@ -190,3 +192,19 @@ async def test_closing_the_pool_refuses_new_callers_and_closes_idle_connections(
     assert endpoint.opened == 0 and not endpoint.pool.conns
     with pytest.raises(ConnectFailed, match="cluster_removed"):
         await endpoint.pool.request(b"GET", b"/", [], b"", later())
+
+
+async def test_a_caller_waiting_for_the_clusters_connection_budget_is_woken_when_it_frees() -> None:
+    loop = asyncio.get_running_loop()
+    budget = ConnectionBudget(1)
+    other = EndpointPool("127.0.0.1", 1, PoolLimits(budget=budget), loop)  # (HTTP/1.1, holding the budget)
+    budget.opened = other.opened = 1
+    h2_pool = EndpointPool("127.0.0.1", refused_port(), PoolLimits(protocol="http2", budget=budget), loop)
+    assert h2_pool.streams is not None
+    call = asyncio.ensure_future(h2_pool.streams.request(b"GET", b"/", [], b"", later()))
+    await turns()
+    assert not call.done() and h2_pool.pending == 1 and h2_pool in budget.waiting
+    other.opened = 0
+    budget.freed(other)  # the other endpoint's connection closed
+    with pytest.raises(ConnectFailed, match="upstream_connect_failed"):
+        await call  # it tried at once (this endpoint refuses connections), not at its deadline
