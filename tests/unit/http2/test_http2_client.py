@@ -19,7 +19,7 @@ from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, StreamRefus
 from meshbatch.http.message import Response
 from meshbatch.http2.client import MultiplexedConnection, StreamLimits
 from meshbatch.http2.client_stream import ClientStream
-from testbed.h2_peer import Peer
+from testbed.h2_upstream_peer import Peer
 from testbed.transport import FakeTransport, connect
 
 
