@@ -217,3 +217,14 @@ async def test_a_closed_connection_fails_its_streams_as_reset() -> None:
     stream = conn.request(b"GET", b"/", HOST, b"", later())
     transport.peer_closed()
     assert isinstance(error(stream), UpstreamReset) and conn.closed and not conn.available
+
+
+async def test_a_body_stops_while_the_transport_is_full_and_goes_on_when_it_drains() -> None:
+    conn, peer, _ = make()
+    conn.pause_writing()  # (the transport's buffer is above its high-water mark)
+    stream = conn.request(b"POST", b"/", HOST, b"z" * 40_000, later())
+    peer.read()
+    assert peer.body(1) == b"" and len(stream.pending) == 40_000
+    conn.resume_writing()
+    peer.read()
+    assert peer.body(1) == b"z" * 40_000 and stream.pending == b""
