@@ -94,6 +94,8 @@ class ResponseReader:
         self._parser = httptools.HttpResponseParser(self)
         self.state = IDLE
         self.keep_alive = True  # false once anything makes the connection single-use
+        self._tail = b""  # chunked: the bytes since the last read with body bytes (the end, trailers: trailers.py)
+        self._bodied = False  # (set per answer once it says it is chunked)
         self._reset(False, 0)
 
     def _reset(self, head: bool, stream_limit: int) -> None:
@@ -114,8 +116,6 @@ class ResponseReader:
         self._dirty = False  # something makes this connection single-use (see the module docstring)
         self._rx = 0  # bytes received for this exchange
         self._head_total = 0  # bytes of the answer's heads (interim ones included) from its first byte
-        self._tail = b""  # chunked: the bytes since the last read with body bytes (the end, trailers: trailers.py)
-        self._bodied = False
         self._trailers: Headers | None = None
 
     def _go(self, event: int) -> None:
@@ -275,8 +275,7 @@ class ResponseReader:
         self._body = []
         headers = self._headers if not self._named else self._end_to_end()
         response = Response(self._status, headers, body[0] if len(body) == 1 else b"".join(body))
-        if self._trailers is not None:
-            response.trailers = self._trailers
+        response.trailers = self._trailers
         return response
 
     def head_response(self) -> Response:
@@ -366,6 +365,7 @@ class ResponseReader:
                     # chunked last: chunked framing; any other coding last: the answer ends when the connection
                     # closes (RFC 9112 6.3), as llhttp reads it
                     self._chunked = self._framed = value.rstrip(b" \t").lower().endswith(b"chunked")
+                    self._tail, self._bodied = b"", False
                 elif name == b"connection":
                     value = value.strip(b" \t").lower()
                     if value not in (b"keep-alive", b"close"):

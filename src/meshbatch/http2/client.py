@@ -163,6 +163,7 @@ class MultiplexedConnection(asyncio.Protocol):
                 break
             piece, pending = pending[:size], pending[size:]
             conn.send_data(stream.id, piece, end_stream=not pending)
+            self._flush()  # frame by frame: a full transport pauses us (`pause_writing`) before the next one
         stream.pending = pending
 
     def _send_pending(self) -> None:

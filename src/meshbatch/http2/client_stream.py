@@ -18,7 +18,7 @@ from meshbatch.http.message import Headers, Response
 from meshbatch.http.stream import BodyStream
 
 
-class StreamOwner(Protocol):
+class ClientStreamOwner(Protocol):
     """The connection a stream belongs to (http2/client.py), as the stream's consumer reaches it."""
 
     def acknowledge(self, stream: ClientStream) -> None: ...
@@ -47,7 +47,7 @@ class ClientStream:
         "waiter",
     )
 
-    def __init__(self, conn: StreamOwner, stream_id: int, waiter: asyncio.Future[Response],
+    def __init__(self, conn: ClientStreamOwner, stream_id: int, waiter: asyncio.Future[Response],
                  stream_limit: int) -> None:
         self.conn = conn
         self.id = stream_id
@@ -134,4 +134,4 @@ class ClientStream:
         return f"<ClientStream {self.id} status={self.status} body={self.body_len}B>"
 
 
-__all__ = ["ClientStream", "StreamOwner"]
+__all__ = ["ClientStream", "ClientStreamOwner"]

@@ -119,9 +119,8 @@ class CertSource:
         self._loop = loop
         self._on_load = on_load or (lambda file, result: None)
         self._timer: asyncio.TimerHandle | None = None
-        # each by min version and ALPN offer
         self._server: dict[tuple[str, tuple[str, ...]], ssl.SSLContext] = {}
-        self._client: dict[tuple[str, tuple[str, ...]], ssl.SSLContext] = {}
+        self._client: dict[tuple[str, tuple[str, ...]], ssl.SSLContext] = {}  # by min version and ALPN offer
         self._fronts: dict[tuple[str, tuple[str, ...]], ssl.SSLContext] = {}
         self.reloads = 0
         self.failures = 0
@@ -180,13 +179,13 @@ class CertSource:
         key = (min_version, alpn)
         context = self._client.get(key)
         if context is None:
-            context = self._client[key] = self._client_context(min_version, alpn)
+            context = self._client[key] = self._client_context(key)
         return context
 
-    def _client_context(self, min_version: str, alpn: tuple[str, ...]) -> ssl.SSLContext:
-        context = self._context(ssl.PROTOCOL_TLS_CLIENT, min_version)
-        if alpn:
-            context.set_alpn_protocols(list(alpn))
+    def _client_context(self, key: tuple[str, tuple[str, ...]]) -> ssl.SSLContext:
+        context = self._context(ssl.PROTOCOL_TLS_CLIENT, key[0])
+        if key[1]:
+            context.set_alpn_protocols(list(key[1]))
         return context
 
     def front_context(self, min_version: str, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
@@ -214,7 +213,7 @@ class CertSource:
             old, self.loaded = self.loaded, loaded
             try:
                 server = {key: self._server_context(key) for key in self._server}
-                client = {key: self._client_context(*key) for key in self._client}
+                client = {key: self._client_context(key) for key in self._client}
             except (OSError, ssl.SSLError) as exc:  # files changed again between the check and here
                 self.loaded = old
                 raise TlsSetupError(f"identity {self.spec.cert}: {exc}") from None

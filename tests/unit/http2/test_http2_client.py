@@ -19,7 +19,7 @@ from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, StreamRefus
 from meshbatch.http.message import Response
 from meshbatch.http2.client import MultiplexedConnection, StreamLimits
 from meshbatch.http2.client_stream import ClientStream
-from testbed.h2_peer import Peer
+from testbed.h2_upstream_peer import Peer
 from testbed.transport import FakeTransport, connect
 
 
@@ -217,3 +217,14 @@ async def test_a_closed_connection_fails_its_streams_as_reset() -> None:
     stream = conn.request(b"GET", b"/", HOST, b"", later())
     transport.peer_closed()
     assert isinstance(error(stream), UpstreamReset) and conn.closed and not conn.available
+
+
+async def test_a_body_stops_while_the_transport_is_full_and_goes_on_when_it_drains() -> None:
+    conn, peer, _ = make()
+    conn.pause_writing()  # (the transport's buffer is above its high-water mark)
+    stream = conn.request(b"POST", b"/", HOST, b"z" * 40_000, later())
+    peer.read()
+    assert peer.body(1) == b"" and len(stream.pending) == 40_000
+    conn.resume_writing()
+    peer.read()
+    assert peer.body(1) == b"z" * 40_000 and stream.pending == b""

@@ -16,7 +16,7 @@ from meshbatch.http.message import Response
 from meshbatch.http.pool import ConnectionBudget, EndpointPool, PoolLimits
 from meshbatch.http2.client import MultiplexedConnection, StreamLimits
 from meshbatch.http2.pool import StreamPool
-from testbed.h2_peer import Peer
+from testbed.h2_upstream_peer import Peer
 from testbed.transport import connect
 from testbed.upstream import refused_port
 

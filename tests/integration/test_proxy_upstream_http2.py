@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -165,8 +167,11 @@ def test_a_caller_that_leaves_has_its_stream_reset(proxy: MeshbatchProcess, h2up
     with RawClient(proxy.address("main")) as raw:
         raw.send(b"GET /silent/leaving HTTP/1.1\r\nhost: svc\r\n\r\n")
         _wait(lambda: any(s.path == "/silent/leaving" for s in upstream.seen))
+        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # it leaves (RST)
+    started = time.monotonic()
     leaving = next(s for s in upstream.seen if s.path == "/silent/leaving")
     _wait(lambda: (leaving.stream, 8) in upstream.resets)  # RST_STREAM CANCEL
+    assert time.monotonic() - started < 2  # at once, not at the route's timeout (5 s)
     with httpx.Client(base_url=proxy.url("main"), timeout=5) as c:
         answer = c.get("/fine")
     assert answer.status_code == 200
