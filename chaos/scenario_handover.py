@@ -41,7 +41,7 @@ def handover(ctx: Context) -> ScenarioResult:
             old.process.send_signal(signal.SIGTERM)
             code = old.process.wait(15)
             line = old.process.wait_for_line("meshbatch: drained", 1, start=mark)
-            exits.append((code, line.removeprefix("meshbatch: ")))
+            exits.append((code, line.partition("meshbatch: ")[2]))
 
         count = 1 if ctx.short else 6
         steps = [Step((i + 0.5) / (count + 0.5), f"handover {i + 1}/{count}: new proxy, SIGTERM to the old",

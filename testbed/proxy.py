@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-LISTENING = re.compile(r"^meshbatch: listening name=(\S+) address=(\S+)$")
+LISTENING = re.compile(r"meshbatch: listening name=(\S+) address=(\S+)$")
 READY = "meshbatch: ready"
 START_TIMEOUT = 15.0
 
@@ -62,7 +62,7 @@ class MeshbatchProcess:
             line = raw.rstrip("\n")
             with self._cond:
                 self.lines.append(line)
-                match = LISTENING.match(line)
+                match = LISTENING.search(line)
                 if match:
                     self.addresses[match.group(1)] = match.group(2)
                 self._cond.notify_all()

@@ -249,9 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
     args = parser.parse_args(argv)
     _resolve_config_file(parser, args)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from meshbatch.config.redact import redact_logs
+    from meshbatch.config.redact import LOG_FORMAT, redact_logs
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
 
     redact_logs()  # no log line carries a password, token or credential (meshbatch.config.redact)
     logging.getLogger("meshbatch.cli").debug("meshbatch %s %s, pid %d", __version__, args.command, os.getpid())

@@ -217,6 +217,11 @@ def unmarked_secret_fields(root: type[BaseModel]) -> list[str]:
 # -- logs ---------------------------------------------------------------------------------------------------
 
 
+# The one shape of every line meshbatch writes to stderr: log records, and the lifecycle lines of `run`
+# (`... INFO meshbatch: ready ...`, runtime/app.py `announce`).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 class RedactingFormatter(logging.Formatter):
     """A log formatter whose every line (message, arguments and traceback alike) goes through `redact_text`."""
 
@@ -233,5 +238,5 @@ def redact_logs(logger: logging.Logger | None = None) -> None:
                                                     current.datefmt if current else None))
 
 
-__all__ = ["KINDS", "NOT_SECRET", "REDACTED", "RedactingFormatter", "SecretKind", "redact_config", "redact_logs",
-           "redact_text", "redact_url", "scrub", "secret_kind", "unmarked_secret_fields"]
+__all__ = ["KINDS", "LOG_FORMAT", "NOT_SECRET", "REDACTED", "RedactingFormatter", "SecretKind", "redact_config",
+           "redact_logs", "redact_text", "redact_url", "scrub", "secret_kind", "unmarked_secret_fields"]

@@ -204,6 +204,23 @@ def _table(results: list[RunResult], stored: list[tuple[int, int]]) -> tuple[Tab
     return table, all_ok
 
 
+def verdict(direct: RunResult, batched: RunResult) -> str:
+    """What the table says about latency, in words: the plot's curves hide a worse batched p99 at low load."""
+    d50, d99 = direct.percentile(0.5) * 1000, direct.percentile(0.99) * 1000
+    b50, b99 = batched.percentile(0.5) * 1000, batched.percentile(0.99) * 1000
+    speed = f"{batched.rate / direct.rate:.1f}x the events/s" if direct.rate else "the events/s"
+    calls = (f" in {batched.upstream_calls:,} upstream calls instead of {direct.upstream_calls:,}"
+             if batched.upstream_calls and direct.upstream_calls else "")
+    if b99 > d99:
+        return (f"Batched: {speed}{calls}, but its p99 is {b99 - d99:.1f} ms worse ({b99:.1f} vs {d99:.1f} ms; p50 "
+                f"{b50:.1f} vs {d50:.1f} ms): an item waits for its batch to fill or its wait to pass, which costs "
+                f"the most when few callers are waiting at once. Lower `max_wait_ms`, or raise `max_in_flight` so "
+                f"batches leave sooner, when the tail matters more than the upstream's load.")
+    return (f"Batched: {speed}{calls}, and a better tail too: p99 {b99:.1f} vs {d99:.1f} ms (p50 {b50:.1f} vs "
+            f"{d50:.1f} ms): the upstream, no longer queueing one call per event, answers sooner than the batch "
+            f"wait costs.")
+
+
 def port_busy(port: int, host: str = "127.0.0.1") -> bool:
     """Whether something already listens on (or holds) `host:port`, so the proxy could not bind it."""
     with socket.socket() as sock:
@@ -260,6 +277,7 @@ def _run_in(args: argparse.Namespace, workdir: Path, console: Console) -> int:
         console.print(table)
         if len(results) == 2 and results[0].rate:
             console.print(f"batched / direct events/s: [bold]{results[1].rate / results[0].rate:.1f}x[/bold]")
+            console.print(verdict(results[0], results[1]), markup=False, highlight=False)
         from meshbatch.demo.plot import plot_runs
 
         plot_path = args.plot or str(workdir / "demo.png" if args.keep else Path.cwd() / "meshbatch-demo.png")

@@ -24,7 +24,7 @@ from typing import Any
 
 from meshbatch.admin.api import AdminApi
 from meshbatch.config import ConfigError, load, model
-from meshbatch.config.redact import redact_text
+from meshbatch.config.redact import LOG_FORMAT, RedactingFormatter
 from meshbatch.http import server as http_server
 from meshbatch.http.forwarded import Trust
 from meshbatch.http.parser import ParserLimits
@@ -108,13 +108,27 @@ def _server_tls(state: ListenerState) -> ServerTls | None:
     return tls
 
 
+_LIFECYCLE = RedactingFormatter(LOG_FORMAT)
+
+
+def announce_line(line: str) -> None:
+    """A lifecycle line (`meshbatch: ready ...`) on stderr in the shape of every log record, whatever the log
+    level: `2026-12-03 17:58:01,123 INFO meshbatch: ready config=... pid=...` (`WARNING: ...` lines as warnings)."""
+    name, _, message = line.partition(": ")
+    level = logging.INFO
+    if message.startswith("WARNING: "):
+        level, message = logging.WARNING, message.removeprefix("WARNING: ")
+    record = logging.LogRecord(name, level, __file__, 0, message, None, None)
+    print(_LIFECYCLE.format(record), file=sys.stderr, flush=True)
+
+
 class Proxy:
     def __init__(self, config_path: str | Path, loop: asyncio.AbstractEventLoop,
                  announce: Callable[[str], None] | None = None) -> None:
         self.config_path = Path(config_path)
         self.loop = loop
         self.metrics = Registry()
-        self.announce = announce or (lambda line: print(redact_text(line), file=sys.stderr, flush=True))
+        self.announce = announce or announce_line
         self.listeners: dict[tuple[str, str], OpenListener] = {}
         self.admin: OpenListener | None = None
         self._draining = False
