@@ -8,6 +8,7 @@ Rules, in the order a flush reason is chosen for a queue:
 - `drain`: the route is draining, everything queued goes;
 - `items`: `cap` items are queued (`max_items`, or the adaptive size cap);
 - `bytes`: the queued bodies reach `max_bytes`;
+- `cost`: the queued items' costs reach `max_cost` (batch.max_cost; an item costing more goes alone);
 - `deadline`: an item must be sent now to finish before its deadline (deadline - predicted tail time of a full
   batch - a scheduling margin; while the prediction is not trusted yet (`trusted()` false: too few batches
   seen), the hold time is reserved as well, so holding never spends a caller's whole budget on an upstream
@@ -46,9 +47,10 @@ def _counter_ids() -> Callable[[], str]:
 class Accumulator:
     def __init__(self, *, max_items: int, max_bytes: int, hold: float = 0.0, margin: float = 0.001,
                  expected: Predict = _zero, tail: Predict = _zero, trusted: Callable[[], bool] | None = None,
-                 new_id: Callable[[], str] | None = None) -> None:
+                 new_id: Callable[[], str] | None = None, max_cost: float = INF) -> None:
         self.cap = max_items  # the size cap; the adaptive controller may lower it
         self.max_bytes = max_bytes
+        self.max_cost = max_cost  # the cost budget of one batch (INF: none)
         self.hold = hold  # how long a queue is held before a free slot takes it
         self.margin = margin  # scheduling allowance before a deadline-driven flush
         self.expected = expected  # predicted typical upstream time of a batch of n items
@@ -71,6 +73,7 @@ class Accumulator:
         queue.lanes[item.priority].append(item)
         queue.count += 1
         queue.bytes += item.size
+        queue.cost += item.cost
         item.queue = queue
         item.state = QUEUED
         self.queued += 1
@@ -99,7 +102,7 @@ class Accumulator:
 
     def ready_at(self, queue: KeyQueue) -> float:
         """When `queue` may be flushed into a free slot (deadlines aside)."""
-        if self.draining or queue.count >= self.cap or queue.bytes >= self.max_bytes:
+        if self.draining or queue.count >= self.cap or queue.bytes >= self.max_bytes or queue.cost >= self.max_cost:
             return -INF
         front = queue.front()
         return front.arrived + self.hold if front is not None else INF
@@ -205,6 +208,8 @@ class Accumulator:
             return "items"
         if queue.bytes >= self.max_bytes:
             return "bytes"
+        if queue.cost >= self.max_cost:
+            return "cost"
         if is_urgent:
             return "deadline"
         front = queue.front()
@@ -224,10 +229,11 @@ class Accumulator:
         return urgent
 
     def _take(self, queue: KeyQueue, reason: str, now: float, expired: list[Waiter]) -> Batch | None:
-        cap, max_bytes = self.cap, self.max_bytes
+        cap, max_bytes, max_cost = self.cap, self.max_bytes, self.max_cost
         lead = self.expected(min(queue.count, cap))
         members: list[Item] = []
         size = taken = 0
+        cost = 0.0
         full = False
         for lane in queue.lanes:
             while lane:
@@ -235,12 +241,14 @@ class Accumulator:
                 if item.state != QUEUED:
                     lane.popleft()
                     continue
-                if len(members) >= cap or (members and size + item.size > max_bytes):
+                if len(members) >= cap or (members and (size + item.size > max_bytes
+                                                        or cost + item.cost > max_cost)):
                     full = True
                     break
                 lane.popleft()
                 taken += 1
                 queue.bytes -= item.size
+                queue.cost -= item.cost
                 item.queue = None
                 if item.deadline - lead <= now:
                     keep = self._split_late(item, now, lead, expired)
@@ -250,6 +258,7 @@ class Accumulator:
                     item.deadline = min(w.deadline for w in keep)
                 members.append(item)
                 size += item.size
+                cost += item.cost
             if full:
                 break
         queue.count -= taken
@@ -280,6 +289,7 @@ class Accumulator:
         assert queue is not None
         queue.count -= 1
         queue.bytes -= item.size
+        queue.cost -= item.cost
         self.queued -= 1
         item.queue = None
         if not queue.count and self.queues.get(queue.key) is queue:

@@ -214,6 +214,8 @@ class Dispatcher:
         metrics = self.metrics
         metrics.flushes.inc(metrics.flush_labels[batch.reason])
         metrics.size.observe(len(batch.items))
+        if metrics.cost is not None:
+            metrics.cost.observe(batch.cost)
         queue_hist = metrics.queue
         for item in batch.items:
             queue_hist.observe(now - item.arrived)

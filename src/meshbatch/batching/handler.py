@@ -24,6 +24,7 @@ from meshbatch.batching.batch import BATCHED, PRIORITY_NAMES, QUEUED, Batch, Ite
 from meshbatch.batching.codecs import CODECS, ItemResult
 from meshbatch.batching.codecs.base import Replies, refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
+from meshbatch.batching.cost import CostReader
 from meshbatch.batching.dispatcher import Dispatcher, Sender
 from meshbatch.batching.isolate import IsolatePolicy
 from meshbatch.batching.model import LatencyModel
@@ -32,7 +33,7 @@ from meshbatch.batching.retry import RetryRules
 from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
 from meshbatch.clock import Clock
 from meshbatch.config.model import Batch as BatchConfig
-from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, ProxyError
+from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, PayloadTooLarge, ProxyError
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.security.scope import IdempotencyScope
 from meshbatch.service import Call
@@ -59,7 +60,8 @@ class BatchHandler:
         self.codec = CODECS.get(config.codec)(config)
         self.replies: Replies = self.codec.replies
         self.controls = Controls(config.key, grpc_timeout=config.grpc is not None)
-        self.metrics = BatchMetrics(metrics, route)
+        self.metrics = BatchMetrics(metrics, route, cost=config.max_cost is not None)
+        self.cost = CostReader(config.cost) if config.cost is not None else None
         self.dedup = config.dedup
         self.scope = IdempotencyScope(config.idempotency_scope)
         self.max_queue = config.max_queue
@@ -75,7 +77,8 @@ class BatchHandler:
         self.accumulator = Accumulator(
             max_items=config.max_items, max_bytes=config.max_bytes, hold=config.min_wait_ms / 1000,
             expected=self.model.expected, tail=self.model.tail, trusted=lambda: self.model.ready,
-            new_id=lambda: f"{prefix}-{next(counter)}")
+            new_id=lambda: f"{prefix}-{next(counter)}",
+            max_cost=config.max_cost if config.max_cost is not None else float("inf"))
         self.dispatcher = Dispatcher(
             route, self.accumulator, self.codec, send, method=config.upstream_method.encode(),
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
@@ -125,6 +128,7 @@ class BatchHandler:
         assert dispatcher.loop is not None
         now = dispatcher.clock.now()
         key, priority, budget, idempotency = self.controls.read(request)
+        cost = self._cost(request) if self.cost is not None else 0.0
         base = request.received_at or now
         deadline = base + self.timeout
         if budget is not None and base + budget < deadline:
@@ -157,13 +161,23 @@ class BatchHandler:
         headers = end_to_end(request.headers) if self._forwards else \
             _NO_HEADERS if dispatcher.tracing is None else dispatcher.tracing.item_headers(request)
         item = Item(request.body, request.method, request.target, headers, key=key, priority=priority,
-                    arrived=now, deadline=deadline, dedup_key=shared_key)
+                    arrived=now, deadline=deadline, dedup_key=shared_key, cost=cost)
         problem = self.codec.check_item(item)
         if problem is not None:
             raise BadRequest(refusal_reason(problem), problem)
         waiter = Waiter(dispatcher.loop.create_future(), now, deadline, item)
         dispatcher.enqueue(item, waiter, now)
         return waiter
+
+    def _cost(self, request: Request) -> float:
+        """The item's cost (batch.cost); 413 `over_budget` when it exceeds max_cost and over_budget is refuse."""
+        assert self.cost is not None
+        cost = self.cost.read(request)
+        budget = self.config.max_cost
+        if budget is not None and cost > budget and self.config.over_budget == "refuse":
+            raise PayloadTooLarge("over_budget", f"this item costs {cost:g} ({self.cost.spec}), more than a whole "
+                                  f"batch may cost (max_cost {budget:g})")
+        return cost
 
     def _replayed(self, kept: Replay, request: Request) -> Response:
         """The answer kept for this idempotency key (dedup_window_ms), without an upstream call."""
@@ -240,6 +254,7 @@ class BatchHandler:
                 "key": [part.decode("latin-1") for part in key],
                 "queued": queue.count if queue is not None else 0,
                 "bytes": queue.bytes if queue is not None else 0,
+                "cost": round(queue.cost, 3) if queue is not None else 0.0,
                 "oldest_ms": round((now - front.arrived) * 1000, 3) if front is not None else 0.0,
                 "in_flight": dispatcher.in_flight_by_key.get(key, 0),
                 "by_priority": dict(zip(PRIORITY_NAMES, counts, strict=True)),
@@ -262,7 +277,8 @@ class BatchHandler:
                 "max_items": config.max_items, "size_cap": acc.cap, "max_bytes": config.max_bytes,
                 "max_wait_ms": config.max_wait_ms, "min_wait_ms": config.min_wait_ms,
                 "hold_ms": round(acc.hold * 1000, 3), "dedup": self.dedup, "key": list(config.key),
-                "idempotency_scope": self.scope.spec,
+                "idempotency_scope": self.scope.spec, "max_cost": config.max_cost, "cost": config.cost,
+                "over_budget": config.over_budget,
             },
             "isolation": dispatcher.isolation_summary(),
             "flushes": self.metrics.flush_counts(),

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from meshbatch.batching.bisection import Bisection
 
 
+COST_BUCKETS = tuple(float(2**n) for n in range(21))  # 1 to ~1M: token counts, node counts, bytes
+
+
 class RateMeter:
     """Events per second, smoothed: each period of at least `period` seconds blends in with weight growing with
     its length, so an idle spell pulls the rate towards zero."""
@@ -54,7 +57,7 @@ class RateMeter:
 class BatchMetrics:
     """Every batching metric carries the `route` label; label tuples are built once here, not per request."""
 
-    def __init__(self, registry: Registry, route: str) -> None:
+    def __init__(self, registry: Registry, route: str, *, cost: bool = False) -> None:
         self.route = route
         self.labels = (route,)
         self.size = registry.histogram(
@@ -96,6 +99,10 @@ class BatchMetrics:
         self.isolation_calls = registry.counter(
             "meshbatch_batch_isolation_calls_total", "Upstream calls made to isolate the items at fault of refused "
             "batches (beyond each batch's first call)", ["route"])
+        # with batch.max_cost: the summed cost of each batch (the budget's use)
+        self.cost = registry.histogram(
+            "meshbatch_batch_cost", "Summed item cost per upstream batch call (batch.cost; routes with max_cost)",
+            ["route"], COST_BUCKETS).labels(self.labels) if cost else None
         self.flush_labels = {reason: (route, reason) for reason in FLUSH_REASONS}
         self.call_labels = {outcome: (route, outcome) for outcome in ("ok", "error", "bad_answer")}
         self.cancel_labels = {stage: (route, stage) for stage in ("queued", "in_flight")}

@@ -121,6 +121,28 @@ class GrpcBatch(Model):
         return self.descriptor_set is None
 
 
+def cost_spec_problem(spec: str) -> str | None:
+    """What is wrong with a `batch.cost` value (meshbatch.batching.cost), or None."""
+    kind, _, name = spec.partition(":")
+    if spec == "bytes":
+        return None
+    if kind == "header" and name and set(name) <= _TOKEN:
+        return None
+    if kind == "json" and name and all(name.split(".")):
+        return None
+    return "must be 'bytes', 'header:NAME' or 'json:PATH' (a dotted path: json:inputs.0.tokens)"
+
+
+def _cost(value: str) -> str:
+    problem = cost_spec_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+CostSpec = Annotated[str, AfterValidator(_cost)]
+
+
 class Batch(Model):
     max_items: Annotated[int, Field(ge=1, le=100_000)] = 64
     max_wait_ms: Annotated[float, Field(ge=0, le=600_000)] = 5
@@ -139,6 +161,9 @@ class Batch(Model):
     adaptive: Adaptive | None = None
     isolate: Isolate = Isolate()
     grpc: GrpcBatch | None = None  # with codec: grpc (filled in with its defaults when absent)
+    max_cost: Annotated[float, Field(gt=0, le=1e15)] | None = None  # the cost budget of one batch
+    cost: CostSpec | None = None  # what an item costs: bytes | header:NAME | json:PATH
+    over_budget: Literal["alone", "refuse"] = "refuse"  # an item costing more than max_cost
 
     @model_validator(mode="before")
     @classmethod
@@ -175,6 +200,10 @@ class Batch(Model):
                 raise ValueError("a gRPC batch goes to grpc.batch_method: leave upstream_path out")
             if self.upstream_method != "POST":
                 raise ValueError("a gRPC batch is a POST: leave upstream_method out")
+        if self.max_cost is not None and self.cost is None:
+            raise ValueError("max_cost needs cost: what an item costs (bytes, header:NAME or json:PATH)")
+        if self.cost is not None and self.max_cost is None:
+            raise ValueError("cost is read for max_cost: set max_cost too")
         if self.dedup_window_ms and not self.dedup:
             raise ValueError("dedup_window_ms keeps answers for dedup: set dedup: true, or leave dedup_window_ms 0")
         return self

@@ -1,0 +1,91 @@
+"""Batch shape through `meshbatch run` with a real upstream and real sockets: the cost budget per batch
+(batch.max_cost) cuts batches by the items' summed cost, refuses or isolates an item costing more than a whole
+batch may, and reports the flush reason `cost` in the response header, the metrics and /batchers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wait_until
+from testbed.config import cluster, config, listener
+from testbed.proxy import MeshbatchProcess
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[BatchUpstream]:
+    server = BatchUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(module_mesh: Any, upstream: BatchUpstream) -> MeshbatchProcess:
+    routes = [
+        batch_route("tokens", "/tokens/", "/b/json-array/ok", max_cost=10, cost="json:tokens"),
+        batch_route("alone", "/alone/", "/b/json-array/ok", max_cost=10, cost="header:x-cost", over_budget="alone"),
+    ]
+    process: MeshbatchProcess = module_mesh.start(config([listener("main", routes)],
+                                                         [cluster("batch", upstream.address)]))
+    return process
+
+
+@pytest.fixture
+def callers(proxy: MeshbatchProcess, upstream: BatchUpstream) -> Iterator[Callers]:
+    upstream.reset()
+    with Callers(proxy.url("main"), proxy.admin_url) as c:
+        yield c
+        upstream.release()
+
+
+def test_the_cost_budget_cuts_batches_by_summed_cost(callers: Callers, upstream: BatchUpstream) -> None:
+    costs = [4, 4, 3, 2, 6, 1]
+    upstream.hold()  # a first batch held in flight: the others queue behind the only slot
+    plug = callers.post("/tokens/plug", {"tokens": 1})
+    wait_until(lambda: callers.batcher("tokens")["in_flight"] == 1, 5, "the first batch in flight")
+    try:
+        futures = []
+        for n, tokens in enumerate(costs):  # one at a time, so the queue keeps their order
+            futures.append(callers.post("/tokens/x", {"n": n, "tokens": tokens}))
+            callers.wait_queued("tokens", n + 1)
+        summary = callers.batcher("tokens")
+        assert summary["keys"][0]["cost"] == sum(costs)
+        assert summary["policy"]["max_cost"] == 10 and summary["policy"]["cost"] == "json:tokens"
+    finally:
+        upstream.release()
+    assert plug.result(10).status_code == 200
+    responses = [f.result(10) for f in futures]
+    assert all(r.status_code == 200 for r in responses)
+    sent = [[item["tokens"] for item in b.items] for b in upstream.snapshot()[1:]]
+    assert sent == [[4, 4], [3, 2], [6, 1]]
+    assert [r.headers["x-meshbatch-flush"] for r in responses] == ["cost"] * 4 + ["wait"] * 2
+    assert callers.batcher("tokens")["flushes"]["cost"] >= 2
+    assert callers.metric("meshbatch_batch_flushes_total", route="tokens", reason="cost") >= 2
+    assert callers.metric("meshbatch_batch_cost_sum", route="tokens") >= sum(costs)
+
+
+def test_an_item_over_the_budget_is_refused_with_413(callers: Callers, upstream: BatchUpstream) -> None:
+    response = callers.call("/tokens/x", {"tokens": "a string of 27 characters.."})
+    assert response.status_code == 413
+    assert response.json()["reason"] == "over_budget"
+    assert "costs 27" in response.json()["detail"] and "max_cost 10" in response.json()["detail"]
+    bad = callers.call("/tokens/x", {"no": "tokens"})
+    assert bad.status_code == 400 and bad.json()["reason"] == "bad_cost"
+    assert upstream.snapshot() == []
+    assert callers.metric("meshbatch_batch_rejections_total", route="tokens", reason="over_budget") >= 1
+
+
+def test_over_budget_alone_sends_the_item_by_itself(callers: Callers, upstream: BatchUpstream) -> None:
+    with Plug(callers, upstream, "/alone/plug", "alone", headers={"x-cost": "1"}):
+        futures = []
+        for n, cost in enumerate(["2", "50", "3"]):
+            futures.append(callers.post("/alone/x", {"n": n}, headers={"x-cost": cost}))
+            callers.wait_queued("alone", n + 1)
+    responses = [f.result(10) for f in futures]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    sent = [[item["n"] for item in b.items] for b in upstream.snapshot()[1:]]
+    assert sent == [[0], [1], [2]]
+    bad = callers.call("/alone/x", {"n": 9}, headers={"x-cost": "-1"})
+    assert bad.status_code == 400 and bad.json()["reason"] == "bad_cost"
