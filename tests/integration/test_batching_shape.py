@@ -1,9 +1,12 @@
 """Batch shape through `meshbatch run` with a real upstream and real sockets: the cost budget per batch
 (batch.max_cost) cuts batches by the items' summed cost, refuses or isolates an item costing more than a whole
-batch may, and reports the flush reason `cost` in the response header, the metrics and /batchers."""
+batch may, and reports the flush reason `cost` in the response header, the metrics and /batchers; shape buckets
+(batch.bucket_by) keep short and long items in separate batches, a rare bucket going at its own hold bound while
+a common one holds."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +29,10 @@ def proxy(module_mesh: Any, upstream: BatchUpstream) -> MeshbatchProcess:
     routes = [
         batch_route("tokens", "/tokens/", "/b/json-array/ok", max_cost=10, cost="json:tokens"),
         batch_route("alone", "/alone/", "/b/json-array/ok", max_cost=10, cost="header:x-cost", over_budget="alone"),
+        batch_route("shapes", "/shapes/", "/b/json-array/ok", key=["header:x-tenant"],
+                    bucket_by={"cost": "bytes", "boundaries": [32]}),
+        batch_route("rare", "/rare/", "/b/json-array/ok", min_wait_ms=1000, max_wait_ms=1000, max_in_flight=4,
+                    bucket_by={"cost": "bytes", "boundaries": [32], "max_hold_ms": [1000, 0]}),
     ]
     process: MeshbatchProcess = module_mesh.start(config([listener("main", routes)],
                                                          [cluster("batch", upstream.address)]))
@@ -89,3 +96,37 @@ def test_over_budget_alone_sends_the_item_by_itself(callers: Callers, upstream: 
     assert sent == [[0], [1], [2]]
     bad = callers.call("/alone/x", {"n": 9}, headers={"x-cost": "-1"})
     assert bad.status_code == 400 and bad.json()["reason"] == "bad_cost"
+
+
+def test_shape_buckets_keep_short_and_long_items_apart(callers: Callers, upstream: BatchUpstream) -> None:
+    tenant = {"x-tenant": "acme"}
+    bodies = ["s1", "L" * 40, "s2", "M" * 50, "s3"]
+    with Plug(callers, upstream, "/shapes/plug", "shapes", headers=tenant):
+        futures = []
+        for n, text in enumerate(bodies):
+            futures.append(callers.post("/shapes/x", {"t": text}, headers=tenant))
+            callers.wait_queued("shapes", n + 1)
+        summary = callers.batcher("shapes")
+        queued = {k["bucket"]: k["queued"] for k in summary["keys"]}
+        assert queued == {"0-32": 3, "32+": 2}
+        assert {k["key"][0] for k in summary["keys"]} == {"acme"}
+        assert [b["bucket"] for b in summary["buckets"]] == ["0-32", "32+"]
+    assert [f.result(10).json()["echo"]["t"] for f in futures] == bodies
+    sent = [[item["t"] for item in b.items] for b in upstream.snapshot()[1:]]
+    assert sorted(sent) == sorted([["s1", "s2", "s3"], ["L" * 40, "M" * 50]])
+    assert all(b.headers.get("x-tenant") == "acme" for b in upstream.snapshot())
+    assert callers.metric("meshbatch_batch_bucket_items_total", route="shapes", bucket="32+") >= 2
+
+
+def test_a_rare_bucket_goes_at_its_own_bound(callers: Callers, upstream: BatchUpstream) -> None:
+    started = time.monotonic()
+    short = callers.post("/rare/x", {"t": "s"})
+    long = callers.post("/rare/x", {"t": "L" * 60})
+    long_response = long.result(10)
+    long_took = time.monotonic() - started
+    short_response = short.result(10)
+    short_took = time.monotonic() - started
+    assert long_response.status_code == 200 and short_response.status_code == 200
+    assert short_took >= 1.0, "the common bucket holds min_wait_ms"
+    assert long_took < 0.8, f"the rare bucket's bound is 0 ms, it took {long_took:.3f}s"
+    assert callers.batcher("rare")["buckets"][1]["max_hold_ms"] == 0

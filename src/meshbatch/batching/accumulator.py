@@ -13,7 +13,8 @@ Rules, in the order a flush reason is chosen for a queue:
   batch - a scheduling margin; while the prediction is not trusted yet (`trusted()` false: too few batches
   seen), the hold time is reserved as well, so holding never spends a caller's whole budget on an upstream
   whose time is unknown);
-- `wait`: the oldest item has been held `hold` seconds (`min_wait_ms`, or the adaptive wait). With a hold of
+- `wait`: the oldest item has been held `hold` seconds (`min_wait_ms`, or the adaptive wait; a shape bucket's
+  queue at most its own bound, batching/buckets.py). With a hold of
   zero a queue is ready as soon as a slot is free: the shell flushes at the end of the event-loop tick, and
   batches grow by themselves while every slot is busy.
 Each key has its own queue (keys never share a batch) with three priority lanes; a batch takes high items
@@ -47,10 +48,12 @@ def _counter_ids() -> Callable[[], str]:
 class Accumulator:
     def __init__(self, *, max_items: int, max_bytes: int, hold: float = 0.0, margin: float = 0.001,
                  expected: Predict = _zero, tail: Predict = _zero, trusted: Callable[[], bool] | None = None,
-                 new_id: Callable[[], str] | None = None, max_cost: float = INF) -> None:
+                 new_id: Callable[[], str] | None = None, max_cost: float = INF,
+                 hold_bounds: dict[bytes, float] | None = None) -> None:
         self.cap = max_items  # the size cap; the adaptive controller may lower it
         self.max_bytes = max_bytes
         self.max_cost = max_cost  # the cost budget of one batch (INF: none)
+        self.hold_bounds = hold_bounds  # shape buckets: the hold bound by a queue key's last part (the bucket)
         self.hold = hold  # how long a queue is held before a free slot takes it
         self.margin = margin  # scheduling allowance before a deadline-driven flush
         self.expected = expected  # predicted typical upstream time of a batch of n items
@@ -70,6 +73,8 @@ class Accumulator:
         queue = self.queues.get(item.key)
         if queue is None:
             queue = self.queues[item.key] = KeyQueue(item.key)
+            if self.hold_bounds is not None:
+                queue.hold_bound = self.hold_bounds.get(item.key[-1], INF)
         queue.lanes[item.priority].append(item)
         queue.count += 1
         queue.bytes += item.size
@@ -105,7 +110,7 @@ class Accumulator:
         if self.draining or queue.count >= self.cap or queue.bytes >= self.max_bytes or queue.cost >= self.max_cost:
             return -INF
         front = queue.front()
-        return front.arrived + self.hold if front is not None else INF
+        return front.arrived + min(self.hold, queue.hold_bound) if front is not None else INF
 
     def lead(self) -> float:
         """How long before an item's deadline its queue must go: the predicted tail time of a full batch and the
@@ -213,7 +218,7 @@ class Accumulator:
         if is_urgent:
             return "deadline"
         front = queue.front()
-        if front is not None and front.arrived + self.hold <= now:
+        if front is not None and front.arrived + min(self.hold, queue.hold_bound) <= now:
             return "wait"
         return None
 

@@ -92,7 +92,7 @@ class Item(ItemRequest):
 class KeyQueue:
     """The items of one batch key waiting to be flushed, in three priority lanes."""
 
-    __slots__ = ("bytes", "cost", "count", "key", "lanes")
+    __slots__ = ("bytes", "cost", "count", "hold_bound", "key", "lanes")
 
     def __init__(self, key: Key) -> None:
         self.key = key
@@ -100,6 +100,7 @@ class KeyQueue:
         self.count = 0
         self.bytes = 0
         self.cost = 0.0
+        self.hold_bound = float("inf")  # a shape bucket's own bound on the hold (batching/buckets.py)
 
     def front(self) -> Item | None:
         """The oldest queued item (removed items are dropped lazily here)."""

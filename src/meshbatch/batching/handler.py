@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from meshbatch.batching.accumulator import Accumulator
 from meshbatch.batching.adaptive import AdaptiveController
 from meshbatch.batching.admission import Controls
-from meshbatch.batching.batch import BATCHED, PRIORITY_NAMES, QUEUED, Batch, Item, Outcome, Waiter, dedup_key
+from meshbatch.batching.batch import BATCHED, PRIORITY_NAMES, QUEUED, Batch, Item, Key, Outcome, Waiter, dedup_key
+from meshbatch.batching.buckets import Buckets
 from meshbatch.batching.codecs import CODECS, ItemResult
 from meshbatch.batching.codecs.base import Replies, refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
@@ -60,8 +61,14 @@ class BatchHandler:
         self.codec = CODECS.get(config.codec)(config)
         self.replies: Replies = self.codec.replies
         self.controls = Controls(config.key, grpc_timeout=config.grpc is not None)
-        self.metrics = BatchMetrics(metrics, route, cost=config.max_cost is not None)
+        bucket_by = config.bucket_by
+        self.buckets = Buckets(bucket_by, len(config.key)) if bucket_by is not None else None
+        self.metrics = BatchMetrics(metrics, route, cost=config.max_cost is not None,
+                                    buckets=self.buckets.names if self.buckets is not None else None)
         self.cost = CostReader(config.cost) if config.cost is not None else None
+        # the bucket's own cost reader, when it reads another cost than max_cost's (None: the same value)
+        self.bucket_cost = CostReader(bucket_by.cost) if bucket_by is not None and bucket_by.cost is not None \
+            and bucket_by.cost != config.cost else None
         self.dedup = config.dedup
         self.scope = IdempotencyScope(config.idempotency_scope)
         self.max_queue = config.max_queue
@@ -78,7 +85,8 @@ class BatchHandler:
             max_items=config.max_items, max_bytes=config.max_bytes, hold=config.min_wait_ms / 1000,
             expected=self.model.expected, tail=self.model.tail, trusted=lambda: self.model.ready,
             new_id=lambda: f"{prefix}-{next(counter)}",
-            max_cost=config.max_cost if config.max_cost is not None else float("inf"))
+            max_cost=config.max_cost if config.max_cost is not None else float("inf"),
+            hold_bounds=self.buckets.holds if self.buckets is not None else None)
         self.dispatcher = Dispatcher(
             route, self.accumulator, self.codec, send, method=config.upstream_method.encode(),
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
@@ -160,7 +168,8 @@ class BatchHandler:
                                                   retry_after=self._retry_after(now)))
         headers = end_to_end(request.headers) if self._forwards else \
             _NO_HEADERS if dispatcher.tracing is None else dispatcher.tracing.item_headers(request)
-        item = Item(request.body, request.method, request.target, headers, key=key, priority=priority,
+        queue_key = key if self.buckets is None else self._bucket(request, key, cost)
+        item = Item(request.body, request.method, request.target, headers, key=queue_key, priority=priority,
                     arrived=now, deadline=deadline, dedup_key=shared_key, cost=cost)
         problem = self.codec.check_item(item)
         if problem is not None:
@@ -178,6 +187,14 @@ class BatchHandler:
             raise PayloadTooLarge("over_budget", f"this item costs {cost:g} ({self.cost.spec}), more than a whole "
                                   f"batch may cost (max_cost {budget:g})")
         return cost
+
+    def _bucket(self, request: Request, key: Key, cost: float) -> Key:
+        """The queue key of the shape bucket the item's cost falls in (batch.bucket_by)."""
+        buckets = self.buckets
+        assert buckets is not None
+        index = buckets.index(self.bucket_cost.read(request) if self.bucket_cost is not None else cost)
+        self.metrics.bucket_items.inc(self.metrics.bucket_labels[index])
+        return (*key, buckets.labels[index])
 
     def _replayed(self, kept: Replay, request: Request) -> Response:
         """The answer kept for this idempotency key (dedup_window_ms), without an upstream call."""
@@ -250,8 +267,10 @@ class BatchHandler:
             queue = acc.queues.get(key)
             front = queue.front() if queue is not None else None
             counts = queue.lane_counts() if queue is not None else [0, 0, 0]
+            parts, bucket = self.buckets.split(key) if self.buckets is not None else (key, None)
             keys.append({
-                "key": [part.decode("latin-1") for part in key],
+                "key": [part.decode("latin-1") for part in parts],
+                "bucket": bucket,
                 "queued": queue.count if queue is not None else 0,
                 "bytes": queue.bytes if queue is not None else 0,
                 "cost": round(queue.cost, 3) if queue is not None else 0.0,
@@ -280,6 +299,7 @@ class BatchHandler:
                 "idempotency_scope": self.scope.spec, "max_cost": config.max_cost, "cost": config.cost,
                 "over_budget": config.over_budget,
             },
+            "buckets": None if self.buckets is None else self.buckets.summary(self.metrics.bucket_counts()),
             "isolation": dispatcher.isolation_summary(),
             "flushes": self.metrics.flush_counts(),
             "rejections": self.metrics.rejection_counts(),

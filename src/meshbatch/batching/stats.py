@@ -57,7 +57,8 @@ class RateMeter:
 class BatchMetrics:
     """Every batching metric carries the `route` label; label tuples are built once here, not per request."""
 
-    def __init__(self, registry: Registry, route: str, *, cost: bool = False) -> None:
+    def __init__(self, registry: Registry, route: str, *, cost: bool = False,
+                 buckets: list[str] | None = None) -> None:
         self.route = route
         self.labels = (route,)
         self.size = registry.histogram(
@@ -103,6 +104,11 @@ class BatchMetrics:
         self.cost = registry.histogram(
             "meshbatch_batch_cost", "Summed item cost per upstream batch call (batch.cost; routes with max_cost)",
             ["route"], COST_BUCKETS).labels(self.labels) if cost else None
+        # with batch.bucket_by: the items admitted into each shape bucket
+        self.bucket_items = registry.counter(
+            "meshbatch_batch_bucket_items_total", "Items admitted into each shape bucket (batch.bucket_by)",
+            ["route", "bucket"])
+        self.bucket_labels = [(route, name) for name in buckets or []]
         self.flush_labels = {reason: (route, reason) for reason in FLUSH_REASONS}
         self.call_labels = {outcome: (route, outcome) for outcome in ("ok", "error", "bad_answer")}
         self.cancel_labels = {stage: (route, stage) for stage in ("queued", "in_flight")}
@@ -122,6 +128,9 @@ class BatchMetrics:
         labels = self.labels
         return {"calls": int(self.isolation_calls.get(labels)), "splits": int(self.splits.get(labels)),
                 "isolated": int(self.isolated.get(labels)), "unresolved": int(self.unresolved.get(labels))}
+
+    def bucket_counts(self) -> list[int]:
+        return [int(self.bucket_items.get(labels)) for labels in self.bucket_labels]
 
     def reject(self, reason: str) -> None:
         self.rejections.inc((self.route, reason))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -143,6 +144,32 @@ def _cost(value: str) -> str:
 CostSpec = Annotated[str, AfterValidator(_cost)]
 
 
+class BucketBy(Model):
+    """`batch.bucket_by`: items of similar cost share batches (meshbatch.batching.buckets)."""
+
+    cost: CostSpec | None = None  # what an item costs; None: batch.cost
+    boundaries: Annotated[list[Annotated[float, Field(gt=0, le=1e15)]], Field(min_length=1, max_length=64)]
+    # how long a bucket's queue may be held at most (one number for every bucket, or one per bucket: as many as
+    # boundaries + 1); None: the route's hold (min_wait_ms or the adaptive hold)
+    max_hold_ms: Annotated[float, Field(ge=0, le=600_000)] | list[Annotated[float, Field(ge=0, le=600_000)]] | None \
+        = None
+
+    @field_validator("boundaries")
+    @classmethod
+    def _rising(cls, value: list[float]) -> list[float]:
+        for low, high in pairwise(value):
+            if high <= low:
+                raise ValueError(f"boundaries must rise: {high:g} follows {low:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _holds(self) -> BucketBy:
+        if isinstance(self.max_hold_ms, list) and len(self.max_hold_ms) != len(self.boundaries) + 1:
+            raise ValueError(f"max_hold_ms: one per bucket, {len(self.boundaries) + 1} for {len(self.boundaries)} "
+                             f"boundaries (or one number for all), not {len(self.max_hold_ms)}")
+        return self
+
+
 class Batch(Model):
     max_items: Annotated[int, Field(ge=1, le=100_000)] = 64
     max_wait_ms: Annotated[float, Field(ge=0, le=600_000)] = 5
@@ -164,6 +191,7 @@ class Batch(Model):
     max_cost: Annotated[float, Field(gt=0, le=1e15)] | None = None  # the cost budget of one batch
     cost: CostSpec | None = None  # what an item costs: bytes | header:NAME | json:PATH
     over_budget: Literal["alone", "refuse"] = "refuse"  # an item costing more than max_cost
+    bucket_by: BucketBy | None = None  # shape buckets: items of similar cost share batches
 
     @model_validator(mode="before")
     @classmethod
@@ -204,6 +232,8 @@ class Batch(Model):
             raise ValueError("max_cost needs cost: what an item costs (bytes, header:NAME or json:PATH)")
         if self.cost is not None and self.max_cost is None:
             raise ValueError("cost is read for max_cost: set max_cost too")
+        if self.bucket_by is not None and self.bucket_by.cost is None and self.cost is None:
+            raise ValueError("bucket_by needs a cost: bucket_by.cost (or batch.cost with max_cost)")
         if self.dedup_window_ms and not self.dedup:
             raise ValueError("dedup_window_ms keeps answers for dedup: set dedup: true, or leave dedup_window_ms 0")
         return self
