@@ -2,7 +2,7 @@
 (batch.max_cost) cuts batches by the items' summed cost, refuses or isolates an item costing more than a whole
 batch may, and reports the flush reason `cost` in the response header, the metrics and /batchers; shape buckets
 (batch.bucket_by) keep short and long items in separate batches, a rare bucket going at its own hold bound while
-a common one holds."""
+a common one holds; fair tenants (batch.fairness) keep a quiet tenant's wait bounded while another floods."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def proxy(module_mesh: Any, upstream: BatchUpstream) -> MeshbatchProcess:
         batch_route("alone", "/alone/", "/b/json-array/ok", max_cost=10, cost="header:x-cost", over_budget="alone"),
         batch_route("shapes", "/shapes/", "/b/json-array/ok", key=["header:x-tenant"],
                     bucket_by={"cost": "bytes", "boundaries": [32]}),
+        batch_route("fair", "/fair/", "/b/json-array/ok?ms=10", key=["header:x-tenant"], max_items=4,
+                    fairness={"weights": {"quiet-*": 1}, "default_weight": 1}),
         batch_route("rare", "/rare/", "/b/json-array/ok", min_wait_ms=1000, max_wait_ms=1000, max_in_flight=4,
                     bucket_by={"cost": "bytes", "boundaries": [32], "max_hold_ms": [1000, 0]}),
     ]
@@ -130,3 +132,37 @@ def test_a_rare_bucket_goes_at_its_own_bound(callers: Callers, upstream: BatchUp
     assert short_took >= 1.0, "the common bucket holds min_wait_ms"
     assert long_took < 0.8, f"the rare bucket's bound is 0 ms, it took {long_took:.3f}s"
     assert callers.batcher("rare")["buckets"][1]["max_hold_ms"] == 0
+
+
+def test_quiet_tenants_wait_a_round_while_one_floods(callers: Callers, upstream: BatchUpstream) -> None:
+    """`hot` keeps 40 requests in flight, `quiet-1` and `quiet-2` one each (ten times fewer than hot's share of
+    the callers, and far fewer items): one slot of 4 items, a 10 ms upstream. Without fairness a quiet request
+    waits behind hot's backlog (about 10 batches); with it, at most one round of the three keys."""
+    stop = time.monotonic() + 1.5
+    sent: dict[str, float] = {}
+
+    def loop(tenant: str, worker: int) -> int:
+        n = 0
+        while time.monotonic() < stop:
+            name = f"{tenant}-{worker}-{n}"
+            sent[name] = time.monotonic()
+            response = callers.call("/fair/x", {"id": name}, headers={"x-tenant": tenant})
+            assert response.status_code == 200, response.text
+            n += 1
+        return n
+
+    futures = [callers.pool.submit(loop, "hot", w) for w in range(40)]
+    futures += [callers.pool.submit(loop, tenant, 0) for tenant in ("quiet-1", "quiet-2")]
+    done = [f.result(20) for f in futures]
+    batches = upstream.snapshot()
+    arrivals = [b.at for b in batches]
+    where = {item["id"]: index for index, b in enumerate(batches) for item in b.items}
+    ahead = []
+    for name, at in sent.items():
+        if name.startswith("quiet") and name in where:
+            ahead.append(sum(1 for t in arrivals[:where[name]] if t > at))
+    assert sum(done[40:]) >= 20 and len(ahead) >= 20, (done, len(ahead))
+    assert max(ahead) <= 4, f"batches sent between a quiet request and its own batch: {sorted(ahead)[-10:]}"
+    assert sum(done[:40]) > sum(done[40:]), "the flooding tenant still gets its share"
+    turns = callers.batcher("fair")["fairness"]
+    assert turns["default_weight"] == 1 and turns["weights"] == {"quiet-*": 1}

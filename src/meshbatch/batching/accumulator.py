@@ -19,7 +19,8 @@ Rules, in the order a flush reason is chosen for a queue:
   batches grow by themselves while every slot is busy.
 Each key has its own queue (keys never share a batch) with three priority lanes; a batch takes high items
 first, then normal, then low, first-in first-out within a lane; across keys the queue holding the highest
-priority goes first, then the one with an urgent deadline, then the oldest.
+priority goes first, then the one with an urgent deadline, then the oldest, or, with `fairness`, the key whose
+turn it is in a weighted deficit round robin (batching/fairness.py).
 An item whose deadline cannot be met by the expected batch time is never put into a batch: its callers are
 returned as expired for the shell to answer 504.
 """
@@ -31,6 +32,7 @@ import itertools
 from collections.abc import Callable
 
 from meshbatch.batching.batch import QUEUED, REMOVED, Batch, Item, Key, KeyQueue, Waiter
+from meshbatch.batching.fairness import FairShare
 
 INF = float("inf")
 Predict = Callable[[int], float]
@@ -49,11 +51,12 @@ class Accumulator:
     def __init__(self, *, max_items: int, max_bytes: int, hold: float = 0.0, margin: float = 0.001,
                  expected: Predict = _zero, tail: Predict = _zero, trusted: Callable[[], bool] | None = None,
                  new_id: Callable[[], str] | None = None, max_cost: float = INF,
-                 hold_bounds: dict[bytes, float] | None = None) -> None:
+                 hold_bounds: dict[bytes, float] | None = None, fair: FairShare | None = None) -> None:
         self.cap = max_items  # the size cap; the adaptive controller may lower it
         self.max_bytes = max_bytes
         self.max_cost = max_cost  # the cost budget of one batch (INF: none)
         self.hold_bounds = hold_bounds  # shape buckets: the hold bound by a queue key's last part (the bucket)
+        self.fair = fair  # weighted fair turns between batch keys (None: the oldest queue first)
         self.hold = hold  # how long a queue is held before a free slot takes it
         self.margin = margin  # scheduling allowance before a deadline-driven flush
         self.expected = expected  # predicted typical upstream time of a batch of n items
@@ -157,25 +160,17 @@ class Accumulator:
             return batches, expired
         urgent = self._urgent(now)
         while limit > 0 and self.queued:
-            best: KeyQueue | None = None
-            best_rank: tuple[int, int, float] | None = None
-            best_reason = ""
-            for queue in self.queues.values():
-                is_urgent = queue.key in urgent and any(i.state == QUEUED for i in urgent[queue.key])
-                reason = self._reason(queue, now, is_urgent)
-                if reason is None:
-                    continue
-                front = queue.front()
-                assert front is not None
-                rank = (queue.best_lane(), 0 if is_urgent else 1, front.arrived)
-                if best_rank is None or rank < best_rank:
-                    best, best_rank, best_reason = queue, rank, reason
+            best, best_reason = self._select(now, urgent)
             if best is None:
                 break
             batch = self._take(best, best_reason, now, expired)
             if batch is not None:
                 batches.append(batch)
                 limit -= 1
+                if self.fair is not None:
+                    tenant = self.fair.tenant(batch.key)
+                    emptied = not any(self.fair.tenant(key) == tenant for key in self.queues)
+                    self.fair.charge(tenant, len(batch.items), emptied)
         for items in urgent.values():
             for item in items:
                 if item.state == QUEUED:
@@ -203,6 +198,41 @@ class Accumulator:
                 if item.state == QUEUED]
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    def _select(self, now: float, urgent: dict[Key, list[Item]]) -> tuple[KeyQueue | None, str]:
+        """The queue to flush next and why: the highest priority, then an urgent deadline, then the oldest front
+        (or, with fairness, the key whose turn it is among the queues of that priority and urgency)."""
+        best: KeyQueue | None = None
+        best_rank: tuple[int, int, float] | None = None
+        best_reason = ""
+        fair = self.fair
+        ready: list[tuple[tuple[int, int, float], KeyQueue, str]] = []
+        for queue in self.queues.values():
+            is_urgent = queue.key in urgent and any(i.state == QUEUED for i in urgent[queue.key])
+            reason = self._reason(queue, now, is_urgent)
+            if reason is None:
+                continue
+            front = queue.front()
+            assert front is not None
+            rank = (queue.best_lane(), 0 if is_urgent else 1, front.arrived)
+            if fair is not None:
+                ready.append((rank, queue, reason))
+            if best_rank is None or rank < best_rank:
+                best, best_rank, best_reason = queue, rank, reason
+        if fair is None or best_rank is None:
+            return best, best_reason
+        tier = best_rank[:2]
+        by_key: dict[Key, tuple[tuple[int, int, float], KeyQueue, str]] = {}
+        for entry in ready:
+            if entry[0][:2] == tier:
+                tenant = fair.tenant(entry[1].key)
+                held = by_key.get(tenant)
+                if held is None or entry[0] < held[0]:
+                    by_key[tenant] = entry
+        sizes = {tenant: min(entry[1].count, self.cap) for tenant, entry in by_key.items()}
+        turn = fair.pick(sizes, {fair.tenant(key) for key in self.queues})
+        _, queue, reason = by_key[turn]
+        return queue, reason
 
     def _reason(self, queue: KeyQueue, now: float, is_urgent: bool) -> str | None:
         if not queue.count:

@@ -27,6 +27,7 @@ from meshbatch.batching.codecs.base import Replies, refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
 from meshbatch.batching.cost import CostReader
 from meshbatch.batching.dispatcher import Dispatcher, Sender
+from meshbatch.batching.fairness import FairShare
 from meshbatch.batching.isolate import IsolatePolicy
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import Replay, ReplayCache
@@ -86,7 +87,9 @@ class BatchHandler:
             expected=self.model.expected, tail=self.model.tail, trusted=lambda: self.model.ready,
             new_id=lambda: f"{prefix}-{next(counter)}",
             max_cost=config.max_cost if config.max_cost is not None else float("inf"),
-            hold_bounds=self.buckets.holds if self.buckets is not None else None)
+            hold_bounds=self.buckets.holds if self.buckets is not None else None,
+            fair=None if config.fairness is None else FairShare(
+                config.fairness.weights, config.fairness.default_weight, config.max_items, len(config.key)))
         self.dispatcher = Dispatcher(
             route, self.accumulator, self.codec, send, method=config.upstream_method.encode(),
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
@@ -300,6 +303,7 @@ class BatchHandler:
                 "over_budget": config.over_budget,
             },
             "buckets": None if self.buckets is None else self.buckets.summary(self.metrics.bucket_counts()),
+            "fairness": None if acc.fair is None else acc.fair.summary(),
             "isolation": dispatcher.isolation_summary(),
             "flushes": self.metrics.flush_counts(),
             "rejections": self.metrics.rejection_counts(),

@@ -8,7 +8,7 @@ the file; every name is importable from `meshbatch.config.model`.
 from __future__ import annotations
 
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
-from meshbatch.config.model.batch import ENVELOPE_METHOD, Adaptive, Batch, BucketBy, GrpcBatch, Isolate
+from meshbatch.config.model.batch import ENVELOPE_METHOD, Adaptive, Batch, BucketBy, Fairness, GrpcBatch, Isolate
 from meshbatch.config.model.clusters import (
     CircuitBreakers,
     Cluster,
@@ -92,6 +92,7 @@ __all__ = [
     "Encoding",
     "EndpointBreaker",
     "EndpointSpec",
+    "Fairness",
     "Fault",
     "FaultAbort",
     "FaultDelay",

@@ -170,6 +170,18 @@ class BucketBy(Model):
         return self
 
 
+Weight = Annotated[float, Field(ge=0.01, le=1000)]
+
+
+class Fairness(Model):
+    """`batch.fairness`: weighted fair sharing of the in-flight slots between batch keys
+    (meshbatch.batching.fairness)."""
+
+    # glob pattern over the batch key's values (joined with "/") -> weight; the first pattern that matches wins
+    weights: dict[Annotated[str, Field(min_length=1, max_length=256)], Weight] = {}
+    default_weight: Weight = 1.0
+
+
 class Batch(Model):
     max_items: Annotated[int, Field(ge=1, le=100_000)] = 64
     max_wait_ms: Annotated[float, Field(ge=0, le=600_000)] = 5
@@ -192,6 +204,7 @@ class Batch(Model):
     cost: CostSpec | None = None  # what an item costs: bytes | header:NAME | json:PATH
     over_budget: Literal["alone", "refuse"] = "refuse"  # an item costing more than max_cost
     bucket_by: BucketBy | None = None  # shape buckets: items of similar cost share batches
+    fairness: Fairness | None = None  # weighted fair shares of the slots between batch keys
 
     @model_validator(mode="before")
     @classmethod
@@ -234,6 +247,8 @@ class Batch(Model):
             raise ValueError("cost is read for max_cost: set max_cost too")
         if self.bucket_by is not None and self.bucket_by.cost is None and self.cost is None:
             raise ValueError("bucket_by needs a cost: bucket_by.cost (or batch.cost with max_cost)")
+        if self.fairness is not None and not self.key:
+            raise ValueError("fairness shares the slots between batch keys: set batch.key (header:NAME, query:NAME)")
         if self.dedup_window_ms and not self.dedup:
             raise ValueError("dedup_window_ms keeps answers for dedup: set dedup: true, or leave dedup_window_ms 0")
         return self
