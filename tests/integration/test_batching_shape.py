@@ -2,7 +2,9 @@
 (batch.max_cost) cuts batches by the items' summed cost, refuses or isolates an item costing more than a whole
 batch may, and reports the flush reason `cost` in the response header, the metrics and /batchers; shape buckets
 (batch.bucket_by) keep short and long items in separate batches, a rare bucket going at its own hold bound while
-a common one holds; fair tenants (batch.fairness) keep a quiet tenant's wait bounded while another floods."""
+a common one holds; fair tenants (batch.fairness) keep a quiet tenant's wait bounded while another floods;
+preferred sizes (batch.preferred_sizes) hold a lone item up to max_wait_ms and pad batches to exact sizes, the
+padding's answers dropped."""
 
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ def proxy(module_mesh: Any, upstream: BatchUpstream) -> MeshbatchProcess:
                     bucket_by={"cost": "bytes", "boundaries": [32]}),
         batch_route("fair", "/fair/", "/b/json-array/ok?ms=10", key=["header:x-tenant"], max_items=4,
                     fairness={"weights": {"quiet-*": 1}, "default_weight": 1}),
+        batch_route("pref", "/pref/", "/b/json-array/ok", max_items=4, max_wait_ms=300, max_in_flight=4,
+                    preferred_sizes=[2, 4], pad_to_preferred={"item": {"pad": True}}),
         batch_route("rare", "/rare/", "/b/json-array/ok", min_wait_ms=1000, max_wait_ms=1000, max_in_flight=4,
                     bucket_by={"cost": "bytes", "boundaries": [32], "max_hold_ms": [1000, 0]}),
     ]
@@ -166,3 +170,20 @@ def test_quiet_tenants_wait_a_round_while_one_floods(callers: Callers, upstream:
     assert sum(done[:40]) > sum(done[40:]), "the flooding tenant still gets its share"
     turns = callers.batcher("fair")["fairness"]
     assert turns["default_weight"] == 1 and turns["weights"] == {"quiet-*": 1}
+
+
+def test_preferred_sizes_hold_then_pad(callers: Callers, upstream: BatchUpstream) -> None:
+    started = time.monotonic()
+    alone = callers.call("/pref/x", {"n": 0})
+    took = time.monotonic() - started
+    assert alone.status_code == 200 and alone.json()["echo"] == {"n": 0}
+    assert took >= 0.3, "a lone item is held up to max_wait_ms for a second one"
+    assert alone.headers["x-meshbatch-batch-size"] == "2"
+    assert upstream.snapshot()[0].items == [{"n": 0}, {"pad": True}]
+    pair = [callers.post("/pref/x", {"n": n}) for n in (1, 2)]
+    assert [f.result(10).json()["echo"]["n"] for f in pair] == [1, 2]
+    sizes = [b.size for b in upstream.snapshot()]
+    assert set(sizes) <= {2, 4}, sizes
+    view = callers.batcher("pref")["preferred"]
+    assert view["sizes"] == [2, 4] and view["pad"] is True and view["padding_items"] >= 1
+    assert callers.metric("meshbatch_batch_padding_items_total", route="pref") >= 1

@@ -14,7 +14,8 @@ Rules, in the order a flush reason is chosen for a queue:
   seen), the hold time is reserved as well, so holding never spends a caller's whole budget on an upstream
   whose time is unknown);
 - `wait`: the oldest item has been held `hold` seconds (`min_wait_ms`, or the adaptive wait; a shape bucket's
-  queue at most its own bound, batching/buckets.py). With a hold of
+  queue at most its own bound, batching/buckets.py; a queue short of every preferred size holds on up to
+  `max_wait_ms`, one past one is cut at the largest it reaches: batching/preferred.py). With a hold of
   zero a queue is ready as soon as a slot is free: the shell flushes at the end of the event-loop tick, and
   batches grow by themselves while every slot is busy.
 Each key has its own queue (keys never share a batch) with three priority lanes; a batch takes high items
@@ -33,6 +34,7 @@ from collections.abc import Callable
 
 from meshbatch.batching.batch import QUEUED, REMOVED, Batch, Item, Key, KeyQueue, Waiter
 from meshbatch.batching.fairness import FairShare
+from meshbatch.batching.preferred import PreferredSizes
 
 INF = float("inf")
 Predict = Callable[[int], float]
@@ -51,12 +53,14 @@ class Accumulator:
     def __init__(self, *, max_items: int, max_bytes: int, hold: float = 0.0, margin: float = 0.001,
                  expected: Predict = _zero, tail: Predict = _zero, trusted: Callable[[], bool] | None = None,
                  new_id: Callable[[], str] | None = None, max_cost: float = INF,
-                 hold_bounds: dict[bytes, float] | None = None, fair: FairShare | None = None) -> None:
+                 hold_bounds: dict[bytes, float] | None = None, fair: FairShare | None = None,
+                 preferred: PreferredSizes | None = None) -> None:
         self.cap = max_items  # the size cap; the adaptive controller may lower it
         self.max_bytes = max_bytes
         self.max_cost = max_cost  # the cost budget of one batch (INF: none)
         self.hold_bounds = hold_bounds  # shape buckets: the hold bound by a queue key's last part (the bucket)
         self.fair = fair  # weighted fair turns between batch keys (None: the oldest queue first)
+        self.preferred = preferred  # preferred batch sizes and padding (None: any size)
         self.hold = hold  # how long a queue is held before a free slot takes it
         self.margin = margin  # scheduling allowance before a deadline-driven flush
         self.expected = expected  # predicted typical upstream time of a batch of n items
@@ -113,7 +117,7 @@ class Accumulator:
         if self.draining or queue.count >= self.cap or queue.bytes >= self.max_bytes or queue.cost >= self.max_cost:
             return -INF
         front = queue.front()
-        return front.arrived + min(self.hold, queue.hold_bound) if front is not None else INF
+        return self._held_until(queue, front) if front is not None else INF
 
     def lead(self) -> float:
         """How long before an item's deadline its queue must go: the predicted tail time of a full batch and the
@@ -248,9 +252,17 @@ class Accumulator:
         if is_urgent:
             return "deadline"
         front = queue.front()
-        if front is not None and front.arrived + min(self.hold, queue.hold_bound) <= now:
+        if front is not None and self._held_until(queue, front) <= now:
             return "wait"
         return None
+
+    def _held_until(self, queue: KeyQueue, front: Item) -> float:
+        """When the hold of `queue`, whose oldest item is `front`, ends."""
+        until = front.arrived + min(self.hold, queue.hold_bound)
+        preferred = self.preferred
+        if preferred is not None and preferred.short(queue.count):
+            until = max(until, front.arrived + preferred.max_wait)
+        return until
 
     def _urgent(self, now: float) -> dict[Key, list[Item]]:
         """Pop the heap entries whose flush trigger has passed; `drain_ready` pushes back those left queued."""
@@ -264,7 +276,9 @@ class Accumulator:
         return urgent
 
     def _take(self, queue: KeyQueue, reason: str, now: float, expired: list[Waiter]) -> Batch | None:
-        cap, max_bytes, max_cost = self.cap, self.max_bytes, self.max_cost
+        cap, max_bytes, max_cost, preferred = self.cap, self.max_bytes, self.max_cost, self.preferred
+        if preferred is not None and reason == "wait":
+            cap = preferred.cut(queue.count, cap)
         lead = self.expected(min(queue.count, cap))
         members: list[Item] = []
         size = taken = 0
@@ -303,6 +317,10 @@ class Accumulator:
         if not members:
             return None
         batch = Batch(self._new_id(), queue.key, now)
+        if preferred is not None:
+            padding = preferred.padding(members, queue.key, now)
+            batch.padding = len(padding)
+            members.extend(padding)
         batch.fill(members)
         batch.seal(reason, now)
         return batch

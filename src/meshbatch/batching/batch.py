@@ -147,8 +147,8 @@ FLUSH_REASONS = ("items", "bytes", "cost", "wait", "deadline", "drain")
 
 
 class Batch:
-    __slots__ = ("bytes", "cost", "created_at", "done_at", "id", "items", "key", "reason", "reply_headers",
-                 "sealed_at", "sent_at", "state", "upstream")
+    __slots__ = ("bytes", "cost", "created_at", "done_at", "id", "items", "key", "padding", "reason",
+                 "reply_headers", "sealed_at", "sent_at", "state", "upstream")
 
     def __init__(self, batch_id: str, key: Key, created_at: float) -> None:
         self.id = batch_id
@@ -157,6 +157,7 @@ class Batch:
         self.items: list[Item] = []
         self.bytes = 0
         self.cost = 0.0
+        self.padding = 0  # padding items at the end of `items` (batch.pad_to_preferred): no caller waits on them
         self.state = OPEN
         self.reason = ""
         self.sealed_at = self.sent_at = self.done_at = 0.0

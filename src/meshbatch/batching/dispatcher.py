@@ -216,6 +216,8 @@ class Dispatcher:
         metrics.size.observe(len(batch.items))
         if metrics.cost is not None:
             metrics.cost.observe(batch.cost)
+        if batch.padding:
+            metrics.padding.inc(metrics.labels, batch.padding)
         queue_hist = metrics.queue
         for item in batch.items:
             queue_hist.observe(now - item.arrived)

@@ -17,6 +17,8 @@ import logging
 import secrets
 from collections.abc import Iterable
 
+import orjson
+
 from meshbatch.batching.accumulator import Accumulator
 from meshbatch.batching.adaptive import AdaptiveController
 from meshbatch.batching.admission import Controls
@@ -30,6 +32,7 @@ from meshbatch.batching.dispatcher import Dispatcher, Sender
 from meshbatch.batching.fairness import FairShare
 from meshbatch.batching.isolate import IsolatePolicy
 from meshbatch.batching.model import LatencyModel
+from meshbatch.batching.preferred import PreferredSizes
 from meshbatch.batching.replay import Replay, ReplayCache
 from meshbatch.batching.retry import RetryRules
 from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
@@ -89,7 +92,10 @@ class BatchHandler:
             max_cost=config.max_cost if config.max_cost is not None else float("inf"),
             hold_bounds=self.buckets.holds if self.buckets is not None else None,
             fair=None if config.fairness is None else FairShare(
-                config.fairness.weights, config.fairness.default_weight, config.max_items, len(config.key)))
+                config.fairness.weights, config.fairness.default_weight, config.max_items, len(config.key)),
+            preferred=None if not config.preferred_sizes else PreferredSizes(
+                config.preferred_sizes, config.max_wait_ms / 1000,
+                None if config.pad_to_preferred is None else orjson.dumps(config.pad_to_preferred.item)))
         self.dispatcher = Dispatcher(
             route, self.accumulator, self.codec, send, method=config.upstream_method.encode(),
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
@@ -304,6 +310,8 @@ class BatchHandler:
             },
             "buckets": None if self.buckets is None else self.buckets.summary(self.metrics.bucket_counts()),
             "fairness": None if acc.fair is None else acc.fair.summary(),
+            "preferred": None if acc.preferred is None else {
+                **acc.preferred.summary(), "padding_items": int(self.metrics.padding.get(self.metrics.labels))},
             "isolation": dispatcher.isolation_summary(),
             "flushes": self.metrics.flush_counts(),
             "rejections": self.metrics.rejection_counts(),

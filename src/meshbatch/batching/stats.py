@@ -109,6 +109,9 @@ class BatchMetrics:
             "meshbatch_batch_bucket_items_total", "Items admitted into each shape bucket (batch.bucket_by)",
             ["route", "bucket"])
         self.bucket_labels = [(route, name) for name in buckets or []]
+        self.padding = registry.counter(
+            "meshbatch_batch_padding_items_total", "Padding items added to reach a preferred batch size "
+            "(batch.pad_to_preferred); their answers are dropped", ["route"])
         self.flush_labels = {reason: (route, reason) for reason in FLUSH_REASONS}
         self.call_labels = {outcome: (route, outcome) for outcome in ("ok", "error", "bad_answer")}
         self.cancel_labels = {stage: (route, stage) for stage in ("queued", "in_flight")}

@@ -8,7 +8,16 @@ the file; every name is importable from `meshbatch.config.model`.
 from __future__ import annotations
 
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
-from meshbatch.config.model.batch import ENVELOPE_METHOD, Adaptive, Batch, BucketBy, Fairness, GrpcBatch, Isolate
+from meshbatch.config.model.batch import (
+    ENVELOPE_METHOD,
+    Adaptive,
+    Batch,
+    BucketBy,
+    Fairness,
+    GrpcBatch,
+    Isolate,
+    PadToPreferred,
+)
 from meshbatch.config.model.clusters import (
     CircuitBreakers,
     Cluster,
@@ -117,6 +126,7 @@ __all__ = [
     "Model",
     "NonNegInt",
     "OutlierDetection",
+    "PadToPreferred",
     "Percent",
     "PipelineLimits",
     "PipelineRoute",

@@ -6,6 +6,7 @@ import re
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from meshbatch.config.model.base import Model, ReadPath, UrlPath
@@ -170,6 +171,23 @@ class BucketBy(Model):
         return self
 
 
+class PadToPreferred(Model):
+    """`batch.pad_to_preferred`: fill each batch up to the next preferred size with this item; its answers are
+    dropped (meshbatch.batching.preferred)."""
+
+    item: Any  # a JSON value: the body of each padding item
+
+    @field_validator("item")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        try:
+            orjson.dumps(value)
+        except TypeError:
+            raise ValueError("must be a JSON value (objects with string keys, arrays, strings, numbers, "
+                             "true, false, null)") from None
+        return value
+
+
 Weight = Annotated[float, Field(ge=0.01, le=1000)]
 
 
@@ -205,6 +223,10 @@ class Batch(Model):
     over_budget: Literal["alone", "refuse"] = "refuse"  # an item costing more than max_cost
     bucket_by: BucketBy | None = None  # shape buckets: items of similar cost share batches
     fairness: Fairness | None = None  # weighted fair shares of the slots between batch keys
+    # batch sizes the upstream runs best at: a queue holds (up to max_wait_ms) to reach the smallest, and is cut
+    # at the largest it reaches
+    preferred_sizes: list[Annotated[int, Field(ge=1, le=100_000)]] = []
+    pad_to_preferred: PadToPreferred | None = None  # pad every batch to the next preferred size
 
     @model_validator(mode="before")
     @classmethod
@@ -247,6 +269,20 @@ class Batch(Model):
             raise ValueError("cost is read for max_cost: set max_cost too")
         if self.bucket_by is not None and self.bucket_by.cost is None and self.cost is None:
             raise ValueError("bucket_by needs a cost: bucket_by.cost (or batch.cost with max_cost)")
+        for low, high in pairwise(self.preferred_sizes):
+            if high <= low:
+                raise ValueError(f"preferred_sizes must rise: {high} follows {low}")
+        if self.preferred_sizes and self.preferred_sizes[-1] > self.max_items:
+            raise ValueError(f"preferred_sizes: {self.preferred_sizes[-1]} is more than max_items "
+                             f"({self.max_items})")
+        if self.pad_to_preferred is not None:
+            if not self.preferred_sizes:
+                raise ValueError("pad_to_preferred pads to preferred_sizes: set them")
+            if self.preferred_sizes[-1] != self.max_items:
+                raise ValueError("pad_to_preferred: the largest preferred size must be max_items, so that every "
+                                 "batch has a size to pad to")
+            if self.codec == "grpc":
+                raise ValueError("pad_to_preferred adds JSON items: not with codec: grpc")
         if self.fairness is not None and not self.key:
             raise ValueError("fairness shares the slots between batch keys: set batch.key (header:NAME, query:NAME)")
         if self.dedup_window_ms and not self.dedup:
