@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from fnmatch import fnmatchcase
 from itertools import islice
+from math import ceil
 
 from meshbatch.batching.batch import Key
 
@@ -60,6 +61,12 @@ class FairShare:
         for key in ready:
             if key not in ring:
                 ring[key] = 0.0
+        # the whole rounds in which no ready key could send yet, credited at once (light weights would otherwise
+        # spin the ring up to 1/weight times per batch)
+        idle = min(ceil((need - ring[key]) / (self.quantum * self.weight(key))) for key, need in ready.items()) - 1
+        if idle > 0:
+            for key in ready:
+                ring[key] += idle * self.quantum * self.weight(key)
         while True:
             key, deficit = next(iter(ring.items()))
             need = ready.get(key)

@@ -53,6 +53,18 @@ def test_deficit_round_robin_shares_items_by_weight() -> None:
     assert all(window.count(b"b") >= 1 for window in (served[0:4], served[4:8], served[8:12]))
 
 
+def test_light_weights_share_alike_without_spinning_the_ring() -> None:
+    fair = FairShare({"light-*": 0.01}, 0.01, quantum=1, parts=1)
+    keys = [(b"light-%d" % n,) for n in range(200)]
+    ready = dict.fromkeys(keys, 1)
+    served = []
+    for _ in range(400):
+        key = fair.pick(ready, set(keys))
+        fair.charge(key, 1, emptied=False)
+        served.append(key)
+    assert served[:200] == keys and served[200:] == keys, "one batch each, in turn"
+
+
 def test_a_key_with_nothing_queued_leaves_the_ring_and_its_deficit() -> None:
     fair = FairShare({}, 1, quantum=8, parts=1)
     key = fair.pick({(b"a",): 2}, {(b"a",)})
