@@ -50,6 +50,12 @@ def test_bucket_by_may_share_the_cost_of_max_cost() -> None:
     assert batch.bucket_by is not None and batch.bucket_by.cost is None
 
 
+def test_bucket_by_reads_batch_cost_without_a_budget() -> None:
+    config = parse(ROUTE % "cost: 'header:x-len', bucket_by: {boundaries: [8]}")
+    batch = config.listeners[0].routes[0].batch  # type: ignore[union-attr]
+    assert batch.max_cost is None and batch.cost == "header:x-len"
+
+
 def test_bucket_names_and_indexes() -> None:
     buckets = Buckets(BucketBy(cost="bytes", boundaries=[8, 32], max_hold_ms=[5, 5, 1]), key_parts=1)
     assert buckets.names == ["0-8", "8-32", "32+"]
@@ -127,3 +133,15 @@ async def test_a_rare_bucket_goes_at_its_bound_while_the_common_one_holds() -> N
     for call in upstream.calls:
         call.echo()
     assert all(r.status == 200 for r in await asyncio.gather(rare, *common))
+
+
+async def test_buckets_by_the_batch_cost_without_a_budget() -> None:
+    handler, upstream, _clock = make_handler(cost="header:x-len", bucket_by={"boundaries": [8]})
+    tasks = [submit(handler, request(n, [(b"x-len", length)])) for n, length in enumerate([b"3", b"30", b"4"])]
+    bad = await handler(request(9, [(b"x-len", b"lots")]))
+    assert bad.status == 400 and orjson.loads(bad.body)["reason"] == "bad_cost"
+    await settle()
+    assert sorted(call.items for call in upstream.calls) == [[0, 2], [1]]
+    for call in upstream.calls:
+        call.echo()
+    assert all(r.status == 200 for r in await asyncio.gather(*tasks))

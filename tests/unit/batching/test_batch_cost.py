@@ -30,7 +30,7 @@ def problems(text: str) -> list[str]:
 # config -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("keys", "expected"), [
     ("max_cost: 10", "max_cost needs cost"),
-    ("cost: bytes", "cost is read for max_cost: set max_cost too"),
+    ("cost: bytes", "cost is read for max_cost or bucket_by: set max_cost too"),
     ("max_cost: 10, cost: tokens", f"{AT}.cost"),
     ("max_cost: 10, cost: 'json:'", "must be 'bytes', 'header:NAME' or 'json:PATH'"),
     ("max_cost: 10, cost: 'json:a..b'", "json:PATH"),

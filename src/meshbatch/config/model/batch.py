@@ -265,8 +265,8 @@ class Batch(Model):
                 raise ValueError("a gRPC batch is a POST: leave upstream_method out")
         if self.max_cost is not None and self.cost is None:
             raise ValueError("max_cost needs cost: what an item costs (bytes, header:NAME or json:PATH)")
-        if self.cost is not None and self.max_cost is None:
-            raise ValueError("cost is read for max_cost: set max_cost too")
+        if self.cost is not None and self.max_cost is None and self.bucket_by is None:
+            raise ValueError("cost is read for max_cost or bucket_by: set max_cost too")
         if self.bucket_by is not None and self.bucket_by.cost is None and self.cost is None:
             raise ValueError("bucket_by needs a cost: bucket_by.cost (or batch.cost with max_cost)")
         for low, high in pairwise(self.preferred_sizes):
