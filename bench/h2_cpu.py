@@ -10,6 +10,7 @@ connection WINDOW_UPDATE giving back what the answers used.
     .venv/bin/python bench/h2_cpu.py                       # 10 streams per read
     .venv/bin/python bench/h2_cpu.py --streams 1 --rounds 7
     .venv/bin/python bench/h2_cpu.py --profile             # cProfile of one round, top functions by own time
+    .venv/bin/python bench/h2_cpu.py --floor               # h2 alone: the same bytes, the same answers, no meshbatch
 
 Prints the best and the median of the rounds, in microseconds of process CPU time per request.
 """
@@ -29,6 +30,7 @@ from typing import Any
 import uvloop
 from h2.config import H2Configuration
 from h2.connection import H2Connection
+from h2.events import RequestReceived
 from hpack import Encoder
 from hyperframe.frame import HeadersFrame
 
@@ -116,6 +118,41 @@ class Client:
         return b"".join(parts)
 
 
+def floor(requests: int, rounds: int, streams: int) -> list[float]:
+    """h2 by itself on the same bytes: receive, answer each request (HEADERS, DATA with END_STREAM), one write per
+    read, with h2's default configuration but for the checks meshbatch also leaves out (outbound validation)."""
+    config = H2Configuration(client_side=False, header_encoding=None, validate_outbound_headers=False,
+                             normalize_outbound_headers=False)
+    conn = H2Connection(config=config)
+    conn.initiate_connection()
+    client = Client()
+    conn.receive_data(client.preface())
+    conn.data_to_send()
+    answer = [(b":status", b"200"), *ANSWER_HEADERS, (b"content-length", b"%d" % len(BODY))]
+
+    def feed(chunk: bytes) -> None:
+        for event in conn.receive_data(chunk):
+            if type(event) is RequestReceived:
+                sid = event.stream_id
+                assert sid is not None
+                conn.send_headers(sid, answer)
+                conn.send_data(sid, BODY, end_stream=True)
+        conn.data_to_send()
+
+    reads = max(1, requests // streams)
+    for chunk in [client.read(streams) for _ in range(max(1, 2000 // streams))]:
+        feed(chunk)
+    results = []
+    for _ in range(rounds):
+        chunks = [client.read(streams) for _ in range(reads)]
+        gc.collect()
+        start = time.process_time()
+        for chunk in chunks:
+            feed(chunk)
+        results.append((time.process_time() - start) / (reads * streams) * 1e6)
+    return results
+
+
 async def measure(requests: int, rounds: int, streams: int, profile: bool) -> list[float]:
     loop = asyncio.get_running_loop()
     settings = ServerSettings(dispatch=echo)
@@ -158,9 +195,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--streams", type=int, default=10, help="requests per read (h2load -m)")
     parser.add_argument("--profile", action="store_true", help="cProfile the last round")
+    parser.add_argument("--floor", action="store_true", help="h2 alone, without meshbatch (its floor)")
     args = parser.parse_args()
-    results = uvloop.run(measure(args.requests, args.rounds, max(1, args.streams), args.profile))
-    print(f"best {min(results):.1f} us, median {statistics.median(results):.1f} us of CPU per request "
+    if args.floor:
+        results = floor(args.requests, args.rounds, max(1, args.streams))
+    else:
+        results = uvloop.run(measure(args.requests, args.rounds, max(1, args.streams), args.profile))
+    what = "h2 alone" if args.floor else "meshbatch's HTTP/2 server"
+    print(f"{what}: best {min(results):.1f} us, median {statistics.median(results):.1f} us of CPU per request "
           f"({args.rounds} rounds x {args.requests}, {args.streams} streams per read)")
 
 
