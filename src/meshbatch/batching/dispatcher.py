@@ -46,7 +46,8 @@ class Dispatcher:
                  path: bytes, key_headers: list[tuple[int, bytes]], key_queries: list[tuple[int, bytes]],
                  max_in_flight: int, metrics: BatchMetrics, model: LatencyModel,
                  on_batch: Callable[[Batch, float, float], None] | None = None, clock: Clock | None = None,
-                 retry: RetryRules | None = None, isolate: IsolatePolicy | None = None) -> None:
+                 retry: RetryRules | None = None, isolate: IsolatePolicy | None = None,
+                 stream_results: bool = False) -> None:
         self.route = route
         self.acc = accumulator
         self.codec = codec
@@ -59,6 +60,7 @@ class Dispatcher:
         self.on_batch = on_batch  # (batch, upstream seconds, now): the adaptive controller's hook
         self.retry = retry  # the route's retry policy: failed items are sent again (batching/retry.py)
         self.isolate = isolate  # None: a refused batch is every caller's answer (batching/isolate.py)
+        self.stream_results = stream_results  # answer each caller as its line streams in (batching/streaming.py)
         # The loop's clock (clock.py); injected clocks (tests) are trusted for `now` only, the loop's also for timers
         # firing on time.
         self.clock: Clock = clock if clock is not None else LoopClock()

@@ -81,7 +81,7 @@ class BatchHandler:
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
             key_queries=self.controls.key_queries, max_in_flight=config.max_in_flight, metrics=self.metrics,
             model=self.model, on_batch=self._adapt if self.controller is not None else None, clock=clock,
-            retry=retry, isolate=IsolatePolicy.from_config(config.isolate))
+            retry=retry, isolate=IsolatePolicy.from_config(config.isolate), stream_results=config.stream_results)
         if config.dedup and config.dedup_window_ms > 0:
             self.dispatcher.replay = ReplayCache(config.dedup_window_ms / 1000, config.dedup_max_keys)
         self._bound = False
@@ -265,6 +265,9 @@ class BatchHandler:
                 "idempotency_scope": self.scope.spec,
             },
             "isolation": dispatcher.isolation_summary(),
+            "streaming": {"stream_results": dispatcher.stream_results,
+                          "streamed_items": int(self.metrics.streamed.get(self.metrics.labels)),
+                          "broken_streams": int(self.metrics.stream_broken.get(self.metrics.labels))},
             "flushes": self.metrics.flush_counts(),
             "rejections": self.metrics.rejection_counts(),
             "keys": keys,

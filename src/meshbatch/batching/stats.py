@@ -96,6 +96,12 @@ class BatchMetrics:
         self.isolation_calls = registry.counter(
             "meshbatch_batch_isolation_calls_total", "Upstream calls made to isolate the items at fault of refused "
             "batches (beyond each batch's first call)", ["route"])
+        self.streamed = registry.counter(
+            "meshbatch_batch_streamed_items_total", "Items answered from their own line of a streamed batch answer, "
+            "as it arrived (batch.stream_results)", ["route"])
+        self.stream_broken = registry.counter(
+            "meshbatch_batch_stream_broken_total", "Streamed batch answers that broke off before their last line: "
+            "the items without a line got the batch's error", ["route"])
         self.flush_labels = {reason: (route, reason) for reason in FLUSH_REASONS}
         self.call_labels = {outcome: (route, outcome) for outcome in ("ok", "error", "bad_answer")}
         self.cancel_labels = {stage: (route, stage) for stage in ("queued", "in_flight")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from meshbatch.config.model.base import Model, ReadPath, UrlPath
 
@@ -139,6 +139,8 @@ class Batch(Model):
     adaptive: Adaptive | None = None
     isolate: Isolate = Isolate()
     grpc: GrpcBatch | None = None  # with codec: grpc (filled in with its defaults when absent)
+    # Answer each caller as its line of a streamed (chunked) ndjson answer arrives (meshbatch.batching.streaming)
+    stream_results: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -162,6 +164,14 @@ class Batch(Model):
             kind, _, name = part.partition(":")
             if kind not in ("header", "query") or not name:
                 raise ValueError(f"{part!r}: a key part is 'header:NAME' or 'query:NAME'")
+        return value
+
+    @field_validator("stream_results")
+    @classmethod
+    def _streams(cls, value: bool, info: ValidationInfo) -> bool:
+        codec = info.data.get("codec")
+        if value and codec is not None and codec != "ndjson":
+            raise ValueError(f"results stream one per line with codec: ndjson, not codec: {codec}")
         return value
 
     @model_validator(mode="after")
