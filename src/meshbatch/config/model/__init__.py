@@ -8,7 +8,15 @@ the file; every name is importable from `meshbatch.config.model`.
 from __future__ import annotations
 
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
-from meshbatch.config.model.batch import ENVELOPE_METHOD, Adaptive, Batch, GrpcBatch, Isolate
+from meshbatch.config.model.batch import (
+    ENVELOPE_METHOD,
+    Adaptive,
+    AutoInFlight,
+    Batch,
+    GrpcBatch,
+    InFlightGradient,
+    Isolate,
+)
 from meshbatch.config.model.clusters import (
     CircuitBreakers,
     Cluster,
@@ -76,6 +84,7 @@ __all__ = [
     "AdaptiveConcurrency",
     "Admin",
     "AnyRoute",
+    "AutoInFlight",
     "Backoff",
     "Batch",
     "BatchRoute",
@@ -101,6 +110,7 @@ __all__ = [
     "HeaderMatch",
     "HealthCheck",
     "Http2",
+    "InFlightGradient",
     "Ingest",
     "IngestBatch",
     "IngestLog",
