@@ -185,7 +185,8 @@ async def call_streaming(site: BatchRoute, batch: Batch, path: bytes, headers: H
         metrics.stream_broken.inc(metrics.labels)
         return response, [], split.abort(broken)
     outcomes = split.end()
-    metrics.calls.inc(metrics.call_labels["ok"])
+    whole = split.lines == len(items) and not split.extra  # a line per item, no more: as `decode` counts it
+    metrics.calls.inc(metrics.call_labels["ok" if whole else "bad_answer"])
     _observed(site, batch, len(items), elapsed)
     return response, [], outcomes
 

@@ -166,8 +166,9 @@ async def test_early_items_are_answered_before_the_batch_ends():
     assert upstream.limits == [1]
     view = handler.summary()["streaming"]
     assert view == {"stream_results": True, "streamed_items": 3, "broken_streams": 0}
-    registry_text = handler.metrics.streamed.get(handler.metrics.labels)
-    assert registry_text == 3
+    metrics = handler.metrics
+    assert metrics.streamed.get(metrics.labels) == 3
+    assert metrics.calls.get(metrics.call_labels["ok"]) == 1
 
 
 async def test_a_broken_stream_gives_the_rest_the_error_and_keeps_the_answers():
@@ -180,6 +181,7 @@ async def test_a_broken_stream_gives_the_rest_the_error_and_keeps_the_answers():
     stream.feed(b'{"r":0}\n')
     stream.fail(UpstreamReset("upstream_reset", "the connection closed mid-answer"))
     await settle()
+    assert handler.metrics.calls.get(handler.metrics.call_labels["error"]) == 1
     responses = [t.result() for t in tasks]
     assert [r.status for r in responses] == [200, 502, 502]
     assert all(r.reason == "upstream_reset" for r in responses[1:])
@@ -286,3 +288,18 @@ def test_stream_results_is_a_boolean():
     with pytest.raises(ValueError):
         Batch(codec="ndjson", stream_results="sometimes")
 
+
+
+async def test_a_short_streamed_answer_is_a_bad_answer_for_the_items_without_a_line():
+    handler, upstream, _ = make_handler(upstream=StreamingUpstream(), codec="ndjson", stream_results=True,
+                                        max_items=3)
+    tasks = [submit(handler, request({"n": i})) for i in range(3)]
+    await settle()
+    stream = stream_reply(upstream.calls[0])
+    await settle()
+    stream.feed(b'"only"\n')
+    stream.end()
+    responses = [await t for t in tasks]
+    assert [r.status for r in responses] == [200, 502, 502]
+    assert responses[1].reason == "upstream_result_count"
+    assert handler.metrics.calls.get(handler.metrics.call_labels["bad_answer"]) == 1
