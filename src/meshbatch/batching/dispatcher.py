@@ -27,6 +27,7 @@ from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import ReplayCache
 from meshbatch.batching.retry import RetryRules, send_with_retries
 from meshbatch.batching.stats import BatchMetrics, RateMeter
+from meshbatch.batching.streaming import Position
 from meshbatch.batching.upstream_call import Sender, exchange, upstream_request
 from meshbatch.clock import Clock, LoopClock
 from meshbatch.errors import DeadlineExceeded, Draining, GatewayTimeout, ProxyError
@@ -61,6 +62,7 @@ class Dispatcher:
         self.retry = retry  # the route's retry policy: failed items are sent again (batching/retry.py)
         self.isolate = isolate  # None: a refused batch is every caller's answer (batching/isolate.py)
         self.stream_results = stream_results  # answer each caller as its line streams in (batching/streaming.py)
+        self.stream_position: Position | None = None  # lines matched by the position they name, not in order
         # The loop's clock (clock.py); injected clocks (tests) are trusted for `now` only, the loop's also for timers
         # firing on time.
         self.clock: Clock = clock if clock is not None else LoopClock()

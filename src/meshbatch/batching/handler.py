@@ -31,6 +31,7 @@ from meshbatch.batching.replay import Replay, ReplayCache
 from meshbatch.batching.retry import RetryRules
 from meshbatch.batching.slots import AutoSlots
 from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
+from meshbatch.batching.streaming import index_reader
 from meshbatch.clock import Clock
 from meshbatch.config.model import Batch as BatchConfig
 from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, ProxyError
@@ -89,6 +90,8 @@ class BatchHandler:
             self.dispatcher.max_in_flight = self.slots.limit
         if self.controller is not None or self.slots is not None:
             self.dispatcher.on_batch = self._on_batch
+        if config.stream_index_field is not None:
+            self.dispatcher.stream_position = index_reader(config.stream_index_field)
         if config.dedup and config.dedup_window_ms > 0:
             self.dispatcher.replay = ReplayCache(config.dedup_window_ms / 1000, config.dedup_max_keys)
         self._bound = False
@@ -278,7 +281,7 @@ class BatchHandler:
                 "idempotency_scope": self.scope.spec,
             },
             "isolation": dispatcher.isolation_summary(),
-            "streaming": {"stream_results": dispatcher.stream_results,
+            "streaming": {"stream_results": dispatcher.stream_results, "index_field": config.stream_index_field,
                           "streamed_items": int(self.metrics.streamed.get(self.metrics.labels)),
                           "broken_streams": int(self.metrics.stream_broken.get(self.metrics.labels))},
             "flushes": self.metrics.flush_counts(),

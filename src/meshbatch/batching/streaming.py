@@ -2,13 +2,16 @@
 
 An `ndjson` upstream that writes one result line per item as each completes (a chunked answer) lets its early
 items return early instead of waiting for the batch's slowest. Lines are matched to items in order: line i is
-item i's result (the ndjson wire format has no id field). The core here is sans-I/O: `StreamSplit` takes the
+item i's result (the ndjson wire format has no id field); or, with `batch.stream_index_field: NAME`, by the
+item's position in the batch (0-based) that each line names in its field NAME, so that an upstream may write
+its lines in the order its items complete. The core here is sans-I/O: `StreamSplit` takes the
 body's pieces (`data`), and the end or the break of the stream, and calls `answer(index, result)` for each item
 whose line is complete; upstream_call.py feeds it from the answer's `BodyStream` (http/stream.py).
 
 - A line that is not one JSON document: that item alone gets 502 `upstream_not_json`; the next lines go on.
 - The stream ends with fewer lines than items: the items without one get 502 `upstream_result_count`; lines
-  beyond the last item are counted (`extra`) and dropped.
+  beyond the last item are counted (`extra`) and dropped, as are, by index, lines whose field is not an
+  integer position of the batch, or names an item that already has its line.
 - The stream breaks (reset, timeout, too large): the items already answered keep their answers; the others get
   the stream's error, which the route's retry policy may send again (only those: batching/retry.py).
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Protocol
+
+import msgspec
 
 from meshbatch.batching.batch import Outcome
 from meshbatch.batching.codecs.base import ItemResult
@@ -40,15 +45,34 @@ def streams_lines(codec: object) -> bool:
     return callable(getattr(codec, "decode_line", None))
 
 
+Position = Callable[[bytes], "int | None"]
+
+
+def index_reader(field: str) -> Position:
+    """The item position a line names in its field `field` (an integer), or None."""
+    decoder = msgspec.json.Decoder(msgspec.defstruct("Line", [(field, int | None, None)]))
+
+    def position(line: bytes) -> int | None:
+        try:
+            value: int | None = getattr(decoder.decode(line), field)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        return value
+
+    return position
+
+
 class StreamSplit:
     """The results of one streamed batch answer of `size` items, handed out as their lines complete."""
 
-    __slots__ = ("_buffer", "_codec", "_results", "answer", "extra", "lines", "size")
+    __slots__ = ("_buffer", "_codec", "_position", "_results", "answer", "extra", "lines", "size")
 
-    def __init__(self, codec: LineCodec, size: int, answer: Callable[[int, ItemResult], None]) -> None:
+    def __init__(self, codec: LineCodec, size: int, answer: Callable[[int, ItemResult], None],
+                 position: Position | None = None) -> None:
         self._codec = codec
         self.size = size
         self.answer = answer  # (item index, result): called once per item, as soon as its line is complete
+        self._position = position  # None: lines in item order
         self._buffer = b""
         self._results: list[Outcome | None] = [None] * size
         self.lines = 0  # result lines read so far
@@ -73,12 +97,20 @@ class StreamSplit:
         line = raw.strip()
         if not line:
             return
+        number = self.lines + self.extra + 1  # of the answer's lines
         if self.lines >= self.size:
             self.extra += 1
             return
-        index = self.lines
+        if self._position is None:
+            index = self.lines
+        else:
+            named = self._position(line)
+            if named is None or not 0 <= named < self.size or self._results[named] is not None:
+                self.extra += 1
+                return
+            index = named
         self.lines += 1
-        result = self._codec.decode_line(index + 1, line)
+        result = self._codec.decode_line(number, line)
         self._results[index] = result
         self.answer(index, result)
 
@@ -126,4 +158,4 @@ class StreamReader:
             self.done.set_result(error)
 
 
-__all__ = ["LineCodec", "StreamReader", "StreamSplit", "streams_lines"]
+__all__ = ["LineCodec", "Position", "StreamReader", "StreamSplit", "index_reader", "streams_lines"]

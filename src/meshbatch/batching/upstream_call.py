@@ -23,7 +23,7 @@ from meshbatch.batching.isolate import IsolatePolicy, answer_final, bisect, part
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.retry import Answer, RetryRules
 from meshbatch.batching.stats import BatchMetrics
-from meshbatch.batching.streaming import LineCodec, StreamReader, StreamSplit, streams_lines
+from meshbatch.batching.streaming import LineCodec, Position, StreamReader, StreamSplit, streams_lines
 from meshbatch.clock import Clock
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Headers, Response
@@ -62,6 +62,7 @@ class BatchRoute(Protocol):
     retry: RetryRules | None
     isolate: IsolatePolicy | None
     stream_results: bool  # read a 2xx answer line by line as it streams in (batching/streaming.py)
+    stream_position: Position | None  # lines matched by the item position they name (else in order)
     clock: Clock
     stopwatch: Callable[[], float]  # durations: perf_counter, or a test's fake clock (clock.py)
     tracing: BatchTracing | None
@@ -164,7 +165,7 @@ async def call_streaming(site: BatchRoute, batch: Batch, path: bytes, headers: H
                 waiter.resolve(result)
             metrics.streamed.inc(metrics.labels)
 
-        split = StreamSplit(cast("LineCodec", site.codec), len(items), answer)
+        split = StreamSplit(cast("LineCodec", site.codec), len(items), answer, site.stream_position)
     reader = StreamReader(split, loop.create_future())
     stream.attach(reader)
     try:

@@ -14,7 +14,7 @@ from batching_support import Call, Upstream, make_handler, request, settle, subm
 from meshbatch.batching.codecs.base import ItemResult
 from meshbatch.batching.codecs.ndjson import NdjsonCodec
 from meshbatch.batching.handler import BatchHandler
-from meshbatch.batching.streaming import StreamSplit, streams_lines
+from meshbatch.batching.streaming import StreamSplit, index_reader, streams_lines
 from meshbatch.config import ConfigError, parse
 from meshbatch.config.model import Batch
 from meshbatch.errors import UpstreamReset
@@ -165,7 +165,7 @@ async def test_early_items_are_answered_before_the_batch_ends():
     assert handler.dispatcher.in_flight == 0
     assert upstream.limits == [1]
     view = handler.summary()["streaming"]
-    assert view == {"stream_results": True, "streamed_items": 3, "broken_streams": 0}
+    assert view == {"stream_results": True, "index_field": None, "streamed_items": 3, "broken_streams": 0}
     metrics = handler.metrics
     assert metrics.streamed.get(metrics.labels) == 3
     assert metrics.calls.get(metrics.call_labels["ok"]) == 1
@@ -303,3 +303,68 @@ async def test_a_short_streamed_answer_is_a_bad_answer_for_the_items_without_a_l
     assert [r.status for r in responses] == [200, 502, 502]
     assert responses[1].reason == "upstream_result_count"
     assert handler.metrics.calls.get(handler.metrics.call_labels["bad_answer"]) == 1
+
+
+# -- matching by the position a line names (stream_index_field) -----------------------------------------------
+
+def indexed(size: int) -> tuple[StreamSplit, list[tuple[int, ItemResult]]]:
+    answered: list[tuple[int, ItemResult]] = []
+    split = StreamSplit(NdjsonCodec(), size, lambda i, r: answered.append((i, r)), index_reader("i"))
+    return split, answered
+
+
+def test_lines_that_name_their_item_are_answered_in_the_order_they_come():
+    split, answered = indexed(3)
+    split.data(b'{"i":2,"r":"c"}\n{"i":0,"r":"a"}\n')
+    assert [i for i, _ in answered] == [2, 0]
+    split.data(b'{"i":1,"r":"b"}\n')
+    outcomes = split.end()
+    assert [o.body for o in outcomes if isinstance(o, ItemResult)] == [
+        b'{"i":0,"r":"a"}', b'{"i":1,"r":"b"}', b'{"i":2,"r":"c"}']
+    assert split.extra == 0
+
+
+@pytest.mark.parametrize("line", [b'{"i":3}', b'{"i":-1}', b'{"i":"0"}', b'{"i":0.5}', b'{"r":1}', b"[0]", b"nope",
+                                  b'{"i":99999999999999999999999}', b'{"i":' + b"[" * 5000 + b"]" * 5000 + b"}"])
+def test_a_line_without_a_position_of_the_batch_is_dropped(line):
+    split, answered = indexed(3)
+    split.data(line + b"\n")
+    assert answered == [] and split.extra == 1
+    outcomes = split.end()
+    assert all(isinstance(o, ItemResult) and o.reason == "upstream_result_count" for o in outcomes)
+
+
+def test_a_second_line_for_an_item_is_dropped_the_first_stands():
+    split, answered = indexed(2)
+    split.data(b'{"i":0,"v":1}\n{"i":0,"v":2}\n{"i":1}\n')
+    assert [r.body for _, r in answered] == [b'{"i":0,"v":1}', b'{"i":1}'] and split.extra == 1
+
+
+async def test_the_batcher_matches_by_index_when_configured():
+    handler, upstream, _ = make_handler(upstream=StreamingUpstream(), codec="ndjson", stream_results=True,
+                                        stream_index_field="i", max_items=3)
+    tasks = [submit(handler, request({"n": i})) for i in range(3)]
+    await settle()
+    stream = stream_reply(upstream.calls[0])
+    await settle()
+    stream.feed(b'{"i":2,"r":2}\n')
+    await settle()
+    assert tasks[2].done() and not tasks[0].done()
+    stream.feed(b'{"i":0,"r":0}\n{"i":1,"r":1}\n')
+    stream.end()
+    assert [orjson.loads((await t).body)["r"] for t in tasks] == [0, 1, 2]
+    assert handler.summary()["streaming"]["index_field"] == "i"
+
+
+@pytest.mark.parametrize(("batch", "error"), [
+    ("{codec: ndjson, stream_index_field: i}",
+     "stream_index_field: lines are matched by index only when they stream: set stream_results: true"),
+    ("{codec: ndjson, stream_results: true, stream_index_field: 'a-b'}",
+     "stream_index_field: must be a field name (letters, digits, _)"),
+])
+def test_config_checks_the_index_field(batch, error):
+    text = ("listeners: [{name: l, listen: '127.0.0.1:0', routes: [{name: r, cluster: c, "
+            f"batch: {batch}}}]}}]\nclusters: [{{name: c, endpoints: ['127.0.0.1:1']}}]\n")
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    assert [str(p) for p in info.value.problems] == [f"listeners[0].routes[0].batch.{error}"]

@@ -133,6 +133,12 @@ def _field(value: str) -> str:
     return value
 
 
+def _json_field(value: str) -> str:
+    if not _FIELD.fullmatch(value):
+        raise ValueError("must be a field name (letters, digits, _)")
+    return value
+
+
 GrpcMethod = Annotated[str, AfterValidator(_method)]
 FieldName = Annotated[str, AfterValidator(_field)]
 _DESCRIPTOR_KEYS = ("descriptor_set", "items_field", "results_field")
@@ -187,6 +193,8 @@ class Batch(Model):
     grpc: GrpcBatch | None = None  # with codec: grpc (filled in with its defaults when absent)
     # Answer each caller as its line of a streamed (chunked) ndjson answer arrives (meshbatch.batching.streaming)
     stream_results: bool = False
+    # With stream_results: lines name their item's position in the batch (0-based) in this field, in any order
+    stream_index_field: Annotated[str, AfterValidator(_json_field)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -224,6 +232,13 @@ class Batch(Model):
         codec = info.data.get("codec")
         if value and codec is not None and codec != "ndjson":
             raise ValueError(f"results stream one per line with codec: ndjson, not codec: {codec}")
+        return value
+
+    @field_validator("stream_index_field")
+    @classmethod
+    def _index(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("stream_results") is False:
+            raise ValueError("lines are matched by index only when they stream: set stream_results: true")
         return value
 
     @model_validator(mode="after")
