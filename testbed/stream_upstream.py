@@ -6,6 +6,8 @@ callers of the early, fast items can be answered long before the batch's slowest
 on its own thread, independent of the proxy's code:
 
     /stream/ok          line i: {"echo": item, "i": i}
+    /stream/any         the same lines, each written as soon as its own item is done (in completion order): for
+                        routes that match lines by the position they name (`stream_index_field: i`)
     /stream/break/K     K lines, then the connection is closed without the chunked body's end
     /stream/whole       the same lines in one Content-Length body once every item is done (no streaming)
 
@@ -110,6 +112,10 @@ class StreamUpstream:
                          b"content-length: %d\r\n\r\n%s" % (len(body), body))
             await writer.drain()
             return True
+        if path.startswith("/stream/any"):
+            done_at = [_delay(item) for item in items]
+            order = sorted(range(len(lines)), key=lambda i: done_at[i])
+            lines, done_at = [lines[i] for i in order], [done_at[i] for i in order]
         limit = int(path.rsplit("/", 1)[1]) if path.startswith("/stream/break/") else len(lines)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n")
         await writer.drain()

@@ -34,6 +34,7 @@ def upstream() -> Iterator[StreamUpstream]:
 @pytest.fixture(scope="module")
 def proxy(module_mesh: Any, upstream: StreamUpstream) -> MeshbatchProcess:
     routes = [route("live", "/stream/ok", stream_results=True), route("whole", "/stream/ok"),
+              route("any", "/stream/any", stream_results=True, stream_index_field="i"),
               route("broken", "/stream/break/1", stream_results=True)]
     process: MeshbatchProcess = module_mesh.start(
         config([listener("main", routes)], [cluster("stream", upstream.address)]))
@@ -69,6 +70,13 @@ def test_each_caller_is_answered_when_its_line_arrives(proxy: MeshbatchProcess, 
     assert live["streaming"]["stream_results"] is True and live["streaming"]["streamed_items"] >= 3
     text = httpx.get(f"{proxy.admin_url}/metrics").text
     assert metric_value(text, "meshbatch_batch_streamed_items_total", route="live") >= 3
+
+
+def test_lines_matched_by_index_answer_each_caller_when_its_own_item_is_done(proxy: MeshbatchProcess) -> None:
+    answers = together(proxy, "any", [{"ms": 1200}, {"ms": 0}, {"ms": 0}])
+    assert [r.json() for r, _ in answers] == [{"echo": {"ms": 1200}, "i": 0}, {"echo": {"ms": 0}, "i": 1},
+                                              {"echo": {"ms": 0}, "i": 2}]
+    assert max(answers[1][1], answers[2][1]) + 0.8 < answers[0][1]  # not held back by the slow first item
 
 
 def test_without_stream_results_every_caller_waits_for_the_whole_answer(proxy: MeshbatchProcess) -> None:
