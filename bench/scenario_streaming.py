@@ -1,12 +1,14 @@
 """Scenario `streaming`: the callers' latency when a batch's items take different times, with and without
 `batch.stream_results`.
 
-`meshbatch run` with two batching routes to the same streaming ndjson upstream (testbed/stream_upstream.py: the
+`meshbatch run` with three batching routes to the same streaming ndjson upstream (testbed/stream_upstream.py: the
 items of a batch are worked on at once, item i takes the `ms` of its body, its line is written once it and the
 items before it are done). Each round sends `--items` callers at once, their item times drawn from a fixed seed
 between 0 and `--max-ms`; they make one batch (`max_items` is the round's size). On the `whole` route every caller
-waits for the batch's answer to end; on the `live` route each caller is answered when its line arrives. The figure
-is the p50 (and p99) of the callers' latency over every round, and the ratio whole / live.
+waits for the batch's answer to end; on the `live` route each caller is answered when its line arrives (lines in
+item order); on `live_by_index` the upstream writes each line as its item completes, naming the item's position
+(`stream_index_field`). The figure is the p50 (and p99) of the callers' latency over every round, and the ratio
+whole / live.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .runner import RunContext, ScenarioResult
 NAME = "streaming"
 SUMMARY = "streamed batch answers: callers' p50/p99 when items take different times, with and without streaming"
 ORDER = 25
-ROUTES = ("whole", "live")
+ROUTES = ("whole", "live", "live_by_index")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-ms", type=float, default=200.0, help="the slowest item's time in ms (200)")
 
 
-def _route(name: str, items: int, stream: bool) -> dict[str, Any]:
-    batch: dict[str, Any] = {"codec": "ndjson", "upstream_path": "/stream/ok", "max_items": items,
-                             "max_wait_ms": 500, "min_wait_ms": 500, "max_in_flight": 1, "stream_results": stream}
+def _route(name: str, items: int, stream: bool, by_index: bool = False) -> dict[str, Any]:
+    batch: dict[str, Any] = {"codec": "ndjson", "upstream_path": "/stream/any" if by_index else "/stream/ok",
+                             "max_items": items, "max_wait_ms": 500, "min_wait_ms": 500, "max_in_flight": 1,
+                             "stream_results": stream}
+    if by_index:
+        batch["stream_index_field"] = "i"
     return {"name": name, "match": {"path_prefix": f"/{name}/"}, "cluster": "stream", "timeout_ms": 10_000,
             "batch": batch}
 
@@ -90,7 +95,8 @@ def run(ctx: RunContext) -> ScenarioResult:
     upstream = StreamUpstream().start()
     try:
         with tempfile.TemporaryDirectory(prefix="meshbatch-streaming-") as tmp:
-            routes = [_route("whole", items, False), _route("live", items, True)]
+            routes = [_route("whole", items, False), _route("live", items, True),
+                      _route("live_by_index", items, True, by_index=True)]
             path = write_config(Path(tmp) / "streaming.yaml",
                                 config([listener("main", routes)], [cluster("stream", upstream.address)]))
             proxy = MeshbatchProcess(path)
@@ -109,7 +115,10 @@ def run(ctx: RunContext) -> ScenarioResult:
                          "after_send_p99_ms": percentile(sent, 0.99), "callers": len(pairs)}
     summary["p50_gain"] = {"ratio": ratio(summary["whole"]["p50_ms"], summary["live"]["p50_ms"]),
                            "after_send_ratio": ratio(summary["whole"]["after_send_p50_ms"],
-                                                     summary["live"]["after_send_p50_ms"])}
+                                                     summary["live"]["after_send_p50_ms"]),
+                           "by_index_ratio": ratio(summary["whole"]["p50_ms"], summary["live_by_index"]["p50_ms"]),
+                           "by_index_after_send_ratio": ratio(summary["whole"]["after_send_p50_ms"],
+                                                              summary["live_by_index"]["after_send_p50_ms"])}
     data = {"settings": {"items": items, "rounds": rounds, "max_ms": max_ms, "hold_ms": 500},
             "summary": summary, "machine": machine_facts({"meshbatch": "this checkout"})}
     return ScenarioResult(data=data, markdown=render(data))
@@ -128,6 +137,10 @@ def render(data: dict[str, Any]) -> str:
         "",
         f"p50 whole / live: {num(summary['p50_gain']['ratio'])}x end to end, "
         f"{num(summary['p50_gain']['after_send_ratio'])}x after the batch was sent (the latency less "
-        "x-meshbatch-queue-ms). Lines are matched to items in order, so a caller's line waits for the items "
-        "before it: item i is answered after the slowest of items 0..i.",
+        "x-meshbatch-queue-ms). Lines matched in order: a caller's line waits for the items before it (item i "
+        "is answered after the slowest of items 0..i).",
+        "",
+        f"p50 whole / live_by_index: {num(summary['p50_gain'].get('by_index_ratio'))}x end to end, "
+        f"{num(summary['p50_gain'].get('by_index_after_send_ratio'))}x after the batch was sent. Lines name "
+        "their item (`stream_index_field: i`) and are written as each item completes.",
     ])
