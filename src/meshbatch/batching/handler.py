@@ -35,7 +35,9 @@ from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.preferred import PreferredSizes
 from meshbatch.batching.replay import Replay, ReplayCache
 from meshbatch.batching.retry import RetryRules
+from meshbatch.batching.slots import AutoSlots
 from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
+from meshbatch.batching.streaming import index_reader
 from meshbatch.clock import Clock
 from meshbatch.config.model import Batch as BatchConfig
 from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, PayloadTooLarge, ProxyError
@@ -82,7 +84,7 @@ class BatchHandler:
         self.controller = None if adaptive is None else AdaptiveController(
             self.model, target=adaptive.target_p99_ms / 1000, window=adaptive.window,
             min_wait=config.min_wait_ms / 1000, max_wait=config.max_wait_ms / 1000,
-            max_items=config.max_items, max_in_flight=config.max_in_flight)
+            max_items=config.max_items, max_in_flight=config.in_flight_cap)
         self._next_adapt = 0.0
         prefix, counter = secrets.token_hex(3), itertools.count(1)
         self.accumulator = Accumulator(
@@ -99,9 +101,17 @@ class BatchHandler:
         self.dispatcher = Dispatcher(
             route, self.accumulator, self.codec, send, method=config.upstream_method.encode(),
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
-            key_queries=self.controls.key_queries, max_in_flight=config.max_in_flight, metrics=self.metrics,
-            model=self.model, on_batch=self._adapt if self.controller is not None else None, clock=clock,
-            retry=retry, isolate=IsolatePolicy.from_config(config.isolate))
+            key_queries=self.controls.key_queries, max_in_flight=config.in_flight_cap, metrics=self.metrics,
+            model=self.model, clock=clock,
+            retry=retry, isolate=IsolatePolicy.from_config(config.isolate), stream_results=config.stream_results)
+        auto = config.max_in_flight
+        self.slots = None if isinstance(auto, int) else AutoSlots(auto.auto, self.model, self.dispatcher.clock.now())
+        if self.slots is not None:
+            self.dispatcher.max_in_flight = self.slots.limit
+        if self.controller is not None or self.slots is not None:
+            self.dispatcher.on_batch = self._on_batch
+        if config.stream_index_field is not None:
+            self.dispatcher.stream_position = index_reader(config.stream_index_field)
         if config.dedup and config.dedup_window_ms > 0:
             self.dispatcher.replay = ReplayCache(config.dedup_window_ms / 1000, config.dedup_max_keys)
         self._bound = False
@@ -243,9 +253,14 @@ class BatchHandler:
 
     # -- adaptive control -----------------------------------------------------------------------------------
 
-    def _adapt(self, batch: Batch, elapsed: float, now: float) -> None:
-        controller = self.controller
-        assert controller is not None
+    def _on_batch(self, batch: Batch, elapsed: float, now: float) -> None:
+        """A batch got a 2xx answer after `elapsed` seconds: the adaptive hold and the auto slots learn from it."""
+        if self.controller is not None:
+            self._adapt(self.controller, batch, elapsed, now)
+        if self.slots is not None:
+            self.dispatcher.max_in_flight = self.slots.observe(len(batch.items), elapsed, now)
+
+    def _adapt(self, controller: AdaptiveController, batch: Batch, elapsed: float, now: float) -> None:
         oldest = min(item.arrived for item in batch.items)
         controller.observe_added(batch.sent_at - oldest + max(0.0, elapsed - self.model.expected(1)))
         if now >= self._next_adapt:
@@ -295,6 +310,7 @@ class BatchHandler:
             "max_queue": self.max_queue,
             "in_flight": dispatcher.in_flight,
             "max_in_flight": dispatcher.max_in_flight,
+            "in_flight_auto": self.slots.summary() if self.slots is not None else None,
             "items_per_s": round(dispatcher.completed.value(now), 1),
             "items_total": dispatcher.completed.total,
             "dedup_shared": int(self.metrics.dedup.get(self.metrics.labels)),
@@ -313,6 +329,9 @@ class BatchHandler:
             "preferred": None if acc.preferred is None else {
                 **acc.preferred.summary(), "padding_items": int(self.metrics.padding.get(self.metrics.labels))},
             "isolation": dispatcher.isolation_summary(),
+            "streaming": {"stream_results": dispatcher.stream_results, "index_field": config.stream_index_field,
+                          "streamed_items": int(self.metrics.streamed.get(self.metrics.labels)),
+                          "broken_streams": int(self.metrics.stream_broken.get(self.metrics.labels))},
             "flushes": self.metrics.flush_counts(),
             "rejections": self.metrics.rejection_counts(),
             "keys": keys,
@@ -329,6 +348,8 @@ def _gauge_values(handler: object) -> Iterable[tuple[str, str, float]]:
     assert isinstance(handler, BatchHandler)
     yield "meshbatch_batch_queue_depth", "Items queued in the batcher", handler.accumulator.queued
     yield "meshbatch_batch_in_flight", "Batches in flight to the upstream", handler.dispatcher.in_flight
+    yield ("meshbatch_batch_in_flight_limit", "Batches allowed in flight: max_in_flight, or its current value "
+           "under max_in_flight: auto", handler.dispatcher.max_in_flight)
 
 
 __all__ = ["BatchHandler", "Sender"]

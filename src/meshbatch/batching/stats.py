@@ -10,6 +10,7 @@ from meshbatch.batching.batch import FLUSH_REASONS
 from meshbatch.telemetry.metrics import SIZE_BUCKETS, Gauge, Metric, Registry
 
 if TYPE_CHECKING:
+    from meshbatch.batching.batch import Batch
     from meshbatch.batching.bisection import Bisection
 
 
@@ -112,9 +113,27 @@ class BatchMetrics:
         self.padding = registry.counter(
             "meshbatch_batch_padding_items_total", "Padding items added to reach a preferred batch size "
             "(batch.pad_to_preferred); their answers are dropped", ["route"])
+        self.streamed = registry.counter(
+            "meshbatch_batch_streamed_items_total", "Items answered from their own line of a streamed batch answer, "
+            "as it arrived (batch.stream_results)", ["route"])
+        self.stream_broken = registry.counter(
+            "meshbatch_batch_stream_broken_total", "Streamed batch answers that broke off before their last line: "
+            "the items without a line got the batch's error", ["route"])
         self.flush_labels = {reason: (route, reason) for reason in FLUSH_REASONS}
         self.call_labels = {outcome: (route, outcome) for outcome in ("ok", "error", "bad_answer")}
         self.cancel_labels = {stage: (route, stage) for stage in ("queued", "in_flight")}
+
+    def started(self, batch: Batch, now: float) -> None:
+        """A batch leaves for its upstream: its flush reason, size, cost, padding and each item's time queued."""
+        self.flushes.inc(self.flush_labels[batch.reason])
+        self.size.observe(len(batch.items))
+        if self.cost is not None:
+            self.cost.observe(batch.cost)
+        if batch.padding:
+            self.padding.inc(self.labels, batch.padding)
+        queue_hist = self.queue
+        for item in batch.items:
+            queue_hist.observe(now - item.arrived)
 
     def isolation(self, bisection: Bisection) -> None:
         """Count what a batch's isolation did (once per batch, when it ends)."""

@@ -11,10 +11,12 @@ from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
 from meshbatch.config.model.batch import (
     ENVELOPE_METHOD,
     Adaptive,
+    AutoInFlight,
     Batch,
     BucketBy,
     Fairness,
     GrpcBatch,
+    InFlightGradient,
     Isolate,
     PadToPreferred,
 )
@@ -85,6 +87,7 @@ __all__ = [
     "AdaptiveConcurrency",
     "Admin",
     "AnyRoute",
+    "AutoInFlight",
     "Backoff",
     "Batch",
     "BatchRoute",
@@ -112,6 +115,7 @@ __all__ = [
     "HeaderMatch",
     "HealthCheck",
     "Http2",
+    "InFlightGradient",
     "Ingest",
     "IngestBatch",
     "IngestLog",

@@ -7,7 +7,7 @@ from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from meshbatch.config.model.base import Model, ReadPath, UrlPath
 
@@ -71,6 +71,52 @@ class Isolate(Model):
         return value
 
 
+class InFlightGradient(Model):
+    """`batch.max_in_flight: {auto: {...}}`: the bounds of the batches in flight and the settings of the gradient
+    controller that moves between them (meshbatch.layers.concurrency, as `adaptive_concurrency` uses it)."""
+
+    min: Annotated[int, Field(ge=1, le=10_000)] = 1
+    max: Annotated[int, Field(ge=1, le=10_000)] = 16
+    sample_window_ms: Annotated[int, Field(ge=10, le=60_000)] = 250
+    sample_percentile: Annotated[float, Field(gt=0, le=100)] = 50
+    buffer_percent: Annotated[float, Field(ge=0, le=100)] = 25
+    min_rtt_interval_ms: Annotated[int, Field(ge=1, le=86_400_000)] = 30_000
+    min_rtt_batches: Annotated[int, Field(ge=1, le=10_000)] = 20
+    jitter_percent: Annotated[float, Field(ge=0, le=100)] = 15
+
+    @model_validator(mode="after")
+    def _bounds(self) -> InFlightGradient:
+        if self.min > self.max:
+            raise ValueError("min must be <= max")
+        return self
+
+
+class AutoInFlight(Model):
+    """`max_in_flight: auto` (the defaults) or `max_in_flight: {auto: {min, max, ...}}`."""
+
+    auto: InFlightGradient = InFlightGradient()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if value == "auto":
+            return {"auto": {}}
+        if isinstance(value, dict) and value.get("auto") in (None, True):
+            return {**value, "auto": {}}
+        if isinstance(value, str):
+            raise ValueError("must be a number of batches, 'auto' or {auto: {min, max}}")
+        return value
+
+
+def _in_flight_kind(value: Any) -> str:
+    return "AutoInFlight" if isinstance(value, dict | str | AutoInFlight) else "int"
+
+
+# A fixed number of batches in flight, or `auto`: moved between bounds by the upstream's latency.
+InFlight = Annotated[Annotated[Annotated[int, Field(ge=1, le=10_000)], Tag("int")]
+                     | Annotated[AutoInFlight, Tag("AutoInFlight")], Discriminator(_in_flight_kind)]
+
+
 # The batch method of the envelope mode (src/meshbatch/grpc/meshbatch_batch.proto), which the consumer SDK serves.
 ENVELOPE_METHOD = "/meshbatch.batch.v1.Batch/Process"
 _METHOD = re.compile(r"/[A-Za-z_][A-Za-z0-9_.]*\.[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*")
@@ -86,6 +132,12 @@ def _method(value: str) -> str:
 def _field(value: str) -> str:
     if not _FIELD.fullmatch(value):
         raise ValueError("must be a protobuf field name (letters, digits, _)")
+    return value
+
+
+def _json_field(value: str) -> str:
+    if not _FIELD.fullmatch(value):
+        raise ValueError("must be a field name (letters, digits, _)")
     return value
 
 
@@ -208,7 +260,7 @@ class Batch(Model):
     codec: str = "json-array"
     upstream_path: UrlPath = "/batch"
     upstream_method: Literal["POST", "PUT"] = "POST"
-    max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 4
+    max_in_flight: InFlight = 4  # or `auto` / {auto: {min, max, ...}} (meshbatch.batching.slots)
     max_queue: Annotated[int, Field(ge=1)] = 10_000
     key: list[str] = []
     dedup: bool = True
@@ -227,6 +279,10 @@ class Batch(Model):
     # at the largest it reaches
     preferred_sizes: list[Annotated[int, Field(ge=1, le=100_000)]] = []
     pad_to_preferred: PadToPreferred | None = None  # pad every batch to the next preferred size
+    # Answer each caller as its line of a streamed (chunked) ndjson answer arrives (meshbatch.batching.streaming)
+    stream_results: bool = False
+    # With stream_results: lines name their item's position in the batch (0-based) in this field, in any order
+    stream_index_field: Annotated[str, AfterValidator(_json_field)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -243,6 +299,12 @@ class Batch(Model):
             value = {**value, "upstream_path": method}
         return value
 
+    @property
+    def in_flight_cap(self) -> int:
+        """The most batches in flight: the fixed number, or the upper bound of `auto`."""
+        slots = self.max_in_flight
+        return slots if isinstance(slots, int) else slots.auto.max
+
     @field_validator("key")
     @classmethod
     def _keys(cls, value: list[str]) -> list[str]:
@@ -250,6 +312,21 @@ class Batch(Model):
             kind, _, name = part.partition(":")
             if kind not in ("header", "query") or not name:
                 raise ValueError(f"{part!r}: a key part is 'header:NAME' or 'query:NAME'")
+        return value
+
+    @field_validator("stream_results")
+    @classmethod
+    def _streams(cls, value: bool, info: ValidationInfo) -> bool:
+        codec = info.data.get("codec")
+        if value and codec is not None and codec != "ndjson":
+            raise ValueError(f"results stream one per line with codec: ndjson, not codec: {codec}")
+        return value
+
+    @field_validator("stream_index_field")
+    @classmethod
+    def _index(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("stream_results") is False:
+            raise ValueError("lines are matched by index only when they stream: set stream_results: true")
         return value
 
     @model_validator(mode="after")
