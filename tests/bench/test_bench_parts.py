@@ -103,6 +103,23 @@ def test_loadgen_percentiles_are_nearest_rank(bench: ModuleType) -> None:
     assert len(cdf) == 10
 
 
+def test_the_fairness_figure_is_the_quiet_tenants_p99_gain(bench: ModuleType) -> None:
+    fairness = _mod("scenario_fairness")
+    assert fairness._percentile([float(v) for v in range(1, 101)], 0.99) == 100.0
+    assert fairness._percentile([], 0.5) is None
+
+    def cell(p99: float) -> dict[str, object]:
+        return {field: {"median": value, "min": value, "max": value, "n": 1}
+                for field, value in (("p50_ms", p99 / 2), ("p99_ms", p99), ("requests_per_s", 10.0))}
+
+    data = {"tenants": {"hot": 20, "quiet-1": 2}, "seconds": 3.0, "runs": [{"round": 1}],
+            "summary": {"fair": {"quiet": cell(50.0), "hot": cell(300.0)},
+                        "unfair": {"quiet": cell(200.0), "hot": cell(250.0)}}}
+    text = fairness.render(data)
+    assert "4.0x lower than without (50.0 ms against 200.0 ms)" in text
+    assert "`hot` runs 20 closed-loop callers" in text
+
+
 def test_throughput_at_equal_p99_is_read_off_the_sweep(bench: ModuleType) -> None:
     at = _mod("batching_report").throughput_at_p99
     sweep = [(5.0, 1000.0), (20.0, 4000.0), (80.0, 6000.0)]

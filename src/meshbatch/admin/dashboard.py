@@ -212,7 +212,7 @@ class Dashboard:
         return _json({
             "route": batcher.route, "clock": "monotonic seconds", "now": batcher.dispatcher.clock.now(),
             "policy": {"max_items": config.max_items, "max_wait_ms": config.max_wait_ms,
-                       "min_wait_ms": config.min_wait_ms, "max_in_flight": config.max_in_flight,
+                       "min_wait_ms": config.min_wait_ms, "max_in_flight": batcher.dispatcher.max_in_flight,
                        "max_queue": config.max_queue, "timeout_ms": round(batcher.timeout * 1000, 3),
                        "adaptive": config.adaptive is not None},
             "model": batcher.model.summary(),

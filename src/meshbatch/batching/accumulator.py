@@ -8,16 +8,20 @@ Rules, in the order a flush reason is chosen for a queue:
 - `drain`: the route is draining, everything queued goes;
 - `items`: `cap` items are queued (`max_items`, or the adaptive size cap);
 - `bytes`: the queued bodies reach `max_bytes`;
+- `cost`: the queued items' costs reach `max_cost` (batch.max_cost; an item costing more goes alone);
 - `deadline`: an item must be sent now to finish before its deadline (deadline - predicted tail time of a full
   batch - a scheduling margin; while the prediction is not trusted yet (`trusted()` false: too few batches
   seen), the hold time is reserved as well, so holding never spends a caller's whole budget on an upstream
   whose time is unknown);
-- `wait`: the oldest item has been held `hold` seconds (`min_wait_ms`, or the adaptive wait). With a hold of
+- `wait`: the oldest item has been held `hold` seconds (`min_wait_ms`, or the adaptive wait; a shape bucket's
+  queue at most its own bound, batching/buckets.py; a queue short of every preferred size holds on up to
+  `max_wait_ms`, one past one is cut at the largest it reaches: batching/preferred.py). With a hold of
   zero a queue is ready as soon as a slot is free: the shell flushes at the end of the event-loop tick, and
   batches grow by themselves while every slot is busy.
 Each key has its own queue (keys never share a batch) with three priority lanes; a batch takes high items
 first, then normal, then low, first-in first-out within a lane; across keys the queue holding the highest
-priority goes first, then the one with an urgent deadline, then the oldest.
+priority goes first, then the one with an urgent deadline, then the oldest, or, with `fairness`, the key whose
+turn it is in a weighted deficit round robin (batching/fairness.py).
 An item whose deadline cannot be met by the expected batch time is never put into a batch: its callers are
 returned as expired for the shell to answer 504.
 """
@@ -29,6 +33,8 @@ import itertools
 from collections.abc import Callable
 
 from meshbatch.batching.batch import QUEUED, REMOVED, Batch, Item, Key, KeyQueue, Waiter
+from meshbatch.batching.fairness import FairShare
+from meshbatch.batching.preferred import PreferredSizes
 
 INF = float("inf")
 Predict = Callable[[int], float]
@@ -46,9 +52,15 @@ def _counter_ids() -> Callable[[], str]:
 class Accumulator:
     def __init__(self, *, max_items: int, max_bytes: int, hold: float = 0.0, margin: float = 0.001,
                  expected: Predict = _zero, tail: Predict = _zero, trusted: Callable[[], bool] | None = None,
-                 new_id: Callable[[], str] | None = None) -> None:
+                 new_id: Callable[[], str] | None = None, max_cost: float = INF,
+                 hold_bounds: dict[bytes, float] | None = None, fair: FairShare | None = None,
+                 preferred: PreferredSizes | None = None) -> None:
         self.cap = max_items  # the size cap; the adaptive controller may lower it
         self.max_bytes = max_bytes
+        self.max_cost = max_cost  # the cost budget of one batch (INF: none)
+        self.hold_bounds = hold_bounds  # shape buckets: the hold bound by a queue key's last part (the bucket)
+        self.fair = fair  # weighted fair turns between batch keys (None: the oldest queue first)
+        self.preferred = preferred  # preferred batch sizes and padding (None: any size)
         self.hold = hold  # how long a queue is held before a free slot takes it
         self.margin = margin  # scheduling allowance before a deadline-driven flush
         self.expected = expected  # predicted typical upstream time of a batch of n items
@@ -68,9 +80,12 @@ class Accumulator:
         queue = self.queues.get(item.key)
         if queue is None:
             queue = self.queues[item.key] = KeyQueue(item.key)
+            if self.hold_bounds is not None:
+                queue.hold_bound = self.hold_bounds.get(item.key[-1], INF)
         queue.lanes[item.priority].append(item)
         queue.count += 1
         queue.bytes += item.size
+        queue.cost += item.cost
         item.queue = queue
         item.state = QUEUED
         self.queued += 1
@@ -99,10 +114,10 @@ class Accumulator:
 
     def ready_at(self, queue: KeyQueue) -> float:
         """When `queue` may be flushed into a free slot (deadlines aside)."""
-        if self.draining or queue.count >= self.cap or queue.bytes >= self.max_bytes:
+        if self.draining or queue.count >= self.cap or queue.bytes >= self.max_bytes or queue.cost >= self.max_cost:
             return -INF
         front = queue.front()
-        return front.arrived + self.hold if front is not None else INF
+        return self._held_until(queue, front) if front is not None else INF
 
     def lead(self) -> float:
         """How long before an item's deadline its queue must go: the predicted tail time of a full batch and the
@@ -149,25 +164,17 @@ class Accumulator:
             return batches, expired
         urgent = self._urgent(now)
         while limit > 0 and self.queued:
-            best: KeyQueue | None = None
-            best_rank: tuple[int, int, float] | None = None
-            best_reason = ""
-            for queue in self.queues.values():
-                is_urgent = queue.key in urgent and any(i.state == QUEUED for i in urgent[queue.key])
-                reason = self._reason(queue, now, is_urgent)
-                if reason is None:
-                    continue
-                front = queue.front()
-                assert front is not None
-                rank = (queue.best_lane(), 0 if is_urgent else 1, front.arrived)
-                if best_rank is None or rank < best_rank:
-                    best, best_rank, best_reason = queue, rank, reason
+            best, best_reason = self._select(now, urgent)
             if best is None:
                 break
             batch = self._take(best, best_reason, now, expired)
             if batch is not None:
                 batches.append(batch)
                 limit -= 1
+                if self.fair is not None:
+                    tenant = self.fair.tenant(batch.key)
+                    emptied = not any(self.fair.tenant(key) == tenant for key in self.queues)
+                    self.fair.charge(tenant, len(batch.items), emptied)
         for items in urgent.values():
             for item in items:
                 if item.state == QUEUED:
@@ -196,6 +203,41 @@ class Accumulator:
 
     # -- internals ------------------------------------------------------------------------------------------
 
+    def _select(self, now: float, urgent: dict[Key, list[Item]]) -> tuple[KeyQueue | None, str]:
+        """The queue to flush next and why: the highest priority, then an urgent deadline, then the oldest front
+        (or, with fairness, the key whose turn it is among the queues of that priority and urgency)."""
+        best: KeyQueue | None = None
+        best_rank: tuple[int, int, float] | None = None
+        best_reason = ""
+        fair = self.fair
+        ready: list[tuple[tuple[int, int, float], KeyQueue, str]] = []
+        for queue in self.queues.values():
+            is_urgent = queue.key in urgent and any(i.state == QUEUED for i in urgent[queue.key])
+            reason = self._reason(queue, now, is_urgent)
+            if reason is None:
+                continue
+            front = queue.front()
+            assert front is not None
+            rank = (queue.best_lane(), 0 if is_urgent else 1, front.arrived)
+            if fair is not None:
+                ready.append((rank, queue, reason))
+            if best_rank is None or rank < best_rank:
+                best, best_rank, best_reason = queue, rank, reason
+        if fair is None or best_rank is None:
+            return best, best_reason
+        tier = best_rank[:2]
+        by_key: dict[Key, tuple[tuple[int, int, float], KeyQueue, str]] = {}
+        for entry in ready:
+            if entry[0][:2] == tier:
+                tenant = fair.tenant(entry[1].key)
+                held = by_key.get(tenant)
+                if held is None or entry[0] < held[0]:
+                    by_key[tenant] = entry
+        sizes = {tenant: min(entry[1].count, self.cap) for tenant, entry in by_key.items()}
+        turn = fair.pick(sizes, {fair.tenant(key) for key in self.queues})
+        _, queue, reason = by_key[turn]
+        return queue, reason
+
     def _reason(self, queue: KeyQueue, now: float, is_urgent: bool) -> str | None:
         if not queue.count:
             return None
@@ -205,12 +247,22 @@ class Accumulator:
             return "items"
         if queue.bytes >= self.max_bytes:
             return "bytes"
+        if queue.cost >= self.max_cost:
+            return "cost"
         if is_urgent:
             return "deadline"
         front = queue.front()
-        if front is not None and front.arrived + self.hold <= now:
+        if front is not None and self._held_until(queue, front) <= now:
             return "wait"
         return None
+
+    def _held_until(self, queue: KeyQueue, front: Item) -> float:
+        """When the hold of `queue`, whose oldest item is `front`, ends."""
+        until = front.arrived + min(self.hold, queue.hold_bound)
+        preferred = self.preferred
+        if preferred is not None and preferred.short(queue.count):
+            until = max(until, front.arrived + preferred.max_wait)
+        return until
 
     def _urgent(self, now: float) -> dict[Key, list[Item]]:
         """Pop the heap entries whose flush trigger has passed; `drain_ready` pushes back those left queued."""
@@ -224,10 +276,13 @@ class Accumulator:
         return urgent
 
     def _take(self, queue: KeyQueue, reason: str, now: float, expired: list[Waiter]) -> Batch | None:
-        cap, max_bytes = self.cap, self.max_bytes
+        cap, max_bytes, max_cost, preferred = self.cap, self.max_bytes, self.max_cost, self.preferred
+        if preferred is not None and reason == "wait":
+            cap = preferred.cut(queue.count, cap)
         lead = self.expected(min(queue.count, cap))
         members: list[Item] = []
         size = taken = 0
+        cost = 0.0
         full = False
         for lane in queue.lanes:
             while lane:
@@ -235,12 +290,14 @@ class Accumulator:
                 if item.state != QUEUED:
                     lane.popleft()
                     continue
-                if len(members) >= cap or (members and size + item.size > max_bytes):
+                if len(members) >= cap or (members and (size + item.size > max_bytes
+                                                        or cost + item.cost > max_cost)):
                     full = True
                     break
                 lane.popleft()
                 taken += 1
                 queue.bytes -= item.size
+                queue.cost -= item.cost
                 item.queue = None
                 if item.deadline - lead <= now:
                     keep = self._split_late(item, now, lead, expired)
@@ -250,6 +307,7 @@ class Accumulator:
                     item.deadline = min(w.deadline for w in keep)
                 members.append(item)
                 size += item.size
+                cost += item.cost
             if full:
                 break
         queue.count -= taken
@@ -259,6 +317,10 @@ class Accumulator:
         if not members:
             return None
         batch = Batch(self._new_id(), queue.key, now)
+        if preferred is not None:
+            padding = preferred.padding(members, queue.key, now)
+            batch.padding = len(padding)
+            members.extend(padding)
         batch.fill(members)
         batch.seal(reason, now)
         return batch
@@ -280,6 +342,7 @@ class Accumulator:
         assert queue is not None
         queue.count -= 1
         queue.bytes -= item.size
+        queue.cost -= item.cost
         self.queued -= 1
         item.queue = None
         if not queue.count and self.queues.get(queue.key) is queue:

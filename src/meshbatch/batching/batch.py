@@ -60,11 +60,11 @@ class Waiter:
 
 
 class Item(ItemRequest):
-    __slots__ = ("arrived", "batch", "deadline", "dedup_key", "key", "priority", "queue", "size", "state",
+    __slots__ = ("arrived", "batch", "cost", "deadline", "dedup_key", "key", "priority", "queue", "size", "state",
                  "waiters")
 
     def __init__(self, body: bytes, method: bytes, path: bytes, headers: Headers, *, key: Key, priority: int,
-                 arrived: float, deadline: float, dedup_key: DedupKey | None = None) -> None:
+                 arrived: float, deadline: float, dedup_key: DedupKey | None = None, cost: float = 0.0) -> None:
         self.id = ""  # ItemRequest's fields, set inline: this runs once per request
         self.body = body
         self.method = method
@@ -75,6 +75,7 @@ class Item(ItemRequest):
         self.arrived = arrived
         self.deadline = deadline
         self.size = len(body)
+        self.cost = cost  # against the batch's cost budget (batch.max_cost; 0 without one)
         self.dedup_key = dedup_key
         self.state = QUEUED
         self.waiters: list[Waiter] = []
@@ -91,13 +92,15 @@ class Item(ItemRequest):
 class KeyQueue:
     """The items of one batch key waiting to be flushed, in three priority lanes."""
 
-    __slots__ = ("bytes", "count", "key", "lanes")
+    __slots__ = ("bytes", "cost", "count", "hold_bound", "key", "lanes")
 
     def __init__(self, key: Key) -> None:
         self.key = key
         self.lanes: tuple[deque[Item], deque[Item], deque[Item]] = (deque(), deque(), deque())
         self.count = 0
         self.bytes = 0
+        self.cost = 0.0
+        self.hold_bound = float("inf")  # a shape bucket's own bound on the hold (batching/buckets.py)
 
     def front(self) -> Item | None:
         """The oldest queued item (removed items are dropped lazily here)."""
@@ -140,12 +143,12 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 
 BATCH_LIFECYCLE = Transitions("batch", TRANSITIONS, "a batch that is {state}")
 
-FLUSH_REASONS = ("items", "bytes", "wait", "deadline", "drain")
+FLUSH_REASONS = ("items", "bytes", "cost", "wait", "deadline", "drain")
 
 
 class Batch:
-    __slots__ = ("bytes", "created_at", "done_at", "id", "items", "key", "reason", "reply_headers", "sealed_at",
-                 "sent_at", "state", "upstream")
+    __slots__ = ("bytes", "cost", "created_at", "done_at", "id", "items", "key", "padding", "reason",
+                 "reply_headers", "sealed_at", "sent_at", "state", "upstream")
 
     def __init__(self, batch_id: str, key: Key, created_at: float) -> None:
         self.id = batch_id
@@ -153,6 +156,8 @@ class Batch:
         self.created_at = created_at
         self.items: list[Item] = []
         self.bytes = 0
+        self.cost = 0.0
+        self.padding = 0  # padding items at the end of `items` (batch.pad_to_preferred): no caller waits on them
         self.state = OPEN
         self.reason = ""
         self.sealed_at = self.sent_at = self.done_at = 0.0
@@ -168,6 +173,7 @@ class Batch:
             raise ValueError(f"batch {self.id}: item key {item.key!r} differs from the batch key {self.key!r}")
         self.items.append(item)
         self.bytes += item.size
+        self.cost += item.cost
         item.state = BATCHED
         item.batch = self
 
@@ -176,19 +182,23 @@ class Batch:
         self._go("add")
         key = self.key
         size = 0
+        cost = 0.0
         for item in items:
             if item.key != key:
                 raise ValueError(f"batch {self.id}: item key {item.key!r} differs from the batch key {key!r}")
             item.state = BATCHED
             item.batch = self
             size += item.size
+            cost += item.cost
         self.items.extend(items)
         self.bytes += size
+        self.cost += cost
 
     def remove(self, item: Item) -> None:
         self._go("remove")
         self.items.remove(item)
         self.bytes -= item.size
+        self.cost -= item.cost
         item.state = REMOVED
         item.batch = None
 

@@ -27,6 +27,7 @@ from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.replay import ReplayCache
 from meshbatch.batching.retry import RetryRules, send_with_retries
 from meshbatch.batching.stats import BatchMetrics, RateMeter
+from meshbatch.batching.streaming import Position
 from meshbatch.batching.upstream_call import Sender, exchange, upstream_request
 from meshbatch.clock import Clock, LoopClock
 from meshbatch.errors import DeadlineExceeded, Draining, GatewayTimeout, ProxyError
@@ -46,7 +47,8 @@ class Dispatcher:
                  path: bytes, key_headers: list[tuple[int, bytes]], key_queries: list[tuple[int, bytes]],
                  max_in_flight: int, metrics: BatchMetrics, model: LatencyModel,
                  on_batch: Callable[[Batch, float, float], None] | None = None, clock: Clock | None = None,
-                 retry: RetryRules | None = None, isolate: IsolatePolicy | None = None) -> None:
+                 retry: RetryRules | None = None, isolate: IsolatePolicy | None = None,
+                 stream_results: bool = False) -> None:
         self.route = route
         self.acc = accumulator
         self.codec = codec
@@ -59,6 +61,8 @@ class Dispatcher:
         self.on_batch = on_batch  # (batch, upstream seconds, now): the adaptive controller's hook
         self.retry = retry  # the route's retry policy: failed items are sent again (batching/retry.py)
         self.isolate = isolate  # None: a refused batch is every caller's answer (batching/isolate.py)
+        self.stream_results = stream_results  # answer each caller as its line streams in (batching/streaming.py)
+        self.stream_position: Position | None = None  # lines matched by the position they name, not in order
         # The loop's clock (clock.py); injected clocks (tests) are trusted for `now` only, the loop's also for timers
         # firing on time.
         self.clock: Clock = clock if clock is not None else LoopClock()
@@ -211,12 +215,7 @@ class Dispatcher:
         self.in_flight += 1
         key = batch.key
         self.in_flight_by_key[key] = self.in_flight_by_key.get(key, 0) + 1
-        metrics = self.metrics
-        metrics.flushes.inc(metrics.flush_labels[batch.reason])
-        metrics.size.observe(len(batch.items))
-        queue_hist = metrics.queue
-        for item in batch.items:
-            queue_hist.observe(now - item.arrived)
+        self.metrics.started(batch, now)
         assert self.loop is not None
         task = self.loop.create_task(self._run(batch))
         self.tasks[task] = batch

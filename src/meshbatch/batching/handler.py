@@ -17,22 +17,30 @@ import logging
 import secrets
 from collections.abc import Iterable
 
+import orjson
+
 from meshbatch.batching.accumulator import Accumulator
 from meshbatch.batching.adaptive import AdaptiveController
 from meshbatch.batching.admission import Controls
-from meshbatch.batching.batch import BATCHED, PRIORITY_NAMES, QUEUED, Batch, Item, Outcome, Waiter, dedup_key
+from meshbatch.batching.batch import BATCHED, PRIORITY_NAMES, QUEUED, Batch, Item, Key, Outcome, Waiter, dedup_key
+from meshbatch.batching.buckets import Buckets
 from meshbatch.batching.codecs import CODECS, ItemResult
 from meshbatch.batching.codecs.base import Replies, refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
+from meshbatch.batching.cost import CostReader
 from meshbatch.batching.dispatcher import Dispatcher, Sender
+from meshbatch.batching.fairness import FairShare
 from meshbatch.batching.isolate import IsolatePolicy
 from meshbatch.batching.model import LatencyModel
+from meshbatch.batching.preferred import PreferredSizes
 from meshbatch.batching.replay import Replay, ReplayCache
 from meshbatch.batching.retry import RetryRules
+from meshbatch.batching.slots import AutoSlots
 from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
+from meshbatch.batching.streaming import index_reader
 from meshbatch.clock import Clock
 from meshbatch.config.model import Batch as BatchConfig
-from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, ProxyError
+from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, PayloadTooLarge, ProxyError
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.security.scope import IdempotencyScope
 from meshbatch.service import Call
@@ -59,7 +67,14 @@ class BatchHandler:
         self.codec = CODECS.get(config.codec)(config)
         self.replies: Replies = self.codec.replies
         self.controls = Controls(config.key, grpc_timeout=config.grpc is not None)
-        self.metrics = BatchMetrics(metrics, route)
+        bucket_by = config.bucket_by
+        self.buckets = Buckets(bucket_by, len(config.key)) if bucket_by is not None else None
+        self.metrics = BatchMetrics(metrics, route, cost=config.max_cost is not None,
+                                    buckets=self.buckets.names if self.buckets is not None else None)
+        self.cost = CostReader(config.cost) if config.cost is not None else None
+        # the bucket's own cost reader, when it reads another cost than max_cost's (None: the same value)
+        self.bucket_cost = CostReader(bucket_by.cost) if bucket_by is not None and bucket_by.cost is not None \
+            and bucket_by.cost != config.cost else None
         self.dedup = config.dedup
         self.scope = IdempotencyScope(config.idempotency_scope)
         self.max_queue = config.max_queue
@@ -69,19 +84,34 @@ class BatchHandler:
         self.controller = None if adaptive is None else AdaptiveController(
             self.model, target=adaptive.target_p99_ms / 1000, window=adaptive.window,
             min_wait=config.min_wait_ms / 1000, max_wait=config.max_wait_ms / 1000,
-            max_items=config.max_items, max_in_flight=config.max_in_flight)
+            max_items=config.max_items, max_in_flight=config.in_flight_cap)
         self._next_adapt = 0.0
         prefix, counter = secrets.token_hex(3), itertools.count(1)
         self.accumulator = Accumulator(
             max_items=config.max_items, max_bytes=config.max_bytes, hold=config.min_wait_ms / 1000,
             expected=self.model.expected, tail=self.model.tail, trusted=lambda: self.model.ready,
-            new_id=lambda: f"{prefix}-{next(counter)}")
+            new_id=lambda: f"{prefix}-{next(counter)}",
+            max_cost=config.max_cost if config.max_cost is not None else float("inf"),
+            hold_bounds=self.buckets.holds if self.buckets is not None else None,
+            fair=None if config.fairness is None else FairShare(
+                config.fairness.weights, config.fairness.default_weight, config.max_items, len(config.key)),
+            preferred=None if not config.preferred_sizes else PreferredSizes(
+                config.preferred_sizes, config.max_wait_ms / 1000,
+                None if config.pad_to_preferred is None else orjson.dumps(config.pad_to_preferred.item)))
         self.dispatcher = Dispatcher(
             route, self.accumulator, self.codec, send, method=config.upstream_method.encode(),
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
-            key_queries=self.controls.key_queries, max_in_flight=config.max_in_flight, metrics=self.metrics,
-            model=self.model, on_batch=self._adapt if self.controller is not None else None, clock=clock,
-            retry=retry, isolate=IsolatePolicy.from_config(config.isolate))
+            key_queries=self.controls.key_queries, max_in_flight=config.in_flight_cap, metrics=self.metrics,
+            model=self.model, clock=clock,
+            retry=retry, isolate=IsolatePolicy.from_config(config.isolate), stream_results=config.stream_results)
+        auto = config.max_in_flight
+        self.slots = None if isinstance(auto, int) else AutoSlots(auto.auto, self.model, self.dispatcher.clock.now())
+        if self.slots is not None:
+            self.dispatcher.max_in_flight = self.slots.limit
+        if self.controller is not None or self.slots is not None:
+            self.dispatcher.on_batch = self._on_batch
+        if config.stream_index_field is not None:
+            self.dispatcher.stream_position = index_reader(config.stream_index_field)
         if config.dedup and config.dedup_window_ms > 0:
             self.dispatcher.replay = ReplayCache(config.dedup_window_ms / 1000, config.dedup_max_keys)
         self._bound = False
@@ -125,6 +155,7 @@ class BatchHandler:
         assert dispatcher.loop is not None
         now = dispatcher.clock.now()
         key, priority, budget, idempotency = self.controls.read(request)
+        cost = self._cost(request) if self.cost is not None else 0.0
         base = request.received_at or now
         deadline = base + self.timeout
         if budget is not None and base + budget < deadline:
@@ -156,14 +187,33 @@ class BatchHandler:
                                                   retry_after=self._retry_after(now)))
         headers = end_to_end(request.headers) if self._forwards else \
             _NO_HEADERS if dispatcher.tracing is None else dispatcher.tracing.item_headers(request)
-        item = Item(request.body, request.method, request.target, headers, key=key, priority=priority,
-                    arrived=now, deadline=deadline, dedup_key=shared_key)
+        queue_key = key if self.buckets is None else self._bucket(request, key, cost)
+        item = Item(request.body, request.method, request.target, headers, key=queue_key, priority=priority,
+                    arrived=now, deadline=deadline, dedup_key=shared_key, cost=cost)
         problem = self.codec.check_item(item)
         if problem is not None:
             raise BadRequest(refusal_reason(problem), problem)
         waiter = Waiter(dispatcher.loop.create_future(), now, deadline, item)
         dispatcher.enqueue(item, waiter, now)
         return waiter
+
+    def _cost(self, request: Request) -> float:
+        """The item's cost (batch.cost); 413 `over_budget` when it exceeds max_cost and over_budget is refuse."""
+        assert self.cost is not None
+        cost = self.cost.read(request)
+        budget = self.config.max_cost
+        if budget is not None and cost > budget and self.config.over_budget == "refuse":
+            raise PayloadTooLarge("over_budget", f"this item costs {cost:g} ({self.cost.spec}), more than a whole "
+                                  f"batch may cost (max_cost {budget:g})")
+        return cost
+
+    def _bucket(self, request: Request, key: Key, cost: float) -> Key:
+        """The queue key of the shape bucket the item's cost falls in (batch.bucket_by)."""
+        buckets = self.buckets
+        assert buckets is not None
+        index = buckets.index(self.bucket_cost.read(request) if self.bucket_cost is not None else cost)
+        self.metrics.bucket_items.inc(self.metrics.bucket_labels[index])
+        return (*key, buckets.labels[index])
 
     def _replayed(self, kept: Replay, request: Request) -> Response:
         """The answer kept for this idempotency key (dedup_window_ms), without an upstream call."""
@@ -203,9 +253,14 @@ class BatchHandler:
 
     # -- adaptive control -----------------------------------------------------------------------------------
 
-    def _adapt(self, batch: Batch, elapsed: float, now: float) -> None:
-        controller = self.controller
-        assert controller is not None
+    def _on_batch(self, batch: Batch, elapsed: float, now: float) -> None:
+        """A batch got a 2xx answer after `elapsed` seconds: the adaptive hold and the auto slots learn from it."""
+        if self.controller is not None:
+            self._adapt(self.controller, batch, elapsed, now)
+        if self.slots is not None:
+            self.dispatcher.max_in_flight = self.slots.observe(len(batch.items), elapsed, now)
+
+    def _adapt(self, controller: AdaptiveController, batch: Batch, elapsed: float, now: float) -> None:
         oldest = min(item.arrived for item in batch.items)
         controller.observe_added(batch.sent_at - oldest + max(0.0, elapsed - self.model.expected(1)))
         if now >= self._next_adapt:
@@ -236,10 +291,13 @@ class BatchHandler:
             queue = acc.queues.get(key)
             front = queue.front() if queue is not None else None
             counts = queue.lane_counts() if queue is not None else [0, 0, 0]
+            parts, bucket = self.buckets.split(key) if self.buckets is not None else (key, None)
             keys.append({
-                "key": [part.decode("latin-1") for part in key],
+                "key": [part.decode("latin-1") for part in parts],
+                "bucket": bucket,
                 "queued": queue.count if queue is not None else 0,
                 "bytes": queue.bytes if queue is not None else 0,
+                "cost": round(queue.cost, 3) if queue is not None else 0.0,
                 "oldest_ms": round((now - front.arrived) * 1000, 3) if front is not None else 0.0,
                 "in_flight": dispatcher.in_flight_by_key.get(key, 0),
                 "by_priority": dict(zip(PRIORITY_NAMES, counts, strict=True)),
@@ -252,6 +310,7 @@ class BatchHandler:
             "max_queue": self.max_queue,
             "in_flight": dispatcher.in_flight,
             "max_in_flight": dispatcher.max_in_flight,
+            "in_flight_auto": self.slots.summary() if self.slots is not None else None,
             "items_per_s": round(dispatcher.completed.value(now), 1),
             "items_total": dispatcher.completed.total,
             "dedup_shared": int(self.metrics.dedup.get(self.metrics.labels)),
@@ -262,9 +321,17 @@ class BatchHandler:
                 "max_items": config.max_items, "size_cap": acc.cap, "max_bytes": config.max_bytes,
                 "max_wait_ms": config.max_wait_ms, "min_wait_ms": config.min_wait_ms,
                 "hold_ms": round(acc.hold * 1000, 3), "dedup": self.dedup, "key": list(config.key),
-                "idempotency_scope": self.scope.spec,
+                "idempotency_scope": self.scope.spec, "max_cost": config.max_cost, "cost": config.cost,
+                "over_budget": config.over_budget,
             },
+            "buckets": None if self.buckets is None else self.buckets.summary(self.metrics.bucket_counts()),
+            "fairness": None if acc.fair is None else acc.fair.summary(),
+            "preferred": None if acc.preferred is None else {
+                **acc.preferred.summary(), "padding_items": int(self.metrics.padding.get(self.metrics.labels))},
             "isolation": dispatcher.isolation_summary(),
+            "streaming": {"stream_results": dispatcher.stream_results, "index_field": config.stream_index_field,
+                          "streamed_items": int(self.metrics.streamed.get(self.metrics.labels)),
+                          "broken_streams": int(self.metrics.stream_broken.get(self.metrics.labels))},
             "flushes": self.metrics.flush_counts(),
             "rejections": self.metrics.rejection_counts(),
             "keys": keys,
@@ -281,6 +348,8 @@ def _gauge_values(handler: object) -> Iterable[tuple[str, str, float]]:
     assert isinstance(handler, BatchHandler)
     yield "meshbatch_batch_queue_depth", "Items queued in the batcher", handler.accumulator.queued
     yield "meshbatch_batch_in_flight", "Batches in flight to the upstream", handler.dispatcher.in_flight
+    yield ("meshbatch_batch_in_flight_limit", "Batches allowed in flight: max_in_flight, or its current value "
+           "under max_in_flight: auto", handler.dispatcher.max_in_flight)
 
 
 __all__ = ["BatchHandler", "Sender"]

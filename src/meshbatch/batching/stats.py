@@ -10,7 +10,11 @@ from meshbatch.batching.batch import FLUSH_REASONS
 from meshbatch.telemetry.metrics import SIZE_BUCKETS, Gauge, Metric, Registry
 
 if TYPE_CHECKING:
+    from meshbatch.batching.batch import Batch
     from meshbatch.batching.bisection import Bisection
+
+
+COST_BUCKETS = tuple(float(2**n) for n in range(21))  # 1 to ~1M: token counts, node counts, bytes
 
 
 class RateMeter:
@@ -54,7 +58,8 @@ class RateMeter:
 class BatchMetrics:
     """Every batching metric carries the `route` label; label tuples are built once here, not per request."""
 
-    def __init__(self, registry: Registry, route: str) -> None:
+    def __init__(self, registry: Registry, route: str, *, cost: bool = False,
+                 buckets: list[str] | None = None) -> None:
         self.route = route
         self.labels = (route,)
         self.size = registry.histogram(
@@ -96,9 +101,39 @@ class BatchMetrics:
         self.isolation_calls = registry.counter(
             "meshbatch_batch_isolation_calls_total", "Upstream calls made to isolate the items at fault of refused "
             "batches (beyond each batch's first call)", ["route"])
+        # with batch.max_cost: the summed cost of each batch (the budget's use)
+        self.cost = registry.histogram(
+            "meshbatch_batch_cost", "Summed item cost per upstream batch call (batch.cost; routes with max_cost)",
+            ["route"], COST_BUCKETS).labels(self.labels) if cost else None
+        # with batch.bucket_by: the items admitted into each shape bucket
+        self.bucket_items = registry.counter(
+            "meshbatch_batch_bucket_items_total", "Items admitted into each shape bucket (batch.bucket_by)",
+            ["route", "bucket"])
+        self.bucket_labels = [(route, name) for name in buckets or []]
+        self.padding = registry.counter(
+            "meshbatch_batch_padding_items_total", "Padding items added to reach a preferred batch size "
+            "(batch.pad_to_preferred); their answers are dropped", ["route"])
+        self.streamed = registry.counter(
+            "meshbatch_batch_streamed_items_total", "Items answered from their own line of a streamed batch answer, "
+            "as it arrived (batch.stream_results)", ["route"])
+        self.stream_broken = registry.counter(
+            "meshbatch_batch_stream_broken_total", "Streamed batch answers that broke off before their last line: "
+            "the items without a line got the batch's error", ["route"])
         self.flush_labels = {reason: (route, reason) for reason in FLUSH_REASONS}
         self.call_labels = {outcome: (route, outcome) for outcome in ("ok", "error", "bad_answer")}
         self.cancel_labels = {stage: (route, stage) for stage in ("queued", "in_flight")}
+
+    def started(self, batch: Batch, now: float) -> None:
+        """A batch leaves for its upstream: its flush reason, size, cost, padding and each item's time queued."""
+        self.flushes.inc(self.flush_labels[batch.reason])
+        self.size.observe(len(batch.items))
+        if self.cost is not None:
+            self.cost.observe(batch.cost)
+        if batch.padding:
+            self.padding.inc(self.labels, batch.padding)
+        queue_hist = self.queue
+        for item in batch.items:
+            queue_hist.observe(now - item.arrived)
 
     def isolation(self, bisection: Bisection) -> None:
         """Count what a batch's isolation did (once per batch, when it ends)."""
@@ -115,6 +150,9 @@ class BatchMetrics:
         labels = self.labels
         return {"calls": int(self.isolation_calls.get(labels)), "splits": int(self.splits.get(labels)),
                 "isolated": int(self.isolated.get(labels)), "unresolved": int(self.unresolved.get(labels))}
+
+    def bucket_counts(self) -> list[int]:
+        return [int(self.bucket_items.get(labels)) for labels in self.bucket_labels]
 
     def reject(self, reason: str) -> None:
         self.rejections.inc((self.route, reason))

@@ -8,13 +8,14 @@ batch sends and how its answer is read is here. The functions read what they nee
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 from urllib.parse import quote_from_bytes
 
-from meshbatch.batching.batch import Batch, Item, Key
+from meshbatch.batching.batch import Batch, Item, Key, Outcome
 from meshbatch.batching.bisection import Bisection
 from meshbatch.batching.codecs.base import Codec, ItemResult
 from meshbatch.batching.codecs.failures import failure, naming_target
@@ -22,10 +23,15 @@ from meshbatch.batching.isolate import IsolatePolicy, answer_final, bisect, part
 from meshbatch.batching.model import LatencyModel
 from meshbatch.batching.retry import Answer, RetryRules
 from meshbatch.batching.stats import BatchMetrics
+from meshbatch.batching.streaming import LineCodec, Position, StreamReader, StreamSplit, streams_lines
 from meshbatch.clock import Clock
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Headers, Response
-from meshbatch.upstream.exchange import ATTEMPT
+from meshbatch.upstream.exchange import ATTEMPT, STREAM_LIMIT
+
+# With `batch.stream_results`, an answer of more than this many bytes comes as a stream (http/client.py): any
+# answer with a body, so that the first line is read as soon as it arrives.
+STREAM_FROM = 1
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -55,6 +61,8 @@ class BatchRoute(Protocol):
     on_batch: Callable[[Batch, float, float], None] | None
     retry: RetryRules | None
     isolate: IsolatePolicy | None
+    stream_results: bool  # read a 2xx answer line by line as it streams in (batching/streaming.py)
+    stream_position: Position | None  # lines matched by the item position they name (else in order)
     clock: Clock
     stopwatch: Callable[[], float]  # durations: perf_counter, or a test's fake clock (clock.py)
     tracing: BatchTracing | None
@@ -80,7 +88,12 @@ async def exchange(site: BatchRoute, batch: Batch, path: bytes, headers: Headers
                    items: list[Item], body: bytes) -> Answer:
     """`items` (the batch, or the part of it sent again) to the upstream: a result each; a refusal that
     blames the request is split to find the items at fault (batching/isolate.py)."""
-    response, results = await call(site, batch, path, headers, items, body)
+    if site.stream_results:
+        response, results, streamed = await call_streaming(site, batch, path, headers, items, body)
+        if streamed is not None:
+            return Answer(response.status, streamed)
+    else:
+        response, results = await call(site, batch, path, headers, items, body)
     isolate = site.isolate
     if bisection is None or isolate is None or response.status not in isolate.statuses:
         return Answer(response.status, results)
@@ -93,27 +106,90 @@ async def exchange(site: BatchRoute, batch: Batch, path: bytes, headers: Headers
 async def call(site: BatchRoute, batch: Batch, path: bytes, headers: Headers, items: list[Item],
                body: bytes) -> tuple[Response, list[ItemResult]]:
     """One upstream call for `items`: the response, and a result each."""
-    clock = site.clock
-    now = clock.now()
+    started = site.stopwatch()
+    response = await _send(site, batch, path, headers, items, body)
+    return response, _results(site, batch, path, response, items, site.stopwatch() - started)
+
+
+async def _send(site: BatchRoute, batch: Batch, path: bytes, headers: Headers, items: list[Item],
+                body: bytes) -> Response:
+    now = site.clock.now()
     deadlines = [w.deadline for item in items for w in item.waiters if not w.future.done()]
     last = max(deadlines) if deadlines else now
-    stopwatch = site.stopwatch
-    started = stopwatch()
     timeout = max(last - now, 0.001)
     timed = site.codec.call_headers(timeout)
     response = site.codec.replies.upstream(
         await site.send(site.method, path, [*headers, *timed] if timed else headers, body, timeout, batch.key))
-    elapsed = stopwatch() - started
     batch.upstream = response.upstream
+    return response
+
+
+def _results(site: BatchRoute, batch: Batch, path: bytes, response: Response, items: list[Item],
+             elapsed: float) -> list[ItemResult]:
     site.metrics.upstream.observe(elapsed)
     results = decode(site, response, items)
     if response.status == 404:  # the path called is the first thing to check: say which it was
         results = naming_target(results, response.status, site.method, path)
     if 200 <= response.status < 300:
-        site.model.observe(len(items), elapsed)
-        if site.on_batch is not None:
-            site.on_batch(batch, elapsed, clock.now())
-    return response, results
+        _observed(site, batch, len(items), elapsed)
+    return results
+
+
+def _observed(site: BatchRoute, batch: Batch, size: int, elapsed: float) -> None:
+    site.model.observe(size, elapsed)
+    if site.on_batch is not None:
+        site.on_batch(batch, elapsed, site.clock.now())
+
+
+async def call_streaming(site: BatchRoute, batch: Batch, path: bytes, headers: Headers, items: list[Item],
+                         body: bytes) -> tuple[Response, list[ItemResult], list[Outcome] | None]:
+    """One upstream call for `items` whose 2xx answer is read as it streams in (`batch.stream_results`,
+    batching/streaming.py): each item's callers are answered when its line arrives. The response and, for an
+    answer read whole (not streamed, or not 2xx), a result each; for a streamed one, an outcome each."""
+    started = site.stopwatch()
+    token = STREAM_LIMIT.set(STREAM_FROM)
+    try:
+        response = await _send(site, batch, path, headers, items, body)
+    finally:
+        STREAM_LIMIT.reset(token)
+    stream = response.stream
+    if stream is None:
+        return response, _results(site, batch, path, response, items, site.stopwatch() - started), None
+    loop = asyncio.get_running_loop()
+    streaming = 200 <= response.status < 300 and streams_lines(site.codec)
+    metrics = site.metrics
+    split: StreamSplit | None = None
+    if streaming:
+        def answer(index: int, result: ItemResult) -> None:
+            for waiter in items[index].waiters:
+                waiter.resolve(result)
+            metrics.streamed.inc(metrics.labels)
+
+        split = StreamSplit(cast("LineCodec", site.codec), len(items), answer, site.stream_position)
+    reader = StreamReader(split, loop.create_future())
+    stream.attach(reader)
+    try:
+        broken = await reader.done
+    except BaseException:
+        stream.abandon()  # cancelled (drain): the connection is mid-answer and cannot be reused
+        raise
+    elapsed = site.stopwatch() - started
+    if split is None:
+        response.body = b"".join(reader.body) if broken is None else b""
+        response.stream = None
+        if broken is not None:
+            raise broken
+        return response, _results(site, batch, path, response, items, elapsed), None
+    metrics.upstream.observe(elapsed)
+    if broken is not None:
+        metrics.calls.inc(metrics.call_labels["error"])
+        metrics.stream_broken.inc(metrics.labels)
+        return response, [], split.abort(broken)
+    outcomes = split.end()
+    whole = split.lines == len(items) and not split.extra  # a line per item, no more: as `decode` counts it
+    metrics.calls.inc(metrics.call_labels["ok" if whole else "bad_answer"])
+    _observed(site, batch, len(items), elapsed)
+    return response, [], outcomes
 
 
 async def part(site: BatchRoute, batch: Batch, path: bytes, headers: Headers, items: list[Item],
@@ -159,4 +235,4 @@ def decode(site: BatchRoute, response: Response, items: list[Item]) -> list[Item
     return results
 
 
-__all__ = ["BatchRoute", "Sender", "call", "decode", "exchange", "part", "upstream_request"]
+__all__ = ["BatchRoute", "Sender", "call", "call_streaming", "decode", "exchange", "part", "upstream_request"]

@@ -210,7 +210,8 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
     return list(problems.values())
 
 
-_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "EndpointSpec", "Adaptive", "Admin", "Batch"}
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "EndpointSpec", "Adaptive", "Admin", "Batch",
+               "AutoInFlight"}
 _SCALAR_TAGS = {"str", "int", "float", "bool", "list"}
 
 

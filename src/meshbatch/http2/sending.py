@@ -54,6 +54,7 @@ class H2Sender:
         self._goaway = False  # GOAWAY sent: no new stream is served
         self._remote_goaway = False
         self._highest = 0  # the highest stream id taken up
+        self._reading = False  # in data_received: what is sent goes out in one write at its end
 
     def _credit(self, sid: int, size: int) -> None:
         if size and self.h2 is not None:
@@ -117,7 +118,8 @@ class H2Sender:
                     source.discard()
                 stream.body_done = True
                 self._send(stream)
-        self._write()
+        if not self._reading:
+            self._write()
 
     def stream_ready(self, stream: H2Stream) -> None:
         """A streamed answer has more body (or its end)."""

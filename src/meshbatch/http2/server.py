@@ -26,6 +26,7 @@ from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     RemoteSettingsChanged,
     RequestReceived,
     StreamEnded,
@@ -41,6 +42,7 @@ from meshbatch.http.message import Request
 from meshbatch.http.serialize import local_reply
 from meshbatch.http.serving import new_request_id
 from meshbatch.http2.head import build_request, trailer_fields
+from meshbatch.http2.hpack_out import StaticEncoder
 from meshbatch.http2.limits import FrameWatch, H2Limits
 from meshbatch.http2.sending import H2Sender
 from meshbatch.http2.streams import H2Stream
@@ -55,6 +57,7 @@ _CONFIG = H2Configuration(client_side=False, header_encoding=None, validate_inbo
 def new_connection(limits: H2Limits) -> H2Connection:
     """A server connection whose first SETTINGS carry the listener's limits (in force from the first frame)."""
     conn = H2Connection(config=_CONFIG)
+    conn.encoder = StaticEncoder()  # answers' fields: static table and cached literals (http2/hpack_out.py)
     conn.local_settings = Settings(client=False, initial_values={
         SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
         SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
@@ -164,6 +167,18 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
             code = None if queued else getattr(error, "error_code", ErrorCodes.PROTOCOL_ERROR)
             self._refuse("h2_protocol_error", code)
             return
+        self._reading = True  # answers given during this read go out in one write, after it
+        try:
+            self._events(events, now)
+        finally:
+            self._reading = False
+        if self.closed:
+            return
+        self._write()
+        if self._remote_goaway and not self.streams:
+            self._close()
+
+    def _events(self, events: list[Event], now: float) -> None:
         for event in events:
             kind = type(event)
             if kind is RequestReceived:
@@ -185,9 +200,6 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
                 self._remote_goaway = True
             if self.closed:
                 return
-        self._write()
-        if self._remote_goaway and not self.streams:
-            self._close()
 
     def _opened(self, event: RequestReceived, now: float) -> None:
         conn, watch = self.h2, self.watch

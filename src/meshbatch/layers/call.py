@@ -25,7 +25,7 @@ from meshbatch.layers.split import Split
 from meshbatch.layers.timeout import route_deadline, try_deadline, upstream_timeout
 from meshbatch.service import Call, Pending, Respond
 from meshbatch.upstream import exchange
-from meshbatch.upstream.exchange import ATTEMPT
+from meshbatch.upstream.exchange import ATTEMPT, STREAM_LIMIT
 from meshbatch.upstream.headers import VIA, batch_headers, request_headers, response_headers
 from meshbatch.upstream.target import Target
 
@@ -144,7 +144,8 @@ class BatchSender:
                 self.mirror.copy(method, path, out, body, key=hash_key)
         if self.per_try is not None and self.per_try < timeout:
             timeout = self.per_try
-        return await exchange.send(target, method, path, out, body, now + timeout, hash_key, self.loop, attempt)
+        return await exchange.send(target, method, path, out, body, now + timeout, hash_key, self.loop, attempt,
+                                   stream_limit=STREAM_LIMIT.get())
 
 
 __all__ = ["BatchSender", "UpstreamService"]

@@ -78,6 +78,11 @@ class GradientController:
     def release(self, rtt: float | None, now: float) -> None:
         """A request ended; `rtt` is its round trip, or None when it gives no sample (a failure)."""
         self.in_flight -= 1
+        self.sample(rtt, now)
+
+    def sample(self, rtt: float | None, now: float) -> None:
+        """A round trip (None: none, a failure) from a caller that keeps its own count of what is in flight (the
+        batcher's `max_in_flight: auto`, batching/slots.py); the limit moves as with `release`."""
         if rtt is not None and len(self._samples) < MAX_SAMPLES:
             self._samples.append(rtt)
         self._tick(now)

@@ -16,7 +16,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Any
 
 from meshbatch.admin.api import AdminApi
 from meshbatch.config import ConfigError, load, model
-from meshbatch.config.redact import LOG_FORMAT, RedactingFormatter
 from meshbatch.http import server as http_server
 from meshbatch.http.forwarded import Trust
 from meshbatch.http.parser import ParserLimits
@@ -33,6 +31,7 @@ from meshbatch.http.server import Dispatch, ListenerState, ServerSettings, serve
 from meshbatch.http2.accept import protocol_factory
 from meshbatch.http2.limits import H2Limits
 from meshbatch.runtime import checks as _checks  # noqa: F401  (every check of meaning, registered)
+from meshbatch.runtime.announce import announce_line
 from meshbatch.runtime.ingest import start_ingest, stop_ingest
 from meshbatch.runtime.listener import ListenerStack
 from meshbatch.runtime.observability import Observability
@@ -106,20 +105,6 @@ def _server_tls(state: ListenerState) -> ServerTls | None:
     tls = state.settings.tls
     assert tls is None or isinstance(tls, ServerTls)
     return tls
-
-
-_LIFECYCLE = RedactingFormatter(LOG_FORMAT)
-
-
-def announce_line(line: str) -> None:
-    """A lifecycle line (`meshbatch: ready ...`) on stderr in the shape of every log record, whatever the log
-    level: `2026-12-03 17:58:01,123 INFO meshbatch: ready config=... pid=...` (`WARNING: ...` lines as warnings)."""
-    name, _, message = line.partition(": ")
-    level = logging.INFO
-    if message.startswith("WARNING: "):
-        level, message = logging.WARNING, message.removeprefix("WARNING: ")
-    record = logging.LogRecord(name, level, __file__, 0, message, None, None)
-    print(_LIFECYCLE.format(record), file=sys.stderr, flush=True)
 
 
 class Proxy:

@@ -61,6 +61,9 @@ class Attempt:
 # The attempt of the batch being sent: set by the batcher's retry loop around the route's sender, whose call
 # signature wrappers (such as `compress`) keep as it is.
 ATTEMPT: ContextVar[Attempt | None] = ContextVar("meshbatch_attempt", default=None)
+# A batch sender in this context reads an answer larger than this as a stream (0: always whole); set by a
+# batching route with `batch.stream_results` around its call (batching/upstream_call.py).
+STREAM_LIMIT: ContextVar[int] = ContextVar("meshbatch_stream_limit", default=0)
 
 
 def pick(target: Target, key: bytes | None, tried: Sequence[Endpoint], now: float) -> Endpoint:
@@ -240,4 +243,4 @@ def start(target: Target, endpoint: Endpoint, method: bytes, path: bytes, header
     return exchange
 
 
-__all__ = ["ATTEMPT", "Attempt", "FastExchange", "Respond", "pick", "send", "start"]
+__all__ = ["ATTEMPT", "STREAM_LIMIT", "Attempt", "FastExchange", "Respond", "pick", "send", "start"]

@@ -1,5 +1,8 @@
 """`ndjson`: one JSON document per line both ways (`application/x-ndjson`).
 
+With `batch.stream_results`, a chunked answer is read line by line and each caller answered as its line
+arrives (`decode_line`, batching/streaming.py); lines are matched to items in order.
+
 Bytes travel as written, as with `json-array`: a body on several lines (pretty-printed) is put on one by turning
 its line breaks into spaces, which in valid JSON can only be whitespace between tokens (a string cannot hold a
 raw line break), and each caller gets its answer line's bytes unchanged.
@@ -66,6 +69,16 @@ class NdjsonCodec:
             return for_all(failure("upstream_result_count",
                                    f"the batch had {n} items and the answer {len(lines)} lines"), n)
         return [ItemResult(200, line, JSON_HEADERS) for line in lines]
+
+    def decode_line(self, number: int, line: bytes) -> ItemResult:
+        """One line of a streamed answer (batching/streaming.py): its result, or a 502 for that item alone."""
+        try:
+            _DOCUMENT.decode(line)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            return failure("upstream_not_json", not_json(exc, f"line {number} of the batch answer"))
+        if not utf8(line):
+            return failure("upstream_not_json", f"line {number} of the batch answer is not UTF-8")
+        return ItemResult(200, line, JSON_HEADERS)
 
 
 __all__ = ["NdjsonCodec"]

@@ -8,7 +8,18 @@ the file; every name is importable from `meshbatch.config.model`.
 from __future__ import annotations
 
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
-from meshbatch.config.model.batch import ENVELOPE_METHOD, Adaptive, Batch, GrpcBatch, Isolate
+from meshbatch.config.model.batch import (
+    ENVELOPE_METHOD,
+    Adaptive,
+    AutoInFlight,
+    Batch,
+    BucketBy,
+    Fairness,
+    GrpcBatch,
+    InFlightGradient,
+    Isolate,
+    PadToPreferred,
+)
 from meshbatch.config.model.clusters import (
     CircuitBreakers,
     Cluster,
@@ -76,9 +87,11 @@ __all__ = [
     "AdaptiveConcurrency",
     "Admin",
     "AnyRoute",
+    "AutoInFlight",
     "Backoff",
     "Batch",
     "BatchRoute",
+    "BucketBy",
     "CircuitBreakers",
     "Cluster",
     "Column",
@@ -91,6 +104,7 @@ __all__ = [
     "Encoding",
     "EndpointBreaker",
     "EndpointSpec",
+    "Fairness",
     "Fault",
     "FaultAbort",
     "FaultDelay",
@@ -101,6 +115,7 @@ __all__ = [
     "HeaderMatch",
     "HealthCheck",
     "Http2",
+    "InFlightGradient",
     "Ingest",
     "IngestBatch",
     "IngestLog",
@@ -115,6 +130,7 @@ __all__ = [
     "Model",
     "NonNegInt",
     "OutlierDetection",
+    "PadToPreferred",
     "Percent",
     "PipelineLimits",
     "PipelineRoute",

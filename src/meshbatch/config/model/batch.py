@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+import orjson
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from meshbatch.config.model.base import Model, ReadPath, UrlPath
 
@@ -69,6 +71,52 @@ class Isolate(Model):
         return value
 
 
+class InFlightGradient(Model):
+    """`batch.max_in_flight: {auto: {...}}`: the bounds of the batches in flight and the settings of the gradient
+    controller that moves between them (meshbatch.layers.concurrency, as `adaptive_concurrency` uses it)."""
+
+    min: Annotated[int, Field(ge=1, le=10_000)] = 1
+    max: Annotated[int, Field(ge=1, le=10_000)] = 16
+    sample_window_ms: Annotated[int, Field(ge=10, le=60_000)] = 250
+    sample_percentile: Annotated[float, Field(gt=0, le=100)] = 50
+    buffer_percent: Annotated[float, Field(ge=0, le=100)] = 25
+    min_rtt_interval_ms: Annotated[int, Field(ge=1, le=86_400_000)] = 30_000
+    min_rtt_batches: Annotated[int, Field(ge=1, le=10_000)] = 20
+    jitter_percent: Annotated[float, Field(ge=0, le=100)] = 15
+
+    @model_validator(mode="after")
+    def _bounds(self) -> InFlightGradient:
+        if self.min > self.max:
+            raise ValueError("min must be <= max")
+        return self
+
+
+class AutoInFlight(Model):
+    """`max_in_flight: auto` (the defaults) or `max_in_flight: {auto: {min, max, ...}}`."""
+
+    auto: InFlightGradient = InFlightGradient()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if value == "auto":
+            return {"auto": {}}
+        if isinstance(value, dict) and value.get("auto") in (None, True):
+            return {**value, "auto": {}}
+        if isinstance(value, str):
+            raise ValueError("must be a number of batches, 'auto' or {auto: {min, max}}")
+        return value
+
+
+def _in_flight_kind(value: Any) -> str:
+    return "AutoInFlight" if isinstance(value, dict | str | AutoInFlight) else "int"
+
+
+# A fixed number of batches in flight, or `auto`: moved between bounds by the upstream's latency.
+InFlight = Annotated[Annotated[Annotated[int, Field(ge=1, le=10_000)], Tag("int")]
+                     | Annotated[AutoInFlight, Tag("AutoInFlight")], Discriminator(_in_flight_kind)]
+
+
 # The batch method of the envelope mode (src/meshbatch/grpc/meshbatch_batch.proto), which the consumer SDK serves.
 ENVELOPE_METHOD = "/meshbatch.batch.v1.Batch/Process"
 _METHOD = re.compile(r"/[A-Za-z_][A-Za-z0-9_.]*\.[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*")
@@ -84,6 +132,12 @@ def _method(value: str) -> str:
 def _field(value: str) -> str:
     if not _FIELD.fullmatch(value):
         raise ValueError("must be a protobuf field name (letters, digits, _)")
+    return value
+
+
+def _json_field(value: str) -> str:
+    if not _FIELD.fullmatch(value):
+        raise ValueError("must be a field name (letters, digits, _)")
     return value
 
 
@@ -121,6 +175,83 @@ class GrpcBatch(Model):
         return self.descriptor_set is None
 
 
+def cost_spec_problem(spec: str) -> str | None:
+    """What is wrong with a `batch.cost` value (meshbatch.batching.cost), or None."""
+    kind, _, name = spec.partition(":")
+    if spec == "bytes":
+        return None
+    if kind == "header" and name and set(name) <= _TOKEN:
+        return None
+    if kind == "json" and name and all(name.split(".")):
+        return None
+    return "must be 'bytes', 'header:NAME' or 'json:PATH' (a dotted path: json:inputs.0.tokens)"
+
+
+def _cost(value: str) -> str:
+    problem = cost_spec_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+CostSpec = Annotated[str, AfterValidator(_cost)]
+
+
+class BucketBy(Model):
+    """`batch.bucket_by`: items of similar cost share batches (meshbatch.batching.buckets)."""
+
+    cost: CostSpec | None = None  # what an item costs; None: batch.cost
+    boundaries: Annotated[list[Annotated[float, Field(gt=0, le=1e15)]], Field(min_length=1, max_length=64)]
+    # how long a bucket's queue may be held at most (one number for every bucket, or one per bucket: as many as
+    # boundaries + 1); None: the route's hold (min_wait_ms or the adaptive hold)
+    max_hold_ms: Annotated[float, Field(ge=0, le=600_000)] | list[Annotated[float, Field(ge=0, le=600_000)]] | None \
+        = None
+
+    @field_validator("boundaries")
+    @classmethod
+    def _rising(cls, value: list[float]) -> list[float]:
+        for low, high in pairwise(value):
+            if high <= low:
+                raise ValueError(f"boundaries must rise: {high:g} follows {low:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _holds(self) -> BucketBy:
+        if isinstance(self.max_hold_ms, list) and len(self.max_hold_ms) != len(self.boundaries) + 1:
+            raise ValueError(f"max_hold_ms: one per bucket, {len(self.boundaries) + 1} for {len(self.boundaries)} "
+                             f"boundaries (or one number for all), not {len(self.max_hold_ms)}")
+        return self
+
+
+class PadToPreferred(Model):
+    """`batch.pad_to_preferred`: fill each batch up to the next preferred size with this item; its answers are
+    dropped (meshbatch.batching.preferred)."""
+
+    item: Any  # a JSON value: the body of each padding item
+
+    @field_validator("item")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        try:
+            orjson.dumps(value)
+        except TypeError:
+            raise ValueError("must be a JSON value (objects with string keys, arrays, strings, numbers, "
+                             "true, false, null)") from None
+        return value
+
+
+Weight = Annotated[float, Field(ge=0.01, le=1000)]
+
+
+class Fairness(Model):
+    """`batch.fairness`: weighted fair sharing of the in-flight slots between batch keys
+    (meshbatch.batching.fairness)."""
+
+    # glob pattern over the batch key's values (joined with "/") -> weight; the first pattern that matches wins
+    weights: dict[Annotated[str, Field(min_length=1, max_length=256)], Weight] = {}
+    default_weight: Weight = 1.0
+
+
 class Batch(Model):
     max_items: Annotated[int, Field(ge=1, le=100_000)] = 64
     max_wait_ms: Annotated[float, Field(ge=0, le=600_000)] = 5
@@ -129,7 +260,7 @@ class Batch(Model):
     codec: str = "json-array"
     upstream_path: UrlPath = "/batch"
     upstream_method: Literal["POST", "PUT"] = "POST"
-    max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 4
+    max_in_flight: InFlight = 4  # or `auto` / {auto: {min, max, ...}} (meshbatch.batching.slots)
     max_queue: Annotated[int, Field(ge=1)] = 10_000
     key: list[str] = []
     dedup: bool = True
@@ -139,6 +270,19 @@ class Batch(Model):
     adaptive: Adaptive | None = None
     isolate: Isolate = Isolate()
     grpc: GrpcBatch | None = None  # with codec: grpc (filled in with its defaults when absent)
+    max_cost: Annotated[float, Field(gt=0, le=1e15)] | None = None  # the cost budget of one batch
+    cost: CostSpec | None = None  # what an item costs: bytes | header:NAME | json:PATH
+    over_budget: Literal["alone", "refuse"] = "refuse"  # an item costing more than max_cost
+    bucket_by: BucketBy | None = None  # shape buckets: items of similar cost share batches
+    fairness: Fairness | None = None  # weighted fair shares of the slots between batch keys
+    # batch sizes the upstream runs best at: a queue holds (up to max_wait_ms) to reach the smallest, and is cut
+    # at the largest it reaches
+    preferred_sizes: list[Annotated[int, Field(ge=1, le=100_000)]] = []
+    pad_to_preferred: PadToPreferred | None = None  # pad every batch to the next preferred size
+    # Answer each caller as its line of a streamed (chunked) ndjson answer arrives (meshbatch.batching.streaming)
+    stream_results: bool = False
+    # With stream_results: lines name their item's position in the batch (0-based) in this field, in any order
+    stream_index_field: Annotated[str, AfterValidator(_json_field)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -155,6 +299,12 @@ class Batch(Model):
             value = {**value, "upstream_path": method}
         return value
 
+    @property
+    def in_flight_cap(self) -> int:
+        """The most batches in flight: the fixed number, or the upper bound of `auto`."""
+        slots = self.max_in_flight
+        return slots if isinstance(slots, int) else slots.auto.max
+
     @field_validator("key")
     @classmethod
     def _keys(cls, value: list[str]) -> list[str]:
@@ -162,6 +312,21 @@ class Batch(Model):
             kind, _, name = part.partition(":")
             if kind not in ("header", "query") or not name:
                 raise ValueError(f"{part!r}: a key part is 'header:NAME' or 'query:NAME'")
+        return value
+
+    @field_validator("stream_results")
+    @classmethod
+    def _streams(cls, value: bool, info: ValidationInfo) -> bool:
+        codec = info.data.get("codec")
+        if value and codec is not None and codec != "ndjson":
+            raise ValueError(f"results stream one per line with codec: ndjson, not codec: {codec}")
+        return value
+
+    @field_validator("stream_index_field")
+    @classmethod
+    def _index(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("stream_results") is False:
+            raise ValueError("lines are matched by index only when they stream: set stream_results: true")
         return value
 
     @model_validator(mode="after")
@@ -175,6 +340,28 @@ class Batch(Model):
                 raise ValueError("a gRPC batch goes to grpc.batch_method: leave upstream_path out")
             if self.upstream_method != "POST":
                 raise ValueError("a gRPC batch is a POST: leave upstream_method out")
+        if self.max_cost is not None and self.cost is None:
+            raise ValueError("max_cost needs cost: what an item costs (bytes, header:NAME or json:PATH)")
+        if self.cost is not None and self.max_cost is None and self.bucket_by is None:
+            raise ValueError("cost is read for max_cost or bucket_by: set max_cost too")
+        if self.bucket_by is not None and self.bucket_by.cost is None and self.cost is None:
+            raise ValueError("bucket_by needs a cost: bucket_by.cost (or batch.cost with max_cost)")
+        for low, high in pairwise(self.preferred_sizes):
+            if high <= low:
+                raise ValueError(f"preferred_sizes must rise: {high} follows {low}")
+        if self.preferred_sizes and self.preferred_sizes[-1] > self.max_items:
+            raise ValueError(f"preferred_sizes: {self.preferred_sizes[-1]} is more than max_items "
+                             f"({self.max_items})")
+        if self.pad_to_preferred is not None:
+            if not self.preferred_sizes:
+                raise ValueError("pad_to_preferred pads to preferred_sizes: set them")
+            if self.preferred_sizes[-1] != self.max_items:
+                raise ValueError("pad_to_preferred: the largest preferred size must be max_items, so that every "
+                                 "batch has a size to pad to")
+            if self.codec == "grpc":
+                raise ValueError("pad_to_preferred adds JSON items: not with codec: grpc")
+        if self.fairness is not None and not self.key:
+            raise ValueError("fairness shares the slots between batch keys: set batch.key (header:NAME, query:NAME)")
         if self.dedup_window_ms and not self.dedup:
             raise ValueError("dedup_window_ms keeps answers for dedup: set dedup: true, or leave dedup_window_ms 0")
         return self
