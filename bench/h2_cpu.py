@@ -7,10 +7,10 @@ Each read carries `--streams` requests, as h2load's `-m` streams arrive together
 with the headers h2load sends, HPACK-encoded with Huffman and the dynamic table as nghttp2 does, and one
 connection WINDOW_UPDATE giving back what the answers used.
 
-    .venv/bin/python bench/h2_cpu.py                       # 10 streams per read
-    .venv/bin/python bench/h2_cpu.py --streams 1 --rounds 7
-    .venv/bin/python bench/h2_cpu.py --profile             # cProfile of one round, top functions by own time
-    .venv/bin/python bench/h2_cpu.py --floor               # h2 alone: the same bytes, the same answers, no meshbatch
+    .venv/bin/python -m bench.h2_cpu                    # 10 streams per read
+    .venv/bin/python -m bench.h2_cpu --streams 1 --rounds 7
+    .venv/bin/python -m bench.h2_cpu --profile          # cProfile of one round, top functions by own time
+    .venv/bin/python -m bench.h2_cpu --floor            # h2 alone: the same bytes, the same answers, no meshbatch
 
 Prints the best and the median of the rounds, in microseconds of process CPU time per request.
 """
@@ -34,6 +34,7 @@ from h2.events import RequestReceived
 from hpack import Encoder
 from hyperframe.frame import HeadersFrame
 
+from bench.proxy_cpu import MemoryTransport
 from meshbatch.http.message import Request, Response
 from meshbatch.http.serving import Answer, ListenerState, Pending, ServerSettings
 from meshbatch.http2.server import H2ServerProtocol
@@ -44,15 +45,14 @@ HEADERS = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"127.0.
 ANSWER_HEADERS = [(b"content-type", b"text/plain"), (b"server", b"nginx")]
 
 
-class MemoryTransport(asyncio.Transport):
-    """Keeps the count of what is written; never pushes back."""
+class CountingTransport(MemoryTransport):
+    """The proxy benchmark's in-memory transport, counting what is written instead of keeping it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
         self.written = 0
         self.last = b""
-        self.closed = False
 
     def write(self, data: Any) -> None:
         self.writes += 1
@@ -62,30 +62,6 @@ class MemoryTransport(asyncio.Transport):
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
             self.write(chunk)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
-
-    def pause_reading(self) -> None:
-        return None
-
-    def resume_reading(self) -> None:
-        return None
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        return None
 
 
 def echo(request: Request, answer: Answer) -> Pending | None:
@@ -157,7 +133,7 @@ async def measure(requests: int, rounds: int, streams: int, profile: bool) -> li
     loop = asyncio.get_running_loop()
     settings = ServerSettings(dispatch=echo)
     server = H2ServerProtocol(ListenerState(settings), loop)
-    transport = MemoryTransport()
+    transport = CountingTransport()
     server.connection_made(transport)
     client = Client()
     server.data_received(client.preface())
