@@ -112,7 +112,7 @@ def test_server_streaming_and_bidi(channel: grpc.Channel) -> None:
 
 
 @pytest.mark.parametrize(("method", "metadata", "code"), [
-    ("/nowhere.Service/Method", (), grpc.StatusCode.UNIMPLEMENTED),            # no route (404)
+    ("/nowhere.Service/Method", (), grpc.StatusCode.UNAVAILABLE),              # no route (404)
     ("/dead.Echo/Unary", (), grpc.StatusCode.UNAVAILABLE),                    # connect failure (503)
     (UNARY, (("x-tenant", "evil"),), grpc.StatusCode.PERMISSION_DENIED),       # a policy (403)
     ("/test.Echo/Slow", (), grpc.StatusCode.DEADLINE_EXCEEDED),               # the route's timeout (504)
@@ -202,11 +202,11 @@ def test_a_health_answer_without_status_is_unhealthy(proxy: MeshbatchProcess) ->
 
 def test_metrics_count_by_grpc_status(channel: grpc.Channel, proxy: MeshbatchProcess) -> None:
     ok = _grpc_count(proxy, "echo", "ok")
-    unimplemented = _grpc_count(proxy, "-", "unimplemented")
+    unavailable = _grpc_count(proxy, "-", "unavailable")
     unary(channel, UNARY, b"count me")
     code_of(channel, "/nowhere.Service/Method")
     assert _grpc_count(proxy, "echo", "ok") == ok + 1
-    assert _grpc_count(proxy, "-", "unimplemented") == unimplemented + 1
+    assert _grpc_count(proxy, "-", "unavailable") == unavailable + 1  # no route
 
 
 def test_hostile_upstream_answers(channel: grpc.Channel) -> None:

@@ -8,8 +8,9 @@
   504 from elsewhere), a full queue or a rate limit RESOURCE_EXHAUSTED (Envoy's local rate limit answers
   UNAVAILABLE unless `rate_limited_as_resource_exhausted`; RESOURCE_EXHAUSTED tells the client the proxy is
   shedding load rather than down, and gRPC clients do not retry it blindly), a body too large
-  RESOURCE_EXHAUSTED (gRPC's own answer to a message over the limit), no route UNIMPLEMENTED (the method is not
-  served here: retrying cannot help, where UNAVAILABLE would invite retries).
+  RESOURCE_EXHAUSTED (gRPC's own answer to a message over the limit), no route UNAVAILABLE (the contract's
+  answer, as for no endpoint: a route may appear with the next config, and the caller's channel may reach
+  another proxy that has it).
 - `to_http`: the HTTP status that stands for a gRPC status inside the batching core (retry conditions, batch
   isolation, metrics), as google.rpc.Code documents and grpc-gateway maps it.
 """
@@ -40,7 +41,7 @@ _BY_REASON = {
     "upstream_connect_failed": S.UNAVAILABLE,
     "connect_timeout": S.UNAVAILABLE,        # nothing was sent: the client may try elsewhere
     "draining": S.UNAVAILABLE,
-    "no_route": S.UNIMPLEMENTED,
+    "no_route": S.UNAVAILABLE,
     "method_not_allowed": S.UNIMPLEMENTED,
     # A gRPC caller's own message that cannot be batched (batching/codecs/grpc_answers.py).
     "grpc_bad_message": S.INTERNAL,

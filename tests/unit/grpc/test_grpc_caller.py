@@ -33,7 +33,7 @@ def test_which_requests_are_grpc(headers: Headers, version: bytes, grpc: bool) -
 
 
 @pytest.mark.parametrize(("error", "code"), [
-    (NoRoute("no_route", "no route matches"), S.UNIMPLEMENTED),
+    (NoRoute("no_route", "no route matches"), S.UNAVAILABLE),
     (ProxyError("internal_error"), S.INTERNAL),
     (Forbidden("denied", "policy no-evil"), S.PERMISSION_DENIED),
     (DeadlineExceeded("deadline_exceeded"), S.DEADLINE_EXCEEDED),

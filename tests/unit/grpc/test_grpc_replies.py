@@ -73,7 +73,7 @@ def test_status_of_reads_trailers_first_then_a_trailers_only_head():
 
 # Every reason the proxy answers with a status of its own: what a gRPC client sees.
 EXPECTED = {
-    "bad_request": S.INTERNAL, "denied": S.PERMISSION_DENIED, "no_route": S.UNIMPLEMENTED,
+    "bad_request": S.INTERNAL, "denied": S.PERMISSION_DENIED, "no_route": S.UNAVAILABLE,
     "method_not_allowed": S.UNIMPLEMENTED, "header_timeout": S.DEADLINE_EXCEEDED,
     "body_too_large": S.RESOURCE_EXHAUSTED,
     "headers_too_large": S.RESOURCE_EXHAUSTED, "overloaded": S.RESOURCE_EXHAUSTED,
