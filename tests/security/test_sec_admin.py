@@ -189,7 +189,7 @@ def test_an_exposed_admin_without_a_token_is_warned_about(mesh: Any, upstreams: 
                              text=True, timeout=30)
     assert checked.returncode == 0 and "warning: admin.listen 0.0.0.0:0" in checked.stderr
     exposed = mesh.start(spec, "exposed-run.yaml")
-    exposed.wait_for_line("WARNING: admin.listen 0.0.0.0:0 is not a loopback address", 5)
+    exposed.wait_for_line("WARNING meshbatch: admin.listen 0.0.0.0:0 is not a loopback address", 5)
     spec["admin"]["listen"] = "127.0.0.1:0"
     quiet = subprocess.run([sys.executable, "-m", "meshbatch", "check", str(write_config(tmp_path / "q.yaml", spec))],
                            capture_output=True, text=True, timeout=30)
