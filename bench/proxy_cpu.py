@@ -6,6 +6,12 @@ generator, so two builds can be compared on a shared machine (`meshbatch bench p
     .venv/bin/python bench/proxy_cpu.py --requests 20000 --rounds 7       # the pure build
 
 Prints the best and the median of the rounds, in microseconds of process CPU time per request.
+
+Instructions per request, repeatable whatever else the machine runs: `--only N` sends N requests and prints
+nothing; under callgrind, the difference of two N gives the proxy's instructions per request (start-up cancels):
+
+    for n in 1000 6000; do PYTHONPATH=.venv/compiled valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        .venv/bin/python -m bench.proxy_cpu --only $n 2>&1 | grep refs; done
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ class MemoryTransport(asyncio.Transport):
         return None
 
 
-async def measure(requests: int, rounds: int) -> list[float]:
+async def measure(requests: int, rounds: int, only: int = 0) -> list[float]:
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "proxy.yaml"
@@ -101,6 +107,13 @@ async def measure(requests: int, rounds: int) -> list[float]:
         server.data_received(REQUEST)
         conn.data_received(ANSWER)
 
+    if only:
+        for _ in range(only):
+            one()
+            if len(downstream.out) > 100:
+                downstream.out.clear()
+                upstream.out.clear()
+        return []
     for _ in range(2000):
         one()
     await asyncio.sleep(0)
@@ -124,8 +137,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", type=int, default=0, metavar="N",
+                        help="send N requests and print nothing (for callgrind's instruction counts)")
     args = parser.parse_args()
-    results = uvloop.run(measure(args.requests, args.rounds))
+    results = uvloop.run(measure(args.requests, args.rounds, args.only))
+    if args.only:
+        return
     import meshbatch.http.server as server_module
     from meshbatch.telemetry.build import is_compiled
 
