@@ -104,23 +104,11 @@ NOT_A_PATH: dict[str, str] = {
 
 def unmarked_path_fields(root: type[BaseModel]) -> list[str]:
     """`Model.field` names reachable from `root` that look like file paths and are neither marked nor listed."""
-    from meshbatch.config.redact import _models  # the same walk over field types as the secrets' test
+    from meshbatch.config.redact import model_fields  # the same walk as the secrets' test
 
-    seen: set[type[BaseModel]] = set()
-    todo = [root]
-    out: list[str] = []
-    while todo:
-        model = todo.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for name, info in model.model_fields.items():
-            todo.extend(_models(info.annotation))
-            qualified = f"{model.__name__}.{name}"
-            if (PATH_LOOKING.search(name) or PATH_LOOKING.search(info.alias or "")) \
-                    and mark_of(model, name, PATH_MARK) is None and qualified not in NOT_A_PATH:
-                out.append(qualified)
-    return sorted(out)
+    return sorted(f"{model.__name__}.{name}" for model, name, alias in model_fields(root)
+                  if (PATH_LOOKING.search(name) or PATH_LOOKING.search(alias))
+                  and mark_of(model, name, PATH_MARK) is None and f"{model.__name__}.{name}" not in NOT_A_PATH)
 
 
 __all__ = ["NOT_A_PATH", "Loc", "Marked", "mark_of", "marked", "paths", "secrets", "unmarked_path_fields"]

@@ -195,11 +195,10 @@ def _models(tp: Any) -> Iterator[type[BaseModel]]:
         yield origin
 
 
-def unmarked_secret_fields(root: type[BaseModel]) -> list[str]:
-    """`Model.field` names reachable from `root` that look secret and are neither marked nor in NOT_SECRET."""
+def model_fields(root: type[BaseModel]) -> Iterator[tuple[type[BaseModel], str, str]]:
+    """Every field of every model reachable from `root`, once: (model, field name, the field's alias or "")."""
     seen: set[type[BaseModel]] = set()
     todo = [root]
-    out: list[str] = []
     while todo:
         model = todo.pop()
         if model in seen:
@@ -207,11 +206,14 @@ def unmarked_secret_fields(root: type[BaseModel]) -> list[str]:
         seen.add(model)
         for name, info in model.model_fields.items():
             todo.extend(_models(info.annotation))
-            qualified = f"{model.__name__}.{name}"
-            if (SECRET_LOOKING.search(name) or SECRET_LOOKING.search(info.alias or "")) \
-                    and secret_kind(model, name) is None and qualified not in NOT_SECRET:
-                out.append(qualified)
-    return sorted(out)
+            yield model, name, info.alias or ""
+
+
+def unmarked_secret_fields(root: type[BaseModel]) -> list[str]:
+    """`Model.field` names reachable from `root` that look secret and are neither marked nor in NOT_SECRET."""
+    return sorted(f"{model.__name__}.{name}" for model, name, alias in model_fields(root)
+                  if (SECRET_LOOKING.search(name) or SECRET_LOOKING.search(alias))
+                  and secret_kind(model, name) is None and f"{model.__name__}.{name}" not in NOT_SECRET)
 
 
 # -- logs ---------------------------------------------------------------------------------------------------
@@ -238,5 +240,6 @@ def redact_logs(logger: logging.Logger | None = None) -> None:
                                                     current.datefmt if current else None))
 
 
-__all__ = ["KINDS", "LOG_FORMAT", "NOT_SECRET", "REDACTED", "RedactingFormatter", "SecretKind", "redact_config",
-           "redact_logs", "redact_text", "redact_url", "scrub", "secret_kind", "unmarked_secret_fields"]
+__all__ = ["KINDS", "LOG_FORMAT", "NOT_SECRET", "REDACTED", "RedactingFormatter", "SecretKind", "model_fields",
+           "redact_config", "redact_logs", "redact_text", "redact_url", "scrub", "secret_kind",
+           "unmarked_secret_fields"]
