@@ -136,6 +136,45 @@ async def test_a_down_shard_holds_its_events_and_is_not_called_until_its_probe_t
     assert sink.summary()["shards"][1]["up"] and sink.summary()["shards"][1]["outages"] == 1
 
 
+async def test_a_batch_delivered_after_the_probe_time_waits_for_the_events_held_before_it() -> None:
+    """A batch taken while the shard was down but delivered after its probe time (it waited for the shard's lock,
+    or lingered) must not reach the shard before the events held earlier, which are still in the log."""
+    sink, shards, clock = scripted()
+    key = device_on(1)[0]
+    shards[1].down = True
+    first = await sink.deliver([event(1, key), event(2, key)])
+    assert isinstance(first[0], Held)
+    clock.advance(first[0].until - clock.now() + 1.0)
+    shards[1].down = False
+    later = await sink.deliver([event(5, key)])  # events 1 and 2 are due but not back yet
+    assert isinstance(later[0], Held) and later[0].until >= first[0].until and shards[1].stored == []
+    assert "not back from the log yet" in later[0].reason
+    assert await sink.deliver([event(1, key), event(2, key)]) == [None, None]
+    assert await sink.deliver([event(5, key)]) == [None]
+    assert shards[1].stored == ["id-1", "id-2", "id-5"]
+    shards[1].down = True
+    held = await sink.deliver([event(8, key)])
+    clock.advance(held[0].until - clock.now())
+    shards[1].down = False
+    outcomes = await sink.deliver([event(6, key), event(7, key), event(9, key)])  # before and after the one out
+    assert outcomes[:2] == [None, None] and isinstance(outcomes[2], Held)
+    assert await sink.deliver([event(8, key), event(9, key)]) == [None, None]
+    assert shards[1].stored == ["id-1", "id-2", "id-5", "id-6", "id-7", "id-8", "id-9"]
+
+
+async def test_a_held_event_the_log_never_gives_back_stops_holding_others_after_a_while() -> None:
+    sink, shards, clock = scripted()
+    key = device_on(1)[0]
+    shards[1].down = True
+    await sink.deliver([event(1, key)])
+    shards[1].down = False
+    clock.advance(30.0)
+    assert isinstance((await sink.deliver([event(2, key)]))[0], Held)  # event 1 may still come back
+    clock.advance(120.0)
+    assert await sink.deliver([event(2, key)]) == [None]  # it was lost: the shard no longer waits for it
+    assert shards[1].stored == ["id-2"]
+
+
 async def test_a_refused_part_is_split_within_its_shard_only() -> None:
     sink, shards, _ = scripted()
     key = device_on(2)[0]

@@ -11,8 +11,12 @@ counted, never to dead letters; the other shards keep delivering. While a shard 
 events of its keys that come later are held until the same time, so when it is back they come out of the log in
 the order they were accepted (the log takes events due at one time in sequence order), and one batch at a time
 goes to each shard (a lock per shard), its events sorted by their place in the log: a key's events are stored in
-the order they were accepted. (An event that fails alone, for its data, is retried later and may land after later
-events of its key, as with any sink; a JetStream log redelivers in the stream's own order.)
+the order they were accepted. The shard's probe time alone does not decide that: a batch taken before it and
+delivered after it (it waited for the shard's lock, or lingered) would reach the shard ahead of held events still
+in the log. So each shard remembers its held events until they come back; a part's events after the first one
+still out are held too (due with it or in a moment), and the ones before it go. (An event that fails alone, for
+its data, is retried later and may land after later events of its key, as with any sink; a JetStream log
+redelivers in the stream's own order.)
 
 A shard that hangs rather than refuses (a network partition that drops packets) holds up the batches that reach it
 while a try is under way, up to `delivery.timeout_ms`, once per try (between tries its events are held at once):
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +59,14 @@ from meshbatch.ingest.sinks.hashing import Rendezvous, field_value, key_text
 log = logging.getLogger("meshbatch.ingest")
 
 
+def seq_of(record: Record) -> int:
+    return record.seq
+
+
+LOST_AFTER = 60  # seconds past its time after which a held event that did not come back is given up on
+AGAIN_AFTER = 0.05  # seconds at least before a held event is due again (no busy loop while others are out)
+
+
 @dataclass(slots=True)
 class ShardState:
     name: str
@@ -64,6 +77,8 @@ class ShardState:
     reason: str = ""
     held: int = 0
     outages: int = 0
+    out: dict[int, float] = field(default_factory=dict)  # held events not back yet: log seq -> their `until`
+    out_until: float = 0.0  # the latest `until` in `out`
 
 
 class ShardedSink:
@@ -136,17 +151,28 @@ class ShardedSink:
     async def _to_shard(self, index: int, records: list[Record]) -> list[Outcome]:
         state = self.states[index]
         async with state.lock:  # one batch at a time per shard: a key's events in the order they were taken
+            if state.out:
+                self._returned(state, records)
             if state.until > self.clock.now():
-                return self._held(index, len(records))
-            try:
-                outcomes = await self._attempt(index, records)
-            except SinkUnavailable as exc:
-                self._down(index, str(exc))
-                return self._held(index, len(records))
-            except BatchRejected as exc:
-                return await self._isolate(index, records, str(exc))
-            self._up(index)
-            return outcomes
+                return self._held(index, records)
+            if state.out and (first := min(state.out)) < records[-1].seq:
+                # the events after the first held one still out wait for it; the ones before it go now
+                cut = bisect_left(records, first, key=seq_of)
+                waiting = self._held(index, records[cut:], "events held before are not back from the log yet")
+                return (await self._send(index, records[:cut]) if cut else []) + waiting
+            return await self._send(index, records)
+
+    async def _send(self, index: int, records: list[Record]) -> list[Outcome]:
+        """One part to an up shard: stored, split when refused, or held when it turns out to be down."""
+        try:
+            outcomes = await self._attempt(index, records)
+        except SinkUnavailable as exc:
+            self._down(index, str(exc))
+            return self._held(index, records)
+        except BatchRejected as exc:
+            return await self._isolate(index, records, str(exc))
+        self._up(index)
+        return outcomes
 
     async def _attempt(self, index: int, records: list[Record]) -> list[Outcome]:
         """One delivery to one shard; raises SinkUnavailable (anything unexpected counts as that) or BatchRejected."""
@@ -178,18 +204,43 @@ class ShardedSink:
                 continue
             except SinkUnavailable as exc:
                 self._down(index, str(exc))
-                held = self._held(index, 1)[0]
-                return [held if i in pending else outcomes[i] for i in range(len(records))]
+                held = self._held(index, [records[i] for i in sorted(pending)])
+                return [held[0] if i in pending else outcomes[i] for i in range(len(records))]
             for i, outcome in zip(group, result, strict=True):
                 outcomes[i] = outcome
                 pending.discard(i)
         self._up(index)
         return outcomes
 
-    def _held(self, index: int, count: int) -> list[Outcome]:
+    def _held(self, index: int, records: Sequence[Record], reason: str = "") -> list[Outcome]:
+        """Back to the log, all until one time: the shard's probe time, or the time events held before are due
+        if that is later (the log gives events due at one time in sequence order), or in a moment."""
         state = self.states[index]
-        state.held += count
-        return [Held(f"shard {state.name}: {state.reason}", state.until)] * count
+        until = max(state.until, state.out_until)
+        if until <= (now := self.clock.now()):
+            until = now + AGAIN_AFTER
+        state.out_until = until
+        out = state.out
+        for record in records:
+            out[record.seq] = until
+        state.held += len(records)
+        return [Held(f"shard {state.name}: {reason or state.reason}", until)] * len(records)
+
+    def _returned(self, state: ShardState, records: Sequence[Record]) -> None:
+        """These events are back from the log. One held long past its time (the log no longer has it) stops
+        holding the shard's later events back."""
+        out = state.out
+        for record in records:
+            out.pop(record.seq, None)
+        if out and state.until <= (now := self.clock.now()):
+            lost = [seq for seq, until in out.items() if until + LOST_AFTER < now]
+            if lost:
+                log.warning("ingest: shard %s: %d held events did not come back from the log within %ds of their "
+                            "time; later events are no longer held for them", state.name, len(lost), LOST_AFTER)
+                for seq in lost:
+                    del out[seq]
+        if not out:
+            state.out_until = 0.0
 
     def _down(self, index: int, reason: str) -> None:
         state = self.states[index]
