@@ -76,6 +76,20 @@ def end_to_end(headers: Headers) -> Headers:
     return out
 
 
+def _fields(parts: list[bytes], headers: Headers) -> None:
+    """`name: value` lines onto `parts` (pieces joined once: cheaper than formatting each line)."""
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+
+
+def _head(status: int, headers: Headers, request_id: bytes) -> list[bytes]:
+    parts = [status_line(status)]
+    _fields(parts, headers)
+    if request_id:
+        parts += (b"x-request-id: ", request_id, b"\r\n")
+    return parts
+
+
 def encode_response(response: Response, keep_alive: bool, head: bool = False, request_id: bytes = b"") -> bytes:
     """Status line, headers, framing and body in one buffer. Content-Length framed, but for an answer with
     trailers (the exchange keeps them only for a caller that said `TE: trailers`): chunked, with its trailer
@@ -83,26 +97,28 @@ def encode_response(response: Response, keep_alive: bool, head: bool = False, re
     status = response.status
     if response.trailers and not head and status >= 200 and status not in NO_BODY_STATUSES:
         return _with_trailers(response, response.trailers, keep_alive, request_id)
-    tail = b"x-request-id: %s\r\n" % request_id if request_id else b""
+    parts = _head(status, response.headers, request_id)
+    body = response.body
     # An upstream's answer to HEAD arrives without its body, so its length is unknown here: claim none
     # (RFC 9110 8.6 allows that) rather than a wrong 0.
-    if status not in NO_BODY_STATUSES and not 100 <= status < 200 and (response.body or not head):
-        tail += b"content-length: %d\r\n" % len(response.body)
-    if not keep_alive:
-        tail += b"connection: close\r\n"
-    body = response.body if not head and status not in NO_BODY_STATUSES else b""
-    return b"".join([status_line(status), *[b"%s: %s\r\n" % h for h in response.headers], tail, b"\r\n", body])
+    if status not in NO_BODY_STATUSES and not 100 <= status < 200 and (body or not head):
+        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+    parts.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
+    if body and not head and status not in NO_BODY_STATUSES:
+        parts.append(body)
+    return b"".join(parts)
 
 
 def _with_trailers(response: Response, trailers: Headers, keep_alive: bool, request_id: bytes) -> bytes:
-    names = b", ".join(dict.fromkeys(name for name, _ in trailers))
-    tail = b"x-request-id: %s\r\n" % request_id if request_id else b""
-    tail += b"transfer-encoding: chunked\r\ntrailer: %s\r\n" % names
-    if not keep_alive:
-        tail += b"connection: close\r\n"
-    body = chunk(response.body) if response.body else b""
-    return b"".join([status_line(response.status), *[b"%s: %s\r\n" % h for h in response.headers], tail, b"\r\n",
-                     body, b"0\r\n", *[b"%s: %s\r\n" % h for h in trailers], b"\r\n"])
+    parts = _head(response.status, response.headers, request_id)
+    parts += (b"transfer-encoding: chunked\r\ntrailer: ", b", ".join(dict.fromkeys(name for name, _ in trailers)),
+              b"\r\n" if keep_alive else b"\r\nconnection: close\r\n", b"\r\n")
+    if response.body:
+        parts.append(chunk(response.body))
+    parts.append(b"0\r\n")
+    _fields(parts, trailers)
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def encode_stream_head(response: Response, length: int, chunked: bool, keep_alive: bool,
@@ -110,14 +126,13 @@ def encode_stream_head(response: Response, length: int, chunked: bool, keep_aliv
     """The head of an answer whose body follows as it arrives (http/stream.py): framed by `length` when the
     upstream gave one (>= 0), else chunked (`chunked`: an HTTP/1.1 caller), else by the connection closing
     (an HTTP/1.0 caller; `keep_alive` must then be False)."""
-    tail = b"x-request-id: %s\r\n" % request_id if request_id else b""
+    parts = _head(response.status, response.headers, request_id)
     if length >= 0:
-        tail += b"content-length: %d\r\n" % length
+        parts += (b"content-length: ", str(length).encode(), b"\r\n")
     elif chunked:
-        tail += b"transfer-encoding: chunked\r\n"
-    if not keep_alive:
-        tail += b"connection: close\r\n"
-    return b"".join([status_line(response.status), *[b"%s: %s\r\n" % h for h in response.headers], tail, b"\r\n"])
+        parts.append(b"transfer-encoding: chunked\r\n")
+    parts.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
+    return b"".join(parts)
 
 
 def chunk(data: bytes) -> bytes:
@@ -130,8 +145,7 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 def encode_request(method: bytes, target: bytes, headers: Headers, body: bytes) -> bytes:
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
+    _fields(parts, headers)
     if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
         parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
     parts.append(b"\r\n")

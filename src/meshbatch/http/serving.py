@@ -10,6 +10,7 @@ is not yet sealed. `serve_handler` makes a dispatch of an async handler (the adm
 from __future__ import annotations
 
 import asyncio
+import binascii
 import logging
 import os
 import random
@@ -141,11 +142,12 @@ class ListenerState:
 
 # Final: a C static in the compiled build, read without a dict look-up per request.
 _random_bits: Final = random.Random(int.from_bytes(os.urandom(16), "big")).getrandbits
+_hexlify: Final = binascii.hexlify
 
 
 def new_request_id() -> bytes:
     # 128 random bits as 32 hex digits: unique enough to trace by, without a getrandom(2) syscall each.
-    return b"%032x" % _random_bits(128)
+    return _hexlify(_random_bits(128).to_bytes(16, "big"))  # half the cost of b"%032x" %
 
 
 __all__ = ["Answer", "Connection", "ConnectionGuard", "Dispatch", "ListenerState", "Observer", "Pending",

@@ -18,25 +18,25 @@ class RequestStats:
     Counts go into plain dicts keyed by (route, status); label strings are made only when scraped.
     """
 
-    __slots__ = ("_durations", "_grpc", "_listener", "_local", "_requests")
+    __slots__ = ("_grpc", "_listener", "_local", "_routes")
 
     def __init__(self, listener: str, registry: Registry) -> None:
         self._listener = listener
-        self._requests: dict[tuple[str, int], int] = {}
-        self._durations: dict[str, Histogram] = {}
+        # per route: answers by status, and the duration histogram (one look-up per request, no key tuple)
+        self._routes: dict[str, tuple[dict[int, int], Histogram]] = {}
         self._local: dict[tuple[int, str], int] = {}
         self._grpc: dict[tuple[str, int], int] = {}
         registry.add_source(self.metrics)
 
     def __call__(self, request: Request, response: Response, seconds: float) -> None:
         route = request.route or "-"
-        key = (route, response.status)
-        requests = self._requests
-        requests[key] = requests.get(key, 0) + 1
-        hist = self._durations.get(route)
-        if hist is None:
-            hist = self._durations[route] = Histogram()
-        hist.observe(seconds)
+        entry = self._routes.get(route)
+        if entry is None:
+            entry = self._routes[route] = ({}, Histogram())
+        statuses = entry[0]
+        status = response.status
+        statuses[status] = statuses.get(status, 0) + 1
+        entry[1].observe(seconds)
         if response.reason:
             local = (response.status, response.reason)
             self._local[local] = self._local.get(local, 0) + 1
@@ -50,13 +50,13 @@ class RequestStats:
         lst = self._listener
         requests = Counter("meshbatch_requests_total", "Requests answered, by listener, route and status.",
                            ["listener", "route", "status"])
-        for (route, status), n in self._requests.items():
-            requests.values[(lst, route, str(status))] = n
-        yield requests
         durations = HistogramVec("meshbatch_request_duration_seconds",
                                  "Seconds from request received to answer written.", ["listener", "route"])
-        for route, hist in self._durations.items():
+        for route, (statuses, hist) in self._routes.items():
+            for status, n in statuses.items():
+                requests.values[(lst, route, str(status))] = n
             durations.series[(lst, route)] = hist
+        yield requests
         yield durations
         local = Counter("meshbatch_local_replies_total",
                         "Answers the proxy produced itself (errors), by status and reason.",
@@ -75,14 +75,12 @@ class RequestStats:
         return self._grpc.get((route, code), 0)
 
     def count(self, route: str, status: int) -> int:
-        return self._requests.get((route, status), 0)
+        entry = self._routes.get(route)
+        return entry[0].get(status, 0) if entry is not None else 0
 
     def by_route(self) -> dict[str, tuple[dict[int, int], Histogram | None]]:
         """Per route: answers by status, and the duration histogram (read by the dashboard; no copies kept)."""
-        out: dict[str, tuple[dict[int, int], Histogram | None]] = {}
-        for (route, status), n in self._requests.items():
-            out.setdefault(route, ({}, self._durations.get(route)))[0][status] = n
-        return out
+        return dict(self._routes)
 
 
 def grpc_status(response: Response) -> int | None:
