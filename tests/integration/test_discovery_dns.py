@@ -4,69 +4,20 @@ and SRV records (the way a Kubernetes headless Service is found), re-resolved wh
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import dns.message
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rrset
 import httpx
 import pytest
 
 from meshbatch.config.model import Discovery
 from meshbatch.discovery.dns import DnsSource
 from testbed.config import config, listener, route
+from testbed.dns_server import TinyDns
 from testbed.fleet import Fleet, load, request_bytes
 from testbed.proxy import MeshbatchProcess
-
-Zone = dict[tuple[str, str], list[str]]  # (name, type) -> rdata texts
-
-
-class TinyDns:
-    """An authoritative UDP server for a dict zone; names not in it are NXDOMAIN. TTL 1 s."""
-
-    def __init__(self) -> None:
-        self.zone: Zone = {}
-        self.queries = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while self.running:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            query = dns.message.from_wire(data)
-            response = dns.message.make_response(query)
-            question = query.question[0]
-            name = question.name.to_text()
-            kind = dns.rdatatype.to_text(question.rdtype)
-            self.queries += 1
-            records = self.zone.get((name, kind))
-            if records:
-                response.answer.append(dns.rrset.from_text_list(name, 1, "IN", kind, records))
-            elif not any(n == name for n, _ in self.zone):
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            self.sock.sendto(response.to_wire(), peer)
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
 
 
 @pytest.fixture

@@ -5,12 +5,8 @@ the last set in place, and the source catches up when it is back."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import shutil
-import subprocess
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,67 +16,18 @@ import httpx
 import pytest
 
 from testbed.config import config, listener, route
-from testbed.fleet import Fleet, free_port, load, request_bytes
+from testbed.etcd import Etcd, etcd_binary
+from testbed.fleet import Fleet, load, request_bytes
 from testbed.proxy import MeshbatchProcess
 
-ETCD = shutil.which("etcd") or ("/usr/bin/etcd" if Path("/usr/bin/etcd").exists() else None)
+ETCD = etcd_binary()
 pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd is not installed (Debian package etcd-server)")
 PREFIX = "/meshbatch/clusters/svc/"
 
 
-class Etcd:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.client = free_port()
-        self.peer = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.client}"
-
-    def start(self) -> Etcd:
-        assert ETCD is not None
-        self.proc = subprocess.Popen(
-            [ETCD, "--name", "test", "--data-dir", str(self.folder / "data"),
-             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", f"http://127.0.0.1:{self.peer}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer}",
-             "--initial-cluster", f"test=http://127.0.0.1:{self.peer}", "--log-level", "error"],
-            stdout=subprocess.DEVNULL, stderr=(self.folder / "etcd.log").open("ab"), stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                self.call("/v3/kv/range", {"key": _b64("x")})
-                return self
-            except OSError:
-                assert time.monotonic() < deadline, (self.folder / "etcd.log").read_text()
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def call(self, path: str, payload: dict[str, Any]) -> Any:
-        request = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=3) as answer:
-            return json.loads(answer.read())
-
-    def put(self, key: str, value: str) -> None:
-        self.call("/v3/kv/put", {"key": _b64(PREFIX + key), "value": _b64(value)})
-
-    def delete(self, key: str) -> None:
-        self.call("/v3/kv/deleterange", {"key": _b64(PREFIX + key)})
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[Etcd]:
-    server = Etcd(tmp_path).start()
+    server = Etcd(tmp_path, prefix=PREFIX).start()
     yield server
     server.stop()
 
