@@ -14,6 +14,7 @@ failure while building) kills the processes still in its namespaces and deletes 
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import os
 import re
@@ -50,6 +51,21 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and done.returncode != 0:
         raise NetnsError(f"ip {' '.join(args)}: {done.stderr.strip() or done.returncode}")
     return done
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def enter(ns: str) -> None:
+    """Move the calling thread (only it) into namespace `ns`: the sockets it opens from now on live there."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:

@@ -33,14 +33,16 @@ class MeshbatchProcess:
     """One running `meshbatch run --config FILE`; addresses by listener name (`admin` for the admin API)."""
 
     def __init__(self, config_path: Path, extra_args: tuple[str, ...] = (), run_args: tuple[str, ...] = (),
-                 cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+                 cwd: Path | None = None, env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
+        """`prefix`: a command that runs the process, e.g. ("ip", "netns", "exec", NS) (it must exec it)."""
         self.config_path = config_path
         self.addresses: dict[str, str] = {}
         self.lines: list[str] = []
         self._cond = threading.Condition()
         env = dict(os.environ, **(env or {}), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meshbatch", *extra_args, "run", "--config", str(config_path), *run_args],
+            [*prefix, sys.executable, "-m", "meshbatch", *extra_args, "run", "--config", str(config_path), *run_args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

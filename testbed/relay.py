@@ -7,11 +7,12 @@ import threading
 
 
 class Relay:
-    """A TCP relay on 127.0.0.1 to `target`; `down()` closes it and every connection, `up()` listens again on the
-    same port."""
+    """A TCP relay on `host` (127.0.0.1) to `target`; `down()` closes it and every connection, `up()` listens
+    again on the same port."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
         self.target = target
+        self.host = host
         self.port = 0
         self.server: socket.socket | None = None
         self.conns: list[socket.socket] = []
@@ -20,7 +21,7 @@ class Relay:
     def up(self) -> None:
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
+        server.bind((self.host, self.port))
         server.listen(64)
         self.port = server.getsockname()[1]
         self.server = server

@@ -1,7 +1,7 @@
 """The chaos and soak suite, short version (`meshbatch chaos --short`): each scenario with short durations, on
 real processes and sockets. The same code as `make chaos`; figures are printed (run with -s to see them).
-A scenario needing a service that is unreachable (PostgreSQL) is skipped, or failed under
-MESHBATCH_REQUIRE_SERVICES."""
+A scenario needing a service that is unreachable (PostgreSQL) or root (`multi-host`: network namespaces) is
+skipped with the reason, or failed under MESHBATCH_REQUIRE_SERVICES."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from meshbatch import checkout
 
 SCENARIOS = ["upstream-kill", "upstream-hang", "reload", "cert-rotation", "drain-handover", "ingest-kill",
-             "sink-outage", "shard-kill", "nats-node-kill", "client-disconnect", "overload", "soak"]
+             "sink-outage", "shard-kill", "nats-node-kill", "multi-host", "client-disconnect", "overload", "soak"]
 
 
 @pytest.fixture(scope="module")
