@@ -78,12 +78,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Debian packages: the peers the benchmarks run against (nginx, haproxy, wrk) and the real services some tests
-# start themselves (etcd, a 3-node NATS cluster), kubectl (kustomize builds of deploy/, validated offline), and the headless browser of the
-# dashboard test (chromium, driven through the system
-# chromedriver). Installed when missing and we are root; otherwise a warning (tests that need them
-# say so, and fail under MESHBATCH_REQUIRE_SERVICES).
+# start themselves (etcd, a 3-node NATS cluster), iproute2 and iptables (the multi-host chaos scenario's network
+# namespaces, and its delay and loss through NFQUEUE on kernels without tc netem), kubectl (kustomize builds of
+# deploy/, validated offline), and the headless browser of the dashboard test (chromium, driven through the
+# system chromedriver). Installed when missing and we are root; otherwise a warning (tests that need them say
+# so, and fail under MESHBATCH_REQUIRE_SERVICES).
 SYSTEM_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk etcd:etcd-server chromium:chromium \
-	chromedriver:chromium-driver kubectl:kubectl h2load:nghttp2-client nats-server:nats-server
+	chromedriver:chromium-driver kubectl:kubectl h2load:nghttp2-client nats-server:nats-server ip:iproute2 \
+	iptables:iptables
 
 system-deps:
 	@missing=""; \

@@ -8,7 +8,9 @@ from typing import Any
 
 STREAM_COLUMNS = ("stream", "sent", "answered", "2xx", "failed, by reason", "lost", "dup. deliveries / retries",
                   "answered twice", "not admitted", "aborted", "p50 / p99 / max ms")
-SKIP = {"streams", "resources", "timeline", "retries", "proxy_answered", "series"}
+PHASE_COLUMNS = ("phase", "sent", "200", "failed", "lost", "p50 / p99 / max ms", "answered by", "retries",
+                 "retries refused by the budget", "ejections")
+SKIP = {"streams", "resources", "timeline", "retries", "proxy_answered", "series", "phases"}
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -36,6 +38,26 @@ def stream_rows(figures: Mapping[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def phase_rows(figures: Mapping[str, Any]) -> list[list[Any]]:
+    """A scenario's phases (multi-host): the callers' figures and the proxy's counters per phase."""
+    rows: list[list[Any]] = []
+    for p in figures.get("phases", []):
+        attempts = p.get("attempts", {}).values()
+        ejections = ", ".join(f"{k} {n}" for k, n in p.get("ejections", {}).items()) or "-"
+        rows.append([p["phase"] + (f" ({p['mechanism']})" if p.get("mechanism") else ""), p["sent"], p["ok"],
+                     _failed(p["failed"]), p["lost"], f"{p['p50_ms']} / {p['p99_ms']} / {p['max_ms']}",
+                     ", ".join(f"{h} {n}" for h, n in p["answered_by"].items()) or "-",
+                     sum(a["retries"] for a in attempts), sum(a["denied_by_budget"] for a in attempts), ejections])
+    return rows
+
+
+def _totals(s: Mapping[str, Any], key: str) -> int:
+    figures = s.get("figures", {})
+    if "streams" in figures:
+        return sum(int(f[key]) for f in figures["streams"].values())
+    return int(figures.get("requests", {}).get(key, 0))
+
+
 def _value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
@@ -56,6 +78,9 @@ def scenario_markdown(s: Mapping[str, Any]) -> str:
     rows = stream_rows(figures)
     if rows:
         out += ["", table(STREAM_COLUMNS, rows)]
+    phases = phase_rows(figures)
+    if phases:
+        out += ["", table(PHASE_COLUMNS, phases)]
     resources = figures.get("resources", {})
     if resources:
         out += ["", table(("process", "fds before / after", "tasks before / after", "RSS MiB before / after"),
@@ -96,8 +121,7 @@ def markdown(data: Mapping[str, Any]) -> str:
         "",
         table(("scenario", "result", "requests", "lost", "answered twice", "seconds"),
               [[s["name"], "skipped" if s.get("skipped") else ("ok" if s["ok"] else "FAIL"),
-                sum(f["sent"] for f in s.get("figures", {}).get("streams", {}).values()),
-                sum(f["lost"] for f in s.get("figures", {}).get("streams", {}).values()),
+                _totals(s, "sent"), _totals(s, "lost"),
                 sum(f["answered_twice"] for f in s.get("figures", {}).get("streams", {}).values()),
                 s["seconds"]] for s in scenarios]),
     ]
@@ -105,4 +129,4 @@ def markdown(data: Mapping[str, Any]) -> str:
     return "\n".join(head) + "\n\n" + "\n\n".join(body)
 
 
-__all__ = ["markdown", "scenario_markdown", "stream_rows", "table"]
+__all__ = ["markdown", "phase_rows", "scenario_markdown", "stream_rows", "table"]
