@@ -7,7 +7,8 @@ with its own address on the bridge's /24 and its loopback up. Processes start in
 host's outgoing packets with `tc netem` when the kernel has it, else with an NFQUEUE rule and
 `python -m testbed.netqueue` (same figures: constant delay, random loss); `clear` removes either.
 
-Names carry a prefix and the creating process's id (`mbh<pid>...`, within Linux's 15-character interface names);
+Names carry a prefix, the creating process's id and a letter per network it made (`mbh<pid><letter>...`, within
+Linux's 15-character interface names);
 `Network` removes, at start, whatever an earlier run left behind whose process is gone, and on close (or any
 failure while building) kills the processes still in its namespaces and deletes every namespace and link it made.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import itertools
 import os
 import re
 import shutil
@@ -29,6 +31,7 @@ from typing import Any
 
 PREFIX = "mbh"
 _NAME = re.compile(rf"^{PREFIX}(\d+)")
+_RUNS = itertools.count()  # networks made by this process: a letter after the pid keeps their names apart
 
 
 class NetnsError(RuntimeError):
@@ -152,7 +155,7 @@ class Network:
             raise NetnsError(reason)
         self.left_over = cleanup_leftovers()
         self.folder.mkdir(parents=True, exist_ok=True)
-        tag = f"{PREFIX}{os.getpid()}"
+        tag = f"{PREFIX}{os.getpid()}{chr(ord('a') + next(_RUNS) % 26)}"
         subnet = _free_subnet()
         addresses = list(subnet.hosts())
         self.bridge, self.gateway = f"{tag}br", str(addresses[0])

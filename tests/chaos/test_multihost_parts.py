@@ -1,15 +1,20 @@
 """The parts of the multi-host scenario that can be checked alone: the NFQUEUE message parser against hostile
-bytes, the relayed PostgreSQL URL, the consumer's table names, the producer's figures per phase, and the cleanup
-of namespaces an earlier run left behind (as root)."""
+bytes, the relayed PostgreSQL URL, the consumer's table names, the producer's figures per phase, and, as root, the
+hosts themselves (a link cut and restored, a delay, teardown) and the cleanup of what an earlier run left behind."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import random
+import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -97,3 +102,50 @@ def test_leftovers_of_a_run_whose_process_is_gone_are_removed_and_a_live_ones_ke
     finally:
         netns.ip("netns", "del", dead, check=False)
         netns.ip("netns", "del", live, check=False)
+
+
+def _in(ns: str, action: Callable[[], object]) -> object:
+    """`action()` on a thread moved into namespace `ns`; its result (or exception)."""
+    out: list[object] = []
+
+    def run() -> None:
+        netns.enter(ns)
+        try:
+            out.append(action())
+        except OSError as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    return out[0]
+
+
+@pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
+def test_hosts_talk_over_the_bridge_a_cut_link_stops_them_and_close_removes_everything(tmp_path: Path) -> None:
+    net = netns.Network(["x", "y"], tmp_path).start()
+    x, y = net.hosts["x"], net.hosts["y"]
+    try:
+        server = _in(x.ns, lambda: socket.create_server((x.address, 0)))
+        assert isinstance(server, socket.socket)
+        port = server.getsockname()[1]
+        with server:
+            def connect() -> object:
+                with socket.create_connection((x.address, port), timeout=0.5):
+                    return "connected"
+
+            assert _in(y.ns, connect) == "connected"
+            net.cut("x")
+            assert isinstance(_in(y.ns, connect), OSError)  # no route through a link that is down
+            net.restore("x")
+            assert _in(y.ns, connect) == "connected"
+            mechanism = net.impair("x", 100, 0)
+            assert mechanism in ("netem", "nfqueue")
+            started = time.monotonic()
+            assert _in(y.ns, connect) == "connected"  # x's SYN-ACK waited 100 ms
+            assert time.monotonic() - started >= 0.1
+            net.clear("x")
+    finally:
+        net.close()
+    names = netns.ip("netns", "list").stdout + netns.ip("-o", "link", "show").stdout
+    assert x.ns not in names and y.ns not in names and net.bridge not in names
