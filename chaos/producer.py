@@ -108,8 +108,8 @@ class Producer:
         return all(sum(1 for r in self.records if r.path == p and r.status == 200) >= n for p in self.paths)
 
     def phase_figures(self, phase: str) -> dict[str, object]:
-        """Requests sent in `phase`: how many, answered 200, failed (by status, with up to 3 reasons), p50/p99/max
-        of the 200s (ms), and which consumer hosts answered."""
+        """Requests sent in `phase` (and finished): how many, answered (any status), answered 200, failed (by
+        status, with up to 3 reasons), p50/p99/max of the 200s (ms), and which consumer hosts answered."""
         window = [r for r in self.records if r.phase == phase and r.done]
         ok = [1000 * (r.done - r.sent) for r in window if r.status == 200]
         failed: dict[str, int] = {}
@@ -120,8 +120,9 @@ class Producer:
                 failed[str(r.status)] = failed.get(str(r.status), 0) + 1
             elif r.host:
                 hosts[r.host] = hosts.get(r.host, 0) + 1
-        return {"sent": len(window), "ok": len(ok), "failed": failed, "p50_ms": round(percentile(ok, 0.5), 1),
-                "p99_ms": round(percentile(ok, 0.99), 1), "max_ms": round(max(ok, default=0.0), 1),
+        return {"sent": len(window), "answered": sum(1 for r in window if r.status), "ok": len(ok), "failed": failed,
+                "p50_ms": round(percentile(ok, 0.5), 1), "p99_ms": round(percentile(ok, 0.99), 1),
+                "max_ms": round(max(ok, default=0.0), 1),
                 "answered_by": dict(sorted(hosts.items())), **({"reasons": reasons} if reasons else {})}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 STREAM_COLUMNS = ("stream", "sent", "answered", "2xx", "failed, by reason", "lost", "dup. deliveries / retries",
                   "answered twice", "not admitted", "aborted", "p50 / p99 / max ms")
-PHASE_COLUMNS = ("phase", "sent", "200", "failed", "lost", "p50 / p99 / max ms", "answered by", "retries",
+PHASE_COLUMNS = ("phase", "sent", "answered", "200", "failed", "lost", "p50 / p99 / max ms", "answered by", "retries",
                  "retries refused by the budget", "ejections")
 SKIP = {"streams", "resources", "timeline", "retries", "proxy_answered", "series", "phases"}
 
@@ -44,7 +44,8 @@ def phase_rows(figures: Mapping[str, Any]) -> list[list[Any]]:
     for p in figures.get("phases", []):
         attempts = p.get("attempts", {}).values()
         ejections = ", ".join(f"{k} {n}" for k, n in p.get("ejections", {}).items()) or "-"
-        rows.append([p["phase"] + (f" ({p['mechanism']})" if p.get("mechanism") else ""), p["sent"], p["ok"],
+        rows.append([p["phase"] + (f" ({p['mechanism']})" if p.get("mechanism") else ""), p["sent"],
+                     p.get("answered", "-"), p["ok"],
                      _failed(p["failed"]), p["lost"], f"{p['p50_ms']} / {p['p99_ms']} / {p['max_ms']}",
                      ", ".join(f"{h} {n}" for h, n in p["answered_by"].items()) or "-",
                      sum(a["retries"] for a in attempts), sum(a["denied_by_budget"] for a in attempts), ejections])

@@ -29,7 +29,7 @@ from testbed.etcd import etcd_binary
 from testbed.netns import unavailable
 
 from .common import ChaosError, Context, Scenario, ScenarioResult, wait_until
-from .multihost import BUDGET, CONSUMERS, MultiHost
+from .multihost import BUDGET, CONSUMERS, INBOUND, MultiHost
 from .producer import Producer
 from .scenario_ingest import postgres_reachable
 
@@ -65,7 +65,7 @@ def _a_metrics(mesh: MultiHost) -> dict[str, Any]:
     for cluster_name in ("consumers", "consumers-dns"):
         for host, h in mesh.network.hosts.items():
             n = a.metric("meshbatch_upstream_endpoint_ejections_total", text, cluster=cluster_name,
-                         endpoint=f"{h.address}:8443")
+                         endpoint=f"{h.address}:{INBOUND}")
             if n:
                 ejections[f"{cluster_name}/{host}"] = int(n)
     out["ejections"] = ejections
@@ -108,6 +108,7 @@ def multi_host(ctx: Context) -> ScenarioResult:
         if producer.error:
             raise ChaosError(f"producer: {producer.error}")
         phases: list[dict[str, Any]] = []
+
         def phase(name: str, seconds: float, **facts: Any) -> None:
             ctx.status(name)
             producer.phase = name
@@ -137,7 +138,7 @@ def multi_host(ctx: Context) -> ScenarioResult:
         metrics = phases[-1]["sidecar_a"]
         t0 = phases[0]["at"]
         (work / "orders.json").write_text(json.dumps([[r.id, r.phase, round(r.sent - t0, 3), round(
-            r.done - r.sent, 3), r.status, r.host] for r in producer.records]))
+            r.done - r.sent, 3), r.status, r.host, r.detail] for r in producer.records]))
         rows = _rows(PG_URL, table)
         _account(result, producer, phases, rows, warm, metrics, ended)
     finally:
