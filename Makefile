@@ -45,10 +45,16 @@ lock: | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/meshbatch demo
 
+# The suite in two parts: most of it spread over TEST_WORKERS processes (pytest-xdist, a file's tests in one
+# process), then the `serial` tests alone (timed bars, benchmarks' quick runs, the short chaos scenarios).
+TEST_WORKERS ?= 3
+XDIST = -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests testbed bench chaos
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not serial" --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m serial --durations=10 $(PYTEST_ARGS)
 	$(MAKE) test-compiled
 
 # The hot path compiled with mypyc (setup.py) into its own directory; the editable install stays pure Python.
@@ -67,7 +73,7 @@ COMPILED_TESTS := tests/unit tests/fuzz tests/integration/test_proxy_*.py tests/
 	tests/integration/test_smuggling.py tests/integration/test_lifecycle.py tests/integration/test_admin.py
 
 test-compiled: compiled
-	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider $(COMPILED_TESTS)
+	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) $(COMPILED_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests testbed bench chaos

@@ -27,7 +27,7 @@ from .common import CHAOS_DIR, ChaosError, Context, Scenario, ScenarioResult, ma
 from .report import markdown
 
 RESULTS = CHAOS_DIR / "results"
-SHORT_SOAK_SECONDS = 60.0
+SHORT_SOAK_SECONDS = 20.0
 FULL_SOAK_SECONDS = 600.0
 SHORT_OVERLOAD_SECONDS = 8.0
 FULL_OVERLOAD_SECONDS = 30.0

@@ -1,5 +1,5 @@
 """The soak: a steady mix (plain, batched, ingested with fsync acknowledgements into SQLite) for 10 minutes
-(1 minute in the short version), RSS, open fds, live tasks and loop lag sampled every second. None may grow without
+(20 seconds in the short version), RSS, open fds, live tasks and loop lag sampled every second. None may grow without
 bound (the second half's slope, see chaos/sampler.py), and the accounting bars hold for the whole run."""
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# timed bars or heavy load: run alone, after the parallel part of `make test`
+pytestmark = pytest.mark.serial
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -37,7 +40,7 @@ def test_batching_quick_writes_valid_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
     env = {**os.environ, "MESHBATCH_BENCH_PEERS_DIR": str(tmp_path / "no-peers")}
     done = subprocess.run(
-        [sys.executable, "-m", "meshbatch", "bench", "batching", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "meshbatch", "bench", "batching", "--quick", "--duration", "1", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=85,

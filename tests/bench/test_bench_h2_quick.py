@@ -17,6 +17,9 @@ import pytest
 from bench.h2load import parse, percentile
 from bench.peers_h2 import meshbatch_h2_conf, nginx_h2_listen
 
+# timed bars or heavy load: run alone, after the parallel part of `make test`
+pytestmark = pytest.mark.serial
+
 TOOLS = ("nginx", "h2load")
 
 

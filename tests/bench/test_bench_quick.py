@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# timed bars or heavy load: run alone, after the parallel part of `make test`
+pytestmark = pytest.mark.serial
+
 TOOLS = ("nginx", "haproxy", "wrk")
 TARGETS = ["no proxy", "nginx", "haproxy", "meshbatch"]
 

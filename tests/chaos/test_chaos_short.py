@@ -14,6 +14,9 @@ import pytest
 
 from meshbatch import checkout
 
+# timed bars or heavy load: run alone, after the parallel part of `make test`
+pytestmark = pytest.mark.serial
+
 SCENARIOS = ["upstream-kill", "upstream-hang", "reload", "cert-rotation", "drain-handover", "ingest-kill",
              "sink-outage", "shard-kill", "nats-node-kill", "multi-host", "client-disconnect", "overload", "soak"]
 

@@ -30,6 +30,9 @@ from testbed.config import cluster, config, listener
 from testbed.proxy import MeshbatchProcess
 from testbed.upstream import UpstreamServer
 
+# timed bars or heavy load: run alone, after the parallel part of `make test`
+pytestmark = pytest.mark.serial
+
 P99_LIMIT = 0.050
 PLAIN_REQUESTS = 200
 SCHEMA = {"type": "object", "required": ["t"], "additionalProperties": False,
