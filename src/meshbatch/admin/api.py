@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from meshbatch.admin.dashboard import Dashboard
 from meshbatch.admin.hosts import AdminHosts
@@ -115,7 +114,10 @@ class AdminApi:
         return Response(200, [(b"content-type", b"text/plain")], b"LIVE\n")
 
     def metrics(self, request: Request) -> Response:
-        return Response(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], self.target.metrics.render())
+        body = self.target.metrics.render()  # (prometheus_client is imported by the first scrape)
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        return Response(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], body)
 
     def config_dump(self, request: Request) -> Response:
         return _json(self.target.snapshot.dump())

@@ -18,16 +18,18 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from meshbatch.errors import ConnectFailed, GatewayTimeout, PoolOverflow, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
 from meshbatch.http.connecting import NOT_H2, UpstreamTls, connect_error, selected_alpn
 from meshbatch.http.message import IDEMPOTENT, Response
-from meshbatch.http2.client import MultiplexedConnection, StreamLimits
-from meshbatch.http2.pool import StreamPool
 
-_Conn = TypeVar("_Conn", UpstreamConnection, MultiplexedConnection)
+if TYPE_CHECKING:  # HTTP/2 (and the h2 library) is imported by the first endpoint with `protocol: http2`
+    from meshbatch.http2.client import MultiplexedConnection
+    from meshbatch.http2.pool import StreamPool
+
+_Conn = TypeVar("_Conn", UpstreamConnection, "MultiplexedConnection")
 
 
 class ConnectionBudget:
@@ -242,6 +244,8 @@ class EndpointPool:
         return UpstreamConnection(self._loop, self.limits.max_response_bytes)
 
     def _h2(self) -> MultiplexedConnection:
+        from meshbatch.http2.client import MultiplexedConnection, StreamLimits
+
         limits = StreamLimits(max_response_bytes=self.limits.max_response_bytes)
         return MultiplexedConnection(self._loop, limits, b"https" if self.limits.tls else b"http")
 
@@ -250,8 +254,12 @@ class EndpointPool:
             self.discard(conn)
         if self.streams is not None:
             self.streams.close()
-        self.streams = None if limits.protocol != "http2" else StreamPool(
-            self._loop, lambda deadline: self._connect(deadline, self._h2), self._h2_room, self._forget, self)
+        self.streams = None
+        if limits.protocol == "http2":
+            from meshbatch.http2.pool import StreamPool
+
+            self.streams = StreamPool(
+                self._loop, lambda deadline: self._connect(deadline, self._h2), self._h2_room, self._forget, self)
 
     def _h2_room(self) -> bool:
         budget = self.budget

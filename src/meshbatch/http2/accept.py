@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from meshbatch.http.server import HttpServerProtocol
 from meshbatch.http.serving import ListenerState
 from meshbatch.http2.limits import PREFACE
-from meshbatch.http2.server import H2ServerProtocol
+
+if TYPE_CHECKING:  # the HTTP/2 server (and the h2 library) is imported by the first HTTP/2 connection
+    from meshbatch.http2.server import H2ServerProtocol
 
 AUTO, HTTP1, HTTP2 = "auto", "http1", "http2"
 CODECS = (AUTO, HTTP1, HTTP2)
@@ -62,7 +64,7 @@ class CodecSelector(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if alpn == "h2" or (alpn is None and self._codec == HTTP2):
-            self._hand_over(H2ServerProtocol(self.state, self._loop), b"")
+            self._hand_over(_h2_server(self.state, self._loop), b"")
             return
         if alpn is not None or self._codec == HTTP1:  # (http/1.1 by ALPN)
             self._hand_over(HttpServerProtocol(self.state, self._loop), b"")
@@ -86,7 +88,7 @@ class CodecSelector(asyncio.Protocol):
             self._seen = seen
             return
         if seen.startswith(PREFACE):
-            self._hand_over(H2ServerProtocol(self.state, self._loop), seen)
+            self._hand_over(_h2_server(self.state, self._loop), seen)
         else:
             self._hand_over(HttpServerProtocol(self.state, self._loop), seen)
 
@@ -125,6 +127,12 @@ class CodecSelector(asyncio.Protocol):
         protocol.connection_made(transport)
         if data and not protocol.closed:
             protocol.data_received(data)
+
+
+def _h2_server(state: ListenerState, loop: asyncio.AbstractEventLoop) -> H2ServerProtocol:
+    from meshbatch.http2.server import H2ServerProtocol
+
+    return H2ServerProtocol(state, loop)
 
 
 def protocol_factory(state: ListenerState, loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Protocol]:

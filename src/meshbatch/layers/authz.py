@@ -11,11 +11,15 @@ Each request is decided, and counted, once.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from meshbatch.errors import BadRequest, Forbidden, PayloadTooLarge, ProxyError
 from meshbatch.security.policy import Authorizer
 from meshbatch.security.stats import SecurityStats
-from meshbatch.security.tokens import JwtValidator
 from meshbatch.service import Call
+
+if TYPE_CHECKING:  # the JWT library is imported only by a config with a `jwt` block
+    from meshbatch.security.tokens import JwtValidator
 
 
 class JwtCheck:

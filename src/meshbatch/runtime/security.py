@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshbatch.config import model
 from meshbatch.config.model.security import Identity, Jwt, RequestRate
@@ -25,8 +25,10 @@ from meshbatch.security.guard import GuardFactory, identity_buckets
 from meshbatch.security.listener import ServerTls
 from meshbatch.security.stats import SecurityStats
 from meshbatch.security.tls import CertSource, TlsSetupError
-from meshbatch.security.tokens import JwtValidator
 from meshbatch.telemetry.metrics import Registry
+
+if TYPE_CHECKING:  # the JWT library is imported only by a config with a `jwt` block
+    from meshbatch.security.tokens import JwtValidator
 
 
 class Security:
@@ -67,6 +69,8 @@ class Security:
         key = (listener, spec.model_dump_json())
         validator = self.validators.get(key)
         if validator is None:
+            from meshbatch.security.tokens import JwtValidator
+
             validator = self.validators[key] = JwtValidator(spec, listener, self.stats, self.loop)
             validator.start()
         return validator

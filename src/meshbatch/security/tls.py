@@ -24,10 +24,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meshbatch.config.model.security import Identity
 from meshbatch.core.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, svid_id
-from meshbatch.security.ca import CertInfo, describe
+
+if TYPE_CHECKING:  # cryptography (the CA's library) is imported when an identity is loaded
+    from meshbatch.security.ca import CertInfo
 
 log = logging.getLogger("meshbatch.security")
 
@@ -136,6 +139,8 @@ class CertSource:
             cert_pem = Path(spec.cert).read_bytes()
             chain = cert_pem.rstrip(b"\n") + b"\n" + Path(spec.key).read_bytes()
             ca_pem = Path(spec.ca).read_text(encoding="ascii")
+            from meshbatch.security.ca import describe
+
             info = describe(cert_pem)
             check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             _use_chain(check, chain)  # the key must match the certificate

@@ -3,20 +3,19 @@
 `prometheus_client`'s own metric objects take a lock and a label lookup per update (~1-2 us), which is a
 large share of the ~10 us a proxied request may spend in Python. So components count into plain ints and
 bucket arrays (`Counter`, `Histogram` below) and register a collector; `/metrics` renders them through
-`prometheus_client` (its exposition format, its Collector API) only when scraped.
+`prometheus_client` (its exposition format, its Collector API) only when scraped; the library (with the HTTP
+server, WSGI and urllib modules it imports, a few MB) is imported by the first scrape, not before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.exposition import generate_latest
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import CollectorRegistry
+from typing import TYPE_CHECKING, Any
 
 from meshbatch.telemetry.histogram import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
+
+if TYPE_CHECKING:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 Labels = tuple[str, ...]
 
@@ -40,6 +39,8 @@ class Counter:
         return self.values.get(labels, 0)
 
     def family(self) -> CounterMetricFamily:
+        from prometheus_client.core import CounterMetricFamily
+
         fam = CounterMetricFamily(self.name, self.documentation, labels=self.label_names)
         for labels, value in self.values.items():
             fam.add_metric(list(labels), value)
@@ -66,6 +67,8 @@ class HistogramVec:
         return hist
 
     def family(self) -> HistogramMetricFamily:
+        from prometheus_client.core import HistogramMetricFamily
+
         fam = HistogramMetricFamily(self.name, self.documentation, labels=self.label_names)
         for labels, hist in self.series.items():
             fam.add_metric(list(labels), hist.buckets(), hist.sum)
@@ -85,6 +88,8 @@ class Gauge:
         self.read = read
 
     def family(self) -> GaugeMetricFamily:
+        from prometheus_client.core import GaugeMetricFamily
+
         fam = GaugeMetricFamily(self.name, self.documentation, labels=self.label_names)
         for labels, value in self.read():
             fam.add_metric(list(labels), value)
@@ -101,7 +106,7 @@ class Registry:
         self._metrics: dict[str, Metric] = {}
         self._sources: list[Callable[[], Iterable[Metric]]] = []
         # The standard process_* series (RSS, open fds, CPU seconds), read from /proc when scraped.
-        self._process = ProcessCollector(registry=None)
+        self._process: Any = None
 
     def add(self, metric: Metric) -> Any:
         existing = self._metrics.get(metric.name)
@@ -150,6 +155,12 @@ class Registry:
             yield head
 
     def render(self) -> bytes:
+        from prometheus_client.exposition import generate_latest
+        from prometheus_client.process_collector import ProcessCollector
+        from prometheus_client.registry import CollectorRegistry
+
+        if self._process is None:
+            self._process = ProcessCollector(registry=None)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)  # type: ignore[arg-type]
         registry.register(self._process)

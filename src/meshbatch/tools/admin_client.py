@@ -1,9 +1,10 @@
-"""A small client of the admin API for the command-line tools (standard library only: no event loop needed)."""
+"""A small client of the admin API for the command-line tools (standard library only: no event loop needed).
+
+urllib's client (with http.client and email, a few MB) is imported by the first call, not by the command line's
+parser, so `meshbatch run` never loads it."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +25,9 @@ def get_json(admin: str, path: str, timeout: float = 5.0, **query: object) -> An
     url = normalise(admin) + path
     if query:
         url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return orjson.loads(response.read())
@@ -46,6 +50,9 @@ def call_json(admin: str, method: str, path: str, *, body: Any = None, token: st
     if body is not None:
         data = orjson.dumps(body)
         headers["content-type"] = "application/json"
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
