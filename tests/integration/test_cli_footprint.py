@@ -1,6 +1,9 @@
 """A proxy imports only what its config uses: `meshbatch run` of a plain config, a request through it, then the
 modules the process imported in its whole life (`--print-modules`, printed at exit). None of the optional parts'
-libraries (database and queue clients, Kubernetes, OpenTelemetry, plotting, the demo's server) is among them."""
+libraries (database and queue clients, Kubernetes, OpenTelemetry, plotting, the demo's server) is among them, nor
+the libraries of parts the config does not use: TLS certificates (cryptography), JWT, HTTP/2 (h2, until a connection
+starts with the preface), Prometheus' exposition (until /metrics is scraped), urllib's client (docs/performance.md
+has what each costs in memory)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ NEVER_FOR_A_PLAIN_PROXY = (
     "dns", "jsonschema", "re2", "meshbatch.discovery.kubernetes", "meshbatch.discovery.dns",
     "meshbatch.ingest.sinks.postgres", "meshbatch.ingest.logs.jetstream", "meshbatch.pipeline.stages.validate",
     "meshbatch.telemetry.tracing", "meshbatch.demo", "meshbatch.k8s.render",
+    # and the libraries of parts it does not use: TLS identities and the CA, JWT, HTTP/2, the metrics exposition
+    "cryptography", "jwt", "h2", "hpack", "hyperframe", "prometheus_client", "urllib.request", "http.server",
+    "meshbatch.security.ca", "meshbatch.security.tokens", "meshbatch.http2.server", "meshbatch.http2.client",
 )
 
 
@@ -47,3 +53,23 @@ def test_a_config_imports_the_parts_it_names(tmp_path: Path, upstream: UpstreamS
     modules = imported(process)
     assert "meshbatch.telemetry.tracing" in modules and "opentelemetry.sdk.trace" in modules
     assert "asyncpg" not in modules and "kubernetes_asyncio" not in modules
+
+
+def test_http2_and_the_metrics_exposition_are_imported_when_first_used(tmp_path: Path,
+                                                                        upstream: UpstreamServer) -> None:
+    """`codec: auto` (the default) serves HTTP/2 from the first connection that starts with the preface, and the
+    first scrape renders /metrics: each imports its library then, and works."""
+    process = MeshbatchProcess(write_config(tmp_path / "plain.yaml", simple(upstream.address)),
+                               run_args=("--print-modules",))
+    try:
+        with httpx.Client(http1=False, http2=True, timeout=5) as client:
+            response = client.get(process.url("main", "/hello"))
+        assert response.status_code == 200 and response.http_version == "HTTP/2"
+        scrape = httpx.get(process.admin_url + "/metrics", timeout=5)
+        assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
+        assert "meshbatch_requests_total" in scrape.text and "process_resident_memory_bytes" in scrape.text
+    finally:
+        assert process.terminate() == 0
+    modules = imported(process)
+    assert {"h2.connection", "meshbatch.http2.server", "prometheus_client"} <= modules
+    assert "cryptography" not in modules and "jwt" not in modules

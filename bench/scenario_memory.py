@@ -1,0 +1,185 @@
+"""Scenario `memory`: resident memory of a plain proxy, idle and under a fixed rate, meshbatch beside nginx.
+
+The `proxy` scenario's upstream (nginx, 2-byte body) and proxies (one worker each, pinned to the proxy core), with
+the admin listener on for meshbatch and its `/metrics` scraped once a second during the load (metrics on, as a
+sidecar is run). For each proxy: the resident set (VmRSS, summed over its processes: nginx's master and worker)
+once it is ready and has been idle a moment, then sampled every 100 ms while the open-loop generator sends
+`--rate` requests/s for `--duration` seconds; the peak of those samples and the last one are reported. nginx's
+figure counts its master and worker both (their shared pages twice), as `ps` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import peers
+from .common import (
+    LOOPBACK,
+    BenchError,
+    Service,
+    free_port,
+    http_get,
+    machine_facts,
+    plan_cores,
+    ratio,
+    require_tools,
+    wait_ready,
+)
+from .peers import Peer
+from .runner import RunContext, ScenarioResult
+
+NAME = "memory"
+SUMMARY = "resident memory of a plain proxy: idle, and under 1,000 req/s with metrics scraped (meshbatch vs nginx)"
+ORDER = 12
+TARGETS = ("nginx", "meshbatch")
+LOADGEN = Path(__file__).with_name("loadgen.py")
+GOALS_MB = {"idle": 40.0, "loaded": 60.0}  # issue 18's goals for meshbatch
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests/s during the loaded phase")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of load (20; --quick 3)")
+    parser.add_argument("--idle-seconds", type=float, default=None, help="seconds idle before reading (3; 1)")
+
+
+def rss_kib(pids: list[int]) -> int:
+    """The sum of the processes' current resident sizes (VmRSS), in KiB."""
+    total = 0
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+    return total
+
+
+def meshbatch_conf(port: int, admin_port: int, upstream_port: int) -> str:
+    return peers.meshbatch_conf(port, upstream_port).replace(f"{LOOPBACK}:0", f"{LOOPBACK}:{admin_port}", 1)
+
+
+def start_meshbatch(workdir: Path, upstream_port: int) -> tuple[Peer, int]:
+    port, admin = free_port(), free_port()
+    conf = workdir / "memory.meshbatch.yaml"
+    conf.write_text(meshbatch_conf(port, admin, upstream_port))
+    argv = [*plan_cores().prefix("proxy"), peers.meshbatch_bin(), "run", "--config", str(conf)]
+    service = Service("meshbatch", argv, workdir)
+    wait_ready(service, port, peers.BODY, timeout=30.0)
+    return Peer("meshbatch", port, service), admin
+
+
+class Sampler:
+    """VmRSS of `pids` every 100 ms, and (for meshbatch) a scrape of /metrics every second, in a thread."""
+
+    def __init__(self, pids: list[int], admin_port: int | None) -> None:
+        self.pids = pids
+        self.admin_port = admin_port
+        self.samples: list[int] = []
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        next_scrape = time.monotonic()
+        while not self._stop.wait(0.1):
+            self.samples.append(rss_kib(self.pids))
+            if self.admin_port is not None and time.monotonic() >= next_scrape:
+                next_scrape += 1.0
+                status, _ = http_get(self.admin_port, "/metrics", timeout=5.0)
+                self.scrapes += status == 200
+
+
+def _load(port: int, rate: float, duration: float) -> dict[str, Any]:
+    argv = [*plan_cores().prefix("load"), sys.executable, str(LOADGEN), "--port", str(port), "--rate", str(rate),
+            "--duration", str(duration), "--warmup", "1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"load generator failed: {done.stderr[-400:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def measure(peer: Peer, admin_port: int | None, rate: float, duration: float, idle: float) -> dict[str, Any]:
+    time.sleep(idle)
+    pids = peer.pids()
+    idle_kib = rss_kib(pids)
+    with Sampler(pids, admin_port) as sampler:
+        load = _load(peer.port, rate, duration)
+    return {
+        "idle_mb": round(idle_kib / 1024, 1),
+        "loaded_peak_mb": round(max(sampler.samples, default=0) / 1024, 1),
+        "loaded_end_mb": round(sampler.samples[-1] / 1024, 1) if sampler.samples else None,
+        "processes": len(pids),
+        "scrapes": sampler.scrapes,
+        "achieved_rps": round(float(load["achieved_rps"]), 1),
+        "errors": load["errors"],
+        "p99_ms": load["latency_ms"]["p99"],
+    }
+
+
+def run(ctx: RunContext) -> ScenarioResult:
+    args = ctx.args
+    duration = args.duration if args.duration is not None else (3.0 if ctx.quick else 20.0)
+    idle = args.idle_seconds if args.idle_seconds is not None else (1.0 if ctx.quick else 3.0)
+    tools = require_tools(["nginx"])
+    results: dict[str, Any] = {}
+    ctx.begin(len(TARGETS), "starting")
+    with tempfile.TemporaryDirectory(prefix="meshbatch-bench-memory-") as tmp:
+        workdir = Path(tmp)
+        upstream = peers.start_upstream(tools["nginx"], workdir, plan_cores())
+        try:
+            for name in TARGETS:
+                ctx.step(f"{name}: idle, then {args.rate:g} req/s for {duration:g}s")
+                admin: int | None = None
+                if name == "nginx":
+                    peer = peers.start_nginx(tools["nginx"], workdir, plan_cores(), upstream.port)
+                else:
+                    peer, admin = start_meshbatch(workdir, upstream.port)
+                try:
+                    results[name] = measure(peer, admin, float(args.rate), duration, idle)
+                finally:
+                    for service in peer.services():
+                        service.stop()
+                ctx.done()
+        finally:
+            if upstream.service is not None:
+                upstream.service.stop()
+    data = {"scenario": NAME, "mode": "quick" if ctx.quick else "full", "rate": args.rate, "duration_s": duration,
+            "results": results, "goals_mb": GOALS_MB, "machine": machine_facts(peers.versions(tools))}
+    return ScenarioResult(data=data, markdown=render(data))
+
+
+def render(data: dict[str, Any]) -> str:
+    res = data["results"]
+    mesh, nginx = res.get("meshbatch", {}), res.get("nginx", {})
+    lines = [f"## Memory: a plain proxy idle, and under {data['rate']:g} req/s with /metrics scraped every second",
+             "", "| | meshbatch | nginx | meshbatch / nginx | goal |", "| --- | --- | --- | --- | --- |"]
+    for key, label, goal in (("idle_mb", "idle RSS (MB)", "idle"), ("loaded_peak_mb", "RSS under load, peak (MB)",
+                                                                      "loaded")):
+        r = ratio(mesh.get(key), nginx.get(key))
+        lines.append(f"| {label} | {mesh.get(key)} | {nginx.get(key)} | {'' if r is None else f'{r:.1f}x'} | "
+                     f"<= {data['goals_mb'][goal]:g} |")
+    lines += ["", "| | achieved req/s | errors | p99 (ms) | processes | scrapes |", "| --- | --- | --- | --- | --- "
+              "| --- |"]
+    for name, row in res.items():
+        lines.append(f"| {name} | {row['achieved_rps']} | {row['errors']} | {row['p99_ms']} | {row['processes']} | "
+                     f"{row['scrapes']} |")
+    lines += ["", f"{data['duration_s']:g} s of load; VmRSS summed over each proxy's processes (`meshbatch bench "
+              "memory`)."]
+    return "\n".join(lines)
