@@ -86,6 +86,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from meshbatch.config import ConfigError
     from meshbatch.runtime.app import serve
+    from meshbatch.telemetry.build import pure_build_warning
+
+    warning = pure_build_warning()
+    if warning is not None:
+        logging.getLogger("meshbatch").warning(warning)
 
     try:
         code: int = uvloop.run(serve(args.config))
@@ -141,7 +146,10 @@ def _add_example_upstream(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshbatch", description="A service-mesh data plane with microbatching.")
-    parser.add_argument("--version", action="version", version=f"meshbatch {__version__}")
+    from meshbatch.telemetry.build import installed_build
+
+    parser.add_argument("--version", action="version", version=f"meshbatch {__version__} ({installed_build()})",
+                        help="print the version and the build (compiled, or pure Python) and exit")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     sub = parser.add_subparsers(dest="command", required=True)
 
