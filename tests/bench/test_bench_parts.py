@@ -165,3 +165,21 @@ def test_the_shared_work_is_the_same_everywhere(bench: ModuleType) -> None:
     one, many = asyncio.run(serve())
     assert many == one * 5
     assert set(one[0]) == {"id", "argmax", "max"}  # type: ignore[arg-type]
+
+
+def test_memory_scenario_parts(bench: ModuleType) -> None:
+    """`bench memory`: the RSS read from /proc, the config with its admin port, the report's ratio and goals."""
+    import os
+
+    memory = _mod("scenario_memory")
+    assert memory.rss_kib([os.getpid()]) > 1024 and memory.rss_kib([2**22 + 7]) == 0  # (no such process: 0)
+    conf = memory.meshbatch_conf(8080, 9901, 9000)
+    assert "admin: {listen: 127.0.0.1:9901}" in conf and "127.0.0.1:8080" in conf and "127.0.0.1:9000" in conf
+    row = {"idle_mb": 30.0, "loaded_peak_mb": 45.0, "loaded_end_mb": 44.0, "processes": 1, "scrapes": 20,
+           "achieved_rps": 999.0, "errors": 0, "p99_ms": 2.0}
+    data = {"rate": 1000.0, "duration_s": 20.0, "goals_mb": memory.GOALS_MB,
+            "results": {"nginx": {**row, "idle_mb": 15.0, "loaded_peak_mb": 15.0, "processes": 2, "scrapes": 0},
+                        "meshbatch": row}}
+    text = memory.render(data)
+    assert "| idle RSS (MB) | 30.0 | 15.0 | 2.0x | <= 40 |" in text
+    assert "| RSS under load, peak (MB) | 45.0 | 15.0 | 3.0x | <= 60 |" in text
