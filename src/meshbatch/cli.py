@@ -114,6 +114,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     extras.require("demo", "meshbatch demo")
     if args.database and args.database.startswith(("postgres://", "postgresql://")):
         extras.require("postgres", "meshbatch demo --database postgresql://...")
+    if args.grpc:
+        extras.require("grpc", "meshbatch demo --grpc")
     from meshbatch.demo.cli import run_demo
 
     return run_demo(args)
@@ -175,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plot", default=None,
                       help="where to write the PNG plot of the two runs (default: meshbatch-demo.png in the current "
                            "directory, or in the work directory with --keep)")
+    demo.add_argument("--grpc", action="store_true",
+                      help="the gRPC variant: a grpcio producer, gRPC batching, the consumers served by serve_grpc")
     demo.add_argument("--keep", action="store_true",
                       help="keep the run's work directory (database, logs, config, plot) and print where it is")
     demo.set_defaults(func=_cmd_demo)

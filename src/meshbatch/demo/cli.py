@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,36 @@ clusters:
     lb: least_request
 """
 
+GRPC_ROUTE = """\
+      - name: events-grpc
+        match: {path: /meshbatch.demo.Events/Store}
+        cluster: consumer-grpc
+        timeout_ms: 5000
+        batch:
+          codec: grpc
+          max_items: 64
+          max_wait_ms: 5
+          max_in_flight: 4
+          max_queue: 10000
+"""
+
+GRPC_CLUSTER = """\
+  - name: consumer-grpc
+    endpoints: [{endpoints}]
+    protocol: http2
+    lb: least_request
+"""
+
+
+def mesh_config(port: int, admin_port: int, consumers: list[tuple[str, int]],
+                grpc_consumers: list[tuple[str, int]]) -> str:
+    """The proxy's config: the HTTP routes, and with gRPC consumers a batch route for their Store method."""
+    text = CONFIG.format(port=port, admin_port=admin_port, endpoints=", ".join(f"{h}:{p}" for h, p in consumers))
+    if grpc_consumers:
+        text = text.replace("    routes:\n", "    routes:\n" + GRPC_ROUTE, 1)
+        text += GRPC_CLUSTER.format(endpoints=", ".join(f"{h}:{p}" for h, p in grpc_consumers))
+    return text
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -94,6 +124,7 @@ class Mesh:
     admin_port: int
     consumers: list[tuple[str, int]]
     processes: list[subprocess.Popen[bytes]]
+    grpc_consumers: list[tuple[str, int]] = field(default_factory=list)  # `--grpc`: the same replicas' gRPC ports
 
     def consumer_stats(self) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -113,23 +144,24 @@ class Mesh:
                 process.kill()
 
 
-def start_mesh(database: str | None, port: int, workdir: Path, replicas: int = 2) -> Mesh:
+def start_mesh(database: str | None, port: int, workdir: Path, replicas: int = 2, grpc: bool = False) -> Mesh:
     database = database or f"sqlite:///{workdir / 'demo.db'}"
     processes: list[subprocess.Popen[bytes]] = []
     consumers = [("127.0.0.1", _free_port()) for _ in range(replicas)]
-    mesh = Mesh(workdir, database, port, _free_port(), consumers, processes)
+    grpc_consumers = [("127.0.0.1", _free_port()) for _ in range(replicas)] if grpc else []
+    mesh = Mesh(workdir, database, port, _free_port(), consumers, processes, grpc_consumers)
     asyncio.run(_prepare(database))  # the schema once, before replicas race to create it
     try:
         for i, (host, cport) in enumerate(consumers):
+            grpc_port = ["--grpc-port", str(grpc_consumers[i][1])] if grpc else []
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "meshbatch.demo.consumer", "--host", host, "--port", str(cport),
-                 "--database", database, "--replica", f"consumer-{i + 1}"],
+                 "--database", database, "--replica", f"consumer-{i + 1}", *grpc_port],
                 stdout=subprocess.DEVNULL, stderr=open(workdir / f"consumer-{i + 1}.log", "wb")))  # noqa: SIM115
         for (host, cport), process in zip(consumers, processes, strict=True):
             _wait_http(f"http://{host}:{cport}/health", process)
         config = workdir / "meshbatch.yaml"
-        config.write_text(CONFIG.format(port=port, admin_port=mesh.admin_port,
-                                        endpoints=", ".join(f"{h}:{p}" for h, p in consumers)))
+        config.write_text(mesh_config(port, mesh.admin_port, consumers, grpc_consumers))
         proxy = subprocess.Popen([sys.executable, "-m", "meshbatch", "run", "--config", str(config)],
                                  stdout=subprocess.DEVNULL, stderr=open(workdir / "proxy.log", "wb"))  # noqa: SIM115
         processes.append(proxy)
@@ -148,8 +180,9 @@ async def _prepare(database: str) -> None:
 
 async def _run_load(mesh: Mesh, duration: float, concurrency: int, console: Console) -> list[RunResult]:
     tag = os.urandom(3).hex()
+    grpc = bool(mesh.grpc_consumers)
     plans = [
-        ("direct, one call per event", f"direct-{tag}", mesh.consumers, "consumer"),
+        ("direct, one call per event", f"direct-{tag}", mesh.grpc_consumers or mesh.consumers, "consumer"),
         ("through meshbatch", f"batched-{tag}", [("127.0.0.1", mesh.port)], "service"),
     ]
     results: list[RunResult] = []
@@ -167,7 +200,12 @@ async def _run_load(mesh: Mesh, duration: float, concurrency: int, console: Cons
                 if sent[0] % 256 == 0:
                     progress.update(task, completed=min(duration, loop.time() - started), events=sent[0])
 
-            result = await produce(label, run, targets, "/events", host, duration, concurrency, tick)
+            if grpc:
+                from meshbatch.demo.producer_grpc import produce_grpc
+
+                result = await produce_grpc(label, run, targets, duration, concurrency, tick)
+            else:
+                result = await produce(label, run, targets, "/events", host, duration, concurrency, tick)
             progress.update(task, completed=duration, events=result.ok)
             after = mesh.consumer_stats()
             calls = sum(after[k] - before.get(k, 0) for k in ("single_requests", "batch_requests"))
@@ -259,10 +297,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_in(args: argparse.Namespace, workdir: Path, console: Console) -> int:
-    console.print(f"[bold]meshbatch demo[/bold]: 2 consumer replicas, the batching proxy on 127.0.0.1:{args.port}, "
-                  f"{args.concurrency} producer connections, {args.duration:.0f}s per run")
+    grpc = bool(getattr(args, "grpc", False))
+    console.print(f"[bold]meshbatch demo{' --grpc' if grpc else ''}[/bold]: 2 consumer replicas, the batching proxy "
+                  f"on 127.0.0.1:{args.port}, {args.concurrency} producer "
+                  f"{'gRPC calls in flight' if grpc else 'connections'}, {args.duration:.0f}s per run")
     try:
-        mesh = start_mesh(args.database, args.port, workdir)
+        mesh = start_mesh(args.database, args.port, workdir, grpc=grpc)
     except (RuntimeError, OSError) as exc:
         console.print(f"[red]could not start the mesh:[/red] {exc}", markup=True)
         console.print(_log_tail(workdir), markup=False, highlight=False)
@@ -286,6 +326,10 @@ def _run_in(args: argparse.Namespace, workdir: Path, console: Console) -> int:
         if not ok:
             console.print("[red]some acknowledged events are missing or duplicated[/red]")
         if args.serve:
+            if grpc:
+                console.print(f"gRPC: call /meshbatch.demo.Events/Store on 127.0.0.1:{args.port} (h2c) with a JSON "
+                              f"event as the message (bytes), e.g. grpcio's channel.unary_unary(path)(b'{{...}}')",
+                              markup=False, highlight=False)
             console.print(f"serving; try:\n  curl -si -H 'Host: service' http://localhost:{args.port}/events "
                           f"-d '{{\"id\": \"hello\", \"run\": \"curl\"}}'\n"
                           f"  curl -s http://127.0.0.1:{mesh.admin_port}/batchers\n"

@@ -2,7 +2,8 @@
 
 `POST /events` stores one event in its own transaction; `POST /events/batch` (written with the consumer SDK,
 `meshbatch.consumer`) stores a whole batch in one transaction; `GET /stats` counts what it received (`GET /`
-says which replica answered, with the same counts). Run one replica per process:
+says which replica answered, with the same counts). With `--grpc-port`, the same store is served over gRPC too
+(demo/grpc_service.py), counted in the same `/stats`. Run one replica per process:
 `python -m meshbatch.demo.consumer --port 9101 --database sqlite:///demo.db`.
 """
 
@@ -47,8 +48,8 @@ async def _reply(send: Send, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def build_app(store: DemoStore, counts: Counts, replica: str = "consumer") -> Callable[[Scope, Receive, Send],
-                                                                                  Awaitable[None]]:
+def build_app(store: DemoStore, counts: Counts, replica: str = "consumer",
+              grpc_address: str | None = None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def handle(items: list[Any]) -> list[Any]:
         counts.batch_requests += 1
         counts.batched_items += len(items)
@@ -56,6 +57,7 @@ def build_app(store: DemoStore, counts: Counts, replica: str = "consumer") -> Ca
         return [{"stored": item.get("id"), "replica": replica} for item in items]
 
     batch_app = asgi_app(handle, codec="json-array", path="/events/batch")
+    grpc_servers: list[Any] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -63,8 +65,14 @@ def build_app(store: DemoStore, counts: Counts, replica: str = "consumer") -> Ca
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     await store.open()
+                    if grpc_address is not None:  # `meshbatch demo --grpc`: the same store over gRPC too
+                        from meshbatch.demo.grpc_service import start_grpc
+
+                        grpc_servers.append(await start_grpc(store, counts, grpc_address, replica))
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    for server in grpc_servers:
+                        await server.stop(2.0)
                     await store.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
@@ -96,12 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--database", required=True)
     parser.add_argument("--replica", default="consumer")
+    parser.add_argument("--grpc-port", type=int, default=None,
+                        help="also serve the store over gRPC on this port (meshbatch.demo.Events/Store, and batches)")
     args = parser.parse_args(argv)
     from meshbatch import extras
 
     uvicorn = extras.import_module("uvicorn", "demo", "the demo's consumer")
 
-    app = build_app(open_store(args.database), Counts(), args.replica)
+    grpc_address = f"{args.host}:{args.grpc_port}" if args.grpc_port is not None else None
+    app = build_app(open_store(args.database), Counts(), args.replica, grpc_address)
     config = uvicorn.Config(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
                             lifespan="on", log_level="warning", access_log=False)
     asyncio.run(uvicorn.Server(config).serve())
