@@ -16,7 +16,8 @@ call ends with (UNAVAILABLE for a retry test). It counts the calls it took (`cal
 `HostileGrpc` is an HTTP/2 server (h2, a thread per connection) whose answers break gRPC's rules by path:
 `/hostile.H/HugeMessage` (trailers-only, grpc-status 13 with a grpc-message of `size` bytes),
 `/hostile.H/BadStatus` (a message, then grpc-status `banana`), `/hostile.H/NoTrailers` (a message, and the
-stream ends without trailers).
+stream ends without trailers); `/hostile.H/LargeBadStatus` and `/hostile.H/LargeNoTrailers` do the same after a
+message of 50 kB (an answer a proxy with a smaller buffer limit streams).
 """
 
 from __future__ import annotations
@@ -139,13 +140,21 @@ class _HostileHandler(socketserver.BaseRequestHandler):
         if path.endswith("/HugeMessage"):
             conn.send_headers(sid, [*head, ("grpc-status", "13"), ("grpc-message", "m" * self.server.size)],
                               end_stream=True)
-        elif path.endswith("/BadStatus"):
+        elif path.endswith("BadStatus"):
             conn.send_headers(sid, head)
-            conn.send_data(sid, frame(b"half"))
+            self._message(conn, sid, b"L" * 50_000 if "/Large" in path else b"half")
             conn.send_headers(sid, [("grpc-status", "banana")], end_stream=True)
         else:  # NoTrailers
             conn.send_headers(sid, head)
-            conn.send_data(sid, frame(b"no status"), end_stream=True)
+            self._message(conn, sid, b"L" * 50_000 if "/Large" in path else b"no status")
+            conn.end_stream(sid)
+
+    @staticmethod
+    def _message(conn: h2.connection.H2Connection, sid: int, message: bytes) -> None:
+        data = frame(message)
+        size = conn.max_outbound_frame_size  # (the proxy's windows are larger than these answers)
+        for start in range(0, len(data), size):
+            conn.send_data(sid, data[start:start + size])
 
 
 class _HostileServer(socketserver.ThreadingTCPServer):

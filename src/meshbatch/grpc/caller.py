@@ -12,10 +12,11 @@ included):
 - an upstream's plain HTTP answer (no grpc-status anywhere, not a 200 `application/grpc`) becomes a trailers-only
   answer as the gRPC spec's doc/http-grpc-status-mapping.txt maps its HTTP status (a 200 of another content type
   is UNKNOWN);
-- an upstream's gRPC answer goes through, with two repairs a client cannot do itself: a whole (not streamed)
-  answer that ends without grpc-status gets trailers with INTERNAL, a grpc-status that is not a code is UNKNOWN,
-  and a grpc-message longer than `MAX_FORWARDED_MESSAGE` bytes is cut (gRPC clients refuse header blocks past
-  8 KiB, and would lose the status with it).
+- an upstream's gRPC answer goes through, with two repairs a client cannot do itself: an answer that ends
+  without grpc-status gets trailers with INTERNAL, a grpc-status that is not a code is UNKNOWN, and a
+  grpc-message longer than `MAX_FORWARDED_MESSAGE` bytes is cut (gRPC clients refuse header blocks past 8 KiB,
+  and would lose the status with it). A streamed answer (larger than the listener's buffer limit) gets the same
+  repairs at its end, from `streamed_trailers` (http2/streams.py), as its trailers go out after its body.
 
 An answer that is already gRPC (the batching codecs' own, grpc/replies.py) is left as it is.
 """
@@ -111,6 +112,15 @@ def _checked(response: Response) -> Response:
     return response
 
 
+def streamed_trailers(trailers: Headers | None) -> Headers:
+    """The trailers a streamed gRPC answer ends with: the upstream's, repaired, or INTERNAL when it sent no
+    grpc-status (its head had none either: a head with one ends the answer, which is then never streamed)."""
+    block = list(trailers) if trailers else []
+    if not _repair(block):
+        block.extend(((STATUS, b"13"), (MESSAGE, b"upstream answer ended without grpc-status")))
+    return block
+
+
 def _repair(block: Headers) -> bool:
     """Fix grpc-status and grpc-message of one header block in place; True when it has a grpc-status."""
     found = False
@@ -128,4 +138,4 @@ def _repair(block: Headers) -> bool:
     return found
 
 
-__all__ = ["MAX_FORWARDED_MESSAGE", "for_caller", "is_grpc"]
+__all__ = ["MAX_FORWARDED_MESSAGE", "for_caller", "is_grpc", "streamed_trailers"]

@@ -183,7 +183,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         else:
             self._flow.resume_reading()  # an idle connection must read, to notice a close or stray bytes
-        stream.end()
+        stream.end(self.reader.trailers)
 
     # flow control (the stream's source) ------------------------------------------------------------
     def pause_reading(self) -> None:

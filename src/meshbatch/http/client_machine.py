@@ -87,7 +87,7 @@ class ResponseReader:
 
     __slots__ = ("_bodied", "_body", "_body_len", "_chunked", "_complete", "_dirty", "_framed", "_head", "_head_buf",
                  "_head_total", "_headers", "_length", "_named", "_parser", "_rx", "_status", "_stream_limit",
-                 "_streaming", "_tail", "_trailers", "error", "keep_alive", "max_response_bytes", "state")
+                 "_streaming", "_tail", "error", "keep_alive", "max_response_bytes", "state", "trailers")
 
     def __init__(self, max_response_bytes: int) -> None:
         self.max_response_bytes = max_response_bytes
@@ -116,7 +116,7 @@ class ResponseReader:
         self._dirty = False  # something makes this connection single-use (see the module docstring)
         self._rx = 0  # bytes received for this exchange
         self._head_total = 0  # bytes of the answer's heads (interim ones included) from its first byte
-        self._trailers: Headers | None = None
+        self.trailers: Headers | None = None  # a chunked answer's, at its end (a streamed one's too)
 
     def _go(self, event: int) -> None:
         state = _NEXT[self.state << 4 | event]
@@ -275,7 +275,7 @@ class ResponseReader:
         self._body = []
         headers = self._headers if not self._named else self._end_to_end()
         response = Response(self._status, headers, body[0] if len(body) == 1 else b"".join(body))
-        response.trailers = self._trailers
+        response.trailers = self.trailers
         return response
 
     def head_response(self) -> Response:
@@ -296,7 +296,7 @@ class ResponseReader:
         if tail[1:] != b"\r\n\r\n" or len(tail) != 5 or tail[0] in _BLANK:
             return False
         if not data.endswith(NO_TRAILERS):  # (its trailers, if any: the message ends exactly here)
-            self._trailers = trailer_section(data if self._bodied else self._tail + data)
+            self.trailers = trailer_section(data if self._bodied else self._tail + data)
         return True
 
     def _close_delimited(self) -> bool:

@@ -4,7 +4,9 @@ Answers up to the listener's buffer limit are read whole and written in one go (
 one, or one of unknown length that outgrows the limit, is streamed (Envoy's model: a per-connection buffer
 limit, 1 MiB by default): its head goes out, then its body as it arrives. `BodyStream` joins the two ends.
 
-- The producer (the upstream connection) calls `feed` with each received piece, then `end` or `fail`.
+- The producer (the upstream connection) calls `feed` with each received piece, then `end` (with the answer's
+  trailers, if it had any: an HTTP/2 upstream's, a chunked HTTP/1.1 answer's; the sink sends them after the
+  body, so a streamed gRPC answer keeps its `grpc-status`) or `fail`.
 - The consumer (the downstream connection) calls `attach` with itself as the sink once the head is written,
   `pause`/`resume` when its transport's write buffer crosses its watermarks, and `abandon` when its client
   goes away. A consumer that only wants the exchange over (a mirror) calls `discard`.
@@ -62,7 +64,7 @@ OPEN, ENDED, FAILED, ABANDONED = "open", "ended", "failed", "abandoned"
 
 class BodyStream:
     __slots__ = ("_held", "_on_close", "_pending", "_pending_bytes", "_sink_paused", "error", "length", "limit",
-                 "sink", "source", "state")
+                 "sink", "source", "state", "trailers")
 
     def __init__(self, source: StreamSource, length: int, limit: int) -> None:
         self.source = source
@@ -71,6 +73,7 @@ class BodyStream:
         self.sink: StreamSink | None = None
         self.state = OPEN
         self.error: ProxyError | None = None
+        self.trailers: list[tuple[bytes, bytes]] | None = None  # the answer's trailers, known at its end
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._sink_paused = False
@@ -93,10 +96,12 @@ class BodyStream:
         self._pending_bytes += len(data)
         self._update()
 
-    def end(self) -> None:
-        """The body ended cleanly (the source has settled whether its connection is reusable)."""
+    def end(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """The body ended cleanly (the source has settled whether its connection is reusable), with `trailers`
+        when the answer had some: the sink reads them when it hears of the end."""
         if self.state != OPEN:
             return
+        self.trailers = trailers
         self.state = ENDED
         self._closed()
         if self.sink is not None:

@@ -99,7 +99,7 @@ class ClientStream:
         """The answer ended: the caller gets it whole, or the stream ends."""
         stream = self.stream
         if stream is not None:
-            stream.end()  # (trailers of a streamed body are not carried: see docs/architecture.md)
+            stream.end(self.trailers)  # the sink sends them after the body (grpc-status of a large answer)
             return
         body = self._body
         response = Response(self.status, self.headers, body[0] if len(body) == 1 else b"".join(body))

@@ -12,7 +12,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from meshbatch.errors import ProxyError
+from meshbatch.grpc.caller import is_grpc, streamed_trailers
 from meshbatch.http.message import Headers, Request
+from meshbatch.http2.response import trailer_fields_out
 
 if TYPE_CHECKING:
     from meshbatch.http.serving import Pending
@@ -82,7 +84,13 @@ class H2Stream:
         if self.closed:
             return
         self.body_done = True
-        self.source = None
+        source, self.source = self.source, None
+        trailers = source.trailers if source is not None else None
+        request = self.request
+        if request is not None and is_grpc(request):  # a gRPC caller reads its status there: never without one
+            self.trailers = streamed_trailers(trailer_fields_out(trailers) if trailers else None)
+        elif trailers:  # a streamed answer's trailers follow its body
+            self.trailers = trailer_fields_out(trailers)
         self.owner.stream_ready(self)
 
     def stream_abort(self, error: ProxyError) -> None:
