@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +52,20 @@ def parse(stdout: str, log: str, seconds: float) -> dict[str, Any]:
 
 
 def run_h2load(h2load: str, port: int, seconds: float, connections: int, streams: int, cores: CorePlan,
-               log: Path, warmup: float = 0.0) -> dict[str, Any]:
-    """One closed-loop run of `seconds` (after `warmup` seconds that are not counted) against `port`."""
+               log: Path, warmup: float = 0.0, path: str = "/", data: Path | None = None,
+               headers: Sequence[str] = ()) -> dict[str, Any]:
+    """One closed-loop run of `seconds` (after `warmup` seconds that are not counted) against `port`: GETs of
+    `path`, or POSTs of the file `data` (each request the whole file), with `headers` (`name: value`)."""
     log.unlink(missing_ok=True)
     argv = [*cores.prefix("load"), h2load, "-t", "1", "-c", str(connections), "-m", str(streams),
             "-D", f"{round(seconds * 1000)}ms", "--log-file", str(log)]
     if warmup > 0:
         argv += ["--warm-up-time", f"{round(warmup * 1000)}ms"]
-    argv.append(f"http://{LOOPBACK}:{port}/")
+    if data is not None:
+        argv += ["-d", str(data)]
+    for header in headers:
+        argv += ["-H", header]
+    argv.append(f"http://{LOOPBACK}:{port}{path}")
     limit = seconds + warmup + 60
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, stdin=subprocess.DEVNULL)
