@@ -24,6 +24,7 @@ from meshbatch.batching.adaptive import AdaptiveController
 from meshbatch.batching.admission import Controls
 from meshbatch.batching.batch import BATCHED, PRIORITY_NAMES, QUEUED, Batch, Item, Key, Outcome, Waiter, dedup_key
 from meshbatch.batching.buckets import Buckets
+from meshbatch.batching.canary_shell import CanaryDispatcher, canary_for
 from meshbatch.batching.codecs import CODECS, ItemResult
 from meshbatch.batching.codecs.base import Replies, refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
@@ -81,7 +82,7 @@ class BatchHandler:
         self._forwards = self.codec.forwards_headers
         adaptive = config.adaptive
         self.model = LatencyModel(window=adaptive.window if adaptive is not None else 256)
-        self.controller = None if adaptive is None else AdaptiveController(
+        self.controller = None if adaptive is None or adaptive.target_p99_ms is None else AdaptiveController(
             self.model, target=adaptive.target_p99_ms / 1000, window=adaptive.window,
             min_wait=config.min_wait_ms / 1000, max_wait=config.max_wait_ms / 1000,
             max_items=config.max_items, max_in_flight=config.in_flight_cap)
@@ -98,7 +99,8 @@ class BatchHandler:
             preferred=None if not config.preferred_sizes else PreferredSizes(
                 config.preferred_sizes, config.max_wait_ms / 1000,
                 None if config.pad_to_preferred is None else orjson.dumps(config.pad_to_preferred.item)))
-        self.dispatcher = Dispatcher(
+        canary = adaptive is not None and adaptive.canary is not None
+        self.dispatcher = (CanaryDispatcher if canary else Dispatcher)(
             route, self.accumulator, self.codec, send, method=config.upstream_method.encode(),
             path=config.upstream_path.encode(), key_headers=self.controls.key_headers,
             key_queries=self.controls.key_queries, max_in_flight=config.in_flight_cap, metrics=self.metrics,
@@ -108,6 +110,9 @@ class BatchHandler:
         self.slots = None if isinstance(auto, int) else AutoSlots(auto.auto, self.model, self.dispatcher.clock.now())
         if self.slots is not None:
             self.dispatcher.max_in_flight = self.slots.limit
+        trial = canary_for(config, self.dispatcher.clock.now())
+        if trial is not None and isinstance(self.dispatcher, CanaryDispatcher):
+            self.dispatcher.start_canary(trial, metrics, config.adaptive.decisions_kept if config.adaptive else 20)
         if self.controller is not None or self.slots is not None:
             self.dispatcher.on_batch = self._on_batch
         if config.stream_index_field is not None:
@@ -337,6 +342,7 @@ class BatchHandler:
             "keys": keys,
             "model": self.model.summary() if self.model.samples else None,
             "adaptive": self.controller.summary() if self.controller is not None else None,
+            "canary": dispatcher.canary_summary() if isinstance(dispatcher, CanaryDispatcher) else None,
         }
 
     def __repr__(self) -> str:

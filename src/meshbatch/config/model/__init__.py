@@ -7,10 +7,10 @@ the file; every name is importable from `meshbatch.config.model`.
 
 from __future__ import annotations
 
+from meshbatch.config.model.adaptive import Adaptive, Candidate
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
 from meshbatch.config.model.batch import (
     ENVELOPE_METHOD,
-    Adaptive,
     AutoInFlight,
     Batch,
     BucketBy,
@@ -92,6 +92,7 @@ __all__ = [
     "Batch",
     "BatchRoute",
     "BucketBy",
+    "Candidate",
     "CircuitBreakers",
     "Cluster",
     "Column",

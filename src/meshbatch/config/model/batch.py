@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
+from meshbatch.config.model.adaptive import Adaptive, candidate_problem
 from meshbatch.config.model.base import Model, ReadPath, UrlPath
 
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -30,11 +31,6 @@ def _scope(value: str) -> str:
 
 
 IdempotencyScope = Annotated[str, AfterValidator(_scope)]
-
-
-class Adaptive(Model):
-    target_p99_ms: Annotated[float, Field(gt=0, le=600_000)]
-    window: Annotated[int, Field(ge=8, le=10_000)] = 256
 
 
 # Statuses with which an upstream blames the request itself: a batch refused with one of them is split to find
@@ -360,6 +356,13 @@ class Batch(Model):
                                  "batch has a size to pad to")
             if self.codec == "grpc":
                 raise ValueError("pad_to_preferred adds JSON items: not with codec: grpc")
+        if self.adaptive is not None and self.adaptive.candidate is not None:
+            problem = candidate_problem(self.adaptive.candidate, max_items=self.max_items,
+                                        min_wait_ms=self.min_wait_ms, max_wait_ms=self.max_wait_ms,
+                                        max_in_flight=self.max_in_flight, preferred_sizes=self.preferred_sizes,
+                                        padded=self.pad_to_preferred is not None)
+            if problem is not None:
+                raise ValueError(f"adaptive.candidate{problem}")
         if self.fairness is not None and not self.key:
             raise ValueError("fairness shares the slots between batch keys: set batch.key (header:NAME, query:NAME)")
         if self.dedup_window_ms and not self.dedup:

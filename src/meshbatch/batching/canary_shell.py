@@ -1,0 +1,170 @@
+"""The dispatcher of a route with a canary (`batch.adaptive.canary`): the pure core (batching/canary.py) wired in.
+
+`CanaryDispatcher` is the route's `Dispatcher` with three hooks and nothing else changed:
+- `pump`: the batches one pump seals are formed under the active arm's setting (the accumulator's size cap and
+  hold, the slots); they are counted to that arm, and the arm and setting of the next batch are applied. When the
+  setting changes, the dispatcher looks again at the end of the tick (its timer was set for the old hold);
+- `_settle`: before a sent batch's callers are answered as usual (exactly once, whatever the arm), its figures
+  go to its arm: each caller's latency (arrival to answer), the upstream time, its items and those in error;
+- a decision (promote or rollback) applies its setting to every later batch and is recorded: the last
+  `decisions_kept` in `/batchers`, `meshbatch_batch_canary_decisions_total{route,decision,reason}`, and a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from meshbatch.batching.batch import IN_FLIGHT, Batch, Outcome
+from meshbatch.batching.canary import ARMS, BatchSetting, Canary, CanaryDecision, CanaryRules
+from meshbatch.batching.codecs.base import ItemResult
+from meshbatch.batching.dispatcher import Dispatcher
+from meshbatch.batching.stats import register_gauges, unregister_gauges
+from meshbatch.config.model import Batch as BatchConfig
+from meshbatch.errors import ProxyError
+from meshbatch.telemetry.metrics import Registry
+
+log = logging.getLogger("meshbatch.batching")
+
+
+def _failed(outcome: Outcome) -> bool:
+    return isinstance(outcome, ProxyError) or (isinstance(outcome, ItemResult) and outcome.status >= 500)
+
+
+class CanaryDispatcher(Dispatcher):
+    canary: Canary | None = None
+
+    def start_canary(self, canary: Canary, registry: Registry, kept: int = 20) -> None:
+        """Run `canary` on this dispatcher's batches from now on."""
+        self.canary = canary
+        self.decisions: deque[tuple[float, CanaryDecision]] = deque(maxlen=kept)  # (wall-clock time, it)
+        self._arm_of: dict[Batch, int] = {}
+        self._sealing = canary.arm
+        self._sealed = 0
+        self._registry = registry
+        self._decided = registry.counter(
+            "meshbatch_batch_canary_decisions_total", "Canary decisions of batching routes (batch.adaptive.canary), "
+            "by decision (promote, rollback) and reason (passed, p99, cost, errors, inconclusive)",
+            ["route", "decision", "reason"])
+        self._batches = registry.counter(
+            "meshbatch_batch_canary_batches_total", "Batches sent under each arm of a canary (current, candidate)",
+            ["route", "arm"])
+        self._arm_labels = [(self.route, arm) for arm in ARMS]
+        register_gauges(registry, self, _gauges)
+        self._apply(canary.setting)
+
+    def _apply(self, setting: BatchSetting) -> None:
+        acc = self.acc
+        acc.hold = setting.hold
+        acc.cap = setting.max_items
+        if acc.preferred is not None:
+            acc.preferred.max_wait = setting.max_wait
+        if setting.max_in_flight is not None:
+            self.max_in_flight = setting.max_in_flight
+
+    # -- hooks ----------------------------------------------------------------------------------------------
+
+    def pump(self, now: float | None = None) -> None:
+        canary = self.canary
+        if canary is None or not canary.running:
+            super().pump(now)
+            return
+        self._sealing, self._sealed = canary.arm, 0
+        super().pump(now)
+        if self._sealed:
+            before = canary.setting
+            canary.on_sealed(self._sealed)
+            after = canary.setting
+            if after != before:
+                self._apply(after)
+                if self.loop is not None and not self.loop.is_closed() and self.acc.queued:
+                    self._kick()
+
+    def _start(self, batch: Batch, now: float) -> None:
+        canary = self.canary
+        if canary is not None and canary.running:
+            self._arm_of[batch] = self._sealing
+            self._sealed += 1
+            self._batches.inc(self._arm_labels[self._sealing])
+        super()._start(batch, now)
+
+    def _settle(self, batch: Batch, results: Sequence[Outcome] | None, error: Outcome) -> None:
+        canary = self.canary
+        arm = self._arm_of.pop(batch, None) if canary is not None else None
+        if canary is None or arm is None or batch.state != IN_FLIGHT:
+            super()._settle(batch, results, error)
+            return
+        now = self.clock.now()
+        items = batch.items[:len(batch.items) - batch.padding]
+        latencies = [now - waiter.arrived for item in items for waiter in item.waiters]
+        errors = len(items) if results is None else sum(1 for outcome in results[:len(items)] if _failed(outcome))
+        upstream = max(0.0, now - batch.sent_at)
+        super()._settle(batch, results, error)
+        decision = canary.on_done(arm, now, latencies, len(items), upstream, errors, results is None)
+        if decision is not None:
+            self._record(canary, decision)
+
+    def _record(self, canary: Canary, decision: CanaryDecision) -> None:
+        self._arm_of.clear()  # batches still in flight count for nobody: the canary is over
+        self._apply(canary.setting)
+        self.decisions.append((time.time(), decision))
+        self._decided.inc((self.route, decision.action, decision.reason))
+        figures = "; ".join(f"{arm} p99 {f['p99_ms']} ms, cost {f['cost_ms_per_item']} ms/item, errors "
+                            f"{f['error_rate']}, {f['batches']} batches" for arm, f in decision.figures.items())
+        setting = " ".join(f"{k}={v}" for k, v in canary.setting.describe().items() if v is not None)
+        (log.info if decision.action == "promote" else log.warning)(
+            "canary %s on route %s: %s: %s [%s]; now %s", decision.action, self.route, decision.reason,
+            decision.detail, figures, setting)
+        if self.loop is not None and not self.loop.is_closed():
+            self._kick()
+
+    async def drain(self, timeout: float) -> None:
+        try:
+            await super().drain(timeout)
+        finally:
+            if self.canary is not None:
+                unregister_gauges(self._registry, self)
+
+    def canary_summary(self) -> dict[str, object] | None:
+        canary = self.canary
+        if canary is None:
+            return None
+        return {**canary.summary(self.clock.now()),
+                "decisions": [{"time": round(wall, 3), "decision": d.action, "reason": d.reason, "detail": d.detail,
+                               **d.figures} for wall, d in reversed(self.decisions)]}
+
+
+def canary_for(config: BatchConfig, now: float) -> Canary | None:
+    """The canary `batch.adaptive` asks for (None: none), starting at `now`."""
+    adaptive = config.adaptive
+    if adaptive is None or adaptive.canary is None or adaptive.candidate is None:
+        return None
+    slots = config.max_in_flight
+    current = BatchSetting(config.max_items, config.min_wait_ms / 1000, config.max_wait_ms / 1000,
+                           slots if isinstance(slots, int) else None)
+    want = adaptive.candidate
+    candidate = current.merged(
+        want.max_items, None if want.min_wait_ms is None else want.min_wait_ms / 1000,
+        None if want.max_wait_ms is None else want.max_wait_ms / 1000, want.max_in_flight)
+    rules = CanaryRules(
+        share=adaptive.canary, window=adaptive.window_ms / 1000, min_batches=adaptive.min_batches,
+        max_p99_increase=adaptive.max_p99_increase_percent / 100, p99_slack=adaptive.p99_slack_ms / 1000,
+        min_cost_decrease=adaptive.min_cost_decrease_percent / 100,
+        max_error_increase=adaptive.max_error_increase_percent / 100,
+        min_failed_batches=adaptive.min_failed_batches, passes=adaptive.passes, failures=adaptive.failures,
+        max_windows=adaptive.max_windows)
+    return Canary(current, candidate, rules, now)
+
+
+def _gauges(owner: object) -> Iterable[tuple[str, str, float]]:
+    assert isinstance(owner, CanaryDispatcher) and owner.canary is not None
+    canary = owner.canary
+    yield ("meshbatch_batch_canary_running", "1 while a canary tries a candidate setting on a batching route, 0 "
+           "once it promoted or rolled it back", 1.0 if canary.running else 0.0)
+    yield ("meshbatch_batch_canary_promoted", "1 when a batching route's canary promoted its candidate (the route "
+           "runs it), else 0", 1.0 if canary.state == "promoted" else 0.0)
+
+
+__all__ = ["CanaryDispatcher", "canary_for"]
