@@ -102,7 +102,8 @@ class CanaryDispatcher(Dispatcher):
         errors = len(items) if results is None else sum(1 for outcome in results[:len(items)] if _failed(outcome))
         upstream = max(0.0, now - batch.sent_at)
         super()._settle(batch, results, error)
-        decision = canary.on_done(arm, now, latencies, len(items), upstream, errors, results is None)
+        failed = results is None or (bool(items) and errors == len(items))  # no caller of it got an answer
+        decision = canary.on_done(arm, now, latencies, len(items), upstream, errors, failed)
         if decision is not None:
             self._record(canary, decision)
 
