@@ -17,6 +17,8 @@ The request path picks the codec and the behaviour, so one server serves every r
     status/CODE  that status for the whole batch, with `Retry-After: 7`
     poison       like ok, but a batch holding an item whose body has "poison": true is refused as a whole, as an
                  upstream refuses a body it cannot read: 400 (`poison/CODE`: that status) and a JSON error
+    most/N       like ok for a batch of at most N items; a bigger one is refused 503 as a whole (an upstream that
+                 runs out of memory above a batch size)
     mirror       each item's answer is the exact bytes of its request body (json-array, ndjson: the request body
                  itself; envelope: each entry's `body` as written), for tests of exact round trips
     ?ms=N        wait N ms before answering (any behaviour)
@@ -278,6 +280,8 @@ class BatchUpstream:
         if behaviour == "poison" and any(_flag(item, "poison") for item in items):
             return int(arg or 400), b"application/problem+json", b'{"error": "the batch holds an item that cannot ' \
                 b'be processed"}', [(b"x-upstream-detail", b"poison")]
+        if behaviour == "most" and len(items) > int(arg):
+            return 503, json_type, b'{"error": "batch too large for the test upstream"}', []
         if behaviour == "mirror":
             return 200, WIRES.get(codec)().content_type, _mirror(codec, body), []
         if behaviour == "status":

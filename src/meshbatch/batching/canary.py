@@ -12,18 +12,23 @@ Rollouts' experiments, here for free: one batch in ten is the experiment).
 
 Figures per arm and window: the p99 of the callers' latency (arrival to answer), the upstream cost (upstream
 seconds per item: the time the upstream spends per item, summed over the window's batches and divided by their
-items), and the error rate (items answered with an error, of the items sent).
+items; batches that failed as a whole are left out: a refusal is not a cheaper answer), and the error rate
+(items answered with an error, of the items sent).
 
 Decisions:
 - at once, after any candidate batch: **rollback** (`errors`) when the candidate has at least
-  `min_failed_batches` failed batches in the window and its error rate exceeds the current arm's by more than
-  `max_error_increase` (a share of items);
+  `min_failed_batches` failed batches since the canary started and its error rate since then exceeds the current
+  arm's by more than `max_error_increase` (a share of items); counted since the start, not per window, so errors
+  spread over windows too short to judge are not forgotten;
 - at the end of each window (`window` seconds): if either arm has fewer than `min_batches` batches the window is
-  not judged (never promote on too few samples); else it passes when the candidate's p99 is within
-  `current p99 x (1 + max_p99_increase) + p99_slack` and its cost is at most `current cost x (1 -
-  min_cost_decrease)`, and fails otherwise. `passes` passing windows in a row: **promote**; `failures` failing
-  windows: **rollback**; `max_windows` windows without either: **rollback** (`inconclusive`). Each window starts
-  afresh (one slow spell is judged once).
+  not judged (never promote on too few samples); else it passes when the candidate's error rate is within the
+  current's + `max_error_increase`, its p99 within `current p99 x (1 + max_p99_increase) + p99_slack`, and its
+  cost at most `current cost x (1 - min_cost_decrease)`; it fails otherwise. `passes` passing windows in a row:
+  **promote**; `failures` failing windows: **rollback**; `max_windows` windows without either: **rollback**
+  (`inconclusive`). Each window starts afresh (one slow spell is judged once).
+Both arms' callers wait in one queue: what a candidate does to the queue (bigger batches drain it faster) helps
+both arms alike, so the comparison sees its hold, its batch time and its cost, not its effect on queueing; it is
+cautious with a candidate whose gain is a shorter queue.
 After a decision the canary is over: every batch uses the setting it chose.
 """
 
@@ -84,14 +89,15 @@ class CanaryRules:
 class ArmWindow:
     """One arm's figures over the current window."""
 
-    __slots__ = ("batches", "errors", "failed", "items", "latencies", "upstream")
+    __slots__ = ("batches", "errors", "failed", "items", "latencies", "served", "upstream")
 
     def __init__(self) -> None:
         self.batches = 0
-        self.failed = 0  # batches with no result at all
+        self.failed = 0  # batches none of whose items got a result
         self.items = 0
         self.errors = 0  # items answered with an error
-        self.upstream = 0.0  # upstream seconds, summed
+        self.served = 0  # items of the batches that did not fail
+        self.upstream = 0.0  # their upstream seconds, summed (a refusal is no cheaper answer)
         self.latencies: deque[float] = deque(maxlen=MAX_SAMPLES)
 
     def add(self, latencies: list[float], items: int, upstream: float, errors: int, failed: bool) -> None:
@@ -99,7 +105,9 @@ class ArmWindow:
         self.failed += failed
         self.items += items
         self.errors += errors
-        self.upstream += upstream
+        if not failed:
+            self.served += items
+            self.upstream += upstream
         self.latencies.extend(latencies)
 
     @property
@@ -109,8 +117,8 @@ class ArmWindow:
 
     @property
     def cost(self) -> float:
-        """Upstream seconds per item."""
-        return self.upstream / self.items if self.items else 0.0
+        """Upstream seconds per item, over the batches that did not fail."""
+        return self.upstream / self.served if self.served else 0.0
 
     @property
     def error_rate(self) -> float:
@@ -140,6 +148,7 @@ class Canary:
         self.arm = CURRENT  # the arm of the batch being formed now
         self.sealed = [0, 0]  # batches sealed per arm since the start
         self.arms = (ArmWindow(), ArmWindow())
+        self.totals = (ArmWindow(), ArmWindow())  # since the start: errors are never forgotten with a window
         self.window_start = now
         self.windows = 0  # windows ended (judged or not)
         self.passed = 0  # passing windows in a row
@@ -176,6 +185,7 @@ class Canary:
         if not self.windows and not self.arms[CURRENT].batches and not self.arms[CANDIDATE].batches:
             self.window_start = now  # the first window starts with the traffic, not with the config
         self.arms[arm].add(latencies, items, upstream, errors, failed)
+        self.totals[arm].add(latencies, items, upstream, errors, failed)
         if arm == CANDIDATE:
             decision = self._errors(now)
             if decision is not None:
@@ -215,6 +225,9 @@ class Canary:
     def _judge(self, current: ArmWindow, candidate: ArmWindow) -> tuple[str, str] | None:
         """None when the candidate passes; else (reason, detail)."""
         rules = self.rules
+        if candidate.error_rate > current.error_rate + rules.max_error_increase:
+            return "errors", (f"candidate error rate {candidate.error_rate:.2%} > current "
+                              f"{current.error_rate:.2%}")
         bound = current.p99 * (1 + rules.max_p99_increase) + rules.p99_slack
         if candidate.p99 > bound:
             return "p99", (f"candidate p99 {candidate.p99 * 1000:.3f} ms > {bound * 1000:.3f} ms (current "
@@ -223,13 +236,10 @@ class Canary:
         if candidate.cost > limit:
             return "cost", (f"candidate upstream cost {candidate.cost * 1000:.4f} ms/item > {limit * 1000:.4f} "
                             f"(current {current.cost * 1000:.4f})")
-        if candidate.error_rate > current.error_rate + rules.max_error_increase:
-            return "errors", (f"candidate error rate {candidate.error_rate:.2%} > current "
-                              f"{current.error_rate:.2%}")
         return None
 
     def _errors(self, now: float) -> CanaryDecision | None:
-        current, candidate = self.arms
+        current, candidate = self.totals
         rules = self.rules
         if candidate.failed < rules.min_failed_batches:
             return None
@@ -237,10 +247,10 @@ class Canary:
             return None
         return self._decide("rolled_back", CanaryDecision(
             now, "rollback", "errors", f"candidate error rate {candidate.error_rate:.2%} ({candidate.failed} "
-            f"failed batches) > current {current.error_rate:.2%}", self._figures()))
+            f"failed batches since the start) > current {current.error_rate:.2%}", self._figures(self.totals)))
 
-    def _figures(self) -> dict[str, dict[str, object]]:
-        return {name: arm.figures() for name, arm in zip(ARMS, self.arms, strict=True)}
+    def _figures(self, arms: tuple[ArmWindow, ArmWindow] | None = None) -> dict[str, dict[str, object]]:
+        return {name: arm.figures() for name, arm in zip(ARMS, arms or self.arms, strict=True)}
 
     def _decide(self, state: str, decision: CanaryDecision) -> CanaryDecision:
         self.state = state
@@ -253,7 +263,7 @@ class Canary:
             "state": self.state, "share": self.rules.share, "next_arm": ARMS[self.arm] if self.running else None,
             "current": self.current.describe(), "candidate": self.candidate.describe(),
             "batches": dict(zip(ARMS, self.sealed, strict=True)), "windows": self.windows,
-            "passed_in_a_row": self.passed, "failed_windows": self.failed,
+            "passed_in_a_row": self.passed, "failed_windows": self.failed, "since_start": self._figures(self.totals),
             "window": {"elapsed_ms": round((now - self.window_start) * 1000, 3),
                        "length_ms": round(self.rules.window * 1000, 3), **self._figures()} if self.running else None,
         }

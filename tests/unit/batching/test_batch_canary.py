@@ -169,3 +169,16 @@ def test_summary_shows_both_arms_and_the_window():
     window_view = summary["window"]
     assert window_view["elapsed_ms"] == 1500.0 and window_view["current"]["batches"] == 3
     assert window_view["current"]["p99_ms"] == 4.0 and window_view["candidate"]["batches"] == 0
+
+
+def test_errors_spread_over_windows_too_short_to_judge_are_not_forgotten():
+    clock = FakeClock()
+    c = canary(clock, min_batches=20)
+    for _ in range(3):  # each window: a few batches, one failed candidate batch, not judged
+        feed(c, clock, CURRENT, 4, latency=0.01, cost=0.001)
+        decision = feed(c, clock, CANDIDATE, 1, latency=0.01, cost=0.001, errors=10, failed=True)
+        if decision is None:
+            clock.advance(c.rules.window)
+            assert c.tick(clock.now()) is None
+    assert decision is not None and (decision.action, decision.reason) == ("rollback", "errors")
+    assert decision.figures["candidate"]["failed_batches"] == 3 and "since the start" in decision.detail

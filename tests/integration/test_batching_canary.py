@@ -1,0 +1,104 @@
+"""`batch.adaptive.canary` through `meshbatch run` with a real batch upstream: a candidate that serves the
+upstream better is promoted, one whose batches the upstream refuses is rolled back at once; every caller gets
+one answer; /batchers, /metrics and the log show each decision."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from testbed.batch_upstream import BatchUpstream, batch_route
+from testbed.config import cluster, config, listener
+from testbed.proxy import MeshbatchProcess, metric_value
+
+RULES = {"canary": 0.25, "window_ms": 250, "min_batches": 5, "passes": 1, "max_windows": 20}
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[BatchUpstream]:
+    server = BatchUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(module_mesh: Any, upstream: BatchUpstream) -> MeshbatchProcess:
+    routes = [
+        # the upstream takes 3 ms a batch whatever its size: bigger batches cost less per item. Both arms' callers
+        # wait in one queue, so their p99s differ by little more than the machine's stalls (a shared test machine
+        # has stalls of tens of ms): the p99 rule is loosened here, the decision rests on the cost (the unit
+        # tests hold the p99 rule to its numbers on a fake clock)
+        batch_route("better", "/better/", "/b/json-array/ok?ms=3", max_items=4,
+                    adaptive={**RULES, "canary": 0.5, "candidate": {"max_items": 32}, "max_p99_increase_percent": 100,
+                              "p99_slack_ms": 50}),
+        # the upstream refuses batches of more than 8 items
+        batch_route("refused", "/refused/", "/b/json-array/most/8?ms=3", max_items=8,
+                    adaptive={**RULES, "candidate": {"max_items": 32}}),
+    ]
+    process: MeshbatchProcess = module_mesh.start(config([listener("main", routes)],
+                                                         [cluster("batch", upstream.address)]))
+    return process
+
+
+def drive(proxy: MeshbatchProcess, route: str, callers: int = 24, limit: float = 5.0) -> tuple[list[int], dict]:
+    """Callers post to `route` until its canary decides (or `limit` seconds): their statuses and the route's
+    /batchers view. More callers than the current setting's max_items, so a queue builds behind the one slot."""
+    done = threading.Event()
+
+    def caller(n: int) -> list[int]:
+        statuses = []
+        with httpx.Client(base_url=proxy.url("main"), timeout=10) as client:
+            while not done.is_set():
+                statuses.append(client.post(f"/{route}/x", json={"c": n}).status_code)
+        return statuses
+
+    with httpx.Client(base_url=proxy.admin_url, timeout=5) as admin, ThreadPoolExecutor(callers) as pool:
+        futures = [pool.submit(caller, n) for n in range(callers)]
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if admin.get("/batchers").json()["batchers"][route]["canary"]["state"] != "running":
+                break
+            time.sleep(0.05)
+        done.set()
+        statuses = [s for f in futures for s in f.result()]
+        return statuses, admin.get("/batchers").json()["batchers"][route]
+
+
+def test_a_candidate_that_serves_the_upstream_better_is_promoted(proxy: MeshbatchProcess) -> None:
+    statuses, batcher = drive(proxy, "better")
+    canary = batcher["canary"]
+    assert canary["state"] == "promoted", canary
+    assert set(statuses) == {200}
+    (decision,) = canary["decisions"]
+    assert decision["decision"] == "promote" and decision["reason"] == "passed"
+    assert decision["candidate"]["cost_ms_per_item"] < decision["current"]["cost_ms_per_item"]
+    assert batcher["policy"]["size_cap"] == 32
+    text = httpx.get(proxy.admin_url + "/metrics").text
+    assert metric_value(text, "meshbatch_batch_canary_decisions_total", route="better", decision="promote",
+                        reason="passed") == 1
+    assert metric_value(text, "meshbatch_batch_canary_promoted", route="better") == 1
+    assert metric_value(text, "meshbatch_batch_canary_batches_total", route="better", arm="candidate") >= 5
+
+
+def test_a_candidate_the_upstream_refuses_is_rolled_back_at_once(proxy: MeshbatchProcess) -> None:
+    statuses, batcher = drive(proxy, "refused")
+    canary = batcher["canary"]
+    assert canary["state"] == "rolled_back", canary["decisions"]
+    (decision,) = canary["decisions"]
+    assert (decision["decision"], decision["reason"]) == ("rollback", "errors")
+    assert decision["candidate"]["failed_batches"] == 3 and decision["current"]["error_rate"] == 0
+    # the callers of the refused batches got the upstream's refusal, once; every other caller its answer
+    refused = len([s for s in statuses if s != 200])
+    assert set(statuses) <= {200, 502} and 0 < refused <= 3 * 32
+    assert batcher["policy"]["size_cap"] == 8
+    text = httpx.get(proxy.admin_url + "/metrics").text
+    assert metric_value(text, "meshbatch_batch_canary_decisions_total", route="refused", decision="rollback",
+                        reason="errors") == 1
+    assert metric_value(text, "meshbatch_batch_canary_running", route="refused") == 0
+    proxy.wait_for_line("canary rollback on route refused: errors", timeout=2)
