@@ -56,6 +56,11 @@ def add_tune(sub: Any) -> None:
     tune.add_argument("--seed", type=int, default=1, help="seed of the upstream-time residual draws")
     tune.add_argument("--plot", help="write the trade-off plot (PNG) here")
     tune.add_argument("--json", action="store_true", help="print the result as JSON")
+    tune.add_argument("--apply", metavar="CONFIG", help="write the recommendation into the route's config as a "
+                      "canary (batch.adaptive: {canary, candidate}); the proxy promotes or rolls it back itself")
+    tune.add_argument("--canary", type=float, default=0.1, metavar="SHARE",
+                      help="with --apply: the share of the route's batches that try it (default 0.1, at most 0.5)")
+    tune.add_argument("--reload-pid", type=int, metavar="PID", help="with --apply: send the proxy SIGHUP to reload")
     tune.set_defaults(func=_run_tune)
 
 

@@ -2,12 +2,15 @@
 
     meshbatch tune --admin 127.0.0.1:9901 --route orders --target-p99-ms 20 [--plot tune.png] [--save trace.json]
     meshbatch tune --input trace.json --target-p99-ms 20
+    meshbatch tune --route orders --target-p99-ms 20 --apply proxy.yaml [--canary 0.1] [--reload-pid PID]
 
 The proxy records recent batches of every batching route (`recorder`, on by default): when each item arrived and
 how long each upstream call took. `tune` reads that record, fits the upstream cost t(n) = a + b*n, replays the
 arrivals through a simulation of the batcher for every candidate setting, prints the trade-off, writes a plot, and
 recommends a setting. The wait it sweeps is the hold (`min_wait_ms`: how long a queue is kept before a free slot
-takes it; `max_wait_ms` only bounds an adaptive hold), so the recommendation sets both.
+takes it; `max_wait_ms` only bounds an adaptive hold), so the recommendation sets both. With `--apply` the
+recommendation is written into the proxy's config as a canary (tools/tune/apply.py): the proxy tries it on a share
+of the route's batches and promotes or rolls it back by itself.
 """
 
 from __future__ import annotations
@@ -72,7 +75,35 @@ def run_tune(args: argparse.Namespace, console: Console | None = None) -> int:
         report.plot(outcomes, best, args.target_p99_ms, trace, args.plot)
         if not args.json:
             console.print(f"plot: {args.plot}")
+    if args.apply and met:
+        return _apply(args, trace.route, _setting(best, policy), console)
+    if args.apply:
+        console.print("[red]not applied:[/red] the recommendation does not meet the target")
     return 0 if met else 3
+
+
+def _apply(args: argparse.Namespace, route: str, setting: dict[str, float], console: Console) -> int:
+    """--apply: the recommendation as a canary in the config file, and --reload-pid's SIGHUP."""
+    from meshbatch.tools.tune.apply import ApplyError, apply, reload
+
+    try:
+        wanted = apply(args.apply, route, setting, args.canary)
+    except ApplyError as exc:
+        console.print(f"[red]not applied:[/red] {exc}")
+        return 4
+    written = ", ".join(f"{k}: {v:g}" for k, v in wanted.items())
+    console.print(f"applied to {args.apply} (previous text in {args.apply}.bak): route {route} tries "
+                  f"{{{written}}} on {args.canary:.0%} of its batches")
+    if args.reload_pid is None:
+        console.print("reload the proxy (SIGHUP) to start the canary; its progress is in /batchers")
+        return 0
+    try:
+        reload(args.reload_pid)
+    except ApplyError as exc:
+        console.print(f"[red]not reloaded:[/red] {exc}")
+        return 4
+    console.print(f"sent SIGHUP to {args.reload_pid}: the canary starts with the reload; see /batchers")
+    return 0
 
 
 def _setting(best: Outcome, policy: dict[str, Any]) -> dict[str, float]:
