@@ -75,9 +75,10 @@ def run_tune(args: argparse.Namespace, console: Console | None = None) -> int:
         report.plot(outcomes, best, args.target_p99_ms, trace, args.plot)
         if not args.json:
             console.print(f"plot: {args.plot}")
-    if args.apply and met:
+    target = getattr(args, "apply", None)  # the config file to write the canary into
+    if target and met:
         return _apply(args, trace.route, _setting(best, policy), console)
-    if args.apply:
+    if target:
         console.print("[red]not applied:[/red] the recommendation does not meet the target")
     return 0 if met else 3
 
@@ -94,7 +95,7 @@ def _apply(args: argparse.Namespace, route: str, setting: dict[str, float], cons
     written = ", ".join(f"{k}: {v:g}" for k, v in wanted.items())
     console.print(f"applied to {args.apply} (previous text in {args.apply}.bak): route {route} tries "
                   f"{{{written}}} on {args.canary:.0%} of its batches")
-    if args.reload_pid is None:
+    if getattr(args, "reload_pid", None) is None:
         console.print("reload the proxy (SIGHUP) to start the canary; its progress is in /batchers")
         return 0
     try:
