@@ -87,6 +87,8 @@ def _apply(args: argparse.Namespace, route: str, setting: dict[str, float], cons
     """--apply: the recommendation as a canary in the config file, and --reload-pid's SIGHUP."""
     from meshbatch.tools.tune.apply import ApplyError, apply, reload
 
+    if args.json:  # stdout holds the JSON answer alone
+        console = Console(stderr=True)
     try:
         wanted = apply(args.apply, route, setting, args.canary)
     except ApplyError as exc:
