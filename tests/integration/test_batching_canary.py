@@ -83,6 +83,9 @@ def test_a_candidate_that_serves_the_upstream_better_is_promoted(proxy: Meshbatc
     assert decision["decision"] == "promote" and decision["reason"] == "passed"
     assert decision["candidate"]["cost_ms_per_item"] < decision["current"]["cost_ms_per_item"]
     assert batcher["policy"]["size_cap"] == 32
+    # what `meshbatch tune` reads next is the setting the route runs now
+    policy = httpx.get(proxy.admin_url + "/recorder", params={"route": "better"}).json()["policy"]
+    assert (policy["max_items"], policy["canary"], policy["adaptive"]) == (32, "promoted", False)
     text = httpx.get(proxy.admin_url + "/metrics").text
     assert metric_value(text, "meshbatch_batch_canary_decisions_total", route="better", decision="promote",
                         reason="passed") == 1

@@ -23,6 +23,7 @@ import orjson
 
 from meshbatch.admin.ingest_feed import ingest_entry, ingest_reading
 from meshbatch.admin.target import SnapshotView
+from meshbatch.batching.canary_shell import CanaryDispatcher
 from meshbatch.config.redact import scrub
 from meshbatch.errors import NoRoute
 from meshbatch.http.message import Request, Response
@@ -209,12 +210,17 @@ class Dashboard:
             raise NoRoute("no_batching_route", f"no batching route {names[-1]!r}; known: {', '.join(batchers)}")
         config = batcher.config
         recorder = batcher.dispatcher.recorder
+        policy = {"max_items": config.max_items, "max_wait_ms": config.max_wait_ms,
+                  "min_wait_ms": config.min_wait_ms, "max_in_flight": batcher.dispatcher.max_in_flight}
+        canary = batcher.dispatcher.canary_summary() if isinstance(batcher.dispatcher, CanaryDispatcher) else None
+        promoted = canary["candidate"] if canary is not None and canary["state"] == "promoted" else None
+        if isinstance(promoted, dict):  # the route runs its canary's candidate now
+            policy.update(promoted)
         return _json({
             "route": batcher.route, "clock": "monotonic seconds", "now": batcher.dispatcher.clock.now(),
-            "policy": {"max_items": config.max_items, "max_wait_ms": config.max_wait_ms,
-                       "min_wait_ms": config.min_wait_ms, "max_in_flight": batcher.dispatcher.max_in_flight,
-                       "max_queue": config.max_queue, "timeout_ms": round(batcher.timeout * 1000, 3),
-                       "adaptive": config.adaptive is not None},
+            "policy": {**policy, "max_queue": config.max_queue, "timeout_ms": round(batcher.timeout * 1000, 3),
+                       "adaptive": config.adaptive is not None and config.adaptive.target_p99_ms is not None,
+                       "canary": None if canary is None else canary["state"]},
             "model": batcher.model.summary(),
             **_recorder_state(batcher),
             "batches": recorder.export() if recorder is not None else [],
