@@ -16,7 +16,7 @@ items; batches that failed as a whole are left out: a refusal is not a cheaper a
 (items answered with an error, of the items sent).
 
 Decisions:
-- at once, after any candidate batch: **rollback** (`errors`) when the candidate has at least
+- at once, after any batch: **rollback** (`errors`) when the candidate has at least
   `min_failed_batches` failed batches since the canary started and its error rate since then exceeds the current
   arm's by more than `max_error_increase` (a share of items); counted since the start, not per window, so errors
   spread over windows too short to judge are not forgotten;
@@ -186,11 +186,8 @@ class Canary:
             self.window_start = now  # the first window starts with the traffic, not with the config
         self.arms[arm].add(latencies, items, upstream, errors, failed)
         self.totals[arm].add(latencies, items, upstream, errors, failed)
-        if arm == CANDIDATE:
-            decision = self._errors(now)
-            if decision is not None:
-                return decision
-        return self.tick(now)
+        decision = self._errors(now)  # after any batch: a current one that succeeds widens the gap too
+        return decision if decision is not None else self.tick(now)
 
     def tick(self, now: float) -> CanaryDecision | None:
         """The end of a window, if it has come."""
