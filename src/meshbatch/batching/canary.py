@@ -35,12 +35,15 @@ After a decision the canary is over: every batch uses the setting it chose.
 from __future__ import annotations
 
 import math
-from collections import deque
+import random
 from dataclasses import dataclass, field, replace
 
 CURRENT, CANDIDATE = 0, 1
 ARMS = ("current", "candidate")
-MAX_SAMPLES = 20_000  # caller latencies kept per arm and window (the newest)
+# Caller latencies kept per arm and window: a uniform sample of them all (reservoir sampling), so a p99 costs one
+# sort of at most this many (the /batchers view sorts four) whatever the traffic, and the window's start counts as
+# much as its end.
+MAX_SAMPLES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ class CanaryRules:
 class ArmWindow:
     """One arm's figures over the current window."""
 
-    __slots__ = ("batches", "errors", "failed", "items", "latencies", "served", "upstream")
+    __slots__ = ("_rng", "batches", "callers", "errors", "failed", "items", "latencies", "served", "upstream")
 
     def __init__(self) -> None:
         self.batches = 0
@@ -98,7 +101,9 @@ class ArmWindow:
         self.errors = 0  # items answered with an error
         self.served = 0  # items of the batches that did not fail
         self.upstream = 0.0  # their upstream seconds, summed (a refusal is no cheaper answer)
-        self.latencies: deque[float] = deque(maxlen=MAX_SAMPLES)
+        self.callers = 0  # latencies seen; `latencies` holds a uniform sample of them
+        self.latencies: list[float] = []
+        self._rng = random.Random(0x5EED)  # the sample is the same for the same events (tests replay them)
 
     def add(self, latencies: list[float], items: int, upstream: float, errors: int, failed: bool) -> None:
         self.batches += 1
@@ -108,7 +113,22 @@ class ArmWindow:
         if not failed:
             self.served += items
             self.upstream += upstream
-        self.latencies.extend(latencies)
+        kept = self.latencies
+        seen = self.callers
+        if seen + len(latencies) <= MAX_SAMPLES:
+            kept.extend(latencies)
+            self.callers = seen + len(latencies)
+            return
+        draw = self._rng.random
+        for value in latencies:
+            seen += 1
+            if len(kept) < MAX_SAMPLES:
+                kept.append(value)
+            else:
+                slot = int(draw() * seen)
+                if slot < MAX_SAMPLES:
+                    kept[slot] = value
+        self.callers = seen
 
     @property
     def p99(self) -> float:
@@ -125,7 +145,8 @@ class ArmWindow:
         return self.errors / self.items if self.items else 0.0
 
     def figures(self) -> dict[str, object]:
-        return {"batches": self.batches, "items": self.items, "p99_ms": round(self.p99 * 1000, 3),
+        return {"batches": self.batches, "items": self.items, "callers": self.callers,
+                "p99_ms": round(self.p99 * 1000, 3),
                 "cost_ms_per_item": round(self.cost * 1000, 4), "error_rate": round(self.error_rate, 4),
                 "failed_batches": self.failed}
 

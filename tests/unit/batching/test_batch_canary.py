@@ -182,3 +182,15 @@ def test_errors_spread_over_windows_too_short_to_judge_are_not_forgotten():
             assert c.tick(clock.now()) is None
     assert decision is not None and (decision.action, decision.reason) == ("rollback", "errors")
     assert decision.figures["candidate"]["failed_batches"] == 3 and "since the start" in decision.detail
+
+
+def test_a_window_keeps_a_bounded_uniform_sample_of_latencies():
+    from meshbatch.batching.canary import MAX_SAMPLES, ArmWindow
+
+    arm = ArmWindow()
+    values = [i / 100_000 for i in range(100_000)]  # 0 .. 1 s, the slow ones last
+    for start in range(0, len(values), 100):
+        arm.add(values[start:start + 100], 100, 0.1, 0, False)
+    assert len(arm.latencies) == MAX_SAMPLES and arm.callers == 100_000
+    assert abs(arm.p99 - 0.99) < 0.01  # the window's start counts as much as its end
+    assert arm.figures()["callers"] == 100_000
