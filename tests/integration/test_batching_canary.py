@@ -79,7 +79,8 @@ def test_a_candidate_that_serves_the_upstream_better_is_promoted(proxy: Meshbatc
     canary = batcher["canary"]
     assert canary["state"] == "promoted", canary
     assert set(statuses) == {200}
-    (decision,) = canary["decisions"]
+    decision = canary["decisions"][0]  # the newest: the final one (windows before it: keep)
+    assert all(earlier["decision"] == "keep" for earlier in canary["decisions"][1:])
     assert decision["decision"] == "promote" and decision["reason"] == "passed"
     assert decision["candidate"]["cost_ms_per_item"] < decision["current"]["cost_ms_per_item"]
     assert batcher["policy"]["size_cap"] == 32
@@ -97,7 +98,8 @@ def test_a_candidate_the_upstream_refuses_is_rolled_back_at_once(proxy: Meshbatc
     statuses, batcher = drive(proxy, "refused")
     canary = batcher["canary"]
     assert canary["state"] == "rolled_back", canary["decisions"]
-    (decision,) = canary["decisions"]
+    decision = canary["decisions"][0]  # the newest: the final one (windows before it: keep)
+    assert all(earlier["decision"] == "keep" for earlier in canary["decisions"][1:])
     assert (decision["decision"], decision["reason"]) == ("rollback", "errors")
     # at once after its third failed batch, or for two windows whose candidate batches failed more often
     assert decision["candidate"]["failed_batches"] >= 1 and decision["current"]["error_rate"] == 0

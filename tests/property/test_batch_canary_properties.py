@@ -53,6 +53,9 @@ def test_canary_invariants(share: float, min_batches: int, passes: int, batches:
             continue
         if decision is None:
             continue
+        if decision.action == "keep":
+            assert canary.running and decision.at == clock.now()
+            continue
         decided = decision
         if decision.action == "promote":
             figures = decision.figures

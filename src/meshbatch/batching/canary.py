@@ -29,7 +29,9 @@ Decisions:
 Both arms' callers wait in one queue: what a candidate does to the queue (bigger batches drain it faster) helps
 both arms alike, so the comparison sees its hold, its batch time and its cost, not its effect on queueing; it is
 cautious with a candidate whose gain is a shorter queue.
-After a decision the canary is over: every batch uses the setting it chose.
+Every window's end is recorded as a decision too: `keep` (collecting), with its reason (`passed`, `p99`, `cost`,
+`errors`, or `too_few` when not judged). After a final decision the canary is over: every batch uses the setting
+it chose.
 """
 
 from __future__ import annotations
@@ -154,8 +156,8 @@ class ArmWindow:
 @dataclass(frozen=True, slots=True)
 class CanaryDecision:
     at: float  # on the batcher's clock
-    action: str  # promote | rollback
-    reason: str  # passed | p99 | cost | errors | inconclusive
+    action: str  # promote | rollback (final) | keep (collecting: a window ended without a final decision)
+    reason: str  # passed | p99 | cost | errors | inconclusive | too_few (keep: the window was not judged)
     detail: str
     figures: dict[str, dict[str, object]] = field(default_factory=dict)  # arm name -> its window's figures
 
@@ -200,7 +202,8 @@ class Canary:
     def on_done(self, arm: int, now: float, latencies: list[float], items: int, upstream: float, errors: int,
                 failed: bool) -> CanaryDecision | None:
         """A batch of `arm` ended: its callers' latencies, items, upstream seconds, items in error, and whether it
-        failed as a whole. Returns a decision when this batch (or the window it ends) makes one."""
+        failed as a whole. Returns a decision when this batch (or the window it ends) makes one (`keep` included:
+        `running` says whether the canary goes on)."""
         if not self.running:
             return None
         if not self.windows and not self.arms[CURRENT].batches and not self.arms[CANDIDATE].batches:
@@ -211,7 +214,7 @@ class Canary:
         return decision if decision is not None else self.tick(now)
 
     def tick(self, now: float) -> CanaryDecision | None:
-        """The end of a window, if it has come."""
+        """The end of a window, if it has come: its decision (`keep` collecting, or the final one)."""
         if not self.running or now - self.window_start < self.rules.window:
             return None
         self.windows += 1
@@ -238,7 +241,15 @@ class Canary:
                 now, "rollback", "inconclusive", f"no decision after {self.windows} windows ({self.passed} "
                 f"passed in a row, {self.failed} failed; each arm needs {rules.min_batches} batches a window)",
                 figures))
-        return None
+        if verdict is not None:
+            return CanaryDecision(now, "keep", verdict[0], f"window {self.windows} failed ({self.failed} of "
+                                  f"{rules.failures} to roll back): {verdict[1]}", figures)
+        if self.passed:
+            return CanaryDecision(now, "keep", "passed", f"window {self.windows} passed ({self.passed} in a row of "
+                                  f"{rules.passes} to promote)", figures)
+        return CanaryDecision(now, "keep", "too_few", f"window {self.windows} not judged: each arm needs "
+                              f"{rules.min_batches} batches (current {current.batches}, candidate "
+                              f"{candidate.batches})", figures)
 
     def _judge(self, current: ArmWindow, candidate: ArmWindow) -> tuple[str, str] | None:
         """None when the candidate passes; else (reason, detail)."""

@@ -6,8 +6,9 @@
   setting changes, the dispatcher looks again at the end of the tick (its timer was set for the old hold);
 - `_settle`: before a sent batch's callers are answered as usual (exactly once, whatever the arm), its figures
   go to its arm: each caller's latency (arrival to answer), the upstream time, its items and those in error;
-- a decision (promote or rollback) applies its setting to every later batch and is recorded: the last
-  `decisions_kept` in `/batchers`, `meshbatch_batch_canary_decisions_total{route,decision,reason}`, and a log line.
+- each decision is recorded: the last `decisions_kept` in `/batchers`,
+  `meshbatch_batch_canary_decisions_total{route,decision,reason}` and a log line; a final one (promote or
+  rollback) applies its setting to every later batch.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class CanaryDispatcher(Dispatcher):
         self._registry = registry
         self._decided = registry.counter(
             "meshbatch_batch_canary_decisions_total", "Canary decisions of batching routes (batch.adaptive.canary), "
-            "by decision (promote, rollback) and reason (passed, p99, cost, errors, inconclusive)",
+            "by decision (promote, rollback, keep: a window ended and the canary goes on) and reason (passed, p99, "
+            "cost, errors, inconclusive, too_few)",
             ["route", "decision", "reason"])
         self._batches = registry.counter(
             "meshbatch_batch_canary_batches_total", "Batches sent under each arm of a canary (current, candidate)",
@@ -108,17 +110,20 @@ class CanaryDispatcher(Dispatcher):
             self._record(canary, decision)
 
     def _record(self, canary: Canary, decision: CanaryDecision) -> None:
-        self._arm_of.clear()  # batches still in flight count for nobody: the canary is over
-        self._apply(canary.setting)
         self.decisions.append((time.time(), decision))
+        final = not canary.running
+        if final:
+            self._arm_of.clear()  # batches still in flight count for nobody: the canary is over
+            self._apply(canary.setting)
         self._decided.inc((self.route, decision.action, decision.reason))
         figures = "; ".join(f"{arm} p99 {f['p99_ms']} ms, cost {f['cost_ms_per_item']} ms/item, errors "
                             f"{f['error_rate']}, {f['batches']} batches" for arm, f in decision.figures.items())
-        setting = " ".join(f"{k}={v}" for k, v in canary.setting.describe().items() if v is not None)
-        (log.info if decision.action == "promote" else log.warning)(
-            "canary %s on route %s: %s: %s [%s]; now %s", decision.action, self.route, decision.reason,
-            decision.detail, figures, setting)
-        if self.loop is not None and not self.loop.is_closed():
+        shown = canary.setting if not canary.running else canary.candidate
+        setting = " ".join(f"{k}={v}" for k, v in shown.describe().items() if v is not None)
+        (log.warning if decision.action == "rollback" else log.info)(
+            "canary %s on route %s: %s: %s [%s]; %s %s", decision.action, self.route, decision.reason,
+            decision.detail, figures, "now" if final else "candidate", setting)
+        if final and self.loop is not None and not self.loop.is_closed():
             self._kick()
 
     async def drain(self, timeout: float) -> None:

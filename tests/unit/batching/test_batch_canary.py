@@ -18,12 +18,11 @@ def canary(clock: FakeClock, **rules: object) -> Canary:
 def feed(c: Canary, clock: FakeClock, arm: int, n: int, *, latency: float, cost: float, items: int = 10,
          errors: int = 0, failed: bool = False):
     """n batches of `arm`, each answered `latency` after its callers came, costing `cost` seconds per item."""
-    decision = None
     for _ in range(n):
-        decision = c.on_done(arm, clock.now(), [latency] * items, items, cost * items, errors, failed) or decision
-        if decision is not None:
+        decision = c.on_done(arm, clock.now(), [latency] * items, items, cost * items, errors, failed)
+        if decision is not None and decision.action != "keep":
             return decision
-    return decision
+    return None
 
 
 def window(c: Canary, clock: FakeClock, *, cur=(0.010, 0.001), cand=(0.010, 0.001), batches=(30, 30)):
@@ -63,7 +62,8 @@ def test_several_batches_sealed_at_once_count_to_one_arm():
 def test_a_better_candidate_is_promoted_after_two_passing_windows():
     clock = FakeClock()
     c = canary(clock)
-    assert window(c, clock, cur=(0.010, 0.001), cand=(0.009, 0.0005)) is None
+    keep = window(c, clock, cur=(0.010, 0.001), cand=(0.009, 0.0005))
+    assert (keep.action, keep.reason) == ("keep", "passed") and "1 in a row of 2" in keep.detail
     assert c.passed == 1 and c.running
     decision = window(c, clock, cur=(0.010, 0.001), cand=(0.009, 0.0005))
     assert decision is not None and (decision.action, decision.reason) == ("promote", "passed")
@@ -77,7 +77,8 @@ def test_a_better_candidate_is_promoted_after_two_passing_windows():
 def test_a_slower_candidate_is_rolled_back_for_its_p99():
     clock = FakeClock()
     c = canary(clock)
-    assert window(c, clock, cur=(0.010, 0.001), cand=(0.020, 0.0005)) is None
+    keep = window(c, clock, cur=(0.010, 0.001), cand=(0.020, 0.0005))
+    assert (keep.action, keep.reason) == ("keep", "p99") and "1 of 2 to roll back" in keep.detail
     assert c.failed == 1
     decision = window(c, clock, cur=(0.010, 0.001), cand=(0.020, 0.0005))
     assert decision is not None and (decision.action, decision.reason) == ("rollback", "p99")
@@ -104,7 +105,8 @@ def test_never_judged_on_too_few_batches_and_inconclusive_in_the_end():
     clock = FakeClock()
     c = canary(clock, min_batches=20, max_windows=3)
     for _ in range(2):
-        assert window(c, clock, cur=(0.010, 0.001), cand=(0.001, 0.0001), batches=(50, 19)) is None
+        keep = window(c, clock, cur=(0.010, 0.001), cand=(0.001, 0.0001), batches=(50, 19))
+        assert (keep.action, keep.reason) == ("keep", "too_few") and "candidate 19" in keep.detail
         assert c.passed == 0 and c.failed == 0 and c.running
     decision = window(c, clock, cur=(0.010, 0.001), cand=(0.001, 0.0001), batches=(50, 19))
     assert decision is not None and (decision.action, decision.reason) == ("rollback", "inconclusive")
@@ -119,7 +121,7 @@ def test_a_window_ends_only_when_its_time_is_up():
     clock.advance(c.rules.window - 0.001)
     assert c.tick(clock.now()) is None and c.windows == 0
     clock.advance(0.001)
-    assert c.tick(clock.now()) is not None
+    assert c.tick(clock.now()).action == "promote"
 
 
 def test_the_first_window_starts_with_the_first_batch():
@@ -179,7 +181,7 @@ def test_errors_spread_over_windows_too_short_to_judge_are_not_forgotten():
         decision = feed(c, clock, CANDIDATE, 1, latency=0.01, cost=0.001, errors=10, failed=True)
         if decision is None:
             clock.advance(c.rules.window)
-            assert c.tick(clock.now()) is None
+            assert c.tick(clock.now()).action == "keep"
     assert decision is not None and (decision.action, decision.reason) == ("rollback", "errors")
     assert decision.figures["candidate"]["failed_batches"] == 3 and "since the start" in decision.detail
 

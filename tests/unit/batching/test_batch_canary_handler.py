@@ -52,7 +52,8 @@ async def test_candidate_batches_use_its_setting_and_a_better_candidate_is_promo
     assert {r.status for r in responses} == {200}
     summary = handler.summary()["canary"]
     assert summary["state"] == "promoted", summary
-    (decision,) = summary["decisions"]
+    decision = summary["decisions"][0]  # the newest: the final one (windows before it: keep)
+    assert all(earlier["decision"] == "keep" for earlier in summary["decisions"][1:])
     assert decision["decision"] == "promote" and decision["reason"] == "passed"
     assert decision["candidate"]["batches"] >= 5 and decision["current"]["batches"] >= 5
     assert handler.accumulator.cap == 3
@@ -86,7 +87,8 @@ async def test_a_candidate_the_upstream_always_refuses_is_rolled_back_and_caller
     assert statuses.count(502) == 3 * 3 and set(statuses) == {200, 502}
     summary = handler.summary()["canary"]
     assert summary["state"] == "rolled_back"
-    (decision,) = summary["decisions"]
+    decision = summary["decisions"][0]  # the newest: the final one (windows before it: keep)
+    assert all(earlier["decision"] == "keep" for earlier in summary["decisions"][1:])
     assert (decision["decision"], decision["reason"]) == ("rollback", "errors")
     assert decision["candidate"]["failed_batches"] == 3 and decision["candidate"]["error_rate"] == 1.0
     assert handler.accumulator.cap == 8
