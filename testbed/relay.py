@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -30,6 +31,10 @@ class Relay:
     def down(self) -> None:
         server, self.server = self.server, None
         if server is not None:
+            # shutdown first: close() alone does not wake a thread blocked in accept(), which would then take
+            # one more connection from the backlog while the relay is meant to be down
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)
             server.close()
         with self.lock:
             for conn in self.conns:
@@ -46,12 +51,19 @@ class Relay:
                 client, _ = server.accept()
             except OSError:
                 return
+            if self.server is not server:  # taken while going down
+                client.close()
+                return
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:
                 client.close()
                 continue
             with self.lock:
+                if self.server is not server:
+                    client.close()
+                    upstream.close()
+                    return
                 self.conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()

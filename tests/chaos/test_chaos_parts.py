@@ -53,12 +53,19 @@ def test_a_short_soak_lets_counts_drift_a_few_units_a_full_one_does_not(chaos: M
                         "lag_ms": 1.0, "cpu_s": 0.0} for t in range(61)]
     assert not sampler.growth(sampler_mod.limits_for(600.0))["fds"]["ok"]  # a 10-minute soak's limit: 30 fds/h
     short = sampler_mod.limits_for(60.0)
-    assert short["fds"][0] == 960.0 and short["rss_mib"][0] == 128.0
+    assert short["fds"][0] == 960.0 and short["rss_mib"][0] == 240.0  # 2 MiB over its 30-second second half
     assert sampler.growth(short)["fds"]["ok"]
     # a leak of one fd every two seconds still fails the short soak
     sampler.samples = [{**s, "fds": 89 + int(s["t"]) // 2} for s in sampler.samples]
     assert not sampler.growth(short)["fds"]["ok"]
     assert sampler_mod.limits_for(600.0)["fds"][0] == 30.0
+    # the 20-second smoke soak: warm-up moves RSS by a little and passes; a gross leak (~300 KiB/s) fails
+    smoke = sampler_mod.limits_for(20.0)
+    sampler.samples = [{"t": float(t), "rss_mib": 64.9 + 0.07 * t, "fds": 89, "tasks": 4, "lag_ms": 1.0,
+                        "cpu_s": 0.0} for t in range(21)]
+    assert sampler.growth(smoke)["rss_mib"]["ok"]
+    sampler.samples = [{**s, "rss_mib": 64.9 + 0.3 * s["t"]} for s in sampler.samples]
+    assert not sampler.growth(smoke)["rss_mib"]["ok"]
 
 
 def test_report_renders_a_result(chaos: ModuleType) -> None:
