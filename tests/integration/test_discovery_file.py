@@ -66,7 +66,9 @@ def test_file_changes_apply_without_restart(mesh: Any, fleet: Fleet, tmp_path: P
     assert set(served(proxy)) == {"b", "c"}
     after = {e["address"]: e for e in cluster_state(proxy)["endpoints"]}
     assert after[b]["requests"] > before[b]["requests"]  # the same endpoint: its counters went on
-    assert after[b]["connections"]["connects"] == before[b]["connections"]["connects"]  # and its connections
+    # and its pool: its connect count goes on too, and stays within the callers' concurrency (3: connections
+    # reused, not one per request; how many of the 3 one endpoint needs at once depends on the balancing)
+    assert before[b]["connections"]["connects"] <= after[b]["connections"]["connects"] <= 3
 
     path.write_text("[not: valid: yaml", encoding="utf-8")
     wait_until(lambda: "not YAML" in cluster_state(proxy)["discovery"]["last_error"])
