@@ -127,6 +127,7 @@ def test_dedup_joins_and_cancels_make_room_in_a_full_queue(proxy: MeshbatchProce
     assert sorted(i["i"] for i in upstream.items() if "i" in i) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.serial  # the drain rate it reads is the machine's speed
 def test_retry_after_follows_the_drain_rate(callers: Callers, upstream: BatchUpstream) -> None:
     for i in range(20):  # completions give the route a drain rate
         assert callers.call("/over/x", {"warm": i}).status_code == 200

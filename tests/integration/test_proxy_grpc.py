@@ -151,7 +151,9 @@ def test_grpc_timeout_is_the_deadline_and_goes_upstream_reduced(channel: grpc.Ch
                              headers={"content-type": "application/grpc", "te": "trailers", "grpc-timeout": "300m"})
     assert time.monotonic() - started < 2
     assert (answer.status_code, answer.headers["grpc-status"]) == (200, "4")  # DEADLINE_EXCEEDED, trailers-only
-    assert answer.headers["grpc-message"].startswith("upstream_timeout")
+    # the proxy's timer and the upstream's (it got the reduced grpc-timeout) fire at about the same moment: either
+    # answer is the caller's deadline kept, counted once
+    assert answer.headers["grpc-message"].startswith(("upstream_timeout", "Deadline Exceeded"))
     assert _grpc_count(proxy, "budget", "deadline-exceeded") == before + 1
 
 
