@@ -1,7 +1,8 @@
 """Closed-loop keyed load for the `replicas` scenario, on one asyncio loop.
 
 `concurrency` keep-alive connections each send a POST, wait for its answer and send the next; every request
-carries a batch key in `x-tenant`, drawn uniformly from `keys` names (seeded, so every run draws alike). Each
+carries a batch key in `x-tenant`, drawn uniformly from `keys` names (seeded, so every run draws alike), or
+with `hot_share`, that share of the requests on the first key. Each
 answer's `x-meshbatch-batch-id` and `x-meshbatch-batch-size` say which upstream batch carried the item: the
 batch sizes are exact, one entry per batch (ids are unique across processes: a random prefix per route).
 Requests started in the warm-up, or still unanswered when the time is up, are not counted.
@@ -52,13 +53,13 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str
     return status, headers
 
 
-async def _worker(address: tuple[str, int], path: str, keys: list[str], rng: random.Random, warm_end: float,
-                  stop: float, tally: Tally) -> None:
+async def _worker(address: tuple[str, int], path: str, keys: list[str], hot_share: float, rng: random.Random,
+                  warm_end: float, stop: float, tally: Tally) -> None:
     reader, writer = await asyncio.open_connection(*address)
     n = 0
     try:
         while time.perf_counter() < stop:
-            key = rng.choice(keys)
+            key = keys[0] if hot_share and rng.random() < hot_share else rng.choice(keys)
             n += 1
             started = time.perf_counter()
             try:
@@ -116,20 +117,22 @@ def summarize_tally(tally: Tally, seconds: float) -> dict[str, Any]:
 
 
 async def _run(address: tuple[str, int], path: str, keys: list[str], concurrency: int, seconds: float,
-               warmup: float, seed: int) -> Tally:
+               warmup: float, seed: int, hot_share: float) -> Tally:
     tally = Tally()
     now = time.perf_counter()
     warm_end, stop = now + warmup, now + warmup + seconds
-    await asyncio.gather(*(_worker(address, path, keys, random.Random(seed * 1_000_003 + i), warm_end, stop, tally)
-                           for i in range(concurrency)))
+    await asyncio.gather(*(_worker(address, path, keys, hot_share, random.Random(seed * 1_000_003 + i), warm_end,
+                                   stop, tally) for i in range(concurrency)))
     return tally
 
 
 def keyed_load(address: tuple[str, int], path: str, keys: int, concurrency: int, seconds: float,
-               warmup: float = 0.5, seed: int = 1) -> dict[str, Any]:
-    """Closed-loop load on `path` for `warmup` + `seconds`; the counted window's figures."""
+               warmup: float = 0.5, seed: int = 1, hot_share: float = 0.0) -> dict[str, Any]:
+    """Closed-loop load on `path` for `warmup` + `seconds`; the counted window's figures. `hot_share`: that share
+    of the requests go to the first key (a hot key), the rest are drawn uniformly."""
     names = [f"tenant-{n:03d}" for n in range(max(1, keys))]
-    tally = asyncio.run(_run(address, path, names, max(1, concurrency), seconds, warmup, seed))
+    tally = asyncio.run(_run(address, path, names, max(1, concurrency), seconds, warmup, seed,
+                             min(1.0, max(0.0, hot_share))))
     return summarize_tally(tally, seconds)
 
 

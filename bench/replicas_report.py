@@ -16,16 +16,29 @@ def _ratio_cell(cell: dict[str, Any] | None, digits: int = 2) -> str:
     return f"{median}x {rest}".rstrip()
 
 
+def _per_item(settings: dict[str, Any]) -> str:
+    item_us = settings.get("item_us") or 0
+    return f" plus {item_us} us an item" if item_us else ""
+
+
+def _keys_drawn(settings: dict[str, Any]) -> str:
+    hot = settings.get("hot_share") or 0
+    if not hot:
+        return "keys drawn uniformly"
+    return f"{hot:.0%} of the requests on one hot key, the others drawn uniformly"
+
+
 def render(data: dict[str, Any]) -> str:
     settings = data["settings"]
     rounds = len({r["round"] for r in data["runs"]}) if data["runs"] else 0
     lines = [
-        "# Batches across replicas",
+        "## Batches across replicas",
         "",
         f"{settings['replicas']} batching replicas (batch key `header:x-tenant`, {settings['max_in_flight']} "
         f"batches in flight each, up to {settings['max_items']} items) in front of one upstream that takes "
-        f"{settings['upstream_ms']} ms a batch; one caller-side sidecar balances over the replicas. "
-        f"{settings['concurrency']} closed-loop connections, keys drawn uniformly; median (min-max) over {rounds} "
+        f"{settings['upstream_ms']} ms a batch{_per_item(settings)}; one caller-side sidecar balances over the "
+        f"replicas. "
+        f"{settings['concurrency']} closed-loop connections, {_keys_drawn(settings)}; median (min-max) over {rounds} "
         f"round(s) of {num(settings['seconds'], 1)} s per balancer.",
         "",
     ]

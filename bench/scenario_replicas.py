@@ -48,9 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lbs", default=None, help="balancers (round_robin,ring_hash,maglev; --quick "
                                                     "round_robin,ring_hash)")
     parser.add_argument("--upstream-ms", type=int, default=10, help="the upstream's time per batch")
+    parser.add_argument("--item-us", type=int, default=0, help="the upstream's added time per item of a batch")
     parser.add_argument("--max-in-flight", type=int, default=2, help="batches in flight per replica")
     parser.add_argument("--warmup", type=float, default=None, help="seconds not counted at each run's start "
                                                                    "(0.5; --quick 0.3)")
+    parser.add_argument("--hot-share", type=float, default=0.0, help="the share of requests on one hot key (0: "
+                                                                     "keys drawn uniformly)")
     parser.add_argument("--one-process", action="store_true",
                         help="the replicas as listeners of the sidecar's process (each its own batcher): starts in "
                              "a third of the time, for the test suite; CPU is then shared")
@@ -115,7 +118,8 @@ Replica = tuple[MeshbatchProcess, str]  # the process and the replica's route
 def _measure(ctx: RunContext, sidecar: MeshbatchProcess, replicas: list[Replica], lb: str, keys: int,
              seconds: float, warmup: float, seed: int) -> dict[str, Any]:
     before = [_batch_counts(*r) for r in replicas]
-    result = keyed_load(sidecar.address("main"), f"/{lb}/item", keys, ctx.args.concurrency, seconds, warmup, seed)
+    result = keyed_load(sidecar.address("main"), f"/{lb}/item", keys, ctx.args.concurrency, seconds, warmup, seed,
+                        ctx.args.hot_share)
     after = [_batch_counts(*r) for r in replicas]
     items = [a[0] - b[0] for a, b in zip(after, before, strict=True)]
     batches = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
@@ -158,7 +162,7 @@ def run(ctx: RunContext) -> ScenarioResult:
     upstream = Upstream("upstream", free_port()).start()
     processes: dict[str, MeshbatchProcess] = {}
     try:
-        upstream.control(delay_ms=max(0, args.upstream_ms))
+        upstream.control(delay_ms=max(0, args.upstream_ms), item_us=max(0, args.item_us))
         with tempfile.TemporaryDirectory(prefix="meshbatch-replicas-") as tmp:
             # the replicas' ports are chosen here, so that the sidecar starts beside them rather than after
             addresses = [f"127.0.0.1:{free_port()}" for _ in range(REPLICAS)]
@@ -184,7 +188,9 @@ def run(ctx: RunContext) -> ScenarioResult:
         upstream.kill()
     settings = {"replicas": REPLICAS, "keys": keys_list, "lbs": lbs, "concurrency": args.concurrency,
                 "seconds": seconds, "warmup": warmup, "upstream_ms": args.upstream_ms,
-                "max_in_flight": args.max_in_flight, "max_items": 64, "one_process": args.one_process}
+                "item_us": args.item_us,
+                "max_in_flight": args.max_in_flight, "max_items": 64, "one_process": args.one_process,
+                "hot_share": args.hot_share}
     data = {"scenario": NAME, "mode": "quick" if ctx.quick else "full", "settings": settings, "runs": runs,
             "summary": _summary(runs, keys_list, lbs), "machine": machine_facts({})}
     return ScenarioResult(data, render(data), failures)

@@ -3,7 +3,8 @@
 Each upstream is its own process (`python testbed/fleet.py NAME PORT`) on 127.0.0.1, answering:
     GET  /health           200, or the status set by control `health`
     POST /batch            a JSON array of n items -> n results `{"server": NAME, "item": ITEM}`
-    POST /_control?k=v     set `delay_ms` (every answer waits), `status` (every answer has it), `health`
+    POST /_control?k=v     set `delay_ms` (every answer waits), `item_us` (a batch also waits that long per item),
+                           `status` (every answer has it), `health`
     GET  /_stats           {"requests": N, "batches": N, "items": N}
     anything else          200 `{"server": NAME}` (or `status`), after `delay_ms`
 Every answer carries `x-server: NAME`. A killed upstream is SIGKILLed; `revive` starts it on the same port.
@@ -27,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 # -- the upstream process -------------------------------------------------------------------------------
 class _Upstream(asyncio.Protocol):
-    state: dict[str, int] = {"delay_ms": 0, "status": 200, "health": 200}
+    state: dict[str, int] = {"delay_ms": 0, "item_us": 0, "status": 200, "health": 200}
     stats: dict[str, int] = {"requests": 0, "batches": 0, "items": 0}
     name = ""
 
@@ -88,10 +89,11 @@ class _Upstream(asyncio.Protocol):
         if parts.path == "/health":
             return state["health"], {"server": self.name}
         stats["requests"] += 1
-        if state["delay_ms"]:
-            await asyncio.sleep(state["delay_ms"] / 1000)
-        if parts.path == "/batch":
-            items = json.loads(body or b"[]")
+        items = json.loads(body or b"[]") if parts.path == "/batch" else None
+        delay = state["delay_ms"] / 1000 + (len(items) * state["item_us"] / 1e6 if items else 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        if items is not None:
             stats["batches"] += 1
             stats["items"] += len(items)
             return state["status"], [{"server": self.name, "item": item} for item in items]

@@ -42,7 +42,7 @@ def test_replicas_quick_writes_valid_results(tmp_path: Path) -> None:
     assert len(run["replica_items"]) == 3 and sum(run["replica_items"]) >= run["answered"]
     assert "ring_hash" in data["summary"]["50"]["vs_round_robin"]
     markdown = (out / "replicas.md").read_text()
-    assert "# Batches across replicas" in markdown and "ring_hash" in markdown
+    assert "## Batches across replicas" in markdown and "ring_hash" in markdown
 
 
 def _bench(name: str) -> Any:
