@@ -152,6 +152,9 @@ class LbConfig(Model):
     failure_penalty_decay_ms: Millis = 2_000  # ewma: how fast that penalty fades
     ring_size: Annotated[int, Field(ge=16, le=8_388_608)] = 1024  # ring_hash: minimum ring entries
     table_size: Annotated[int, Field(ge=17, le=5_000_011)] = 65537  # maglev: a prime
+    # ring_hash, maglev: bounded loads; an endpoint past this percent of the average requests in flight passes the key
+    # on to the next one with room (Envoy's name; 100 to 100000, e.g. 125; absent: no bound)
+    hash_balance_factor: Annotated[int, Field(ge=100, le=100_000)] | None = None
 
     @field_validator("table_size")
     @classmethod

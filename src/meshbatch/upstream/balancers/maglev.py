@@ -2,7 +2,8 @@
 where each endpoint fills slots in its own permutation order, in turns proportional to its weight. A key is
 one table lookup. When the endpoint found is unavailable, the key is re-hashed with a few seeds (each lands
 on a live endpoint with probability of its share), then the table is scanned onward: keys of live endpoints
-never move. The table is rebuilt only when the membership changes.
+never move. The table is rebuilt only when the membership changes. With `hash_balance_factor`, an endpoint
+past its load bound passes the key on along the same walk (balancers/bounded.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import random
 
 from meshbatch.config.model import LbConfig
 from meshbatch.upstream.balancers.base import BALANCERS
+from meshbatch.upstream.balancers.bounded import Bound
 from meshbatch.upstream.balancers.hashing import hash64
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.endpoint_set import EndpointSet
@@ -54,13 +56,14 @@ def build_table(members: tuple[Endpoint, ...], size: int) -> list[int]:
 
 
 class Maglev:
-    __slots__ = ("_endpoints", "_members", "_random", "_table")
+    __slots__ = ("_endpoints", "_factor", "_members", "_random", "_table")
 
     def __init__(self, endpoints: EndpointSet, config: LbConfig | None = None,
                  rng: random.Random | None = None) -> None:
         self._endpoints = endpoints
         self._random = (rng or random.Random()).random
         self._members = endpoints.all
+        self._factor = config.hash_balance_factor if config is not None else None
         self._table = build_table(self._members, config.table_size if config is not None else 65537)
 
     def pick(self, key: bytes | None = None) -> Endpoint | None:
@@ -72,6 +75,8 @@ class Maglev:
         table, members = self._table, self._members
         size = len(table)
         h = hash64(key)
+        if self._factor is not None:
+            return self._bounded(live, key, h)
         endpoint = members[table[h % size]]
         if not endpoint.down:
             return endpoint
@@ -84,6 +89,27 @@ class Maglev:
             if not endpoint.down:
                 return endpoint
         return None
+
+    def _bounded(self, live: tuple[Endpoint, ...], key: bytes, h: int) -> Endpoint | None:
+        """The same walk (home slot, re-hashes, then onward), taking the first endpoint in and within the bound."""
+        assert self._factor is not None
+        bound = Bound(live, self._factor)
+        table, members = self._table, self._members
+        size = len(table)
+        slots = [h % size, *(hash64(key, seed) % size for seed in range(1, REHASHES + 1))]
+        for slot in slots:
+            endpoint = members[table[slot]]
+            if not endpoint.down and bound.fits(endpoint):
+                return endpoint
+        for step in range(1, size):
+            endpoint = members[table[(h + step) % size]]
+            if endpoint.down:
+                continue
+            if bound.fits(endpoint):
+                return endpoint
+            if bound.exhausted:
+                break
+        return bound.first
 
 
 BALANCERS.register("maglev")(Maglev)
