@@ -4,7 +4,8 @@
 carries a batch key in `x-tenant`, drawn uniformly from `keys` names (seeded, so every run draws alike), or
 with `hot_share`, that share of the requests on the first key. Each
 answer's `x-meshbatch-batch-id` and `x-meshbatch-batch-size` say which upstream batch carried the item: the
-batch sizes are exact, one entry per batch (ids are unique across processes: a random prefix per route).
+batch sizes are exact, one entry per batch (ids are unique across processes: a random prefix per route, so the
+prefix also tells which replica a key's items met at).
 Requests started in the warm-up, or still unanswered when the time is up, are not counted.
 """
 
@@ -26,6 +27,7 @@ class Tally:
     latencies: list[float] = field(default_factory=list)  # seconds, answered 200 in the window
     batches: dict[str, int] = field(default_factory=dict)  # batch id -> items in it
     per_key: Counter[str] = field(default_factory=Counter)
+    key_replicas: dict[str, set[str]] = field(default_factory=dict)  # key -> batch id prefixes (one per replica)
     errors: Counter[str] = field(default_factory=Counter)
     unbatched: int = 0  # 200 answers without the batch headers
 
@@ -84,6 +86,7 @@ async def _worker(address: tuple[str, int], path: str, keys: list[str], hot_shar
                 tally.unbatched += 1
             else:
                 tally.batches[batch_id] = int(size)
+                tally.key_replicas.setdefault(key, set()).add(batch_id.rpartition("-")[0])
     finally:
         writer.close()
 
@@ -110,6 +113,11 @@ def summarize_tally(tally: Tally, seconds: float) -> dict[str, Any]:
         # the size of the batch an average item rode in (weighted by items, so bigger than the mean per batch)
         "item_weighted_batch": sum(s * s for s in sizes) / sum(sizes) if sizes else None,
         "keys_answered": len(tally.per_key),
+        # each replica's batch ids share a prefix: how many replicas a key's items met at, and the most keys
+        # one replica served
+        "replicas_per_key": (statistics.fmean(len(v) for v in tally.key_replicas.values())
+                             if tally.key_replicas else None),
+        "busiest_keys": max(Counter(p for v in tally.key_replicas.values() for p in v).values(), default=None),
         "unbatched": tally.unbatched,
         "errors": sum(tally.errors.values()),
         "error_kinds": dict(tally.errors.most_common(5)),

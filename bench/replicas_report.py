@@ -56,13 +56,16 @@ def render(data: dict[str, Any]) -> str:
             rows.append([keys, lb, spread(cell["mean_batch"], 2), spread(cell["p50_batch"], 1),
                          spread(cell["item_weighted_batch"], 2), spread(cell["items_per_s"], 0),
                          spread(cell["p50_ms"], 1), spread(cell["p99_ms"], 1),
-                         spread(cell["busiest_share"], 2)])
+                         spread(cell["busiest_share"], 2), spread(cell.get("replicas_per_key"), 2),
+                         spread(cell.get("busiest_keys"), 0)])
     lines += [
         table(["keys", "lb", "mean batch", "p50 batch", "batch per item", "items/s", "p50 ms", "p99 ms",
-               "busiest replica"], rows),
+               "busiest replica", "replicas a key met", "keys on busiest"], rows),
         "",
         "Mean and p50 batch: over the batches (exact, from each answer's `x-meshbatch-batch-size`); batch per "
-        "item: the size of the batch an average item rode in; busiest replica: its share of the items.",
+        "item: the size of the batch an average item rode in; busiest replica: its share of the items; replicas a key "
+        "met: how many replicas a key's items reached (from the batch ids' per-replica prefix); keys on busiest: "
+        "the most keys one replica served.",
         "",
     ]
     return "\n".join(lines)

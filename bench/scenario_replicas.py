@@ -35,7 +35,8 @@ ORDER = 27
 REPLICAS = 3
 ROUTE = "keyed"
 HASHED = ("ring_hash", "maglev")
-FIELDS = ("mean_batch", "p50_batch", "item_weighted_batch", "items_per_s", "p50_ms", "p99_ms", "busiest_share")
+FIELDS = ("mean_batch", "p50_batch", "item_weighted_batch", "items_per_s", "p50_ms", "p99_ms", "busiest_share",
+          "replicas_per_key", "busiest_keys")
 
 __all__ = ["NAME", "ORDER", "SUMMARY", "add_arguments", "render", "run"]
 
@@ -45,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keys", default=None, help="batch keys, comma-separated counts, one sweep point each "
                                                      "(50,10; --quick 50)")
     parser.add_argument("--concurrency", type=int, default=64, help="closed-loop connections")
-    parser.add_argument("--lbs", default=None, help="balancers (round_robin,ring_hash,maglev; --quick "
-                                                    "round_robin,ring_hash)")
+    parser.add_argument("--lbs", default=None, help="balancers (round_robin,ring_hash,maglev,ring_hash:125; --quick "
+                                                    "round_robin,ring_hash); ring_hash:125 sets "
+                                                    "lb_config.hash_balance_factor 125")
     parser.add_argument("--upstream-ms", type=int, default=10, help="the upstream's time per batch")
     parser.add_argument("--item-us", type=int, default=0, help="the upstream's added time per item of a batch")
     parser.add_argument("--max-in-flight", type=int, default=2, help="batches in flight per replica")
@@ -66,15 +68,34 @@ def _replica_listener(n: int, upstream_cluster: str, max_in_flight: int, listen:
                                            timeout_ms=30_000, batch=batch)], listen=listen)
 
 
+def balancer(spec: str) -> tuple[str, int | None]:
+    """`ring_hash` -> (ring_hash, None); `ring_hash:125` -> (ring_hash, 125): hash_balance_factor 125."""
+    lb, _, factor = spec.partition(":")
+    if lb not in ("round_robin", "least_request", "random", *HASHED) or (factor and lb not in HASHED):
+        raise BenchError(f"{spec!r}: a balancer is round_robin, least_request, random, ring_hash[:FACTOR] or "
+                         f"maglev[:FACTOR]")
+    if factor and not (factor.isdigit() and 100 <= int(factor) <= 100_000):
+        raise BenchError(f"{spec!r}: the hash_balance_factor is a percent from 100 to 100000")
+    return lb, int(factor) if factor else None
+
+
+def path_name(spec: str) -> str:
+    return spec.replace(":", "-")
+
+
 def _sidecar(replicas: list[str], lbs: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The sidecar's listener `main` (one route `/<lb>/` per balancer) and its clusters over the same replicas."""
     clusters = []
-    for lb in lbs:
+    for spec in lbs:
+        lb, factor = balancer(spec)
         extra: dict[str, Any] = {"lb": lb}
         if lb in HASHED:
             extra["hash_key"] = "header:x-tenant"
-        clusters.append(cluster(lb, *replicas, **extra))
-    routes = [route(lb, lb, {"path_prefix": f"/{lb}/"}, timeout_ms=30_000) for lb in lbs]
+        if factor is not None:
+            extra["lb_config"] = {"hash_balance_factor": factor}
+        clusters.append(cluster(path_name(spec), *replicas, **extra))
+    routes = [route(path_name(spec), path_name(spec), {"path_prefix": f"/{path_name(spec)}/"}, timeout_ms=30_000)
+              for spec in lbs]
     return listener("main", routes), clusters
 
 
@@ -118,8 +139,8 @@ Replica = tuple[MeshbatchProcess, str]  # the process and the replica's route
 def _measure(ctx: RunContext, sidecar: MeshbatchProcess, replicas: list[Replica], lb: str, keys: int,
              seconds: float, warmup: float, seed: int) -> dict[str, Any]:
     before = [_batch_counts(*r) for r in replicas]
-    result = keyed_load(sidecar.address("main"), f"/{lb}/item", keys, ctx.args.concurrency, seconds, warmup, seed,
-                        ctx.args.hot_share)
+    result = keyed_load(sidecar.address("main"), f"/{path_name(lb)}/item", keys, ctx.args.concurrency, seconds,
+                        warmup, seed, ctx.args.hot_share)
     after = [_batch_counts(*r) for r in replicas]
     items = [a[0] - b[0] for a, b in zip(after, before, strict=True)]
     batches = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
@@ -155,12 +176,16 @@ def run(ctx: RunContext) -> ScenarioResult:
     warmup = args.warmup if args.warmup is not None else (0.3 if ctx.quick else 0.5)
     keys_list = [int(k) for k in str(args.keys or ("50" if ctx.quick else "50,10")).split(",") if k.strip()]
     lbs = [lb.strip() for lb in str(args.lbs or ("round_robin,ring_hash" if ctx.quick else
-                                                 "round_robin,ring_hash,maglev")).split(",") if lb.strip()]
+                                                 "round_robin,ring_hash,maglev,ring_hash:125")).split(",")
+           if lb.strip()]
+    for spec in lbs:
+        balancer(spec)  # a wrong name fails here, before any process starts
     runs: list[dict[str, Any]] = []
     failures: list[str] = []
     ctx.begin(ctx.repeat * len(keys_list) * len(lbs), "starting")
     upstream = Upstream("upstream", free_port()).start()
     processes: dict[str, MeshbatchProcess] = {}
+    addresses: list[str] = []
     try:
         upstream.control(delay_ms=max(0, args.upstream_ms), item_us=max(0, args.item_us))
         with tempfile.TemporaryDirectory(prefix="meshbatch-replicas-") as tmp:
@@ -190,7 +215,8 @@ def run(ctx: RunContext) -> ScenarioResult:
                 "seconds": seconds, "warmup": warmup, "upstream_ms": args.upstream_ms,
                 "item_us": args.item_us,
                 "max_in_flight": args.max_in_flight, "max_items": 64, "one_process": args.one_process,
-                "hot_share": args.hot_share}
+                "hot_share": args.hot_share,
+                "addresses": addresses}  # the replicas' (what the hash rings are built from)
     data = {"scenario": NAME, "mode": "quick" if ctx.quick else "full", "settings": settings, "runs": runs,
             "summary": _summary(runs, keys_list, lbs), "machine": machine_facts({})}
     return ScenarioResult(data, render(data), failures)

@@ -39,6 +39,7 @@ def test_replicas_quick_writes_valid_results(tmp_path: Path) -> None:
     assert run["batches"] > 0 and run["answered"] >= run["batches"]
     assert run["mean_batch"] >= 1 and run["p50_batch"] >= 1
     assert run["unbatched"] == 0
+    assert run["replicas_per_key"] == 1.0  # the hash keeps each key at one replica
     assert len(run["replica_items"]) == 3 and sum(run["replica_items"]) >= run["answered"]
     assert "ring_hash" in data["summary"]["50"]["vs_round_robin"]
     markdown = (out / "replicas.md").read_text()
@@ -54,10 +55,12 @@ def test_tally_figures_are_per_batch_and_per_item() -> None:
     load = _bench("replicas_load")
     tally = load.Tally(latencies=[0.01] * 6, batches={"a-1": 4, "b-1": 1, "b-2": 1})
     tally.per_key.update({"k1": 4, "k2": 2})
+    tally.key_replicas.update({"k1": {"a"}, "k2": {"a", "b"}})
     figures = load.summarize_tally(tally, 2.0)
     assert figures["batches"] == 3 and figures["mean_batch"] == 2.0 and figures["p50_batch"] == 1
     assert figures["item_weighted_batch"] == pytest.approx(18 / 6)
     assert figures["items_per_s"] == 3.0 and figures["keys_answered"] == 2
+    assert figures["replicas_per_key"] == 1.5 and figures["busiest_keys"] == 2
     empty = load.summarize_tally(load.Tally(), 1.0)
     assert empty["mean_batch"] is None and empty["p99_ms"] is None and empty["answered"] == 0
 
@@ -88,3 +91,15 @@ def test_configs_hash_the_batch_key_header_only_for_hashing_balancers() -> None:
     single = scenario.configs("127.0.0.1:9", ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"], ["ring_hash"], 2,
                               one_process=True)
     assert list(single) == ["sidecar"] and len(single["sidecar"]["listeners"]) == 4
+
+
+def test_balancer_specs_set_the_bound_and_refuse_nonsense() -> None:
+    scenario = _bench("scenario_replicas")
+    assert scenario.balancer("ring_hash:125") == ("ring_hash", 125)
+    assert scenario.balancer("round_robin") == ("round_robin", None)
+    named = scenario.configs("127.0.0.1:9", ["127.0.0.1:1"], ["maglev:150"], 2, one_process=True)
+    (bounded,) = [c for c in named["sidecar"]["clusters"] if c["name"] == "maglev-150"]
+    assert bounded["lb"] == "maglev" and bounded["lb_config"] == {"hash_balance_factor": 150}
+    for bad in ("round_robin:125", "ring_hash:99", "ring_hash:x", "nope", "maglev:1e3"):
+        with pytest.raises(Exception, match=r"balancer|factor"):
+            scenario.balancer(bad)
