@@ -50,7 +50,7 @@ def test_bad_shares(share: str):
     ("{max_items: 8, batch_size: 9}", ".adaptive.candidate.batch_size", "unknown key"),
     ("{min_wait_ms: 9}", "", "min_wait_ms (9) must be <= max_wait_ms (5)"),
     ("{max_items: 64}", "", "the route's own setting"),
-    ("{}", ".adaptive", "canary needs candidate"),
+    ("{}", ".adaptive", "candidate is empty"),
 ])
 def test_candidates_outside_limits_or_no_change(candidate: str, where: str, says: str):
     found = problems("{adaptive: {canary: 0.1, candidate: " + candidate + "}}")
@@ -78,3 +78,26 @@ def test_rules_within_bounds():
     assert any("window_ms" in p for p in problems(base % "window_ms: 0"))
     assert any("min_batches" in p for p in problems(base % "min_batches: 1"))
     assert any("can never be reached" in p for p in problems(base % "passes: 5, max_windows: 3"))
+
+
+def test_a_canary_without_candidate_finds_one_with_sweep_defaults():
+    config = parse(CONFIG % "{adaptive: {canary: 0.1}}")
+    adaptive = config.listeners[0].routes[0].batch.adaptive
+    assert adaptive.candidate is None and adaptive.sweep is None  # the defaults of Sweep() apply
+    config = parse(CONFIG % "{adaptive: {canary: 0.1, sweep: {min_arrivals: 200, min_batches: 10}}}")
+    sweep = config.listeners[0].routes[0].batch.adaptive.sweep
+    assert (sweep.min_arrivals, sweep.min_batches, sweep.timeout_ms, sweep.memory_mb) == (200, 10, 30_000, 1024)
+
+
+@pytest.mark.parametrize(("adaptive", "says"), [
+    ("{canary: 0.1, candidate: {max_items: 8}, sweep: {}}", "with candidate given, leave sweep out"),
+    ("{target_p99_ms: 5, sweep: {}}", "set canary"),
+    ("{canary: 0.1, sweep: {min_arrivals: 1}}", ">= 2"),
+    ("{canary: 0.1, sweep: {timeout_ms: 0}}", ">= 100"),
+    ("{canary: 0.1, sweep: {memory_mb: 1}}", ">= 64"),
+    ("{canary: 0.1, sweep: {every_ms: 5}}", "unknown key"),
+    ("{canary: 0.1, sweep: 3}", ""),
+])
+def test_bad_sweeps(adaptive: str, says: str):
+    found = problems("{adaptive: " + adaptive + "}")
+    assert any(p.startswith(PATH + ".adaptive") and says in p for p in found), found

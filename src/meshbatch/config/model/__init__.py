@@ -7,7 +7,7 @@ the file; every name is importable from `meshbatch.config.model`.
 
 from __future__ import annotations
 
-from meshbatch.config.model.adaptive import Adaptive, Candidate
+from meshbatch.config.model.adaptive import Adaptive, Candidate, Sweep
 from meshbatch.config.model.base import Millis, Model, NonNegInt, PositiveInt
 from meshbatch.config.model.batch import (
     ENVELOPE_METHOD,
@@ -147,6 +147,7 @@ __all__ = [
     "Share",
     "Sink",
     "Step",
+    "Sweep",
     "Tracing",
     "Transform",
     "Validate",

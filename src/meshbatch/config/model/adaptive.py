@@ -21,6 +21,17 @@ class Candidate(Model):
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] | None = None
 
 
+class Sweep(Model):
+    """`batch.adaptive.sweep`: with a canary and no `candidate`, the proxy finds the setting to try itself: once the
+    route's batch recorder holds enough traffic, `meshbatch tune`'s sweep runs in a separate process on it."""
+
+    min_arrivals: Annotated[int, Field(ge=2, le=10_000_000)] = 2_000  # recorded item arrivals before a sweep
+    min_batches: Annotated[int, Field(ge=2, le=1_000_000)] = 50  # recorded batches (with their upstream times)
+    timeout_ms: Annotated[float, Field(ge=100, le=600_000)] = 30_000  # then the sweep's process is killed
+    memory_mb: Annotated[int, Field(ge=64, le=65_536)] = 1_024  # the sweep process's address space
+    retry_ms: Annotated[float, Field(ge=100, le=86_400_000)] | None = None  # next sweep: default 10 x window_ms
+
+
 def _share(value: Any) -> Any:
     if isinstance(value, bool) or (isinstance(value, float) and math.isnan(value)):
         raise ValueError("must be a share of the batches, 0 < canary <= 0.5 (e.g. 0.1)")
@@ -35,7 +46,8 @@ class Adaptive(Model):
     window: Annotated[int, Field(ge=8, le=10_000)] = 256
     # the canary: the share of batches formed under `candidate`, judged against the others every `window_ms`
     canary: Annotated[float, BeforeValidator(_share), Field(gt=0, le=0.5)] | None = None
-    candidate: Candidate | None = None
+    candidate: Candidate | None = None  # None: found by a sweep of the recorded traffic (`sweep`)
+    sweep: Sweep | None = None
     window_ms: Annotated[float, Field(ge=100, le=3_600_000)] = 10_000
     min_batches: Annotated[int, Field(ge=5, le=1_000_000)] = 20  # per arm and window, before any judgement
     max_p99_increase_percent: Annotated[float, Field(ge=0, le=1000)] = 10
@@ -56,9 +68,14 @@ class Adaptive(Model):
         if self.target_p99_ms is not None and self.canary is not None:
             raise ValueError("a canary compares a fixed candidate with the route's fixed setting; with "
                              "target_p99_ms the hold moves by itself: choose one")
-        if self.canary is not None and (self.candidate is None or not self.candidate.model_fields_set):
-            raise ValueError("canary needs candidate: the setting to try, e.g. {max_items: 128, min_wait_ms: 2} "
-                             "(meshbatch tune --apply writes it)")
+        if self.candidate is not None and not self.candidate.model_fields_set:
+            raise ValueError("candidate is empty: give the setting to try, e.g. {max_items: 128, min_wait_ms: 2}, "
+                             "or leave candidate out and the proxy finds one from the recorded traffic")
+        if self.candidate is not None and self.sweep is not None:
+            raise ValueError("sweep finds a candidate from the recorded traffic: with candidate given, leave "
+                             "sweep out")
+        if self.sweep is not None and self.canary is None:
+            raise ValueError("sweep finds a candidate for a canary: set canary (e.g. 0.1)")
         if self.candidate is not None and self.canary is None:
             raise ValueError("candidate is tried by a canary: set canary (e.g. 0.1)")
         if self.passes > self.max_windows:
@@ -90,4 +107,4 @@ def candidate_problem(candidate: Candidate, *, max_items: int, min_wait_ms: floa
     return None
 
 
-__all__ = ["Adaptive", "Candidate", "candidate_problem"]
+__all__ = ["Adaptive", "Candidate", "Sweep", "candidate_problem"]
