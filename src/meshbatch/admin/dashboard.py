@@ -208,23 +208,28 @@ class Dashboard:
         batcher = batchers.get(names[-1])
         if batcher is None:
             raise NoRoute("no_batching_route", f"no batching route {names[-1]!r}; known: {', '.join(batchers)}")
-        config = batcher.config
-        recorder = batcher.dispatcher.recorder
-        policy = {"max_items": config.max_items, "max_wait_ms": config.max_wait_ms,
-                  "min_wait_ms": config.min_wait_ms, "max_in_flight": batcher.dispatcher.max_in_flight}
-        canary = batcher.dispatcher.canary_summary() if isinstance(batcher.dispatcher, CanaryDispatcher) else None
-        promoted = canary["candidate"] if canary is not None and canary["state"] == "promoted" else None
-        if isinstance(promoted, dict):  # the route runs its canary's candidate now
-            policy.update(promoted)
-        return _json({
-            "route": batcher.route, "clock": "monotonic seconds", "now": batcher.dispatcher.clock.now(),
-            "policy": {**policy, "max_queue": config.max_queue, "timeout_ms": round(batcher.timeout * 1000, 3),
-                       "adaptive": config.adaptive is not None and config.adaptive.target_p99_ms is not None,
-                       "canary": None if canary is None else canary["state"]},
-            "model": batcher.model.summary(),
-            **_recorder_state(batcher),
-            "batches": recorder.export() if recorder is not None else [],
-        })
+        return _json(recorder_document(batcher))
+
+
+def recorder_document(batcher: BatchHandler) -> dict[str, object]:
+    """`GET /recorder?route=NAME`'s document: the route's policy now and its recorded batches (what `tune` reads)."""
+    config = batcher.config
+    recorder = batcher.dispatcher.recorder
+    policy = {"max_items": config.max_items, "max_wait_ms": config.max_wait_ms,
+              "min_wait_ms": config.min_wait_ms, "max_in_flight": batcher.dispatcher.max_in_flight}
+    canary = batcher.dispatcher.canary_summary() if isinstance(batcher.dispatcher, CanaryDispatcher) else None
+    setting = canary["setting"] if canary is not None else None
+    if isinstance(setting, dict):  # the route's setting outside candidate batches: a promoted one included
+        policy.update({k: v for k, v in setting.items() if v is not None})
+    return {
+        "route": batcher.route, "clock": "monotonic seconds", "now": batcher.dispatcher.clock.now(),
+        "policy": {**policy, "max_queue": config.max_queue, "timeout_ms": round(batcher.timeout * 1000, 3),
+                   "adaptive": config.adaptive is not None and config.adaptive.target_p99_ms is not None,
+                   "canary": None if canary is None else canary["state"]},
+        "model": batcher.model.summary(),
+        **_recorder_state(batcher),
+        "batches": recorder.export() if recorder is not None else [],
+    }
 
 
 def _recorder_state(batcher: BatchHandler) -> dict[str, object]:
@@ -235,4 +240,4 @@ def _recorder_state(batcher: BatchHandler) -> dict[str, object]:
             "max_items": recorder.max_items}
 
 
-__all__ = ["Dashboard", "DashboardTarget", "batch_reading"]
+__all__ = ["Dashboard", "DashboardTarget", "batch_reading", "recorder_document"]

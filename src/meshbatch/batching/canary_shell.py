@@ -20,9 +20,11 @@ from collections.abc import Iterable, Sequence
 
 from meshbatch.batching.batch import IN_FLIGHT, Batch, Outcome
 from meshbatch.batching.canary import ARMS, BatchSetting, Canary, CanaryDecision, CanaryRules
+from meshbatch.batching.canary_search import CanarySearch, SearchRules
 from meshbatch.batching.codecs.base import ItemResult
 from meshbatch.batching.dispatcher import Dispatcher
 from meshbatch.batching.stats import register_gauges, unregister_gauges
+from meshbatch.config.model import Adaptive, Candidate, Sweep
 from meshbatch.config.model import Batch as BatchConfig
 from meshbatch.errors import ProxyError
 from meshbatch.telemetry.metrics import Registry
@@ -36,26 +38,52 @@ def _failed(outcome: Outcome) -> bool:
 
 class CanaryDispatcher(Dispatcher):
     canary: Canary | None = None
+    search: CanarySearch | None = None
 
-    def start_canary(self, canary: Canary, registry: Registry, kept: int = 20) -> None:
-        """Run `canary` on this dispatcher's batches from now on."""
-        self.canary = canary
+    def prepare(self, base: BatchSetting, rules: CanaryRules, registry: Registry, kept: int = 20,
+                search: CanarySearch | None = None) -> None:
+        """Make this dispatcher a canary's: `base` is the route's own setting, `rules` judge each canary, `search`
+        (when the route names no candidate) finds the candidates; no canary runs until `start`."""
+        self.base, self.rules, self.search = base, rules, search
         self.decisions: deque[tuple[float, CanaryDecision]] = deque(maxlen=kept)  # (wall-clock time, it)
         self._arm_of: dict[Batch, int] = {}
-        self._sealing = canary.arm
+        self._sealing = 0
         self._sealed = 0
         self._registry = registry
         self._decided = registry.counter(
             "meshbatch_batch_canary_decisions_total", "Canary decisions of batching routes (batch.adaptive.canary), "
-            "by decision (promote, rollback, keep: a window ended and the canary goes on) and reason (passed, p99, "
-            "cost, errors, inconclusive, too_few)",
+            "by decision (promote, rollback, keep: a window ended and the canary goes on, or a sweep found no "
+            "better setting) and reason (passed, p99, cost, errors, inconclusive, too_few, no_better_setting)",
             ["route", "decision", "reason"])
         self._batches = registry.counter(
             "meshbatch_batch_canary_batches_total", "Batches sent under each arm of a canary (current, candidate)",
             ["route", "arm"])
         self._arm_labels = [(self.route, arm) for arm in ARMS]
         register_gauges(registry, self, _gauges)
+
+    @property
+    def setting(self) -> BatchSetting:
+        """The route's setting outside a canary's candidate batches: its own, or what the last canary chose."""
+        canary = self.canary
+        if canary is None:
+            return self.base
+        return canary.current if canary.running else canary.setting
+
+    def start(self, candidate: BatchSetting) -> Canary:
+        """Try `candidate` against the route's setting now, on the rules' share of its batches (a canary running
+        already is replaced)."""
+        canary = Canary(self.setting, candidate, self.rules, self.clock.now())
+        self.canary = canary
+        self._arm_of.clear()
+        self._sealing = canary.arm
         self._apply(canary.setting)
+        return canary
+
+    def note(self, decision: CanaryDecision) -> None:
+        """Record a decision taken outside a canary (the search's `keep`, `no_better_setting`)."""
+        self.decisions.append((time.time(), decision))
+        self._decided.inc((self.route, decision.action, decision.reason))
+        log.info("canary %s on route %s: %s: %s", decision.action, self.route, decision.reason, decision.detail)
 
     def _apply(self, setting: BatchSetting) -> None:
         acc = self.acc
@@ -115,6 +143,8 @@ class CanaryDispatcher(Dispatcher):
         if final:
             self._arm_of.clear()  # batches still in flight count for nobody: the canary is over
             self._apply(canary.setting)
+            if self.search is not None:
+                self.search.on_final(self.clock.now(), decision, canary.candidate)
         self._decided.inc((self.route, decision.action, decision.reason))
         figures = "; ".join(f"{arm} p99 {f['p99_ms']} ms, cost {f['cost_ms_per_item']} ms/item, errors "
                             f"{f['error_rate']}, {f['batches']} batches" for arm, f in decision.figures.items())
@@ -130,47 +160,74 @@ class CanaryDispatcher(Dispatcher):
         try:
             await super().drain(timeout)
         finally:
-            if self.canary is not None:
+            if hasattr(self, "rules"):
                 unregister_gauges(self._registry, self)
 
     def canary_summary(self) -> dict[str, object] | None:
-        canary = self.canary
+        canary, now = self.canary, self.clock.now()
+        search = None if self.search is None else self.search.summary(now)
         if canary is None:
-            return None
-        return {**canary.summary(self.clock.now()),
+            view: dict[str, object] = {"state": self.search.state if self.search is not None else "none",
+                                       "share": self.rules.share, "current": self.base.describe(), "candidate": None}
+        else:
+            view = canary.summary(now)
+        return {**view, "setting": self.setting.describe(), "search": search,
                 "decisions": [{"time": round(wall, 3), "decision": d.action, "reason": d.reason, "detail": d.detail,
                                **d.figures} for wall, d in reversed(self.decisions)]}
 
 
-def canary_for(config: BatchConfig, now: float) -> Canary | None:
-    """The canary `batch.adaptive` asks for (None: none), starting at `now`."""
-    adaptive = config.adaptive
-    if adaptive is None or adaptive.canary is None or adaptive.candidate is None:
-        return None
+def setting_of(config: BatchConfig) -> BatchSetting:
+    """The route's own setting, as its config gives it."""
     slots = config.max_in_flight
-    current = BatchSetting(config.max_items, config.min_wait_ms / 1000, config.max_wait_ms / 1000,
-                           slots if isinstance(slots, int) else None)
-    want = adaptive.candidate
-    candidate = current.merged(
+    return BatchSetting(config.max_items, config.min_wait_ms / 1000, config.max_wait_ms / 1000,
+                        slots if isinstance(slots, int) else None)
+
+
+def candidate_of(current: BatchSetting, want: Candidate) -> BatchSetting:
+    """`current` with what `want` (a `candidate` block) changes."""
+    return current.merged(
         want.max_items, None if want.min_wait_ms is None else want.min_wait_ms / 1000,
         None if want.max_wait_ms is None else want.max_wait_ms / 1000, want.max_in_flight)
-    rules = CanaryRules(
-        share=adaptive.canary, window=adaptive.window_ms / 1000, min_batches=adaptive.min_batches,
+
+
+def rules_of(adaptive: Adaptive, share: float) -> CanaryRules:
+    return CanaryRules(
+        share=share, window=adaptive.window_ms / 1000, min_batches=adaptive.min_batches,
         max_p99_increase=adaptive.max_p99_increase_percent / 100, p99_slack=adaptive.p99_slack_ms / 1000,
         min_cost_decrease=adaptive.min_cost_decrease_percent / 100,
         max_error_increase=adaptive.max_error_increase_percent / 100,
         min_failed_batches=adaptive.min_failed_batches, passes=adaptive.passes, failures=adaptive.failures,
         max_windows=adaptive.max_windows)
-    return Canary(current, candidate, rules, now)
+
+
+def search_rules(adaptive: Adaptive) -> SearchRules:
+    """The search's rules from `batch.adaptive.sweep` (its defaults when absent): the next sweep after
+    `retry_ms`, by default 10 windows bounded to [10 s, 1 h] (and never below one window)."""
+    sweep = adaptive.sweep or Sweep()
+    window = adaptive.window_ms / 1000
+    retry = sweep.retry_ms / 1000 if sweep.retry_ms is not None else max(window, min(max(10 * window, 10.0), 3600.0))
+    return SearchRules(min_arrivals=sweep.min_arrivals, min_batches=sweep.min_batches, retry=retry,
+                       backoff=min(10.0, retry), timeout=sweep.timeout_ms / 1000, memory_mb=sweep.memory_mb)
+
+
+def attach_canary(dispatcher: CanaryDispatcher, config: BatchConfig, registry: Registry) -> None:
+    """Wire `batch.adaptive`'s canary into `dispatcher`: started at once with a `candidate`, else searched for."""
+    adaptive = config.adaptive
+    assert adaptive is not None and adaptive.canary is not None
+    base = setting_of(config)
+    search = None if adaptive.candidate is not None else CanarySearch(search_rules(adaptive))
+    dispatcher.prepare(base, rules_of(adaptive, adaptive.canary), registry, adaptive.decisions_kept, search)
+    if adaptive.candidate is not None:
+        dispatcher.start(candidate_of(base, adaptive.candidate))
 
 
 def _gauges(owner: object) -> Iterable[tuple[str, str, float]]:
-    assert isinstance(owner, CanaryDispatcher) and owner.canary is not None
+    assert isinstance(owner, CanaryDispatcher)
     canary = owner.canary
     yield ("meshbatch_batch_canary_running", "1 while a canary tries a candidate setting on a batching route, 0 "
-           "once it promoted or rolled it back", 1.0 if canary.running else 0.0)
-    yield ("meshbatch_batch_canary_promoted", "1 when a batching route's canary promoted its candidate (the route "
-           "runs it), else 0", 1.0 if canary.state == "promoted" else 0.0)
+           "once it promoted or rolled it back (or before one starts)", 1.0 if canary and canary.running else 0.0)
+    yield ("meshbatch_batch_canary_promoted", "1 when a batching route's last canary promoted its candidate (the "
+           "route runs it), else 0", 1.0 if canary and canary.state == "promoted" else 0.0)
 
 
-__all__ = ["CanaryDispatcher", "canary_for"]
+__all__ = ["CanaryDispatcher", "attach_canary", "candidate_of", "rules_of", "search_rules", "setting_of"]

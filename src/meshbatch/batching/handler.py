@@ -24,7 +24,7 @@ from meshbatch.batching.adaptive import AdaptiveController
 from meshbatch.batching.admission import Controls
 from meshbatch.batching.batch import BATCHED, PRIORITY_NAMES, QUEUED, Batch, Item, Key, Outcome, Waiter, dedup_key
 from meshbatch.batching.buckets import Buckets
-from meshbatch.batching.canary_shell import CanaryDispatcher, canary_for
+from meshbatch.batching.canary_shell import CanaryDispatcher, attach_canary
 from meshbatch.batching.codecs import CODECS, ItemResult
 from meshbatch.batching.codecs.base import Replies, refusal_reason
 from meshbatch.batching.codecs.envelope import end_to_end
@@ -110,9 +110,8 @@ class BatchHandler:
         self.slots = None if isinstance(auto, int) else AutoSlots(auto.auto, self.model, self.dispatcher.clock.now())
         if self.slots is not None:
             self.dispatcher.max_in_flight = self.slots.limit
-        trial = canary_for(config, self.dispatcher.clock.now())
-        if trial is not None and isinstance(self.dispatcher, CanaryDispatcher):
-            self.dispatcher.start_canary(trial, metrics, config.adaptive.decisions_kept if config.adaptive else 20)
+        if isinstance(self.dispatcher, CanaryDispatcher):
+            attach_canary(self.dispatcher, config, metrics)
         if self.controller is not None or self.slots is not None:
             self.dispatcher.on_batch = self._on_batch
         if config.stream_index_field is not None:
