@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import orjson
 from rich.console import Console
 
 from meshbatch.tools.admin_client import AdminError
 from meshbatch.tools.tune import report
-from meshbatch.tools.tune.sweep import DEFAULT_ITEMS, DEFAULT_WAITS_MS, Outcome, recommend, sweep
+from meshbatch.tools.tune.sweep import as_setting, grid, recommend, sweep
 from meshbatch.tools.tune.trace import TraceError, fit, load
 
 
@@ -41,13 +40,7 @@ def run_tune(args: argparse.Namespace, console: Console | None = None) -> int:
         console.print(f"trace saved: {args.save}")
     cost = fit(trace)
     policy = trace.policy
-    items = list(args.max_items or DEFAULT_ITEMS)
-    waits = list(args.wait_ms or DEFAULT_WAITS_MS)
-    in_flight = list(args.in_flight or [int(policy.get("max_in_flight") or 4)])
-    if not args.max_items and policy.get("max_items"):
-        items.append(int(policy["max_items"]))
-    if not args.wait_ms and "min_wait_ms" in policy:
-        waits.append(float(policy["min_wait_ms"]))
+    items, waits, in_flight = grid(policy, args.max_items or (), args.wait_ms or (), args.in_flight or ())
     if any(n < 1 for n in items) or any(n < 1 for n in in_flight) or args.load <= 0 or args.tick_us < 0:
         console.print("[red]meshbatch tune:[/red] max_items and in-flight values must be >= 1, --load > 0")
         return 2
@@ -56,7 +49,7 @@ def run_tune(args: argparse.Namespace, console: Console | None = None) -> int:
     best, met = recommend(outcomes, args.target_p99_ms)
     if args.json:
         print(orjson.dumps({"route": trace.route, "target_p99_ms": args.target_p99_ms, "meets_target": met,
-                            "recommended": _setting(best, policy),
+                            "recommended": as_setting(best, policy),
                             "candidates": [asdict(o) for o in outcomes]}).decode())
     else:
         console.print(report.summary(trace, cost))
@@ -69,7 +62,7 @@ def run_tune(args: argparse.Namespace, console: Console | None = None) -> int:
                       f"{trace.rate * args.load:,.0f} items/s ({verdict} the target): "
                       f"p99 {best.p99_ms:.2f} ms, capacity {best.capacity:,.0f} items/s, "
                       f"mean batch {best.mean_batch:.1f}")
-        setting = _setting(best, policy)
+        setting = as_setting(best, policy)
         console.print("  batch: {" + ", ".join(f"{k}: {v:g}" for k, v in setting.items()) + "}")
     if args.plot:
         report.plot(outcomes, best, args.target_p99_ms, trace, args.plot)
@@ -77,7 +70,7 @@ def run_tune(args: argparse.Namespace, console: Console | None = None) -> int:
             console.print(f"plot: {args.plot}")
     target = getattr(args, "apply", None)  # the config file to write the canary into
     if target and met:
-        return _apply(args, trace.route, _setting(best, policy), console)
+        return _apply(args, trace.route, as_setting(best, policy), console)
     if target:
         console.print("[red]not applied:[/red] the recommendation does not meet the target")
     return 0 if met else 3
@@ -107,12 +100,6 @@ def _apply(args: argparse.Namespace, route: str, setting: dict[str, float], cons
         return 4
     console.print(f"sent SIGHUP to {args.reload_pid}: the canary starts with the reload; see /batchers")
     return 0
-
-
-def _setting(best: Outcome, policy: dict[str, Any]) -> dict[str, float]:
-    return {"max_items": best.max_items, "min_wait_ms": best.wait_ms,
-            "max_wait_ms": max(best.wait_ms, float(policy.get("max_wait_ms") or 0.0)),
-            "max_in_flight": best.max_in_flight}
 
 
 __all__ = ["run_tune"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from meshbatch.tools.tune.sim import CostModel, SimPolicy, percentile, simulate
 from meshbatch.tools.tune.trace import Trace
@@ -81,6 +82,27 @@ def sweep(trace: Trace, cost: CostModel, *, items: Sequence[int], waits_ms: Sequ
     return out
 
 
+def grid(policy: dict[str, Any], items: Sequence[int] = (), waits_ms: Sequence[float] = (),
+         in_flight: Sequence[int] = ()) -> tuple[list[int], list[float], list[int]]:
+    """The settings to replay: the given values, else the defaults with the route's own (`policy`) added; the
+    route's own slots when none are given."""
+    sizes = list(items or DEFAULT_ITEMS)
+    waits = list(waits_ms or DEFAULT_WAITS_MS)
+    slots = list(in_flight or [int(policy.get("max_in_flight") or 4)])
+    if not items and policy.get("max_items"):
+        sizes.append(int(policy["max_items"]))
+    if not waits_ms and "min_wait_ms" in policy:
+        waits.append(float(policy["min_wait_ms"]))
+    return sizes, waits, slots
+
+
+def as_setting(best: Outcome, policy: dict[str, Any]) -> dict[str, float]:
+    """An outcome as the route's keys: its hold is `min_wait_ms`, and `max_wait_ms` is kept at least as long."""
+    return {"max_items": best.max_items, "min_wait_ms": best.wait_ms,
+            "max_wait_ms": max(best.wait_ms, float(policy.get("max_wait_ms") or 0.0)),
+            "max_in_flight": best.max_in_flight}
+
+
 def recommend(outcomes: Sequence[Outcome], target_ms: float) -> tuple[Outcome, bool]:
     """The setting to recommend, and whether it meets the target."""
     if not outcomes:
@@ -92,4 +114,5 @@ def recommend(outcomes: Sequence[Outcome], target_ms: float) -> tuple[Outcome, b
     return min(outcomes, key=lambda o: (o.expired, o.p99_ms)), False
 
 
-__all__ = ["DEFAULT_ITEMS", "DEFAULT_WAITS_MS", "Outcome", "evaluate", "recommend", "scaled", "sweep"]
+__all__ = ["DEFAULT_ITEMS", "DEFAULT_WAITS_MS", "Outcome", "as_setting", "evaluate", "grid", "recommend", "scaled",
+           "sweep"]
