@@ -76,6 +76,8 @@ class CanarySearch:
         if now < self.next_at:
             return False
         rules = self.rules
+        if held.recorded < self.swept_recorded:
+            self.swept_recorded = 0  # a new recorder (its size changed on a reload): its record is all new
         fresh = held.recorded - self.swept_recorded
         if not held.recording:
             return self._wait("recorder_off: the batch recorder is off (recorder.max_items: 0); nothing to sweep")

@@ -32,6 +32,7 @@ from meshbatch.http2.accept import protocol_factory
 from meshbatch.http2.limits import H2Limits
 from meshbatch.runtime import checks as _checks  # noqa: F401  (every check of meaning, registered)
 from meshbatch.runtime.announce import announce_line
+from meshbatch.runtime.autocanary import AutoCanaries
 from meshbatch.runtime.ingest import start_ingest, stop_ingest
 from meshbatch.runtime.listener import ListenerStack
 from meshbatch.runtime.observability import Observability
@@ -124,6 +125,7 @@ class Proxy:
         self.snapshot: Snapshot = build(load(self.config_path), loop, self.metrics, security=self.security)
         self.observability = Observability(self.snapshot.config, self.metrics)  # access log, tracing, recorders
         self.observability.attach(self.snapshot.batchers.values(), self.snapshot.ingest.values())
+        self.autocanaries = AutoCanaries(self.metrics)  # canaries that find their candidate: their sweeps
         self.metrics.gauge("meshbatch_upstream_connections", "Open upstream connections by cluster and state.",
                            ["cluster", "endpoint", "state"], self._connection_gauge)
         self.metrics.gauge("meshbatch_downstream_connections", "Open downstream connections by listener.",
@@ -210,6 +212,7 @@ class Proxy:
             self.admin = await self._open("admin", config.admin.listen, state)
         for listener in config.listeners:
             await self._open_listener(listener)
+        self.autocanaries.sync(self.snapshot.batchers)
         # Before "ready": whoever sends SIGHUP or SIGTERM on seeing it must find the handlers in place.
         self.install_signal_handlers()
         # pid: where `kill -HUP` (reload) and `kill -TERM` (drain) go.
@@ -306,6 +309,7 @@ class Proxy:
         self.snapshot = new
         self.observability.update(config)
         self.observability.attach(new.batchers.values(), new.ingest.values())
+        self.autocanaries.sync(new.batchers)  # a replaced route's sweep is cancelled (its process killed)
         stop_clusters(old, new)
         for item in opened:
             self.listeners[(item.name, item.listen)] = item
@@ -328,6 +332,7 @@ class Proxy:
         # every new connection; then the requests in flight here drain.
         for item in self.listeners.values():
             item.server.close()
+        await self.autocanaries.close()  # no canary starts while draining
         timeout = self.snapshot.config.drain_timeout_ms / 1000
         self.announce(f"meshbatch: draining timeout={timeout}s")
         deadline = self.loop.time() + timeout
