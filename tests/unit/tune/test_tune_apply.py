@@ -55,6 +55,13 @@ def test_a_second_apply_replaces_the_canary_and_keeps_its_rules(tmp_path: Path) 
     assert adaptive == {"window_ms": 2000, "canary": 0.1, "candidate": {"max_items": 64, "min_wait_ms": 2.0}}
 
 
+def test_a_canary_that_finds_its_own_candidate_gets_this_one(tmp_path: Path) -> None:
+    path = write(tmp_path, ", adaptive: {canary: 0.1, sweep: {min_arrivals: 500}, window_ms: 2000}")
+    apply(path, "orders", BEST, 0.1)
+    adaptive = load(path, log_notes=False).listeners[0].routes[0].batch.adaptive
+    assert adaptive.sweep is None and adaptive.candidate.max_items == 64 and adaptive.window_ms == 2000
+
+
 def test_auto_slots_are_left_to_themselves() -> None:
     assert candidate({"max_in_flight": "auto", "max_items": 16}, BEST) == {"max_items": 64, "min_wait_ms": 2.0}
     assert candidate({"max_in_flight": {"auto": {"max": 8}}}, {"max_in_flight": 2}) == {}

@@ -80,8 +80,9 @@ def apply(path: str | Path, route_name: str, setting: dict[str, float], share: f
     wanted = candidate(batch, setting)
     if not wanted:
         raise ApplyError("the recommendation is the route's own setting: nothing to try")
-    kept = {k: v for k, v in adaptive.items() if k not in ("canary", "candidate")} if isinstance(adaptive, dict) \
-        else {}
+    # a canary that found its own candidate (`sweep`) gets this one instead
+    replaced = ("canary", "candidate", "sweep")
+    kept = {k: v for k, v in adaptive.items() if k not in replaced} if isinstance(adaptive, dict) else {}
     batch["adaptive"] = {**kept, "canary": share, "candidate": wanted}
     edited = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     try:
