@@ -169,6 +169,13 @@ async def test_bad_output_from_the_process_is_a_failure() -> None:
             await run_sweep({}, 5.0, 256, (sys.executable, "-c", code))
 
 
+async def test_the_sweep_process_is_held_to_its_memory() -> None:
+    greedy = ("import sys; from meshbatch.tools.tune.worker import _limit; _limit(int(sys.argv[1])); "
+              "bytearray(1 << 30)")
+    with pytest.raises(SweepFailed, match="MemoryError"):
+        await run_sweep({}, 10.0, 128, (sys.executable, "-c", greedy))
+
+
 async def test_a_reload_that_replaces_the_route_mid_sweep_discards_it(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     hang = (sys.executable, "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
