@@ -126,7 +126,12 @@ class RouteSearch:
 
     async def run(self) -> None:
         while True:
-            await self.step()
+            try:
+                await self.step()
+            except Exception as exc:  # a fault of the proxy's own: the search backs off, the route serves on
+                delay = self.search.on_failure(self.dispatcher.clock.now(), f"{type(exc).__name__}: {exc}")
+                self.sweeps.inc((self.route, "failed"))
+                log.exception("canary search on route %s failed; next sweep in %g s", self.route, delay)
             await asyncio.sleep(POLL)
 
     async def step(self) -> None:

@@ -5,6 +5,7 @@ killed, counted and retried later, and a reload mid-sweep discards it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -246,3 +247,25 @@ async def test_a_rolled_back_recommendation_is_not_tried_again() -> None:
     newest = handler.summary()["canary"]["decisions"][0]
     assert (newest["decision"], newest["reason"]) == ("keep", "no_better_setting")
     assert "rolled back before" in newest["detail"] and dispatcher.canary is canary
+
+
+async def test_a_fault_in_the_search_itself_backs_off_and_the_task_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry()
+    handler = route(registry, Recorder(TRACE))
+
+    async def broken(request: dict[str, Any], timeout: float, memory_mb: int) -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    search = searcher(handler, broken, registry)
+    monkeypatch.setattr("meshbatch.runtime.autocanary.POLL", 0.0)
+    task = asyncio.get_running_loop().create_task(search.run())
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if search.search.failed:
+            break
+    assert not task.done()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    view = handler.summary()["canary"]["search"]
+    assert view["state"] == "backoff" and "RuntimeError: a bug" in view["last"]
