@@ -9,6 +9,11 @@
 - each decision is recorded: the last `decisions_kept` in `/batchers`,
   `meshbatch_batch_canary_decisions_total{route,decision,reason}` and a log line; a final one (promote or
   rollback) applies its setting to every later batch.
+
+`attach_canary` prepares it once from the route's config (`prepare`: the route's own setting, the rules, the
+counters) and starts the configured candidate's canary at once (`start(candidate)`); with no candidate the route's
+search (batching/canary_search.py) finds one, and the runtime calls `start` with it, or `note` with a `keep`
+(`no_better_setting`) when there is nothing to try. A final decision tells the search too.
 """
 
 from __future__ import annotations
