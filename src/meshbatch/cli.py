@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshbatch import __version__, extras
@@ -93,7 +94,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("meshbatch").warning(warning)
 
     try:
-        code: int = uvloop.run(serve(args.config))
+        count = _workers(args)
+        if args.worker is not None:  # one worker of `run --workers N`, started by its supervisor
+            from meshbatch.runtime.workers.role import WorkerRole
+            from meshbatch.runtime.workers.worker import serve_worker
+
+            code: int = uvloop.run(serve_worker(args.config, WorkerRole.decode(args.worker)))
+        elif count > 1:
+            from meshbatch.runtime.workers.supervisor import supervise
+
+            code = uvloop.run(supervise(args.config, count, args.log_level))
+        else:
+            code = uvloop.run(serve(args.config))
+    except ValueError as exc:  # --workers (or the config's workers:) out of bounds
+        print(f"meshbatch run: --workers {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"{args.config}: {len(exc.problems)} error(s)", file=sys.stderr)
         for problem in exc.problems:
@@ -104,10 +119,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         print(f"meshbatch: cannot start: {redact_text(str(exc))}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:  # a worker of `run --workers N` exited before it was ready
+        print(f"meshbatch: cannot start: {exc}", file=sys.stderr)
+        return 1
     finally:
         if args.print_modules:  # what the process imported in its life: the config's parts and nothing else
             print("meshbatch: modules " + " ".join(sorted(sys.modules)), file=sys.stderr)
     return code
+
+
+def _workers(args: argparse.Namespace) -> int:
+    """The worker count: `--workers`, else the config's `workers:` (read only when the file names it)."""
+    from meshbatch.runtime.workers.count import workers_count
+
+    if args.worker is not None:
+        return 1
+    if args.workers is not None:
+        return workers_count(args.workers)
+    try:
+        text = Path(args.config).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 1  # the proxy's loader says what is wrong with the file
+    if "workers:" not in text:
+        return 1  # the common case: the file is read once, by the proxy
+    from meshbatch.config import load
+
+    return workers_count(load(args.config, log_notes=False).workers)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -159,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run the proxy. The ready line on stderr names the process id (pid=N) to "
                                      "send SIGHUP (reload) or SIGTERM (drain) to.")
     _add_config_file(run)
+    run.add_argument("--workers", default=None, metavar="N",
+                     help="worker processes sharing the listeners' ports (SO_REUSEPORT), under one supervisor "
+                          "serving the admin API: a number or 'auto' (one per core); default: the config's "
+                          "`workers:`, else 1 (see docs/operations.md)")
+    run.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # set by the supervisor for each worker
     run.add_argument("--print-modules", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
 

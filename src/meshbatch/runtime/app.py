@@ -110,8 +110,10 @@ def _server_tls(state: ListenerState) -> ServerTls | None:
 
 class Proxy:
     def __init__(self, config_path: str | Path, loop: asyncio.AbstractEventLoop,
-                 announce: Callable[[str], None] | None = None) -> None:
+                 announce: Callable[[str], None] | None = None,
+                 adapt: Callable[[model.Config], model.Config] = lambda config: config) -> None:
         self.config_path = Path(config_path)
+        self.adapt = adapt  # what a worker of `run --workers N` changes in each config it loads (runtime/workers)
         self.loop = loop
         self.metrics = Registry()
         self.announce = announce or announce_line
@@ -122,7 +124,7 @@ class Proxy:
         self._reloading = asyncio.Lock()
         self._stats: dict[str, RequestStats] = {}
         self.security = Security(loop, self.metrics)  # certificates, JWT keys, identity rates: kept across reloads
-        self.snapshot: Snapshot = build(load(self.config_path), loop, self.metrics, security=self.security)
+        self.snapshot: Snapshot = build(adapt(load(self.config_path)), loop, self.metrics, security=self.security)
         self.observability = Observability(self.snapshot.config, self.metrics)  # access log, tracing, recorders
         self.observability.attach(self.snapshot.batchers.values(), self.snapshot.ingest.values())
         self.autocanaries = AutoCanaries(self.metrics)  # canaries that find their candidate: their sweeps
@@ -257,7 +259,7 @@ class Proxy:
             try:
                 # Off the event loop: a large config takes seconds to read and validate, and the data plane keeps
                 # serving meanwhile (the thread shares the GIL, so requests still interleave with it).
-                config = await asyncio.to_thread(load, self.config_path)
+                config = self.adapt(await asyncio.to_thread(load, self.config_path))
             except ConfigError as exc:
                 self.reloads.inc(("rejected",))
                 log.error("reload rejected, the running config stays: %d error(s)", len(exc.problems))

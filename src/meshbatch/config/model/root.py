@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -62,3 +62,6 @@ class Config(Model):
     tracing: Tracing | None = None
     recorder: Recorder = Recorder()
     identity: Identity | None = None  # the workload certificate used by `tls` blocks that name none
+    # worker processes sharing the listeners' ports (SO_REUSEPORT): a number, or "auto" (one per core); read at
+    # start (`meshbatch run --workers` overrides it), see docs/operations.md
+    workers: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = 1
