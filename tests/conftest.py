@@ -23,9 +23,9 @@ class MeshFactory:
     def config_path(self, name: str = "meshbatch.yaml") -> Path:
         return self.folder / name
 
-    def start(self, config: dict[str, Any], name: str = "") -> MeshbatchProcess:
+    def start(self, config: dict[str, Any], name: str = "", run_args: tuple[str, ...] = ()) -> MeshbatchProcess:
         path = write_config(self.config_path(name or f"meshbatch-{len(self.processes)}.yaml"), config)
-        process = MeshbatchProcess(path)
+        process = MeshbatchProcess(path, run_args=run_args)
         self.processes.append(process)
         return process
 
