@@ -59,7 +59,7 @@ def test_two_workers_serve_one_port_one_admin_view_reload_and_drain(mesh: Any, u
 
     mark = proxy.mark()
     proxy.send_signal(signal.SIGHUP)
-    proxy.wait_for_line("meshbatch: reloaded workers=2", start=mark)
+    proxy.wait_for_line("meshbatch: reloaded version=2 workers=2", start=mark)
     proxy.wait_for_line("meshbatch.worker.0: reloaded", start=mark)
     proxy.wait_for_line("meshbatch.worker.1: reloaded", start=mark)
     assert httpx.get(proxy.url("main", "/x"), timeout=5).status_code == 200

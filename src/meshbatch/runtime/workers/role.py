@@ -65,6 +65,24 @@ def default_log_path(route: str) -> str:
     return os.path.join("meshbatch-data", f"ingest-{route}.db")
 
 
+def stranded_logs(config: model.Config, count: int) -> list[str]:
+    """SQLite ingest logs of worker indexes `count` and above (left by a run with more workers), that exist."""
+    import glob
+    import re
+
+    out: list[str] = []
+    for listener in config.listeners:
+        for route in listener.routes:
+            if isinstance(route, IngestRoute) and route.ingest.log.backend == "sqlite":
+                probe = log_path(route.ingest.log.path or default_log_path(route.name), 999_999)
+                head, _, tail = probe.partition("999999")
+                for path in sorted(glob.glob(glob.escape(head) + "*" + glob.escape(tail))):
+                    index = path[len(head):len(path) - len(tail)]
+                    if re.fullmatch(r"[0-9]+", index) and int(index) >= count:
+                        out.append(path)
+    return out
+
+
 def _route(route: model.AnyRoute, index: int) -> model.AnyRoute:
     if not isinstance(route, IngestRoute) or route.ingest.log.backend != "sqlite":
         return route
@@ -127,4 +145,4 @@ class SupervisorLine:
         loop.add_reader(sock.fileno(), readable)
 
 
-__all__ = ["PRIVATE_ADMIN", "SupervisorLine", "WorkerRole", "adapt", "log_path"]
+__all__ = ["PRIVATE_ADMIN", "SupervisorLine", "WorkerRole", "adapt", "log_path", "stranded_logs"]

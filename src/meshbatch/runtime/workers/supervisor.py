@@ -36,7 +36,7 @@ from meshbatch.runtime.workers.member import Member
 from meshbatch.runtime.workers.merge_metrics import Family
 from meshbatch.runtime.workers.policy import RestartPolicy
 from meshbatch.runtime.workers.ports import hold_ports
-from meshbatch.runtime.workers.role import WorkerRole
+from meshbatch.runtime.workers.role import WorkerRole, stranded_logs
 from meshbatch.upstream.endpoint import split_address
 
 log = logging.getLogger("meshbatch.workers")
@@ -59,6 +59,7 @@ class Supervisor:
         self.config: model.Config = load(self.config_path)  # validated once, here: errors with their paths
         self.members = [Member(i) for i in range(count)]
         self.draining = False
+        self.version = 1  # as a single proxy counts its snapshots: 1, then each reload every worker made
         self._starting = True
         self._done = asyncio.Event()
         self._failed: asyncio.Future[int] = loop.create_future()
@@ -95,7 +96,11 @@ class Supervisor:
                           f"address={self._listen[f'{listener.name} {listener.listen}']}")
         for sig, handler in ((signal.SIGTERM, self.drain), (signal.SIGINT, self.drain), (signal.SIGHUP, self.reload)):
             self.loop.add_signal_handler(sig, lambda h=handler: self._task(h()))  # type: ignore[misc]
-        self.announce(f"meshbatch: ready config={self.config_path} workers={self.count} "
+        for path in stranded_logs(self.config, self.count):
+            self.announce(f"meshbatch: WARNING: {path} is the ingest log of a worker this run does not have (fewer "
+                          "workers than before): its events wait there until a run with as many workers delivers "
+                          "them")
+        self.announce(f"meshbatch: ready config={self.config_path} version={self.version} workers={self.count} "
                       f"pid={os.getpid()}")
 
     def _announce_address(self, name: str, sock: tuple[str, int]) -> None:
@@ -181,7 +186,8 @@ class Supervisor:
         results = await asyncio.gather(*futures)
         ok = sum(results)
         if results and ok == len(results):
-            self.announce(f"meshbatch: reloaded workers={ok}")
+            self.version += 1
+            self.announce(f"meshbatch: reloaded version={self.version} workers={ok}")
         else:
             self.announce(f"meshbatch: reload rejected workers_reloaded={ok} workers_rejected={len(results) - ok}")
 
