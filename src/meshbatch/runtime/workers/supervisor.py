@@ -67,6 +67,7 @@ class Supervisor:
         self._held: list[socket.socket] = []
         self._admin_server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+        self._reloading = asyncio.Lock()
 
     # start ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -174,6 +175,10 @@ class Supervisor:
 
     # reload --------------------------------------------------------------------------------------
     async def reload(self) -> None:
+        async with self._reloading:  # one SIGHUP at a time, as in one proxy
+            await self._reload()
+
+    async def _reload(self) -> None:
         if self.draining:
             return
         futures: list[asyncio.Future[bool]] = []
@@ -183,7 +188,10 @@ class Supervisor:
             member.reload = fut = self.loop.create_future()
             futures.append(fut)
             member.process.send_signal(signal.SIGHUP)
-        results = await asyncio.gather(*futures)
+        # A worker's reload is bounded (its ingest handover by drain_timeout_ms): one that does not answer by then
+        # counts as rejected.
+        wait = self.config.drain_timeout_ms / 1000 + KILL_AFTER_DRAIN
+        results = [not fut.cancelled() and fut.result() for fut in await _settled(futures, wait)]
         ok = sum(results)
         if results and ok == len(results):
             self.version += 1
@@ -239,6 +247,15 @@ class Supervisor:
         workers.samples[("meshbatch_workers", (("state", "ready"),))] = float(ready)
         workers.samples[("meshbatch_workers", (("state", "starting"),))] = float(self.count - ready)
         return [restarts, workers]
+
+
+async def _settled(futures: list[asyncio.Future[bool]], timeout: float) -> list[asyncio.Future[bool]]:
+    """`futures` once every one is done or `timeout` passed (those still pending are cancelled)."""
+    if futures:
+        _, pending = await asyncio.wait(futures, timeout=timeout)
+        for fut in pending:
+            fut.cancel()
+    return futures
 
 
 async def supervise(config_path: str | Path, count: int, log_level: str = "info") -> int:
