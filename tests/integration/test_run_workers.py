@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -79,18 +80,33 @@ def test_two_workers_serve_one_port_one_admin_view_reload_and_drain(mesh: Any, u
 def test_a_killed_worker_is_started_again_and_the_port_keeps_serving(mesh: Any, upstream: UpstreamServer) -> None:
     proxy = mesh.start(simple(upstream.address), run_args=WORKERS)
     admin, url = proxy.admin_url, proxy.url("main", "/x")
-    victim = httpx.get(admin + "/workers", timeout=5).json()["workers"][0]["pid"]
+    outcome: list[BaseException] = []
+
+    def slow_request() -> None:  # the upstream answers in 5 s, the client gives up reading after 4
+        try:
+            httpx.get(proxy.url("main", "/slow?ms=5000"), timeout=httpx.Timeout(5, read=4))
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=slow_request)
+    caller.start()
+    holding = wait_until(lambda: [w for w in httpx.get(admin + "/listeners", timeout=5).json()["workers"]
+                                  if w["listeners"][0]["connections"]], 5, "the slow request to be accepted")
+    index, victim = holding[0]["worker"], holding[0]["pid"]
     mark = proxy.mark()
-    os.kill(victim, signal.SIGKILL)
-    proxy.wait_for_line("worker 0 (pid", start=mark)
-    for _ in range(20):  # meanwhile, worker 1 answers every new connection
+    os.kill(victim, signal.SIGKILL)  # with the slow request in flight
+    caller.join(10)
+    # Its client is not left hanging until its own timeout: the connection closes with the process.
+    assert outcome and not isinstance(outcome[0], httpx.TimeoutException), outcome
+    proxy.wait_for_line(f"worker {index} (pid {victim})", start=mark)
+    for _ in range(20):  # meanwhile, the other worker answers every new connection
         assert httpx.get(url, timeout=5).status_code == 200
-    proxy.wait_for_line("meshbatch.worker.0: ready", start=mark)
+    proxy.wait_for_line(f"meshbatch.worker.{index}: ready", start=mark)
     workers = httpx.get(admin + "/workers", timeout=5).json()["workers"]
-    assert workers[0]["pid"] != victim and workers[0]["restarts"] == 1 and workers[1]["restarts"] == 0
+    assert workers[index]["pid"] != victim and workers[index]["restarts"] == 1 and workers[1 - index]["restarts"] == 0
     metrics = httpx.get(admin + "/stats/prometheus", timeout=5).text
-    assert metric_value(metrics, "meshbatch_worker_restarts_total", worker="0") == 1
-    send_until_both_served(url, admin)  # the new worker 0 takes connections again
+    assert metric_value(metrics, "meshbatch_worker_restarts_total", worker=str(index)) == 1
+    send_until_both_served(url, admin)  # the new worker takes connections again
     assert proxy.terminate() == 0
 
 
