@@ -170,8 +170,14 @@ class Supervisor:
         self.announce(f"meshbatch: WARNING: worker {member.index} (pid {process.pid}) exited with status {code}: "
                       f"started again in {delay:.1f}s (restart {member.restarts})")
         await asyncio.sleep(delay)
-        if not self.draining:
-            await self._spawn(member)
+        while not self.draining:
+            try:
+                await self._spawn(member)
+                return
+            except OSError as exc:  # no process could be made (out of processes, memory or descriptors)
+                delay = self.policy.delay(member.index, member.started_at, self.loop.time())
+                log.error("worker %d could not be started (%s): trying again in %.1fs", member.index, exc, delay)
+                await asyncio.sleep(delay)
 
     # reload --------------------------------------------------------------------------------------
     async def reload(self) -> None:
