@@ -138,7 +138,10 @@ def test_hostile_worker_counts_are_refused_before_anything_starts(tmp_path: Path
     assert says in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "'two'", "1.5", "2000"])
+ARABIC_INDIC_THREE = '"\\u0663"'
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "'two'", "1.5", "2000", "true", "null", "[2]", ARABIC_INDIC_THREE])
 def test_a_bad_workers_key_is_a_config_error_with_its_path(tmp_path: Path, value: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "c.yaml"

@@ -65,3 +65,12 @@ class Config(Model):
     # worker processes sharing the listeners' ports (SO_REUSEPORT): a number, or "auto" (one per core); read at
     # start (`meshbatch run --workers` overrides it), see docs/operations.md
     workers: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = 1
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) < 12:
+            value = int(value)  # as the other numbers of the file (`${WORKERS}` from the environment is a string)
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1024):
+            return value
+        raise ValueError(f"{repr(value)[:40]}: a number of worker processes, 1 to 1024, or 'auto' (one per core)")
