@@ -76,11 +76,12 @@ def standard(endpoints: list[str], *, listen: str = "127.0.0.1:0", reuse_port: b
 class Proxy:
     """`meshbatch run` on a config dict written to `path`; what the suite measures of it."""
 
-    def __init__(self, path: Path, cfg: dict[str, Any], prefix: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path, cfg: dict[str, Any], prefix: tuple[str, ...] = (),
+                 run_args: tuple[str, ...] = ()) -> None:
         self.path = path
         self.config = cfg
         write_config(path, cfg)
-        self.process = MeshbatchProcess(path, prefix=prefix)
+        self.process = MeshbatchProcess(path, prefix=prefix, run_args=run_args)
 
     @property
     def pid(self) -> int:

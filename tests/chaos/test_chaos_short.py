@@ -18,7 +18,8 @@ from meshbatch import checkout
 pytestmark = pytest.mark.serial
 
 SCENARIOS = ["upstream-kill", "upstream-hang", "reload", "cert-rotation", "drain-handover", "ingest-kill",
-             "sink-outage", "shard-kill", "nats-node-kill", "multi-host", "client-disconnect", "overload", "soak"]
+             "sink-outage", "shard-kill", "nats-node-kill", "multi-host", "client-disconnect", "overload", "soak",
+             "worker-kill"]
 
 
 @pytest.fixture(scope="module")
