@@ -56,7 +56,13 @@ def test_two_workers_serve_one_port_one_admin_view_reload_and_drain(mesh: Any, u
     assert "batchers" in httpx.get(admin + "/batchers", timeout=5).json()
     own = httpx.get(admin + "/workers/1/listeners", timeout=5).json()  # a worker's own admin API
     assert own["listeners"][0]["accepted"] == accepted(admin)[1]
-    assert httpx.get(admin + "/workers/7/ready", timeout=5).status_code == 404
+    for path in ("/workers/7/ready", "/workers/x/ready", "/workers/99999999999/ready", "/workers/-1/ready",
+                 "/nothing", "/dashboard"):
+        assert httpx.get(admin + path, timeout=5).status_code == 404, path
+    assert httpx.post(admin + "/batchers", content=b"{}", timeout=5).status_code == 405
+    assert httpx.get(admin + "/ready", headers={"host": "evil.example"}, timeout=5).status_code == 403
+    assert httpx.get(admin + "/workers/0/ready", headers={"host": "evil.example"}, timeout=5).status_code == 403
+    assert httpx.post(admin + "/workers/0/ingest/replay", timeout=5).status_code == 403  # no admin.token: refused
 
     mark = proxy.mark()
     proxy.send_signal(signal.SIGHUP)
