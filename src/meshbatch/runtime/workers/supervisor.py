@@ -124,6 +124,9 @@ class Supervisor:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "meshbatch", "--log-level", self.log_level, "run", self.config_path,
                 "--worker", role.encode(), stdin=asyncio.subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         member.process, member.pid = process, process.pid
@@ -193,7 +196,8 @@ class Supervisor:
                 continue
             member.reload = fut = self.loop.create_future()
             futures.append(fut)
-            member.process.send_signal(signal.SIGHUP)
+            if not _signal(member.process, signal.SIGHUP):
+                fut.set_result(False)
         # A worker's reload is bounded (its ingest handover by drain_timeout_ms): one that does not answer by then
         # counts as rejected.
         wait = self.config.drain_timeout_ms / 1000 + KILL_AFTER_DRAIN
@@ -221,7 +225,7 @@ class Supervisor:
     async def _stop_all(self, sig: int, kill_after: float = 5.0) -> None:
         processes = [m.process for m in self.members if m.process is not None and m.process.returncode is None]
         for process in processes:
-            process.send_signal(sig)
+            _signal(process, sig)
         waits = asyncio.gather(*(p.wait() for p in processes))
         try:
             await asyncio.wait_for(asyncio.shield(waits), kill_after)
@@ -230,7 +234,7 @@ class Supervisor:
                 if process.returncode is None:
                     log.error("worker pid %d did not exit %.0fs after %s: killed", process.pid, kill_after,
                               signal.Signals(sig).name)
-                    process.kill()
+                    _signal(process, signal.SIGKILL)
             await waits
 
     def _close(self) -> None:
@@ -253,6 +257,15 @@ class Supervisor:
         workers.samples[("meshbatch_workers", (("state", "ready"),))] = float(ready)
         workers.samples[("meshbatch_workers", (("state", "starting"),))] = float(self.count - ready)
         return [restarts, workers]
+
+
+def _signal(process: asyncio.subprocess.Process, sig: int) -> bool:
+    """Send `sig` to a worker; False when it is already gone (it died at that moment: its watch sees it)."""
+    try:
+        process.send_signal(sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 async def _settled(futures: list[asyncio.Future[bool]], timeout: float) -> list[asyncio.Future[bool]]:
