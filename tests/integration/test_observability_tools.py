@@ -78,7 +78,7 @@ def test_the_feed_has_live_figures_and_history(busy: MeshbatchProcess) -> None:
     assert all(p["seq"] > last for p in feed(busy, last)["history"])
     page = httpx.get(busy.admin_url + "/dashboard")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "/dashboard/app.js" in page.text and "http" not in page.text.split("<body>")[1].split("</body>")[0]
+    assert "dashboard/app.js" in page.text and "http" not in page.text.split("<body>")[1].split("</body>")[0]
     script = httpx.get(busy.admin_url + "/dashboard/app.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert "/dashboard" in httpx.get(busy.admin_url + "/").json()["endpoints"]

@@ -56,6 +56,10 @@ def test_two_workers_serve_one_port_one_admin_view_reload_and_drain(mesh: Any, u
     assert "batchers" in httpx.get(admin + "/batchers", timeout=5).json()
     own = httpx.get(admin + "/workers/1/listeners", timeout=5).json()  # a worker's own admin API
     assert own["listeners"][0]["accepted"] == accepted(admin)[1]
+    page = httpx.get(admin + "/workers/0/dashboard", timeout=5)  # a worker's dashboard, its assets and feed
+    assert page.status_code == 200 and 'src="dashboard/app.js"' in page.text  # relative: found under /workers/0/
+    assert httpx.get(admin + "/workers/0/dashboard/app.js", timeout=5).status_code == 200
+    assert "routes" in httpx.get(admin + "/workers/0/dashboard/feed?since=0", timeout=5).json()
     for path in ("/workers/7/ready", "/workers/x/ready", "/workers/99999999999/ready", "/workers/-1/ready",
                  "/nothing", "/dashboard"):
         assert httpx.get(admin + path, timeout=5).status_code == 404, path

@@ -200,7 +200,7 @@ function render(feed) {
 
 async function poll() {
   try {
-    const response = await fetch(`/dashboard/feed?since=${state.seq}`, { cache: "no-store" });
+    const response = await fetch(`dashboard/feed?since=${state.seq}`, { cache: "no-store" });
     if (!response.ok) throw new Error(`feed answered ${response.status}`);
     const feed = await response.json();
     if (feed.seq < state.seq) state.history = []; // the proxy restarted
