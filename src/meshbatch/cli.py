@@ -107,7 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else:
             code = uvloop.run(serve(args.config))
     except ValueError as exc:  # --workers (or the config's workers:) out of bounds
-        print(f"meshbatch run: --workers {exc}", file=sys.stderr)
+        print(f"meshbatch run: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         print(f"{args.config}: {len(exc.problems)} error(s)", file=sys.stderr)
@@ -135,7 +135,10 @@ def _workers(args: argparse.Namespace) -> int:
     if args.worker is not None:
         return 1
     if args.workers is not None:
-        return workers_count(args.workers)
+        try:
+            return workers_count(args.workers)
+        except ValueError as exc:
+            raise ValueError(f"--workers {exc}") from None
     try:
         text = Path(args.config).read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -144,7 +147,10 @@ def _workers(args: argparse.Namespace) -> int:
         return 1  # the common case: the file is read once, by the proxy
     from meshbatch.config import load
 
-    return workers_count(load(args.config, log_notes=False).workers)
+    try:
+        return workers_count(load(args.config, log_notes=False).workers)
+    except ValueError as exc:
+        raise ValueError(f"{args.config}: workers: {exc}") from None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

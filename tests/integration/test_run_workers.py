@@ -171,3 +171,12 @@ def test_a_port_in_use_stops_the_start_with_a_reason(tmp_path: Path, capsys: pyt
         path.write_text(f"admin: null\nlisteners: [{{name: main, listen: '127.0.0.1:{port}'}}]\n", encoding="utf-8")
         assert main(["run", str(path), "--workers", "2"]) == 1
     assert "cannot start" in capsys.readouterr().err
+
+
+def test_a_workers_key_beyond_the_cores_is_refused_at_run_naming_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("workers: 1000\nlisteners: [{name: main, listen: '127.0.0.1:0'}]\n", encoding="utf-8")
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: workers: 1000: at most" in err and "--workers" not in err
