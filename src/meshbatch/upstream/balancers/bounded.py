@@ -8,6 +8,7 @@ takes it. Loads are the requests in flight of this process (`Endpoint.active`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from math import ceil
 
 from meshbatch.upstream.endpoint import Endpoint
@@ -32,6 +33,18 @@ class Bound:
             self.first = endpoint
         self._over.add(id(endpoint))
         return False
+
+    def pick(self, walk: Iterable[Endpoint]) -> Endpoint | None:
+        """Along `walk` (the key's ring or table order), the first endpoint that is in and within the bound; the
+        first one found over it when every live endpoint is."""
+        for endpoint in walk:
+            if endpoint.down:
+                continue
+            if self.fits(endpoint):
+                return endpoint
+            if self.exhausted:
+                break
+        return self.first
 
     @property
     def exhausted(self) -> bool:

@@ -9,6 +9,7 @@ past its load bound passes the key on along the same walk (balancers/bounded.py)
 from __future__ import annotations
 
 import random
+from itertools import chain
 
 from meshbatch.config.model import LbConfig
 from meshbatch.upstream.balancers.base import BALANCERS
@@ -93,24 +94,11 @@ class Maglev:
     def _bounded(self, live: tuple[Endpoint, ...], key: bytes, h: int) -> Endpoint | None:
         """The same walk (home slot, re-hashes, then onward), taking the first endpoint in and within the bound."""
         assert self._factor is not None
-        bound = Bound(live, self._factor)
         table, members = self._table, self._members
         size = len(table)
         slots = [h % size, *(hash64(key, seed) % size for seed in range(1, REHASHES + 1))]
-        for slot in slots:
-            endpoint = members[table[slot]]
-            if not endpoint.down and bound.fits(endpoint):
-                return endpoint
-        for step in range(1, size):
-            endpoint = members[table[(h + step) % size]]
-            if endpoint.down:
-                continue
-            if bound.fits(endpoint):
-                return endpoint
-            if bound.exhausted:
-                break
-        return bound.first
-
+        onward = ((h + step) % size for step in range(1, size))
+        return Bound(live, self._factor).pick(members[table[slot]] for slot in chain(slots, onward))
 
 BALANCERS.register("maglev")(Maglev)
 

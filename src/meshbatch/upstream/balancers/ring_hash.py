@@ -72,19 +72,9 @@ class RingHash:
     def _bounded(self, live: tuple[Endpoint, ...], start: int) -> Endpoint | None:
         """Along the ring from the key's point, the first endpoint that is in and within the load bound."""
         assert self._factor is not None
-        bound = Bound(live, self._factor)
         owners = self._owners
         n = len(owners)
-        for step in range(n):
-            endpoint = owners[(start + step) % n]
-            if endpoint.down:
-                continue
-            if bound.fits(endpoint):
-                return endpoint
-            if bound.exhausted:
-                break
-        return bound.first
-
+        return Bound(live, self._factor).pick(owners[(start + step) % n] for step in range(n))
 
 BALANCERS.register("ring_hash")(RingHash)
 
