@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -340,6 +340,14 @@ def _flag(item: Any, name: str) -> bool:
 BATCH_HEADERS = ("x-meshbatch-batch-id", "x-meshbatch-batch-size", "x-meshbatch-queue-ms", "x-meshbatch-flush")
 
 
+def serving() -> Iterator[BatchUpstream]:
+    """A started upstream, stopped after: a module's fixture, `upstream = pytest.fixture(scope="module",
+    name="upstream")(serving)`."""
+    server = BatchUpstream().start()
+    yield server
+    server.stop()
+
+
 def batch_route(name: str, prefix: str, upstream_path: str, cluster: str = "batch", timeout_ms: int = 5000,
                 **batch: Any) -> dict[str, Any]:
     """A batching route matching `prefix`; defaults to one batch in flight, so a held batch makes a queue."""
@@ -465,4 +473,5 @@ class Plug:
         return self.future.result(10)
 
 
-__all__ = ["BATCH_HEADERS", "CODECS", "BatchUpstream", "Callers", "Plug", "Received", "batch_route", "wait_until"]
+__all__ = ["BATCH_HEADERS", "CODECS", "BatchUpstream", "Callers", "Plug", "Received", "batch_route", "serving",
+           "wait_until"]

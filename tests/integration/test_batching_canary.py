@@ -9,25 +9,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
-from testbed.batch_upstream import BatchUpstream, batch_route
+from testbed.batch_upstream import BatchUpstream, batch_route, serving
 from testbed.config import cluster, config, listener
 from testbed.proxy import MeshbatchProcess, metric_value
 
 RULES = {"canary": 0.25, "window_ms": 250, "min_batches": 5, "passes": 1, "max_windows": 20}
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[BatchUpstream]:
-    server = BatchUpstream().start()
-    yield server
-    server.stop()
+upstream = pytest.fixture(scope="module", name="upstream")(serving)
 
 
 @pytest.fixture(scope="module")

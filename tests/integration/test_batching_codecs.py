@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from testbed.batch_upstream import BATCH_HEADERS, BatchUpstream, Callers, Plug, batch_route
+from testbed.batch_upstream import BATCH_HEADERS, BatchUpstream, Callers, Plug, batch_route, serving
 from testbed.config import cluster, config, listener
 from testbed.proxy import MeshbatchProcess
 from testbed.upstream import refused_port
@@ -42,11 +42,7 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[BatchUpstream]:
-    server = BatchUpstream().start()
-    yield server
-    server.stop()
+upstream = pytest.fixture(scope="module", name="upstream")(serving)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from testbed.batch_upstream import BatchUpstream, Callers, batch_route, wait_until
+from testbed.batch_upstream import BatchUpstream, Callers, batch_route, serving, wait_until
 from testbed.config import cluster, config, listener
 from testbed.proxy import MeshbatchProcess
 from testbed.raw import RawClient
@@ -25,11 +25,7 @@ from testbed.raw import RawClient
 ROUTES = ["ja", "nd", "env"]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[BatchUpstream]:
-    server = BatchUpstream().start()
-    yield server
-    server.stop()
+upstream = pytest.fixture(scope="module", name="upstream")(serving)
 
 
 @pytest.fixture(scope="module")

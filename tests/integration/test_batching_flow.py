@@ -10,16 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wait_until
+from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route, serving, wait_until
 from testbed.config import cluster, config, listener
 from testbed.proxy import MeshbatchProcess
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[BatchUpstream]:
-    server = BatchUpstream().start()
-    yield server
-    server.stop()
+upstream = pytest.fixture(scope="module", name="upstream")(serving)
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,12 @@ import httpx
 import orjson
 import pytest
 
-from testbed.batch_upstream import BatchUpstream, Callers, Plug, Received, batch_route, wait_until
+from testbed.batch_upstream import BatchUpstream, Callers, Plug, Received, batch_route, serving, wait_until
 from testbed.config import cluster, config, listener
 from testbed.proxy import MeshbatchProcess
 from testbed.raw import RawClient
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[BatchUpstream]:
-    server = BatchUpstream().start()
-    yield server
-    server.stop()
+upstream = pytest.fixture(scope="module", name="upstream")(serving)
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,20 @@ one batch in flight, measures, and opens more slots within its bounds; /batchers
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
-from testbed.batch_upstream import BatchUpstream, batch_route
+from testbed.batch_upstream import BatchUpstream, batch_route, serving
 from testbed.config import cluster, config, listener
 from testbed.proxy import MeshbatchProcess, metric_value
 
 AUTO = {"auto": {"min": 1, "max": 6, "min_rtt_batches": 5, "sample_window_ms": 20}}
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[BatchUpstream]:
-    server = BatchUpstream().start()
-    yield server
-    server.stop()
+upstream = pytest.fixture(scope="module", name="upstream")(serving)
 
 
 @pytest.fixture(scope="module")

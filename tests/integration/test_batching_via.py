@@ -3,21 +3,15 @@ answers relayed from an upstream batch and answers replayed for an idempotency k
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from testbed.batch_upstream import BatchUpstream, Callers, batch_route
+from testbed.batch_upstream import BatchUpstream, Callers, batch_route, serving
 from testbed.config import cluster, config, listener
 from testbed.proxy import MeshbatchProcess
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[BatchUpstream]:
-    server = BatchUpstream().start()
-    yield server
-    server.stop()
+upstream = pytest.fixture(scope="module", name="upstream")(serving)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route, wait_until
+from testbed.batch_upstream import BatchUpstream, Callers, Plug, batch_route, serving, wait_until
 from testbed.config import cluster, config, listener
 from testbed.proxy import MeshbatchProcess
 
@@ -35,11 +35,7 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any]]] = {
 REFUSAL = {"error": "the batch holds an item that cannot be processed"}
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[BatchUpstream]:
-    server = BatchUpstream().start()
-    yield server
-    server.stop()
+upstream = pytest.fixture(scope="module", name="upstream")(serving)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from testbed.batch_upstream import BatchUpstream, batch_route, wait_until
+from testbed.batch_upstream import BatchUpstream, batch_route, serving, wait_until
 from testbed.config import cluster, config, listener
 from testbed.pki import Pki, client_context
 from testbed.proxy import MeshbatchProcess
@@ -76,11 +76,7 @@ class Caller:
         self.client.close()
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[BatchUpstream]:
-    server = BatchUpstream().start()
-    yield server
-    server.stop()
+upstream = pytest.fixture(scope="module", name="upstream")(serving)
 
 
 @pytest.fixture(scope="module")
