@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
-import selectors
 
 import httptools
 
-from batch_work import DIM_OUT, MODELS, Work  # a sibling module: run as `python bench/batch_upstream.py`
+from batch_work import DIM_OUT, MODELS, Work  # sibling modules: run as `python bench/batch_upstream.py`
+from serve_loop import serve_until_interrupted
 
 HOST = "127.0.0.1"
 
@@ -115,12 +114,6 @@ class Conn(asyncio.Protocol):
         self.transport = None
 
 
-def _fine_timer_slack() -> None:
-    """1 ns of timer slack instead of 50 us (prctl PR_SET_TIMERSLACK); harmless where absent."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)
-
-
 async def serve(port: int, model: str, base_ms: float, per_item_us: float, dim_out: int) -> None:
     worker = Work(model, base_ms, per_item_us, dim_out)
     loop = asyncio.get_running_loop()
@@ -137,15 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-item-us", type=float, default=20.0, help="fixed: cost of every item of a call")
     parser.add_argument("--cpu-dim", type=int, default=DIM_OUT, help="cpu: columns of the matrix")
     args = parser.parse_args(argv)
-    _fine_timer_slack()
-    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
-    try:
-        loop.run_until_complete(serve(args.port, args.model, args.base_ms, args.per_item_us, args.cpu_dim))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        loop.close()
-    return 0
+    return serve_until_interrupted(serve(args.port, args.model, args.base_ms, args.per_item_us, args.cpu_dim))
 
 
 if __name__ == "__main__":

@@ -241,18 +241,22 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return ticks / CLOCK_TICKS
 
 
-def peak_rss_kib(pids: Iterable[int]) -> int:
-    """The sum of the processes' peak resident sizes (VmHWM), in KiB."""
+def status_kib(pids: Iterable[int], field: str) -> int:
+    """The sum of one /proc/PID/status size field over the processes (VmRSS: resident now; VmHWM: its peak), in
+    KiB; a process gone meanwhile counts 0."""
     total = 0
     for pid in pids:
         try:
             lines = Path(f"/proc/{pid}/status").read_text().splitlines()
         except OSError:
             continue
-        for line in lines:
-            if line.startswith("VmHWM:"):
-                total += int(line.split()[1])
+        total += sum(int(line.split()[1]) for line in lines if line.startswith(f"{field}:"))
     return total
+
+
+def peak_rss_kib(pids: Iterable[int]) -> int:
+    """The sum of the processes' peak resident sizes (VmHWM), in KiB."""
+    return status_kib(pids, "VmHWM")
 
 
 def core_times() -> dict[int, tuple[int, int, int]]:

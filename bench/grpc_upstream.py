@@ -13,26 +13,17 @@ Run as a script on 127.0.0.1: python grpc_upstream.py --port 9000 --base-ms 2 --
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import ctypes
 import json
-import selectors
 from typing import Any
 
 import grpc
 
-from batch_work import Work  # a sibling module: run as `python bench/grpc_upstream.py`
+from batch_work import Work  # sibling modules: run as `python bench/grpc_upstream.py`
 from meshbatch.consumer import serve_grpc
+from serve_loop import serve_until_interrupted
 
 HOST = "127.0.0.1"
 SERVICE = "bench.Work"
-
-
-def _fine_timer_slack() -> None:
-    """1 ns of timer slack instead of 50 us (prctl PR_SET_TIMERSLACK); harmless where absent."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)
 
 
 async def serve(port: int, base_ms: float, per_item_us: float) -> None:
@@ -72,16 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-ms", type=float, default=2.0, help="cost of every call")
     parser.add_argument("--per-item-us", type=float, default=20.0, help="cost of every item of a call")
     args = parser.parse_args(argv)
-    _fine_timer_slack()
-    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(serve(args.port, args.base_ms, args.per_item_us))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        loop.close()
-    return 0
+    return serve_until_interrupted(serve(args.port, args.base_ms, args.per_item_us))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from .common import (
     plan_cores,
     ratio,
     require_tools,
+    status_kib,
     wait_ready,
 )
 from .peers import Peer
@@ -52,14 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def rss_kib(pids: list[int]) -> int:
     """The sum of the processes' current resident sizes (VmRSS), in KiB."""
-    total = 0
-    for pid in pids:
-        try:
-            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-        except OSError:
-            continue
-        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
-    return total
+    return status_kib(pids, "VmRSS")
 
 
 def meshbatch_conf(port: int, admin_port: int, upstream_port: int) -> str:
