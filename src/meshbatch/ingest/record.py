@@ -4,7 +4,8 @@ The sinks store each event id once, so an id is a claim: whoever can make an id 
 that event vanish (answered 202, then ignored as a duplicate). Two id spaces keep every claim with its caller:
 
 - **generated** ids (no `idempotency-key`): `e.<ms>-<random>`, the creation time in milliseconds (11 hex digits,
-  so ids sort by time) and 128 bits from `secrets`, fresh per id: no answer tells anything about the next id.
+  so ids sort by time) and 128 bits from the system's random source (`os.urandom`, read 4 KiB at a time, each
+  byte used once), fresh per id: no answer tells anything about the next id.
 - **keyed** ids: `k.<scope>.<key>[:<part>]`, with `<scope>` 32 hex digits of a digest of the caller's scope
   (meshbatch.security.scope), `<key>` the caller's key percent-encoded (only `A-Z a-z 0-9 - . _ ~` stay as
   they are), and `:<part>` the event's place when one request carries several events (`:0`, `:1`, ...;
@@ -19,7 +20,7 @@ lists ids comma-separated), `#` (the JetStream replay suffix), whitespace or any
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from typing import Any
 from urllib.parse import quote, unquote
@@ -54,6 +55,31 @@ RANDOM_BYTES = 16  # per generated id: 128 bits, unguessable and unique without 
 DIGEST_CHARS = 2 * scope.DIGEST_SIZE  # hex digits of a scope digest
 
 
+class RandomPool:
+    """Bytes from the system's random source, read 4 KiB at a time: a generated id costs a slice, not a
+    getrandom(2) call. A forked child never reuses its parent's bytes (the pool is dropped at fork)."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self.drop)
+
+    def drop(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def take(self, n: int) -> bytes:
+        at = self._at
+        if at + n > len(self._pool):
+            self._pool, at = os.urandom(max(self.SIZE, n)), 0
+        self._at = at + n
+        return self._pool[at:at + n]
+
+
+_RANDOM = RandomPool()
+
+
 class EventIds:
     """Generated event ids: `e.<ms hex>-<128 random bits hex>`, unique across processes and restarts, sortable
     by creation time (to the millisecond)."""
@@ -64,11 +90,11 @@ class EventIds:
         return self.many(1, now)[0]
 
     def many(self, n: int, now: float | None = None) -> list[str]:
-        """`n` ids for events received at `now` (wall-clock seconds; default: the current time), from one read of
-        the system's random source."""
+        """`n` ids for events received at `now` (wall-clock seconds; default: the current time), from the
+        system's random source."""
         stamp = f"{GENERATED}{int((time.time() if now is None else now) * 1000):011x}-"
         width = 2 * RANDOM_BYTES
-        randomness = secrets.token_bytes(RANDOM_BYTES * n).hex()
+        randomness = _RANDOM.take(RANDOM_BYTES * n).hex()
         return [stamp + randomness[i:i + width] for i in range(0, width * n, width)]
 
 
@@ -108,5 +134,5 @@ def valid_key(key: bytes) -> str | None:
     return text if text.isprintable() else None
 
 
-__all__ = ["GENERATED", "KEYED", "MAX_KEY_LENGTH", "EventIds", "Record", "key_of", "keyed_id", "scope_digest",
-           "valid_key"]
+__all__ = ["GENERATED", "KEYED", "MAX_KEY_LENGTH", "EventIds", "RandomPool", "Record", "key_of", "keyed_id",
+           "scope_digest", "valid_key"]

@@ -3,13 +3,14 @@ key); no key of any scope ever makes a generated id or another scope's id."""
 
 from __future__ import annotations
 
+import os
 import re
 import string
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from meshbatch.ingest.record import EventIds, key_of, keyed_id, scope_digest
+from meshbatch.ingest.record import EventIds, RandomPool, key_of, keyed_id, scope_digest
 
 GENERATED = re.compile(r"e\.[0-9a-f]{11}-[0-9a-f]{32}")
 KEYED = re.compile(r"k\.[0-9a-f]{32}\.[A-Za-z0-9_.~%-]+(:(dead)?[0-9]+)?")
@@ -68,3 +69,20 @@ def test_a_key_spelling_another_id_stays_a_key_of_its_own_scope(scope, key):
     for forged in (victim, predicted):  # the attacker sends another caller's id, or a predicted one, as its key
         made = keyed_id(scope_digest(scope), forged)
         assert made not in (victim, predicted) and key_of(made) == forged
+
+
+def test_the_random_pool_never_hands_out_a_byte_twice_nor_to_a_forked_child() -> None:
+    pool = RandomPool()
+    taken = [pool.take(16) for _ in range(RandomPool.SIZE // 16 * 3)]  # three refills
+    assert len(set(taken)) == len(taken) and all(len(t) == 16 for t in taken)
+    assert len(pool.take(RandomPool.SIZE * 2)) == RandomPool.SIZE * 2  # more than a pool at once
+    pool.take(16)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child's next bytes are its own, not the parent's next ones
+        os.write(write, pool.take(16))
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 16) != pool.take(16)
+    os.close(read)
+    os.close(write)
