@@ -28,18 +28,20 @@ class Clock(Protocol):
 
 class LoopClock:
     """The event loop's clock: `loop.time()` of the given loop, else of the running one (outside any loop, as
-    when a test builds a part without one, `time.monotonic()`: the clock asyncio's own loop reads)."""
+    when a test builds a part without one, `time.monotonic()`: the clock asyncio's own loop reads). The running
+    loop found is kept while it runs: `asyncio.get_running_loop()` costs a getpid(2) call each time."""
 
-    __slots__ = ("_loop",)
+    __slots__ = ("_given", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._given = loop
         self._loop = loop
 
     def now(self) -> float:
         loop = self._loop
-        if loop is None:
+        if loop is None or (loop is not self._given and not loop.is_running()):
             try:
-                loop = asyncio.get_running_loop()
+                loop = self._loop = asyncio.get_running_loop()
             except RuntimeError:
                 return time.monotonic()
         return loop.time()

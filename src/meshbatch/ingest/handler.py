@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from meshbatch.clock import Clock
 from meshbatch.errors import BadRequest, Draining, GatewayTimeout, ProxyError, Unavailable
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.logs.base import LogError, LogFull
@@ -50,6 +51,9 @@ class AcceptingRoute(Protocol):
 
     @property
     def timeout(self) -> float: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
     @property
     def serving(self) -> bool: ...
@@ -167,7 +171,7 @@ class IngestHandler:
         if not log.has_room(len(records), size) and not (
                 self.block and await log.wait_room(len(records), size, self.block_timeout)):
             raise LogFull("ingest_log_full", "the ingest log is full", retry_after=route.retry_after())
-        durable = log.append(records, route_deadline(call, self.timeout, asyncio.get_running_loop().time()))
+        durable = log.append(records, route_deadline(call, self.timeout, route.clock.now()))
         route.accepted(len(records))
         if self.ack == "memory":
             return self._answer(records, several, dropped, letters, "accepted")
