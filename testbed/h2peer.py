@@ -114,6 +114,9 @@ class FakeTimers:
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> FakeTimers.Handle:
         return self.call_at(self.now + delay, callback, *args)
 
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> FakeTimers.Handle:
+        return self.call_at(self.now, callback, *args)
+
     def advance(self, seconds: float) -> None:
         """Move the clock on, running each timer that falls due (in time order, as they come due)."""
         end = self.now + seconds
@@ -152,6 +155,7 @@ class H2Pair:
         self.server.data_received(data)
 
     def pull(self) -> None:
+        self.server.write_pending()  # what the server deferred to the end of the loop's turn: the test reads now
         out = self.transport.written
         while self._read < len(out):
             chunk = out[self._read]

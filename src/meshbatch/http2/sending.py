@@ -55,6 +55,7 @@ class H2Sender:
         self._remote_goaway = False
         self._highest = 0  # the highest stream id taken up
         self._reading = False  # in data_received: what is sent goes out in one write at its end
+        self._write_due = False  # a write is scheduled for the end of this turn of the loop
 
     def _credit(self, sid: int, size: int) -> None:
         if size and self.h2 is not None:
@@ -118,7 +119,15 @@ class H2Sender:
                     source.discard()
                 stream.body_done = True
                 self._send(stream)
-        if not self._reading:
+        if not self._reading and not self._write_due:
+            # answers that complete in one turn of the loop (their upstreams' reads) go out in one write
+            self._write_due = True
+            self._loop.call_soon(self.write_pending)
+
+    def write_pending(self) -> None:
+        """The write deferred to the end of this turn of the loop, now (a no-op when none is due)."""
+        if self._write_due:
+            self._write_due = False
             self._write()
 
     def stream_ready(self, stream: H2Stream) -> None:

@@ -189,3 +189,17 @@ async def test_head_answers_have_no_body() -> None:
     peer = await pair()
     sid = peer.request("/h", "HEAD")
     assert sid in peer.answers.ended and not peer.answers.body.get(sid)
+
+
+async def test_answers_completed_in_one_turn_of_the_loop_go_out_in_one_write() -> None:
+    held = Held()
+    peer = await pair(held)
+    first, second = peer.request("/one"), peer.request("/two")
+    before = len(peer.transport.written)
+    for request, answer in held.calls:  # as two upstream reads in one turn would answer them
+        answer(Response(200, [], request.target))
+    assert len(peer.transport.written) == before  # deferred to the end of the turn
+    await asyncio.sleep(0)  # the turn ends
+    assert len(peer.transport.written) == before + 1
+    peer.pull()
+    assert peer.answers.body[first] == b"/one" and peer.answers.body[second] == b"/two"
