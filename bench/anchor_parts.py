@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import peers_mtls
 from .common import LOOPBACK, ratio
 from .peers import _nginx_common, _nginx_http_common
+from .sampling import Sample
 
 PAYLOAD_BYTES = 1024
 # Istio's own published figure for one Envoy sidecar (Istio 1.24 docs, "Performance and Scalability", "Sidecar and
@@ -72,15 +72,6 @@ def nginx_confs(ports: dict[str, int], pki: peers_mtls.Pki, workdir: Path) -> di
     out = peers_mtls.nginx_outbound_conf(workdir, ports["out"], ports["in"], pki)
     inb = peers_mtls.nginx_inbound_conf(workdir, ports["in"], ports["upstream"], pki)
     return {"outbound": logged(out, "nginx-out"), "inbound": logged(inb, "nginx-in")}
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One reading of a side: monotonic seconds, CPU seconds of its processes, their summed VmRSS in KiB."""
-
-    at: float
-    cpu_s: float
-    rss_kib: int
 
 
 def steady(samples: list[Sample], skip_head: float, skip_tail: float) -> list[Sample]:

@@ -14,31 +14,25 @@ fixed rate with Istio's payload size and reads what each process costs.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from . import anchor_parts, peers, peers_mtls
-from .anchor_parts import SIDES, Sample
+from .anchor_parts import SIDES
 from .common import (
     BenchError,
     Service,
-    cpu_seconds,
     free_port,
-    http_get,
     machine_facts,
     plan_cores,
     process_tree,
     require_tools,
-    status_kib,
 )
 from .peers import Peer
 from .runner import RunContext, ScenarioResult
+from .sampling import ProcessSampler, fixed_rate_load
 
 NAME = "anchor"
 SUMMARY = "the published anchor: a sidecar's vCPU and MB at 1,000 req/s, 1 KB, mTLS + telemetry, beside Istio's"
@@ -77,48 +71,6 @@ def _start(name: str, nginx: str, workdir: Path, upstream_port: int, pki: peers_
     return Peer(name, ports["out"], outbound, companions=(inbound,)), admins
 
 
-class Sampler:
-    """Each side's CPU seconds and VmRSS every 100 ms, and a scrape of each admin port every second."""
-
-    def __init__(self, pids: dict[str, list[int]], admin_ports: list[int]) -> None:
-        self.pids = pids
-        self.admin_ports = admin_ports
-        self.samples: dict[str, list[Sample]] = {side: [] for side in pids}
-        self.scrapes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        next_scrape = time.monotonic()
-        while not self._stop.wait(0.1):
-            now = time.monotonic()
-            for side, pids in self.pids.items():
-                self.samples[side].append(Sample(now, cpu_seconds(pids), status_kib(pids, "VmRSS")))
-            if now >= next_scrape:
-                next_scrape += 1.0
-                for port in self.admin_ports:
-                    status, _ = http_get(port, "/metrics", timeout=5.0)
-                    self.scrapes += status == 200
-
-
-def _load(port: int, rate: float, duration: float) -> dict[str, Any]:
-    argv = [*plan_cores().prefix("load"), sys.executable, str(POST_LOADGEN), "--port", str(port), "--rate",
-            str(rate), "--duration", str(duration), "--warmup", "1", "--body", anchor_parts.payload()]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
-    if done.returncode != 0:
-        raise BenchError(f"load generator failed: {done.stderr[-400:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
-
-
 def _lines(paths: list[Path]) -> int:
     return sum(p.read_bytes().count(b"\n") for p in paths if p.is_file())
 
@@ -126,8 +78,8 @@ def _lines(paths: list[Path]) -> int:
 def measure(peer: Peer, admins: list[int], rate: float, duration: float, logs: list[Path]) -> dict[str, Any]:
     services = dict(zip(SIDES, peer.services(), strict=True))
     pids = {side: process_tree(service.pid) for side, service in services.items()}
-    with Sampler(pids, admins) as sampler:
-        load = _load(peer.port, rate, duration)
+    with ProcessSampler(pids, admins) as sampler:
+        load = fixed_rate_load(POST_LOADGEN, peer.port, rate, duration, "--body", anchor_parts.payload())
     time.sleep(1.2)  # one more access-log flush
     achieved = float(load["achieved_rps"])
     row: dict[str, Any] = {

@@ -11,11 +11,7 @@ figure counts its master and worker both (their shared pages twice), as `ps` doe
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +19,8 @@ from typing import Any
 from . import peers
 from .common import (
     LOOPBACK,
-    BenchError,
     Service,
     free_port,
-    http_get,
     machine_facts,
     plan_cores,
     ratio,
@@ -36,6 +30,7 @@ from .common import (
 )
 from .peers import Peer
 from .runner import RunContext, ScenarioResult
+from .sampling import ProcessSampler, fixed_rate_load
 
 NAME = "memory"
 SUMMARY = "resident memory of a plain proxy: idle, and under 1,000 req/s with metrics scraped (meshbatch vs nginx)"
@@ -70,55 +65,17 @@ def start_meshbatch(workdir: Path, upstream_port: int) -> tuple[Peer, int]:
     return Peer("meshbatch", port, service), admin
 
 
-class Sampler:
-    """VmRSS of `pids` every 100 ms, and (for meshbatch) a scrape of /metrics every second, in a thread."""
-
-    def __init__(self, pids: list[int], admin_port: int | None) -> None:
-        self.pids = pids
-        self.admin_port = admin_port
-        self.samples: list[int] = []
-        self.scrapes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        next_scrape = time.monotonic()
-        while not self._stop.wait(0.1):
-            self.samples.append(rss_kib(self.pids))
-            if self.admin_port is not None and time.monotonic() >= next_scrape:
-                next_scrape += 1.0
-                status, _ = http_get(self.admin_port, "/metrics", timeout=5.0)
-                self.scrapes += status == 200
-
-
-def _load(port: int, rate: float, duration: float) -> dict[str, Any]:
-    argv = [*plan_cores().prefix("load"), sys.executable, str(LOADGEN), "--port", str(port), "--rate", str(rate),
-            "--duration", str(duration), "--warmup", "1"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
-    if done.returncode != 0:
-        raise BenchError(f"load generator failed: {done.stderr[-400:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
-
-
 def measure(peer: Peer, admin_port: int | None, rate: float, duration: float, idle: float) -> dict[str, Any]:
     time.sleep(idle)
     pids = peer.pids()
     idle_kib = rss_kib(pids)
-    with Sampler(pids, admin_port) as sampler:
-        load = _load(peer.port, rate, duration)
+    with ProcessSampler({"proxy": pids}, [admin_port] if admin_port is not None else []) as sampler:
+        load = fixed_rate_load(LOADGEN, peer.port, rate, duration)
+    rss = [sample.rss_kib for sample in sampler.samples["proxy"]]
     return {
         "idle_mb": round(idle_kib / 1024, 1),
-        "loaded_peak_mb": round(max(sampler.samples, default=0) / 1024, 1),
-        "loaded_end_mb": round(sampler.samples[-1] / 1024, 1) if sampler.samples else None,
+        "loaded_peak_mb": round(max(rss, default=0) / 1024, 1),
+        "loaded_end_mb": round(rss[-1] / 1024, 1) if rss else None,
         "processes": len(pids),
         "scrapes": sampler.scrapes,
         "achieved_rps": round(float(load["achieved_rps"]), 1),
