@@ -15,7 +15,7 @@ from meshbatch.telemetry.metrics import Counter, Histogram, HistogramVec, Metric
 class RequestStats:
     """The server's `observe` callback: called once per answered request, after the answer is written.
 
-    Counts go into plain dicts keyed by (route, status); label strings are made only when scraped.
+    Counts go into plain dicts, per route by status; label strings are made only when scraped.
     """
 
     __slots__ = ("_grpc", "_listener", "_local", "_routes")

@@ -47,9 +47,14 @@ async def fetch(address: str, target: bytes, *, method: bytes = b"GET", headers:
             reader, writer = await asyncio.open_connection(host, port)
             try:
                 writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
-                data = await reader.read(MAX_ANSWER)
-                while chunk := await reader.read(MAX_ANSWER):
-                    data += chunk
+                pieces: list[bytes] = []
+                size = 0
+                while piece := await reader.read(65536):
+                    size += len(piece)
+                    if size > MAX_ANSWER:
+                        raise FetchError(f"{address}: an answer over {MAX_ANSWER} bytes")
+                    pieces.append(piece)
+                data = b"".join(pieces)
             finally:
                 writer.close()
     except (OSError, TimeoutError) as exc:
