@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from meshbatch.batching.canary import BatchSetting, CanaryDecision
+from meshbatch.core.backoff import Backoff
 
 WAITING_FOR_DATA, SWEEPING, TRYING, WAITING, BACKOFF = "waiting_for_data", "sweeping", "trying", "waiting", "backoff"
 NO_BETTER = "no_better_setting"
@@ -116,7 +117,7 @@ class CanarySearch:
         self.failed += 1
         self.last = f"failed: {what}"
         rules = self.rules
-        delay: float = min(rules.backoff * 2.0 ** min(self.failures - 1, 30), max(rules.retry, rules.backoff))
+        delay = Backoff(rules.backoff, max(rules.retry, rules.backoff)).ceiling(self.failures - 1)
         self._later(now, delay, BACKOFF, f"sweep failed ({what}); {self.failures} in a row, next after {delay:g} s")
         return delay
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meshbatch.core.backoff import Backoff
+
 
 @dataclass(slots=True)
 class RestartPolicy:
@@ -27,7 +29,7 @@ class RestartPolicy:
         """Seconds to wait before worker `worker` (started at `started_at`, dead at `died_at`) starts again."""
         quick = self._quick_deaths.get(worker, 0) if died_at - started_at < self.stable else 0
         self._quick_deaths[worker] = quick + 1
-        return min(self.cap, self.base * (1 << min(quick, 30)))
+        return Backoff(self.base, self.cap).ceiling(quick)  # no jitter: one supervisor, its own workers
 
     def deaths(self, worker: int) -> int:
         """Deaths in a row of `worker`, each within `stable` seconds of its start (0: none)."""
