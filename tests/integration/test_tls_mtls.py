@@ -3,7 +3,9 @@ listener, what permissive accepts, and mTLS between two proxies with the server'
 
 from __future__ import annotations
 
+import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,53 @@ def test_mtls_between_proxies_checks_the_server_identity(mesh: Any, upstreams: d
     refused = httpx.get(wrong.url("out", "/wrong"), timeout=5)
     assert refused.status_code == 503
     assert refused.json()["reason"] == "upstream_tls_identity_mismatch"
+
+
+@pytest.mark.parametrize("alpn", ["http/1.1", "h2"])
+def test_tls_clients_that_close_leave_no_warning_per_connection(strict: MeshbatchProcess, pki: dict[str, Any],
+                                                               alpn: str) -> None:
+    """A TLS client ending its connection with close_notify (as a sidecar does when it drains) is routine: no log
+    line per connection (TLS has no half-close, so the server must not ask the TLS transport to stay open), and
+    the connections are gone afterwards."""
+    root: Path = pki["root"]
+    context = client_context(pki["main"].ca, root / "client.crt", root / "client.key")
+    context.set_alpn_protocols([alpn])
+    start = strict.mark()
+    for _ in range(5):
+        with socket.create_connection(strict.address("main"), timeout=5) as raw:
+            sock = context.wrap_socket(raw)
+            assert sock.selected_alpn_protocol() == alpn
+            if alpn == "h2":
+                h2_exchange(sock)
+            else:
+                sock.sendall(get("/bye"))
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            sock.unwrap()  # close_notify, then the TCP close
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the closes are handled: the listener's open connections fall to 0
+        text = httpx.get(strict.url("admin", "/metrics"), timeout=5).text
+        if metric_value(text, "meshbatch_downstream_connections", listener="main") == 0:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the closed TLS connections are still counted open")
+    assert "eof_received" not in "\n".join(strict.lines[start:])
+
+
+def h2_exchange(sock: ssl.SSLSocket) -> None:
+    """One GET over HTTP/2 on `sock`, read to its end."""
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection()
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":path", "/bye"), (":scheme", "https"), (":authority", "x")],
+                      end_stream=True)
+    sock.sendall(conn.data_to_send())
+    while True:
+        data = sock.recv(65536)
+        assert data, "closed before the answer ended"
+        events = conn.receive_data(data)
+        sock.sendall(conn.data_to_send())
+        if any(isinstance(event, h2.events.StreamEnded) for event in events):
+            return

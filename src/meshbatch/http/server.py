@@ -173,7 +173,10 @@ class HttpServerProtocol(asyncio.Protocol):
         machine = self.machine
         if machine is not None and machine.half_closed():
             self._close()
-        return True
+        # Over TLS there is no half-close (the TLS transport closes itself whatever this says, and warns when told
+        # to keep it open): keep the connection open for pending answers on plain TCP only.
+        transport = self.transport
+        return transport is None or transport.get_extra_info("sslcontext") is None
 
     def _pump(self) -> None:
         """Do what the machine says is next: serve a waiting request, answer the pending error, close, or

@@ -138,7 +138,8 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
         self._remote_goaway = True  # nothing more comes: the open streams are answered, then it closes
         if not self.streams:
             self._close()
-        return True
+        transport = self.transport  # TLS has no half-close (http/server.py)
+        return transport is None or transport.get_extra_info("sslcontext") is None
 
     # reading -------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
