@@ -2,8 +2,8 @@
 modules the process imported in its whole life (`--print-modules`, printed at exit). None of the optional parts'
 libraries (database and queue clients, Kubernetes, OpenTelemetry, plotting, the demo's server) is among them, nor
 the libraries of parts the config does not use: TLS certificates (cryptography), JWT, HTTP/2 (h2, until a connection
-starts with the preface), Prometheus' exposition (until /metrics is scraped), urllib's client (docs/performance.md
-has what each costs in memory)."""
+starts with the preface), Prometheus' exposition (until /metrics is scraped), urllib's client, nor the modules of
+route kinds it does not have (batching, ingest, pipelines; docs/performance.md has what each costs in memory)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ NEVER_FOR_A_PLAIN_PROXY = (
     # and the libraries of parts it does not use: TLS identities and the CA, JWT, HTTP/2, the metrics exposition
     "cryptography", "jwt", "h2", "hpack", "hyperframe", "prometheus_client", "urllib.request", "http.server",
     "meshbatch.security.ca", "meshbatch.security.tokens", "meshbatch.http2.server", "meshbatch.http2.client",
+    # and the route kinds it does not have: the batcher and its codecs (msgspec), ingest, pipelines, the tuner
+    "meshbatch.batching.handler", "meshbatch.batching.codecs", "meshbatch.batching.dispatcher",
+    "meshbatch.ingest.route", "meshbatch.ingest.flusher", "meshbatch.pipeline.runner", "meshbatch.tools.tune",
+    "msgspec", "zstandard", "msgpack",
 )
 
 

@@ -23,7 +23,6 @@ import orjson
 
 from meshbatch.admin.ingest_feed import ingest_entry, ingest_reading
 from meshbatch.admin.target import SnapshotView
-from meshbatch.batching.canary_shell import CanaryDispatcher
 from meshbatch.config.redact import scrub
 from meshbatch.errors import NoRoute
 from meshbatch.http.message import Request, Response
@@ -213,6 +212,8 @@ class Dashboard:
 
 def recorder_document(batcher: BatchHandler) -> dict[str, object]:
     """`GET /recorder?route=NAME`'s document: the route's policy now and its recorded batches (what `tune` reads)."""
+    from meshbatch.batching.canary_shell import CanaryDispatcher  # (a batcher: the batching package is in)
+
     config = batcher.config
     recorder = batcher.dispatcher.recorder
     policy = {"max_items": config.max_items, "max_wait_ms": config.max_wait_ms,

@@ -6,14 +6,15 @@ Protocols, so that the admin pages depend on what they show and not on how the p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from meshbatch.batching.handler import BatchHandler
-from meshbatch.config import model
-from meshbatch.ingest.route import IngestRoute
-from meshbatch.telemetry.metrics import Registry
-from meshbatch.telemetry.requests import RequestStats
-from meshbatch.upstream.cluster import Cluster
+if TYPE_CHECKING:  # (the batching and ingest packages are imported by a config with such a route, not by these)
+    from meshbatch.batching.handler import BatchHandler
+    from meshbatch.config import model
+    from meshbatch.ingest.route import IngestRoute
+    from meshbatch.telemetry.metrics import Registry
+    from meshbatch.telemetry.requests import RequestStats
+    from meshbatch.upstream.cluster import Cluster
 
 
 class SnapshotView(Protocol):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from meshbatch import extras
-from meshbatch.batching.codecs import CODECS
 from meshbatch.config.load import Problem, did_you_mean, register_check
 from meshbatch.config.model import BatchRoute, Config, GrpcBatch
 from meshbatch.grpc import descriptors
@@ -13,6 +12,10 @@ from meshbatch.grpc import descriptors
 
 @register_check
 def codec_names(config: Config) -> Iterator[Problem]:
+    if not any(isinstance(route, BatchRoute) for lst in config.listeners for route in lst.routes):
+        return  # (the codecs are imported by a config with a batch route, not by a plain one)
+    from meshbatch.batching.codecs import CODECS
+
     for i, lst in enumerate(config.listeners):
         for j, route in enumerate(lst.routes):
             if isinstance(route, BatchRoute) and route.batch.codec not in CODECS:

@@ -13,7 +13,7 @@ go through `scrub` (a sink's error may quote its URL).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 import orjson
@@ -21,8 +21,10 @@ import orjson
 from meshbatch.config.redact import scrub
 from meshbatch.errors import BadRequest, NoRoute, ProxyError
 from meshbatch.http.message import Request, Response
-from meshbatch.ingest.route import IngestRoute
 from meshbatch.security.admin import AdminUnauthorized, check_admin_token
+
+if TYPE_CHECKING:
+    from meshbatch.ingest.route import IngestRoute
 
 MAX_LIST = 10_000
 

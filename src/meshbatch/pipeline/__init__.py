@@ -4,10 +4,39 @@
 outgoing batch. A new stage is one file in `stages/` registering a factory in `STAGE_FACTORIES`.
 """
 
-from meshbatch.pipeline.base import STAGE_FACTORIES, Stage, StageContext
-from meshbatch.pipeline.handler import PipelineLayer, encode_event
-from meshbatch.pipeline.runner import Pipeline, build_pipeline
-from meshbatch.pipeline.work import InvalidEvent, UnsupportedEncoding, Work
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from meshbatch.pipeline.base import STAGE_FACTORIES, Stage, StageContext
+    from meshbatch.pipeline.handler import PipelineLayer, encode_event
+    from meshbatch.pipeline.runner import Pipeline, build_pipeline
+    from meshbatch.pipeline.work import InvalidEvent, UnsupportedEncoding, Work
+
+# Each name is imported when first read, so that a module of the package (its config checks, say)
+# imports nothing else of it: a config without such a route never loads the rest.
+_MODULES = {
+    "InvalidEvent": "meshbatch.pipeline.work",
+    "Pipeline": "meshbatch.pipeline.runner",
+    "PipelineLayer": "meshbatch.pipeline.handler",
+    "STAGE_FACTORIES": "meshbatch.pipeline.base",
+    "Stage": "meshbatch.pipeline.base",
+    "StageContext": "meshbatch.pipeline.base",
+    "UnsupportedEncoding": "meshbatch.pipeline.work",
+    "Work": "meshbatch.pipeline.work",
+    "build_pipeline": "meshbatch.pipeline.runner",
+    "encode_event": "meshbatch.pipeline.handler",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "STAGE_FACTORIES",

@@ -21,21 +21,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from meshbatch.admin.dashboard import recorder_document
-from meshbatch.batching.canary import BatchSetting
-from meshbatch.batching.canary_search import CanarySearch, Holdings
-from meshbatch.batching.canary_shell import CanaryDispatcher, candidate_of
-from meshbatch.batching.handler import BatchHandler
-from meshbatch.config.model import Candidate
-from meshbatch.config.model.adaptive import candidate_problem
 from meshbatch.runtime.sweep_process import SweepFailed, run_sweep
 from meshbatch.telemetry.metrics import Counter, Registry
-from meshbatch.tools.tune.apply import candidate as changed_keys
-from meshbatch.tools.tune.sweep import DEFAULT_ITEMS
+
+if TYPE_CHECKING:  # the batching package and the tuner: imported with the first batch route, never by a plain proxy
+    from meshbatch.batching.canary import BatchSetting
+    from meshbatch.batching.canary_search import CanarySearch, Holdings
+    from meshbatch.batching.canary_shell import CanaryDispatcher
+    from meshbatch.batching.handler import BatchHandler
 
 log = logging.getLogger("meshbatch.batching")
 
@@ -44,6 +40,8 @@ Sweeper = Callable[[dict[str, Any], float, int], Awaitable[dict[str, Any]]]
 
 
 def holdings(dispatcher: CanaryDispatcher) -> Holdings:
+    from meshbatch.batching.canary_search import Holdings
+
     recorder = dispatcher.recorder
     if recorder is None:
         return Holdings(recording=False)
@@ -54,6 +52,8 @@ def holdings(dispatcher: CanaryDispatcher) -> Holdings:
 def sweep_request(handler: BatchHandler) -> dict[str, Any]:
     """The worker's input: the recorder's document, the canary's p99 rule, and a grid within the route's limits
     (sizes at or above its largest preferred size, its own size alone with pad_to_preferred)."""
+    from meshbatch.tools.tune.sweep import DEFAULT_ITEMS
+
     config, adaptive = handler.config, handler.config.adaptive
     assert adaptive is not None
     setting = _dispatcher(handler).setting
@@ -68,6 +68,13 @@ def sweep_request(handler: BatchHandler) -> dict[str, Any]:
 
 def candidate_from(handler: BatchHandler, answer: Mapping[str, Any]) -> tuple[BatchSetting | None, str]:
     """The setting to try from the worker's `answer` (None: none), and what the sweep found, in words."""
+    from pydantic import ValidationError
+
+    from meshbatch.batching.canary_shell import candidate_of
+    from meshbatch.config.model import Candidate
+    from meshbatch.config.model.adaptive import candidate_problem
+    from meshbatch.tools.tune.apply import candidate as changed_keys
+
     config = handler.config
     own = _dispatcher(handler).setting
     best, current = _part(answer, "best"), _part(answer, "current")
@@ -109,6 +116,8 @@ def _num(source: Mapping[str, Any], key: str) -> float:
 
 
 def _dispatcher(handler: BatchHandler) -> CanaryDispatcher:
+    from meshbatch.batching.canary_shell import CanaryDispatcher
+
     dispatcher = handler.dispatcher
     assert isinstance(dispatcher, CanaryDispatcher)
     return dispatcher
@@ -156,6 +165,8 @@ class RouteSearch:
             return
         if not self.is_current():
             return self._discard()
+        from meshbatch.batching.canary import BatchSetting
+
         setting, detail = candidate_from(self.handler, answer)
         outcome = search.on_result(clock.now(), setting, detail)
         if isinstance(outcome, BatchSetting):
@@ -190,6 +201,8 @@ class AutoCanaries:
         for key in [key for key in self.tasks if key not in live]:
             self.tasks.pop(key)[2].cancel()
         for name, handler in batchers.items():
+            from meshbatch.batching.canary_shell import CanaryDispatcher  # (a batcher: the batching package is in)
+
             dispatcher = handler.dispatcher
             if id(handler) in self.tasks or not isinstance(dispatcher, CanaryDispatcher) or dispatcher.search is None:
                 continue

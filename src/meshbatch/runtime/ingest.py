@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from meshbatch.config.model import IngestRoute as IngestConfig
-from meshbatch.ingest.route import IngestRoute
-from meshbatch.pipeline import build_pipeline
-from meshbatch.pipeline.pools import pipeline_pools
-from meshbatch.pipeline.stages.compress import Send
-from meshbatch.runtime.pipelines import wrap_send
-from meshbatch.telemetry.metrics import Registry
+if TYPE_CHECKING:  # imported by the first config with an ingest route (build_ingest), never by a plain proxy
+    from meshbatch.config.model import IngestRoute as IngestConfig
+    from meshbatch.ingest.route import IngestRoute
+    from meshbatch.pipeline.stages.compress import Send
+    from meshbatch.telemetry.metrics import Registry
 
 
 def build_ingest(route: IngestConfig, send: Send | None, metrics: Registry, previous: Mapping[str, IngestRoute],
                  same_cluster: bool) -> IngestRoute:
+    from meshbatch.ingest.route import IngestRoute
+    from meshbatch.pipeline import build_pipeline
+    from meshbatch.pipeline.pools import pipeline_pools
+    from meshbatch.runtime.pipelines import wrap_send
+
     old = previous.get(route.name)
     if old is not None and old.route == route and same_cluster and not old.closed:
         pipeline_pools(metrics).keep(old.pipeline)

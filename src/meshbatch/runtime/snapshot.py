@@ -17,13 +17,10 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 from meshbatch.config import model
 from meshbatch.config.redact import redact_config
-from meshbatch.ingest.route import IngestRoute
 from meshbatch.layers.authz import JwtCheck, PolicyCheck
 from meshbatch.layers.shared import Shared
 from meshbatch.routing.match import RouteMatcher, RouteTable
-from meshbatch.runtime.ingest import build_ingest, stop_ingest
-from meshbatch.runtime.stacks.batch import batch_sender, batch_stack
-from meshbatch.runtime.stacks.ingest import ingest_stack
+from meshbatch.runtime.ingest import stop_ingest
 from meshbatch.runtime.stacks.parts import Parts, route_clusters
 from meshbatch.runtime.stacks.plain import plain_stack
 from meshbatch.security.policy import Authorizer
@@ -33,6 +30,7 @@ from meshbatch.upstream.cluster import Cluster
 
 if TYPE_CHECKING:
     from meshbatch.batching.handler import BatchHandler
+    from meshbatch.ingest.route import IngestRoute
     from meshbatch.runtime.security import Security
 
 
@@ -75,9 +73,13 @@ def build(config: model.Config, loop: asyncio.AbstractEventLoop, metrics: Regist
             stack: RouteStack
             match route:  # one stack per kind, decided when the config was loaded (config/model/routes.py)
                 case model.IngestRoute():  # accept durably (202), deliver later: meshbatch.ingest
+                    from meshbatch.runtime.stacks.ingest import ingest_stack  # (a config with such a route)
+
                     ingest[route.name] = _ingest(listener, route, parts, previous)
                     stack = ingest_stack(listener, route, parts, ingest[route.name])
                 case model.BatchRoute():
+                    from meshbatch.runtime.stacks.batch import batch_stack  # (a config with such a route)
+
                     stack, batchers[route.name] = batch_stack(listener, route, parts,
                                                               _kept_batcher(route, clusters, previous))
                 case model.PlainRoute():
@@ -105,6 +107,9 @@ def _listener_checks(listener: model.Listener, security: Security | None) -> tup
 
 
 def _ingest(listener: model.Listener, route: model.IngestRoute, parts: Parts, previous: Snapshot | None) -> IngestRoute:
+    from meshbatch.runtime.ingest import build_ingest
+    from meshbatch.runtime.stacks.batch import batch_sender
+
     cluster = parts.clusters.get(route.cluster) if route.cluster else None
     send = batch_sender(listener, route, parts) if cluster is not None else None
     same = previous is not None and (cluster is None or previous.clusters.get(route.cluster) is cluster)
