@@ -18,25 +18,9 @@ from testbed.config import simple
 from testbed.proxy import metric_value
 from testbed.stores import sqlite_rows
 from testbed.upstream import UpstreamServer
+from testbed.workers import accepted, send_until_both_served
 
 WORKERS = ("--workers", "2")
-
-
-def accepted(admin: str) -> list[int]:
-    view = httpx.get(admin + "/listeners", timeout=5).json()
-    return [w["listeners"][0]["accepted"] if "listeners" in w else 0 for w in view["workers"]]
-
-
-def send_until_both_served(url: str, admin: str) -> int:
-    """New connections (one request each) until both workers accepted some; how many were sent."""
-    sent = 0
-    with httpx.Client(timeout=5, limits=httpx.Limits(max_keepalive_connections=0)) as client:  # a connection each
-        while min(accepted(admin)) == 0:
-            assert sent < 400, f"one worker took every connection: {accepted(admin)}"
-            for _ in range(10):
-                assert client.get(url).status_code == 200
-                sent += 1
-    return sent
 
 
 def test_two_workers_serve_one_port_one_admin_view_reload_and_drain(mesh: Any, upstream: UpstreamServer) -> None:

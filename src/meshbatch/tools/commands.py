@@ -32,12 +32,21 @@ def _run_tune(args: argparse.Namespace) -> int:
     return run_tune(args)
 
 
+def _worker(value: str) -> int:
+    if not value.isdigit() or len(value) > 5:
+        raise argparse.ArgumentTypeError(f"{value!r}: a worker's index, 0 to N-1")
+    return int(value)
+
+
 def add_top(sub: Any) -> None:
     top = sub.add_parser("top", help="live terminal view of a running proxy (routes, batches, endpoints)")
     top.add_argument("--admin", default="http://127.0.0.1:9901", help="the admin API (default 127.0.0.1:9901)")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     top.add_argument("--iterations", type=int, default=None, help="refresh this many times, then exit")
+    top.add_argument("--worker", type=_worker, default=None, metavar="I",
+                     help="with `run --workers N`: worker I's own figures (default: the workers' total, with a "
+                          "line per worker)")
     top.set_defaults(func=_run_top)
 
 

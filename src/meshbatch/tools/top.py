@@ -4,6 +4,10 @@ It polls the admin API's `/dashboard/feed` (the same JSON the web dashboard draw
 percentiles come from the proxy's own one-second history and the first frame already shows them.
 `--once` prints one frame and exits (for scripts); `--iterations N` refreshes N times and exits.
 
+At the admin address of `meshbatch run --workers N` (the supervisor's), the feed is the workers' total (each
+figure summed, latencies the highest worker's; runtime/workers/merge_feed.py) and a table has a line per worker;
+`--worker I` shows worker I's own feed instead (`/workers/I/dashboard/feed`).
+
 Every frame fits the terminal's width (80 columns and up; `COLUMNS` when the output is not a terminal): a table
 per kind of route with only its own columns, sparklines shrunk or left out first, then the least important
 columns (meshbatch.tools.fit). A wider terminal shows more columns and longer trends.
@@ -21,7 +25,15 @@ from rich.text import Text
 
 from meshbatch.tools.admin_client import AdminError, get_json, normalise
 from meshbatch.tools.fit import sparkline
-from meshbatch.tools.top_tables import batch_table, endpoints_table, ingest_table, plain_table, sink_notes, sizes_table
+from meshbatch.tools.top_tables import (
+    batch_table,
+    endpoints_table,
+    ingest_table,
+    plain_table,
+    sink_notes,
+    sizes_table,
+    workers_table,
+)
 
 GAP = 2.5  # seconds between two points beyond which samples are missing (the proxy samples once a second)
 
@@ -55,12 +67,15 @@ class History:
         return out[-self.keep:]
 
 
-def frame(admin: str, feed: dict[str, Any], history: History, width: int = 80) -> Group:
-    """One screen: a header line, then a table per kind of route (batch, ingest, plain), the batch sizes and the
-    endpoints, each fitted to `width` columns."""
+def frame(admin: str, feed: dict[str, Any], history: History, width: int = 80, worker: int | None = None) -> Group:
+    """One screen: a header line, then a table per kind of route (batch, ingest, plain), the batch sizes, the
+    workers (at a supervisor's address) and the endpoints, each fitted to `width` columns."""
+    workers = feed.get("workers")
+    scope = f"worker {worker}  " if worker is not None else \
+        f"{len(workers)} workers, total  " if isinstance(workers, list) else ""
     uptime = max(0.0, float(feed.get("now", 0)) - float(feed.get("started", 0)))
     status = Text("draining", style="bold yellow") if feed.get("draining") else Text("serving", style="bold green")
-    header = Text.assemble(("meshbatch top ", "bold"), (normalise(admin), "cyan"), "  ", status,
+    header = Text.assemble(("meshbatch top ", "bold"), (normalise(admin), "cyan"), "  ", scope, status,
                            f"  config v{feed.get('version', '?')}  up {uptime:.0f}s  ",
                            (time.strftime("%H:%M:%S", time.localtime(float(feed.get("now", time.time())))), "dim"))
     routes = feed.get("routes", [])
@@ -78,6 +93,8 @@ def frame(admin: str, feed: dict[str, Any], history: History, width: int = 80) -
         parts.extend(sink_notes(ingest))
     if plain:
         parts.append(plain_table(plain, history.values, width))
+    if isinstance(workers, list) and workers:
+        parts.append(workers_table(workers, width))
     parts.append(endpoints_table(feed.get("clusters", []), width))
     return Group(*parts)
 
@@ -85,11 +102,13 @@ def frame(admin: str, feed: dict[str, Any], history: History, width: int = 80) -
 def run_top(args: argparse.Namespace, console: Console | None = None) -> int:
     console = console or Console()
     history = History()
+    worker: int | None = getattr(args, "worker", None)
+    path = "/dashboard/feed" if worker is None else f"/workers/{worker}/dashboard/feed"
 
     def poll() -> Group:
-        feed = get_json(args.admin, "/dashboard/feed", since=history.seq)
+        feed = get_json(args.admin, path, since=history.seq)
         history.add(feed)
-        return frame(args.admin, feed, history, console.width)
+        return frame(args.admin, feed, history, console.width, worker)
 
     try:
         first = poll()

@@ -127,7 +127,7 @@ def ingest_table(routes: Sequence[dict[str, Any]], values: Values, width: int) -
     for route in routes:
         last, ingest = route.get("latest") or {}, route.get("ingest") or {}
         sink = ingest.get("sink") or {}
-        state = str(sink.get("state", "?"))
+        state = _word(sink.get("state", "?"))
         retried, dead = last.get("retried_per_s") or 0, ingest.get("dead_letters")
         rows.append([
             _name(route), fmt(last.get("accepted_per_s")), fmt(last.get("delivered_per_s")),
@@ -221,6 +221,30 @@ def sizes_table(routes: Sequence[dict[str, Any]], width: int) -> Table | None:
         buckets, counts = _merge(buckets, counts)
 
 
+WORKER_COLUMNS = (
+    Column("worker", required=True), Column("pid", keep=30), Column("state", "left", keep=90),
+    Column("restarts", keep=40), Column("requests/s", keep=100), Column("5xx/s", keep=80), Column("p99 ms", keep=70),
+)
+
+
+def workers_table(workers: Sequence[dict[str, Any]], width: int) -> Table:
+    """At a supervisor's address (`run --workers N`): a line per worker, its own figures of the last second."""
+    rows: list[list[Cell]] = []
+    for w in workers:
+        state = "no answer" if w.get("error") else "ready" if w.get("ready") else "starting"
+        errors, restarts = w.get("errors_5xx_per_s") or 0, w.get("restarts") or 0
+        rows.append([str(w.get("worker", "?")), str(w.get("pid", DASH)),
+                     Text(state, style="green" if state == "ready" else "yellow"),
+                     _red(fmt_count(restarts), bool(restarts)), fmt(w.get("requests_per_s")),
+                     _red(fmt(errors), errors > 0), fmt(w.get("request_ms_p99"))])
+    return fit_table("workers", WORKER_COLUMNS, rows, width)
+
+
+def _word(value: Any) -> str:
+    """A state; the workers' different states of one thing (the total at a supervisor) joined: `healthy/ejected`."""
+    return "/".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
 ENDPOINT_COLUMNS = (
     Column("cluster", "left", required=True), Column("endpoint", "left", required=True),
     Column("health", "left", keep=100), Column("active", keep=40), Column("requests", keep=60),
@@ -232,7 +256,7 @@ def endpoints_table(clusters: Sequence[dict[str, Any]], width: int) -> Table:
     rows: list[list[Cell]] = []
     for cluster in clusters:
         for endpoint in cluster.get("endpoints", []):
-            health = str(endpoint.get("health", "?"))
+            health = _word(endpoint.get("health", "?"))
             conns = endpoint.get("connections") or {}
             errors = endpoint.get("errors")
             rows.append([str(cluster.get("name", "?")), str(endpoint.get("address", "?")),
@@ -244,4 +268,4 @@ def endpoints_table(clusters: Sequence[dict[str, Any]], width: int) -> Table:
 
 
 __all__ = ["batch_table", "endpoints_table", "flushed_by", "fmt", "fmt_age", "ingest_table", "plain_table",
-           "saved", "sink_notes", "sizes_table"]
+           "saved", "sink_notes", "sizes_table", "workers_table"]

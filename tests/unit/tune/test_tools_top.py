@@ -126,3 +126,30 @@ def test_a_sparse_feed_shows_dashes_not_an_error() -> None:
     for expected in ("batch routes", "ingest routes", "plain routes", "upstream endpoints", "-/-"):
         assert expected in text, expected
     assert_readable(text, [t for t in group.renderables if isinstance(t, Table)], 80)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_at_a_supervisors_address_top_shows_the_total_and_a_line_per_worker(width: int) -> None:
+    """`run --workers N`: the supervisor's feed is the workers' total, with `workers` (their own figures); a state
+    the workers disagree on (an endpoint ejected by one) reads as both."""
+    total = feed(3, 400.0)
+    total["clusters"][0]["endpoints"][1]["health"] = ["healthy", "ejected"]
+    total["workers"] = [
+        {"worker": 0, "pid": 4101, "ready": True, "restarts": 0, "requests_per_s": 250.0, "errors_5xx_per_s": 0.0,
+         "request_ms_p99": 1.25},
+        {"worker": 1, "pid": 4102, "ready": True, "restarts": 2, "requests_per_s": 153.0, "errors_5xx_per_s": 0.5,
+         "request_ms_p99": 2.5},
+        {"worker": 2, "pid": 4103, "ready": False, "restarts": 0, "error": "no answer"}]
+    group = frame("127.0.0.1:9901", total, history_of(3), width)
+    text = render(group, width)
+    tables = [part for part in group.renderables if isinstance(part, Table)]
+    assert [t.title for t in tables][-2:] == ["workers", "upstream endpoints"]
+    assert_readable(text, tables, width)
+    assert "3 workers, total" in text and "healthy/ejected" in text
+    lines = {line.split()[0]: line for line in text.splitlines() if line.split()[:1] in (["0"], ["1"], ["2"])}
+    assert "4101" in lines["0"] and "ready" in lines["0"] and "250" in lines["0"] and "1.25" in lines["0"]
+    assert "153" in lines["1"] and "0.50" in lines["1"] and "2.50" in lines["1"]
+    assert "no answer" in lines["2"]
+    one = frame("127.0.0.1:9901", feed(3, 400.0), history_of(3), width, worker=1)
+    assert "worker 1" in render(one, width) and "workers" not in [t.title for t in one.renderables
+                                                                  if isinstance(t, Table)]

@@ -7,6 +7,9 @@ GET /metrics, /stats/prometheus   the workers' expositions merged (merge_metrics
 GET /batchers, /clusters, /listeners, /ingest   the total in one worker's shape, and `workers`: each one's own
                       answer (merge_json.py)
 GET /config_dump      worker 0's (every worker runs the same file), with `workers`
+GET /dashboard/feed   the workers' dashboard feeds as one, in one worker's shape (merge_feed.py: the figures
+                      totalled, one history point a second), with `workers`: each one's own figures; what
+                      `meshbatch top` reads (`top --worker I` reads worker I's own feed)
 GET /workers          each worker: index, pid, ready, private admin address, restarts
 ANY /workers/I/PATH   worker I's own admin API, as it is (its dashboard, recorder, dead letters, replay: an
                       ingest log is per worker, so are its dead letters); the Authorization header is passed on
@@ -17,6 +20,7 @@ Every request is checked for its `Host` as a worker's admin API does (meshbatch.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +33,7 @@ from meshbatch.errors import Forbidden, MethodNotAllowed, NoRoute
 from meshbatch.http.message import Request, Response
 from meshbatch.runtime.workers.fetch import FetchError, fetch
 from meshbatch.runtime.workers.member import Member
+from meshbatch.runtime.workers.merge_feed import FeedMerger, merged_feed
 from meshbatch.runtime.workers.merge_json import total_and_workers
 from meshbatch.runtime.workers.merge_metrics import Family, MetricMerger, parse, render
 
@@ -45,6 +50,23 @@ def _text(status: int, text: str) -> Response:
     return Response(status, [(b"content-type", b"text/plain")], text.encode() + b"\n")
 
 
+def _since(query: bytes) -> int:
+    """`since=N` of a feed request (0 when absent or not a number)."""
+    for pair in query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if name == b"since" and value.isdigit() and len(value) <= 18:
+            return int(value)
+    return 0
+
+
+def _object(body: bytes | None) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(body) if body is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class WorkersAdmin:
     def __init__(self, admin: model.Admin, members: Callable[[], Sequence[Member]], draining: Callable[[], bool],
                  own_metrics: Callable[[], list[Family]], timeout: float = 5.0) -> None:
@@ -54,6 +76,7 @@ class WorkersAdmin:
         self.own_metrics = own_metrics
         self.timeout = timeout
         self.merger = MetricMerger()
+        self.feeds = FeedMerger()
 
     async def __call__(self, request: Request) -> Response:
         request.route = "admin"
@@ -72,6 +95,8 @@ class WorkersAdmin:
             return await self.metrics()
         if path in JSON_VIEWS:
             return await self.json_view(request.target)
+        if path == b"/dashboard/feed":
+            return await self.feed(request.query)
         if path == b"/config_dump":
             answers = await self.gather(b"/config_dump")
             first = next((a for _, _, a in answers if isinstance(a, dict)), {})
@@ -79,10 +104,11 @@ class WorkersAdmin:
         if path == b"/workers":
             return _json({"workers": [m.info() for m in self.members()], "draining": self.draining()})
         if path == b"/":
-            return _json({"endpoints": ["/", "/batchers", "/clusters", "/config_dump", "/ingest", "/listeners",
-                                        "/metrics", "/ready", "/stats/prometheus", "/workers", "/workers/I/PATH"]})
+            return _json({"endpoints": ["/", "/batchers", "/clusters", "/config_dump", "/dashboard/feed", "/ingest",
+                                        "/listeners", "/metrics", "/ready", "/stats/prometheus", "/workers",
+                                        "/workers/I/PATH"]})
         raise NoRoute("no_admin_endpoint", "known: /ready /metrics /stats/prometheus /batchers /clusters /listeners "
-                      "/ingest /config_dump /workers, and /workers/I/PATH for worker I's own admin API")
+                      "/ingest /config_dump /dashboard/feed /workers, and /workers/I/PATH for worker I's own admin API")
 
     def ready(self) -> Response:
         if self.draining():
@@ -113,6 +139,20 @@ class WorkersAdmin:
 
     async def json_view(self, target: bytes) -> Response:
         return _json(total_and_workers(await self.gather(target)))
+
+    async def feed(self, query: bytes) -> Response:
+        since = _since(query)
+        members = list(self.members())
+        bodies = await asyncio.gather(*(self._get(m, b"/dashboard/feed?since=%d" % self.feeds.since(m.index, m.pid))
+                                        for m in members))
+        feeds: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        for member, body in zip(members, bodies, strict=True):
+            feed = _object(body)
+            if feed is not None:
+                self.feeds.add(member.index, member.pid, feed, time.monotonic())
+            feeds.append((member.info(), feed))
+        self.feeds.settle([m.index for m in members if m.ready])
+        return _json(merged_feed(feeds, self.feeds, since))
 
     async def metrics(self) -> Response:
         members = list(self.members())

@@ -2,24 +2,28 @@
 
 The total has the shape of one worker's answer, so that what reads one proxy (`meshbatch top`, scripts) reads the
 total alike:
-- numbers are summed (counts, rates such as `items_per_s`, queue depths, capacities), except ages, latencies and
-  versions (keys ending in `_ms`, `_age_s`, `age`, or named in `HIGHEST`), which take the highest value;
+- numbers are summed (counts, rates such as `items_per_s`, queue depths, capacities), except ages, latencies,
+  percentiles, means and versions (keys ending in `_ms`, `_age_s`, `_p50`, `_p99`, `_mean`, or named in `HIGHEST`),
+  which take the highest value, and a histogram's `bounds`, the same in every worker, kept as they are;
 - objects merge key by key; lists of objects merge item by item matched by their name (`name`, `route`,
   `address`, `key`), other lists positionally when as long, else are kept from the first worker;
-- other values (strings, booleans, null) are kept when every worker agrees, else become the list of the values
-  seen (a batcher `serving` in one worker and `draining` in another reads `["serving", "draining"]`).
+- a null beside numbers is no figure (left out); other values (strings, booleans, nulls) are kept when every
+  worker agrees, else become the list of the values seen (a batcher `serving` in one worker and `draining` in
+  another reads `["serving", "draining"]`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-HIGHEST = frozenset({"version", "oldest_ms", "age", "lag_ms", "loaded_at", "p50_ms", "p99_ms", "p999_ms"})
+HIGHEST = frozenset({"version", "oldest_ms", "age", "lag_ms", "loaded_at", "p50_ms", "p99_ms", "p999_ms",
+                     "window_s"})
+KEPT = frozenset({"bounds"})  # the first worker's (every worker's histograms have the same bounds)
 MATCH_KEYS = ("name", "route", "address", "key")
 
 
 def _highest(key: str) -> bool:
-    return key in HIGHEST or key.endswith(("_ms", "_age_s", "_seconds_ago"))
+    return key in HIGHEST or key.endswith(("_ms", "_age_s", "_seconds_ago", "_p50", "_p99", "_p999", "_mean"))
 
 
 def _number(value: Any) -> bool:
@@ -56,8 +60,11 @@ def merge(values: list[Any], key: str = "") -> Any:
     """The total of one field across the workers' answers (`values`, one per worker that has it)."""
     if not values:
         return None
-    if all(_number(v) for v in values):
-        total = max(values) if _highest(key) else sum(values)
+    if key in KEPT:
+        return values[0]
+    figures = [v for v in values if v is not None]  # null: no figure (no traffic that second, say)
+    if figures and all(_number(v) for v in figures):
+        total = max(figures) if _highest(key) else sum(figures)
         return round(total, 6) if isinstance(total, float) else total
     if all(isinstance(v, dict) for v in values):
         keys: list[str] = []
