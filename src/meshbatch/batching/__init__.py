@@ -1,6 +1,6 @@
 """Microbatching: many single requests become few upstream batch calls, each caller gets its own answer.
 
-`BatchHandler` is a route"s batcher (a `Handler`); it is built from the sans-I/O `Accumulator` and `Batch`, the
+`BatchHandler` is a route's batcher (a `Handler`); it is built from the sans-I/O `Accumulator` and `Batch`, the
 asyncio `Dispatcher`, a codec from `CODECS` and, with `batch.adaptive`, the `AdaptiveController`.
 """
 
