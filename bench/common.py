@@ -9,8 +9,9 @@ import signal
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,11 +96,25 @@ class CorePlan:
         return {"pinned": self.pinned, "load_and_upstream_core": self.load, "proxy_core": self.proxy}
 
 
-def plan_cores() -> CorePlan:
+def plan_cores(note: Callable[[str], None] | None = None) -> CorePlan:
+    """The proxy's core and the load generator's (and upstream's); unpinned, with a warning to `note`, on fewer
+    than 2 usable cores or without taskset."""
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2 or find_tool("taskset") is None:
+        if note is not None:
+            note("warning: fewer than 2 usable cores or no taskset; running unpinned")
         return CorePlan(load=None, proxy=None)
     return CorePlan(load=cores[0], proxy=cores[1])
+
+
+@contextlib.contextmanager
+def peer_workdir() -> Iterator[Path]:
+    """A temporary directory for a scenario's configs and logs, readable by nginx's workers (which run as an
+    unprivileged user when nginx is started as root)."""
+    with tempfile.TemporaryDirectory(prefix="meshbatch-bench-") as tmp:
+        workdir = Path(tmp)
+        workdir.chmod(0o755)
+        yield workdir
 
 
 def free_port() -> int:

@@ -334,9 +334,7 @@ class Runner:
 def run(ctx: RunContext) -> ScenarioResult:
     tools = require_tools(["wrk"])
     settings = _settings(ctx)
-    cores = plan_cores()
-    if not cores.pinned:
-        ctx.note("warning: fewer than 2 usable cores or no taskset; running unpinned")
+    cores = plan_cores(ctx.note)
     wanted_peers = [t for t in settings["targets"] if t in PEERS]
     install = not ctx.quick and not ctx.args.no_install
     if wanted_peers:

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import grpc_report, peers, peers_grpc, scenario_proxy
-from .common import BenchError, CorePlan, machine_facts, plan_cores, require_tools, tool_version
+from .common import BenchError, CorePlan, machine_facts, peer_workdir, plan_cores, require_tools, tool_version
 from .h2load import run_h2load
 from .peers import Peer
 from .runner import RunContext, ScenarioResult
@@ -136,16 +135,12 @@ def _runs(ctx: RunContext, settings: dict[str, Any], plan: dict[str, tuple[list[
 def run(ctx: RunContext) -> ScenarioResult:
     settings = _settings(ctx)
     tools = require_tools(["nginx", "h2load"])
-    cores = plan_cores()
-    if not cores.pinned:
-        ctx.note("warning: fewer than 2 usable cores or no taskset; running unpinned")
+    cores = plan_cores(ctx.note)
     parts = settings["parts"]
     per_round = len(settings["streams"]) * (3 * ("batching" in parts) + 2 * ("proxying" in parts))
     ctx.begin(1 + per_round * settings["repeat"], "starting the upstreams and proxies")
     failures: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="meshbatch-bench-") as tmp, contextlib.ExitStack() as stack:
-        workdir = Path(tmp)
-        workdir.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
+    with peer_workdir() as workdir, contextlib.ExitStack() as stack:
         work = peers_grpc.start_work(tools["h2load"], workdir, cores, settings["work"]["base_ms"],
                                      settings["work"]["per_item_us"])
         stack.callback(work.services()[0].stop)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import h2_report, peers, peers_h2, scenario_proxy
-from .common import BenchError, CorePlan, machine_facts, plan_cores, require_tools, tool_version
+from .common import BenchError, CorePlan, machine_facts, peer_workdir, plan_cores, require_tools, tool_version
 from .h2load import run_h2load
 from .peers import Peer
 from .runner import RunContext, ScenarioResult
@@ -98,14 +97,10 @@ def _closed_loop(ctx: RunContext, settings: dict[str, Any], targets: list[Peer],
 def run(ctx: RunContext) -> ScenarioResult:
     settings = _settings(ctx)
     tools = require_tools(["nginx", "h2load"])
-    cores = plan_cores()
-    if not cores.pinned:
-        ctx.note("warning: fewer than 2 usable cores or no taskset; running unpinned")
+    cores = plan_cores(ctx.note)
     ctx.begin(1 + len(settings["targets"]) * settings["repeat"], "starting peers")
     failures: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="meshbatch-bench-") as tmp, contextlib.ExitStack() as stack:
-        workdir = Path(tmp)
-        workdir.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
+    with peer_workdir() as workdir, contextlib.ExitStack() as stack:
         upstream = peers.start_upstream(tools["nginx"], workdir, cores)
         assert upstream.service is not None
         stack.callback(upstream.service.stop)

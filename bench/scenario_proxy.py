@@ -15,7 +15,6 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from .common import (
     cpu_seconds,
     machine_facts,
     peak_rss_kib,
+    peer_workdir,
     plan_cores,
     require_tools,
 )
@@ -244,16 +244,12 @@ def measure(ctx: RunContext, scenario: str, start: Starter, prepare: Callable[[P
     `mtls` scenario measures sidecar pairs with it); `prepare(workdir)` runs first (its certificates)."""
     settings = _settings(ctx)
     tools = require_tools(["nginx", "haproxy", "wrk"])
-    cores = plan_cores()
-    if not cores.pinned:
-        ctx.note("warning: fewer than 2 usable cores or no taskset; running unpinned")
+    cores = plan_cores(ctx.note)
     n_targets, repeat = len(settings["targets"]), settings["repeat"]
     warmups = n_targets if settings["closed_warmup_seconds"] > 0 else 0
     ctx.begin(1 + warmups + n_targets * repeat * (1 + len(settings["open_rates"])), "starting peers")
     failures: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="meshbatch-bench-") as tmp, contextlib.ExitStack() as stack:
-        workdir = Path(tmp)
-        workdir.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
+    with peer_workdir() as workdir, contextlib.ExitStack() as stack:
         if prepare is not None:
             prepare(workdir)
         upstream = peers.start_upstream(tools["nginx"], workdir, cores)
