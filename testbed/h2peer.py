@@ -188,11 +188,30 @@ class H2Socket:
     """An h2 client over a blocking socket to a running proxy."""
 
     def __init__(self, address: tuple[str, int], timeout: float = 5.0, window: int | None = None,
-                 preface_in_pieces: bool = False) -> None:
+                 preface_in_pieces: bool = False, upgrade: bytes | None = None) -> None:
         self.sock = socket.create_connection(address, timeout=timeout)
-        self.conn = client_connection(window)
         self.answers = Answers()
         self.closed = False
+        self.switched = b""  # with `upgrade`: the server's answer head to the HTTP/1.1 request
+        if upgrade is not None:  # h2c by Upgrade: `upgrade` is an HTTP/1.1 request head (without its blank line)
+            self.conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+            settings = self.conn.initiate_upgrade_connection()
+            assert settings is not None
+            head, _, body = upgrade.partition(b"\r\n\r\n")
+            self.sock.sendall(head + b"\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: " +
+                              settings + b"\r\n\r\n" + body)
+            data = b""
+            while b"\r\n\r\n" not in data and (chunk := self.sock.recv(65_536)):
+                data += chunk
+            self.switched, _, rest = data.partition(b"\r\n\r\n")
+            if not self.switched.startswith(b"HTTP/1.1 101"):
+                self.closed = True
+                return
+            self.send()  # the client preface follows the 101
+            if rest:
+                self.answers.take(self.conn, self.conn.receive_data(rest))
+            return
+        self.conn = client_connection(window)
         if preface_in_pieces:  # a byte at a time, with pauses: the server must wait for the rest
             data = self.conn.data_to_send()
             for i in range(len(PREFACE)):

@@ -28,6 +28,7 @@ from meshbatch.http.message import Headers, Request
 from meshbatch.http.paths import DEFAULT_RULES, PathRules, normalize_path
 from meshbatch.http.serialize import connection_tokens
 from meshbatch.http.target import parse_authority, split_absolute
+from meshbatch.http.upgrade import Upgrade
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,8 @@ _SINGLETONS: Final = SINGLETONS
 # What proxies in front say about the original request besides x-forwarded-for: believed only through them.
 _FORWARDED: Final = frozenset({b"forwarded", b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"})
 _OWN_PREFIX: Final = OWN_PREFIX
-_WATCHED: Final = SINGLETONS | {b"host", b"connection", b"x-forwarded-for", b"tracestate"} | _FORWARDED
+_WATCHED: Final = SINGLETONS | {b"host", b"connection", b"x-forwarded-for", b"tracestate", b"upgrade",
+                                b"http2-settings"} | _FORWARDED
 _PLAIN_CONNECTION: Final = PLAIN_CONNECTION
 # Bytes a path needing normalisation may hold (the set of http/paths.py): a path with none of them and no `//`
 # or `/.` is left as it is, without a call.
@@ -68,45 +70,12 @@ class RequestParser:
     After an error the connection is unusable: the caller answers the error and closes.
     """
 
-    __slots__ = (
-        "_authority",
-        "_body",
-        "_body_len",
-        "_client",
-        "_connection",
-        "_drop_request_id",
-        "_drop_trace",
-        "_error",
-        "_expect",
-        "_fields",
-        "_head_fed",
-        "_header_bytes",
-        "_headers",
-        "_hops",
-        "_host",
-        "_host_name",
-        "_host_raw",
-        "_host_value",
-        "_length",
-        "_parser",
-        "_pending",
-        "_replace_forwarded",
-        "_request_id",
-        "_seen",
-        "_target",
-        "_te",
-        "_url",
-        "_version",
-        "_xff",
-        "client",
-        "continue_wanted",
-        "headers_done",
-        "in_message",
-        "limits",
-        "now",
-        "ready",
-        "scheme",
-    )
+    __slots__ = ("_authority", "_body", "_body_len", "_client", "_connection", "_drop_request_id", "_drop_trace",
+                 "_error", "_expect", "_fields", "_head_fed", "_header_bytes", "_headers", "_hops", "_host",
+                 "_host_name", "_host_raw", "_host_value", "_length", "_parser", "_pending", "_replace_forwarded",
+                 "_request_id", "_seen", "_target", "_te", "_upgrade", "_url", "_version", "_xff", "client",
+                 "continue_wanted", "h2c", "headers_done", "in_message", "limits", "now", "ready", "scheme",
+                 "upgrade")
 
     def __init__(self, limits: ParserLimits, client: str = "", scheme: bytes = b"http") -> None:
         self.limits = limits
@@ -129,6 +98,8 @@ class RequestParser:
         self._host_raw: bytes | None = None
         self._host_name = b""
         self._host_value: bytes | None = None
+        self.h2c = False  # an `Upgrade: h2c` request switches the connection to HTTP/2 (else it is ignored)
+        self.upgrade: Upgrade | None = None  # the upgrade request being read or waiting (http/upgrade.py)
         self._reset()
 
     def _reset(self) -> None:
@@ -152,6 +123,7 @@ class RequestParser:
         self._target = b""
         self._authority = b""
         self._client = self.client
+        self._upgrade: Headers | None = None  # the Upgrade and HTTP2-Settings fields (hop-by-hop: not forwarded)
 
     def detach(self) -> None:
         """The connection is gone: drop httptools' parser (it refers back to this object's callbacks)."""
@@ -159,12 +131,17 @@ class RequestParser:
 
     def feed(self, data: bytes, now: float = 0.0) -> None:
         self.now = now
+        if self.upgrade is not None:
+            self._feed_upgrade(data)
+            return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if self.ready:  # llhttp completes the upgrade request before it stops: it is not to be served
-                self.ready.pop()
-            raise BadRequest("upgrade_not_supported", "protocol upgrades are not proxied") from None
+        except httptools.HttpParserUpgrade as exc:  # llhttp completed the request, then stopped: not served yet
+            request, fields, self._upgrade = self.ready.pop() if self.ready else None, self._upgrade, None
+            self.upgrade = Upgrade.of(request, fields, self.h2c, self.limits.max_header_bytes)  # (or a 400)
+            self.in_message = self.headers_done = True  # while its body is read
+            self._feed_upgrade(data[exc.args[0]:])
+            return
         except httptools.HttpParserCallbackError:
             error = self._error or BadRequest("bad_request")
             raise error from None
@@ -186,6 +163,19 @@ class RequestParser:
     def _fail(self, error: ProxyError) -> None:
         self._error = error
         raise error
+
+    def _feed_upgrade(self, data: bytes) -> None:
+        """The upgrade request's body, then what follows it (http/upgrade.py)."""
+        upgrade = self.upgrade
+        assert upgrade is not None
+        request = upgrade.feed(data)
+        if request is not None:  # whole: it waits to be served
+            self.in_message = self.headers_done = False
+            self.ready.append(request)
+            if upgrade.settings is None:  # ignored: the connection goes on in HTTP/1.1, with a parser past it
+                self.upgrade = None
+                self._parser = httptools.HttpRequestParser(self)
+                self.feed(upgrade.rest, self.now)
 
     # httptools callbacks -------------------------------------------------------------------------
     def on_url(self, url: bytes) -> None:
@@ -271,6 +261,11 @@ class RequestParser:
             return self._hops > 0  # else the connection's scheme is sent (upstream/headers.py)
         elif lname == b"traceparent" or lname == b"tracestate":
             return not self._drop_trace
+        elif lname == b"upgrade" or lname == b"http2-settings":
+            if self._upgrade is None:
+                self._upgrade = []
+            self._upgrade.append((lname, value))
+            return False
         return True
 
     def on_headers_complete(self) -> None:
@@ -368,6 +363,7 @@ class RequestParser:
 
     def on_message_complete(self) -> None:
         parser = self._parser
+        upgrade = self._upgrade
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self.ready.append(
             Request(
@@ -389,6 +385,8 @@ class RequestParser:
         self.headers_done = False
         self.continue_wanted = False
         self._reset()
+        if upgrade is not None and parser.should_upgrade():
+            self._upgrade = upgrade  # for `_upgraded`: llhttp stops right after this request
 
 
 def _describe(exc: Exception) -> str:

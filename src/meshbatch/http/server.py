@@ -50,6 +50,7 @@ from meshbatch.http.serving import (
 
 if TYPE_CHECKING:
     from meshbatch.http.stream import BodyStream
+    from meshbatch.http.upgrade import Upgrade
 
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: closing sends a reset and drops what is unsent
 
@@ -113,7 +114,10 @@ class HttpServerProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         client = peer[0] if isinstance(peer, tuple) else ""
         now = self._loop.time()
-        self.machine = ServerConnection(RequestParser(settings.parser_limits, client, settings.scheme), settings, now)
+        parser = RequestParser(settings.parser_limits, client, settings.scheme)
+        # h2c by Upgrade (http/upgrade.py) beside HTTP/1.1 on `codec: auto` in plaintext; over TLS, ALPN chooses
+        parser.h2c = settings.codec == "auto" and transport.get_extra_info("ssl_object") is None
+        self.machine = ServerConnection(parser, settings, now)
         self._watch(now + settings.idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -199,6 +203,9 @@ class HttpServerProtocol(asyncio.Protocol):
         settings = self.state.settings
         self._settings = settings
         request = machine.take(settings)
+        upgrade = machine.parser.upgrade
+        if upgrade is not None and upgrade.request is request and self._switched(upgrade):
+            return
         flow = self.flow
         if flow.reading_paused:
             ready = machine.parser.ready
@@ -217,6 +224,28 @@ class HttpServerProtocol(asyncio.Protocol):
         # the compiled build would take a test of it in this function as still true.
         if machine.serves(request):
             self._pending = pending
+
+    def _switched(self, upgrade: Upgrade) -> bool:
+        """An h2c upgrade request is next: the connection becomes HTTP/2's (http2/upgrade.py), unless draining."""
+        machine = self.machine
+        if self.state.draining or upgrade.overflow or machine is None or self.transport is None:
+            return False  # served over HTTP/1.1 (draining: then closed)
+        from meshbatch.http2.upgrade import switch  # (h2 is imported by the first HTTP/2 connection)
+
+        refused = switch(self.state, self._loop, self.transport, self._guard, upgrade)
+        if refused is not None:  # settings h2 refuses: answered over HTTP/1.1, then the connection closes
+            machine.parser.upgrade = None
+            upgrade.request.keep_alive = False
+            self._answer(local_reply(refused))
+            return True
+        self.closed = self._lost = True  # the transport is the HTTP/2 connection's now
+        self._answer_to = _gone
+        self.state.forget(self)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        machine.parser.detach()
+        return True
 
     def _answer(self, response: Response) -> None:
         machine = self.machine

@@ -114,6 +114,7 @@ class ListenerState:
     rejected_connections: int = 0
     accepted_connections: int = 0
     aborts: dict[str, int] = field(default_factory=dict)  # connections aborted, by reason (send_timeout, ...)
+    upgrades: int = 0  # HTTP/1.1 connections switched to HTTP/2 by `Upgrade: h2c` (http2/upgrade.py)
 
     emptied: asyncio.Event = field(default_factory=asyncio.Event)
 

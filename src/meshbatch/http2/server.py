@@ -20,7 +20,6 @@ import asyncio
 import functools
 from typing import cast
 
-from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
@@ -35,45 +34,16 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import DenialOfServiceError, H2Error, ProtocolError
-from h2.settings import SettingCodes, Settings
 
 from meshbatch.errors import PayloadTooLarge, ProxyError, RequestTimeout
 from meshbatch.http.message import Request
 from meshbatch.http.serialize import local_reply
-from meshbatch.http.serving import new_request_id
+from meshbatch.http.serving import ConnectionGuard, new_request_id
+from meshbatch.http2.connection import new_connection
 from meshbatch.http2.head import build_request, trailer_fields
-from meshbatch.http2.hpack_out import StaticEncoder
-from meshbatch.http2.limits import FrameWatch, H2Limits
+from meshbatch.http2.limits import FrameWatch
 from meshbatch.http2.sending import H2Sender
 from meshbatch.http2.streams import H2Stream
-
-# Inbound heads are checked by h2 (RFC 9113 8.2-8.3) and then by http2/head.py. Outbound ones are built here
-# (http2/response.py: lower-case names, no connection-specific field), so h2 need not check them again: that
-# check was a quarter of the time h2 spent per answer.
-_CONFIG = H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True,
-                          validate_outbound_headers=False, normalize_outbound_headers=False)
-
-
-def new_connection(limits: H2Limits) -> H2Connection:
-    """A server connection whose first SETTINGS carry the listener's limits (in force from the first frame)."""
-    conn = H2Connection(config=_CONFIG)
-    conn.encoder = StaticEncoder()  # answers' fields: static table and cached literals (http2/hpack_out.py)
-    conn.local_settings = Settings(client=False, initial_values={
-        SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
-        SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
-        SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
-        SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_decoded_header_bytes,
-        SettingCodes.HEADER_TABLE_SIZE: limits.header_table_size,
-        SettingCodes.ENABLE_PUSH: 0,
-    })
-    conn.max_inbound_frame_size = limits.max_frame_size
-    conn.decoder.max_header_list_size = limits.max_decoded_header_bytes  # beyond it: an HPACK bomb
-    conn.decoder.max_allowed_table_size = limits.header_table_size
-    conn.initiate_connection()
-    extra = limits.connection_window_size - 65_535
-    if extra > 0:
-        conn.increment_flow_control_window(extra)
-    return conn
 
 
 class H2ServerProtocol(H2Sender, asyncio.Protocol):
@@ -101,17 +71,39 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
                 self.closed = True
                 self.transport.abort()
                 return
-        state.connections.add(self)
         state.accepted_connections += 1
-        self.transport.set_write_buffer_limits(high=settings.max_buffer_bytes)
-        self.flow.transport = self.transport
+        self._begin(self.transport, new_connection(self.limits))
+
+    def _begin(self, transport: asyncio.Transport, conn: H2Connection) -> None:
+        """The connection is served from now on (accepted, or upgraded from HTTP/1.1: http2/upgrade.py)."""
+        self.transport = transport
+        self.state.connections.add(self)
+        transport.set_write_buffer_limits(high=self._settings.max_buffer_bytes)
+        self.flow.transport = transport
         peer = transport.get_extra_info("peername")
         self._client = peer[0] if isinstance(peer, tuple) else ""
         now = self._started = self._last_activity = self._loop.time()
         self.watch = FrameWatch(self.limits, now)
-        self.h2 = new_connection(self.limits)
+        self.h2 = conn
         self._write()
-        self._watch(now + settings.header_timeout)
+        self._watch(now + self._settings.header_timeout)
+
+    def adopt(self, transport: asyncio.Transport, guard: ConnectionGuard | None, conn: H2Connection,
+              request: Request, rest: bytes) -> None:
+        """h2c by Upgrade: the 101 is written, `conn` has stream 1 half-closed; `request` is its request and
+        `rest` what the client sent after it (its preface, first)."""
+        self._guard = guard
+        self._begin(transport, conn)
+        assert self.watch is not None
+        now = self._last_activity
+        self.watch.opened(now)
+        stream = self.streams[1] = H2Stream(1, self, now, self._settings.max_buffer_bytes)
+        stream.request = request
+        stream.ended = True
+        self._highest = 1
+        self._dispatch(stream, request)
+        if rest and not self.closed:
+            self.data_received(rest)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -358,4 +350,4 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
             self._watch(self._last_activity + settings.idle_timeout)
 
 
-__all__ = ["H2ServerProtocol", "new_connection"]
+__all__ = ["H2ServerProtocol", "new_connection"]  # (new_connection: http2/connection.py)

@@ -247,7 +247,7 @@ class Proxy:
         return [
             {"name": o.name, "address": o.address, "connections": len(o.state.connections),
              "accepted": o.state.accepted_connections, "rejected": o.state.rejected_connections,
-             "aborted": dict(o.state.aborts)}
+             "aborted": dict(o.state.aborts), "h2c_upgrades": o.state.upgrades}
             for o in self.listeners.values()
         ]
 
