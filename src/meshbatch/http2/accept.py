@@ -9,6 +9,7 @@
   waits for more, within the header timeout (its own timer; nothing else waits on it); one that says nothing
   is closed after the idle timeout, as an idle HTTP/1.1 connection is. No HTTP/1.1 request starts like the
   preface past its first byte (`POST`, `PUT`, `PATCH` differ at the second), so HTTP/1.1 is never held back.
+  An HTTP/1.1 connection may still switch later, by `Upgrade: h2c` (http/upgrade.py, http2/upgrade.py).
 
 The listener's settings are read for every new connection: a reload changes the codec of new connections.
 """
