@@ -9,6 +9,8 @@ as `retry.Echo`):
   the `sleep:MS` of the request;
 - `Stream`: server streaming: the request `N` gives N messages `0`, `1`, ...;
 - `Bidi`: each message back, upper-cased;
+- `Collect`: client streaming: each message is put on `received` as it arrives; the answer is the messages
+  joined by `,`; how each call ended goes on `ended` (`done`, or `cancelled` when its client went away);
 
 plus grpc.health.v1.Health (grpcio-health-checking's servicer: `set_serving`), and `fail_with`: a status every
 call ends with (UNAVAILABLE for a retry test). It counts the calls it took (`calls`).
@@ -23,6 +25,7 @@ message of 50 kB (an answer a proxy with a smaller buffer limit streams).
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import socketserver
 import threading
@@ -46,6 +49,8 @@ class GrpcUpstream:
         self.fail_with: grpc.StatusCode | None = None
         self.budgets: list[str] = []
         self._lock = threading.Lock()
+        self.received: queue.Queue[bytes] = queue.Queue()
+        self.ended: queue.Queue[str] = queue.Queue()
         self.health = health.HealthServicer()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         handlers = {
@@ -54,6 +59,7 @@ class GrpcUpstream:
             "Slow": grpc.unary_unary_rpc_method_handler(self._budget),
             "Stream": grpc.unary_stream_rpc_method_handler(self._stream),
             "Bidi": grpc.stream_stream_rpc_method_handler(self._bidi),
+            "Collect": grpc.stream_unary_rpc_method_handler(self._collect),
         }
         self.server.add_generic_rpc_handlers(tuple(grpc.method_handlers_generic_handler(name, handlers)
                                                    for name in ("test.Echo", "retry.Echo")))
@@ -105,6 +111,22 @@ class GrpcUpstream:
         self._count(context)
         for i in range(int(request)):
             yield str(i).encode()
+
+    def _collect(self, requests: Any, context: grpc.ServicerContext) -> bytes:
+        self._count(context)
+        got: list[bytes] = []
+        try:
+            for message in requests:
+                got.append(message)
+                self.received.put(message)
+        except Exception:
+            self.ended.put("cancelled")
+            raise
+        if not context.is_active():
+            self.ended.put("cancelled")
+            return b""
+        self.ended.put("done")
+        return b",".join(got)
 
     def _bidi(self, requests: Any, context: grpc.ServicerContext) -> Any:
         self._count(context)

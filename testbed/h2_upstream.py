@@ -5,7 +5,7 @@ The path picks the behaviour (the first segment that names one), the query its a
 
 | path | answers |
 | --- | --- |
-| anything else | 200, a JSON echo: method, path, headers, body, server name, stream and connection numbers |
+| anything else | 200, a JSON echo: method, path, headers, body, trailers (null: none), server, stream, connection |
 | `/delay?ms=N` | the echo after N ms |
 | `/status/N` | status N with the echo |
 | `/mirror?ms=N` | 200, the request's body as JSON, after N ms if given (a json-array batch upstream) |
@@ -111,6 +111,10 @@ class _Conn(asyncio.Protocol):
                 if request is not None:
                     request["body"].append(event.data)
                 self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.TrailersReceived):
+                request = self.requests.get(event.stream_id)
+                if request is not None:
+                    request["trailers"] = dict(event.headers)  # type: ignore[arg-type]
             elif isinstance(event, h2.events.StreamEnded):
                 request = self.requests.get(event.stream_id)
                 if request is not None:
@@ -168,7 +172,8 @@ class _Conn(asyncio.Protocol):
             server.seen.append(seen)
         echo = json.dumps({"method": seen.method, "path": seen.path, "headers": headers,
                            "body": body.decode(errors="replace"), "server": server.name,
-                           "connection": self.number, "stream": stream_id}).encode()
+                           "connection": self.number, "stream": stream_id,
+                           "trailers": request.get("trailers")}).encode()
         conn = self.h2
         try:
             if kind == "delay" or (kind == "mirror" and "ms" in query):

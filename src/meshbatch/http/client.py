@@ -22,6 +22,7 @@ from meshbatch.http.client_machine import DATA, ENDED, FAILED, IDLE, STARTED, UN
 from meshbatch.http.flow import Flow
 from meshbatch.http.message import Response
 from meshbatch.http.stream import BodyStream
+from meshbatch.http.upload import ChunkedWriter, Upload
 
 
 class Completion(Protocol):
@@ -34,7 +35,7 @@ class Completion(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("_deadline", "_flow", "_loop", "_timer", "_timer_at", "closed", "max_response_bytes", "pooled",
-                 "reader", "stream", "transport", "uses", "waiter")
+                 "reader", "stream", "transport", "uses", "waiter", "writer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_response_bytes: int) -> None:
         self._loop = loop
@@ -50,6 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.uses = 0
         self.pooled = False
         self.stream: BodyStream | None = None  # the body of the current answer, while it streams
+        self.writer: ChunkedWriter | None = None  # the request's body, while it streams (http/upload.py)
 
     @property
     def keep_alive(self) -> bool:
@@ -73,15 +75,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.reader.closed()
 
     # exchange ------------------------------------------------------------------------------------
-    def send(self, data: bytes, *, head: bool, deadline: float, stream_limit: int = 0) -> asyncio.Future[Response]:
+    def send(self, data: bytes, *, head: bool, deadline: float, stream_limit: int = 0,
+             upload: Upload | None = None) -> asyncio.Future[Response]:
         """Write one request; the future resolves with the response or fails with a ProxyError."""
         waiter: asyncio.Future[Response] = self._loop.create_future()
-        self.start(data, head, deadline, waiter, stream_limit)
+        self.start(data, head, deadline, waiter, stream_limit, upload)
         return waiter
 
-    def start(self, data: bytes, head: bool, deadline: float, waiter: Completion, stream_limit: int = 0) -> None:
+    def start(self, data: bytes, head: bool, deadline: float, waiter: Completion, stream_limit: int = 0,
+              upload: Upload | None = None) -> None:
         """Write one request; `waiter` (a future, or any object with its three methods) gets the outcome.
-        With a `stream_limit`, an answer whose body exceeds it comes with a `stream` (see the module doc)."""
+        With a `stream_limit`, an answer whose body exceeds it comes with a `stream` (see the module doc). With an
+        `upload`, `data` is the head and the body follows as it arrives (http/upload.py)."""
         assert self.transport is not None and self.waiter is None and self.stream is None
         self.reader.start(head, stream_limit)
         self.uses += 1
@@ -94,6 +99,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer_at = deadline
             self._timer = self._loop.call_at(deadline, self._on_timer)
         self.transport.write(data)
+        if upload is not None:
+            writer = self.writer = ChunkedWriter(upload, self.transport, upload.length < 0)
+            upload.attach(writer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -122,7 +130,10 @@ class UpstreamConnection(asyncio.Protocol):
         if data:
             transport = self.transport
             reader = self.reader
-            event = reader.feed(data, transport.get_write_buffer_size() if transport is not None else 0)
+            unsent = transport.get_write_buffer_size() if transport is not None else 0
+            if self.writer is not None and self.writer.sending:
+                unsent += 1  # an answer before the whole body: the connection is single-use
+            event = reader.feed(data, unsent)
             if event == ENDED and self.stream is None:
                 self._finish(reader.response())  # (the common case, first)
             elif event:
@@ -153,6 +164,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _finish(self, response: Response) -> None:
         waiter = self.waiter
         self.waiter = None
+        self._unwrite()
         if not self.reader.reusable:
             self.close()  # before the outcome goes out: whoever gets it may hand the connection back at once
         if waiter is not None and not waiter.done():
@@ -160,6 +172,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _start_stream(self) -> None:
         """The body outgrew the stream limit: deliver the head now, the body through a stream."""
+        self._unwrite()
         reader = self.reader
         stream = self.stream = BodyStream(self, reader.length, reader.stream_limit)
         response = reader.head_response()
@@ -185,6 +198,21 @@ class UpstreamConnection(asyncio.Protocol):
             self._flow.resume_reading()  # an idle connection must read, to notice a close or stray bytes
         stream.end(self.reader.trailers)
 
+    def _unwrite(self) -> None:
+        """The answer came: a request body still going is cut (the connection is single-use then)."""
+        writer = self.writer
+        if writer is not None:
+            self.writer = None
+            writer.gone()
+
+    def pause_writing(self) -> None:
+        if self.writer is not None:
+            self.writer.pause()
+
+    def resume_writing(self) -> None:
+        if self.writer is not None:
+            self.writer.resume()
+
     # flow control (the stream's source) ------------------------------------------------------------
     def pause_reading(self) -> None:
         if not self.closed:
@@ -207,6 +235,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._unwrite()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

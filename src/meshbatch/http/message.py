@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from meshbatch.http.stream import BodyStream
+    from meshbatch.http.upload import Upload
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -37,6 +38,7 @@ class Request:
         "scheme",
         "target",
         "trailers",
+        "upload",
         "version",
     )
 
@@ -74,6 +76,9 @@ class Request:
         self.route = ""  # the name of the route that serves it (for logs and metrics), once matched
         self.identity: str | None = None  # the peer's SPIFFE ID, verified in the mTLS handshake (its connection's)
         self.trailers: Headers | None = None  # trailing fields (HTTP/2, chunked HTTP/1.1): gRPC metadata
+        # The body as it arrives (an HTTP/2 caller's, still arriving when the request was dispatched: `body` is then
+        # empty): streamed upstream by a plain route, else read whole first (http/upload.py)
+        self.upload: Upload | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (name in lower case), or None."""

@@ -6,9 +6,8 @@ which the pool overflows (503). Idle connections are reused newest-first and clo
 A cluster with circuit breakers also caps the connections open across all its endpoints: its pools share a
 `ConnectionBudget`. A pool that needs a connection when the budget is spent first closes the oldest idle
 connection of another pool of the cluster (capacity sitting idle elsewhere), and otherwise waits, as for its
-own limit, until a connection anywhere in the cluster closes (Envoy queues such requests as pending too).
-
-An HTTP/2 endpoint hands out streams of few connections (`streams`, http2/pool.py), opened and counted here.
+own limit, until a connection anywhere in the cluster closes (Envoy queues such requests as pending too). An
+HTTP/2 endpoint hands out streams of few connections (`streams`, http2/pool.py), opened and counted here.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from meshbatch.http.connecting import NOT_H2, UpstreamTls, connect_error, select
 from meshbatch.http.message import IDEMPOTENT, Response
 
 if TYPE_CHECKING:  # HTTP/2 (and the h2 library) is imported by the first endpoint with `protocol: http2`
+    from meshbatch.http.upload import Upload
     from meshbatch.http2.client import MultiplexedConnection
     from meshbatch.http2.pool import StreamPool
 
@@ -164,20 +164,21 @@ class EndpointPool:
                 f"pending={self.pending}>")
 
     # the exchange --------------------------------------------------------------------------------
-    async def request(self, method: bytes, data: bytes, deadline: float, stream_limit: int = 0) -> Response:
-        """Send one encoded request; replay once on a fresh connection if a reused one was already dead.
-
-        With a `stream_limit`, a larger answer comes with a `stream`: its connection comes back to the pool
-        when that stream is over (see http/stream.py), not now."""
+    async def request(self, method: bytes, data: bytes, deadline: float, stream_limit: int = 0,
+                      upload: Upload | None = None) -> Response:
+        """Send one encoded request (its head, with an `upload`: never replayed); replay once on a fresh connection
+        if a reused one was already dead. With a `stream_limit`, a larger answer comes with a `stream`: its
+        connection comes back to the pool when that stream is over (see http/stream.py), not now."""
         conn = self.take_idle()
         if conn is None:
             conn = await self._acquire(deadline)
         head = method == b"HEAD"
         try:
             try:
-                response = await conn.send(data, head=head, deadline=deadline, stream_limit=stream_limit)
+                response = await conn.send(data, head=head, deadline=deadline, stream_limit=stream_limit,
+                                           upload=upload)
             except UpstreamReset:
-                if conn.uses <= 1 or method not in IDEMPOTENT or self._loop.time() >= deadline:
+                if conn.uses <= 1 or method not in IDEMPOTENT or self._loop.time() >= deadline or upload is not None:
                     raise
                 self.discard(conn)
                 conn = await self._acquire(deadline, fresh=True)

@@ -153,6 +153,15 @@ def encode_request(method: bytes, target: bytes, headers: Headers, body: bytes) 
     return b"".join(parts)
 
 
+def encode_upload_head(method: bytes, target: bytes, headers: Headers, length: int) -> bytes:
+    """The head of a request whose body follows as it arrives (http/upload.py): framed by `length` when the
+    caller gave one (>= 0), else chunked."""
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    _fields(parts, headers)
+    parts.append(b"content-length: %d\r\n\r\n" % length if length >= 0 else b"transfer-encoding: chunked\r\n\r\n")
+    return b"".join(parts)
+
+
 JSON = (b"content-type", b"application/json")
 
 
@@ -175,6 +184,7 @@ __all__ = [
     "encode_request",
     "encode_response",
     "encode_stream_head",
+    "encode_upload_head",
     "end_to_end",
     "local_reply",
     "status_line",

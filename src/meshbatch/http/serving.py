@@ -102,6 +102,9 @@ class ServerSettings:
     # http2 (meshbatch.http2.accept), and the limits of its HTTP/2 connections.
     codec: str = "auto"
     http2: H2Limits = field(default_factory=H2Limits)
+    # An HTTP/2 body still arriving after its head's read is dispatched at once with `request.upload` (the dispatch
+    # collects or streams it: http/upload.py); False: every request is dispatched with its body whole.
+    uploads: bool = False
 
 
 @dataclass(slots=True)

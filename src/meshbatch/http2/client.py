@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 import h2.config
@@ -37,20 +36,11 @@ from h2.errors import ErrorCodes
 
 from meshbatch.errors import BadGateway, ConnectFailed, ProxyError, StreamRefused, UpstreamReset
 from meshbatch.http.message import Headers, Response
-from meshbatch.http2.client_stream import ClientStream
+from meshbatch.http.upload import Upload
+from meshbatch.http2.client_stream import ClientStream, StreamLimits
 from meshbatch.http2.headers import CONNECTION_SPECIFIC, answer_fields, request_block, trailer_fields
+from meshbatch.http2.response import trailer_fields_out
 from meshbatch.http2.state import CLIENT_AFTER_GOAWAY
-
-
-@dataclass(frozen=True, slots=True)
-class StreamLimits:
-    max_response_bytes: int = 67_108_864
-    max_header_list_size: int = 65_536  # as HTTP/1.1 answers' heads (http/client_machine.py)
-    max_streams: int = 1_000  # ours, whatever the peer allows
-    stream_window: int = 1_048_576  # what one stream may have in flight towards us
-    connection_window: int = 16_777_216
-    max_write_buffer: int = 1_048_576  # unsent output while the peer does not read: beyond, it floods us
-
 
 _CONFIG = h2.config.H2Configuration(client_side=True, header_encoding=None)
 _S = h2.settings.SettingCodes
@@ -126,8 +116,9 @@ class MultiplexedConnection(asyncio.Protocol):
 
     # requests --------------------------------------------------------------------------------------------
     def request(self, method: bytes, target: bytes, headers: Headers, body: bytes, deadline: float,
-                stream_limit: int = 0) -> ClientStream:
-        """Open a stream for one request (only while `available`); its `waiter` gets the answer or a ProxyError."""
+                stream_limit: int = 0, upload: Upload | None = None, trailers: Headers | None = None) -> ClientStream:
+        """Open a stream for one request (only while `available`); its `waiter` gets the answer or a ProxyError.
+        An `upload`: its body as it arrives (http2/client_stream.py); `trailers`: after a whole body."""
         assert self.available
         conn = self._h2
         waiter: asyncio.Future[Response] = self._loop.create_future()
@@ -139,18 +130,24 @@ class MultiplexedConnection(asyncio.Protocol):
             stream.fail(StreamRefused("upstream_refused_stream", "the connection has no stream id left"))
             return stream
         stream = ClientStream(self, stream_id, waiter, stream_limit)
+        stream.upload = upload
+        if trailers and upload is None:
+            stream.upload_ended = trailer_fields_out(trailers)
         try:
-            conn.send_headers(stream_id, request_block(method, target, headers, self.scheme), end_stream=not body)
+            conn.send_headers(stream_id, request_block(method, target, headers, self.scheme),
+                              end_stream=not body and not stream.open_ended)
         except h2.exceptions.ProtocolError as exc:  # a field HTTP/2 cannot carry
             stream.fail(BadGateway("bad_upstream_request", f"the request cannot be sent over HTTP/2: {exc}"))
             self._flush()
             return stream
         self.uses += 1
         self.streams[stream_id] = stream
-        if body:
+        if body or (trailers and upload is None):
             stream.pending = body
             self._send_body(stream)
         stream.timer = self._loop.call_at(deadline, self._expire, stream)
+        if upload is not None:
+            stream.attach(upload)
         self._flush()
         return stream
 
@@ -162,9 +159,14 @@ class MultiplexedConnection(asyncio.Protocol):
             if size <= 0:
                 break
             piece, pending = pending[:size], pending[size:]
-            conn.send_data(stream.id, piece, end_stream=not pending)
+            conn.send_data(stream.id, piece, end_stream=not pending and not stream.open_ended)
             self._flush()  # frame by frame: a full transport pauses us (`pause_writing`) before the next one
         stream.pending = pending
+        if stream.open_ended and self.streams.get(stream.id) is stream:
+            stream.uploaded(conn)  # credit for what went; its end when all went
+            self._flush()
+
+    send_body = _send_body  # (an upload's sink: more to send)
 
     def _send_pending(self) -> None:
         for stream in list(self.streams.values()):
@@ -204,6 +206,7 @@ class MultiplexedConnection(asyncio.Protocol):
         """The stream is over: its slot is free."""
         if self.streams.pop(stream.id, None) is None:
             return
+        stream.detach()  # (an upload that did not end: what comes is credited and dropped)
         if stream.timer is not None:
             stream.timer.cancel()
             stream.timer = None
@@ -242,7 +245,7 @@ class MultiplexedConnection(asyncio.Protocol):
         elif isinstance(event, h2.events.StreamEnded):
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
-                if stream.pending:  # answered before our body was all sent: stop sending it
+                if stream.pending or stream.sending:  # answered before our body was all sent: stop sending it
                     self._reset(stream, ErrorCodes.NO_ERROR)
                 else:
                     self._drop(stream)

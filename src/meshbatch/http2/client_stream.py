@@ -11,18 +11,35 @@ the consumer is paused the stream's window is not reopened, so the upstream stop
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from meshbatch.errors import GatewayTimeout, ProxyError
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.stream import BodyStream
+from meshbatch.http.upload import Upload
+from meshbatch.http2.response import trailer_fields_out
+
+if TYPE_CHECKING:
+    from h2.connection import H2Connection
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    max_response_bytes: int = 67_108_864
+    max_header_list_size: int = 65_536  # as HTTP/1.1 answers' heads (http/client_machine.py)
+    max_streams: int = 1_000  # ours, whatever the peer allows
+    stream_window: int = 1_048_576  # what one stream may have in flight towards us
+    connection_window: int = 16_777_216
+    max_write_buffer: int = 1_048_576  # unsent output while the peer does not read: beyond, it floods us
 
 
 class ClientStreamOwner(Protocol):
-    """The connection a stream belongs to (http2/client.py), as the stream's consumer reaches it."""
+    """The connection a stream belongs to (http2/client.py), as the stream's consumer and its upload reach it."""
 
     def acknowledge(self, stream: ClientStream) -> None: ...
     def cancel(self, stream: ClientStream) -> None: ...
+    def send_body(self, stream: ClientStream) -> None: ...
 
 
 class ClientStream:
@@ -37,6 +54,7 @@ class ClientStream:
         "length",
         "paused",
         "pending",
+        "queued",
         "received",
         "status",
         "stream",
@@ -44,7 +62,10 @@ class ClientStream:
         "timer",
         "trailers",
         "unacked",
+        "upload",
+        "upload_ended",
         "waiter",
+        "went",
     )
 
     def __init__(self, conn: ClientStreamOwner, stream_id: int, waiter: asyncio.Future[Response],
@@ -65,6 +86,10 @@ class ClientStream:
         self.paused = False  # the stream's consumer cannot take more: its window stays closed
         self.unacked = 0  # bytes received while paused, acknowledged when the consumer resumes
         self.timer: asyncio.TimerHandle | None = None
+        self.upload: Upload | None = None  # the request's body as it arrives (http/upload.py)
+        self.upload_ended: Headers | None = None  # its end came (with its trailers, [] for none), not yet sent
+        self.queued = 0  # upload bytes put in `pending`
+        self.went = 0  # ... and sent (the caller was credited for them)
 
     # the answer --------------------------------------------------------------------------------------
     def add(self, data: bytes) -> None:
@@ -130,8 +155,63 @@ class ClientStream:
         """The consumer went away mid-body: the stream is cancelled (RST_STREAM CANCEL), the connection stays."""
         self.conn.cancel(self)
 
+    # the request's body as it arrives: this stream is the upload's sink -----------------------------------
+    def attach(self, upload: Upload) -> None:
+        self.upload = upload
+        upload.attach(self)
+
+    @property
+    def open_ended(self) -> bool:
+        """The stream does not end with its body's last DATA: an upload, or trailers to send."""
+        return self.upload is not None or self.upload_ended is not None
+
+    @property
+    def sending(self) -> bool:
+        """The request is not all sent: an upload still going, trailers still to send (an answer cuts it)."""
+        return self.upload_ended is not None or (self.upload is not None and self.upload.sink is self)
+
+    def upload_data(self, data: bytes) -> None:
+        self.pending += data  # (bounded: the caller's window is credited only as this goes out)
+        self.queued += len(data)
+        self.conn.send_body(self)
+
+    def upload_end(self, trailers: Headers | None) -> None:
+        self.upload_ended = trailer_fields_out(trailers) if trailers else []
+        self.conn.send_body(self)
+
+    def upload_abort(self, error: ProxyError) -> None:
+        """The caller went away (or its body was refused): the upstream stream is reset (CANCEL) at once; the
+        exchange waiting for its answer is cancelled with its caller."""
+        self.conn.cancel(self)
+
+    def uploaded(self, conn: H2Connection) -> None:
+        """The connection sent what it could (`pending` is what is left): credit the caller for what went, and
+        end the stream once the upload ended and all of it went (with its trailers when it had some)."""
+        upload = self.upload
+        if upload is not None:
+            if upload.sink is not self:
+                return
+            went = self.queued - len(self.pending)
+            if went > self.went:
+                upload.taken(went - self.went)
+                self.went = went
+        end = self.upload_ended
+        if end is not None and not self.pending:
+            self.upload_ended = None
+            if upload is not None:
+                upload.sink = None
+            if end:
+                conn.send_headers(self.id, end, end_stream=True)
+            else:
+                conn.end_stream(self.id)
+
+    def detach(self) -> None:
+        upload = self.upload
+        if upload is not None and upload.sink is self:
+            upload.detach()
+
     def __repr__(self) -> str:
         return f"<ClientStream {self.id} status={self.status} body={self.body_len}B>"
 
 
-__all__ = ["ClientStream", "ClientStreamOwner"]
+__all__ = ["ClientStream", "ClientStreamOwner", "StreamLimits"]

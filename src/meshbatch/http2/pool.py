@@ -29,6 +29,7 @@ from meshbatch.errors import (
     UpstreamReset,
 )
 from meshbatch.http.message import IDEMPOTENT, Headers, Response
+from meshbatch.http.upload import Upload
 from meshbatch.http2.client import MultiplexedConnection
 
 MAX_REFUSED: Final = 3  # a request the upstream refused unprocessed is sent again at most this many times
@@ -85,12 +86,14 @@ class StreamPool:
 
     # the exchange ----------------------------------------------------------------------------------------
     async def request(self, method: bytes, target: bytes, headers: Headers, body: bytes, deadline: float,
-                      stream_limit: int = 0) -> Response:
+                      stream_limit: int = 0, upload: Upload | None = None, trailers: Headers | None = None) -> Response:
+        """One request on a stream, its `trailers` after its body; an `upload` (its body as it arrives, with its
+        trailers) is sent once, never replayed."""
         replayed = False  # (after a reset)
         refused = 0
         while True:
             conn = await self._acquire(deadline)
-            stream = conn.request(method, target, headers, body, deadline, stream_limit)
+            stream = conn.request(method, target, headers, body, deadline, stream_limit, upload, trailers)
             try:
                 return await stream.waiter
             except asyncio.CancelledError:
@@ -98,12 +101,12 @@ class StreamPool:
                 raise
             except StreamRefused:
                 refused += 1
-                if refused > MAX_REFUSED or self._loop.time() >= deadline:
+                if refused > MAX_REFUSED or self._loop.time() >= deadline or upload is not None:
                     raise
                 continue
             except UpstreamReset:
                 if replayed or stream.received or conn.uses <= 1 or method not in IDEMPOTENT or \
-                        self._loop.time() >= deadline:
+                        self._loop.time() >= deadline or upload is not None:
                     raise
             replayed = True
 

@@ -56,6 +56,7 @@ class H2Sender:
         self._highest = 0  # the highest stream id taken up
         self._reading = False  # in data_received: what is sent goes out in one write at its end
         self._write_due = False  # a write is scheduled for the end of this turn of the loop
+        self._fresh: list[H2Stream] = []  # streams whose head came in this read (http2/uploads.py)
 
     def _credit(self, sid: int, size: int) -> None:
         if size and self.h2 is not None:
@@ -63,6 +64,13 @@ class H2Sender:
                 self.h2.acknowledge_received_data(size, sid)
             except H2Error:
                 pass  # the stream is gone: h2 credits the connection's window only
+
+    def upload_credit(self, stream: H2Stream, size: int) -> None:
+        """An upload's bytes went upstream: the caller may send as much more (http/upload.py)."""
+        self._credit(stream.id, size)
+        if not self._reading and not self._write_due:
+            self._write_due = True
+            self._loop.call_soon(self.write_pending)
 
     def _release(self, stream: H2Stream) -> None:
         """A stream's held body is no longer the connection's: credit held back goes out."""

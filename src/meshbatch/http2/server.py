@@ -44,6 +44,7 @@ from meshbatch.http2.head import build_request, trailer_fields
 from meshbatch.http2.limits import FrameWatch
 from meshbatch.http2.sending import H2Sender
 from meshbatch.http2.streams import H2Stream
+from meshbatch.http2.uploads import dispatch_early, upload_data
 
 
 class H2ServerProtocol(H2Sender, asyncio.Protocol):
@@ -163,6 +164,10 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
         self._reading = True  # answers given during this read go out in one write, after it
         try:
             self._events(events, now)
+            if self._fresh:  # streams whose body is still arriving: dispatched now, with an upload
+                fresh, self._fresh = self._fresh, []
+                for stream in fresh:
+                    dispatch_early(self, stream)
         finally:
             self._reading = False
         if self.closed:
@@ -214,6 +219,8 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
         try:
             stream.request = build_request(event.headers, settings.parser_limits,
                                            self._client, self._scheme, now)
+            if settings.uploads:
+                self._fresh.append(stream)
         except ProxyError as error:
             stream.error = error
             self._answer(stream, local_reply(error))
@@ -229,8 +236,12 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
             return
         data = event.data
         stream.last_activity = now
-        stream.body_len += len(data)
         limit = self._settings.parser_limits.max_body_bytes
+        upload = stream.upload
+        if upload is not None and not upload.collecting:  # forwarded as it arrives
+            upload_data(self, stream, upload, data, credit, limit)
+            return
+        stream.body_len += len(data)
         if stream.body_len > limit:
             self._buffered -= stream.body_len - len(data)
             stream.body = []
@@ -266,11 +277,18 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
             if stream.closed or (stream.body_done and not stream.out_bytes):
                 self._finished(stream)
             return
+        upload = stream.upload
+        if upload is not None and not upload.collecting:
+            upload.end(request.trailers)
+            return
         body = stream.body
         request.body = body[0] if len(body) == 1 else b"".join(body)
         self._release(stream)
         stream.body = []
-        self._dispatch(stream, request)
+        if upload is not None:
+            upload.collected()  # its route waited for it whole
+        else:
+            self._dispatch(stream, request)
 
     def _dispatch(self, stream: H2Stream, request: Request) -> None:
         settings = self.state.settings
@@ -335,7 +353,7 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
                 return
             self._watch(since + settings.header_timeout)
         for stream in list(self.streams.values()):
-            if not stream.ended and not stream.responded:  # a request body that stopped arriving
+            if not stream.ended and not stream.responded and not stream.streaming:  # a body that stopped arriving
                 if now - stream.last_activity >= settings.idle_timeout:
                     self._answer(stream, local_reply(RequestTimeout("body_timeout", "request body not received "
                                                                                     "in time")))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
-from meshbatch.errors import ProxyError
+from meshbatch.errors import ProxyError, UpstreamReset
 from meshbatch.grpc.caller import is_grpc, streamed_trailers
 from meshbatch.http.message import Headers, Request
 from meshbatch.http2.response import trailer_fields_out
@@ -19,6 +19,7 @@ from meshbatch.http2.response import trailer_fields_out
 if TYPE_CHECKING:
     from meshbatch.http.serving import Pending
     from meshbatch.http.stream import BodyStream
+    from meshbatch.http.upload import Upload
 
 
 class StreamOwner(Protocol):
@@ -26,11 +27,12 @@ class StreamOwner(Protocol):
 
     def stream_ready(self, stream: H2Stream) -> None: ...
     def stream_failed(self, stream: H2Stream, error: ProxyError) -> None: ...
+    def upload_credit(self, stream: H2Stream, size: int) -> None: ...
 
 
 class H2Stream:
     __slots__ = ("_out", "body", "body_done", "body_len", "closed", "ended", "error", "id", "last_activity",
-                 "limit", "out_bytes", "owner", "pending", "request", "responded", "source", "trailers")
+                 "limit", "out_bytes", "owner", "pending", "request", "responded", "source", "trailers", "upload")
 
     def __init__(self, stream_id: int, owner: StreamOwner, now: float, limit: int) -> None:
         self.id = stream_id
@@ -50,6 +52,17 @@ class H2Stream:
         self.body_done = False  # the answer's body is all in `_out` (or sent)
         self.trailers: Headers | None = None  # the answer's trailers, sent after the body
         self.source: BodyStream | None = None  # a streamed answer's producer
+        self.upload: Upload | None = None  # the request's body as it arrives (http2/uploads.py)
+
+    # the request's body as it arrives: this stream is its upload's source ------------------------------------
+    @property
+    def streaming(self) -> bool:
+        """The body goes upstream as it arrives (a stalled window is the upstream's doing, not the caller's)."""
+        upload = self.upload
+        return upload is not None and not upload.collecting
+
+    def credit(self, size: int) -> None:
+        self.owner.upload_credit(self, size)
 
     # the answer's body ---------------------------------------------------------------------------------
     def queue(self, data: bytes) -> None:
@@ -109,6 +122,8 @@ class H2Stream:
         source, self.source = self.source, None
         if pending is not None:
             pending.cancel()  # a batched caller withdraws its item, as when an HTTP/1.1 caller disconnects
+        if self.upload is not None:  # (after the cancel: the exchange ends as cancelled, not as failed)
+            self.upload.fail(UpstreamReset("downstream_reset", "the caller reset the stream"))
         if source is not None:
             source.abandon()
 

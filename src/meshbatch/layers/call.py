@@ -78,7 +78,7 @@ class UpstreamService:
         response = await exchange.send(
             target, request.method, request.target, headers, request.body, deadline,
             request.header(hash_header) if hash_header is not None else None, self.loop, attempt, endpoint,
-            self.stream_limit)
+            self.stream_limit, request.upload, request.trailers)
         response.headers = response_headers(response, self.via)
         return response
 

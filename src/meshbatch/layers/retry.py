@@ -178,7 +178,8 @@ class RetryLayer:
                     if reserved:
                         reserved = False
                         guard.end_retry()
-                if not replayable:
+                upload = call.request.upload
+                if not replayable or (upload is not None and upload.attached):  # a body sent as it came: once
                     policy.deny("replay_limit")
                     return _give_up(failure, attempt)
                 now = loop.time()

@@ -97,8 +97,7 @@ def _settings(listener: model.Listener, dispatch: Dispatch, stats: Observer) -> 
         send_timeout=limits.send_timeout_ms / 1000,
         request_id_in_response=listener.request_id_in_response,
         observe=stats,
-        codec=listener.codec,
-        http2=h2_limits(listener),
+        codec=listener.codec, http2=h2_limits(listener), uploads=True,  # (runtime/listener.py takes them)
     )
 
 

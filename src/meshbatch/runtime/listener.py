@@ -5,6 +5,8 @@
     checks     the listener's JWT (401) and policies (403), before any route is known: a refused caller learns
                nothing of the routes
     route      the first route that matches: matched once, here (404 when none)
+    body       an HTTP/2 body still arriving (`request.upload`): a route that streams takes it as it comes; any
+               other waits until it is whole (bounded by `limits.max_body_bytes`), then goes on
     checks     the route's own (policies, rate limits)
     serve      the route's fast path when it has one and it can start (an idle upstream connection), else its
                service in a task; a fast exchange that finds its reused connection dead is replayed by the service
@@ -71,6 +73,33 @@ class _Serving:
         self.answer(response)
 
 
+class _Collecting:
+    """A call whose route reads bodies whole, while its body (`request.upload`) is still arriving: served once it is
+    whole (http/upload.py `collect`); cancelled, with what it started, when the caller goes away."""
+
+    __slots__ = ("answer", "call", "cancelled", "inner", "listener", "stack")
+
+    def __init__(self, listener: ListenerStack, call: Call, stack: RouteStack, answer: Answer) -> None:
+        self.listener = listener
+        self.call = call
+        self.stack = stack
+        self.answer = answer
+        self.inner: Pending | None = None
+        self.cancelled = False
+
+    def ready(self) -> None:
+        if not self.cancelled:
+            self.call.request.upload = None  # whole: the body is `request.body`
+            self.inner = self.listener.serve(self.call, self.stack, self.answer)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.inner is not None:
+            self.inner.cancel()
+        elif self.listener.tracing is not None and self.call.span is not None:
+            self.listener.tracing.abandon(self.call.span)
+
+
 class ListenerStack:
     """The dispatch of one listener's connections (http/server.py `ServerSettings.dispatch`)."""
 
@@ -99,14 +128,23 @@ class ListenerStack:
             self._refuse(call, NoRoute("no_route", f"no route of listener {self.name!r} matches this request"), answer)
             return None
         request.route = stack.name
+        upload = request.upload
+        if upload is not None and not stack.streams:  # its body is still arriving, and the route reads it whole
+            collecting = _Collecting(self, call, stack, answer)
+            upload.collect(collecting.ready)
+            return collecting
+        return self.serve(call, stack, answer)
+
+    def serve(self, call: Call, stack: RouteStack, answer: Answer) -> Pending | None:
+        """The route's checks, then its fast path or its service (with a body as it arrives: the service)."""
         for check in stack.checks:
             refused = check(call)
             if refused is not None:
                 self._refuse(call, refused, answer)
                 return None
-        serving = _Serving(call, stack, answer, tracing)
+        serving = _Serving(call, stack, answer, self.tracing)
         fast = stack.fast
-        if fast is not None:
+        if fast is not None and call.request.upload is None:
             started = fast(call, serving)
             if started is not None:
                 return started

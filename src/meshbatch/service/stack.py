@@ -42,6 +42,7 @@ class RouteStack:
     checks: tuple[Check, ...]
     service: Service
     fast: FastPath | None = None
+    streams: bool = False  # takes a request body as it arrives (`request.upload`), else reads it whole first
 
 
 __all__ = ["Check", "FastPath", "Pending", "Respond", "RouteStack", "Service"]

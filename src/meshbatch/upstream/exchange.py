@@ -29,7 +29,8 @@ from meshbatch.errors import CircuitOpen, ProxyError, Unavailable, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.pool import IDEMPOTENT
-from meshbatch.http.serialize import encode_request, local_reply
+from meshbatch.http.serialize import encode_request, encode_upload_head, local_reply
+from meshbatch.http.upload import Upload
 from meshbatch.http2.headers import TE_TRAILERS
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.guard import BREAKER_OPEN
@@ -130,22 +131,29 @@ def _abandoned(target: Target, endpoint: Endpoint, now: float) -> None:
 
 async def send(target: Target, method: bytes, path: bytes, headers: Headers, body: bytes, deadline: float,
                key: bytes | None, loop: asyncio.AbstractEventLoop, attempt: Attempt | None = None,
-               endpoint: Endpoint | None = None, stream_limit: int = 0) -> Response:
+               endpoint: Endpoint | None = None, stream_limit: int = 0, upload: Upload | None = None,
+               trailers: Headers | None = None) -> Response:
     """One exchange with `endpoint` (already picked, e.g. by the fast path), or one picked here; raises ProxyError
-    on failure. With a `stream_limit`, an answer larger than that comes with its body as a stream."""
+    on failure. With a `stream_limit`, an answer larger than that comes with its body as a stream. With an
+    `upload`, the body goes as it arrives (http/upload.py), chunked to an HTTP/1.1 upstream without a length.
+    `trailers` (the request's, after a whole body) go to an HTTP/2 upstream; HTTP/1.1 requests carry none."""
     if endpoint is None:
         endpoint = pick(target, key, attempt.tried if attempt is not None else (), loop.time())
     if attempt is not None:
         attempt.tried.append(endpoint)
     pool = endpoint.pool
     streams = pool.streams
-    data = encode_request(method, path, headers, body) if streams is None else b""
+    data = b""
+    if streams is None:
+        data = encode_request(method, path, headers, body) if upload is None else \
+            encode_upload_head(method, path, headers, upload.length)
     started = _begin(target, endpoint)
     try:
         if streams is None:
-            response = await pool.request(method, data, deadline, stream_limit)
+            response = await pool.request(method, data, deadline, stream_limit, upload)
         else:  # HTTP/2: a stream of one of the endpoint's few shared connections (http2/pool.py)
-            response = await streams.request(method, path, headers, body, deadline, stream_limit)
+            response = await streams.request(method, path, headers, body, deadline, stream_limit, upload,
+                                             trailers)
     except ProxyError as error:
         _failed(target, endpoint, error, started, loop.time())
         raise

@@ -43,7 +43,9 @@ def plain_stack(listener: model.Listener, route: model.PlainRoute, parts: Parts)
         service = MirrorLayer(service, mirror, listener.via)
     layered = service is not upstream or route.fault is not None or route.adaptive_concurrency is not None
     service = DeadlineLayer(parts.front(route, service), timeout, parts.loop)
-    return RouteStack(route.name, "plain", tuple(checks), service, None if layered else upstream.fast)
+    # A body still arriving goes upstream as it comes, but for a mirror's copy (which needs it whole)
+    return RouteStack(route.name, "plain", tuple(checks), service, None if layered else upstream.fast,
+                      streams=mirror is None)
 
 
 __all__ = ["plain_stack"]
