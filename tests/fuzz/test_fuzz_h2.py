@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from meshbatch.http.message import Request, Response
 from meshbatch.http.serving import Answer, Pending
+from meshbatch.http.upload import Upload
 from testbed.h2peer import PREFACE, H2Pair, frame, parse_frames
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -64,8 +65,35 @@ def echo(request: Request, answer: Answer) -> Pending | None:
     return None
 
 
-async def serve(chunks: list[bytes]) -> None:
-    peer = H2Pair(echo)
+class Relay:
+    """A dispatch that forwards a body still arriving (its upload) and answers with it at its end."""
+
+    def __call__(self, request: Request, answer: Answer) -> Pending | None:
+        upload = request.upload
+        if upload is None:
+            return echo(request, answer)
+        sink = _Sink(upload, answer)
+        upload.attach(sink)
+        return None
+
+
+class _Sink:
+    def __init__(self, upload: Upload, answer: Answer) -> None:
+        self.upload, self.answer, self.data = upload, answer, b""
+
+    def upload_data(self, data: bytes) -> None:
+        self.data += data
+        self.upload.taken(len(data))
+
+    def upload_end(self, trailers: object) -> None:
+        self.answer(Response(200, [], self.data or b"empty"))
+
+    def upload_abort(self, error: object) -> None:
+        pass
+
+
+async def serve(chunks: list[bytes], uploads: bool = False) -> None:
+    peer = H2Pair(Relay() if uploads else echo, uploads=uploads)
     dispatched: list[int] = []
     server = peer.server
     original = server._dispatch
@@ -81,7 +109,8 @@ async def serve(chunks: list[bytes]) -> None:
         await asyncio.sleep(0)
     parse_frames(peer.transport.data)  # well-formed output (raises on a broken frame)
     if not peer.transport.closing:
-        unanswered = [sid for sid in dispatched if sid in server.streams and not server.streams[sid].responded]
+        unanswered = [sid for sid in dispatched if sid in server.streams and not server.streams[sid].responded
+                      and (server.streams[sid].ended or not uploads)]  # (an upload still arriving waits)
         assert not unanswered, f"streams dispatched and never answered: {unanswered}"
     peer.transport.peer_closed()
 
@@ -96,6 +125,23 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 def test_generated_frame_sequences(sequence: list[bytes], cuts: list[int], settled: bool) -> None:
     start = PREFACE + frame(0x4, 0, 0) + (SETTINGS_ACK if settled else b"")
     LOOP.run_until_complete(serve(split(start + b"".join(sequence), cuts)))
+
+
+@FUZZ
+@given(st.lists(frames(), max_size=12), st.lists(st.integers(0, 4096), max_size=6))
+def test_generated_frame_sequences_with_uploads(sequence: list[bytes], cuts: list[int]) -> None:
+    start = PREFACE + frame(0x4, 0, 0) + SETTINGS_ACK
+    LOOP.run_until_complete(serve(split(start + b"".join(sequence), cuts), uploads=True))
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8),
+       st.lists(st.integers(0, 4096), max_size=6))
+def test_mutated_conversations_with_uploads(flips: list[tuple[int, int]], cuts: list[int]) -> None:
+    data = bytearray(conversation())
+    for at, value in flips:
+        data[at % len(data)] = value
+    LOOP.run_until_complete(serve(split(bytes(data), cuts), uploads=True))
 
 
 @FUZZ
