@@ -14,8 +14,9 @@ from typing import Any
 import grpc
 import pytest
 from h2.errors import ErrorCodes
+from h2.events import PingAckReceived
 
-from testbed.batch_upstream import wait_until
+from testbed.batch_upstream import BatchUpstream, batch_route, wait_until
 from testbed.config import cluster, config, listener, route
 from testbed.grpc_upstream import GrpcUpstream
 from testbed.h2_upstream import H2Upstream
@@ -30,7 +31,8 @@ WINDOW = 65_535
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, Any]]:
     made: dict[str, Any] = {"grpc": GrpcUpstream().start(), "h1": UploadUpstream().start(),
-                            "refusing": UploadUpstream(status=503).start(), "h2": H2Upstream("h2").start()}
+                            "refusing": UploadUpstream(status=503).start(), "h2": H2Upstream("h2").start(),
+                            "batch": BatchUpstream().start()}
     yield made
     for server in made.values():
         server.stop()
@@ -40,13 +42,14 @@ def servers() -> Iterator[dict[str, Any]]:
 def proxy(module_mesh: Any, servers: dict[str, Any]) -> MeshbatchProcess:
     retry = {"retry_on": ["5xx", "reset"], "num_retries": 3}
     routes = [route("grpc", "grpc", {"path_prefix": "/test.Echo/"}, timeout_ms=20_000),
+              batch_route("orders", "/orders/", "/b/json-array/ok", max_wait_ms=1),
               route("refusing", "refusing", {"path_prefix": "/refusing/"}, retry=retry),
               route("h2", "h2", {"path_prefix": "/h2/"}),
               route("mirrored", "h1", {"path_prefix": "/mirrored/"}, mirror={"cluster": "h2", "percent": 100}),
               route("h1", "h1", {"path_prefix": "/"}, timeout_ms=20_000)]
     clusters = [cluster("grpc", servers["grpc"].address, protocol="http2"), cluster("h1", servers["h1"].address),
-                cluster("refusing", servers["refusing"].address), cluster("h2", servers["h2"].address,
-                                                                         protocol="http2")]
+                cluster("refusing", servers["refusing"].address), cluster("batch", servers["batch"].address),
+                cluster("h2", servers["h2"].address, protocol="http2")]
     limits = {"max_body_bytes": 64 << 20, "max_buffer_bytes": 65_536}
     process: MeshbatchProcess = module_mesh.start(config(
         [listener("main", routes, limits, http2={"initial_window_size": WINDOW})], clusters))
@@ -107,6 +110,15 @@ def send_within_windows(h2: H2Socket, sid: int, body: bytes, sent: int) -> int:
         sent += size
     h2.send()
     return sent
+
+
+def sync(h2: H2Socket) -> None:
+    """PING, and read until its ACK: the proxy has read everything sent before it (later frames come in later
+    reads, so a body sent after this is still arriving when the head is dispatched)."""
+    seen = len(h2.answers.events)
+    h2.conn.ping(b"syncsync")
+    h2.send()
+    h2.read_until(lambda a: any(isinstance(e, PingAckReceived) for e in a.events[seen:]))
 
 
 def read_once(h2: H2Socket) -> None:
@@ -186,7 +198,7 @@ def test_request_trailers_reach_an_http2_upstream(proxy: MeshbatchProcess) -> No
     with H2Socket(proxy.address("main"), timeout=WAIT) as h2:
         sid = h2.conn.get_next_available_stream_id()
         h2.conn.send_headers(sid, request_headers("/h2/echo", "POST"))
-        h2.send()
+        sync(h2)
         h2.conn.send_data(sid, b"part one, ")
         h2.send()
         h2.conn.send_data(sid, b"part two")
@@ -203,7 +215,7 @@ def test_no_retry_once_the_body_went(proxy: MeshbatchProcess, servers: dict[str,
     with H2Socket(proxy.address("main"), timeout=WAIT) as h2:
         sid = h2.conn.get_next_available_stream_id()
         h2.conn.send_headers(sid, request_headers("/refusing/x", "POST"))
-        h2.send()
+        sync(h2)
         h2.conn.send_data(sid, b"once", end_stream=True)
         h2.send()
         answers = h2.read_until(lambda a: sid in a.ended)
@@ -215,7 +227,7 @@ def test_a_mirrored_route_reads_the_body_whole_first(proxy: MeshbatchProcess, h1
     with H2Socket(proxy.address("main"), timeout=WAIT) as h2:
         sid = h2.conn.get_next_available_stream_id()
         h2.conn.send_headers(sid, request_headers("/mirrored/x", "POST"))
-        h2.send()
+        sync(h2)
         h2.conn.send_data(sid, b"whole ")
         h2.send()
         h2.conn.send_data(sid, b"body", end_stream=True)
@@ -223,3 +235,17 @@ def test_a_mirrored_route_reads_the_body_whole_first(proxy: MeshbatchProcess, h1
         answers = h2.read_until(lambda a: sid in a.ended)
     head = h1.heads.get(timeout=WAIT)  # its length known: it went whole (streamed, it would be chunked)
     assert head["headers"].get("content-length") == "10" and json.loads(answers.body[sid])["size"] == 10
+
+
+def test_a_batching_route_reads_a_body_still_arriving_whole(proxy: MeshbatchProcess,
+                                                           servers: dict[str, Any]) -> None:
+    with H2Socket(proxy.address("main"), timeout=WAIT) as h2:
+        sid = h2.conn.get_next_available_stream_id()
+        h2.conn.send_headers(sid, request_headers("/orders/x", "POST", extra=[("content-type", "application/json")]))
+        sync(h2)  # dispatched before its body: the route waits for it whole
+        h2.conn.send_data(sid, b'{"n": ')
+        h2.send()
+        h2.conn.send_data(sid, b'42}', end_stream=True)
+        h2.send()
+        answers = h2.read_until(lambda a: sid in a.ended)
+    assert answers.status[sid] == 200 and json.loads(answers.body[sid])["echo"] == {"n": 42}
