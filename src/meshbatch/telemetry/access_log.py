@@ -145,8 +145,10 @@ class AccessLog:
         if len(buffer) >= self.max_buffer:
             self.dropped.inc(())
             return
+        upload = request.upload  # (a body forwarded as it arrives: what arrived by the answer)
         buffer.append((time.time(), listener, request.route, request.method, request.target, request.host,
-                       request.client, request.request_id, request.headers, len(request.body), response.status,
+                       request.client, request.request_id, request.headers,
+                       len(request.body) if upload is None else upload.received, response.status,
                        response.flag, response.reason, response.upstream, response.headers, len(response.body),
                        seconds, grpc_status(response) if request.version == b"2" else None))
         if len(buffer) == self.max_buffer // 2 and self._loop is not None and not self._soon:
