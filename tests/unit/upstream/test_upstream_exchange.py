@@ -66,7 +66,8 @@ class FakePool:
     def idle(self) -> int:
         return len(self.idle_conns)
 
-    async def request(self, method: bytes, data: bytes, deadline: float, stream_limit: int = 0) -> Response:
+    async def request(self, method: bytes, data: bytes, deadline: float, stream_limit: int = 0,
+                      upload: object = None) -> Response:
         self.sent.append(data)
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, asyncio.Future):
