@@ -22,6 +22,7 @@ from meshbatch.http.serving import ConnectionGuard, ListenerState
 from meshbatch.http2.limits import FrameWatch
 from meshbatch.http2.response import response_fields, sends_body, trailer_fields_out
 from meshbatch.http2.streams import H2Stream
+from meshbatch.http2.uploads import credit_stream
 
 
 class H2Sender:
@@ -66,8 +67,11 @@ class H2Sender:
                 pass  # the stream is gone: h2 credits the connection's window only
 
     def upload_credit(self, stream: H2Stream, size: int) -> None:
-        """An upload's bytes went upstream: the caller may send as much more (http/upload.py)."""
-        self._credit(stream.id, size)
+        """An upload's bytes went upstream: the caller may send as much more on the stream (its connection's window
+        was credited as they came: http2/uploads.py)."""
+        if self.h2 is None or not size:
+            return
+        credit_stream(self.h2, stream.id, size)
         if not self._reading and not self._write_due:
             self._write_due = True
             self._loop.call_soon(self.write_pending)

@@ -239,7 +239,7 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
         limit = self._settings.parser_limits.max_body_bytes
         upload = stream.upload
         if upload is not None and not upload.collecting:  # forwarded as it arrives
-            upload_data(self, stream, upload, data, credit, limit)
+            upload_data(self, conn, stream, upload, data, credit, limit)
             return
         stream.body_len += len(data)
         if stream.body_len > limit:

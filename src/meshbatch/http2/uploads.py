@@ -8,15 +8,22 @@ does with the upload decides the rest:
 - `collect` (a route that reads bodies whole): the stream keeps reading as before (credit at once, within the
   connection's cap; 413 beyond `limits.max_body_bytes`), and at its end the body goes into the request and the
   route goes on;
-- otherwise the body goes to the upload, credited back only as the upstream takes it; what had arrived with
-  the head goes first. `limits.max_body_bytes` still bounds the whole body (413 while unanswered, else the
-  stream is reset), but never more than about a stream window is held. The end (with the caller's trailers)
-  ends the upload; a reset from the caller fails it (and cancels the exchange, as for any request).
+- otherwise the body goes to the upload; what had arrived with the head goes first. Its stream's window is
+  credited back only as the upstream takes the bytes, so no more than a stream window is held per upload; the
+  connection's window is credited as they arrive (h2 credits both together: `credit_connection` and
+  `credit_stream` split that), so an upstream that stalls one upload never stalls the connection's other streams
+  (Envoy's model: per-stream buffers; a connection holds at most its streams' windows). `limits.max_body_bytes`
+  still bounds the whole body (413 while unanswered, else the stream is reset). The end (with the caller's
+  trailers) ends the upload; a reset from the caller fails it (and cancels the exchange, as for any request).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+from h2.connection import H2Connection
+from h2.exceptions import H2Error
+from hyperframe.frame import WindowUpdateFrame
 
 from meshbatch.errors import PayloadTooLarge
 from meshbatch.http.message import Request, Response
@@ -30,7 +37,6 @@ class UploadServer(Protocol):
 
     def _dispatch(self, stream: H2Stream, request: Request) -> None: ...
     def _release(self, stream: H2Stream) -> None: ...
-    def _credit(self, sid: int, size: int) -> None: ...
     def _answer(self, stream: H2Stream, response: Response) -> None: ...
 
 
@@ -50,12 +56,32 @@ def dispatch_early(server: UploadServer, stream: H2Stream) -> None:
     stream.body = []
 
 
-def upload_data(server: UploadServer, stream: H2Stream, upload: Upload, data: bytes, credit: int,
-                limit: int) -> None:
+def credit_connection(conn: H2Connection, size: int) -> None:
+    """The connection-level half of h2's `acknowledge_received_data`."""
+    increment = conn._inbound_flow_control_window_manager.process_bytes(size)
+    if increment:
+        frame = WindowUpdateFrame(0)
+        frame.window_increment = increment
+        conn._prepare_for_sending([frame])
+
+
+def credit_stream(conn: H2Connection, sid: int, size: int) -> None:
+    """The stream-level half (nothing for a stream gone or closed: its window no longer matters)."""
+    try:
+        stream = conn._get_stream_by_id(sid)
+    except H2Error:
+        return
+    if stream.open:
+        conn._prepare_for_sending(stream.acknowledge_received_data(size))
+
+
+def upload_data(server: UploadServer, conn: H2Connection, stream: H2Stream, upload: Upload, data: bytes,
+                credit: int, limit: int) -> None:
     """A DATA frame of a stream whose body goes upstream as it arrives."""
+    if credit:
+        credit_connection(conn, credit)
     stream.body_len += len(data)
     if stream.body_len > limit:
-        server._credit(stream.id, credit)
         error = PayloadTooLarge("body_too_large", f"body exceeds {limit} bytes")
         pending, stream.pending = stream.pending, None
         if pending is not None:
@@ -66,4 +92,4 @@ def upload_data(server: UploadServer, stream: H2Stream, upload: Upload, data: by
     upload.feed(data, credit)
 
 
-__all__ = ["UploadServer", "dispatch_early", "upload_data"]
+__all__ = ["UploadServer", "credit_connection", "credit_stream", "dispatch_early", "upload_data"]

@@ -165,3 +165,19 @@ async def test_the_upstream_answering_early_resets_the_callers_body() -> None:
     await asyncio.sleep(0)
     peer.pull()
     assert peer.answers.status[sid] == 413 and peer.answers.reset.get(sid) == ErrorCodes.NO_ERROR
+
+
+async def test_a_stalled_upload_does_not_stall_the_connections_other_streams() -> None:
+    exchange = Exchange()  # its sink takes nothing: the upstream is stalled
+    peer = pair(exchange, http2=H2Limits(initial_window_size=WINDOW, connection_window_size=WINDOW))
+    sid = start(peer, b"")
+    for size in (16_000, 16_000, 16_000, 16_000, WINDOW - 64_000):
+        peer.client.send_data(sid, b"x" * size)
+    peer.flush()
+    assert peer.client.local_flow_control_window(sid) == 0  # this stream is held back ...
+    assert window_updates(peer, sid) == 0 and window_updates(peer, 0) > 0  # ... the connection is not
+    other = peer.client.get_next_available_stream_id()
+    peer.client.send_headers(other, request_headers("/other", "POST"))
+    peer.client.send_data(other, b"y" * 1000, end_stream=True)
+    peer.flush()
+    assert [r.target for r in exchange.requests] == [b"/up", b"/other"] and exchange.requests[1].body == b"y" * 1000
