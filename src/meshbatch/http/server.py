@@ -4,7 +4,7 @@ of http/server_machine.py), which decides what happens to every byte read, every
 One request is served at a time per connection: pipelined requests wait their turn (answers go out in order)
 up to `max_pipelined` requests and `max_pipelined_bytes` of their bodies, then reading pauses (the connection's
 `Flow`, http/flow.py). One timer per connection (a watchdog re-armed lazily) enforces the header-read timeout
-(slowloris), the idle timeout and the send timeout.
+(slowloris), the idle timeout and the send timeout. An `Upgrade: h2c` request hands the connection to HTTP/2.
 
 An answer is written in one go, head and body, unless it comes with a stream (larger than the listener's
 `max_buffer_bytes`, see http/stream.py): then its head goes out, the connection becomes the stream's sink
