@@ -1,12 +1,13 @@
 """The downstream HTTP/2 connection's I/O: an asyncio Protocol around h2's sans-I/O `H2Connection`.
 
 Each stream whose request is whole becomes a `Request` (http2/head.py: the same checks as HTTP/1.1) handed to the
-listener's `dispatch` (one whose body is still arriving, with it as an upload: http2/uploads.py; the request of
-an `Upgrade: h2c` is stream 1: http2/upgrade.py), exactly as http/server.py does for HTTP/1.1: the connection's
-guard admits it (mTLS identity, rates), an `x-request-id` is given when it has none, local replies come from
-`local_reply`, the observer (access log, metrics) sees every answer. Answers go out as HEADERS, DATA within the flow-control windows
-(http2/streams.py keeps what waits) and trailing HEADERS; a streamed body (http/stream.py) too. A client's
-RST_STREAM cancels its stream's `Pending`: a batched caller withdraws its item as a closed HTTP/1.1 connection does.
+listener's `dispatch` (one whose body is still arriving, with it as an upload: http2/uploads.py; the request of an
+`Upgrade: h2c` is stream 1: http2/upgrade.py), exactly as http/server.py does for HTTP/1.1: the connection's guard
+admits it (mTLS identity, rates), an `x-request-id` is given when it has none, local replies come from
+`local_reply`, the observer (access log, metrics) sees every answer. Answers go out as HEADERS, DATA within the
+flow-control windows (http2/streams.py keeps what waits) and trailing HEADERS; a streamed body (http/stream.py) too.
+A client's RST_STREAM cancels its stream's `Pending`: a batched caller withdraws its item as a closed HTTP/1.1
+connection does.
 
 Every byte read passes `FrameWatch` (http2/limits.py) first: an attack closes the connection with GOAWAY
 ENHANCE_YOUR_CALM, counted in the listener's `aborts` by reason. One timer (a watchdog re-armed lazily) enforces
