@@ -62,6 +62,17 @@ def test_curl_http2_upgrade_with_a_body(proxy: MeshbatchProcess) -> None:
     assert json.loads(body)["body"] == "x" * 5000
 
 
+def test_curl_http2_upgrade_expecting_100_continue(proxy: MeshbatchProcess) -> None:
+    out = curl("--http2", "-H", "Expect: 100-continue", "--expect100-timeout", "4", "-d", "z" * 3000, "-D", "-",
+               "-w", "\n%{http_version} %{time_total}", proxy.url("main", "/plain/expect"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("HTTP/1.1 100 Continue")  # (then the 101, then HTTP/2)
+    rest, _, last = out.stdout.rpartition("\n")
+    version, seconds = last.split()
+    assert version == "2" and float(seconds) < 3  # the 100 came: curl did not wait out its 4 s
+    assert json.loads(rest.split("\n\n", 3)[3])["body"] == "z" * 3000  # (after the 100, 101 and 200 heads)
+
+
 def test_h2_client_upgrades_then_goes_on_with_more_streams(proxy: MeshbatchProcess) -> None:
     head = b"POST /plain/one HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello"
     with H2Socket(proxy.address("main"), upgrade=head) as h2:

@@ -140,6 +140,7 @@ class RequestParser:
             request, fields, self._upgrade = self.ready.pop() if self.ready else None, self._upgrade, None
             self.upgrade = Upgrade.of(request, fields, self.h2c, self.limits.max_header_bytes)  # (or a 400)
             self.in_message = self.headers_done = True  # while its body is read
+            self.continue_wanted = self.upgrade.left > 0 and self.upgrade.expects
             self._feed_upgrade(data[exc.args[0]:])
             return
         except httptools.HttpParserCallbackError:
@@ -170,7 +171,7 @@ class RequestParser:
         assert upgrade is not None
         request = upgrade.feed(data)
         if request is not None:  # whole: it waits to be served
-            self.in_message = self.headers_done = False
+            self.in_message = self.headers_done = self.continue_wanted = False
             self.ready.append(request)
             if upgrade.settings is None:  # ignored: the connection goes on in HTTP/1.1, with a parser past it
                 self.upgrade = None
@@ -364,6 +365,8 @@ class RequestParser:
     def on_message_complete(self) -> None:
         parser = self._parser
         upgrade = self._upgrade
+        if upgrade is not None and self._expect:
+            upgrade.append((b"expect", b"100-continue"))  # (its body is read past llhttp: the 100 is sent then)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self.ready.append(
             Request(
@@ -386,7 +389,7 @@ class RequestParser:
         self.continue_wanted = False
         self._reset()
         if upgrade is not None and parser.should_upgrade():
-            self._upgrade = upgrade  # for `_upgraded`: llhttp stops right after this request
+            self._upgrade = upgrade  # for the upgrade: llhttp stops right after this request
 
 
 def _describe(exc: Exception) -> str:

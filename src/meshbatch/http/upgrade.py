@@ -72,7 +72,7 @@ class Upgrade:
     """An upgrade request being read (its body), then waiting to be served. `settings`: the HTTP2-Settings payload
     when the connection switches to h2c; None when the upgrade is ignored (the request is served over HTTP/1.1)."""
 
-    __slots__ = ("_body", "_handed", "left", "max_rest", "overflow", "request", "rest", "settings")
+    __slots__ = ("_body", "_handed", "expects", "left", "max_rest", "overflow", "request", "rest", "settings")
 
     def __init__(self, request: Request, settings: bytes | None, length: int, max_rest: int) -> None:
         self.request = request
@@ -83,6 +83,7 @@ class Upgrade:
         self.max_rest = max_rest
         self.overflow = False  # more than `max_rest` came: the request is served over HTTP/1.1, then a 400
         self._handed = False  # the request went to the reader's queue
+        self.expects = False  # it sent `Expect: 100-continue`: the reader sends the 100 before reading its body
 
     @classmethod
     def of(cls, request: Request | None, fields: Headers | None, h2c: bool, max_rest: int) -> Upgrade:
@@ -99,7 +100,9 @@ class Upgrade:
                 raise BadRequest("bad_http2_settings", "an h2c upgrade must name HTTP2-Settings in Connection")
             settings = settings_payload([value for name, value in fields if name == b"http2-settings"])
         # (an ignored upgrade's rest is read as HTTP/1.1 at once: bounded by the read it came with)
-        return cls(request, settings, int(length) if length is not None else 0, max_rest if h2c else 1 << 62)
+        upgrade = cls(request, settings, int(length) if length is not None else 0, max_rest if h2c else 1 << 62)
+        upgrade.expects = (b"expect", b"100-continue") in fields  # (the reader adds it to the fields)
+        return upgrade
 
     def feed(self, data: bytes) -> Request | None:
         """Bytes after the request's head: its body first, then what follows. The request, once, when whole."""

@@ -124,3 +124,20 @@ def test_settings_payload_bounds() -> None:
     with pytest.raises(BadRequest):
         settings_payload([base64.urlsafe_b64encode(b"\x00\x03\x00\x00\x00\x64" * (MAX_SETTINGS + 1))])
     assert settings_payload([SETTINGS + b"="]) == base64.urlsafe_b64decode(SETTINGS)  # padded: accepted too
+
+
+def test_an_upgrade_expecting_100_continue_gets_it_before_its_body() -> None:
+    p = parser()
+    p.feed(upgrade_head(b"POST", extra=b"Content-Length: 3\r\nExpect: 100-continue\r\n"))
+    assert p.continue_wanted and not p.ready
+    p.feed(b"abc")
+    assert [r.body for r in p.ready] == [b"abc"]
+    q = parser()
+    q.feed(upgrade_head(b"GET", extra=b"Expect: 100-continue\r\n"))  # no body: nothing to continue
+    assert not q.continue_wanted and len(q.ready) == 1
+
+
+def test_a_continue_not_yet_sent_is_forgotten_once_the_body_is_whole() -> None:
+    p = parser(h2c=False)
+    p.feed(upgrade_head(b"POST", settings=[], extra=b"Content-Length: 3\r\nExpect: 100-continue\r\n") + b"abc")
+    assert not p.continue_wanted and [r.body for r in p.ready] == [b"abc"]
