@@ -1,7 +1,11 @@
 """An HTTP/2 request head made into the same unambiguous `Request` an HTTP/1.1 one becomes. Pure.
 
-h2 has checked the frame-level rules already (RFC 9113 8.2-8.3: lower-case names, pseudo-header fields first,
-once each, the ones a request needs, no connection-specific field, `te` only `trailers`). What is left is what
+First the rules of an HTTP/2 block (RFC 9113 8.2-8.3), checked here rather than by h2 (whose checks cost more than
+the rest of the head together): field names lower case and of allowed characters, values without NUL, CR, LF or
+whitespace at their ends, no connection-specific field, `te` only `trailers`, pseudo-header fields known, once
+each, before the others, and the ones a request needs (`:method`, and `:scheme` and a non-empty `:path` but for
+CONNECT). A malformed request is answered 400 on its stream (8.1.1 allows a response before the stream closes)
+and never forwarded; split `cookie` fields are joined again (8.2.3). What is left is what
 http/parser.py does for HTTP/1.1, through the same functions so both protocols agree byte for byte: the path in
 normal form (http/paths.py), the authority checked (http/target.py; `:authority` and a `host` field must agree),
 fields the proxy acts on present at most once (http/fields.py), the forwarding fields trusted or dropped by the
@@ -20,10 +24,23 @@ from meshbatch.http.message import Headers, Request
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.paths import normalize_path
 from meshbatch.http.target import parse_authority
+from meshbatch.http2.headers import field_problem
 
 # What proxies in front say about the original request besides x-forwarded-for: believed only through them.
 FORWARDED: Final = frozenset({b"forwarded", b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"})
 FIELD_OVERHEAD: Final = 32  # RFC 9113 6.5.2: a field's size is its name, its value and 32
+# The request's pseudo-header fields, each a bit of the set seen so far.
+_METHOD: Final = 1
+_SCHEME: Final = 2
+_PATH: Final = 4
+_AUTHORITY: Final = 8
+_PROTOCOL: Final = 16
+_PSEUDO: Final[dict[bytes, int]] = {b":method": _METHOD, b":scheme": _SCHEME, b":path": _PATH,
+                                    b":authority": _AUTHORITY, b":protocol": _PROTOCOL}
+
+
+def _malformed(detail: str) -> BadRequest:
+    return BadRequest("malformed_h2_request", detail)
 
 
 def build_request(fields: Headers, limits: ParserLimits, peer: str, scheme: bytes, now: float) -> Request:
@@ -37,17 +54,33 @@ def build_request(fields: Headers, limits: ParserLimits, peer: str, scheme: byte
     xff: list[bytes] | None = None
     trust = limits.trust
     hops = trust.xff_num_trusted_hops
+    pseudo = 0
+    regular = False
+    cookies: list[bytes] | None = None
     for name, value in fields:
         size += len(name) + len(value) + FIELD_OVERHEAD
         if name[:1] == b":":
-            if name == b":method":
+            bit = _PSEUDO.get(name, 0)
+            if not bit or pseudo & bit or regular:
+                raise _malformed(f"pseudo-header field {name[:64]!r} unknown, repeated or after the others")
+            pseudo |= bit
+            if bit == _METHOD:
                 method = value
-            elif name == b":path":
+            elif bit == _PATH:
                 path = value
-            elif name == b":authority":
+            elif bit == _AUTHORITY:
                 authority = value
-            elif name == b":scheme" and value not in (b"http", b"https"):
+            elif bit == _SCHEME and value not in (b"http", b"https"):
                 raise BadRequest("unsupported_scheme", "only http and https requests are proxied")
+            continue
+        regular = True
+        problem = field_problem(name, value)
+        if problem:
+            raise _malformed(problem)
+        if name == b"cookie":  # split into several fields for compression (RFC 9113 8.2.3): one again
+            if cookies is None:
+                cookies = []
+            cookies.append(value)
             continue
         if len(headers) >= limits.max_headers:
             raise HeadersTooLarge("too_many_headers", f"more than {limits.max_headers} header fields")
@@ -87,6 +120,17 @@ def build_request(fields: Headers, limits: ParserLimits, peer: str, scheme: byte
         elif name == b"content-length" and value.isdigit() and int(value) > limits.max_body_bytes:
             raise PayloadTooLarge("body_too_large", f"body of {int(value)} bytes exceeds {limits.max_body_bytes}")
         headers.append((name, value))
+    if not pseudo & _METHOD:
+        raise _malformed("no :method")
+    if method != b"CONNECT":
+        if pseudo & _PROTOCOL:
+            raise _malformed(":protocol without CONNECT")
+        if not pseudo & _SCHEME or not path:
+            raise _malformed("no :scheme or no :path")
+    if cookies is not None:
+        if len(headers) >= limits.max_headers:
+            raise HeadersTooLarge("too_many_headers", f"more than {limits.max_headers} header fields")
+        headers.append((b"cookie", b"; ".join(cookies)))
     if size > limits.max_header_bytes:
         raise HeadersTooLarge()
     if method == b"CONNECT":
@@ -124,6 +168,9 @@ def trailer_fields(fields: Headers, limits: ParserLimits) -> Headers:
     for name, value in fields:
         if name[:1] == b":":
             raise BadRequest("malformed_request", "a pseudo-header field in trailers")
+        problem = field_problem(name, value)
+        if problem:
+            raise _malformed(problem)
         size += len(name) + len(value) + FIELD_OVERHEAD
         out.append((name, value))
     if len(out) > limits.max_headers:

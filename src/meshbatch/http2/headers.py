@@ -27,6 +27,33 @@ CONNECTION_SPECIFIC: Final = frozenset({
 })
 TE_TRAILERS: Final = (b"te", b"trailers")
 
+# What a received field may not be (RFC 9113 8.2.1-8.2.2): meshbatch checks received blocks itself rather than
+# through h2's validation (a chain of generators that was the largest part of what h2 spent on a request head).
+FORBIDDEN_RECEIVED: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                                       b"upgrade"})
+# A field name's characters: 0x21-0x7e without the upper-case letters and without ':' (pseudo-header fields'
+# names are compared whole against the few there are).
+NAME_CHARACTERS: Final = bytes([c for c in range(0x21, 0x7F) if not 0x41 <= c <= 0x5A and c != 0x3A])
+
+
+def field_problem(name: bytes, value: bytes) -> str:
+    """Why a received (not pseudo-header) field makes its block malformed (RFC 9113 8.2.1-8.2.2), or "" when it
+    does not: an empty name, a character not allowed in a name (upper case, controls, space, ':', beyond 0x7e), a
+    value with NUL, CR or LF or with whitespace at either end, a connection-specific field, `te` but `trailers`."""
+    if not name or name.translate(None, NAME_CHARACTERS):
+        return f"invalid field name {name[:64]!r}"
+    if value:
+        if b"\r" in value or b"\n" in value or b"\x00" in value:
+            return f"invalid character in the value of {name[:64]!r}"
+        first, last = value[0], value[-1]
+        if first == 0x20 or first == 0x09 or last == 0x20 or last == 0x09:
+            return f"whitespace around the value of {name[:64]!r}"
+    if name in FORBIDDEN_RECEIVED:
+        return f"connection-specific field {name!r}"
+    if name == b"te" and value.lower() != b"trailers":
+        return "te other than trailers"
+    return ""
+
 # Fields a trailer section may not carry (RFC 9110 6.5.1: framing, routing, authentication, control data):
 # dropped from received trailers whatever the protocol.
 NOT_IN_TRAILERS: Final = CONNECTION_SPECIFIC | frozenset({
@@ -89,5 +116,5 @@ def trailer_fields(block: list[tuple[bytes, bytes]]) -> Headers:
     return [(name, value) for name, value in block if name[:1] != b":" and name not in NOT_IN_TRAILERS]
 
 
-__all__ = ["CONNECTION_SPECIFIC", "NOT_IN_TRAILERS", "TE_TRAILERS", "answer_fields", "request_block",
-           "trailer_fields"]
+__all__ = ["CONNECTION_SPECIFIC", "FORBIDDEN_RECEIVED", "NOT_IN_TRAILERS", "TE_TRAILERS", "answer_fields",
+           "field_problem", "request_block", "trailer_fields"]

@@ -80,6 +80,53 @@ def test_what_is_refused(fields: Fields, refusal: tuple[int, str]) -> None:
     assert build(fields) == refusal
 
 
+M = (400, "malformed_h2_request")
+
+
+@pytest.mark.parametrize("fields", [
+    head(extra=[(b"X-Upper", b"1")]),  # RFC 9113 8.2.1: no upper case in a name
+    head(extra=[(b"x y", b"1")]),
+    head(extra=[(b"x:y", b"1")]),
+    head(extra=[(b"", b"1")]),
+    head(extra=[(b"x\x00", b"1")]),
+    head(extra=[(b"x\xc3\xa9", b"1")]),
+    head(extra=[(b"x", b"a\r\nb")]),
+    head(extra=[(b"x", b"a\nb")]),
+    head(extra=[(b"x", b"a\x00b")]),
+    head(extra=[(b"x", b" a")]),
+    head(extra=[(b"x", b"a\t")]),
+    head(extra=[(b"connection", b"close")]),  # 8.2.2: connection-specific fields
+    head(extra=[(b"keep-alive", b"1")]),
+    head(extra=[(b"proxy-connection", b"x")]),
+    head(extra=[(b"transfer-encoding", b"chunked")]),
+    head(extra=[(b"upgrade", b"websocket")]),
+    head(extra=[(b"te", b"gzip")]),
+    head(extra=[(b"x", b"1"), (b":authority", b"late")]),  # 8.3: pseudo-header fields first, once each, known
+    [*head(), (b":path", b"/again")],
+    [*head(), (b":status", b"200")],
+    [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"a"), (b":protocol", b"ws")],
+    [(b":method", b"GET"), (b":fake", b"1"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"a")],
+    [(b":scheme", b"http"), (b":path", b"/"), (b":authority", b"a")],  # the ones a request needs
+    [(b":method", b"GET"), (b":path", b"/"), (b":authority", b"a")],
+    [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a")],
+    head(b""),
+])
+def test_malformed_blocks_are_refused(fields: Fields) -> None:
+    assert build(fields) == M
+
+
+def test_what_a_well_formed_block_may_carry() -> None:
+    _, _, headers, _ = accepted(head(extra=[(b"te", b"trailers"), (b"x", b""), (b"x-sym", b"!#$%&'*+-.^_`|~09az"),
+                                            (b"x-v", b"a b\tc\x7f\xff")]))
+    assert (b"te", b"trailers") in headers and (b"x", b"") in headers and (b"x-v", b"a b\tc\x7f\xff") in headers
+
+
+def test_split_cookies_are_joined_again() -> None:
+    _, _, headers, _ = accepted(head(extra=[(b"cookie", b"a=1"), (b"x", b"1"), (b"cookie", b"b=2")]))
+    assert [value for name, value in headers if name == b"cookie"] == [b"a=1; b=2"]
+    assert build(head(extra=[(b"x-n", b"1")] * 100 + [(b"cookie", b"a=1")])) == (431, "too_many_headers")
+
+
 def test_the_authority_goes_upstream_as_host_without_its_trailing_dot() -> None:
     _, host, headers, _ = accepted(head(authority=b"Svc.:8080", extra=[(b"host", b"svc:8080")]))
     assert host == b"svc" and (b"host", b"Svc:8080") in headers
@@ -105,3 +152,6 @@ def test_trailers() -> None:
         trailer_fields([(b":path", b"/")], ParserLimits())
     with pytest.raises(ProxyError):
         trailer_fields([(b"x", b"1")] * 101, ParserLimits())
+    for bad in [(b"Grpc-Status", b"0"), (b"connection", b"close"), (b"x", b"a\r\nb"), (b"x", b"a ")]:
+        with pytest.raises(ProxyError, match="malformed_h2_request"):
+            trailer_fields([bad], ParserLimits())

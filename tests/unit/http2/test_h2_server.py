@@ -86,6 +86,27 @@ async def test_a_bad_head_is_answered_on_its_stream_and_the_connection_goes_on()
     assert not peer.transport.closing
 
 
+async def test_a_malformed_head_is_refused_on_its_stream_and_never_dispatched() -> None:
+    from hpack import Decoder, Encoder
+    from hyperframe.frame import HeadersFrame
+
+    from testbed.h2peer import frame
+
+    held = Held()
+    peer = await pair(held)
+    encoder = Encoder()  # the client's own encoder would refuse these fields: the blocks are written by hand
+    bad = [request_headers("/u", extra=[("X-Upper", "1")]), request_headers("/c", extra=[("connection", "close")]),
+           [(b":path", b"/late"), *request_headers("/p")[1:], (b"x", b"1"), (b":method", b"GET")]]
+    for sid, fields in zip((1, 3, 5), bad, strict=True):
+        peer.raw(frame(0x1, 0x5, sid, encoder.encode(fields)))  # HEADERS, END_STREAM | END_HEADERS
+    peer.server.write_pending()
+    decoder = Decoder()
+    statuses = {f.stream_id: dict(decoder.decode(f.data, raw=True))[b":status"] for f in peer.frames()
+                if isinstance(f, HeadersFrame)}
+    assert statuses == {1: b"400", 3: b"400", 5: b"400"} and not held.calls
+    assert peer.server.streams == {} and not peer.transport.closing
+
+
 async def test_body_and_header_limits_answer_413_and_431() -> None:
     from meshbatch.http.parser import ParserLimits
 
