@@ -33,6 +33,7 @@ class Peer:
         self.answer()
 
     def read(self) -> list[h2.events.Event]:
+        self.conn.write_pending()  # what the connection deferred to the end of the loop's turn: the test reads now
         data = self.transport.data
         self.transport.written.clear()
         events = self.h2.receive_data(data) if data else []

@@ -27,23 +27,17 @@ import contextlib
 from collections.abc import Callable
 from typing import cast
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 from h2.errors import ErrorCodes
 
 from meshbatch.errors import BadGateway, ConnectFailed, ProxyError, StreamRefused, UpstreamReset
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.upload import Upload
+from meshbatch.http2.client_setup import new_client_connection
 from meshbatch.http2.client_stream import ClientStream, StreamLimits
-from meshbatch.http2.headers import CONNECTION_SPECIFIC, answer_fields, request_block, trailer_fields
+from meshbatch.http2.headers import answer_fields, request_block, trailer_fields
 from meshbatch.http2.response import trailer_fields_out
-from meshbatch.http2.state import CLIENT_AFTER_GOAWAY
-
-_CONFIG = h2.config.H2Configuration(client_side=True, header_encoding=None)
-_S = h2.settings.SettingCodes
 
 
 def _nothing(conn: MultiplexedConnection) -> None:
@@ -51,22 +45,14 @@ def _nothing(conn: MultiplexedConnection) -> None:
 
 
 class MultiplexedConnection(asyncio.Protocol):
-    __slots__ = ("_h2", "_loop", "_write_paused", "closed", "goaway", "idle_since", "limits", "on_close", "on_free",
-                 "pooled", "ready", "scheme", "streams", "transport", "uses")
+    __slots__ = ("_flush_due", "_h2", "_loop", "_write_paused", "closed", "goaway", "idle_since", "limits", "on_close",
+                 "on_free", "pooled", "ready", "scheme", "streams", "transport", "uses")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: StreamLimits, scheme: bytes = b"http") -> None:
         self._loop = loop
         self.limits = limits
         self.scheme = scheme
-        conn = self._h2 = h2.connection.H2Connection(config=_CONFIG)
-        conn.local_settings = h2.settings.Settings(client=True, initial_values={
-            _S.ENABLE_PUSH: 0,
-            _S.MAX_CONCURRENT_STREAMS: 0,  # (streams the server would open: none)
-            _S.INITIAL_WINDOW_SIZE: limits.stream_window,
-            _S.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
-        })
-        conn.decoder.max_header_list_size = limits.max_header_list_size  # enforced from the first frame on
-        conn.state_machine._transitions = CLIENT_AFTER_GOAWAY  # type: ignore[misc]
+        self._h2 = new_client_connection(limits)
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, ClientStream] = {}
         self.ready: asyncio.Future[None] = loop.create_future()  # the peer's first SETTINGS arrived
@@ -74,6 +60,7 @@ class MultiplexedConnection(asyncio.Protocol):
         self.closed = False
         self.goaway = False  # the peer sent GOAWAY (or stream ids ran out): no new stream
         self._write_paused = False
+        self._flush_due = False  # a write is scheduled for the end of this turn of the loop
         self.uses = 0
         self.pooled = False
         self.idle_since = loop.time()
@@ -138,7 +125,7 @@ class MultiplexedConnection(asyncio.Protocol):
                               end_stream=not body and not stream.open_ended)
         except h2.exceptions.ProtocolError as exc:  # a field HTTP/2 cannot carry
             stream.fail(BadGateway("bad_upstream_request", f"the request cannot be sent over HTTP/2: {exc}"))
-            self._flush()
+            self._flush_soon()
             return stream
         self.uses += 1
         self.streams[stream_id] = stream
@@ -148,7 +135,7 @@ class MultiplexedConnection(asyncio.Protocol):
         stream.timer = self._loop.call_at(deadline, self._expire, stream)
         if upload is not None:
             stream.attach(upload)
-        self._flush()
+        self._flush_soon()
         return stream
 
     def _send_body(self, stream: ClientStream) -> None:
@@ -160,11 +147,12 @@ class MultiplexedConnection(asyncio.Protocol):
                 break
             piece, pending = pending[:size], pending[size:]
             conn.send_data(stream.id, piece, end_stream=not pending and not stream.open_ended)
-            self._flush()  # frame by frame: a full transport pauses us (`pause_writing`) before the next one
+            if pending:
+                self._flush()  # frame by frame: a full transport pauses us (`pause_writing`) before the next one
         stream.pending = pending
         if stream.open_ended and self.streams.get(stream.id) is stream:
             stream.uploaded(conn)  # credit for what went; its end when all went
-            self._flush()
+        self._flush_soon()  # (a body's last frame goes with what else this turn of the loop sends)
 
     send_body = _send_body  # (an upload's sink: more to send)
 
@@ -253,7 +241,10 @@ class MultiplexedConnection(asyncio.Protocol):
         elif isinstance(event, h2.events.TrailersReceived):
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
-                stream.trailers = trailer_fields(list(event.headers or ()))  # type: ignore[arg-type]
+                try:
+                    stream.trailers = trailer_fields(event.headers or [])  # type: ignore[arg-type]
+                except BadGateway as error:
+                    self._refuse(stream, error)
         elif isinstance(event, h2.events.WindowUpdated):
             self._window(event.stream_id or 0)
         elif isinstance(event, h2.events.StreamReset):
@@ -271,17 +262,14 @@ class MultiplexedConnection(asyncio.Protocol):
         if stream is None:
             return
         stream.received = True
-        status, fields = answer_fields(list(event.headers or ()))  # type: ignore[arg-type]
+        try:
+            status, headers, stream.length = answer_fields(event.headers or [])  # type: ignore[arg-type]
+        except BadGateway as error:
+            self._refuse(stream, error)
+            return
         if not 200 <= status <= 599:
             self._refuse(stream, BadGateway("bad_upstream_response", "an HTTP/2 answer without a valid :status"))
             return
-        headers: Headers = []
-        for item in fields:
-            if item[0] in CONNECTION_SPECIFIC:
-                if item[0] == b"content-length" and item[1].isdigit():
-                    stream.length = int(item[1])
-                continue
-            headers.append(item)
         stream.status = status
         stream.headers = headers
         limit = self.limits.max_response_bytes
@@ -353,6 +341,18 @@ class MultiplexedConnection(asyncio.Protocol):
         stream.fail(error)
 
     # ending ----------------------------------------------------------------------------------------------
+    def _flush_soon(self) -> None:
+        """Write at the end of this turn of the loop: the requests opened in one turn leave in one write."""
+        if not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self.write_pending)
+
+    def write_pending(self) -> None:
+        """The write deferred to the end of this turn of the loop, now (a no-op when none is due)."""
+        if self._flush_due:
+            self._flush_due = False
+            self._flush()
+
     def _flush(self) -> None:
         data = self._h2.data_to_send()
         transport = self.transport

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from hpack import NeverIndexedHeaderTuple
+
+from meshbatch.errors import BadGateway
 from meshbatch.http.message import Headers
 
 # Fields that describe one HTTP/1.1 connection: never in an HTTP/2 header block (RFC 9113 8.2.2). `te` is the
@@ -75,46 +78,75 @@ NOT_IN_TRAILERS: Final = CONNECTION_SPECIFIC | frozenset({
 })
 
 
+# Sent never indexed (RFC 7541 7.1.3): credentials, and the request id, unique to each request.
+NEVER_INDEXED: Final = frozenset({b"authorization", b"proxy-authorization", b"x-request-id"})
+
+
 def request_block(method: bytes, target: bytes, headers: Headers, scheme: bytes) -> Headers:
     """The request's header block: pseudo-header fields first (`host` becomes `:authority`), then the other
-    fields without the connection-specific ones, and `te: trailers` (gRPC's requirement; the proxy takes trailers
-    whatever the caller said, and hands them on only to a caller that asked)."""
+    fields with lower-case names (h2 leaves the block as given) without the connection-specific ones, and
+    `te: trailers` (gRPC's requirement; the proxy takes trailers whatever the caller said, and hands them on only
+    to a caller that asked)."""
     authority = b""
-    out: Headers = []
+    out: Headers = [(b":method", method), (b":scheme", scheme), (b":path", target or b"/")]
     for item in headers:
         name = item[0]
+        if not name.islower():
+            name = name.lower()
+            item = (name, item[1])
         if name in CONNECTION_SPECIFIC:
             if name == b"host" and not authority:
                 authority = item[1]
             continue
+        if name in NEVER_INDEXED:
+            item = NeverIndexedHeaderTuple(name, item[1])
         out.append(item)
     out.append(TE_TRAILERS)
-    pseudo: Headers = [(b":method", method), (b":scheme", scheme), (b":path", target or b"/")]
     if authority:
-        pseudo.append((b":authority", authority))
+        out.insert(3, (b":authority", authority))
     if method == b"CONNECT":  # (not sent by the proxy; kept well-formed should a caller's reach here)
-        pseudo = [(b":method", method), (b":authority", authority or target)]
-    return pseudo + out
+        out[:4] = [(b":method", method), (b":authority", authority or target)]
+    return out
 
 
-def answer_fields(block: list[tuple[bytes, bytes]]) -> tuple[int, Headers]:
-    """An answer's `:status` and its other fields (h2 has validated the block: names are lower case, pseudo
-    fields come first, none is connection-specific). Status 0: the block had no valid `:status`."""
+def answer_fields(block: list[tuple[bytes, bytes]]) -> tuple[int, Headers, int]:
+    """An answer's `:status`, its other fields but the connection-specific ones, and its `content-length` (-1:
+    none). The block is checked here, not by h2 (RFC 9113 8.2-8.3: `:status` once, first, no other pseudo-header
+    field, names and values as `field_problem` wants them): a malformed one is a BadGateway."""
     status = 0
+    length = -1
+    regular = False
     out: Headers = []
     for name, value in block:
         if name[:1] == b":":
-            if name == b":status" and value.isdigit() and len(value) == 3:
-                status = int(value)
+            if name != b":status" or status or regular:
+                raise BadGateway("bad_upstream_response", "HTTP/2: a malformed answer (pseudo-header fields)")
+            status = int(value) if value.isdigit() and len(value) == 3 else -1
+            continue
+        regular = True
+        problem = field_problem(name, value)
+        if problem:
+            raise BadGateway("bad_upstream_response", f"HTTP/2: a malformed answer ({problem})")
+        if name in CONNECTION_SPECIFIC:
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
             continue
         out.append((name, value))
-    return status, out
+    return max(status, 0), out, length
 
 
 def trailer_fields(block: list[tuple[bytes, bytes]]) -> Headers:
-    """A trailer section's fields, without pseudo fields nor those a trailer may not carry."""
-    return [(name, value) for name, value in block if name[:1] != b":" and name not in NOT_IN_TRAILERS]
+    """A trailer section's fields, without those a trailer may not carry; a pseudo-header field or a malformed
+    field is a BadGateway."""
+    out: Headers = []
+    for name, value in block:
+        problem = "a pseudo-header field" if name[:1] == b":" else field_problem(name, value)
+        if problem:
+            raise BadGateway("bad_upstream_response", f"HTTP/2: malformed trailers ({problem})")
+        if name not in NOT_IN_TRAILERS:
+            out.append((name, value))
+    return out
 
 
-__all__ = ["CONNECTION_SPECIFIC", "FORBIDDEN_RECEIVED", "NOT_IN_TRAILERS", "TE_TRAILERS", "answer_fields",
-           "field_problem", "request_block", "trailer_fields"]
+__all__ = ["CONNECTION_SPECIFIC", "FORBIDDEN_RECEIVED", "NEVER_INDEXED", "NOT_IN_TRAILERS", "TE_TRAILERS",
+           "answer_fields", "field_problem", "request_block", "trailer_fields"]

@@ -194,6 +194,54 @@ async def test_a_header_block_beyond_the_limit_fails_the_connection() -> None:
     assert conn.closed and transport.closing
 
 
+@pytest.mark.parametrize("fields", [
+    [(b":status", b"200"), (b"X-Upper", b"1")],  # RFC 9113 8.2.1: no upper case in a name
+    [(b":status", b"200"), (b"x y", b"1")],
+    [(b":status", b"200"), (b"connection", b"close")],  # 8.2.2
+    [(b":status", b"200"), (b"transfer-encoding", b"chunked")],
+    [(b":status", b"200"), (b"x", b"a\r\nb")],
+    [(b":status", b"200"), (b"x", b"a ")],
+    [(b"x", b"1"), (b":status", b"200")],  # 8.3: pseudo-header fields first, once, only :status
+    [(b":status", b"200"), (b":status", b"204")],
+    [(b":status", b"200"), (b":path", b"/")],
+    [(b"x", b"1")],
+    [(b":status", b"20x")],
+])
+async def test_a_malformed_answer_fails_its_stream_only(fields: list[tuple[bytes, bytes]]) -> None:
+    conn, peer, transport = make()
+    encoder = Encoder()  # h2's own server would refuse to send these: the blocks are written by hand
+    stream = conn.request(b"GET", b"/", HOST, b"", later())
+    peer.read()
+    conn.data_received(HeadersFrame(1, encoder.encode(fields), flags=["END_HEADERS", "END_STREAM"]).serialize())
+    assert error(stream).reason == "bad_upstream_response" and not conn.closed and not conn.streams
+    fine = conn.request(b"GET", b"/", HOST, b"", later())
+    peer.read()
+    conn.data_received(HeadersFrame(3, encoder.encode([(b":status", b"200")]),
+                                    flags=["END_HEADERS", "END_STREAM"]).serialize())
+    assert result(fine).status == 200 and not transport.closing
+
+
+@pytest.mark.parametrize("trailers", [[(b":status", b"200")], [(b"Grpc-Status", b"0")], [(b"te", b"gzip")]])
+async def test_malformed_trailers_fail_their_stream(trailers: list[tuple[bytes, bytes]]) -> None:
+    conn, peer, _ = make()
+    encoder = Encoder()
+    stream = conn.request(b"POST", b"/", HOST, b"x", later())
+    peer.read()
+    conn.data_received(HeadersFrame(1, encoder.encode([(b":status", b"200")]), flags=["END_HEADERS"]).serialize()
+                       + HeadersFrame(1, encoder.encode(trailers), flags=["END_HEADERS", "END_STREAM"]).serialize())
+    assert error(stream).reason == "bad_upstream_response" and not conn.closed
+
+
+async def test_the_request_block_is_well_formed_whatever_the_case_of_the_callers_fields() -> None:
+    conn, peer, _ = make()  # (the peer is h2 with its checks on: a malformed block would fail it)
+    conn.request(b"GET", b"/", [(b"Host", b"svc"), (b"X-Mixed", b"1"), (b"Authorization", b"secret"),
+                                (b"Transfer-Encoding", b"chunked")], b"", later())
+    peer.read()
+    assert peer.requests()[1] == [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
+                                  (b":authority", b"svc"), (b"x-mixed", b"1"), (b"authorization", b"secret"),
+                                  (b"te", b"trailers")]
+
+
 async def test_a_frame_on_a_stream_never_opened_fails_the_connection() -> None:
     conn, peer, transport = make()
     stream = conn.request(b"GET", b"/", HOST, b"", later())
@@ -228,3 +276,14 @@ async def test_a_body_stops_while_the_transport_is_full_and_goes_on_when_it_drai
     conn.resume_writing()
     peer.read()
     assert peer.body(1) == b"z" * 40_000 and stream.pending == b""
+
+
+async def test_requests_opened_in_one_turn_of_the_loop_leave_in_one_write() -> None:
+    conn, peer, transport = make()
+    transport.written.clear()
+    streams = [conn.request(b"POST", b"/", HOST, b"body", later()) for _ in range(3)]
+    assert not transport.written  # the write waits for the end of the turn
+    await asyncio.sleep(0)
+    assert len(transport.written) == 1
+    peer.read()
+    assert sorted(peer.requests()) == [s.id for s in streams] and all(peer.body(s.id) == b"body" for s in streams)

@@ -1,0 +1,41 @@
+"""How an HTTP/2 upstream connection (http2/client.py) is set up: h2's client state machine with our SETTINGS (from
+its `StreamLimits`), our HPACK encoder and the checks h2 is left to do.
+
+Received blocks are checked by http2/headers.py (`answer_fields`, `trailer_fields`: RFC 9113 8.2-8.3) and sent
+ones are built there (`request_block`: lower-case names, no connection-specific field) rather than by h2, whose
+checks, generators per field, cost more than the rest of a head. Requests' fields are HPACK-coded without the
+dynamic table (http2/hpack_out.py), as nginx's upstream HTTP/2 does.
+"""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.settings
+
+from meshbatch.http2.client_stream import StreamLimits
+from meshbatch.http2.hpack_out import StaticEncoder
+from meshbatch.http2.state import CLIENT_AFTER_GOAWAY
+
+_CONFIG = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=False,
+                                    normalize_inbound_headers=False, validate_outbound_headers=False,
+                                    normalize_outbound_headers=False)
+_S = h2.settings.SettingCodes
+
+
+def new_client_connection(limits: StreamLimits) -> h2.connection.H2Connection:
+    """h2's client state machine with our SETTINGS (its preface is sent by `initiate_connection`)."""
+    conn = h2.connection.H2Connection(config=_CONFIG)
+    conn.encoder = StaticEncoder()
+    conn.local_settings = h2.settings.Settings(client=True, initial_values={
+        _S.ENABLE_PUSH: 0,
+        _S.MAX_CONCURRENT_STREAMS: 0,  # (streams the server would open: none)
+        _S.INITIAL_WINDOW_SIZE: limits.stream_window,
+        _S.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
+    })
+    conn.decoder.max_header_list_size = limits.max_header_list_size  # enforced from the first frame on
+    conn.state_machine._transitions = CLIENT_AFTER_GOAWAY  # type: ignore[misc]
+    return conn
+
+
+__all__ = ["new_client_connection"]
