@@ -14,6 +14,7 @@ import h2.connection
 import h2.settings
 
 from meshbatch.http2.client_stream import StreamLimits
+from meshbatch.http2.hpack_in import RepeatDecoder
 from meshbatch.http2.hpack_out import StaticEncoder
 from meshbatch.http2.state import CLIENT_AFTER_GOAWAY
 
@@ -27,6 +28,7 @@ def new_client_connection(limits: StreamLimits) -> h2.connection.H2Connection:
     """h2's client state machine with our SETTINGS (its preface is sent by `initiate_connection`)."""
     conn = h2.connection.H2Connection(config=_CONFIG)
     conn.encoder = StaticEncoder()
+    conn.decoder = RepeatDecoder()  # answers' blocks that repeat are decoded once (http2/hpack_in.py)
     conn.local_settings = h2.settings.Settings(client=True, initial_values={
         _S.ENABLE_PUSH: 0,
         _S.MAX_CONCURRENT_STREAMS: 0,  # (streams the server would open: none)

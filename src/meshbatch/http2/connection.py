@@ -14,6 +14,7 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.settings import SettingCodes, Settings
 
+from meshbatch.http2.hpack_in import RepeatDecoder
 from meshbatch.http2.hpack_out import StaticEncoder
 from meshbatch.http2.limits import H2Limits
 
@@ -30,6 +31,7 @@ def new_connection(limits: H2Limits, upgrade: bytes | None = None) -> H2Connecti
     it refuses (then nothing was sent)."""
     conn = H2Connection(config=_CONFIG)
     conn.encoder = StaticEncoder()  # answers' fields: static table and cached literals (http2/hpack_out.py)
+    conn.decoder = RepeatDecoder()  # requests' blocks that repeat are decoded once (http2/hpack_in.py)
     conn.local_settings = Settings(client=False, initial_values={
         SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
         SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
