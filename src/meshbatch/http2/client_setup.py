@@ -16,6 +16,7 @@ import h2.settings
 from meshbatch.http2.client_stream import StreamLimits
 from meshbatch.http2.hpack_in import RepeatDecoder
 from meshbatch.http2.hpack_out import StaticEncoder
+from meshbatch.http2.machine import QuietConnection
 from meshbatch.http2.state import CLIENT_AFTER_GOAWAY
 
 _CONFIG = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=False,
@@ -26,7 +27,7 @@ _S = h2.settings.SettingCodes
 
 def new_client_connection(limits: StreamLimits) -> h2.connection.H2Connection:
     """h2's client state machine with our SETTINGS (its preface is sent by `initiate_connection`)."""
-    conn = h2.connection.H2Connection(config=_CONFIG)
+    conn = QuietConnection(config=_CONFIG)  # (h2's, without formatting each frame for its trace log)
     conn.encoder = StaticEncoder()
     conn.decoder = RepeatDecoder()  # answers' blocks that repeat are decoded once (http2/hpack_in.py)
     conn.local_settings = h2.settings.Settings(client=True, initial_values={

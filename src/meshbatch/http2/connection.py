@@ -17,6 +17,7 @@ from h2.settings import SettingCodes, Settings
 from meshbatch.http2.hpack_in import RepeatDecoder
 from meshbatch.http2.hpack_out import StaticEncoder
 from meshbatch.http2.limits import H2Limits
+from meshbatch.http2.machine import QuietConnection
 
 _CONFIG = H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False,
                           normalize_inbound_headers=False, validate_outbound_headers=False,
@@ -29,7 +30,7 @@ def new_connection(limits: H2Limits, upgrade: bytes | None = None) -> H2Connecti
     `upgrade`: the client's SETTINGS payload from `HTTP2-Settings` (h2c by Upgrade, http/upgrade.py checked it):
     the connection starts with stream 1 half-closed (remote), the upgrading request's. h2 raises on settings
     it refuses (then nothing was sent)."""
-    conn = H2Connection(config=_CONFIG)
+    conn = QuietConnection(config=_CONFIG)  # (h2's, without formatting each frame for its trace log)
     conn.encoder = StaticEncoder()  # answers' fields: static table and cached literals (http2/hpack_out.py)
     conn.decoder = RepeatDecoder()  # requests' blocks that repeat are decoded once (http2/hpack_in.py)
     conn.local_settings = Settings(client=False, initial_values={
