@@ -46,6 +46,10 @@ HOT_PATH = [
     "src/meshbatch/upstream/balancers/least_request.py",
     "src/meshbatch/upstream/cluster.py",
     "src/meshbatch/runtime/snapshot.py",
+    "src/meshbatch/http2/head.py",
+    "src/meshbatch/http2/headers.py",
+    "src/meshbatch/http2/response.py",
+    "src/meshbatch/http2/limits.py",
 ]
 BUILDS = ("bdist_wheel", "build", "build_ext", "install")  # the commands that build code (not metadata)
 EDITABLE = ("editable_wheel", "develop")
