@@ -3,10 +3,11 @@
 A block made only of indexed fields and literals that are not indexed (no insertion into the dynamic table, no
 table size update) changes nothing in the decoder: decoding the same bytes again, with the table as it was, gives
 the same fields. Clients repeat such blocks all the time: once nghttp2, grpc or a browser has put a request's
-fields into the table, the next request to the same place is the same few index bytes, and an upstream's answers
-(nginx sends its fields as literals without indexing) repeat too. `RepeatDecoder` keeps the fields of such blocks
-by their bytes and answers a repeat from there; any change to the table, and any change to the limits the
-decoder checks, forgets them all, so an answer never comes from a table that is gone.
+fields into the table, the next request to the same place is the same few index bytes; an upstream's answers
+repeat too when its encoder does (one that indexes fields afresh in each answer is decoded as before).
+`RepeatDecoder` keeps the fields of such blocks by their bytes and answers a repeat from there; any change to the
+table, and any change to the limits the decoder checks, forgets them all, so an answer never comes from a table
+that is gone.
 
 Bounded: blocks of at most `MAX_BLOCK` bytes and `MAX_FIELDS` fields, at most `MAX_KEPT` of them per connection
 (beyond: forgotten and started over); what a hostile peer gains by sending many different blocks is nothing.
