@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Final, cast
 
 from hpack import Decoder
-from hpack.table import HeaderTable
+from hpack.table import HeaderTable, table_entry_size
 
 MAX_BLOCK: Final = 512
 MAX_FIELDS: Final = 32
@@ -26,14 +26,17 @@ MAX_KEPT: Final = 16
 
 
 class CountedTable(HeaderTable):
-    """hpack's table, counting its changes (insertions, size changes)."""
+    """hpack's table, counting its changes (insertions, size changes). What changes nothing is not counted: an
+    entry too large for a table that is empty already (every insertion, for a peer whose table size is 0, as
+    nginx's answers are), a size set to what it was."""
 
     def __init__(self) -> None:
         super().__init__()
         self.changes = 0
 
     def add(self, name: bytes, value: bytes) -> None:
-        self.changes += 1
+        if self.dynamic_entries or table_entry_size(name, value) <= self._maxsize:
+            self.changes += 1
         super().add(name, value)
 
     @property
@@ -42,7 +45,8 @@ class CountedTable(HeaderTable):
 
     @maxsize.setter
     def maxsize(self, newmax: int) -> None:
-        self.changes += 1
+        if int(newmax) != self._maxsize:
+            self.changes += 1
         HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
 
 

@@ -39,6 +39,18 @@ def test_a_change_to_the_table_forgets_what_was_kept() -> None:
         decoder.decode(indexed, raw=True)
 
 
+def test_blocks_of_a_peer_whose_table_holds_nothing_are_kept() -> None:
+    # nginx's answers: a table size of 0 first, then fields "indexed" into a table that keeps none of them
+    encoder, decoder = Encoder(), RepeatDecoder()
+    encoder.header_table_size = 0
+    decoder.decode(encoder.encode([(b":status", b"200")]), raw=True)
+    block = encoder.encode([(b":status", b"200"), (b"server", b"nginx"), (b"content-type", b"application/grpc")])
+    assert block[1] & 0xC0 == 0x40  # (a literal with incremental indexing)
+    for _ in range(2):
+        assert decoder.decode(block, raw=True)[1] == (b"server", b"nginx")
+    assert block in decoder._kept and not decoder.header_table.dynamic_entries
+
+
 def test_the_limits_still_hold_for_a_repeat() -> None:
     encoder, decoder = Encoder(), RepeatDecoder()
     decoder.decode(encoder.encode([(b"x-big", b"v" * 300)]), raw=True)
