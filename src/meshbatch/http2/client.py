@@ -34,9 +34,9 @@ from h2.errors import ErrorCodes
 from meshbatch.errors import BadGateway, ConnectFailed, ProxyError, StreamRefused, UpstreamReset
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.upload import Upload
-from meshbatch.http2.client_setup import new_client_connection
+from meshbatch.http2.client_setup import new_client_connection, request_block
 from meshbatch.http2.client_stream import ClientStream, StreamLimits
-from meshbatch.http2.headers import answer_fields, request_block, trailer_fields
+from meshbatch.http2.headers import answer_fields, trailer_fields
 from meshbatch.http2.response import trailer_fields_out
 
 

@@ -2,18 +2,23 @@
 its `StreamLimits`), our HPACK encoder and the checks h2 is left to do.
 
 Received blocks are checked by http2/headers.py (`answer_fields`, `trailer_fields`: RFC 9113 8.2-8.3) and sent
-ones are built there (`request_block`: lower-case names, no connection-specific field) rather than by h2, whose
+ones are built here (`request_block`: lower-case names, no connection-specific field) rather than by h2, whose
 checks, generators per field, cost more than the rest of a head. Requests' fields are HPACK-coded without the
 dynamic table (http2/hpack_out.py), as nginx's upstream HTTP/2 does.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 import h2.config
 import h2.connection
 import h2.settings
+from hpack import NeverIndexedHeaderTuple
 
+from meshbatch.http.message import Headers
 from meshbatch.http2.client_stream import StreamLimits
+from meshbatch.http2.headers import CONNECTION_SPECIFIC, TE_TRAILERS
 from meshbatch.http2.hpack_in import RepeatDecoder
 from meshbatch.http2.hpack_out import StaticEncoder
 from meshbatch.http2.machine import QuietConnection
@@ -41,4 +46,35 @@ def new_client_connection(limits: StreamLimits) -> h2.connection.H2Connection:
     return conn
 
 
-__all__ = ["new_client_connection"]
+# Sent never indexed (RFC 7541 7.1.3): credentials, and the request id, unique to each request.
+NEVER_INDEXED: Final = frozenset({b"authorization", b"proxy-authorization", b"x-request-id"})
+
+
+def request_block(method: bytes, target: bytes, headers: Headers, scheme: bytes) -> Headers:
+    """The request's header block: pseudo-header fields first (`host` becomes `:authority`), then the other
+    fields with lower-case names (h2 leaves the block as given) without the connection-specific ones, and
+    `te: trailers` (gRPC's requirement; the proxy takes trailers whatever the caller said, and hands them on only
+    to a caller that asked)."""
+    authority = b""
+    out: Headers = [(b":method", method), (b":scheme", scheme), (b":path", target or b"/")]
+    for item in headers:
+        name = item[0]
+        if not name.islower():
+            name = name.lower()
+            item = (name, item[1])
+        if name in CONNECTION_SPECIFIC:
+            if name == b"host" and not authority:
+                authority = item[1]
+            continue
+        if name in NEVER_INDEXED:
+            item = NeverIndexedHeaderTuple(name, item[1])
+        out.append(item)
+    out.append(TE_TRAILERS)
+    if authority:
+        out.insert(3, (b":authority", authority))
+    if method == b"CONNECT":  # (not sent by the proxy; kept well-formed should a caller's reach here)
+        out[:4] = [(b":method", method), (b":authority", authority or target)]
+    return out
+
+
+__all__ = ["NEVER_INDEXED", "new_client_connection", "request_block"]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from hpack import NeverIndexedHeaderTuple
-
 from meshbatch.errors import BadGateway
 from meshbatch.http.message import Headers
 
@@ -78,37 +76,6 @@ NOT_IN_TRAILERS: Final = CONNECTION_SPECIFIC | frozenset({
 })
 
 
-# Sent never indexed (RFC 7541 7.1.3): credentials, and the request id, unique to each request.
-NEVER_INDEXED: Final = frozenset({b"authorization", b"proxy-authorization", b"x-request-id"})
-
-
-def request_block(method: bytes, target: bytes, headers: Headers, scheme: bytes) -> Headers:
-    """The request's header block: pseudo-header fields first (`host` becomes `:authority`), then the other
-    fields with lower-case names (h2 leaves the block as given) without the connection-specific ones, and
-    `te: trailers` (gRPC's requirement; the proxy takes trailers whatever the caller said, and hands them on only
-    to a caller that asked)."""
-    authority = b""
-    out: Headers = [(b":method", method), (b":scheme", scheme), (b":path", target or b"/")]
-    for item in headers:
-        name = item[0]
-        if not name.islower():
-            name = name.lower()
-            item = (name, item[1])
-        if name in CONNECTION_SPECIFIC:
-            if name == b"host" and not authority:
-                authority = item[1]
-            continue
-        if name in NEVER_INDEXED:
-            item = NeverIndexedHeaderTuple(name, item[1])
-        out.append(item)
-    out.append(TE_TRAILERS)
-    if authority:
-        out.insert(3, (b":authority", authority))
-    if method == b"CONNECT":  # (not sent by the proxy; kept well-formed should a caller's reach here)
-        out[:4] = [(b":method", method), (b":authority", authority or target)]
-    return out
-
-
 def answer_fields(block: list[tuple[bytes, bytes]]) -> tuple[int, Headers, int]:
     """An answer's `:status`, its other fields but the connection-specific ones, and its `content-length` (-1:
     none). The block is checked here, not by h2 (RFC 9113 8.2-8.3: `:status` once, first, no other pseudo-header
@@ -148,5 +115,5 @@ def trailer_fields(block: list[tuple[bytes, bytes]]) -> Headers:
     return out
 
 
-__all__ = ["CONNECTION_SPECIFIC", "FORBIDDEN_RECEIVED", "NEVER_INDEXED", "NOT_IN_TRAILERS", "TE_TRAILERS",
-           "answer_fields", "field_problem", "request_block", "trailer_fields"]
+__all__ = ["CONNECTION_SPECIFIC", "FORBIDDEN_RECEIVED", "NOT_IN_TRAILERS", "TE_TRAILERS", "answer_fields",
+           "field_problem", "trailer_fields"]
