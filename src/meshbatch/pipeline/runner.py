@@ -14,6 +14,8 @@ loop for long (`pipeline_limits`, see docs/ingestion.md):
 - a small, uncompressed body runs inline: the round trip to a worker costs more than the work; a deadline of
   `inline_slice_ms` is checked between events, and a run that reaches it is abandoned (nothing it did is kept
   or counted) and sent to a worker whole;
+- so does a larger JSON or NDJSON body when the pipeline only decodes (C-speed work that grows with the body's
+  bytes and values, both bounded: `inline_decode_max_bytes`, `inline_decode_max_values`);
 - any other body runs in a worker process (`pool`), under the CPU budget `max_cpu_ms`;
 - with `workers: 0` everything runs inline and the budget is checked between events (not preemptively).
 """
@@ -33,6 +35,7 @@ from meshbatch.errors import BadRequest, ProxyError
 from meshbatch.http.message import Headers, Request
 from meshbatch.pipeline import stages as _stages  # noqa: F401  (declares every stage)
 from meshbatch.pipeline.base import STAGE_FACTORIES, Stage, StageContext
+from meshbatch.pipeline.stages.decode import DecodeStage, json_values
 from meshbatch.pipeline.work import BudgetExceeded, OverBudget, Work, encode_event
 from meshbatch.telemetry.metrics import Counter, Registry
 
@@ -81,6 +84,8 @@ class Pipeline:
         self.compress = compress
         self.decodes = any(s.name == "decode" for s in self.stages)
         self.decompresses = any(s.name == "decompress" for s in self.stages)
+        only = self.stages[0] if len(self.stages) == 1 else None
+        self.decode_only: DecodeStage | None = only if isinstance(only, DecodeStage) else None
         self.wall_clock = wall_clock
         self.limits = limits or PipelineLimits()
         self.offload: Offload | None = None  # set by the wiring when the route has worker processes
@@ -196,14 +201,21 @@ class Pipeline:
 
     # where the run happens ------------------------------------------------------------------------------------
     def inline(self, request: Request) -> bool:
-        """Whether this request runs on the event loop: small enough and not compressed."""
+        """Whether this request runs on the event loop: small enough and not compressed; or, for a pipeline that
+        only decodes, a JSON or NDJSON body within the decode limits."""
         if len(request.body) > self.limits.inline_max_bytes:
-            return False
+            return self.decode_only is not None and self._light(request, self.decode_only)
         if self.decompresses:
             for key, value in request.headers:
                 if key == b"content-encoding" and value.strip().lower() not in IDENTITY:
                     return False
         return True
+
+    def _light(self, request: Request, decode: DecodeStage) -> bool:
+        body = request.body
+        limits = self.limits
+        return (len(body) <= limits.inline_decode_max_bytes and decode.textual(request.header(b"content-type"))
+                and json_values(body) <= limits.inline_decode_max_values)
 
     async def process(self, request: Request) -> Result:
         """The request's run, inline or in a worker; raises the ProxyError that answers the request."""

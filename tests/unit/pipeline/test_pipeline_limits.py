@@ -191,7 +191,7 @@ async def test_a_request_of_many_events_fans_out_without_holding_the_loop() -> N
             timeline.append("other")
             await asyncio.sleep(0)
 
-    p = pipeline("decode")
+    p = pipeline("decode", limits={"inline_decode_max_bytes": 0})  # the body goes to the (fake) worker
     p.offload = FakeOffload(Result([0] * 4, events=[b'{"t": 1}'] * 10_000))
     handler = PipelineLayer(p, inner)
     probe = asyncio.ensure_future(other_work())

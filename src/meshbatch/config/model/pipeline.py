@@ -61,13 +61,17 @@ class PipelineLimits(Model):
     """How much one request may cost the pipeline, and where it runs (`route.pipeline_limits`).
 
     A request whose body is at most `inline_max_bytes` and not compressed runs on the event loop (it is cheaper
-    there than the round trip to a worker); any other runs in one of the route's `workers` processes, so no
-    request can hold the event loop. A run that is still going after `inline_slice_ms` on the loop stops and
-    moves to a worker. `workers: 0` keeps everything on the loop (the CPU budget is then checked between events
-    only, not enforced preemptively)."""
+    there than the round trip to a worker); so does, for a pipeline that only decodes JSON or NDJSON, a body of
+    at most `inline_decode_max_bytes` holding at most `inline_decode_max_values` values (its commas, brackets,
+    braces and newlines, counted at C speed: what the decoder's work grows with); any other runs in one of the
+    route's `workers` processes, so no request can hold the event loop. A run that is still going after
+    `inline_slice_ms` on the loop stops and moves to a worker. `workers: 0` keeps everything on the loop (the CPU
+    budget is then checked between events only, not enforced preemptively)."""
 
     max_cpu_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000  # CPU per request; beyond: 413 pipeline_cpu_exceeded
     inline_max_bytes: Annotated[int, Field(ge=0, le=1_048_576)] = 512
+    inline_decode_max_bytes: Annotated[int, Field(ge=0, le=1_048_576)] = 65_536  # decode-only pipelines
+    inline_decode_max_values: Annotated[int, Field(ge=0, le=1_000_000)] = 2048
     inline_slice_ms: Annotated[int, Field(ge=1, le=1000)] = 2
     workers: Annotated[int, Field(ge=0, le=64)] = 1
     max_queue: Annotated[int, Field(ge=0, le=100_000)] = 64  # requests waiting for a worker; beyond: 503

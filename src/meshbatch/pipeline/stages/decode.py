@@ -55,15 +55,21 @@ def _never() -> None:
     return None
 
 
-def decode_ndjson(body: bytes, limit: int, tick: Callable[[], None] = _never) -> list[Any]:
+def decode_ndjson(body: bytes, limit: int, tick: Callable[[], None] = _never, max_depth: int = 0,
+                  deep: list[int] | None = None) -> list[Any]:
+    """The events of the body's non-blank lines. With `deep`, the places of the events whose line holds more
+    than `max_depth` brackets and braces are added to it: only these can nest deeper (`check_depth(only=...)`)."""
     events: list[Any] = []
     loads = orjson.loads
     for match in _LINE.finditer(body):
         if len(events) == limit:
             raise PayloadTooLarge("too_many_events", f"more than {limit} events in one request")
         tick()
+        line = match.group()
+        if deep is not None and line.count(b"[") + line.count(b"{") > max_depth:
+            deep.append(len(events))
         try:
-            events.append(loads(match.group()))
+            events.append(loads(line))
         except orjson.JSONDecodeError as exc:
             number = body.count(b"\n", 0, match.start()) + 1
             raise BadRequest("invalid_json", f"line {number} is not valid JSON ({exc.msg})") from None
@@ -89,15 +95,23 @@ def depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def check_depth(events: list[Any], body: bytes | None, limit: int) -> None:
+def check_depth(events: list[Any], body: bytes | None, limit: int, only: list[int] | None = None) -> None:
     """400 `too_deep` when an event nests deeper than `limit`. A JSON text with no more than `limit` brackets
-    cannot (counted in C: the walk is skipped for nearly every body)."""
+    cannot (counted in C: the walk is skipped for nearly every body); `only`: the places of the events that can
+    (`decode_ndjson`'s `deep`), the others are not walked."""
     if body is not None and body.count(b"[") + body.count(b"{") <= limit:
         return
-    for index, event in enumerate(events):
-        if depth(event, limit) > limit:
+    for index in range(len(events)) if only is None else only:
+        if depth(events[index], limit) > limit:
             where = f"event {index}" if len(events) > 1 else "the event"
             raise BadRequest("too_deep", f"{where} nests arrays and objects more than {limit} levels deep")
+
+
+def json_values(body: bytes) -> int:
+    """An upper bound of the values a JSON or NDJSON body holds beyond one a line (each comma, bracket, brace and
+    newline can start at most one), counted at C speed: what decoding and encoding it grows with, besides its
+    bytes."""
+    return body.count(b",") + body.count(b"[") + body.count(b"{") + body.count(b"\n")
 
 
 def decode_msgpack(body: bytes) -> Any:
@@ -120,13 +134,21 @@ class DecodeStage:
         self.limit = options.max_events
         self.max_depth = options.max_depth
 
+    def textual(self, content_type: bytes | None) -> bool:
+        """Whether a body of this Content-Type is decoded as JSON or NDJSON (not MessagePack)."""
+        return (self.format if self.format != "auto" else format_of(content_type)) != "msgpack"
+
     def __call__(self, work: Work) -> None:
         fmt = self.format if self.format != "auto" else format_of(work.header(b"content-type"))
         if fmt == "ndjson":
-            events = decode_ndjson(work.body, self.limit, work.tick)
-        else:
-            value = decode_msgpack(work.body) if fmt == "msgpack" else decode_json(work.body)
-            events = value if self.split and isinstance(value, list) else [value]
+            deep: list[int] = []
+            events = decode_ndjson(work.body, self.limit, work.tick, self.max_depth, deep)
+            if deep:
+                check_depth(events, None, self.max_depth, deep)
+            work.events = events
+            return
+        value = decode_msgpack(work.body) if fmt == "msgpack" else decode_json(work.body)
+        events = value if self.split and isinstance(value, list) else [value]
         if len(events) > self.limit:
             raise PayloadTooLarge("too_many_events", f"{len(events)} events in one request (limit {self.limit})")
         check_depth(events, work.body if fmt != "msgpack" else None, self.max_depth)
@@ -138,4 +160,5 @@ def _factory(options: Decode, context: StageContext) -> DecodeStage:
     return DecodeStage(options)
 
 
-__all__ = ["DecodeStage", "check_depth", "decode_json", "decode_msgpack", "decode_ndjson", "depth", "format_of"]
+__all__ = ["DecodeStage", "check_depth", "decode_json", "decode_msgpack", "decode_ndjson", "depth", "format_of",
+           "json_values"]
