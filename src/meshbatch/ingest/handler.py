@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -85,6 +87,8 @@ class AcceptingRoute(Protocol):
 
 IDEMPOTENCY = b"idempotency-key"
 JSON = (b"content-type", b"application/json")
+EVENT_ID = b"x-meshbatch-event-id"
+ID = attrgetter("id")
 MAX_LISTED = 100  # dead letters listed in an answer (the count is always whole)
 
 
@@ -208,8 +212,7 @@ class IngestHandler:
         """The events' records; `scope` is the caller's `scope_digest` (used with a key only)."""
         received = time.time()
         if key is None:
-            ids = self.route.new_id.many(len(bodies), received)
-            return [Record(event_id, body, received) for event_id, body in zip(ids, bodies, strict=True)]
+            return list(map(Record, self.route.new_id.many(len(bodies), received), bodies, repeat(received)))
         base = valid_key(key)
         if base is None:
             raise BadRequest("bad_idempotency_key", "an idempotency-key is 1 to 200 printable ASCII characters")
@@ -234,13 +237,20 @@ class IngestHandler:
 
     def _answer(self, records: list[Record], several: bool, dropped: int, letters: list[tuple[str, str]],
                 status: str) -> Response:
+        if records and not letters and not dropped:  # the usual answer, joined from its pieces (ids are plain
+            first = records[0].id.encode()          # ASCII without quotes or backslashes: see record.py)
+            if several:
+                body = b'{"ids":["%s"],"status":"%s"}' % ('","'.join(map(ID, records)).encode(), status.encode())
+            else:
+                body = b'{"id":"%s","status":"%s"}' % (first, status.encode())
+            return Response(202, [JSON, (EVENT_ID, first)], body)
         payload: dict[str, Any] = ({"ids": [r.id for r in records]} if several or not records
                                    else {"id": records[0].id})
         payload["status"] = status
         payload.update(_letters(letters, dropped))
         headers = [JSON]
         if records:
-            headers.append((b"x-meshbatch-event-id", records[0].id.encode()))
+            headers.append((EVENT_ID, records[0].id.encode()))
         return Response(202, headers, orjson.dumps(payload))
 
 

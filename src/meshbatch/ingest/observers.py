@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from itertools import groupby
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 from meshbatch.ingest.record import Record
@@ -28,6 +30,8 @@ from meshbatch.telemetry.metrics import Counter, Registry
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
+
+RECEIVED = attrgetter("received")
 
 
 class DeliveryTracing(Protocol):
@@ -84,9 +88,9 @@ class IngestMetrics:
     def delivered(self, records: Sequence[Record]) -> None:
         self.delivered_total.inc(self.labels, len(records))
         now = self.wall_clock()
-        observe = self.latency.observe
-        for record in records:
-            observe(max(0.0, now - record.received))
+        observe = self.latency.observe_many
+        for received, same in groupby(map(RECEIVED, records)):  # the events of one request share their time
+            observe(max(0.0, now - received), len(list(same)))
 
     def dead_lettered(self, stage: str, n: int = 1) -> None:
         self.dead_lettered_total.inc(self._stage[stage], n)

@@ -84,7 +84,11 @@ class EventIds:
     """Generated event ids: `e.<ms hex>-<128 random bits hex>`, unique across processes and restarts, sortable
     by creation time (to the millisecond)."""
 
-    __slots__ = ()
+    __slots__ = ("_ms", "_stamp")
+
+    def __init__(self) -> None:
+        self._ms = -1  # the millisecond of the last id, and its `e.<ms hex>-` (made once a millisecond)
+        self._stamp = ""
 
     def __call__(self, now: float | None = None) -> str:
         return self.many(1, now)[0]
@@ -92,7 +96,12 @@ class EventIds:
     def many(self, n: int, now: float | None = None) -> list[str]:
         """`n` ids for events received at `now` (wall-clock seconds; default: the current time), from the
         system's random source."""
-        stamp = f"{GENERATED}{int((time.time() if now is None else now) * 1000):011x}-"
+        ms = int((time.time() if now is None else now) * 1000)
+        if ms != self._ms:
+            self._ms, self._stamp = ms, f"{GENERATED}{ms:011x}-"
+        stamp = self._stamp
+        if n == 1:
+            return [stamp + _RANDOM.take(RANDOM_BYTES).hex()]
         width = 2 * RANDOM_BYTES
         randomness = _RANDOM.take(RANDOM_BYTES * n).hex()
         return [stamp + randomness[i:i + width] for i in range(0, width * n, width)]

@@ -36,6 +36,12 @@ class Histogram:
         self.sum += value
         self.count += 1
 
+    def observe_many(self, value: float, n: int) -> None:
+        """`n` observations of the same value."""
+        self.counts[bisect_left(self.bounds, value)] += n
+        self.sum += value * n
+        self.count += n
+
     def quantile(self, q: float) -> float:
         """An upper-bound estimate of the q-quantile (the bucket bound it falls in)."""
         if not self.count:

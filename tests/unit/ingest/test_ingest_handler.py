@@ -170,3 +170,26 @@ async def test_the_append_gets_the_requests_deadline(started: IngestRoute) -> No
     for hostile in (b"soon", b"nan", b"inf", b""):
         with pytest.raises(BadRequest, match="milliseconds"):
             await started.handler(post(b"{}", (b"x-meshbatch-deadline-ms", hostile)))
+
+
+@pytest.mark.parametrize("pipeline", [None, [{"decode": {"format": "ndjson"}}]])
+@pytest.mark.parametrize("key", [None, b"order-42", b'a "quoted" \\key/:0'])
+async def test_the_joined_answer_is_the_json_it_stands_for(tmp_path: Path, pipeline: list[Any] | None,
+                                                          key: bytes | None) -> None:
+    """The usual 202 body is joined from its pieces: the same bytes orjson would write, whatever the key."""
+    route = make(tmp_path, {}, pipeline)
+    await route.start()
+    try:
+        headers = [(b"idempotency-key", key)] if key is not None else []
+        body = b'{"a": 1}\n{"a": 2}\n' if pipeline else b'{"a": 1}'
+        answer = await route.handler(post(body, (b"content-type", b"application/x-ndjson"), *headers))
+        payload = orjson.loads(answer.body)
+        assert answer.status == 202 and answer.body == orjson.dumps(payload)
+        ids = payload["ids"] if pipeline else [payload["id"]]
+        assert list(payload) == (["ids", "status"] if pipeline else ["id", "status"])
+        assert payload["status"] == "accepted" and len(ids) == (2 if pipeline else 1)
+        assert dict(answer.headers)[b"x-meshbatch-event-id"] == ids[0].encode()
+        if key is not None:
+            assert {key_of(i) for i in ids} == {key.decode()}
+    finally:
+        await route.drain(5.0)

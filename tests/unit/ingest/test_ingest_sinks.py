@@ -21,7 +21,7 @@ from meshbatch.http.message import Headers, Response
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks import SINKS, BatchRejected, SinkContext, SinkUnavailable
 from meshbatch.ingest.sinks.cluster import ClusterSink
-from meshbatch.ingest.sinks.mapping import received_text
+from meshbatch.ingest.sinks.mapping import columns_of, make_row, plain_rows, received_text
 
 COLUMNS = {"temperature": {"field": "temperature", "type": "double"}, "site": "site",
            "count": {"field": "stats.count", "type": "bigint"}, "ok": {"field": "ok", "type": "boolean"},
@@ -153,3 +153,26 @@ async def test_cluster_sink_per_item_results_and_failure_kinds() -> None:
 @given(stamp=st.floats(min_value=0, max_value=4e9, allow_nan=False))
 def test_received_text_matches_isoformat(stamp: float) -> None:
     assert received_text(stamp) == datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds")
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(st.text(min_size=1, max_size=20), st.binary(max_size=30).map(lambda b: b.hex()),
+                               st.sampled_from([1.7e9, 1.7e9 + 0.5, 2.5, 1767225599.9999996])), max_size=8),
+       received=st.none() | st.just("received_at"))
+def test_plain_rows_are_make_row_a_column_at_a_time(rows: list[tuple[str, str, float]], received: str | None) -> None:
+    """A table without mapped fields: the rows of a batch made at once, the same values make_row makes (the
+    receive time's text cached between records of one stamp)."""
+    config = route({"type": "sqlite", "received_column": received}).ingest
+    assert config is not None
+    columns = columns_of(config.sink)
+    records = [Record(i, orjson.dumps({"v": v}), stamp) for i, v, stamp in rows]
+    for as_text in (True, False):
+        plain = plain_rows(columns, timestamps_as_text=as_text)
+        assert plain is not None
+        assert plain(records) == [make_row(columns, r, timestamps_as_text=as_text) for r in records]
+
+
+def test_a_table_with_mapped_fields_makes_its_rows_one_by_one() -> None:
+    config = route({"type": "sqlite", "columns": {"t": {"field": "t", "type": "double"}}}).ingest
+    assert config is not None
+    assert plain_rows(columns_of(config.sink)) is None

@@ -46,3 +46,14 @@ def test_series_keeps_points_after_a_sequence_and_a_window() -> None:
     window = series.window("r", "size", 2.0)
     assert window is not None and window[1][0] == 2  # 5 - 3 batches in the last two seconds
     assert series.window("missing", "size", 2.0) is None
+
+
+def test_observe_many_counts_as_many_observations() -> None:
+    from meshbatch.telemetry.histogram import Histogram
+
+    one, many = Histogram(BOUNDS), Histogram(BOUNDS)
+    for value, n in ((0.5, 3), (3.0, 2), (9.0, 1)):
+        for _ in range(n):
+            one.observe(value)
+        many.observe_many(value, n)
+    assert (many.counts, many.count, many.sum) == (one.counts, one.count, one.sum) == ([3, 0, 2, 0, 1], 6, 16.5)

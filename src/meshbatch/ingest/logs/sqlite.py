@@ -14,9 +14,12 @@ import fcntl
 import heapq
 import os
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate, islice
+from operator import attrgetter
 from typing import Any
 
 from meshbatch.clock import Clock
@@ -27,6 +30,8 @@ from meshbatch.ingest.logs.sqlite_store import Ops, Store
 from meshbatch.ingest.record import Record
 
 READ_CHUNK = 4096
+SEQ = attrgetter("seq")
+BODY = attrgetter("body")
 LAZY_INTERVAL = 0.05
 LAZY_MAX = 20_000
 
@@ -268,15 +273,19 @@ class SQLiteLog:
         if len(batch) < max_items and not self._ready and self._spilling:
             await self._read_back()
         ready = self._ready
-        while ready and len(batch) < max_items:
-            if batch and size + len(ready[0].body) > max_bytes:
-                break
-            record = ready.popleft()
-            batch.append(record)
-            size += len(record.body)
-        leased = self._leased
-        for record in batch:
-            leased[record.seq] = record
+        want = min(max_items - len(batch), len(ready))
+        if want > 0:  # the longest run of ready records within max_bytes (at least one), sized in C
+            head = list(islice(ready, want))
+            ends = list(accumulate(map(len, map(BODY, head)), initial=size))  # ends[i]: the size without head[i:]
+            fits = bisect_right(ends, max_bytes, 1) - 1
+            n = fits if fits or batch else 1
+            if n == len(ready):
+                ready.clear()
+            else:
+                for _ in range(n):
+                    ready.popleft()
+            batch += head[:n]
+        self._leased.update(zip(map(SEQ, batch), batch, strict=True))
         return batch
 
     async def _read_back(self) -> None:
@@ -301,10 +310,12 @@ class SQLiteLog:
                 await self._changed.wait()
 
     def ack(self, records: Sequence[Record]) -> Awaitable[None]:
-        for record in records:
-            self._leased.pop(record.seq, None)
-        self._lazy.acks.extend(r.seq for r in records)
-        self._lazy.ack_bytes += sum(len(r.body) for r in records)
+        seqs = list(map(SEQ, records))
+        pop = self._leased.pop
+        for seq in seqs:
+            pop(seq, None)
+        self._lazy.acks += seqs
+        self._lazy.ack_bytes += sum(map(len, map(BODY, records)))
         return self._later()
 
     def retry(self, records: Sequence[Record], delay: float, count_attempt: bool,

@@ -15,6 +15,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ SCHEMA = (
 
 
 CHUNK = 500  # rows per statement (6 parameters a row: far below SQLite's variable limit)
+ROW = attrgetter("seq", "id", "body", "received", "attempts", "trace")  # an event's row, in _insert's order
 
 
 def chunks(items: list[Any]) -> list[list[Any]]:
@@ -107,11 +110,8 @@ class Store:
         db = self.db
         assert db is not None
         statements: list[tuple[str, list[Any]]] = []
-        for chunk in chunks(ops.appends):
-            params: list[Any] = []
-            for r in chunk:
-                params += (r.seq, r.id, r.body, r.received, r.attempts, r.trace)
-            statements.append((_insert(len(chunk)), params))
+        for chunk in chunks(ops.appends):  # the rows' values in one flat list, built in C (no bytecode a row)
+            statements.append((_insert(len(chunk)), list(chain.from_iterable(map(ROW, chunk)))))
         if ops.deads:
             now = time.time()
             for r, reason, stage in ops.deads:

@@ -8,9 +8,10 @@ JSON column (`payload_column`, the default `payload` when no fields are mapped),
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -126,10 +127,19 @@ def _lookup(event: Any, path: tuple[str, ...]) -> Any:
 
 
 _second = [-1, ""]  # the last whole second formatted, and its text: one strftime per second, not per row
+_last: list[Any] = [None, ""]  # the last stamp and its text: the events of one request share their stamp
 
 
 def received_text(stamp: float) -> str:
     """`stamp` (epoch seconds) as RFC 3339 UTC with microseconds, like `datetime.isoformat()`."""
+    if stamp == _last[0]:
+        return str(_last[1])
+    text = _received_text(stamp)
+    _last[0], _last[1] = stamp, text
+    return text
+
+
+def _received_text(stamp: float) -> str:
     whole = int(stamp)
     if whole != _second[0]:
         _second[0], _second[1] = whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -168,5 +178,30 @@ def make_row(columns: list[MappedColumn], record: Record, timestamps_as_text: bo
     return tuple(row)
 
 
-__all__ = ["CONVERT", "IDENTIFIER", "MappedColumn", "RowError", "columns_of", "make_row", "quote",
+def _cell(kind: str, timestamps_as_text: bool) -> Callable[[Record], Any]:
+    if kind == "id":
+        return attrgetter("id")
+    if kind == "received":
+        if timestamps_as_text:
+            return lambda record: received_text(record.received)
+        return lambda record: datetime.fromtimestamp(record.received, UTC)
+    return lambda record: record.body.decode("utf-8")
+
+
+def plain_rows(columns: list[MappedColumn],
+               timestamps_as_text: bool = False) -> Callable[[Sequence[Record]], list[tuple[Any, ...]]] | None:
+    """For a table of the id, receive time and payload columns only (no field taken out of the event, so no row
+    can fail): a function making the rows of many records at once, as `make_row` would one by one, a column at a
+    time. None for a table with mapped fields."""
+    if any(column.path or column.type not in ("id", "received", "payload") for column in columns):
+        return None
+    cells = [_cell(column.type, timestamps_as_text) for column in columns]
+
+    def rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
+        return list(zip(*[map(cell, records) for cell in cells], strict=True))
+
+    return rows
+
+
+__all__ = ["CONVERT", "IDENTIFIER", "MappedColumn", "RowError", "columns_of", "make_row", "plain_rows", "quote",
            "received_text"]

@@ -13,7 +13,7 @@ import asyncpg
 
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks.base import SINKS, BatchRejected, EventSink, Outcome, SinkContext, SinkUnavailable
-from meshbatch.ingest.sinks.mapping import MappedColumn, RowError, columns_of, make_row, quote
+from meshbatch.ingest.sinks.mapping import MappedColumn, RowError, columns_of, make_row, plain_rows, quote
 from meshbatch.ingest.sinks.sharded import ShardedSink
 
 PG_TYPES = {"id": "text", "received": "timestamptz", "payload": "jsonb", "text": "text", "bigint": "bigint",
@@ -46,6 +46,7 @@ class PostgresSink:
         self.table = config.table
         self.id_column = config.id_column
         self.columns = columns_of(config)
+        self.plain = plain_rows(self.columns)
         self.create = config.create_table
         self.pool_size = config.pool_size
         self.timeout = context.timeout
@@ -79,14 +80,18 @@ class PostgresSink:
 
     async def deliver(self, records: Sequence[Record]) -> list[Outcome]:
         await self.open()
-        outcomes: list[Outcome] = []
-        rows: list[tuple[Any, ...]] = []
-        for record in records:
-            try:
-                rows.append(make_row(self.columns, record))
-                outcomes.append(None)
-            except RowError as exc:
-                outcomes.append(str(exc))
+        outcomes: list[Outcome]
+        rows: list[tuple[Any, ...]]
+        if self.plain is not None:  # no mapped fields: no row can fail
+            rows, outcomes = self.plain(records), [None] * len(records)
+        else:
+            outcomes, rows = [], []
+            for record in records:
+                try:
+                    rows.append(make_row(self.columns, record))
+                    outcomes.append(None)
+                except RowError as exc:
+                    outcomes.append(str(exc))
         if not rows:
             return outcomes
         arrays = [list(column) for column in zip(*rows, strict=True)]

@@ -7,13 +7,14 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from meshbatch.ingest.gil import shorten_switch_interval
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks.base import SINKS, BatchRejected, EventSink, Outcome, SinkContext, SinkUnavailable
-from meshbatch.ingest.sinks.mapping import MappedColumn, RowError, columns_of, make_row, quote
+from meshbatch.ingest.sinks.mapping import MappedColumn, RowError, columns_of, make_row, plain_rows, quote
 from meshbatch.ingest.sinks.sharded import ShardedSink
 
 SQLITE_TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "received": "TEXT", "payload": "TEXT", "text": "TEXT",
@@ -38,6 +39,7 @@ class SQLiteSink:
         self.path = path or config.path or os.path.join("meshbatch-data", "sink.db")
         self.table = config.table
         self.columns = columns_of(config)
+        self.plain = plain_rows(self.columns, timestamps_as_text=True)
         self.create = config.create_table
         self.schema = create_statements(config.table, self.columns, config.id_column)
         names = ", ".join(quote(c.name) for c in self.columns)
@@ -78,14 +80,20 @@ class SQLiteSink:
             raise SinkUnavailable(f"sqlite {self.path}: {exc}") from exc
 
     def _store(self, rows: list[tuple[Any, ...]]) -> int:
+        """The rows in one transaction: a batch of one statement runs in autocommit, its own transaction (each
+        statement hands the GIL back and forth with the event loop: no BEGIN and COMMIT of their own)."""
         db = self._db
         assert db is not None
+        if len(rows) <= self.chunk:
+            before = db.total_changes
+            db.execute(self._statement(len(rows)), list(chain.from_iterable(rows)))
+            return db.total_changes - before
         db.execute("BEGIN IMMEDIATE")
         try:
             before = db.total_changes
             for start in range(0, len(rows), self.chunk):  # multi-row statements: few GIL hand-offs per batch
                 part = rows[start:start + self.chunk]
-                db.execute(self._statement(len(part)), [value for row in part for value in row])
+                db.execute(self._statement(len(part)), list(chain.from_iterable(part)))
             stored = db.total_changes - before
         except BaseException:
             db.execute("ROLLBACK")
@@ -102,14 +110,18 @@ class SQLiteSink:
 
     async def deliver(self, records: Sequence[Record]) -> list[Outcome]:
         await self.open()
-        outcomes: list[Outcome] = []
-        rows: list[tuple[Any, ...]] = []
-        for record in records:
-            try:
-                rows.append(make_row(self.columns, record, timestamps_as_text=True))
-                outcomes.append(None)
-            except RowError as exc:
-                outcomes.append(str(exc))
+        outcomes: list[Outcome]
+        rows: list[tuple[Any, ...]]
+        if self.plain is not None:  # no mapped fields: no row can fail
+            rows, outcomes = self.plain(records), [None] * len(records)
+        else:
+            outcomes, rows = [], []
+            for record in records:
+                try:
+                    rows.append(make_row(self.columns, record, timestamps_as_text=True))
+                    outcomes.append(None)
+                except RowError as exc:
+                    outcomes.append(str(exc))
         if not rows:
             return outcomes
         try:
