@@ -124,9 +124,14 @@ def _ingest_state(admin: int) -> dict[str, Any]:
     return state
 
 
-def _warm(service: Service, port: int, body: str, events: int, timeout: float = 30.0) -> list[int]:
-    """One request of the load's kind answered 202 (the pipeline's workers are up and ready by then); the pids
-    of the workers."""
+def _workers_ready(admin: int) -> bool:
+    status, text = http_get(admin, "/metrics")
+    return status == 200 and b'meshbatch_pipeline_workers{route="events",state="alive"} 1.0' in text
+
+
+def _warm(service: Service, port: int, admin: int, body: str, events: int, timeout: float = 30.0) -> list[int]:
+    """One request of the load's kind answered 202, and the pipeline's worker started (its start-up is no part of
+    the load's CPU, whether or not requests reach it); the pids of the workers."""
     data, media = (ndjson_body(events), "application/x-ndjson") if body == "ndjson" else (EVENT, "application/json")
     request = urllib.request.Request(f"http://{LOOPBACK}:{port}/events", data=data.encode(), method="POST",
                                      headers={"content-type": media})
@@ -134,7 +139,7 @@ def _warm(service: Service, port: int, body: str, events: int, timeout: float = 
     while True:
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
-                if answer.status == 202:
+                if answer.status == 202 and (body != "ndjson" or _workers_ready(admin)):
                     return process_tree(service.pid)[1:]
         except OSError as exc:
             if time.monotonic() > deadline:
@@ -171,7 +176,7 @@ def measure(ctx: RunContext, wrk: str, sink_kind: str, seconds: float, cores: Co
                                                str(config)], workdir)
         try:
             _ready(service, admin)
-            workers = _warm(service, port, body, per_request)
+            workers = _warm(service, port, admin, body, per_request)
             proxy_before, workers_before = cpu_seconds([service.pid]), cpu_seconds(workers)
             result = run_wrk(wrk, port, connections=ctx.args.connections, seconds=seconds, cores=cores,
                              script=_post_script(workdir, body, per_request), path="/events")
