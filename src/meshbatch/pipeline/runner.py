@@ -12,8 +12,8 @@ parked it on (a replay of dead letters; see docs/ingestion.md).
 `Pipeline.process` (awaited by the handlers) decides where the run happens, so that no request holds the event
 loop for long (`pipeline_limits`, see docs/ingestion.md):
 - a small, uncompressed body runs inline: the round trip to a worker costs more than the work; a deadline of
-  `inline_slice_ms` is checked between events, and a run that reaches it is abandoned (nothing it did is kept
-  or counted) and sent to a worker whole;
+  `inline_slice_ms` of the event loop's CPU time is checked between events, and a run that reaches it is
+  abandoned (nothing it did is kept or counted) and sent to a worker whole;
 - so does a larger JSON or NDJSON body when the pipeline only decodes (C-speed work that grows with the body's
   bytes and values, both bounded: `inline_decode_max_bytes`, `inline_decode_max_values`);
 - any other body runs in a worker process (`pool`), under the CPU budget `max_cpu_ms`;
@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import Any, Protocol
 
 import orjson
@@ -134,10 +134,10 @@ class Pipeline:
         return work
 
     def execute(self, body: bytes, headers: Headers, received: float, deadline: float = math.inf,
-                escalate: bool = False) -> Result:
+                escalate: bool = False, cpu_deadline: float | None = None) -> Result:
         """Run and encode; a refusal is in `Result.error`. Past `deadline` (or the worker's CPU timer): OverBudget
         is raised when `escalate` (the caller moves the run elsewhere), else the result is a BudgetExceeded."""
-        work = Work(body, headers, received, deadline)
+        work = Work(body, headers, received, deadline, cpu_deadline)
         tally = [0] * len(self._flat)
         try:
             self._stages(work, tally)
@@ -223,12 +223,14 @@ class Pipeline:
         received = self.wall_clock()
         if offload is None:  # workers: 0
             self.runs.inc(self._where["inline"])
-            result = self.execute(request.body, request.headers, received,
-                                  perf_counter() + self.limits.max_cpu_ms / 1000)
+            budget = self.limits.max_cpu_ms / 1000
+            result = self.execute(request.body, request.headers, received, perf_counter() + budget,
+                                  cpu_deadline=thread_time() + budget)
         elif self.inline(request):
-            try:
-                result = self.execute(request.body, request.headers, received,
-                                      perf_counter() + self.limits.inline_slice_ms / 1000, escalate=True)
+            try:  # the slice is the event loop's own CPU time (a busy machine slows the run, it costs no more)
+                piece = self.limits.inline_slice_ms / 1000
+                result = self.execute(request.body, request.headers, received, perf_counter() + piece,
+                                      escalate=True, cpu_deadline=thread_time() + piece)
                 self.runs.inc(self._where["inline"])
             except OverBudget:
                 self.runs.inc(self._where["moved"])

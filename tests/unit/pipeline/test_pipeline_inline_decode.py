@@ -1,9 +1,11 @@
 """A pipeline that only decodes runs JSON and NDJSON bodies on the event loop up to `inline_decode_max_bytes` and
 `inline_decode_max_values` (what the decoder's work grows with, counted in C), and any other body in a worker;
-NDJSON lines are walked for their depth only when they hold more brackets than `max_depth`."""
+NDJSON lines are walked for their depth only when they hold more brackets than `max_depth`. The inline slice
+is the event loop's CPU time: a run the machine paused stays inline."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from meshbatch.http.message import Headers, Request
 from meshbatch.pipeline import build_pipeline
 from meshbatch.pipeline.runner import Pipeline, Result
 from meshbatch.pipeline.stages.decode import decode_ndjson, json_values
+from meshbatch.pipeline.work import OverBudget, Work
 from meshbatch.telemetry.metrics import Registry
 
 NDJSON = (b"content-type", b"application/x-ndjson")
@@ -122,3 +125,37 @@ async def test_a_deep_line_among_many_is_refused_with_its_place() -> None:
     fine = EVENT * 50 + b"[" + b",".join([b"[]"] * 20) + b"]\n"  # many brackets, 2 levels: accepted
     result = await p.process(post(fine, NDJSON))
     assert result.events is not None and len(result.events) == 51
+
+
+class PausedStage:
+    """A stage whose events each take wall-clock time but no CPU time, as when the machine runs other processes
+    (the thread is not running)."""
+
+    name = "validate"
+
+    def __call__(self, work: Work) -> None:
+        assert work.events is not None
+        for _ in work.events:
+            work.tick()
+            time.sleep(0.002)
+
+
+async def test_the_inline_slice_counts_the_loops_cpu_time_not_the_time_others_took() -> None:
+    decode = build_pipeline("r", [Step.model_validate("decode")], dead_letters=False).stages[0]
+    registry = Registry()
+    p = Pipeline("r", [decode, PausedStage()], registry, limits=PipelineLimits(inline_slice_ms=1))
+    p.offload = offload = FakeOffload(2)
+    result = await p.process(post(b"{}\n" * 5, NDJSON))  # 10 ms on the clock, far less of CPU: stays inline
+    assert result.events is not None and len(result.events) == 5 and offload.calls == []
+    assert runs(registry) == (1, 0)
+
+
+def test_past_the_wall_clock_deadline_only_the_cpu_deadline_decides() -> None:
+    now = time.perf_counter()
+    spare = Work(b"", [], 0.0, now - 1, cpu_deadline=time.thread_time() + 60)
+    spare.tick()  # CPU time left: the wall-clock deadline moves on
+    assert spare.deadline > now
+    with pytest.raises(OverBudget):
+        Work(b"", [], 0.0, now - 1, cpu_deadline=time.thread_time() - 1).tick()
+    with pytest.raises(OverBudget):
+        Work(b"", [], 0.0, now - 1).tick()  # no CPU deadline: the wall clock alone
