@@ -195,9 +195,9 @@ async def test_a_reload_that_replaces_the_route_mid_sweep_discards_it(tmp_path: 
             break
     assert old.summary()["canary"]["search"]["state"] == "sweeping"
     canaries.sync({"orders": new})  # the reload: the old batcher's task is cancelled, its process killed
-    for _ in range(500):
+    for _ in range(500):  # the process is killed, then the cancelled task records its end (after the kill's wait)
         await asyncio.sleep(0.01)
-        if not alive(int(pid_file.read_text())):
+        if not alive(int(pid_file.read_text())) and old.summary()["canary"]["search"]["state"] != "sweeping":
             break
     assert not alive(int(pid_file.read_text()))
     assert old.dispatcher.canary is None and old.summary()["canary"]["search"]["state"] == "waiting_for_data"
