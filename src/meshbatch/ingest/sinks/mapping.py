@@ -203,5 +203,30 @@ def plain_rows(columns: list[MappedColumn],
     return rows
 
 
-__all__ = ["CONVERT", "IDENTIFIER", "MappedColumn", "RowError", "columns_of", "make_row", "plain_rows", "quote",
-           "received_text"]
+RowsMaker = Callable[[Sequence[Record]], tuple[list[tuple[Any, ...]], list[str | None]]]
+
+
+def batch_rows(columns: list[MappedColumn], timestamps_as_text: bool = False) -> RowsMaker:
+    """A function making a batch's rows and each record's outcome: None when it has its row, else why it has
+    none (a mapped field missing or of the wrong type). Tables without mapped fields take `plain_rows`."""
+    plain = plain_rows(columns, timestamps_as_text)
+    if plain is not None:
+        plain_made = plain
+        return lambda records: (plain_made(records), [None] * len(records))
+
+    def rows(records: Sequence[Record]) -> tuple[list[tuple[Any, ...]], list[str | None]]:
+        made: list[tuple[Any, ...]] = []
+        outcomes: list[str | None] = []
+        for record in records:
+            try:
+                made.append(make_row(columns, record, timestamps_as_text))
+                outcomes.append(None)
+            except RowError as exc:
+                outcomes.append(str(exc))
+        return made, outcomes
+
+    return rows
+
+
+__all__ = ["CONVERT", "IDENTIFIER", "MappedColumn", "RowError", "RowsMaker", "batch_rows", "columns_of", "make_row",
+           "plain_rows", "quote", "received_text"]

@@ -13,7 +13,7 @@ import asyncpg
 
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks.base import SINKS, BatchRejected, EventSink, Outcome, SinkContext, SinkUnavailable
-from meshbatch.ingest.sinks.mapping import MappedColumn, RowError, columns_of, make_row, plain_rows, quote
+from meshbatch.ingest.sinks.mapping import MappedColumn, batch_rows, columns_of, quote
 from meshbatch.ingest.sinks.sharded import ShardedSink
 
 PG_TYPES = {"id": "text", "received": "timestamptz", "payload": "jsonb", "text": "text", "bigint": "bigint",
@@ -46,7 +46,7 @@ class PostgresSink:
         self.table = config.table
         self.id_column = config.id_column
         self.columns = columns_of(config)
-        self.plain = plain_rows(self.columns)
+        self.rows = batch_rows(self.columns)
         self.create = config.create_table
         self.pool_size = config.pool_size
         self.timeout = context.timeout
@@ -80,18 +80,8 @@ class PostgresSink:
 
     async def deliver(self, records: Sequence[Record]) -> list[Outcome]:
         await self.open()
-        outcomes: list[Outcome]
-        rows: list[tuple[Any, ...]]
-        if self.plain is not None:  # no mapped fields: no row can fail
-            rows, outcomes = self.plain(records), [None] * len(records)
-        else:
-            outcomes, rows = [], []
-            for record in records:
-                try:
-                    rows.append(make_row(self.columns, record))
-                    outcomes.append(None)
-                except RowError as exc:
-                    outcomes.append(str(exc))
+        rows, made = self.rows(records)
+        outcomes: list[Outcome] = list(made)
         if not rows:
             return outcomes
         arrays = [list(column) for column in zip(*rows, strict=True)]

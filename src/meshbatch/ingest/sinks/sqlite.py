@@ -14,7 +14,7 @@ from typing import Any
 from meshbatch.ingest.gil import shorten_switch_interval
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks.base import SINKS, BatchRejected, EventSink, Outcome, SinkContext, SinkUnavailable
-from meshbatch.ingest.sinks.mapping import MappedColumn, RowError, columns_of, make_row, plain_rows, quote
+from meshbatch.ingest.sinks.mapping import MappedColumn, batch_rows, columns_of, quote
 from meshbatch.ingest.sinks.sharded import ShardedSink
 
 SQLITE_TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "received": "TEXT", "payload": "TEXT", "text": "TEXT",
@@ -39,7 +39,7 @@ class SQLiteSink:
         self.path = path or config.path or os.path.join("meshbatch-data", "sink.db")
         self.table = config.table
         self.columns = columns_of(config)
-        self.plain = plain_rows(self.columns, timestamps_as_text=True)
+        self.rows = batch_rows(self.columns, timestamps_as_text=True)
         self.create = config.create_table
         self.schema = create_statements(config.table, self.columns, config.id_column)
         names = ", ".join(quote(c.name) for c in self.columns)
@@ -110,18 +110,8 @@ class SQLiteSink:
 
     async def deliver(self, records: Sequence[Record]) -> list[Outcome]:
         await self.open()
-        outcomes: list[Outcome]
-        rows: list[tuple[Any, ...]]
-        if self.plain is not None:  # no mapped fields: no row can fail
-            rows, outcomes = self.plain(records), [None] * len(records)
-        else:
-            outcomes, rows = [], []
-            for record in records:
-                try:
-                    rows.append(make_row(self.columns, record, timestamps_as_text=True))
-                    outcomes.append(None)
-                except RowError as exc:
-                    outcomes.append(str(exc))
+        rows, made = self.rows(records)
+        outcomes: list[Outcome] = list(made)
         if not rows:
             return outcomes
         try:
