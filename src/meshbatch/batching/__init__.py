@@ -6,8 +6,9 @@ asyncio `Dispatcher`, a codec from `CODECS` and, with `batch.adaptive`, the `Ada
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from meshbatch.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from meshbatch.batching.accumulator import Accumulator
@@ -38,11 +39,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _MODULES)
 
 
 __all__ = [

@@ -6,8 +6,9 @@ outgoing batch. A new stage is one file in `stages/` registering a factory in `S
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from meshbatch.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from meshbatch.pipeline.base import STAGE_FACTORIES, Stage, StageContext
@@ -31,11 +32,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _MODULES)
 
 
 __all__ = [
