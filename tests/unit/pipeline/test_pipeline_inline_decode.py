@@ -137,15 +137,16 @@ class PausedStage:
         assert work.events is not None
         for _ in work.events:
             work.tick()
-            time.sleep(0.002)
+            time.sleep(0.004)
 
 
 async def test_the_inline_slice_counts_the_loops_cpu_time_not_the_time_others_took() -> None:
     decode = build_pipeline("r", [Step.model_validate("decode")], dead_letters=False).stages[0]
     registry = Registry()
-    p = Pipeline("r", [decode, PausedStage()], registry, limits=PipelineLimits(inline_slice_ms=1))
+    # 5 ms of CPU is far more than five tiny events take, even on a loaded machine; 20 ms of wall clock is not
+    p = Pipeline("r", [decode, PausedStage()], registry, limits=PipelineLimits(inline_slice_ms=5))
     p.offload = offload = FakeOffload(2)
-    result = await p.process(post(b"{}\n" * 5, NDJSON))  # 10 ms on the clock, far less of CPU: stays inline
+    result = await p.process(post(b"{}\n" * 5, NDJSON))  # 20 ms on the clock, far less of CPU: stays inline
     assert result.events is not None and len(result.events) == 5 and offload.calls == []
     assert runs(registry) == (1, 0)
 
