@@ -136,6 +136,16 @@ def exchange(address: tuple[str, int], data: bytes, timeout: float = 5.0) -> Raw
         return client.read_response()
 
 
+def read_all(address: tuple[str, int], data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes on a fresh connection; everything that comes back until the peer closes it."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65_536):
+            out += chunk
+    return out
+
+
 def get(path: str = "/", host: str = "test", extra: str = "") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
 

@@ -16,6 +16,7 @@ from hyperframe.frame import GoAwayFrame
 from testbed.config import cluster, config, listener, route
 from testbed.h2peer import H2Socket, frame, parse_frames, request_headers
 from testbed.proxy import MeshbatchProcess
+from testbed.raw import read_all
 from testbed.upstream import UpstreamServer
 
 
@@ -92,13 +93,6 @@ def test_http1_listener_ignores_the_upgrade(proxy: MeshbatchProcess) -> None:
     assert upgrades(proxy, "h1only") == before
 
 
-def raw(address: tuple[str, int], data: bytes) -> bytes:
-    with socket.create_connection(address, timeout=5) as sock:
-        sock.sendall(data)
-        out = b""
-        while chunk := sock.recv(65_536):
-            out += chunk
-    return out
 
 
 @pytest.mark.parametrize(("settings", "reason"), [
@@ -108,8 +102,8 @@ def raw(address: tuple[str, int], data: bytes) -> bytes:
     (b"", b"bad_http2_settings"),
 ])
 def test_hostile_upgrades_are_400(proxy: MeshbatchProcess, settings: bytes, reason: bytes) -> None:
-    answer = raw(proxy.address("main"), b"GET /plain/x HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-                                        b"Upgrade: h2c\r\n" + settings + b"\r\n")
+    answer = read_all(proxy.address("main"), b"GET /plain/x HTTP/1.1\r\nHost: t\r\n"
+                      b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n" + settings + b"\r\n")
     assert answer.startswith(b"HTTP/1.1 400") and reason in answer
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from testbed.config import cluster, config, listener, route
 from testbed.h2peer import PREFACE, H2Socket, parse_frames
 from testbed.pki import Pki
 from testbed.proxy import MeshbatchProcess, metric_value
+from testbed.raw import read_all
 from testbed.upstream import UpstreamServer
 
 TD = "example.org"
@@ -136,17 +136,10 @@ def test_a_reset_stream_withdraws_its_batch_item(proxy: MeshbatchProcess, caller
 
 
 # codec ------------------------------------------------------------------------------------------------
-def raw_exchange(address: tuple[str, int], data: bytes) -> bytes:
-    with socket.create_connection(address, timeout=5) as sock:
-        sock.sendall(data)
-        out = b""
-        while chunk := sock.recv(65_536):
-            out += chunk
-    return out
 
 
 def test_codec_http1_refuses_the_preface_as_http1_would(proxy: MeshbatchProcess) -> None:
-    answer = raw_exchange(proxy.address("h1only"), PREFACE)
+    answer = read_all(proxy.address("h1only"), PREFACE)
     assert answer.startswith(b"HTTP/1.1 400 ")
     out = curl("--http2-prior-knowledge", proxy.url("h1only", "/x"))
     assert out.returncode != 0
@@ -154,7 +147,7 @@ def test_codec_http1_refuses_the_preface_as_http1_would(proxy: MeshbatchProcess)
 
 
 def test_codec_http2_refuses_http1(proxy: MeshbatchProcess) -> None:
-    answer = raw_exchange(proxy.address("h2only"), b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+    answer = read_all(proxy.address("h2only"), b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
     frames = parse_frames(answer)
     goaway = [f for f in frames if isinstance(f, GoAwayFrame)]
     assert goaway and goaway[0].error_code == ErrorCodes.PROTOCOL_ERROR
