@@ -21,6 +21,7 @@ HOT_PATH = [
     "src/meshbatch/http/message.py",
     "src/meshbatch/http/parser.py",
     "src/meshbatch/http/serialize.py",
+    "src/meshbatch/http/chunked.py",
     "src/meshbatch/http/flow.py",
     "src/meshbatch/http/client_machine.py",
     "src/meshbatch/http/client.py",

@@ -10,6 +10,7 @@ import math
 from http import HTTPStatus
 
 from meshbatch.errors import Overloaded, ProxyError
+from meshbatch.http.chunked import chunk
 from meshbatch.http.fields import protected
 from meshbatch.http.message import Headers, Response
 
@@ -135,14 +136,6 @@ def encode_stream_head(response: Response, length: int, chunked: bool, keep_aliv
     return b"".join(parts)
 
 
-def chunk(data: bytes) -> bytes:
-    """One piece of a chunked body, ready to write."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-LAST_CHUNK = b"0\r\n\r\n"
-
-
 def encode_request(method: bytes, target: bytes, headers: Headers, body: bytes) -> bytes:
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     _fields(parts, headers)
@@ -179,8 +172,6 @@ def local_reply(error: ProxyError) -> Response:
 __all__ = [
     "HOP_BY_HOP",
     "JSON",
-    "LAST_CHUNK",
-    "chunk",
     "encode_request",
     "encode_response",
     "encode_stream_head",

@@ -23,9 +23,10 @@ from typing import Final
 
 from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import ProxyError, RequestTimeout
+from meshbatch.http.chunked import LAST_CHUNK, chunk
 from meshbatch.http.message import Request, Response
 from meshbatch.http.parser import RequestParser
-from meshbatch.http.serialize import LAST_CHUNK, chunk, encode_response, encode_stream_head, local_reply
+from meshbatch.http.serialize import encode_response, encode_stream_head, local_reply
 from meshbatch.http.serving import ServerSettings
 
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -26,10 +26,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from meshbatch.errors import ProxyError
+from meshbatch.http.chunked import LAST_CHUNK, chunk
 
 OPEN, ENDED, FAILED = "open", "ended", "failed"
 Headers = list[tuple[bytes, bytes]]  # (http/message.py's: a request refers to its upload)
-LAST_CHUNK = b"0\r\n\r\n"
 
 
 class UploadSource(Protocol):
@@ -183,7 +183,7 @@ class ChunkedWriter:
             self.gone()
             return
         if data:
-            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+            self.transport.write(chunk(data) if self.chunked else data)
         self.upload.taken(len(data))
 
     def upload_end(self, trailers: Headers | None) -> None:
