@@ -45,17 +45,22 @@ def status_line(status: int) -> bytes:
     return line
 
 
+def field_tokens(headers: Headers, field: bytes) -> set[bytes]:
+    """The comma-separated tokens of every `field` field, in lower case (empty ones left out)."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == field:
+            for token in value.split(b","):
+                token = token.strip(b" \t").lower()
+                if token:
+                    tokens.add(token)
+    return tokens
+
+
 def connection_tokens(headers: Headers) -> frozenset[bytes]:
     """Header names listed in Connection: they are hop-by-hop too. Never a protected one (Host, content-*, the
     forwarding and tracing fields, x-meshbatch-*: see http/fields.py): such a nomination is ignored."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name == b"connection":
-            for token in value.split(b","):
-                token = token.strip(b" \t").lower()
-                if token and not protected(token):
-                    tokens.add(token)
-    return frozenset(tokens)
+    return frozenset(token for token in field_tokens(headers, b"connection") if not protected(token))
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade"})
@@ -177,6 +182,7 @@ __all__ = [
     "encode_stream_head",
     "encode_upload_head",
     "end_to_end",
+    "field_tokens",
     "local_reply",
     "status_line",
 ]

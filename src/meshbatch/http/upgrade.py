@@ -28,21 +28,13 @@ from typing import Final
 
 from meshbatch.errors import BadRequest
 from meshbatch.http.message import Headers, Request
+from meshbatch.http.serialize import field_tokens
 
 SWITCHING: Final = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
 MAX_SETTINGS: Final = 32  # SETTINGS entries in HTTP2-Settings (RFC 9113 defines 7; h2 ignores unknown ones)
 _B64URL: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 # RFC 9113 6.5.2: ENABLE_PUSH 0 or 1, INITIAL_WINDOW_SIZE up to 2^31-1, MAX_FRAME_SIZE from 2^14 to 2^24-1.
 _RANGES: Final = {0x2: (0, 1), 0x4: (0, 2**31 - 1), 0x5: (2**14, 2**24 - 1)}
-
-
-def tokens(headers: Headers, name: bytes) -> set[bytes]:
-    """The comma-separated tokens of every `name` field, in lower case."""
-    out: set[bytes] = set()
-    for key, value in headers:
-        if key == name:
-            out.update(token.strip(b" \t").lower() for token in value.split(b","))
-    return out
 
 
 def settings_payload(values: list[bytes]) -> bytes:
@@ -89,14 +81,14 @@ class Upgrade:
     def of(cls, request: Request | None, fields: Headers | None, h2c: bool, max_rest: int) -> Upgrade:
         """The upgrade `request` asks for (`fields`: its Upgrade and HTTP2-Settings fields, removed from its
         headers); `h2c`: the connection may switch to HTTP/2. Raises the 400 to answer."""
-        if request is None or fields is None or b"h2c" not in tokens(fields, b"upgrade"):
+        if request is None or fields is None or b"h2c" not in field_tokens(fields, b"upgrade"):
             raise BadRequest("upgrade_not_supported", "protocol upgrades other than h2c are not proxied")
         if request.header(b"transfer-encoding") is not None:
             raise BadRequest("upgrade_not_supported", "an h2c upgrade request with a chunked body is not served")
         length = request.header(b"content-length")
         settings = None
         if h2c:
-            if b"http2-settings" not in tokens(request.headers, b"connection"):
+            if b"http2-settings" not in field_tokens(request.headers, b"connection"):
                 raise BadRequest("bad_http2_settings", "an h2c upgrade must name HTTP2-Settings in Connection")
             settings = settings_payload([value for name, value in fields if name == b"http2-settings"])
         # (an ignored upgrade's rest is read as HTTP/1.1 at once: bounded by the read it came with)
@@ -131,4 +123,4 @@ class Upgrade:
         return f"<Upgrade {'h2c' if self.settings is not None else 'ignored'} left={self.left} rest={len(self.rest)}>"
 
 
-__all__ = ["MAX_SETTINGS", "SWITCHING", "Upgrade", "settings_payload", "tokens"]
+__all__ = ["MAX_SETTINGS", "SWITCHING", "Upgrade", "settings_payload"]
