@@ -75,7 +75,7 @@ _NEXT: Final[list[int]] = [_TABLE.get(key, -1) for key in range(len(STATE_NAMES)
 
 # What `feed` and `eof` report.
 NOTHING: Final = 0  # more bytes are needed
-STARTED: Final = 1  # the answer outgrew the stream limit: its head is ready (`head_response`), the body streams
+STARTED: Final = 1  # the answer streams (see `start`): its head is ready (`head_response`), the body follows
 DATA: Final = 2  # more of a streamed body (`take_body`)
 ENDED: Final = 3  # the answer is over: `response()` (read whole) or the rest of the stream (`take_body`)
 FAILED: Final = 4  # the exchange failed (`error`); the connection must close
@@ -142,7 +142,9 @@ class ResponseReader:
         return self._stream_limit
 
     def start(self, head: bool, stream_limit: int = 0) -> None:
-        """A request goes out (`head`: to HEAD). With a `stream_limit`, a larger body is STARTED as a stream."""
+        """A request goes out (`head`: to HEAD). With a `stream_limit`, a larger body is STARTED as a stream, and
+        so is one of unknown length (chunked, close-delimited) that a read leaves unfinished after some of its
+        body: events, long polls."""
         moved = _NEXT[self.state << 4 | SEND]  # (`_go`, inline: taken per request)
         if moved < 0:
             raise self._illegal(SEND)
@@ -228,8 +230,9 @@ class ResponseReader:
                 self._tail += data  # chunk framing only (or a trailer section), bounded
                 if len(self._tail) > 2 * MAX_HEADER_BYTES:
                     return self._end(BadGateway("upstream_headers_too_large", "chunk framing or trailers too large"))
-        if self._streaming:
-            if self.state == BODY:
+        if self._streaming or (self._stream_limit and self._length < 0 and self._body and self.state == BODY):
+            if self.state == BODY:  # (one of unknown length that paused: its pieces go on as they come)
+                self._streaming = True
                 self._go(STREAM)
                 return STARTED
             if self._body:
@@ -382,8 +385,6 @@ class ResponseReader:
             self.error = BadGateway("upstream_response_too_large", f"response exceeds {self.max_response_bytes} bytes")
             raise self.error
         self._body.append(body)
-        if self._stream_limit and self._body_len > self._stream_limit:
-            self._streaming = True  # (one of unknown length that outgrew the limit)
 
     def on_message_complete(self) -> None:
         if self._complete:

@@ -14,8 +14,11 @@ Memory per connection is bounded by three limits (Envoy's per-connection buffer 
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from meshbatch.http.message import Request
 
@@ -146,4 +149,19 @@ class Flow:
         return self.send.check(self.written, buffered, now, timeout)
 
 
-__all__ = ["CHECKS_PER_TIMEOUT", "Flow", "FlowTransport", "SendWatch", "may_resume", "must_pause", "queued_bytes"]
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: closing sends a reset and drops what is unsent
+
+
+def abort_with_reset(transport: Any) -> None:
+    """Drop a connection now with a reset (not a FIN), whatever is unsent: a caller reading a body that ends
+    with the connection (HTTP/1.0) must not take a cut one for a whole one."""
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        transport.abort()
+
+
+__all__ = ["CHECKS_PER_TIMEOUT", "Flow", "FlowTransport", "SendWatch", "abort_with_reset", "may_resume", "must_pause",
+           "queued_bytes"]

@@ -7,23 +7,21 @@ up to `max_pipelined` requests and `max_pipelined_bytes` of their bodies, then r
 (slowloris), the idle timeout and the send timeout. An `Upgrade: h2c` request hands the connection to HTTP/2.
 
 An answer is written in one go, head and body, unless it comes with a stream (larger than the listener's
-`max_buffer_bytes`, see http/stream.py): then its head goes out, the connection becomes the stream's sink
-(framed by the upstream's Content-Length, else chunked, else, for an HTTP/1.0 caller, by closing), and the
-transport's write-buffer watermarks pause and resume the upstream. An answer that fails mid-body aborts the
-connection: the caller must not mistake a cut answer for a whole one.
+`max_buffer_bytes`, or of unknown length and still arriving, see http/stream.py): then its head goes out, the
+connection becomes the stream's sink (framed by the upstream's Content-Length, else chunked, else, for an
+HTTP/1.0 caller, by closing), and the transport's write-buffer watermarks pause and resume the upstream; it is
+observed (access log, metrics) once over. An answer that fails mid-body aborts the connection: the caller must
+not mistake a cut answer for a whole one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from meshbatch.errors import ProxyError
-from meshbatch.http.flow import Flow
+from meshbatch.http.flow import Flow, abort_with_reset
 from meshbatch.http.message import Request, Response
 from meshbatch.http.parser import RequestParser
 from meshbatch.http.serialize import local_reply
@@ -52,7 +50,6 @@ if TYPE_CHECKING:
     from meshbatch.http.stream import BodyStream
     from meshbatch.http.upgrade import Upgrade
 
-_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: closing sends a reset and drops what is unsent
 
 
 def _gone(response: Response) -> None:
@@ -62,8 +59,8 @@ def _gone(response: Response) -> None:
 class HttpServerProtocol(asyncio.Protocol):
     """The I/O of one downstream connection: bytes to its `ServerConnection`, what it answers to the transport."""
 
-    __slots__ = ("_answer_to", "_guard", "_loop", "_lost", "_pending", "_settings", "_stream", "_watch_at",
-                 "_watchdog", "closed", "flow", "machine", "state", "transport")
+    __slots__ = ("_answer_to", "_guard", "_loop", "_lost", "_observing", "_pending", "_settings", "_stream",
+                 "_watch_at", "_watchdog", "closed", "flow", "machine", "state", "transport")
 
     def __init__(self, state: ListenerState, loop: asyncio.AbstractEventLoop) -> None:
         self.state = state
@@ -77,6 +74,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._guard: ConnectionGuard | None = None
         self._pending: Pending | None = None  # the answer under way for the machine's current request
         self._stream: BodyStream | None = None  # the answer whose body is being streamed to the client
+        self._observing: tuple[Request, Response] | None = None  # ... observed once it is over
         self.closed = False
         self._lost = False
         # `_answer` bound once, not once per request (dispatch takes it with every request); dropped when the
@@ -125,10 +123,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._lost = True
         self._answer_to = _gone
         self.state.forget(self)
-        stream = self._stream
-        if stream is not None:  # the client left mid-body: the upstream connection is dropped, never reused
-            self._stream = None
-            stream.abandon()
+        self._drop_stream()  # (the client left mid-body)
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -262,14 +257,15 @@ class HttpServerProtocol(asyncio.Protocol):
         data = machine.answer(response, self.state.draining, now)
         self._write(data)
         settings = machine.settings
-        if settings.observe is not None:
-            settings.observe(request, response, now - request.received_at)
-        if stream is not None:
+        if stream is not None:  # observed at its end (or when it is cut off)
+            self._observing = (request, response)
             self._stream = stream
             if self.flow.writing_paused:
                 stream.pause()
             stream.attach(self)  # the body follows (perhaps at once, perhaps all of it)
             return
+        if settings.observe is not None:
+            settings.observe(request, response, now - request.received_at)
         self._pump()
 
     # writing -------------------------------------------------------------------------------------
@@ -294,8 +290,9 @@ class HttpServerProtocol(asyncio.Protocol):
         machine = self.machine
         if self._stream is None or machine is None or self.closed:
             return
-        self._stream = None
-        self._write(machine.stream_end(self.state.draining, self._loop.time()))
+        stream, self._stream = self._stream, None
+        self._write(machine.stream_end(self.state.draining, self._loop.time(), stream.trailers))
+        self._drop_stream()
         self._pump()
 
     def stream_abort(self, error: ProxyError) -> None:
@@ -304,6 +301,17 @@ class HttpServerProtocol(asyncio.Protocol):
             return
         self._stream = None
         self._abort(error.reason)
+
+    def _drop_stream(self) -> None:
+        """A streamed answer is over (its end written, or the client gone: then the upstream connection is
+        dropped, never reused); it is observed now, so its duration is the whole answer's."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.abandon()
+        observing, self._observing = self._observing, None
+        observe = self._settings.observe
+        if observing is not None and observe is not None:
+            observe(observing[0], observing[1], self._loop.time() - observing[0].received_at)
 
     def _answer_error(self, machine: ServerConnection) -> None:
         response, data = machine.error_reply()
@@ -326,17 +334,8 @@ class HttpServerProtocol(asyncio.Protocol):
         aborts = self.state.aborts
         aborts[reason] = aborts.get(reason, 0) + 1
         self.closed = True
-        stream = self._stream
-        if stream is not None:
-            self._stream = None
-            stream.abandon()
-        transport = self.transport
-        if transport is not None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-            transport.abort()
+        self._drop_stream()
+        abort_with_reset(self.transport)
 
     def close_if_idle(self) -> None:
         if not self.busy:

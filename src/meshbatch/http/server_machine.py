@@ -23,8 +23,8 @@ from typing import Final
 
 from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import ProxyError, RequestTimeout
-from meshbatch.http.chunked import LAST_CHUNK, chunk
-from meshbatch.http.message import Request, Response
+from meshbatch.http.chunked import LAST_CHUNK, chunk, last_chunk
+from meshbatch.http.message import Headers, Request, Response
 from meshbatch.http.parser import RequestParser
 from meshbatch.http.serialize import encode_response, encode_stream_head, local_reply
 from meshbatch.http.serving import ServerSettings
@@ -249,8 +249,9 @@ class ServerConnection:
             return b""
         return chunk(data) if self._chunked else data
 
-    def stream_end(self, draining: bool, now: float) -> bytes:
-        """The streamed body ended: the bytes that end it (the last chunk)."""
+    def stream_end(self, draining: bool, now: float, trailers: Headers | None = None) -> bytes:
+        """The streamed body ended: the bytes that end it (the last chunk, with the answer's trailers for a caller
+        that said `TE: trailers`)."""
         request = self.current
         if self.state != SENDING or request is None:
             raise IllegalTransition(f"end in state {STATE_NAMES[self.state]}")
@@ -258,7 +259,11 @@ class ServerConnection:
         self.last_activity = now
         self._go(END if self._keeps(request, self._close_delimited, draining) else END_CLOSE)
         self._settle()
-        return LAST_CHUNK if self._chunked else b""
+        if not self._chunked:
+            return b""
+        if trailers and any(name == b"te" and b"trailers" in value.lower() for name, value in request.headers):
+            return last_chunk(trailers)
+        return LAST_CHUNK
 
     def _settle(self) -> None:
         """An answer is out and the connection stays open: back to reading, or to close once a half-closed client

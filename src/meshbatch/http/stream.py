@@ -1,8 +1,10 @@
 """A response body that flows from an upstream connection to a downstream one, with back-pressure both ways.
 
 Answers up to the listener's buffer limit are read whole and written in one go (the fast path). A larger
-one, or one of unknown length that outgrows the limit, is streamed (Envoy's model: a per-connection buffer
-limit, 1 MiB by default): its head goes out, then its body as it arrives. `BodyStream` joins the two ends.
+one is streamed (Envoy's model: a per-connection buffer limit, 1 MiB by default): its head goes out, then its
+body as it arrives; so is one of unknown length (chunked, close-delimited, HTTP/2 without content-length) that a
+read leaves unfinished after some of its body, so that server-sent events, long polls and gRPC server streams
+reach the caller as they come rather than when they end. `BodyStream` joins the two ends.
 
 - The producer (the upstream connection) calls `feed` with each received piece, then `end` (with the answer's
   trailers, if it had any: an HTTP/2 upstream's, a chunked HTTP/1.1 answer's; the sink sends them after the

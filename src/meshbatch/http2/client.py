@@ -7,8 +7,9 @@ at once, each a `ClientStream` (http2/client_stream.py).
 - Flow control: request bodies go out as the peer's windows allow (the rest waits for WINDOW_UPDATE, and while
   the transport's buffer is full). Received data is acknowledged as it is taken, so a stream's window stays
   closed while its streamed body's consumer is paused, and nothing is held beyond one window per stream.
-- Answers: headers, body and trailers into a `Response` (grpc-status arrives in `trailers`); each stream has its
-  own deadline (504 `upstream_timeout`, RST_STREAM CANCEL); `cancel` resets a stream whose caller gave up.
+- Answers: headers, body and trailers into a `Response` (grpc-status arrives in `trailers`); streamed instead
+  past the stream limit, or when a read leaves one of unknown length unfinished after some body; each has its own
+  deadline (504 `upstream_timeout`, RST_STREAM CANCEL); `cancel` resets a stream whose caller gave up.
 - GOAWAY: no new stream; streams above its last stream id were never processed and fail with `StreamRefused`
   (safe to replay, whatever the method), as do streams the peer resets with REFUSED_STREAM; the others run to
   their end, then the connection closes.
@@ -34,19 +35,15 @@ from h2.errors import ErrorCodes
 from meshbatch.errors import BadGateway, ConnectFailed, ProxyError, StreamRefused, UpstreamReset
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.upload import Upload
-from meshbatch.http2.client_setup import new_client_connection, request_block
+from meshbatch.http2.client_setup import new_client_connection, nothing, request_block, retrieved
 from meshbatch.http2.client_stream import ClientStream, StreamLimits
 from meshbatch.http2.headers import answer_fields, trailer_fields
 from meshbatch.http2.response import trailer_fields_out
 
 
-def _nothing(conn: MultiplexedConnection) -> None:
-    return None
-
-
 class MultiplexedConnection(asyncio.Protocol):
-    __slots__ = ("_flush_due", "_h2", "_loop", "_write_paused", "closed", "goaway", "idle_since", "limits", "on_close",
-                 "on_free", "pooled", "ready", "scheme", "streams", "transport", "uses")
+    __slots__ = ("_flush_due", "_h2", "_loop", "_unfinished", "_write_paused", "closed", "goaway", "idle_since",
+                 "limits", "on_close", "on_free", "pooled", "ready", "scheme", "streams", "transport", "uses")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: StreamLimits, scheme: bytes = b"http") -> None:
         self._loop = loop
@@ -56,7 +53,7 @@ class MultiplexedConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, ClientStream] = {}
         self.ready: asyncio.Future[None] = loop.create_future()  # the peer's first SETTINGS arrived
-        self.ready.add_done_callback(_retrieved)
+        self.ready.add_done_callback(retrieved)
         self.closed = False
         self.goaway = False  # the peer sent GOAWAY (or stream ids ran out): no new stream
         self._write_paused = False
@@ -64,8 +61,9 @@ class MultiplexedConnection(asyncio.Protocol):
         self.uses = 0
         self.pooled = False
         self.idle_since = loop.time()
-        self.on_free: Callable[[MultiplexedConnection], None] = _nothing
-        self.on_close: Callable[[MultiplexedConnection], None] = _nothing
+        self.on_free: Callable[[MultiplexedConnection], None] = nothing
+        self.on_close: Callable[[MultiplexedConnection], None] = nothing
+        self._unfinished: list[ClientStream] = []  # answers of unknown length this read left open
 
     @property
     def capacity(self) -> int:
@@ -220,6 +218,11 @@ class MultiplexedConnection(asyncio.Protocol):
             return
         for event in events:
             self._event(event)
+        if self._unfinished:  # what a read leaves open, of a length never said, streams from now on (events, gRPC)
+            for stream in self._unfinished:
+                if stream.stream is None and not stream.waiter.done():
+                    stream.start_stream()
+            self._unfinished.clear()
         self._flush()
         transport = self.transport
         if transport is not None and transport.get_write_buffer_size() > self.limits.max_write_buffer:
@@ -276,8 +279,8 @@ class MultiplexedConnection(asyncio.Protocol):
         if stream.length > limit:
             self._refuse(stream, BadGateway("upstream_response_too_large",
                                             f"response of {stream.length} bytes exceeds {limit}"))
-        elif stream.wants_stream() and event.stream_ended is None:
-            stream.start_stream()
+        elif event.stream_ended is None:
+            stream.more_to_come(None)
 
     def _data(self, event: h2.events.DataReceived) -> None:
         conn = self._h2
@@ -298,8 +301,8 @@ class MultiplexedConnection(asyncio.Protocol):
             stream.unacked += size
         elif size:
             conn.acknowledge_received_data(size, stream.id)
-        if stream.wants_stream() and event.stream_ended is None:
-            stream.start_stream()
+        if event.stream_ended is None:
+            stream.more_to_come(self._unfinished)
 
     def _window(self, stream_id: int) -> None:
         if stream_id == 0:
@@ -390,11 +393,6 @@ class MultiplexedConnection(asyncio.Protocol):
         self._close_all(UpstreamReset("upstream_reset", "the HTTP/2 connection closed"))
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-
-
-def _retrieved(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()  # (nobody may be waiting any more: not an unretrieved error)
 
 
 __all__ = ["MultiplexedConnection", "StreamLimits"]

@@ -9,7 +9,8 @@ dynamic table (http2/hpack_out.py), as nginx's upstream HTTP/2 does.
 
 from __future__ import annotations
 
-from typing import Final
+import asyncio
+from typing import Any, Final
 
 import h2.config
 import h2.connection
@@ -77,4 +78,15 @@ def request_block(method: bytes, target: bytes, headers: Headers, scheme: bytes)
     return out
 
 
-__all__ = ["NEVER_INDEXED", "new_client_connection", "request_block"]
+def nothing(conn: Any) -> None:
+    """The connection's `on_free` and `on_close` until its pool sets them."""
+    return None
+
+
+def retrieved(future: asyncio.Future[None]) -> None:
+    """The `ready` future's callback: nobody may wait for it any more, so its error is no unretrieved error."""
+    if not future.cancelled():
+        future.exception()
+
+
+__all__ = ["NEVER_INDEXED", "new_client_connection", "nothing", "request_block", "retrieved"]

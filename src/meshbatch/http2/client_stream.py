@@ -3,9 +3,11 @@ and who waits for it. The connection (http2/client.py) drives it; it holds no I/
 
 A stream's answer is read whole (headers, body, trailers) into a `Response`, as HTTP/1.1 answers are, up to the
 connection's `max_response_bytes`. With a `stream_limit` (a plain route's buffer limit), a larger answer is
-delivered after its head with a `BodyStream` carrying the rest; then flow control is the back-pressure: while
-the consumer is paused the stream's window is not reopened, so the upstream stops sending on this stream alone
-(the connection's other streams go on) and at most one stream window is held here.
+delivered after its head with a `BodyStream` carrying the rest, and so is one of unknown length that a read
+leaves unfinished after some of its body (server-sent events, a gRPC server's stream: each piece reaches the
+caller as it comes); then flow control is the back-pressure: while the consumer is paused the stream's window
+is not reopened, so the upstream stops sending on this stream alone (the connection's other streams go on) and
+at most one stream window is held here.
 """
 
 from __future__ import annotations
@@ -101,10 +103,17 @@ class ClientStream:
         else:
             self._body.append(data)
 
-    def wants_stream(self) -> bool:
-        """The body outgrew the stream limit (or its announced length does) and is not streaming yet."""
+    def more_to_come(self, unfinished: list[ClientStream] | None) -> None:
+        """The answer goes on after this frame. Past the stream limit (or announcing that) it streams now; one of
+        unknown length with some body goes into `unfinished` (None after a head), to stream if the read ends
+        before the answer does (events, a gRPC server's stream: each piece reaches the caller as it comes)."""
         limit = self.stream_limit
-        return bool(limit) and self.stream is None and (self.body_len > limit or self.length > limit)
+        if not limit or self.stream is not None:
+            return
+        if self.body_len > limit or self.length > limit:
+            self.start_stream()
+        elif self.length < 0 and self.body_len and unfinished is not None:
+            unfinished.append(self)
 
     def start_stream(self) -> None:
         """Deliver the head now, the body through a `BodyStream`."""

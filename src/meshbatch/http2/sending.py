@@ -66,6 +66,12 @@ class H2Sender:
             except H2Error:
                 pass  # the stream is gone: h2 credits the connection's window only
 
+    def observe_end(self, request: Request, response: Response) -> None:
+        """A streamed answer is over (ended, failed, or its caller gone): the access log and the metrics see it."""
+        observe = self._settings.observe
+        if observe is not None:
+            observe(request, response, self._loop.time() - request.received_at)
+
     def upload_credit(self, stream: H2Stream, size: int) -> None:
         """An upload's bytes went upstream: the caller may send as much more on the stream (its connection's window
         was credited as they came: http2/uploads.py)."""
@@ -117,7 +123,10 @@ class H2Sender:
         if settings.observe is not None:
             observed = request if request is not None else Request(b"-", b"-", [], client=self._client,
                                                                     received_at=now)
-            settings.observe(observed, response, now - observed.received_at)
+            if source is not None and sends_body(response, head):
+                stream.observed = (observed, response)  # a streamed answer: observed when it is over
+            else:
+                settings.observe(observed, response, now - observed.received_at)
         if end:
             self._finished(stream)
         else:

@@ -233,8 +233,8 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
         sid = event.stream_id
         credit = event.flow_controlled_length
         stream = self.streams.get(sid)
-        if stream is None or stream.request is None or stream.responded:  # refused or answered: dropped
-            self._credit(sid, credit)
+        if stream is None or stream.request is None or (stream.responded and not stream.forwarding):
+            self._credit(sid, credit)  # refused, or answered and not forwarded: dropped
             return
         data = event.data
         stream.last_activity = now
@@ -261,7 +261,7 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
 
     def _trailers(self, event: TrailersReceived) -> None:
         stream = self.streams.get(event.stream_id)
-        if stream is None or stream.request is None or stream.responded:
+        if stream is None or stream.request is None or (stream.responded and not stream.forwarding):
             return
         try:
             stream.request.trailers = trailer_fields(event.headers,
@@ -275,6 +275,8 @@ class H2ServerProtocol(H2Sender, asyncio.Protocol):
             return
         stream.ended = True
         request = stream.request
+        if request is not None and stream.responded and stream.upload is not None and stream.forwarding:
+            stream.upload.end(request.trailers)  # (a bidi call answered as it went: its upstream hears the end)
         if request is None or stream.responded:
             if stream.closed or (stream.body_done and not stream.out_bytes):
                 self._finished(stream)

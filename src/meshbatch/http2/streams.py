@@ -1,9 +1,11 @@
 """One HTTP/2 stream of a server connection: its request as it arrives, and its answer's body as it leaves.
 
-The request's body is kept up to the listener's `max_body_bytes` (413 beyond). The answer's body waits here for
-flow-control credit: a buffered body is the `Response`'s own bytes (no copy), a streamed one (http/stream.py)
-arrives through this object as the stream's sink, and its producer is paused while more than `limit` bytes wait
-(the window is shut, or the socket is full), so a stream holds about that much at most.
+The request's body is kept up to the listener's `max_body_bytes` (413 beyond), or forwarded as it arrives (an
+upload: http2/uploads.py), after the answer's head too while the upload is open (a bidi call's messages). The
+answer's body waits here for flow-control credit: a buffered body is the `Response`'s own bytes (no copy), a
+streamed one (http/stream.py) arrives through this object as the stream's sink, and its producer is paused while
+more than `limit` bytes wait (the window is shut, or the socket is full), so a stream holds about that much at
+most. A streamed answer is observed (access log, metrics) when it is over, with the trailers it ended with.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from meshbatch.errors import ProxyError, UpstreamReset
 from meshbatch.grpc.caller import is_grpc, streamed_trailers
-from meshbatch.http.message import Headers, Request
+from meshbatch.http.message import Headers, Request, Response
+from meshbatch.http.upload import OPEN
 from meshbatch.http2.response import trailer_fields_out
 
 if TYPE_CHECKING:
@@ -28,11 +31,13 @@ class StreamOwner(Protocol):
     def stream_ready(self, stream: H2Stream) -> None: ...
     def stream_failed(self, stream: H2Stream, error: ProxyError) -> None: ...
     def upload_credit(self, stream: H2Stream, size: int) -> None: ...
+    def observe_end(self, request: Request, response: Response) -> None: ...
 
 
 class H2Stream:
     __slots__ = ("_out", "body", "body_done", "body_len", "closed", "ended", "error", "id", "last_activity",
-                 "limit", "out_bytes", "owner", "pending", "request", "responded", "source", "trailers", "upload")
+                 "limit", "observed", "out_bytes", "owner", "pending", "request", "responded", "source", "trailers",
+                 "upload")
 
     def __init__(self, stream_id: int, owner: StreamOwner, now: float, limit: int) -> None:
         self.id = stream_id
@@ -53,6 +58,7 @@ class H2Stream:
         self.trailers: Headers | None = None  # the answer's trailers, sent after the body
         self.source: BodyStream | None = None  # a streamed answer's producer
         self.upload: Upload | None = None  # the request's body as it arrives (http2/uploads.py)
+        self.observed: tuple[Request, Response] | None = None  # a streamed answer, observed when it is over
 
     # the request's body as it arrives: this stream is its upload's source ------------------------------------
     @property
@@ -60,6 +66,13 @@ class H2Stream:
         """The body goes upstream as it arrives (a stalled window is the upstream's doing, not the caller's)."""
         upload = self.upload
         return upload is not None and not upload.collecting
+
+    @property
+    def forwarding(self) -> bool:
+        """The body goes upstream as it arrives and its upload is still open: what comes after the answer's head
+        (a bidi call's next messages, the end) still goes there."""
+        upload = self.upload
+        return upload is not None and not upload.collecting and upload.state == OPEN
 
     def credit(self, size: int) -> None:
         self.owner.upload_credit(self, size)
@@ -104,6 +117,8 @@ class H2Stream:
             self.trailers = streamed_trailers(trailer_fields_out(trailers) if trailers else None)
         elif trailers:  # a streamed answer's trailers follow its body
             self.trailers = trailer_fields_out(trailers)
+        if self.observed is not None:
+            self.observed[1].trailers = self.trailers  # (its grpc-status, for the counts by status)
         self.owner.stream_ready(self)
 
     def stream_abort(self, error: ProxyError) -> None:
@@ -126,6 +141,9 @@ class H2Stream:
             self.upload.fail(UpstreamReset("downstream_reset", "the caller reset the stream"))
         if source is not None:
             source.abandon()
+        observed, self.observed = self.observed, None
+        if observed is not None:
+            self.owner.observe_end(*observed)
 
     def __repr__(self) -> str:
         return (f"<H2Stream {self.id} ended={self.ended} responded={self.responded} closed={self.closed} "

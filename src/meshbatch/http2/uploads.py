@@ -13,8 +13,10 @@ does with the upload decides the rest:
   connection's window is credited as they arrive (h2 credits both together: `credit_connection` and
   `credit_stream` split that), so an upstream that stalls one upload never stalls the connection's other streams
   (Envoy's model: per-stream buffers; a connection holds at most its streams' windows). `limits.max_body_bytes`
-  still bounds the whole body (413 while unanswered, else the stream is reset). The end (with the caller's
-  trailers) ends the upload; a reset from the caller fails it (and cancels the exchange, as for any request).
+  still bounds the whole body (413 while unanswered, else the stream is reset: after the answer's head, a bidi
+  call's). The end (with the caller's trailers) ends the upload; a reset from the caller fails it (and cancels
+  the exchange, as for any request). The upload stays open after the answer's head went out (a bidi call's next
+  messages follow it), until the upstream's answer ends.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from h2.connection import H2Connection
 from h2.exceptions import H2Error
 from hyperframe.frame import WindowUpdateFrame
 
-from meshbatch.errors import PayloadTooLarge
+from meshbatch.errors import PayloadTooLarge, ProxyError
 from meshbatch.http.message import Request, Response
 from meshbatch.http.serialize import local_reply
 from meshbatch.http.upload import Upload
@@ -38,6 +40,7 @@ class UploadServer(Protocol):
     def _dispatch(self, stream: H2Stream, request: Request) -> None: ...
     def _release(self, stream: H2Stream) -> None: ...
     def _answer(self, stream: H2Stream, response: Response) -> None: ...
+    def stream_failed(self, stream: H2Stream, error: ProxyError) -> None: ...
 
 
 def dispatch_early(server: UploadServer, stream: H2Stream) -> None:
@@ -87,7 +90,10 @@ def upload_data(server: UploadServer, conn: H2Connection, stream: H2Stream, uplo
         if pending is not None:
             pending.cancel()  # the upstream request is given up (its stream reset, its connection closed)
         upload.fail(error)
-        server._answer(stream, local_reply(error))
+        if stream.responded:  # no status can follow an answer's head (a bidi call's): the stream is reset
+            server.stream_failed(stream, error)
+        else:
+            server._answer(stream, local_reply(error))
         return
     upload.feed(data, credit)
 

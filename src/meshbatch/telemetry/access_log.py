@@ -12,8 +12,8 @@ A line (keys always present, null when unknown):
     {"time", "listener", "route", "method", "path", "host", "status", "duration_ms", "response_flags", "reason",
      "upstream", "request_id", "client", "bytes_in", "bytes_out", "batch_id", "batch_size", "queue_ms", "flush",
      "trace_id", "user_agent", "grpc_status"}
-`grpc_status` is the grpc-status number of a gRPC call's answer (null for other requests, and for a streamed
-answer whose trailers had not arrived when it was logged).
+`grpc_status` is the grpc-status number of a gRPC call's answer (null for other requests). A streamed answer is
+logged when it is over (its duration is the whole answer's, its status the one its trailers brought).
 `response_flags` follows Envoy's: `-` for none, `UO` overflow (queue or pool full), `UT` upstream timeout, `UF`
 connect failure, `UH` no healthy upstream, `NR` no route, `DX` deadline exceeded, `RL` rate limited, ...
 """

@@ -84,8 +84,8 @@ class RequestStats:
 
 
 def grpc_status(response: Response) -> int | None:
-    """The grpc-status of a gRPC answer (content-type application/grpc...), None for any other answer, or for
-    one whose trailers are still to come (a streamed answer)."""
+    """The grpc-status of a gRPC answer (content-type application/grpc...), None for any other answer (a streamed
+    answer is observed when it is over, with its trailers)."""
     for name, value in response.headers:
         if name == b"content-type":
             if value.startswith(b"application/grpc"):

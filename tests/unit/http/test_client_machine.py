@@ -162,11 +162,32 @@ def test_a_body_over_the_stream_limit_streams_and_may_end_at_a_boundary() -> Non
     assert machine.reusable
 
 
-def test_a_chunked_body_that_outgrows_the_limit_streams() -> None:
-    machine = reader(stream_limit=4)
-    assert machine.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", 0) == NOTHING
-    assert machine.feed(b"3\r\ndef\r\n", 0) == STARTED and machine.take_body() == b"abcdef"
+@pytest.mark.parametrize("apart", [False, True])
+def test_an_answer_of_unknown_length_that_a_read_leaves_unfinished_streams_from_there(apart: bool) -> None:
+    # server-sent events, a long poll: the caller gets each piece as it comes, not at the end (however small)
+    machine = reader(stream_limit=1 << 20)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    if apart:  # a head alone waits for some body (a failure before it is still a status)
+        assert machine.feed(head, 0) == NOTHING
+        head = b""
+    assert machine.feed(head + b"3\r\nabc\r\n", 0) == STARTED and machine.take_body() == b"abc"
+    assert machine.feed(b"3\r\ndef\r\n", 0) == DATA and machine.take_body() == b"def"
     assert machine.feed(b"0\r\n\r\n", 0) == ENDED and machine.reusable
+    machine = reader(stream_limit=1 << 20)  # close-delimited: the same
+    assert machine.feed(b"HTTP/1.1 200 OK\r\n\r\nabc", 0) == STARTED and machine.take_body() == b"abc"
+
+
+def test_an_answer_that_says_its_length_or_ends_in_the_read_is_still_read_whole() -> None:
+    machine = reader(stream_limit=1 << 20)
+    assert machine.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc", 0) == NOTHING
+    assert machine.feed(b"def", 0) == ENDED and machine.response().body == b"abcdef"
+    machine = reader(stream_limit=1 << 20)
+    assert machine.feed(CHUNKED, 0) == ENDED and machine.response().body == b"ok"
+    machine = reader()  # no stream limit (a batch call, a health check): never streamed
+    assert machine.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", 0) == NOTHING
+    assert machine.feed(b"0\r\n\r\n", 0) == ENDED and machine.response().body == b"abc"
+    machine = reader(head=True, stream_limit=1 << 20)  # an answer to HEAD has no body to stream
+    assert machine.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0) == ENDED
 
 
 def test_a_close_mid_stream_is_a_reset_unless_the_body_is_close_delimited() -> None:

@@ -214,6 +214,18 @@ def test_a_body_of_unknown_length_is_chunked_for_http11_and_the_connection_stays
     assert conn.state == IDLE
 
 
+@pytest.mark.parametrize(("te", "end"), [
+    (b"te: trailers\r\n", b"0\r\ngrpc-status: 0\r\nx-sum: 42\r\n\r\n"),  # asked for: the trailer section
+    (b"", b"0\r\n\r\n"),  # not asked for: none
+])
+def test_a_streamed_answers_trailers_reach_an_http11_caller_that_asks(te: bytes, end: bytes) -> None:
+    conn = machine()
+    conn.receive(b"GET / HTTP/1.1\r\nhost: a\r\n" + te + b"\r\n", 0.0)
+    conn.take(SETTINGS)
+    conn.answer(streamed(-1), False, 0.0)
+    assert conn.stream_end(False, 1.0, [(b"grpc-status", b"0"), (b"x-sum", b"42")]) == end
+
+
 def test_a_body_of_unknown_length_ends_an_http10_connection() -> None:
     conn = machine()
     conn.receive(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 0.0)

@@ -15,6 +15,7 @@ from meshbatch.errors import ProxyError
 from meshbatch.http.message import Request, Response
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.serving import Answer, Pending
+from meshbatch.http.stream import BodyStream
 from meshbatch.http.upload import Upload
 from meshbatch.http2.limits import H2Limits
 from testbed.h2peer import FakeTimers, H2Pair, request_headers
@@ -181,3 +182,64 @@ async def test_a_stalled_upload_does_not_stall_the_connections_other_streams() -
     peer.client.send_data(other, b"y" * 1000, end_stream=True)
     peer.flush()
     assert [r.target for r in exchange.requests] == [b"/up", b"/other"] and exchange.requests[1].body == b"y" * 1000
+
+
+class Source:
+    """The producing end of a streamed answer (an upstream connection, here a list of what it was told)."""
+
+    def __init__(self) -> None:
+        self.told: list[str] = []
+
+    def pause_reading(self) -> None:
+        self.told.append("pause")
+
+    def resume_reading(self) -> None:
+        self.told.append("resume")
+
+    def abandon(self) -> None:
+        self.told.append("abandon")
+
+
+def streamed(exchange: Exchange, source: Source) -> BodyStream:
+    """Answer the last request with a head now and a body that streams (a bidi call's answer)."""
+    body = BodyStream(source, -1, 1 << 20)
+    response = Response(200, [(b"content-type", b"application/grpc")])
+    response.stream = body
+    exchange.answers[-1](response)
+    return body
+
+
+async def test_the_callers_next_messages_go_upstream_after_the_answers_head() -> None:
+    # a bidi call: the upstream answered the first message and waits for the next
+    exchange = Exchange(takes=True)
+    peer = pair(exchange)
+    sid = start(peer, b"ping 1")
+    body = streamed(exchange, Source())
+    body.feed(b"pong 1")
+    await asyncio.sleep(0)
+    peer.pull()
+    assert peer.answers.status[sid] == 200 and peer.answers.body[sid] == b"pong 1"
+    peer.client.send_data(sid, b"ping 2")
+    peer.client.send_headers(sid, [(b"x-end", b"1")], end_stream=True)
+    peer.flush()
+    assert exchange.data == [b"ping 1", b"ping 2"] and exchange.ended == [[(b"x-end", b"1")]]
+    body.feed(b"pong 2")
+    body.end([(b"grpc-status", b"0")])
+    peer.pull()
+    assert peer.answers.body[sid] == b"pong 1pong 2" and sid in peer.answers.ended
+    assert sid not in peer.answers.reset
+
+
+async def test_a_body_over_the_limit_after_the_answers_head_resets_the_stream_and_the_upload() -> None:
+    exchange = Exchange(takes=True)
+    source = Source()
+    peer = pair(exchange, parser_limits=ParserLimits(max_body_bytes=1000))
+    sid = start(peer, b"x" * 600)
+    streamed(exchange, source)
+    await asyncio.sleep(0)
+    peer.client.send_data(sid, b"y" * 600)  # (no 413 can follow a head that went out)
+    peer.flush()
+    peer.pull()
+    assert [e.reason for e in exchange.aborted] == ["body_too_large"]  # the upstream call is cut ...
+    assert peer.answers.reset.get(sid) == ErrorCodes.INTERNAL_ERROR and "abandon" in source.told  # ... and the answer
+    assert exchange.data == [b"x" * 600]  # nothing beyond the limit went upstream

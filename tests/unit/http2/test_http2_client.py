@@ -287,3 +287,37 @@ async def test_requests_opened_in_one_turn_of_the_loop_leave_in_one_write() -> N
     assert len(transport.written) == 1
     peer.read()
     assert sorted(peer.requests()) == [s.id for s in streams] and all(peer.body(s.id) == b"body" for s in streams)
+
+
+async def test_an_answer_of_unknown_length_a_read_leaves_open_streams_from_there() -> None:
+    # a gRPC server's stream, server-sent events: each piece reaches the caller as it comes, not at the end
+    conn, peer, _ = make()
+    stream = conn.request(b"POST", b"/test.Echo/Watch", HOST, b"", later(), stream_limit=1 << 20)
+    peer.read()
+    peer.h2.send_headers(1, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+    peer.h2.send_data(1, b"first")
+    peer.answer()  # one read: the head and the first message, no end
+    body = result(stream).stream
+    assert body is not None and body.length == -1
+    peer.h2.send_data(1, b"second")
+    peer.h2.send_headers(1, [(b"grpc-status", b"0")], end_stream=True)
+    peer.answer()
+    assert body.trailers == [(b"grpc-status", b"0")] and not conn.streams
+
+
+@pytest.mark.parametrize(("length", "limit"), [(None, 1 << 20), (b"11", 1 << 20), (None, 0)])
+async def test_an_answer_that_ends_in_its_read_says_its_length_or_may_not_stream_is_read_whole(
+        length: bytes | None, limit: int) -> None:
+    conn, peer, _ = make()
+    stream = conn.request(b"POST", b"/test.Echo/Unary", HOST, b"", later(), stream_limit=limit)
+    peer.read()
+    head = [(b":status", b"200"), *([(b"content-length", length)] if length else [])]
+    peer.h2.send_headers(1, head)
+    peer.h2.send_data(1, b"first")
+    if length is not None or not limit:  # (a length said, or no limit: the answer waits for the rest)
+        peer.answer()
+        assert not stream.waiter.done()
+    peer.h2.send_data(1, b"second", end_stream=True)
+    peer.answer()
+    response = result(stream)
+    assert response.stream is None and response.body == b"firstsecond"
