@@ -40,7 +40,8 @@ def test_batching_quick_writes_valid_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
     env = {**os.environ, "MESHBATCH_BENCH_PEERS_DIR": str(tmp_path / "no-peers")}
     done = subprocess.run(
-        [sys.executable, "-m", "meshbatch", "bench", "batching", "--quick", "--duration", "1", "--out", str(out)],
+        [sys.executable, "-m", "meshbatch", "bench", "batching", "--quick", "--duration", "1", "--open-duration", "0.5",
+         "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=85,

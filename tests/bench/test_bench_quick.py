@@ -47,7 +47,8 @@ def test_proxy_quick_writes_valid_results(tmp_path: Path, scenario: str) -> None
     _require_tools()
     out = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "meshbatch", "bench", scenario, "--quick", "--out", str(out)],
+        [sys.executable, "-m", "meshbatch", "bench", scenario, "--quick", "--duration", "0.5", "--open-duration", "0.5",
+         "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=200,

@@ -143,8 +143,7 @@ class ResponseReader:
 
     def start(self, head: bool, stream_limit: int = 0) -> None:
         """A request goes out (`head`: to HEAD). With a `stream_limit`, a larger body is STARTED as a stream, and
-        so is one of unknown length (chunked, close-delimited) that a read leaves unfinished after some of its
-        body: events, long polls."""
+        so is one of unknown length that a read leaves unfinished after some body (events, long polls)."""
         moved = _NEXT[self.state << 4 | SEND]  # (`_go`, inline: taken per request)
         if moved < 0:
             raise self._illegal(SEND)
