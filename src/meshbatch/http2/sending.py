@@ -23,6 +23,7 @@ from meshbatch.http2.limits import FrameWatch
 from meshbatch.http2.response import response_fields, sends_body, trailer_fields_out
 from meshbatch.http2.streams import H2Stream
 from meshbatch.http2.uploads import credit_stream
+from meshbatch.http2.whole_answer import send_whole
 
 
 class H2Sender:
@@ -114,11 +115,15 @@ class H2Sender:
         trailers = trailer_fields_out(response.trailers) if response.trailers else None
         end = not body and source is None and not trailers
         stream.responded = True
-        try:
-            conn.send_headers(stream.id, response_fields(response, request_id, length, head), end_stream=end)
-        except H2Error:  # the stream closed meanwhile (h2 knows first)
-            self._finished(stream)
-            return
+        fields = response_fields(response, request_id, length, head)
+        # the common answer (request over, body in one frame) in one go below h2 (http2/whole_answer.py)
+        whole = source is None and not trailers and stream.ended and send_whole(conn, stream.id, fields, body)
+        if not whole:
+            try:
+                conn.send_headers(stream.id, fields, end_stream=end)
+            except H2Error:  # the stream closed meanwhile (h2 knows first)
+                self._finished(stream)
+                return
         now = self._loop.time()
         if settings.observe is not None:
             observed = request if request is not None else Request(b"-", b"-", [], client=self._client,
@@ -127,7 +132,7 @@ class H2Sender:
                 stream.observed = (observed, response)  # a streamed answer: observed when it is over
             else:
                 settings.observe(observed, response, now - observed.received_at)
-        if end:
+        if end or whole:
             self._finished(stream)
         else:
             stream.queue(body)

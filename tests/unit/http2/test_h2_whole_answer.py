@@ -1,0 +1,91 @@
+"""The whole answer written below h2 (http2/whole_answer.py): the bytes are the frames h2's own calls write, h2's
+state moves as with them (the stream closed, both windows shrunk, a frame the client sends afterwards refused as
+before), a header block beyond a frame goes on in CONTINUATION frames, and whatever is unusual is left to h2 with
+nothing changed."""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import pytest
+from h2.stream import StreamState
+
+from meshbatch.http2.connection import new_connection
+from meshbatch.http2.limits import H2Limits
+from meshbatch.http2.whole_answer import DATA, frame, send_whole
+
+REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"svc")]
+FIELDS = [(b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"2")]
+
+
+def client() -> h2.connection.H2Connection:
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    return conn
+
+
+def server_with_request(end: bool = True, data: bytes = b"") -> tuple[h2.connection.H2Connection,
+                                                                        h2.connection.H2Connection]:
+    peer, server = client(), new_connection(H2Limits())
+    peer.send_headers(1, REQUEST, end_stream=end and not data)
+    if data:
+        peer.send_data(1, data, end_stream=end)
+    server.receive_data(peer.data_to_send())
+    server.data_to_send()  # (its SETTINGS and acknowledgements)
+    peer.receive_data(server.data_to_send())
+    return peer, server
+
+
+@pytest.mark.parametrize(("fields", "body"), [(FIELDS, b"ok"), ([(b":status", b"204")], b""),
+                                              ([(b":status", b"200"), (b"x-big", b"v" * 40_000)], b"big head")])
+def test_the_bytes_and_the_state_are_h2s_own(fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+    _, ours = server_with_request()
+    _, theirs = server_with_request()
+    assert send_whole(ours, 1, fields, body)
+    theirs.send_headers(1, fields, end_stream=not body)
+    if body:
+        theirs.send_data(1, body, end_stream=True)
+    assert ours.data_to_send() == theirs.data_to_send()
+    assert ours.streams[1].state_machine.state == theirs.streams[1].state_machine.state == StreamState.CLOSED
+    assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
+    assert ours.streams[1].outbound_flow_control_window == theirs.streams[1].outbound_flow_control_window
+
+
+def test_the_client_reads_the_answer_and_a_frame_after_it_is_refused_as_after_h2s_own() -> None:
+    peer, ours = server_with_request()
+    _, theirs = server_with_request()
+    assert send_whole(ours, 1, FIELDS, b"ok")
+    theirs.send_headers(1, FIELDS)
+    theirs.send_data(1, b"ok", end_stream=True)
+    events = peer.receive_data(ours.data_to_send())
+    theirs.data_to_send()
+    assert [type(e) for e in events][:3] == [h2.events.ResponseReceived, h2.events.DataReceived,
+                                             h2.events.StreamEnded]
+    late = frame(DATA, 0, 1, b"late")  # (a hostile client: DATA on a stream it ended)
+    outcomes = []
+    for server in (ours, theirs):
+        try:
+            server.receive_data(late)
+            outcomes.append(server.data_to_send())
+        except h2.exceptions.ProtocolError as error:
+            outcomes.append(type(error).__name__.encode())
+    assert outcomes[0] == outcomes[1] and outcomes[0]  # refused (reset or an error), the same way
+
+
+@pytest.mark.parametrize("case", ["request still arriving", "body beyond a frame", "body beyond the window",
+                                  "answered already", "no such stream"])
+def test_what_is_unusual_is_left_to_h2_with_nothing_changed(case: str) -> None:
+    _, server = server_with_request(end=case != "request still arriving")
+    body = b"ok"
+    if case == "body beyond a frame":
+        body = b"x" * (server.max_outbound_frame_size + 1)
+    elif case == "body beyond the window":
+        server.outbound_flow_control_window = 1
+    elif case == "answered already":
+        server.send_headers(1, FIELDS)
+    sid = 3 if case == "no such stream" else 1
+    before = (bytes(server._data_to_send), server.outbound_flow_control_window)
+    assert not send_whole(server, sid, FIELDS, body)
+    assert (bytes(server._data_to_send), server.outbound_flow_control_window) == before
