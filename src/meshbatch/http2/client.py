@@ -39,6 +39,7 @@ from meshbatch.http2.client_setup import new_client_connection, nothing, request
 from meshbatch.http2.client_stream import ClientStream, StreamLimits
 from meshbatch.http2.headers import answer_fields, trailer_fields
 from meshbatch.http2.response import trailer_fields_out
+from meshbatch.http2.whole_request import send_request
 
 
 class MultiplexedConnection(asyncio.Protocol):
@@ -118,16 +119,18 @@ class MultiplexedConnection(asyncio.Protocol):
         stream.upload = upload
         if trailers and upload is None:
             stream.upload_ended = trailer_fields_out(trailers)
+        fields = request_block(method, target, headers, self.scheme)
+        whole = not stream.open_ended and send_request(conn, stream_id, fields, body)  # (http2/whole_request.py)
         try:
-            conn.send_headers(stream_id, request_block(method, target, headers, self.scheme),
-                              end_stream=not body and not stream.open_ended)
+            if not whole:
+                conn.send_headers(stream_id, fields, end_stream=not body and not stream.open_ended)
         except h2.exceptions.ProtocolError as exc:  # a field HTTP/2 cannot carry
             stream.fail(BadGateway("bad_upstream_request", f"the request cannot be sent over HTTP/2: {exc}"))
             self._flush_soon()
             return stream
         self.uses += 1
         self.streams[stream_id] = stream
-        if body or (trailers and upload is None):
+        if not whole and (body or (trailers and upload is None)):
             stream.pending = body
             self._send_body(stream)
         stream.timer = self._loop.call_at(deadline, self._expire, stream)
@@ -305,12 +308,11 @@ class MultiplexedConnection(asyncio.Protocol):
             stream.more_to_come(self._unfinished)
 
     def _window(self, stream_id: int) -> None:
-        if stream_id == 0:
+        stream = self.streams.get(stream_id) if stream_id else None
+        if not stream_id:
             self._send_pending()
-        else:
-            stream = self.streams.get(stream_id)
-            if stream is not None and stream.pending:
-                self._send_body(stream)
+        elif stream is not None and stream.pending:
+            self._send_body(stream)
 
     def _peer_reset(self, event: h2.events.StreamReset) -> None:
         stream = self.streams.get(event.stream_id or 0)

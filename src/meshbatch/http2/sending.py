@@ -116,8 +116,8 @@ class H2Sender:
         end = not body and source is None and not trailers
         stream.responded = True
         fields = response_fields(response, request_id, length, head)
-        # the common answer (request over, body in one frame) in one go below h2 (http2/whole_answer.py)
-        whole = source is None and not trailers and stream.ended and send_whole(conn, stream.id, fields, body)
+        # the common answer (request over, body in one frame: a gRPC call's too) in one go below h2 (whole_answer.py)
+        whole = source is None and stream.ended and send_whole(conn, stream.id, fields, body, trailers)
         if not whole:
             try:
                 conn.send_headers(stream.id, fields, end_stream=end)

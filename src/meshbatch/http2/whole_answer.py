@@ -1,5 +1,5 @@
-"""A whole answer in one go, below h2: its HEADERS (and CONTINUATION) frames and at most one DATA frame, the last
-with END_STREAM, written straight into h2's outbound buffer.
+"""A whole answer in one go, below h2: its HEADERS (and CONTINUATION) frames, at most one DATA frame and its
+trailers (a gRPC answer's status), the last with END_STREAM, written straight into h2's outbound buffer.
 
 h2's `send_headers` and `send_data` cost more than the rest of an answer: per call they encode the fields to UTF-8
 again, build the validation flags and frame objects, run the connection's state machine, log at debug level
@@ -21,7 +21,7 @@ from h2.stream import StreamInputs, StreamState
 
 from meshbatch.http.message import Headers
 
-_OPEN: Final = (ConnectionState.SERVER_OPEN, ConnectionState.CLIENT_OPEN)
+OPEN: Final = (ConnectionState.SERVER_OPEN, ConnectionState.CLIENT_OPEN)
 _FRAME_HEAD: Final = struct.Struct(">BHBBI")  # length (24 bits), type, flags, stream id
 DATA: Final = 0x0
 HEADERS: Final = 0x1
@@ -47,10 +47,11 @@ def header_frames(stream_id: int, block: bytes, max_frame: int, end_stream: bool
     return b"".join(out)
 
 
-def send_whole(conn: H2Connection, stream_id: int, fields: Headers, body: bytes) -> bool:
-    """Send a final answer, head and body, ending the stream; False (nothing done) when h2 must; see the module
-    docstring."""
-    if conn.state_machine.state not in _OPEN:
+def send_whole(conn: H2Connection, stream_id: int, fields: Headers, body: bytes,
+               trailers: Headers | None = None) -> bool:
+    """Send a final answer, head, body and trailers (a gRPC answer's status), ending the stream; False (nothing
+    done) when h2 must; see the module docstring."""
+    if conn.state_machine.state not in OPEN:
         return False
     stream = conn.streams.get(stream_id)
     if stream is None:
@@ -63,17 +64,20 @@ def send_whole(conn: H2Connection, stream_id: int, fields: Headers, body: bytes)
     if size and (size > max_frame or size > conn.outbound_flow_control_window
                  or size > stream.outbound_flow_control_window):
         return False
+    encode = conn.encoder.encode
     machine.process_input(StreamInputs.SEND_HEADERS)
-    block = conn.encoder.encode(fields)
-    out = header_frames(stream_id, block, max_frame, not size)
+    out = header_frames(stream_id, encode(fields), max_frame, not size and not trailers)
     if size:
         machine.process_input(StreamInputs.SEND_DATA)
-        out += frame(DATA, END_STREAM, stream_id, body)
+        out += frame(DATA, 0 if trailers else END_STREAM, stream_id, body)
         stream.outbound_flow_control_window -= size
         conn.outbound_flow_control_window -= size
+    if trailers:
+        machine.process_input(StreamInputs.SEND_HEADERS)  # (h2 takes the second block for trailers)
+        out += header_frames(stream_id, encode(trailers), max_frame, True)
     machine.process_input(StreamInputs.SEND_END_STREAM)
     conn._data_to_send += out
     return True
 
 
-__all__ = ["frame", "header_frames", "send_whole"]
+__all__ = ["DATA", "END_STREAM", "OPEN", "frame", "header_frames", "send_whole"]

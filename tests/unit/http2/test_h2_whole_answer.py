@@ -1,7 +1,7 @@
-"""The whole answer written below h2 (http2/whole_answer.py): the bytes are the frames h2's own calls write, h2's
-state moves as with them (the stream closed, both windows shrunk, a frame the client sends afterwards refused as
-before), a header block beyond a frame goes on in CONTINUATION frames, and whatever is unusual is left to h2 with
-nothing changed."""
+"""The whole answer and the whole request written below h2 (http2/whole_answer.py, whole_request.py): the bytes
+are the frames h2's own calls write, h2's state moves as with them (the stream closed or half-closed, both
+windows shrunk, a frame the peer sends afterwards refused as before), a header block beyond a frame goes on in
+CONTINUATION frames, and whatever is unusual is left to h2 with nothing changed."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import h2.exceptions
 import pytest
 from h2.stream import StreamState
 
+from meshbatch.http2.client_setup import new_client_connection
+from meshbatch.http2.client_stream import StreamLimits
 from meshbatch.http2.connection import new_connection
 from meshbatch.http2.limits import H2Limits
 from meshbatch.http2.whole_answer import DATA, frame, send_whole
+from meshbatch.http2.whole_request import send_request
 
 REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"svc")]
 FIELDS = [(b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"2")]
@@ -38,15 +41,26 @@ def server_with_request(end: bool = True, data: bytes = b"") -> tuple[h2.connect
     return peer, server
 
 
-@pytest.mark.parametrize(("fields", "body"), [(FIELDS, b"ok"), ([(b":status", b"204")], b""),
-                                              ([(b":status", b"200"), (b"x-big", b"v" * 40_000)], b"big head")])
-def test_the_bytes_and_the_state_are_h2s_own(fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+GRPC = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+STATUS = [(b"grpc-status", b"0"), (b"x-trail", b"t")]
+
+
+@pytest.mark.parametrize(("fields", "body", "trailers"), [
+    (FIELDS, b"ok", None), ([(b":status", b"204")], b"", None),
+    ([(b":status", b"200"), (b"x-big", b"v" * 40_000)], b"big head", None),
+    (GRPC, b"\x00\x00\x00\x00\x02hi", STATUS),  # a gRPC answer: its status in trailers
+    (GRPC, b"", [(b"grpc-status", b"5"), (b"x-big", b"v" * 40_000)]),  # trailers beyond a frame
+])
+def test_the_bytes_and_the_state_are_h2s_own(fields: list[tuple[bytes, bytes]], body: bytes,
+                                             trailers: list[tuple[bytes, bytes]] | None) -> None:
     _, ours = server_with_request()
     _, theirs = server_with_request()
-    assert send_whole(ours, 1, fields, body)
-    theirs.send_headers(1, fields, end_stream=not body)
+    assert send_whole(ours, 1, fields, body, trailers)
+    theirs.send_headers(1, fields, end_stream=not body and not trailers)
     if body:
-        theirs.send_data(1, body, end_stream=True)
+        theirs.send_data(1, body, end_stream=not trailers)
+    if trailers:
+        theirs.send_headers(1, trailers, end_stream=True)
     assert ours.data_to_send() == theirs.data_to_send()
     assert ours.streams[1].state_machine.state == theirs.streams[1].state_machine.state == StreamState.CLOSED
     assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
@@ -89,3 +103,41 @@ def test_what_is_unusual_is_left_to_h2_with_nothing_changed(case: str) -> None:
     before = (bytes(server._data_to_send), server.outbound_flow_control_window)
     assert not send_whole(server, sid, FIELDS, body)
     assert (bytes(server._data_to_send), server.outbound_flow_control_window) == before
+
+
+# the upstream connection's side: a whole request (http2/whole_request.py) ------------------------------------
+def upstream_client() -> h2.connection.H2Connection:
+    conn = new_client_connection(StreamLimits())
+    conn.send_headers(1, REQUEST, end_stream=True)  # (the first request opens the connection: h2's own way)
+    conn.data_to_send()
+    return conn
+
+
+@pytest.mark.parametrize(("fields", "body"), [
+    (REQUEST, b""), ([(b":method", b"POST"), *REQUEST[1:], (b"content-type", b"application/grpc")], b"\x00" * 5),
+    ([(b":method", b"HEAD"), *REQUEST[1:], (b"x-big", b"v" * 40_000)], b""),
+])
+def test_a_whole_request_is_h2s_own_bytes_and_state(fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+    ours, theirs = upstream_client(), upstream_client()
+    assert send_request(ours, 3, fields, body)
+    theirs.send_headers(3, fields, end_stream=not body)
+    if body:
+        theirs.send_data(3, body, end_stream=True)
+    assert ours.data_to_send() == theirs.data_to_send()
+    mine, other = ours.streams[3], theirs.streams[3]
+    assert mine.state_machine.state == other.state_machine.state == StreamState.HALF_CLOSED_LOCAL
+    assert (mine.request_method, mine._authority) == (other.request_method, other._authority) == (fields[0][1],
+                                                                                                  b"svc")
+    assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
+    assert mine.outbound_flow_control_window == other.outbound_flow_control_window
+    assert ours.highest_outbound_stream_id == theirs.highest_outbound_stream_id == 3
+
+
+@pytest.mark.parametrize("case", ["connection not open", "stream exists", "body beyond a frame"])
+def test_what_is_unusual_in_a_request_is_left_to_h2(case: str) -> None:
+    conn = new_client_connection(StreamLimits()) if case == "connection not open" else upstream_client()
+    sid = 1 if case == "stream exists" else 3
+    body = b"x" * (conn.max_outbound_frame_size + 1) if case == "body beyond a frame" else b""
+    before = (bytes(conn._data_to_send), dict(conn.streams))
+    assert not send_request(conn, sid, REQUEST, body)
+    assert (bytes(conn._data_to_send), dict(conn.streams)) == before

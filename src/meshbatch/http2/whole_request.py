@@ -1,0 +1,50 @@
+"""A whole request in one go, below h2: the upstream connection's side of http2/whole_answer.py.
+
+A request whose body is all here and fits one frame and both windows (a unary gRPC call, a small POST, a GET)
+goes out as HEADERS (CONTINUATION beyond a frame) and at most one DATA frame, the last with END_STREAM, written
+straight into h2's outbound buffer. The stream is opened as h2's `send_headers` opens it (`_begin_new_stream`,
+after h2's sweep of closed streams), its state machine takes the inputs h2's calls would give it, its request
+method is kept (an answer to HEAD has no body) and both windows shrink by the body: the same bytes and the same
+state as `send_headers` + `send_data`. Anything else (the connection not yet open, an upload, trailers, a body
+needing more than one frame or more window) is left to h2: `send_request` returns False having changed nothing.
+"""
+
+from __future__ import annotations
+
+from h2.connection import AllowedStreamIDs, H2Connection
+from h2.stream import StreamInputs
+
+from meshbatch.http.message import Headers
+from meshbatch.http2.whole_answer import DATA, END_STREAM, OPEN, frame, header_frames
+
+
+def send_request(conn: H2Connection, stream_id: int, fields: Headers, body: bytes) -> bool:
+    """Open `stream_id` with a whole request; False (nothing done) when h2 must. `fields` start with `:method`."""
+    if conn.state_machine.state not in OPEN or stream_id in conn.streams:
+        return False
+    size = len(body)
+    max_frame = conn.max_outbound_frame_size
+    if size and (size > max_frame or size > conn.outbound_flow_control_window
+                 or size > conn.remote_settings.initial_window_size):
+        return False
+    conn.open_outbound_streams  # noqa: B018  (h2's sweep of closed streams, as its send_headers makes it)
+    stream = conn._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
+    machine = stream.state_machine
+    machine.process_input(StreamInputs.SEND_HEADERS)
+    stream.request_method = fields[0][1]
+    for name, value in fields:
+        if name == b":authority":
+            stream._authority = value
+            break
+    out = header_frames(stream_id, conn.encoder.encode(fields), max_frame, not size)
+    if size:
+        machine.process_input(StreamInputs.SEND_DATA)
+        out += frame(DATA, END_STREAM, stream_id, body)
+        stream.outbound_flow_control_window -= size
+        conn.outbound_flow_control_window -= size
+    machine.process_input(StreamInputs.SEND_END_STREAM)
+    conn._data_to_send += out
+    return True
+
+
+__all__ = ["send_request"]
