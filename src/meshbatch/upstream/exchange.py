@@ -13,8 +13,9 @@ leaves the proxy for an upstream.
 
 Two ways to send, with the same accounting. `send` is a coroutine: it may connect, wait for a free connection,
 and replay an idempotent request once when a reused connection was already dead. `start` is the fast path of
-plain forwarding: over an idle connection only, driven by callbacks (no task, no future, no coroutine frames),
-and it reports `None` to its caller when the request must be replayed on the general path.
+plain forwarding: over an idle connection only (`FastExchange`; HTTP/2: a free stream, `FastStream`), driven by
+callbacks (no task, no coroutine frames), and it reports `None` to its caller when the request must be replayed
+on the general path.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Final
 
-from meshbatch.errors import CircuitOpen, ProxyError, Unavailable, UpstreamReset
+from meshbatch.errors import CircuitOpen, ProxyError, StreamRefused, Unavailable, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.pool import IDEMPOTENT
 from meshbatch.http.serialize import encode_request, encode_upload_head, local_reply
 from meshbatch.http.upload import Upload
+from meshbatch.http2.client import MultiplexedConnection
+from meshbatch.http2.client_stream import ClientStream
 from meshbatch.http2.headers import TE_TRAILERS
+from meshbatch.http2.pool import StreamPool
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.guard import BREAKER_OPEN
 from meshbatch.upstream.outcome import error_status
@@ -233,15 +237,87 @@ class FastExchange:
             _abandoned(self.target, self.endpoint, self.loop.time())
 
 
+class FastStream:
+    """The fast path's HTTP/2 form: one request on a free stream of one of the endpoint's connections, driven by
+    its answer's future (a done callback: no task, no coroutine frames). A stream the upstream refused unprocessed,
+    or an idempotent request whose reused connection died before any byte of its answer, goes back to the general
+    path (`respond(None)`), which replays it as it replays its own."""
+
+    __slots__ = ("conn", "endpoint", "headers", "loop", "method", "respond", "started", "stream", "target", "via")
+
+    def __init__(self, target: Target, endpoint: Endpoint, conn: MultiplexedConnection, method: bytes,
+                 headers: Headers, respond: Respond, via: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        self.target = target
+        self.endpoint = endpoint
+        self.conn = conn
+        self.method = method
+        self.headers = headers  # as sent (they say whether the caller takes trailers)
+        self.respond = respond
+        self.via = via
+        self.loop = loop
+        self.started = 0.0
+        self.stream: ClientStream | None = None
+
+    def done(self, waiter: asyncio.Future[Response]) -> None:
+        stream = self.stream
+        if waiter.cancelled() or stream is None:
+            return
+        self.stream = None
+        error = waiter.exception()
+        if error is None:
+            response = waiter.result()
+            _answered(self.target, self.endpoint, response, self.started, self.loop.time())
+            if response.trailers is not None and TE_TRAILERS not in self.headers:
+                response.trailers = None  # the caller did not say `TE: trailers`
+            if self.via:
+                response.headers.append((b"via", self.via))
+            self.respond(response)
+        elif isinstance(error, StreamRefused) or (isinstance(error, UpstreamReset) and not stream.received and
+                                                   self.conn.uses > 1 and self.method in IDEMPOTENT):
+            _abandoned(self.target, self.endpoint, self.loop.time())
+            self.respond(None)  # replayed on the general path (its own limits on replays apply there)
+        else:
+            if not isinstance(error, ProxyError):
+                error = ProxyError("internal_error", str(error))
+            _failed(self.target, self.endpoint, error, self.started, self.loop.time())
+            self.respond(local_reply(error))
+
+    def cancel(self) -> None:
+        """The caller went away: RST_STREAM CANCEL; the connection and its other streams go on."""
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            self.conn.cancel(stream)
+            _abandoned(self.target, self.endpoint, self.loop.time())
+
+
+def _start_stream(target: Target, endpoint: Endpoint, streams: StreamPool, method: bytes, path: bytes,
+                  headers: Headers, body: bytes, deadline: float, respond: Respond, loop: asyncio.AbstractEventLoop,
+                  via: bytes, stream_limit: int) -> FastStream | None:
+    if streams.closed or streams.pending:  # (callers waiting for a stream go first)
+        return None
+    for conn in streams.conns:
+        if conn.available:
+            break
+    else:
+        return None
+    exchange = FastStream(target, endpoint, conn, method, headers, respond, via, loop)
+    exchange.started = _begin(target, endpoint)
+    stream = exchange.stream = conn.request(method, path, headers, body, deadline, stream_limit)
+    stream.waiter.add_done_callback(exchange.done)
+    return exchange
+
+
 def start(target: Target, endpoint: Endpoint, method: bytes, path: bytes, headers: Headers, body: bytes,
           deadline: float, respond: Respond, loop: asyncio.AbstractEventLoop, via: bytes = b"",
-          stream_limit: int = 0) -> FastExchange | None:
-    """The exchange with `endpoint` (from `pick`) under way over one of its idle connections, or None when it has
-    none (the caller then `send`s to the same endpoint: picking again would skip one, round robin).
-
-    An HTTP/2 endpoint's pool has no idle connection to take (its connections are shared, never idle-listed):
-    its requests always go the general path, `send`, which waits for a free stream."""
-    conn = endpoint.pool.take_idle()
+          stream_limit: int = 0) -> FastExchange | FastStream | None:
+    """The exchange with `endpoint` (from `pick`) under way over one of its idle connections (HTTP/2: a free
+    stream of one of its connections), or None when it has none (the caller then `send`s to the same endpoint:
+    picking again would skip one, round robin)."""
+    pool = endpoint.pool
+    if pool.streams is not None:
+        return _start_stream(target, endpoint, pool.streams, method, path, headers, body, deadline, respond, loop,
+                             via, stream_limit)
+    conn = pool.take_idle()
     if conn is None:
         return None
     exchange = FastExchange(target, endpoint, conn, method, respond, via, loop)
@@ -251,4 +327,4 @@ def start(target: Target, endpoint: Endpoint, method: bytes, path: bytes, header
     return exchange
 
 
-__all__ = ["ATTEMPT", "STREAM_LIMIT", "Attempt", "FastExchange", "Respond", "pick", "send", "start"]
+__all__ = ["ATTEMPT", "STREAM_LIMIT", "Attempt", "FastExchange", "FastStream", "Respond", "pick", "send", "start"]
