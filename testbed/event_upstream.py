@@ -16,49 +16,26 @@ import asyncio
 import threading
 from urllib.parse import parse_qs, urlsplit
 
+from testbed.threaded_server import ThreadedServer
 
-class EventUpstream:
+
+class EventUpstream(ThreadedServer):
+    name = "event upstream"
+
     def __init__(self, wait: float = 10.0) -> None:
+        super().__init__()
         self.wait = wait
         self.timeouts = 0
-        self.port = 0
         self._released = threading.Semaphore(0)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def release(self) -> None:
         """The next event may go."""
         self._released.release()
 
-    def start(self) -> EventUpstream:
-        ready = threading.Event()
-
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-            self.port = self._server.sockets[0].getsockname()[1]
-            ready.set()
-            async with self._server:
-                try:
-                    await self._server.serve_forever()
-                except asyncio.CancelledError:
-                    pass
-
-        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-        self._thread.start()
-        ready.wait(5)
-        return self
-
     def stop(self) -> None:
-        if self._loop is not None and self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
         for _ in range(100):  # whatever waits for a release wakes up
             self._released.release()
+        super().stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -17,12 +17,13 @@ Each batch is recorded in `batches` (the item bodies) with the time it arrived o
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from testbed.threaded_server import ThreadedServer
 
 
 @dataclass
@@ -38,42 +39,12 @@ def _delay(item: Any) -> float:
     return 0.0
 
 
-class StreamUpstream:
+class StreamUpstream(ThreadedServer):
+    name = "streaming upstream"
+
     def __init__(self) -> None:
+        super().__init__()
         self.batches: list[StreamedBatch] = []
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> StreamUpstream:
-        ready = threading.Event()
-
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-            self.port = self._server.sockets[0].getsockname()[1]
-            ready.set()
-            async with self._server:
-                try:
-                    await self._server.serve_forever()
-                except asyncio.CancelledError:
-                    pass
-
-        self._thread = threading.Thread(target=lambda: asyncio.run(main()), name="stream-upstream", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the streaming upstream did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._server is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
-            self._thread.join(10)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
