@@ -117,7 +117,8 @@ class H2Sender:
         stream.responded = True
         fields = response_fields(response, request_id, length, head)
         # the common answer (request over, body in one frame: a gRPC call's too) in one go below h2 (whole_answer.py)
-        whole = source is None and stream.ended and send_whole(conn, stream.id, fields, body, trailers)
+        whole = source is None and stream.ended and not self.flow.writing_paused and \
+            send_whole(conn, stream.id, fields, body, trailers)
         if not whole:
             try:
                 conn.send_headers(stream.id, fields, end_stream=end)
