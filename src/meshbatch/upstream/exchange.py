@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from meshbatch.errors import CircuitOpen, ProxyError, StreamRefused, Unavailable, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
@@ -32,14 +32,16 @@ from meshbatch.http.message import Headers, Response
 from meshbatch.http.pool import IDEMPOTENT
 from meshbatch.http.serialize import encode_request, encode_upload_head, local_reply
 from meshbatch.http.upload import Upload
-from meshbatch.http2.client import MultiplexedConnection
-from meshbatch.http2.client_stream import ClientStream
 from meshbatch.http2.headers import TE_TRAILERS
-from meshbatch.http2.pool import StreamPool
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.guard import BREAKER_OPEN
 from meshbatch.upstream.outcome import error_status
 from meshbatch.upstream.target import Target
+
+if TYPE_CHECKING:  # HTTP/2 (and the h2 library) is imported by the first endpoint with `protocol: http2`
+    from meshbatch.http2.client import MultiplexedConnection
+    from meshbatch.http2.client_stream import ClientStream
+    from meshbatch.http2.pool import StreamPool
 
 # Final: the compiled build keeps it in a C static, not looked up in the module's dict at every call.
 perf_counter: Final = time.perf_counter
