@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from meshbatch.config.fields import Loc, secrets
-from meshbatch.config.load import Problem, format_path
+from meshbatch.config.problems import Problem, format_path
 
 _REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -17,8 +17,8 @@ from typing import Any, get_args
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from meshbatch.config.load import format_path
 from meshbatch.config.model.base import PATH_MARK
+from meshbatch.config.problems import format_path
 from meshbatch.config.redact import MARK as SECRET_MARK
 
 Loc = tuple[str | int, ...]

@@ -12,12 +12,12 @@ import difflib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from meshbatch.config.env import expand
 from meshbatch.config.model import Config
 from meshbatch.config.model.base import BASE_DIR
 from meshbatch.config.model.routes import (
@@ -29,29 +29,10 @@ from meshbatch.config.model.routes import (
     route_kind,
 )
 from meshbatch.config.notes import notes
+from meshbatch.config.problems import ConfigError, Problem, format_path
 from meshbatch.config.source import SourceError, parse_yaml, read_text
 
 log = logging.getLogger("meshbatch.config")
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        from meshbatch.config.redact import redact_text  # a message may quote a value: never its credentials
-
-        return redact_text(f"{self.path}: {self.message}" if self.path else self.message)
-
-
-class ConfigError(Exception):
-    """A config that cannot be used; `problems` lists every error found, each with its path."""
-
-    def __init__(self, problems: Sequence[Problem], source: str = "") -> None:
-        self.problems = list(problems)
-        self.source = source
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 # Each check gets the validated config and returns its problems. Other packages add theirs (extension names).
@@ -62,16 +43,6 @@ _semantic_checks: list[SemanticCheck] = []
 def register_check(check: SemanticCheck) -> SemanticCheck:
     _semantic_checks.append(check)
     return check
-
-
-def format_path(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
 
 
 def _model_at(root: type[BaseModel], loc: Sequence[int | str], data: Any) -> type[BaseModel] | None:
@@ -295,7 +266,6 @@ def parse(text: str, source: str = "<config>", base_dir: str | Path | None = Non
 def _expanded(config: Config, data: dict[str, Any], env: Mapping[str, str], context: dict[str, Any] | None,
               source: str) -> Config:
     """`config` with `${NAME}` in its secret fields replaced from `env` (validated again if anything changed)."""
-    from meshbatch.config.env import expand  # below this module: it walks the config's marked fields
 
     changed, problems = expand(data, config, env)
     if problems:
