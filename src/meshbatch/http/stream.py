@@ -65,8 +65,8 @@ OPEN, ENDED, FAILED, ABANDONED = "open", "ended", "failed", "abandoned"
 
 
 class BodyStream:
-    __slots__ = ("_held", "_on_close", "_pending", "_pending_bytes", "_sink_paused", "error", "length", "limit",
-                 "sink", "source", "state", "trailers")
+    __slots__ = ("_held", "_on_close", "_pending", "_pending_bytes", "_sink_paused", "error", "fed", "length",
+                 "limit", "sink", "source", "state", "trailers")
 
     def __init__(self, source: StreamSource, length: int, limit: int) -> None:
         self.source = source
@@ -76,6 +76,7 @@ class BodyStream:
         self.state = OPEN
         self.error: ProxyError | None = None
         self.trailers: list[tuple[bytes, bytes]] | None = None  # the answer's trailers, known at its end
+        self.fed = 0  # body bytes the producer gave (the access log's bytes_out of a streamed answer)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._sink_paused = False
@@ -90,6 +91,7 @@ class BodyStream:
     def feed(self, data: bytes) -> None:
         if self.state != OPEN or not data:
             return
+        self.fed += len(data)
         sink = self.sink
         if sink is not None:
             sink.stream_data(data)

@@ -149,7 +149,8 @@ class AccessLog:
         buffer.append((time.time(), listener, request.route, request.method, request.target, request.host,
                        request.client, request.request_id, request.headers,
                        len(request.body) if upload is None else upload.received, response.status,
-                       response.flag, response.reason, response.upstream, response.headers, len(response.body),
+                       response.flag, response.reason, response.upstream, response.headers,
+                       len(response.body) if response.stream is None else response.stream.fed,
                        seconds, grpc_status(response) if request.version == b"2" else None))
         if len(buffer) == self.max_buffer // 2 and self._loop is not None and not self._soon:
             self._soon = True
