@@ -11,6 +11,8 @@ import h2.events
 import h2.exceptions
 import pytest
 from h2.stream import StreamState
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshbatch.http2.client_setup import new_client_connection
 from meshbatch.http2.client_stream import StreamLimits
@@ -141,3 +143,34 @@ def test_what_is_unusual_in_a_request_is_left_to_h2(case: str) -> None:
     before = (bytes(conn._data_to_send), dict(conn.streams))
     assert not send_request(conn, sid, REQUEST, body)
     assert (bytes(conn._data_to_send), dict(conn.streams)) == before
+
+
+NAMES = st.sampled_from([b"content-type", b"x-a", b"grpc-status", b"x-long", b"set-cookie"])
+VALUES = st.sampled_from([b"", b"1", b"application/grpc", b"v" * 300, b"w" * 6_000])  # (several: beyond a frame)
+FIELDS_ = st.lists(st.tuples(NAMES, VALUES), max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(FIELDS_, st.integers(0, 40_000), st.one_of(st.none(), FIELDS_.filter(bool)), st.booleans())
+def test_any_answer_is_h2s_own_bytes_or_left_to_h2_untouched(fields: list[tuple[bytes, bytes]], size: int,
+                                                             trailers: list[tuple[bytes, bytes]] | None,
+                                                             small_window: bool) -> None:
+    head = [(b":status", b"200"), *fields]
+    body = b"b" * size
+    _, ours = server_with_request()
+    _, theirs = server_with_request()
+    if small_window:
+        ours.outbound_flow_control_window = theirs.outbound_flow_control_window = 1_000
+    before = bytes(ours._data_to_send)
+    if not send_whole(ours, 1, head, body, trailers):
+        assert bytes(ours._data_to_send) == before and ours.streams[1].state_machine.state == \
+            StreamState.HALF_CLOSED_REMOTE
+        return
+    theirs.send_headers(1, head, end_stream=not body and not trailers)
+    if body:
+        theirs.send_data(1, body, end_stream=not trailers)
+    if trailers:
+        theirs.send_headers(1, trailers, end_stream=True)
+    assert ours.data_to_send() == theirs.data_to_send()
+    assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
+    assert ours.streams[1].state_machine.state == theirs.streams[1].state_machine.state == StreamState.CLOSED
