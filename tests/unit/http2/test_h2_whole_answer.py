@@ -43,6 +43,20 @@ def server_with_request(end: bool = True, data: bytes = b"") -> tuple[h2.connect
     return peer, server
 
 
+def same_as_h2s_own(ours: h2.connection.H2Connection, theirs: h2.connection.H2Connection,
+                    fields: list[tuple[bytes, bytes]], body: bytes, trailers: list[tuple[bytes, bytes]] | None) -> None:
+    """`theirs` sends the same answer through h2's own calls: the bytes, the stream's state and the windows match."""
+    theirs.send_headers(1, fields, end_stream=not body and not trailers)
+    if body:
+        theirs.send_data(1, body, end_stream=not trailers)
+    if trailers:
+        theirs.send_headers(1, trailers, end_stream=True)
+    assert ours.data_to_send() == theirs.data_to_send()
+    assert ours.streams[1].state_machine.state == theirs.streams[1].state_machine.state == StreamState.CLOSED
+    assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
+    assert ours.streams[1].outbound_flow_control_window == theirs.streams[1].outbound_flow_control_window
+
+
 GRPC = [(b":status", b"200"), (b"content-type", b"application/grpc")]
 STATUS = [(b"grpc-status", b"0"), (b"x-trail", b"t")]
 
@@ -58,15 +72,7 @@ def test_the_bytes_and_the_state_are_h2s_own(fields: list[tuple[bytes, bytes]], 
     _, ours = server_with_request()
     _, theirs = server_with_request()
     assert send_whole(ours, 1, fields, body, trailers)
-    theirs.send_headers(1, fields, end_stream=not body and not trailers)
-    if body:
-        theirs.send_data(1, body, end_stream=not trailers)
-    if trailers:
-        theirs.send_headers(1, trailers, end_stream=True)
-    assert ours.data_to_send() == theirs.data_to_send()
-    assert ours.streams[1].state_machine.state == theirs.streams[1].state_machine.state == StreamState.CLOSED
-    assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
-    assert ours.streams[1].outbound_flow_control_window == theirs.streams[1].outbound_flow_control_window
+    same_as_h2s_own(ours, theirs, fields, body, trailers)
 
 
 def test_the_client_reads_the_answer_and_a_frame_after_it_is_refused_as_after_h2s_own() -> None:
@@ -166,11 +172,4 @@ def test_any_answer_is_h2s_own_bytes_or_left_to_h2_untouched(fields: list[tuple[
         assert bytes(ours._data_to_send) == before and ours.streams[1].state_machine.state == \
             StreamState.HALF_CLOSED_REMOTE
         return
-    theirs.send_headers(1, head, end_stream=not body and not trailers)
-    if body:
-        theirs.send_data(1, body, end_stream=not trailers)
-    if trailers:
-        theirs.send_headers(1, trailers, end_stream=True)
-    assert ours.data_to_send() == theirs.data_to_send()
-    assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
-    assert ours.streams[1].state_machine.state == theirs.streams[1].state_machine.state == StreamState.CLOSED
+    same_as_h2s_own(ours, theirs, head, body, trailers)
