@@ -28,9 +28,10 @@ from meshbatch.errors import (
     StreamRefused,
     UpstreamReset,
 )
-from meshbatch.http.message import IDEMPOTENT, Headers, Response
+from meshbatch.http.message import Headers, Response
 from meshbatch.http.upload import Upload
 from meshbatch.http2.client import MultiplexedConnection
+from meshbatch.http2.replay import unprocessed
 
 MAX_REFUSED: Final = 3  # a request the upstream refused unprocessed is sent again at most this many times
 
@@ -104,19 +105,27 @@ class StreamPool:
                 if refused > MAX_REFUSED or self._loop.time() >= deadline or upload is not None:
                     raise
                 continue
-            except UpstreamReset:
-                if replayed or stream.received or conn.uses <= 1 or method not in IDEMPOTENT or \
-                        self._loop.time() >= deadline or upload is not None:
+            except UpstreamReset as error:
+                if replayed or not unprocessed(error, stream, conn, method) or self._loop.time() >= deadline or \
+                        upload is not None:
                     raise
             replayed = True
+
+    def free_connection(self) -> MultiplexedConnection | None:
+        """A connection with a stream free now (None: every one is full, or the pool is closed)."""
+        if not self.closed:
+            for conn in self.conns:
+                if conn.available:
+                    return conn
+        return None
 
     async def _acquire(self, deadline: float) -> MultiplexedConnection:
         while True:
             if self.closed:
                 raise ConnectFailed("cluster_removed", "the endpoint was removed by a config reload")
-            for conn in self.conns:
-                if conn.available:
-                    return conn
+            conn = self.free_connection()
+            if conn is not None:
+                return conn
             if not self._opening and self._room():
                 await self._open(deadline)
                 continue  # (the new connection may allow no stream now: SETTINGS_MAX_CONCURRENT_STREAMS 0)

@@ -26,13 +26,14 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final
 
-from meshbatch.errors import CircuitOpen, ProxyError, StreamRefused, Unavailable, UpstreamReset
+from meshbatch.errors import CircuitOpen, ProxyError, Unavailable, UpstreamReset
 from meshbatch.http.client import UpstreamConnection
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.pool import IDEMPOTENT
 from meshbatch.http.serialize import encode_request, encode_upload_head, local_reply
 from meshbatch.http.upload import Upload
 from meshbatch.http2.headers import TE_TRAILERS
+from meshbatch.http2.replay import unprocessed
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.guard import BREAKER_OPEN
 from meshbatch.upstream.outcome import error_status
@@ -133,6 +134,24 @@ def _abandoned(target: Target, endpoint: Endpoint, now: float) -> None:
         guard.record(endpoint, 0, now)
 
 
+def _for_caller(response: Response, headers: Headers, via: bytes) -> Response:
+    """An answer as its caller gets it: trailers only for one that said `TE: trailers` (in the `headers` sent
+    upstream), and `via` when given."""
+    if response.trailers is not None and TE_TRAILERS not in headers:
+        response.trailers = None
+    if via:
+        response.headers.append((b"via", via))
+    return response
+
+
+def _failure(target: Target, endpoint: Endpoint, error: BaseException, started: float, now: float) -> Response:
+    """A fast exchange's failure, counted, as the local reply its caller gets."""
+    if not isinstance(error, ProxyError):
+        error = ProxyError("internal_error", str(error))
+    _failed(target, endpoint, error, started, now)
+    return local_reply(error)
+
+
 # the general path ----------------------------------------------------------------------------------------
 
 async def send(target: Target, method: bytes, path: bytes, headers: Headers, body: bytes, deadline: float,
@@ -167,9 +186,7 @@ async def send(target: Target, method: bytes, path: bytes, headers: Headers, bod
         _abandoned(target, endpoint, loop.time())
         raise
     _answered(target, endpoint, response, started, loop.time())
-    if response.trailers is not None and TE_TRAILERS not in headers:
-        response.trailers = None  # the caller did not say `TE: trailers`
-    return response
+    return _for_caller(response, headers, b"")
 
 
 # the fast path -------------------------------------------------------------------------------------------
@@ -208,11 +225,7 @@ class FastExchange:
         else:
             stream.when_closed(self._release)
         _answered(self.target, endpoint, response, self.started, self.loop.time())
-        if response.trailers is not None and TE_TRAILERS not in self.headers:
-            response.trailers = None  # the caller did not say `TE: trailers`
-        if self.via:
-            response.headers.append((b"via", self.via))
-        self.respond(response)
+        self.respond(_for_caller(response, self.headers, self.via))
 
     def set_exception(self, error: BaseException, /) -> None:
         self._done = True
@@ -222,10 +235,7 @@ class FastExchange:
             _abandoned(self.target, endpoint, self.loop.time())
             self.respond(None)  # a reused connection died under us: the general path replays it
             return
-        if not isinstance(error, ProxyError):
-            error = ProxyError("internal_error", str(error))
-        _failed(self.target, endpoint, error, self.started, self.loop.time())
-        self.respond(local_reply(error))
+        self.respond(_failure(self.target, endpoint, error, self.started, self.loop.time()))
 
     def _release(self) -> None:
         self.endpoint.pool.release(self.conn)
@@ -269,20 +279,12 @@ class FastStream:
         if error is None:
             response = waiter.result()
             _answered(self.target, self.endpoint, response, self.started, self.loop.time())
-            if response.trailers is not None and TE_TRAILERS not in self.headers:
-                response.trailers = None  # the caller did not say `TE: trailers`
-            if self.via:
-                response.headers.append((b"via", self.via))
-            self.respond(response)
-        elif isinstance(error, StreamRefused) or (isinstance(error, UpstreamReset) and not stream.received and
-                                                   self.conn.uses > 1 and self.method in IDEMPOTENT):
+            self.respond(_for_caller(response, self.headers, self.via))
+        elif unprocessed(error, stream, self.conn, self.method):
             _abandoned(self.target, self.endpoint, self.loop.time())
             self.respond(None)  # replayed on the general path (its own limits on replays apply there)
         else:
-            if not isinstance(error, ProxyError):
-                error = ProxyError("internal_error", str(error))
-            _failed(self.target, self.endpoint, error, self.started, self.loop.time())
-            self.respond(local_reply(error))
+            self.respond(_failure(self.target, self.endpoint, error, self.started, self.loop.time()))
 
     def cancel(self) -> None:
         """The caller went away: RST_STREAM CANCEL; the connection and its other streams go on."""
@@ -295,12 +297,8 @@ class FastStream:
 def _start_stream(target: Target, endpoint: Endpoint, streams: StreamPool, method: bytes, path: bytes,
                   headers: Headers, body: bytes, deadline: float, respond: Respond, loop: asyncio.AbstractEventLoop,
                   via: bytes, stream_limit: int) -> FastStream | None:
-    if streams.closed or streams.pending:  # (callers waiting for a stream go first)
-        return None
-    for conn in streams.conns:
-        if conn.available:
-            break
-    else:
+    conn = streams.free_connection() if not streams.pending else None  # (callers waiting go first)
+    if conn is None:
         return None
     exchange = FastStream(target, endpoint, conn, method, headers, respond, via, loop)
     exchange.started = _begin(target, endpoint)
