@@ -17,7 +17,7 @@ import struct
 from typing import Final
 
 from h2.connection import ConnectionState, H2Connection
-from h2.stream import StreamInputs, StreamState
+from h2.stream import H2Stream, StreamInputs, StreamState
 
 from meshbatch.http.message import Headers
 
@@ -59,25 +59,37 @@ def send_whole(conn: H2Connection, stream_id: int, fields: Headers, body: bytes,
     machine = stream.state_machine
     if machine.state != StreamState.HALF_CLOSED_REMOTE or machine.headers_sent:
         return False
-    size = len(body)
-    max_frame = conn.max_outbound_frame_size
-    if size and (size > max_frame or size > conn.outbound_flow_control_window
-                 or size > stream.outbound_flow_control_window):
+    if not fits(conn, len(body), stream.outbound_flow_control_window):
         return False
-    encode = conn.encoder.encode
     machine.process_input(StreamInputs.SEND_HEADERS)
-    out = header_frames(stream_id, encode(fields), max_frame, not size and not trailers)
+    head = header_frames(stream_id, conn.encoder.encode(fields), conn.max_outbound_frame_size,
+                         not body and not trailers)
+    finish(conn, stream, head, body, trailers)
+    return True
+
+
+def fits(conn: H2Connection, size: int, window: int) -> bool:
+    """A body of `size` bytes goes in one DATA frame, within the connection's window and the stream's `window`."""
+    return not size or (size <= conn.max_outbound_frame_size and size <= conn.outbound_flow_control_window
+                        and size <= window)
+
+
+def finish(conn: H2Connection, stream: H2Stream, head: bytes, body: bytes, trailers: Headers | None = None) -> None:
+    """After the head's frames (`head`; the stream took SEND_HEADERS): the body's one DATA frame, the trailers and
+    the end, into h2's outbound buffer, with the stream's state and both windows moved as h2 moves them."""
+    machine = stream.state_machine
+    out = head
+    size = len(body)
     if size:
         machine.process_input(StreamInputs.SEND_DATA)
-        out += frame(DATA, 0 if trailers else END_STREAM, stream_id, body)
+        out += frame(DATA, 0 if trailers else END_STREAM, stream.stream_id, body)
         stream.outbound_flow_control_window -= size
         conn.outbound_flow_control_window -= size
     if trailers:
         machine.process_input(StreamInputs.SEND_HEADERS)  # (h2 takes the second block for trailers)
-        out += header_frames(stream_id, encode(trailers), max_frame, True)
+        out += header_frames(stream.stream_id, conn.encoder.encode(trailers), conn.max_outbound_frame_size, True)
     machine.process_input(StreamInputs.SEND_END_STREAM)
     conn._data_to_send += out
-    return True
 
 
-__all__ = ["DATA", "END_STREAM", "OPEN", "frame", "header_frames", "send_whole"]
+__all__ = ["DATA", "END_STREAM", "OPEN", "finish", "fits", "frame", "header_frames", "send_whole"]

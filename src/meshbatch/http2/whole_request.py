@@ -15,17 +15,14 @@ from h2.connection import AllowedStreamIDs, H2Connection
 from h2.stream import StreamInputs
 
 from meshbatch.http.message import Headers
-from meshbatch.http2.whole_answer import DATA, END_STREAM, OPEN, frame, header_frames
+from meshbatch.http2.whole_answer import OPEN, finish, fits, header_frames
 
 
 def send_request(conn: H2Connection, stream_id: int, fields: Headers, body: bytes) -> bool:
     """Open `stream_id` with a whole request; False (nothing done) when h2 must. `fields` start with `:method`."""
     if conn.state_machine.state not in OPEN or stream_id in conn.streams:
         return False
-    size = len(body)
-    max_frame = conn.max_outbound_frame_size
-    if size and (size > max_frame or size > conn.outbound_flow_control_window
-                 or size > conn.remote_settings.initial_window_size):
+    if not fits(conn, len(body), conn.remote_settings.initial_window_size):  # (a new stream's window)
         return False
     conn.open_outbound_streams  # noqa: B018  (h2's sweep of closed streams, as its send_headers makes it)
     stream = conn._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
@@ -36,14 +33,8 @@ def send_request(conn: H2Connection, stream_id: int, fields: Headers, body: byte
         if name == b":authority":
             stream._authority = value
             break
-    out = header_frames(stream_id, conn.encoder.encode(fields), max_frame, not size)
-    if size:
-        machine.process_input(StreamInputs.SEND_DATA)
-        out += frame(DATA, END_STREAM, stream_id, body)
-        stream.outbound_flow_control_window -= size
-        conn.outbound_flow_control_window -= size
-    machine.process_input(StreamInputs.SEND_END_STREAM)
-    conn._data_to_send += out
+    finish(conn, stream, header_frames(stream_id, conn.encoder.encode(fields), conn.max_outbound_frame_size, not body),
+           body)
     return True
 
 
