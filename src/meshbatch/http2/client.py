@@ -36,7 +36,7 @@ from meshbatch.errors import BadGateway, ConnectFailed, ProxyError, StreamRefuse
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.upload import Upload
 from meshbatch.http2.client_setup import new_client_connection, nothing, request_block, retrieved
-from meshbatch.http2.client_stream import ClientStream, StreamLimits
+from meshbatch.http2.client_stream import ClientStream, StreamLimits, start_streams
 from meshbatch.http2.headers import answer_fields, trailer_fields
 from meshbatch.http2.response import trailer_fields_out
 from meshbatch.http2.whole_request import send_request
@@ -221,11 +221,8 @@ class MultiplexedConnection(asyncio.Protocol):
             return
         for event in events:
             self._event(event)
-        if self._unfinished:  # what a read leaves open, of a length never said, streams from now on (events, gRPC)
-            for stream in self._unfinished:
-                if stream.stream is None and not stream.waiter.done():
-                    stream.start_stream()
-            self._unfinished.clear()
+        if self._unfinished:
+            start_streams(self._unfinished)
         self._flush()
         transport = self.transport
         if transport is not None and transport.get_write_buffer_size() > self.limits.max_write_buffer:
@@ -308,11 +305,12 @@ class MultiplexedConnection(asyncio.Protocol):
             stream.more_to_come(self._unfinished)
 
     def _window(self, stream_id: int) -> None:
-        stream = self.streams.get(stream_id) if stream_id else None
-        if not stream_id:
+        if stream_id == 0:
             self._send_pending()
-        elif stream is not None and stream.pending:
-            self._send_body(stream)
+        else:
+            stream = self.streams.get(stream_id)
+            if stream is not None and stream.pending:
+                self._send_body(stream)
 
     def _peer_reset(self, event: h2.events.StreamReset) -> None:
         stream = self.streams.get(event.stream_id or 0)

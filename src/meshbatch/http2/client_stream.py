@@ -223,4 +223,13 @@ class ClientStream:
         return f"<ClientStream {self.id} status={self.status} body={self.body_len}B>"
 
 
-__all__ = ["ClientStream", "ClientStreamOwner", "StreamLimits"]
+def start_streams(unfinished: list[ClientStream]) -> None:
+    """The end of a read: the answers it left open, of a length never said, stream from now on (events, a gRPC
+    server's stream); those that ended or failed in the same read are whole already. `unfinished` is emptied."""
+    for stream in unfinished:
+        if stream.stream is None and not stream.waiter.done():
+            stream.start_stream()
+    unfinished.clear()
+
+
+__all__ = ["ClientStream", "ClientStreamOwner", "StreamLimits", "start_streams"]
