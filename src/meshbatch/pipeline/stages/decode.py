@@ -134,12 +134,16 @@ class DecodeStage:
         self.limit = options.max_events
         self.max_depth = options.max_depth
 
+    def format_for(self, content_type: bytes | None) -> str:
+        """How a body of this Content-Type is decoded: the stage's format, or the type's under `auto`."""
+        return self.format if self.format != "auto" else format_of(content_type)
+
     def textual(self, content_type: bytes | None) -> bool:
         """Whether a body of this Content-Type is decoded as JSON or NDJSON (not MessagePack)."""
-        return (self.format if self.format != "auto" else format_of(content_type)) != "msgpack"
+        return self.format_for(content_type) != "msgpack"
 
     def __call__(self, work: Work) -> None:
-        fmt = self.format if self.format != "auto" else format_of(work.header(b"content-type"))
+        fmt = self.format_for(work.header(b"content-type"))
         if fmt == "ndjson":
             deep: list[int] = []
             events = decode_ndjson(work.body, self.limit, work.tick, self.max_depth, deep)
