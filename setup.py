@@ -51,8 +51,10 @@ HOT_PATH = [
     "src/meshbatch/http2/headers.py",
     "src/meshbatch/http2/response.py",
     "src/meshbatch/http2/limits.py",
+    "src/meshbatch/http2/steps.py",
     "src/meshbatch/http2/whole_answer.py",
     "src/meshbatch/http2/whole_request.py",
+    "src/meshbatch/http2/frames_in.py",
 ]
 BUILDS = ("bdist_wheel", "build", "build_ext", "install")  # the commands that build code (not metadata)
 EDITABLE = ("editable_wheel", "develop")

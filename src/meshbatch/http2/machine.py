@@ -1,5 +1,7 @@
 """h2's connection state machine as both HTTP/2 connections use it (http2/server.py, http2/client_setup.py).
 
+What it receives is read by http2/frames_in.py: the common HEADERS and DATA frames below h2, the rest by h2.
+
 `QuietConnection` is h2's `H2Connection` but for one line: h2 formats every frame it receives (`repr`, flags and a
 hex dump of the payload) for its trace log before it calls the logger, even when the logger does nothing, which
 is 3-5% of what a proxied request costs. `_receive_frame` below is h2 4.4's (MIT licence) without that line;
@@ -8,15 +10,22 @@ is 3-5% of what a proxied request costs. `_receive_frame` below is h2 4.4's (MIT
 
 from __future__ import annotations
 
+from h2._typing import Buffer
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import Event
 from h2.exceptions import StreamClosedError, StreamIDTooLowError
 from hyperframe.frame import Frame, RstStreamFrame
 
+from meshbatch.http2.frames_in import receive
+
 
 class QuietConnection(H2Connection):
-    """h2's `H2Connection` without the per-frame trace formatting; see the module docstring."""
+    """h2's `H2Connection` without the per-frame trace formatting, its common frames read below it; see the
+    module docstring."""
+
+    def receive_data(self, data: Buffer) -> list[Event]:
+        return receive(self, data if type(data) is bytes else bytes(data))
 
     def _receive_frame(self, frame: Frame) -> list[Event]:
         events: list[Event]

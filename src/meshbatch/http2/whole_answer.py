@@ -17,9 +17,10 @@ import struct
 from typing import Final
 
 from h2.connection import ConnectionState, H2Connection
-from h2.stream import H2Stream, StreamInputs, StreamState
+from h2.stream import H2Stream, StreamState
 
 from meshbatch.http.message import Headers
+from meshbatch.http2.steps import SEND_DATA, SEND_END_STREAM, SEND_HEADERS, step
 
 OPEN: Final = (ConnectionState.SERVER_OPEN, ConnectionState.CLIENT_OPEN)
 _FRAME_HEAD: Final = struct.Struct(">BHBBI")  # length (24 bits), type, flags, stream id
@@ -61,7 +62,7 @@ def send_whole(conn: H2Connection, stream_id: int, fields: Headers, body: bytes,
         return False
     if not fits(conn, len(body), stream.outbound_flow_control_window):
         return False
-    machine.process_input(StreamInputs.SEND_HEADERS)
+    step(machine, SEND_HEADERS)
     head = header_frames(stream_id, conn.encoder.encode(fields), conn.max_outbound_frame_size,
                          not body and not trailers)
     finish(conn, stream, head, body, trailers)
@@ -81,14 +82,14 @@ def finish(conn: H2Connection, stream: H2Stream, head: bytes, body: bytes, trail
     out = head
     size = len(body)
     if size:
-        machine.process_input(StreamInputs.SEND_DATA)
+        step(machine, SEND_DATA)
         out += frame(DATA, 0 if trailers else END_STREAM, stream.stream_id, body)
         stream.outbound_flow_control_window -= size
         conn.outbound_flow_control_window -= size
     if trailers:
-        machine.process_input(StreamInputs.SEND_HEADERS)  # (h2 takes the second block for trailers)
+        step(machine, SEND_HEADERS)  # (h2 takes the second block for trailers)
         out += header_frames(stream.stream_id, conn.encoder.encode(trailers), conn.max_outbound_frame_size, True)
-    machine.process_input(StreamInputs.SEND_END_STREAM)
+    step(machine, SEND_END_STREAM)
     conn._data_to_send += out
 
 

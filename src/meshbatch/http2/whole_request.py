@@ -12,9 +12,9 @@ needing more than one frame or more window) is left to h2: `send_request` return
 from __future__ import annotations
 
 from h2.connection import AllowedStreamIDs, H2Connection
-from h2.stream import StreamInputs
 
 from meshbatch.http.message import Headers
+from meshbatch.http2.steps import SEND_HEADERS, step
 from meshbatch.http2.whole_answer import OPEN, finish, fits, header_frames
 
 
@@ -26,8 +26,7 @@ def send_request(conn: H2Connection, stream_id: int, fields: Headers, body: byte
         return False
     conn.open_outbound_streams  # noqa: B018  (h2's sweep of closed streams, as its send_headers makes it)
     stream = conn._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
-    machine = stream.state_machine
-    machine.process_input(StreamInputs.SEND_HEADERS)
+    step(stream.state_machine, SEND_HEADERS)
     stream.request_method = fields[0][1]
     for name, value in fields:
         if name == b":authority":

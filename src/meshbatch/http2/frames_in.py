@@ -1,0 +1,182 @@
+"""Received frames below h2: a request's or an answer's HEADERS and its DATA parsed here, every other frame handed
+to h2's own `receive_data`, with the events and the state h2 alone would give.
+
+h2 reads each frame into objects first: its frame buffer copies the bytes into a bytearray and slices them out
+again, hyperframe builds a frame object and a set of its flag names, h2 dispatches it by class, builds header
+validation flags it then does not use (inbound validation is off: http2/head.py checks heads) and copies the
+fields through a generator; that was more than half of what h2 cost a proxied call. `receive` walks the frames of
+a read itself and, for the common ones, calls what h2 would call in the order h2 calls it: the HPACK decoder
+(h2's own `_decode_headers`, so a bomb or a bad block fails the same way), the connection's and the stream's
+state machines (which make the events and refuse what is out of order), the flow-control windows and the
+content-length count. A frame is taken here only when it cannot fail in a way these steps do not reproduce: a
+DATA frame without padding on a stream that may receive, within both windows and the stream's content-length; a
+HEADERS frame without padding or priority that ends its block, opening a stream the server may accept (its id
+above the last, within the concurrent-stream limit) or on a stream that may receive. Everything else (the
+preface, SETTINGS, PING, WINDOW_UPDATE, RST_STREAM, GOAWAY, CONTINUATION, padded or prioritised frames, frames
+of closed streams, a frame split across reads) goes to h2 a whole frame at a time, in order, so the two never
+see the same byte and h2's buffer is empty whenever a frame is taken here. A frame longer than the connection
+allows is refused as soon as its header arrives (h2 refuses it the same way once it has buffered all of it, up
+to 16 MiB). tests/unit/http2/test_h2_frames_in.py feeds the same bytes, cut anywhere, to this and to h2 alone
+and compares the events, the errors and the state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from h2.connection import AllowedStreamIDs, ConnectionInputs, H2Connection, H2ConnectionStateMachine, _decode_headers
+from h2.errors import ErrorCodes
+from h2.events import Event, TrailersReceived
+from h2.exceptions import FrameTooLargeError, ProtocolError
+from h2.frame_buffer import FrameBuffer
+from h2.stream import H2Stream, StreamState
+from h2.utilities import is_informational_response
+
+from meshbatch.http2.steps import RECV_DATA, RECV_END_STREAM, RECV_HEADERS, RECV_INFORMATIONAL_HEADERS, step
+from meshbatch.http2.whole_answer import DATA, END_STREAM, OPEN
+
+HEADERS: Final = 0x1
+END_HEADERS: Final = 0x4
+PADDED: Final = 0x8
+PRIORITY: Final = 0x20
+RECEIVING: Final = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
+h2_receive: Final = H2Connection.receive_data
+# An open connection's state machine takes a received HEADERS or DATA frame without a change or an event (h2
+# 4.x): the step is skipped then, and taken should a release of h2 ever give it one.
+QUIET: Final = all(H2ConnectionStateMachine._transitions.get((state, given)) == (None, state)
+                   for state in OPEN for given in (ConnectionInputs.RECV_HEADERS, ConnectionInputs.RECV_DATA))
+
+
+def receive(conn: H2Connection, data: bytes) -> list[Event]:
+    """h2's `conn.receive_data(data)`: the same events, errors and state; see the module docstring."""
+    config = conn.config
+    if config.validate_inbound_headers or config.normalize_inbound_headers or config.header_encoding:
+        return h2_receive(conn, data)  # (h2's checks on: none of this package's connections)
+    buffer = conn.incoming_buffer
+    size = len(data)
+    at = _held(buffer, data)
+    events: list[Event] = h2_receive(conn, data[:at]) if at else []
+    while at < size:
+        end = size
+        if size - at >= 9:
+            length = (data[at] << 16) | (data[at + 1] << 8) | data[at + 2]
+            if length > conn.max_inbound_frame_size:
+                conn._terminate_connection(ErrorCodes.FRAME_SIZE_ERROR)
+                raise FrameTooLargeError(f"Received overlong frame: length {length}, max "
+                                         f"{conn.max_inbound_frame_size}")
+            end = at + 9 + length
+            if end <= size and conn.state_machine.state in OPEN and not buffer._headers_buffer:
+                got = _frame(conn, data, at, end)
+                if got is not None:
+                    events += got
+                    at = end
+                    continue
+            end = min(end, size)
+        events += h2_receive(conn, data[at:end])  # (a frame cut short: the rest of the read, h2 holds it)
+        at = end
+    return events
+
+
+def _held(buffer: FrameBuffer, data: bytes) -> int:
+    """How much of `data` h2 needs to finish what its buffer holds: the rest of the preface (h2 checks it), the
+    rest of a frame (all of `data` when a frame's length cannot be read yet); 0 when it holds nothing."""
+    if buffer._preamble_len:
+        return min(len(data), buffer._preamble_len)
+    held = buffer._data
+    if not held:
+        return 0
+    head = bytes(held[:9]) if len(held) >= 9 else bytes(held) + data[:9 - len(held)]
+    if len(head) < 9:
+        return len(data)
+    return min(len(data), max(0, 9 + ((head[0] << 16) | (head[1] << 8) | head[2]) - len(held)))
+
+
+def _frame(conn: H2Connection, data: bytes, at: int, end: int) -> list[Event] | None:
+    """The events of the whole frame `data[at:end]` when it is one taken here, else None (nothing changed)."""
+    kind = data[at + 3]
+    flags = data[at + 4]
+    sid = ((data[at + 5] & 0x7F) << 24) | (data[at + 6] << 16) | (data[at + 7] << 8) | data[at + 8]
+    if not sid:
+        return None
+    try:
+        if kind == DATA:
+            if flags & PADDED:
+                return None
+            return _data(conn, sid, bool(flags & END_STREAM), data[at + 9:end], end - at - 9)
+        if kind == HEADERS and flags & END_HEADERS and not flags & (PADDED | PRIORITY):
+            return _headers(conn, sid, bool(flags & END_STREAM), data[at + 9:end])
+    except ProtocolError as error:  # as h2's receive_data: GOAWAY with the error's code queued, then raised
+        conn._terminate_connection(error.error_code)
+        raise
+    return None
+
+
+def _data(conn: H2Connection, sid: int, end: bool, payload: bytes, length: int) -> list[Event] | None:
+    stream = conn.streams.get(sid)
+    if stream is None or stream.state_machine.state not in RECEIVING:
+        return None
+    window = conn._inbound_flow_control_window_manager
+    own = stream._inbound_window_manager
+    if length > window.current_window_size or length > own.current_window_size:
+        return None  # (h2's flow-control error)
+    expected = stream._expected_content_length
+    if expected is not None:
+        total = stream._actual_content_length + length
+        if total > expected or (end and total != expected):
+            return None  # (h2's body-length error)
+    events = [] if QUIET else conn.state_machine.process_input(ConnectionInputs.RECV_DATA)
+    window.window_consumed(length)
+    machine = stream.state_machine
+    got = step(machine, RECV_DATA)
+    event = got[0]
+    own.window_consumed(length)
+    stream._track_content_length(length, end)
+    if end:
+        ended = step(machine, RECV_END_STREAM)
+        event.stream_ended = ended[0]
+        got += ended
+    event.data = payload
+    event.flow_controlled_length = length
+    return events + got if events else got
+
+
+def _headers(conn: H2Connection, sid: int, end: bool, block: bytes) -> list[Event] | None:
+    stream = conn.streams.get(sid)
+    if stream is None:  # a new stream: only a server's, above the last, within the concurrent-stream limit
+        if conn.config.client_side or not sid & 1 or sid <= conn.highest_inbound_stream_id:
+            return None
+        if conn.open_inbound_streams + 1 > conn.local_settings.max_concurrent_streams:
+            return None  # (h2 refuses it; counting the open streams drops the closed ones, as h2's count does)
+    elif stream.state_machine.state not in RECEIVING:
+        return None
+    fields = _decode_headers(conn.decoder, block)
+    events = [] if QUIET else conn.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+    if stream is None:
+        stream = conn._begin_new_stream(sid, AllowedStreamIDs.ODD)
+    got = _stream_headers(stream, fields, end)
+    return events + got if events else got
+
+
+def _stream_headers(stream: H2Stream, fields: Any, end: bool) -> list[Any]:
+    """h2's `H2Stream.receive_headers` with inbound validation and normalisation off (nothing else differs)."""
+    if is_informational_response(fields):
+        if end:
+            raise ProtocolError("Cannot set END_STREAM on informational responses")
+        given = RECV_INFORMATIONAL_HEADERS
+    else:
+        given = RECV_HEADERS
+    machine = stream.state_machine
+    events = step(machine, given)
+    event = events[0]
+    if end:
+        ended = step(machine, RECV_END_STREAM)
+        event.stream_ended = ended[0]
+        events += ended
+    stream._initialize_content_length(fields)
+    if isinstance(event, TrailersReceived) and not end:
+        raise ProtocolError("Trailers must have END_STREAM set")
+    event.headers = list(fields)
+    return events
+
+
+__all__ = ["receive"]

@@ -1,0 +1,55 @@
+"""h2's stream state machine stepped without its per-input overhead, for the frames read and written below h2
+(http2/frames_in.py, http2/whole_answer.py).
+
+`H2StreamStateMachine.process_input` checks the input's type and looks the transition up by a (state, input)
+tuple whose two enum members hash through Python-level `__hash__` methods: more than the transition itself for
+the five steps an answered request takes. `step` takes the same transition from a list indexed by the state (an
+`IntEnum`, so a plain index), with the same side effects, events and errors; a state with no transition for the
+input is left to `process_input`, which refuses it as before. The tables are made from h2's own at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from h2.exceptions import ProtocolError
+from h2.stream import H2StreamStateMachine, StreamInputs, StreamState, _transitions
+
+
+def _table(given: StreamInputs) -> list[Any]:
+    """Each state's (function, target) for `given`, indexed by the state, None where h2 has none; `given` last."""
+    return [*(_transitions.get((state, given)) for state in sorted(StreamState, key=int)), given]
+
+
+RECV_HEADERS: Final = _table(StreamInputs.RECV_HEADERS)
+RECV_INFORMATIONAL_HEADERS: Final = _table(StreamInputs.RECV_INFORMATIONAL_HEADERS)
+RECV_DATA: Final = _table(StreamInputs.RECV_DATA)
+RECV_END_STREAM: Final = _table(StreamInputs.RECV_END_STREAM)
+SEND_HEADERS: Final = _table(StreamInputs.SEND_HEADERS)
+SEND_DATA: Final = _table(StreamInputs.SEND_DATA)
+SEND_END_STREAM: Final = _table(StreamInputs.SEND_END_STREAM)
+
+
+def step(machine: H2StreamStateMachine, table: list[Any]) -> list[Any]:
+    """`machine.process_input(input)` for the input whose `table` this is: the same events and errors."""
+    previous = machine.state
+    entry = table[previous]
+    if entry is None:  # (h2 closes the stream and raises ProtocolError)
+        return machine.process_input(table[-1])
+    func, target = entry
+    machine.state = target
+    if func is None:
+        return []
+    try:
+        events: list[Any] = func(machine, previous)
+        return events
+    except ProtocolError:
+        machine.state = StreamState.CLOSED
+        raise
+    except AssertionError as error:
+        machine.state = StreamState.CLOSED
+        raise ProtocolError(error) from error
+
+
+__all__ = ["RECV_DATA", "RECV_END_STREAM", "RECV_HEADERS", "RECV_INFORMATIONAL_HEADERS", "SEND_DATA",
+           "SEND_END_STREAM", "SEND_HEADERS", "step"]
