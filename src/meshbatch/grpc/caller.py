@@ -34,6 +34,7 @@ MAX_FORWARDED_MESSAGE = 4096  # bytes of an upstream's grpc-message passed on (p
 _GRPC = b"application/grpc"
 _WEB = b"application/grpc-web"
 _CONTENT_TYPE = b"content-type"
+_HIGHEST_STATUS = max(GrpcStatus)  # (16: UNAUTHENTICATED; an enum's max walks its members, so once)
 
 
 def is_grpc(request: Request) -> bool:
@@ -127,7 +128,7 @@ def _repair(block: Headers) -> bool:
     for i, (name, value) in enumerate(block):
         if name == STATUS:
             found = True
-            if not (value.isdigit() and len(value) <= 2 and int(value) <= max(GrpcStatus)):
+            if not (value.isdigit() and len(value) <= 2 and int(value) <= _HIGHEST_STATUS):
                 block[i] = (STATUS, b"2")  # UNKNOWN, as a client reads a status it does not know
         elif name == MESSAGE and len(value) > MAX_FORWARDED_MESSAGE:
             cut = value[:MAX_FORWARDED_MESSAGE]

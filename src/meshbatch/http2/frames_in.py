@@ -24,15 +24,22 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from h2.connection import AllowedStreamIDs, ConnectionInputs, H2Connection, H2ConnectionStateMachine, _decode_headers
+from h2.connection import ConnectionInputs, H2Connection, H2ConnectionStateMachine, _decode_headers
 from h2.errors import ErrorCodes
 from h2.events import Event, TrailersReceived
 from h2.exceptions import FrameTooLargeError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.stream import H2Stream, StreamState
-from h2.utilities import is_informational_response
 
-from meshbatch.http2.steps import RECV_DATA, RECV_END_STREAM, RECV_HEADERS, RECV_INFORMATIONAL_HEADERS, step
+from meshbatch.http2.steps import (
+    RECV_DATA,
+    RECV_END_STREAM,
+    RECV_HEADERS,
+    RECV_INFORMATIONAL_HEADERS,
+    new_stream,
+    open_streams,
+    step,
+)
 from meshbatch.http2.whole_answer import DATA, END_STREAM, OPEN
 
 HEADERS: Final = 0x1
@@ -145,21 +152,22 @@ def _headers(conn: H2Connection, sid: int, end: bool, block: bytes) -> list[Even
     if stream is None:  # a new stream: only a server's, above the last, within the concurrent-stream limit
         if conn.config.client_side or not sid & 1 or sid <= conn.highest_inbound_stream_id:
             return None
-        if conn.open_inbound_streams + 1 > conn.local_settings.max_concurrent_streams:
+        if open_streams(conn, 1) + 1 > conn.local_settings.max_concurrent_streams:
             return None  # (h2 refuses it; counting the open streams drops the closed ones, as h2's count does)
     elif stream.state_machine.state not in RECEIVING:
         return None
     fields = _decode_headers(conn.decoder, block)
     events = [] if QUIET else conn.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
     if stream is None:
-        stream = conn._begin_new_stream(sid, AllowedStreamIDs.ODD)
+        stream = new_stream(conn, sid, False)
     got = _stream_headers(stream, fields, end)
     return events + got if events else got
 
 
 def _stream_headers(stream: H2Stream, fields: Any, end: bool) -> list[Any]:
-    """h2's `H2Stream.receive_headers` with inbound validation and normalisation off (nothing else differs)."""
-    if is_informational_response(fields):
+    """h2's `H2Stream.receive_headers` with inbound validation and normalisation off (nothing else differs; its
+    `is_informational_response` and `_initialize_content_length` are written out below)."""
+    if _informational(fields):
         if end:
             raise ProtocolError("Cannot set END_STREAM on informational responses")
         given = RECV_INFORMATIONAL_HEADERS
@@ -172,11 +180,36 @@ def _stream_headers(stream: H2Stream, fields: Any, end: bool) -> list[Any]:
         ended = step(machine, RECV_END_STREAM)
         event.stream_ended = ended[0]
         events += ended
-    stream._initialize_content_length(fields)
+    stream._expected_content_length = 0 if stream.request_method == b"HEAD" else _content_length(fields)
     if isinstance(event, TrailersReceived) and not end:
         raise ProtocolError("Trailers must have END_STREAM set")
     event.headers = list(fields)
     return events
+
+
+def _informational(fields: Any) -> bool:
+    """h2's `is_informational_response`: the first `:status` among the leading pseudo-header fields is 1xx."""
+    for name, value in fields:
+        if not name.startswith(b":"):
+            return False
+        if name == b":status":
+            return bool(value.startswith(b"1"))
+    return False
+
+
+def _content_length(fields: Any) -> int | None:
+    """The length the fields' `content-length` says, refused as h2 refuses it (not digits; two that differ)."""
+    found: int | None = None
+    for name, value in fields:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise ProtocolError(f"Invalid content-length header: {value!r}")
+            length = int(value, 10)
+            if found is None:
+                found = length
+            elif length != found:
+                raise ProtocolError(f"Conflicting content-length headers: {found} and {length}")
+    return found
 
 
 __all__ = ["receive"]

@@ -1,19 +1,24 @@
-"""h2's stream state machine stepped without its per-input overhead, for the frames read and written below h2
-(http2/frames_in.py, http2/whole_answer.py).
+"""h2's stream state machine stepped without its per-input overhead, and its connection's stream bookkeeping,
+for the frames read and written below h2 (http2/frames_in.py, http2/whole_answer.py, http2/whole_request.py).
 
 `H2StreamStateMachine.process_input` checks the input's type and looks the transition up by a (state, input)
 tuple whose two enum members hash through Python-level `__hash__` methods: more than the transition itself for
 the five steps an answered request takes. `step` takes the same transition from a list indexed by the state (an
 `IntEnum`, so a plain index), with the same side effects, events and errors; a state with no transition for the
 input is left to `process_input`, which refuses it as before. The tables are made from h2's own at import.
+
+`open_streams` is h2's `_open_streams` (the count behind `open_inbound_streams` and `open_outbound_streams`, which
+also moves the closed streams out of `conn.streams`), and `new_stream` its `_begin_new_stream` for an id already
+checked, without their debug-log calls: both run for every stream.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from h2.connection import H2Connection
 from h2.exceptions import ProtocolError
-from h2.stream import H2StreamStateMachine, StreamInputs, StreamState, _transitions
+from h2.stream import STREAM_OPEN, H2Stream, H2StreamStateMachine, StreamInputs, StreamState, _transitions
 
 
 def _table(given: StreamInputs) -> list[Any]:
@@ -51,5 +56,37 @@ def step(machine: H2StreamStateMachine, table: list[Any]) -> list[Any]:
         raise ProtocolError(error) from error
 
 
+def open_streams(conn: H2Connection, remainder: int) -> int:
+    """The open streams whose id is `remainder` modulo 2; the closed ones leave `conn.streams` for
+    `conn._closed_streams` (h2's `_open_streams`)."""
+    count = 0
+    closed: list[int] = []
+    for sid, stream in conn.streams.items():
+        state = stream.state_machine.state
+        if STREAM_OPEN[state] and sid % 2 == remainder:
+            count += 1
+        elif state == StreamState.CLOSED:
+            closed.append(sid)
+    if closed:
+        streams = conn.streams
+        gone = conn._closed_streams
+        for sid in closed:
+            gone[sid] = streams.pop(sid).state_machine.stream_closed_by
+    return count
+
+
+def new_stream(conn: H2Connection, sid: int, outbound: bool) -> H2Stream:
+    """h2's `_begin_new_stream` for `sid`, known to be above the highest of its side and of the right parity."""
+    stream = H2Stream(sid, config=conn.config, inbound_window_size=conn.local_settings.initial_window_size,
+                      outbound_window_size=conn.remote_settings.initial_window_size)
+    stream.max_outbound_frame_size = conn.max_outbound_frame_size
+    conn.streams[sid] = stream
+    if outbound:
+        conn.highest_outbound_stream_id = sid
+    else:
+        conn.highest_inbound_stream_id = sid
+    return stream
+
+
 __all__ = ["RECV_DATA", "RECV_END_STREAM", "RECV_HEADERS", "RECV_INFORMATIONAL_HEADERS", "SEND_DATA",
-           "SEND_END_STREAM", "SEND_HEADERS", "step"]
+           "SEND_END_STREAM", "SEND_HEADERS", "new_stream", "open_streams", "step"]

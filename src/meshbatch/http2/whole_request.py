@@ -1,20 +1,21 @@
 """A whole request in one go, below h2: the upstream connection's side of http2/whole_answer.py.
 
-A request whose body is all here and fits one frame and both windows (a unary gRPC call, a small POST, a GET)
-goes out as HEADERS (CONTINUATION beyond a frame) and at most one DATA frame, the last with END_STREAM, written
-straight into h2's outbound buffer. The stream is opened as h2's `send_headers` opens it (`_begin_new_stream`,
-after h2's sweep of closed streams), its state machine takes the inputs h2's calls would give it, its request
-method is kept (an answer to HEAD has no body) and both windows shrink by the body: the same bytes and the same
-state as `send_headers` + `send_data`. Anything else (the connection not yet open, an upload, trailers, a body
-needing more than one frame or more window) is left to h2: `send_request` returns False having changed nothing.
+A request whose body is all here and fits one frame and both windows (a unary gRPC call, a small POST, a GET) goes
+out as HEADERS (CONTINUATION beyond a frame) and at most one DATA frame, the last with END_STREAM, written straight
+into h2's outbound buffer. The stream is opened as h2's `send_headers` opens it (`_begin_new_stream` after h2's
+sweep of closed streams, both as http2/steps.py writes them out), its state machine takes the inputs h2's calls
+would give it, its request method is kept (an answer to HEAD has no body) and both windows shrink by the body: the
+same bytes and the same state as `send_headers` + `send_data`. Anything else (the connection not yet open, an
+upload, trailers, a body needing more than one frame or more window) is left to h2: `send_request` returns False
+having changed nothing.
 """
 
 from __future__ import annotations
 
-from h2.connection import AllowedStreamIDs, H2Connection
+from h2.connection import H2Connection
 
 from meshbatch.http.message import Headers
-from meshbatch.http2.steps import SEND_HEADERS, step
+from meshbatch.http2.steps import SEND_HEADERS, new_stream, open_streams, step
 from meshbatch.http2.whole_answer import OPEN, finish, fits, header_frames
 
 
@@ -22,10 +23,12 @@ def send_request(conn: H2Connection, stream_id: int, fields: Headers, body: byte
     """Open `stream_id` with a whole request; False (nothing done) when h2 must. `fields` start with `:method`."""
     if conn.state_machine.state not in OPEN or stream_id in conn.streams:
         return False
+    if stream_id <= conn.highest_outbound_stream_id or not stream_id & 1:
+        return False  # (h2 refuses it)
     if not fits(conn, len(body), conn.remote_settings.initial_window_size):  # (a new stream's window)
         return False
-    conn.open_outbound_streams  # noqa: B018  (h2's sweep of closed streams, as its send_headers makes it)
-    stream = conn._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
+    open_streams(conn, 1)  # (h2's sweep of closed streams, as its send_headers makes it)
+    stream = new_stream(conn, stream_id, True)
     step(stream.state_machine, SEND_HEADERS)
     stream.request_method = fields[0][1]
     for name, value in fields:

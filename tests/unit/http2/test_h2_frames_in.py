@@ -141,6 +141,13 @@ SCENARIOS = {
     .add(DATA, 0, 1, b"ab").add(DATA, ES, 1, b"c").bytes(),
     "content-length exceeded": Peer().request(1, fields=[*REQUEST, (b"content-length", b"2")])
     .add(DATA, ES, 1, b"abc").bytes(),
+    "content-length not digits": Peer().request(1, fields=[*REQUEST, (b"content-length", b"+3")]).bytes(),
+    "content-lengths that differ": Peer().request(1, fields=[*REQUEST, (b"content-length", b"3"),
+                                                             (b"content-length", b"4")]).bytes(),
+    "content-lengths that agree": Peer().request(1, fields=[*REQUEST, (b"content-length", b"1"),
+                                                            (b"content-length", b"1")]).add(DATA, ES, 1, b"x").bytes(),
+    "streams reset, then more": Peer().request(1).request(3).add(RST, 0, 1, b"\x00\x00\x00\x08")
+    .add(RST, 0, 3, b"\x00\x00\x00\x08").request(5, True).add(DATA, 0, 3, b"late").request(7, True).bytes(),
     "content-length short": Peer().request(1, fields=[*REQUEST, (b"content-length", b"5")])
     .add(DATA, ES, 1, b"abc").bytes(),
     "data beyond the window": Peer().request(1).add(DATA, 0, 1, b"z" * 16_000).add(DATA, 0, 1, b"z" * 16_000)
@@ -321,3 +328,29 @@ def test_the_steps_are_h2s_transitions() -> None:
     for state in OPEN:
         for kind in (h2.connection.ConnectionInputs.RECV_HEADERS, h2.connection.ConnectionInputs.RECV_DATA):
             assert CLIENT_AFTER_GOAWAY[(state, kind)] == (None, state)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["open", "ended", "answered", "reset"]), max_size=12), st.integers(0, 1))
+def test_the_stream_bookkeeping_is_h2s(fates: list[str], remainder: int) -> None:
+    """`open_streams` counts and sweeps as h2's `_open_streams`; `new_stream` makes the stream `_begin_new_stream`
+    makes, on a server with streams in every state."""
+    peer, conns = Peer(), [new_connection(H2Limits()) for _ in range(2)]
+    for i, fate in enumerate(fates):
+        peer.request(2 * i + 1, fate != "open")
+        if fate == "reset":
+            peer.add(RST, 0, 2 * i + 1, b"\x00\x00\x00\x08")
+    for conn in conns:
+        h2.connection.H2Connection.receive_data(conn, peer.bytes())
+        for i, fate in enumerate(fates):
+            if fate == "answered":
+                conn.send_headers(2 * i + 1, [(b":status", b"200")], end_stream=True)
+    ours, theirs = conns
+    assert steps.open_streams(ours, remainder) == theirs._open_streams(remainder)
+    assert state(ours) == state(theirs)
+    sid = 2 * len(fates) + 1
+    made = steps.new_stream(ours, sid, False), theirs._begin_new_stream(sid, h2.connection.AllowedStreamIDs.ODD)
+    mine, other = ((vars(s.state_machine), vars(s._inbound_window_manager), s.outbound_flow_control_window,
+                    s.max_outbound_frame_size, s.config, s.request_method) for s in made)
+    assert mine == other
+    assert state(ours) == state(theirs)
