@@ -37,11 +37,17 @@ FORBIDDEN_RECEIVED: Final = frozenset({b"connection", b"keep-alive", b"proxy-con
 NAME_CHARACTERS: Final = bytes([c for c in range(0x21, 0x7F) if not 0x41 <= c <= 0x5A and c != 0x3A])
 
 
+_GOOD_NAMES: Final[set[bytes]] = set()  # names that passed (not `te`): their values are all left to check
+MAX_GOOD_NAMES: Final = 4096  # beyond it the set starts over
+
+
 def field_problem(name: bytes, value: bytes) -> str:
     """Why a received (not pseudo-header) field makes its block malformed (RFC 9113 8.2.1-8.2.2), or "" when it
     does not: an empty name, a character not allowed in a name (upper case, controls, space, ':', beyond 0x7e), a
-    value with NUL, CR or LF or with whitespace at either end, a connection-specific field, `te` but `trailers`."""
-    if not name or name.translate(None, NAME_CHARACTERS):
+    value with NUL, CR or LF or with whitespace at either end, a connection-specific field, `te` but `trailers`.
+    A name seen to pass before is not checked again (blocks repeat the same few names)."""
+    known = name in _GOOD_NAMES
+    if not known and (not name or name.translate(None, NAME_CHARACTERS)):
         return f"invalid field name {name[:64]!r}"
     if value:
         if b"\r" in value or b"\n" in value or b"\x00" in value:
@@ -49,10 +55,15 @@ def field_problem(name: bytes, value: bytes) -> str:
         first, last = value[0], value[-1]
         if first == 0x20 or first == 0x09 or last == 0x20 or last == 0x09:
             return f"whitespace around the value of {name[:64]!r}"
+    if known:
+        return ""
     if name in FORBIDDEN_RECEIVED:
         return f"connection-specific field {name!r}"
-    if name == b"te" and value.lower() != b"trailers":
-        return "te other than trailers"
+    if name == b"te":
+        return "" if value.lower() == b"trailers" else "te other than trailers"
+    if len(_GOOD_NAMES) >= MAX_GOOD_NAMES:
+        _GOOD_NAMES.clear()
+    _GOOD_NAMES.add(name)
     return ""
 
 # Fields a trailer section may not carry (RFC 9110 6.5.1: framing, routing, authentication, control data):
