@@ -56,6 +56,9 @@ HOT_PATH = [
     "src/meshbatch/http2/whole_answer.py",
     "src/meshbatch/http2/whole_request.py",
     "src/meshbatch/http2/frames_in.py",
+    "src/meshbatch/http2/streams.py",
+    "src/meshbatch/http2/sending.py",
+    "src/meshbatch/http2/server.py",
 ]
 BUILDS = ("bdist_wheel", "build", "build_ext", "install")  # the commands that build code (not metadata)
 EDITABLE = ("editable_wheel", "develop")

@@ -26,7 +26,7 @@ from meshbatch.http2.uploads import credit_stream
 from meshbatch.http2.whole_answer import send_whole
 
 
-class H2Sender:
+class H2Sender(asyncio.Protocol):
     """The state of one HTTP/2 server connection and the way out of it (its subclass reads)."""
 
     def __init__(self, state: ListenerState, loop: asyncio.AbstractEventLoop) -> None:

@@ -49,7 +49,7 @@ from meshbatch.http2.streams import H2Stream
 from meshbatch.http2.uploads import dispatch_early, upload_data
 
 
-class H2ServerProtocol(H2Sender, asyncio.Protocol):
+class H2ServerProtocol(H2Sender):
     """One downstream HTTP/2 connection. See the module docstring."""
 
     @property
