@@ -59,6 +59,9 @@ HOT_PATH = [
     "src/meshbatch/http2/streams.py",
     "src/meshbatch/http2/sending.py",
     "src/meshbatch/http2/server.py",
+    "src/meshbatch/http2/client_stream.py",
+    "src/meshbatch/http2/client.py",
+    "src/meshbatch/http2/pool.py",
 ]
 BUILDS = ("bdist_wheel", "build", "build_ext", "install")  # the commands that build code (not metadata)
 EDITABLE = ("editable_wheel", "develop")

@@ -155,7 +155,9 @@ class MultiplexedConnection(asyncio.Protocol):
             stream.uploaded(conn)  # credit for what went; its end when all went
         self._flush_soon()  # (a body's last frame goes with what else this turn of the loop sends)
 
-    send_body = _send_body  # (an upload's sink: more to send)
+    def send_body(self, stream: ClientStream) -> None:
+        """An upload's sink: more to send."""
+        self._send_body(stream)
 
     def _send_pending(self) -> None:
         for stream in list(self.streams.values()):
