@@ -22,7 +22,7 @@ and compares the events, the errors and the state.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from h2.connection import ConnectionInputs, H2Connection, H2ConnectionStateMachine, _decode_headers
 from h2.errors import ErrorCodes
@@ -46,6 +46,7 @@ HEADERS: Final = 0x1
 END_HEADERS: Final = 0x4
 PADDED: Final = 0x8
 PRIORITY: Final = 0x20
+Fields = list[tuple[bytes, bytes]]
 RECEIVING: Final = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 h2_receive: Final = H2Connection.receive_data
 # An open connection's state machine takes a received HEADERS or DATA frame without a change or an event (h2
@@ -156,7 +157,7 @@ def _headers(conn: H2Connection, sid: int, end: bool, block: bytes) -> list[Even
             return None  # (h2 refuses it; counting the open streams drops the closed ones, as h2's count does)
     elif stream.state_machine.state not in RECEIVING:
         return None
-    fields = _decode_headers(conn.decoder, block)
+    fields = cast(Fields, _decode_headers(conn.decoder, block))  # (hpack's decoder gives a list of 2-tuples)
     events = [] if QUIET else conn.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
     if stream is None:
         stream = new_stream(conn, sid, False)
@@ -164,7 +165,7 @@ def _headers(conn: H2Connection, sid: int, end: bool, block: bytes) -> list[Even
     return events + got if events else got
 
 
-def _stream_headers(stream: H2Stream, fields: Any, end: bool) -> list[Any]:
+def _stream_headers(stream: H2Stream, fields: Fields, end: bool) -> list[Any]:
     """h2's `H2Stream.receive_headers` with inbound validation and normalisation off (nothing else differs; its
     `is_informational_response` and `_initialize_content_length` are written out below)."""
     if _informational(fields):
@@ -187,17 +188,17 @@ def _stream_headers(stream: H2Stream, fields: Any, end: bool) -> list[Any]:
     return events
 
 
-def _informational(fields: Any) -> bool:
+def _informational(fields: Fields) -> bool:
     """h2's `is_informational_response`: the first `:status` among the leading pseudo-header fields is 1xx."""
     for name, value in fields:
-        if not name.startswith(b":"):
+        if not name or name[0] != 0x3A:  # (':')
             return False
         if name == b":status":
-            return bool(value.startswith(b"1"))
+            return bool(value) and value[0] == 0x31  # ('1')
     return False
 
 
-def _content_length(fields: Any) -> int | None:
+def _content_length(fields: Fields) -> int | None:
     """The length the fields' `content-length` says, refused as h2 refuses it (not digits; two that differ)."""
     found: int | None = None
     for name, value in fields:
