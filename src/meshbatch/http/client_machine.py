@@ -30,10 +30,12 @@ import httptools
 from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
 from meshbatch.http.message import Headers, Response
+from meshbatch.http.names import lower_name, trim
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 from meshbatch.http.trailers import NO_TRAILERS, trailer_section
 
 MAX_HEADER_BYTES: Final = 65_536
+_HOP_BY_HOP: Final = HOP_BY_HOP  # (a C static in the compiled module, not a look-up in its globals per header)
 _BLANK: Final = (13, 10)  # CR, LF: what llhttp skips, silently, before a status line
 
 IDLE: Final = 0
@@ -65,10 +67,8 @@ _TABLE: Final[dict[int, int]] = {
     BODY << 4 | COMPLETE: IDLE,
     STREAMING << 4 | COMPLETE: IDLE,
 }
-for _state in (IDLE, SENT, HEAD, BODY, STREAMING, MUST_CLOSE, CLOSED):
-    _TABLE[_state << 4 | CLOSE] = CLOSED
-    if _state != CLOSED:
-        _TABLE[_state << 4 | FAIL] = CLOSED
+_TABLE.update({state << 4 | CLOSE: CLOSED for state in range(len(STATE_NAMES))})  # (from every state)
+_TABLE.update({state << 4 | FAIL: CLOSED for state in range(len(STATE_NAMES)) if state != CLOSED})
 TRANSITIONS: Final = {(key >> 4, key & 15): state for key, state in _TABLE.items()}
 # The same as a list indexed by state << 4 | event (-1: refused), for the transitions taken per request.
 _NEXT: Final[list[int]] = [_TABLE.get(key, -1) for key in range(len(STATE_NAMES) << 4)]
@@ -358,8 +358,8 @@ class ResponseReader:
         headers = self._headers
         for line in lines:
             name, _, value = line.partition(b":")
-            name = name.lower()
-            if name in HOP_BY_HOP:  # the answer carries end-to-end headers only
+            name = lower_name(name)
+            if name in _HOP_BY_HOP:  # the answer carries end-to-end headers only
                 if name == b"content-length":
                     self._framed = True
                     self._length = int(value)  # llhttp has checked it is one run of digits
@@ -369,11 +369,11 @@ class ResponseReader:
                     self._chunked = self._framed = value.rstrip(b" \t").lower().endswith(b"chunked")
                     self._tail, self._bodied = b"", False
                 elif name == b"connection":
-                    value = value.strip(b" \t").lower()
-                    if value not in (b"keep-alive", b"close"):
-                        self._named = value
+                    value = trim(value)  # (below: the usual spellings first, without lowering)
+                    if value != b"keep-alive" and value != b"close" and value.lower() not in (b"keep-alive", b"close"):
+                        self._named = value.lower()
                 continue
-            headers.append((name, value.strip(b" \t")))
+            headers.append((name, trim(value)))
 
     def on_body(self, body: bytes) -> None:
         if self._complete:

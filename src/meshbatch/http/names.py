@@ -1,0 +1,52 @@
+"""Header names and values as the HTTP/1.1 readers keep them, made cheaply.
+
+A connection's messages repeat a handful of header names (`Server`, `Content-Type`, `Host`, `User-Agent` ...).
+`lower_name` keeps, for each name seen as it was written, its lower-case form, so that a name seen before costs
+one dictionary look-up instead of a `bytes.lower()` call, and the lower-case name comes back as one shared
+object whose hash is already known (the set look-ups that follow it are cheaper too). The table is bounded: a
+peer sending ever new names fills it once, then its names are lowered one by one as before.
+
+`trim` strips the spaces and tabs around a value (what `value.strip(b" \\t")` does) in a loop the compiled build
+runs natively, without a method call, and without a copy when there is nothing to strip.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MAX_NAMES: Final = 512  # names kept
+MAX_NAME_BYTES: Final = 64  # longer names are lowered each time, never kept
+
+_LOWER: Final[dict[bytes, bytes]] = {}
+
+
+def lower_name(name: bytes) -> bytes:
+    """`name.lower()`, from the table when the name was seen before."""
+    lname = _LOWER.get(name)
+    if lname is None:
+        lname = name.lower()
+        if len(_LOWER) < MAX_NAMES - 1 and len(name) <= MAX_NAME_BYTES:
+            lname = _LOWER.setdefault(lname, lname)  # (one object for every spelling of a name)
+            _LOWER[name] = lname
+    return lname
+
+
+def trim(value: bytes) -> bytes:
+    """`value.strip(b" \\t")`."""
+    end = len(value)
+    start = 0
+    while start < end and (value[start] == 32 or value[start] == 9):  # SP, HTAB
+        start += 1
+    while end > start and (value[end - 1] == 32 or value[end - 1] == 9):
+        end -= 1
+    if start == 0 and end == len(value):
+        return value
+    return value[start:end]
+
+
+def forget_names() -> None:
+    """Empty the table (tests)."""
+    _LOWER.clear()
+
+
+__all__ = ["MAX_NAMES", "MAX_NAME_BYTES", "forget_names", "lower_name", "trim"]

@@ -1,0 +1,144 @@
+"""The helpers the HTTP/1.1 hot path uses instead of slower general calls, each checked against the call it
+stands in for: header names lowered through a bounded table, values trimmed, the version read from the request
+line, request ids cut from a shared random read, `content-length` lines kept per length."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import httptools
+import pytest
+
+from meshbatch.http import names
+from meshbatch.http.names import MAX_NAME_BYTES, MAX_NAMES, forget_names, lower_name, trim
+from meshbatch.http.request_line import line_version
+from meshbatch.http.serialize import length_field
+from meshbatch.http.serving import _RequestIds, new_request_id
+
+
+@pytest.fixture(autouse=True)
+def _empty_table() -> None:
+    forget_names()
+
+
+def test_a_lowered_name_is_the_lower_case_of_every_spelling() -> None:
+    for name in (b"Content-Type", b"content-type", b"CONTENT-TYPE", b"X-Request-ID", b"", b"A", b"x_y~z!"):
+        assert lower_name(name) == name.lower()
+        assert lower_name(name) == name.lower()  # (the second time from the table)
+    assert lower_name(b"Server") is lower_name(b"SERVER") is lower_name(b"server")  # one shared object
+
+
+def test_the_name_table_is_bounded_and_keeps_no_long_name() -> None:
+    long = b"X-" + b"A" * MAX_NAME_BYTES
+    assert lower_name(long) == long.lower()
+    assert long not in names._LOWER
+    spellings = [b"X-Name-%d" % i for i in range(3 * MAX_NAMES)]
+    for name in spellings:
+        assert lower_name(name) == name.lower()
+    assert MAX_NAMES - 2 <= len(names._LOWER) <= MAX_NAMES
+    for name in reversed(spellings):  # found or not, always right
+        assert lower_name(name) == name.lower()
+
+
+def test_trim_strips_what_strip_does() -> None:
+    rng = random.Random(7)
+    values = [b"", b" ", b"\t", b"a", b" a", b"a ", b"\t a \t", b"a b", b" \t\t ", b"\x0ba\x0b", b"\r a \n"]
+    values += [bytes(rng.choice(b" \tab") for _ in range(rng.randrange(8))) for _ in range(500)]
+    for value in values:
+        assert trim(value) == value.strip(b" \t"), value
+    same = b"no-spaces"
+    assert trim(same) is same
+
+
+def _httptools_version(data: bytes) -> str:
+    class Sink:
+        pass
+
+    parser = httptools.HttpRequestParser(Sink())
+    parser.feed_data(data)
+    return parser.get_http_version()
+
+
+@pytest.mark.parametrize("data", [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"POST /x?y=HTTP/1.0 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    b"GET http://a/b HTTP/1.0\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+])
+def test_the_version_read_from_the_request_line_is_the_one_httptools_gives(data: bytes) -> None:
+    assert line_version(data) == _httptools_version(data)
+
+
+@pytest.mark.parametrize("data", [b"", b"\r\nGET / HTTP/1.1\r\n\r\n", b"\nGET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1",
+                                  b"GET / HTTP/2.0\r\n\r\n", b"GET / HTTP/0.9\r\n\r\n", b"A\r\n"])
+def test_a_version_not_known_from_the_line_is_left_to_httptools(data: bytes) -> None:
+    assert line_version(data) == ""
+
+
+def test_request_ids_are_32_hex_digits_and_unique_across_refills() -> None:
+    ids = [new_request_id() for _ in range(1000)]  # several reads of the random source
+    assert all(re.fullmatch(rb"[0-9a-f]{32}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_forked_process_forgets_the_ids_its_parent_had() -> None:
+    ids = _RequestIds()
+    first = ids.next()
+    ids.forget()
+    assert ids.next() != first
+    assert ids._at == 32  # a fresh read
+
+
+def test_length_fields_for_small_and_large_lengths() -> None:
+    for length in (0, 1, 12, 4095, 4096, 10**9):
+        assert length_field(length) == b"content-length: " + str(length).encode() + b"\r\n"
+        assert length_field(length) == b"content-length: " + str(length).encode() + b"\r\n"  # (kept ones too)
+
+
+# the readers that use them -----------------------------------------------------------------------------------
+def _versions(pieces: list[bytes]) -> list[tuple[bytes, bool]]:
+    from meshbatch.http.parser import ParserLimits, RequestParser
+
+    parser = RequestParser(ParserLimits(), "10.0.0.1")
+    for piece in pieces:
+        parser.feed(piece)
+    return [(request.version, request.keep_alive) for request in parser.ready]
+
+
+ELEVEN = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+TEN = b"GET /b HTTP/1.0\r\n\r\n"  # (closes the connection: last)
+KEPT = b"GET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+POSTED = b"POST /d HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 15\r\n\r\nGET / HTTP/1.1\r"
+
+
+@pytest.mark.parametrize(("stream", "expected"), [
+    (ELEVEN + KEPT + ELEVEN + TEN, [b"1.1", b"1.0", b"1.1", b"1.0"]),
+    (KEPT + ELEVEN, [b"1.0", b"1.1"]),
+    (b"\r\n" + KEPT + b"\r\n" + ELEVEN, [b"1.0", b"1.1"]),
+    (POSTED + ELEVEN + POSTED + TEN, [b"1.0", b"1.1", b"1.0", b"1.0"]),
+])
+def test_request_versions_are_the_same_whatever_the_reads(stream: bytes, expected: list[bytes]) -> None:
+    whole = _versions([stream])
+    assert [version for version, _ in whole] == expected
+    assert whole == _versions([stream[i:i + 1] for i in range(len(stream))])  # (each version from httptools)
+    for cut in range(1, len(stream)):
+        assert _versions([stream[:cut], stream[cut:]]) == whole, cut
+
+
+def test_the_answer_headers_are_those_of_the_plain_reading() -> None:
+    from meshbatch.http.client_machine import ENDED, ResponseReader
+    from meshbatch.http.serialize import end_to_end
+
+    lines = [b"Server: nginx", b"content-type:text/plain", b"X-Spaced: \t a b \t", b"X-EMPTY:", b"X-Tab:\tv",
+             b"Connection: Keep-Alive", b"SERVER: again", b"Keep-Alive: timeout=5", b"Set-Cookie: a=b; Path=/"]
+    for connection in (b"keep-alive", b"close", b"CLOSE", b" x-tab , Keep-Alive", b"X-Spaced"):
+        head = [line if not line.startswith(b"Connection") else b"Connection: " + connection for line in lines]
+        answer = b"HTTP/1.1 200 OK\r\n" + b"\r\n".join(head) + b"\r\nContent-Length: 2\r\n\r\nok"
+        reader = ResponseReader(1 << 20)
+        reader.start(False)
+        assert reader.feed(answer, 0) == ENDED
+        plain = [(name.lower(), value.strip(b" \t")) for name, _, value in (line.partition(b":") for line in head)]
+        assert reader.response().headers == end_to_end(plain), connection
+        assert reader.keep_alive == (connection.strip().lower() != b"close")
