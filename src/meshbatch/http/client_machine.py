@@ -30,7 +30,7 @@ import httptools
 from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
 from meshbatch.http.message import Headers, Response
-from meshbatch.http.names import lower_name, trim
+from meshbatch.http.names import header_field
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 from meshbatch.http.trailers import NO_TRAILERS, trailer_section
 
@@ -319,7 +319,6 @@ class ResponseReader:
         if buf and buf[0] in _BLANK:
             buf = buf.lstrip(b"\r\n")
         end = buf.find(b"\r\n\r\n")
-        start = buf.find(b"\r\n") + 2
         self._head_buf = b""
         self._head_total = self._rx - len(buf) + end + 4
         status = self._status = self._parser.get_status_code()
@@ -335,8 +334,9 @@ class ResponseReader:
         if moved < 0:
             raise self._illegal(HEAD_DONE)
         self.state = moved
-        if start < end:
-            self._take_headers(buf[start:end].split(b"\r\n"))
+        lines = buf[:end].split(b"\r\n")  # the status line, then the header lines
+        if len(lines) > 1:
+            self._take_headers(lines)
             if status == 204 or status == 304:
                 self._chunked = False  # no body whatever the framing headers say: the message ends with its head
                 self._length = -1
@@ -356,10 +356,11 @@ class ResponseReader:
 
     def _take_headers(self, lines: list[bytes]) -> None:
         headers = self._headers
-        for line in lines:
-            name, _, value = line.partition(b":")
-            name = lower_name(name)
+        for i in range(1, len(lines)):  # (after the status line)
+            field = header_field(lines[i])  # (one shared tuple per line seen before: http/names.py)
+            name = field[0]
             if name in _HOP_BY_HOP:  # the answer carries end-to-end headers only
+                value = field[1]
                 if name == b"content-length":
                     self._framed = True
                     self._length = int(value)  # llhttp has checked it is one run of digits
@@ -368,12 +369,11 @@ class ResponseReader:
                     # closes (RFC 9112 6.3), as llhttp reads it
                     self._chunked = self._framed = value.rstrip(b" \t").lower().endswith(b"chunked")
                     self._tail, self._bodied = b"", False
-                elif name == b"connection":
-                    value = trim(value)  # (below: the usual spellings first, without lowering)
-                    if value != b"keep-alive" and value != b"close" and value.lower() not in (b"keep-alive", b"close"):
-                        self._named = value.lower()
+                elif name == b"connection" and value != b"keep-alive" and value != b"close" and \
+                        value.lower() not in (b"keep-alive", b"close"):  # (the usual spellings without lowering)
+                    self._named = value.lower()
                 continue
-            headers.append((name, trim(value)))
+            headers.append(field)
 
     def on_body(self, body: bytes) -> None:
         if self._complete:

@@ -6,6 +6,11 @@ one dictionary look-up instead of a `bytes.lower()` call, and the lower-case nam
 object whose hash is already known (the set look-ups that follow it are cheaper too). The table is bounded: a
 peer sending ever new names fills it once, then its names are lowered one by one as before.
 
+`header_field` does the same for whole header lines of answers: an upstream repeats most of its lines exactly
+(`Server: nginx`, `Content-Type: text/plain`), so a line seen before is one look-up, and its `(name, value)` comes
+back as one shared tuple (immutable: answers may hold it). Lines that change (`Date`, cookies) fill the table;
+once full it is emptied and fills again with what is repeated.
+
 `trim` strips the spaces and tabs around a value (what `value.strip(b" \\t")` does) in a loop the compiled build
 runs natively, without a method call, and without a copy when there is nothing to strip.
 """
@@ -17,7 +22,11 @@ from typing import Final
 MAX_NAMES: Final = 512  # names kept
 MAX_NAME_BYTES: Final = 64  # longer names are lowered each time, never kept
 
+MAX_FIELDS: Final = 256  # header lines kept
+MAX_FIELD_BYTES: Final = 128  # longer lines are split each time, never kept
+
 _LOWER: Final[dict[bytes, bytes]] = {}
+_FIELDS: Final[dict[bytes, tuple[bytes, bytes]]] = {}
 
 
 def lower_name(name: bytes) -> bytes:
@@ -29,6 +38,19 @@ def lower_name(name: bytes) -> bytes:
             lname = _LOWER.setdefault(lname, lname)  # (one object for every spelling of a name)
             _LOWER[name] = lname
     return lname
+
+
+def header_field(line: bytes) -> tuple[bytes, bytes]:
+    """The lower-case name and the trimmed value of a header line `name:value` (llhttp has checked its syntax)."""
+    field = _FIELDS.get(line)
+    if field is None:
+        name, _, value = line.partition(b":")
+        field = (lower_name(name), trim(value))
+        if len(line) <= MAX_FIELD_BYTES:
+            if len(_FIELDS) >= MAX_FIELDS:
+                _FIELDS.clear()
+            _FIELDS[line] = field
+    return field
 
 
 def trim(value: bytes) -> bytes:
@@ -45,8 +67,10 @@ def trim(value: bytes) -> bytes:
 
 
 def forget_names() -> None:
-    """Empty the table (tests)."""
+    """Empty the tables (tests)."""
     _LOWER.clear()
+    _FIELDS.clear()
 
 
-__all__ = ["MAX_NAMES", "MAX_NAME_BYTES", "forget_names", "lower_name", "trim"]
+__all__ = ["MAX_FIELDS", "MAX_FIELD_BYTES", "MAX_NAMES", "MAX_NAME_BYTES", "forget_names", "header_field", "lower_name",
+           "trim"]

@@ -11,7 +11,16 @@ import httptools
 import pytest
 
 from meshbatch.http import names
-from meshbatch.http.names import MAX_NAME_BYTES, MAX_NAMES, forget_names, lower_name, trim
+from meshbatch.http.names import (
+    MAX_FIELD_BYTES,
+    MAX_FIELDS,
+    MAX_NAME_BYTES,
+    MAX_NAMES,
+    forget_names,
+    header_field,
+    lower_name,
+    trim,
+)
 from meshbatch.http.request_line import line_version
 from meshbatch.http.serialize import length_field
 from meshbatch.http.serving import _RequestIds, new_request_id
@@ -49,6 +58,24 @@ def test_trim_strips_what_strip_does() -> None:
         assert trim(value) == value.strip(b" \t"), value
     same = b"no-spaces"
     assert trim(same) is same
+
+
+def test_a_header_line_splits_as_partition_lower_and_strip_split_it() -> None:
+    lines = [b"Server: nginx", b"server:nginx", b"X-A:\t a b \t", b"X-Empty:", b"X-Colon: a:b: c", b"K:" + b"v" * 200]
+    for line in lines * 2:  # (the second time from the table, but for the long line)
+        name, _, value = line.partition(b":")
+        assert header_field(line) == (name.lower(), value.strip(b" \t"))
+    assert header_field(b"Server: nginx") is header_field(b"Server: nginx")  # one shared tuple
+    assert lines[-1] not in names._FIELDS and len(lines[-1]) > MAX_FIELD_BYTES
+
+
+def test_the_line_table_empties_when_full_and_fills_again() -> None:
+    for i in range(MAX_FIELDS):
+        header_field(b"Date: %d" % i)
+    assert len(names._FIELDS) == MAX_FIELDS
+    assert header_field(b"Server: nginx") == (b"server", b"nginx")
+    assert list(names._FIELDS) == [b"Server: nginx"]
+    assert header_field(b"Date: 3") == (b"date", b"3")
 
 
 def _httptools_version(data: bytes) -> str:
@@ -136,9 +163,11 @@ def test_the_answer_headers_are_those_of_the_plain_reading() -> None:
     for connection in (b"keep-alive", b"close", b"CLOSE", b" x-tab , Keep-Alive", b"X-Spaced"):
         head = [line if not line.startswith(b"Connection") else b"Connection: " + connection for line in lines]
         answer = b"HTTP/1.1 200 OK\r\n" + b"\r\n".join(head) + b"\r\nContent-Length: 2\r\n\r\nok"
-        reader = ResponseReader(1 << 20)
-        reader.start(False)
-        assert reader.feed(answer, 0) == ENDED
         plain = [(name.lower(), value.strip(b" \t")) for name, _, value in (line.partition(b":") for line in head)]
-        assert reader.response().headers == end_to_end(plain), connection
-        assert reader.keep_alive == (connection.strip().lower() != b"close")
+        for _ in range(2):  # (the second time, every line from the table)
+            reader = ResponseReader(1 << 20)
+            reader.start(False)
+            assert reader.feed(answer, 0) == ENDED
+            assert reader.response().headers == end_to_end(plain), connection
+            assert reader.keep_alive == (connection.strip().lower() != b"close")
+            assert reader.length == 2
