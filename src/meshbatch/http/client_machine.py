@@ -29,13 +29,12 @@ import httptools
 
 from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
+from meshbatch.http.answer_head import answer_head
 from meshbatch.http.message import Headers, Response
-from meshbatch.http.names import header_field
-from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
+from meshbatch.http.serialize import connection_tokens
 from meshbatch.http.trailers import NO_TRAILERS, trailer_section
 
 MAX_HEADER_BYTES: Final = 65_536
-_HOP_BY_HOP: Final = HOP_BY_HOP  # (a C static in the compiled module, not a look-up in its globals per header)
 _BLANK: Final = (13, 10)  # CR, LF: what llhttp skips, silently, before a status line
 
 IDLE: Final = 0
@@ -334,12 +333,19 @@ class ResponseReader:
         if moved < 0:
             raise self._illegal(HEAD_DONE)
         self.state = moved
-        lines = buf[:end].split(b"\r\n")  # the status line, then the header lines
-        if len(lines) > 1:
-            self._take_headers(lines)
-            if status == 204 or status == 304:
-                self._chunked = False  # no body whatever the framing headers say: the message ends with its head
-                self._length = -1
+        read = answer_head(buf[:end])  # (fields and framing, read once per distinct head: http/answer_head.py)
+        if read.fields:
+            self._headers = list(read.fields)
+        if read.framed:
+            self._framed = True
+            self._length = read.length
+        if read.coded:
+            self._chunked = read.chunked
+            self._tail, self._bodied = b"", False
+        self._named = read.named
+        if status == 204 or status == 304:
+            self._chunked = False  # no body whatever the framing headers say: the message ends with its head
+            self._length = -1
         if self._length > self.max_response_bytes and not self._head:
             # Kept here: the parser wraps what a callback raises, and a compiled build may not chain it as the
             # wrapper's context.
@@ -353,27 +359,6 @@ class ResponseReader:
             # so it ends here and the connection is not reused.
             self._complete = True
             self.keep_alive = False
-
-    def _take_headers(self, lines: list[bytes]) -> None:
-        headers = self._headers
-        for i in range(1, len(lines)):  # (after the status line)
-            field = header_field(lines[i])  # (one shared tuple per line seen before: http/names.py)
-            name = field[0]
-            if name in _HOP_BY_HOP:  # the answer carries end-to-end headers only
-                value = field[1]
-                if name == b"content-length":
-                    self._framed = True
-                    self._length = int(value)  # llhttp has checked it is one run of digits
-                elif name == b"transfer-encoding":
-                    # chunked last: chunked framing; any other coding last: the answer ends when the connection
-                    # closes (RFC 9112 6.3), as llhttp reads it
-                    self._chunked = self._framed = value.rstrip(b" \t").lower().endswith(b"chunked")
-                    self._tail, self._bodied = b"", False
-                elif name == b"connection" and value != b"keep-alive" and value != b"close" and \
-                        value.lower() not in (b"keep-alive", b"close"):  # (the usual spellings without lowering)
-                    self._named = value.lower()
-                continue
-            headers.append(field)
 
     def on_body(self, body: bytes) -> None:
         if self._complete:

@@ -60,9 +60,13 @@ class Request:
     ) -> None:
         self.method = method
         self.target = target
-        path, _, query = target.partition(b"?")
-        self.path = path
-        self.query = query
+        if 63 in target:  # '?' (a byte looked for natively; most targets have no query)
+            path, _, query = target.partition(b"?")
+            self.path = path
+            self.query = query
+        else:
+            self.path = target
+            self.query = b""
         self.headers = headers
         self.body = body
         self.host = host

@@ -265,7 +265,7 @@ class RequestParser:
         if self._pending is not None:
             self._fail(self._pending)
         parser = self._parser
-        version = line_version(self._line) or parser.get_http_version()
+        version = line_version(self._line, len(self._url)) or parser.get_http_version()
         self._version = version
         self._line = b""  # (a request after this one in the same read began elsewhere)
         if version not in ("1.1", "1.0"):

@@ -10,7 +10,9 @@ import re
 import httptools
 import pytest
 
+from meshbatch.http import answer_head as heads
 from meshbatch.http import names
+from meshbatch.http.answer_head import MAX_HEADS, answer_head, forget_heads
 from meshbatch.http.names import (
     MAX_FIELD_BYTES,
     MAX_FIELDS,
@@ -29,6 +31,7 @@ from meshbatch.http.serving import _RequestIds, new_request_id
 @pytest.fixture(autouse=True)
 def _empty_table() -> None:
     forget_names()
+    forget_heads()
 
 
 def test_a_lowered_name_is_the_lower_case_of_every_spelling() -> None:
@@ -95,13 +98,16 @@ def _httptools_version(data: bytes) -> str:
     b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
 ])
 def test_the_version_read_from_the_request_line_is_the_one_httptools_gives(data: bytes) -> None:
-    assert line_version(data) == _httptools_version(data)
+    target = data.split(b" ")[1]
+    assert line_version(data, len(target)) == _httptools_version(data)
+    if data.startswith(b"GET "):  # a read that begins after the method, or in it
+        assert line_version(data[4:], len(target)) == line_version(data[2:], len(target)) == _httptools_version(data)
 
 
 @pytest.mark.parametrize("data", [b"", b"\r\nGET / HTTP/1.1\r\n\r\n", b"\nGET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1",
                                   b"GET / HTTP/2.0\r\n\r\n", b"GET / HTTP/0.9\r\n\r\n", b"A\r\n"])
 def test_a_version_not_known_from_the_line_is_left_to_httptools(data: bytes) -> None:
-    assert line_version(data) == ""
+    assert line_version(data, 1) == ""
 
 
 def test_request_ids_are_32_hex_digits_and_unique_across_refills() -> None:
@@ -171,3 +177,58 @@ def test_the_answer_headers_are_those_of_the_plain_reading() -> None:
             assert reader.response().headers == end_to_end(plain), connection
             assert reader.keep_alive == (connection.strip().lower() != b"close")
             assert reader.length == 2
+
+
+def _plain_head(head: bytes) -> tuple[list[tuple[bytes, bytes]], int, bool, bool, bool, bytes]:
+    """An answer head read line by line with the plain calls (what the reader did before the table)."""
+    from meshbatch.http.serialize import HOP_BY_HOP
+
+    fields, length, framed, chunked, coded, named = [], -1, False, False, False, b""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        if name not in HOP_BY_HOP:
+            fields.append((name, value.strip(b" \t")))
+        elif name == b"content-length":
+            framed, length = True, int(value)
+        elif name == b"transfer-encoding":
+            chunked = framed = value.rstrip(b" \t").lower().endswith(b"chunked")
+            coded = True
+        elif name == b"connection" and value.strip(b" \t").lower() not in (b"keep-alive", b"close"):
+            named = value.strip(b" \t").lower()
+    return fields, length, framed, chunked, coded, named
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK",
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 12\r\nConnection: keep-alive",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked \r\nX-A:  b ",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: X-A, Close\r\nX-A: 1\r\nKeep-Alive: t=5",
+    b"HTTP/1.0 204 No Content\r\nCONNECTION: Keep-Alive\r\nconnection: x-b\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2",
+])
+def test_an_answer_head_reads_as_the_plain_calls_read_it(head: bytes) -> None:
+    read = answer_head(head)
+    fields, length, framed, chunked, coded, named = _plain_head(head)
+    assert (list(read.fields), read.length, read.framed, read.chunked, read.coded, read.named) == \
+        (fields, length, framed, chunked, coded, named)
+    assert answer_head(head) is read  # the second time from the table
+
+
+def test_the_head_table_empties_when_full_and_keeps_no_large_head() -> None:
+    for i in range(MAX_HEADS):
+        answer_head(b"HTTP/1.1 200 OK\r\nDate: %d" % i)
+    assert len(heads._HEADS) == MAX_HEADS
+    answer_head(b"HTTP/1.1 200 OK\r\nServer: a")
+    assert list(heads._HEADS) == [b"HTTP/1.1 200 OK\r\nServer: a"]
+    large = b"HTTP/1.1 200 OK\r\nX-Big: " + b"v" * heads.MAX_HEAD_BYTES
+    assert answer_head(large).fields == ((b"x-big", b"v" * heads.MAX_HEAD_BYTES),)
+    assert large not in heads._HEADS
+
+
+@pytest.mark.parametrize("target", [b"/", b"/a?b=c", b"/a?", b"?x", b"/a?b?c", b"*", b"http://h/p?q"])
+def test_a_request_splits_its_target_as_partition_splits_it(target: bytes) -> None:
+    from meshbatch.http.message import Request
+
+    request = Request(b"GET", target, [])
+    path, _, query = target.partition(b"?")
+    assert (request.path, request.query) == (path, query)
