@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Final
 
 from meshbatch.http.names import header_field
-from meshbatch.http.serialize import HOP_BY_HOP
+from meshbatch.http.serialize import HOP_BY_HOP, field_lines
 
 MAX_HEADS: Final = 64
 MAX_HEAD_BYTES: Final = 2048
@@ -29,13 +29,14 @@ _HOP_BY_HOP: Final = HOP_BY_HOP  # (a C static in the compiled module, not a loo
 class AnswerHead:
     """What a head says: its end-to-end `fields`, its Content-Length (`length`, -1: none), whether it is framed
     (by a length or chunked), chunked, has a Transfer-Encoding (`coded`), and the Connection value that names
-    further hop-by-hop fields (`named`, lower case; b"": none)."""
+    further hop-by-hop fields (`named`, lower case; b"": none), and the fields encoded (`block`)."""
 
-    __slots__ = ("chunked", "coded", "fields", "framed", "length", "named")
+    __slots__ = ("block", "chunked", "coded", "fields", "framed", "length", "named")
 
     def __init__(self, fields: tuple[tuple[bytes, bytes], ...], length: int, framed: bool, chunked: bool,
                  coded: bool, named: bytes) -> None:
         self.fields = fields
+        self.block = field_lines(fields)  # the fields as an HTTP/1.1 head carries them (see Response.head_block)
         self.length = length
         self.framed = framed
         self.chunked = chunked

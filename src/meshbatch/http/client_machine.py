@@ -29,7 +29,7 @@ import httptools
 
 from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
-from meshbatch.http.answer_head import answer_head
+from meshbatch.http.answer_head import AnswerHead, answer_head
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.serialize import connection_tokens
 from meshbatch.http.trailers import NO_TRAILERS, trailer_section
@@ -85,7 +85,7 @@ class ResponseReader:
     """See the module docstring. `feed` never raises for what the upstream sends."""
 
     __slots__ = ("_bodied", "_body", "_body_len", "_chunked", "_complete", "_dirty", "_framed", "_head", "_head_buf",
-                 "_head_total", "_headers", "_length", "_named", "_parser", "_rx", "_status", "_stream_limit",
+                 "_head_total", "_headers", "_length", "_named", "_parser", "_read", "_rx", "_status", "_stream_limit",
                  "_streaming", "_tail", "error", "keep_alive", "max_response_bytes", "state", "trailers")
 
     def __init__(self, max_response_bytes: int) -> None:
@@ -103,6 +103,7 @@ class ResponseReader:
         self.error: ProxyError | None = None
         self._status = 0
         self._headers: Headers = []
+        self._read: AnswerHead | None = None  # the head as read (http/answer_head.py)
         self._body: list[bytes] = []
         self._body_len = 0
         self._head_buf = b""
@@ -277,6 +278,10 @@ class ResponseReader:
         headers = self._headers if not self._named else self._end_to_end()
         response = Response(self._status, headers, body[0] if len(body) == 1 else b"".join(body))
         response.trailers = self.trailers
+        read = self._read
+        if read is not None:  # its fields as encoded once (the answer's head to the caller starts with them)
+            response.head_fields = read.fields
+            response.head_block = read.block
         return response
 
     def head_response(self) -> Response:
@@ -333,7 +338,7 @@ class ResponseReader:
         if moved < 0:
             raise self._illegal(HEAD_DONE)
         self.state = moved
-        read = answer_head(buf[:end])  # (fields and framing, read once per distinct head: http/answer_head.py)
+        read = self._read = answer_head(buf[:end])  # (fields and framing, read once per distinct head)
         if read.fields:
             self._headers = list(read.fields)
         if read.framed:

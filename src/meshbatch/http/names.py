@@ -6,6 +6,10 @@ one dictionary look-up instead of a `bytes.lower()` call, and the lower-case nam
 object whose hash is already known (the set look-ups that follow it are cheaper too). The table is bounded: a
 peer sending ever new names fills it once, then its names are lowered one by one as before.
 
+`NameMemo` is one connection's shortcut before that table: a client sends the same names in the same order in
+each request, so the name at each position of the previous request is compared first (a byte comparison, no
+hashing), and its lower-case form reused.
+
 `header_field` does the same for whole header lines of answers: an upstream repeats most of its lines exactly
 (`Server: nginx`, `Content-Type: text/plain`), so a line seen before is one look-up, and its `(name, value)` comes
 back as one shared tuple (immutable: answers may hold it). Lines that change (`Date`, cookies) fill the table;
@@ -40,6 +44,35 @@ def lower_name(name: bytes) -> bytes:
     return lname
 
 
+MAX_POSITIONS: Final = 32  # positions a NameMemo remembers
+
+
+class NameMemo:
+    """The header names of a connection's previous request, by position, and their lower-case forms."""
+
+    __slots__ = ("_lower", "_raw")
+
+    def __init__(self) -> None:
+        self._raw: list[bytes] = []
+        self._lower: list[bytes] = []
+
+    def lower(self, position: int, name: bytes) -> bytes:
+        """`name.lower()` for the field at `position` (0: the first) of the request being read."""
+        raw = self._raw
+        if position < len(raw):
+            if raw[position] == name:
+                return self._lower[position]
+            lname = lower_name(name)
+            raw[position] = name
+            self._lower[position] = lname
+            return lname
+        lname = lower_name(name)
+        if position == len(raw) and position < MAX_POSITIONS:
+            raw.append(name)
+            self._lower.append(lname)
+        return lname
+
+
 def header_field(line: bytes) -> tuple[bytes, bytes]:
     """The lower-case name and the trimmed value of a header line `name:value` (llhttp has checked its syntax)."""
     field = _FIELDS.get(line)
@@ -72,5 +105,5 @@ def forget_names() -> None:
     _FIELDS.clear()
 
 
-__all__ = ["MAX_FIELDS", "MAX_FIELD_BYTES", "MAX_NAMES", "MAX_NAME_BYTES", "forget_names", "header_field", "lower_name",
-           "trim"]
+__all__ = ["MAX_FIELDS", "MAX_FIELD_BYTES", "MAX_NAMES", "MAX_NAME_BYTES", "MAX_POSITIONS", "NameMemo", "forget_names",
+           "header_field", "lower_name", "trim"]

@@ -25,7 +25,7 @@ from meshbatch.http.fields import OWN_PREFIX, PLAIN_CONNECTION, SINGLETONS
 from meshbatch.http.forwarded import client_address
 from meshbatch.http.limits import ParserLimits
 from meshbatch.http.message import Headers, Request
-from meshbatch.http.names import lower_name
+from meshbatch.http.names import NameMemo
 from meshbatch.http.paths import normalize_path
 from meshbatch.http.request_line import line_version
 from meshbatch.http.serialize import connection_tokens
@@ -62,7 +62,7 @@ class RequestParser:
 
     __slots__ = ("_authority", "_body", "_body_len", "_client", "_connection", "_drop_request_id", "_drop_trace",
                  "_error", "_expect", "_fields", "_head_fed", "_header_bytes", "_headers", "_hops", "_host",
-                 "_host_name", "_host_raw", "_host_value", "_length", "_line", "_parser", "_pending",
+                 "_host_name", "_host_raw", "_host_value", "_length", "_line", "_names", "_parser", "_pending",
                  "_replace_forwarded", "_request_id", "_seen", "_target", "_te", "_upgrade", "_url", "_version", "_xff",
                  "client", "continue_wanted", "h2c", "headers_done", "in_message", "limits", "now", "ready", "scheme",
                  "upgrade")
@@ -78,6 +78,7 @@ class RequestParser:
         self.now = 0.0
         self._parser = httptools.HttpRequestParser(self)
         self._line = b""
+        self._names = NameMemo()
         self._error: ProxyError | None = None
         trust = limits.trust  # (read per header: kept as plain attributes)
         self._hops = trust.xff_num_trusted_hops
@@ -190,7 +191,7 @@ class RequestParser:
             self._fail(HeadersTooLarge("too_many_headers", f"more than {limits.max_headers} {part} fields"))
         if self.headers_done:  # a trailer field: never merged into the headers (RFC 9112 7.1.2)
             return
-        lname = lower_name(name)
+        lname = self._names.lower(self._fields - 1, name)  # (as the previous request's field there: http/names.py)
         if (lname in _WATCHED or (len(lname) > 12 and lname[0] == 120 and lname.startswith(_OWN_PREFIX))) and \
                 not self._watched(lname, value):  # (120: 'x')
             return

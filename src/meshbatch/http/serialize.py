@@ -7,8 +7,9 @@ several times the throughput on loopback.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Final
+from typing import Final, cast
 
 from meshbatch.errors import Overloaded, ProxyError
 from meshbatch.http.chunked import chunk
@@ -84,19 +85,42 @@ def end_to_end(headers: Headers) -> Headers:
     return out
 
 
-def _fields(parts: list[bytes], headers: Headers) -> None:
+def _fields(parts: list[bytes], headers: Headers, start: int = 0) -> None:
     """`name: value` lines onto `parts` (pieces joined once: cheaper than formatting each line; appended one by
-    one: a tuple of four per line, extended, costs several times that in the compiled build)."""
-    for name, value in headers:
+    one: a tuple of four per line, extended, costs several times that in the compiled build), from `start` on."""
+    for i in range(start, len(headers)):
+        name, value = headers[i]
         parts.append(name)
         parts.append(b": ")
         parts.append(value)
         parts.append(b"\r\n")
 
 
-def _head(status: int, headers: Headers, request_id: bytes) -> list[bytes]:
+def field_lines(fields: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """`name: value` lines of `fields`, as a head carries them."""
+    parts: list[bytes] = []
+    _fields(parts, list(fields))
+    return b"".join(parts)
+
+
+def _head(status: int, headers: Headers, request_id: bytes, known: tuple[tuple[bytes, bytes], ...] = (),
+          block: bytes = b"") -> list[bytes]:
+    """The status line and the header lines. When `headers` begins with the very tuples of `known` (an upstream's
+    answer: see Response.head_block), their lines are `block`, encoded once for every answer with that head."""
     parts = [status_line(status)]
-    _fields(parts, headers)
+    count = len(known)
+    if count > len(headers):
+        count = 0
+    # As objects: the compiled build would unpack each (bytes, bytes) into a C struct and box it again, a new tuple.
+    rows = cast("list[object]", headers)
+    same = cast("tuple[object, ...]", known)
+    for i in range(count):
+        if rows[i] is not same[i]:
+            count = 0
+            break
+    if count:
+        parts.append(block)
+    _fields(parts, headers, count)
     if request_id:
         parts.append(b"x-request-id: ")
         parts.append(request_id)
@@ -126,7 +150,7 @@ def encode_response(response: Response, keep_alive: bool, head: bool = False, re
     bodied = status != 204 and status != 304  # (NO_BODY_STATUSES, compared natively)
     if response.trailers and not head and status >= 200 and bodied:
         return _with_trailers(response, response.trailers, keep_alive, request_id)
-    parts = _head(status, response.headers, request_id)
+    parts = _head(status, response.headers, request_id, response.head_fields, response.head_block)
     body = response.body
     # An upstream's answer to HEAD arrives without its body, so its length is unknown here: claim none
     # (RFC 9110 8.6 allows that) rather than a wrong 0.
@@ -206,6 +230,7 @@ __all__ = [
     "encode_stream_head",
     "encode_upload_head",
     "end_to_end",
+    "field_lines",
     "field_tokens",
     "length_field",
     "local_reply",

@@ -68,7 +68,6 @@ def test_a_header_line_splits_as_partition_lower_and_strip_split_it() -> None:
     for line in lines * 2:  # (the second time from the table, but for the long line)
         name, _, value = line.partition(b":")
         assert header_field(line) == (name.lower(), value.strip(b" \t"))
-    assert header_field(b"Server: nginx") is header_field(b"Server: nginx")  # one shared tuple
     assert lines[-1] not in names._FIELDS and len(lines[-1]) > MAX_FIELD_BYTES
 
 
@@ -232,3 +231,46 @@ def test_a_request_splits_its_target_as_partition_splits_it(target: bytes) -> No
     request = Request(b"GET", target, [])
     path, _, query = target.partition(b"?")
     assert (request.path, request.query) == (path, query)
+
+
+def test_a_name_memo_lowers_as_lower_does_whatever_the_order() -> None:
+    from meshbatch.http.names import MAX_POSITIONS, NameMemo
+
+    memo = NameMemo()
+    rng = random.Random(3)
+    spellings = [b"Host", b"host", b"User-Agent", b"ACCEPT", b"X-A", b"x-a", b"Content-Length"]
+    requests = [spellings[:4]] * 3 + [[rng.choice(spellings) for _ in range(rng.randrange(6))] for _ in range(200)]
+    requests.append([b"X-%d" % i for i in range(MAX_POSITIONS + 5)])  # (more fields than positions remembered)
+    requests.append([b"X-%d" % i for i in range(MAX_POSITIONS + 5)])
+    for request in requests:
+        for position, name in enumerate(request, 1):
+            assert memo.lower(position, name) == name.lower()
+
+
+def test_an_answer_head_encodes_as_its_fields_do_whatever_became_of_them() -> None:
+    from meshbatch.http.client_machine import ENDED, ResponseReader
+    from meshbatch.http.message import Response
+    from meshbatch.http.serialize import encode_response
+
+    answer = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok"
+    changes = [
+        lambda h: None,
+        lambda h: h.append((b"via", b"1.1 meshbatch")),
+        lambda h: h.__setitem__(1, (b"content-type", b"text/html")),  # a new tuple where the upstream's was
+        lambda h: h.pop(0),
+        lambda h: h.insert(0, (b"x-first", b"1")),
+        lambda h: h.clear(),
+        lambda h: h.reverse(),
+    ]
+    for change in changes:
+        for _ in range(2):  # (the second answer's head from the table)
+            reader = ResponseReader(1 << 20)
+            reader.start(False)
+            assert reader.feed(answer, 0) == ENDED
+            response = reader.response()
+            assert response.head_block == b"server: nginx\r\ncontent-type: text/plain\r\nx-a: 1\r\n"
+            change(response.headers)
+            plain = Response(response.status, list(response.headers), response.body)  # (no block)
+            for keep_alive, request_id in ((True, b"abc"), (False, b"")):
+                assert encode_response(response, keep_alive, request_id=request_id) == \
+                    encode_response(plain, keep_alive, request_id=request_id)
