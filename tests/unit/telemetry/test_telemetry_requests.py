@@ -28,3 +28,23 @@ def test_every_status_is_counted_whatever_its_range() -> None:
         assert statuses == dict(sorted(answers.items()))
         assert histogram is not None and histogram.count == sum(answers.values())
     assert stats.count("a", 404) == 0 and stats.count("none", 200) == 0
+
+
+def test_a_histogram_buckets_every_value_as_bisect_left_does() -> None:
+    import bisect
+    import math
+    import random
+
+    from meshbatch.telemetry.histogram import DELIVERY_BUCKETS, LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
+
+    rng = random.Random(5)
+    for bounds in (LATENCY_BUCKETS, SIZE_BUCKETS, DELIVERY_BUCKETS, (1.0,)):
+        values = [*bounds, *(b * 1.0000001 for b in bounds), 0.0, -1.0, math.inf, math.nan, 10**6]
+        values += [rng.uniform(0, 2 * bounds[-1]) for _ in range(300)] + [rng.choice(bounds) for _ in range(50)]
+        histogram = Histogram(bounds)
+        expected = [0] * (len(bounds) + 1)
+        for value in values:
+            histogram.observe(value)
+            expected[bisect.bisect_left(bounds, value)] += 1
+        assert histogram.counts == expected
+        assert histogram.bounds == tuple(bounds)  # (labels unchanged: ints stay ints)
