@@ -274,3 +274,17 @@ def test_an_answer_head_encodes_as_its_fields_do_whatever_became_of_them() -> No
             for keep_alive, request_id in ((True, b"abc"), (False, b"")):
                 assert encode_response(response, keep_alive, request_id=request_id) == \
                     encode_response(plain, keep_alive, request_id=request_id)
+
+
+@pytest.mark.parametrize("target", [b"/#", b"/a#b", b"/a?b#c", b"http://h/a#b", b"http://h/#"])
+def test_a_target_with_a_fragment_is_refused_wherever_the_fragment_is(target: bytes) -> None:
+    from meshbatch.errors import BadRequest
+    from meshbatch.http.parser import ParserLimits, RequestParser
+
+    parser = RequestParser(ParserLimits())
+    with pytest.raises(BadRequest) as info:
+        parser.feed(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert info.value.reason == "fragment_in_target"
+    parser = RequestParser(ParserLimits())
+    parser.feed(b"GET " + target.replace(b"#", b"%23") + b" HTTP/1.1\r\nHost: h\r\n\r\n")  # (escaped: served)
+    assert parser.ready[0].body == b""
