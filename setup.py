@@ -19,6 +19,10 @@ from setuptools.command.build_ext import build_ext
 
 HOT_PATH = [
     "src/meshbatch/http/message.py",
+    "src/meshbatch/http/names.py",
+    "src/meshbatch/http/limits.py",
+    "src/meshbatch/http/request_line.py",
+    "src/meshbatch/http/answer_head.py",
     "src/meshbatch/http/parser.py",
     "src/meshbatch/http/serialize.py",
     "src/meshbatch/http/chunked.py",

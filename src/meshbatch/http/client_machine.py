@@ -29,8 +29,9 @@ import httptools
 
 from meshbatch.core.transitions import IllegalTransition
 from meshbatch.errors import BadGateway, GatewayTimeout, ProxyError, UpstreamReset
+from meshbatch.http.answer_head import AnswerHead, answer_head
 from meshbatch.http.message import Headers, Response
-from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
+from meshbatch.http.serialize import connection_tokens
 from meshbatch.http.trailers import NO_TRAILERS, trailer_section
 
 MAX_HEADER_BYTES: Final = 65_536
@@ -65,10 +66,8 @@ _TABLE: Final[dict[int, int]] = {
     BODY << 4 | COMPLETE: IDLE,
     STREAMING << 4 | COMPLETE: IDLE,
 }
-for _state in (IDLE, SENT, HEAD, BODY, STREAMING, MUST_CLOSE, CLOSED):
-    _TABLE[_state << 4 | CLOSE] = CLOSED
-    if _state != CLOSED:
-        _TABLE[_state << 4 | FAIL] = CLOSED
+_TABLE.update({state << 4 | CLOSE: CLOSED for state in range(len(STATE_NAMES))})  # (from every state)
+_TABLE.update({state << 4 | FAIL: CLOSED for state in range(len(STATE_NAMES)) if state != CLOSED})
 TRANSITIONS: Final = {(key >> 4, key & 15): state for key, state in _TABLE.items()}
 # The same as a list indexed by state << 4 | event (-1: refused), for the transitions taken per request.
 _NEXT: Final[list[int]] = [_TABLE.get(key, -1) for key in range(len(STATE_NAMES) << 4)]
@@ -86,7 +85,7 @@ class ResponseReader:
     """See the module docstring. `feed` never raises for what the upstream sends."""
 
     __slots__ = ("_bodied", "_body", "_body_len", "_chunked", "_complete", "_dirty", "_framed", "_head", "_head_buf",
-                 "_head_total", "_headers", "_length", "_named", "_parser", "_rx", "_status", "_stream_limit",
+                 "_head_total", "_headers", "_length", "_named", "_parser", "_read", "_rx", "_status", "_stream_limit",
                  "_streaming", "_tail", "error", "keep_alive", "max_response_bytes", "state", "trailers")
 
     def __init__(self, max_response_bytes: int) -> None:
@@ -104,6 +103,7 @@ class ResponseReader:
         self.error: ProxyError | None = None
         self._status = 0
         self._headers: Headers = []
+        self._read: AnswerHead | None = None  # the head as read (http/answer_head.py)
         self._body: list[bytes] = []
         self._body_len = 0
         self._head_buf = b""
@@ -278,6 +278,10 @@ class ResponseReader:
         headers = self._headers if not self._named else self._end_to_end()
         response = Response(self._status, headers, body[0] if len(body) == 1 else b"".join(body))
         response.trailers = self.trailers
+        read = self._read
+        if read is not None:  # its fields as encoded once (the answer's head to the caller starts with them)
+            response.head_fields = read.fields
+            response.head_block = read.block
         return response
 
     def head_response(self) -> Response:
@@ -319,7 +323,6 @@ class ResponseReader:
         if buf and buf[0] in _BLANK:
             buf = buf.lstrip(b"\r\n")
         end = buf.find(b"\r\n\r\n")
-        start = buf.find(b"\r\n") + 2
         self._head_buf = b""
         self._head_total = self._rx - len(buf) + end + 4
         status = self._status = self._parser.get_status_code()
@@ -335,11 +338,19 @@ class ResponseReader:
         if moved < 0:
             raise self._illegal(HEAD_DONE)
         self.state = moved
-        if start < end:
-            self._take_headers(buf[start:end].split(b"\r\n"))
-            if status == 204 or status == 304:
-                self._chunked = False  # no body whatever the framing headers say: the message ends with its head
-                self._length = -1
+        read = self._read = answer_head(buf[:end])  # (fields and framing, read once per distinct head)
+        if read.fields:
+            self._headers = list(read.fields)
+        if read.framed:
+            self._framed = True
+            self._length = read.length
+        if read.coded:
+            self._chunked = read.chunked
+            self._tail, self._bodied = b"", False
+        self._named = read.named
+        if status == 204 or status == 304:
+            self._chunked = False  # no body whatever the framing headers say: the message ends with its head
+            self._length = -1
         if self._length > self.max_response_bytes and not self._head:
             # Kept here: the parser wraps what a callback raises, and a compiled build may not chain it as the
             # wrapper's context.
@@ -353,27 +364,6 @@ class ResponseReader:
             # so it ends here and the connection is not reused.
             self._complete = True
             self.keep_alive = False
-
-    def _take_headers(self, lines: list[bytes]) -> None:
-        headers = self._headers
-        for line in lines:
-            name, _, value = line.partition(b":")
-            name = name.lower()
-            if name in HOP_BY_HOP:  # the answer carries end-to-end headers only
-                if name == b"content-length":
-                    self._framed = True
-                    self._length = int(value)  # llhttp has checked it is one run of digits
-                elif name == b"transfer-encoding":
-                    # chunked last: chunked framing; any other coding last: the answer ends when the connection
-                    # closes (RFC 9112 6.3), as llhttp reads it
-                    self._chunked = self._framed = value.rstrip(b" \t").lower().endswith(b"chunked")
-                    self._tail, self._bodied = b"", False
-                elif name == b"connection":
-                    value = value.strip(b" \t").lower()
-                    if value not in (b"keep-alive", b"close"):
-                        self._named = value
-                continue
-            headers.append((name, value.strip(b" \t")))
 
     def on_body(self, body: bytes) -> None:
         if self._complete:

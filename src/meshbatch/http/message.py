@@ -60,9 +60,13 @@ class Request:
     ) -> None:
         self.method = method
         self.target = target
-        path, _, query = target.partition(b"?")
-        self.path = path
-        self.query = query
+        if 63 in target:  # '?' (a byte looked for natively; most targets have no query)
+            path, _, query = target.partition(b"?")
+            self.path = path
+            self.query = query
+        else:
+            self.path = target
+            self.query = b""
         self.headers = headers
         self.body = body
         self.host = host
@@ -92,7 +96,8 @@ class Request:
 
 
 class Response:
-    __slots__ = ("body", "flag", "headers", "reason", "status", "stream", "trailers", "upstream")
+    __slots__ = ("body", "flag", "head_block", "head_fields", "headers", "reason", "status", "stream", "trailers",
+                 "upstream")
 
     def __init__(self, status: int, headers: Headers | None = None, body: bytes = b"") -> None:
         self.status = status
@@ -107,6 +112,11 @@ class Response:
         # Trailing fields after the body (gRPC's grpc-status and grpc-message): sent as HTTP/2 trailers, or as
         # a chunked HTTP/1.1 body's trailer section; None: none.
         self.trailers: Headers | None = None
+        # An upstream's answer: the fields its head came with (shared tuples) and those fields as HTTP/1.1 header
+        # lines, encoded once per distinct head (http/answer_head.py). The head to the caller uses the lines as
+        # long as `headers` still begins with those very tuples.
+        self.head_fields: tuple[tuple[bytes, bytes], ...] = ()
+        self.head_block = b""
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)}B>"

@@ -16,31 +16,21 @@ and the client address derived from them (http/forwarded.py).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Final
 
 import httptools
 
 from meshbatch.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, ProxyError
 from meshbatch.http.fields import OWN_PREFIX, PLAIN_CONNECTION, SINGLETONS
-from meshbatch.http.forwarded import DEFAULT_TRUST, Trust, client_address
+from meshbatch.http.forwarded import client_address
+from meshbatch.http.limits import ParserLimits
 from meshbatch.http.message import Headers, Request
-from meshbatch.http.paths import DEFAULT_RULES, PathRules, normalize_path
+from meshbatch.http.names import NameMemo
+from meshbatch.http.paths import normalize_path
+from meshbatch.http.request_line import line_version
 from meshbatch.http.serialize import connection_tokens
 from meshbatch.http.target import parse_authority, split_absolute
 from meshbatch.http.upgrade import Upgrade
-
-
-@dataclass(frozen=True, slots=True)
-class ParserLimits:
-    """A listener's rules for the requests it reads (its `limits`, `path_normalization` and trust settings)."""
-
-    max_header_bytes: int = 65_536
-    max_body_bytes: int = 8_388_608
-    max_headers: int = 100  # header fields of a request; its trailer fields are capped the same, apart
-    paths: PathRules = DEFAULT_RULES
-    trust: Trust = DEFAULT_TRUST
-
 
 # Fields `on_header` looks at beyond the singletons (anything else is appended after one set lookup). Final: the
 # compiled module keeps these in C statics, not in its globals dict (a lookup per header otherwise).
@@ -72,9 +62,9 @@ class RequestParser:
 
     __slots__ = ("_authority", "_body", "_body_len", "_client", "_connection", "_drop_request_id", "_drop_trace",
                  "_error", "_expect", "_fields", "_head_fed", "_header_bytes", "_headers", "_hops", "_host",
-                 "_host_name", "_host_raw", "_host_value", "_length", "_parser", "_pending", "_replace_forwarded",
-                 "_request_id", "_seen", "_target", "_te", "_upgrade", "_url", "_version", "_xff", "client",
-                 "continue_wanted", "h2c", "headers_done", "in_message", "limits", "now", "ready", "scheme",
+                 "_host_name", "_host_raw", "_host_value", "_length", "_line", "_names", "_parser", "_pending",
+                 "_replace_forwarded", "_request_id", "_seen", "_target", "_te", "_upgrade", "_url", "_version", "_xff",
+                 "client", "continue_wanted", "h2c", "headers_done", "in_message", "limits", "now", "ready", "scheme",
                  "upgrade")
 
     def __init__(self, limits: ParserLimits, client: str = "", scheme: bytes = b"http") -> None:
@@ -87,6 +77,8 @@ class RequestParser:
         self.continue_wanted = False
         self.now = 0.0
         self._parser = httptools.HttpRequestParser(self)
+        self._line = b""
+        self._names = NameMemo()
         self._error: ProxyError | None = None
         trust = limits.trust  # (read per header: kept as plain attributes)
         self._hops = trust.xff_num_trusted_hops
@@ -131,6 +123,7 @@ class RequestParser:
 
     def feed(self, data: bytes, now: float = 0.0) -> None:
         self.now = now
+        self._line = b"" if self.in_message else data  # (where a request line may begin: http/request_line.py)
         if self.upgrade is not None:
             self._feed_upgrade(data)
             return
@@ -198,7 +191,7 @@ class RequestParser:
             self._fail(HeadersTooLarge("too_many_headers", f"more than {limits.max_headers} {part} fields"))
         if self.headers_done:  # a trailer field: never merged into the headers (RFC 9112 7.1.2)
             return
-        lname = name.lower()
+        lname = self._names.lower(self._fields - 1, name)  # (as the previous request's field there: http/names.py)
         if (lname in _WATCHED or (len(lname) > 12 and lname[0] == 120 and lname.startswith(_OWN_PREFIX))) and \
                 not self._watched(lname, value):  # (120: 'x')
             return
@@ -273,7 +266,9 @@ class RequestParser:
         if self._pending is not None:
             self._fail(self._pending)
         parser = self._parser
-        version = self._version = parser.get_http_version()
+        version = line_version(self._line, len(self._url)) or parser.get_http_version()
+        self._version = version
+        self._line = b""  # (a request after this one in the same read began elsewhere)
         if version not in ("1.1", "1.0"):
             self._fail(BadRequest("unsupported_version", f"HTTP/{version} is not supported"))
         if version == "1.1" and self._host is None:
@@ -294,7 +289,7 @@ class RequestParser:
     def _settle_head(self) -> None:
         """Target, authority, path, nominations and client address: decided once, before the body is read."""
         url = self._url
-        if b"#" in url:
+        if 35 in url:  # '#', a byte found natively (`b"#" in url` first tries b"#" as an int: a TypeError formatted)
             raise BadRequest("fragment_in_target", "a request target has no fragment (#)")
         host = self._host
         if url and url[0] == 47:  # '/': origin-form, the common case
@@ -367,7 +362,8 @@ class RequestParser:
         upgrade = self._upgrade
         if upgrade is not None and self._expect:
             upgrade.append((b"expect", b"100-continue"))  # (its body is read past llhttp: the 100 is sent then)
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        parts = self._body
+        body = parts[0] if len(parts) == 1 else b"".join(parts) if parts else b""
         self.ready.append(
             Request(
                 parser.get_method(),

@@ -7,19 +7,22 @@ several times the throughput on loopback.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from http import HTTPStatus
+from typing import Final, cast
 
 from meshbatch.errors import Overloaded, ProxyError
 from meshbatch.http.chunked import chunk
 from meshbatch.http.fields import protected
 from meshbatch.http.message import Headers, Response
 
-_STATUS_LINES: dict[int, bytes] = {
+# Final: the compiled module keeps these in C statics, not in its globals dict (a look-up per use otherwise).
+_STATUS_LINES: Final[dict[int, bytes]] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus
 }
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and the ones the proxy always sets itself.
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -35,7 +38,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-NO_BODY_STATUSES = frozenset({204, 304})
+NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
 def status_line(status: int) -> bytes:
@@ -82,18 +85,61 @@ def end_to_end(headers: Headers) -> Headers:
     return out
 
 
-def _fields(parts: list[bytes], headers: Headers) -> None:
-    """`name: value` lines onto `parts` (pieces joined once: cheaper than formatting each line)."""
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
+def _fields(parts: list[bytes], headers: Headers, start: int = 0) -> None:
+    """`name: value` lines onto `parts` (pieces joined once: cheaper than formatting each line; appended one by
+    one: a tuple of four per line, extended, costs several times that in the compiled build), from `start` on."""
+    for i in range(start, len(headers)):
+        name, value = headers[i]
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
 
 
-def _head(status: int, headers: Headers, request_id: bytes) -> list[bytes]:
+def field_lines(fields: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """`name: value` lines of `fields`, as a head carries them."""
+    parts: list[bytes] = []
+    _fields(parts, list(fields))
+    return b"".join(parts)
+
+
+def _head(status: int, headers: Headers, request_id: bytes, known: tuple[tuple[bytes, bytes], ...] = (),
+          block: bytes = b"") -> list[bytes]:
+    """The status line and the header lines. When `headers` begins with the very tuples of `known` (an upstream's
+    answer: see Response.head_block), their lines are `block`, encoded once for every answer with that head."""
     parts = [status_line(status)]
-    _fields(parts, headers)
+    count = len(known)
+    if count > len(headers):
+        count = 0
+    # As objects: the compiled build would unpack each (bytes, bytes) into a C struct and box it again, a new tuple.
+    rows = cast("list[object]", headers)
+    same = cast("tuple[object, ...]", known)
+    for i in range(count):
+        if rows[i] is not same[i]:
+            count = 0
+            break
+    if count:
+        parts.append(block)
+    _fields(parts, headers, count)
     if request_id:
-        parts += (b"x-request-id: ", request_id, b"\r\n")
+        parts.append(b"x-request-id: ")
+        parts.append(request_id)
+        parts.append(b"\r\n")
     return parts
+
+
+# `content-length: N\r\n` of the small lengths, made on first use (most bodies of RPC-style calls are short).
+_LENGTH_FIELDS: Final[list[bytes]] = [b""] * 4096
+
+
+def length_field(length: int) -> bytes:
+    """The line `content-length: <length>\\r\\n`."""
+    if length < 4096:
+        field = _LENGTH_FIELDS[length]
+        if not field:
+            field = _LENGTH_FIELDS[length] = b"content-length: %d\r\n" % length
+        return field
+    return b"content-length: %d\r\n" % length
 
 
 def encode_response(response: Response, keep_alive: bool, head: bool = False, request_id: bytes = b"") -> bytes:
@@ -101,16 +147,17 @@ def encode_response(response: Response, keep_alive: bool, head: bool = False, re
     trailers (the exchange keeps them only for a caller that said `TE: trailers`): chunked, with its trailer
     section."""
     status = response.status
-    if response.trailers and not head and status >= 200 and status not in NO_BODY_STATUSES:
+    bodied = status != 204 and status != 304  # (NO_BODY_STATUSES, compared natively)
+    if response.trailers and not head and status >= 200 and bodied:
         return _with_trailers(response, response.trailers, keep_alive, request_id)
-    parts = _head(status, response.headers, request_id)
+    parts = _head(status, response.headers, request_id, response.head_fields, response.head_block)
     body = response.body
     # An upstream's answer to HEAD arrives without its body, so its length is unknown here: claim none
     # (RFC 9110 8.6 allows that) rather than a wrong 0.
-    if status not in NO_BODY_STATUSES and not 100 <= status < 200 and (body or not head):
-        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+    if bodied and not 100 <= status < 200 and (body or not head):
+        parts.append(length_field(len(body)))
     parts.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
-    if body and not head and status not in NO_BODY_STATUSES:
+    if body and not head and bodied:
         parts.append(body)
     return b"".join(parts)
 
@@ -145,9 +192,10 @@ def encode_request(method: bytes, target: bytes, headers: Headers, body: bytes) 
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     _fields(parts, headers)
     if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
-        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+        parts.append(length_field(len(body)))
     parts.append(b"\r\n")
-    parts.append(body)
+    if body:
+        parts.append(body)
     return b"".join(parts)
 
 
@@ -182,7 +230,9 @@ __all__ = [
     "encode_stream_head",
     "encode_upload_head",
     "end_to_end",
+    "field_lines",
     "field_tokens",
+    "length_field",
     "local_reply",
     "status_line",
 ]

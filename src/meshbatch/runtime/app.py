@@ -25,7 +25,7 @@ from meshbatch.admin.api import AdminApi
 from meshbatch.config import ConfigError, load, model
 from meshbatch.http import server as http_server
 from meshbatch.http.forwarded import Trust
-from meshbatch.http.parser import ParserLimits
+from meshbatch.http.limits import ParserLimits
 from meshbatch.http.paths import PathRules
 from meshbatch.http.server import Dispatch, ListenerState, ServerSettings, serve_handler
 from meshbatch.http2.accept import protocol_factory

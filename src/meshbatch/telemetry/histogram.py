@@ -23,16 +23,24 @@ DELIVERY_BUCKETS = (
 class Histogram:
     """One histogram series: fixed upper bounds, counts per bucket, sum. `observe` is a bisect and two adds."""
 
-    __slots__ = ("bounds", "count", "counts", "sum")
+    __slots__ = ("_limits", "bounds", "count", "counts", "sum")
 
     def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.bounds = tuple(bounds)
+        self._limits = tuple(float(bound) for bound in self.bounds)  # (as floats, for `observe`'s native loop)
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
         self.count = 0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
+        # The bucket `bisect_left(bounds, value)` finds (the first bound >= value), by a native walk from the
+        # smallest: most observations fall in the first few buckets, and a call to bisect costs more.
+        limits = self._limits
+        end = len(limits)
+        bucket = 0
+        while bucket < end and limits[bucket] < value:
+            bucket += 1
+        self.counts[bucket] += 1
         self.sum += value
         self.count += 1
 

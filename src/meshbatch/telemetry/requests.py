@@ -5,11 +5,14 @@ HTTP/1.1 request pays one comparison)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
 
 from meshbatch.grpc.replies import status_of
 from meshbatch.grpc.status import GrpcStatus
 from meshbatch.http.message import Request, Response
 from meshbatch.telemetry.metrics import Counter, Histogram, HistogramVec, Metric, Registry
+
+_LISTED: Final = 600  # statuses counted in a list (0-599); the rare others (llhttp reads any three digits) in a dict
 
 
 class RequestStats:
@@ -22,8 +25,9 @@ class RequestStats:
 
     def __init__(self, listener: str, registry: Registry) -> None:
         self._listener = listener
-        # per route: answers by status, and the duration histogram (one look-up per request, no key tuple)
-        self._routes: dict[str, tuple[dict[int, int], Histogram]] = {}
+        # per route: answers by status (a list indexed by status below 600, a dict for the rare others), and the
+        # duration histogram (one look-up per request, no key tuple)
+        self._routes: dict[str, tuple[list[int], dict[int, int], Histogram]] = {}
         self._local: dict[tuple[int, str], int] = {}
         self._grpc: dict[tuple[str, int], int] = {}
         registry.add_source(self.metrics)
@@ -32,11 +36,14 @@ class RequestStats:
         route = request.route or "-"
         entry = self._routes.get(route)
         if entry is None:
-            entry = self._routes[route] = ({}, Histogram())
-        statuses = entry[0]
+            entry = self._routes[route] = ([0] * _LISTED, {}, Histogram())
         status = response.status
-        statuses[status] = statuses.get(status, 0) + 1
-        entry[1].observe(seconds)
+        if 0 <= status < _LISTED:
+            entry[0][status] += 1
+        else:
+            others = entry[1]
+            others[status] = others.get(status, 0) + 1
+        entry[2].observe(seconds)
         if response.reason:
             local = (response.status, response.reason)
             self._local[local] = self._local.get(local, 0) + 1
@@ -52,8 +59,8 @@ class RequestStats:
                            ["listener", "route", "status"])
         durations = HistogramVec("meshbatch_request_duration_seconds",
                                  "Seconds from request received to answer written.", ["listener", "route"])
-        for route, (statuses, hist) in self._routes.items():
-            for status, n in statuses.items():
+        for route, (listed, others, hist) in self._routes.items():
+            for status, n in _statuses(listed, others).items():
                 requests.values[(lst, route, str(status))] = n
             durations.series[(lst, route)] = hist
         yield requests
@@ -76,11 +83,20 @@ class RequestStats:
 
     def count(self, route: str, status: int) -> int:
         entry = self._routes.get(route)
-        return entry[0].get(status, 0) if entry is not None else 0
+        if entry is None:
+            return 0
+        return entry[0][status] if 0 <= status < _LISTED else entry[1].get(status, 0)
 
     def by_route(self) -> dict[str, tuple[dict[int, int], Histogram | None]]:
-        """Per route: answers by status, and the duration histogram (read by the dashboard; no copies kept)."""
-        return dict(self._routes)
+        """Per route: answers by status, and the duration histogram (read by the dashboard)."""
+        return {route: (_statuses(listed, others), hist) for route, (listed, others, hist) in self._routes.items()}
+
+
+def _statuses(listed: list[int], others: dict[int, int]) -> dict[int, int]:
+    """Answers by status, in status order."""
+    counts = {status: n for status, n in enumerate(listed) if n}
+    counts.update(others)
+    return dict(sorted(counts.items()))
 
 
 def grpc_status(response: Response) -> int | None:

@@ -35,7 +35,7 @@ def request_headers(request: Request, via: bool = True, host: str = "") -> Heade
     xff = b""
     prior_via = b""
     proto = request.scheme
-    extra: frozenset[bytes] = frozenset()
+    extra: frozenset[bytes] | None = None
     te = False
     for item in request.headers:
         name = item[0]
