@@ -146,9 +146,9 @@ class Flusher:
             return 0, len(batch), "sink_unavailable"
         except BatchRejected:
             raise
-        except Exception as exc:  # a fault in the sink itself: treated as an outage, and logged
+        except Exception as fault:  # a fault in the sink itself: an outage, logged (`exc` is typed above)
             log.exception("ingest route %s: the sink failed unexpectedly", self.route)
-            self._outage(batch, f"{type(exc).__name__}: {exc}")
+            self._outage(batch, f"{type(fault).__name__}: {fault}")
             return 0, len(batch), "sink_error"
         if len(outcomes) != len(batch):
             self._outage(batch, f"the sink gave {len(outcomes)} outcomes for {len(batch)} events")

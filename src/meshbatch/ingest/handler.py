@@ -32,6 +32,7 @@ from meshbatch.errors import BadRequest, Draining, GatewayTimeout, ProxyError, U
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.logs.base import LogError, LogFull
 from meshbatch.ingest.record import Record, keyed_id, valid_key
+from meshbatch.ingest.refusals import EventsDeadLettered, letters_listed
 from meshbatch.layers.timeout import route_deadline
 from meshbatch.security.scope import IdempotencyScope
 from meshbatch.service import Call
@@ -89,33 +90,6 @@ IDEMPOTENCY = b"idempotency-key"
 JSON = (b"content-type", b"application/json")
 EVENT_ID = b"x-meshbatch-event-id"
 ID = attrgetter("id")
-MAX_LISTED = 100  # dead letters listed in an answer (the count is always whole)
-
-
-class EventsDeadLettered(ProxyError):
-    """422: every event of the request was parked in dead letters by the pipeline (none accepted)."""
-
-    status, flag, default_reason = 422, "DPE", "events_dead_lettered"
-
-    def __init__(self, letters: list[tuple[str, str]], dropped: int) -> None:
-        n = len(letters)
-        what = "the event breaks" if n == 1 else f"all {n} events break"
-        super().__init__(detail=f"{what} the route's rules and {'is' if n == 1 else 'are'} parked in dead "
-                                f"letters ({letters[0][1]})")
-        self.letters = letters
-        self.dropped = dropped
-
-    def body(self) -> bytes:
-        return orjson.dumps({"error": self.error, "reason": self.reason, "detail": self.detail,
-                             **_letters(self.letters, self.dropped)})
-
-
-def _letters(letters: list[tuple[str, str]], dropped: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"dropped": dropped} if dropped else {}
-    if letters:
-        out["dead_lettered"] = len(letters)
-        out["dead_letters"] = [{"id": i, "reason": r} for i, r in letters[:MAX_LISTED]]
-    return out
 
 
 def check_json(body: bytes) -> str | None:
@@ -247,7 +221,7 @@ class IngestHandler:
         payload: dict[str, Any] = ({"ids": [r.id for r in records]} if several or not records
                                    else {"id": records[0].id})
         payload["status"] = status
-        payload.update(_letters(letters, dropped))
+        payload.update(letters_listed(letters, dropped))
         headers = [JSON]
         if records:
             headers.append((EVENT_ID, records[0].id.encode()))
