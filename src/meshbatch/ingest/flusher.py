@@ -155,13 +155,14 @@ class Flusher:
             return 0, len(batch), "bad_outcomes"
         self.outages = 0
         self.batches += 1
-        stored = [r for r, o in zip(batch, outcomes, strict=True) if o is None]
+        everything = outcomes.count(None) == len(batch)  # the usual: no event of the batch to settle otherwise
+        stored = batch if everything else [r for r, o in zip(batch, outcomes, strict=True) if o is None]
         if stored:
             self.log.ack(stored)
             self.metrics.delivered(stored)
             if self.waiters is not None:
                 self.waiters.delivered(stored)
-        if len(stored) != len(batch):
+        if not everything:
             self._settle_rest(batch, outcomes)
         return len(stored), len(batch) - len(stored), ""
 

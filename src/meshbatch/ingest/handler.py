@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from itertools import repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -185,8 +184,9 @@ class IngestHandler:
                  prefix: str = "") -> list[Record]:
         """The events' records; `scope` is the caller's `scope_digest` (used with a key only)."""
         received = time.time()
-        if key is None:
-            return list(map(Record, self.route.new_id.many(len(bodies), received), bodies, repeat(received)))
+        if key is None:  # a loop the compiled build runs with direct calls of Record (map would call the type)
+            ids = self.route.new_id.many(len(bodies), received)
+            return [Record(event_id, body, received) for event_id, body in zip(ids, bodies, strict=True)]
         base = valid_key(key)
         if base is None:
             raise BadRequest("bad_idempotency_key", "an idempotency-key is 1 to 200 printable ASCII characters")

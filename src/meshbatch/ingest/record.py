@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 from urllib.parse import quote, unquote
 
 from meshbatch.security import scope
@@ -77,7 +77,7 @@ class RandomPool:
         return self._pool[at:at + n]
 
 
-_RANDOM = RandomPool()
+_RANDOM: Final = RandomPool()
 
 
 class EventIds:
