@@ -66,6 +66,15 @@ HOT_PATH = [
     "src/meshbatch/http2/client_stream.py",
     "src/meshbatch/http2/client.py",
     "src/meshbatch/http2/pool.py",
+    "src/meshbatch/ingest/record.py",
+    "src/meshbatch/ingest/waiters.py",
+    "src/meshbatch/ingest/observers.py",
+    "src/meshbatch/ingest/logs/sqlite_store.py",
+    "src/meshbatch/ingest/logs/sqlite.py",
+    "src/meshbatch/ingest/flusher.py",
+    "src/meshbatch/ingest/handler.py",
+    "src/meshbatch/ingest/sinks/mapping.py",
+    "src/meshbatch/ingest/sinks/sqlite.py",
 ]
 BUILDS = ("bdist_wheel", "build", "build_ext", "install")  # the commands that build code (not metadata)
 EDITABLE = ("editable_wheel", "develop")

@@ -146,22 +146,23 @@ class Flusher:
             return 0, len(batch), "sink_unavailable"
         except BatchRejected:
             raise
-        except Exception as exc:  # a fault in the sink itself: treated as an outage, and logged
+        except Exception as fault:  # a fault in the sink itself: an outage, logged (`exc` is typed above)
             log.exception("ingest route %s: the sink failed unexpectedly", self.route)
-            self._outage(batch, f"{type(exc).__name__}: {exc}")
+            self._outage(batch, f"{type(fault).__name__}: {fault}")
             return 0, len(batch), "sink_error"
         if len(outcomes) != len(batch):
             self._outage(batch, f"the sink gave {len(outcomes)} outcomes for {len(batch)} events")
             return 0, len(batch), "bad_outcomes"
         self.outages = 0
         self.batches += 1
-        stored = [r for r, o in zip(batch, outcomes, strict=True) if o is None]
+        everything = outcomes.count(None) == len(batch)  # the usual: no event of the batch to settle otherwise
+        stored = batch if everything else [r for r, o in zip(batch, outcomes, strict=True) if o is None]
         if stored:
             self.log.ack(stored)
             self.metrics.delivered(stored)
             if self.waiters is not None:
                 self.waiters.delivered(stored)
-        if len(stored) != len(batch):
+        if not everything:
             self._settle_rest(batch, outcomes)
         return len(stored), len(batch) - len(stored), ""
 

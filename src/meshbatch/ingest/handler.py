@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from itertools import repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +31,7 @@ from meshbatch.errors import BadRequest, Draining, GatewayTimeout, ProxyError, U
 from meshbatch.http.message import Request, Response
 from meshbatch.ingest.logs.base import LogError, LogFull
 from meshbatch.ingest.record import Record, keyed_id, valid_key
+from meshbatch.ingest.refusals import EventsDeadLettered, letters_listed
 from meshbatch.layers.timeout import route_deadline
 from meshbatch.security.scope import IdempotencyScope
 from meshbatch.service import Call
@@ -89,33 +89,6 @@ IDEMPOTENCY = b"idempotency-key"
 JSON = (b"content-type", b"application/json")
 EVENT_ID = b"x-meshbatch-event-id"
 ID = attrgetter("id")
-MAX_LISTED = 100  # dead letters listed in an answer (the count is always whole)
-
-
-class EventsDeadLettered(ProxyError):
-    """422: every event of the request was parked in dead letters by the pipeline (none accepted)."""
-
-    status, flag, default_reason = 422, "DPE", "events_dead_lettered"
-
-    def __init__(self, letters: list[tuple[str, str]], dropped: int) -> None:
-        n = len(letters)
-        what = "the event breaks" if n == 1 else f"all {n} events break"
-        super().__init__(detail=f"{what} the route's rules and {'is' if n == 1 else 'are'} parked in dead "
-                                f"letters ({letters[0][1]})")
-        self.letters = letters
-        self.dropped = dropped
-
-    def body(self) -> bytes:
-        return orjson.dumps({"error": self.error, "reason": self.reason, "detail": self.detail,
-                             **_letters(self.letters, self.dropped)})
-
-
-def _letters(letters: list[tuple[str, str]], dropped: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"dropped": dropped} if dropped else {}
-    if letters:
-        out["dead_lettered"] = len(letters)
-        out["dead_letters"] = [{"id": i, "reason": r} for i, r in letters[:MAX_LISTED]]
-    return out
 
 
 def check_json(body: bytes) -> str | None:
@@ -211,8 +184,9 @@ class IngestHandler:
                  prefix: str = "") -> list[Record]:
         """The events' records; `scope` is the caller's `scope_digest` (used with a key only)."""
         received = time.time()
-        if key is None:
-            return list(map(Record, self.route.new_id.many(len(bodies), received), bodies, repeat(received)))
+        if key is None:  # a loop the compiled build runs with direct calls of Record (map would call the type)
+            ids = self.route.new_id.many(len(bodies), received)
+            return [Record(event_id, body, received) for event_id, body in zip(ids, bodies, strict=True)]
         base = valid_key(key)
         if base is None:
             raise BadRequest("bad_idempotency_key", "an idempotency-key is 1 to 200 printable ASCII characters")
@@ -247,7 +221,7 @@ class IngestHandler:
         payload: dict[str, Any] = ({"ids": [r.id for r in records]} if several or not records
                                    else {"id": records[0].id})
         payload["status"] = status
-        payload.update(_letters(letters, dropped))
+        payload.update(letters_listed(letters, dropped))
         headers = [JSON]
         if records:
             headers.append((EVENT_ID, records[0].id.encode()))

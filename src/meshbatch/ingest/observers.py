@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from itertools import groupby
-from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 from meshbatch.ingest.record import Record
@@ -30,8 +28,6 @@ from meshbatch.telemetry.metrics import Counter, Registry
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
-
-RECEIVED = attrgetter("received")
 
 
 class DeliveryTracing(Protocol):
@@ -89,8 +85,17 @@ class IngestMetrics:
         self.delivered_total.inc(self.labels, len(records))
         now = self.wall_clock()
         observe = self.latency.observe_many
-        for received, same in groupby(map(RECEIVED, records)):  # the events of one request share their time
-            observe(max(0.0, now - received), len(list(same)))
+        last = -1.0
+        same = 0
+        for record in records:  # one observation a receive time: the events of one request share theirs
+            received = record.received
+            if received != last:
+                if same:
+                    observe(max(0.0, now - last), same)
+                last, same = received, 0
+            same += 1
+        if same:
+            observe(max(0.0, now - last), same)
 
     def dead_lettered(self, stage: str, n: int = 1) -> None:
         self.dead_lettered_total.inc(self._stage[stage], n)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, ClassVar, Final
 from urllib.parse import quote, unquote
 
 from meshbatch.security import scope
@@ -59,7 +59,7 @@ class RandomPool:
     """Bytes from the system's random source, read 4 KiB at a time: a generated id costs a slice, not a
     getrandom(2) call. A forked child never reuses its parent's bytes (the pool is dropped at fork)."""
 
-    SIZE = 4096
+    SIZE: ClassVar[int] = 4096
 
     def __init__(self) -> None:
         self._pool = b""
@@ -77,7 +77,7 @@ class RandomPool:
         return self._pool[at:at + n]
 
 
-_RANDOM = RandomPool()
+_RANDOM: Final = RandomPool()
 
 
 class EventIds:

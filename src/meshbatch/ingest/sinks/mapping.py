@@ -7,12 +7,13 @@ JSON column (`payload_column`, the default `payload` when no fields are mapped),
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -126,27 +127,35 @@ def _lookup(event: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
-_second = [-1, ""]  # the last whole second formatted, and its text: one strftime per second, not per row
-_last: list[Any] = [None, ""]  # the last stamp and its text: the events of one request share their stamp
+class ReceivedTexts:
+    """Receive times as text, remembering the last stamp (the events of one request share it) and the last whole
+    second (one strftime a second, not a row)."""
+
+    __slots__ = ("last", "last_text", "second", "second_text")
+
+    def __init__(self) -> None:
+        self.last = math.nan  # equal to no stamp
+        self.last_text = ""
+        self.second = -1
+        self.second_text = ""
+
+    def __call__(self, stamp: float) -> str:
+        if stamp == self.last:
+            return self.last_text
+        whole = int(stamp)
+        if whole != self.second:
+            self.second, self.second_text = whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        micro = round((stamp - whole) * 1_000_000)
+        if micro >= 1_000_000:  # rounds up into the next second
+            text = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds")
+        else:
+            text = f"{self.second_text}.{str(1_000_000 + micro)[1:]}+00:00"  # six digits, no format call
+        self.last, self.last_text = stamp, text
+        return text
 
 
-def received_text(stamp: float) -> str:
-    """`stamp` (epoch seconds) as RFC 3339 UTC with microseconds, like `datetime.isoformat()`."""
-    if stamp == _last[0]:
-        return str(_last[1])
-    text = _received_text(stamp)
-    _last[0], _last[1] = stamp, text
-    return text
-
-
-def _received_text(stamp: float) -> str:
-    whole = int(stamp)
-    if whole != _second[0]:
-        _second[0], _second[1] = whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    micro = round((stamp - whole) * 1_000_000)
-    if micro >= 1_000_000:  # rounds up into the next second
-        return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds")
-    return f"{_second[1]}.{micro:06d}+00:00"
+received_text: Final = ReceivedTexts()  # `stamp` (epoch seconds) as RFC 3339 UTC with microseconds, like
+# `datetime.isoformat(timespec="microseconds")`
 
 
 def make_row(columns: list[MappedColumn], record: Record, timestamps_as_text: bool = False) -> tuple[Any, ...]:

@@ -118,8 +118,8 @@ class SQLiteSink:
             stored = await self._run(self._store, rows)
         except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
             raise BatchRejected(f"sqlite: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise SinkUnavailable(f"sqlite {self.path}: {exc}") from exc
+        except sqlite3.Error as failure:  # a name of its own: the clause above types `exc` (compiled build)
+            raise SinkUnavailable(f"sqlite {self.path}: {failure}") from failure
         self.batches += 1
         self.stored += stored
         self.duplicates += len(rows) - stored
