@@ -404,10 +404,13 @@ class Callers:
 
     def call(self, path: str, body: Any = None, *, content: bytes | None = None,
              headers: dict[str, str] | None = None, method: str = "POST") -> Any:
-        """One request, on the calling thread: the httpx response."""
+        """One request, on the calling thread: the httpx response. `body` may be a function, called just before
+        the request goes (a body that carries a deadline counted from its sending, as the proxy counts it)."""
         with self._lock:
             self.sent += 1
         try:
+            if callable(body):
+                body = body()
             if content is None:
                 content = orjson.dumps(body)
                 headers = {"content-type": "application/json", **(headers or {})}
