@@ -13,6 +13,7 @@ at most one stream window is held here.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -54,6 +55,7 @@ class ClientStream:
         "headers",
         "id",
         "length",
+        "on_done",
         "paused",
         "pending",
         "queued",
@@ -75,6 +77,7 @@ class ClientStream:
         self.conn = conn
         self.id = stream_id
         self.waiter = waiter
+        self.on_done: Callable[[asyncio.Future[Response]], None] | None = None  # called as `waiter` is resolved
         self.stream_limit = stream_limit
         self.pending = b""  # request body not yet sent (the upstream's window is closed)
         self.status = 0
@@ -126,6 +129,7 @@ class ClientStream:
             stream.feed(b"".join(body))
         if not self.waiter.done():
             self.waiter.set_result(response)
+            self._done()
         else:
             stream.abandon()
 
@@ -140,6 +144,7 @@ class ClientStream:
         response.trailers = self.trailers
         if not self.waiter.done():
             self.waiter.set_result(response)
+            self._done()
 
     def fail(self, error: ProxyError) -> None:
         stream = self.stream
@@ -147,6 +152,15 @@ class ClientStream:
             stream.fail(error)  # the head went out: the consumer aborts its connection
         elif not self.waiter.done():
             self.waiter.set_exception(error)
+            self._done()
+
+    def _done(self) -> None:
+        """The waiter is resolved: its `on_done` (the fast path's) hears it now, within the read that resolved it,
+        rather than from the future's done callbacks on the next turn of the loop."""
+        hook = self.on_done
+        if hook is not None:
+            self.on_done = None
+            hook(self.waiter)
 
     def timeout_error(self) -> GatewayTimeout:
         return GatewayTimeout("upstream_timeout", "the answer did not end before the timeout"

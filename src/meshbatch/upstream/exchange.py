@@ -250,10 +250,11 @@ class FastExchange:
 
 
 class FastStream:
-    """The fast path's HTTP/2 form: one request on a free stream of one of the endpoint's connections, driven by
-    its answer's future (a done callback: no task, no coroutine frames). A stream the upstream refused unprocessed,
-    or an idempotent request whose reused connection died before any byte of its answer, goes back to the general
-    path (`respond(None)`), which replays it as it replays its own."""
+    """The fast path's HTTP/2 form: one request on a free stream of one of the endpoint's connections, told of its
+    answer by the stream as it resolves the answer's future (no task, no coroutine frames, and no further turn of
+    the loop between the upstream's last frame and the caller's answer). A stream the upstream refused
+    unprocessed, or an idempotent request whose reused connection died before any byte of its answer, goes back
+    to the general path (`respond(None)`), which replays it as it replays its own."""
 
     __slots__ = ("conn", "endpoint", "headers", "loop", "method", "respond", "started", "stream", "target", "via")
 
@@ -303,7 +304,10 @@ def _start_stream(target: Target, endpoint: Endpoint, streams: StreamPool, metho
     exchange = FastStream(target, endpoint, conn, method, headers, respond, via, loop)
     exchange.started = _begin(target, endpoint)
     stream = exchange.stream = conn.request(method, path, headers, body, deadline, stream_limit)
-    stream.waiter.add_done_callback(exchange.done)
+    if stream.waiter.done():  # (refused at once: answered on the next turn, after this call returned)
+        stream.waiter.add_done_callback(exchange.done)
+    else:
+        stream.on_done = exchange.done  # (answered within the upstream's read that ends it)
     return exchange
 
 

@@ -77,6 +77,22 @@ async def test_an_answer_on_a_free_stream_is_given_once_with_via_and_counted() -
     assert peer.resets() == []
 
 
+async def test_the_answer_reaches_the_caller_within_the_upstreams_read() -> None:
+    """No turn of the loop between the upstream's last frame and the caller's answer (nor for a failure)."""
+    _, _, pool, answers, started = setup()
+    assert started is not None
+    pool.peer.read()
+    pool.peer.h2.send_headers(1, [(b":status", b"200")], end_stream=True)
+    pool.peer.answer()
+    assert len(answers) == 1 and answers[0] is not None and answers[0].status == 200
+    _, endpoint, pool, answers, started = setup()
+    pool.peer.read()
+    pool.peer.h2.reset_stream(1, ErrorCodes.INTERNAL_ERROR)
+    pool.peer.answer()
+    assert len(answers) == 1 and answers[0] is not None and answers[0].status == 502
+    assert endpoint.active == 0
+
+
 async def test_a_refused_stream_goes_back_to_the_general_path_without_a_verdict() -> None:
     _, endpoint, pool, answers, started = setup()
     assert started is not None
