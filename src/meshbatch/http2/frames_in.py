@@ -40,10 +40,8 @@ from meshbatch.http2.steps import (
     open_streams,
     step,
 )
-from meshbatch.http2.whole_answer import DATA, END_STREAM, OPEN
+from meshbatch.http2.whole_answer import DATA, END_HEADERS, END_STREAM, HEADERS, OPEN
 
-HEADERS: Final = 0x1
-END_HEADERS: Final = 0x4
 PADDED: Final = 0x8
 PRIORITY: Final = 0x20
 Fields = list[tuple[bytes, bytes]]
@@ -62,17 +60,12 @@ def receive(conn: H2Connection, data: bytes) -> list[Event]:
         return h2_receive(conn, data)  # (h2's checks on: none of this package's connections)
     buffer = conn.incoming_buffer
     size = len(data)
-    at = _held(buffer, data)
+    at = _held(conn, buffer, data)
     events: list[Event] = h2_receive(conn, data[:at]) if at else []
     while at < size:
         end = size
         if size - at >= 9:
-            length = (data[at] << 16) | (data[at + 1] << 8) | data[at + 2]
-            if length > conn.max_inbound_frame_size:
-                conn._terminate_connection(ErrorCodes.FRAME_SIZE_ERROR)
-                raise FrameTooLargeError(f"Received overlong frame: length {length}, max "
-                                         f"{conn.max_inbound_frame_size}")
-            end = at + 9 + length
+            end = at + 9 + _allowed(conn, (data[at] << 16) | (data[at + 1] << 8) | data[at + 2])
             if end <= size and conn.state_machine.state in OPEN and not buffer._headers_buffer:
                 got = _frame(conn, data, at, end)
                 if got is not None:
@@ -85,9 +78,19 @@ def receive(conn: H2Connection, data: bytes) -> list[Event]:
     return events
 
 
-def _held(buffer: FrameBuffer, data: bytes) -> int:
+def _allowed(conn: H2Connection, length: int) -> int:
+    """A frame's length from its header, refused (GOAWAY FRAME_SIZE_ERROR queued, then raised as h2 raises it)
+    when the connection allows less: before any of its payload is held."""
+    if length > conn.max_inbound_frame_size:
+        conn._terminate_connection(ErrorCodes.FRAME_SIZE_ERROR)
+        raise FrameTooLargeError(f"Received overlong frame: length {length}, max {conn.max_inbound_frame_size}")
+    return length
+
+
+def _held(conn: H2Connection, buffer: FrameBuffer, data: bytes) -> int:
     """How much of `data` h2 needs to finish what its buffer holds: the rest of the preface (h2 checks it), the
-    rest of a frame (all of `data` when a frame's length cannot be read yet); 0 when it holds nothing."""
+    rest of a frame (all of `data` when a frame's length cannot be read yet; a header completed by `data` is
+    checked as in `receive`); 0 when it holds nothing."""
     if buffer._preamble_len:
         return min(len(data), buffer._preamble_len)
     held = buffer._data
@@ -96,7 +99,7 @@ def _held(buffer: FrameBuffer, data: bytes) -> int:
     head = bytes(held[:9]) if len(held) >= 9 else bytes(held) + data[:9 - len(held)]
     if len(head) < 9:
         return len(data)
-    return min(len(data), max(0, 9 + ((head[0] << 16) | (head[1] << 8) | head[2]) - len(held)))
+    return min(len(data), max(0, 9 + _allowed(conn, (head[0] << 16) | (head[1] << 8) | head[2]) - len(held)))
 
 
 def _frame(conn: H2Connection, data: bytes, at: int, end: int) -> list[Event] | None:

@@ -93,4 +93,5 @@ def finish(conn: H2Connection, stream: H2Stream, head: bytes, body: bytes, trail
     conn._data_to_send += out
 
 
-__all__ = ["DATA", "END_STREAM", "OPEN", "finish", "fits", "frame", "header_frames", "send_whole"]
+__all__ = ["DATA", "END_HEADERS", "END_STREAM", "HEADERS", "OPEN", "finish", "fits", "frame", "header_frames",
+           "send_whole"]

@@ -202,6 +202,14 @@ def test_a_frame_over_the_size_is_refused_when_its_header_arrives() -> None:
         conn.receive_data(frame(DATA, 0, 1, b"w" * 16_385)[:20])
     assert conn.state_machine.state == h2.connection.ConnectionState.CLOSED
     assert conn.data_to_send()[3] == GOAWAY
+    split = new_connection(H2Limits())  # the header itself cut across reads: refused once its length is read
+    split.receive_data(Peer().bytes())
+    split.data_to_send()
+    oversize = frame(DATA, 0, 1, b"w" * 16_385)
+    assert split.receive_data(oversize[:2]) == []
+    with pytest.raises(h2.exceptions.FrameTooLargeError):
+        split.receive_data(oversize[2:12])
+    assert split.data_to_send()[3] == GOAWAY
 
 
 def answers(n: int, trailers: bool = True) -> bytes:
