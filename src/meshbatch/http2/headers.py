@@ -50,7 +50,8 @@ def field_problem(name: bytes, value: bytes) -> str:
     if not known and (not name or name.translate(None, NAME_CHARACTERS)):
         return f"invalid field name {name[:64]!r}"
     if value:
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
+        if 13 in value or 10 in value or 0 in value:  # CR, LF, NUL: bytes found natively (a bytes operand is
+            # first tried as an int: a TypeError formatted and dropped for each)
             return f"invalid character in the value of {name[:64]!r}"
         first, last = value[0], value[-1]
         if first == 0x20 or first == 0x09 or last == 0x20 or last == 0x09:

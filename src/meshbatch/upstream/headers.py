@@ -48,7 +48,7 @@ def request_headers(request: Request, via: bool = True, host: str = "") -> Heade
                 proto = item[1]
             elif name == b"connection" and item[1] not in PLAIN_CONNECTION:
                 extra = connection_tokens(request.headers)
-            elif name == b"te" and b"trailers" in item[1].lower() and request.version != b"1.0":
+            elif name == b"te" and item[1].lower().find(b"trailers") >= 0 and request.version != b"1.0":
                 te = True
             continue
         out.append(item)
