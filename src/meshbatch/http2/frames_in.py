@@ -11,13 +11,15 @@ state machines (which make the events and refuse what is out of order), the flow
 content-length count. A frame is taken here only when it cannot fail in a way these steps do not reproduce: a
 DATA frame without padding on a stream that may receive, within both windows and the stream's content-length; a
 HEADERS frame without padding or priority that ends its block, opening a stream the server may accept (its id
-above the last, within the concurrent-stream limit) or on a stream that may receive. Everything else (the
-preface, SETTINGS, PING, WINDOW_UPDATE, RST_STREAM, GOAWAY, CONTINUATION, padded or prioritised frames, frames
-of closed streams, a frame split across reads) goes to h2 a whole frame at a time, in order, so the two never
-see the same byte and h2's buffer is empty whenever a frame is taken here. A frame longer than the connection
-allows is refused as soon as its header arrives (h2 refuses it the same way once it has buffered all of it, up
-to 16 MiB). tests/unit/http2/test_h2_frames_in.py feeds the same bytes, cut anywhere, to this and to h2 alone
-and compares the events, the errors and the state.
+above the last, within the concurrent-stream limit) or on a stream that may receive; a WINDOW_UPDATE frame of a
+valid increment that keeps its window within 2^31-1, for the connection or for a stream that is open or half
+closed (an upstream credits each request's body with one: a lone call's frames are all taken here). Everything
+else (the preface, SETTINGS, PING, RST_STREAM, GOAWAY, CONTINUATION, padded or prioritised frames, frames of
+closed streams, a flow-control error, a frame split across reads) goes to h2 a whole frame at a time, in order,
+so the two never see the same byte and h2's buffer is empty whenever a frame is taken here. A frame longer than
+the connection allows is refused as soon as its header arrives (h2 refuses it the same way once it has buffered
+all of it, up to 16 MiB). tests/unit/http2/test_h2_frames_in.py feeds the same bytes, cut anywhere, to this and
+to h2 alone and compares the events, the errors and the state.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Final, cast
 
 from h2.connection import ConnectionInputs, H2Connection, H2ConnectionStateMachine, _decode_headers
 from h2.errors import ErrorCodes
-from h2.events import Event, TrailersReceived
+from h2.events import Event, TrailersReceived, WindowUpdated
 from h2.exceptions import FrameTooLargeError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.stream import H2Stream, StreamState
@@ -36,6 +38,7 @@ from meshbatch.http2.steps import (
     RECV_END_STREAM,
     RECV_HEADERS,
     RECV_INFORMATIONAL_HEADERS,
+    RECV_WINDOW_UPDATE,
     new_stream,
     open_streams,
     step,
@@ -44,13 +47,17 @@ from meshbatch.http2.whole_answer import DATA, END_HEADERS, END_STREAM, HEADERS,
 
 PADDED: Final = 0x8
 PRIORITY: Final = 0x20
+WINDOW_UPDATE: Final = 0x8
+LARGEST_WINDOW: Final = 2**31 - 1  # (RFC 9113 6.9.1: a window beyond it is a flow-control error)
 Fields = list[tuple[bytes, bytes]]
 RECEIVING: Final = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
+UPDATABLE: Final = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL, StreamState.HALF_CLOSED_REMOTE)
 h2_receive: Final = H2Connection.receive_data
-# An open connection's state machine takes a received HEADERS or DATA frame without a change or an event (h2
-# 4.x): the step is skipped then, and taken should a release of h2 ever give it one.
+# An open connection's state machine takes a received HEADERS, DATA or WINDOW_UPDATE frame without a change or an
+# event (h2 4.x): the step is skipped then, and taken should a release of h2 ever give it one.
 QUIET: Final = all(H2ConnectionStateMachine._transitions.get((state, given)) == (None, state)
-                   for state in OPEN for given in (ConnectionInputs.RECV_HEADERS, ConnectionInputs.RECV_DATA))
+                   for state in OPEN for given in (ConnectionInputs.RECV_HEADERS, ConnectionInputs.RECV_DATA,
+                                                   ConnectionInputs.RECV_WINDOW_UPDATE))
 
 
 def receive(conn: H2Connection, data: bytes) -> list[Event]:
@@ -107,6 +114,8 @@ def _frame(conn: H2Connection, data: bytes, at: int, end: int) -> list[Event] | 
     kind = data[at + 3]
     flags = data[at + 4]
     sid = ((data[at + 5] & 0x7F) << 24) | (data[at + 6] << 16) | (data[at + 7] << 8) | data[at + 8]
+    if kind == WINDOW_UPDATE:
+        return _window_update(conn, sid, data, at + 9, end) if end - at == 13 else None
     if not sid:
         return None
     try:
@@ -148,6 +157,34 @@ def _data(conn: H2Connection, sid: int, end: bool, payload: bytes, length: int) 
         got += ended
     event.data = payload
     event.flow_controlled_length = length
+    return events + got if events else got
+
+
+def _window_update(conn: H2Connection, sid: int, data: bytes, at: int, end: int) -> list[Event] | None:
+    """h2's `_receive_window_update_frame` (and the stream's `receive_window_update`) for a 4-byte payload; None
+    for an increment h2 refuses (0, or the reserved bit set), a window it would take past 2^31-1, a stream not
+    open or half closed."""
+    increment = (data[at] << 24) | (data[at + 1] << 16) | (data[at + 2] << 8) | data[at + 3]
+    if increment < 1 or increment > LARGEST_WINDOW:
+        return None
+    if not sid:
+        window = conn.outbound_flow_control_window + increment
+        if window > LARGEST_WINDOW:
+            return None
+        events = [] if QUIET else conn.state_machine.process_input(ConnectionInputs.RECV_WINDOW_UPDATE)
+        conn.outbound_flow_control_window = window
+        update: Event = WindowUpdated(stream_id=0, delta=increment)
+        return [*events, update]
+    stream = conn.streams.get(sid)
+    if stream is None or stream.state_machine.state not in UPDATABLE:
+        return None
+    window = stream.outbound_flow_control_window + increment
+    if window > LARGEST_WINDOW:
+        return None  # (a stream error: h2 resets the stream)
+    events = [] if QUIET else conn.state_machine.process_input(ConnectionInputs.RECV_WINDOW_UPDATE)
+    got = step(stream.state_machine, RECV_WINDOW_UPDATE)
+    got[0].delta = increment
+    stream.outbound_flow_control_window = window
     return events + got if events else got
 
 

@@ -124,6 +124,17 @@ def grpc_calls(n: int) -> bytes:
     return peer.bytes()
 
 
+def credited_calls(n: int) -> bytes:
+    """gRPC calls, each answered's window credited back by a WINDOW_UPDATE for the connection and one for its
+    stream (as a client does)."""
+    peer = Peer()
+    for i in range(n):
+        sid = 2 * i + 1
+        peer.request(sid).add(DATA, ES, sid, b"\x00\x00\x00\x00\x02hi").add(WINDOW, 0, 0, b"\x00\x00\x00\x07")
+        peer.add(WINDOW, 0, sid, b"\x00\x00\x00\x07")
+    return peer.bytes()
+
+
 SCENARIOS = {
     "calls": grpc_calls(12),
     "gets": Peer().request(1, True).request(3, True).request(5, True).bytes(),
@@ -169,6 +180,20 @@ SCENARIOS = {
     "frame over the size": Peer().request(1).add(DATA, 0, 1, b"w" * 16_385).bytes(),
     "reserved bit in the stream id": Peer().request(1).bytes() + frame(DATA, ES, 1 | 1 << 31, b"r"),
     "data on stream 0": Peer().add(DATA, 0, 0, b"x").bytes(),
+    "window updates": Peer().request(1).add(WINDOW, 0, 0, b"\x00\x00\x00\x07").add(WINDOW, 0xFF, 1, b"\x00\x01\x00\x00")
+    .add(DATA, ES, 1, b"x").add(WINDOW, 0, 1, b"\x00\x00\x00\x07").request(3, True)
+    .add(WINDOW, 0, 3 | 1 << 31, b"\x00\x00\x00\x01").bytes(),
+    "window update of zero on a stream": Peer().request(1).add(WINDOW, 0, 1, b"\x00\x00\x00\x00").bytes(),
+    "window update of zero": Peer().request(1).add(WINDOW, 0, 0, b"\x00\x00\x00\x00").bytes(),
+    "window update with the reserved bit": Peer().request(1).add(WINDOW, 0, 1, b"\x80\x00\x00\x01").bytes(),
+    "window update too short": Peer().request(1).add(WINDOW, 0, 1, b"\x00\x00\x01").bytes(),
+    "window update too long": Peer().request(1).add(WINDOW, 0, 0, b"\x00\x00\x00\x01\x00").bytes(),
+    "connection window past 2^31-1": Peer().request(1).add(WINDOW, 0, 0, b"\x7f\xff\x00\x00").bytes(),
+    "stream window past 2^31-1": Peer().request(1).add(WINDOW, 0, 1, b"\x7f\xff\x00\x00")
+    .add(DATA, ES, 1, b"after").request(3, True).bytes(),
+    "window update on a closed stream": Peer().request(1).add(RST, 0, 1, b"\x00\x00\x00\x08")
+    .add(WINDOW, 0, 1, b"\x00\x00\x00\x01").request(3, True).bytes(),
+    "window update on an idle stream": Peer().request(1).add(WINDOW, 0, 9, b"\x00\x00\x00\x01").bytes(),
 }
 
 
@@ -243,6 +268,10 @@ CLIENT_SCENARIOS = {
     "headers on a stream never opened": (frame(SETTINGS, 0, 0, b"") + frame(HEADERS, EH | ES, 9, b"\x88"), 1,
                                          b"POST"),
     "push refused": (frame(SETTINGS, 0, 0, b"") + frame(5, EH, 1, b"\x00\x00\x00\x02\x88"), 1, b"POST"),
+    "window updates between answers": (answers(1) + frame(WINDOW, 0, 0, b"\x00\x00\x00\x07")
+                                       + frame(WINDOW, 0, 3, b"\x00\x00\x00\x07")
+                                       + frame(WINDOW, 0, 1, b"\x00\x00\x00\x07")
+                                       + frame(WINDOW, 0, 3, b"\x7f\xff\xff\xff"), 2, b"POST"),
 }
 
 
@@ -255,7 +284,8 @@ def test_the_client_agrees_with_h2_whole_and_byte_by_byte(name: str) -> None:
 
 FRAME = st.tuples(st.sampled_from([DATA, DATA, DATA, HEADERS, HEADERS, RST, PING, WINDOW, CONT, PRIORITY, 0xFA]),
                   st.sampled_from([0, ES, EH, EH | ES, PAD, PRIO | EH, 0xFF]), st.integers(0, 9),
-                  st.one_of(st.binary(max_size=40), st.sampled_from([b"", b"\x00\x00\x10\x00", b"\x88", b"x" * 300])))
+                  st.one_of(st.binary(max_size=40), st.sampled_from([b"", b"\x00\x00\x10\x00", b"\x88", b"x" * 300,
+                                                                     b"\x7f\xff\xff\xff", b"\x80\x00\x00\x01"])))
 
 
 @settings(max_examples=150, deadline=None)
@@ -294,6 +324,11 @@ def test_the_common_frames_never_reach_h2s_frame_parser(monkeypatch: pytest.Monk
     ours = new_connection(H2Limits())
     assert len(ours.receive_data(grpc_calls(12))) == 2 + 12 * 3  # (settings, acknowledged; received, data, ended)
     assert parsed == [SETTINGS, SETTINGS, HEADERS]
+    parsed.clear()
+    ours = new_connection(H2Limits())
+    events = ours.receive_data(credited_calls(12))
+    assert sum(isinstance(event, h2.events.WindowUpdated) for event in events) == 24
+    assert parsed == [SETTINGS, SETTINGS, HEADERS]
     ours = new_connection(H2Limits())
     first = grpc_calls(1)
     ours.receive_data(first)
@@ -322,7 +357,7 @@ def test_the_steps_are_h2s_transitions() -> None:
     table after GOAWAY included."""
     assert [int(s) for s in sorted(StreamState, key=int)] == list(range(len(StreamState)))
     for table in (steps.RECV_HEADERS, steps.RECV_INFORMATIONAL_HEADERS, steps.RECV_DATA, steps.RECV_END_STREAM,
-                  steps.SEND_HEADERS, steps.SEND_DATA, steps.SEND_END_STREAM):
+                  steps.RECV_WINDOW_UPDATE, steps.SEND_HEADERS, steps.SEND_DATA, steps.SEND_END_STREAM):
         for start in StreamState:
             for client in (True, False, None):
                 for headers_received in (True, False):
@@ -334,7 +369,8 @@ def test_the_steps_are_h2s_transitions() -> None:
                     assert vars(ours) == vars(theirs)
     assert frames_in.QUIET
     for state in OPEN:
-        for kind in (h2.connection.ConnectionInputs.RECV_HEADERS, h2.connection.ConnectionInputs.RECV_DATA):
+        for kind in (h2.connection.ConnectionInputs.RECV_HEADERS, h2.connection.ConnectionInputs.RECV_DATA,
+                     h2.connection.ConnectionInputs.RECV_WINDOW_UPDATE):
             assert CLIENT_AFTER_GOAWAY[(state, kind)] == (None, state)
 
 
