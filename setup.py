@@ -60,6 +60,7 @@ HOT_PATH = [
     "src/meshbatch/http2/whole_answer.py",
     "src/meshbatch/http2/whole_request.py",
     "src/meshbatch/http2/frames_in.py",
+    "src/meshbatch/http2/credit.py",
     "src/meshbatch/http2/streams.py",
     "src/meshbatch/http2/sending.py",
     "src/meshbatch/http2/server.py",

@@ -37,6 +37,7 @@ from meshbatch.http.message import Headers, Response
 from meshbatch.http.upload import Upload
 from meshbatch.http2.client_setup import new_client_connection, nothing, request_block, retrieved
 from meshbatch.http2.client_stream import ClientStream, StreamLimits, start_streams
+from meshbatch.http2.credit import acknowledge
 from meshbatch.http2.headers import answer_fields, trailer_fields
 from meshbatch.http2.response import trailer_fields_out
 from meshbatch.http2.whole_request import send_request
@@ -173,7 +174,7 @@ class MultiplexedConnection(asyncio.Protocol):
     def acknowledge(self, stream: ClientStream) -> None:
         """A paused stream's consumer resumed: reopen its window by what it held back."""
         if stream.unacked and self.streams.get(stream.id) is stream:
-            self._h2.acknowledge_received_data(stream.unacked, stream.id)
+            acknowledge(self._h2, stream.id, stream.unacked)
             stream.unacked = 0
             self._flush()
 
@@ -302,7 +303,7 @@ class MultiplexedConnection(asyncio.Protocol):
         if stream.paused:
             stream.unacked += size
         elif size:
-            conn.acknowledge_received_data(size, stream.id)
+            acknowledge(conn, stream.id, size)
         if event.stream_ended is None:
             stream.more_to_come(self._unfinished)
 

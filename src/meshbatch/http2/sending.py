@@ -19,10 +19,10 @@ from meshbatch.http.flow import Flow
 from meshbatch.http.message import Request, Response
 from meshbatch.http.serialize import local_reply
 from meshbatch.http.serving import ConnectionGuard, ListenerState
+from meshbatch.http2.credit import acknowledge, credit_stream
 from meshbatch.http2.limits import FrameWatch
 from meshbatch.http2.response import response_fields, sends_body, trailer_fields_out
 from meshbatch.http2.streams import H2Stream
-from meshbatch.http2.uploads import credit_stream
 from meshbatch.http2.whole_answer import send_whole
 
 
@@ -62,10 +62,7 @@ class H2Sender(asyncio.Protocol):
 
     def _credit(self, sid: int, size: int) -> None:
         if size and self.h2 is not None:
-            try:
-                self.h2.acknowledge_received_data(size, sid)
-            except H2Error:
-                pass  # the stream is gone: h2 credits the connection's window only
+            acknowledge(self.h2, sid, size)  # (a stream gone: the connection's window only)
 
     def observe_end(self, request: Request, response: Response) -> None:
         """A streamed answer is over (ended, failed, or its caller gone): the access log and the metrics see it."""

@@ -10,13 +10,13 @@ does with the upload decides the rest:
   route goes on;
 - otherwise the body goes to the upload; what had arrived with the head goes first. Its stream's window is
   credited back only as the upstream takes the bytes, so no more than a stream window is held per upload; the
-  connection's window is credited as they arrive (h2 credits both together: `credit_connection` and
-  `credit_stream` split that), so an upstream that stalls one upload never stalls the connection's other streams
-  (Envoy's model: per-stream buffers; a connection holds at most its streams' windows). `limits.max_body_bytes`
-  still bounds the whole body (413 while unanswered, else the stream is reset: after the answer's head, a bidi
-  call's). The end (with the caller's trailers) ends the upload; a reset from the caller fails it (and cancels
-  the exchange, as for any request). The upload stays open after the answer's head went out (a bidi call's next
-  messages follow it), until the upstream's answer ends.
+  connection's window is credited as they arrive (h2 credits both together: http2/credit.py's
+  `credit_connection` and `credit_stream` split that), so an upstream that stalls one upload never stalls the
+  connection's other streams (Envoy's model: per-stream buffers; a connection holds at most its streams'
+  windows). `limits.max_body_bytes` still bounds the whole body (413 while unanswered, else the stream is reset:
+  after the answer's head, a bidi call's). The end (with the caller's trailers) ends the upload; a reset from the
+  caller fails it (and cancels the exchange, as for any request). The upload stays open after the answer's head
+  went out (a bidi call's next messages follow it), until the upstream's answer ends.
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ from __future__ import annotations
 from typing import Protocol
 
 from h2.connection import H2Connection
-from h2.exceptions import H2Error
-from hyperframe.frame import WindowUpdateFrame
 
 from meshbatch.errors import PayloadTooLarge, ProxyError
 from meshbatch.http.message import Request, Response
 from meshbatch.http.serialize import local_reply
 from meshbatch.http.upload import Upload
+from meshbatch.http2.credit import credit_connection
 from meshbatch.http2.streams import H2Stream
 
 
@@ -59,25 +58,6 @@ def dispatch_early(server: UploadServer, stream: H2Stream) -> None:
     stream.body = []
 
 
-def credit_connection(conn: H2Connection, size: int) -> None:
-    """The connection-level half of h2's `acknowledge_received_data`."""
-    increment = conn._inbound_flow_control_window_manager.process_bytes(size)
-    if increment:
-        frame = WindowUpdateFrame(0)
-        frame.window_increment = increment
-        conn._prepare_for_sending([frame])
-
-
-def credit_stream(conn: H2Connection, sid: int, size: int) -> None:
-    """The stream-level half (nothing for a stream gone or closed: its window no longer matters)."""
-    try:
-        stream = conn._get_stream_by_id(sid)
-    except H2Error:
-        return
-    if stream.open:
-        conn._prepare_for_sending(stream.acknowledge_received_data(size))
-
-
 def upload_data(server: UploadServer, conn: H2Connection, stream: H2Stream, upload: Upload, data: bytes,
                 credit: int, limit: int) -> None:
     """A DATA frame of a stream whose body goes upstream as it arrives."""
@@ -98,4 +78,4 @@ def upload_data(server: UploadServer, conn: H2Connection, stream: H2Stream, uplo
     upload.feed(data, credit)
 
 
-__all__ = ["UploadServer", "credit_connection", "credit_stream", "dispatch_early", "upload_data"]
+__all__ = ["UploadServer", "dispatch_early", "upload_data"]
