@@ -4,21 +4,19 @@ at once, each a `ClientStream` (http2/client_stream.py).
 - Streams: at most the peer's SETTINGS_MAX_CONCURRENT_STREAMS (and `max_streams` of ours) at once; no stream is
   opened before the peer's first SETTINGS arrived (`ready`), so its limit is known. `available` says whether
   one more may be opened now; `on_free` tells the pool when a stream slot frees up (or the limit grew).
-- Flow control: request bodies go out as the peer's windows allow (the rest waits for WINDOW_UPDATE, and while
-  the transport's buffer is full). Received data is acknowledged as it is taken, so a stream's window stays
-  closed while its streamed body's consumer is paused, and nothing is held beyond one window per stream.
-- Answers: headers, body and trailers into a `Response` (grpc-status arrives in `trailers`); streamed instead
-  past the stream limit, or when a read leaves one of unknown length unfinished after some body; each has its own
-  deadline (504 `upstream_timeout`, RST_STREAM CANCEL); `cancel` resets a stream whose caller gave up.
-- GOAWAY: no new stream; streams above its last stream id were never processed and fail with `StreamRefused`
-  (safe to replay, whatever the method), as do streams the peer resets with REFUSED_STREAM; the others run to
-  their end, then the connection closes.
+- Flow control: request bodies go out as the peer's windows allow (the rest waits for WINDOW_UPDATE and a full
+  transport). Data is credited back as it is taken (http2/credit.py): a stream's window stays closed while its
+  streamed body's consumer is paused; nothing is held beyond one window per stream.
+- Answers: headers, body and trailers into a `Response` (grpc-status arrives in `trailers`); streamed past the
+  stream limit, or when a read leaves one of unknown length unfinished after some body; each has its deadline (504
+  `upstream_timeout`, RST_STREAM CANCEL); `cancel` resets a stream whose caller gave up.
+- GOAWAY: no new stream; streams above its last stream id were never processed and fail with `StreamRefused` (safe
+  to replay, whatever the method), as do those the peer resets with REFUSED_STREAM; the others end, then it closes.
 - A hostile peer: a header block beyond `max_header_list_size` (HPACK bombs included: the limit counts decoded
-  bytes) is 502 `upstream_headers_too_large`; a body beyond `max_response_bytes` is 502
-  `upstream_response_too_large` (that stream is reset, the connection stays); any protocol violation (frames on
-  streams never opened, a PUSH_PROMISE we refused, bad framing) fails every stream with 502
-  `bad_upstream_response` and closes the connection after a GOAWAY; a peer that makes us write (PING, SETTINGS)
-  but does not read is cut off (`upstream_flood`) once our unsent output passes `max_write_buffer`.
+  bytes) is 502 `upstream_headers_too_large`; a body beyond `max_response_bytes` is 502 `upstream_response_too_large`
+  (that stream is reset); a protocol violation (frames on streams never opened, a PUSH_PROMISE we refused, bad
+  framing) fails every stream with 502 `bad_upstream_response`, then GOAWAY and close; a peer that makes us write
+  (PING, SETTINGS) but does not read is cut off (`upstream_flood`) once our unsent bytes pass `max_write_buffer`.
 """
 
 from __future__ import annotations
@@ -40,6 +38,7 @@ from meshbatch.http2.client_stream import ClientStream, StreamLimits, start_stre
 from meshbatch.http2.credit import acknowledge
 from meshbatch.http2.headers import answer_fields, trailer_fields
 from meshbatch.http2.response import trailer_fields_out
+from meshbatch.http2.steps import stream_limit
 from meshbatch.http2.whole_request import send_request
 
 
@@ -69,7 +68,7 @@ class MultiplexedConnection(asyncio.Protocol):
 
     @property
     def capacity(self) -> int:
-        return min(self._h2.remote_settings.max_concurrent_streams, self.limits.max_streams)
+        return min(stream_limit(self._h2.remote_settings), self.limits.max_streams)
 
     @property
     def available(self) -> bool:

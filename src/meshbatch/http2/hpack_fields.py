@@ -75,6 +75,11 @@ def encode_fields(kept: dict[tuple[bytes, bytes], bytes], headers: Any, prefix: 
     parts: list[bytes] = [prefix] if prefix else []
     fields: Iterable[Any] = headers.items() if isinstance(headers, dict) else headers
     for field in fields:
+        if type(field) is tuple and len(field) == 2:  # a plain field encoded before: its bytes at once (a
+            encoded = kept.get(field)  # never-indexed one is a tuple subclass, a str field is not kept as such)
+            if encoded is not None:
+                parts.append(encoded)
+                continue
         name, value = _bytes(field[0]), _bytes(field[1])
         if isinstance(field, NeverIndexedHeaderTuple) or (
                 len(field) > 2 and not isinstance(field, HeaderTuple) and field[2]):

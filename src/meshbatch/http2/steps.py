@@ -8,17 +8,27 @@ the five steps an answered request takes. `step` takes the same transition from 
 input is left to `process_input`, which refuses it as before. The tables are made from h2's own at import.
 
 `open_streams` is h2's `_open_streams` (the count behind `open_inbound_streams` and `open_outbound_streams`, which
-also moves the closed streams out of `conn.streams`), and `new_stream` its `_begin_new_stream` for an id already
-checked, without their debug-log calls: both run for every stream.
+also moves the closed streams out of `conn.streams`, into h2's size-limited dict of closed streams), and
+`new_stream` its `_begin_new_stream` for an id already checked, without their debug-log calls: both run for every
+stream. `setting` reads a setting's current value as h2's `Settings` properties do, without their three
+Python-level calls (a property, `Mapping.get`, `__getitem__`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections import OrderedDict
+from typing import Any, Final, cast
 
 from h2.connection import H2Connection
 from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
 from h2.stream import STREAM_OPEN, H2Stream, H2StreamStateMachine, StreamInputs, StreamState, _transitions
+from h2.utilities import SizeLimitDict
+
+INITIAL_WINDOW_SIZE: Final = int(SettingCodes.INITIAL_WINDOW_SIZE)
+MAX_CONCURRENT_STREAMS: Final = int(SettingCodes.MAX_CONCURRENT_STREAMS)
+UNLIMITED_STREAMS: Final = 2**32 + 1  # (h2's `max_concurrent_streams` when the peer set none)
+_remember: Final = OrderedDict.__setitem__
 
 
 def _table(given: StreamInputs) -> list[Any]:
@@ -70,16 +80,36 @@ def open_streams(conn: H2Connection, remainder: int) -> int:
             closed.append(sid)
     if closed:
         streams = conn.streams
-        gone = conn._closed_streams
-        for sid in closed:
-            gone[sid] = streams.pop(sid).state_machine.stream_closed_by
+        gone = cast(SizeLimitDict, conn._closed_streams)
+        limit = gone._size_limit
+        for sid in closed:  # (h2's `SizeLimitDict.__setitem__`: the oldest forgotten beyond its limit)
+            _remember(gone, sid, streams.pop(sid).state_machine.stream_closed_by)
+            if limit is not None:
+                while len(gone) > limit:
+                    gone.popitem(last=False)
     return count
+
+
+def setting(settings: Settings, code: int, default: int) -> int:
+    """`settings[code]`, the setting's value now (the first of its values: later ones await acknowledgement), or
+    `default` when it has none (`Settings.get(code, default)`)."""
+    values = settings._settings.get(code)
+    if values is None:
+        return default
+    value = values[0]
+    return default if value is None else value
+
+
+def stream_limit(settings: Settings) -> int:
+    """`settings.max_concurrent_streams`: the streams the peer allows open (h2's 2^32+1 when it set no limit)."""
+    return setting(settings, MAX_CONCURRENT_STREAMS, UNLIMITED_STREAMS)
 
 
 def new_stream(conn: H2Connection, sid: int, outbound: bool) -> H2Stream:
     """h2's `_begin_new_stream` for `sid`, known to be above the highest of its side and of the right parity."""
-    stream = H2Stream(sid, config=conn.config, inbound_window_size=conn.local_settings.initial_window_size,
-                      outbound_window_size=conn.remote_settings.initial_window_size)
+    stream = H2Stream(sid, config=conn.config,
+                      inbound_window_size=setting(conn.local_settings, INITIAL_WINDOW_SIZE, 65_535),
+                      outbound_window_size=setting(conn.remote_settings, INITIAL_WINDOW_SIZE, 65_535))
     stream.max_outbound_frame_size = conn.max_outbound_frame_size
     conn.streams[sid] = stream
     if outbound:
@@ -89,5 +119,6 @@ def new_stream(conn: H2Connection, sid: int, outbound: bool) -> H2Stream:
     return stream
 
 
-__all__ = ["RECV_DATA", "RECV_END_STREAM", "RECV_HEADERS", "RECV_INFORMATIONAL_HEADERS", "SEND_DATA",
-           "SEND_END_STREAM", "SEND_HEADERS", "new_stream", "open_streams", "step"]
+__all__ = ["INITIAL_WINDOW_SIZE", "MAX_CONCURRENT_STREAMS", "RECV_DATA", "RECV_END_STREAM", "RECV_HEADERS",
+           "RECV_INFORMATIONAL_HEADERS", "RECV_WINDOW_UPDATE", "SEND_DATA", "SEND_END_STREAM", "SEND_HEADERS",
+           "UNLIMITED_STREAMS", "new_stream", "open_streams", "setting", "step", "stream_limit"]

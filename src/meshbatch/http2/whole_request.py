@@ -15,7 +15,7 @@ from __future__ import annotations
 from h2.connection import H2Connection
 
 from meshbatch.http.message import Headers
-from meshbatch.http2.steps import SEND_HEADERS, new_stream, open_streams, step
+from meshbatch.http2.steps import INITIAL_WINDOW_SIZE, SEND_HEADERS, new_stream, open_streams, setting, step
 from meshbatch.http2.whole_answer import OPEN, finish, fits, header_frames
 
 
@@ -25,7 +25,7 @@ def send_request(conn: H2Connection, stream_id: int, fields: Headers, body: byte
         return False
     if stream_id <= conn.highest_outbound_stream_id or not stream_id & 1:
         return False  # (h2 refuses it)
-    if not fits(conn, len(body), conn.remote_settings.initial_window_size):  # (a new stream's window)
+    if not fits(conn, len(body), setting(conn.remote_settings, INITIAL_WINDOW_SIZE, 65_535)):  # (a new stream's)
         return False
     open_streams(conn, 1)  # (h2's sweep of closed streams, as its send_headers makes it)
     stream = new_stream(conn, stream_id, True)

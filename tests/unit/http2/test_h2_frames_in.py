@@ -5,6 +5,7 @@ connection, for well-behaved peers and hostile ones."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from typing import Any
@@ -13,8 +14,10 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 import hpack
 import pytest
+from h2.settings import SettingCodes
 from h2.stream import H2StreamStateMachine, StreamState
 from hyperframe.frame import Frame
 from hypothesis import given, settings
@@ -375,11 +378,15 @@ def test_the_steps_are_h2s_transitions() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["open", "ended", "answered", "reset"]), max_size=12), st.integers(0, 1))
-def test_the_stream_bookkeeping_is_h2s(fates: list[str], remainder: int) -> None:
-    """`open_streams` counts and sweeps as h2's `_open_streams`; `new_stream` makes the stream `_begin_new_stream`
-    makes, on a server with streams in every state."""
+@given(st.lists(st.sampled_from(["open", "ended", "answered", "reset"]), max_size=12), st.integers(0, 1),
+       st.sampled_from([None, 1, 2, 65_536]))
+def test_the_stream_bookkeeping_is_h2s(fates: list[str], remainder: int, closed_limit: int | None) -> None:
+    """`open_streams` counts and sweeps as h2's `_open_streams` (the closed streams kept up to h2's limit, the
+    oldest forgotten first); `new_stream` makes the stream `_begin_new_stream` makes, on a server with streams in
+    every state."""
     peer, conns = Peer(), [new_connection(H2Limits()) for _ in range(2)]
+    for conn in conns:
+        conn._closed_streams._size_limit = closed_limit  # type: ignore[attr-defined]
     for i, fate in enumerate(fates):
         peer.request(2 * i + 1, fate != "open")
         if fate == "reset":
@@ -398,3 +405,22 @@ def test_the_stream_bookkeeping_is_h2s(fates: list[str], remainder: int) -> None
                     s.max_outbound_frame_size, s.config, s.request_method) for s in made)
     assert mine == other
     assert state(ours) == state(theirs)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["set", "acknowledge"]),
+                          st.sampled_from(list(SettingCodes)), st.integers(1, 2**20)), max_size=8))
+def test_a_setting_is_read_as_h2_reads_it(changes: list[tuple[str, SettingCodes, int]]) -> None:
+    """`setting` and `stream_limit` give what h2's properties give, whatever was set and acknowledged since."""
+    for client in (True, False):
+        settings_ = h2.settings.Settings(client=client)
+        for kind, code, value in changes:
+            if kind == "set":
+                with contextlib.suppress(h2.exceptions.InvalidSettingsValueError):
+                    settings_[code] = value
+            else:
+                settings_.acknowledge()
+            assert steps.setting(settings_, steps.INITIAL_WINDOW_SIZE, 0) == settings_.initial_window_size
+            assert steps.stream_limit(settings_) == settings_.max_concurrent_streams
+            for other in SettingCodes:
+                assert steps.setting(settings_, int(other), -1) == settings_.get(other, -1)

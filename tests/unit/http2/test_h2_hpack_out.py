@@ -39,6 +39,18 @@ def test_a_never_indexed_field_stays_never_indexed() -> None:
     assert block[0] & 0xF0 == 0x10  # RFC 7541 6.2.3
 
 
+def test_a_field_encoded_before_as_plain_is_still_never_indexed_when_marked() -> None:
+    """A never-indexed field equals the plain one as a tuple: the kept plain encoding is not handed to it."""
+    encoder = StaticEncoder()
+    plain = encoder.encode([(b"authorization", b"secret")])
+    assert encoder.encode([(b"authorization", b"secret")]) == plain
+    for marked in (NeverIndexedHeaderTuple(b"authorization", b"secret"), (b"authorization", b"secret", True)):
+        decoded = Decoder().decode(encoder.encode([marked]), raw=True)
+        assert [type(field) for field in decoded] == [NeverIndexedHeaderTuple]
+    assert Decoder().decode(encoder.encode([("authorization", "secret")]), raw=True) == [(b"authorization",
+                                                                                         b"secret")]
+
+
 def test_the_peers_table_size_changes_are_signalled_once_at_the_next_block() -> None:
     encoder, decoder = StaticEncoder(), Decoder()
     encoder.header_table_size = 0
