@@ -61,6 +61,7 @@ HOT_PATH = [
     "src/meshbatch/http2/whole_request.py",
     "src/meshbatch/http2/frames_in.py",
     "src/meshbatch/http2/credit.py",
+    "src/meshbatch/grpc/caller.py",
     "src/meshbatch/http2/streams.py",
     "src/meshbatch/http2/sending.py",
     "src/meshbatch/http2/server.py",

@@ -23,12 +23,14 @@ from meshbatch.http.forwarded import client_address
 from meshbatch.http.message import Headers, Request
 from meshbatch.http.parser import ParserLimits
 from meshbatch.http.paths import normalize_path
-from meshbatch.http.target import parse_authority
+from meshbatch.http.target import Authority, parse_authority
 from meshbatch.http2.headers import field_problem
 
 # What proxies in front say about the original request besides x-forwarded-for: believed only through them.
 FORWARDED: Final = frozenset({b"forwarded", b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"})
 FIELD_OVERHEAD: Final = 32  # RFC 9113 6.5.2: a field's size is its name, its value and 32
+MAX_AUTHORITIES: Final = 256  # authorities kept, checked (`_authority`)
+_AUTHORITIES: Final[dict[bytes, Authority]] = {}
 # The request's pseudo-header fields, each a bit of the set seen so far.
 _METHOD: Final = 1
 _SCHEME: Final = 2
@@ -138,13 +140,25 @@ def build_request(fields: Headers, limits: ParserLimits, peer: str, scheme: byte
     target = _target(method, path, limits)
     if not authority and host is None:
         raise BadRequest("missing_host", "an HTTP/2 request needs :authority (or host)")
-    checked = parse_authority(authority or host or b"")
-    if authority and host is not None and not parse_authority(host).same_as(checked, b"http"):
+    checked = _authority(authority or host or b"")
+    if authority and host is not None and not _authority(host).same_as(checked, b"http"):
         raise BadRequest("host_mismatch", ":authority and the host header name different hosts")
     headers.append((b"host", checked.value))
     client = client_address(xff, hops, peer) if xff is not None else peer
     return Request(method, target, headers, host=checked.name, version=b"2", client=client, peer=peer,
                    scheme=scheme, request_id=request_id, received_at=now)
+
+
+def _authority(raw: bytes) -> Authority:
+    """`parse_authority(raw)`, kept for the authorities seen before (a connection's requests name the same few; an
+    `Authority` is never changed once made): at most `MAX_AUTHORITIES`, then started over. One refused is not kept."""
+    found = _AUTHORITIES.get(raw)
+    if found is None:
+        found = parse_authority(raw)
+        if len(_AUTHORITIES) >= MAX_AUTHORITIES:
+            _AUTHORITIES.clear()
+        _AUTHORITIES[raw] = found
+    return found
 
 
 def _target(method: bytes, path: bytes, limits: ParserLimits) -> bytes:

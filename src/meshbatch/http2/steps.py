@@ -93,10 +93,10 @@ def open_streams(conn: H2Connection, remainder: int) -> int:
 def setting(settings: Settings, code: int, default: int) -> int:
     """`settings[code]`, the setting's value now (the first of its values: later ones await acknowledgement), or
     `default` when it has none (`Settings.get(code, default)`)."""
-    values = settings._settings.get(code)
-    if values is None:
+    values: Any = settings._settings.get(code)  # (h2 types the values int; one first set, not yet acknowledged,
+    if values is None:  # is None)
         return default
-    value = values[0]
+    value: int | None = values[0]
     return default if value is None else value
 
 

@@ -9,6 +9,7 @@ from meshbatch.errors import ProxyError
 from meshbatch.http.forwarded import Trust
 from meshbatch.http.parser import ParserLimits, RequestParser
 from meshbatch.http.paths import PathRules
+from meshbatch.http2 import head as head_module
 from meshbatch.http2.head import build_request, trailer_fields
 
 Fields = list[tuple[bytes, bytes]]
@@ -132,6 +133,22 @@ def test_the_authority_goes_upstream_as_host_without_its_trailing_dot() -> None:
     assert host == b"svc" and (b"host", b"Svc:8080") in headers
     assert [name for name, _ in headers].count(b"host") == 1
     assert build(head(b"*", b"OPTIONS"))[0] == b"*"
+
+
+def test_authorities_seen_before_read_as_the_first_time() -> None:
+    """A kept authority gives what a fresh parse gives; one refused is refused again; the table starts over when
+    full, and many different authorities never grow it past its bound."""
+    head_module._AUTHORITIES.clear()
+    for _ in range(2):
+        for authority in (b"Svc.:8080", b"svc", b"[::1]:9", b"10.0.0.1"):
+            got = build(head(authority=authority))
+            head_module._AUTHORITIES.clear()
+            assert build(head(authority=authority)) == got
+        assert build(head(authority=b"a@b")) == (400, "invalid_host")
+        assert b"a@b" not in head_module._AUTHORITIES
+    for i in range(head_module.MAX_AUTHORITIES + 20):
+        assert build(head(authority=b"svc-%d" % i))[1] == b"svc-%d" % i
+        assert len(head_module._AUTHORITIES) <= head_module.MAX_AUTHORITIES
 
 
 def test_forwarded_headers_by_the_listeners_trust() -> None:
