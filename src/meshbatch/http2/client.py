@@ -38,7 +38,7 @@ from meshbatch.http2.client_stream import ClientStream, StreamLimits, start_stre
 from meshbatch.http2.credit import acknowledge
 from meshbatch.http2.headers import answer_fields, trailer_fields
 from meshbatch.http2.response import trailer_fields_out
-from meshbatch.http2.steps import stream_limit
+from meshbatch.http2.steps import next_stream_id, streams_allowed
 from meshbatch.http2.whole_request import send_request
 
 
@@ -68,7 +68,7 @@ class MultiplexedConnection(asyncio.Protocol):
 
     @property
     def capacity(self) -> int:
-        return min(stream_limit(self._h2.remote_settings), self.limits.max_streams)
+        return min(streams_allowed(self._h2.remote_settings), self.limits.max_streams)
 
     @property
     def available(self) -> bool:
@@ -108,9 +108,8 @@ class MultiplexedConnection(asyncio.Protocol):
         assert self.available
         conn = self._h2
         waiter: asyncio.Future[Response] = self._loop.create_future()
-        try:
-            stream_id = conn.get_next_available_stream_id()
-        except h2.exceptions.NoAvailableStreamIDError:
+        stream_id = next_stream_id(conn)
+        if not stream_id:
             self.goaway = True  # ids ran out: this connection retires
             stream = ClientStream(self, 0, waiter, stream_limit)
             stream.fail(StreamRefused("upstream_refused_stream", "the connection has no stream id left"))

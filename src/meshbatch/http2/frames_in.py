@@ -42,7 +42,7 @@ from meshbatch.http2.steps import (
     new_stream,
     open_streams,
     step,
-    stream_limit,
+    streams_allowed,
 )
 from meshbatch.http2.whole_answer import DATA, END_HEADERS, END_STREAM, HEADERS, OPEN
 
@@ -194,7 +194,7 @@ def _headers(conn: H2Connection, sid: int, end: bool, block: bytes) -> list[Even
     if stream is None:  # a new stream: only a server's, above the last, within the concurrent-stream limit
         if conn.config.client_side or not sid & 1 or sid <= conn.highest_inbound_stream_id:
             return None
-        if open_streams(conn, 1) + 1 > stream_limit(conn.local_settings):
+        if open_streams(conn, 1) + 1 > streams_allowed(conn.local_settings):
             return None  # (h2 refuses it; counting the open streams drops the closed ones, as h2's count does)
     elif stream.state_machine.state not in RECEIVING:
         return None

@@ -31,7 +31,10 @@ def _string(data: bytes, huffman: bool) -> bytes:
             head = encode_integer(len(coded), 7)
             head[0] |= 0x80
             return bytes(head) + coded
-    return bytes(encode_integer(len(data), 7)) + data
+    size = len(data)
+    if size < 127:  # (a length that fits its 7-bit prefix: one byte, without hpack's Python-level encode_integer)
+        return bytes((size,)) + data
+    return bytes(encode_integer(size, 7)) + data
 
 
 def encode_field(name: bytes, value: bytes, never_indexed: bool) -> bytes:

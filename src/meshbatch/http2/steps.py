@@ -100,9 +100,16 @@ def setting(settings: Settings, code: int, default: int) -> int:
     return default if value is None else value
 
 
-def stream_limit(settings: Settings) -> int:
+def streams_allowed(settings: Settings) -> int:
     """`settings.max_concurrent_streams`: the streams the peer allows open (h2's 2^32+1 when it set no limit)."""
     return setting(settings, MAX_CONCURRENT_STREAMS, UNLIMITED_STREAMS)
+
+
+def next_stream_id(conn: H2Connection) -> int:
+    """h2's `get_next_available_stream_id` (without its debug-log call): 0 when the ids ran out (h2 raises)."""
+    last = conn.highest_outbound_stream_id
+    sid = last + 2 if last else (1 if conn.config.client_side else 2)
+    return 0 if sid > conn.HIGHEST_ALLOWED_STREAM_ID else sid
 
 
 def new_stream(conn: H2Connection, sid: int, outbound: bool) -> H2Stream:
@@ -121,4 +128,4 @@ def new_stream(conn: H2Connection, sid: int, outbound: bool) -> H2Stream:
 
 __all__ = ["INITIAL_WINDOW_SIZE", "MAX_CONCURRENT_STREAMS", "RECV_DATA", "RECV_END_STREAM", "RECV_HEADERS",
            "RECV_INFORMATIONAL_HEADERS", "RECV_WINDOW_UPDATE", "SEND_DATA", "SEND_END_STREAM", "SEND_HEADERS",
-           "UNLIMITED_STREAMS", "new_stream", "open_streams", "setting", "step", "stream_limit"]
+           "UNLIMITED_STREAMS", "new_stream", "next_stream_id", "open_streams", "setting", "step", "streams_allowed"]
