@@ -209,3 +209,35 @@ def test_a_copy_with_changes_and_equality() -> None:
     assert msgspec.structs.replace(other, cluster="c") == route
     with pytest.raises(AttributeError):
         route.cluster = "x"  # type: ignore[misc]
+
+
+SECRETIVE = {
+    "admin": {"token": "s3cret-token-0123456789"},
+    "tracing": {"endpoint": "https://user:pw@otel:4318/v1/traces", "headers": {"authorization": "Bearer abc"}},
+    "listeners": [{"name": "l", "listen": "127.0.0.1:1", "routes": [
+        {"name": "i", "ingest": {"log": {"backend": "jetstream", "url": "nats://tok@nats:4222"},
+                                 "sink": {"type": "postgres", "url": "postgresql://u:pw@db/x",
+                                          "shards": ["postgresql://u:pw@a/x", "postgresql://u:pw@b/x"],
+                                          "shard_by": "k"}}}]}],
+    "clusters": [{"name": "c", "discovery": {"type": "etcd", "urls": ["http://u:pw@etcd:2379"], "prefix": "/c"}}],
+}
+
+
+def test_the_same_secrets_are_marked() -> None:
+    from meshbatch.config.redact import model_fields, secret_kind
+
+    marked = {(model.__name__, name): secret_kind(model, name) for model, name, _ in model_fields(Config)
+              if secret_kind(model, name) is not None}
+    mine = {(name, field): kind for name, cls in PLAIN.items() if name not in UNIONS
+            for field, kind in cls.SECRETS.items()}
+    assert mine == marked
+
+
+def test_the_config_dump_is_the_same_for_both_forms() -> None:
+    from meshbatch.config.redact import redact_config
+
+    for where, config in [("SECRETIVE", Config.model_validate(SECRETIVE)), *_cases()]:
+        tree = plain.decode(config.model_dump_json(by_alias=True))
+        assert json.dumps(redact_config(tree)) == json.dumps(redact_config(config)), where
+    shown = json.dumps(redact_config(plain.decode(Config.model_validate(SECRETIVE).model_dump_json(by_alias=True))))
+    assert "pw" not in shown and "s3cret" not in shown and "abc" not in shown and "tok@" not in shown

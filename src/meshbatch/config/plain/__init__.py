@@ -107,6 +107,14 @@ def decode(data: bytes | str) -> Config:
     return _decoder.decode(data)
 
 
+def of(model: Any) -> Any:
+    """The plain form of a config model object (any part of a config: a `Config`, a `Cluster`, a route...), for
+    the tools and tests that validate in their own process."""
+    import meshbatch.config.plain as classes
+
+    return msgspec.convert(model.model_dump(mode="json", by_alias=True), getattr(classes, type(model).__name__))
+
+
 def encode(config: Plain) -> bytes:
     """The JSON of a plain config object (or of any part of one): its fields, by their names in the file."""
     return msgspec.json.encode(config)
@@ -205,5 +213,6 @@ __all__ = [
     "WeightedCluster",
     "decode",
     "encode",
+    "of",
     "to_data",
 ]

@@ -8,8 +8,14 @@ proves the two agree: the same classes, fields and values for every example conf
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 
 class Plain(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """A config object: immutable (`msgspec.structs.replace` makes a changed copy), compared by value."""
+
+    # The fields that hold secrets, and their kind (`value`, `url`, `values`): the marks of the models' fields
+    # (meshbatch.config.redact), which every display of the config redacts.
+    SECRETS: ClassVar[dict[str, str]] = {}

@@ -9,6 +9,17 @@ from msgspec import field
 from meshbatch.config.plain.adaptive import Adaptive
 from meshbatch.config.plain.base import Plain
 
+TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def idempotency_scope_problem(spec: str) -> str | None:
+    """What is wrong with an `idempotency_scope` value (meshbatch.security.scope), or None."""
+    kind, _, name = spec.partition(":")
+    if spec in ("principal", "global") or (kind == "header" and name and set(name) <= TOKEN_CHARS):
+        return None
+    return "must be 'principal', 'header:NAME' or 'global'"
+
+
 # The batch method of the envelope mode (src/meshbatch/grpc/meshbatch_batch.proto), which the consumer SDK serves.
 ENVELOPE_METHOD = "/meshbatch.batch.v1.Batch/Process"
 # Statuses with which an upstream blames the request itself (meshbatch.batching.isolate).

@@ -3,7 +3,7 @@ breakers (meshbatch.config.model.clusters)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from msgspec import field
 
@@ -20,6 +20,7 @@ class EndpointSpec(Plain, frozen=True, kw_only=True):
 class Discovery(Plain, frozen=True, kw_only=True):
     """Where a cluster's endpoints come from. Keys apply per `type`; the checks of meaning say which."""
 
+    SECRETS: ClassVar[dict[str, str]] = {"urls": "url"}  # redacted in every display (config/redact.py)
     type: str = "static"
     path: str | None = None
     refresh_ms: int | None = None

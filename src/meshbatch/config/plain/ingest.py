@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from meshbatch.config.plain.base import Plain
 
@@ -10,6 +10,7 @@ COLUMN_TYPES = ("text", "bigint", "double", "boolean", "json", "timestamp")
 
 
 class IngestLog(Plain, frozen=True, kw_only=True):
+    SECRETS: ClassVar[dict[str, str]] = {"url": "url"}  # redacted in every display (config/redact.py)
     backend: str = "sqlite"
     path: str | None = None
     sync: Literal["full", "normal"] = "full"
@@ -48,12 +49,14 @@ class Shard(Plain, frozen=True, kw_only=True):
     """One shard of a sharded database sink (`sink.shards`); a bare string in the list is its url (postgres) or
     path (sqlite)."""
 
+    SECRETS: ClassVar[dict[str, str]] = {"url": "url"}  # redacted in every display (config/redact.py)
     name: str | None = None
     url: str | None = None
     path: str | None = None
 
 
 class Sink(Plain, frozen=True, kw_only=True):
+    SECRETS: ClassVar[dict[str, str]] = {"url": "url"}  # redacted in every display (config/redact.py)
     type: str | None = None
     path: str | None = None
     url: str | None = None

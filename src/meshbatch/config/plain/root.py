@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from meshbatch.config.plain.base import Plain
 from meshbatch.config.plain.clusters import Cluster
@@ -12,6 +12,7 @@ from meshbatch.config.plain.telemetry import AccessLog, Recorder, Tracing
 
 
 class Admin(Plain, frozen=True, kw_only=True):
+    SECRETS: ClassVar[dict[str, str]] = {"token": "value"}  # redacted in every display (config/redact.py)
     listen: str = "127.0.0.1:9901"
     token: str | None = None
     allowed_hosts: list[str] = []

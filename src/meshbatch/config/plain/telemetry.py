@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from meshbatch.config.plain.base import Plain
 
@@ -20,6 +20,7 @@ class AccessLog(Plain, frozen=True, kw_only=True):
 class Tracing(Plain, frozen=True, kw_only=True):
     """OpenTelemetry spans: one per caller request, one per upstream batch call linked to its members."""
 
+    SECRETS: ClassVar[dict[str, str]] = {"endpoint": "url", "headers": "values"}  # redacted (config/redact.py)
     exporter: Literal["otlp", "console", "file"] = "otlp"
     endpoint: str = "http://127.0.0.1:4318/v1/traces"
     headers: dict[str, str] = {}

@@ -27,10 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from meshbatch.config import load, model
+from meshbatch.config import plain
 from meshbatch.http.server import ListenerState, ServerSettings, serve_handler
 from meshbatch.http2.accept import protocol_factory
 from meshbatch.runtime.announce import announce_line
+from meshbatch.runtime.validation import validate
 from meshbatch.runtime.workers.admin import WorkersAdmin
 from meshbatch.runtime.workers.member import Member
 from meshbatch.runtime.workers.merge_metrics import Family
@@ -49,14 +50,16 @@ class StartFailed(RuntimeError):
 
 class Supervisor:
     def __init__(self, config_path: str | Path, count: int, loop: asyncio.AbstractEventLoop, log_level: str = "info",
-                 announce: Callable[[str], None] = announce_line, policy: RestartPolicy | None = None) -> None:
+                 announce: Callable[[str], None] = announce_line, policy: RestartPolicy | None = None,
+                 config: plain.Config | None = None) -> None:
         self.config_path = str(config_path)
         self.count = count
         self.loop = loop
         self.log_level = log_level
         self.announce = announce
         self.policy = policy or RestartPolicy()
-        self.config: model.Config = load(self.config_path)  # validated once, here: errors with their paths
+        # validated once, here, in a child process (errors with their paths), unless `run` did it already
+        self.config: plain.Config = config if config is not None else validate(self.config_path)
         self.members = [Member(i) for i in range(count)]
         self.draining = False
         self.version = 1  # as a single proxy counts its snapshots: 1, then each reload every worker made
@@ -277,8 +280,9 @@ async def _settled(futures: list[asyncio.Future[bool]], timeout: float) -> list[
     return futures
 
 
-async def supervise(config_path: str | Path, count: int, log_level: str = "info") -> int:
-    supervisor = Supervisor(config_path, count, asyncio.get_running_loop(), log_level)
+async def supervise(config_path: str | Path, count: int, log_level: str = "info",
+                    config: plain.Config | None = None) -> int:
+    supervisor = Supervisor(config_path, count, asyncio.get_running_loop(), log_level, config=config)
     await supervisor.start()
     await supervisor.wait_closed()
     return 0
