@@ -42,15 +42,26 @@ class WorkerRole:
     count: int
     fd: int = -1  # the worker's end of its socket pair with the supervisor (-1: none)
     listen: dict[str, str] = field(default_factory=dict)  # "NAME LISTEN" -> the address with its resolved port
+    # A file holding the config the supervisor validated, as JSON (at the first start: the worker then starts no
+    # validating child of its own); -1: the worker validates the file itself (a worker started again, a reload)
+    config_fd: int = -1
 
     def encode(self) -> str:
-        return json.dumps({"index": self.index, "count": self.count, "fd": self.fd, "listen": self.listen})
+        return json.dumps({"index": self.index, "count": self.count, "fd": self.fd, "listen": self.listen,
+                           "config_fd": self.config_fd})
 
     @classmethod
     def decode(cls, text: str) -> WorkerRole:
         data: dict[str, Any] = json.loads(text)
         return cls(int(data["index"]), int(data["count"]), int(data.get("fd", -1)),
-                   {str(k): str(v) for k, v in data.get("listen", {}).items()})
+                   {str(k): str(v) for k, v in data.get("listen", {}).items()}, int(data.get("config_fd", -1)))
+
+    def validated(self) -> plain.Config | None:
+        """The config the supervisor handed over (None: none; the worker validates the file itself)."""
+        if self.config_fd < 0:
+            return None
+        with os.fdopen(self.config_fd, "rb") as handed:
+            return plain.decode(handed.read())
 
 
 def log_path(path: str, index: int) -> str:
