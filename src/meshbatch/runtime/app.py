@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -39,6 +38,7 @@ from meshbatch.runtime.listener import ListenerStack
 from meshbatch.runtime.observability import Observability
 from meshbatch.runtime.pipelines import commit_pipelines, stop_pipelines
 from meshbatch.runtime.security import Security, check_tls_switch
+from meshbatch.runtime.settle import settle
 from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
 from meshbatch.runtime.validation import validate, validate_async
 from meshbatch.security.admin import exposure_warnings
@@ -388,11 +388,7 @@ async def serve(config_path: str | Path, config: plain.Config | None = None) -> 
     loop = asyncio.get_running_loop()
     proxy = Proxy(config_path, loop, config=config)
     await proxy.start()
-    # Everything built so far (imported modules, the config snapshot) lives as long as the process. Moved out of
-    # the collector's sight, it no longer makes each full collection walk the whole heap: those walks were tens of
-    # milliseconds and set the batching p99.
-    gc.collect()
-    gc.freeze()
+    settle()  # what start built frozen out of the collector's sight, what it freed given back (runtime/settle.py)
     await proxy.wait_closed()
     return 0
 
