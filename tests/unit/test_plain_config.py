@@ -1,6 +1,6 @@
 """The run-time config classes (meshbatch.config.plain) against the models (meshbatch.config.model): the same
 classes, the same fields in the same order, the same defaults, and for every config of the repository the same
-values once the validated config crosses as JSON (what `meshbatch run` does: meshbatch.config.child)."""
+values once the validated config crosses as JSON (what `meshbatch run` does: meshbatch.runtime.validate_child)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ the plain objects a running proxy reads (meshbatch.config.plain).
 
 The names below are imported on first use: a serving process imports `meshbatch.config.plain`,
 `meshbatch.config.problems` and `meshbatch.config.redact` from this package, never the models, the loader or
-PyYAML (meshbatch.config.child validates a file in a process of its own).
+PyYAML (meshbatch.runtime.validate_child validates a file in a process of its own).
 """
 
 from __future__ import annotations

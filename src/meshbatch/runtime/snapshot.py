@@ -71,7 +71,7 @@ def build(config: plain.Config, loop: asyncio.AbstractEventLoop, metrics: Regist
         entries: list[tuple[RouteMatcher, RouteStack]] = []
         for route in listener.routes:
             stack: RouteStack
-            match route:  # one stack per kind, decided when the config was loaded (config/model/routes.py)
+            match route:  # one stack per kind, decided when the config was validated (config/model/routes.py)
                 case plain.IngestRoute():  # accept durably (202), deliver later: meshbatch.ingest
                     from meshbatch.runtime.stacks.ingest import ingest_stack  # (a config with such a route)
 

@@ -2,8 +2,8 @@
 
 One class for each model of `meshbatch.config.model`, with the same name, fields and defaults, and the few
 methods the runtime reads (`Batch.in_flight_cap`, `HealthCheck.expects`, `Step.stage` ...); no validation: a
-config reaches them already validated, as JSON (`decode`), from the models (meshbatch.config.child). So a proxy
-never imports pydantic, the models or PyYAML. `msgspec.structs.replace` makes a changed copy;
+config reaches them already validated, as JSON (`decode`), from the models (meshbatch.runtime.validate_child).
+So a proxy never imports pydantic, the models or PyYAML. `msgspec.structs.replace` makes a changed copy;
 `msgspec.to_builtins` gives the data the models' `model_dump(mode="json", by_alias=True)` gives.
 """
 

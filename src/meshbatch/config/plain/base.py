@@ -2,8 +2,9 @@
 
 The serving process reads the config as these plain classes (meshbatch.config.plain), built in one call from the
 validated config's JSON (`decode`); the pydantic models of `meshbatch.config.model` stay the one definition of
-the file's shape, and validate it in a child process (meshbatch.config.child). `tests/unit/test_plain_config.py`
-proves the two agree: the same classes, fields and values for every example config.
+the file's shape, and validate it in a child process (meshbatch.runtime.validate_child).
+`tests/unit/test_plain_config.py` proves the two agree: the same classes, fields and values for every example
+config.
 """
 
 from __future__ import annotations
