@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.memory_parts                                   # the pure build
     PYTHONPATH=.venv/compiled .venv/bin/python -m bench.memory_parts         # the compiled build
-    .venv/bin/python -m bench.memory_parts --modules LIST --without pydantic,yaml,meshbatch.config.model
+    .venv/bin/python -m bench.memory_parts --modules LIST --without msgspec,meshbatch.config.plain
 
 Without options: VmRSS after each import in the order `meshbatch run` imports them (each line what that import
 added; a module two parts need counts in the first). With `--modules FILE` (the module names a run printed with
@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-STEPS = ("asyncio", "uvloop", "yaml", "pydantic_core", "meshbatch.config", "meshbatch.cli", "meshbatch.runtime.app")
+# What `meshbatch run` imports, in its order: the config reaches it validated (by a child process that imports
+# pydantic, the models and PyYAML: runtime/validation.py), as the plain run-time classes.
+STEPS = ("asyncio", "uvloop", "msgspec", "meshbatch.config.plain", "meshbatch.cli", "meshbatch.runtime.app")
 
 
 def rss_mb() -> float:

@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshbatch import __version__, extras
@@ -94,18 +93,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("meshbatch").warning(warning)
 
     try:
-        count = _workers(args)
         if args.worker is not None:  # one worker of `run --workers N`, started by its supervisor
             from meshbatch.runtime.workers.role import WorkerRole
             from meshbatch.runtime.workers.worker import serve_worker
 
             code: int = uvloop.run(serve_worker(args.config, WorkerRole.decode(args.worker)))
-        elif count > 1:
-            from meshbatch.runtime.workers.supervisor import supervise
-
-            code = uvloop.run(supervise(args.config, count, args.log_level))
         else:
-            code = uvloop.run(serve(args.config))
+            from meshbatch.runtime.validation import validate
+
+            count = _workers_option(args)
+            config = validate(args.config)  # in a child process: this one never imports the models
+            if count is None:
+                count = _workers_of(args.config, config.workers)
+            if count > 1:
+                from meshbatch.runtime.workers.supervisor import supervise
+
+                code = uvloop.run(supervise(args.config, count, args.log_level, config))
+            else:
+                code = uvloop.run(serve(args.config, config))
     except ValueError as exc:  # --workers (or the config's workers:) out of bounds
         print(f"meshbatch run: {exc}", file=sys.stderr)
         return 2
@@ -128,29 +133,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _workers(args: argparse.Namespace) -> int:
-    """The worker count: `--workers`, else the config's `workers:` (read only when the file names it)."""
+def _workers_option(args: argparse.Namespace) -> int | None:
+    """The worker count `--workers` gives (None: not given)."""
     from meshbatch.runtime.workers.count import workers_count
 
-    if args.worker is not None:
-        return 1
-    if args.workers is not None:
-        try:
-            return workers_count(args.workers)
-        except ValueError as exc:
-            raise ValueError(f"--workers {exc}") from None
+    if args.workers is None:
+        return None
     try:
-        text = Path(args.config).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return 1  # the proxy's loader says what is wrong with the file
-    if "workers:" not in text:
-        return 1  # the common case: the file is read once, by the proxy
-    from meshbatch.config import load
+        return workers_count(args.workers)
+    except ValueError as exc:
+        raise ValueError(f"--workers {exc}") from None
+
+
+def _workers_of(path: str, workers: int | str) -> int:
+    """The worker count the config's `workers:` gives."""
+    from meshbatch.runtime.workers.count import workers_count
 
     try:
-        return workers_count(load(args.config, log_notes=False).workers)
+        return workers_count(workers)
     except ValueError as exc:
-        raise ValueError(f"{args.config}: workers: {exc}") from None
+        raise ValueError(f"{path}: workers: {exc}") from None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -99,12 +99,13 @@ def test_drain_timeout_answers_what_is_left(mesh: Any, batch_upstream: BatchUpst
 
 # reload -----------------------------------------------------------------------------------------------------
 def test_sighup_changing_max_items_drops_nothing(mesh: Any, batch_upstream: BatchUpstream) -> None:
-    proxy, callers = start(mesh, orders(batch_upstream, max_items=8))
+    # the held requests wait through the reload, whose validating child takes a few seconds on a loaded machine
+    proxy, callers = start(mesh, orders(batch_upstream, max_items=8, timeout_ms=15_000))
     with callers:
         with Plug(callers, batch_upstream, "/o/plug", "orders", release_all=False) as plug:
             old = [callers.post("/o/x", {"old": i}) for i in range(10)]
             callers.wait_queued("orders", 10)
-            write_config(proxy.config_path, orders(batch_upstream, max_items=3))
+            write_config(proxy.config_path, orders(batch_upstream, max_items=3, timeout_ms=15_000))
             mark = proxy.mark()
             proxy.send_signal(signal.SIGHUP)
             proxy.wait_for_line("meshbatch: reloaded", start=mark)
@@ -154,12 +155,13 @@ def test_sighup_changing_max_items_drops_nothing(mesh: Any, batch_upstream: Batc
 
 
 def test_sighup_keeps_an_unchanged_batcher_and_its_queue(mesh: Any, batch_upstream: BatchUpstream) -> None:
-    proxy, callers = start(mesh, orders(batch_upstream, max_items=8))
+    # the held batch waits through the reload, whose validating child takes a few seconds on a loaded machine
+    proxy, callers = start(mesh, orders(batch_upstream, max_items=8, timeout_ms=15_000))
     with callers:
         with Plug(callers, batch_upstream, "/o/plug", "orders") as plug:
             queued = [callers.post("/o/x", {"q": i}) for i in range(5)]
             callers.wait_queued("orders", 5)
-            changed = orders(batch_upstream, max_items=8)
+            changed = orders(batch_upstream, max_items=8, timeout_ms=15_000)
             changed["listeners"][0]["routes"].append(batch_route("other", "/other/", "/b/ndjson/ok"))
             write_config(proxy.config_path, changed)
             mark = proxy.mark()

@@ -3,7 +3,9 @@ modules the process imported in its whole life (`--print-modules`, printed at ex
 libraries (database and queue clients, Kubernetes, OpenTelemetry, plotting, the demo's server) is among them, nor
 the libraries of parts the config does not use: TLS certificates (cryptography), JWT, HTTP/2 (h2, until a connection
 starts with the preface), Prometheus' exposition (until /metrics is scraped), urllib's client, nor the modules of
-route kinds it does not have (batching, ingest, pipelines; docs/performance.md has what each costs in memory)."""
+route kinds it does not have (batching, ingest, pipelines; docs/performance.md has what each costs in memory), nor
+what validates the file: pydantic, the config models, the loader and its checks, PyYAML (a child process validates
+it; the proxy reads the plain run-time classes, meshbatch.config.plain)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from testbed.config import simple
 from testbed.proxy import MeshbatchProcess, write_config
 from testbed.upstream import UpstreamServer
 
+# What validates the file, in a child process (runtime/validation.py)
+VALIDATION = ("pydantic", "pydantic_core", "annotated_types", "typing_inspection", "yaml", "meshbatch.config.model",
+              "meshbatch.config.load", "meshbatch.config.checks", "meshbatch.config.notes", "meshbatch.config.source",
+              "meshbatch.runtime.checks", "meshbatch.runtime.validate_child")
 NEVER_FOR_A_PLAIN_PROXY = (
     "asyncpg", "nats", "kubernetes_asyncio", "matplotlib", "numpy", "opentelemetry", "uvicorn", "aiohttp",
     # and the extensions the config does not name: other discovery sources, sinks, logs, pipeline stages, tracing
@@ -24,10 +30,12 @@ NEVER_FOR_A_PLAIN_PROXY = (
     # and the libraries of parts it does not use: TLS identities and the CA, JWT, HTTP/2, the metrics exposition
     "cryptography", "jwt", "h2", "hpack", "hyperframe", "prometheus_client", "urllib.request", "http.server",
     "meshbatch.security.ca", "meshbatch.security.tokens", "meshbatch.http2.server", "meshbatch.http2.client",
-    # and the route kinds it does not have: the batcher and its codecs (msgspec), ingest, pipelines, the tuner
+    # and the route kinds it does not have: the batcher and its codecs, ingest, pipelines, the tuner
     "meshbatch.batching.handler", "meshbatch.batching.codecs", "meshbatch.batching.dispatcher",
     "meshbatch.ingest.route", "meshbatch.ingest.flusher", "meshbatch.pipeline.runner", "meshbatch.tools.tune",
-    "msgspec", "zstandard", "msgpack",
+    "zstandard", "msgpack",
+    # and what validates the file, in a child process (runtime/validation.py)
+    *VALIDATION,
 )
 
 

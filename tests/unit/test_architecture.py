@@ -237,7 +237,7 @@ def large_files(root: Path = PACKAGE) -> dict[str, str]:
 # Config models (config/model/) are named after what they configure and are always named through the package
 # (`model.Cluster` configures `upstream.cluster.Cluster`), as a proto message and the object built from it are;
 # every other class name is defined once.
-MODELS = "config/model/"
+MODELS = ("config/model/", "config/plain/")  # the models, and their run-time forms (the same names)
 
 
 def twice_named(root: Path = PACKAGE) -> dict[str, str]:
@@ -281,7 +281,7 @@ def test_no_file_is_over_the_size_limit() -> None:
 
 
 def test_every_class_name_is_defined_once() -> None:
-    judge(twice_named(), "name", f"(config models, in {MODELS}, are named after what they configure)")
+    judge(twice_named(), "name", f"(config models, in {' and '.join(MODELS)}, are named after what they configure)")
 
 
 # -- the checker itself, on a small package made for it ----------------------------------------------------------

@@ -15,7 +15,7 @@ import yaml
 
 from meshbatch.cli import main
 from meshbatch.config import parse
-from meshbatch.config.model import IngestRoute
+from meshbatch.config.plain import IngestRoute, of
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks import SINKS, SinkContext
 
@@ -95,7 +95,7 @@ async def test_keys_sampled_from_sqlite_shards(tmp_path: Path, mapped: bool) -> 
     if mapped:
         sink_config["columns"] = {"dev": "meta.device", "n": {"field": "n", "type": "bigint"}}
     path = write(tmp_path, sink_config)
-    route = parse(path.read_text()).listeners[0].routes[0]
+    route = of(parse(path.read_text()).listeners[0].routes[0])
     assert isinstance(route, IngestRoute)
     sink = SINKS.get("sqlite")(SinkContext(route, None, 5.0))
     records = [Record(f"id-{i}", orjson.dumps({"n": i, "meta": {"device": f"d{i % 50}" if i % 7 else i % 50}}),
@@ -134,7 +134,7 @@ async def test_a_field_name_with_quotes_is_a_parameter_not_sql(tmp_path: Path,
     field = "it's"
     config = write(tmp_path, {"type": "sqlite", "shards": [str(tmp_path / f"s{i}.db") for i in range(2)],
                               "shard_by": field})
-    route = parse(config.read_text()).listeners[0].routes[0]
+    route = of(parse(config.read_text()).listeners[0].routes[0])
     assert isinstance(route, IngestRoute)
     sink = SINKS.get("sqlite")(SinkContext(route, None, 5.0))
     records = [Record(f"i{n}", orjson.dumps({field: f"v{n}"}), 1.0) for n in range(20)]

@@ -28,7 +28,7 @@ import orjson
 from meshbatch.admin.dashboard import Dashboard
 from meshbatch.admin.hosts import AdminHosts
 from meshbatch.admin.target import AdminTarget
-from meshbatch.config.model import Admin
+from meshbatch.config.plain import Admin
 from meshbatch.config.redact import scrub
 from meshbatch.errors import Forbidden, MethodNotAllowed, NoRoute, ProxyError
 from meshbatch.http.message import Request, Response

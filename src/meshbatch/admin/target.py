@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # (the batching and ingest packages are imported by a config with such a route, not by these)
     from meshbatch.batching.handler import BatchHandler
-    from meshbatch.config import model
+    from meshbatch.config import plain
     from meshbatch.ingest.route import IngestRoute
     from meshbatch.telemetry.metrics import Registry
     from meshbatch.telemetry.requests import RequestStats
@@ -21,7 +21,7 @@ class SnapshotView(Protocol):
     """One config snapshot, as the admin pages show it."""
 
     @property
-    def config(self) -> model.Config: ...
+    def config(self) -> plain.Config: ...
     @property
     def clusters(self) -> Mapping[str, Cluster]: ...
     @property

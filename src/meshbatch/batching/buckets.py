@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from meshbatch.batching.batch import Key
-from meshbatch.config.model import BucketBy
+from meshbatch.config.plain import BucketBy
 
 INF = float("inf")
 

@@ -29,8 +29,8 @@ from meshbatch.batching.canary_search import CanarySearch, SearchRules
 from meshbatch.batching.codecs.base import ItemResult
 from meshbatch.batching.dispatcher import Dispatcher
 from meshbatch.batching.stats import register_gauges, unregister_gauges
-from meshbatch.config.model import Adaptive, Candidate, Sweep
-from meshbatch.config.model import Batch as BatchConfig
+from meshbatch.config.plain import Adaptive, Candidate, Sweep
+from meshbatch.config.plain import Batch as BatchConfig
 from meshbatch.errors import ProxyError
 from meshbatch.telemetry.metrics import Registry
 

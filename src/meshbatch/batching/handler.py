@@ -40,7 +40,7 @@ from meshbatch.batching.slots import AutoSlots
 from meshbatch.batching.stats import BatchMetrics, register_gauges, unregister_gauges
 from meshbatch.batching.streaming import index_reader
 from meshbatch.clock import Clock
-from meshbatch.config.model import Batch as BatchConfig
+from meshbatch.config.plain import Batch as BatchConfig
 from meshbatch.errors import BadRequest, DeadlineExceeded, Draining, Overloaded, PayloadTooLarge, ProxyError
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.security.scope import IdempotencyScope

@@ -40,7 +40,7 @@ from meshbatch.http.message import Headers, Response
 from meshbatch.upstream.exchange import Attempt
 
 if TYPE_CHECKING:
-    from meshbatch.config.model import Isolate
+    from meshbatch.config.plain import Isolate
 
 ISOLATED_HEADER = (b"x-meshbatch-isolated", b"true")
 # What of the refusal's headers reaches the caller (a gRPC refusal's status and message: the gRPC codec's answer

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from meshbatch.batching.model import LatencyModel
-from meshbatch.config.model import AdaptiveConcurrency, InFlightGradient
+from meshbatch.config.plain import AdaptiveConcurrency, InFlightGradient
 from meshbatch.layers.concurrency import GradientController
 
 

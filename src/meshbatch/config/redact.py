@@ -21,9 +21,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from meshbatch.config.plain import Plain
 
 REDACTED = "<redacted>"
 SecretKind = Literal["value", "url", "values"]
@@ -142,6 +145,8 @@ def _redact_dump(model: BaseModel, dumped: Any) -> Any:
 
 
 def _redact_nested(value: Any, dumped: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel):
         return _redact_dump(value, dumped)
     if isinstance(value, list | tuple) and isinstance(dumped, list):
@@ -151,9 +156,44 @@ def _redact_nested(value: Any, dumped: Any) -> Any:
     return dumped
 
 
-def redact_config(config: BaseModel) -> dict[str, Any]:
-    """The config as JSON-able data, every marked secret redacted and every URL's credentials too."""
-    dumped = _redact_dump(config, config.model_dump(mode="json", by_alias=True))
+def _redact_plain(obj: Plain, dumped: Any) -> Any:
+    """`dumped` (msgspec.to_builtins(obj)) with the fields of the plain config object `obj` marked in its class's
+    SECRETS redacted: the same marks as the models' (a test holds them equal)."""
+    if not isinstance(dumped, dict):
+        return dumped
+    cls = type(obj)
+    for name, key in zip(cls.__struct_fields__, cls.__struct_encode_fields__, strict=True):
+        if key not in dumped:
+            continue
+        kind = cls.SECRETS.get(name)
+        if kind is not None:
+            dumped[key] = _redact_value(kind, dumped[key])  # type: ignore[arg-type]
+            continue
+        dumped[key] = _redact_plain_nested(getattr(obj, name), dumped[key])
+    return dumped
+
+
+def _redact_plain_nested(value: Any, dumped: Any) -> Any:
+    import msgspec
+
+    if isinstance(value, msgspec.Struct):
+        return _redact_plain(value, dumped)  # type: ignore[arg-type]
+    if isinstance(value, list | tuple) and isinstance(dumped, list):
+        return [_redact_plain_nested(v, d) for v, d in zip(value, dumped, strict=False)]
+    if isinstance(value, dict) and isinstance(dumped, dict):
+        return {k: _redact_plain_nested(value.get(k), d) for k, d in dumped.items()}
+    return dumped
+
+
+def redact_config(config: BaseModel | Plain) -> dict[str, Any]:
+    """The config (a model, or its plain run-time form) as JSON-able data, every marked secret redacted and every
+    URL's credentials too: the same data for both forms."""
+    import msgspec
+
+    if isinstance(config, msgspec.Struct):
+        dumped = _redact_plain(config, msgspec.to_builtins(config))
+    else:
+        dumped = _redact_dump(config, config.model_dump(mode="json", by_alias=True))
     cleaned: dict[str, Any] = scrub(dumped)
     return cleaned
 
@@ -185,6 +225,8 @@ SECRET_LOOKING = re.compile(r"(?i)(pass(word|wd|phrase)?$|secret|token|credentia
 
 
 def _models(tp: Any) -> Iterator[type[BaseModel]]:
+    from pydantic import BaseModel
+
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         yield tp
         return

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from meshbatch.config.model import Discovery, EndpointSpec
+from meshbatch.config.plain import Discovery, EndpointSpec
 from meshbatch.registry import Extensions
+
+if TYPE_CHECKING:
+    from meshbatch.config.model import Discovery as DiscoveryModel
 
 Apply = Callable[[list[EndpointSpec]], None]
 
@@ -33,7 +36,8 @@ class SourceKind:
     required: tuple[str, ...] = ()
     accepted: frozenset[str] = field(default_factory=frozenset)
     dynamic: bool = True
-    check: Callable[[Discovery], Iterable[tuple[str, str]]] = lambda config: ()  # (key, message) problems
+    # (key, message) problems of a `discovery` block, judged where the file is validated (its model)
+    check: Callable[[DiscoveryModel], Iterable[tuple[str, str]]] = lambda config: ()
 
 
 SOURCES: Extensions[SourceKind] = Extensions("discovery type")

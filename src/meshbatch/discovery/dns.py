@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import dns.asyncresolver
 import dns.exception
@@ -18,9 +19,12 @@ import dns.rdatatype
 import dns.resolver
 from dns.rdtypes.IN.SRV import SRV
 
-from meshbatch.config.model import Discovery, EndpointSpec
+from meshbatch.config.plain import Discovery, EndpointSpec
 from meshbatch.discovery.base import COMMON_KEYS, SOURCES, Apply, SourceKind, SourceStatus
 from meshbatch.discovery.entries import unique
+
+if TYPE_CHECKING:
+    from meshbatch.config.model import Discovery as DiscoveryModel
 
 log = logging.getLogger("meshbatch.discovery")
 DEFAULT_REFRESH_MS = 5000
@@ -139,7 +143,7 @@ class DnsSource:
                 "next_resolve_in_s": self.next_in, **self.status.as_dict()}
 
 
-def _check(config: Discovery) -> list[tuple[str, str]]:
+def _check(config: DiscoveryModel) -> list[tuple[str, str]]:
     if config.record != "SRV" and config.port is None:
         return [("port", f"is required for record {config.record} (SRV records carry their own port)")]
     if config.record == "SRV" and config.port is not None:

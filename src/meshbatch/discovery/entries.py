@@ -1,14 +1,13 @@
-"""Endpoint entries as written in a file or an etcd value: `HOST:PORT`, or `{address, weight, metadata}`."""
+"""Endpoint entries as written in a file or an etcd value: `HOST:PORT`, or `{address, weight, metadata}`.
+
+An entry is validated by the config model (`meshbatch.config.model.EndpointSpec`, imported by the first entry a
+dynamic source reads: a static cluster never does) and kept as its plain run-time form."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
-from meshbatch.config.model import EndpointSpec
-
-_SPEC = TypeAdapter(EndpointSpec)
+from meshbatch.config.plain import EndpointSpec
 
 
 class EntryError(ValueError):
@@ -20,12 +19,17 @@ def parse_entry(item: Any, where: str) -> EndpointSpec:
         item = {"address": item}
     if not isinstance(item, dict):
         raise EntryError(f"{where}: an endpoint is 'HOST:PORT' or a mapping with 'address'")
+    from pydantic import ValidationError
+
+    from meshbatch.config.model import EndpointSpec as EndpointModel
+
     try:
-        return _SPEC.validate_python(item)
+        spec = EndpointModel.model_validate(item)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise EntryError(f"{where}{'.' + loc if loc else ''}: {first['msg']}") from None
+    return EndpointSpec(address=spec.address, weight=spec.weight, metadata=dict(spec.metadata))
 
 
 def parse_entries(data: Any) -> list[EndpointSpec]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from meshbatch.config.model import Discovery, EndpointSpec
+from meshbatch.config.plain import Discovery, EndpointSpec
 from meshbatch.discovery.base import COMMON_KEYS, SOURCES, Apply, SourceKind, SourceStatus
 from meshbatch.discovery.entries import EntryError, parse_entry
 from meshbatch.discovery.etcd_gateway import EtcdError, EtcdGateway, unb64

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from meshbatch.config.model import Discovery, EndpointSpec
+from meshbatch.config.plain import Discovery, EndpointSpec
 from meshbatch.discovery.base import COMMON_KEYS, SOURCES, Apply, SourceKind, SourceStatus
 from meshbatch.discovery.entries import EntryError, parse_entries
 

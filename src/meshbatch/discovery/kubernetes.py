@@ -16,12 +16,15 @@ import logging
 import random
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from meshbatch.config.model import Discovery, EndpointSpec
+from meshbatch.config.plain import Discovery, EndpointSpec
 from meshbatch.discovery.base import COMMON_KEYS, SOURCES, Apply, SourceKind, SourceStatus
 from meshbatch.discovery.kubernetes_api import ApiError, Gone, SliceApi, load_credentials
 from meshbatch.discovery.kubernetes_slices import PortChoice, SliceView, view
+
+if TYPE_CHECKING:
+    from meshbatch.config.model import Discovery as DiscoveryModel
 
 log = logging.getLogger("meshbatch.discovery")
 BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -152,7 +155,7 @@ class KubernetesSource:
                 **self.counts, **self.status.as_dict()}
 
 
-def _check(config: Discovery) -> list[tuple[str, str]]:
+def _check(config: DiscoveryModel) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if config.service is not None and (len(config.service) > 63 or not SERVICE_NAME.match(config.service)):
         problems.append(("service", f"{config.service!r} is not a Service name (lower-case letters, digits and "

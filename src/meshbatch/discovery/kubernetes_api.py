@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from meshbatch import extras
-from meshbatch.config.model import Discovery
+from meshbatch.config.plain import Discovery
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_KUBECONFIG = "~/.kube/config"

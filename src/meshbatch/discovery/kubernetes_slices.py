@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshbatch.config.model import EndpointSpec
+from meshbatch.config.plain import EndpointSpec
 from meshbatch.discovery.dns import endpoint_address
 from meshbatch.discovery.entries import unique
 

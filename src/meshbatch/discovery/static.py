@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshbatch.config.model import Discovery
+from meshbatch.config.plain import Discovery
 from meshbatch.discovery.base import COMMON_KEYS, SOURCES, Apply, SourceKind
 
 

@@ -37,7 +37,7 @@ from meshbatch.security.scope import IdempotencyScope
 from meshbatch.service import Call
 
 if TYPE_CHECKING:
-    from meshbatch.config.model import Ingest
+    from meshbatch.config.plain import Ingest
     from meshbatch.ingest.flusher import Flusher
     from meshbatch.ingest.logs.base import EventLog
     from meshbatch.ingest.record import EventIds

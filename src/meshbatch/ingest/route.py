@@ -9,8 +9,8 @@ from typing import Any
 
 from meshbatch.batching.codecs import CODECS
 from meshbatch.clock import Clock, LoopClock
-from meshbatch.config.model import Ingest
-from meshbatch.config.model import IngestRoute as Route
+from meshbatch.config.plain import Ingest
+from meshbatch.config.plain import IngestRoute as Route
 from meshbatch.errors import Unavailable
 from meshbatch.ingest.flusher import Flusher, FlushPolicy
 from meshbatch.ingest.handler import IngestHandler, check_json, closed_error

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable
 from math import ceil, sqrt
 
-from meshbatch.config.model import AdaptiveConcurrency
+from meshbatch.config.plain import AdaptiveConcurrency
 from meshbatch.errors import ConcurrencyLimited
 from meshbatch.http.message import Response
 from meshbatch.layers.metrics import LayerMetrics

@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable
 from http import HTTPStatus
 
-from meshbatch.config.model import Fault
+from meshbatch.config.plain import Fault
 from meshbatch.errors import FaultInjected, GatewayTimeout
 from meshbatch.http.message import Request, Response
 from meshbatch.layers.metrics import LayerMetrics

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from meshbatch.config.model import RateLimit
+from meshbatch.config.plain import RateLimit
 from meshbatch.core.buckets import KeyedBuckets, TokenBucket
 from meshbatch.errors import RateLimited
 from meshbatch.http.message import Request, Response

@@ -25,8 +25,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from meshbatch.config.model import Retry
-from meshbatch.config.model.layers import GRPC_RETRY_CONDITIONS
+from meshbatch.config.plain import Retry
+from meshbatch.config.plain.layers import GRPC_RETRY_CONDITIONS
 from meshbatch.core.backoff import Backoff
 from meshbatch.errors import (
     BadGateway,

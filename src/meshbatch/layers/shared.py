@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from meshbatch.clock import LoopClock
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.layers.concurrency import GradientController
 from meshbatch.layers.metrics import LayerMetrics
 from meshbatch.layers.ratelimit import Limit
@@ -18,7 +18,7 @@ from meshbatch.telemetry.metrics import Labels
 from meshbatch.upstream.breaker import CLOSED
 from meshbatch.upstream.guard import ClusterGuard
 
-DEFAULT_BREAKERS = model.CircuitBreakers()
+DEFAULT_BREAKERS = plain.CircuitBreakers()
 
 
 class Shared:
@@ -31,7 +31,7 @@ class Shared:
         self.limits: dict[str, list[Limit]] = {}
         self.controllers: dict[str, GradientController] = {}
 
-    def guard(self, cluster: model.Cluster) -> ClusterGuard:
+    def guard(self, cluster: plain.Cluster) -> ClusterGuard:
         guard = self.guards.get(cluster.name)
         if guard is not None:
             return guard
@@ -41,7 +41,7 @@ class Shared:
         self.guards[cluster.name] = guard
         return guard
 
-    def route_limits(self, route: str, configs: list[model.RateLimit]) -> list[Limit]:
+    def route_limits(self, route: str, configs: list[plain.RateLimit]) -> list[Limit]:
         old = self._previous.limits.get(route) if self._previous is not None else None
         if old is not None and [limit.config for limit in old] == configs:
             limits = old
@@ -50,7 +50,7 @@ class Shared:
         self.limits[route] = limits
         return limits
 
-    def controller(self, route: str, config: model.AdaptiveConcurrency, now: float) -> GradientController:
+    def controller(self, route: str, config: plain.AdaptiveConcurrency, now: float) -> GradientController:
         old = self._previous.controllers.get(route) if self._previous is not None else None
         controller = old if old is not None and old.config == config else GradientController(config, now)
         self.controllers[route] = controller

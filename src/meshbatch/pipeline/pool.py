@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from meshbatch.clock import Clock, LoopClock
-from meshbatch.config.model import PipelineLimits
+from meshbatch.config.plain import PipelineLimits
 from meshbatch.errors import Draining
 from meshbatch.http.message import Headers
 from meshbatch.pipeline import wire

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from meshbatch.config.model import PipelineRoute
+from meshbatch.config.plain import PipelineRoute
 from meshbatch.pipeline import wire
 from meshbatch.pipeline.pool import WorkerPool
 from meshbatch.pipeline.runner import Pipeline

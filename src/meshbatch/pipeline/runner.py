@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from meshbatch.config.model import Compress, PipelineLimits, Step
+from meshbatch.config.plain import Compress, PipelineLimits, Step
 from meshbatch.errors import BadRequest, ProxyError
 from meshbatch.http.message import Headers, Request
 from meshbatch.pipeline import stages as _stages  # noqa: F401  (declares every stage)

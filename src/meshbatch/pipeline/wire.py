@@ -17,8 +17,9 @@ import struct
 from typing import Any
 
 import msgpack
+import msgspec
 
-from meshbatch.config.model import PipelineRoute
+from meshbatch.config.plain import PipelineRoute
 from meshbatch.errors import BadRequest, PayloadTooLarge, ProxyError
 from meshbatch.http.message import Headers
 from meshbatch.pipeline.runner import Result
@@ -59,12 +60,12 @@ def init(route: PipelineRoute, dead_letters: bool) -> dict[str, Any]:
 
     steps = []
     for step in route.pipeline:
-        mapping = step.model_dump(mode="json", by_alias=True, exclude_none=True)
+        mapping = {stage: options for stage, options in msgspec.to_builtins(step).items() if options is not None}
         if step.validate_ is not None:
             mapping["validate"]["schema"] = load_schema(step.validate_.schema_)
         steps.append(mapping)
     return {"route": route.name, "steps": steps, "dead_letters": dead_letters,
-            "limits": route.pipeline_limits.model_dump(mode="json")}
+            "limits": msgspec.to_builtins(route.pipeline_limits)}
 
 
 def job(body: bytes, headers: Headers, received: float) -> bytes:

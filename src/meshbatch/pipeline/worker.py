@@ -23,7 +23,9 @@ import sys
 import time
 from typing import Any, BinaryIO
 
-from meshbatch.config.model import PipelineLimits, Step
+import msgspec
+
+from meshbatch.config.plain import PipelineLimits, Step
 from meshbatch.errors import ProxyError
 from meshbatch.pipeline import wire
 from meshbatch.pipeline.runner import Pipeline, Result, build_pipeline
@@ -74,9 +76,9 @@ def _read(stream: BinaryIO) -> Any | None:
 
 
 def build(spec: dict[str, Any]) -> Pipeline:
-    steps = [Step.model_validate(s) for s in spec["steps"]]
+    steps = [msgspec.convert(s, Step) for s in spec["steps"]]
     return build_pipeline(spec["route"], steps, dead_letters=spec["dead_letters"],
-                          limits=PipelineLimits.model_validate(spec["limits"]))
+                          limits=msgspec.convert(spec["limits"], PipelineLimits))
 
 
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:

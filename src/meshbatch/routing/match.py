@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from meshbatch.config.model import HeaderMatch, Match
+from meshbatch.config.plain import HeaderMatch, Match
 from meshbatch.http.message import Request
 
 T = TypeVar("T")

@@ -1,8 +1,9 @@
 """The running proxy: listeners, the admin listener, reload (SIGHUP) and drain (SIGTERM).
 
-Reload builds a new snapshot from the file; a config with errors is rejected (its errors logged) and the old
-snapshot keeps serving. Listeners are kept by (name, listen address): a kept listener keeps its socket and
-its open connections, which pick up the new routes with their next request.
+Reload builds a new snapshot from the file, validated in a child process (runtime/validation.py); a config with
+errors is rejected (its errors logged) and the old snapshot keeps serving, as it does until the child answers.
+Listeners are kept by (name, listen address): a kept listener keeps its socket and its open connections, which
+pick up the new routes with their next request.
 
 Drain: stop accepting, answer /ready with 503, close idle keep-alive connections, flush batch queues, let
 requests in flight finish within `drain_timeout_ms`, then exit.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from meshbatch.admin.api import AdminApi
-from meshbatch.config import ConfigError, load, model
+from meshbatch.config import plain
+from meshbatch.config.problems import ConfigError
 from meshbatch.http import server as http_server
 from meshbatch.http.forwarded import Trust
 from meshbatch.http.limits import ParserLimits
@@ -30,7 +31,6 @@ from meshbatch.http.paths import PathRules
 from meshbatch.http.server import Dispatch, ListenerState, ServerSettings, serve_handler
 from meshbatch.http2.accept import protocol_factory
 from meshbatch.http2.limits import H2Limits
-from meshbatch.runtime import checks as _checks  # noqa: F401  (every check of meaning, registered)
 from meshbatch.runtime.announce import announce_line
 from meshbatch.runtime.autocanary import AutoCanaries
 from meshbatch.runtime.ingest import start_ingest, stop_ingest
@@ -38,7 +38,9 @@ from meshbatch.runtime.listener import ListenerStack
 from meshbatch.runtime.observability import Observability
 from meshbatch.runtime.pipelines import commit_pipelines, stop_pipelines
 from meshbatch.runtime.security import Security, check_tls_switch
+from meshbatch.runtime.settle import settle
 from meshbatch.runtime.snapshot import Snapshot, abandon, build, retire, start_clusters, stop_clusters
+from meshbatch.runtime.validation import validate, validate_async
 from meshbatch.security.admin import exposure_warnings
 from meshbatch.security.listener import ServerTls, open_tls_server
 from meshbatch.telemetry.access_log import Observer
@@ -62,7 +64,7 @@ class OpenListener:
     address: str
 
 
-def parser_limits(listener: model.Listener) -> ParserLimits:
+def parser_limits(listener: plain.Listener) -> ParserLimits:
     """What a listener's parser enforces: limits, path normalisation, forwarded-header trust."""
     limits, paths = listener.limits, listener.path_normalization
     return ParserLimits(
@@ -73,7 +75,7 @@ def parser_limits(listener: model.Listener) -> ParserLimits:
     )
 
 
-def h2_limits(listener: model.Listener) -> H2Limits:
+def h2_limits(listener: plain.Listener) -> H2Limits:
     """A listener's HTTP/2 settings and attack limits (its `http2` block, its header limit)."""
     h2 = listener.http2
     return H2Limits(
@@ -83,7 +85,7 @@ def h2_limits(listener: model.Listener) -> H2Limits:
     )
 
 
-def _settings(listener: model.Listener, dispatch: Dispatch, stats: Observer) -> ServerSettings:
+def _settings(listener: plain.Listener, dispatch: Dispatch, stats: Observer) -> ServerSettings:
     limits = listener.limits
     return ServerSettings(
         dispatch=dispatch,
@@ -110,7 +112,8 @@ def _server_tls(state: ListenerState) -> ServerTls | None:
 class Proxy:
     def __init__(self, config_path: str | Path, loop: asyncio.AbstractEventLoop,
                  announce: Callable[[str], None] | None = None,
-                 adapt: Callable[[model.Config], model.Config] = lambda config: config) -> None:
+                 adapt: Callable[[plain.Config], plain.Config] = lambda config: config,
+                 config: plain.Config | None = None) -> None:
         self.config_path = Path(config_path)
         self.adapt = adapt  # what a worker of `run --workers N` changes in each config it loads (runtime/workers)
         self.loop = loop
@@ -123,7 +126,8 @@ class Proxy:
         self._reloading = asyncio.Lock()
         self._stats: dict[str, RequestStats] = {}
         self.security = Security(loop, self.metrics)  # certificates, JWT keys, identity rates: kept across reloads
-        self.snapshot: Snapshot = build(adapt(load(self.config_path)), loop, self.metrics, security=self.security)
+        config = config or validate(self.config_path)  # in a child process (`run` gives the one it validated so)
+        self.snapshot: Snapshot = build(adapt(config), loop, self.metrics, security=self.security)
         self.observability = Observability(self.snapshot.config, self.metrics)  # access log, tracing, recorders
         self.observability.attach(self.snapshot.batchers.values(), self.snapshot.ingest.values())
         self.autocanaries = AutoCanaries(self.metrics)  # canaries that find their candidate: their sweeps
@@ -152,7 +156,7 @@ class Proxy:
         """The request counters of every listener, by name."""
         return dict(self._stats)
 
-    def _listener_settings(self, listener: model.Listener, snapshot: Snapshot) -> ServerSettings:
+    def _listener_settings(self, listener: plain.Listener, snapshot: Snapshot) -> ServerSettings:
         """A listener's settings: its request stack (with SERVER spans when tracing is on), its observer (access
         logs when configured), its TLS accept mode and connection guard (mTLS, rates)."""
         observe = self.observability.observer(listener.name, self.stats(listener.name))
@@ -220,7 +224,7 @@ class Proxy:
         self.announce(f"meshbatch: ready config={self.config_path} version={self.snapshot.version} "
                       f"pid={os.getpid()}")
 
-    async def _open_listener(self, listener: model.Listener) -> None:
+    async def _open_listener(self, listener: plain.Listener) -> None:
         state = ListenerState(self._listener_settings(listener, self.snapshot))
         self.listeners[(listener.name, listener.listen)] = await self._open(
             listener.name, listener.listen, state, listener.reuse_port)
@@ -235,9 +239,9 @@ class Proxy:
             sock = tls_server.sockets[0].getsockname()
         else:
             # reuse_port (SO_REUSEPORT): a successor process binds the same port while this one still listens
-            plain = await self.loop.create_server(protocol_factory(state, self.loop), host, port,
-                                                  reuse_address=True, reuse_port=reuse_port or None, backlog=2048)
-            server, sock = plain, plain.sockets[0].getsockname()
+            opened = await self.loop.create_server(protocol_factory(state, self.loop), host, port,
+                                                   reuse_address=True, reuse_port=reuse_port or None, backlog=2048)
+            server, sock = opened, opened.sockets[0].getsockname()
         address = f"[{sock[0]}]:{sock[1]}" if ":" in sock[0] else f"{sock[0]}:{sock[1]}"
         self.announce(f"meshbatch: listening name={name} address={address}")
         return OpenListener(name, listen, state, server, address)
@@ -256,9 +260,8 @@ class Proxy:
             if self._draining:
                 return False
             try:
-                # Off the event loop: a large config takes seconds to read and validate, and the data plane keeps
-                # serving meanwhile (the thread shares the GIL, so requests still interleave with it).
-                config = self.adapt(await asyncio.to_thread(load, self.config_path))
+                # In a child process: the data plane serves meanwhile, and one that hangs is killed in time.
+                config = self.adapt(await validate_async(self.config_path))
             except ConfigError as exc:
                 self.reloads.inc(("rejected",))
                 log.error("reload rejected, the running config stays: %d error(s)", len(exc.problems))
@@ -279,7 +282,7 @@ class Proxy:
             self.announce(f"meshbatch: reloaded version={self.snapshot.version}")
             return True
 
-    async def _apply(self, config: model.Config) -> None:
+    async def _apply(self, config: plain.Config) -> None:
         old = self.snapshot
         check_tls_switch({k: o.state.settings.tls is not None for k, o in self.listeners.items()}, config)
         new = build(config, self.loop, self.metrics, previous=old, security=self.security)
@@ -381,15 +384,11 @@ class Proxy:
         self.loop.add_signal_handler(signal.SIGHUP, lambda: self.loop.create_task(self.reload()))
 
 
-async def serve(config_path: str | Path) -> int:
+async def serve(config_path: str | Path, config: plain.Config | None = None) -> int:
     loop = asyncio.get_running_loop()
-    proxy = Proxy(config_path, loop)
+    proxy = Proxy(config_path, loop, config=config)
     await proxy.start()
-    # Everything built so far (imported modules, the config snapshot) lives as long as the process. Moved out of
-    # the collector's sight, it no longer makes each full collection walk the whole heap: those walks were tens of
-    # milliseconds and set the batching p99.
-    gc.collect()
-    gc.freeze()
+    settle()  # what start built frozen out of the collector's sight, what it freed given back (runtime/settle.py)
     await proxy.wait_closed()
     return 0
 

@@ -71,8 +71,9 @@ def candidate_from(handler: BatchHandler, answer: Mapping[str, Any]) -> tuple[Ba
     from pydantic import ValidationError
 
     from meshbatch.batching.canary_shell import candidate_of
-    from meshbatch.config.model import Candidate
+    from meshbatch.config.model.adaptive import Candidate as CandidateModel  # (only a canary that sweeps)
     from meshbatch.config.model.adaptive import candidate_problem
+    from meshbatch.config.plain import Candidate
     from meshbatch.tools.tune.apply import candidate as changed_keys
 
     config = handler.config
@@ -94,11 +95,13 @@ def candidate_from(handler: BatchHandler, answer: Mapping[str, Any]) -> tuple[Ba
     if not wanted:
         return None, f"the route's own setting is the best replayed; {figures}"
     try:
-        want = Candidate(**wanted)
+        checked = CandidateModel(**wanted)
     except ValidationError as exc:
         return None, f"the recommendation {wanted} is outside the limits: {exc.errors()[0]['msg']}"
-    problem = candidate_problem(want, max_items=own.max_items, min_wait_ms=low, max_wait_ms=high, max_in_flight=slots,
-                                preferred_sizes=config.preferred_sizes, padded=config.pad_to_preferred is not None)
+    want = Candidate(**checked.model_dump())
+    problem = candidate_problem(checked, max_items=own.max_items, min_wait_ms=low, max_wait_ms=high,
+                                max_in_flight=slots, preferred_sizes=config.preferred_sizes,
+                                padded=config.pad_to_preferred is not None)
     if problem is not None:
         return None, f"the recommendation {wanted} cannot run: candidate{problem}"
     shown = ", ".join(f"{k} {v:g}" for k, v in wanted.items())

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported by the first config with an ingest route (build_ingest), never by a plain proxy
-    from meshbatch.config.model import IngestRoute as IngestConfig
+    from meshbatch.config.plain import IngestRoute as IngestConfig
     from meshbatch.ingest.route import IngestRoute
     from meshbatch.pipeline.stages.compress import Send
     from meshbatch.telemetry.metrics import Registry

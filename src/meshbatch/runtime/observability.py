@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING
 
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.telemetry.access_log import AccessLog, Observer
 from meshbatch.telemetry.metrics import Registry
 from meshbatch.telemetry.recorder import BatchRecorder
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshbatch.telemetry")
 
 
-def _tracing(config: model.Tracing | None) -> tuple[Tracing | None, BatchSpans | None]:
+def _tracing(config: plain.Tracing | None) -> tuple[Tracing | None, BatchSpans | None]:
     if config is None:
         return None, None
     from meshbatch.telemetry.spans import BatchSpans
@@ -39,7 +39,7 @@ def _tracing(config: model.Tracing | None) -> tuple[Tracing | None, BatchSpans |
 
 
 class Observability:
-    def __init__(self, config: model.Config, metrics: Registry) -> None:
+    def __init__(self, config: plain.Config, metrics: Registry) -> None:
         self.metrics = metrics
         self.access: AccessLog | None = AccessLog(config.access_log, metrics) if config.access_log else None
         self.tracing, self.spans = _tracing(config.tracing)
@@ -81,7 +81,7 @@ class Observability:
 
     # -- reload and shutdown --------------------------------------------------------------------------------
 
-    def update(self, config: model.Config) -> None:
+    def update(self, config: plain.Config) -> None:
         """Adopt a reloaded config: replace what changed now; close the replaced objects in the background."""
         self.recorder_items = config.recorder.max_items
         old_access = self.access

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # meshbatch.pipeline is imported by the first route with a pipeline, never by a plain proxy
-    from meshbatch.config.model import PipelineRoute
+    from meshbatch.config.plain import PipelineRoute
     from meshbatch.pipeline.stages.compress import Send
     from meshbatch.service import Service
     from meshbatch.telemetry.metrics import Registry

@@ -15,8 +15,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from meshbatch.config import model
-from meshbatch.config.model.security import Identity, Jwt, RequestRate
+import msgspec
+
+from meshbatch.config import plain
+from meshbatch.config.plain.security import Identity, Jwt, RequestRate
 from meshbatch.core.buckets import KeyedBuckets
 from meshbatch.http.server import ServerSettings
 from meshbatch.http2.accept import alpn_protocols
@@ -36,7 +38,7 @@ class Security:
         self.loop = loop
         self.stats = SecurityStats(metrics)
         self.sources: dict[Identity, CertSource] = {}
-        self.validators: dict[tuple[str, str], JwtValidator] = {}  # by listener and the spec as JSON
+        self.validators: dict[tuple[str, bytes], JwtValidator] = {}  # by listener and the spec as JSON
         self.buckets: dict[tuple[str, RequestRate], KeyedBuckets[str]] = {}
         self.default_identity: Identity | None = None
         self.stats.expiry_gauge(metrics, self._expiry)
@@ -53,7 +55,7 @@ class Security:
             self.sources[spec] = source
         return source
 
-    def prepare(self, config: model.Config) -> None:
+    def prepare(self, config: plain.Config) -> None:
         """Load everything `config` needs (TlsSetupError when a file is unusable); called by snapshot.build."""
         self.default_identity = config.identity
         for listener in config.listeners:
@@ -66,7 +68,7 @@ class Security:
                 self.source(cluster.tls.identity)
 
     def validator(self, listener: str, spec: Jwt) -> JwtValidator:
-        key = (listener, spec.model_dump_json())
+        key = (listener, msgspec.json.encode(spec))
         validator = self.validators.get(key)
         if validator is None:
             from meshbatch.security.tokens import JwtValidator
@@ -75,14 +77,14 @@ class Security:
             validator.start()
         return validator
 
-    def retain(self, config: model.Config) -> None:
+    def retain(self, config: plain.Config) -> None:
         """Stop watching what `config` (now running) does not use."""
         identities = {config.identity} | {lst.tls.identity for lst in config.listeners if lst.tls is not None} | \
             {c.tls.identity for c in config.clusters if c.tls is not None}
         used = {i or config.identity for i in identities} - {None}
         for spec in [s for s in self.sources if s not in used]:
             self.sources.pop(spec).stop()
-        jwts = {(lst.name, lst.jwt.model_dump_json()) for lst in config.listeners if lst.jwt is not None}
+        jwts = {(lst.name, msgspec.json.encode(lst.jwt)) for lst in config.listeners if lst.jwt is not None}
         for key in [k for k in self.validators if k not in jwts]:
             self.validators.pop(key).stop()
         rates = {(lst.name, lst.limits.identity_rate) for lst in config.listeners}
@@ -96,7 +98,7 @@ class Security:
             validator.stop()
 
     # listeners -----------------------------------------------------------------------------------
-    def server_settings(self, listener: model.Listener, settings: ServerSettings) -> ServerSettings:
+    def server_settings(self, listener: plain.Listener, settings: ServerSettings) -> ServerSettings:
         """`settings` with the listener's TLS accept mode and connection guard (unchanged when it has neither)."""
         tls = listener.tls
         limits = listener.limits
@@ -123,7 +125,7 @@ class Security:
         return replace(settings, tls=server_tls, guard=guard)
 
     # clusters ------------------------------------------------------------------------------------
-    def client_tls(self, cluster: model.Cluster) -> ClientTls | None:
+    def client_tls(self, cluster: plain.Cluster) -> ClientTls | None:
         tls = cluster.tls
         if tls is None or tls.mode == "disable":
             return None
@@ -145,7 +147,7 @@ class Security:
 
 
 
-def check_tls_switch(running: dict[tuple[str, str], bool], config: model.Config) -> None:
+def check_tls_switch(running: dict[tuple[str, str], bool], config: plain.Config) -> None:
     """A running listener (kept by a reload: same name and address) cannot gain or lose its `tls` block: its
     socket is accepted by a different loop. `mode` may change (disable, permissive, strict) on a reload."""
     for listener in config.listeners:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, assert_never
 
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.config.redact import redact_config
 from meshbatch.layers.authz import JwtCheck, PolicyCheck
 from meshbatch.layers.shared import Shared
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Snapshot:
-    config: model.Config
+    config: plain.Config
     clusters: dict[str, Cluster]
     routes: dict[str, RouteTable[RouteStack]]  # each listener's routes, in order
     checks: dict[str, tuple[Check, ...]]  # each listener's own checks (JWT, policies), before its routes
@@ -51,7 +51,7 @@ class Snapshot:
         return {"version": self.version, "loaded_at": self.loaded_at, "config": redact_config(self.config)}
 
 
-def build(config: model.Config, loop: asyncio.AbstractEventLoop, metrics: Registry,
+def build(config: plain.Config, loop: asyncio.AbstractEventLoop, metrics: Registry,
           previous: Snapshot | None = None, security: Security | None = None) -> Snapshot:
     """Raises OSError (TlsSetupError) when identity or JWKS files named by the config cannot be loaded."""
     if security is not None:
@@ -71,18 +71,18 @@ def build(config: model.Config, loop: asyncio.AbstractEventLoop, metrics: Regist
         entries: list[tuple[RouteMatcher, RouteStack]] = []
         for route in listener.routes:
             stack: RouteStack
-            match route:  # one stack per kind, decided when the config was loaded (config/model/routes.py)
-                case model.IngestRoute():  # accept durably (202), deliver later: meshbatch.ingest
+            match route:  # one stack per kind, decided when the config was validated (config/model/routes.py)
+                case plain.IngestRoute():  # accept durably (202), deliver later: meshbatch.ingest
                     from meshbatch.runtime.stacks.ingest import ingest_stack  # (a config with such a route)
 
                     ingest[route.name] = _ingest(listener, route, parts, previous)
                     stack = ingest_stack(listener, route, parts, ingest[route.name])
-                case model.BatchRoute():
+                case plain.BatchRoute():
                     from meshbatch.runtime.stacks.batch import batch_stack  # (a config with such a route)
 
                     stack, batchers[route.name] = batch_stack(listener, route, parts,
                                                               _kept_batcher(route, clusters, previous))
-                case model.PlainRoute():
+                case plain.PlainRoute():
                     stack = plain_stack(listener, route, parts)
                 case _:
                     assert_never(route)
@@ -94,7 +94,7 @@ def build(config: model.Config, loop: asyncio.AbstractEventLoop, metrics: Regist
     return Snapshot(config, clusters, routes, checks, batchers, version=version, ingest=ingest, shared=parts.shared)
 
 
-def _listener_checks(listener: model.Listener, security: Security | None) -> tuple[Check, ...]:
+def _listener_checks(listener: plain.Listener, security: Security | None) -> tuple[Check, ...]:
     """JWT authentication, then the listener's policies: every request, before any route is matched."""
     if security is None:
         return ()
@@ -106,7 +106,7 @@ def _listener_checks(listener: model.Listener, security: Security | None) -> tup
     return tuple(out)
 
 
-def _ingest(listener: model.Listener, route: model.IngestRoute, parts: Parts, previous: Snapshot | None) -> IngestRoute:
+def _ingest(listener: plain.Listener, route: plain.IngestRoute, parts: Parts, previous: Snapshot | None) -> IngestRoute:
     from meshbatch.runtime.ingest import build_ingest
     from meshbatch.runtime.stacks.batch import batch_sender
 
@@ -116,7 +116,7 @@ def _ingest(listener: model.Listener, route: model.IngestRoute, parts: Parts, pr
     return build_ingest(route, send, parts.registry, previous.ingest if previous else {}, same)
 
 
-def _kept_batcher(route: model.BatchRoute, clusters: dict[str, Cluster],
+def _kept_batcher(route: plain.BatchRoute, clusters: dict[str, Cluster],
                   previous: Snapshot | None) -> BatchHandler | None:
     """The previous snapshot's batcher of this route, when its config and every cluster it sends to are the same."""
     if previous is None:
@@ -128,7 +128,7 @@ def _kept_batcher(route: model.BatchRoute, clusters: dict[str, Cluster],
     return None
 
 
-def _find_route(config: model.Config, name: str) -> model.Route | None:
+def _find_route(config: plain.Config, name: str) -> plain.Route | None:
     for listener in config.listeners:
         for route in listener.routes:
             if route.name == name:

@@ -14,7 +14,7 @@ import asyncio
 import ssl
 from typing import Any
 
-from meshbatch.config.model.security import RequestRate
+from meshbatch.config.plain.security import RequestRate
 from meshbatch.core.buckets import KeyedBuckets, TokenBucket
 from meshbatch.errors import ProxyError, RateLimited
 from meshbatch.http.message import Request

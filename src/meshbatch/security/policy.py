@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from meshbatch.config.model.security import Condition, Operation, Policy, Rule, Source
+from meshbatch.config.plain.security import Condition, Operation, Policy, Rule, Source
 from meshbatch.core.spiffe import InvalidSpiffeId, SpiffeId
 from meshbatch.errors import BadRequest
 from meshbatch.http.message import Request

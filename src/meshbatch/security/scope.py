@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 
-from meshbatch.config.model.batch import idempotency_scope_problem
+from meshbatch.config.plain.batch import idempotency_scope_problem
 from meshbatch.http.message import Request
 from meshbatch.security.identity import caller_principal
 

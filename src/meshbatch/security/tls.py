@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meshbatch.config.model.security import Identity
+from meshbatch.config.plain.security import Identity
 from meshbatch.core.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, svid_id
 
 if TYPE_CHECKING:  # cryptography (the CA's library) is imported when an identity is loaded

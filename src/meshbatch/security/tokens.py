@@ -23,7 +23,7 @@ import jwt
 import orjson
 
 from meshbatch.clock import Clock, LoopClock
-from meshbatch.config.model.security import Jwt
+from meshbatch.config.plain.security import Jwt
 from meshbatch.errors import ProxyError
 from meshbatch.http.message import Request
 from meshbatch.security.stats import SecurityStats

@@ -32,7 +32,7 @@ from typing import IO
 
 import orjson
 
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.http.message import Headers, Request, Response
 from meshbatch.telemetry.metrics import Registry
 from meshbatch.telemetry.requests import grpc_status
@@ -108,7 +108,7 @@ def _float(text: str) -> float | str:
 class AccessLog:
     """The buffer, the sampling decision and the writer of one access-log destination."""
 
-    def __init__(self, config: model.AccessLog, metrics: Registry, *, out: IO[bytes] | None = None,
+    def __init__(self, config: plain.AccessLog, metrics: Registry, *, out: IO[bytes] | None = None,
                  rng: Callable[[], float] | None = None) -> None:
         self.config = config
         self.sample = config.sample

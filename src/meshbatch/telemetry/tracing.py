@@ -41,7 +41,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from meshbatch import __version__
-from meshbatch.config import model
+from meshbatch.config import plain
 
 
 class LinkedSampler(Sampler):
@@ -86,7 +86,7 @@ class JsonLinesExporter(ConsoleSpanExporter):
             self._stream.close()
 
 
-def make_exporter(config: model.Tracing) -> SpanExporter:
+def make_exporter(config: plain.Tracing) -> SpanExporter:
     if config.exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -103,7 +103,7 @@ def make_exporter(config: model.Tracing) -> SpanExporter:
 class Tracing:
     """The process's tracer: built once per `tracing` config, shut down (spans flushed) on drain or change."""
 
-    def __init__(self, config: model.Tracing, exporter: SpanExporter | None = None, *,
+    def __init__(self, config: plain.Tracing, exporter: SpanExporter | None = None, *,
                  synchronous: bool = False) -> None:
         self.config = config
         resource = Resource.create({"service.name": config.service_name, "service.version": __version__})

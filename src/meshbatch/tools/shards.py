@@ -24,8 +24,9 @@ import orjson
 
 from meshbatch import extras
 from meshbatch.config import ConfigError, load
-from meshbatch.config.model import Column, IngestRoute
-from meshbatch.config.model import Sink as SinkConfig
+from meshbatch.config.model import IngestRoute
+from meshbatch.config.plain import Column, of
+from meshbatch.config.plain import Sink as SinkConfig
 from meshbatch.config.redact import redact_text
 from meshbatch.ingest.sinks.hashing import Rendezvous, key_text
 from meshbatch.ingest.sinks.mapping import quote
@@ -43,7 +44,8 @@ def sharded_sink(path: str, route_name: str) -> SinkConfig:
     route = routes[0]
     if not isinstance(route, IngestRoute) or not route.ingest.sink.shards:
         raise PlanError(f"route {route_name!r} has no sharded sink (ingest.sink.shards)")
-    return route.ingest.sink
+    sink: SinkConfig = of(route.ingest.sink)  # the run-time form the sinks read
+    return sink
 
 
 def read_keys(stream: TextIO) -> Iterator[bytes]:

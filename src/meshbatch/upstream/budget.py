@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from math import floor
 
-from meshbatch.config.model import RetryBudget as BudgetConfig
+from meshbatch.config.plain import RetryBudget as BudgetConfig
 
 
 class SlidingCount:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.discovery import SOURCES, EndpointSource
 from meshbatch.http.pool import ConnectionBudget, PoolLimits
 from meshbatch.upstream.balancers import BALANCERS, Balancer
@@ -30,15 +30,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshbatch.upstream")
 
 
-def _spec(item: str | model.EndpointSpec) -> model.EndpointSpec:
-    return model.EndpointSpec(address=item) if isinstance(item, str) else item
+def _spec(item: str | plain.EndpointSpec) -> plain.EndpointSpec:
+    return plain.EndpointSpec(address=item) if isinstance(item, str) else item
 
 
 class Cluster:
     __slots__ = ("_adopt", "_limits", "_loop", "_ready", "_runner", "_source_task", "balancer", "checks", "config",
                  "hash_header", "hosts", "name", "outlier", "source", "upstream_errors")
 
-    def __init__(self, config: model.Cluster, loop: asyncio.AbstractEventLoop,
+    def __init__(self, config: plain.Cluster, loop: asyncio.AbstractEventLoop,
                  previous: Cluster | None = None, tls: ClientTls | None = None) -> None:
         self.config = config
         self.name = config.name
@@ -56,7 +56,7 @@ class Cluster:
         )
         self.hash_header = config.hash_key.partition(":")[2].lower().encode() if config.hash_key else None
         self.upstream_errors: dict[str, int] = dict(previous.upstream_errors) if previous else {}
-        discovery = config.discovery or model.Discovery()
+        discovery = config.discovery or plain.Discovery()
         self.source: EndpointSource = SOURCES.get(discovery.type).factory(discovery, config.name)
         self.hosts = EndpointSet()
         now = loop.time()
@@ -71,7 +71,7 @@ class Cluster:
         self._adopt = {e.address: e for e in previous.hosts.all if not e.pool.closed} if previous else {}
         if SOURCES.get(discovery.type).dynamic:
             if previous is not None and previous.config.discovery == config.discovery:
-                self._set([model.EndpointSpec(address=e.address, weight=e.weight, metadata=e.metadata)
+                self._set([plain.EndpointSpec(address=e.address, weight=e.weight, metadata=e.metadata)
                            for e in previous.hosts.all])
                 self._ready.set()
         else:
@@ -84,13 +84,13 @@ class Cluster:
         return self.hosts.all
 
     # membership ------------------------------------------------------------------------------------
-    def set_endpoints(self, specs: list[model.EndpointSpec]) -> None:
+    def set_endpoints(self, specs: list[plain.EndpointSpec]) -> None:
         """A new endpoint set (from discovery): endpoints that stay keep their pools and counters."""
         self._set(specs)
         self._ready.set()
         self._runner.wake()
 
-    def _set(self, specs: list[model.EndpointSpec]) -> None:
+    def _set(self, specs: list[plain.EndpointSpec]) -> None:
         current = {e.address: e for e in self.hosts.all}
         before = [(e.address, e.weight) for e in self.hosts.all]
         now = self._loop.time()

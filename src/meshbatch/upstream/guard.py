@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from meshbatch.config.model import CircuitBreakers
+from meshbatch.config.plain import CircuitBreakers
 from meshbatch.errors import CircuitOpen
 from meshbatch.telemetry.metrics import Counter
 from meshbatch.upstream.breaker import CLOSED, HALF_OPEN, OPEN, EndpointBreaker

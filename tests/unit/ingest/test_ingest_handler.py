@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from meshbatch.config.model import Route
+from meshbatch.config.plain import of
 from meshbatch.errors import BadRequest, ProxyError
 from meshbatch.http.message import Request
 from meshbatch.http.serialize import local_reply
@@ -26,7 +27,7 @@ def make(tmp_path: Path, ingest: dict[str, Any], pipeline: list[Any] | None = No
     spec = {"name": "events", "ingest": {"log": {"path": str(tmp_path / "log.db"), **ingest.pop("log", {})},
                                          "sink": {"type": "sqlite", "path": str(tmp_path / "sink.db")}, **ingest},
             "pipeline": pipeline or []}
-    return build_ingest(Route.model_validate(spec), None, Registry(), {}, True)
+    return build_ingest(of(Route.model_validate(spec)), None, Registry(), {}, True)
 
 
 @pytest.fixture

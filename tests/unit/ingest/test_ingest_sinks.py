@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from ingest_support import PG_URL, require
 
 from meshbatch.config.model import Route
+from meshbatch.config.plain import of
 from meshbatch.http.message import Headers, Response
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks import SINKS, BatchRejected, SinkContext, SinkUnavailable
@@ -29,7 +30,7 @@ COLUMNS = {"temperature": {"field": "temperature", "type": "double"}, "site": "s
 
 
 def route(sink: dict[str, Any], **extra: Any) -> Route:
-    return Route.model_validate({"name": "r", "ingest": {"sink": sink}, **extra})
+    return of(Route.model_validate({"name": "r", "ingest": {"sink": sink}, **extra}))
 
 
 def event(i: int, **fields: Any) -> Record:

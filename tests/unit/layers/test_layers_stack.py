@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from meshbatch.config import ConfigError, parse
+from meshbatch.config.plain import of
 from meshbatch.errors import ConnectFailed
 from meshbatch.http.message import Response
 from meshbatch.layers.call import BatchSender
@@ -90,7 +91,7 @@ def entries(routes: str, breakers: bool = False) -> dict[str, Any]:
     text = config(routes)
     if breakers:
         text = text.replace("    endpoints: [127.0.0.1:3]", "    endpoints: [127.0.0.1:3]\n    circuit_breakers: {}")
-    snapshot = build(parse(text), asyncio.get_running_loop(), Registry())
+    snapshot = build(of(parse(text)), asyncio.get_running_loop(), Registry())
     return {stack.name: (stack, snapshot) for _, stack in snapshot.routes["main"].entries}
 
 
@@ -133,12 +134,12 @@ async def test_state_survives_a_reload_that_keeps_its_config() -> None:
       rate_limit: [{rate: 10}]
       retry: {}
     """
-    first = build(parse(config(routes)), loop, registry)
-    second = build(parse(config(routes)), loop, registry, previous=first)
+    first = build(of(parse(config(routes))), loop, registry)
+    second = build(of(parse(config(routes))), loop, registry, previous=first)
     assert second.shared.limits["r"] is first.shared.limits["r"]
     assert second.shared.guards["a"] is first.shared.guards["a"]
-    changed = build(parse(config(routes.replace("rate: 10", "rate: 20")).replace(
-        "endpoints: [127.0.0.1:1,", "circuit_breakers: {max_requests: 5}\n    endpoints: [127.0.0.1:1,")),
+    changed = build(of(parse(config(routes.replace("rate: 10", "rate: 20")).replace(
+        "endpoints: [127.0.0.1:1,", "circuit_breakers: {max_requests: 5}\n    endpoints: [127.0.0.1:1,"))),
         loop, registry, previous=second)
     assert changed.shared.limits["r"] is not second.shared.limits["r"]
     guard = second.shared.guards["a"]

@@ -16,6 +16,7 @@ import pytest
 
 from meshbatch.clock import FakeClock
 from meshbatch.config.model import Route
+from meshbatch.config.plain import of
 from meshbatch.errors import Draining
 from meshbatch.http.message import Request
 from meshbatch.pipeline import build_pipeline, wire
@@ -31,12 +32,12 @@ NDJSON = (b"content-type", b"application/x-ndjson")
 
 
 def route(limits: dict[str, Any] | None = None, **decode: Any) -> Route:
-    return Route.model_validate({
+    return of(Route.model_validate({
         "name": "r", "ingest": {},
         "pipeline": ["decompress", {"decode": {"format": "ndjson", **decode}},
                      {"validate": {"schema": SCHEMA, "on_invalid": "dead_letter"}}, {"filter": "t > 0"},
                      {"transform": {"add": {"via": "worker"}}}],
-        "pipeline_limits": {"inline_max_bytes": 0, **(limits or {})}})
+        "pipeline_limits": {"inline_max_bytes": 0, **(limits or {})}}))
 
 
 def post(body: bytes, *headers: tuple[bytes, bytes]) -> Request:

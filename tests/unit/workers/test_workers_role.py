@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from meshbatch.config import load
-from meshbatch.config.model.routes import IngestRoute
+from meshbatch.config.plain import IngestRoute, of
 from meshbatch.runtime.workers.role import PRIVATE_ADMIN, WorkerRole, adapt, log_path, stranded_logs
 
 CONFIG = """
@@ -33,7 +33,7 @@ def test_log_paths(path: str, index: int, expected: str) -> None:
 def test_a_worker_shares_the_ports_keeps_the_token_and_writes_its_own_log(tmp_path: Path) -> None:
     file = tmp_path / "c.yaml"
     file.write_text(CONFIG % (tmp_path, tmp_path), encoding="utf-8")
-    config = load(file, log_notes=False)
+    config = of(load(file, log_notes=False))
     role = WorkerRole(1, 2, listen={"main 127.0.0.1:0": "127.0.0.1:41000"})
     assert WorkerRole.decode(role.encode()) == role
     mine = adapt(config, role)
@@ -59,6 +59,6 @@ def test_a_worker_shares_the_ports_keeps_the_token_and_writes_its_own_log(tmp_pa
 def test_a_worker_without_a_configured_admin_still_has_its_private_one(tmp_path: Path) -> None:
     file = tmp_path / "c.yaml"
     file.write_text("admin: null\nlisteners: [{name: main, listen: '127.0.0.1:8080'}]\n", encoding="utf-8")
-    mine = adapt(load(file, log_notes=False), WorkerRole(0, 2))
+    mine = adapt(of(load(file, log_notes=False)), WorkerRole(0, 2))
     assert mine.admin is not None and mine.admin.listen == PRIVATE_ADMIN
     assert mine.listeners[0].listen == "127.0.0.1:8080" and mine.listeners[0].reuse_port

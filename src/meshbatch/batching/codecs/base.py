@@ -10,7 +10,7 @@ from meshbatch.http.message import Headers, Response
 from meshbatch.registry import Extensions
 
 if TYPE_CHECKING:
-    from meshbatch.config.model import Batch
+    from meshbatch.config.plain import Batch
 
 
 class ItemRequest:

@@ -34,7 +34,7 @@ from meshbatch.batching.codecs.json_array import check_json, not_json, utf8
 from meshbatch.http.message import Headers
 
 if TYPE_CHECKING:
-    from meshbatch.config.model import Batch as BatchConfig
+    from meshbatch.config.plain import Batch as BatchConfig
 
 # Headers that describe one hop or the proxy's own controls: never copied into or out of an envelope item.
 HOP_HEADERS = frozenset({

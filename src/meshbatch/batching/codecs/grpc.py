@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from meshbatch.batching.codecs.base import CODECS, Codec
 from meshbatch.batching.codecs.grpc_envelope import GrpcEnvelopeCodec
 from meshbatch.batching.codecs.grpc_methods import GrpcMethodCodec
-from meshbatch.config.model import GrpcBatch
+from meshbatch.config.plain import GrpcBatch
 
 if TYPE_CHECKING:
-    from meshbatch.config.model import Batch
+    from meshbatch.config.plain import Batch
 
 
 @CODECS.register("grpc")

@@ -17,7 +17,7 @@ from meshbatch.batching.codecs.grpc_answers import (
     grpc_result,
 )
 from meshbatch.batching.codecs.grpc_common import batch_message, count_failure
-from meshbatch.config.model import GrpcBatch
+from meshbatch.config.plain import GrpcBatch
 from meshbatch.grpc import envelope, framing
 from meshbatch.grpc.wire import MalformedMessage
 from meshbatch.http.message import Headers

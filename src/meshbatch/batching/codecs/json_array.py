@@ -22,7 +22,7 @@ from meshbatch.batching.codecs.nesting import MAX_DEPTH, nesting_exceeds
 from meshbatch.http.message import Headers
 
 if TYPE_CHECKING:
-    from meshbatch.config.model import Batch as BatchConfig
+    from meshbatch.config.plain import Batch as BatchConfig
 
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _GOT = re.compile(r"got `(\w+)`")

@@ -22,7 +22,7 @@ from meshbatch.batching.codecs.json_array import check_json, not_json, utf8
 from meshbatch.http.message import Headers
 
 if TYPE_CHECKING:
-    from meshbatch.config.model import Batch as BatchConfig
+    from meshbatch.config.plain import Batch as BatchConfig
 
 _DOCUMENT = msgspec.json.Decoder(msgspec.Raw)  # checks one document's syntax without building Python values
 

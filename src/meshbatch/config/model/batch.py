@@ -11,16 +11,8 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo, 
 
 from meshbatch.config.model.adaptive import Adaptive, candidate_problem
 from meshbatch.config.model.base import Model, ReadPath, UrlPath
-
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def idempotency_scope_problem(spec: str) -> str | None:
-    """What is wrong with an `idempotency_scope` value (meshbatch.security.scope), or None."""
-    kind, _, name = spec.partition(":")
-    if spec in ("principal", "global") or (kind == "header" and name and set(name) <= _TOKEN):
-        return None
-    return "must be 'principal', 'header:NAME' or 'global'"
+from meshbatch.config.plain.batch import TOKEN_CHARS as _TOKEN
+from meshbatch.config.plain.batch import idempotency_scope_problem
 
 
 def _scope(value: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from meshbatch.clock import Clock
-from meshbatch.config.model import IngestLog
+from meshbatch.config.plain import IngestLog
 from meshbatch.errors import Overloaded
 from meshbatch.ingest.record import Record
 from meshbatch.registry import Extensions

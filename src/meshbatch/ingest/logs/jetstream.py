@@ -29,7 +29,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolic
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from meshbatch.clock import Clock
-from meshbatch.config.model import IngestLog
+from meshbatch.config.plain import IngestLog
 from meshbatch.ingest.logs.base import DELIVERY, LOGS, LogError, LogFull
 from meshbatch.ingest.logs.jetstream_retry import transient, within_deadline
 from meshbatch.ingest.record import Record

@@ -23,7 +23,7 @@ from operator import attrgetter
 from typing import Any
 
 from meshbatch.clock import Clock
-from meshbatch.config.model import IngestLog
+from meshbatch.config.plain import IngestLog
 from meshbatch.ingest.gil import shorten_switch_interval
 from meshbatch.ingest.logs.base import DELIVERY, LOGS, LogError, LogFull
 from meshbatch.ingest.logs.sqlite_store import Ops, Store

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from meshbatch.clock import Clock, LoopClock
-from meshbatch.config.model import IngestRoute as Route
+from meshbatch.config.plain import IngestRoute as Route
 from meshbatch.ingest.record import Record
 from meshbatch.pipeline.stages.compress import Send
 from meshbatch.registry import Extensions
+
+if TYPE_CHECKING:
+    from meshbatch.config.model import IngestRoute as RouteModel
 
 
 class SinkUnavailable(Exception):
@@ -75,7 +78,7 @@ SinkFactory = Callable[[SinkContext], EventSink]
 SINKS: Extensions[SinkFactory] = Extensions("ingest sink")
 
 
-def sink_type(route: Route) -> str:
+def sink_type(route: Route | RouteModel) -> str:
     """The sink a route's ingest delivers to: as configured, else its cluster if it names one, else sqlite."""
     return route.ingest.sink.type or ("cluster" if route.cluster else "sqlite")
 

@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import orjson
 
-from meshbatch.config.model import Column
-from meshbatch.config.model import Sink as SinkConfig
+from meshbatch.config.plain import Column
+from meshbatch.config.plain import Sink as SinkConfig
 from meshbatch.ingest.record import Record
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import zstandard
 
-from meshbatch.config.model import Compress
+from meshbatch.config.plain import Compress
 from meshbatch.http.message import Headers, Response
 from meshbatch.pipeline.base import STAGE_FACTORIES, StageContext
 from meshbatch.pipeline.work import Work

@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from meshbatch.config.model import Decode
+from meshbatch.config.plain import Decode
 from meshbatch.errors import BadRequest, PayloadTooLarge
 from meshbatch.pipeline.base import STAGE_FACTORIES, StageContext
 from meshbatch.pipeline.work import Work

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import brotli
 import zstandard
 
-from meshbatch.config.model import Decompress
+from meshbatch.config.plain import Decompress
 from meshbatch.errors import BadRequest, PayloadTooLarge
 from meshbatch.pipeline.base import STAGE_FACTORIES, StageContext
 from meshbatch.pipeline.work import UnsupportedEncoding, Work

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshbatch.config.model import Filter
+from meshbatch.config.plain import Filter
 from meshbatch.pipeline.base import STAGE_FACTORIES, StageContext
 from meshbatch.pipeline.expr_eval import EvalError, compile_expr
 from meshbatch.pipeline.work import InvalidEvent, Work

@@ -14,7 +14,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from meshbatch.config.model import Transform
+from meshbatch.config.plain import Transform
 from meshbatch.pipeline.base import STAGE_FACTORIES, StageContext
 from meshbatch.pipeline.work import InvalidEvent, Work
 

@@ -17,7 +17,7 @@ import orjson
 import yaml
 from jsonschema.protocols import Validator
 
-from meshbatch.config.model import Validate
+from meshbatch.config.plain import Validate
 from meshbatch.pipeline.base import STAGE_FACTORIES, StageContext
 from meshbatch.pipeline.schema_re2 import pattern_problems, re2_validator
 from meshbatch.pipeline.work import InvalidEvent, Work

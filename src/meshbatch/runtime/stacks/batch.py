@@ -22,7 +22,7 @@ and the batcher retries failed items (batching/retry.py) and splits a refused ba
 from __future__ import annotations
 
 from meshbatch.batching.handler import BatchHandler
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.layers.authz import ItemCapCheck
 from meshbatch.layers.call import BatchSender
 from meshbatch.layers.check import CheckLayer
@@ -32,14 +32,14 @@ from meshbatch.runtime.stacks.parts import Parts
 from meshbatch.service import RouteStack, Service
 
 
-def batch_sender(listener: model.Listener, route: model.BatchRoute | model.IngestRoute, parts: Parts) -> BatchSender:
+def batch_sender(listener: plain.Listener, route: plain.BatchRoute | plain.IngestRoute, parts: Parts) -> BatchSender:
     """Where a batch route's batches, or an ingest route's deliveries to its cluster, are sent."""
     per_try = parts.per_try_timeout(route)
     return BatchSender(route.name, parts.split(route), per_try, listener.via, parts.loop, parts.mirror(route),
                        parts.metrics)
 
 
-def batch_stack(listener: model.Listener, route: model.BatchRoute, parts: Parts,
+def batch_stack(listener: plain.Listener, route: plain.BatchRoute, parts: Parts,
                 batcher: BatchHandler | None = None) -> tuple[RouteStack, BatchHandler]:
     """The route's stack, and its batcher (`batcher`: the previous snapshot's, kept when nothing it depends on
     changed, with its queue and its batches in flight)."""

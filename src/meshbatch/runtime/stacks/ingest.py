@@ -13,13 +13,13 @@ exchange as a batching route's batches (ingest/flusher.py, ingest/sinks/).
 
 from __future__ import annotations
 
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.ingest.route import IngestRoute
 from meshbatch.runtime.stacks.parts import Parts
 from meshbatch.service import RouteStack
 
 
-def ingest_stack(listener: model.Listener, route: model.IngestRoute, parts: Parts, ingest: IngestRoute) -> RouteStack:
+def ingest_stack(listener: plain.Listener, route: plain.IngestRoute, parts: Parts, ingest: IngestRoute) -> RouteStack:
     checks = [*parts.policies(listener, route), *parts.request_limits(route)]
     return RouteStack(route.name, "ingest", tuple(checks), parts.front(route, ingest.handler))
 

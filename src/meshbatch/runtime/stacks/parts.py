@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.layers.authz import PolicyCheck
 from meshbatch.layers.concurrency import ConcurrencyLayer
 from meshbatch.layers.fault import FaultLayer, FaultPlan
@@ -27,9 +27,9 @@ from meshbatch.upstream.cluster import Cluster
 from meshbatch.upstream.target import Target
 
 
-def route_clusters(route: model.Route) -> list[str]:
+def route_clusters(route: plain.Route) -> list[str]:
     """Every cluster a route sends to: its cluster or split clusters, and its mirror's."""
-    if not isinstance(route, model.ForwardingRoute):  # an ingest route: its cluster, if it delivers to one
+    if not isinstance(route, plain.ForwardingRoute):  # an ingest route: its cluster, if it delivers to one
         return [route.cluster] if route.cluster else []
     names = [w.cluster for w in route.split] if route.split else [route.cluster] if route.cluster else []
     if route.mirror is not None:
@@ -37,10 +37,10 @@ def route_clusters(route: model.Route) -> list[str]:
     return names
 
 
-def guarded(route: model.Route, clusters: dict[str, Cluster]) -> bool:
+def guarded(route: plain.Route, clusters: dict[str, Cluster]) -> bool:
     """The route's upstream exchanges go through its clusters' guards (thresholds, endpoint breakers, the retry
     budget): it retries, splits, mirrors, has per-try timeouts, or a cluster it sends to has circuit breakers."""
-    if isinstance(route, model.ForwardingRoute) and (route.retry or route.per_try_timeout_ms or route.split
+    if isinstance(route, plain.ForwardingRoute) and (route.retry or route.per_try_timeout_ms or route.split
                                                      or route.subset or route.mirror):
         return True
     cluster = clusters.get(route.cluster)
@@ -63,59 +63,59 @@ class Parts:
         return cls(clusters, loop, registry, metrics, Shared(metrics, previous), security)
 
     # where a route sends ---------------------------------------------------------------------------
-    def target(self, route: model.Route, name: str, subset: dict[str, str] | None = None) -> Target:
+    def target(self, route: plain.Route, name: str, subset: dict[str, str] | None = None) -> Target:
         cluster = self.clusters[name]
         guard = self.shared.guard(cluster.config) if guarded(route, self.clusters) else None
-        fallback = isinstance(route, model.ForwardingRoute) and route.subset_fallback == "any"
+        fallback = isinstance(route, plain.ForwardingRoute) and route.subset_fallback == "any"
         return Target(cluster, guard, subset, fallback)
 
-    def split(self, route: model.Route) -> Split:
+    def split(self, route: plain.Route) -> Split:
         """The route's targets by weight (one target when it does not split; an ingest route's: its cluster)."""
-        if not isinstance(route, model.ForwardingRoute):
+        if not isinstance(route, plain.ForwardingRoute):
             return Split([(self.target(route, route.cluster), 1)], None)
         header = route.split_key.partition(":")[2].lower().encode() if route.split_key else None
         if route.split:
             return Split([(self.target(route, w.cluster, w.subset), w.weight) for w in route.split], header)
         return Split([(self.target(route, route.cluster, route.subset), 1)], header)
 
-    def mirror(self, route: model.Route) -> Mirror | None:
-        spec = route.mirror if isinstance(route, model.ForwardingRoute) else None
+    def mirror(self, route: plain.Route) -> Mirror | None:
+        spec = route.mirror if isinstance(route, plain.ForwardingRoute) else None
         if spec is None:
             return None
         timeout = (spec.timeout_ms or route.timeout_ms) / 1000
         return Mirror(route.name, self.clusters[spec.cluster], spec.percent, spec.max_in_flight, timeout, self.loop,
                       self.metrics)
 
-    def retry_policy(self, route: model.ForwardingRoute) -> RetryPolicy | None:
+    def retry_policy(self, route: plain.ForwardingRoute) -> RetryPolicy | None:
         return RetryPolicy(route.name, route.retry, self.metrics) if route.retry is not None else None
 
-    def per_try_timeout(self, route: model.Route) -> float | None:
+    def per_try_timeout(self, route: plain.Route) -> float | None:
         """Seconds one upstream attempt may take (None: the route's whole timeout)."""
-        per_try = route.per_try_timeout_ms if isinstance(route, model.ForwardingRoute) else None
+        per_try = route.per_try_timeout_ms if isinstance(route, plain.ForwardingRoute) else None
         return per_try / 1000 if per_try else None
 
     # checks: answered by the proxy itself, before anything awaits ------------------------------------
-    def policies(self, listener: model.Listener, route: model.Route) -> list[Check]:
+    def policies(self, listener: plain.Listener, route: plain.Route) -> list[Check]:
         """The route's own authorization policies (after the listener's: both must allow)."""
         if not route.policies or self.security is None:
             return []
         return [PolicyCheck(Authorizer(route.policies), self.security.stats, listener.name, route.name)]
 
-    def rate_limits(self, route: model.Route, unit: str) -> RateLimits | None:
+    def rate_limits(self, route: plain.Route, unit: str) -> RateLimits | None:
         """The route's limits counted in `unit` (requests or items; a plain route's, all of them)."""
-        counts_items = isinstance(route, model.BatchRoute)  # elsewhere a request is the only unit
+        counts_items = isinstance(route, plain.BatchRoute)  # elsewhere a request is the only unit
         configs = [c for c in route.rate_limit if c.unit == unit or not counts_items]
         if not configs:
             return None
         name = route.name if unit == "requests" else f"{route.name}#{unit}"
         return RateLimits(self.shared.route_limits(name, configs), route.name, self.loop, self.metrics)
 
-    def request_limits(self, route: model.Route) -> list[Check]:
+    def request_limits(self, route: plain.Route) -> list[Check]:
         limits = self.rate_limits(route, "requests")
         return [RateLimitCheck(limits)] if limits is not None else []
 
     # layers in front of a route's service -------------------------------------------------------------
-    def front(self, route: model.Route, service: Service) -> Service:
+    def front(self, route: plain.Route, service: Service) -> Service:
         """Adaptive concurrency, then (outermost) injected faults."""
         if route.adaptive_concurrency is not None:
             controller = self.shared.controller(route.name, route.adaptive_concurrency, self.loop.time())

@@ -15,7 +15,7 @@ idle keep-alive connection, driven by callbacks (no task), with the same headers
 
 from __future__ import annotations
 
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.layers.call import UpstreamService
 from meshbatch.layers.mirror import MirrorLayer
 from meshbatch.layers.retry import RetryLayer
@@ -25,7 +25,7 @@ from meshbatch.runtime.stacks.parts import Parts
 from meshbatch.service import RouteStack, Service
 
 
-def plain_stack(listener: model.Listener, route: model.PlainRoute, parts: Parts) -> RouteStack:
+def plain_stack(listener: plain.Listener, route: plain.PlainRoute, parts: Parts) -> RouteStack:
     checks = [*parts.policies(listener, route), *parts.request_limits(route)]
     timeout = route.timeout_ms / 1000
     per_try = route.per_try_timeout_ms / 1000 if route.per_try_timeout_ms else None

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from meshbatch.admin.hosts import AdminHosts
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.config.redact import scrub
 from meshbatch.errors import Forbidden, MethodNotAllowed, NoRoute
 from meshbatch.http.message import Request, Response
@@ -68,7 +68,7 @@ def _object(body: bytes | None) -> dict[str, Any] | None:
 
 
 class WorkersAdmin:
-    def __init__(self, admin: model.Admin, members: Callable[[], Sequence[Member]], draining: Callable[[], bool],
+    def __init__(self, admin: plain.Admin, members: Callable[[], Sequence[Member]], draining: Callable[[], bool],
                  own_metrics: Callable[[], list[Family]], timeout: float = 5.0) -> None:
         self.hosts = AdminHosts(admin.listen, admin.allowed_hosts)
         self.members = members

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from meshbatch.config import model
+from meshbatch.config import plain
 from meshbatch.upstream.endpoint import split_address
 
 
@@ -28,7 +28,7 @@ def _hold(host: str, port: int) -> socket.socket:
     return sock
 
 
-def hold_ports(config: model.Config) -> tuple[dict[str, str], list[socket.socket]]:
+def hold_ports(config: plain.Config) -> tuple[dict[str, str], list[socket.socket]]:
     """Each listener's address with its port resolved ("NAME LISTEN" -> "HOST:PORT"), and the sockets holding
     them (closed by the caller when it exits). OSError when an address cannot be bound (in use, not local)."""
     resolved: dict[str, str] = {}

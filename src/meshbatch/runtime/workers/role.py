@@ -26,8 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshbatch.config import model
-from meshbatch.config.model.routes import IngestRoute
+from msgspec.structs import replace
+
+from meshbatch.config import plain
+from meshbatch.config.plain.routes import IngestRoute
 from meshbatch.runtime.announce import announce_line
 
 log = logging.getLogger("meshbatch.workers")
@@ -40,15 +42,26 @@ class WorkerRole:
     count: int
     fd: int = -1  # the worker's end of its socket pair with the supervisor (-1: none)
     listen: dict[str, str] = field(default_factory=dict)  # "NAME LISTEN" -> the address with its resolved port
+    # A file holding the config the supervisor validated, as JSON (at the first start: the worker then starts no
+    # validating child of its own); -1: the worker validates the file itself (a worker started again, a reload)
+    config_fd: int = -1
 
     def encode(self) -> str:
-        return json.dumps({"index": self.index, "count": self.count, "fd": self.fd, "listen": self.listen})
+        return json.dumps({"index": self.index, "count": self.count, "fd": self.fd, "listen": self.listen,
+                           "config_fd": self.config_fd})
 
     @classmethod
     def decode(cls, text: str) -> WorkerRole:
         data: dict[str, Any] = json.loads(text)
         return cls(int(data["index"]), int(data["count"]), int(data.get("fd", -1)),
-                   {str(k): str(v) for k, v in data.get("listen", {}).items()})
+                   {str(k): str(v) for k, v in data.get("listen", {}).items()}, int(data.get("config_fd", -1)))
+
+    def validated(self) -> plain.Config | None:
+        """The config the supervisor handed over (None: none; the worker validates the file itself)."""
+        if self.config_fd < 0:
+            return None
+        with os.fdopen(self.config_fd, "rb") as handed:
+            return plain.decode(handed.read())
 
 
 def log_path(path: str, index: int) -> str:
@@ -65,7 +78,7 @@ def default_log_path(route: str) -> str:
     return os.path.join("meshbatch-data", f"ingest-{route}.db")
 
 
-def stranded_logs(config: model.Config, count: int) -> list[str]:
+def stranded_logs(config: plain.Config, count: int) -> list[str]:
     """SQLite ingest logs of worker indexes `count` and above (left by a run with more workers), that exist."""
     import glob
     import re
@@ -83,28 +96,24 @@ def stranded_logs(config: model.Config, count: int) -> list[str]:
     return out
 
 
-def _route(route: model.AnyRoute, index: int) -> model.AnyRoute:
+def _route(route: plain.AnyRoute, index: int) -> plain.AnyRoute:
     if not isinstance(route, IngestRoute) or route.ingest.log.backend != "sqlite":
         return route
     ingest = route.ingest
     path = log_path(ingest.log.path or default_log_path(route.name), index)
-    log_block = ingest.log.model_copy(update={"path": path})
-    return route.model_copy(update={"ingest": ingest.model_copy(update={"log": log_block})})
+    log_block = replace(ingest.log, path=path)
+    return replace(route, ingest=replace(ingest, log=log_block))
 
 
-def adapt(config: model.Config, role: WorkerRole) -> model.Config:
+def adapt(config: plain.Config, role: WorkerRole) -> plain.Config:
     """`config` as worker `role` runs it (see the module's text)."""
     listeners = [
-        lst.model_copy(update={
-            "reuse_port": True,
-            "listen": role.listen.get(f"{lst.name} {lst.listen}", lst.listen),
-            "routes": [_route(r, role.index) for r in lst.routes],
-        })
+        replace(lst, reuse_port=True, listen=role.listen.get(f"{lst.name} {lst.listen}", lst.listen),
+                routes=[_route(r, role.index) for r in lst.routes])
         for lst in config.listeners
     ]
-    admin = config.admin or model.Admin()
-    return config.model_copy(update={"listeners": listeners,
-                                     "admin": admin.model_copy(update={"listen": PRIVATE_ADMIN})})
+    admin = config.admin or plain.Admin()
+    return replace(config, listeners=listeners, admin=replace(admin, listen=PRIVATE_ADMIN))
 
 
 class SupervisorLine:

@@ -1,11 +1,14 @@
 """The supervisor of `meshbatch run --workers N`: N worker processes on the same ports, one admin view.
 
-- Start: the config is validated once (errors with their paths, as without workers), the listeners' ports are
-  bound and held (ports.py), the admin address is served here (admin.py), and N workers start, each today's proxy
-  (`meshbatch run` with its config adapted: role.py). `ready` is announced when every worker is ready; a worker
-  that exits before it was ready stops the start (its own lines on stderr say why) and the exit status is 1.
-- SIGHUP: every worker reloads the file (as today: a config with errors is rejected and the old one keeps serving);
-  the supervisor announces `reloaded` when every worker did, else `reload rejected` with the counts.
+- Start: the config is validated once, in a child process (errors with their paths, as without workers), the
+  listeners' ports are bound and held (ports.py), the admin address is served here (admin.py), and N workers
+  start, each today's proxy (`meshbatch run` with its config adapted: role.py) from that validated config (its
+  JSON handed over in an unlinked file: no validating child per worker). `ready` is announced when every worker is
+  ready; a worker that exits before it was ready stops the start (its own lines on stderr say why) and the exit
+  status is 1.
+- SIGHUP: every worker reloads the file, each validating it in a child of its own (as today: a config with errors
+  is rejected and the old one keeps serving); the supervisor announces `reloaded` when every worker did, else
+  `reload rejected` with the counts. A worker started again validates the file in a child too.
 - SIGTERM, SIGINT: every worker drains with today's guarantees (stop accepting, flush batches, finish requests in
   flight within `drain_timeout_ms`, ingest logs closed); the supervisor exits after the last one, with status 0.
 - A worker that dies is started again (policy.py: bounded backoff), counted in
@@ -18,19 +21,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from meshbatch.config import load, model
+from meshbatch.config import plain
 from meshbatch.http.server import ListenerState, ServerSettings, serve_handler
 from meshbatch.http2.accept import protocol_factory
 from meshbatch.runtime.announce import announce_line
+from meshbatch.runtime.validation import validate
 from meshbatch.runtime.workers.admin import WorkersAdmin
 from meshbatch.runtime.workers.member import Member
 from meshbatch.runtime.workers.merge_metrics import Family
@@ -49,14 +55,16 @@ class StartFailed(RuntimeError):
 
 class Supervisor:
     def __init__(self, config_path: str | Path, count: int, loop: asyncio.AbstractEventLoop, log_level: str = "info",
-                 announce: Callable[[str], None] = announce_line, policy: RestartPolicy | None = None) -> None:
+                 announce: Callable[[str], None] = announce_line, policy: RestartPolicy | None = None,
+                 config: plain.Config | None = None) -> None:
         self.config_path = str(config_path)
         self.count = count
         self.loop = loop
         self.log_level = log_level
         self.announce = announce
         self.policy = policy or RestartPolicy()
-        self.config: model.Config = load(self.config_path)  # validated once, here: errors with their paths
+        # validated once, here, in a child process (errors with their paths), unless `run` did it already
+        self.config: plain.Config = config if config is not None else validate(self.config_path)
         self.members = [Member(i) for i in range(count)]
         self.draining = False
         self.version = 1  # as a single proxy counts its snapshots: 1, then each reload every worker made
@@ -81,8 +89,9 @@ class Supervisor:
             self._admin_server = await self.loop.create_server(protocol_factory(state, self.loop), host, port,
                                                                reuse_address=True)
             self._announce_address("admin", self._admin_server.sockets[0].getsockname())
+        handed = plain.encode(self.config)  # validated here once: the workers start from it, no child each
         for member in self.members:
-            await self._spawn(member)
+            await self._spawn(member, handed)
         ready: asyncio.Future[Any] = asyncio.gather(*(self._until_ready(m) for m in self.members))
         failed: asyncio.Future[Any] = self._failed
         done, _ = await asyncio.wait([ready, failed], return_when=asyncio.FIRST_COMPLETED)
@@ -117,18 +126,25 @@ class Supervisor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _spawn(self, member: Member) -> None:
-        ours, theirs = socket.socketpair()
-        role = WorkerRole(member.index, self.count, theirs.fileno(), self._listen)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "meshbatch", "--log-level", self.log_level, "run", self.config_path,
-                "--worker", role.encode(), stdin=asyncio.subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
+    async def _spawn(self, member: Member, handed: bytes | None = None) -> None:
+        """Start worker `member`; `handed`: the validated config's JSON it starts from (an unlinked file)."""
+        with contextlib.ExitStack() as stack:
+            held = stack.enter_context(tempfile.TemporaryFile()) if handed is not None else None
+            if held is not None and handed is not None:
+                held.write(handed)
+                held.seek(0)
+            ours, theirs = socket.socketpair()
+            stack.callback(theirs.close)
+            role = WorkerRole(member.index, self.count, theirs.fileno(), self._listen,
+                              held.fileno() if held is not None else -1)
+            fds = (theirs.fileno(),) if held is None else (theirs.fileno(), held.fileno())
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "meshbatch", "--log-level", self.log_level, "run", self.config_path,
+                    "--worker", role.encode(), stdin=asyncio.subprocess.DEVNULL, pass_fds=fds)
+            except BaseException:
+                ours.close()
+                raise
         member.process, member.pid = process, process.pid
         member.ready, member.admin, member.started_at = False, None, self.loop.time()
         self._task(self._read_lines(member, ours))
@@ -277,8 +293,9 @@ async def _settled(futures: list[asyncio.Future[bool]], timeout: float) -> list[
     return futures
 
 
-async def supervise(config_path: str | Path, count: int, log_level: str = "info") -> int:
-    supervisor = Supervisor(config_path, count, asyncio.get_running_loop(), log_level)
+async def supervise(config_path: str | Path, count: int, log_level: str = "info",
+                    config: plain.Config | None = None) -> int:
+    supervisor = Supervisor(config_path, count, asyncio.get_running_loop(), log_level, config=config)
     await supervisor.start()
     await supervisor.wait_closed()
     return 0

@@ -4,21 +4,21 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from pathlib import Path
 
 from meshbatch.runtime.app import Proxy
+from meshbatch.runtime.settle import settle
 from meshbatch.runtime.workers.role import SupervisorLine, WorkerRole, adapt
 
 
 async def serve_worker(config_path: str | Path, role: WorkerRole) -> int:
     loop = asyncio.get_running_loop()
     line = SupervisorLine(role)
-    proxy = Proxy(config_path, loop, announce=line.announce, adapt=lambda config: adapt(config, role))
+    proxy = Proxy(config_path, loop, announce=line.announce, adapt=lambda config: adapt(config, role),
+                  config=role.validated())
     await proxy.start()
     line.watch(loop, lambda: loop.create_task(proxy.drain()))
-    gc.collect()
-    gc.freeze()  # as `serve` does: what start built is not walked by every full collection
+    settle()  # as `serve` does (runtime/settle.py)
     await proxy.wait_closed()
     return 0
 

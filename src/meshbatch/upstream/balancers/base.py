@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from meshbatch.config.model import LbConfig
+from meshbatch.config.plain import LbConfig
 from meshbatch.registry import Extensions
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.endpoint_set import EndpointSet

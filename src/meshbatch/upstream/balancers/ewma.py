@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 
 from meshbatch.clock import LoopClock
-from meshbatch.config.model import LbConfig
+from meshbatch.config.plain import LbConfig
 from meshbatch.upstream.balancers.base import BALANCERS
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.endpoint_set import EndpointSet

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from bisect import bisect_left
 
-from meshbatch.config.model import LbConfig
+from meshbatch.config.plain import LbConfig
 from meshbatch.upstream.balancers.base import BALANCERS
 from meshbatch.upstream.balancers.bounded import Bound
 from meshbatch.upstream.balancers.hashing import hash64

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshbatch.config.model import LbConfig
+from meshbatch.config.plain import LbConfig
 from meshbatch.upstream.balancers.base import BALANCERS, uniform
 from meshbatch.upstream.endpoint import Endpoint
 from meshbatch.upstream.endpoint_set import EndpointSet

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meshbatch.config.model import HealthCheck
+from meshbatch.config.plain import HealthCheck
 from meshbatch.upstream.endpoint import FAILED_ACTIVE_CHECK, Endpoint
 
 

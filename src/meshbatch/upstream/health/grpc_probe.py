@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from meshbatch.config.model import HealthCheck
+from meshbatch.config.plain import HealthCheck
 from meshbatch.errors import ProxyError
 from meshbatch.grpc import health
 from meshbatch.grpc.timeout import HEADER as GRPC_TIMEOUT

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import fmean, pstdev
 
-from meshbatch.config.model import OutlierDetection
+from meshbatch.config.plain import OutlierDetection
 from meshbatch.upstream.endpoint import EJECTED, NEVER, Endpoint
 from meshbatch.upstream.endpoint_set import EndpointSet
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from meshbatch.config.model import HealthCheck
+from meshbatch.config.plain import HealthCheck
 from meshbatch.errors import ProxyError
 from meshbatch.http.client import UpstreamConnection
 from meshbatch.upstream.endpoint import Endpoint
