@@ -15,6 +15,7 @@ from meshbatch.errors import Overloaded, ProxyError
 from meshbatch.http.chunked import chunk
 from meshbatch.http.fields import protected
 from meshbatch.http.message import Headers, Response
+from meshbatch.http.request_head import known_block
 
 # Final: the compiled module keeps these in C statics, not in its globals dict (a look-up per use otherwise).
 _STATUS_LINES: Final[dict[int, bytes]] = {
@@ -189,8 +190,15 @@ def encode_stream_head(response: Response, length: int, chunked: bool, keep_aliv
 
 
 def encode_request(method: bytes, target: bytes, headers: Headers, body: bytes) -> bytes:
+    """Request line, headers, framing and body in one buffer. While `headers` begins with the very tuples of a
+    header section the reader kept (http/request_head.py), their lines are its `block`, encoded once."""
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    _fields(parts, headers)
+    head = known_block(headers)
+    if head is not None:
+        parts.append(head.block)
+        _fields(parts, headers, len(head.fields))
+    else:
+        _fields(parts, headers)
     if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
         parts.append(length_field(len(body)))
     parts.append(b"\r\n")

@@ -1,0 +1,130 @@
+"""A request's header section, read once per distinct section: its fields, and those fields as header lines.
+
+A caller sends the same header section again and again (`Host`, `User-Agent`, `Accept`, ... in the same order
+with the same values), so when one read holds a request's whole head the reader (http/parser.py) looks the
+section's bytes up here instead of taking a Python callback from httptools per field. A section seen before
+hands back its fields as a tuple of `(name, value)` tuples (immutable: every request gets its own list of them);
+one not seen before is cut line by line and kept. The table is bounded (sections of at most `MAX_SECTION_BYTES`,
+`MAX_SECTIONS` of them) and emptied when full, so that changing sections (a per-request id or trace header)
+cannot crowd out the repeated ones.
+
+A section's fields are as httptools hands them to a callback: names lower-cased here, values with the spaces
+and tabs before them dropped and those after them kept (llhttp's spans). Cutting trusts nothing: llhttp still
+reads every byte of the head and refuses what it refuses; a section that could not be a valid one (a line
+without a colon, a Content-Length that is not one run of digits) is not cut at all, and the reader takes
+httptools' callbacks instead.
+
+The fields also keep their header lines, encoded once (`block`): the request's head to the upstream writes them
+as one piece while its headers still begin with those very tuples (`known_block`), as an answer's head does
+(http/answer_head.py). The tuples of a section are its own (never shared with another section), so the first
+one says which section a list of headers may begin with.
+"""
+
+from __future__ import annotations
+
+from typing import Final, cast
+
+from meshbatch.http.fields import OWN_PREFIX, SINGLETONS
+from meshbatch.http.message import Headers
+from meshbatch.http.names import lower_name
+
+MAX_SECTIONS: Final = 64
+MAX_SECTION_BYTES: Final = 2048
+
+# What proxies in front say about the original request besides x-forwarded-for: believed only through them.
+FORWARDED: Final = frozenset({b"forwarded", b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"})
+# Fields the reader acts on (http/parser.py `_watched`) beyond the proxy's own x-meshbatch-* ones.
+WATCHED: Final = SINGLETONS | {b"host", b"connection", b"x-forwarded-for", b"tracestate", b"upgrade",
+                               b"http2-settings"} | FORWARDED
+_OWN_PREFIX: Final = OWN_PREFIX
+
+
+class RequestHead:
+    """A header section read: its `fields`, the positions of those the reader acts on (`watched`), its size as
+    the reader counts it (`size`: name, value and 4 per field) and its fields as header lines (`block`)."""
+
+    __slots__ = ("block", "fields", "size", "watched")
+
+    def __init__(self, fields: tuple[tuple[bytes, bytes], ...], watched: tuple[int, ...], size: int) -> None:
+        self.fields = fields
+        self.watched = watched
+        self.size = size
+        parts: list[bytes] = []
+        for name, value in fields:
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(b"\r\n")
+        self.block = b"".join(parts)
+
+
+_SECTIONS: Final[dict[bytes, RequestHead]] = {}
+# The sections kept, by the identity of their first field (alive while kept here: an id is never reused meanwhile).
+_FIRST: Final[dict[int, RequestHead]] = {}
+
+
+def request_head(section: bytes) -> RequestHead | None:
+    """The header section `section` (the lines between the request line and the blank line, without the CRLF
+    that ends the last one) read; None when it is not cut (see the module docstring)."""
+    known = _SECTIONS.get(section)
+    if known is not None:
+        return known
+    fields: list[tuple[bytes, bytes]] = []
+    watched: list[int] = []
+    size = 0
+    if section:
+        for line in section.split(b"\r\n"):
+            colon = line.find(b":")
+            if colon <= 0:
+                return None
+            name = lower_name(line[:colon])
+            end = len(line)
+            start = colon + 1
+            while start < end and (line[start] == 32 or line[start] == 9):  # SP, HTAB: dropped before a value
+                start += 1
+            value = line[start:]
+            if name in WATCHED or (len(name) > 12 and name.startswith(_OWN_PREFIX)):
+                if name == b"content-length" and not value.isdigit():
+                    return None
+                watched.append(len(fields))
+            fields.append((name, value))
+            size += colon + len(value) + 4
+    read = RequestHead(tuple(fields), tuple(watched), size)
+    if len(section) <= MAX_SECTION_BYTES:
+        if len(_SECTIONS) >= MAX_SECTIONS:
+            _SECTIONS.clear()
+            _FIRST.clear()
+        _SECTIONS[section] = read
+        if fields:  # (the tuple itself, as an object: a compiled `fields[0]` would be a new box of it)
+            _FIRST[id(cast("tuple[object, ...]", read.fields)[0])] = read
+    return read
+
+
+def known_block(headers: Headers) -> RequestHead | None:
+    """The kept section whose very field tuples `headers` begins with, if any."""
+    # As objects: the compiled build would unpack each (bytes, bytes) into a C struct and box it again, a new tuple.
+    rows = cast("list[object]", headers)
+    if not rows:
+        return None
+    head = _FIRST.get(id(rows[0]))
+    if head is None:
+        return None
+    fields = head.fields
+    count = len(fields)
+    if count > len(rows):
+        return None
+    same = cast("tuple[object, ...]", fields)
+    for i in range(count):
+        if rows[i] is not same[i]:
+            return None
+    return head
+
+
+def forget_sections() -> None:
+    """Empty the table (tests)."""
+    _SECTIONS.clear()
+    _FIRST.clear()
+
+
+__all__ = ["FORWARDED", "MAX_SECTIONS", "MAX_SECTION_BYTES", "WATCHED", "RequestHead", "forget_sections",
+           "known_block", "request_head"]
