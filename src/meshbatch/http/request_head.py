@@ -18,6 +18,11 @@ The fields also keep their header lines, encoded once (`block`): the request's h
 as one piece while its headers still begin with those very tuples (`known_block`), as an answer's head does
 (http/answer_head.py). The tuples of a section are its own (never shared with another section), so the first
 one says which section a list of headers may begin with.
+
+The fields a proxy appends to a request it forwards are the same for every request of a caller that sent none of
+its own (`x-forwarded-for: <peer>`, `x-forwarded-proto`, `via`): `forwarding` hands out the same three tuples, and
+their lines encoded once, for the same three values (bounded as the sections are), and `known_tail` finds them
+at the end of a list of headers by the identity of the first.
 """
 
 from __future__ import annotations
@@ -120,11 +125,50 @@ def known_block(headers: Headers) -> RequestHead | None:
     return head
 
 
+MAX_TAILS: Final = 256
+
+_TAILS: Final[dict[tuple[str, bytes, bytes], RequestHead]] = {}
+_TAIL_FIRST: Final[dict[int, RequestHead]] = {}
+
+
+def forwarding(peer: str, proto: bytes, via: bytes) -> RequestHead:
+    """The fields `x-forwarded-for: <peer>`, `x-forwarded-proto: <proto>` and `via: <via>`, the same tuples for the
+    same values."""
+    key = (peer, proto, via)
+    known = _TAILS.get(key)
+    if known is not None:
+        return known
+    tail = RequestHead(((b"x-forwarded-for", peer.encode()), (b"x-forwarded-proto", proto), (b"via", via)), (), 0)
+    if len(_TAILS) >= MAX_TAILS:
+        _TAILS.clear()
+        _TAIL_FIRST.clear()
+    _TAILS[key] = tail
+    _TAIL_FIRST[id(cast("tuple[object, ...]", tail.fields)[0])] = tail
+    return tail
+
+
+def known_tail(headers: Headers) -> RequestHead | None:
+    """The `forwarding` fields `headers` ends with (those very tuples), if any."""
+    rows = cast("list[object]", headers)
+    count = len(rows)
+    if count < 3:
+        return None
+    tail = _TAIL_FIRST.get(id(rows[count - 3]))
+    if tail is None:
+        return None
+    same = cast("tuple[object, ...]", tail.fields)
+    if rows[count - 2] is not same[1] or rows[count - 1] is not same[2]:
+        return None
+    return tail
+
+
 def forget_sections() -> None:
-    """Empty the table (tests)."""
+    """Empty the tables (tests)."""
     _SECTIONS.clear()
     _FIRST.clear()
+    _TAILS.clear()
+    _TAIL_FIRST.clear()
 
 
-__all__ = ["FORWARDED", "MAX_SECTIONS", "MAX_SECTION_BYTES", "WATCHED", "RequestHead", "forget_sections",
-           "known_block", "request_head"]
+__all__ = ["FORWARDED", "MAX_SECTIONS", "MAX_SECTION_BYTES", "MAX_TAILS", "WATCHED", "RequestHead", "forget_sections",
+           "forwarding", "known_block", "known_tail", "request_head"]

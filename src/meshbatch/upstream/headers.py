@@ -18,6 +18,7 @@ from typing import Final, cast
 
 from meshbatch.http.fields import PLAIN_CONNECTION
 from meshbatch.http.message import Headers, Request, Response
+from meshbatch.http.request_head import forwarding
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 from meshbatch.http2.headers import TE_TRAILERS
 
@@ -61,6 +62,9 @@ def request_headers(request: Request, via: bool = True, host: str = "") -> Heade
         out.append(TE_TRAILERS)
     if request.version == b"1.0" and request.header(b"host") is None:
         out.append((b"host", host.encode()))
+    if via and not xff and not prior_via:  # (the same three tuples for every such request: http/request_head.py)
+        cast("list[tuple[bytes, ...]]", out).extend(forwarding(request.peer, proto, VIA).fields)
+        return out
     peer = request.peer.encode()
     out.append((b"x-forwarded-for", xff + b", " + peer if xff else peer))
     out.append((b"x-forwarded-proto", proto))

@@ -267,3 +267,26 @@ def test_the_headers_sent_upstream_keep_the_reader_s_tuples() -> None:
         head = known_block(out)
         assert head is not None and len(head.fields) == 3
         assert encode_request(b"GET", b"/a", out, b"") == _by_field(b"GET", b"/a", out, b"")
+
+
+def test_the_forwarding_fields_are_the_same_tuples_and_encode_as_field_by_field() -> None:
+    from meshbatch.http.request_head import MAX_TAILS, forwarding, known_tail
+    from meshbatch.upstream.headers import request_headers
+
+    parser = RequestParser(LIMITS, "10.0.0.1")
+    parser.feed(GET + GET + b"GET / HTTP/1.1\r\nHost: svc\r\nX-Forwarded-For: 1.2.3.4\r\nVia: 1.0 edge\r\n\r\n")
+    one, two, forwarded = (request_headers(request, True, "svc") for request in parser.ready)
+    assert one[-3:] == [(b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-proto", b"http"), (b"via", b"1.1 meshbatch")]
+    assert all(a is b for a, b in zip(one[-3:], two[-3:], strict=True)) and known_tail(one) is known_tail(two)
+    assert known_tail(forwarded) is None and forwarded[-3:] == [(b"x-forwarded-for", b"1.2.3.4, 10.0.0.1"),
+                                                                (b"x-forwarded-proto", b"http"),
+                                                                (b"via", b"1.0 edge, 1.1 meshbatch")]
+    assert known_tail(request_headers(parser.ready[0], False, "svc")) is None
+    tail = list(forwarding("10.0.0.2", b"https", b"1.1 meshbatch").fields)
+    kept = list(parser.ready[0].headers)
+    for headers in ([*kept, *tail], [*kept, (b"x-request-id", b"r"), *tail], tail, [*tail, (b"x", b"1")], tail[1:],
+                    [*tail[:2], (b"via", b"1.1 meshbatch")], [*kept[:1], *tail], one, forwarded):
+        assert encode_request(b"GET", b"/", headers, b"") == _by_field(b"GET", b"/", headers, b"")
+    for i in range(3 * MAX_TAILS):
+        forwarding(f"10.1.{i // 256}.{i % 256}", b"http", b"v")
+        assert len(heads._TAILS) <= MAX_TAILS and len(heads._TAIL_FIRST) <= MAX_TAILS
