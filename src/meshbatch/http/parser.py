@@ -35,7 +35,7 @@ from meshbatch.http.message import Request
 from meshbatch.http.names import NameMemo
 from meshbatch.http.paths import normalize_path
 from meshbatch.http.request_fields import FieldReader
-from meshbatch.http.request_head import WATCHED, request_head
+from meshbatch.http.request_head import WATCHED, RequestHead, known_section, request_head
 from meshbatch.http.request_line import line_version, path_work
 from meshbatch.http.serialize import connection_tokens
 from meshbatch.http.target import parse_authority, split_absolute
@@ -45,6 +45,8 @@ from meshbatch.http.upgrade import Upgrade
 # Final: the compiled module keeps these in C statics, not in its globals dict (a lookup per header otherwise).
 _WATCHED: Final = WATCHED
 _OWN_PREFIX: Final = OWN_PREFIX
+_MISSES: Final = 4  # heads in a row neither kept nor seen just before ...
+_SKIP: Final = 32  # ... and the reads at a request's start that then go the usual way at once
 
 
 class _NoCallbacks:
@@ -75,9 +77,9 @@ class RequestParser(FieldReader):
     """
 
     __slots__ = ("_authority", "_body", "_body_len", "_client", "_error", "_full", "_head_fed", "_host_name",
-                 "_host_raw", "_host_value", "_left", "_line", "_names", "_parser", "_quick", "_sticky", "_target",
-                 "_url", "_version", "client", "continue_wanted", "h2c", "headers_done", "in_message", "now", "ready",
-                 "scheme", "upgrade")
+                 "_host_raw", "_host_value", "_left", "_line", "_misses", "_names", "_parser", "_quick", "_seen_head",
+                 "_seen_section", "_skip", "_sticky", "_target", "_url", "_version", "client", "continue_wanted", "h2c",
+                 "headers_done", "in_message", "now", "ready", "scheme", "upgrade")
 
     def __init__(self, limits: ParserLimits, client: str = "", scheme: bytes = b"http") -> None:
         self.client = client  # the TCP peer
@@ -92,6 +94,10 @@ class RequestParser(FieldReader):
         self._quick = httptools.HttpRequestParser(_Quick(self))
         self._left = 0  # bytes of a body the quick parser still reads
         self._sticky = False  # a request not kept alive was read: its parser reads the rest (llhttp refuses it)
+        self._seen_section = b""  # the last header section read whole here, and its head (None: not read at once)
+        self._seen_head: RequestHead | None = None
+        self._misses = 0
+        self._skip = 0
         self._line = b""
         self._names = NameMemo()
         self._error: ProxyError | None = None
@@ -154,14 +160,31 @@ class RequestParser(FieldReader):
             data = data[left:]
         while data and not self._sticky:  # (not kept alive: the parser that read it reads the rest)
             self._parser = self._full
+            if self._skip:
+                self._skip -= 1
+                break
             end = data.find(b"\r\n\r\n")
             if end < 0 or data[0] == 13 or data[0] == 10 or end + 4 > self.limits.max_header_bytes:
                 break  # (CR, LF: llhttp skips them before a request line)
             line = 0
             while data[line] != 13:  # (the request line's CR, found natively: a `find` call costs more)
                 line += 1
-            head = request_head(data[line + 2:end] if line < end else b"")
-            if head is None or not self._take(head):
+            section = data[line + 2:end] if line < end else b""
+            head = self._seen_head if section == self._seen_section else None
+            if head is None:  # kept for another connection, else read once it comes twice in a row here
+                head = known_section(section)
+                if head is None and section == self._seen_section:
+                    head = request_head(section)
+                self._seen_section = section
+                self._seen_head = head
+                if head is None:
+                    self._misses += 1
+                    if self._misses >= _MISSES:  # heads that keep changing: the usual way for a while
+                        self._misses = 0
+                        self._skip = _SKIP
+                    break
+            self._misses = 0
+            if not self._take(head):
                 self._reset()
                 break
             total = end + 4 + self._length

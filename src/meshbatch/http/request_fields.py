@@ -6,7 +6,7 @@ once taken in the same way (`_take`, http/request_head.py). No I/O.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 from meshbatch.errors import BadRequest, ProxyError
 from meshbatch.http.fields import OWN_PREFIX, PLAIN_CONNECTION, SINGLETONS
@@ -118,19 +118,28 @@ class FieldReader:
         return True
 
     def _take(self, head: RequestHead) -> bool:
-        """The state `on_header` would leave after the fields of `head`; False: they are read the usual way (a
-        field refused or dropped, a limit crossed, a body not framed by Content-Length, Expect, an upgrade)."""
+        """The state `on_header` would leave after the fields of `head` (those it drops left out); False: they are
+        read the usual way (a field refused, a limit crossed, a body not framed by Content-Length, Expect, an
+        upgrade)."""
         limits = self.limits
         fields = head.fields
         if len(fields) > limits.max_headers or head.size > limits.max_header_bytes:
             return False
+        dropped: list[int] | None = None
         for i in head.watched:
             field = fields[i]
             if not self._watched(field[0], field[1]):
-                return False
-        if self._pending is not None or self._te or self._upgrade is not None:
+                if dropped is None:
+                    dropped = [i]
+                else:
+                    dropped.append(i)
+        if self._pending is not None or self._te or self._expect or self._upgrade is not None:
             return False
-        self._headers = list(fields)
+        if dropped is None:
+            self._headers = list(fields)
+        else:  # (as objects: the compiled build would box each field again, a new tuple)
+            rows = cast("tuple[object, ...]", fields)
+            self._headers = cast(Headers, [rows[i] for i in range(len(rows)) if i not in dropped])
         self._header_bytes = head.size
         self._fields = len(fields)
         return True

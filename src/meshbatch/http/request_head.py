@@ -44,9 +44,20 @@ WATCHED: Final = SINGLETONS | {b"host", b"connection", b"x-forwarded-for", b"tra
 _OWN_PREFIX: Final = OWN_PREFIX
 
 
+def _lines(fields: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    parts: list[bytes] = []
+    for name, value in fields:
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
+    return b"".join(parts)
+
+
 class RequestHead:
     """A header section read: its `fields`, the positions of those the reader acts on (`watched`), its size as
-    the reader counts it (`size`: name, value and 4 per field) and its fields as header lines (`block`)."""
+    the reader counts it (`size`: name, value and 4 per field) and its fields as header lines (`block`, made when
+    first asked for by `known_block`)."""
 
     __slots__ = ("block", "fields", "size", "watched")
 
@@ -54,18 +65,17 @@ class RequestHead:
         self.fields = fields
         self.watched = watched
         self.size = size
-        parts: list[bytes] = []
-        for name, value in fields:
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(value)
-            parts.append(b"\r\n")
-        self.block = b"".join(parts)
+        self.block = b""
 
 
 _SECTIONS: Final[dict[bytes, RequestHead]] = {}
 # The sections kept, by the identity of their first field (alive while kept here: an id is never reused meanwhile).
 _FIRST: Final[dict[int, RequestHead]] = {}
+
+
+def known_section(section: bytes) -> RequestHead | None:
+    """The header section `section` as kept, if it is."""
+    return _SECTIONS.get(section)
 
 
 def request_head(section: bytes) -> RequestHead | None:
@@ -79,11 +89,13 @@ def request_head(section: bytes) -> RequestHead | None:
     size = 0
     if section:
         for line in section.split(b"\r\n"):
-            colon = line.find(b":")
-            if colon <= 0:
+            end = len(line)
+            colon = 0
+            while colon < end and line[colon] != 58:  # ':', found natively (a `find` call costs more)
+                colon += 1
+            if colon == 0 or colon == end:
                 return None
             name = lower_name(line[:colon])
-            end = len(line)
             start = colon + 1
             while start < end and (line[start] == 32 or line[start] == 9):  # SP, HTAB: dropped before a value
                 start += 1
@@ -122,6 +134,8 @@ def known_block(headers: Headers) -> RequestHead | None:
     for i in range(count):
         if rows[i] is not same[i]:
             return None
+    if not head.block:
+        head.block = _lines(fields)
     return head
 
 
@@ -139,6 +153,7 @@ def forwarding(peer: str, proto: bytes, via: bytes) -> RequestHead:
     if known is not None:
         return known
     tail = RequestHead(((b"x-forwarded-for", peer.encode()), (b"x-forwarded-proto", proto), (b"via", via)), (), 0)
+    tail.block = _lines(tail.fields)
     if len(_TAILS) >= MAX_TAILS:
         _TAILS.clear()
         _TAIL_FIRST.clear()
@@ -171,4 +186,4 @@ def forget_sections() -> None:
 
 
 __all__ = ["FORWARDED", "MAX_SECTIONS", "MAX_SECTION_BYTES", "MAX_TAILS", "WATCHED", "RequestHead", "forget_sections",
-           "forwarding", "known_block", "known_tail", "request_head"]
+           "forwarding", "known_block", "known_section", "known_tail", "request_head"]

@@ -36,10 +36,20 @@ def _empty_table() -> None:
 Seen = tuple[list[tuple[object, ...]], str, bool]
 
 
+def prime(data: bytes) -> None:
+    """Keep every header section `data` may hold, so that the quick way is tried at first sight."""
+    for head in data.split(b"\r\n\r\n"):
+        _line, crlf, section = head.partition(b"\r\n")
+        if crlf:
+            request_head(section)
+
+
 def read(chunks: list[bytes], quick: bool, limits: ParserLimits = LIMITS) -> Seen:
     """What a reader makes of `chunks`: its requests, its error, whether it waits inside a request."""
     parser = RequestParser(limits, "10.0.0.1", b"https")
-    if not quick:
+    if quick:
+        prime(b"".join(chunks))
+    else:
         parser._sticky = True  # (the quick way is never taken: every request through httptools' callbacks)
     error = ""
     try:
@@ -183,6 +193,7 @@ def test_made_up_heads_read_as_the_callbacks_read_them(line: bytes, fields: list
 
 
 def test_each_request_gets_its_own_list_of_the_kept_fields() -> None:
+    prime(GET + POST)
     parser = RequestParser(LIMITS, "10.0.0.1")
     parser.feed(GET + GET)
     first, second = parser.ready
@@ -222,6 +233,7 @@ def _by_field(method: bytes, target: bytes, headers: Headers, body: bytes) -> by
 
 
 def test_an_upstream_head_from_a_kept_section_is_the_field_by_field_one() -> None:
+    prime(GET + POST)
     parser = RequestParser(LIMITS, "10.0.0.1")
     for _ in range(2):
         parser.feed(POST)
@@ -248,17 +260,44 @@ def test_an_upstream_head_from_a_kept_section_is_the_field_by_field_one() -> Non
 
 def test_the_quick_way_reads_plain_requests_and_leaves_the_rest() -> None:
     parser = RequestParser(LIMITS, "10.0.0.1")
+    parser.feed(GET)
+    assert parser._parser is parser._full  # (a section neither kept nor seen before: the usual way)
+    parser.feed(POST)
+    parser.feed(GET)
+    assert parser._parser is parser._full and not heads._SECTIONS  # (not twice in a row)
+    parser.feed(GET)
+    assert parser._parser is parser._quick and len(heads._SECTIONS) == 1  # (twice in a row: read once, kept)
+    parser.feed(POST[:-2])
+    assert parser._parser is parser._full  # (the POST's section was not kept)
+    parser.feed(POST[-2:])
+    prime(POST)
     parser.feed(GET + POST[:-2])
     assert parser._parser is parser._quick and parser._left  # (the body follows)
     parser.feed(POST[-2:])
-    assert len(parser.ready) == 2 and parser.ready[1].body == b"hello"
+    assert len(parser.ready) == 7 and parser.ready[6].body == b"hello"
     parser.feed(HEADS[22])  # chunked: read the usual way
-    assert parser._parser is parser._full and len(parser.ready) == 3
+    assert parser._parser is parser._full and len(parser.ready) == 8
+
+
+def test_a_connection_whose_heads_keep_changing_goes_the_usual_way_for_a_while() -> None:
+    from meshbatch.http.parser import _MISSES, _SKIP
+
+    parser = RequestParser(LIMITS, "10.0.0.1")
+    stream = [b"GET / HTTP/1.1\r\nHost: svc\r\nX-Request-Id: %d\r\n\r\n" % i for i in range(_MISSES + _SKIP + 3)]
+    for data in stream[:_MISSES]:
+        parser.feed(data)
+    assert parser._skip == _SKIP
+    for data in stream[_MISSES:]:
+        parser.feed(data)
+    assert parser._skip == 0 and not heads._SECTIONS
+    assert [r.request_id for r in parser.ready] == [b"%d" % i for i in range(len(stream))]
+    assert read(stream, True) == read(stream, False)
 
 
 def test_the_headers_sent_upstream_keep_the_reader_s_tuples() -> None:
     from meshbatch.upstream.headers import request_headers
 
+    prime(GET + POST)
     parser = RequestParser(LIMITS, "10.0.0.1")
     parser.feed(GET + GET)
     for request in parser.ready:
@@ -273,6 +312,7 @@ def test_the_forwarding_fields_are_the_same_tuples_and_encode_as_field_by_field(
     from meshbatch.http.request_head import MAX_TAILS, forwarding, known_tail
     from meshbatch.upstream.headers import request_headers
 
+    prime(GET + POST)
     parser = RequestParser(LIMITS, "10.0.0.1")
     parser.feed(GET + GET + b"GET / HTTP/1.1\r\nHost: svc\r\nX-Forwarded-For: 1.2.3.4\r\nVia: 1.0 edge\r\n\r\n")
     one, two, forwarded = (request_headers(request, True, "svc") for request in parser.ready)
