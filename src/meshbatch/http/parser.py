@@ -35,7 +35,7 @@ from meshbatch.http.message import Request
 from meshbatch.http.names import NameMemo
 from meshbatch.http.paths import normalize_path
 from meshbatch.http.request_fields import FieldReader
-from meshbatch.http.request_head import WATCHED, RequestHead, known_section, request_head
+from meshbatch.http.request_head import MAX_SECTION_BYTES, WATCHED, RequestHead, known_section, request_head
 from meshbatch.http.request_line import line_version, path_work
 from meshbatch.http.serialize import connection_tokens
 from meshbatch.http.target import parse_authority, split_absolute
@@ -169,6 +169,8 @@ class RequestParser(FieldReader):
             line = 0
             while data[line] != 13:  # (the request line's CR, found natively: a `find` call costs more)
                 line += 1
+            if end - line > MAX_SECTION_BYTES:
+                break  # (a long head: never kept, read the usual way)
             section = data[line + 2:end] if line < end else b""
             head = self._seen_head if section == self._seen_section else None
             if head is None:  # kept for another connection, else read once it comes twice in a row here

@@ -330,3 +330,13 @@ def test_the_forwarding_fields_are_the_same_tuples_and_encode_as_field_by_field(
     for i in range(3 * MAX_TAILS):
         forwarding(f"10.1.{i // 256}.{i % 256}", b"http", b"v")
         assert len(heads._TAILS) <= MAX_TAILS and len(heads._TAIL_FIRST) <= MAX_TAILS
+
+
+def test_a_long_head_is_read_the_usual_way_and_not_remembered() -> None:
+    limits = ParserLimits()
+    long = b"GET / HTTP/1.1\r\nHost: svc\r\nX: " + b"v" * MAX_SECTION_BYTES + b"\r\n\r\n"
+    parser = RequestParser(limits, "10.0.0.1")
+    for _ in range(3):
+        parser.feed(long)
+        assert parser._parser is parser._full and parser._seen_section == b""
+    assert read([long, long], True, limits) == read([long, long], False, limits)
