@@ -35,7 +35,7 @@ from meshbatch.http.message import Request
 from meshbatch.http.names import NameMemo
 from meshbatch.http.paths import normalize_path
 from meshbatch.http.request_fields import FieldReader
-from meshbatch.http.request_head import MAX_SECTION_BYTES, WATCHED, RequestHead, known_section, request_head
+from meshbatch.http.request_head import MAX_SECTION_BYTES, WATCHED, RequestHead, known_section, request_head, still_kept
 from meshbatch.http.request_line import line_version, path_work
 from meshbatch.http.serialize import connection_tokens
 from meshbatch.http.target import parse_authority, split_absolute
@@ -173,7 +173,9 @@ class RequestParser(FieldReader):
                 break  # (a long head: never kept, read the usual way)
             section = data[line + 2:end] if line < end else b""
             head = self._seen_head if section == self._seen_section else None
-            if head is None:  # kept for another connection, else read once it comes twice in a row here
+            if head is not None:
+                still_kept(section, head)  # (for its lines upstream: http/serialize.py)
+            else:  # kept for another connection, else read once it comes twice in a row here
                 head = known_section(section)
                 if head is None and section == self._seen_section:
                     head = request_head(section)

@@ -59,18 +59,37 @@ class RequestHead:
     the reader counts it (`size`: name, value and 4 per field) and its fields as header lines (`block`, made when
     first asked for by `known_block`)."""
 
-    __slots__ = ("block", "fields", "size", "watched")
+    __slots__ = ("block", "fields", "kept", "size", "watched")
 
     def __init__(self, fields: tuple[tuple[bytes, bytes], ...], watched: tuple[int, ...], size: int) -> None:
         self.fields = fields
         self.watched = watched
         self.size = size
         self.block = b""
+        self.kept = -1  # the tables' age when it was kept (see `still_kept`)
 
 
 _SECTIONS: Final[dict[bytes, RequestHead]] = {}
 # The sections kept, by the identity of their first field (alive while kept here: an id is never reused meanwhile).
 _FIRST: Final[dict[int, RequestHead]] = {}
+_AGE: Final[list[int]] = [0]  # how many times the tables were emptied
+
+
+def _keep(section: bytes, read: RequestHead) -> None:
+    if len(_SECTIONS) >= MAX_SECTIONS:
+        _SECTIONS.clear()
+        _FIRST.clear()
+        _AGE[0] += 1
+    _SECTIONS[section] = read
+    read.kept = _AGE[0]
+    if read.fields:  # (the tuple itself, as an object: a compiled `fields[0]` would be a new box of it)
+        _FIRST[id(cast("tuple[object, ...]", read.fields)[0])] = read
+
+
+def still_kept(section: bytes, head: RequestHead) -> None:
+    """`head`, the section `section` read and held by a connection, kept again if the tables were emptied since."""
+    if head.kept != _AGE[0]:
+        _keep(section, head)
 
 
 def known_section(section: bytes) -> RequestHead | None:
@@ -108,12 +127,7 @@ def request_head(section: bytes) -> RequestHead | None:
             size += colon + len(value) + 4
     read = RequestHead(tuple(fields), tuple(watched), size)
     if len(section) <= MAX_SECTION_BYTES:
-        if len(_SECTIONS) >= MAX_SECTIONS:
-            _SECTIONS.clear()
-            _FIRST.clear()
-        _SECTIONS[section] = read
-        if fields:  # (the tuple itself, as an object: a compiled `fields[0]` would be a new box of it)
-            _FIRST[id(cast("tuple[object, ...]", read.fields)[0])] = read
+        _keep(section, read)
     return read
 
 
@@ -186,4 +200,4 @@ def forget_sections() -> None:
 
 
 __all__ = ["FORWARDED", "MAX_SECTIONS", "MAX_SECTION_BYTES", "MAX_TAILS", "WATCHED", "RequestHead", "forget_sections",
-           "forwarding", "known_block", "known_section", "known_tail", "request_head"]
+           "forwarding", "known_block", "known_section", "known_tail", "request_head", "still_kept"]

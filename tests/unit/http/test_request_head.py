@@ -340,3 +340,13 @@ def test_a_long_head_is_read_the_usual_way_and_not_remembered() -> None:
         parser.feed(long)
         assert parser._parser is parser._full and parser._seen_section == b""
     assert read([long, long], True, limits) == read([long, long], False, limits)
+
+
+def test_a_section_a_connection_holds_is_kept_again_after_the_table_is_emptied() -> None:
+    parser = RequestParser(LIMITS, "10.0.0.1")
+    parser.feed(GET + GET)
+    for i in range(MAX_SECTIONS):  # (the table fills and is emptied)
+        request_head(b"Host: svc\r\nX-Id: %d" % i)
+    assert known_block(list(parser.ready[1].headers)) is None
+    parser.feed(GET)
+    assert known_block(list(parser.ready[2].headers)) is not None
