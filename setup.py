@@ -23,6 +23,8 @@ HOT_PATH = [
     "src/meshbatch/http/limits.py",
     "src/meshbatch/http/request_line.py",
     "src/meshbatch/http/answer_head.py",
+    "src/meshbatch/http/request_head.py",
+    "src/meshbatch/http/request_fields.py",
     "src/meshbatch/http/parser.py",
     "src/meshbatch/http/serialize.py",
     "src/meshbatch/http/chunked.py",

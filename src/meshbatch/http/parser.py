@@ -11,80 +11,96 @@ authorization policies and the upstream all see the same thing: the target check
 (http/target.py, http/paths.py), the authority checked, headers the proxy acts on present at most once and
 Connection nominations applied (http/fields.py), forwarding headers trusted or dropped by the listener's rules
 and the client address derived from them (http/forwarded.py).
+
+When one read holds a request's whole head, its header section is read at once (http/request_head.py: once per
+distinct section) instead of through httptools' callback per field, and a second httptools parser without that
+callback reads the request: llhttp still checks every byte. Anything unusual (a field refused, a limit crossed,
+chunked framing, Expect, an upgrade, a head llhttp refuses) is read again from its first byte the usual way, so
+that what is refused, and why, never depends on which way a request was read.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Final
 
 import httptools
 
 from meshbatch.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, ProxyError
-from meshbatch.http.fields import OWN_PREFIX, PLAIN_CONNECTION, SINGLETONS
+from meshbatch.http.fields import OWN_PREFIX
 from meshbatch.http.forwarded import client_address
 from meshbatch.http.limits import ParserLimits
-from meshbatch.http.message import Headers, Request
+from meshbatch.http.message import Request
 from meshbatch.http.names import NameMemo
 from meshbatch.http.paths import normalize_path
-from meshbatch.http.request_line import line_version
+from meshbatch.http.request_fields import FieldReader
+from meshbatch.http.request_head import MAX_SECTION_BYTES, WATCHED, RequestHead, known_section, request_head, still_kept
+from meshbatch.http.request_line import line_version, path_work
 from meshbatch.http.serialize import connection_tokens
 from meshbatch.http.target import parse_authority, split_absolute
 from meshbatch.http.upgrade import Upgrade
 
-# Fields `on_header` looks at beyond the singletons (anything else is appended after one set lookup). Final: the
-# compiled module keeps these in C statics, not in its globals dict (a lookup per header otherwise).
-_SINGLETONS: Final = SINGLETONS
-# What proxies in front say about the original request besides x-forwarded-for: believed only through them.
-_FORWARDED: Final = frozenset({b"forwarded", b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"})
+# Fields `on_header` looks at (http/request_fields.py `_watched`; anything else is appended after one set lookup).
+# Final: the compiled module keeps these in C statics, not in its globals dict (a lookup per header otherwise).
+_WATCHED: Final = WATCHED
 _OWN_PREFIX: Final = OWN_PREFIX
-_WATCHED: Final = SINGLETONS | {b"host", b"connection", b"x-forwarded-for", b"tracestate", b"upgrade",
-                                b"http2-settings"} | _FORWARDED
-_PLAIN_CONNECTION: Final = PLAIN_CONNECTION
-# Bytes a path needing normalisation may hold (the set of http/paths.py): a path with none of them and no `//`
-# or `/.` is left as it is, without a call.
-_PATH_BYTES: Final = bytes(1 if c in b'%;#\\"<>[]^`{|}' or c <= 0x20 or c >= 0x7F else 0 for c in range(256))
+_MISSES: Final = 4  # heads in a row neither kept nor seen just before ...
+_SKIP: Final = 32  # ... and the reads at a request's start that then go the usual way at once
 
 
 class _NoCallbacks:
     """The protocol of a detached parser: httptools calls nothing on it."""
 
 
+class _Quick:
+    """The protocol of the parser that reads a request whose header section was read at once: the reader's
+    callbacks but `on_header` (httptools calls only what its protocol has)."""
+
+    __slots__ = ("on_body", "on_headers_complete", "on_message_complete", "on_url")
+
+    def __init__(self, reader: RequestParser) -> None:
+        self.on_url: Callable[[bytes], None] = reader.on_url
+        self.on_headers_complete: Callable[[], None] = reader.on_headers_complete
+        self.on_body: Callable[[bytes], None] = reader.on_body
+        self.on_message_complete: Callable[[], None] = reader.on_message_complete
+
+
 # What a closed connection's RequestParser holds instead of its own httptools parser (see `detach`).
 _DETACHED = httptools.HttpRequestParser(_NoCallbacks())
 
 
-class RequestParser:
+class RequestParser(FieldReader):
     """Feed bytes; collect `Request`s from `ready`. Raises `ProxyError` when the stream must be closed.
 
     After an error the connection is unusable: the caller answers the error and closes.
     """
 
-    __slots__ = ("_authority", "_body", "_body_len", "_client", "_connection", "_drop_request_id", "_drop_trace",
-                 "_error", "_expect", "_fields", "_head_fed", "_header_bytes", "_headers", "_hops", "_host",
-                 "_host_name", "_host_raw", "_host_value", "_length", "_line", "_names", "_parser", "_pending",
-                 "_replace_forwarded", "_request_id", "_seen", "_target", "_te", "_upgrade", "_url", "_version", "_xff",
-                 "client", "continue_wanted", "h2c", "headers_done", "in_message", "limits", "now", "ready", "scheme",
-                 "upgrade")
+    __slots__ = ("_authority", "_body", "_body_len", "_client", "_error", "_full", "_head_fed", "_host_name",
+                 "_host_raw", "_host_value", "_left", "_line", "_misses", "_names", "_parser", "_quick", "_seen_head",
+                 "_seen_section", "_skip", "_sticky", "_target", "_url", "_version", "client", "continue_wanted", "h2c",
+                 "headers_done", "in_message", "now", "ready", "scheme", "upgrade")
 
     def __init__(self, limits: ParserLimits, client: str = "", scheme: bytes = b"http") -> None:
-        self.limits = limits
         self.client = client  # the TCP peer
+        super().__init__(limits)
         self.scheme = scheme
         self.ready: deque[Request] = deque()
         self.in_message = False
         self.headers_done = False
         self.continue_wanted = False
         self.now = 0.0
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = self._full = httptools.HttpRequestParser(self)  # (`_parser`: the one reading now)
+        self._quick = httptools.HttpRequestParser(_Quick(self))
+        self._left = 0  # bytes of a body the quick parser still reads
+        self._sticky = False  # a request not kept alive was read: its parser reads the rest (llhttp refuses it)
+        self._seen_section = b""  # the last header section read whole here, and its head (None: not read at once)
+        self._seen_head: RequestHead | None = None
+        self._misses = 0
+        self._skip = 0
         self._line = b""
         self._names = NameMemo()
         self._error: ProxyError | None = None
-        trust = limits.trust  # (read per header: kept as plain attributes)
-        self._hops = trust.xff_num_trusted_hops
-        self._replace_forwarded = trust.replace_forwarded
-        self._drop_request_id = trust.drop_request_id
-        self._drop_trace = trust.drop_trace
         # The last Host checked, its routing name and the value to forward when it differs: a connection mostly
         # repeats one Host, so it is parsed once.
         self._host_raw: bytes | None = None
@@ -96,37 +112,108 @@ class RequestParser:
 
     def _reset(self) -> None:
         self._url = b""
-        self._headers: Headers = []
+        self._clear_fields()
         self._body: list[bytes] = []
         self._body_len = 0
-        self._header_bytes = 0
-        self._fields = 0
-        self._seen: list[bytes] | None = None
-        self._pending: ProxyError | None = None
-        self._host: bytes | None = None
-        self._te = False
-        self._expect = False
-        self._request_id = b""
-        self._length = 0
         self._version = "1.1"
         self._head_fed = -1
-        self._connection: list[bytes] | None = None  # (allocated by the rare request that needs them)
-        self._xff: list[bytes] | None = None
         self._target = b""
         self._authority = b""
         self._client = self.client
-        self._upgrade: Headers | None = None  # the Upgrade and HTTP2-Settings fields (hop-by-hop: not forwarded)
 
     def detach(self) -> None:
         """The connection is gone: drop httptools' parser (it refers back to this object's callbacks)."""
-        self._parser = _DETACHED
+        self._parser = self._full = self._quick = _DETACHED
 
     def feed(self, data: bytes, now: float = 0.0) -> None:
         self.now = now
+        if self.upgrade is None and (self._left or not (self.in_message or self._sticky)):
+            data = self._feed_quick(data)
+            if not data:
+                return
         self._line = b"" if self.in_message else data  # (where a request line may begin: http/request_line.py)
         if self.upgrade is not None:
             self._feed_upgrade(data)
             return
+        self._execute(data)
+        if self.in_message and not self.headers_done:
+            # httptools buffers a header line until it ends, so a line that never ends is bounded here. When
+            # the head was already open before this feed (and no message ended in it), all of `data` is head.
+            head_fed = self._head_fed
+            if head_fed >= 0:
+                self._head_fed = head_fed = head_fed + len(data)
+                if head_fed > self.limits.max_header_bytes:
+                    self._fail(HeadersTooLarge("headers_too_large", "header line too long"))
+            else:
+                self._head_fed = 0
+
+    def _feed_quick(self, data: bytes) -> bytes:
+        """Requests whose head `data` holds whole, read by the quick parser; what is left for the usual way."""
+        left = self._left
+        if left:  # the body of a request the quick parser began
+            if len(data) <= left:
+                self._left = left - len(data)
+                self._execute(data)
+                return b""
+            self._left = 0
+            self._execute(data[:left])
+            data = data[left:]
+        while data and not self._sticky:  # (not kept alive: the parser that read it reads the rest)
+            self._parser = self._full
+            if self._skip:
+                self._skip -= 1
+                break
+            end = data.find(b"\r\n\r\n")
+            if end < 0 or data[0] == 13 or data[0] == 10 or end + 4 > self.limits.max_header_bytes:
+                break  # (CR, LF: llhttp skips them before a request line)
+            line = 0
+            while data[line] != 13:  # (the request line's CR, found natively: a `find` call costs more)
+                line += 1
+            if end - line > MAX_SECTION_BYTES:
+                break  # (a long head: never kept, read the usual way)
+            section = data[line + 2:end] if line < end else b""
+            head = self._seen_head if section == self._seen_section else None
+            if head is not None:
+                still_kept(section, head)  # (for its lines upstream: http/serialize.py)
+            else:  # kept for another connection, else read once it comes twice in a row here
+                head = known_section(section)
+                if head is None and section == self._seen_section:
+                    head = request_head(section)
+                self._seen_section = section
+                self._seen_head = head
+                if head is None:
+                    self._misses += 1
+                    if self._misses >= _MISSES:  # heads that keep changing: the usual way for a while
+                        self._misses = 0
+                        self._skip = _SKIP
+                    break
+            self._misses = 0
+            if not self._take(head):
+                self._reset()
+                break
+            total = end + 4 + self._length
+            quick = self._parser = self._quick
+            self._line = data
+            ready = len(self.ready)
+            try:
+                quick.feed_data(data if total >= len(data) else data[:total])
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+                self._error = None  # read again the usual way, which refuses it as it always did
+                while len(self.ready) > ready:  # (llhttp stops after a CONNECT request it completed)
+                    self.ready.pop()
+                self._reset()
+                self.in_message = self.headers_done = self.continue_wanted = self._sticky = False
+                self._quick = httptools.HttpRequestParser(_Quick(self))  # (a parser that failed stays failed)
+                self._parser = self._full
+                break
+            if total > len(data):
+                self._left = total - len(data)
+                return b""
+            data = data[total:]
+        return data
+
+    def _execute(self, data: bytes) -> None:
+        """`data` to the parser reading now; what it refuses raised as the ProxyError to answer."""
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:  # llhttp completed the request, then stopped: not served yet
@@ -143,16 +230,6 @@ class RequestParser:
             if self._error is not None:
                 raise self._error from None
             raise BadRequest("malformed_request", _describe(exc)) from None
-        if self.in_message and not self.headers_done:
-            # httptools buffers a header line until it ends, so a line that never ends is bounded here. When
-            # the head was already open before this feed (and no message ended in it), all of `data` is head.
-            head_fed = self._head_fed
-            if head_fed >= 0:
-                self._head_fed = head_fed = head_fed + len(data)
-                if head_fed > self.limits.max_header_bytes:
-                    self._fail(HeadersTooLarge("headers_too_large", "header line too long"))
-            else:
-                self._head_fed = 0
 
     def _fail(self, error: ProxyError) -> None:
         self._error = error
@@ -168,7 +245,7 @@ class RequestParser:
             self.ready.append(request)
             if upgrade.settings is None:  # ignored: the connection goes on in HTTP/1.1, with a parser past it
                 self.upgrade = None
-                self._parser = httptools.HttpRequestParser(self)
+                self._parser = self._full = httptools.HttpRequestParser(self)
                 self.feed(upgrade.rest, self.now)
 
     # httptools callbacks -------------------------------------------------------------------------
@@ -196,71 +273,6 @@ class RequestParser:
                 not self._watched(lname, value):  # (120: 'x')
             return
         self._headers.append((lname, value))
-
-    def _refuse(self, error: ProxyError) -> bool:
-        """A field the request is refused for, at the end of its head: httptools hands a field on when the next
-        one starts, so raising here would let how the bytes were split decide between this error and one llhttp
-        finds later in the same head."""
-        if self._pending is None:
-            self._pending = error
-        return False
-
-    def _watched(self, lname: bytes, value: bytes) -> bool:
-        """Checks and notes a field the proxy acts on; False drops it."""
-        if lname in _SINGLETONS or lname.startswith(_OWN_PREFIX):
-            seen = self._seen
-            if seen is None:
-                self._seen = [lname]
-            elif lname in seen:
-                return self._refuse(BadRequest("duplicate_header", f"more than one {lname.decode('latin-1')} header"))
-            else:
-                seen.append(lname)
-        if lname == b"host":
-            if self._host is not None:
-                return self._refuse(BadRequest("duplicate_host", "more than one Host header"))
-            self._host = value
-        elif lname == b"transfer-encoding":
-            # Only chunked framing is removed here: a body still gzip-coded must not go upstream unlabelled.
-            if value.strip(b" \t").lower() != b"chunked":
-                return self._refuse(BadRequest("malformed_request", "Transfer-Encoding other than chunked"))
-            self._te = True
-        elif lname == b"expect":
-            if value.lower() != b"100-continue":
-                return self._refuse(BadRequest("unsupported_expect", "only 'Expect: 100-continue' is supported"))
-            self._expect = True
-            return False
-        elif lname == b"x-request-id":
-            # Dropped when empty (the server generates one: an empty one upstream would make two), and on an
-            # edge listener (a client's id is not trusted there).
-            if not value or self._drop_request_id:
-                return False
-            self._request_id = value
-        elif lname == b"content-length":
-            self._length = int(value)  # llhttp has checked it is one run of digits
-        elif lname == b"connection":
-            if value not in _PLAIN_CONNECTION:
-                if self._connection is None:
-                    self._connection = []
-                self._connection.append(value)
-        elif lname == b"x-forwarded-for":
-            if self._replace_forwarded:
-                return False
-            if self._hops:
-                if self._xff is None:
-                    self._xff = []
-                self._xff.append(value)
-        elif lname in _FORWARDED:
-            return not self._replace_forwarded
-        elif lname == b"x-forwarded-proto":
-            return self._hops > 0  # else the connection's scheme is sent (upstream/headers.py)
-        elif lname == b"traceparent" or lname == b"tracestate":
-            return not self._drop_trace
-        elif lname == b"upgrade" or lname == b"http2-settings":
-            if self._upgrade is None:
-                self._upgrade = []
-            self._upgrade.append((lname, value))
-            return False
-        return True
 
     def on_headers_complete(self) -> None:
         if self._pending is not None:
@@ -317,20 +329,8 @@ class RequestParser:
                 self._set_host(self._host_value)
             self._authority = self._host_name
         if target != b"*":
-            # One native pass up to the query: does the path hold a byte normalising acts on, or `//` or `/.`?
-            table = _PATH_BYTES
-            end = len(target)
-            work = False
-            previous = 0
-            for i in range(end):
-                c = target[i]
-                if c == 63:  # '?'
-                    end = i
-                    break
-                if table[c] or (previous == 47 and (c == 47 or c == 46)):  # '//' or '/.'
-                    work = True
-                previous = c
-            if work:
+            end = path_work(target)  # (-1: nothing to normalise)
+            if end >= 0:
                 target = normalize_path(target[:end], self.limits.paths) + target[end:]
         self._target = target
         connection = self._connection
@@ -364,6 +364,9 @@ class RequestParser:
             upgrade.append((b"expect", b"100-continue"))  # (its body is read past llhttp: the 100 is sent then)
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts) if parts else b""
+        keep_alive = parser.should_keep_alive()
+        if not keep_alive:
+            self._sticky = True
         self.ready.append(
             Request(
                 parser.get_method(),
@@ -372,7 +375,7 @@ class RequestParser:
                 body,
                 host=self._authority,
                 version=b"1.1" if self._version == "1.1" else b"1.0",
-                keep_alive=parser.should_keep_alive(),
+                keep_alive=keep_alive,
                 client=self._client,
                 peer=self.client,
                 scheme=self.scheme,

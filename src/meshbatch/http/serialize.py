@@ -15,6 +15,7 @@ from meshbatch.errors import Overloaded, ProxyError
 from meshbatch.http.chunked import chunk
 from meshbatch.http.fields import protected
 from meshbatch.http.message import Headers, Response
+from meshbatch.http.request_head import known_block, known_tail
 
 # Final: the compiled module keeps these in C statics, not in its globals dict (a look-up per use otherwise).
 _STATUS_LINES: Final[dict[int, bytes]] = {
@@ -85,10 +86,11 @@ def end_to_end(headers: Headers) -> Headers:
     return out
 
 
-def _fields(parts: list[bytes], headers: Headers, start: int = 0) -> None:
+def _fields(parts: list[bytes], headers: Headers, start: int = 0, stop: int = -1) -> None:
     """`name: value` lines onto `parts` (pieces joined once: cheaper than formatting each line; appended one by
-    one: a tuple of four per line, extended, costs several times that in the compiled build), from `start` on."""
-    for i in range(start, len(headers)):
+    one: a tuple of four per line, extended, costs several times that in the compiled build), from `start` on
+    (up to `stop`, when given)."""
+    for i in range(start, len(headers) if stop < 0 else stop):
         name, value = headers[i]
         parts.append(name)
         parts.append(b": ")
@@ -189,8 +191,21 @@ def encode_stream_head(response: Response, length: int, chunked: bool, keep_aliv
 
 
 def encode_request(method: bytes, target: bytes, headers: Headers, body: bytes) -> bytes:
+    """Request line, headers, framing and body in one buffer. While `headers` begins with the very tuples of a
+    header section the reader kept (http/request_head.py), their lines are its `block`, encoded once; so are the
+    forwarding fields it may end with."""
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    _fields(parts, headers)
+    head = known_block(headers)
+    start = 0
+    if head is not None:
+        parts.append(head.block)
+        start = len(head.fields)
+    tail = known_tail(headers)
+    if tail is not None and len(headers) - 3 >= start:
+        _fields(parts, headers, start, len(headers) - 3)
+        parts.append(tail.block)
+    else:
+        _fields(parts, headers, start)
     if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
         parts.append(length_field(len(body)))
     parts.append(b"\r\n")

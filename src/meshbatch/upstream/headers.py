@@ -14,10 +14,11 @@ hop-by-hop removed (by the upstream connection's reader), `via` appended.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 from meshbatch.http.fields import PLAIN_CONNECTION
 from meshbatch.http.message import Headers, Request, Response
+from meshbatch.http.request_head import forwarding
 from meshbatch.http.serialize import HOP_BY_HOP, connection_tokens
 from meshbatch.http2.headers import TE_TRAILERS
 
@@ -32,12 +33,15 @@ def request_headers(request: Request, via: bool = True, host: str = "") -> Heade
     `host` is sent when an HTTP/1.0 caller sent no Host: the HTTP/1.1 request upstream must have one.
     """
     out: Headers = []
+    # As objects: the compiled build would unpack each (bytes, bytes) into a C struct and box it again, a new tuple
+    # (the head upstream is encoded faster while its fields are the very tuples the reader kept: http/serialize.py).
+    kept = cast("list[tuple[bytes, ...]]", out)
     xff = b""
     prior_via = b""
     proto = request.scheme
     extra: frozenset[bytes] | None = None
     te = False
-    for item in request.headers:
+    for item in cast("list[tuple[bytes, ...]]", request.headers):
         name = item[0]
         if name in _DROP_UPSTREAM:
             if name == b"x-forwarded-for":
@@ -51,13 +55,16 @@ def request_headers(request: Request, via: bool = True, host: str = "") -> Heade
             elif name == b"te" and item[1].lower().find(b"trailers") >= 0 and request.version != b"1.0":
                 te = True
             continue
-        out.append(item)
+        kept.append(item)
     if extra:  # (the parser applied them already; a request built elsewhere gets the same rule)
         out = [item for item in out if item[0] not in extra]
     if te:
         out.append(TE_TRAILERS)
     if request.version == b"1.0" and request.header(b"host") is None:
         out.append((b"host", host.encode()))
+    if via and not xff and not prior_via:  # (the same three tuples for every such request: http/request_head.py)
+        cast("list[tuple[bytes, ...]]", out).extend(forwarding(request.peer, proto, VIA).fields)
+        return out
     peer = request.peer.encode()
     out.append((b"x-forwarded-for", xff + b", " + peer if xff else peer))
     out.append((b"x-forwarded-proto", proto))
