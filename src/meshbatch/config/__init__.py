@@ -25,6 +25,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(problems, name)
     if name == "parse":
+        from meshbatch.config import checks  # noqa: F401  (registers the config's own checks: names, references)
         from meshbatch.config.load import parse
 
         return parse
@@ -41,6 +42,7 @@ class _Package(types.ModuleType):
 
     @property
     def load(self) -> Any:
+        from meshbatch.config import checks  # noqa: F401  (registers the config's own checks: names, references)
         from meshbatch.config.load import load
 
         return load

@@ -241,8 +241,6 @@ def parse(text: str, source: str = "<config>", base_dir: str | Path | None = Non
     own); None keeps them as written (they are then opened against the working directory). `env`: the
     variables `${NAME}` in secret fields are read from (meshbatch.config.env; `load` gives the process's
     environment); None keeps the references as written."""
-    from meshbatch.config import checks  # noqa: F401  (the config's own checks of meaning: names, references)
-
     try:
         data = parse_yaml(text)
     except SourceError as exc:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from meshbatch.config import checks as _checks  # noqa: F401  (registers the config's own checks of meaning)
 from meshbatch.config.load import ConfigError, parse
 from meshbatch.config.model import Batch
 from meshbatch.config.source import SourceError, parse_yaml, read_text
