@@ -18,6 +18,7 @@ from meshbatch.config.model.base import (
     secret,
 )
 from meshbatch.config.model.security import ClusterTls
+from meshbatch.config.plain.clusters import status_expected
 
 
 class EndpointSpec(Model):
@@ -110,15 +111,7 @@ class HealthCheck(Model):
         return self
 
     def expects(self, status: int) -> bool:
-        for item in self.expected_statuses:
-            if isinstance(item, int):
-                if status == item:
-                    return True
-            else:
-                lo, _, hi = item.partition("-")
-                if int(lo) <= status <= int(hi):
-                    return True
-        return False
+        return status_expected(self.expected_statuses, status)
 
 
 Percent = Annotated[int, Field(ge=0, le=100)]

@@ -11,6 +11,19 @@ from meshbatch.config.plain.base import Plain
 from meshbatch.config.plain.security import ClusterTls
 
 
+def status_expected(statuses: list[int | str], status: int) -> bool:
+    """`status` is one of a health check's `expected_statuses` (codes, or "lo-hi" ranges, already checked)."""
+    for item in statuses:
+        if isinstance(item, int):
+            if status == item:
+                return True
+        else:
+            lo, _, hi = item.partition("-")
+            if int(lo) <= status <= int(hi):
+                return True
+    return False
+
+
 class EndpointSpec(Plain, frozen=True, kw_only=True):
     address: str
     weight: int = 1
@@ -57,15 +70,7 @@ class HealthCheck(Plain, frozen=True, kw_only=True):
     expected_statuses: list[int | str] = field(default_factory=lambda: [200])
 
     def expects(self, status: int) -> bool:
-        for item in self.expected_statuses:
-            if isinstance(item, int):
-                if status == item:
-                    return True
-            else:
-                lo, _, hi = item.partition("-")
-                if int(lo) <= status <= int(hi):
-                    return True
-        return False
+        return status_expected(self.expected_statuses, status)
 
 
 class OutlierDetection(Plain, frozen=True, kw_only=True):
