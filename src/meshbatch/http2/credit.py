@@ -27,11 +27,7 @@ def acknowledge(conn: H2Connection, sid: int, size: int) -> None:
 
 def credit_connection(conn: H2Connection, size: int) -> None:
     """The connection-level half of h2's `acknowledge_received_data`."""
-    increment = _processed(conn._inbound_flow_control_window_manager, size)
-    if increment:
-        frame = WindowUpdateFrame(0)
-        frame.window_increment = increment
-        conn._prepare_for_sending([frame])
+    _update(conn, 0, _processed(conn._inbound_flow_control_window_manager, size))
 
 
 def credit_stream(conn: H2Connection, sid: int, size: int) -> None:
@@ -39,7 +35,11 @@ def credit_stream(conn: H2Connection, sid: int, size: int) -> None:
     stream = conn.streams.get(sid)
     if stream is None or not STREAM_OPEN[stream.state_machine.state]:
         return
-    increment = _processed(stream._inbound_window_manager, size)
+    _update(conn, sid, _processed(stream._inbound_window_manager, size))
+
+
+def _update(conn: H2Connection, sid: int, increment: int) -> None:
+    """A WINDOW_UPDATE of `increment` for `sid` (0: the connection) into h2's queue; nothing for 0."""
     if increment:
         frame = WindowUpdateFrame(sid)
         frame.window_increment = increment

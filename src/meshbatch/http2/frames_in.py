@@ -31,7 +31,7 @@ from h2.errors import ErrorCodes
 from h2.events import Event, TrailersReceived, WindowUpdated
 from h2.exceptions import FrameTooLargeError, ProtocolError
 from h2.frame_buffer import FrameBuffer
-from h2.stream import H2Stream, StreamState
+from h2.stream import STREAM_OPEN, H2Stream, StreamState
 
 from meshbatch.http2.steps import (
     RECV_DATA,
@@ -52,7 +52,6 @@ WINDOW_UPDATE: Final = 0x8
 LARGEST_WINDOW: Final = 2**31 - 1  # (RFC 9113 6.9.1: a window beyond it is a flow-control error)
 Fields = list[tuple[bytes, bytes]]
 RECEIVING: Final = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
-UPDATABLE: Final = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL, StreamState.HALF_CLOSED_REMOTE)
 h2_receive: Final = H2Connection.receive_data
 # An open connection's state machine takes a received HEADERS, DATA or WINDOW_UPDATE frame without a change or an
 # event (h2 4.x): the step is skipped then, and taken should a release of h2 ever give it one.
@@ -177,7 +176,7 @@ def _window_update(conn: H2Connection, sid: int, data: bytes, at: int, end: int)
         update: Event = WindowUpdated(stream_id=0, delta=increment)
         return [*events, update]
     stream = conn.streams.get(sid)
-    if stream is None or stream.state_machine.state not in UPDATABLE:
+    if stream is None or not STREAM_OPEN[stream.state_machine.state]:  # (open or half closed)
         return None
     window = stream.outbound_flow_control_window + increment
     if window > LARGEST_WINDOW:
