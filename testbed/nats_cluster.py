@@ -175,6 +175,17 @@ class NatsCluster:
         except Exception:
             return None
 
+    def wait_new_leader(self, stream: str, old: str, timeout: float = 60.0) -> float:
+        """Poll until a live node names a leader of `stream` other than `old`: the time.monotonic() then (an
+        upper bound of the election's end, by at most one poll). Raises after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.stream_cluster(stream)
+            if info is not None and info["leader"] not in (None, "", old):
+                return time.monotonic()
+            time.sleep(0.1)
+        raise RuntimeError(f"stream {stream} elected no leader other than {old} within {timeout}s")
+
     def leftovers(self, stream: str, limit: int = 50) -> dict[str, Any]:
         """What a stream still holds (the Meshbatch-Id of up to `limit` messages) and its consumers' state:
         to tell, when a work-queue stream does not empty, whether its consumer still means to deliver them."""

@@ -1,8 +1,8 @@
-"""Ingest on a 3-node JetStream cluster (started here: testbed/nats_cluster.py), with three meshbatch replicas
-sharing one `replicas: 3` stream and one PostgreSQL table, under steady load: the stream's leader SIGKILLed,
-then a meshbatch replica. Every 202 is stored exactly once, refusals stay within the failover bound, the killed
-replica's leased events are redelivered, and every replica answers afterwards. The full scenario, with more
-kills and figures: `meshbatch chaos nats-node-kill` (chaos/scenario_nats.py)."""
+"""Ingest on a 3-node JetStream cluster (started here: testbed/nats_cluster.py), with three meshbatch replicas sharing
+one `replicas: 3` stream and one PostgreSQL table, under steady load: the stream's leader SIGKILLed, then a meshbatch
+replica. Every 202 is stored exactly once, a producer is refused only when the stream had no leader for longer than
+its deadline, the killed replica's leased events are redelivered, and every replica answers afterwards. The full
+scenario, with more kills and figures: `meshbatch chaos nats-node-kill` (chaos/scenario_nats.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ from testbed.proxy import MeshbatchProcess, write_config
 from testbed.stores import PG_URL, named, sql
 
 REFUSAL_BOUND_S = 6.0  # the leader's loss to the last refused answer (docs/ingestion.md has the measured figure)
+TIMEOUT_MS = 8000  # the route's: an append is retried through a failover until then
+# a refusal's deadline may pass this long after the election ends: the retry's wait (one attempt's 1 s and its
+# backoff), the client's reconnection and the poll that saw the new leader
+ELECTION_SLACK_S = 2.5
 
 
 @pytest.fixture
@@ -47,7 +51,7 @@ def replica_config(port: int, nats_url: str, stream: str, table: str) -> dict[st
     return {
         "admin": {"listen": "127.0.0.1:0"},
         "listeners": [{"name": "main", "listen": f"127.0.0.1:{port}", "routes": [
-            {"name": "events", "match": {"path_prefix": "/events"}, "timeout_ms": 8000, "ingest": {
+            {"name": "events", "match": {"path_prefix": "/events"}, "timeout_ms": TIMEOUT_MS, "ingest": {
                 "ack": "fsync",
                 "log": {"backend": "jetstream", "url": nats_url, "stream": stream, "replicas": 3,
                         "subject": f"test.{stream.lower()}", "ack_wait_ms": 2000},
@@ -86,6 +90,7 @@ def test_leader_and_replica_killed_under_load(cluster: NatsCluster, table: str, 
 
         progress(2)
         killed_at = cluster.kill(leader)
+        elected_at = cluster.wait_new_leader(stream, leader.name)  # the load goes on meanwhile
         progress(4)
         cluster.start_node(leader)
         replica_at, replica_killed = len(load.records), time.monotonic()
@@ -101,8 +106,16 @@ def test_leader_and_replica_killed_under_load(cluster: NatsCluster, table: str, 
         twice = [k for k, n in Counter(rows).items() if n > 1]
         assert not twice, f"stored twice: {twice[:5]}"
         assert set(rows) <= load.sent_keys()
-        assert failover["refusing_s"] <= REFUSAL_BOUND_S, failover
-        print(f"\nleader {leader.name} SIGKILLed: {failover}")
+        # a producer is refused only when the stream had no leader for longer than its deadline: on a loaded
+        # machine an election can outlast the deadline, and the refusals are those of the calls it outlasted
+        election_s = elected_at - killed_at
+        early = [(round(r.sent - killed_at, 2), round(r.done - killed_at, 2), r.status, r.detail)
+                 for r in load.records if killed_at <= r.sent and 0 < r.done < replica_killed and r.status != 202
+                 and (r.status != 503 or r.sent + TIMEOUT_MS / 1000 > elected_at + ELECTION_SLACK_S)]
+        assert not early, f"refused while the stream had a leader (election {election_s:.2f} s): {early[:5]}"
+        bound = max(REFUSAL_BOUND_S, election_s + ELECTION_SLACK_S)
+        assert failover["refusing_s"] <= bound, f"election {election_s:.2f} s: {failover}"
+        print(f"\nleader {leader.name} SIGKILLed, a new one elected {election_s:.2f} s later: {failover}")
         assert len(acked) >= 0.9 * replica_at, load.statuses()  # refusals, if any, were brief
         for replica in replicas:  # none hangs: each answers a fresh event at once
             answer = httpx.post(f"http://{replica.addresses['main']}/events", json={"last": True}, timeout=5)
