@@ -38,7 +38,7 @@ from meshbatch.http2.client_stream import ClientStream, StreamLimits, start_stre
 from meshbatch.http2.credit import acknowledge
 from meshbatch.http2.headers import answer_fields, trailer_fields
 from meshbatch.http2.response import trailer_fields_out
-from meshbatch.http2.steps import next_stream_id, streams_allowed
+from meshbatch.http2.steps import next_stream_id, outgoing, streams_allowed
 from meshbatch.http2.whole_request import send_request
 
 
@@ -358,7 +358,7 @@ class MultiplexedConnection(asyncio.Protocol):
             self._flush()
 
     def _flush(self) -> None:
-        data = self._h2.data_to_send()
+        data = outgoing(self._h2)
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
             transport.write(data)

@@ -15,11 +15,11 @@ from typing import Any, Final
 import h2.config
 import h2.connection
 import h2.settings
-from hpack import NeverIndexedHeaderTuple
 
 from meshbatch.http.message import Headers
 from meshbatch.http2.client_stream import StreamLimits
 from meshbatch.http2.headers import CONNECTION_SPECIFIC, TE_TRAILERS
+from meshbatch.http2.hpack_fields import never_indexed
 from meshbatch.http2.hpack_in import RepeatDecoder
 from meshbatch.http2.hpack_out import StaticEncoder
 from meshbatch.http2.machine import QuietConnection
@@ -68,7 +68,7 @@ def request_block(method: bytes, target: bytes, headers: Headers, scheme: bytes)
                 authority = item[1]
             continue
         if name in NEVER_INDEXED:
-            item = NeverIndexedHeaderTuple(name, item[1])
+            item = never_indexed(name, item[1])
         out.append(item)
     out.append(TE_TRAILERS)
     if authority:

@@ -33,6 +33,7 @@ from h2.exceptions import FrameTooLargeError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.stream import STREAM_OPEN, H2Stream, StreamState
 
+from meshbatch.http2.hpack_in import MAX_BLOCK, RepeatDecoder
 from meshbatch.http2.steps import (
     RECV_DATA,
     RECV_END_STREAM,
@@ -145,12 +146,12 @@ def _data(conn: H2Connection, sid: int, end: bool, payload: bytes, length: int) 
         if total > expected or (end and total != expected):
             return None  # (h2's body-length error)
     events = [] if QUIET else conn.state_machine.process_input(ConnectionInputs.RECV_DATA)
-    window.window_consumed(length)
+    window.current_window_size -= length  # (h2's `window_consumed`: within the window, checked above)
     machine = stream.state_machine
     got = step(machine, RECV_DATA)
     event = got[0]
-    own.window_consumed(length)
-    stream._track_content_length(length, end)
+    own.current_window_size -= length
+    stream._actual_content_length += length  # (h2's `_track_content_length`: within the length, checked above)
     if end:
         ended = step(machine, RECV_END_STREAM)
         event.stream_ended = ended[0]
@@ -191,18 +192,31 @@ def _window_update(conn: H2Connection, sid: int, data: bytes, at: int, end: int)
 def _headers(conn: H2Connection, sid: int, end: bool, block: bytes) -> list[Event] | None:
     stream = conn.streams.get(sid)
     if stream is None:  # a new stream: only a server's, above the last, within the concurrent-stream limit
-        if conn.config.client_side or not sid & 1 or sid <= conn.highest_inbound_stream_id:
+        config: Any = conn.config  # (its `client_side` is a descriptor reading `_client_side`)
+        if config._client_side or not sid & 1 or sid <= conn.highest_inbound_stream_id:
             return None
         if open_streams(conn, 1) + 1 > streams_allowed(conn.local_settings):
             return None  # (h2 refuses it; counting the open streams drops the closed ones, as h2's count does)
     elif stream.state_machine.state not in RECEIVING:
         return None
-    fields = cast(Fields, _decode_headers(conn.decoder, block))  # (hpack's decoder gives a list of 2-tuples)
+    fields = _fields(conn.decoder, block)
     events = [] if QUIET else conn.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
     if stream is None:
         stream = new_stream(conn, sid, False)
     got = _stream_headers(stream, fields, end)
     return events + got if events else got
+
+
+def _fields(decoder: Any, block: bytes) -> Fields:
+    """h2's `_decode_headers(decoder, block)`; a block the `RepeatDecoder` keeps is answered here at once, as its
+    `decode` would answer it (http2/hpack_in.py), without the two Python-level calls."""
+    if type(decoder) is RepeatDecoder and type(block) is bytes and len(block) <= MAX_BLOCK:
+        kept: Any = decoder._kept.get(block)
+        if kept is not None:
+            table: Any = decoder.header_table
+            if decoder._state == (table.changes, decoder.max_header_list_size, decoder.max_allowed_table_size):
+                return list(kept)
+    return cast(Fields, _decode_headers(decoder, block))  # (hpack's decoder gives a list of 2-tuples)
 
 
 def _stream_headers(stream: H2Stream, fields: Fields, end: bool) -> list[Any]:

@@ -22,6 +22,7 @@ for _index, (_static_name, _static_value) in enumerate(HeaderTable.STATIC_TABLE,
     _NAMES.setdefault(_static_name, _index)
 MAX_KEPT: Final = 4096  # field encodings kept (per connection; names: per process); beyond it they start over
 _NAME_KEPT: Final[dict[tuple[bytes, bool], bytes]] = {}
+_tuple_new: Final[Any] = tuple.__new__
 
 
 def _string(data: bytes, huffman: bool) -> bytes:
@@ -68,6 +69,11 @@ def _name(name: bytes, never_indexed: bool) -> bytes:
     return found
 
 
+def never_indexed(name: bytes, value: bytes) -> Any:
+    """`NeverIndexedHeaderTuple(name, value)`, made without its Python-level `__new__` (which makes it so)."""
+    return _tuple_new(NeverIndexedHeaderTuple, (name, value))
+
+
 def _bytes(text: bytes | str) -> bytes:
     return text if isinstance(text, bytes) else text.encode("utf-8")
 
@@ -88,7 +94,9 @@ def encode_fields(kept: dict[tuple[bytes, bytes], bytes], headers: Any, prefix: 
                 len(field) > 2 and not isinstance(field, HeaderTuple) and field[2]):
             parts.append(encode_field(name, value, True))
             continue
-        key = (name, value)
+        # kept under the field itself when it is a plain pair of bytes: a block a decoder repeats gives the same
+        # tuple again, found by identity (an equal tuple is compared element by element)
+        key = field if type(field) is tuple and field[0] is name and field[1] is value else (name, value)
         encoded = kept.get(key)
         if encoded is None:
             if len(kept) >= MAX_KEPT:
@@ -100,4 +108,4 @@ def encode_fields(kept: dict[tuple[bytes, bytes], bytes], headers: Any, prefix: 
 
 
 
-__all__ = ["MAX_KEPT", "encode_field", "encode_fields"]
+__all__ = ["MAX_KEPT", "encode_field", "encode_fields", "never_indexed"]

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from hpack import NeverIndexedHeaderTuple
-
 from meshbatch.http.message import Headers, Response
 from meshbatch.http.serialize import NO_BODY_STATUSES
+from meshbatch.http2.hpack_fields import never_indexed
 
 CONNECTION_SPECIFIC: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                                         b"upgrade", b"te", b"content-length"})
@@ -30,7 +29,7 @@ def response_fields(response: Response, request_id: bytes, length: int, head: bo
         if name not in drop and name[:1] != b":":
             out.append((name, value))
     if request_id:  # unique to each answer: kept out of the HPACK table, where it would only push others out
-        out.append(NeverIndexedHeaderTuple(b"x-request-id", request_id))
+        out.append(never_indexed(b"x-request-id", request_id))
     if length >= 0 and status not in NO_BODY_STATUSES and status >= 200 and (length or not head):
         out.append((b"content-length", b"%d" % length))
     return out

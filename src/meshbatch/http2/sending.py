@@ -22,6 +22,7 @@ from meshbatch.http.serving import ConnectionGuard, ListenerState
 from meshbatch.http2.credit import acknowledge, credit_stream
 from meshbatch.http2.limits import FrameWatch
 from meshbatch.http2.response import response_fields, sends_body, trailer_fields_out
+from meshbatch.http2.steps import outgoing
 from meshbatch.http2.streams import H2Stream
 from meshbatch.http2.whole_answer import send_whole
 
@@ -229,7 +230,7 @@ class H2Sender(asyncio.Protocol):
         conn, transport = self.h2, self.transport
         if conn is None or transport is None or self._lost:
             return
-        data = conn.data_to_send()
+        data = outgoing(conn)
         if data:
             transport.write(data)
             self.flow.written += len(data)

@@ -5,13 +5,15 @@ for the frames read and written below h2 (http2/frames_in.py, http2/whole_answer
 tuple whose two enum members hash through Python-level `__hash__` methods: more than the transition itself for
 the five steps an answered request takes. `step` takes the same transition from a list indexed by the state (an
 `IntEnum`, so a plain index), with the same side effects, events and errors; a state with no transition for the
-input is left to `process_input`, which refuses it as before. The tables are made from h2's own at import.
+input is left to `process_input`, which refuses it as before. The tables are made from h2's own at import, with
+the side effects of the common transitions compiled (http2/transitions.py).
 
 `open_streams` is h2's `_open_streams` (the count behind `open_inbound_streams` and `open_outbound_streams`, which
 also moves the closed streams out of `conn.streams`, into h2's size-limited dict of closed streams), and
 `new_stream` its `_begin_new_stream` for an id already checked, without their debug-log calls: both run for every
-stream. `setting` reads a setting's current value as h2's `Settings` properties do, without their three
-Python-level calls (a property, `Mapping.get`, `__getitem__`).
+stream. `outgoing` is its `data_to_send()`, taken after every read and write. `setting` reads a setting's
+current value as h2's `Settings` properties do, without their three Python-level calls (a property,
+`Mapping.get`, `__getitem__`).
 """
 
 from __future__ import annotations
@@ -25,15 +27,25 @@ from h2.settings import SettingCodes, Settings
 from h2.stream import STREAM_OPEN, H2Stream, H2StreamStateMachine, StreamInputs, StreamState, _transitions
 from h2.utilities import SizeLimitDict
 
+from meshbatch.http2.transitions import NATIVE
+
 INITIAL_WINDOW_SIZE: Final = int(SettingCodes.INITIAL_WINDOW_SIZE)
 MAX_CONCURRENT_STREAMS: Final = int(SettingCodes.MAX_CONCURRENT_STREAMS)
 UNLIMITED_STREAMS: Final = 2**32 + 1  # (h2's `max_concurrent_streams` when the peer set none)
 _remember: Final = OrderedDict.__setitem__
 
 
+def _entry(transition: Any) -> Any:
+    """h2's (method, target) with the method replaced by its compiled twin where there is one (transitions.py)."""
+    if transition is None:
+        return None
+    func, target = transition
+    return (NATIVE.get(func, func) if func is not None else None), target
+
+
 def _table(given: StreamInputs) -> list[Any]:
     """Each state's (function, target) for `given`, indexed by the state, None where h2 has none; `given` last."""
-    return [*(_transitions.get((state, given)) for state in sorted(StreamState, key=int)), given]
+    return [*(_entry(_transitions.get((state, given))) for state in sorted(StreamState, key=int)), given]
 
 
 RECV_HEADERS: Final = _table(StreamInputs.RECV_HEADERS)
@@ -108,8 +120,18 @@ def streams_allowed(settings: Settings) -> int:
 def next_stream_id(conn: H2Connection) -> int:
     """h2's `get_next_available_stream_id` (without its debug-log call): 0 when the ids ran out (h2 raises)."""
     last = conn.highest_outbound_stream_id
-    sid = last + 2 if last else (1 if conn.config.client_side else 2)
+    config: Any = conn.config
+    sid = last + 2 if last else (1 if config._client_side else 2)  # (what the `client_side` descriptor reads)
     return 0 if sid > conn.HIGHEST_ALLOWED_STREAM_ID else sid
+
+
+def outgoing(conn: H2Connection) -> bytes:
+    """h2's `data_to_send()`: the bytes it has queued to send, taken."""
+    queued = conn._data_to_send
+    if not queued:
+        return b""
+    conn._data_to_send = bytearray()
+    return bytes(queued)
 
 
 def new_stream(conn: H2Connection, sid: int, outbound: bool) -> H2Stream:
@@ -128,4 +150,5 @@ def new_stream(conn: H2Connection, sid: int, outbound: bool) -> H2Stream:
 
 __all__ = ["INITIAL_WINDOW_SIZE", "MAX_CONCURRENT_STREAMS", "RECV_DATA", "RECV_END_STREAM", "RECV_HEADERS",
            "RECV_INFORMATIONAL_HEADERS", "RECV_WINDOW_UPDATE", "SEND_DATA", "SEND_END_STREAM", "SEND_HEADERS",
-           "UNLIMITED_STREAMS", "new_stream", "next_stream_id", "open_streams", "setting", "step", "streams_allowed"]
+           "UNLIMITED_STREAMS", "new_stream", "next_stream_id", "open_streams", "outgoing", "setting", "step",
+           "streams_allowed"]

@@ -14,12 +14,14 @@ than one frame or more window) is left to h2: `send_whole` then returns False an
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Any, Final
 
 from h2.connection import ConnectionState, H2Connection
 from h2.stream import H2Stream, StreamState
 
 from meshbatch.http.message import Headers
+from meshbatch.http2.hpack_fields import encode_fields
+from meshbatch.http2.hpack_out import StaticEncoder
 from meshbatch.http2.steps import SEND_DATA, SEND_END_STREAM, SEND_HEADERS, step
 
 OPEN: Final = (ConnectionState.SERVER_OPEN, ConnectionState.CLIENT_OPEN)
@@ -34,6 +36,16 @@ END_HEADERS: Final = 0x4
 def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
     size = len(payload)
     return _FRAME_HEAD.pack(size >> 16, size & 0xFFFF, kind, flags, stream_id) + payload
+
+
+def encoded(conn: H2Connection, fields: Headers) -> bytes:
+    """`conn.encoder.encode(fields)`; the proxy's `StaticEncoder` with no table-size change to signal is asked
+    straight, without its Python-level method."""
+    encoder: Any = conn.encoder
+    if type(encoder) is StaticEncoder and not encoder.table_size_changes:
+        return encode_fields(encoder._kept, fields, b"")
+    block: bytes = encoder.encode(fields)
+    return block
 
 
 def header_frames(stream_id: int, block: bytes, max_frame: int, end_stream: bool) -> bytes:
@@ -63,7 +75,7 @@ def send_whole(conn: H2Connection, stream_id: int, fields: Headers, body: bytes,
     if not fits(conn, len(body), stream.outbound_flow_control_window):
         return False
     step(machine, SEND_HEADERS)
-    head = header_frames(stream_id, conn.encoder.encode(fields), conn.max_outbound_frame_size,
+    head = header_frames(stream_id, encoded(conn, fields), conn.max_outbound_frame_size,
                          not body and not trailers)
     finish(conn, stream, head, body, trailers)
     return True
@@ -88,7 +100,7 @@ def finish(conn: H2Connection, stream: H2Stream, head: bytes, body: bytes, trail
         conn.outbound_flow_control_window -= size
     if trailers:
         step(machine, SEND_HEADERS)  # (h2 takes the second block for trailers)
-        out += header_frames(stream.stream_id, conn.encoder.encode(trailers), conn.max_outbound_frame_size, True)
+        out += header_frames(stream.stream_id, encoded(conn, trailers), conn.max_outbound_frame_size, True)
     step(machine, SEND_END_STREAM)
     conn._data_to_send += out
 

@@ -16,7 +16,7 @@ from h2.connection import H2Connection
 
 from meshbatch.http.message import Headers
 from meshbatch.http2.steps import INITIAL_WINDOW_SIZE, SEND_HEADERS, new_stream, open_streams, setting, step
-from meshbatch.http2.whole_answer import OPEN, finish, fits, header_frames
+from meshbatch.http2.whole_answer import OPEN, encoded, finish, fits, header_frames
 
 
 def send_request(conn: H2Connection, stream_id: int, fields: Headers, body: bytes) -> bool:
@@ -35,7 +35,7 @@ def send_request(conn: H2Connection, stream_id: int, fields: Headers, body: byte
         if name == b":authority":
             stream._authority = value
             break
-    finish(conn, stream, header_frames(stream_id, conn.encoder.encode(fields), conn.max_outbound_frame_size, not body),
+    finish(conn, stream, header_frames(stream_id, encoded(conn, fields), conn.max_outbound_frame_size, not body),
            body)
     return True
 

@@ -23,7 +23,7 @@ from hyperframe.frame import Frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshbatch.http2 import frames_in, steps
+from meshbatch.http2 import frames_in, steps, transitions
 from meshbatch.http2.client_setup import new_client_connection
 from meshbatch.http2.client_stream import StreamLimits
 from meshbatch.http2.connection import new_connection
@@ -343,6 +343,15 @@ def test_the_common_frames_never_reach_h2s_frame_parser(monkeypatch: pytest.Monk
     assert parsed == [DATA, DATA]
 
 
+def test_outgoing_takes_what_h2s_data_to_send_takes() -> None:
+    ours, theirs = (new_connection(H2Limits()) for _ in range(2))
+    for conn in (ours, theirs):
+        conn.initiate_connection()
+    assert steps.outgoing(ours) == theirs.data_to_send() != b""
+    assert steps.outgoing(ours) == theirs.data_to_send() == b""
+    assert ours._data_to_send == theirs._data_to_send == bytearray()
+
+
 def process_input(machine: H2StreamStateMachine, table: list[Any]) -> Any:
     return machine.process_input(table[-1])
 
@@ -356,20 +365,41 @@ def outcome_of(run: Any, machine: H2StreamStateMachine, table: list[Any]) -> Any
 
 def test_the_steps_are_h2s_transitions() -> None:
     """The states index their tables (0 to 6, no gap), each step agrees with `process_input` from every state
-    (events, errors, the state after), and the open connection's steps skipped are h2's no-ops, the client's
-    table after GOAWAY included."""
+    and every combination of the flags the transitions read (events, their attributes in order, errors, the
+    state and flags after), and the open connection's steps skipped are h2's no-ops, the client's table after
+    GOAWAY included."""
     assert [int(s) for s in sorted(StreamState, key=int)] == list(range(len(StreamState)))
+    flags = ("headers_received", "trailers_received", "headers_sent", "trailers_sent")
     for table in (steps.RECV_HEADERS, steps.RECV_INFORMATIONAL_HEADERS, steps.RECV_DATA, steps.RECV_END_STREAM,
                   steps.RECV_WINDOW_UPDATE, steps.SEND_HEADERS, steps.SEND_DATA, steps.SEND_END_STREAM):
-        for start in StreamState:
-            for client in (True, False, None):
-                for headers_received in (True, False):
-                    ours, theirs = (H2StreamStateMachine(1) for _ in range(2))
-                    for machine in (ours, theirs):
-                        machine.state, machine.client, machine.headers_received = start, client, headers_received
-                    results = [outcome_of(steps.step, ours, table), outcome_of(process_input, theirs, table)]
-                    assert results[0] == results[1]
-                    assert vars(ours) == vars(theirs)
+        for start, client, values in itertools.product(StreamState, (True, False, None),
+                                                       itertools.product((True, False), repeat=len(flags))):
+            ours, theirs = (H2StreamStateMachine(7) for _ in range(2))
+            for machine in (ours, theirs):
+                machine.state, machine.client = start, client
+                for name, value in zip(flags, values, strict=True):
+                    setattr(machine, name, value)
+            results = [outcome_of(steps.step, ours, table), outcome_of(process_input, theirs, table)]
+            assert results[0] == results[1]
+            assert vars(ours) == vars(theirs)
+    # the compiled twins make the same events, attribute for attribute and in the same order
+    for method, twin in transitions.NATIVE.items():
+        for received in (False, True):
+            ours, theirs = (H2StreamStateMachine(9) for _ in range(2))
+            for machine in (ours, theirs):
+                machine.client, machine.headers_received, machine.headers_sent = False, received, received
+            if method.__name__ in ("request_sent", "response_received"):
+                ours.client = theirs.client = True
+            try:
+                expected = method(theirs, StreamState.OPEN)
+            except (AssertionError, h2.exceptions.ProtocolError) as error:
+                with pytest.raises(type(error)):
+                    twin(ours, StreamState.OPEN)
+                continue
+            made = twin(ours, StreamState.OPEN)
+            assert [(type(e), list(vars(e).items())) for e in made] == [(type(e), list(vars(e).items()))
+                                                                        for e in expected]
+            assert vars(ours) == vars(theirs)
     assert frames_in.QUIET
     for state in OPEN:
         for kind in (h2.connection.ConnectionInputs.RECV_HEADERS, h2.connection.ConnectionInputs.RECV_DATA,

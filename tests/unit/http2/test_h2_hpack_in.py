@@ -4,13 +4,14 @@ any change to the table or the limits, and holds a bounded amount whatever a pee
 
 from __future__ import annotations
 
+import h2.exceptions
 import pytest
 from hpack import Decoder, Encoder, HeaderTuple, NeverIndexedHeaderTuple
 from hpack.exceptions import InvalidTableSizeError, OversizedHeaderListError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshbatch.http2 import hpack_in
+from meshbatch.http2 import frames_in, hpack_in
 from meshbatch.http2.hpack_in import RepeatDecoder
 
 REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"svc"),
@@ -25,6 +26,30 @@ def test_a_repeated_block_is_answered_from_memory() -> None:
     assert decoder.decode(again, raw=True) == REQUEST and again in decoder._kept
     decoder._kept[again][0] = HeaderTuple(b":method", b"POST")  # (proof that the next answer comes from memory)
     assert decoder.decode(again, raw=True)[0] == (b":method", b"POST")
+
+
+def test_the_frame_reader_answers_a_repeat_from_memory_too() -> None:
+    """frames_in's `_fields` takes a kept block straight from the decoder's memory, and only while what was kept
+    still holds (the table and the limits unchanged); anything else goes through `decode`."""
+    encoder, decoder = Encoder(), RepeatDecoder()
+    first, again = encoder.encode(REQUEST), encoder.encode(REQUEST)
+    assert frames_in._fields(decoder, first) == REQUEST
+    assert frames_in._fields(decoder, again) == REQUEST and again in decoder._kept
+    decoder._kept[again][0] = HeaderTuple(b":method", b"POST")  # (proof that the answer comes from memory)
+    answer = frames_in._fields(decoder, again)
+    assert answer[0] == (b":method", b"POST") and answer is not decoder._kept[again]  # (a copy: the caller's)
+    decoder.max_header_list_size = 10  # a limit changed: decoded afresh, and refused
+    with pytest.raises(h2.exceptions.DenialOfServiceError):
+        frames_in._fields(decoder, again)
+    decoder.max_header_list_size = 65_536
+    indexed = encoder.encode([(b"x-a", b"1")])
+    assert frames_in._fields(decoder, indexed) == [(b"x-a", b"1")]  # (inserted: not kept)
+    indexed = encoder.encode([(b"x-a", b"1")])
+    assert frames_in._fields(decoder, indexed) == [(b"x-a", b"1")] and indexed in decoder._kept
+    frames_in._fields(decoder, encoder.encode([(b"x-b", b"2")]))  # now the newest entry is x-b
+    assert frames_in._fields(decoder, indexed) == [(b"x-b", b"2")]
+    with pytest.raises(h2.exceptions.ProtocolError):
+        frames_in._fields(decoder, b"\xff\xff\xff\xff\x0f")  # (an index far beyond the table)
 
 
 def test_a_change_to_the_table_forgets_what_was_kept() -> None:
@@ -87,7 +112,7 @@ STEPS = st.lists(st.one_of(st.tuples(st.just("block"), FIELDS, st.booleans()),
 @settings(max_examples=60, deadline=None)
 @given(STEPS)
 def test_every_sequence_decodes_as_hpacks_own_decoder_does(steps: list[tuple[str, object, bool]]) -> None:
-    encoder, plain, ours = Encoder(), Decoder(), RepeatDecoder()
+    encoder, plain, ours, read = Encoder(), Decoder(), RepeatDecoder(), RepeatDecoder()
     for kind, what, huffman in steps:
         if kind == "size":
             if what != encoder.header_table_size:  # (hpack's encoder forgets a change set twice)
@@ -96,5 +121,8 @@ def test_every_sequence_decodes_as_hpacks_own_decoder_does(steps: list[tuple[str
         assert isinstance(what, list)
         for _ in range(2):  # (every block encoded is decoded: the encoder's table stays the decoders' table)
             block = encoder.encode(what, huffman=huffman)
-            assert ours.decode(block, raw=True) == plain.decode(block, raw=True)
+            expected = plain.decode(block, raw=True)
+            assert ours.decode(block, raw=True) == expected
+            assert frames_in._fields(read, block) == expected  # (the frame reader's way to the same decoder)
         assert list(ours.header_table.dynamic_entries) == list(plain.header_table.dynamic_entries)
+        assert list(read.header_table.dynamic_entries) == list(plain.header_table.dynamic_entries)

@@ -5,14 +5,17 @@ same field however often it is sent. And the server writes all the answers of on
 from __future__ import annotations
 
 import pytest
-from hpack import Decoder, NeverIndexedHeaderTuple
+from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshbatch.http.message import Request, Response
 from meshbatch.http.serving import Answer, Pending
 from meshbatch.http2 import hpack_fields
+from meshbatch.http2.connection import new_connection
 from meshbatch.http2.hpack_out import StaticEncoder, encode_field
+from meshbatch.http2.limits import H2Limits
+from meshbatch.http2.whole_answer import encoded
 from meshbatch.telemetry.build import is_compiled
 from testbed.h2peer import H2Pair, request_headers
 
@@ -49,6 +52,36 @@ def test_a_field_encoded_before_as_plain_is_still_never_indexed_when_marked() ->
         assert [type(field) for field in decoded] == [NeverIndexedHeaderTuple]
     assert Decoder().decode(encoder.encode([("authorization", "secret")]), raw=True) == [(b"authorization",
                                                                                          b"secret")]
+
+
+def test_never_indexed_makes_hpacks_own_marked_field() -> None:
+    made, theirs = hpack_fields.never_indexed(b"x-request-id", b"7"), NeverIndexedHeaderTuple(b"x-request-id", b"7")
+    assert type(made) is NeverIndexedHeaderTuple and made == theirs and not made.indexable
+    assert StaticEncoder().encode([made]) == StaticEncoder().encode([theirs])
+
+
+def test_a_repeated_field_object_and_an_equal_one_encode_alike() -> None:
+    """A plain pair is kept under itself: the same tuple again, an equal one, and one whose value differs."""
+    encoder = StaticEncoder()
+    field = (b"x-a", b"1")
+    first = encoder.encode([field, (b":status", b"200")])
+    assert encoder.encode([field, (b":status", b"200")]) == first
+    assert encoder.encode([(b"x-a", b"1"), (b":status", b"200")]) == first
+    assert Decoder().decode(encoder.encode([(b"x-a", b"2")]), raw=True) == [(b"x-a", b"2")]
+
+
+def test_the_frame_writers_encode_as_the_connections_encoder_does() -> None:
+    """`whole_answer.encoded` asks the proxy's encoder straight; a table-size change to signal, or another
+    encoder, goes through `encode` as before."""
+    ours, theirs = new_connection(H2Limits()), new_connection(H2Limits())
+    fields = [(b":status", b"200"), (b"x-a", b"1")]
+    for _ in range(2):
+        assert encoded(ours, fields) == theirs.encoder.encode(fields)
+    for conn in (ours, theirs):
+        conn.encoder.header_table_size = 256
+    assert encoded(ours, fields) == theirs.encoder.encode(fields) != encoded(ours, fields)  # (signalled once)
+    ours.encoder = Encoder()
+    assert encoded(ours, fields) == Encoder().encode(fields)
 
 
 def test_the_peers_table_size_changes_are_signalled_once_at_the_next_block() -> None:
