@@ -84,19 +84,22 @@ def encode_fields(kept: dict[tuple[bytes, bytes], bytes], headers: Any, prefix: 
     parts: list[bytes] = [prefix] if prefix else []
     fields: Iterable[Any] = headers.items() if isinstance(headers, dict) else headers
     for field in fields:
-        if type(field) is tuple and len(field) == 2:  # a plain field encoded before: its bytes at once (a
-            encoded = kept.get(field)  # never-indexed one is a tuple subclass, a str field is not kept as such)
+        kind = type(field)
+        plain = (kind is tuple and len(field) == 2) or kind is HeaderTuple  # (an indexable pair: hpack's decoder
+        if plain:  # gives HeaderTuple; a never-indexed field is another tuple subclass)
+            encoded = kept.get(field)  # encoded before: its bytes at once (a str field is not kept as such)
             if encoded is not None:
                 parts.append(encoded)
                 continue
-        name, value = _bytes(field[0]), _bytes(field[1])
-        if isinstance(field, NeverIndexedHeaderTuple) or (
+        name = _bytes(field[0])
+        value = _bytes(field[1])
+        if kind is NeverIndexedHeaderTuple or isinstance(field, NeverIndexedHeaderTuple) or (
                 len(field) > 2 and not isinstance(field, HeaderTuple) and field[2]):
             parts.append(encode_field(name, value, True))
             continue
-        # kept under the field itself when it is a plain pair of bytes: a block a decoder repeats gives the same
-        # tuple again, found by identity (an equal tuple is compared element by element)
-        key = field if type(field) is tuple and field[0] is name and field[1] is value else (name, value)
+        # kept under the field itself when it is a pair of bytes: a block a decoder repeats gives the same tuple
+        # again, found by identity (an equal tuple is compared element by element)
+        key = field if plain and field[0] is name and field[1] is value else (name, value)
         encoded = kept.get(key)
         if encoded is None:
             if len(kept) >= MAX_KEPT:

@@ -18,11 +18,20 @@ CONNECTION_SPECIFIC: Final = frozenset({b"connection", b"keep-alive", b"proxy-co
                                         b"upgrade", b"te", b"content-length"})
 
 
+# the decimal text of the numbers most answers carry (statuses, small lengths), made once: the same bytes object
+# each time, which the encoder's kept fields find by identity
+_DECIMAL: Final = [b"%d" % n for n in range(1024)]
+
+
+def decimal(n: int) -> bytes:
+    return _DECIMAL[n] if 0 <= n < 1024 else b"%d" % n
+
+
 def response_fields(response: Response, request_id: bytes, length: int, head: bool) -> Headers:
     """The answer's head: `:status`, its end-to-end fields, `x-request-id` (when given) and `content-length`
     (`length` >= 0, not for statuses that have no body, and not for an answer to HEAD without one)."""
     status = response.status
-    out: Headers = [(b":status", b"%d" % status)]
+    out: Headers = [(b":status", decimal(status))]
     drop = CONNECTION_SPECIFIC
     for name, value in response.headers:
         name = name.lower()
@@ -31,7 +40,7 @@ def response_fields(response: Response, request_id: bytes, length: int, head: bo
     if request_id:  # unique to each answer: kept out of the HPACK table, where it would only push others out
         out.append(never_indexed(b"x-request-id", request_id))
     if length >= 0 and status not in NO_BODY_STATUSES and status >= 200 and (length or not head):
-        out.append((b"content-length", b"%d" % length))
+        out.append((b"content-length", decimal(length)))
     return out
 
 
@@ -45,4 +54,4 @@ def sends_body(response: Response, head: bool) -> bool:
     return not head and response.status not in NO_BODY_STATUSES and response.status >= 200
 
 
-__all__ = ["CONNECTION_SPECIFIC", "response_fields", "sends_body", "trailer_fields_out"]
+__all__ = ["CONNECTION_SPECIFIC", "decimal", "response_fields", "sends_body", "trailer_fields_out"]

@@ -5,7 +5,7 @@ same field however often it is sent. And the server writes all the answers of on
 from __future__ import annotations
 
 import pytest
-from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
+from hpack import Decoder, Encoder, HeaderTuple, NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +15,7 @@ from meshbatch.http2 import hpack_fields
 from meshbatch.http2.connection import new_connection
 from meshbatch.http2.hpack_out import StaticEncoder, encode_field
 from meshbatch.http2.limits import H2Limits
+from meshbatch.http2.response import decimal
 from meshbatch.http2.whole_answer import encoded
 from meshbatch.telemetry.build import is_compiled
 from testbed.h2peer import H2Pair, request_headers
@@ -63,10 +64,14 @@ def test_never_indexed_makes_hpacks_own_marked_field() -> None:
 def test_a_repeated_field_object_and_an_equal_one_encode_alike() -> None:
     """A plain pair is kept under itself: the same tuple again, an equal one, and one whose value differs."""
     encoder = StaticEncoder()
-    field = (b"x-a", b"1")
+    field = (b"x-a", b"10")
     first = encoder.encode([field, (b":status", b"200")])
     assert encoder.encode([field, (b":status", b"200")]) == first
-    assert encoder.encode([(b"x-a", b"1"), (b":status", b"200")]) == first
+    equal = (bytes(bytearray(b"x-a")), bytes(bytearray(b"10")))  # (other objects, equal)
+    assert encoder.encode([equal, (b":status", b"200")]) == first
+    decoded = HeaderTuple(*equal)  # (what hpack's decoder gives)
+    assert encoder.encode([decoded, (b":status", b"200")]) == encoder.encode([decoded, (b":status", b"200")]) == first
+    assert StaticEncoder().encode([decoded]) == StaticEncoder().encode([field])
     assert Decoder().decode(encoder.encode([(b"x-a", b"2")]), raw=True) == [(b"x-a", b"2")]
 
 
@@ -143,3 +148,9 @@ async def test_the_answers_of_one_read_go_out_in_one_write() -> None:
     peer.pull()
     assert all(peer.answers.status[sid] == 200 and peer.answers.body[sid] == b"ok" for sid in sids)
     assert all(sid in peer.answers.ended for sid in sids)
+
+
+def test_decimal_is_the_numbers_text_and_the_same_object_for_small_ones() -> None:
+    for n in (0, 7, 200, 1023, 1024, 65_536, 10**12):
+        assert decimal(n) == b"%d" % n
+    assert decimal(200) is decimal(200) and decimal(-1) == b"-1"
