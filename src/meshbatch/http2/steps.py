@@ -24,7 +24,7 @@ from typing import Any, Final, cast
 from h2.connection import H2Connection
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
-from h2.stream import STREAM_OPEN, H2Stream, H2StreamStateMachine, StreamInputs, StreamState, _transitions
+from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState, _transitions
 from h2.utilities import SizeLimitDict
 
 from meshbatch.http2.transitions import NATIVE
@@ -33,6 +33,10 @@ INITIAL_WINDOW_SIZE: Final = int(SettingCodes.INITIAL_WINDOW_SIZE)
 MAX_CONCURRENT_STREAMS: Final = int(SettingCodes.MAX_CONCURRENT_STREAMS)
 UNLIMITED_STREAMS: Final = 2**32 + 1  # (h2's `max_concurrent_streams` when the peer set none)
 _remember: Final = OrderedDict.__setitem__
+_OPEN: Final[Any] = StreamState.OPEN
+_HALF_CLOSED_LOCAL: Final[Any] = StreamState.HALF_CLOSED_LOCAL
+_HALF_CLOSED_REMOTE: Final[Any] = StreamState.HALF_CLOSED_REMOTE
+_CLOSED: Final[Any] = StreamState.CLOSED
 
 
 def _entry(transition: Any) -> Any:
@@ -85,10 +89,11 @@ def open_streams(conn: H2Connection, remainder: int) -> int:
     count = 0
     closed: list[int] = []
     for sid, stream in conn.streams.items():
-        state = stream.state_machine.state
-        if STREAM_OPEN[state] and sid % 2 == remainder:
-            count += 1
-        elif state == StreamState.CLOSED:
+        state = stream.state_machine.state  # (h2's states are enum members: told apart by identity, which
+        if state is _OPEN or state is _HALF_CLOSED_REMOTE or state is _HALF_CLOSED_LOCAL:  # costs no
+            if sid & 1 == remainder:  # Python-level `__hash__` or index conversion)
+                count += 1
+        elif state is _CLOSED:
             closed.append(sid)
     if closed:
         streams = conn.streams
