@@ -9,15 +9,17 @@ check them again either: that check was a quarter of the time h2 spent per answe
 from __future__ import annotations
 
 import base64
+from typing import cast
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.settings import SettingCodes, Settings
+from h2.utilities import SizeLimitDict
 
 from meshbatch.http2.hpack_in import RepeatDecoder
 from meshbatch.http2.hpack_out import StaticEncoder
 from meshbatch.http2.limits import H2Limits
-from meshbatch.http2.machine import QuietConnection
+from meshbatch.http2.machine import CLOSED_STREAMS_KEPT, QuietConnection
 
 _CONFIG = H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False,
                           normalize_inbound_headers=False, validate_outbound_headers=False,
@@ -42,6 +44,9 @@ def new_connection(limits: H2Limits, upgrade: bytes | None = None) -> H2Connecti
         SettingCodes.ENABLE_PUSH: 0,
     })
     conn.max_inbound_frame_size = limits.max_frame_size
+    # closed streams remembered: ten times the streams open at once, at least CLOSED_STREAMS_KEPT (http2/machine.py)
+    closed = cast(SizeLimitDict, conn._closed_streams)
+    closed._size_limit = max(CLOSED_STREAMS_KEPT, 10 * limits.max_concurrent_streams)
     conn.decoder.max_header_list_size = limits.max_decoded_header_bytes  # beyond it: an HPACK bomb
     conn.decoder.max_allowed_table_size = limits.header_table_size
     if upgrade is None:

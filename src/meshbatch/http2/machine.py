@@ -6,6 +6,7 @@ What it receives is read by http2/frames_in.py: the common HEADERS and DATA fram
 hex dump of the payload) for its trace log before it calls the logger, even when the logger does nothing, which
 is 3-5% of what a proxied request costs. `_receive_frame` below is h2 4.4's (MIT licence) without that line;
 `tests/unit/http2/test_h2_machine.py` fails when the installed h2's method is no longer the one copied here.
+It remembers at most `CLOSED_STREAMS_KEPT` closed streams (h2: 65,536, some 10 MB a connection).
 """
 
 from __future__ import annotations
@@ -19,10 +20,21 @@ from hyperframe.frame import Frame, RstStreamFrame
 
 from meshbatch.http2.frames_in import receive
 
+# Closed streams a connection remembers (how each was closed: a late frame on one closed by a reset is a stream
+# error, on one closed by END_STREAM ignored or refused as RFC 9113 5.1 allows). h2 keeps 65,536 a connection,
+# about 10 MB each under steady load (an id, an entry and a node of its ordered dict a stream): 16 busy
+# connections held 150 MB more after a minute, and a client's many connections could hold as much as it liked.
+# A listener's connections keep ten times the streams they let a client open at once (`max_concurrent_streams`,
+# 100 by default), at least 1,024 (http2/connection.py); an upstream connection 1,024. A late frame on a stream
+# forgotten is handled as h2 handles one beyond its 65,536: DATA is a stream error, HEADERS a connection error.
+CLOSED_STREAMS_KEPT = 1024
+
 
 class QuietConnection(H2Connection):
-    """h2's `H2Connection` without the per-frame trace formatting, its common frames read below it; see the
-    module docstring."""
+    """h2's `H2Connection` without the per-frame trace formatting, its common frames read below it, and fewer
+    closed streams remembered; see the module docstring."""
+
+    MAX_CLOSED_STREAMS = CLOSED_STREAMS_KEPT
 
     def receive_data(self, data: Buffer) -> list[Event]:
         return receive(self, data if type(data) is bytes else bytes(data))
@@ -56,4 +68,4 @@ class QuietConnection(H2Connection):
         return events
 
 
-__all__ = ["QuietConnection"]
+__all__ = ["CLOSED_STREAMS_KEPT", "QuietConnection"]
