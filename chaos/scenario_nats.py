@@ -8,8 +8,10 @@ stream's leader, then one meshbatch replica (its leased, unacknowledged events a
 consumer's ack wait expires). `--short` kills the leader and the meshbatch replica only.
 
 Checks: every 202 is stored exactly once; nothing stored that was not sent; requests refused (anything but a
-202 from a live replica) for at most `REFUSAL_BOUND_S` after each NATS kill; delivery resumes (the sink grows
-again) within `RESUME_BOUND_S`; every replica still answers and its backlog drains (none hangs).
+202 from a live replica) for at most `REFUSAL_BOUND_S` after each NATS kill, or after a leader's kill the
+election the scenario watches and `ELECTION_SLACK_S`, and only requests whose deadline passed before the new
+leader was elected; delivery resumes (the sink grows again) within `RESUME_BOUND_S`; every replica still answers
+and its backlog drains (none hangs).
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ from .mesh import Proxy, config, listener
 from .scenario_ingest import exactly_once, postgres_reachable
 from .upstream import free_port
 
-# A leader's loss: the followers notice it missing (Raft election timeouts of the server, some 2-4 s) and
-# elect a new one; meanwhile appends wait (retried) and only those whose deadline passes are refused.
+# A leader's loss: the followers notice it missing (Raft election timeouts of the server) and elect a new one;
+# meanwhile appends wait (retried) and only those whose deadline passes are refused. The election took 5.3 s on
+# the quiet 2-core machine, 8.5-9 s on a busy one (nats-py alone, docs/ingestion.md): the bound is the longer of
+# REFUSAL_BOUND_S and the election watched + ELECTION_SLACK_S, and a refusal the election does not explain fails.
 REFUSAL_BOUND_S = 6.0
+TIMEOUT_MS = 8000  # the route's
 RESUME_BOUND_S = 15.0  # from a kill to the sink growing again (the consumer's ack wait included)
 ACK_WAIT_MS = 3000
 RATE = 120.0
@@ -89,7 +94,7 @@ class SinkWatch:
 
 
 def route_config(nats_url: str, stream: str, pg_url: str, table: str) -> dict[str, Any]:
-    return {"name": "events", "match": {"path_prefix": "/events"}, "timeout_ms": 8000,
+    return {"name": "events", "match": {"path_prefix": "/events"}, "timeout_ms": TIMEOUT_MS,
             "ingest": {"ack": "fsync",
                        "log": {"backend": "jetstream", "url": nats_url, "stream": stream, "replicas": 3,
                                "subject": f"chaos.{stream.lower()}", "ack_wait_ms": ACK_WAIT_MS},
@@ -129,7 +134,7 @@ def node_kill(ctx: Context) -> ScenarioResult:
     if not postgres_reachable(PG_URL):
         result.skipped = f"PostgreSQL is not reachable at {PG_URL} (MESHBATCH_PG_URL)"
         return result
-    from testbed.ingest_load import IngestLoad
+    from testbed.ingest_load import ELECTION_SLACK_S, IngestLoad
 
     work = ctx.dir("nats-node-kill")
     token = secrets.token_hex(4)
@@ -166,11 +171,15 @@ def node_kill(ctx: Context) -> ScenarioResult:
                 n for n in cluster.nodes if n.name != leader)
             ctx.status(f"SIGKILL NATS node {node.name} ({which})")
             at = cluster.kill(node)
+            # a leader's loss: the load goes on while the stream elects another (the refusals it explains are
+            # those of requests whose deadline passed before then)
+            elected = cluster.wait_new_leader(stream, node.name) if which == "leader" else at
             pause(phase)
             ctx.status(f"restart NATS node {node.name}")
             cluster.start_node(node)
             cluster.wait_quorum(stream)
-            faults.append({"fault": f"NATS {which} {node.name} SIGKILLed", "at": at, "back": time.monotonic()})
+            faults.append({"fault": f"NATS {which} {node.name} SIGKILLed", "at": at, "back": time.monotonic(),
+                           "elected": elected})
 
         def kill_replica(i: int) -> None:
             ctx.status(f"SIGKILL meshbatch replica {i}")
@@ -229,14 +238,21 @@ def node_kill(ctx: Context) -> ScenarioResult:
             fault.update(figures)
             name = fault["fault"]
             if not fault.get("replica"):
-                result.check(f"{name}: refusals for at most {REFUSAL_BOUND_S:g} s",
-                             figures["refusing_s"] <= REFUSAL_BOUND_S,
+                election = fault["elected"] - fault["at"]
+                figures["election_s"] = round(election, 2)
+                bound = max(REFUSAL_BOUND_S, election + ELECTION_SLACK_S)
+                result.check(f"{name}: refusals for at most {REFUSAL_BOUND_S:g} s, or the election and "
+                             f"{ELECTION_SLACK_S:g} s", figures["refusing_s"] <= bound,
                              f"{figures['refused']}/{figures['sent']} refused over {figures['refusing_s']} s "
-                             f"(statuses {figures['statuses']}); slowest 202 {figures['slowest_202_s']} s")
+                             f"(statuses {figures['statuses']}; election {election:.2f} s); slowest 202 "
+                             f"{figures['slowest_202_s']} s")
+                early = load.unexplained(fault["at"], until, fault["elected"], TIMEOUT_MS / 1000)
+                result.check(f"{name}: refused only when the stream had no leader until the deadline", not early,
+                             f"refused while the stream had a leader (election {election:.2f} s): {early[:3]}")
             resumed = figures["resumed_after_s"]
             result.check(f"{name}: delivery resumes within {RESUME_BOUND_S:g} s",
                          resumed is not None and resumed <= RESUME_BOUND_S, f"sink growing again after {resumed} s")
-        result.figures["faults"] = [{k: v for k, v in f.items() if k not in ("at", "back", "replica")}
+        result.figures["faults"] = [{k: v for k, v in f.items() if k not in ("at", "back", "replica", "elected")}
                                     for f in faults]
         answers = [_final_answer(p) for p in proxies]
         result.check("every replica answers after the faults (none hangs)", all(a == 202 for a in answers),

@@ -15,6 +15,10 @@ from typing import Any
 
 import httpx
 
+# A refusal's deadline may pass this long after a stream's election ends: the append's retry waits (one attempt's
+# 1 s and its backoff), the client reconnects, and the poll that saw the new leader came up to a poll late.
+ELECTION_SLACK_S = 2.5
+
 
 @dataclass
 class Sent:
@@ -118,5 +122,16 @@ class IngestLoad:
                 "p99_202_s": round(ok[int(0.99 * (len(ok) - 1))] if ok else 0.0, 3),
                 "slow_202": sum(1 for d in ok if d > 1.0)}
 
+    def unexplained(self, since: float, until: float | None, elected: float, deadline_s: float,
+                    slack_s: float = ELECTION_SLACK_S) -> list[tuple[float, float, int, str]]:
+        """The refusals in [since, until) that a leader's election ending at `elected` does not explain: anything
+        but a 503, or a 503 whose deadline (sent + `deadline_s`, the route's timeout) came later than the
+        election's end + `slack_s`. As (sent, answered) in seconds after `since`, the status, the reason."""
+        with self._lock:
+            window = [r for r in self.records
+                      if since <= r.sent and r.done and (until is None or r.done < until) and r.status != 202]
+        return [(round(r.sent - since, 2), round(r.done - since, 2), r.status, r.detail[:160]) for r in window
+                if r.status != 503 or r.sent + deadline_s > elected + slack_s]
 
-__all__ = ["IngestLoad", "Sent"]
+
+__all__ = ["ELECTION_SLACK_S", "IngestLoad", "Sent"]

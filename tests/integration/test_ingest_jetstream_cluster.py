@@ -19,16 +19,13 @@ import pytest
 from test_ingest_services import require, wait_until
 
 from testbed.fleet import free_port, wait_port_free
-from testbed.ingest_load import IngestLoad
+from testbed.ingest_load import ELECTION_SLACK_S, IngestLoad
 from testbed.nats_cluster import NatsCluster, nats_server
 from testbed.proxy import MeshbatchProcess, write_config
 from testbed.stores import PG_URL, named, sql
 
 REFUSAL_BOUND_S = 6.0  # the leader's loss to the last refused answer (docs/ingestion.md has the measured figure)
 TIMEOUT_MS = 8000  # the route's: an append is retried through a failover until then
-# a refusal's deadline may pass this long after the election ends: the retry's wait (one attempt's 1 s and its
-# backoff), the client's reconnection and the poll that saw the new leader
-ELECTION_SLACK_S = 2.5
 
 
 @pytest.fixture
@@ -109,9 +106,7 @@ def test_leader_and_replica_killed_under_load(cluster: NatsCluster, table: str, 
         # a producer is refused only when the stream had no leader for longer than its deadline: on a loaded
         # machine an election can outlast the deadline, and the refusals are those of the calls it outlasted
         election_s = elected_at - killed_at
-        early = [(round(r.sent - killed_at, 2), round(r.done - killed_at, 2), r.status, r.detail)
-                 for r in load.records if killed_at <= r.sent and 0 < r.done < replica_killed and r.status != 202
-                 and (r.status != 503 or r.sent + TIMEOUT_MS / 1000 > elected_at + ELECTION_SLACK_S)]
+        early = load.unexplained(killed_at, replica_killed, elected_at, TIMEOUT_MS / 1000)
         assert not early, f"refused while the stream had a leader (election {election_s:.2f} s): {early[:5]}"
         bound = max(REFUSAL_BOUND_S, election_s + ELECTION_SLACK_S)
         assert failover["refusing_s"] <= bound, f"election {election_s:.2f} s: {failover}"
