@@ -4,7 +4,8 @@ faults. The producer on host A posts orders to A's sidecar, which sends them ove
 PostgreSQL before answering. Phases, each under steady load:
 
     baseline -> B: 100 ms latency and 5% loss on its outgoing packets (tc netem, or NFQUEUE where the kernel has
-    no netem) -> B healed; C's link cut -> C's link restored -> C removed from etcd and DNS -> C announced again
+    no netem) -> B healed (and, when the loss had it ejected, back in A's balancing); C's link cut -> C's link
+    restored -> C removed from etcd and DNS -> C announced again
 
 Checks: every 200 the producer got is in PostgreSQL (nothing lost) and nothing unsent is; every order answered
 200 outside the two network faults, >= 95% under them (the others answered 504, none left without an answer);
@@ -49,6 +50,15 @@ def _sql(pg_url: str, statement: str) -> None:
     from testbed.stores import sql
 
     asyncio.run(sql(pg_url, statement))
+
+
+def _takes_traffic(mesh: MultiHost, host: str) -> bool:
+    """Whether A's sidecar balances to `host` in both of its clusters (not ejected, not failing checks)."""
+    a = mesh.sidecars["a"]
+    text = a.metrics()
+    address = f"{mesh.network.hosts[host].address}:{INBOUND}"
+    return all(a.metric("meshbatch_upstream_endpoint_healthy", text, cluster=name, endpoint=address) == 1
+               for name in ("consumers", "consumers-dns"))
 
 
 def _a_metrics(mesh: MultiHost) -> dict[str, Any]:
@@ -122,6 +132,10 @@ def multi_host(ctx: Context) -> ScenarioResult:
         how = mesh.network.impair("b", 100, 5)
         phase(LATENCY, ctx.seconds(1.2, 20.0), mechanism=how)
         mesh.network.clear("b")
+        # B's loss may have had it ejected (three connects in a row lost to a dropped SYN); the cut starts once B
+        # takes traffic again, so that the cut measures C's ejection and the retries to B, not a mesh whose only
+        # reachable endpoint sits out its ejection (at most half of a cluster's endpoints are ejected: C stays in)
+        wait_until(lambda: _takes_traffic(mesh, "b"), 15.0, "B back in A's balancing after its loss", interval=0.1)
         mesh.network.cut("c")
         phase(CUT, ctx.seconds(2.5, 15.0))  # > the per-try timeout: C is ejected
         mesh.network.restore("c")
