@@ -61,6 +61,7 @@ HOT_PATH = [
     "src/meshbatch/http2/transitions.py",
     "src/meshbatch/http2/steps.py",
     "src/meshbatch/http2/hpack_fields.py",
+    "src/meshbatch/http2/hpack_kept.py",
     "src/meshbatch/http2/whole_answer.py",
     "src/meshbatch/http2/whole_request.py",
     "src/meshbatch/http2/frames_in.py",

@@ -34,12 +34,14 @@ from h2.frame_buffer import FrameBuffer
 from h2.stream import STREAM_OPEN, H2Stream, StreamState
 
 from meshbatch.http2.hpack_in import MAX_BLOCK, RepeatDecoder
+from meshbatch.http2.hpack_kept import kept_now
 from meshbatch.http2.steps import (
     RECV_DATA,
     RECV_END_STREAM,
     RECV_HEADERS,
     RECV_INFORMATIONAL_HEADERS,
     RECV_WINDOW_UPDATE,
+    client_side,
     new_stream,
     open_streams,
     step,
@@ -192,8 +194,7 @@ def _window_update(conn: H2Connection, sid: int, data: bytes, at: int, end: int)
 def _headers(conn: H2Connection, sid: int, end: bool, block: bytes) -> list[Event] | None:
     stream = conn.streams.get(sid)
     if stream is None:  # a new stream: only a server's, above the last, within the concurrent-stream limit
-        config: Any = conn.config  # (its `client_side` is a descriptor reading `_client_side`)
-        if config._client_side or not sid & 1 or sid <= conn.highest_inbound_stream_id:
+        if client_side(conn) or not sid & 1 or sid <= conn.highest_inbound_stream_id:
             return None
         if open_streams(conn, 1) + 1 > streams_allowed(conn.local_settings):
             return None  # (h2 refuses it; counting the open streams drops the closed ones, as h2's count does)
@@ -208,14 +209,12 @@ def _headers(conn: H2Connection, sid: int, end: bool, block: bytes) -> list[Even
 
 
 def _fields(decoder: Any, block: bytes) -> Fields:
-    """h2's `_decode_headers(decoder, block)`; a block the `RepeatDecoder` keeps is answered here at once, as its
-    `decode` would answer it (http2/hpack_in.py), without the two Python-level calls."""
+    """h2's `_decode_headers(decoder, block)`; a block the `RepeatDecoder` keeps is answered here at once, from
+    the same `kept_now` its `decode` answers from (http2/hpack_kept.py), without the two Python-level calls."""
     if type(decoder) is RepeatDecoder and type(block) is bytes and len(block) <= MAX_BLOCK:
-        kept: Any = decoder._kept.get(block)
+        kept = kept_now(decoder).get(block)
         if kept is not None:
-            table: Any = decoder.header_table
-            if decoder._state == (table.changes, decoder.max_header_list_size, decoder.max_allowed_table_size):
-                return list(kept)
+            return list(kept)
     return cast(Fields, _decode_headers(decoder, block))  # (hpack's decoder gives a list of 2-tuples)
 
 

@@ -20,6 +20,8 @@ from typing import Any, Final, cast
 from hpack import Decoder
 from hpack.table import HeaderTable, table_entry_size
 
+from meshbatch.http2.hpack_kept import kept_now
+
 MAX_BLOCK: Final = 512
 MAX_FIELDS: Final = 32
 MAX_KEPT: Final = 16
@@ -66,17 +68,14 @@ class RepeatDecoder(Decoder):
             return super().decode(data, raw)
         table = self.header_table
         assert isinstance(table, CountedTable)
-        state = (table.changes, self.max_header_list_size, self.max_allowed_table_size)
-        kept = self._kept
-        if state != self._state:
-            kept.clear()
-            self._state = state
+        kept = kept_now(self)
         key = data if type(data) is bytes else bytes(data)
         found = kept.get(key)
         if found is not None:
             return list(found)
+        changes = table.changes
         headers = cast(list[Any], super().decode(key, raw))  # (a list, whatever its annotation)
-        if table.changes == state[0] and len(headers) <= MAX_FIELDS:  # (decoding changed nothing)
+        if table.changes == changes and len(headers) <= MAX_FIELDS:  # (decoding changed nothing)
             if len(kept) >= MAX_KEPT:
                 kept.clear()
             kept[key] = list(headers)

@@ -122,11 +122,17 @@ def streams_allowed(settings: Settings) -> int:
     return setting(settings, MAX_CONCURRENT_STREAMS, UNLIMITED_STREAMS)
 
 
+def client_side(conn: H2Connection) -> bool:
+    """`conn.config.client_side`, read where its descriptor (a Python-level `__get__`) reads it."""
+    config: Any = conn.config
+    side: bool = config._client_side
+    return side
+
+
 def next_stream_id(conn: H2Connection) -> int:
     """h2's `get_next_available_stream_id` (without its debug-log call): 0 when the ids ran out (h2 raises)."""
     last = conn.highest_outbound_stream_id
-    config: Any = conn.config
-    sid = last + 2 if last else (1 if config._client_side else 2)  # (what the `client_side` descriptor reads)
+    sid = last + 2 if last else (1 if client_side(conn) else 2)
     return 0 if sid > conn.HIGHEST_ALLOWED_STREAM_ID else sid
 
 
@@ -155,5 +161,5 @@ def new_stream(conn: H2Connection, sid: int, outbound: bool) -> H2Stream:
 
 __all__ = ["INITIAL_WINDOW_SIZE", "MAX_CONCURRENT_STREAMS", "RECV_DATA", "RECV_END_STREAM", "RECV_HEADERS",
            "RECV_INFORMATIONAL_HEADERS", "RECV_WINDOW_UPDATE", "SEND_DATA", "SEND_END_STREAM", "SEND_HEADERS",
-           "UNLIMITED_STREAMS", "new_stream", "next_stream_id", "open_streams", "outgoing", "setting", "step",
-           "streams_allowed"]
+           "UNLIMITED_STREAMS", "client_side", "new_stream", "next_stream_id", "open_streams", "outgoing", "setting",
+           "step", "streams_allowed"]
