@@ -174,10 +174,40 @@ class Network:
                 ip("-n", host.ns, "link", "set", host.device, "up")
                 ip("link", "set", host.link, "master", self.bridge)
                 ip("link", "set", host.link, "up")
+            self.wait_up(*self.hosts)
         except BaseException:
             self.close()
             raise
         return self
+
+    def wait_up(self, *names: str, timeout: float = 10.0) -> None:
+        """Until every named host's link carries packets: both veth ends and the bridge operationally up and the
+        host's bridge port forwarding. The kernel applies a carrier change (and the queue that lets packets out)
+        a moment after `ip link set up` returns; a packet sent before then is dropped, and a lost SYN costs a
+        connect a second."""
+        deadline = time.monotonic() + timeout
+        waiting = list(names)
+        while waiting:
+            waiting = [name for name in waiting if not self._carries(self.hosts[name])]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise NetnsError(f"links of {', '.join(waiting)} not up after {timeout:g} s")
+            time.sleep(0.02)
+
+    def _carries(self, host: Host) -> bool:
+        sysfs = Path("/sys/class/net")
+        try:
+            if (sysfs / self.bridge / "operstate").read_text().strip() != "up":
+                return False
+            if (sysfs / host.link / "operstate").read_text().strip() != "up":
+                return False
+            if (sysfs / host.link / "brport" / "state").read_text().strip() != "3":  # BR_STATE_FORWARDING
+                return False
+        except OSError:
+            return False
+        inside = ip("-n", host.ns, "-o", "link", "show", "dev", host.device, check=False)
+        return inside.returncode == 0 and "state UP" in inside.stdout
 
     # -- processes in a host ---------------------------------------------------------------------------
     def command(self, host: str, argv: list[str]) -> list[str]:
@@ -198,6 +228,7 @@ class Network:
 
     def restore(self, host: str) -> None:
         ip("link", "set", self.hosts[host].link, "up")
+        self.wait_up(host)
 
     def impair(self, host: str, delay_ms: float, loss_pct: float) -> str:
         """Delay and drop the host's outgoing packets; which mechanism did it ("netem" or "nfqueue")."""
