@@ -31,6 +31,7 @@ import uvloop
 
 from meshbatch.http.server import HttpServerProtocol, ListenerState
 from meshbatch.runtime.app import Proxy
+from meshbatch.runtime.settle import settle
 
 from .proxy_cpu import MemoryTransport
 from .scenario_ingest import EVENT, ndjson_body
@@ -99,6 +100,7 @@ async def measure(events: int, turns: int, rounds: int, only: int = 0) -> list[f
         server = HttpServerProtocol(state, loop)
         server.connection_made(Producer(turn))
         servers.append(server)
+    settle()  # the collector as `meshbatch run` leaves it once it serves (runtime/settle.py)
 
     async def run(n: int) -> None:
         for _ in range(n):

@@ -2,8 +2,8 @@
 
 Group commit: appends, acks, retries and dead letters accumulate on the event loop while a commit runs on the
 log's thread; the next commit takes all of them at once, so many concurrent producers share one fsync.
-Committed events go straight to an in-memory ready queue for the flusher (no read back) up to `memory_events`;
-beyond that, and after a restart, they are read back from the file in sequence order.
+Committed events go straight to an in-memory ready queue for the flusher up to `memory_events`; beyond that,
+and after a restart, they are read back from the file in order. An append's events share a row (`sqlite_units`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from meshbatch.clock import Clock
 from meshbatch.config.plain import IngestLog
 from meshbatch.ingest.gil import shorten_switch_interval
 from meshbatch.ingest.logs.base import DELIVERY, LOGS, LogError, LogFull
-from meshbatch.ingest.logs.sqlite_store import Ops, Store
+from meshbatch.ingest.logs.sqlite_store import Ops, ReadBack, Store
+from meshbatch.ingest.logs.sqlite_units import Unit, acked, failed, joinable, parked, settled
 from meshbatch.ingest.record import Record
 
 READ_CHUNK = 4096
@@ -147,7 +148,7 @@ class SQLiteLog:
             return
         loop = asyncio.get_running_loop()
         lazy = self._lazy
-        due = bool(lazy) and (self._force or len(lazy.acks) >= LAZY_MAX or loop.time() >= self._lazy_due)
+        due = bool(lazy) and (self._force or lazy.ack_count >= LAZY_MAX or loop.time() >= self._lazy_due)
         if not self._ops and not due:
             if lazy:
                 self._timer = loop.call_at(self._lazy_due, self._kick)
@@ -155,7 +156,9 @@ class SQLiteLog:
         ops, groups = self._ops, [self._group]
         self._ops, self._group = Ops(), None
         if due:
-            ops.acks, ops.ack_bytes, ops.retries = lazy.acks, lazy.ack_bytes, lazy.retries
+            ops.acks, ops.ack_count, ops.ack_bytes = lazy.acks, lazy.ack_count, lazy.ack_bytes
+            ops.retries, ops.unit_tries, ops.touched = lazy.retries, lazy.unit_tries, lazy.touched
+            ops.gone += settled(lazy.touched)  # after the letters' own: the latest, a superset of theirs
             groups.append(self._lazy_group)
             self._lazy, self._lazy_group = Ops(), None
         self._committing = True
@@ -169,10 +172,7 @@ class SQLiteLog:
             for record in ops.appends:  # not durable: the callers are told so, the room is freed
                 self.count -= 1
                 self.bytes -= len(record.body)
-            self._lazy.acks += ops.acks
-            self._lazy.ack_bytes += ops.ack_bytes
-            self._lazy.retries += ops.retries
-            self._ops.deads += ops.deads
+            ops.give_back(self._lazy, self._ops)
             for group in groups:
                 if group is not None and not group.done():
                     group.set_exception(LogError(f"the ingest log commit failed: {error}"))
@@ -183,7 +183,7 @@ class SQLiteLog:
                 self.append_commits += 1
                 self.committed_events += len(ops.appends)
             self._push(ops.appends)
-            freed = len(ops.acks) + sum(1 for r, _, _ in ops.deads if r.seq)
+            freed = ops.ack_count + sum(1 for r, _, _ in ops.deads if r.seq)
             if freed:
                 self.count -= freed
                 self.bytes -= ops.ack_bytes + sum(len(r.body) for r, _, _ in ops.deads if r.seq)
@@ -252,7 +252,15 @@ class SQLiteLog:
         self.count += len(records)
         self.bytes += size
         self.appended += len(records)
-        self._ops.appends.extend(records)
+        ops = self._ops
+        ops.appends.extend(records)
+        if joinable(records):
+            unit = Unit(records[0].seq, len(records), len(records))
+            for record in records:
+                record.ref = unit
+            ops.units.append((unit, list(records)))
+        else:
+            ops.singles.extend(records)
         return self._urgent()
 
     # -- the flusher ----------------------------------------------------------------------------------------
@@ -290,12 +298,16 @@ class SQLiteLog:
 
     async def _read_back(self) -> None:
         limit = max(1, min(READ_CHUNK, self.memory_events))
-        read: list[Record] = await self._run(self.store.read, self._spill_seq, limit)
+        back: ReadBack = await self._run(self.store.read, self._spill_seq, limit)
+        read = back.records
+        self._spill_seq = back.next_seq
         if read:
-            self._spill_seq = read[-1].seq + 1
             self._spill_oldest = read[-1].received
             self._ready.extend(r for r in read if r.seq not in self._leased)
-        if len(read) < limit:
+        if back.settled:  # units whose every event was parked before a crash: their rows go
+            self._lazy.acks += back.settled
+            self._later()
+        if back.done:
             self._spilling = False
             self._spill_oldest = None
 
@@ -310,11 +322,11 @@ class SQLiteLog:
                 await self._changed.wait()
 
     def ack(self, records: Sequence[Record]) -> Awaitable[None]:
-        seqs = list(map(SEQ, records))
         pop = self._leased.pop
-        for seq in seqs:
-            pop(seq, None)
-        self._lazy.acks += seqs
+        for record in records:
+            pop(record.seq, None)
+        acked(records, self._lazy.acks, self._lazy.touched)
+        self._lazy.ack_count += len(records)
         self._lazy.ack_bytes += sum(map(len, map(BODY, records)))
         return self._later()
 
@@ -325,7 +337,10 @@ class SQLiteLog:
             self._leased.pop(record.seq, None)
             if count_attempt:
                 record.attempts += 1
-                self._lazy.retries.append((record.attempts, record.seq))
+                if record.ref is None:
+                    self._lazy.retries.append((record.attempts, record.seq))
+                else:
+                    self._lazy.unit_tries.append(failed(record))
             heapq.heappush(self._retrying, (due, record.seq, record))
         self._changed.set()
         if not self._lazy:
@@ -335,16 +350,18 @@ class SQLiteLog:
         return self._later()
 
     def dead(self, records: Sequence[Record], reason: str, stage: str = DELIVERY) -> Awaitable[None]:
+        ops = self._ops
         for record in records:
             self._leased.pop(record.seq, None)
-        self._ops.deads.extend((r, reason, stage) for r in records)
+            if record.ref is not None:
+                parked(record, ops.gone, ops.drops)
+        ops.deads.extend((r, reason, stage) for r in records)
         return self._urgent()
 
     # -- operators ------------------------------------------------------------------------------------------
 
     async def dead_letters(self, limit: int, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._run(self.store.dead_letters, limit, ids)
-        return rows
+        return await self._run(self.store.dead_letters, limit, ids)  # type: ignore[no-any-return]
 
     async def replay(self, ids: Sequence[str] | None, limit: int,
                      bodies: Mapping[str, bytes | None] | None = None) -> int:
@@ -365,20 +382,13 @@ class SQLiteLog:
             received.append(self._spill_oldest)
         oldest = min(received) if received and self.count else None
         return {
-            "backend": self.name,
-            "path": self.path,
-            "backlog": self.count,
-            "bytes": self.bytes,
+            "backend": self.name, "path": self.path, "backlog": self.count, "bytes": self.bytes,
             "oldest_age_s": round(max(0.0, time.time() - oldest), 3) if oldest is not None else 0.0,
-            "leased": len(self._leased),
-            "retrying": len(self._retrying),
-            "dead_letters": self.dead_count,
-            "reading_back": self._spilling,
-            "commits": self.commits,
+            "leased": len(self._leased), "retrying": len(self._retrying), "dead_letters": self.dead_count,
+            "reading_back": self._spilling, "commits": self.commits,
             "events_per_append_commit": (round(self.committed_events / self.append_commits, 1)
                                          if self.append_commits else 0.0),
-            "max_events": self.max_events,
-            "max_bytes": self.max_bytes,
+            "max_events": self.max_events, "max_bytes": self.max_bytes,
         }
 
 

@@ -20,6 +20,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from meshbatch.ingest.logs.sqlite_units import UNIT_COLUMNS, Unit, expand, gone_size, unit_row
 from meshbatch.ingest.record import Record
 
 SCHEMA = (
@@ -32,6 +33,7 @@ SCHEMA = (
 
 
 CHUNK = 500  # rows per statement (6 parameters a row: far below SQLite's variable limit)
+UNIT_CHUNK = 100  # unit rows per statement (8 parameters a row)
 ROW = attrgetter("seq", "id", "body", "received", "attempts", "trace")  # an event's row, in _insert's order
 
 
@@ -44,6 +46,12 @@ def _insert(rows: int) -> str:
     return "INSERT INTO events (seq, id, body, received, attempts, trace) VALUES " + ",".join(["(?,?,?,?,?,?)"] * rows)
 
 
+@lru_cache(maxsize=UNIT_CHUNK)
+def _insert_units(rows: int) -> str:
+    return ("INSERT INTO events (seq, id, body, received, attempts, trace, n, lens) VALUES "
+            + ",".join(["(?,?,?,?,?,?,?,?)"] * rows))
+
+
 @lru_cache(maxsize=CHUNK)
 def _delete(rows: int) -> str:
     return f"DELETE FROM events WHERE seq IN ({','.join('?' * rows)})"
@@ -53,15 +61,44 @@ def _delete(rows: int) -> str:
 class Ops:
     """One group commit's worth of changes."""
 
-    appends: list[Record] = field(default_factory=list)
-    acks: list[int] = field(default_factory=list)
+    appends: list[Record] = field(default_factory=list)  # every event appended, in sequence order
+    singles: list[Record] = field(default_factory=list)  # ... of them, those with a row each
+    units: list[tuple[Unit, list[Record]]] = field(default_factory=list)  # ... the others, a row a unit
+    acks: list[int] = field(default_factory=list)  # rows to delete: events', and units' all settled
+    touched: dict[int, Unit] = field(default_factory=dict)  # units some of whose events were acknowledged
     retries: list[tuple[int, int]] = field(default_factory=list)  # (attempts, seq)
+    unit_tries: list[tuple[str, int]] = field(default_factory=list)  # (tries, a unit's seq)
     # (record, reason, stage); seq 0: never was in the events table
     deads: list[tuple[Record, str, str]] = field(default_factory=list)
-    ack_bytes: int = 0  # the size of the acknowledged events (for the log's accounting)
+    gone: list[tuple[str, int]] = field(default_factory=list)  # (gone, a unit's seq): parked with `deads`
+    drops: list[int] = field(default_factory=list)  # units whose last event is parked with `deads`
+    ack_count: int = 0  # the acknowledged events (for the log's accounting)
+    ack_bytes: int = 0  # their size
 
     def __bool__(self) -> bool:
-        return bool(self.appends or self.acks or self.retries or self.deads)
+        return bool(self.appends or self.acks or self.ack_count or self.retries or self.unit_tries or self.deads
+                    or self.drops or self.gone)
+
+    def give_back(self, lazy: Ops, urgent: Ops) -> None:
+        """A failed commit's settling handed back for the next: acknowledgements and attempts to `lazy`,
+        letters to `urgent` (its appends were refused to their callers)."""
+        lazy.acks += self.acks
+        lazy.touched.update(self.touched)
+        lazy.ack_count += self.ack_count
+        lazy.ack_bytes += self.ack_bytes
+        lazy.retries += self.retries
+        lazy.unit_tries += self.unit_tries
+        urgent.deads += self.deads
+        urgent.gone += self.gone
+        urgent.drops += self.drops
+
+
+@dataclass
+class ReadBack:
+    records: list[Record]
+    next_seq: int  # where the next read starts
+    done: bool  # the end of the log was reached
+    settled: list[int]  # units read whose every event is parked: rows to delete
 
 
 @dataclass
@@ -93,13 +130,20 @@ class Store:
         columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
         if "trace" not in columns:  # a log written before events kept their traceparent
             db.execute("ALTER TABLE events ADD COLUMN trace BLOB")
+        for column, kind in UNIT_COLUMNS:  # a log written before units (sqlite_units.py)
+            if column not in columns:
+                db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
         columns = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
         if "stage" not in columns:  # a log written before dead letters kept the stage that refused them
             db.execute("ALTER TABLE dead_letters ADD COLUMN stage TEXT")
         self.db = db
         seq, count, size, oldest = db.execute(
-            "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(received) FROM events"
-        ).fetchone()
+            "SELECT COALESCE(MAX(seq + COALESCE(n, 1) - 1), 0), COALESCE(SUM(COALESCE(n, 1)), 0), "
+            "COALESCE(SUM(LENGTH(body)), 0), MIN(received) FROM events").fetchone()
+        for n, lens, gone in db.execute("SELECT n, lens, gone FROM events WHERE n IS NOT NULL AND gone IS NOT NULL"):
+            parked, parked_bytes = gone_size(n, lens, gone)
+            count -= parked
+            size -= parked_bytes
         dead = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
         return Opened(int(seq), int(count), int(size), oldest, int(dead))
 
@@ -110,8 +154,14 @@ class Store:
         db = self.db
         assert db is not None
         statements: list[tuple[str, list[Any]]] = []
-        for chunk in chunks(ops.appends):  # the rows' values in one flat list, built in C (no bytecode a row)
+        for chunk in chunks(ops.singles):  # the rows' values in one flat list, built in C (no bytecode a row)
             statements.append((_insert(len(chunk)), list(chain.from_iterable(map(ROW, chunk)))))
+        for at in range(0, len(ops.units), UNIT_CHUNK):
+            part = ops.units[at:at + UNIT_CHUNK]
+            values: list[Any] = []
+            for unit, records in part:
+                values += unit_row(unit, records)
+            statements.append((_insert_units(len(part)), values))
         if ops.deads:
             now = time.time()
             for r, reason, stage in ops.deads:
@@ -120,7 +170,12 @@ class Store:
                                    [r.id, r.body, r.received, r.attempts, reason, now, stage]))
         for attempts, seq in ops.retries:
             statements.append(("UPDATE events SET attempts = ? WHERE seq = ?", [attempts, seq]))
-        for part in chunks(ops.acks + [r.seq for r, _, _ in ops.deads if r.seq]):
+        for tries, seq in ops.unit_tries:
+            statements.append(("UPDATE events SET tries = ? WHERE seq = ?", [tries, seq]))
+        for gone, seq in ops.gone:  # in the transaction that parks them: never parked and in the log
+            statements.append(("UPDATE events SET gone = ? WHERE seq = ?", [gone, seq]))
+        rows = ops.acks + [r.seq for r, _, _ in ops.deads if r.seq and r.ref is None] + ops.drops
+        for part in chunks(rows):
             statements.append((_delete(len(part)), part))
         if len(statements) == 1:
             db.execute(*statements[0])
@@ -135,12 +190,31 @@ class Store:
             db.execute("COMMIT")
         self.commits += 1
 
-    def read(self, from_seq: int, limit: int) -> list[Record]:
+    def read(self, from_seq: int, limit: int) -> ReadBack:
+        """The events from `from_seq` on, in order: rows until `limit` events (a unit is read whole)."""
         assert self.db is not None
-        rows = self.db.execute("SELECT seq, id, body, received, attempts, trace FROM events WHERE seq >= ? "
-                               "ORDER BY seq LIMIT ?", (from_seq, limit)).fetchall()
-        return [Record(id, bytes(body), received, attempts, seq, trace=None if trace is None else bytes(trace))
-                for seq, id, body, received, attempts, trace in rows]
+        records: list[Record] = []
+        settled: list[int] = []
+        next_seq = from_seq
+        cursor = self.db.execute("SELECT seq, id, body, received, attempts, trace, n, lens, gone, tries FROM events "
+                                 "WHERE seq >= ? ORDER BY seq", (from_seq,))
+        try:
+            for seq, id, body, received, attempts, trace, n, lens, gone, tries in cursor:
+                if len(records) >= limit:
+                    return ReadBack(records, next_seq, False, settled)
+                trace = None if trace is None else bytes(trace)
+                if n is None:
+                    records.append(Record(id, bytes(body), received, attempts, seq, trace=trace))
+                    next_seq = seq + 1
+                    continue
+                unit, events = expand(seq, id, bytes(body), received, trace, n, lens, gone, tries)
+                if not unit.left:
+                    settled.append(seq)
+                records += events
+                next_seq = seq + n
+        finally:
+            cursor.close()
+        return ReadBack(records, next_seq, True, settled)
 
     def _letters(self, columns: str, ids: Sequence[str] | None, limit: int) -> list[Any]:
         """Rows of the oldest `limit` dead letters (of these ids), oldest first; `n` is the first column."""
@@ -192,4 +266,4 @@ class Store:
             self.db = None
 
 
-__all__ = ["SCHEMA", "Opened", "Ops", "Store"]
+__all__ = ["SCHEMA", "Opened", "Ops", "ReadBack", "Store"]
