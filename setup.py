@@ -78,6 +78,7 @@ HOT_PATH = [
     "src/meshbatch/ingest/observers.py",
     "src/meshbatch/ingest/logs/sqlite_store.py",
     "src/meshbatch/ingest/logs/sqlite_units.py",
+    "src/meshbatch/pipeline/stages/decode.py",
     "src/meshbatch/ingest/logs/sqlite.py",
     "src/meshbatch/ingest/flusher.py",
     "src/meshbatch/ingest/handler.py",

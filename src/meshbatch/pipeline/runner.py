@@ -36,7 +36,7 @@ from meshbatch.http.message import Headers, Request
 from meshbatch.pipeline import stages as _stages  # noqa: F401  (declares every stage)
 from meshbatch.pipeline.base import STAGE_FACTORIES, Stage, StageContext
 from meshbatch.pipeline.stages.decode import DecodeStage, json_values
-from meshbatch.pipeline.work import BudgetExceeded, OverBudget, Work, encode_event
+from meshbatch.pipeline.work import BudgetExceeded, OverBudget, Work, encode_event, encode_events
 from meshbatch.telemetry.metrics import Counter, Registry
 
 RESULTS = ("in", "out", "dropped", "failed")
@@ -141,7 +141,7 @@ class Pipeline:
         tally = [0] * len(self._flat)
         try:
             self._stages(work, tally)
-            events = [encode_event(e) for e in work.events] if work.events is not None else None
+            events = encode_events(work.events) if work.events is not None else None
             dead = [(encode_event(e), reason, place) for e, reason, place in work.dead]
         except ProxyError as exc:
             return Result(tally, exc)

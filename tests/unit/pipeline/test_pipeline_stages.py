@@ -20,6 +20,7 @@ from meshbatch.http.message import Headers, Request, Response
 from meshbatch.pipeline import InvalidEvent, UnsupportedEncoding, build_pipeline
 from meshbatch.pipeline.runner import Pipeline
 from meshbatch.pipeline.stages.compress import CompressingSender
+from meshbatch.pipeline.work import encode_events
 from meshbatch.telemetry.metrics import Registry
 
 EVENT = {"temperature": 35, "site": "eu"}
@@ -230,3 +231,11 @@ async def test_compress_wraps_the_batch_sender_and_falls_back_on_415() -> None:
     statuses[:] = [200]
     await z(b"POST", b"/b", [], b"tiny", 1.0, ())
     assert zstandard.ZstdDecompressor().decompress(sent[0][1]) == b"tiny"
+
+
+def test_events_are_encoded_together_and_one_without_a_json_form_is_a_clear_400() -> None:
+    events = [{"a": 1, "b": [1.5, "x"]}, [None, True], "text"]
+    assert encode_events(events) == [orjson.dumps(e) for e in events]
+    with pytest.raises(BadRequest) as info:  # msgpack's bytes have no JSON form
+        encode_events([{"a": 1}, {"raw": b"\x00\x01"}])
+    assert info.value.reason == "invalid_event" and "no JSON form" in info.value.detail
