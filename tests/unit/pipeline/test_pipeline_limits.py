@@ -22,7 +22,7 @@ from meshbatch.pipeline.handler import FAN_OUT
 from meshbatch.pipeline.runner import Pipeline, Result
 from meshbatch.pipeline.stages.compress import CompressingSender
 from meshbatch.pipeline.stages.decode import decode_ndjson, depth
-from meshbatch.pipeline.work import BudgetExceeded, Work
+from meshbatch.pipeline.work import BudgetExceeded, OverBudget, Work
 from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
 
@@ -229,3 +229,20 @@ async def test_a_large_batch_is_compressed_off_the_event_loop() -> None:
     probe.cancel()
     assert zstandard.ZstdDecompressor().decompress(sent[0]) == body
     assert turns >= elapsed / 0.005 / 4, (turns, elapsed)  # the loop kept turning while zstd worked
+
+
+def test_ndjson_checks_the_deadline_every_eighth_line_and_counts_brackets_only_where_depth_can_hide() -> None:
+    ticks: list[int] = []
+    events = decode_ndjson(b'{"a": 1}\n' * 20, 100, lambda: ticks.append(1))
+    assert len(events) == 20 and len(ticks) == 3  # before lines 0, 8 and 16
+
+    def late() -> None:
+        raise OverBudget
+
+    with pytest.raises(OverBudget):
+        decode_ndjson(b"1\n" * 20, 100, late)
+    deep: list[int] = []
+    minimal = b"[" * 5 + b"]" * 5  # the shortest value nested 5 deep: 2 x 5 bytes, counted
+    brackets = b'["[[[[["]'  # brackets in a string, a line shorter than that: not counted (it cannot nest 5 deep)
+    assert decode_ndjson(minimal + b"\n" + brackets + b"\n", 10, max_depth=4, deep=deep)[1] == ["[[[[["]
+    assert deep == [0]

@@ -57,17 +57,22 @@ def _never() -> None:
 
 def decode_ndjson(body: bytes, limit: int, tick: Callable[[], None] = _never, max_depth: int = 0,
                   deep: list[int] | None = None) -> list[Any]:
-    """The events of the body's non-blank lines. With `deep`, the places of the events whose line holds more
-    than `max_depth` brackets and braces are added to it: only these can nest deeper (`check_depth(only=...)`)."""
+    """The events of the body's non-blank lines; `tick` is called before every eighth. With `deep`, the places of
+    the events whose line holds more than `max_depth` brackets and braces are added to it: only these can nest
+    deeper (`check_depth(only=...)`). A JSON value nested deeper than `max_depth` opens and closes at least
+    `max_depth + 1` arrays or objects: a shorter line is not counted."""
     events: list[Any] = []
     loads = orjson.loads
+    floor = 2 * (max_depth + 1)
     for match in _LINE.finditer(body):
-        if len(events) == limit:
+        n = len(events)
+        if n == limit:
             raise PayloadTooLarge("too_many_events", f"more than {limit} events in one request")
-        tick()
+        if not n & 7:
+            tick()
         line = match.group()
-        if deep is not None and line.count(b"[") + line.count(b"{") > max_depth:
-            deep.append(len(events))
+        if deep is not None and len(line) >= floor and line.count(b"[") + line.count(b"{") > max_depth:
+            deep.append(n)
         try:
             events.append(loads(line))
         except orjson.JSONDecodeError as exc:
