@@ -155,6 +155,35 @@ async def test_units_past_the_memory_bound_are_read_back_in_order(tmp_path: Path
     await log.close()
 
 
+async def test_a_commits_requests_of_one_event_share_a_row_with_their_own_receive_times(tmp_path: Path) -> None:
+    log = sqlite_log(tmp_path)
+    await log.open()
+    singles = [request(1, i, received=1700000000.0 + i / 7) for i in range(3)]
+    await asyncio.gather(*(log.append(r) for r in singles))
+    assert rows(tmp_path) == [(1, 3, None)]
+    await log.close()
+    reopened = sqlite_log(tmp_path)
+    await reopened.open()
+    back = await reopened.take(10, 1 << 20)
+    assert [(r.id, r.seq, r.received) for r in back] == [(f"e{i}", i + 1, 1700000000.0 + i / 7) for i in range(3)]
+    await reopened.close()
+
+
+async def test_single_events_between_a_requests_events_are_numbered_after_them(tmp_path: Path) -> None:
+    log = sqlite_log(tmp_path)
+    await log.open()
+    first, several, last = request(1, 0, received=1.0), request(3, 1, received=2.0), request(1, 4, received=3.0)
+    await asyncio.gather(log.append(first), log.append(several), log.append(last))
+    assert rows(tmp_path) == [(2, 3, None), (6, 2, None)]  # numbers 1 and 5 left unused
+    assert [(r.id, r.seq) for r in await log.take(10, 1 << 20)] == [
+        ("e1", 2), ("e2", 3), ("e3", 4), ("e0", 6), ("e4", 7)]
+    traced = request(1, 5)
+    traced[0].trace = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    await asyncio.gather(log.append(traced), log.append(request(1, 6)))  # a traced event keeps its own row
+    assert rows(tmp_path)[2:] == [(8, None, None), (9, None, None)]
+    await log.close()
+
+
 def test_only_fresh_events_of_one_receive_time_and_trace_share_a_row() -> None:
     assert joinable(request(2))
     assert not joinable(request(1))
@@ -205,12 +234,15 @@ async def test_random_settling_and_crashes_lose_nothing_and_revive_no_letter(tmp
     made = 0
     for _ in range(60):
         action = rng.random()
-        if action < 0.3:
-            n = rng.randint(1, 6)
-            records = request(n, made, received=1700000000.0 + made)
-            made += n
-            bodies.update((r.id, r.body) for r in records)
-            await log.append(records)
+        if action < 0.3:  # 1 to 4 requests of 1 to 6 events at once: one group commit
+            appends = []
+            for _ in range(rng.randint(1, 4)):
+                n = rng.choice([1, 1, rng.randint(2, 6)])
+                records = request(n, made, received=1700000000.0 + made)
+                made += n
+                bodies.update((r.id, r.body) for r in records)
+                appends.append(log.append(records))
+            await asyncio.gather(*appends)
         elif action < 0.5:
             leased += await log.take(rng.randint(1, 8), 1 << 20)
         elif action < 0.75 and leased:

@@ -155,6 +155,7 @@ class SQLiteLog:
             return
         ops, groups = self._ops, [self._group]
         self._ops, self._group = Ops(), None
+        self._next_seq = ops.pack(self._next_seq)  # a commit's requests of one event: one row
         if due:
             ops.acks, ops.ack_count, ops.ack_bytes = lazy.acks, lazy.ack_count, lazy.ack_bytes
             ops.retries, ops.unit_tries, ops.touched = lazy.retries, lazy.unit_tries, lazy.touched
@@ -310,9 +311,6 @@ class SQLiteLog:
         if back.done:
             self._spilling = False
             self._spill_oldest = None
-
-    def next_due(self) -> float | None:
-        return self._retrying[0][0] if self._retrying else None
 
     async def wait(self, timeout: float) -> None:
         if self._retrying:

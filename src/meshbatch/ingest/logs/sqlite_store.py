@@ -20,7 +20,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from meshbatch.ingest.logs.sqlite_units import UNIT_COLUMNS, Unit, expand, gone_size, unit_row
+from meshbatch.ingest.logs.sqlite_units import UNIT_COLUMNS, Unit, expand, gone_size, packable, unit_row
 from meshbatch.ingest.record import Record
 
 SCHEMA = (
@@ -33,7 +33,7 @@ SCHEMA = (
 
 
 CHUNK = 500  # rows per statement (6 parameters a row: far below SQLite's variable limit)
-UNIT_CHUNK = 100  # unit rows per statement (8 parameters a row)
+UNIT_CHUNK = 100  # unit rows per statement (9 parameters a row)
 ROW = attrgetter("seq", "id", "body", "received", "attempts", "trace")  # an event's row, in _insert's order
 
 
@@ -48,8 +48,8 @@ def _insert(rows: int) -> str:
 
 @lru_cache(maxsize=UNIT_CHUNK)
 def _insert_units(rows: int) -> str:
-    return ("INSERT INTO events (seq, id, body, received, attempts, trace, n, lens) VALUES "
-            + ",".join(["(?,?,?,?,?,?,?,?)"] * rows))
+    return ("INSERT INTO events (seq, id, body, received, attempts, trace, n, lens, times) VALUES "
+            + ",".join(["(?,?,?,?,?,?,?,?,?)"] * rows))
 
 
 @lru_cache(maxsize=CHUNK)
@@ -78,6 +78,27 @@ class Ops:
     def __bool__(self) -> bool:
         return bool(self.appends or self.acks or self.ack_count or self.retries or self.unit_tries or self.deads
                     or self.drops or self.gone)
+
+    def pack(self, next_seq: int) -> int:
+        """The requests of one event among the appends share a row (`sqlite_units`). Unless their numbers follow
+        each other, they are numbered again after every other event of this commit (from `next_seq`, which is
+        returned moved past them; the numbers they had are left unused)."""
+        group = [r for r in self.singles if packable(r)]
+        if len(group) < 2:
+            return next_seq
+        first = group[0].seq
+        contiguous = group[-1].seq - first == len(group) - 1  # the usual: no append of several between them
+        unit = Unit(first if contiguous else next_seq, len(group), len(group))
+        for record in group:
+            if not contiguous:
+                record.seq = next_seq
+                next_seq += 1
+            record.ref = unit
+        self.units.append((unit, group))
+        self.singles = [r for r in self.singles if r.ref is None]
+        if not contiguous:
+            self.appends = [r for r in self.appends if r.ref is not unit] + group
+        return next_seq
 
     def give_back(self, lazy: Ops, urgent: Ops) -> None:
         """A failed commit's settling handed back for the next: acknowledgements and attempts to `lazy`,
@@ -196,10 +217,10 @@ class Store:
         records: list[Record] = []
         settled: list[int] = []
         next_seq = from_seq
-        cursor = self.db.execute("SELECT seq, id, body, received, attempts, trace, n, lens, gone, tries FROM events "
-                                 "WHERE seq >= ? ORDER BY seq", (from_seq,))
+        cursor = self.db.execute("SELECT seq, id, body, received, attempts, trace, n, lens, gone, tries, times "
+                                 "FROM events WHERE seq >= ? ORDER BY seq", (from_seq,))
         try:
-            for seq, id, body, received, attempts, trace, n, lens, gone, tries in cursor:
+            for seq, id, body, received, attempts, trace, n, lens, gone, tries, times in cursor:
                 if len(records) >= limit:
                     return ReadBack(records, next_seq, False, settled)
                 trace = None if trace is None else bytes(trace)
@@ -207,7 +228,8 @@ class Store:
                     records.append(Record(id, bytes(body), received, attempts, seq, trace=trace))
                     next_seq = seq + 1
                     continue
-                unit, events = expand(seq, id, bytes(body), received, trace, n, lens, gone, tries)
+                unit, events = expand(seq, id, bytes(body), received, trace, n, lens, gone, tries,
+                                      None if times is None else bytes(times))
                 if not unit.left:
                     settled.append(seq)
                 records += events

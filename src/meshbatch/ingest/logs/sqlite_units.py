@@ -1,13 +1,15 @@
-"""Units: the events of one append (a request's NDJSON lines, a split array) kept as one row of the SQLite log.
+"""Units: events kept as one row of the SQLite log, those of one append (a request's NDJSON lines, a split
+array) and those of one group commit's requests of one event each.
 
-A row per event made the log's B-tree the largest cost of a many-event request: 100 inserts into `events` when
-the request is accepted and 100 deletes once delivered, where one row of 100 bodies costs about what one event
-does. A unit's row is the same `events` row with three more columns:
+A row per event made the log's B-tree the largest cost of an event: an insert into `events` when it is accepted
+and a delete once delivered, where one row of 100 bodies costs about what one event does. A unit's row is the
+same `events` row with more columns:
 
 - `seq` is the first event's sequence number; its events have `seq`, `seq + 1`, ... `seq + n - 1` (numbers no
   other row takes, so every event keeps its own number in the log's order, as before);
 - `id` holds the events' ids joined by `,` (no id holds one: ingest/record.py), `body` their bodies end to end
-  and `lens` their lengths (decimal, joined by `,`); `received` and `trace` are the request's, the same for all;
+  and `lens` their lengths (decimal, joined by `,`); `trace` is the same for all; `received` is too, or else
+  `times` holds each event's (8-byte doubles, the machine's order) and `received` the earliest;
 - `n` is the number of events (NULL: a row of one event, as every row was before units);
 - `gone` lists (by place, joined by `,`) the events already settled: parked in dead letters (written in the
   same transaction as their letters, so an event is never both a dead letter and in the log after a crash) or
@@ -23,12 +25,13 @@ as it is (its rows have `n` NULL); a log with units needs a meshbatch that knows
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
 from meshbatch.ingest.record import Record
 
-UNIT_COLUMNS = (("n", "INTEGER"), ("lens", "TEXT"), ("gone", "TEXT"), ("tries", "TEXT"))
+UNIT_COLUMNS = (("n", "INTEGER"), ("lens", "TEXT"), ("gone", "TEXT"), ("tries", "TEXT"), ("times", "BLOB"))
 
 
 class Unit:
@@ -62,13 +65,22 @@ def joinable(records: Sequence[Record]) -> bool:
     return True
 
 
+def packable(record: Record) -> bool:
+    """Whether a record of a request of one event can share a row with others of its group commit: fresh, no
+    trace (each request's would differ), an id without `,`."""
+    return not record.attempts and record.trace is None and "," not in record.id
+
+
 def unit_row(unit: Unit, records: Sequence[Record]) -> list[Any]:
-    """The unit's row: seq, id, body, received, attempts, trace, n, lens (`sqlite_store`'s insert order)."""
+    """The unit's row: seq, id, body, received, attempts, trace, n, lens, times (`sqlite_store`'s insert order)."""
     first = records[0]
     ids = ",".join([r.id for r in records])
     bodies = [r.body for r in records]
     lens = ",".join([str(len(body)) for body in bodies])
-    return [unit.seq, ids, b"".join(bodies), first.received, 0, first.trace, unit.n, lens]
+    received = array("d", [r.received for r in records])
+    earliest = min(received)
+    times = None if earliest == max(received) else received.tobytes()
+    return [unit.seq, ids, b"".join(bodies), earliest, 0, first.trace, unit.n, lens, times]
 
 
 def acked(records: Sequence[Record], rows: list[int], touched: dict[int, Unit]) -> None:
@@ -125,13 +137,19 @@ def text(values: Sequence[int]) -> str:
 
 
 def expand(seq: int, ids: str, body: bytes, received: float, trace: bytes | None, n: int, lens: str,
-           gone: str | None, tries: str | None) -> tuple[Unit, list[Record]]:
+           gone: str | None, tries: str | None, times: bytes | None = None) -> tuple[Unit, list[Record]]:
     """A unit's row read back: its handle and the records of its events not `gone`."""
     id_list = ids.split(",")
     sizes = numbers(lens)
     parked = numbers(gone)
     failed = numbers(tries) or None
-    if len(id_list) != n or len(sizes) != n or sum(sizes) != len(body) or (failed is not None and len(failed) != n):
+    stamps = array("d", [received] * n)
+    if times:
+        if len(times) != 8 * n:
+            raise ValueError(f"the log's row {seq} is not a well-formed unit of {n} events")
+        stamps = array("d", times)
+    if (len(id_list) != n or len(sizes) != n or sum(sizes) != len(body) or len(stamps) != n
+            or (failed is not None and len(failed) != n)):
         raise ValueError(f"the log's row {seq} is not a well-formed unit of {n} events")
     unit = Unit(seq, n, n - len(set(parked)), sorted(set(parked)), failed)
     skip = set(parked)
@@ -140,7 +158,7 @@ def expand(seq: int, ids: str, body: bytes, received: float, trace: bytes | None
     for i in range(n):
         end = at + sizes[i]
         if i not in skip:
-            records.append(Record(id_list[i], body[at:end], received, failed[i] if failed else 0, seq + i,
+            records.append(Record(id_list[i], body[at:end], stamps[i], failed[i] if failed else 0, seq + i,
                                   unit, trace))
         at = end
     return unit, records
@@ -153,6 +171,5 @@ def gone_size(n: int, lens: str, gone: str) -> tuple[int, int]:
     return len(places), sum(sizes[i] for i in places if 0 <= i < n)
 
 
-__all__ = ["UNIT_COLUMNS", "Unit", "acked", "expand", "failed", "gone_size", "joinable", "numbers", "parked", "settled",
-           "text",
-           "unit_row"]
+__all__ = ["UNIT_COLUMNS", "Unit", "acked", "expand", "failed", "gone_size", "joinable", "numbers", "packable",
+           "parked", "settled", "text", "unit_row"]
