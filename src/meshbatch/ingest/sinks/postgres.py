@@ -69,10 +69,12 @@ class PostgresSink:
             try:
                 if self.create:
                     async with pool.acquire() as conn:
+                        existed = await conn.fetchval("SELECT to_regclass($1)", quote(self.table)) is not None
                         await conn.execute(create_statement(self.table, self.columns))
-                        index = quote(f"{self.table.replace('.', '_')}_{self.id_column}_key"[:63])
-                        await conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(self.table)} "
-                                           f"({quote(self.id_column)})")
+                        if existed:  # made elsewhere: ON CONFLICT needs a unique index (one made here has its key)
+                            index = quote(f"{self.table.replace('.', '_')}_{self.id_column}_key"[:63])
+                            await conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(self.table)} "
+                                               f"({quote(self.id_column)})")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 await pool.close()
                 raise SinkUnavailable(f"postgres: cannot prepare table {self.table}: {exc}") from exc

@@ -22,10 +22,18 @@ SQLITE_TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "received": "TEXT", "payload"
 
 
 def create_statements(table: str, columns: list[MappedColumn], id_column: str) -> list[str]:
+    """The table (its id column the primary key), and the unique index `ON CONFLICT` needs on a table made
+    elsewhere without one (not made on a table created here: the key is that index already)."""
     body = ", ".join(f"{quote(c.name)} {SQLITE_TYPES[c.type]}" for c in columns)
     index = quote(f"{table.replace('.', '_')}_{id_column}_key"[:63])
     return [f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body})",
             f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(table)} ({quote(id_column)})"]
+
+
+def table_exists(db: sqlite3.Connection, table: str) -> bool:
+    schema, _, name = table.rpartition(".")
+    master = f"{quote(schema)}.sqlite_master" if schema else "sqlite_master"
+    return db.execute(f"SELECT 1 FROM {master} WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 class SQLiteSink:
@@ -63,8 +71,10 @@ class SQLiteSink:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             if self.create:
-                for statement in self.schema:
-                    db.execute(statement)
+                existed = table_exists(db, self.table)
+                db.execute(self.schema[0])
+                if existed:
+                    db.execute(self.schema[1])
         except BaseException:
             db.close()
             raise
@@ -145,4 +155,4 @@ def _factory(context: SinkContext) -> EventSink:
     return SQLiteSink(context)
 
 
-__all__ = ["SQLITE_TYPES", "SQLiteSink", "create_statements"]
+__all__ = ["SQLITE_TYPES", "SQLiteSink", "create_statements", "table_exists"]
