@@ -1,5 +1,6 @@
 """The sinks' tables: one made by meshbatch has its id column as its key and no second index on it (each row
-insert maintains every index); one made elsewhere without a unique id gets the index `ON CONFLICT` needs."""
+insert maintains every index); one made elsewhere without a unique index on the id alone gets the one
+`ON CONFLICT` needs, and one that has such an index gets no other."""
 
 from __future__ import annotations
 
@@ -43,13 +44,28 @@ async def test_a_sqlite_table_made_elsewhere_without_a_key_gets_the_unique_index
     path = tmp_path / "sink.db"
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE events (event_id TEXT, received_at TEXT, payload TEXT)")
+    db.execute("CREATE INDEX events_by_time ON events (received_at, event_id)")  # not unique: no help
     db.commit()
     db.close()
     sink = SINKS.get("sqlite")(SinkContext(route({"type": "sqlite", "path": str(path)}), None, 5.0))
     assert await sink.deliver([Record("a", b"{}", 1.0)]) == [None]
     assert await sink.deliver([Record("a", b"{}", 1.0)]) == [None]  # stored once
-    assert sqlite_indexes(path) == [("events_event_id_key", 1)]
+    assert sorted(sqlite_indexes(path)) == [("events_by_time", 0), ("events_event_id_key", 1)]
     assert sink.summary()["duplicates_ignored"] == 1
+    await sink.close()
+
+
+async def test_a_redundant_index_an_operator_dropped_is_not_made_again(tmp_path: Path) -> None:
+    path = tmp_path / "sink.db"
+    db = sqlite3.connect(path)  # a table with its key and the second index on it, as earlier versions made them
+    db.execute("CREATE TABLE events (event_id TEXT PRIMARY KEY NOT NULL, received_at TEXT, payload TEXT)")
+    db.execute("CREATE UNIQUE INDEX events_event_id_key ON events (event_id)")
+    db.execute("DROP INDEX events_event_id_key")
+    db.commit()
+    db.close()
+    sink = SINKS.get("sqlite")(SinkContext(route({"type": "sqlite", "path": str(path)}), None, 5.0))
+    assert await sink.deliver([Record("a", b"{}", 1.0)]) == [None]
+    assert sqlite_indexes(path) == [("sqlite_autoindex_events_1", 1)]
     await sink.close()
 
 

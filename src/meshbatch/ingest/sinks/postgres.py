@@ -23,6 +23,13 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (asyncpg.exceptions.DataError,
                                                 asyncpg.exceptions.IntegrityConstraintViolationError)
 
 
+# Whether a unique index (the primary key's included) holds the id column alone: `ON CONFLICT` needs one, and a
+# table made here has its key; one made elsewhere without gets the index.
+UNIQUE_ID = ("SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+             "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1 "
+             "AND a.attname = $2)")
+
+
 def create_statement(table: str, columns: list[MappedColumn]) -> str:
     parts = [f"{quote(c.name)} {PG_TYPES[c.type]}" + (" PRIMARY KEY" if c.type == "id" else "") for c in columns]
     return f"CREATE TABLE IF NOT EXISTS {quote(table)} ({', '.join(parts)})"
@@ -69,9 +76,8 @@ class PostgresSink:
             try:
                 if self.create:
                     async with pool.acquire() as conn:
-                        existed = await conn.fetchval("SELECT to_regclass($1)", quote(self.table)) is not None
                         await conn.execute(create_statement(self.table, self.columns))
-                        if existed:  # made elsewhere: ON CONFLICT needs a unique index (one made here has its key)
+                        if not await conn.fetchval(UNIQUE_ID, quote(self.table), self.id_column):  # ON CONFLICT
                             index = quote(f"{self.table.replace('.', '_')}_{self.id_column}_key"[:63])
                             await conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(self.table)} "
                                                f"({quote(self.id_column)})")

@@ -22,18 +22,23 @@ SQLITE_TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "received": "TEXT", "payload"
 
 
 def create_statements(table: str, columns: list[MappedColumn], id_column: str) -> list[str]:
-    """The table (its id column the primary key), and the unique index `ON CONFLICT` needs on a table made
-    elsewhere without one (not made on a table created here: the key is that index already)."""
+    """The table (its id column the primary key), and the unique index `ON CONFLICT` needs, for a table made
+    elsewhere without one (`unique_id`: a table made here has its key)."""
     body = ", ".join(f"{quote(c.name)} {SQLITE_TYPES[c.type]}" for c in columns)
     index = quote(f"{table.replace('.', '_')}_{id_column}_key"[:63])
     return [f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body})",
             f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(table)} ({quote(id_column)})"]
 
 
-def table_exists(db: sqlite3.Connection, table: str) -> bool:
+def unique_id(db: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether a unique index (the primary key's included) holds the id column alone."""
     schema, _, name = table.rpartition(".")
-    master = f"{quote(schema)}.sqlite_master" if schema else "sqlite_master"
-    return db.execute(f"SELECT 1 FROM {master} WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+    prefix = f"{quote(schema)}." if schema else ""
+    for _, index, unique, *_ in db.execute(f"PRAGMA {prefix}index_list({quote(name)})").fetchall():
+        named = '"' + index.replace('"', '""') + '"'
+        if unique and [row[2] for row in db.execute(f"PRAGMA {prefix}index_info({named})")] == [column]:
+            return True
+    return False
 
 
 class SQLiteSink:
@@ -46,6 +51,7 @@ class SQLiteSink:
         # `path`: one shard's (sinks/sharded.py)
         self.path = path or config.path or os.path.join("meshbatch-data", "sink.db")
         self.table = config.table
+        self.id_column = config.id_column
         self.columns = columns_of(config)
         self.rows = batch_rows(self.columns, timestamps_as_text=True)
         self.create = config.create_table
@@ -71,9 +77,8 @@ class SQLiteSink:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             if self.create:
-                existed = table_exists(db, self.table)
                 db.execute(self.schema[0])
-                if existed:
+                if not unique_id(db, self.table, self.id_column):
                     db.execute(self.schema[1])
         except BaseException:
             db.close()
@@ -155,4 +160,4 @@ def _factory(context: SinkContext) -> EventSink:
     return SQLiteSink(context)
 
 
-__all__ = ["SQLITE_TYPES", "SQLiteSink", "create_statements", "table_exists"]
+__all__ = ["SQLITE_TYPES", "SQLiteSink", "create_statements", "unique_id"]
