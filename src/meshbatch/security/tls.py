@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from meshbatch.config.plain.security import Identity
 from meshbatch.core.spiffe import InvalidSpiffeId, NotAnSvid, SpiffeId, svid_id
+from meshbatch.security.sslobject import use_fast_objects
 
 if TYPE_CHECKING:  # cryptography (the CA's library) is imported when an identity is loaded
     from meshbatch.security.ca import CertInfo
@@ -109,7 +110,7 @@ def _base(context: ssl.SSLContext, min_version: str) -> ssl.SSLContext:
     context.verify_flags |= ssl.VERIFY_X509_STRICT
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
     context.set_ciphers(TLS12_CIPHERS)
-    return context
+    return use_fast_objects(context)  # the record path without ssl.py's frames (meshbatch.security.sslobject)
 
 
 class CertSource:
