@@ -84,13 +84,15 @@ async def run(requests: int, connections: int, plain: bool) -> None:
     upstream = await loop.create_server(Upstream, "127.0.0.1", 0)
     upstream_port = upstream.sockets[0].getsockname()[1]
     folder = tempfile.mkdtemp(prefix="mtls-instructions-")  # the identities' files are watched while serving
-    inbound_conf, outbound_conf, port = configs(Path(folder), plain, upstream_port)
-    proxies = [Proxy(path, loop, announce=lambda line: None) for path in (inbound_conf, outbound_conf)]
-    for proxy in proxies:
-        await proxy.start()
-    await asyncio.gather(*(_client(port, 50, warming=True) for _ in range(connections)))  # handshakes, pools
-    await asyncio.gather(*(_client(port, requests // connections) for _ in range(connections)))
-    shutil.rmtree(folder)
+    try:
+        inbound_conf, outbound_conf, port = configs(Path(folder), plain, upstream_port)
+        proxies = [Proxy(path, loop, announce=lambda line: None) for path in (inbound_conf, outbound_conf)]
+        for proxy in proxies:
+            await proxy.start()
+        await asyncio.gather(*(_client(port, 50, warming=True) for _ in range(connections)))  # handshakes, pools
+        await asyncio.gather(*(_client(port, requests // connections) for _ in range(connections)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     os._exit(0)  # the proxies' listeners and timers need no orderly shutdown here
 
 
