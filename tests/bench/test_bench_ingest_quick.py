@@ -46,7 +46,8 @@ def test_ingest_quick_measures_single_events_and_ndjson_requests(tmp_path: Path)
     assert runs["json"]["events_per_request"] == 1 and runs["ndjson"]["events_per_request"] == 10
     for run in runs.values():
         assert run["requests"] > 0 and run["errors"] == 0
-        assert run["accepted_per_s"] == pytest.approx(run["requests_per_s"] * run["events_per_request"])
+        # the route's own count of events accepted (202s), with the requests in flight when the load stopped
+        assert run["accepted_per_s"] == pytest.approx(run["requests_per_s"] * run["events_per_request"], rel=0.05)
         assert run["accepted"] >= run["requests"] * run["events_per_request"]
         assert run["delivered"] == run["accepted"] and run["left"] == 0
         assert run["cpu_us_per_event"] == pytest.approx(
