@@ -116,6 +116,9 @@ class IngestHandler:
         route = self.route
         if not route.serving:
             await route.wait_started()
+        log = route.log
+        if not self.block and not log.has_room(1, 1):  # full now: refused before its pipeline runs for nothing
+            raise LogFull("ingest_log_full", "the ingest log is full", retry_after=route.retry_after())
         bodies, dead, dropped = await self._events(request)
         several = len(bodies) + len(dead) + dropped > 1
         key = request.header(IDEMPOTENCY)
@@ -125,7 +128,6 @@ class IngestHandler:
             trace = request.header(b"traceparent")
             for record in records:
                 record.trace = trace
-        log = route.log
         letters: list[tuple[str, str]] = []
         if dead:  # refused by `validate` with on_invalid: dead_letter: parked at once, each with its reason
             dead_records = self._records([body for body, _, _ in dead], key, scope, offset=len(bodies),

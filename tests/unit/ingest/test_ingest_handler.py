@@ -115,6 +115,21 @@ async def test_a_full_log_is_a_429_with_retry_after(started: IngestRoute) -> Non
     assert any(k == b"retry-after" and int(v) >= 1 for k, v in reply.headers)
 
 
+async def test_a_full_log_refuses_a_request_before_its_pipeline_runs(tmp_path: Path) -> None:
+    route = make(tmp_path, {"log": {"max_events": 3}}, [{"decode": {"format": "ndjson"}}])
+    await route.start()
+    await route.flusher.stop(1.0)
+    ndjson = (b"content-type", b"application/x-ndjson")
+    assert (await route.handler(post(b"1\n2\n3\n", ndjson))).status == 202
+    assert route.pipeline is not None
+    decoded = route.pipeline.counts()["decode"]
+    with pytest.raises(ProxyError) as info:
+        await route.handler(post(b"4\n" * 1000, ndjson))
+    assert info.value.status == 429 and info.value.reason == "ingest_log_full"
+    assert route.pipeline.counts()["decode"] == decoded  # not decoded: nothing to spend on a refusal
+    await route.drain(5.0)
+
+
 async def test_block_mode_waits_for_room(tmp_path: Path) -> None:
     route = make(tmp_path, {"log": {"max_events": 1, "on_full": "block", "block_timeout_ms": 3000}})
     await route.start()
