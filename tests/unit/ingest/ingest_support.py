@@ -44,6 +44,12 @@ def records(n: int, start: int = 0, prefix: str = "e") -> list[Record]:
     return [Record(f"{prefix}{i}", b'{"n": %d}' % i, 1700000000.0 + i) for i in range(start, start + n)]
 
 
+def request(n: int, start: int = 0, received: float = 1700000000.0) -> list[Record]:
+    """The records a request of `n` events makes: one receive time, ids without commas (the log keeps them as
+    one row)."""
+    return [Record(f"e{i}", b'{"n":%d}' % i, received) for i in range(start, start + n)]
+
+
 def sqlite_log(tmp_path: Path, clock: FakeClock | None = None, **options: Any) -> SQLiteLog:
     config = IngestLog(path=str(tmp_path / "log.db"), **options)
     return SQLiteLog(config, "r", clock or FakeClock())

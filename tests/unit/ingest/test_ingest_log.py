@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ingest_support import records, sqlite_log
+from ingest_support import records, request, sqlite_log
 
 from meshbatch.clock import FakeClock
 from meshbatch.ingest.logs.base import LogError, LogFull
+from meshbatch.ingest.record import Record
 
 
 async def test_concurrent_appends_share_one_commit(tmp_path: Path) -> None:
@@ -88,11 +90,12 @@ async def test_a_crash_loses_only_acks_never_appends(tmp_path: Path) -> None:
     await log.close()
 
 
-async def test_memory_bound_reads_back_in_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("make", [records, request], ids=["a-row-each", "one-row-a-request"])
+async def test_memory_bound_reads_back_in_order(tmp_path: Path, make: Callable[[int, int], list[Record]]) -> None:
     log = sqlite_log(tmp_path, memory_events=4)
     await log.open()
     for i in range(5):
-        await log.append(records(3, i * 3))
+        await log.append(make(3, i * 3))
     seen: list[str] = []
     while batch := await log.take(2, 1 << 20):
         seen += [r.id for r in batch]

@@ -10,17 +10,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from ingest_support import sqlite_log
+from ingest_support import request, sqlite_log
 
 from meshbatch.clock import FakeClock
 from meshbatch.ingest.logs.sqlite import SQLiteLog
 from meshbatch.ingest.logs.sqlite_units import joinable
 from meshbatch.ingest.record import Record
-
-
-def request(n: int, start: int = 0, received: float = 1700000000.0) -> list[Record]:
-    """The records a request of `n` events makes: one receive time, ids without commas."""
-    return [Record(f"e{i}", b'{"n":%d}' % i, received) for i in range(start, start + n)]
 
 
 def rows(path: Path) -> list[tuple[int, int | None, str | None]]:
@@ -138,21 +133,6 @@ async def test_a_unit_every_event_of_which_was_parked_is_removed_when_read_back(
     await reopened.flush()
     assert [row[0] for row in rows(tmp_path)] == [3]
     await reopened.close()
-
-
-async def test_units_past_the_memory_bound_are_read_back_in_order(tmp_path: Path) -> None:
-    log = sqlite_log(tmp_path, memory_events=4)
-    await log.open()
-    for i in range(5):
-        await log.append(request(3, i * 3))
-    seen: list[str] = []
-    while batch := await log.take(2, 1 << 20):
-        seen += [r.id for r in batch]
-        log.ack(batch)
-    assert seen == [f"e{i}" for i in range(15)]
-    await log.flush()
-    assert rows(tmp_path) == []
-    await log.close()
 
 
 async def test_a_commits_requests_of_one_event_share_a_row_with_their_own_receive_times(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from tls_pairs import memory_pair
 
 from meshbatch.config import ConfigError, parse
 from meshbatch.config.model.security import Identity
@@ -123,18 +124,7 @@ def _serial_served(server: ssl.SSLContext, client: ssl.SSLContext, ca: Path) -> 
     """The serial of the certificate `server` presents in an in-memory handshake."""
     from cryptography import x509
 
-    a, b = ssl.MemoryBIO(), ssl.MemoryBIO()
-    c, d = ssl.MemoryBIO(), ssl.MemoryBIO()
-    theirs = server.wrap_bio(a, b, server_side=True)
-    ours = client.wrap_bio(c, d, server_side=False)
-    for _ in range(10):
-        for side in (ours, theirs):
-            try:
-                side.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-        a.write(d.read())
-        c.write(b.read())
+    _, ours, _ = memory_pair(server, client)
     der = ours.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number

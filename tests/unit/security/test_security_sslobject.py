@@ -9,6 +9,7 @@ import types
 
 import pytest
 import uvloop
+from tls_pairs import memory_pair
 
 from meshbatch.config.model.security import Identity
 from meshbatch.security.ca import init_ca, issue
@@ -28,22 +29,6 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[CertSource, CertS
         issue(root / "ca", f"spiffe://{TD}/ns/a/sa/{name}", cert, key)
         made.append(CertSource(Identity(cert=str(cert), key=str(key), ca=str(root / "ca" / "ca.crt"))))
     return made[0], made[1]
-
-
-def _pair(server: ssl.SSLContext, client: ssl.SSLContext) -> tuple[ssl.SSLObject, ssl.SSLObject, list[ssl.MemoryBIO]]:
-    """A server and a client TLS object over memory BIOs, handshaken; the BIOs: server in/out, client in/out."""
-    bios = [ssl.MemoryBIO() for _ in range(4)]
-    theirs = server.wrap_bio(bios[0], bios[1], server_side=True)
-    ours = client.wrap_bio(bios[2], bios[3], server_side=False)
-    for _ in range(10):
-        for side in (ours, theirs):
-            try:
-                side.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-        bios[0].write(bios[3].read())
-        bios[2].write(bios[1].read())
-    return theirs, ours, bios
 
 
 def _is_c_method(method: object) -> bool:
@@ -68,7 +53,7 @@ def test_every_context_hands_out_objects_whose_record_methods_are_the_c_ones(
 def test_records_identities_and_errors_as_the_standard_object(sources: tuple[CertSource, CertSource]) -> None:
     server, client = sources
     front = server.front_context("1.2")  # its SNI callback switches each handshake to the current context
-    theirs, ours, (s_in, s_out, c_in, c_out) = _pair(front, client.client_context("1.2"))
+    theirs, ours, (s_in, s_out, c_in, c_out) = memory_pair(front, client.client_context("1.2"))
     assert isinstance(theirs, FastSSLObject) and isinstance(ours, FastSSLObject)
     assert verify_peer(theirs, frozenset({TD})) == f"spiffe://{TD}/ns/a/sa/client"
     assert verify_peer(ours, frozenset({TD})) == f"spiffe://{TD}/ns/a/sa/server"
