@@ -61,6 +61,16 @@ def _takes_traffic(mesh: MultiHost, host: str) -> bool:
                for name in ("consumers", "consumers-dns"))
 
 
+def _settled(producer: Producer, since: float, host: str, n: int = 20) -> bool:
+    """Whether the last `n` orders sent after `since` (time.monotonic) were all answered 200, some of them by `host`,
+    on both paths: the mesh is whole again. A connection that lost packets keeps an inflated retransmission
+    timeout for a while after the loss ends, and a request on it can outlast the per-try timeout."""
+    done = [o for o in list(producer.records) if o.sent >= since and o.done]
+    last = done[-n:]
+    return (len(last) == n and all(o.status == 200 for o in last) and any(o.host == host for o in last)
+            and len({o.path for o in last}) > 1)
+
+
 def _a_metrics(mesh: MultiHost) -> dict[str, Any]:
     a = mesh.sidecars["a"]
     text = a.metrics()
@@ -132,10 +142,14 @@ def multi_host(ctx: Context) -> ScenarioResult:
         how = mesh.network.impair("b", 100, 5)
         phase(LATENCY, ctx.seconds(1.2, 20.0), mechanism=how)
         mesh.network.clear("b")
-        # B's loss may have had it ejected (three connects in a row lost to a dropped SYN); the cut starts once B
-        # takes traffic again, so that the cut measures C's ejection and the retries to B, not a mesh whose only
-        # reachable endpoint sits out its ejection (at most half of a cluster's endpoints are ejected: C stays in)
-        wait_until(lambda: _takes_traffic(mesh, "b"), 15.0, "B back in A's balancing after its loss", interval=0.1)
+        healed = time.monotonic()
+        # B's loss may have had it ejected (three connects in a row lost to a dropped SYN), and A's connections to B
+        # that lost packets answer late for a while (their retransmission timeouts grew): three per-try timeouts
+        # on them eject B again. The cut starts once B takes traffic and the last orders all got 200, so that the
+        # cut measures C's ejection and the retries to B, not a mesh whose only reachable endpoint sits out its
+        # ejection (at most half of a cluster's endpoints are ejected: C stays in)
+        wait_until(lambda: _takes_traffic(mesh, "b") and _settled(producer, healed, "b"), 20.0,
+                   "B back in A's balancing after its loss, the last 20 orders answered 200", interval=0.1)
         mesh.network.cut("c")
         phase(CUT, ctx.seconds(2.5, 15.0))  # > the per-try timeout: C is ejected
         mesh.network.restore("c")
