@@ -44,6 +44,13 @@ class MappedColumn:
     type: str  # text bigint double boolean json timestamp
 
 
+def id_index(table: str, id_column: str) -> str:
+    """The unique index on the id column that `INSERT ... ON CONFLICT (id)` needs, for a table made elsewhere
+    without one (a table the sinks make has the id as its key); the same statement in SQLite and PostgreSQL."""
+    index = quote(f"{table.replace('.', '_')}_{id_column}_key"[:63])
+    return f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(table)} ({quote(id_column)})"
+
+
 def columns_of(config: SinkConfig) -> list[MappedColumn]:
     out = [MappedColumn(config.id_column, (), "id")]
     if config.received_column:
@@ -237,5 +244,5 @@ def batch_rows(columns: list[MappedColumn], timestamps_as_text: bool = False) ->
     return rows
 
 
-__all__ = ["CONVERT", "IDENTIFIER", "MappedColumn", "RowError", "RowsMaker", "batch_rows", "columns_of", "make_row",
-           "plain_rows", "quote", "received_text"]
+__all__ = ["CONVERT", "IDENTIFIER", "MappedColumn", "RowError", "RowsMaker", "batch_rows", "columns_of", "id_index",
+           "make_row", "plain_rows", "quote", "received_text"]

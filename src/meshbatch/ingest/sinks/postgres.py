@@ -13,7 +13,7 @@ import asyncpg
 
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks.base import SINKS, BatchRejected, EventSink, Outcome, SinkContext, SinkUnavailable
-from meshbatch.ingest.sinks.mapping import MappedColumn, batch_rows, columns_of, quote
+from meshbatch.ingest.sinks.mapping import MappedColumn, batch_rows, columns_of, id_index, quote
 from meshbatch.ingest.sinks.sharded import ShardedSink
 
 PG_TYPES = {"id": "text", "received": "timestamptz", "payload": "jsonb", "text": "text", "bigint": "bigint",
@@ -77,10 +77,8 @@ class PostgresSink:
                 if self.create:
                     async with pool.acquire() as conn:
                         await conn.execute(create_statement(self.table, self.columns))
-                        if not await conn.fetchval(UNIQUE_ID, quote(self.table), self.id_column):  # ON CONFLICT
-                            index = quote(f"{self.table.replace('.', '_')}_{self.id_column}_key"[:63])
-                            await conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(self.table)} "
-                                               f"({quote(self.id_column)})")
+                        if not await conn.fetchval(UNIQUE_ID, quote(self.table), self.id_column):
+                            await conn.execute(id_index(self.table, self.id_column))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 await pool.close()
                 raise SinkUnavailable(f"postgres: cannot prepare table {self.table}: {exc}") from exc

@@ -14,20 +14,17 @@ from typing import Any
 from meshbatch.ingest.gil import shorten_switch_interval
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks.base import SINKS, BatchRejected, EventSink, Outcome, SinkContext, SinkUnavailable
-from meshbatch.ingest.sinks.mapping import MappedColumn, batch_rows, columns_of, quote
+from meshbatch.ingest.sinks.mapping import MappedColumn, batch_rows, columns_of, id_index, quote
 from meshbatch.ingest.sinks.sharded import ShardedSink
 
 SQLITE_TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "received": "TEXT", "payload": "TEXT", "text": "TEXT",
                 "bigint": "INTEGER", "double": "REAL", "boolean": "INTEGER", "json": "TEXT", "timestamp": "TEXT"}
 
 
-def create_statements(table: str, columns: list[MappedColumn], id_column: str) -> list[str]:
-    """The table (its id column the primary key), and the unique index `ON CONFLICT` needs, for a table made
-    elsewhere without one (`unique_id`: a table made here has its key)."""
+def create_statement(table: str, columns: list[MappedColumn]) -> str:
+    """The table, its id column the primary key."""
     body = ", ".join(f"{quote(c.name)} {SQLITE_TYPES[c.type]}" for c in columns)
-    index = quote(f"{table.replace('.', '_')}_{id_column}_key"[:63])
-    return [f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body})",
-            f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(table)} ({quote(id_column)})"]
+    return f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body})"
 
 
 def unique_id(db: sqlite3.Connection, table: str, column: str) -> bool:
@@ -55,7 +52,8 @@ class SQLiteSink:
         self.columns = columns_of(config)
         self.rows = batch_rows(self.columns, timestamps_as_text=True)
         self.create = config.create_table
-        self.schema = create_statements(config.table, self.columns, config.id_column)
+        self.schema = create_statement(config.table, self.columns)
+        self.index = id_index(config.table, config.id_column)
         names = ", ".join(quote(c.name) for c in self.columns)
         self.row_marks = "(" + ",".join("?" * len(self.columns)) + ")"
         self.insert_head = f"INSERT INTO {quote(config.table)} ({names}) VALUES "
@@ -77,9 +75,9 @@ class SQLiteSink:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             if self.create:
-                db.execute(self.schema[0])
+                db.execute(self.schema)
                 if not unique_id(db, self.table, self.id_column):
-                    db.execute(self.schema[1])
+                    db.execute(self.index)
         except BaseException:
             db.close()
             raise
@@ -160,4 +158,4 @@ def _factory(context: SinkContext) -> EventSink:
     return SQLiteSink(context)
 
 
-__all__ = ["SQLITE_TYPES", "SQLiteSink", "create_statements", "unique_id"]
+__all__ = ["SQLITE_TYPES", "SQLiteSink", "create_statement", "unique_id"]
