@@ -181,13 +181,15 @@ def test_only_fresh_events_of_one_receive_time_and_trace_share_a_row() -> None:
     assert not joinable(comma)
 
 
-async def test_a_malformed_unit_row_is_an_error_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", ["lens = '7,9000'", "lens = 'x,7'", "lens = '-1,15'", "gone = '5'",
+                                    "tries = '1'", "tries = '1,a'", "times = X'00'", "id = 'e0'"])
+async def test_a_malformed_unit_row_is_an_error_naming_it(tmp_path: Path, change: str) -> None:
     log = sqlite_log(tmp_path)
     await log.open()
     await log.append(request(2))
     await log.close()
     db = sqlite3.connect(tmp_path / "log.db")
-    db.execute("UPDATE events SET lens = '7,9000' WHERE seq = 1")
+    db.execute(f"UPDATE events SET {change} WHERE seq = 1")
     db.commit()
     db.close()
     reopened = sqlite_log(tmp_path)

@@ -70,7 +70,8 @@ class Ops:
     unit_tries: list[tuple[str, int]] = field(default_factory=list)  # (tries, a unit's seq)
     # (record, reason, stage); seq 0: never was in the events table
     deads: list[tuple[Record, str, str]] = field(default_factory=list)
-    gone: list[tuple[str, int]] = field(default_factory=list)  # (gone, a unit's seq): parked with `deads`
+    # (gone, a unit's seq): written with `deads` (parked) and with the lazy acks (`touched`)
+    gone: list[tuple[str, int]] = field(default_factory=list)
     drops: list[int] = field(default_factory=list)  # units whose last event is parked with `deads`
     ack_count: int = 0  # the acknowledged events (for the log's accounting)
     ack_bytes: int = 0  # their size
@@ -119,7 +120,7 @@ class ReadBack:
     records: list[Record]
     next_seq: int  # where the next read starts
     done: bool  # the end of the log was reached
-    settled: list[int]  # units read whose every event is parked: rows to delete
+    settled: list[int]  # units read whose every event is settled: rows to delete
 
 
 @dataclass
@@ -162,9 +163,9 @@ class Store:
             "SELECT COALESCE(MAX(seq + COALESCE(n, 1) - 1), 0), COALESCE(SUM(COALESCE(n, 1)), 0), "
             "COALESCE(SUM(LENGTH(body)), 0), MIN(received) FROM events").fetchone()
         for n, lens, gone in db.execute("SELECT n, lens, gone FROM events WHERE n IS NOT NULL AND gone IS NOT NULL"):
-            parked, parked_bytes = gone_size(n, lens, gone)
-            count -= parked
-            size -= parked_bytes
+            settled, settled_bytes = gone_size(n, lens, gone)
+            count -= settled
+            size -= settled_bytes
         dead = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
         return Opened(int(seq), int(count), int(size), oldest, int(dead))
 

@@ -52,23 +52,25 @@ class Unit:
         return f"<Unit seq={self.seq} n={self.n} left={self.left} gone={self.gone}>"
 
 
+def _fresh(record: Record) -> bool:
+    """Whether a record can go into a unit's row: no attempt yet, an id without `,`."""
+    return not record.attempts and "," not in record.id
+
+
 def joinable(records: Sequence[Record]) -> bool:
-    """Whether these records can share a row: several, fresh (no attempt yet), received at the same time with
-    the same trace, and ids without `,`."""
+    """Whether these records of one append can share a row: several, fresh, received at the same time with the
+    same trace."""
     if len(records) < 2:
         return False
     first = records[0]
     received, trace = first.received, first.trace
-    for record in records:
-        if record.received != received or record.trace != trace or record.attempts or "," in record.id:
-            return False
-    return True
+    return all(r.received == received and r.trace == trace and _fresh(r) for r in records)
 
 
 def packable(record: Record) -> bool:
     """Whether a record of a request of one event can share a row with others of its group commit: fresh, no
-    trace (each request's would differ), an id without `,`."""
-    return not record.attempts and record.trace is None and "," not in record.id
+    trace (each request's would differ)."""
+    return record.trace is None and _fresh(record)
 
 
 def unit_row(unit: Unit, records: Sequence[Record]) -> list[Any]:
@@ -83,21 +85,27 @@ def unit_row(unit: Unit, records: Sequence[Record]) -> list[Any]:
     return [unit.seq, ids, b"".join(bodies), earliest, 0, first.trace, unit.n, lens, times]
 
 
+def _settle(record: Record) -> Unit:
+    """A unit's record acknowledged or parked: its place is `gone`, one event fewer `left`."""
+    unit = record.ref
+    assert isinstance(unit, Unit)
+    unit.left -= 1
+    unit.gone.append(record.seq - unit.seq)
+    return unit
+
+
 def acked(records: Sequence[Record], rows: list[int], touched: dict[int, Unit]) -> None:
     """Adds to `rows` the rows these acknowledged records free (a record's own, a unit's with its last event),
     and to `touched` the units whose row's `gone` is to be rewritten (`settled`)."""
     for record in records:
-        unit = record.ref
-        if unit is None:
+        if record.ref is None:
             rows.append(record.seq)
+            continue
+        unit = _settle(record)
+        if unit.left:
+            touched[unit.seq] = unit
         else:
-            assert isinstance(unit, Unit)
-            unit.left -= 1
-            unit.gone.append(record.seq - unit.seq)
-            if unit.left:
-                touched[unit.seq] = unit
-            else:
-                rows.append(unit.seq)
+            rows.append(unit.seq)
 
 
 def settled(touched: dict[int, Unit]) -> list[tuple[str, int]]:
@@ -118,10 +126,7 @@ def failed(record: Record) -> tuple[str, int]:
 def parked(record: Record, gone: list[tuple[str, int]], drops: list[int]) -> None:
     """A unit's record parked in dead letters: its row's `gone` rewritten in the letter's transaction (`gone`),
     or the row deleted there (`drops`) when it was the unit's last event."""
-    unit = record.ref
-    assert isinstance(unit, Unit)
-    unit.left -= 1
-    unit.gone.append(record.seq - unit.seq)
+    unit = _settle(record)
     if unit.left:
         gone.append((text(unit.gone), unit.seq))
     else:
@@ -138,34 +143,35 @@ def text(values: Sequence[int]) -> str:
 
 def expand(seq: int, ids: str, body: bytes, received: float, trace: bytes | None, n: int, lens: str,
            gone: str | None, tries: str | None, times: bytes | None = None) -> tuple[Unit, list[Record]]:
-    """A unit's row read back: its handle and the records of its events not `gone`."""
-    id_list = ids.split(",")
-    sizes = numbers(lens)
-    parked = numbers(gone)
-    failed = numbers(tries) or None
-    stamps = array("d", [received] * n)
-    if times:
-        if len(times) != 8 * n:
-            raise ValueError(f"the log's row {seq} is not a well-formed unit of {n} events")
-        stamps = array("d", times)
-    if (len(id_list) != n or len(sizes) != n or sum(sizes) != len(body) or len(stamps) != n
-            or (failed is not None and len(failed) != n)):
-        raise ValueError(f"the log's row {seq} is not a well-formed unit of {n} events")
-    unit = Unit(seq, n, n - len(set(parked)), sorted(set(parked)), failed)
-    skip = set(parked)
+    """A unit's row read back: its handle and the records of its events not `gone`. A row that does not hold
+    what it says (counts, lengths, places, numbers) is a ValueError naming it."""
+    malformed = ValueError(f"the log's row {seq} is not a well-formed unit of {n} events")
+    try:
+        id_list = ids.split(",")
+        sizes = numbers(lens)
+        settled_places = set(numbers(gone))
+        attempts = numbers(tries) or None
+    except ValueError:
+        raise malformed from None
+    if (len(id_list) != n or len(sizes) != n or sum(sizes) != len(body) or min(sizes, default=0) < 0
+            or not settled_places <= set(range(n)) or (attempts is not None and len(attempts) != n)
+            or (times is not None and len(times) != 8 * n)):
+        raise malformed
+    stamps = array("d", times) if times is not None else None
+    unit = Unit(seq, n, n - len(settled_places), sorted(settled_places), attempts)
     records: list[Record] = []
     at = 0
     for i in range(n):
         end = at + sizes[i]
-        if i not in skip:
-            records.append(Record(id_list[i], body[at:end], stamps[i], failed[i] if failed else 0, seq + i,
-                                  unit, trace))
+        if i not in settled_places:
+            records.append(Record(id_list[i], body[at:end], received if stamps is None else stamps[i],
+                                  attempts[i] if attempts else 0, seq + i, unit, trace))
         at = end
     return unit, records
 
 
 def gone_size(n: int, lens: str, gone: str) -> tuple[int, int]:
-    """How many events and bytes of a unit's row are parked (not in the log's backlog)."""
+    """How many events and bytes of a unit's row are settled (not in the log's backlog)."""
     sizes = numbers(lens)
     places = set(numbers(gone))
     return len(places), sum(sizes[i] for i in places if 0 <= i < n)
