@@ -118,7 +118,7 @@ class IngestHandler:
             await route.wait_started()
         log = route.log
         if not self.block and not log.has_room(1, 1):  # full now: refused before its pipeline runs for nothing
-            raise LogFull("ingest_log_full", "the ingest log is full", retry_after=route.retry_after())
+            raise self._full()
         bodies, dead, dropped = await self._events(request)
         several = len(bodies) + len(dead) + dropped > 1
         key = request.header(IDEMPOTENCY)
@@ -149,7 +149,7 @@ class IngestHandler:
         size = sum(len(r.body) for r in records)
         if not log.has_room(len(records), size) and not (
                 self.block and await log.wait_room(len(records), size, self.block_timeout)):
-            raise LogFull("ingest_log_full", "the ingest log is full", retry_after=route.retry_after())
+            raise self._full()
         durable = log.append(records, route_deadline(call, self.timeout, route.clock.now()))
         route.accepted(len(records))
         if self.ack == "memory":
@@ -162,6 +162,10 @@ class IngestHandler:
             return self._answer(records, several, dropped, letters, "accepted")
         await self._delivered(records, request)
         return self._answer(records, several, dropped, letters, "delivered")
+
+    def _full(self) -> LogFull:
+        """429: the log has no room (before the pipeline runs, or for this request's events)."""
+        return LogFull("ingest_log_full", "the ingest log is full", retry_after=self.route.retry_after())
 
     async def _events(self, request: Request) -> tuple[list[bytes], list[tuple[bytes, str, str]], int]:
         """The request's events (JSON-encoded), its dead letters, and how many the pipeline dropped. The
