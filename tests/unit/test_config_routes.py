@@ -9,7 +9,7 @@ import pytest
 
 from meshbatch.config import ConfigError, parse
 from meshbatch.config.model import BatchRoute, Config, IngestRoute, PlainRoute, Route
-from meshbatch.ingest.route import flush_policy
+from meshbatch.ingest.route import DEFAULT_LINGER_MS, flush_policy
 
 
 def config(routes: str) -> str:
@@ -125,6 +125,18 @@ def test_ingest_deliveries_have_their_own_defaults() -> None:
     assert (sink.codec, sink.upstream_path, sink.upstream_method) == ("json-array", "/batch", "POST")
     assert (flush_policy(to_db).max_in_flight, flush_policy(to_cluster).max_in_flight) == (1, 2)
     assert flush_policy(to_cluster).max_items == 1000
+
+
+def test_an_ingest_delivery_lingers_unless_its_producers_wait_for_it() -> None:
+    fsync, memory, delivered, none, given = routes("""
+      - {name: f, ingest: {}}
+      - {name: m, ingest: {ack: memory}}
+      - {name: d, ingest: {ack: delivered}}
+      - {name: n, ingest: {ack: fsync, delivery: {linger_ms: 0}}}
+      - {name: g, ingest: {ack: delivered, delivery: {linger_ms: 2.5}}}""")
+    lingers = [flush_policy(route).linger for route in (fsync, memory, delivered, none, given)]  # type: ignore[arg-type]
+    assert lingers == [DEFAULT_LINGER_MS / 1000, DEFAULT_LINGER_MS / 1000, 0.0, 0.0, 0.0025]
+    assert DEFAULT_LINGER_MS == 10.0
 
 
 def test_an_older_configs_batch_block_still_sets_an_ingest_routes_deliveries() -> None:

@@ -11,8 +11,10 @@ flusher in an outage:
 the batch goes back to the log with no attempt counted, and nothing new is taken until the outage backoff has
 passed.
 
-Batches are self-clocking: while a delivery slot is free, what is ready goes out (the wait is `linger_ms`, 0 by
-default); while all `max_in_flight` slots are busy, batches grow by themselves up to `max_items`/`max_bytes`.
+Batches are self-clocking: while a delivery slot is free, what is ready goes out, after waiting `linger` for more
+when it is short of `max_items` (none with `ack: delivered`, 10 ms with the other acks by default:
+meshbatch.ingest.route.linger_ms); while all `max_in_flight` slots are busy, batches grow by themselves up to
+`max_items`/`max_bytes`.
 `step()` is one take-and-deliver, for tests on a fake clock; `run()` is the loop.
 """
 
@@ -239,7 +241,7 @@ class Flusher:
                     slots.release()
                     break
                 try:
-                    batch = await self._take(policy)
+                    batch = await self.log.take(policy.max_items, policy.max_bytes)
                 except BaseException:  # the slot is free again: a failed read must not wedge the loop
                     slots.release()
                     raise
@@ -247,20 +249,42 @@ class Flusher:
                     slots.release()
                     await self.log.wait(IDLE_WAIT)
                     continue
-                task = asyncio.get_running_loop().create_task(self.deliver(batch))
+                loop = asyncio.get_running_loop()
+                lingered = loop.create_future() if policy.linger > 0 and len(batch) < policy.max_items else None
+                task = loop.create_task(self._flush(batch, lingered))
                 self._tasks.add(task)
                 task.add_done_callback(self._finished(slots))
+                if lingered is not None:  # the next batch is taken once this one has its events: batches leave in
+                    await lingered        # the log's order (a sharded sink keeps each key's order by it)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the log failed to read: keep going after a pause
                 log.exception("ingest route %s: the flusher loop failed", self.route)
                 await self._pause(self.error_pause)
 
-    async def _take(self, policy: FlushPolicy) -> list[Record]:
-        batch = await self.log.take(policy.max_items, policy.max_bytes)
-        if batch and policy.linger > 0 and len(batch) < policy.max_items:
+    async def _flush(self, batch: list[Record], lingered: asyncio.Future[None] | None) -> None:
+        """One delivery slot's batch, delivered; with `lingered` (it is short of `max_items`), after its linger,
+        which `lingered` then reports to the loop."""
+        if lingered is not None:
+            try:
+                batch = await self._linger(batch, self.policy)
+            finally:
+                if not lingered.done():
+                    lingered.set_result(None)
+        await self.deliver(batch)
+
+    async def _linger(self, batch: list[Record], policy: FlushPolicy) -> list[Record]:
+        """`batch` and what became ready while it waited `linger` for more, within `max_items` and `max_bytes`.
+        The wait ends early when the flusher stops (the batch is then delivered within the drain's time).
+        Cancelled, the batch goes back to the log as it was, no attempt counted."""
+        try:
             await self._pause(policy.linger)
-            batch += await self.log.take(policy.max_items - len(batch), policy.max_bytes)
+            size = sum(len(record.body) for record in batch)
+            if size < policy.max_bytes:
+                batch += await self.log.take(policy.max_items - len(batch), policy.max_bytes - size)
+        except BaseException:
+            self.log.retry(batch, 0.0, count_attempt=False)
+            raise
         return batch
 
     def _finished(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Final
 
 from meshbatch.batching.codecs import CODECS
 from meshbatch.clock import Clock, LoopClock
@@ -27,6 +27,22 @@ from meshbatch.telemetry.metrics import Counter, Gauge, Metric, Registry
 log = logging.getLogger("meshbatch.ingest")
 
 
+DEFAULT_LINGER_MS: Final = 10.0
+
+
+def linger_ms(route: Route) -> float:
+    """How long a delivery slot waits for its batch to fill: `ingest.delivery.linger_ms` when given; else none
+    with `ack: delivered` (its producers wait for the delivery: self-clocking batches, no added latency), and
+    DEFAULT_LINGER_MS with the other acks. There nobody waits for a delivery, and a batch of one group commit's
+    events (64 single-event producers make about 64) cost each event about as much again in the delivery's
+    per-batch work (the log's read and acknowledgement, the sink's transaction and fsync) as the events in a
+    batch of hundreds (docs/performance.md, "A delivery batch waits for its events")."""
+    given = route.ingest.delivery.linger_ms
+    if given is not None:
+        return given
+    return 0.0 if route.ingest.ack == "delivered" else DEFAULT_LINGER_MS
+
+
 def flush_policy(route: Route) -> FlushPolicy:
     """Delivery sizes from `ingest.delivery` (its own defaults: meshbatch.config.model.ingest.Delivery)."""
     d = route.ingest.delivery
@@ -36,7 +52,7 @@ def flush_policy(route: Route) -> FlushPolicy:
         # The sqlite sink writes on one thread: a second batch in flight would only queue there, while one at a
         # time lets the next batch grow (fewer transactions and fsyncs per event).
         max_in_flight=d.max_in_flight or (1 if sink_type(route) == "sqlite" else 2),
-        linger=d.linger_ms / 1000,
+        linger=linger_ms(route) / 1000,
         max_attempts=d.max_attempts,
         backoff_initial=d.backoff_initial_ms / 1000,
         backoff_max=d.backoff_max_ms / 1000,
@@ -191,4 +207,4 @@ def _codec_check(codec: Any) -> Any:
     return check
 
 
-__all__ = ["IngestRoute", "flush_policy"]
+__all__ = ["DEFAULT_LINGER_MS", "IngestRoute", "flush_policy", "linger_ms"]

@@ -164,3 +164,80 @@ async def test_a_failed_read_does_not_wedge_the_loop(tmp_path: Path) -> None:
         runner.cancel()
     assert sorted(sink.stored) == [f"e{i}" for i in range(5)]
     await log.close()
+
+
+class _ArrivingLog:
+    """A log whose first read is followed, before it returns, by `arriving` more events appended and committed:
+    events that arrive while the batch lingers, with no race with the commit's thread."""
+
+    def __init__(self, inner: SQLiteLog, arriving: int) -> None:
+        self.inner = inner
+        self.arriving = arriving
+        self.reads = 0
+        self.first_read = asyncio.Event()
+
+    async def take(self, max_items: int, max_bytes: int) -> list:  # type: ignore[type-arg]
+        self.reads += 1
+        batch = await self.inner.take(max_items, max_bytes)
+        if self.reads == 1:
+            if self.arriving:
+                await self.inner.append(records(self.arriving, 100))
+            self.first_read.set()
+        return batch
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize(("linger", "slots", "batch"), [(0.0, 1, 3), (0.02, 1, 7), (0.02, 2, 7)])
+async def test_a_batch_short_of_max_items_lingers_for_what_arrives(tmp_path: Path, linger: float, slots: int,
+                                                                   batch: int) -> None:
+    """What arrives while a batch lingers joins it, with a second slot free too: no batch is taken while another
+    lingers, so batches leave in the log's order (a sharded sink keeps each key's order by it)."""
+    log, sink, flusher, _ = await setup(tmp_path, 3, max_in_flight=slots, linger=linger)
+    flusher.log = _ArrivingLog(log, arriving=4)  # type: ignore[assignment]
+    flusher.start()
+    try:
+        async with asyncio.timeout(10):
+            while len(sink.stored) < 7:
+                await asyncio.sleep(0)
+    finally:
+        await flusher.stop(1.0)
+    assert len(sink.calls[0]) == batch, "one batch after the linger; without one, what was ready at once"
+    assert sorted(sink.stored) == sorted([f"e{i}" for i in range(3)] + [f"e{i}" for i in range(100, 104)])
+    await log.close()
+
+
+async def test_a_flusher_stopping_delivers_the_batch_that_lingers(tmp_path: Path) -> None:
+    """A drain does not wait out the linger, nor leave the batch behind: the wait ends, the batch goes out."""
+    log, sink, flusher, _ = await setup(tmp_path, 3, max_in_flight=1, linger=3600.0)
+    arriving = _ArrivingLog(log, arriving=2)
+    flusher.log = arriving  # type: ignore[assignment]
+    flusher.start()
+    async with asyncio.timeout(10):
+        await arriving.first_read.wait()
+        await flusher.stop(5.0)
+    assert sink.calls == [["e0", "e1", "e2", "e100", "e101"]]
+    await log.close()
+
+
+async def test_a_batch_cancelled_while_it_lingers_goes_back_to_the_log(tmp_path: Path) -> None:
+    """A delivery cancelled while its batch waits for more (a drain's time ran out) gives its events back, no
+    attempt counted, rather than leaving them taken by a delivery that is gone."""
+    log, sink, flusher, _ = await setup(tmp_path, 3, max_in_flight=1, linger=3600.0)
+    arriving = _ArrivingLog(log, arriving=0)
+    flusher.log = arriving  # type: ignore[assignment]
+    flusher.start()
+    async with asyncio.timeout(10):
+        await arriving.first_read.wait()
+        while not flusher._tasks:
+            await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the delivery's first step: it lingers
+    for task in list(flusher._tasks):
+        task.cancel()
+    await flusher.stop(1.0)
+    assert sink.stored == []
+    flusher.log = log
+    assert await flusher.step() == 3
+    assert sorted(sink.stored) == ["e0", "e1", "e2"]
+    await log.close()

@@ -35,7 +35,9 @@ class Delivery(Model):
     # None: 1 for the sqlite sink (it writes on one thread: a second batch would only queue there, while one at a
     # time lets the next batch grow), 2 for the others
     max_in_flight: Annotated[int, Field(ge=1, le=256)] | None = None
-    linger_ms: Annotated[float, Field(ge=0, le=60_000)] = 0
+    # None: 0 with `ack: delivered` (its producers wait for the delivery), else DEFAULT_LINGER_MS
+    # (meshbatch.ingest.route.flush_policy)
+    linger_ms: Annotated[float, Field(ge=0, le=60_000)] | None = None
     timeout_ms: Millis = 10_000
     max_attempts: Annotated[int, Field(ge=1, le=1000)] = 8
     backoff_initial_ms: Annotated[float, Field(gt=0, le=3_600_000)] = 100

@@ -33,7 +33,7 @@ class Delivery(Plain, frozen=True, kw_only=True):
     max_items: int = 1000
     max_bytes: int = 4194304
     max_in_flight: int | None = None
-    linger_ms: float = 0.0
+    linger_ms: float | None = None
     timeout_ms: int = 10000
     max_attempts: int = 8
     backoff_initial_ms: float = 100.0
