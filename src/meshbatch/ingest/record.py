@@ -57,24 +57,39 @@ DIGEST_CHARS = 2 * scope.DIGEST_SIZE  # hex digits of a scope digest
 
 class RandomPool:
     """Bytes from the system's random source, read 4 KiB at a time: a generated id costs a slice, not a
-    getrandom(2) call. A forked child never reuses its parent's bytes (the pool is dropped at fork)."""
+    getrandom(2) call. A forked child never reuses its parent's bytes (the pool is dropped at fork). `digits`
+    hands out bytes as hexadecimal digits, those of the whole pool made once a refill (an id's 32 digits are a
+    slice, not a `hex()` call each); each byte is handed out once, as a byte or as its digits."""
 
     SIZE: ClassVar[int] = 4096
 
     def __init__(self) -> None:
         self._pool = b""
+        self._digits = ""  # the pool's bytes in hexadecimal, made at the first `digits` after a refill
         self._at = 0
         os.register_at_fork(after_in_child=self.drop)
 
     def drop(self) -> None:
-        self._pool, self._at = b"", 0
+        self._pool, self._digits, self._at = b"", "", 0
 
     def take(self, n: int) -> bytes:
+        at = self._claim(n)
+        return self._pool[at:at + n]
+
+    def digits(self, n: int) -> str:
+        """`n` bytes as 2n lower-case hexadecimal digits."""
+        at = self._claim(n)
+        if not self._digits:
+            self._digits = self._pool.hex()
+        return self._digits[2 * at:2 * (at + n)]
+
+    def _claim(self, n: int) -> int:
+        """The place of the next `n` bytes, refilling the pool when it has fewer left."""
         at = self._at
         if at + n > len(self._pool):
-            self._pool, at = os.urandom(max(self.SIZE, n)), 0
+            self._pool, self._digits, at = os.urandom(max(self.SIZE, n)), "", 0
         self._at = at + n
-        return self._pool[at:at + n]
+        return at
 
 
 _RANDOM: Final = RandomPool()
@@ -101,9 +116,9 @@ class EventIds:
             self._ms, self._stamp = ms, f"{GENERATED}{ms:011x}-"
         stamp = self._stamp
         if n == 1:
-            return [stamp + _RANDOM.take(RANDOM_BYTES).hex()]
+            return [stamp + _RANDOM.digits(RANDOM_BYTES)]
         width = 2 * RANDOM_BYTES
-        randomness = _RANDOM.take(RANDOM_BYTES * n).hex()
+        randomness = _RANDOM.digits(RANDOM_BYTES * n)
         return [stamp + randomness[i:i + width] for i in range(0, width * n, width)]
 
 

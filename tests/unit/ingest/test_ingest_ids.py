@@ -86,3 +86,23 @@ def test_the_random_pool_never_hands_out_a_byte_twice_nor_to_a_forked_child() ->
     assert os.read(read, 16) != pool.take(16)
     os.close(read)
     os.close(write)
+
+
+def test_the_random_pools_digits_are_its_bytes_each_handed_out_once() -> None:
+    """Bytes and digits come from one pool: the digits are the bytes' hexadecimal, and no byte goes out twice,
+    as a byte or as digits, across refills."""
+    pool = RandomPool()
+    pool.drop()
+    given: list[bytes] = []
+    for i in range(RandomPool.SIZE // 16 * 3):
+        if i % 3:
+            digits = pool.digits(16)
+            assert len(digits) == 32 and digits == digits.lower()
+            given.append(bytes.fromhex(digits))
+        else:
+            given.append(pool.take(16))
+    assert len(set(given)) == len(given)
+    first = pool.take(8)
+    pool.drop()
+    assert len(pool.digits(RandomPool.SIZE + 5)) == 2 * (RandomPool.SIZE + 5)  # more than a pool at once
+    assert bytes.fromhex(pool.digits(8)) != first
