@@ -5,7 +5,10 @@ sink, then to PostgreSQL when one answers at MESHBATCH_PG_URL. wrk posts on 64 k
 bodies (`--body`): `json`, one small JSON event a request, to a route without a pipeline; `ndjson`, a request of
 `--events-per-request` such events, one a line, to a route whose pipeline is `decode: {format: ndjson}`. Each
 202 means the request's events were on disk. After the load, the time for the backlog to drain says whether the
-sink kept up, and every event the route accepted must have been delivered. CPU per event is the proxy's and its
+sink kept up, and every event the route accepted must have been delivered. The rate a core keeps up is the
+events accepted over the load and the drain together (`kept up ev/s`): accepting faster than the sink takes
+only fills the log, whose `max_events` then refuses (429, `log.on_full: reject`) or holds (`--on-full block`)
+the producers. CPU per event is the proxy's and its
 pipeline workers' (apart and together). The ceiling is SQLite's own bulk-insert rate measured in the same round
 on the same disk: the same rows, 64 to a transaction (what 64 producers can share), `synchronous=FULL` in WAL
 mode, no HTTP at all; and 1000 to a transaction (the ceiling of NDJSON requests, whose commits hold thousands).
@@ -60,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="request bodies to measure, comma-separated: json (one event a request), ndjson "
                              "(--events-per-request events a request, decoded by the route's pipeline)")
     parser.add_argument("--events-per-request", type=int, default=100, help="events in an NDJSON request")
+    parser.add_argument("--on-full", choices=("reject", "block"), default="reject",
+                        help="the route's log.on_full: a full log refuses (429; wrk sends again at once) or holds "
+                             "the producers")
+    parser.add_argument("--log-max-events", type=int, default=None,
+                        help="the route's log.max_events (default: the log's own, 1,000,000; its first "
+                             "memory_events, 100,000, are kept in memory, the rest read back from disk)")
 
 
 def ndjson_body(events: int) -> str:
@@ -104,9 +113,13 @@ def sqlite_ceiling(workdir: Path, seconds: float, per_commit: int = 64) -> float
     return rows / elapsed
 
 
-def _config(workdir: Path, port: int, admin: int, sink: dict[str, Any], body: str = "json") -> Path:
+def _config(workdir: Path, port: int, admin: int, sink: dict[str, Any], body: str = "json",
+            on_full: str = "reject", max_events: int | None = None) -> Path:
+    log: dict[str, Any] = {"path": str(workdir / "log.db"), "on_full": on_full}
+    if max_events is not None:
+        log["max_events"] = max_events
     route: dict[str, Any] = {"name": "events", "match": {"path_prefix": "/events"},
-                             "ingest": {"ack": "fsync", "log": {"path": str(workdir / "log.db")}, "sink": sink}}
+                             "ingest": {"ack": "fsync", "log": log, "sink": sink}}
     if body == "ndjson":
         route["pipeline"] = [{"decode": {"format": "ndjson"}}]
     config = {
@@ -171,7 +184,7 @@ def measure(ctx: RunContext, wrk: str, sink_kind: str, seconds: float, cores: Co
         sink: dict[str, Any] = {"type": "sqlite", "path": str(workdir / "sink.db")}
         if sink_kind == "postgres":
             sink = {"type": "postgres", "url": PG_URL, "table": f"bench_ingest_{os.getpid()}_{port}"}
-        config = _config(workdir, port, admin, sink, body)
+        config = _config(workdir, port, admin, sink, body, ctx.args.on_full, ctx.args.log_max_events)
         service = Service("meshbatch-ingest", [*cores.prefix("proxy"), meshbatch_bin(), "run", "--config",
                                                str(config)], workdir)
         try:
@@ -196,6 +209,9 @@ def measure(ctx: RunContext, wrk: str, sink_kind: str, seconds: float, cores: Co
             return {
                 "body": body, "sink": sink_kind, "events_per_request": per_request,
                 "accepted_per_s": round(events / result.seconds, 1) if result.seconds else 0.0,
+                # the load's events, all delivered by the end of the drain: the rate the core keeps up
+                "kept_up_per_s": round(events / (result.seconds + drain), 1) if result.seconds else 0.0,
+                "load_s": round(result.seconds, 3),
                 "requests_per_s": result.rps,
                 "requests": result.requests, "errors": result.errors, "p50_ms": result.p50_ms,
                 "p99_ms": result.p99_ms, "backlog_at_end": backlog_at_end, "drain_s": round(drain, 3),
@@ -256,6 +272,7 @@ def _row(body: str, kind: str, mine: list[dict[str, Any]]) -> list[str]:
         cpu += f" ({num(last['proxy_cpu_us_per_event'], 1)} + {num(last['workers_cpu_us_per_event'], 1)})"
     return [f"{body} x{last['events_per_request']}", kind,
             spread(summarize([r["accepted_per_s"] for r in mine]), 0),
+            spread(summarize([r["kept_up_per_s"] for r in mine]), 0),
             spread(summarize([r["requests_per_s"] for r in mine]), 0),
             spread(summarize([r["ratio_to_ceiling"] for r in mine if r["ratio_to_ceiling"] is not None]), 3),
             num(last["p50_ms"]), num(last["p99_ms"]), str(last["backlog_at_end"]), num(last["drain_s"]),
@@ -312,19 +329,21 @@ def run(ctx: RunContext) -> ScenarioResult:
         mine = [r for r in runs if r["sink"] == kind and r["body"] == body]
         summary.setdefault(body, {})[kind] = {
             key: summarize([r[key] for r in mine if r.get(key) is not None])
-            for key in ("accepted_per_s", "requests_per_s", "ratio_to_ceiling", "cpu_us_per_event",
+            for key in ("accepted_per_s", "kept_up_per_s", "requests_per_s", "ratio_to_ceiling", "cpu_us_per_event",
                         "proxy_cpu_us_per_event", "workers_cpu_us_per_event", "p50_ms", "p99_ms")}
         if mine:
             rows.append(_row(body, kind, mine))
     markdown = "\n".join([
-        f"## Ingest: fsync acknowledgement, {ctx.args.connections} producers, {seconds:.0f} s per run",
+        f"## Ingest: fsync acknowledgement, {ctx.args.connections} producers, {seconds:.0f} s per run, a full "
+        f"log: {ctx.args.on_full}",
         "",
         f"SQLite bulk-insert ceiling (64-row fsync'd transactions, same disk): "
         f"{spread(summarize(ceilings), 0)} rows/s; in 1000-row transactions: {spread(summarize(bulk), 0)} rows/s",
         "",
-        table(["body", "sink", "accepted ev/s", "req/s", "x ceiling", "p50 ms", "p99 ms", "backlog at end",
-               "drain s", "events/commit", "CPU us/event", "errors"], rows),
+        table(["body", "sink", "accepted ev/s", "kept up ev/s", "req/s", "x ceiling", "p50 ms", "p99 ms",
+               "backlog at end", "drain s", "events/commit", "CPU us/event", "errors"], rows),
         "",
+        "kept up: the events accepted over the load and the drain after it (each delivered by then). "
         "x ceiling: single events against the 64-row ceiling, NDJSON against the 1000-row one. CPU us/event: "
         "over the load and the drain that follows it (deliveries included); of NDJSON requests, the proxy's + "
         "its pipeline workers'.",
@@ -334,6 +353,7 @@ def run(ctx: RunContext) -> ScenarioResult:
     data = {"scenario": NAME, "mode": "quick" if ctx.quick else "full",
             "settings": {"seconds": seconds, "connections": ctx.args.connections, "sinks": kinds,
                          "bodies": bodies, "events_per_request": ctx.args.events_per_request,
+                         "on_full": ctx.args.on_full, "log_max_events": ctx.args.log_max_events,
                          "pinned": cores.pinned, "event": EVENT},
             "summary": summary, "runs": runs, "ceilings": ceilings, "bulk_1000": bulk, "failures": failures,
             "machine": machine_facts({"meshbatch": "this checkout"})}

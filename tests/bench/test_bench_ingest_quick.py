@@ -42,6 +42,7 @@ def test_ingest_quick_measures_single_events_and_ndjson_requests(tmp_path: Path)
     data = json.loads((out / "ingest.json").read_text())
     assert data["scenario"] == "ingest" and data["mode"] == "quick" and data["failures"] == []
     assert data["settings"]["bodies"] == ["json", "ndjson"] and data["settings"]["events_per_request"] == 10
+    assert data["settings"]["on_full"] == "reject"
     runs = {run["body"]: run for run in data["runs"]}
     assert runs["json"]["events_per_request"] == 1 and runs["ndjson"]["events_per_request"] == 10
     for run in runs.values():
@@ -50,6 +51,8 @@ def test_ingest_quick_measures_single_events_and_ndjson_requests(tmp_path: Path)
         assert run["accepted_per_s"] == pytest.approx(run["requests_per_s"] * run["events_per_request"], rel=0.05)
         assert run["accepted"] >= run["requests"] * run["events_per_request"]
         assert run["delivered"] == run["accepted"] and run["left"] == 0
+        assert run["kept_up_per_s"] == pytest.approx(  # the load's events over the load and the drain
+            run["accepted_per_s"] * run["load_s"] / (run["load_s"] + run["drain_s"]), rel=0.01)
         assert run["cpu_us_per_event"] == pytest.approx(
             run["proxy_cpu_us_per_event"] + run["workers_cpu_us_per_event"], abs=0.02)
         assert run["p99_ms"] >= run["p50_ms"]
