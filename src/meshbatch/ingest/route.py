@@ -28,6 +28,7 @@ log = logging.getLogger("meshbatch.ingest")
 
 
 DEFAULT_LINGER_MS: Final = 10.0
+RETRY_AFTER_FOR: Final = 0.25  # seconds a full log's Retry-After is answered as computed, before it is again
 
 
 def linger_ms(route: Route) -> float:
@@ -84,6 +85,7 @@ class IngestRoute:
         self.handler = IngestHandler(self, check)
         self.new_id = EventIds()
         self._since = self.clock.now()
+        self._retry_after = (0.0, -1.0)  # the last Retry-After, and until when it is answered again
         self.serving = False
         self.closed = False
         self._started: asyncio.Future[None] | None = None
@@ -145,11 +147,18 @@ class IngestRoute:
         self.metrics.dead_lettered("pipeline", n)
 
     def retry_after(self) -> float:
-        """Seconds until the backlog is likely to have drained by a tenth, from the delivery rate so far (1 to 60)."""
-        elapsed = max(1.0, self.clock.now() - self._since)
-        rate = self.metrics.count("delivered") / elapsed
+        """Seconds until the backlog is likely to have drained by a tenth, from the delivery rate so far (1 to 60).
+        Computed at most every RETRY_AFTER_FOR seconds: the log's statistics cost about as much as the rest of a
+        refusal, and producers that send again at once after a 429 make refusals by the thousand a second."""
+        now = self.clock.now()
+        value, until = self._retry_after
+        if now < until:
+            return value
+        rate = self.metrics.count("delivered") / max(1.0, now - self._since)
         backlog = float(self.log.stats().get("backlog") or 0)
-        return min(60.0, max(1.0, backlog / 10 / rate)) if rate > 0 else 5.0
+        value = min(60.0, max(1.0, backlog / 10 / rate)) if rate > 0 else 5.0
+        self._retry_after = (value, now + RETRY_AFTER_FOR)
+        return value
 
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         return await self.log.dead_letters(limit)

@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 import pytest
 
+from meshbatch.clock import FakeClock
 from meshbatch.config.model import Route
 from meshbatch.config.plain import of
 from meshbatch.errors import BadRequest, ProxyError
 from meshbatch.http.message import Request
 from meshbatch.http.serialize import local_reply
 from meshbatch.ingest.record import key_of
-from meshbatch.ingest.route import IngestRoute
+from meshbatch.ingest.route import RETRY_AFTER_FOR, IngestRoute
 from meshbatch.runtime.ingest import build_ingest
 from meshbatch.service import Call
 from meshbatch.telemetry.metrics import Registry
@@ -113,6 +114,34 @@ async def test_a_full_log_is_a_429_with_retry_after(started: IngestRoute) -> Non
     reply = local_reply(info.value)
     assert reply.status == 429 and reply.reason == "ingest_log_full"
     assert any(k == b"retry-after" and int(v) >= 1 for k, v in reply.headers)
+
+
+class _CountingStats:
+    """A log whose statistics count their readers."""
+
+    def __init__(self, backlog: int) -> None:
+        self.backlog = backlog
+        self.reads = 0
+
+    def stats(self) -> dict[str, Any]:
+        self.reads += 1
+        return {"backlog": self.backlog}
+
+
+def test_a_full_logs_retry_after_is_computed_at_most_every_quarter_second(tmp_path: Path) -> None:
+    """Producers that send again at once after a 429 make thousands of refusals a second: each one read the
+    log's statistics (a walk of the events in flight) for the same Retry-After."""
+    route = make(tmp_path, {})
+    clock = FakeClock()
+    route.clock = clock
+    counting = _CountingStats(backlog=5_000)
+    route.log = counting  # type: ignore[assignment]
+    assert route.retry_after() == 5.0  # nothing delivered yet
+    for _ in range(100):
+        assert route.retry_after() == 5.0
+    assert counting.reads == 1
+    clock.advance(RETRY_AFTER_FOR)
+    assert route.retry_after() == 5.0 and counting.reads == 2
 
 
 async def test_a_full_log_refuses_a_request_before_its_pipeline_runs(tmp_path: Path) -> None:
