@@ -14,6 +14,11 @@ the instructions per turn (start-up cancels), divided by 64 x events a request:
 
     for n in 20 120; do PYTHONPATH=.venv/compiled valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
         .venv/bin/python -m bench.ingest_cpu --events 100 --only $n 2>&1 | grep refs; done
+
+`--full` measures refusals instead: the log holds one request's events and nothing is delivered, so after the
+first request every one is answered 429 `ingest_log_full` (what producers that send again at once after a 429
+cost); the figure is then CPU per refused request (`--rounds 1 --turns N` under callgrind: --only waits for
+deliveries).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ class Producer(MemoryTransport):
         self.turn = turn
 
     def write(self, data: Any) -> None:
-        if bytes(data).startswith(b"HTTP/1.1 202"):
+        if bytes(data).startswith(b"HTTP/1.1 202") or (self.turn.full and bytes(data).startswith(b"HTTP/1.1 429")):
             self.turn.answered()
         else:
             raise SystemExit(f"not accepted: {bytes(data)[:300]!r}")
@@ -57,7 +62,8 @@ class Producer(MemoryTransport):
 
 
 class Turn:
-    def __init__(self) -> None:
+    def __init__(self, full: bool = False) -> None:
+        self.full = full  # refusals expected
         self.left = 0
         self.done: asyncio.Future[None] | None = None
 
@@ -67,7 +73,7 @@ class Turn:
             self.done.set_result(None)
 
 
-def config(folder: Path, events: int, slow: bool = False) -> str:
+def config(folder: Path, events: int, slow: bool = False, full: bool = False) -> str:
     """The route; `slow` (under callgrind) gives the inline decode the longest slice, so that no request moves
     to the pipeline's worker process, whose instructions callgrind does not see."""
     route: dict[str, Any] = {"name": "events", "match": {"path_prefix": "/events"},
@@ -77,22 +83,26 @@ def config(folder: Path, events: int, slow: bool = False) -> str:
         route["pipeline"] = [{"decode": {"format": "ndjson"}}]
         if slow:
             route["pipeline_limits"] = {"inline_slice_ms": 1000}
+    if full:  # room for one request's events
+        route["ingest"]["log"]["max_events"] = events
     return json.dumps({"listeners": [{"name": "main", "listen": "127.0.0.1:0", "routes": [route]}]})
 
 
-async def measure(events: int, turns: int, rounds: int, only: int = 0) -> list[float]:
+async def measure(events: int, turns: int, rounds: int, only: int = 0, full: bool = False) -> list[float]:
     loop = asyncio.get_running_loop()
     folder = Path(tempfile.mkdtemp(prefix="meshbatch-ingest-cpu-"))
     path = folder / "ingest.yaml"
-    path.write_text(config(folder, events, slow=bool(only)))
+    path.write_text(config(folder, events, slow=bool(only), full=full))
     proxy = Proxy(path, loop, announce=lambda line: None)
     route = proxy.snapshot.ingest["events"]
     await route.start()
+    if full:
+        await route.flusher.stop(1.0)  # nothing leaves the log
     body = (ndjson_body(events) if events > 1 else EVENT).encode()
     media = b"application/x-ndjson" if events > 1 else b"application/json"
     request = (b"POST /events HTTP/1.1\r\nHost: svc\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
                % (media, len(body), body))
-    turn = Turn()
+    turn = Turn(full)
     listener = proxy.snapshot.config.listeners[0]
     state = ListenerState(proxy._listener_settings(listener, proxy.snapshot))
     servers = []
@@ -110,7 +120,7 @@ async def measure(events: int, turns: int, rounds: int, only: int = 0) -> list[f
             await turn.done
 
     async def delivered() -> None:
-        while route.log.stats()["backlog"]:
+        while route.log.stats()["backlog"] and not full:
             await asyncio.sleep(0.01)
 
     try:
@@ -125,7 +135,7 @@ async def measure(events: int, turns: int, rounds: int, only: int = 0) -> list[f
             start = time.process_time()
             await run(turns)
             await delivered()
-            results.append((time.process_time() - start) / (turns * PRODUCERS * events) * 1e6)
+            results.append((time.process_time() - start) / (turns * PRODUCERS * (1 if full else events)) * 1e6)
         return results
     finally:
         await route.drain(5.0)
@@ -136,14 +146,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1, help="events a request (above 1: NDJSON, decoded)")
     parser.add_argument("--turns", type=int, default=0, help=f"turns of {PRODUCERS} requests per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--full", action="store_true",
+                        help="a full log: CPU per request refused (429) instead of per event accepted")
     parser.add_argument("--only", type=int, default=0, metavar="N",
                         help="send N turns and print nothing (for callgrind's instruction counts)")
     args = parser.parse_args()
     turns = args.turns or max(10, 20_000 // (PRODUCERS * args.events))
-    results = uvloop.run(measure(args.events, turns, args.rounds, args.only))
+    results = uvloop.run(measure(args.events, turns, args.rounds, args.only, args.full))
     if args.only:
         return
-    print(f"best {min(results):.2f} us, median {statistics.median(results):.2f} us of CPU per event "
+    what = "refused request" if args.full else "event"
+    print(f"best {min(results):.2f} us, median {statistics.median(results):.2f} us of CPU per {what} "
           f"({args.rounds} rounds x {turns} turns x {PRODUCERS} requests x {args.events} events)")
 
 

@@ -10,6 +10,10 @@ from http import HTTPStatus
 
 import orjson
 
+_PHRASES: dict[int, str] = {}  # status -> its reason phrase in lower case (a few statuses: the classes' own)
+_BODIES: dict[tuple[int, str, str], bytes] = {}  # (status, reason, detail) -> the JSON body, bounded
+BODIES_KEPT = 512  # distinct bodies kept; the table is emptied when full (details can be the caller's words)
+
 
 class ProxyError(Exception):
     """An error the proxy answers itself. Subclasses fix status and flag; the reason names the cause."""
@@ -25,13 +29,25 @@ class ProxyError(Exception):
 
     @property
     def error(self) -> str:
-        return HTTPStatus(self.status).phrase.lower()
+        phrase = _PHRASES.get(self.status)
+        if phrase is None:  # the HTTPStatus look-up costs more than the rest of a refusal's answer
+            phrase = _PHRASES[self.status] = HTTPStatus(self.status).phrase.lower()
+        return phrase
 
     def body(self) -> bytes:
-        payload: dict[str, str] = {"error": self.error, "reason": self.reason}
-        if self.detail:
-            payload["detail"] = self.detail
-        return orjson.dumps(payload)
+        """`{"error", "reason"[, "detail"]}`, encoded once per distinct answer: a refusal storm (producers that
+        send again at once after a 429) answers the same body thousands of times a second."""
+        key = (self.status, self.reason, self.detail)
+        body = _BODIES.get(key)
+        if body is None:
+            payload: dict[str, str] = {"error": self.error, "reason": self.reason}
+            if self.detail:
+                payload["detail"] = self.detail
+            body = orjson.dumps(payload)
+            if len(_BODIES) >= BODIES_KEPT:
+                _BODIES.clear()
+            _BODIES[key] = body
+        return body
 
 
 class BadRequest(ProxyError):
