@@ -131,11 +131,31 @@ async def test_the_loop_delivers_and_stops(tmp_path: Path) -> None:
     await log.close()
 
 
-class _FlakyLog:
+class _Wrapped:
+    """A log in front of a real one: what it does not define is the real log's."""
+
+    def __init__(self, inner: SQLiteLog) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def _until_stored(sink: ScriptedSink, n: int, flusher: Flusher) -> None:
+    """Waits until the sink holds `n` events, then stops the flusher (also when they never come)."""
+    try:
+        async with asyncio.timeout(10):
+            while len(sink.stored) < n:
+                await asyncio.sleep(0)
+    finally:
+        await flusher.stop(1.0)
+
+
+class _FlakyLog(_Wrapped):
     """A log whose reads fail `failures` times before they work (a broker hiccup, a long poll ending oddly)."""
 
     def __init__(self, inner: SQLiteLog, failures: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.failures = failures
 
     async def take(self, max_items: int, max_bytes: int) -> list:  # type: ignore[type-arg]
@@ -143,9 +163,6 @@ class _FlakyLog:
             self.failures -= 1
             raise TimeoutError("the read failed")
         return await self.inner.take(max_items, max_bytes)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
 
 
 async def test_a_failed_read_does_not_wedge_the_loop(tmp_path: Path) -> None:
@@ -156,22 +173,19 @@ async def test_a_failed_read_does_not_wedge_the_loop(tmp_path: Path) -> None:
     flusher.error_pause = 0.0
     runner = asyncio.get_running_loop().create_task(flusher.run())
     try:
-        async with asyncio.timeout(10):
-            while len(sink.stored) < 5:
-                await asyncio.sleep(0)
+        await _until_stored(sink, 5, flusher)
     finally:
-        await flusher.stop(1.0)
         runner.cancel()
     assert sorted(sink.stored) == [f"e{i}" for i in range(5)]
     await log.close()
 
 
-class _ArrivingLog:
+class _ArrivingLog(_Wrapped):
     """A log whose first read is followed, before it returns, by `arriving` more events appended and committed:
     events that arrive while the batch lingers, with no race with the commit's thread."""
 
     def __init__(self, inner: SQLiteLog, arriving: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.arriving = arriving
         self.reads = 0
         self.first_read = asyncio.Event()
@@ -185,9 +199,6 @@ class _ArrivingLog:
             self.first_read.set()
         return batch
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
 
 @pytest.mark.parametrize(("linger", "slots", "batch"), [(0.0, 1, 3), (0.02, 1, 7), (0.02, 2, 7)])
 async def test_a_batch_short_of_max_items_lingers_for_what_arrives(tmp_path: Path, linger: float, slots: int,
@@ -197,25 +208,27 @@ async def test_a_batch_short_of_max_items_lingers_for_what_arrives(tmp_path: Pat
     log, sink, flusher, _ = await setup(tmp_path, 3, max_in_flight=slots, linger=linger)
     flusher.log = _ArrivingLog(log, arriving=4)  # type: ignore[assignment]
     flusher.start()
-    try:
-        async with asyncio.timeout(10):
-            while len(sink.stored) < 7:
-                await asyncio.sleep(0)
-    finally:
-        await flusher.stop(1.0)
+    await _until_stored(sink, 7, flusher)
     assert len(sink.calls[0]) == batch, "one batch after the linger; without one, what was ready at once"
     assert sorted(sink.stored) == sorted([f"e{i}" for i in range(3)] + [f"e{i}" for i in range(100, 104)])
     await log.close()
 
 
-async def test_a_flusher_stopping_delivers_the_batch_that_lingers(tmp_path: Path) -> None:
-    """A drain does not wait out the linger, nor leave the batch behind: the wait ends, the batch goes out."""
+async def lingering(tmp_path: Path, arriving: int) -> tuple[SQLiteLog, ScriptedSink, Flusher]:
+    """A running flusher whose first batch (3 events, `arriving` more committed meanwhile) lingers for an hour."""
     log, sink, flusher, _ = await setup(tmp_path, 3, max_in_flight=1, linger=3600.0)
-    arriving = _ArrivingLog(log, arriving=2)
-    flusher.log = arriving  # type: ignore[assignment]
+    wrapped = _ArrivingLog(log, arriving)
+    flusher.log = wrapped  # type: ignore[assignment]
     flusher.start()
     async with asyncio.timeout(10):
-        await arriving.first_read.wait()
+        await wrapped.first_read.wait()
+    return log, sink, flusher
+
+
+async def test_a_flusher_stopping_delivers_the_batch_that_lingers(tmp_path: Path) -> None:
+    """A drain does not wait out the linger, nor leave the batch behind: the wait ends, the batch goes out."""
+    log, sink, flusher = await lingering(tmp_path, arriving=2)
+    async with asyncio.timeout(10):
         await flusher.stop(5.0)
     assert sink.calls == [["e0", "e1", "e2", "e100", "e101"]]
     await log.close()
@@ -224,12 +237,8 @@ async def test_a_flusher_stopping_delivers_the_batch_that_lingers(tmp_path: Path
 async def test_a_batch_cancelled_while_it_lingers_goes_back_to_the_log(tmp_path: Path) -> None:
     """A delivery cancelled while its batch waits for more (a drain's time ran out) gives its events back, no
     attempt counted, rather than leaving them taken by a delivery that is gone."""
-    log, sink, flusher, _ = await setup(tmp_path, 3, max_in_flight=1, linger=3600.0)
-    arriving = _ArrivingLog(log, arriving=0)
-    flusher.log = arriving  # type: ignore[assignment]
-    flusher.start()
+    log, sink, flusher = await lingering(tmp_path, arriving=0)
     async with asyncio.timeout(10):
-        await arriving.first_read.wait()
         while not flusher._tasks:
             await asyncio.sleep(0)
     await asyncio.sleep(0)  # the delivery's first step: it lingers
