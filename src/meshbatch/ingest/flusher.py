@@ -282,9 +282,11 @@ class Flusher:
             size = sum(len(record.body) for record in batch)
             if size < policy.max_bytes:
                 batch += await self.log.take(policy.max_items - len(batch), policy.max_bytes - size)
-        except BaseException:
+        except asyncio.CancelledError:
             self.log.retry(batch, 0.0, count_attempt=False)
             raise
+        except Exception:  # the second read failed: what the batch has goes (the loop's reads report failures)
+            log.exception("ingest route %s: reading more events for a lingering batch failed", self.route)
         return batch
 
     def _finished(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:

@@ -34,10 +34,10 @@ RETRY_AFTER_FOR: Final = 0.25  # seconds a full log's Retry-After is answered as
 def linger_ms(route: Route) -> float:
     """How long a delivery slot waits for its batch to fill: `ingest.delivery.linger_ms` when given; else none
     with `ack: delivered` (its producers wait for the delivery: self-clocking batches, no added latency), and
-    DEFAULT_LINGER_MS with the other acks. There nobody waits for a delivery, and a batch of one group commit's
-    events (64 single-event producers make about 64) cost each event about as much again in the delivery's
-    per-batch work (the log's read and acknowledgement, the sink's transaction and fsync) as the events in a
-    batch of hundreds (docs/performance.md, "A delivery batch waits for its events")."""
+    DEFAULT_LINGER_MS with the other acks. There nobody waits for a delivery, and the delivery's per-batch work
+    (the log's read and acknowledgement, the sink's transaction and fsync) is spread over hundreds of events
+    instead of one group commit's (about 64 from 64 single-event producers): docs/performance.md, "A delivery
+    batch waits for its events"."""
     given = route.ingest.delivery.linger_ms
     if given is not None:
         return given

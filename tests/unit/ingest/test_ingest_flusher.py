@@ -250,3 +250,26 @@ async def test_a_batch_cancelled_while_it_lingers_goes_back_to_the_log(tmp_path:
     assert await flusher.step() == 3
     assert sorted(sink.stored) == ["e0", "e1", "e2"]
     await log.close()
+
+
+class _SecondReadFails(_Wrapped):
+    """A log whose second read fails (the read that fills a lingering batch)."""
+
+    def __init__(self, inner: SQLiteLog) -> None:
+        super().__init__(inner)
+        self.reads = 0
+
+    async def take(self, max_items: int, max_bytes: int) -> list:  # type: ignore[type-arg]
+        self.reads += 1
+        if self.reads == 2:
+            raise TimeoutError("the read failed")
+        return await self.inner.take(max_items, max_bytes)
+
+
+async def test_a_lingering_batch_whose_second_read_fails_goes_as_it_is(tmp_path: Path) -> None:
+    log, sink, flusher, _ = await setup(tmp_path, 3, max_in_flight=1, linger=0.01)
+    flusher.log = _SecondReadFails(log)  # type: ignore[assignment]
+    flusher.start()
+    await _until_stored(sink, 3, flusher)
+    assert sink.calls[0] == ["e0", "e1", "e2"]
+    await log.close()
