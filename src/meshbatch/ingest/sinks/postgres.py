@@ -69,7 +69,7 @@ class PostgresSink:
             if self._pool is not None:
                 return
             try:
-                pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size,
+                pool = await asyncpg.create_pool(self.url, min_size=self.pool_size, max_size=self.pool_size,
                                                  timeout=self.timeout, command_timeout=self.timeout)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 raise SinkUnavailable(f"postgres: cannot connect: {exc}") from exc
