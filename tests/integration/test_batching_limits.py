@@ -49,7 +49,7 @@ def callers(proxy: MeshbatchProcess, upstream: BatchUpstream) -> Iterator[Caller
 
 
 def no_late_items(batches: list[Received]) -> None:
-    late = [item for b in batches for item in b.late()]
+    late = [{**item, "late_ms": round((b.at - item["deadline"]) * 1000, 1)} for b in batches for item in b.late()]
     assert late == [], f"items reached the upstream after their deadline: {late}"
 
 
@@ -256,9 +256,12 @@ def test_an_item_that_cannot_make_it_is_never_sent(callers: Callers, upstream: B
     no_late_items(upstream.snapshot())
 
 
+@pytest.mark.serial  # the body's deadline is taken before the request goes, the proxy's when it arrives
 def test_under_load_nothing_reaches_the_upstream_late(callers: Callers, upstream: BatchUpstream) -> None:
     """Each body's deadline is taken when its request goes (on a loaded machine, a caller thread may start well
-    after the loop queued it; the proxy's deadline runs from the request's arrival, as its header says)."""
+    after the loop queued it; the proxy's deadline runs from the request's arrival, as its header says). Run
+    alone: beside the parallel suite's other workers, the time from a body's deadline being taken to the proxy
+    stamping the request's arrival grew past the budget's margin (seven items of sixty once)."""
     futures = []
     for i in range(60):
         budget = 100 + (i % 6) * 60
