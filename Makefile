@@ -71,12 +71,15 @@ $(COMPILED)/.stamp: $(STAMP) setup.py $(HOT_SOURCES)
 compiled: $(COMPILED)/.stamp
 
 # The compiled modules' own tests again against the compiled build: unit tests, and the data-plane and
-# batching integration tests (subprocesses inherit PYTHONPATH, so `meshbatch run` is the compiled build too).
+# batching integration tests (subprocesses inherit PYTHONPATH, so `meshbatch run` is the compiled build too);
+# as in `test`, the `serial` ones alone after the parallel part.
 COMPILED_TESTS := tests/unit tests/fuzz tests/integration/test_proxy_*.py tests/integration/test_batching_*.py \
 	tests/integration/test_smuggling.py tests/integration/test_lifecycle.py tests/integration/test_admin.py
 
 test-compiled: compiled
-	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) $(COMPILED_TESTS)
+	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) -m "not serial" \
+		$(COMPILED_TESTS)
+	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider -m serial $(COMPILED_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests testbed bench chaos
