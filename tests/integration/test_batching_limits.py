@@ -4,7 +4,6 @@ before their batch is sealed are not sent, and those that go away after do not d
 
 from __future__ import annotations
 
-import functools
 import socket
 import struct
 import time
@@ -256,26 +255,33 @@ def test_an_item_that_cannot_make_it_is_never_sent(callers: Callers, upstream: B
     no_late_items(upstream.snapshot())
 
 
-@pytest.mark.serial  # the body's deadline is taken before the request goes, the proxy's when it arrives
-def test_under_load_nothing_reaches_the_upstream_late(callers: Callers, upstream: BatchUpstream) -> None:
-    """Each body's deadline is taken when its request goes (on a loaded machine, a caller thread may start well
-    after the loop queued it; the proxy's deadline runs from the request's arrival, as its header says). Run
-    alone: beside the parallel suite's other workers, the time from a body's deadline being taken to the proxy
-    stamping the request's arrival grew past the budget's margin (seven items of sixty once). The callers'
-    threads and connections are opened first: sixty threads starting and connecting at once, after their bodies'
-    deadlines were taken, once put 300 ms between a deadline taken and its request arriving."""
+@pytest.mark.serial  # sixty callers at once
+def test_under_load_nothing_is_sent_late(callers: Callers, upstream: BatchUpstream) -> None:
+    """Sixty callers at once, with budgets from 100 to 400 ms, on a route whose batches take about 120 ms: each is
+    sent before its deadline or answered 504 and never sent. Judged by the proxy's own clock, as the contract reads
+    (the budget runs from the request's arrival): the `x-meshbatch-queue-ms` a caller gets is the time from its
+    arrival to its batch being sent. Clocks taken in this process (a deadline before the request goes, the
+    upstream's arrival stamp) drift here by hundreds of milliseconds when sixty threads share the interpreter on a
+    loaded machine; the unloaded tests above check the same promise at the upstream's end."""
     warm = [callers.post("/learn/x", {"name": f"warm-{i}"}) for i in range(60)]
     assert {f.result(10).status_code for f in warm} == {200}
     upstream.reset()
-    futures = []
-    for i in range(60):
-        budget = 100 + (i % 6) * 60
-        body = functools.partial(lambda name, ms: deadline_body(name, ms)[0], f"load-{i}", budget)
-        futures.append(callers.post("/learn/x", body, headers={"x-meshbatch-deadline-ms": str(budget)}))
-    statuses = [f.result(10).status_code for f in futures]
-    assert set(statuses) <= {200, 504}
-    assert 200 in statuses
-    no_late_items(upstream.snapshot())
+    budgets = {f"load-{i}": 100 + (i % 6) * 60 for i in range(60)}
+    futures = {name: callers.post("/learn/x", {"name": name}, headers={"x-meshbatch-deadline-ms": str(budget)})
+               for name, budget in budgets.items()}
+    answers = {name: f.result(10) for name, f in futures.items()}
+    assert {r.status_code for r in answers.values()} <= {200, 504}, {n: r.text for n, r in answers.items()}
+    assert any(r.status_code == 200 for r in answers.values()), "some callers are served"
+    # A caller whose batch was sent gets the time it queued, whatever the outcome (a 504 `upstream_timeout` when
+    # the batch outlived the budget on the way); the others were refused before anything was sent.
+    sent = {name: float(r.headers["x-meshbatch-queue-ms"]) for name, r in answers.items()
+            if "x-meshbatch-queue-ms" in r.headers}
+    unsent = {name: (r.status_code, reason(r)) for name, r in answers.items() if name not in sent}
+    assert set(unsent.values()) <= {(504, "deadline_exceeded")}, unsent
+    late = {name: queued for name, queued in sent.items() if queued >= budgets[name]}
+    assert late == {}, f"sent after the caller's budget (ms queued): {late}"
+    reached = [item["name"] for batch in upstream.snapshot() for item in batch.items]
+    assert sorted(reached) == sorted(sent), "each sent item reached the upstream once, no refused one at all"
     assert callers.sent == callers.answered == 120
 
 
