@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -304,6 +305,29 @@ async def test_idempotent_request_is_replayed_on_a_fresh_connection(
     assert (await pool.request(b"GET", get(), deadline())).status == 200
     assert server.connections == 2 and server.requests == 3
     assert pool.opened == 1
+    pool.close()
+
+
+async def test_a_replay_leaves_no_exception_for_other_tasks_to_see(
+    script: Callable[[Handler], Awaitable[Script]],
+) -> None:
+    # The replay opens a connection (a suspension) after the reset was caught. Compiled code that suspended in
+    # the `except` block left the reset as every other task's sys.exc_info() meanwhile, and as the context of
+    # every exception raised after it (tests/unit/test_compiled_rules.py).
+    server = await script(close_on_second)
+    pool = pool_for(server.port)
+    assert (await pool.request(b"GET", get(), deadline())).status == 200
+    seen: list[BaseException | None] = []
+    replay = asyncio.ensure_future(pool.request(b"GET", get(), deadline()))
+    while not replay.done():
+        seen.append(sys.exc_info()[1])
+        await asyncio.sleep(0)
+    assert replay.result().status == 200 and server.connections == 2, "the request was replayed"
+    assert seen and set(seen) == {None}
+    try:
+        raise KeyError("later")
+    except KeyError as error:
+        assert error.__context__ is None
     pool.close()
 
 

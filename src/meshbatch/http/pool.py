@@ -94,22 +94,8 @@ class PoolLimits:
 
 
 class EndpointPool:
-    __slots__ = (
-        "_idle",
-        "_idle_since",
-        "_loop",
-        "_reaper",
-        "_waiters",
-        "budget",
-        "closed",
-        "connect_failures",
-        "connects",
-        "host",
-        "limits",
-        "opened",
-        "port",
-        "streams",
-    )
+    __slots__ = ("_idle", "_idle_since", "_loop", "_reaper", "_waiters", "budget", "closed", "connect_failures",
+                 "connects", "host", "limits", "opened", "port", "streams")
 
     def __init__(self, host: str, port: int, limits: PoolLimits, loop: asyncio.AbstractEventLoop) -> None:
         self.host = host
@@ -173,6 +159,7 @@ class EndpointPool:
         if conn is None:
             conn = await self._acquire(deadline)
         head = method == b"HEAD"
+        replay = False
         try:
             try:
                 response = await conn.send(data, head=head, deadline=deadline, stream_limit=stream_limit,
@@ -180,6 +167,8 @@ class EndpointPool:
             except UpstreamReset:
                 if conn.uses <= 1 or method not in IDEMPOTENT or self._loop.time() >= deadline or upload is not None:
                     raise
+                replay = True
+            if replay:  # out of the handler: compiled code must not suspend in one (docs/performance.md)
                 self.discard(conn)
                 conn = await self._acquire(deadline, fresh=True)
                 response = await conn.send(data, head=head, deadline=deadline, stream_limit=stream_limit)

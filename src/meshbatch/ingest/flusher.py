@@ -260,7 +260,9 @@ class Flusher:
                 raise
             except Exception:  # the log failed to read: keep going after a pause
                 log.exception("ingest route %s: the flusher loop failed", self.route)
-                await self._pause(self.error_pause)
+            else:
+                continue
+            await self._pause(self.error_pause)  # out of the handler: compiled code must not suspend in one
 
     async def _flush(self, batch: list[Record], lingered: asyncio.Future[None] | None) -> None:
         """One delivery slot's batch, delivered; with `lingered` (it is short of `max_items`), after its linger,
