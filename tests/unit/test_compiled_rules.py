@@ -16,6 +16,11 @@ tasks at a time, 50 rounds; docs/performance.md, "What compiled code must not do
 Interpreted code keeps the state per coroutine and shows none of this. The rules below keep every such
 suspension out of compiled code: a handler records what happened and the code after the block does the waiting;
 `async with` only over `asyncio.timeout` / `asyncio.timeout_at`, whose exit never suspends.
+
+One more rule: a compiled class whose base is an interpreted class (one of meshbatch's modules outside
+HOT_PATH) defines no class attribute but `__slots__`. mypyc makes such an attribute an instance default the
+interpreted `__init__` never sets, so the class reads its base's: a 422 of `ProxyError` answered 500 once, and
+`DeliveryFailed.default_reason` read `bad_upstream_response`. Those errors live in interpreted modules.
 """
 
 from __future__ import annotations
@@ -92,11 +97,49 @@ def violations(source: str, path: str = "<source>") -> list[str]:
     return found
 
 
+def interpreted_bases(source: str, compiled: set[str], path: str = "<source>") -> list[str]:
+    """Each class of `source` that derives from a class imported from a meshbatch module not in `compiled` and
+    defines class attributes (besides `__slots__`), as `path:line: what`."""
+    tree = ast.parse(source)
+    imported = {alias.asname or alias.name: node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module for alias in node.names}
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        bases = [_dotted(b) for b in node.bases]
+        foreign = [b for b in bases if (imported.get(b) or "").startswith("meshbatch") and imported[b] not in compiled]
+        names = [ast.unparse(t) for s in node.body if isinstance(s, (ast.Assign, ast.AnnAssign))
+                 for t in (s.targets if isinstance(s, ast.Assign) else [s.target])]
+        attributes = [n for n in names if n != "__slots__"]
+        if foreign and attributes:
+            found.append(f"{path}:{node.lineno}: class {node.name}({', '.join(foreign)}) sets {attributes}")
+    return found
+
+
 def test_the_compiled_modules_never_suspend_while_handling_an_exception() -> None:
     paths = hot_path()
     assert len(paths) > 50
     found = [v for path in paths for v in violations((ROOT / path).read_text(), path)]
     assert found == [], "\n".join(found)
+
+
+def test_no_compiled_class_sets_class_attributes_over_an_interpreted_base() -> None:
+    paths = hot_path()
+    compiled = {path.removeprefix("src/").removesuffix(".py").replace("/", ".") for path in paths}
+    found = [v for path in paths for v in interpreted_bases((ROOT / path).read_text(), compiled, path)]
+    assert found == [], "\n".join(found)
+
+
+def test_a_class_attribute_over_an_interpreted_base_is_found() -> None:
+    source = ("from meshbatch.errors import BadGateway\nfrom meshbatch.http.flow import Flow\n"
+              "class A(BadGateway):\n    status, flag = 502, 'X'\n"
+              "class B(BadGateway):\n    __slots__ = ()\n"
+              "class C(Flow):\n    mode = 1\n"
+              "class D(BadGateway):\n    reason: str = 'x'\n")
+    found = interpreted_bases(source, {"meshbatch.http.flow"})
+    assert [line.split(": ")[1] for line in found] == ["class A(BadGateway) sets ['(status, flag)']",
+                                                       "class D(BadGateway) sets ['reason']"]
 
 
 BROKEN = {

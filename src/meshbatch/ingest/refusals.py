@@ -1,7 +1,10 @@
-"""The 422 of a request none of whose events was accepted: every one was parked in dead letters by `validate`.
+"""The ingest route's own errors: the 422 of a request none of whose events was accepted (every one was parked in
+dead letters by `validate`), and the 502 of an `ack: delivered` producer whose event was parked instead of
+delivered.
 
-Kept out of the compiled handler: mypyc keeps no class attributes (`status`, `flag`) on a compiled subclass of the
-interpreted `ProxyError`, which would answer 500.
+Kept out of the compiled modules: mypyc keeps no class attributes (`status`, `flag`, `default_reason`) on a
+compiled subclass of the interpreted `ProxyError`, which would answer 500, or with its base's reason
+(tests/unit/test_compiled_rules.py).
 """
 
 from __future__ import annotations
@@ -10,9 +13,15 @@ from typing import Any
 
 import orjson
 
-from meshbatch.errors import ProxyError
+from meshbatch.errors import BadGateway, ProxyError
 
 MAX_LISTED = 100  # dead letters listed in an answer (the count is always whole)
+
+
+class DeliveryFailed(BadGateway):
+    """502: the event was parked in dead letters instead of being delivered."""
+
+    default_reason = "ingest_dead_lettered"
 
 
 class EventsDeadLettered(ProxyError):
@@ -42,4 +51,4 @@ def letters_listed(letters: list[tuple[str, str]], dropped: int) -> dict[str, An
     return out
 
 
-__all__ = ["MAX_LISTED", "EventsDeadLettered", "letters_listed"]
+__all__ = ["MAX_LISTED", "DeliveryFailed", "EventsDeadLettered", "letters_listed"]

@@ -5,14 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from meshbatch.errors import BadGateway
 from meshbatch.ingest.record import Record
-
-
-class DeliveryFailed(BadGateway):
-    """502: the event was parked in dead letters instead of being delivered."""
-
-    default_reason = "ingest_dead_lettered"
+from meshbatch.ingest.refusals import DeliveryFailed
 
 
 class Waiters:
@@ -56,7 +50,7 @@ class Waiters:
         for record in records:
             for future in self._by_id.pop(record.id, ()):
                 if not future.done():
-                    future.set_exception(DeliveryFailed("ingest_dead_lettered", f"event {record.id}: {reason}"))
+                    future.set_exception(DeliveryFailed(detail=f"event {record.id}: {reason}"))
 
 
-__all__ = ["DeliveryFailed", "Waiters"]
+__all__ = ["Waiters"]

@@ -15,7 +15,8 @@ from meshbatch.clock import FakeClock
 from meshbatch.core.backoff import Backoff
 from meshbatch.ingest.flusher import Flusher, FlushPolicy
 from meshbatch.ingest.logs.sqlite import SQLiteLog
-from meshbatch.ingest.waiters import DeliveryFailed, Waiters
+from meshbatch.ingest.refusals import DeliveryFailed
+from meshbatch.ingest.waiters import Waiters
 
 
 async def setup(tmp_path: Path, n: int, **policy: float) -> tuple[SQLiteLog, ScriptedSink, Flusher, FakeClock]:
@@ -109,7 +110,7 @@ async def test_delivered_waiters(tmp_path: Path) -> None:
     await ok
     with pytest.raises(DeliveryFailed) as info:
         await bad
-    assert info.value.status == 502
+    assert (info.value.status, info.value.reason) == (502, "ingest_dead_lettered")
     assert len(waiters) == 0
     await log.close()
 
