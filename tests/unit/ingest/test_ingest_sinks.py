@@ -22,7 +22,7 @@ from meshbatch.http.message import Headers, Response
 from meshbatch.ingest.record import Record
 from meshbatch.ingest.sinks import SINKS, BatchRejected, SinkContext, SinkUnavailable
 from meshbatch.ingest.sinks.cluster import ClusterSink
-from meshbatch.ingest.sinks.mapping import columns_of, make_row, plain_rows, received_text
+from meshbatch.ingest.sinks.mapping import CONVERT, RowError, columns_of, make_row, plain_rows, received_text
 
 COLUMNS = {"temperature": {"field": "temperature", "type": "double"}, "site": "site",
            "count": {"field": "stats.count", "type": "bigint"}, "ok": {"field": "ok", "type": "boolean"},
@@ -56,6 +56,8 @@ async def test_sqlite_sink_maps_columns_and_stores_each_id_once(tmp_path: Path) 
     assert got[0][1:7] == (20.5, "eu", 0, 1, "2026-01-02T03:04:05+00:00", '["a"]')
     assert orjson.loads(got[0][7])["site"] == "eu"
     assert sink.summary()["duplicates_ignored"] == 3
+    outcomes = await sink.deliver([event(8, at=1e20), event(9), event(10, at=-1e30)])
+    assert outcomes[1] is None and all("column at" in (o or "") for o in (outcomes[0], outcomes[2])), outcomes
     await sink.close()
 
 
@@ -177,3 +179,27 @@ def test_a_table_with_mapped_fields_makes_its_rows_one_by_one() -> None:
     config = route({"type": "sqlite", "columns": {"t": {"field": "t", "type": "double"}}}).ingest
     assert config is not None
     assert plain_rows(columns_of(config.sink)) is None
+
+
+# What orjson.loads can give: integers within [-2**63, 2**64 - 1] (a longer one is read as a float), finite floats.
+ODD_TEXTS = ["1e999", "-1e999", "nan", "9" * 5000, "10000-01-01T00:00:00Z", "0001-01-01T00:00:00Z",
+             "2026-13-40T25:61:61Z"]
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+                    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+                    | st.sampled_from(ODD_TEXTS),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=6)
+EXTREMES = [1e20, -1e20, 1e300, -1e300, 1e30, 2**63, 2**64 - 1, -(2**63), 253402300800, 1e11, -1e11]
+
+
+@pytest.mark.parametrize("kind", sorted(CONVERT))
+@given(value=st.one_of(JSON, st.sampled_from(EXTREMES)))
+@settings(max_examples=150, deadline=None)
+def test_a_field_of_any_json_value_converts_or_is_refused_alone(kind: str, value: Any) -> None:
+    """A value a producer sends either converts or raises RowError, which refuses its event alone; anything else
+    failed the whole batch as a sink fault, an outage: one event with `"at": 1e20` once held its route's every
+    later event back, retried without end."""
+    try:
+        CONVERT[kind](value)
+    except RowError:
+        pass
