@@ -70,11 +70,12 @@ $(COMPILED)/.stamp: $(STAMP) setup.py $(HOT_SOURCES)
 
 compiled: $(COMPILED)/.stamp
 
-# The compiled modules' own tests again against the compiled build: unit tests, and the data-plane and
-# batching integration tests (subprocesses inherit PYTHONPATH, so `meshbatch run` is the compiled build too);
-# as in `test`, the `serial` ones alone after the parallel part.
+# The compiled modules' own tests again against the compiled build: unit tests, and the data-plane, batching
+# and ingest (kill -9 mid-flush, hostile NDJSON) integration tests (subprocesses inherit PYTHONPATH, so `meshbatch
+# run` is the compiled build too); as in `test`, the `serial` ones alone after the parallel part.
 COMPILED_TESTS := tests/unit tests/fuzz tests/integration/test_proxy_*.py tests/integration/test_batching_*.py \
-	tests/integration/test_smuggling.py tests/integration/test_lifecycle.py tests/integration/test_admin.py
+	tests/integration/test_smuggling.py tests/integration/test_lifecycle.py tests/integration/test_admin.py \
+	tests/integration/test_ingest_crash.py tests/integration/test_ingest_pipeline.py
 
 test-compiled: compiled
 	PYTHONPATH=$(CURDIR)/$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) -m "not serial" \
